@@ -1,0 +1,203 @@
+// Package cli implements the edgeipc command line: one file per subcommand,
+// each registering a Command. cmd/edgeipc is a thin main around Main.
+//
+// Exit codes (documented in `edgeipc help`):
+//
+//	0   success
+//	1   failure (the operation was attempted and failed)
+//	2   usage error (bad flags or arguments; nothing was done)
+//	130 interrupted by SIGINT/SIGTERM before completion
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitUsage       = 2
+	ExitInterrupted = 130
+)
+
+// Env is what a command runs with. Tests replace Stdin/Stdout/Stderr.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Command is one subcommand. Run returns an exit code; it reports usage
+// problems with UsageError so the exit code is 2.
+type Command struct {
+	Name  string // "ring", "pub", ...
+	Usage string // "pub [flags] RING"
+	Short string // one line for the command list
+	Long  string // paragraphs shown by `edgeipc help NAME`
+	// Hidden commands are not listed (internal child modes).
+	Hidden bool
+	// Flags, if set, declares the command's flags on fs.
+	Flags func(fs *flag.FlagSet)
+	Run   func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
+}
+
+var commands = map[string]*Command{}
+
+// Register adds a command; each subcommand file calls it from init.
+func Register(c *Command) {
+	if _, dup := commands[c.Name]; dup {
+		panic("cli: duplicate command " + c.Name)
+	}
+	commands[c.Name] = c
+}
+
+// UsageError marks an error as a usage problem (exit code 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, a ...any) error { return &UsageError{fmt.Sprintf(format, a...)} }
+
+// ExitError carries a specific exit code.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Main runs the command line args (without the program name) and returns the
+// process exit code.
+func Main(args []string) int {
+	return MainEnv(context.Background(), &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, args)
+}
+
+// MainEnv is Main with explicit streams, for tests.
+func MainEnv(ctx context.Context, env *Env, args []string) int {
+	if len(args) == 0 {
+		printTopHelp(env.Stderr)
+		return ExitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "--help", "-help":
+		printTopHelp(env.Stdout)
+		return ExitOK
+	case "help":
+		if len(args) > 1 {
+			c, ok := commands[args[1]]
+			if !ok {
+				fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", args[1])
+				return ExitUsage
+			}
+			printCmdHelp(env.Stdout, c)
+			return ExitOK
+		}
+		printTopHelp(env.Stdout)
+		return ExitOK
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", name)
+		return ExitUsage
+	}
+	fs := flag.NewFlagSet("edgeipc "+c.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if c.Flags != nil {
+		c.Flags(fs)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printCmdHelp(env.Stdout, c)
+			return ExitOK
+		}
+		fmt.Fprintf(env.Stderr, "edgeipc %s: %v\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, err, c.Usage, c.Name)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.Run(ctx, env, fs, fs.Args())
+	return report(env, c, ctx, err)
+}
+
+func report(env *Env, c *Command, ctx context.Context, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, ue.Msg, c.Usage, c.Name)
+		return ExitUsage
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", c.Name, ee.Err)
+		}
+		return ee.Code
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return ExitInterrupted
+	}
+	fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", c.Name, err)
+	return ExitFailure
+}
+
+func printTopHelp(w io.Writer) {
+	fmt.Fprint(w, `edgeipc moves sensor frames between processes through shared-memory rings.
+
+Usage: edgeipc COMMAND [flags] [args]
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n, c := range commands {
+		if !c.Hidden {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].Short)
+	}
+	fmt.Fprint(w, `
+Run 'edgeipc help COMMAND' for a command's flags and examples.
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+`)
+}
+
+func printCmdHelp(w io.Writer, c *Command) {
+	fmt.Fprintf(w, "Usage: edgeipc %s\n\n%s\n", c.Usage, c.Short)
+	if c.Long != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.Long))
+	}
+	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+	if c.Flags != nil {
+		c.Flags(fs)
+	}
+	has := false
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	if has {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}

@@ -1,0 +1,74 @@
+package sys
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// readFile is replaceable so tests can feed fixtures.
+var readFile = os.ReadFile
+
+// ProcStartTime returns the start time of process pid in clock ticks since
+// boot (field 22 of /proc/PID/stat), truncated to 32 bits. Together with the
+// PID it identifies a process across PID reuse. It returns an error wrapping
+// os.ErrNotExist when the process does not exist.
+func ProcStartTime(pid int) (uint32, error) {
+	b, err := readFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may contain spaces
+	// or parentheses: parse from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("sys: malformed /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	fields := bytes.Fields(b[i+1:])
+	// fields[0] is field 3 (state); start time is field 22 → index 19.
+	if len(fields) < 20 {
+		return 0, errors.New("sys: short /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	v, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	if err != nil {
+		return 0, errors.New("sys: bad start time in /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	return uint32(v), nil
+}
+
+// ProcessAlive reports whether the process identified by pid and start (as
+// returned by ProcStartTime) still exists. A start of 0 matches any process
+// with that pid. Zombies count as dead.
+func ProcessAlive(pid int, start uint32) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := readFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 20 {
+		return false
+	}
+	if fields[0][0] == 'Z' || fields[0][0] == 'X' {
+		return false
+	}
+	if start == 0 {
+		return true
+	}
+	v, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	return err == nil && uint32(v) == start
+}
+
+// SelfStartTime returns ProcStartTime(os.Getpid()), computed once.
+var SelfStartTime = sync.OnceValue(func() uint32 {
+	s, _ := ProcStartTime(os.Getpid())
+	return s
+})
