@@ -72,3 +72,24 @@ var SelfStartTime = sync.OnceValue(func() uint32 {
 	s, _ := ProcStartTime(os.Getpid())
 	return s
 })
+
+// SelfPidNS returns the low 32 bits of the inode of this process's PID
+// namespace (from /proc/self/ns/pid), or 0 if it cannot be read. Two
+// processes can check each other's liveness by PID only when these match.
+var SelfPidNS = sync.OnceValue(func() uint32 {
+	l, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return 0
+	}
+	// "pid:[4026531836]"
+	i := bytes.IndexByte([]byte(l), '[')
+	j := bytes.IndexByte([]byte(l), ']')
+	if i < 0 || j <= i {
+		return 0
+	}
+	v, err := strconv.ParseUint(l[i+1:j], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
+})

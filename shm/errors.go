@@ -1,0 +1,115 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Sentinel errors. Match them with errors.Is.
+var (
+	// ErrClosed is returned by every operation on a closed Ring, Writer,
+	// Reader, Semaphore or Eventfd, and by waits that Close interrupted.
+	ErrClosed = errors.New("shm: closed")
+	// ErrBusy means another live process holds the writer lease; the
+	// *BusyError says which.
+	ErrBusy = errors.New("shm: ring already has a live writer")
+	// ErrWouldBlock is returned by Try forms when the operation would wait:
+	// no frame to read, no free slot (block policy), semaphore at zero.
+	ErrWouldBlock = errors.New("shm: operation would block")
+	// ErrCorrupt means shared memory holds values that violate the ring ABI
+	// (another process wrote garbage, or the segment is not a ring).
+	ErrCorrupt = errors.New("shm: corrupt shared memory")
+	// ErrVersion means the segment uses another ABI version or layout.
+	ErrVersion = errors.New("shm: incompatible ring ABI")
+	// ErrOverwritten is returned by Frame release in overwrite policy when
+	// the writer reused the slot while the frame was being read: the bytes
+	// seen may be torn and must be discarded.
+	ErrOverwritten = errors.New("shm: frame was overwritten while being read")
+	// ErrTooLarge means a payload does not fit the ring's slot size.
+	ErrTooLarge = errors.New("shm: payload larger than the slot")
+	// ErrNoReaderSlot means all reader table entries are in use.
+	ErrNoReaderSlot = errors.New("shm: reader table is full")
+	// ErrEvicted means the writer evicted this reader (it was believed dead);
+	// open a new Reader to rejoin.
+	ErrEvicted = errors.New("shm: reader was evicted")
+	// ErrShortBuffer means ReadInto's buffer is smaller than the frame; the
+	// frame is not consumed.
+	ErrShortBuffer = errors.New("shm: buffer too small for frame")
+	// ErrNotSupported is returned on operating systems other than Linux.
+	ErrNotSupported = errors.New("shm: not supported on this operating system")
+	// ErrNoSpace means the filesystem behind the segment directory has too
+	// little free space; the *NoSpaceError gives the sizes.
+	ErrNoSpace = errors.New("shm: not enough free space for segment")
+	// ErrInvalid means an argument is out of range.
+	ErrInvalid = errors.New("shm: invalid argument")
+)
+
+// OpError describes a failed operation on a named object.
+type OpError struct {
+	Op   string // "create", "open", "reserve", ...
+	Name string // segment or ring name
+	Err  error
+}
+
+func (e *OpError) Error() string {
+	if e.Name == "" {
+		return "shm " + e.Op + ": " + e.Err.Error()
+	}
+	return "shm " + e.Op + " " + strconv.Quote(e.Name) + ": " + e.Err.Error()
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// BusyError names the process holding a writer lease.
+type BusyError struct {
+	PID int
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("ring already has a live writer (pid %d); stop it or open a reader instead", e.PID)
+}
+
+func (e *BusyError) Unwrap() error { return ErrBusy }
+
+// NoSpaceError reports the space a segment needs and what is free.
+type NoSpaceError struct {
+	Dir        string
+	Need, Free uint64
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("segment needs %s but %s has only %s free; enlarge it (e.g. docker --shm-size, or mount -o remount,size=... %s) or use fewer/smaller slots",
+		humanBytes(e.Need), e.Dir, humanBytes(e.Free), e.Dir)
+}
+
+func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
+
+// CorruptError says which field of shared memory failed validation.
+type CorruptError struct {
+	Field string
+	Value uint64
+	Want  string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("corrupt shared memory: %s = %d, want %s", e.Field, e.Value, e.Want)
+}
+
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+func corrupt(field string, v uint64, want string) error {
+	return &CorruptError{Field: field, Value: v, Want: want}
+}
+
+func humanBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,182 @@
+package shm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Eventfd is a Linux eventfd used as a wake-up for readers that live in a
+// netpoller loop: a goroutine waiting on it parks without holding an OS
+// thread, and waits honour contexts and deadlines.
+//
+// A writer signals the eventfds added with Writer.AddNotifier whenever a
+// reader using ReaderOptions.Notifier is asleep. To share one between
+// processes, pass File() to the child (exec.Cmd.ExtraFiles) or over a Unix
+// socket, and rebuild it with EventfdFromFile.
+type Eventfd struct {
+	f      *os.File
+	rc     syscall.RawConn
+	closed atomic.Bool
+	buf    [8]byte
+	one    [8]byte
+	rerr   error
+	readFn func(fd uintptr) bool
+	sigFn  func(fd uintptr) bool
+}
+
+// NewEventfd creates an eventfd (EFD_NONBLOCK|EFD_CLOEXEC).
+func NewEventfd() (*Eventfd, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, &OpError{"eventfd", "", os.NewSyscallError("eventfd2", err)}
+	}
+	return newEventfd(os.NewFile(uintptr(fd), "eventfd"))
+}
+
+// EventfdFromFile adopts an eventfd inherited from or sent by another
+// process. It takes ownership of f.
+func EventfdFromFile(f *os.File) (*Eventfd, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, &OpError{"eventfd", "", err}
+	}
+	nfd := -1
+	var derr error
+	rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	f.Close()
+	if derr != nil {
+		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", derr)}
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", err)}
+	}
+	return newEventfd(os.NewFile(uintptr(nfd), "eventfd"))
+}
+
+func newEventfd(f *os.File) (*Eventfd, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, &OpError{"eventfd", "", err}
+	}
+	e := &Eventfd{f: f, rc: rc}
+	e.one[0] = 1 // little-endian uint64 1
+	e.readFn = func(fd uintptr) bool {
+		_, err := unix.Read(int(fd), e.buf[:])
+		if err == unix.EAGAIN {
+			return false
+		}
+		e.rerr = err
+		return true
+	}
+	e.sigFn = func(fd uintptr) bool {
+		unix.Write(int(fd), e.one[:]) // EAGAIN only if the counter is saturated: still signalled
+		return true
+	}
+	return e, nil
+}
+
+// File returns a duplicate descriptor for handing to another process.
+func (e *Eventfd) File() (*os.File, error) {
+	var nfd int
+	var derr error
+	if err := e.rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl", derr)
+	}
+	return os.NewFile(uintptr(nfd), "eventfd"), nil
+}
+
+// Signal adds one to the counter, waking a waiter. It never blocks.
+func (e *Eventfd) Signal() error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	return e.rc.Write(e.sigFn)
+}
+
+// TryWait consumes the counter if it is non-zero and returns ErrWouldBlock
+// otherwise.
+func (e *Eventfd) TryWait() error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	var got bool
+	err := e.rc.Control(func(fd uintptr) {
+		_, err := unix.Read(int(fd), e.buf[:])
+		got = err == nil
+	})
+	if err != nil {
+		return err
+	}
+	if !got {
+		return ErrWouldBlock
+	}
+	return nil
+}
+
+// Wait blocks until the counter is non-zero, then resets it.
+func (e *Eventfd) Wait(ctx context.Context) error { return e.wait(waitSpec{ctx: ctx}) }
+
+// WaitDeadline is Wait with a deadline.
+func (e *Eventfd) WaitDeadline(t time.Time) error { return e.wait(waitSpec{deadline: t}) }
+
+func (e *Eventfd) wait(w waitSpec) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	dl := w.deadline
+	if w.ctx != nil {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		dl, _ = w.ctx.Deadline()
+		if w.ctx.Done() != nil {
+			stop := context.AfterFunc(w.ctx, func() { e.f.SetReadDeadline(time.Unix(1, 0)) })
+			defer stop()
+		}
+	}
+	if !dl.IsZero() {
+		e.f.SetReadDeadline(dl)
+		defer e.f.SetReadDeadline(time.Time{})
+	}
+	e.rerr = nil
+	err := e.rc.Read(e.readFn)
+	if err == nil {
+		err = e.rerr
+	}
+	if err != nil {
+		if e.closed.Load() || errors.Is(err, os.ErrClosed) {
+			return ErrClosed
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if w.ctx != nil && w.ctx.Err() != nil {
+				return w.ctx.Err()
+			}
+			if w.ctx != nil {
+				return context.DeadlineExceeded
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// Close closes the eventfd, unblocking waiters with ErrClosed.
+func (e *Eventfd) Close() error {
+	if e.closed.Swap(true) {
+		return ErrClosed
+	}
+	return e.f.Close()
+}

@@ -1,0 +1,495 @@
+package shm
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// Start says where a new reader begins.
+type Start int
+
+const (
+	// Newest starts at the next frame the writer publishes (default).
+	Newest Start = iota
+	// Oldest starts at the oldest frame still in the ring (late-joiner
+	// history).
+	Oldest
+)
+
+// ParseStart parses "newest" or "oldest".
+func ParseStart(s string) (Start, error) {
+	switch s {
+	case "newest", "":
+		return Newest, nil
+	case "oldest":
+		return Oldest, nil
+	}
+	return 0, fmt.Errorf("%w: start %q: use newest or oldest", ErrInvalid, s)
+}
+
+// ReaderOptions configures a Reader.
+type ReaderOptions struct {
+	// From is where the reader starts.
+	From Start
+	// Spin is how many times a blocking read polls the ring before it
+	// sleeps: 0 sleeps at once, a negative value never sleeps (lowest
+	// latency, one busy core).
+	Spin int
+	// Notifier, if set, is the eventfd this reader sleeps on instead of the
+	// futex, so that the wait parks in the netpoller. The writer must have
+	// the same eventfd (or a descriptor for it) registered with
+	// Writer.AddNotifier.
+	Notifier *Eventfd
+}
+
+// Frame is one frame read from a ring.
+type Frame struct {
+	Seq   uint32 // sequence number (wraps at 2^32)
+	Time  int64  // CLOCK_MONOTONIC nanoseconds when the writer committed it
+	Type  uint32 // application frame type
+	Flags uint32 // application flags
+	// Lost is the number of frames this reader missed just before this
+	// one (overwrite policy), so Seq - Lost - 1 was the previous frame read.
+	Lost uint32
+	// Data is the payload. From Next/TryNext it aliases the ring and is
+	// valid until Release; from ReadInto it is the caller's buffer.
+	Data []byte
+}
+
+// ReaderStats counts what a reader saw.
+type ReaderStats struct {
+	Frames      uint64 `json:"frames"`      // frames returned
+	Lost        uint64 `json:"lost"`        // frames skipped because the writer lapped the reader
+	Overwritten uint64 `json:"overwritten"` // frames returned then found overwritten at Release
+	Corrupt     uint64 `json:"corrupt"`     // slots skipped because their header was invalid
+}
+
+// Reader consumes frames from a ring at its own pace. Each Reader holds one
+// entry of the ring's reader table. A Reader is not safe for concurrent use,
+// except Close, which may be called from any goroutine to abort a blocked
+// read with ErrClosed.
+type Reader struct {
+	r   *Ring
+	h   *ringHeader
+	e   *readerEntry
+	me  uint32
+	own bool
+
+	cursor    uint32 // next sequence to read
+	knownHead uint32 // a head value seen: frames before it are published
+	held      bool
+	heldSlot  *slotHeader
+	pending   uint32 // lost frames not yet reported in a Frame
+	spin      int
+	ev        *Eventfd
+	stats     ReaderStats
+	fence     uint32
+
+	closed atomic.Bool
+	busy   atomic.Int32
+}
+
+// NewReader joins the ring's reader table.
+func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
+	var o ReaderOptions
+	if opts != nil {
+		o = *opts
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	var e *readerEntry
+	for i := 0; i < MaxReaders; i++ {
+		c := r.reader(i)
+		if atomic.LoadUint32(&c.Owner) == uint32(os.Getpid()) {
+			continue // another reader of this process
+		}
+		if _, ok := claim(&c.Owner, &c.Start, &c.PidNS); ok {
+			e = c
+			break
+		}
+	}
+	if e == nil {
+		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: all %d entries are held by live readers", ErrNoReaderSlot, MaxReaders)}
+	}
+	rd := &Reader{r: r, h: r.hdr, e: e, me: uint32(os.Getpid()), spin: o.Spin, ev: o.Notifier}
+	head := atomic.LoadUint32(&r.hdr.Head)
+	start := head
+	if o.From == Oldest {
+		start = r.oldest(head)
+	}
+	rd.cursor, rd.knownHead = start, start
+	atomic.StoreUint32(&e.Cursor, start)
+	atomic.StoreUint32(&e.Lost, 0)
+	atomic.StoreUint32(&e.Frames, 0)
+	var fl uint32
+	if o.Notifier != nil {
+		fl = 1
+	}
+	atomic.StoreUint32(&e.Flags, fl)
+	publish(&e.Owner)
+	r.readers[rd] = struct{}{}
+	return rd, nil
+}
+
+// oldest returns the oldest sequence still in the ring given head.
+func (r *Ring) oldest(head uint32) uint32 {
+	base := r.hdr.BaseSeq
+	if head-base < r.g.slotCount {
+		return base
+	}
+	return head - r.g.slotCount
+}
+
+// OpenReader opens the named ring and joins it as a reader. Closing the
+// Reader closes the ring.
+func OpenReader(name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
+	r, err := Open(name, sopts)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := r.NewReader(opts)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	rd.own = true
+	return rd, nil
+}
+
+// Ring returns the ring being read.
+func (rd *Reader) Ring() *Ring { return rd.r }
+
+// Stats returns what this reader has seen so far.
+func (rd *Reader) Stats() ReaderStats { return rd.stats }
+
+// Cursor returns the sequence number of the next frame to be read.
+func (rd *Reader) Cursor() uint32 { return rd.cursor }
+
+// Lag returns how many published frames this reader has not read yet.
+func (rd *Reader) Lag() uint32 { return atomic.LoadUint32(&rd.h.Head) - rd.cursor }
+
+// TryNext returns the next frame without waiting, or ErrWouldBlock. The
+// frame's Data aliases shared memory: call Release when done with it. Under
+// the overwrite policy Release reports ErrOverwritten if the writer reused
+// the slot meanwhile, in which case Data must be discarded.
+func (rd *Reader) TryNext() (Frame, error) {
+	if err := rd.enter(); err != nil {
+		return Frame{}, err
+	}
+	defer rd.busy.Add(-1)
+	return rd.next()
+}
+
+// Next waits for the next frame until ctx is done (see TryNext).
+func (rd *Reader) Next(ctx context.Context) (Frame, error) {
+	return rd.wait(waitSpec{ctx: ctx})
+}
+
+// NextDeadline waits for the next frame until t; it returns an error
+// wrapping os.ErrDeadlineExceeded after t.
+func (rd *Reader) NextDeadline(t time.Time) (Frame, error) {
+	return rd.wait(waitSpec{deadline: t})
+}
+
+func (rd *Reader) enter() error {
+	rd.busy.Add(1)
+	if rd.closed.Load() {
+		rd.busy.Add(-1)
+		return ErrClosed
+	}
+	if rd.held {
+		rd.Release()
+	}
+	return nil
+}
+
+func (rd *Reader) wait(ws waitSpec) (Frame, error) {
+	if err := rd.enter(); err != nil {
+		return Frame{}, err
+	}
+	defer rd.busy.Add(-1)
+	var done <-chan struct{}
+	if ws.ctx != nil {
+		done = ws.ctx.Done()
+	}
+	for {
+		f, err := rd.next()
+		if err != ErrWouldBlock {
+			return f, err
+		}
+		// Poll before sleeping, if asked to.
+		for i := 0; rd.spin < 0 || i < rd.spin; i++ {
+			if atomic.LoadUint32(&rd.h.Head) != rd.cursor || rd.closed.Load() {
+				break
+			}
+			if i&1023 == 1023 {
+				if err := rd.pollDone(done, ws); err != nil {
+					return Frame{}, err
+				}
+			}
+		}
+		if rd.closed.Load() {
+			return Frame{}, ErrClosed
+		}
+		if atomic.LoadUint32(&rd.h.Head) != rd.cursor {
+			continue
+		}
+		if err := rd.sleep(ws); err != nil {
+			if rd.closed.Load() {
+				return Frame{}, ErrClosed
+			}
+			return Frame{}, err
+		}
+	}
+}
+
+func (rd *Reader) pollDone(done <-chan struct{}, ws waitSpec) error {
+	select {
+	case <-done:
+		return ws.ctx.Err()
+	default:
+	}
+	if ws.ctx == nil && !ws.deadline.IsZero() && !time.Now().Before(ws.deadline) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// sleep blocks until the head moves past the cursor (or may have), using
+// the futex or the eventfd. The sleeper count is raised before the head is
+// re-checked, so a writer that publishes after the check sees it and wakes.
+func (rd *Reader) sleep(ws waitSpec) error {
+	h := rd.h
+	c := rd.cursor
+	if rd.ev != nil {
+		atomic.AddUint32(&h.EvSleepers, 1)
+		var err error
+		if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
+			err = rd.ev.wait(ws)
+		}
+		atomic.AddUint32(&h.EvSleepers, ^uint32(0))
+		return err
+	}
+	atomic.AddUint32(&h.Sleepers, 1)
+	var err error
+	if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
+		err = futexSleep(&h.Head, c, ws, 0)
+	}
+	atomic.AddUint32(&h.Sleepers, ^uint32(0))
+	return err
+}
+
+// next finds the frame at the cursor, skipping frames the writer has
+// overwritten. Nothing read from shared memory is used unchecked: the slot
+// index comes from the local mask, the length is bounded by the local
+// geometry, and the slot's stamp and sequence must name the wanted frame.
+func (rd *Reader) next() (Frame, error) {
+	if o := atomic.LoadUint32(&rd.e.Owner); o != rd.me {
+		return Frame{}, &OpError{"read", rd.r.name, ErrEvicted}
+	}
+	g := &rd.r.g
+	for attempt := 0; attempt < 64; attempt++ {
+		c := rd.cursor
+		if c == rd.knownHead {
+			h := atomic.LoadUint32(&rd.h.Head)
+			if h == c {
+				return Frame{}, ErrWouldBlock
+			}
+			lag := h - c
+			if lag > 1<<31 {
+				// The head is behind us: a new writer restarted the
+				// sequence, or shared memory was rewritten. Follow it.
+				rd.cursor, rd.knownHead = h, h
+				return Frame{}, ErrWouldBlock
+			}
+			if lag > g.slotCount {
+				skip := lag - g.slotCount
+				rd.pending += skip
+				rd.stats.Lost += uint64(skip)
+				atomic.AddUint32(&rd.e.Lost, skip)
+				c = h - g.slotCount
+				rd.cursor = c
+			}
+			rd.knownHead = h
+		}
+		sh, p := rd.r.slot(c)
+		st := atomic.LoadUint32(&sh.Stamp)
+		if st != c<<1 || sh.Seq != c {
+			// Lapped: the writer reused this slot after we read head.
+			rd.skip(c, 1)
+			rd.knownHead = c + 1 // force a head re-read
+			continue
+		}
+		n := sh.Length
+		f := Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags}
+		if n > g.maxPayload {
+			loadFence(&rd.fence)
+			if atomic.LoadUint32(&sh.Stamp) == st {
+				// A consistent but impossible header: skip the slot.
+				rd.stats.Corrupt++
+				rd.advance(c + 1)
+				return Frame{}, &OpError{"read", rd.r.name, corrupt(fmt.Sprintf("slot %d length", c&g.mask), uint64(n), fmt.Sprintf("<= %d", g.maxPayload))}
+			}
+			rd.skip(c, 1)
+			continue
+		}
+		f.Data = unsafe.Slice((*byte)(p), n)
+		f.Lost = rd.pending
+		rd.pending = 0
+		rd.held = true
+		rd.heldSlot = sh
+		rd.stats.Frames++
+		return f, nil
+	}
+	return Frame{}, ErrWouldBlock
+}
+
+func (rd *Reader) skip(c, n uint32) {
+	rd.pending += n
+	rd.stats.Lost += uint64(n)
+	atomic.AddUint32(&rd.e.Lost, n)
+	rd.advance(c + n)
+}
+
+func (rd *Reader) advance(c uint32) {
+	rd.cursor = c
+	atomic.StoreUint32(&rd.e.Cursor, c)
+}
+
+// Release ends the use of the frame returned by Next or TryNext and
+// advances the reader. Under the overwrite policy it returns
+// ErrOverwritten if the frame's slot was reused while it was held: the
+// bytes seen may be torn. Under the block policy it lets a waiting writer
+// reuse the slot.
+func (rd *Reader) Release() error {
+	if !rd.held {
+		return nil
+	}
+	rd.held = false
+	c := rd.cursor
+	var err error
+	if rd.r.g.policy == policyOverwrite {
+		loadFence(&rd.fence)
+		if atomic.LoadUint32(&rd.heldSlot.Stamp) != c<<1 {
+			rd.stats.Overwritten++
+			atomic.AddUint32(&rd.e.Lost, 1)
+			err = ErrOverwritten
+		}
+	}
+	rd.advance(c + 1)
+	if rd.stats.Frames&63 == 0 {
+		atomic.StoreUint32(&rd.e.Frames, uint32(rd.stats.Frames))
+	}
+	if rd.r.g.policy == policyBlock && atomic.LoadUint32(&rd.h.WriterWaiting) != 0 &&
+		atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
+		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)
+	}
+	return err
+}
+
+// TryReadInto copies the next frame into buf without waiting. The returned
+// Frame's Data is buf[:n]. A torn frame is never returned: frames
+// overwritten during the copy are skipped and counted as lost.
+func (rd *Reader) TryReadInto(buf []byte) (Frame, error) {
+	for {
+		f, err := rd.TryNext()
+		if err != nil {
+			return f, err
+		}
+		if f, err, ok := rd.copyOut(f, buf); ok {
+			return f, err
+		}
+	}
+}
+
+// ReadInto waits (until ctx is done) for the next frame and copies it into
+// buf. If buf is too small it returns ErrShortBuffer and the frame is not
+// consumed; Frame.Data is nil and the needed size is in the error.
+func (rd *Reader) ReadInto(ctx context.Context, buf []byte) (Frame, error) {
+	for {
+		f, err := rd.Next(ctx)
+		if err != nil {
+			return f, err
+		}
+		if f, err, ok := rd.copyOut(f, buf); ok {
+			return f, err
+		}
+	}
+}
+
+// ReadIntoDeadline is ReadInto with a deadline.
+func (rd *Reader) ReadIntoDeadline(t time.Time, buf []byte) (Frame, error) {
+	for {
+		f, err := rd.NextDeadline(t)
+		if err != nil {
+			return f, err
+		}
+		if f, err, ok := rd.copyOut(f, buf); ok {
+			return f, err
+		}
+	}
+}
+
+func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
+	if len(f.Data) > len(buf) {
+		rd.held = false // not consumed: leave the cursor on this frame
+		rd.stats.Frames--
+		rd.pending += f.Lost
+		return Frame{}, fmt.Errorf("%w: frame %d has %d bytes, buffer %d", ErrShortBuffer, f.Seq, len(f.Data), len(buf)), true
+	}
+	n := copy(buf, f.Data)
+	if err := rd.Release(); err != nil {
+		// Torn copy: count it lost and carry the loss to the next frame.
+		rd.stats.Frames--
+		rd.stats.Overwritten--
+		rd.pending += f.Lost + 1
+		rd.stats.Lost++
+		return Frame{}, nil, false
+	}
+	f.Data = buf[:n]
+	return f, nil, true
+}
+
+// Close leaves the reader table and wakes a read blocked in another
+// goroutine with ErrClosed. If the Reader came from OpenReader, the ring is
+// closed too.
+func (rd *Reader) Close() error { return rd.close(true) }
+
+func (rd *Reader) close(detach bool) error {
+	if rd.closed.Swap(true) {
+		return ErrClosed
+	}
+	for i := 0; rd.busy.Load() != 0 && i < 2000; i++ {
+		sys.FutexWake(&rd.h.Head, math.MaxInt32)
+		if rd.ev != nil {
+			rd.ev.Signal()
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	atomic.StoreUint32(&rd.e.Frames, uint32(rd.stats.Frames))
+	atomic.StoreUint32(&rd.e.Flags, 0)
+	release(&rd.e.Owner)
+	// A block-policy writer may be waiting on us.
+	if rd.r.g.policy == policyBlock && atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
+		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)
+	}
+	if detach {
+		rd.r.mu.Lock()
+		delete(rd.r.readers, rd)
+		rd.r.mu.Unlock()
+		if rd.own {
+			return rd.r.Close()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,460 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where named segments live unless SegmentOptions.Dir or the
+// EDGEIPC_SHM_DIR environment variable says otherwise.
+const DefaultDir = "/dev/shm"
+
+// FilePrefix starts the file name of every named edgeipc segment, so that
+// listing and removal never touch other programs' objects.
+const FilePrefix = "edgeipc."
+
+// SegmentOptions controls how named segments are created and found.
+type SegmentOptions struct {
+	// Dir is the directory holding segments; "" means $EDGEIPC_SHM_DIR or
+	// /dev/shm.
+	Dir string
+	// Group, if set (a group name or numeric id), makes created objects
+	// mode 0660 owned by that group; otherwise they are 0600.
+	Group string
+	// Mode overrides the permission bits (only 0600 and 0660 are accepted).
+	Mode os.FileMode
+}
+
+func (o *SegmentOptions) dir() string {
+	if o != nil && o.Dir != "" {
+		return o.Dir
+	}
+	if d := os.Getenv("EDGEIPC_SHM_DIR"); d != "" {
+		return d
+	}
+	return DefaultDir
+}
+
+func (o *SegmentOptions) modeAndGID() (os.FileMode, int, error) {
+	mode := os.FileMode(0o600)
+	gid := -1
+	if o == nil {
+		return mode, gid, nil
+	}
+	if o.Group != "" {
+		mode = 0o660
+		g, err := lookupGroup(o.Group)
+		if err != nil {
+			return 0, 0, err
+		}
+		gid = g
+	}
+	if o.Mode != 0 {
+		if o.Mode != 0o600 && o.Mode != 0o660 {
+			return 0, 0, fmt.Errorf("%w: mode %#o: use 0600 (owner only) or 0660 (with a group)", ErrInvalid, o.Mode)
+		}
+		mode = o.Mode
+	}
+	return mode, gid, nil
+}
+
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("%w: group %q: %v", ErrInvalid, g, err)
+	}
+	return strconv.Atoi(gr.Gid)
+}
+
+// ValidName reports whether name can name a segment: 1 to 200 characters
+// from [A-Za-z0-9._-], not starting with '.' or '-'.
+func ValidName(name string) error {
+	if name == "" || len(name) > 200 {
+		return fmt.Errorf("%w: name %q: must be 1 to 200 characters", ErrInvalid, name)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("%w: name %q: must not start with '.' or '-'", ErrInvalid, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: name %q: only letters, digits, '.', '_' and '-' are allowed", ErrInvalid, name)
+		}
+	}
+	return nil
+}
+
+// Segment is a mapped shared-memory object: a named file under the segment
+// directory, or an anonymous sealed memfd.
+type Segment struct {
+	name string
+	path string // "" for memfd segments
+	fd   int
+	mem  []byte
+}
+
+// Name returns the segment's name (without directory or prefix).
+func (s *Segment) Name() string { return s.name }
+
+// Path returns the file path, or "" for an anonymous memfd segment.
+func (s *Segment) Path() string { return s.path }
+
+// Bytes returns the mapping. It is valid until Close.
+func (s *Segment) Bytes() []byte { return s.mem }
+
+// Size returns the mapping's length in bytes.
+func (s *Segment) Size() int { return len(s.mem) }
+
+// File returns a duplicate of the segment's descriptor, for handing to
+// another process (exec.Cmd.ExtraFiles or SCM_RIGHTS). The caller closes it.
+func (s *Segment) File() (*os.File, error) {
+	if s.mem == nil {
+		return nil, ErrClosed
+	}
+	nfd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+	}
+	return os.NewFile(uintptr(nfd), "edgeipc-segment:"+s.name), nil
+}
+
+// Close unmaps the segment and closes its descriptor. The named file stays:
+// use Remove or RemoveSegment to delete it.
+func (s *Segment) Close() error {
+	if s.mem == nil {
+		return ErrClosed
+	}
+	err := unix.Munmap(s.mem)
+	s.mem = nil
+	if cerr := unix.Close(s.fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Remove unlinks the segment's file (processes that mapped it keep their
+// mapping). It is a no-op for memfd segments.
+func (s *Segment) Remove() error {
+	if s.path == "" {
+		return nil
+	}
+	return unix.Unlink(s.path)
+}
+
+// SegmentPath returns the file path that names name under opts.
+func SegmentPath(name string, opts *SegmentOptions) string {
+	return filepath.Join(opts.dir(), FilePrefix+name)
+}
+
+// CreateSegment creates a new named segment of size bytes with
+// O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0600 (0660 with a group),
+// preallocates it (so later page faults cannot SIGBUS for lack of space),
+// and maps it. It fails with *NoSpaceError if the filesystem lacks room and
+// with an error wrapping os.ErrExist if the name is taken.
+func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error) {
+	if err := ValidName(name); err != nil {
+		return nil, &OpError{"create", name, err}
+	}
+	if size <= 0 {
+		return nil, &OpError{"create", name, fmt.Errorf("%w: size %d", ErrInvalid, size)}
+	}
+	mode, gid, err := opts.modeAndGID()
+	if err != nil {
+		return nil, &OpError{"create", name, err}
+	}
+	dir := opts.dir()
+	if err := checkSpace(dir, uint64(size)); err != nil {
+		return nil, &OpError{"create", name, err}
+	}
+	path := filepath.Join(dir, FilePrefix+name)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with 'edgeipc ring rm %s' if it is stale): %w", path, name, os.ErrExist)}
+		}
+		return nil, &OpError{"create", name, &os.PathError{Op: "open", Path: path, Err: err}}
+	}
+	seg := &Segment{name: name, path: path, fd: fd}
+	fail := func(err error) (*Segment, error) {
+		unix.Unlink(path)
+		unix.Close(fd)
+		return nil, &OpError{"create", name, err}
+	}
+	// The umask may have removed bits; set the mode exactly.
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return fail(os.NewSyscallError("fchmod", err))
+	}
+	if gid >= 0 {
+		if err := unix.Fchown(fd, -1, gid); err != nil {
+			return fail(fmt.Errorf("fchown to group %d: %w (are you a member of it?)", gid, err))
+		}
+	}
+	if err := preallocate(fd, dir, int64(size)); err != nil {
+		return fail(err)
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fail(os.NewSyscallError("mmap", err))
+	}
+	seg.mem = mem
+	return seg, nil
+}
+
+func preallocate(fd int, dir string, size int64) error {
+	err := unix.Fallocate(fd, 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		free, _ := freeSpace(dir)
+		return &NoSpaceError{Dir: dir, Need: uint64(size), Free: free}
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return os.NewSyscallError("fallocate", err)
+	}
+	// Filesystem without fallocate: size the file and touch every page.
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return os.NewSyscallError("ftruncate", err)
+	}
+	zero := make([]byte, 64<<10)
+	for off := int64(0); off < size; off += int64(len(zero)) {
+		n := int64(len(zero))
+		if size-off < n {
+			n = size - off
+		}
+		if _, err := unix.Pwrite(fd, zero[:n], off); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				free, _ := freeSpace(dir)
+				return &NoSpaceError{Dir: dir, Need: uint64(size), Free: free}
+			}
+			return os.NewSyscallError("pwrite", err)
+		}
+	}
+	return nil
+}
+
+func freeSpace(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+func checkSpace(dir string, need uint64) error {
+	free, err := freeSpace(dir)
+	if err != nil {
+		return err
+	}
+	if need > free {
+		return &NoSpaceError{Dir: dir, Need: need, Free: free}
+	}
+	return nil
+}
+
+// OpenSegment maps an existing named segment. It refuses symlinks and
+// anything that is not a regular file.
+func OpenSegment(name string, opts *SegmentOptions) (*Segment, error) {
+	if err := ValidName(name); err != nil {
+		return nil, &OpError{"open", name, err}
+	}
+	path := filepath.Join(opts.dir(), FilePrefix+name)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, &OpError{"open", name, fmt.Errorf("%s does not exist (create it with 'edgeipc ring create %s' or start the runtime): %w", path, name, os.ErrNotExist)}
+		}
+		if errors.Is(err, unix.ELOOP) {
+			return nil, &OpError{"open", name, fmt.Errorf("%s is a symbolic link; refusing to follow it", path)}
+		}
+		return nil, &OpError{"open", name, &os.PathError{Op: "open", Path: path, Err: err}}
+	}
+	seg, err := mapFd(fd, name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &OpError{"open", name, err}
+	}
+	seg.path = path
+	return seg, nil
+}
+
+func mapFd(fd int, name string) (*Segment, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%w: not a regular file", ErrInvalid)
+	}
+	if st.Size <= 0 || st.Size > 1<<40 || int64(int(st.Size)) != st.Size {
+		return nil, corrupt("file size", uint64(st.Size), "a positive size that fits in memory")
+	}
+	mem, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return &Segment{name: name, fd: fd, mem: mem}, nil
+}
+
+// RemoveSegment unlinks the named segment's file.
+func RemoveSegment(name string, opts *SegmentOptions) error {
+	if err := ValidName(name); err != nil {
+		return &OpError{"remove", name, err}
+	}
+	path := filepath.Join(opts.dir(), FilePrefix+name)
+	if err := unix.Unlink(path); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return &OpError{"remove", name, fmt.Errorf("%s does not exist: %w", path, os.ErrNotExist)}
+		}
+		return &OpError{"remove", name, &os.PathError{Op: "unlink", Path: path, Err: err}}
+	}
+	return nil
+}
+
+// SegmentInfo describes one named segment found by ListSegments.
+type SegmentInfo struct {
+	Name string      `json:"name"`
+	Path string      `json:"path"`
+	Kind string      `json:"kind"` // "ring", "semaphore" or "unknown"
+	Size int64       `json:"size"`
+	Mode os.FileMode `json:"mode"`
+	UID  int         `json:"uid"`
+	GID  int         `json:"gid"`
+}
+
+// ListSegments lists the edgeipc segments in the segment directory. It reads
+// only the first bytes of each file to tell rings from semaphores.
+func ListSegments(opts *SegmentOptions) ([]SegmentInfo, error) {
+	dir := opts.dir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, &OpError{"list", "", err}
+	}
+	var out []SegmentInfo
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, FilePrefix) || ValidName(n[len(FilePrefix):]) != nil {
+			continue
+		}
+		path := filepath.Join(dir, n)
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		out = append(out, SegmentInfo{
+			Name: n[len(FilePrefix):], Path: path, Kind: segmentKind(path),
+			Size: st.Size, Mode: os.FileMode(st.Mode & 0o777), UID: int(st.Uid), GID: int(st.Gid),
+		})
+	}
+	return out, nil
+}
+
+func segmentKind(path string) string {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return "unknown"
+	}
+	defer unix.Close(fd)
+	var b [4]byte
+	if n, err := unix.Pread(fd, b[:], 0); err != nil || n != 4 {
+		return "unknown"
+	}
+	switch le32(b[:]) {
+	case ringMagic:
+		return "ring"
+	case semMagic:
+		return "semaphore"
+	}
+	return "unknown"
+}
+
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// NewMemfd creates an anonymous segment with memfd_create, sized and sealed
+// against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL), so
+// no process holding it can cause SIGBUS by truncating it. Hand it to
+// another process with File.
+func NewMemfd(name string, size int) (*Segment, error) {
+	if err := ValidName(name); err != nil {
+		return nil, &OpError{"memfd", name, err}
+	}
+	if size <= 0 {
+		return nil, &OpError{"memfd", name, fmt.Errorf("%w: size %d", ErrInvalid, size)}
+	}
+	fd, err := unix.MemfdCreate("edgeipc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, &OpError{"memfd", name, os.NewSyscallError("memfd_create", err)}
+	}
+	fail := func(err error) (*Segment, error) {
+		unix.Close(fd)
+		return nil, &OpError{"memfd", name, err}
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		return fail(os.NewSyscallError("ftruncate", err))
+	}
+	if err := unix.Fallocate(fd, 0, 0, int64(size)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) {
+			return fail(fmt.Errorf("%w: memfd of %s: %v", ErrNoSpace, humanBytes(uint64(size)), err))
+		}
+		return fail(os.NewSyscallError("fallocate", err))
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
+		return fail(os.NewSyscallError("fcntl(F_ADD_SEALS)", err))
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fail(os.NewSyscallError("mmap", err))
+	}
+	return &Segment{name: name, fd: fd, mem: mem}, nil
+}
+
+// OpenFd maps a segment received as a descriptor (from NewMemfd in another
+// process). It takes ownership of f. It requires F_SEAL_SHRINK so that the
+// sender cannot truncate the memory under the mapping.
+func OpenFd(f *os.File, name string) (*Segment, error) {
+	if f == nil {
+		return nil, &OpError{"open fd", name, ErrInvalid}
+	}
+	// Take our own descriptor so f's finalizer cannot close it.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, &OpError{"open fd", name, err}
+	}
+	nfd := -1
+	var derr error
+	if cerr := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil {
+		derr = cerr
+	}
+	f.Close()
+	if derr != nil {
+		return nil, &OpError{"open fd", name, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", derr)}
+	}
+	seals, err := unix.FcntlInt(uintptr(nfd), unix.F_GET_SEALS, 0)
+	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+		unix.Close(nfd)
+		return nil, &OpError{"open fd", name, fmt.Errorf("%w: descriptor is not a memfd sealed with F_SEAL_SHRINK; a sender could truncate it and crash this process with SIGBUS", ErrInvalid)}
+	}
+	seg, err := mapFd(nfd, name)
+	if err != nil {
+		unix.Close(nfd)
+		return nil, &OpError{"open fd", name, err}
+	}
+	return seg, nil
+}
+
+var _ io.Closer = (*Segment)(nil)

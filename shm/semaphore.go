@@ -1,0 +1,152 @@
+package shm
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// semaphore segment layout (ABI v1, see docs/abi.md):
+//
+//	0  magic   u32 "EIPS"
+//	4  version u32 1
+//	8  value   u32 (futex word)
+//	12 waiters u32
+const semSegmentSize = 4096
+
+type semHeader struct {
+	Magic   uint32
+	Version uint32
+	Value   uint32
+	Waiters uint32
+}
+
+// Semaphore is a named, process-shared counting semaphore in shared memory,
+// built on a futex: Post never blocks and makes a system call only when a
+// waiter sleeps. It is safe for concurrent use.
+type Semaphore struct {
+	seg    *Segment
+	h      *semHeader
+	closed atomic.Bool
+	local  atomic.Int32 // waiters in this process
+}
+
+// CreateSemaphore creates a new named semaphore with an initial value.
+func CreateSemaphore(name string, initial uint32, opts *SegmentOptions) (*Semaphore, error) {
+	seg, err := CreateSegment(name, semSegmentSize, opts)
+	if err != nil {
+		return nil, err
+	}
+	h := (*semHeader)(unsafe.Pointer(&seg.mem[0]))
+	h.Version = ABIVersion
+	atomic.StoreUint32(&h.Value, initial)
+	atomic.StoreUint32(&h.Magic, semMagic)
+	return &Semaphore{seg: seg, h: h}, nil
+}
+
+// OpenSemaphore opens an existing named semaphore.
+func OpenSemaphore(name string, opts *SegmentOptions) (*Semaphore, error) {
+	seg, err := OpenSegment(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(seg.mem) < int(unsafe.Sizeof(semHeader{})) {
+		seg.Close()
+		return nil, &OpError{"open", name, corrupt("segment size", uint64(len(seg.mem)), ">= 16 (not a semaphore)")}
+	}
+	h := (*semHeader)(unsafe.Pointer(&seg.mem[0]))
+	var m uint32
+	for i := 0; i < 100; i++ {
+		if m = atomic.LoadUint32(&h.Magic); m != 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m != semMagic {
+		seg.Close()
+		return nil, &OpError{"open", name, fmt.Errorf("%w: magic %#08x is not an edgeipc semaphore", ErrCorrupt, m)}
+	}
+	if h.Version != ABIVersion {
+		seg.Close()
+		return nil, &OpError{"open", name, fmt.Errorf("%w: semaphore ABI version %d, this build speaks %d", ErrVersion, h.Version, ABIVersion)}
+	}
+	return &Semaphore{seg: seg, h: h}, nil
+}
+
+// RemoveSemaphore unlinks a named semaphore.
+func RemoveSemaphore(name string, opts *SegmentOptions) error { return RemoveSegment(name, opts) }
+
+// Post increments the semaphore and wakes one waiter.
+func (s *Semaphore) Post() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	semPost(&s.h.Value, &s.h.Waiters)
+	return nil
+}
+
+// TryWait decrements the semaphore if it is positive and returns
+// ErrWouldBlock otherwise.
+func (s *Semaphore) TryWait() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if semTryWait(&s.h.Value) {
+		return nil
+	}
+	return ErrWouldBlock
+}
+
+// Wait decrements the semaphore, sleeping while it is zero, until ctx is
+// done or the semaphore is closed.
+func (s *Semaphore) Wait(ctx context.Context) error {
+	return s.wait(waitSpec{ctx: ctx})
+}
+
+// WaitDeadline is Wait with a deadline instead of a context; it returns an
+// error wrapping os.ErrDeadlineExceeded when the deadline passes.
+func (s *Semaphore) WaitDeadline(t time.Time) error {
+	return s.wait(waitSpec{deadline: t})
+}
+
+func (s *Semaphore) wait(w waitSpec) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.local.Add(1)
+	defer s.local.Add(-1)
+	err := semWait(&s.h.Value, &s.h.Waiters, w, 0, &s.closed)
+	if err == nil && s.closed.Load() {
+		// Give the unit back: Close interrupted us.
+		semPost(&s.h.Value, &s.h.Waiters)
+		return ErrClosed
+	}
+	return err
+}
+
+// Value returns the current count.
+func (s *Semaphore) Value() uint32 { return atomic.LoadUint32(&s.h.Value) }
+
+// Name returns the semaphore's name.
+func (s *Semaphore) Name() string { return s.seg.name }
+
+// Close wakes every waiter in this process with ErrClosed and unmaps the
+// semaphore. Other processes are not affected.
+func (s *Semaphore) Close() error {
+	if s.closed.Swap(true) {
+		return ErrClosed
+	}
+	sys.FutexWake(&s.h.Value, math.MaxInt32)
+	// Waiters re-check closed after waking; give them a moment before
+	// unmapping the word they sleep on.
+	for i := 0; i < 200 && s.local.Load() != 0; i++ {
+		sys.FutexWake(&s.h.Value, math.MaxInt32)
+		time.Sleep(time.Millisecond)
+	}
+	return s.seg.Close()
+}

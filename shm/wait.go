@@ -1,0 +1,127 @@
+package shm
+
+import (
+	"context"
+	"math"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// waitSpec is how long a blocking call may wait: a context, or a bare
+// deadline (no allocation), or neither (forever).
+type waitSpec struct {
+	ctx      context.Context
+	deadline time.Time
+}
+
+// expired returns the error to give up with, or nil.
+func (w waitSpec) expired() error {
+	if w.ctx != nil {
+		return w.ctx.Err()
+	}
+	if !w.deadline.IsZero() && !time.Now().Before(w.deadline) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// timeout returns how long the next sleep may last (0 = no limit, capped by
+// max when max > 0), or an error when already expired.
+func (w waitSpec) timeout(max time.Duration) (time.Duration, error) {
+	var dl time.Time
+	if w.ctx != nil {
+		if err := w.ctx.Err(); err != nil {
+			return 0, err
+		}
+		dl, _ = w.ctx.Deadline()
+	} else {
+		dl = w.deadline
+	}
+	t := max
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			if w.ctx != nil {
+				return 0, context.DeadlineExceeded
+			}
+			return 0, os.ErrDeadlineExceeded
+		}
+		if t == 0 || d < t {
+			t = d
+		}
+	}
+	return t, nil
+}
+
+// futexSleep sleeps while *addr == val, until a wake, the wait's deadline,
+// its context's cancellation, or max (if > 0). A cancelled context wakes
+// every sleeper on addr; they re-check their conditions and sleep again.
+func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration) error {
+	t, err := w.timeout(max)
+	if err != nil {
+		return err
+	}
+	if w.ctx != nil && w.ctx.Done() != nil {
+		stop := context.AfterFunc(w.ctx, func() { sys.FutexWake(addr, math.MaxInt32) })
+		defer stop()
+	}
+	if err := sys.FutexWait(addr, val, t); err != nil && err != errTimedOut {
+		return err
+	}
+	return w.expired()
+}
+
+// Semaphore operations on a (value, waiters) pair of words in shared
+// memory. Used by the named Semaphore and by the block policy.
+
+func semPost(value, waiters *uint32) {
+	atomic.AddUint32(value, 1)
+	if atomic.LoadUint32(waiters) != 0 {
+		sys.FutexWake(value, 1)
+	}
+}
+
+func semTryWait(value *uint32) bool {
+	for {
+		v := atomic.LoadUint32(value)
+		if v == 0 {
+			return false
+		}
+		if atomic.CompareAndSwapUint32(value, v, v-1) {
+			return true
+		}
+	}
+}
+
+// semWait decrements value, sleeping while it is zero. max bounds one sleep
+// (0 = none); when it elapses semWait returns errSlice so the caller can do
+// housekeeping and call again. closed, if not nil, aborts with ErrClosed.
+func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atomic.Bool) error {
+	for {
+		if semTryWait(value) {
+			return nil
+		}
+		if closed != nil && closed.Load() {
+			return ErrClosed
+		}
+		atomic.AddUint32(waiters, 1)
+		var err error
+		start := time.Now()
+		if atomic.LoadUint32(value) == 0 && (closed == nil || !closed.Load()) {
+			err = futexSleep(value, 0, w, max)
+		}
+		atomic.AddUint32(waiters, ^uint32(0))
+		if err != nil {
+			return err
+		}
+		if max > 0 && time.Since(start) >= max {
+			if semTryWait(value) {
+				return nil
+			}
+			return errSlice
+		}
+	}
+}

@@ -1,0 +1,316 @@
+package shm
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// evictEvery is how often a writer blocked by a full ring (block policy)
+// checks whether the readers holding it back are still alive.
+const evictEvery = 100 * time.Millisecond
+
+// Writer publishes frames into a ring. A ring has at most one live Writer
+// across all processes (the writer lease); the lease of a writer whose
+// process died is reclaimed by the next one.
+//
+// A Writer is not safe for concurrent use except Close, which may be called
+// from any goroutine to abort a blocked Reserve.
+type Writer struct {
+	r    *Ring
+	h    *ringHeader
+	seq  uint32 // sequence of the next frame
+	me   uint32
+	own  bool // closing the writer closes the ring
+	held bool // a slot is reserved
+	slot *slotHeader
+	rlen uint32
+
+	minCursor uint32 // block policy: cached slowest reader cursor
+	fence     uint32
+	closed    atomic.Bool
+	waiting   atomic.Int32 // goroutines blocked in waitSpace
+	notifiers atomic.Pointer[[]*Eventfd]
+}
+
+// NewWriter takes the ring's writer lease. It fails with a *BusyError
+// (errors.Is ErrBusy) if a live process holds it; a dead holder's lease is
+// reclaimed, and a frame it left half-written is never seen by readers.
+func (r *Ring) NewWriter() (*Writer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	h := r.hdr
+	prev, ok := claim(&h.LeaseOwner, &h.LeaseStart, &h.LeasePidNS)
+	if !ok {
+		return nil, &OpError{"open writer", r.name, &BusyError{PID: int(prev)}}
+	}
+	atomic.AddUint32(&h.LeaseEpoch, 1)
+	publish(&h.LeaseOwner)
+	w := &Writer{r: r, h: h, seq: atomic.LoadUint32(&h.Head), me: uint32(os.Getpid())}
+	w.minCursor = w.seq
+	r.writer = w
+	return w, nil
+}
+
+// OpenWriter opens the named ring and takes its writer lease. Closing the
+// Writer closes the ring.
+func OpenWriter(name string, opts *SegmentOptions) (*Writer, error) {
+	r, err := Open(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	w, err := r.NewWriter()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	w.own = true
+	return w, nil
+}
+
+// Ring returns the ring the writer publishes to.
+func (w *Writer) Ring() *Ring { return w.r }
+
+// Seq returns the sequence number the next committed frame will get.
+func (w *Writer) Seq() uint32 { return w.seq }
+
+// AddNotifier registers an eventfd to signal when readers that wait on
+// eventfds are asleep (see ReaderOptions.Notifier).
+func (w *Writer) AddNotifier(e *Eventfd) {
+	for {
+		old := w.notifiers.Load()
+		var n []*Eventfd
+		if old != nil {
+			n = append(n, *old...)
+		}
+		n = append(n, e)
+		if w.notifiers.CompareAndSwap(old, &n) {
+			return
+		}
+	}
+}
+
+// TryReserve is Reserve that returns ErrWouldBlock instead of waiting for
+// space under the block policy.
+func (w *Writer) TryReserve(n int) ([]byte, error) { return w.reserve(n, waitSpec{}, true) }
+
+// Reserve returns the payload bytes of the next slot, n bytes long, for the
+// caller to fill before Commit. Under the block policy it waits (without
+// limit) for the slowest reader; use ReserveContext to bound the wait. A
+// second Reserve before Commit reuses the same slot.
+func (w *Writer) Reserve(n int) ([]byte, error) {
+	return w.reserve(n, waitSpec{ctx: context.Background()}, false)
+}
+
+// ReserveContext is Reserve bounded by ctx.
+func (w *Writer) ReserveContext(ctx context.Context, n int) ([]byte, error) {
+	return w.reserve(n, waitSpec{ctx: ctx}, false)
+}
+
+// ReserveDeadline is Reserve bounded by a deadline.
+func (w *Writer) ReserveDeadline(t time.Time, n int) ([]byte, error) {
+	return w.reserve(n, waitSpec{deadline: t}, false)
+}
+
+func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
+	if w.closed.Load() {
+		return nil, ErrClosed
+	}
+	if n < 0 || n > int(w.r.g.maxPayload) {
+		return nil, w.tooLarge(n)
+	}
+	s := w.seq
+	if !w.held {
+		if w.r.g.policy == policyBlock && !w.hasSpace(s) {
+			if try {
+				return nil, ErrWouldBlock
+			}
+			if err := w.waitSpace(s, ws); err != nil {
+				return nil, err
+			}
+		}
+		sh, _ := w.r.slot(s)
+		atomic.StoreUint32(&sh.Stamp, s<<1|stampWriting)
+		storeFence(&w.fence)
+		w.slot = sh
+		w.held = true
+	}
+	w.rlen = uint32(n)
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(w.slot), slotHeaderBytes)), n), nil
+}
+
+func (w *Writer) tooLarge(n int) error {
+	return &OpError{"reserve", w.r.name, fmt.Errorf("%w: %d bytes, slots hold at most %d (create the ring with a larger slot size)", ErrTooLarge, n, w.r.g.maxPayload)}
+}
+
+// Commit publishes the reserved frame with type and flags 0 and returns its
+// sequence number.
+func (w *Writer) Commit() (uint32, error) { return w.CommitWith(0, 0) }
+
+// CommitWith publishes the reserved frame with an application type and
+// flags, stamped with CLOCK_MONOTONIC, and wakes sleeping readers.
+func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
+	if !w.held {
+		if w.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, &OpError{"commit", w.r.name, fmt.Errorf("%w: Commit without Reserve", ErrInvalid)}
+	}
+	if o := atomic.LoadUint32(&w.h.LeaseOwner); o != w.me {
+		w.held = false
+		return 0, &OpError{"commit", w.r.name, fmt.Errorf("writer lease was taken over by pid %d: %w", o&^claimBit, ErrBusy)}
+	}
+	s := w.seq
+	sh := w.slot
+	sh.Length = w.rlen
+	sh.Type = typ
+	sh.Flags = flags
+	sh.Time = nanotime()
+	sh.Seq = s
+	atomic.StoreUint32(&sh.Stamp, s<<1)
+	atomic.StoreUint32(&w.h.Head, s+1)
+	w.seq = s + 1
+	w.held = false
+	if atomic.LoadUint32(&w.h.Sleepers) != 0 {
+		sys.FutexWake(&w.h.Head, math.MaxInt32)
+	}
+	if ns := w.notifiers.Load(); ns != nil && atomic.LoadUint32(&w.h.EvSleepers) != 0 {
+		for _, e := range *ns {
+			e.Signal()
+		}
+	}
+	return s, nil
+}
+
+// Write copies p into the next slot and commits it with type 0.
+func (w *Writer) Write(p []byte) (int, error) {
+	if _, err := w.WriteFrame(0, 0, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteFrame copies p into the next slot and commits it with typ and flags.
+func (w *Writer) WriteFrame(typ, flags uint32, p []byte) (uint32, error) {
+	b, err := w.Reserve(len(p))
+	if err != nil {
+		return 0, err
+	}
+	copy(b, p)
+	return w.CommitWith(typ, flags)
+}
+
+// hasSpace reports whether frame s may be written without overwriting a
+// frame a live reader has not released (block policy).
+func (w *Writer) hasSpace(s uint32) bool {
+	n := w.r.g.slotCount
+	if s-w.minCursor < n {
+		return true
+	}
+	min, _ := w.slowest(s)
+	w.minCursor = min
+	return s-min < n
+}
+
+// slowest scans the reader table for the reader furthest behind s and
+// returns its cursor and entry index (-1 if none). Entries whose cursor is
+// not within one ring of s are stale or corrupt and hold nothing back.
+func (w *Writer) slowest(s uint32) (uint32, int) {
+	n := w.r.g.slotCount
+	min, idx := s, -1
+	for i := 0; i < MaxReaders; i++ {
+		e := w.r.reader(i)
+		o := atomic.LoadUint32(&e.Owner)
+		if o == 0 || o&claimBit != 0 {
+			continue
+		}
+		c := atomic.LoadUint32(&e.Cursor)
+		if lag := s - c; lag <= n && lag > s-min {
+			min, idx = c, i
+		}
+	}
+	return min, idx
+}
+
+func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
+	h := w.h
+	w.waiting.Add(1)
+	defer w.waiting.Add(-1)
+	for {
+		atomic.StoreUint32(&h.WriterWaiting, 1)
+		if w.hasSpace(s) {
+			atomic.StoreUint32(&h.WriterWaiting, 0)
+			return nil
+		}
+		err := semWait(&h.SpaceValue, &h.SpaceWaiters, ws, evictEvery, &w.closed)
+		if w.closed.Load() {
+			return ErrClosed
+		}
+		switch err {
+		case nil:
+		case errSlice:
+			w.evictDead(s)
+		default:
+			atomic.StoreUint32(&h.WriterWaiting, 0)
+			return err
+		}
+		if w.hasSpace(s) {
+			atomic.StoreUint32(&h.WriterWaiting, 0)
+			return nil
+		}
+	}
+}
+
+// evictDead frees reader entries whose processes are gone, so a crashed
+// reader cannot stall a block-policy writer.
+func (w *Writer) evictDead(s uint32) {
+	for i := 0; i < MaxReaders; i++ {
+		e := w.r.reader(i)
+		o := atomic.LoadUint32(&e.Owner)
+		if o == 0 {
+			continue
+		}
+		if !holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
+			atomic.CompareAndSwapUint32(&e.Owner, o, 0)
+		}
+	}
+	w.minCursor, _ = w.slowest(s)
+}
+
+// Close releases the writer lease (a reserved, uncommitted frame is
+// discarded) and wakes a Reserve blocked in another goroutine with
+// ErrClosed. If the Writer came from OpenWriter, the ring is closed too.
+func (w *Writer) Close() error { return w.close(true) }
+
+func (w *Writer) close(detach bool) error {
+	if w.closed.Swap(true) {
+		return ErrClosed
+	}
+	// Wake our own blocked Reserve, if any.
+	for i := 0; w.waiting.Load() != 0 && i < 1000; i++ {
+		semPost(&w.h.SpaceValue, &w.h.SpaceWaiters)
+		sys.FutexWake(&w.h.SpaceValue, math.MaxInt32)
+		time.Sleep(time.Millisecond)
+	}
+	release(&w.h.LeaseOwner)
+	if detach {
+		w.r.mu.Lock()
+		if w.r.writer == w {
+			w.r.writer = nil
+		}
+		w.r.mu.Unlock()
+		if w.own {
+			return w.r.Close()
+		}
+	}
+	return nil
+}
