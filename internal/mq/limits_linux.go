@@ -32,11 +32,11 @@ const (
 
 // Limits are the mqueue limits in force for this process.
 type Limits struct {
-	MsgMax         int64 // /proc/sys/fs/mqueue/msg_max
-	MsgsizeMax     int64 // /proc/sys/fs/mqueue/msgsize_max
-	QueuesMax      int64 // /proc/sys/fs/mqueue/queues_max
-	MsgDefault     int64 // /proc/sys/fs/mqueue/msg_default
-	MsgsizeDefault int64 // /proc/sys/fs/mqueue/msgsize_default
+	MsgMax         int64  // /proc/sys/fs/mqueue/msg_max
+	MsgsizeMax     int64  // /proc/sys/fs/mqueue/msgsize_max
+	QueuesMax      int64  // /proc/sys/fs/mqueue/queues_max
+	MsgDefault     int64  // /proc/sys/fs/mqueue/msg_default
+	MsgsizeDefault int64  // /proc/sys/fs/mqueue/msgsize_default
 	RlimitCur      uint64 // RLIMIT_MSGQUEUE soft limit in bytes (math.MaxUint64: unlimited)
 	RlimitMax      uint64 // RLIMIT_MSGQUEUE hard limit
 }

@@ -62,6 +62,22 @@ func ValidateMqName(name string) error {
 	return nil
 }
 
+// mqName returns a NUL-terminated copy of name for the syscall, preceded
+// by a '/' that is not part of it: the pointer is to the byte after the
+// slash, exactly what glibc passes. The kernel never looks at the slash, but
+// qemu-user reads the name from pointer-1 and hands it to the host's libc
+// mq_open/mq_unlink, which strip a leading slash; without it every queue
+// call fails with EINVAL under qemu-arm/qemu-aarch64.
+func mqName(name string) (buf []byte, p *byte, err error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return nil, nil, unix.EINVAL
+	}
+	buf = make([]byte, len(name)+2)
+	buf[0] = '/'
+	copy(buf[1:], name)
+	return buf, &buf[1], nil
+}
+
 func mqOpen(name *byte, flags int, mode uint32, attr *MqAttr) (int, unix.Errno) {
 	r, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), uintptr(flags), uintptr(mode),
 		uintptr(unsafe.Pointer(attr)), 0, 0)
@@ -77,13 +93,13 @@ func MqOpen(name string, flags int, mode uint32, attr *MqAttr) (int, error) {
 	if err := ValidateMqName(name); err != nil {
 		return -1, err
 	}
-	p, err := unix.BytePtrFromString(name)
+	buf, p, err := mqName(name)
 	if err != nil {
 		return -1, os.NewSyscallError("mq_open", err)
 	}
 	for {
 		fd, e := mqOpen(p, flags, mode, attr)
-		runtime.KeepAlive(p)
+		runtime.KeepAlive(buf)
 		runtime.KeepAlive(attr)
 		switch e {
 		case 0:
@@ -102,13 +118,13 @@ func MqUnlink(name string) error {
 	if err := ValidateMqName(name); err != nil {
 		return err
 	}
-	p, err := unix.BytePtrFromString(name)
+	buf, p, err := mqName(name)
 	if err != nil {
 		return os.NewSyscallError("mq_unlink", err)
 	}
 	for {
 		_, _, e := unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(p)), 0, 0)
-		runtime.KeepAlive(p)
+		runtime.KeepAlive(buf)
 		switch e {
 		case 0:
 			return nil

@@ -3,6 +3,7 @@ package sys
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,8 +49,9 @@ func TestValidateMqName(t *testing.T) {
 // TestMqLeadingSlashKernel documents the pitfall the validation exists for:
 // at the syscall level "/x" is refused by the kernel itself.
 func TestMqLeadingSlashKernel(t *testing.T) {
-	p, _ := unix.BytePtrFromString("/edgeipc-sys-slash-" + strconv.Itoa(os.Getpid()))
+	buf, p, _ := mqName("/edgeipc-sys-slash-" + strconv.Itoa(os.Getpid()))
 	fd, e := mqOpen(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600, nil)
+	runtime.KeepAlive(buf)
 	if e == 0 {
 		unix.Close(fd)
 		t.Fatal("kernel accepted a name with a leading slash")
