@@ -1,0 +1,98 @@
+package control
+
+//go:generate go run github.com/tinylib/msgp@v1.6.5 -file types.go -tests=false
+
+//msgp:limit arrays:1024 maps:64 marshal:true
+//msgp:ignore Handler Server ServerOptions Client
+
+import (
+	"errors"
+)
+
+// StatusInfo answers the "status" command.
+type StatusInfo struct {
+	Version       string  `msg:"version" json:"version"`
+	PID           int     `msg:"pid" json:"pid"`
+	StartedUnixNs int64   `msg:"started_unix_ns" json:"started_unix_ns"`
+	UptimeS       float64 `msg:"uptime_s" json:"uptime_s"`
+	ConfigFile    string  `msg:"config_file" json:"config_file"` // "" = built-in default
+	Rings         int     `msg:"rings" json:"rings"`
+	Sources       int     `msg:"sources" json:"sources"`
+	Reloads       int     `msg:"reloads" json:"reloads"`
+	Requests      uint64  `msg:"requests" json:"requests"`
+	BadRequests   uint64  `msg:"bad_requests" json:"bad_requests"`
+}
+
+// RingStat is one row of the "rings" command.
+type RingStat struct {
+	Name        string  `msg:"name" json:"name"`
+	Slots       int     `msg:"slots" json:"slots"`
+	SlotPayload int     `msg:"slot_payload" json:"slot_payload"`
+	Policy      string  `msg:"policy" json:"policy"`
+	Frames      uint64  `msg:"frames" json:"frames"` // frames written since the runtime opened it
+	Bytes       uint64  `msg:"bytes" json:"bytes"`
+	RateHz      float64 `msg:"rate_hz" json:"rate_hz"` // over the last stats window
+	BytesPerS   float64 `msg:"bytes_per_s" json:"bytes_per_s"`
+	Readers     int     `msg:"readers" json:"readers"`
+	MaxLag      uint32  `msg:"max_lag" json:"max_lag"`
+	Lost        uint64  `msg:"lost" json:"lost"` // sum of readers' lost counters
+}
+
+// SourceStat is one row of the "sources" command.
+type SourceStat struct {
+	Name      string `msg:"name" json:"name"`
+	Kind      string `msg:"kind" json:"kind"`   // exec, fifo, synthetic
+	Ring      string `msg:"ring" json:"ring"`
+	State     string `msg:"state" json:"state"` // running, backoff, stopped, failed
+	PID       int    `msg:"pid" json:"pid"`     // exec only, 0 otherwise
+	Restarts  int    `msg:"restarts" json:"restarts"`
+	LastExit  string `msg:"last_exit" json:"last_exit"` // "exit status 1", "signal: killed", ""
+	Frames    uint64 `msg:"frames" json:"frames"`
+	Bytes     uint64 `msg:"bytes" json:"bytes"`
+	Bad       uint64 `msg:"bad" json:"bad"` // malformed/oversized records dropped
+	LastError string `msg:"last_error" json:"last_error"`
+}
+
+// Handler is implemented by the runtime core; the control server calls it
+// from its own goroutine(s); implementations must be safe for concurrent use.
+type Handler interface {
+	Status() StatusInfo
+	Rings() []RingStat
+	Sources() []SourceStat
+	StartSource(name string) error // errors wrap ErrNotFound for an unknown source
+	StopSource(name string) error
+	RestartSource(name string) error
+	Reload() error // re-read the config file, apply the difference
+}
+
+// ErrNotFound is wrapped by Handler errors for an unknown source.
+var ErrNotFound = errors.New("control: not found")
+
+// Request is one message on the request queue (msgp map, see docs/control.md).
+type Request struct {
+	ID    uint64   `msg:"id" json:"id"`       // chosen by the client, echoed in the Reply
+	Cmd   string   `msg:"cmd" json:"cmd"`     // "status", "rings", "sources", "start", ...
+	Args  []string `msg:"args" json:"args"`   // e.g. the source name
+	Reply string   `msg:"reply" json:"reply"` // reply queue name, "edgeipc.reply.<pid>.<random>"
+	PID   int      `msg:"pid" json:"pid"`     // the client's pid (informational; carries no authority)
+}
+
+// Reply is one message on a client's reply queue.
+type Reply struct {
+	ID      uint64       `msg:"id" json:"id"`
+	OK      bool         `msg:"ok" json:"ok"`
+	Error   string       `msg:"error" json:"error,omitempty"`
+	Code    string       `msg:"code" json:"code,omitempty"` // machine-readable error class, see Code*
+	Status  *StatusInfo  `msg:"status" json:"status,omitempty"`
+	Rings   []RingStat   `msg:"rings" json:"rings,omitempty"`
+	Sources []SourceStat `msg:"sources" json:"sources,omitempty"`
+}
+
+// Reply.Code values.
+const (
+	CodeBadRequest       = "bad_request"       // the request did not decode or had bad arguments
+	CodeUnknownCommand   = "unknown_command"   // Cmd is not one of Commands
+	CodeNotFound         = "not_found"         // the handler's error wraps ErrNotFound
+	CodePermissionDenied = "permission_denied" // the reply queue's owner may not use the command
+	CodeFailed           = "failed"            // the handler returned another error
+)
