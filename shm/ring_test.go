@@ -1,0 +1,442 @@
+package shm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWraparound(t *testing.T) {
+	testDir(t)
+	base := ^uint32(0) - 20 // the sequence wraps after 21 frames
+	r := mustCreate(t, "wrap", Config{Slots: 16, SlotPayload: 64, BaseSeq: base})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(&ReaderOptions{From: Oldest})
+	buf := make([]byte, 64)
+	seq := base
+	for i := 0; i < 100; i++ {
+		p, _ := w.Reserve(frameLen(seq, 64))
+		pattern(p, seq)
+		got, err := w.Commit()
+		if err != nil || got != seq {
+			t.Fatalf("commit %d: seq %d err %v", seq, got, err)
+		}
+		f, err := rd.TryReadInto(buf)
+		if err != nil {
+			t.Fatalf("read at %d: %v", seq, err)
+		}
+		if f.Seq != seq || f.Lost != 0 || len(f.Data) != frameLen(seq, 64) || !checkPattern(f.Data, seq) {
+			t.Fatalf("frame %+v, want seq %d", f, seq)
+		}
+		seq++
+	}
+	if seq > base {
+		t.Fatal("sequence did not wrap")
+	}
+	// Lag and loss across the wrap point.
+	for i := 0; i < 40; i++ {
+		w.Write([]byte{1})
+	}
+	f, err := rd.TryReadInto(buf)
+	if err != nil || f.Lost != 40-16 || f.Seq != seq+40-16 {
+		t.Fatalf("after lap: %+v %v (want lost %d)", f, err, 40-16)
+	}
+}
+
+func TestOverwriteLossAccounting(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "loss", Config{Slots: 8, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(nil)
+	buf := make([]byte, 64)
+	var next uint32
+	var lost uint64
+	for round, burst := range []int{3, 8, 9, 25, 1, 100} {
+		for i := 0; i < burst; i++ {
+			w.Write([]byte{byte(round)})
+		}
+		for {
+			f, err := rd.TryReadInto(buf)
+			if errors.Is(err, ErrWouldBlock) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Seq-f.Lost != next {
+				t.Fatalf("round %d: seq %d lost %d, previous next %d", round, f.Seq, f.Lost, next)
+			}
+			lost += uint64(f.Lost)
+			next = f.Seq + 1
+		}
+		if next != w.Seq() {
+			t.Fatalf("round %d: reader at %d, writer at %d", round, next, w.Seq())
+		}
+	}
+	want := uint64(9-8) + uint64(25-8) + uint64(100-8)
+	if lost != want || rd.Stats().Lost != want {
+		t.Fatalf("lost %d (stats %d), want %d", lost, rd.Stats().Lost, want)
+	}
+	if info := r.Inspect(); info.Readers[0].Lost != uint32(want) {
+		t.Fatalf("reader table lost %d, want %d", info.Readers[0].Lost, want)
+	}
+}
+
+func TestZeroCopyOverwriteDetected(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "zc", Config{Slots: 4, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(nil)
+	w.Write([]byte("first"))
+	f, err := rd.TryNext()
+	if err != nil || string(f.Data) != "first" {
+		t.Fatalf("%q %v", f.Data, err)
+	}
+	for i := 0; i < 4; i++ { // lap the held frame
+		w.Write([]byte("later"))
+	}
+	if err := rd.Release(); !errors.Is(err, ErrOverwritten) {
+		t.Fatalf("release of a lapped frame: %v, want ErrOverwritten", err)
+	}
+}
+
+func TestStartOldestNewestAndRejoin(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "start", Config{Slots: 8, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	for i := 0; i < 5; i++ {
+		w.Write([]byte{byte(i)})
+	}
+	old, _ := r.NewReader(&ReaderOptions{From: Oldest})
+	f, err := old.TryNext()
+	if err != nil || f.Seq != 0 {
+		t.Fatalf("oldest: %+v %v", f, err)
+	}
+	old.Release()
+	newr, _ := r.NewReader(nil)
+	if _, err := newr.TryNext(); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("newest reader saw history: %v", err)
+	}
+	for i := 0; i < 20; i++ {
+		w.Write([]byte{byte(i)})
+	}
+	late, _ := r.NewReader(&ReaderOptions{From: Oldest})
+	if f, _ := late.TryNext(); f.Seq != 25-8 {
+		t.Fatalf("oldest after wrap: seq %d, want %d", f.Seq, 25-8)
+	}
+	// Leave and rejoin: the entry is freed and reused.
+	n := len(r.Inspect().Readers)
+	late.Close()
+	if got := len(r.Inspect().Readers); got != n-1 {
+		t.Fatalf("readers after close %d, want %d", got, n-1)
+	}
+	again, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Close()
+}
+
+func TestReaderTableFull(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "full", Config{Slots: 4, SlotPayload: 64})
+	for i := 0; i < MaxReaders; i++ {
+		if _, err := r.NewReader(nil); err != nil {
+			t.Fatalf("reader %d: %v", i, err)
+		}
+	}
+	if _, err := r.NewReader(nil); !errors.Is(err, ErrNoReaderSlot) {
+		t.Fatalf("reader %d: %v, want ErrNoReaderSlot", MaxReaders+1, err)
+	}
+}
+
+func TestWriterBusyInProcess(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "busy", Config{Slots: 4, SlotPayload: 64})
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.NewWriter()
+	var be *BusyError
+	if !errors.As(err, &be) || be.PID != os.Getpid() {
+		t.Fatalf("second writer: %v", err)
+	}
+	w.Close()
+	w2, err := r.NewWriter()
+	if err != nil {
+		t.Fatalf("writer after close: %v", err)
+	}
+	if r.Inspect().WriterEpoch != 2 {
+		t.Fatalf("epoch %d, want 2", r.Inspect().WriterEpoch)
+	}
+	w2.Close()
+}
+
+func TestBlockBackPressure(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "block", Config{Slots: 4, SlotPayload: 64, Policy: Block})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(nil)
+	for i := 0; i < 4; i++ {
+		if _, err := w.TryReserve(8); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		w.Commit()
+	}
+	if _, err := w.TryReserve(8); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("full ring: %v, want ErrWouldBlock", err)
+	}
+	if _, err := w.ReserveDeadline(time.Now().Add(20*time.Millisecond), 8); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := w.ReserveContext(ctx, 8); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ctx: %v", err)
+	}
+	// A held (unreleased) frame still blocks; releasing it frees a slot and
+	// wakes the blocked writer.
+	f, _ := rd.TryNext()
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.ReserveContext(context.Background(), 8)
+		if err == nil {
+			_, err = w.Commit()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("writer did not wait for the held frame: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if f.Seq != 0 {
+		t.Fatalf("seq %d", f.Seq)
+	}
+	rd.Release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(scale(5 * time.Second)):
+		t.Fatal("writer not woken by release")
+	}
+	// No frame was lost under the block policy.
+	buf := make([]byte, 64)
+	for want := uint32(1); want < 5; want++ {
+		f, err := rd.TryReadInto(buf)
+		if err != nil || f.Seq != want || f.Lost != 0 {
+			t.Fatalf("frame %d: %+v %v", want, f, err)
+		}
+	}
+}
+
+func TestCloseUnblocksWaiters(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "close", Config{Slots: 4, SlotPayload: 64, Policy: Block})
+	rd, _ := r.NewReader(nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := rd.Next(context.Background())
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	rd.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Next after Close: %v", err)
+		}
+	case <-time.After(scale(5 * time.Second)):
+		t.Fatal("Close did not unblock Next")
+	}
+	// A writer blocked on a full ring is unblocked by its Close.
+	rd2, _ := r.NewReader(nil)
+	defer rd2.Close()
+	w, _ := r.NewWriter()
+	for i := 0; i < 4; i++ {
+		w.Write([]byte{1})
+	}
+	go func() {
+		_, err := w.Reserve(1)
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	w.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Reserve after Close: %v", err)
+		}
+	case <-time.After(scale(5 * time.Second)):
+		t.Fatal("Close did not unblock Reserve")
+	}
+}
+
+func TestWaitForms(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "forms", Config{Slots: 4, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(nil)
+	if _, err := rd.NextDeadline(time.Now().Add(10 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("NextDeadline: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	if _, err := rd.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next after cancel: %v", err)
+	}
+	wrote := make(chan struct{})
+	go func() { time.Sleep(20 * time.Millisecond); w.Write([]byte("wake")); close(wrote) }()
+	f, err := rd.Next(context.Background())
+	<-wrote
+	if err != nil || string(f.Data) != "wake" {
+		t.Fatalf("%q %v", f.Data, err)
+	}
+	rd.Release()
+	// Spinning reader.
+	spin, _ := r.NewReader(&ReaderOptions{Spin: -1})
+	wrote = make(chan struct{})
+	go func() { time.Sleep(20 * time.Millisecond); w.Write([]byte("spin")); close(wrote) }()
+	f, err = spin.ReadInto(context.Background(), make([]byte, 64))
+	<-wrote
+	if err != nil || string(f.Data) != "spin" {
+		t.Fatalf("spin: %q %v", f.Data, err)
+	}
+	if f, err := rd.TryReadInto(make([]byte, 64)); err != nil || string(f.Data) != "spin" {
+		t.Fatalf("rd after spin: %q %v", f.Data, err)
+	}
+	// Short buffer: error, frame not consumed.
+	w.Write([]byte("0123456789"))
+	if _, err := rd.TryReadInto(make([]byte, 4)); !errors.Is(err, ErrShortBuffer) {
+		t.Fatalf("short buffer: %v", err)
+	}
+	if f, err := rd.TryReadInto(make([]byte, 64)); err != nil || string(f.Data) != "0123456789" {
+		t.Fatalf("after short buffer: %q %v", f.Data, err)
+	}
+}
+
+func TestEventfdNotifier(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "ev", Config{Slots: 4, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	w.AddNotifier(ev)
+	rd, _ := r.NewReader(&ReaderOptions{Notifier: ev})
+	go func() { time.Sleep(20 * time.Millisecond); w.Write([]byte("ev")) }()
+	ctx, cancel := context.WithTimeout(context.Background(), scale(5*time.Second))
+	defer cancel()
+	f, err := rd.Next(ctx)
+	if err != nil || string(f.Data) != "ev" {
+		t.Fatalf("%q %v", f.Data, err)
+	}
+	rd.Release()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := rd.Next(ctx2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("eventfd wait timeout: %v", err)
+	}
+	if !r.Inspect().Readers[0].Event {
+		t.Fatal("reader table does not flag the eventfd reader")
+	}
+}
+
+// TestConcurrentNeverTorn runs a fast writer against readers in the same
+// process (use -race) and checks every frame's contents.
+func TestConcurrentNeverTorn(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "torn", Config{Slots: 8, SlotPayload: 256})
+	w, _ := r.NewWriter()
+	const frames = 20000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 3; i++ {
+		rd, _ := r.NewReader(&ReaderOptions{From: Oldest})
+		zeroCopy := i == 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256)
+			var last uint32
+			var got int
+			for {
+				select {
+				case <-stop:
+					if got == 0 {
+						t.Error("reader got nothing")
+					}
+					return
+				default:
+				}
+				var f Frame
+				var err error
+				if zeroCopy {
+					f, err = rd.TryNext()
+					if err == nil {
+						ok := checkPattern(f.Data, f.Seq) && len(f.Data) == frameLen(f.Seq, 256)
+						if rerr := rd.Release(); rerr == nil && !ok {
+							t.Errorf("zero-copy frame %d torn but Release said intact", f.Seq)
+							return
+						}
+					}
+				} else {
+					f, err = rd.TryReadInto(buf)
+					if err == nil && (!checkPattern(f.Data, f.Seq) || len(f.Data) != frameLen(f.Seq, 256)) {
+						t.Errorf("ReadInto returned torn frame %d", f.Seq)
+						return
+					}
+				}
+				if err == nil {
+					if got > 0 && f.Seq-f.Lost-1 != last {
+						t.Errorf("sequence gap: %d after %d with lost %d", f.Seq, last, f.Lost)
+						return
+					}
+					last = f.Seq
+					got++
+				}
+			}
+		}()
+	}
+	for s := uint32(0); s < frames; s++ {
+		p, _ := w.Reserve(frameLen(s, 256))
+		pattern(p, s)
+		w.Commit()
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestZeroAllocs(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "alloc", Config{Slots: 64, SlotPayload: 256})
+	w, _ := r.NewWriter()
+	rd, _ := r.NewReader(nil)
+	buf := make([]byte, 256)
+	payload := make([]byte, 200)
+	if n := testing.AllocsPerRun(1000, func() {
+		w.Write(payload)
+		rd.TryReadInto(buf)
+	}); n != 0 {
+		t.Errorf("Write+TryReadInto: %v allocs per frame, want 0", n)
+	}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() {
+		p, _ := w.Reserve(64)
+		p[0] = 1
+		w.CommitWith(7, 1)
+		f, _ := rd.Next(ctx)
+		_ = f.Data[0]
+		rd.Release()
+	}); n != 0 {
+		t.Errorf("Reserve/Commit+Next/Release: %v allocs per frame, want 0", n)
+	}
+}

@@ -1,0 +1,156 @@
+package shm
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+func TestSegmentModes(t *testing.T) {
+	dir := t.TempDir()
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	s, err := CreateSegment("m600", 4096, &SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := os.Lstat(filepath.Join(dir, "edgeipc.m600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600 even with umask 0", st.Mode().Perm())
+	}
+	if st.Size() != 4096 {
+		t.Errorf("size %d, want 4096 (preallocated)", st.Size())
+	}
+	gid := strconv.Itoa(os.Getgid())
+	g, err := CreateSegment("m660", 4096, &SegmentOptions{Dir: dir, Group: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	st, _ = os.Lstat(filepath.Join(dir, "edgeipc.m660"))
+	if st.Mode().Perm() != 0o660 {
+		t.Errorf("group mode %v, want 0660", st.Mode().Perm())
+	}
+	if got := st.Sys().(*syscall.Stat_t).Gid; strconv.Itoa(int(got)) != gid {
+		t.Errorf("gid %d, want %s", got, gid)
+	}
+	if _, err := CreateSegment("bad", 4096, &SegmentOptions{Dir: dir, Mode: 0o644}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("mode 0644 accepted: %v", err)
+	}
+}
+
+func TestSegmentExclusiveAndNoFollow(t *testing.T) {
+	dir := t.TempDir()
+	opts := &SegmentOptions{Dir: dir}
+	s, err := CreateSegment("x", 4096, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := CreateSegment("x", 4096, opts); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second create: %v, want ErrExist", err)
+	}
+	// A symlink planted under a segment name is never followed.
+	target := filepath.Join(dir, "target")
+	os.WriteFile(target, make([]byte, 8192), 0o600)
+	os.Symlink(target, filepath.Join(dir, "edgeipc.link"))
+	if _, err := OpenSegment("link", opts); err == nil {
+		t.Fatal("opened a segment through a symlink")
+	}
+	if _, err := CreateSegment("link", 4096, opts); err == nil {
+		t.Fatal("created a segment over a symlink")
+	}
+	for _, bad := range []string{"", ".hidden", "-x", "a/b", "../x", "sp ace"} {
+		if _, err := CreateSegment(bad, 4096, opts); !errors.Is(err, ErrInvalid) {
+			t.Errorf("name %q accepted: %v", bad, err)
+		}
+	}
+}
+
+func TestSegmentNoSpace(t *testing.T) {
+	dir := t.TempDir()
+	free, err := freeSpace(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := free + 1<<30
+	if int64(int(need)) != int64(need) {
+		t.Skip("free space does not fit in int on this platform")
+	}
+	_, err = CreateSegment("huge", int(need), &SegmentOptions{Dir: dir})
+	var ns *NoSpaceError
+	if !errors.As(err, &ns) || !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("err = %v, want *NoSpaceError", err)
+	}
+	if ns.Need != need || ns.Dir != dir {
+		t.Errorf("NoSpaceError = %+v", ns)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "edgeipc.huge")); !os.IsNotExist(err) {
+		t.Errorf("failed create left a file behind: %v", err)
+	}
+}
+
+func TestListAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	opts := &SegmentOptions{Dir: dir}
+	r, err := Create("ring1", Config{Slots: 4, SlotPayload: 64, Segment: *opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s, err := CreateSemaphore("sem1", 0, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	os.WriteFile(filepath.Join(dir, "unrelated"), []byte("x"), 0o600)
+	list, err := ListSegments(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, l := range list {
+		kinds[l.Name] = l.Kind
+	}
+	if len(list) != 2 || kinds["ring1"] != "ring" || kinds["sem1"] != "semaphore" {
+		t.Fatalf("list = %+v", list)
+	}
+	if err := Remove("ring1", opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove("ring1", opts); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("second remove: %v", err)
+	}
+}
+
+func TestMemfdSealed(t *testing.T) {
+	s, err := NewMemfd("mem", 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(100); err == nil {
+		t.Fatal("sealed memfd could be shrunk")
+	}
+	if err := f.Truncate(1 << 20); err == nil {
+		t.Fatal("sealed memfd could be grown")
+	}
+	// An unsealed descriptor is refused by OpenFd.
+	tmp, _ := os.CreateTemp(t.TempDir(), "x")
+	tmp.Truncate(8192)
+	if _, err := OpenFd(tmp, "plain"); err == nil {
+		t.Fatal("OpenFd accepted an unsealed file")
+	}
+}
