@@ -41,7 +41,7 @@ type RingStat struct {
 // SourceStat is one row of the "sources" command.
 type SourceStat struct {
 	Name      string `msg:"name" json:"name"`
-	Kind      string `msg:"kind" json:"kind"`   // exec, fifo, synthetic
+	Kind      string `msg:"kind" json:"kind"` // exec, fifo, synthetic
 	Ring      string `msg:"ring" json:"ring"`
 	State     string `msg:"state" json:"state"` // running, backoff, stopped, failed
 	PID       int    `msg:"pid" json:"pid"`     // exec only, 0 otherwise
