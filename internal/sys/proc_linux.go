@@ -11,12 +11,21 @@ import (
 // readFile is replaceable so tests can feed fixtures.
 var readFile = os.ReadFile
 
+// statPath names the main thread's stat file rather than /proc/PID/stat:
+// qemu-user rewrites a process's view of its own /proc/PID/stat (with a
+// start time of its own making), but not the task directory, so both the
+// owner and an observer read the kernel's value.
+func statPath(pid int) string {
+	p := strconv.Itoa(pid)
+	return "/proc/" + p + "/task/" + p + "/stat"
+}
+
 // ProcStartTime returns the start time of process pid in clock ticks since
 // boot (field 22 of /proc/PID/stat), truncated to 32 bits. Together with the
 // PID it identifies a process across PID reuse. It returns an error wrapping
 // os.ErrNotExist when the process does not exist.
 func ProcStartTime(pid int) (uint32, error) {
-	b, err := readFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readFile(statPath(pid))
 	if err != nil {
 		return 0, err
 	}
@@ -45,7 +54,7 @@ func ProcessAlive(pid int, start uint32) bool {
 	if pid <= 0 {
 		return false
 	}
-	b, err := readFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readFile(statPath(pid))
 	if err != nil {
 		return false
 	}
