@@ -3,6 +3,10 @@ GO       ?= go
 PKGS     ?= ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Evaluate once: others may commit while a long `make test` runs, and every
+# binary and package of one run must carry the same stamp.
+VERSION  := $(VERSION)
+COMMIT   := $(COMMIT)
 LDFLAGS  := -s -w -X github.com/edgeipc/edgeipc/internal/cli.Version=$(VERSION) -X github.com/edgeipc/edgeipc/internal/cli.Commit=$(COMMIT)
 export CGO_ENABLED := 0
 
@@ -25,7 +29,7 @@ ARM_TEST_TIMEOUT ?= 30m
 DIST        := dist
 BINARIES    := $(addprefix $(DIST)/edgeipc-linux-,$(TARGETS))
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
-DEB_VERSION ?= $(shell scripts/deb-version.sh $(VERSION))
+DEB_VERSION := $(shell scripts/deb-version.sh $(VERSION))
 # The packaged /etc/edgeipc/edgeipc.toml: the runtime's default configuration
 # once runtime/default.toml exists, else the placeholder in packaging/.
 DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.toml)
