@@ -1,0 +1,53 @@
+/* C baseline for ring-spin: cache-line ping-pong through shared memory.
+ * Each direction is a sequence word on its own cache line plus a payload
+ * buffer; the parent copies SIZE bytes in and spins for the echo, the child
+ * spins for the ping and copies the payload into the pong buffer. */
+#include "common.h"
+
+static uint32_t *ping, *pong;
+static char *pingbuf, *pongbuf, *payload, *buf;
+static long size;
+
+static void rt(uint32_t i) {
+	memcpy(pingbuf, payload, size);
+	st(ping, i);
+	while (ld(pong) != i)
+		cpu_relax();
+	memcpy(buf, pongbuf, size);
+}
+
+static void stop(void) { st(ping, STOP); }
+
+int main(int argc, char **argv) {
+	struct args a = parse(argc, argv);
+	size = a.size;
+	char *m = shared(128 + 2 * (size_t)size + 128);
+	ping = (uint32_t *)m;
+	pong = (uint32_t *)(m + 64);
+	pingbuf = m + 128;
+	pongbuf = m + 128 + ((size + 63) & ~63L);
+	payload = malloc(size);
+	buf = malloc(size);
+	memset(payload, 0xa5, size);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		pin(a.cpu_child);
+		uint32_t last = 0;
+		for (;;) {
+			uint32_t s;
+			while ((s = ld(ping)) == last)
+				cpu_relax();
+			if (s == STOP)
+				_exit(0);
+			memcpy(pongbuf, pingbuf, size);
+			st(pong, s);
+			last = s;
+		}
+	}
+	pin(a.cpu_parent);
+	pingpong(&a, rt, stop);
+	reap(pid);
+	return 0;
+}

@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+//go:embed c/*.c c/*.h
+var cSources embed.FS
+
+// ErrNoCompiler is reported (not as a failure) when `cc` is missing.
+var ErrNoCompiler = errors.New("no C compiler: ratios unavailable")
+
+// cBuild holds the compiled C baselines, or why there are none.
+type cBuild struct {
+	dir string
+	err error
+}
+
+// buildC compiles every embedded C program with `cc -O2` into dir.
+func buildC(ctx context.Context, dir string) *cBuild {
+	b := &cBuild{dir: dir}
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		b.err = ErrNoCompiler
+		return b
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.err = err
+		return b
+	}
+	ents, err := cSources.ReadDir("c")
+	if err != nil {
+		b.err = err
+		return b
+	}
+	for _, e := range ents {
+		data, err := cSources.ReadFile("c/" + e.Name())
+		if err != nil {
+			b.err = err
+			return b
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			b.err = err
+			return b
+		}
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".c") {
+			continue
+		}
+		out := filepath.Join(dir, strings.TrimSuffix(e.Name(), ".c"))
+		cmd := exec.CommandContext(ctx, cc, "-O2", "-o", out, filepath.Join(dir, e.Name()))
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("%s -O2 %s failed: %v: %s (ratios unavailable)", cc, e.Name(), err, bytes.TrimSpace(msg))
+			return b
+		}
+	}
+	return b
+}
+
+// cOut is what a C baseline prints.
+type cOut struct {
+	Iters      int64   `json:"iters"`
+	RTTP50     int64   `json:"rtt_p50_ns"`
+	RTTP99     int64   `json:"rtt_p99_ns"`
+	RTTMin     int64   `json:"rtt_min_ns"`
+	Frames     int64   `json:"frames"`
+	FramesPerS float64 `json:"frames_per_s"`
+	BytesPerS  float64 `json:"bytes_per_s"`
+}
+
+// runCProg runs the compiled program prog at size; extra are appended
+// arguments (slot size and count for the ring).
+func (h *harness) runCProg(ctx context.Context, prog string, size int, extra ...string) (cOut, error) {
+	var o cOut
+	if h.cc == nil {
+		return o, errors.New("C baselines not built (--no-c)")
+	}
+	if h.cc.err != nil {
+		return o, h.cc.err
+	}
+	args := []string{strconv.Itoa(size), strconv.Itoa(h.opts.Iters), strconv.FormatInt(int64(h.opts.Duration), 10),
+		strconv.Itoa(h.parentCPU()), strconv.Itoa(h.childCPU())}
+	args = append(args, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(h.cc.dir, prog), args...)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = h.stderr
+	if err := cmd.Run(); err != nil {
+		return o, fmt.Errorf("C baseline %s: %w", prog, err)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &o); err != nil {
+		return o, fmt.Errorf("C baseline %s: bad output %q: %w", prog, stdout.String(), err)
+	}
+	return o, nil
+}
+
+func cPingPong(prog string) func(ctx context.Context, h *harness, size int) (Result, error) {
+	return func(ctx context.Context, h *harness, size int) (Result, error) {
+		r := Result{Impl: "c"}
+		o, err := h.runCProg(ctx, prog, size)
+		if err != nil {
+			return r, err
+		}
+		r.Iters, r.RTTP50, r.RTTP99, r.RTTMin = o.Iters, o.RTTP50, o.RTTP99, o.RTTMin
+		return r, nil
+	}
+}
+
+func cRing(ctx context.Context, h *harness, size int) (Result, error) {
+	r := Result{Impl: "c", Policy: "block", Wake: "spin"}
+	slots := streamSlots(size)
+	o, err := h.runCProg(ctx, "ring", size, strconv.Itoa(int(shm.SlotSizeFor(size))), strconv.Itoa(slots))
+	if err != nil {
+		return r, err
+	}
+	r.Frames, r.FramesPerS, r.BytesPerS = o.Frames, o.FramesPerS, o.BytesPerS
+	var zero int64
+	r.Lost = &zero
+	return r, nil
+}

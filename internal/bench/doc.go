@@ -1,0 +1,30 @@
+// Package bench implements `edgeipc bench`: two-process ping-pong and
+// streaming measurements of edgeipc rings against pipes, Unix and TCP
+// sockets, FIFOs and POSIX message queues, with C baselines compiled at
+// run time for the shared-memory cases.
+//
+// # Concepts
+//
+//   - A case is one transport measured one way: ping-pong cases report the
+//     round-trip time (p50/p99, measured with shm.Now around each round
+//     trip after a warm-up), streaming cases report frames and bytes per
+//     second seen by the consumer.
+//   - Every case runs between two processes: the bench re-executes its own
+//     binary (Options.Exe, by default os.Executable) with the hidden
+//     subcommand "bench-child" as the peer (the echo side of a ping-pong,
+//     the producer of a stream).
+//   - The C baselines (c/*.c, embedded) are compiled with the system `cc
+//     -O2` into a temporary directory; each forks and measures the same
+//     exchange through a shared anonymous mapping. ring-spin is compared
+//     with c-spin, ring-wait with c-futex and ring-stream with c-ring;
+//     ratio_to_c is Go/C of the round-trip p50 (lower is better) or of
+//     frames per second (higher is better). Without a C compiler the
+//     results say "no C compiler: ratios unavailable".
+//
+// # Kernel and privileges
+//
+// Linux only. Rings live in a temporary directory under $EDGEIPC_SHM_DIR
+// or /dev/shm (real shared memory); POSIX message queues are capped by
+// /proc/sys/fs/mqueue/msgsize_max (larger sizes are reported as skipped).
+// Pinning (Options.CPUs) uses sched_setaffinity on every thread.
+package bench

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgeipc/edgeipc/internal/bench"
+)
+
+func init() {
+	Register(&Command{
+		Name:  "bench",
+		Usage: "bench [--case LIST] [--size LIST] [--duration D | --iters N] [--cpu A[,B]] [--json] [--no-c]",
+		Short: "measure rings against pipes, sockets, FIFOs and message queues (two processes)",
+		Long: `bench runs each case between two processes: this binary re-executes itself
+as the peer. Ping-pong cases report the round-trip time (p50 and p99 over
+the measured iterations, after a warm-up of a tenth of the run); streaming
+cases report frames and bytes per second seen by the consumer.
+
+Cases:
+` + bench.CaseHelp() + `
+The shared-memory cases are compared with C programs compiled here with
+` + "`cc -O2`" + ` and run in the same invocation: ring-spin with c-spin, ring-wait
+with c-futex, ring-stream with c-ring. ratio_to_c is Go/C of the round-trip
+p50 for ping-pong (lower is better, 1.0 = as fast as C) and of frames per
+second for streaming (higher is better). Without a C compiler the results
+say "no C compiler: ratios unavailable".
+
+ring-stream uses the block policy, so nothing is lost (the "lost" field
+proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:
+larger sizes are reported as skipped, with the limit to raise.
+
+Rings live in a temporary directory under $EDGEIPC_SHM_DIR or /dev/shm.
+The machine should be otherwise idle: quote medians of several runs.
+
+Examples:
+  edgeipc bench
+  edgeipc bench --case ring-spin,ring-wait,pipe,unix --size 64 --duration 2s
+  edgeipc bench --case ring-stream --size 64,1m --json
+  go run ./cmd/edgeipc bench --cpu 0,1`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("case", "all", "comma-separated cases to run (see above), or all")
+			fs.String("size", "64,4k,64k,1m", "comma-separated payload sizes (k, m = KiB, MiB)")
+			fs.Duration("duration", bench.DefaultDuration, "measuring time per case and size (after warm-up)")
+			fs.Int("iters", 0, "measured round trips (ping-pong) or frames (streaming) per case; overrides --duration")
+			fs.String("cpu", "", "pin the measuring process to CPU A and the peer to CPU B (A,B; one value pins both)")
+			fs.Bool("json", false, "print one JSON object per line instead of a table")
+			fs.Bool("no-c", false, "do not build or run the C baselines")
+		},
+		Run: runBench,
+	})
+	Register(&Command{
+		Name:   "bench-child",
+		Usage:  "bench-child [flags]",
+		Short:  "internal: the peer process of edgeipc bench",
+		Hidden: true,
+		Flags:  bench.DefineChildFlags,
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+			if len(args) != 0 {
+				return Usagef("bench-child takes no arguments")
+			}
+			return bench.RunChild(ctx, fs)
+		},
+	})
+}
+
+func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	if len(args) != 0 {
+		return Usagef("bench takes no arguments, got %q", args)
+	}
+	str := func(n string) string { return fs.Lookup(n).Value.String() }
+	var opts bench.Options
+	var err error
+	if opts.Cases, err = bench.ParseCases(str("case")); err != nil {
+		return Usagef("--case: %v", err)
+	}
+	if opts.Sizes, err = bench.ParseSizes(str("size")); err != nil {
+		return Usagef("--size: %v", err)
+	}
+	opts.Duration = fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration)
+	if opts.Duration <= 0 {
+		return Usagef("--duration must be positive")
+	}
+	opts.Iters = fs.Lookup("iters").Value.(flag.Getter).Get().(int)
+	if opts.Iters < 0 {
+		return Usagef("--iters must not be negative")
+	}
+	if s := str("cpu"); s != "" {
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				return Usagef("--cpu: want A or A,B (CPU numbers), got %q", s)
+			}
+			opts.CPUs = append(opts.CPUs, n)
+		}
+		if len(opts.CPUs) > 2 {
+			return Usagef("--cpu: at most two CPUs (measuring side, peer)")
+		}
+	}
+	opts.NoC = str("no-c") == "true"
+	opts.Stderr = env.Stderr
+	asJSON := str("json") == "true"
+
+	failures := 0
+	if !asJSON {
+		printHeader(env.Stdout)
+	}
+	err = bench.Run(ctx, opts, func(r bench.Result) {
+		if r.Error != "" {
+			failures++
+		}
+		if asJSON {
+			fmt.Fprintln(env.Stdout, r.JSON())
+		} else {
+			printRow(env.Stdout, r)
+		}
+	})
+	if err != nil {
+		var uc *bench.UnknownCaseError
+		if errors.As(err, &uc) {
+			return Usagef("--case: %v", err)
+		}
+		return err
+	}
+	if failures > 0 {
+		return fmt.Errorf("%d case(s) failed (see the error column)", failures)
+	}
+	return nil
+}
+
+func printHeader(w io.Writer) {
+	fmt.Fprintf(w, "%-12s %5s %10s %10s %12s %10s  %-16s %s\n",
+		"case", "size", "rtt p50", "rtt p99", "frames/s", "MB/s", "vs C", "notes")
+}
+
+func printRow(w io.Writer, r bench.Result) {
+	p50, p99, fps, mbs, vs := "-", "-", "-", "-", "-"
+	if r.RTTP50 > 0 {
+		p50, p99 = fmtNs(r.RTTP50), fmtNs(r.RTTP99)
+	}
+	if r.FramesPerS > 0 {
+		fps = fmt.Sprintf("%.0f", r.FramesPerS)
+		mbs = fmt.Sprintf("%.1f", r.BytesPerS/1e6)
+	}
+	if r.RatioToC > 0 {
+		vs = fmt.Sprintf("%.2fx %s", r.RatioToC, r.CCase)
+	}
+	var notes []string
+	if r.Policy != "" {
+		notes = append(notes, r.Policy)
+	}
+	if r.Wake != "" {
+		notes = append(notes, "wake="+r.Wake)
+	}
+	if r.Lost != nil {
+		notes = append(notes, fmt.Sprintf("lost=%d", *r.Lost))
+	}
+	for _, s := range []string{r.Note, prefix("skipped: ", r.Skipped), prefix("ERROR: ", r.Error)} {
+		if s != "" {
+			notes = append(notes, s)
+		}
+	}
+	fmt.Fprintf(w, "%-12s %5s %10s %10s %12s %10s  %-16s %s\n",
+		r.Case, bench.FormatSize(r.Size), p50, p99, fps, mbs, vs, strings.Join(notes, " "))
+}
+
+func prefix(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
+
+func fmtNs(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < 10*time.Microsecond:
+		return fmt.Sprintf("%dns", ns)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.1fus", float64(ns)/1e3)
+	}
+	return fmt.Sprintf("%.1fms", float64(ns)/1e6)
+}
