@@ -216,7 +216,13 @@ func runLikeSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sockDir := t.TempDir()
+	// The runtime runs as edgeipc and must reach the socket: t.TempDir's
+	// parent is 0700, so make a directory of our own.
+	sockDir, err := os.MkdirTemp("", "edgeipc-notify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	if err := os.Chmod(sockDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
