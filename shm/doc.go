@@ -1,0 +1,44 @@
+// Package shm moves frames between processes through named, preallocated
+// shared-memory rings: one writer, many readers, zero copies, no garbage,
+// and no system call on the hot path unless a reader sleeps.
+//
+// Use it directly from any Go program; it does not need the edgeipc
+// daemon. C and Python programs share the same rings through the ABI in
+// docs/abi.md (clients/ has a header and a module).
+//
+// # Concepts
+//
+//   - Segment: a file under /dev/shm (edgeipc.<name>, mode 0600 or 0660,
+//     created O_EXCL|O_NOFOLLOW and preallocated) or a sealed memfd.
+//   - Ring: a segment holding a header, a reader table and N fixed-size
+//     slots. Frames carry a sequence number, a CLOCK_MONOTONIC timestamp,
+//     a type, flags and a payload.
+//   - Writer: the one process holding the ring's writer lease; a dead
+//     writer's lease is reclaimed by the next one (ErrBusy names a live one).
+//   - Reader: one of up to 64 entries, each with its own cursor; starts at
+//     the newest frame or the oldest still in the ring.
+//   - Policy: Overwrite (the writer never blocks; laggards are told exactly
+//     how many frames they lost) or Block (the writer waits for the slowest
+//     live reader; dead readers are evicted).
+//   - Wake: readers sleep on a futex in the ring header (no descriptors
+//     needed), or on an Eventfd so that the wait parks in the netpoller, or
+//     spin for the lowest latency.
+//   - Semaphore: a named, process-shared counting semaphore.
+//
+// # Trust
+//
+// Shared memory is writable by every process that can open the segment, so
+// nothing read from it is trusted: the geometry is validated once and
+// copied, every index is masked locally, every length is bounded, and a
+// frame's slot stamp is checked before and after it is read. A torn or
+// overwritten frame is never returned as intact; a corrupt header is an
+// error wrapping ErrCorrupt, never a panic.
+//
+// # Kernel and privileges
+//
+// Linux only (other systems get ErrNotSupported). Needs a tmpfs at /dev/shm
+// (or EDGEIPC_SHM_DIR) with room for the ring; no privileges beyond file
+// permissions. Cross-process coordination uses only 32-bit atomics, so it
+// is correct on ARMv6 too. Readers and writers that must detect each
+// other's death should share a PID namespace.
+package shm

@@ -1,0 +1,46 @@
+//go:build !linux
+
+package shm
+
+import "os"
+
+const DefaultDir = "/dev/shm"
+const FilePrefix = "edgeipc."
+
+type SegmentOptions struct {
+	Dir   string
+	Group string
+	Mode  os.FileMode
+}
+
+type Segment struct {
+	name string
+	mem  []byte
+}
+
+func (s *Segment) Name() string            { return s.name }
+func (s *Segment) Path() string            { return "" }
+func (s *Segment) Bytes() []byte           { return nil }
+func (s *Segment) Size() int               { return 0 }
+func (s *Segment) File() (*os.File, error) { return nil, ErrNotSupported }
+func (s *Segment) Close() error            { return ErrNotSupported }
+func (s *Segment) Remove() error           { return ErrNotSupported }
+
+type SegmentInfo struct {
+	Name string
+	Path string
+	Kind string
+	Size int64
+	Mode os.FileMode
+	UID  int
+	GID  int
+}
+
+func ValidName(name string) error                                  { return ErrNotSupported }
+func SegmentPath(name string, opts *SegmentOptions) string         { return "" }
+func CreateSegment(string, int, *SegmentOptions) (*Segment, error) { return nil, ErrNotSupported }
+func OpenSegment(string, *SegmentOptions) (*Segment, error)        { return nil, ErrNotSupported }
+func RemoveSegment(string, *SegmentOptions) error                  { return ErrNotSupported }
+func ListSegments(*SegmentOptions) ([]SegmentInfo, error)          { return nil, ErrNotSupported }
+func NewMemfd(string, int) (*Segment, error)                       { return nil, ErrNotSupported }
+func OpenFd(*os.File, string) (*Segment, error)                    { return nil, ErrNotSupported }
