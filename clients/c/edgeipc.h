@@ -1,0 +1,873 @@
+/*
+ * edgeipc.h — single-header C11 client for edgeipc rings (ring ABI v1).
+ *
+ * Written from docs/abi.md alone. Linux only: shared memory through mmap,
+ * 32-bit C11 atomics (<stdatomic.h>, seq_cst unless noted), futex through
+ * syscall(2) WITHOUT FUTEX_PRIVATE_FLAG (the words are shared between
+ * processes). No 64-bit atomic is used on shared memory.
+ *
+ * Include this header first in a translation unit (it defines _GNU_SOURCE
+ * for syscall(2) and clock_gettime under -std=c11), or compile with
+ * -D_GNU_SOURCE. Every function is `static inline`; nothing to link.
+ *
+ *   edgeipc_ring r;       edgeipc_open(&r, "cam0")  /  edgeipc_open_fd(&r, fd)
+ *   edgeipc_reader rd;    edgeipc_reader_join(&rd, &r, EDGEIPC_FROM_OLDEST)
+ *                         edgeipc_read(&rd, &frame, buf, cap)      copy, never torn
+ *                         edgeipc_read_wait(&rd, &frame, buf, cap, timeout_ms)
+ *                         edgeipc_reader_leave(&rd)
+ *   edgeipc_writer w;     edgeipc_writer_open(&w, &r, &holder_pid)
+ *                         edgeipc_reserve / edgeipc_commit, or edgeipc_write
+ *                         edgeipc_writer_close(&w)
+ *   edgeipc_close(&r);    edgeipc_strerror(rc)
+ *
+ * Return values: 0 on success, a negative EDGEIPC_E* code on failure
+ * (EDGEIPC_ESYS: look at errno). A reader/writer object is used by one
+ * thread at a time. Eventfd wakes are not supported: a C writer only wakes
+ * futex sleepers, so Go readers of a C-written ring must not use
+ * ReaderOptions.Notifier.
+ *
+ * Casting plain shared memory to `_Atomic uint32_t *` relies on GCC/Clang
+ * giving _Atomic uint32_t the size and alignment of uint32_t (they do).
+ */
+#ifndef EDGEIPC_H
+#define EDGEIPC_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef __linux__
+#error "edgeipc.h needs Linux (futex, /proc)"
+#endif
+
+/* ---- ABI v1 constants (docs/abi.md) ---------------------------------- */
+
+#define EDGEIPC_MAGIC 0x52504945u /* "EIPR" on disk: 45 49 50 52 */
+#define EDGEIPC_SEM_MAGIC 0x53504945u
+#define EDGEIPC_ABI_VERSION 1u
+#define EDGEIPC_HEADER_SIZE 8192u
+#define EDGEIPC_READERS_OFF 256u
+#define EDGEIPC_READER_STRIDE 64u
+#define EDGEIPC_MAX_READERS 64u
+#define EDGEIPC_SLOT_HEADER 64u
+#define EDGEIPC_MAX_SLOTS (1u << 24)
+#define EDGEIPC_CLAIM 0x80000000u
+#define EDGEIPC_POLICY_OVERWRITE 0u
+#define EDGEIPC_POLICY_BLOCK 1u
+
+/* header offsets */
+#define EDGEIPC_H_MAGIC 0
+#define EDGEIPC_H_VERSION 4
+#define EDGEIPC_H_HEADER_SIZE 8
+#define EDGEIPC_H_SLOT_SIZE 12
+#define EDGEIPC_H_SLOT_COUNT 16
+#define EDGEIPC_H_MAX_PAYLOAD 20
+#define EDGEIPC_H_POLICY 24
+#define EDGEIPC_H_MAX_READERS 28
+#define EDGEIPC_H_READERS_OFF 32
+#define EDGEIPC_H_READER_STRIDE 36
+#define EDGEIPC_H_BASE_SEQ 40
+#define EDGEIPC_H_READY 44
+#define EDGEIPC_H_TOTAL_LO 48
+#define EDGEIPC_H_TOTAL_HI 52
+#define EDGEIPC_H_CREATOR_PID 56
+#define EDGEIPC_H_LEASE_OWNER 64
+#define EDGEIPC_H_LEASE_START 68
+#define EDGEIPC_H_LEASE_PIDNS 72
+#define EDGEIPC_H_LEASE_EPOCH 76
+#define EDGEIPC_H_HEAD 128
+#define EDGEIPC_H_SLEEPERS 132
+#define EDGEIPC_H_EV_SLEEPERS 136
+#define EDGEIPC_H_SPACE_VALUE 192
+#define EDGEIPC_H_SPACE_WAITERS 196
+#define EDGEIPC_H_WRITER_WAITING 200
+/* reader entry offsets */
+#define EDGEIPC_R_OWNER 0
+#define EDGEIPC_R_START 4
+#define EDGEIPC_R_PIDNS 8
+#define EDGEIPC_R_CURSOR 12
+#define EDGEIPC_R_LOST 16
+#define EDGEIPC_R_FRAMES 20
+#define EDGEIPC_R_FLAGS 24
+/* slot header offsets */
+#define EDGEIPC_S_STAMP 0
+#define EDGEIPC_S_LENGTH 4
+#define EDGEIPC_S_TYPE 8
+#define EDGEIPC_S_FLAGS 12
+#define EDGEIPC_S_TIME_LO 16
+#define EDGEIPC_S_TIME_HI 20
+#define EDGEIPC_S_SEQ 24
+
+/* ---- errors ----------------------------------------------------------- */
+
+enum {
+	EDGEIPC_OK = 0,
+	EDGEIPC_EAGAIN = -1,    /* no frame yet / no space (Try forms) */
+	EDGEIPC_ESYS = -2,      /* system call failed: see errno */
+	EDGEIPC_EINVAL = -3,    /* bad argument or ring name */
+	EDGEIPC_ENOTRING = -4,  /* magic is not "EIPR" (or a semaphore) */
+	EDGEIPC_ENOTREADY = -5, /* creator never set ready within 1 s */
+	EDGEIPC_EVERSION = -6,  /* ABI version / reader table layout differs */
+	EDGEIPC_ECORRUPT = -7,  /* header or slot violates the ABI */
+	EDGEIPC_EBUSY = -8,     /* a live writer holds the lease */
+	EDGEIPC_EFULL = -9,     /* all 64 reader entries held by live readers */
+	EDGEIPC_ETOOLARGE = -10, /* payload larger than max_payload */
+	EDGEIPC_ETIMEDOUT = -11,
+	EDGEIPC_EEVICTED = -12, /* our reader entry / lease is no longer ours */
+	EDGEIPC_ESHORTBUF = -13, /* frame larger than the buffer (not consumed) */
+};
+
+static inline const char *edgeipc_strerror(int rc)
+{
+	switch (rc) {
+	case EDGEIPC_OK: return "ok";
+	case EDGEIPC_EAGAIN: return "would block";
+	case EDGEIPC_ESYS: return strerror(errno);
+	case EDGEIPC_EINVAL: return "invalid argument";
+	case EDGEIPC_ENOTRING: return "not an edgeipc ring (bad magic)";
+	case EDGEIPC_ENOTREADY: return "ring header never completed (creator died?); remove the segment";
+	case EDGEIPC_EVERSION: return "incompatible ring ABI version or layout";
+	case EDGEIPC_ECORRUPT: return "corrupt shared memory";
+	case EDGEIPC_EBUSY: return "ring already has a live writer";
+	case EDGEIPC_EFULL: return "reader table is full";
+	case EDGEIPC_ETOOLARGE: return "payload larger than the slot";
+	case EDGEIPC_ETIMEDOUT: return "timed out";
+	case EDGEIPC_EEVICTED: return "reader entry or writer lease was taken over";
+	case EDGEIPC_ESHORTBUF: return "buffer too small for frame";
+	}
+	return "unknown edgeipc error";
+}
+
+/* ---- types ------------------------------------------------------------ */
+
+typedef struct edgeipc_ring {
+	uint8_t *base;        /* mapping */
+	size_t map_size;      /* file size mapped */
+	int fd;
+	/* validated, process-local geometry: never re-read from shm */
+	uint32_t header_size, slot_size, slot_count, mask, max_payload, policy, base_seq;
+	uint64_t total_size;
+} edgeipc_ring;
+
+typedef struct edgeipc_frame {
+	uint32_t seq;
+	uint32_t length;
+	uint32_t type;
+	uint32_t flags;
+	int64_t timestamp_ns; /* CLOCK_MONOTONIC at commit */
+	uint32_t lost;        /* frames missed just before this one */
+} edgeipc_frame;
+
+typedef struct edgeipc_reader {
+	edgeipc_ring *r;
+	uint32_t index;   /* reader table entry */
+	uint32_t me;      /* our PID */
+	uint32_t cursor;  /* next sequence to read */
+	uint32_t pending; /* lost frames not yet reported in a frame */
+	uint64_t frames, lost, corrupt;
+} edgeipc_reader;
+
+typedef struct edgeipc_writer {
+	edgeipc_ring *r;
+	uint32_t me;
+	uint32_t seq;        /* next sequence to publish */
+	uint32_t min_cursor; /* block policy: cached slowest reader cursor */
+	uint32_t len;        /* reserved length */
+	int held;            /* a slot is reserved */
+} edgeipc_writer;
+
+enum { EDGEIPC_FROM_NEWEST = 0, EDGEIPC_FROM_OLDEST = 1 };
+
+/* ---- low level helpers ------------------------------------------------ */
+
+static inline _Atomic uint32_t *edgeipc__w(const edgeipc_ring *r, size_t off)
+{
+	return (_Atomic uint32_t *)(void *)(r->base + off);
+}
+static inline uint32_t edgeipc__ld(const edgeipc_ring *r, size_t off)
+{
+	return atomic_load(edgeipc__w(r, off));
+}
+static inline void edgeipc__st(const edgeipc_ring *r, size_t off, uint32_t v)
+{
+	atomic_store(edgeipc__w(r, off), v);
+}
+/* plain fields of a slot: relaxed atomics (no data race in C11 terms) */
+static inline uint32_t edgeipc__ldr(const edgeipc_ring *r, size_t off)
+{
+	return atomic_load_explicit(edgeipc__w(r, off), memory_order_relaxed);
+}
+static inline void edgeipc__str(const edgeipc_ring *r, size_t off, uint32_t v)
+{
+	atomic_store_explicit(edgeipc__w(r, off), v, memory_order_relaxed);
+}
+static inline size_t edgeipc__entry(uint32_t i)
+{
+	return EDGEIPC_READERS_OFF + (size_t)i * EDGEIPC_READER_STRIDE;
+}
+static inline size_t edgeipc__slot(const edgeipc_ring *r, uint32_t seq)
+{
+	return (size_t)r->header_size + (size_t)(seq & r->mask) * r->slot_size;
+}
+
+static inline int64_t edgeipc_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* FUTEX_WAIT = 0, FUTEX_WAKE = 1, never FUTEX_PRIVATE_FLAG. */
+static inline int edgeipc__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+	struct timespec ts, *tsp = NULL;
+	if (timeout_ns >= 0) {
+		ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+		ts.tv_nsec = (long)(timeout_ns % 1000000000);
+		tsp = &ts;
+	}
+	long rc = syscall(SYS_futex, (void *)addr, 0 /* FUTEX_WAIT */, val, tsp, NULL, 0);
+	if (rc == -1 && errno == ETIMEDOUT)
+		return EDGEIPC_ETIMEDOUT;
+	return 0; /* woken, EAGAIN (value changed) or EINTR: caller re-checks */
+}
+static inline void edgeipc__futex_wake(_Atomic uint32_t *addr, int n)
+{
+	syscall(SYS_futex, (void *)addr, 1 /* FUTEX_WAKE */, n, NULL, NULL, 0);
+}
+
+/* ---- process identity and liveness (owner words) ---------------------- */
+
+/* Reads /proc/PID/stat: state letter (field 3) and start time (field 22,
+ * low 32 bits). Returns 0 if readable. */
+static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *start)
+{
+	char path[40], buf[1024];
+	snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* comm may contain spaces and ')' */
+	if (!p)
+		return -1;
+	p++;
+	for (int field = 3; field <= 22; field++) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return -1;
+		if (field == 3)
+			*state = *p;
+		if (field == 22) {
+			*start = (uint32_t)strtoull(p, NULL, 10);
+			return 0;
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+	return -1;
+}
+
+static inline uint32_t edgeipc_self_start(void)
+{
+	char st;
+	uint32_t start = 0;
+	edgeipc__proc_stat((uint32_t)getpid(), &st, &start);
+	return start;
+}
+
+/* Low 32 bits of the inode of /proc/self/ns/pid ("pid:[4026531836]"), 0 if unknown. */
+static inline uint32_t edgeipc_self_pidns(void)
+{
+	char buf[64];
+	ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof buf - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strchr(buf, '[');
+	if (!p)
+		return 0;
+	return (uint32_t)strtoull(p + 1, NULL, 10);
+}
+
+/* Whether owner word o (with the start time and pid namespace stored next
+ * to it) names a live process. Another pid namespace cannot be checked:
+ * assume alive. With the claim bit set only the PID is checked. */
+static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
+{
+	uint32_t pid = o & ~EDGEIPC_CLAIM;
+	if (pid == 0 || pid > (1u << 22))
+		return 0;
+	uint32_t self = edgeipc_self_pidns();
+	if (ns != 0 && self != 0 && ns != self)
+		return 1;
+	char st = 0;
+	uint32_t s = 0;
+	if (edgeipc__proc_stat(pid, &st, &s) != 0)
+		return 0;
+	if (st == 'Z' || st == 'X')
+		return 0;
+	if (o & EDGEIPC_CLAIM)
+		return 1;
+	return s == start;
+}
+
+/* Owner-word claim, steps 1–2 of docs/abi.md: returns 1 when the word now
+ * holds me|CLAIM, 0 when a live holder has it (*holder set). */
+static inline int edgeipc__claim(edgeipc_ring *r, size_t owner_off, size_t start_off, size_t ns_off,
+				 uint32_t me, uint32_t *holder)
+{
+	_Atomic uint32_t *ow = edgeipc__w(r, owner_off);
+	for (;;) {
+		uint32_t v = atomic_load(ow);
+		if (v != 0 && edgeipc_holder_alive(v, edgeipc__ld(r, start_off), edgeipc__ld(r, ns_off))) {
+			if (holder)
+				*holder = v & ~EDGEIPC_CLAIM;
+			return 0;
+		}
+		if (atomic_compare_exchange_strong(ow, &v, me | EDGEIPC_CLAIM))
+			return 1;
+	}
+}
+
+/* ---- open / validate / close ------------------------------------------ */
+
+static inline int edgeipc_valid_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n < 1 || n > 200 || name[0] == '.' || name[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Validates a mapped header (every check of docs/abi.md) and fills the
+ * ring's private geometry. Waits up to 1 s for a creator to finish. */
+static inline int edgeipc__validate(edgeipc_ring *r)
+{
+	if (r->map_size < EDGEIPC_HEADER_SIZE)
+		return EDGEIPC_ENOTRING;
+	for (int i = 0;; i++) {
+		uint32_t m = edgeipc__ld(r, EDGEIPC_H_MAGIC);
+		if (m == EDGEIPC_MAGIC && edgeipc__ld(r, EDGEIPC_H_READY) == 1)
+			break;
+		if (m != 0 && m != EDGEIPC_MAGIC)
+			return EDGEIPC_ENOTRING; /* includes EDGEIPC_SEM_MAGIC */
+		if (i == 100)
+			return EDGEIPC_ENOTREADY;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (edgeipc__ld(r, EDGEIPC_H_VERSION) != EDGEIPC_ABI_VERSION)
+		return EDGEIPC_EVERSION;
+	if (edgeipc__ld(r, EDGEIPC_H_READERS_OFF) != EDGEIPC_READERS_OFF ||
+	    edgeipc__ld(r, EDGEIPC_H_READER_STRIDE) != EDGEIPC_READER_STRIDE ||
+	    edgeipc__ld(r, EDGEIPC_H_MAX_READERS) != EDGEIPC_MAX_READERS)
+		return EDGEIPC_EVERSION;
+	r->header_size = edgeipc__ld(r, EDGEIPC_H_HEADER_SIZE);
+	r->slot_size = edgeipc__ld(r, EDGEIPC_H_SLOT_SIZE);
+	r->slot_count = edgeipc__ld(r, EDGEIPC_H_SLOT_COUNT);
+	r->max_payload = edgeipc__ld(r, EDGEIPC_H_MAX_PAYLOAD);
+	r->policy = edgeipc__ld(r, EDGEIPC_H_POLICY);
+	r->base_seq = edgeipc__ld(r, EDGEIPC_H_BASE_SEQ);
+	r->total_size = (uint64_t)edgeipc__ld(r, EDGEIPC_H_TOTAL_LO) | (uint64_t)edgeipc__ld(r, EDGEIPC_H_TOTAL_HI) << 32;
+	if (r->header_size != EDGEIPC_HEADER_SIZE)
+		return EDGEIPC_ECORRUPT;
+	if (r->slot_count < 2 || r->slot_count > EDGEIPC_MAX_SLOTS || (r->slot_count & (r->slot_count - 1)) != 0)
+		return EDGEIPC_ECORRUPT;
+	if (r->slot_size < 128 || r->slot_size % 64 != 0)
+		return EDGEIPC_ECORRUPT;
+	if (r->max_payload != r->slot_size - EDGEIPC_SLOT_HEADER)
+		return EDGEIPC_ECORRUPT;
+	if (r->policy != EDGEIPC_POLICY_OVERWRITE && r->policy != EDGEIPC_POLICY_BLOCK)
+		return EDGEIPC_ECORRUPT;
+	if (r->total_size != (uint64_t)r->header_size + (uint64_t)r->slot_count * r->slot_size)
+		return EDGEIPC_ECORRUPT;
+	if (r->total_size > (uint64_t)r->map_size)
+		return EDGEIPC_ECORRUPT;
+	r->mask = r->slot_count - 1;
+	return EDGEIPC_OK;
+}
+
+/* Maps the ring behind fd (takes ownership of fd, also on failure). */
+static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
+{
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
+	struct stat sb;
+	if (fstat(fd, &sb) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return EDGEIPC_ESYS;
+	}
+	if (sb.st_size < (off_t)EDGEIPC_HEADER_SIZE || (uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
+		close(fd);
+		return EDGEIPC_ENOTRING;
+	}
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return EDGEIPC_ESYS;
+	}
+	r->base = (uint8_t *)p;
+	r->map_size = (size_t)sb.st_size;
+	r->fd = fd;
+	int rc = edgeipc__validate(r);
+	if (rc != EDGEIPC_OK) {
+		munmap(r->base, r->map_size);
+		close(fd);
+		memset(r, 0, sizeof *r);
+		r->fd = -1;
+	}
+	return rc;
+}
+
+/* Opens $EDGEIPC_SHM_DIR/edgeipc.<name> (default /dev/shm). */
+static inline int edgeipc_open(edgeipc_ring *r, const char *name)
+{
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
+	if (!edgeipc_valid_name(name))
+		return EDGEIPC_EINVAL;
+	const char *dir = getenv("EDGEIPC_SHM_DIR");
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s/edgeipc.%s", dir, name) >= (int)sizeof path)
+		return EDGEIPC_EINVAL;
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return EDGEIPC_ESYS;
+	return edgeipc_open_fd(r, fd);
+}
+
+static inline void edgeipc_close(edgeipc_ring *r)
+{
+	if (r->base)
+		munmap(r->base, r->map_size);
+	if (r->fd >= 0)
+		close(r->fd);
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
+}
+
+static inline uint32_t edgeipc_head(const edgeipc_ring *r) { return edgeipc__ld(r, EDGEIPC_H_HEAD); }
+
+/* ---- block-policy space semaphore -------------------------------------- */
+
+static inline void edgeipc__sem_post(edgeipc_ring *r)
+{
+	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_SPACE_VALUE), 1);
+	if (edgeipc__ld(r, EDGEIPC_H_SPACE_WAITERS) != 0)
+		edgeipc__futex_wake(edgeipc__w(r, EDGEIPC_H_SPACE_VALUE), 1);
+}
+
+static inline int edgeipc__sem_trywait(edgeipc_ring *r)
+{
+	_Atomic uint32_t *v = edgeipc__w(r, EDGEIPC_H_SPACE_VALUE);
+	uint32_t x = atomic_load(v);
+	while (x > 0)
+		if (atomic_compare_exchange_weak(v, &x, x - 1))
+			return 1;
+	return 0;
+}
+
+/* ---- reader ------------------------------------------------------------ */
+
+/* Joins the reader table. from: EDGEIPC_FROM_NEWEST (next frame published)
+ * or EDGEIPC_FROM_OLDEST (oldest frame still in the ring). */
+static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int from)
+{
+	memset(rd, 0, sizeof *rd);
+	rd->r = r;
+	rd->me = (uint32_t)getpid();
+	uint32_t i;
+	for (i = 0; i < EDGEIPC_MAX_READERS; i++) {
+		size_t e = edgeipc__entry(i);
+		if (edgeipc__claim(r, e + EDGEIPC_R_OWNER, e + EDGEIPC_R_START, e + EDGEIPC_R_PIDNS, rd->me, NULL))
+			break;
+	}
+	if (i == EDGEIPC_MAX_READERS)
+		return EDGEIPC_EFULL;
+	size_t e = edgeipc__entry(i);
+	rd->index = i;
+	edgeipc__st(r, e + EDGEIPC_R_START, edgeipc_self_start());
+	edgeipc__st(r, e + EDGEIPC_R_PIDNS, edgeipc_self_pidns());
+	uint32_t head = edgeipc_head(r), c = head;
+	if (from == EDGEIPC_FROM_OLDEST)
+		c = (head - r->base_seq < r->slot_count) ? r->base_seq : head - r->slot_count;
+	rd->cursor = c;
+	edgeipc__st(r, e + EDGEIPC_R_CURSOR, c);
+	edgeipc__st(r, e + EDGEIPC_R_LOST, 0);
+	edgeipc__st(r, e + EDGEIPC_R_FRAMES, 0);
+	edgeipc__st(r, e + EDGEIPC_R_FLAGS, 0);
+	edgeipc__st(r, e + EDGEIPC_R_OWNER, rd->me);
+	return EDGEIPC_OK;
+}
+
+static inline void edgeipc__advance(edgeipc_reader *rd, uint32_t c)
+{
+	rd->cursor = c;
+	edgeipc__st(rd->r, edgeipc__entry(rd->index) + EDGEIPC_R_CURSOR, c);
+	/* block policy: let a waiting writer re-check */
+	if (rd->r->policy == EDGEIPC_POLICY_BLOCK && edgeipc__ld(rd->r, EDGEIPC_H_WRITER_WAITING) == 1) {
+		uint32_t one = 1;
+		if (atomic_compare_exchange_strong(edgeipc__w(rd->r, EDGEIPC_H_WRITER_WAITING), &one, 0))
+			edgeipc__sem_post(rd->r);
+	}
+}
+
+static inline void edgeipc__lose(edgeipc_reader *rd, uint32_t n)
+{
+	rd->pending += n;
+	rd->lost += n;
+	atomic_fetch_add(edgeipc__w(rd->r, edgeipc__entry(rd->index) + EDGEIPC_R_LOST), n);
+}
+
+/* Copies the next frame into buf (cap bytes) without waiting. Returns 0 with
+ * *f filled, EDGEIPC_EAGAIN when there is no frame, EDGEIPC_ESHORTBUF (frame
+ * not consumed, f->length = needed size), EDGEIPC_ECORRUPT (slot skipped),
+ * EDGEIPC_EEVICTED. A torn frame is never returned: frames the writer
+ * overwrote are skipped and counted in f->lost of the next frame. */
+static inline int edgeipc_read(edgeipc_reader *rd, edgeipc_frame *f, void *buf, size_t cap)
+{
+	edgeipc_ring *r = rd->r;
+	if (edgeipc__ld(r, edgeipc__entry(rd->index) + EDGEIPC_R_OWNER) != rd->me)
+		return EDGEIPC_EEVICTED;
+	for (int attempt = 0; attempt < 64; attempt++) {
+		uint32_t c = rd->cursor;
+		uint32_t h = edgeipc_head(r);
+		if (h == c)
+			return EDGEIPC_EAGAIN;
+		uint32_t lag = h - c;
+		if (lag > 0x80000000u) { /* head went backwards: follow it */
+			edgeipc__advance(rd, h);
+			return EDGEIPC_EAGAIN;
+		}
+		if (lag > r->slot_count) { /* lapped */
+			edgeipc__lose(rd, lag - r->slot_count);
+			c = h - r->slot_count;
+			edgeipc__advance(rd, c);
+		}
+		size_t s = edgeipc__slot(r, c);
+		uint32_t st = atomic_load_explicit(edgeipc__w(r, s + EDGEIPC_S_STAMP), memory_order_acquire);
+		if (st != c << 1 || edgeipc__ldr(r, s + EDGEIPC_S_SEQ) != c) {
+			edgeipc__lose(rd, 1); /* slot reused after we read head */
+			edgeipc__advance(rd, c + 1);
+			continue;
+		}
+		uint32_t len = edgeipc__ldr(r, s + EDGEIPC_S_LENGTH);
+		if (len > r->max_payload) {
+			atomic_thread_fence(memory_order_seq_cst);
+			if (edgeipc__ld(r, s + EDGEIPC_S_STAMP) == st) {
+				rd->corrupt++;
+				edgeipc__advance(rd, c + 1);
+				return EDGEIPC_ECORRUPT;
+			}
+			edgeipc__lose(rd, 1);
+			edgeipc__advance(rd, c + 1);
+			continue;
+		}
+		if (len > cap) {
+			f->seq = c;
+			f->length = len;
+			return EDGEIPC_ESHORTBUF;
+		}
+		edgeipc_frame fr;
+		fr.seq = c;
+		fr.length = len;
+		fr.type = edgeipc__ldr(r, s + EDGEIPC_S_TYPE);
+		fr.flags = edgeipc__ldr(r, s + EDGEIPC_S_FLAGS);
+		fr.timestamp_ns = (int64_t)((uint64_t)edgeipc__ldr(r, s + EDGEIPC_S_TIME_LO) |
+					    (uint64_t)edgeipc__ldr(r, s + EDGEIPC_S_TIME_HI) << 32);
+		memcpy(buf, r->base + s + EDGEIPC_SLOT_HEADER, len);
+		/* load→load barrier, then re-check: was the slot reused meanwhile? */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (edgeipc__ld(r, s + EDGEIPC_S_STAMP) != st) {
+			edgeipc__lose(rd, 1);
+			edgeipc__advance(rd, c + 1);
+			continue;
+		}
+		fr.lost = rd->pending;
+		rd->pending = 0;
+		rd->frames++;
+		edgeipc__advance(rd, c + 1);
+		if ((rd->frames & 63) == 0)
+			edgeipc__st(r, edgeipc__entry(rd->index) + EDGEIPC_R_FRAMES, (uint32_t)rd->frames);
+		*f = fr;
+		return EDGEIPC_OK;
+	}
+	return EDGEIPC_EAGAIN;
+}
+
+/* Sleeps on the head futex until a frame may be available (returns 0) or
+ * timeout_ms elapses (EDGEIPC_ETIMEDOUT); timeout_ms < 0 waits forever.
+ * May return 0 spuriously: call edgeipc_read again. */
+static inline int edgeipc_wait(edgeipc_reader *rd, int timeout_ms)
+{
+	edgeipc_ring *r = rd->r;
+	uint32_t c = rd->cursor;
+	if (edgeipc_head(r) != c)
+		return 0;
+	_Atomic uint32_t *sl = edgeipc__w(r, EDGEIPC_H_SLEEPERS);
+	int rc = 0;
+	atomic_fetch_add(sl, 1); /* raise before re-checking head */
+	if (edgeipc_head(r) == c)
+		rc = edgeipc__futex_wait(edgeipc__w(r, EDGEIPC_H_HEAD), c,
+					 timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
+	atomic_fetch_sub(sl, 1);
+	return rc;
+}
+
+/* edgeipc_read that waits up to timeout_ms (< 0: forever) for a frame. */
+static inline int edgeipc_read_wait(edgeipc_reader *rd, edgeipc_frame *f, void *buf, size_t cap, int timeout_ms)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : edgeipc_now_ns() + (int64_t)timeout_ms * 1000000;
+	for (;;) {
+		int rc = edgeipc_read(rd, f, buf, cap);
+		if (rc != EDGEIPC_EAGAIN)
+			return rc;
+		int ms = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - edgeipc_now_ns();
+			if (left <= 0)
+				return EDGEIPC_ETIMEDOUT;
+			ms = (int)((left + 999999) / 1000000);
+		}
+		rc = edgeipc_wait(rd, ms);
+		if (rc == EDGEIPC_ETIMEDOUT && deadline >= 0 && edgeipc_now_ns() >= deadline &&
+		    edgeipc_head(rd->r) == rd->cursor)
+			return rc;
+	}
+}
+
+/* Leaves the reader table. */
+static inline void edgeipc_reader_leave(edgeipc_reader *rd)
+{
+	edgeipc_ring *r = rd->r;
+	if (!r)
+		return;
+	size_t e = edgeipc__entry(rd->index);
+	edgeipc__st(r, e + EDGEIPC_R_FRAMES, (uint32_t)rd->frames);
+	edgeipc__st(r, e + EDGEIPC_R_FLAGS, 0);
+	uint32_t v = rd->me;
+	atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &v, 0);
+	uint32_t one = 1; /* a block-policy writer may be waiting on us */
+	if (r->policy == EDGEIPC_POLICY_BLOCK &&
+	    atomic_compare_exchange_strong(edgeipc__w(r, EDGEIPC_H_WRITER_WAITING), &one, 0))
+		edgeipc__sem_post(r);
+	rd->r = NULL;
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+/* Takes the writer lease. EDGEIPC_EBUSY if a live process holds it (its PID
+ * in *holder if holder is not NULL); a dead holder's lease is reclaimed. */
+static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32_t *holder)
+{
+	memset(w, 0, sizeof *w);
+	w->r = r;
+	w->me = (uint32_t)getpid();
+	if (!edgeipc__claim(r, EDGEIPC_H_LEASE_OWNER, EDGEIPC_H_LEASE_START, EDGEIPC_H_LEASE_PIDNS, w->me, holder)) {
+		w->r = NULL;
+		return EDGEIPC_EBUSY;
+	}
+	edgeipc__st(r, EDGEIPC_H_LEASE_START, edgeipc_self_start());
+	edgeipc__st(r, EDGEIPC_H_LEASE_PIDNS, edgeipc_self_pidns());
+	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_LEASE_EPOCH), 1);
+	edgeipc__st(r, EDGEIPC_H_LEASE_OWNER, w->me);
+	w->seq = edgeipc_head(r);
+	w->min_cursor = w->seq;
+	return EDGEIPC_OK;
+}
+
+/* Slowest live reader's cursor relative to s (s itself if none). Entries
+ * with the claim bit or a cursor more than one ring behind are ignored. */
+static inline uint32_t edgeipc__slowest(edgeipc_ring *r, uint32_t s)
+{
+	uint32_t min = s;
+	for (uint32_t i = 0; i < EDGEIPC_MAX_READERS; i++) {
+		size_t e = edgeipc__entry(i);
+		uint32_t o = edgeipc__ld(r, e + EDGEIPC_R_OWNER);
+		if (o == 0 || (o & EDGEIPC_CLAIM))
+			continue;
+		uint32_t c = edgeipc__ld(r, e + EDGEIPC_R_CURSOR);
+		uint32_t lag = s - c;
+		if (lag <= r->slot_count && lag > s - min)
+			min = c;
+	}
+	return min;
+}
+
+static inline int edgeipc__has_space(edgeipc_writer *w, uint32_t s)
+{
+	if (s - w->min_cursor < w->r->slot_count)
+		return 1;
+	w->min_cursor = edgeipc__slowest(w->r, s);
+	return s - w->min_cursor < w->r->slot_count;
+}
+
+static inline void edgeipc__evict_dead(edgeipc_ring *r)
+{
+	for (uint32_t i = 0; i < EDGEIPC_MAX_READERS; i++) {
+		size_t e = edgeipc__entry(i);
+		uint32_t o = edgeipc__ld(r, e + EDGEIPC_R_OWNER);
+		if (o != 0 && !edgeipc_holder_alive(o, edgeipc__ld(r, e + EDGEIPC_R_START), edgeipc__ld(r, e + EDGEIPC_R_PIDNS)))
+			atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &o, 0);
+	}
+}
+
+/* Block policy: wait until frame s fits (deadline_ns < 0: forever). */
+static inline int edgeipc__wait_space(edgeipc_writer *w, uint32_t s, int64_t deadline_ns)
+{
+	edgeipc_ring *r = w->r;
+	_Atomic uint32_t *val = edgeipc__w(r, EDGEIPC_H_SPACE_VALUE);
+	_Atomic uint32_t *waiters = edgeipc__w(r, EDGEIPC_H_SPACE_WAITERS);
+	int64_t next_evict = edgeipc_now_ns() + 100000000;
+	for (;;) {
+		edgeipc__st(r, EDGEIPC_H_WRITER_WAITING, 1);
+		if (edgeipc__has_space(w, s)) {
+			edgeipc__st(r, EDGEIPC_H_WRITER_WAITING, 0);
+			return 0;
+		}
+		if (!edgeipc__sem_trywait(r)) {
+			int64_t now = edgeipc_now_ns();
+			int64_t t = next_evict - now;
+			if (deadline_ns >= 0 && deadline_ns - now < t)
+				t = deadline_ns - now;
+			if (t > 0) {
+				atomic_fetch_add(waiters, 1);
+				if (atomic_load(val) == 0)
+					edgeipc__futex_wait(val, 0, t);
+				atomic_fetch_sub(waiters, 1);
+			}
+		}
+		int64_t now = edgeipc_now_ns();
+		if (now >= next_evict) { /* free entries of readers that died */
+			edgeipc__evict_dead(r);
+			w->min_cursor = edgeipc__slowest(r, s);
+			next_evict = now + 100000000;
+		}
+		if (deadline_ns >= 0 && now >= deadline_ns && !edgeipc__has_space(w, s)) {
+			edgeipc__st(r, EDGEIPC_H_WRITER_WAITING, 0);
+			return EDGEIPC_ETIMEDOUT;
+		}
+	}
+}
+
+/* Reserves the next slot for a payload of n bytes and returns its address
+ * in *payload (64-byte aligned). Under the block policy it waits up to
+ * timeout_ms (< 0 forever; 0: EDGEIPC_EAGAIN at once) for the slowest reader.
+ * Reserving again before commit reuses the same slot. */
+static inline int edgeipc_reserve(edgeipc_writer *w, uint32_t n, void **payload, int timeout_ms)
+{
+	edgeipc_ring *r = w->r;
+	if (!r)
+		return EDGEIPC_EINVAL;
+	if (n > r->max_payload)
+		return EDGEIPC_ETOOLARGE;
+	uint32_t s = w->seq;
+	size_t off = edgeipc__slot(r, s);
+	if (!w->held) {
+		if (r->policy == EDGEIPC_POLICY_BLOCK && !edgeipc__has_space(w, s)) {
+			if (timeout_ms == 0)
+				return EDGEIPC_EAGAIN;
+			int rc = edgeipc__wait_space(w, s, timeout_ms < 0 ? -1 : edgeipc_now_ns() + (int64_t)timeout_ms * 1000000);
+			if (rc)
+				return rc;
+		}
+		/* odd stamp, then store→store barrier before the payload */
+		edgeipc__st(r, off + EDGEIPC_S_STAMP, (s << 1) | 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		w->held = 1;
+	}
+	w->len = n;
+	*payload = r->base + off + EDGEIPC_SLOT_HEADER;
+	return EDGEIPC_OK;
+}
+
+/* Publishes the reserved frame and wakes futex sleepers. *seq (if not NULL)
+ * receives its sequence number. */
+static inline int edgeipc_commit(edgeipc_writer *w, uint32_t type, uint32_t flags, uint32_t *seq)
+{
+	edgeipc_ring *r = w->r;
+	if (!r || !w->held)
+		return EDGEIPC_EINVAL;
+	w->held = 0;
+	if (edgeipc__ld(r, EDGEIPC_H_LEASE_OWNER) != w->me)
+		return EDGEIPC_EEVICTED;
+	uint32_t s = w->seq;
+	size_t off = edgeipc__slot(r, s);
+	uint64_t now = (uint64_t)edgeipc_now_ns();
+	edgeipc__str(r, off + EDGEIPC_S_LENGTH, w->len);
+	edgeipc__str(r, off + EDGEIPC_S_TYPE, type);
+	edgeipc__str(r, off + EDGEIPC_S_FLAGS, flags);
+	edgeipc__str(r, off + EDGEIPC_S_TIME_LO, (uint32_t)now);
+	edgeipc__str(r, off + EDGEIPC_S_TIME_HI, (uint32_t)(now >> 32));
+	edgeipc__str(r, off + EDGEIPC_S_SEQ, s);
+	atomic_store_explicit(edgeipc__w(r, off + EDGEIPC_S_STAMP), s << 1, memory_order_release);
+	atomic_store_explicit(edgeipc__w(r, EDGEIPC_H_HEAD), s + 1, memory_order_seq_cst);
+	w->seq = s + 1;
+	if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
+		edgeipc__futex_wake(edgeipc__w(r, EDGEIPC_H_HEAD), INT_MAX);
+	if (seq)
+		*seq = s;
+	return EDGEIPC_OK;
+}
+
+/* Copies p (n bytes) into the next slot and commits it. */
+static inline int edgeipc_write(edgeipc_writer *w, uint32_t type, uint32_t flags, const void *p, uint32_t n,
+				uint32_t *seq, int timeout_ms)
+{
+	void *dst;
+	int rc = edgeipc_reserve(w, n, &dst, timeout_ms);
+	if (rc)
+		return rc;
+	memcpy(dst, p, n);
+	return edgeipc_commit(w, type, flags, seq);
+}
+
+/* Releases the writer lease (an uncommitted reservation is discarded:
+ * its odd stamp tells readers the slot holds no frame). */
+static inline void edgeipc_writer_close(edgeipc_writer *w)
+{
+	if (!w->r)
+		return;
+	_Atomic uint32_t *o = edgeipc__w(w->r, EDGEIPC_H_LEASE_OWNER);
+	uint32_t v = w->me;
+	if (!atomic_compare_exchange_strong(o, &v, 0)) {
+		v = w->me | EDGEIPC_CLAIM;
+		atomic_compare_exchange_strong(o, &v, 0);
+	}
+	w->r = NULL;
+}
+
+#endif /* EDGEIPC_H */

@@ -1,0 +1,693 @@
+"""edgeipc_ring: pure-Python client for edgeipc rings (ring ABI v1, docs/abi.md).
+
+Open a ring, join it as a reader (copying, never returning a torn frame) or
+take its writer lease and publish frames. Only the standard library is used:
+mmap, struct, os, and ctypes for three things Python itself lacks.
+
+Atomicity and ordering (read this before trusting the module)
+-------------------------------------------------------------
+Python has no atomic operations. The module reads and writes the ABI's 32-bit
+words through ``memoryview(mmap).cast('I')``: every word is 4-byte aligned,
+and CPython loads/stores such an element with one 32-bit machine access,
+which is single-copy atomic on x86 and ARM (ARMv6 and later). Payloads are
+copied with plain slices; a reader re-checks the slot stamp after the copy
+and drops a frame whose stamp changed (counted as lost), so a torn frame is
+never returned.
+
+What plain loads and stores cannot do is read-modify-write and ordering:
+
+* compare-and-swap (owner-word claims for reader entries and the writer
+  lease) and atomic add (``sleepers``, ``lease_epoch``, ``lost``,
+  ``space_value``) come from libatomic (``__atomic_compare_exchange_4``,
+  ``__atomic_fetch_add_4``) through ctypes. These are real lock-free CPU
+  instructions on the shared mapping, so they interoperate with Go and C.
+* memory barriers are a sequentially consistent ``__atomic_fetch_add_4`` on a
+  private word (a full barrier on ARM; on x86 it also orders a store before
+  a later load, which the sleepers handshake needs).
+* sleeping uses ``syscall(SYS_futex, FUTEX_WAIT)`` through libc (no
+  FUTEX_PRIVATE_FLAG: the words are shared between processes).
+
+If libatomic (Debian: ``apt install libatomic1``) or libc cannot be loaded,
+the module degrades instead of pretending: ``Writer`` refuses to open
+(the lease needs CAS), and ``Reader`` works *unregistered*: it takes no entry
+in the reader table (invisible to ``edgeipc ring inspect`` and ignored by a
+block-policy writer, so under the block policy it may see frames overwritten,
+which are counted as lost), and it waits by polling every ``poll_interval``
+seconds. ``NATIVE`` tells which mode you have.
+
+Example::
+
+    import edgeipc_ring as er
+    ring = er.Ring("cam0")                  # $EDGEIPC_SHM_DIR or /dev/shm
+    rd = ring.reader(oldest=True)
+    f = rd.read_wait(timeout=1.0)           # Frame or None on timeout
+    if f: print(f.seq, f.type, f.lost, len(f.data))
+    rd.close(); ring.close()
+
+    w = er.Ring("cam0").writer()
+    seq = w.write(b"hello", type=1)
+"""
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import platform
+import time
+from collections import namedtuple
+
+__all__ = [
+    "Ring", "Reader", "Writer", "Frame", "RingError", "NotRingError", "VersionError",
+    "CorruptError", "BusyError", "FullError", "EvictedError", "TooLargeError", "NATIVE",
+]
+
+# ---- ABI v1 constants (docs/abi.md) ------------------------------------
+
+MAGIC = 0x52504945  # "EIPR"
+SEM_MAGIC = 0x53504945
+ABI_VERSION = 1
+HEADER_SIZE = 8192
+READERS_OFF = 256
+READER_STRIDE = 64
+MAX_READERS = 64
+SLOT_HEADER = 64
+MAX_SLOTS = 1 << 24
+CLAIM = 0x80000000
+OVERWRITE, BLOCK = 0, 1
+MASK32 = 0xFFFFFFFF
+
+# header
+H_MAGIC, H_VERSION, H_HEADER_SIZE, H_SLOT_SIZE, H_SLOT_COUNT = 0, 4, 8, 12, 16
+H_MAX_PAYLOAD, H_POLICY, H_MAX_READERS, H_READERS_OFF, H_READER_STRIDE = 20, 24, 28, 32, 36
+H_BASE_SEQ, H_READY, H_TOTAL_LO, H_TOTAL_HI, H_CREATOR_PID = 40, 44, 48, 52, 56
+H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, H_LEASE_EPOCH = 64, 68, 72, 76
+H_HEAD, H_SLEEPERS, H_EV_SLEEPERS = 128, 132, 136
+H_SPACE_VALUE, H_SPACE_WAITERS, H_WRITER_WAITING = 192, 196, 200
+# reader entry
+R_OWNER, R_START, R_PIDNS, R_CURSOR, R_LOST, R_FRAMES, R_FLAGS = 0, 4, 8, 12, 16, 20, 24
+# slot header
+S_STAMP, S_LENGTH, S_TYPE, S_FLAGS, S_TIME_LO, S_TIME_HI, S_SEQ = 0, 4, 8, 12, 16, 20, 24
+
+FUTEX_WAIT, FUTEX_WAKE = 0, 1  # never | FUTEX_PRIVATE_FLAG
+_SYS_FUTEX = {
+    "x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98,
+    "i386": 240, "i686": 240, "armv6l": 240, "armv7l": 240, "armv8l": 240,
+}
+
+
+class RingError(Exception):
+    """Base class of this module's errors."""
+
+
+class NotRingError(RingError):
+    """The segment is not an edgeipc ring (bad magic, too small, never ready)."""
+
+
+class VersionError(RingError):
+    """The ring uses another ABI version or reader-table layout."""
+
+
+class CorruptError(RingError):
+    """Shared memory violates the ABI (header field or slot length)."""
+
+
+class BusyError(RingError):
+    """A live process holds the writer lease (``pid`` says which)."""
+
+    def __init__(self, pid):
+        super().__init__("ring already has a live writer (pid %d)" % pid)
+        self.pid = pid
+
+
+class FullError(RingError):
+    """All 64 reader entries are held by live readers."""
+
+
+class EvictedError(RingError):
+    """Our reader entry or writer lease was taken over by another process."""
+
+
+class TooLargeError(RingError):
+    """The payload does not fit the ring's slots."""
+
+
+Frame = namedtuple("Frame", "seq type flags timestamp_ns lost data")
+Frame.__doc__ = """One frame: lost is the number of frames missed just before this one."""
+
+
+# ---- native helpers (ctypes) --------------------------------------------
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Native:
+    def __init__(self):
+        self.ok = False
+        self.why = ""
+        try:
+            if os.environ.get("EDGEIPC_PY_NO_NATIVE"):
+                raise OSError("disabled by EDGEIPC_PY_NO_NATIVE")
+            nr = _SYS_FUTEX.get(platform.machine())
+            if nr is None:
+                raise OSError("unknown SYS_futex number for %s" % platform.machine())
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            la = ctypes.CDLL(ctypes.util.find_library("atomic") or "libatomic.so.1")
+            self._syscall = libc.syscall
+            self._syscall.restype = ctypes.c_long
+            self._cas = getattr(la, "__atomic_compare_exchange_4")  # getattr: no name mangling
+            self._cas.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_uint32,
+                                  ctypes.c_int, ctypes.c_int]
+            self._cas.restype = ctypes.c_bool
+            self._add = getattr(la, "__atomic_fetch_add_4")
+            self._add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int]
+            self._add.restype = ctypes.c_uint32
+            self._nr = nr
+            self._fence_word = ctypes.c_uint32(0)
+            self._fence_addr = ctypes.addressof(self._fence_word)
+            self.ok = True
+        except (OSError, AttributeError) as e:
+            self.why = str(e)
+
+    def cas(self, addr, old, new):
+        exp = ctypes.c_uint32(old)
+        return bool(self._cas(addr, ctypes.byref(exp), new & MASK32, 5, 5))  # __ATOMIC_SEQ_CST
+
+    def add(self, addr, delta):
+        return self._add(addr, delta & MASK32, 5)
+
+    def fence(self):
+        self._add(self._fence_addr, 0, 5)
+
+    def futex_wait(self, addr, val, timeout):
+        ts = None
+        if timeout is not None:
+            t = max(timeout, 0.0)
+            ts = ctypes.byref(_Timespec(int(t), int((t - int(t)) * 1e9)))
+        self._syscall(ctypes.c_long(self._nr), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAIT),
+                      ctypes.c_uint32(val), ts, None, ctypes.c_int(0))
+
+    def futex_wake(self, addr, n):
+        self._syscall(ctypes.c_long(self._nr), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAKE),
+                      ctypes.c_int(n), None, None, ctypes.c_int(0))
+
+
+_native = _Native()
+NATIVE = _native.ok
+"""True when libc and libatomic are loaded: CAS, atomic add, barriers and futex are available."""
+
+
+# ---- process identity -----------------------------------------------------
+
+def _proc_stat(pid):
+    """(state letter, start time low 32 bits) from /proc/PID/stat, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            b = f.read()
+    except OSError:
+        return None
+    i = b.rfind(b")")
+    if i < 0:
+        return None
+    fields = b[i + 1:].split()
+    if len(fields) < 20:
+        return None
+    return fields[0][:1].decode(), int(fields[19]) & MASK32
+
+
+def _self_pidns():
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+        return int(link[link.index("[") + 1:link.index("]")]) & MASK32
+    except (OSError, ValueError):
+        return 0
+
+
+def _self_start():
+    st = _proc_stat(os.getpid())
+    return st[1] if st else 0
+
+
+def holder_alive(owner, start, pidns):
+    """Whether an owner word (with its stored start time and pid namespace)
+    names a live process. Another pid namespace cannot be checked: alive."""
+    pid = owner & ~CLAIM & MASK32
+    if pid == 0 or pid > 1 << 22:
+        return False
+    self_ns = _self_pidns()
+    if pidns and self_ns and pidns != self_ns:
+        return True
+    st = _proc_stat(pid)
+    if st is None or st[0] in ("Z", "X"):
+        return False
+    if owner & CLAIM:
+        return True
+    return st[1] == start
+
+
+def _valid_name(name):
+    if not name or len(name) > 200 or name[0] in ".-":
+        return False
+    return all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+
+
+# ---- ring ------------------------------------------------------------------
+
+class Ring:
+    """A mapped ring: ``Ring(name, dir=None)`` or ``Ring(fd=fd)`` (takes the fd)."""
+
+    def __init__(self, name=None, dir=None, fd=None):
+        if fd is None:
+            if not _valid_name(name):
+                raise ValueError("ring name %r: 1-200 characters of [A-Za-z0-9._-], not starting with . or -" % name)
+            d = dir or os.environ.get("EDGEIPC_SHM_DIR") or "/dev/shm"
+            fd = os.open(os.path.join(d, "edgeipc." + name),
+                         os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        self.name = name
+        self._fd = fd
+        self._mm = None
+        self._w = None
+        self._cobj = None
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_SIZE:
+                raise NotRingError("segment of %d bytes is too small for a ring" % size)
+            self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._w = memoryview(self._mm).cast("I")
+            self.map_size = size
+            self._validate()
+            if _native.ok:
+                self._cobj = ctypes.c_char.from_buffer(self._mm)
+                self._addr = ctypes.addressof(self._cobj)
+        except BaseException:
+            self.close()
+            raise
+
+    # word access: aligned 32-bit loads/stores
+    def _ld(self, off):
+        return self._w[off >> 2]
+
+    def _st(self, off, v):
+        self._w[off >> 2] = v & MASK32
+
+    def _validate(self):
+        for i in range(101):
+            m = self._ld(H_MAGIC)
+            if m == MAGIC and self._ld(H_READY) == 1:
+                break
+            if m == SEM_MAGIC:
+                raise NotRingError("segment is a semaphore, not a ring")
+            if m not in (0, MAGIC):
+                raise NotRingError("magic %#010x is not an edgeipc ring" % m)
+            if i == 100:
+                raise NotRingError("ring header never completed (creator pid %d died?); remove the segment"
+                                   % self._ld(H_CREATOR_PID))
+            time.sleep(0.01)
+        v = self._ld(H_VERSION)
+        if v != ABI_VERSION:
+            raise VersionError("ring ABI version %d, this module speaks %d" % (v, ABI_VERSION))
+        if (self._ld(H_READERS_OFF), self._ld(H_READER_STRIDE), self._ld(H_MAX_READERS)) != (
+                READERS_OFF, READER_STRIDE, MAX_READERS):
+            raise VersionError("reader table layout differs from v1")
+        self.header_size = self._ld(H_HEADER_SIZE)
+        self.slot_size = self._ld(H_SLOT_SIZE)
+        self.slot_count = self._ld(H_SLOT_COUNT)
+        self.max_payload = self._ld(H_MAX_PAYLOAD)
+        self.policy = self._ld(H_POLICY)
+        self.base_seq = self._ld(H_BASE_SEQ)
+        self.total_size = self._ld(H_TOTAL_LO) | self._ld(H_TOTAL_HI) << 32
+        n = self.slot_count
+        checks = [
+            ("header_size", self.header_size == HEADER_SIZE),
+            ("slot_count", 2 <= n <= MAX_SLOTS and n & (n - 1) == 0),
+            ("slot_size", self.slot_size >= 128 and self.slot_size % 64 == 0),
+            ("max_payload", self.max_payload == self.slot_size - SLOT_HEADER),
+            ("policy", self.policy in (OVERWRITE, BLOCK)),
+            ("total_size", self.total_size == self.header_size + n * self.slot_size),
+            ("total_size <= file size", self.total_size <= self.map_size),
+        ]
+        for field, ok in checks:
+            if not ok:
+                raise CorruptError("ring header field %s is invalid" % field)
+        self.mask = n - 1
+
+    def _slot(self, seq):
+        return self.header_size + (seq & self.mask) * self.slot_size
+
+    def head(self):
+        """Sequence number the next frame will get."""
+        return self._ld(H_HEAD)
+
+    # RMW helpers (need _native.ok)
+    def _cas(self, off, old, new):
+        return _native.cas(self._addr + off, old, new)
+
+    def _add(self, off, delta):
+        return _native.add(self._addr + off, delta)
+
+    def _claim(self, owner_off, start_off, ns_off, me):
+        """Owner-word claim (docs/abi.md): True when the word holds me|CLAIM,
+        else the live holder's PID."""
+        while True:
+            v = self._ld(owner_off)
+            if v and holder_alive(v, self._ld(start_off), self._ld(ns_off)):
+                return v & ~CLAIM & MASK32
+            if self._cas(owner_off, v, me | CLAIM):
+                return True
+
+    def _sem_post(self):
+        self._add(H_SPACE_VALUE, 1)
+        if self._ld(H_SPACE_WAITERS):
+            _native.futex_wake(self._addr + H_SPACE_VALUE, 1)
+
+    def reader(self, oldest=False, register=None, poll_interval=0.001):
+        """Join as a reader (see Reader)."""
+        return Reader(self, oldest=oldest, register=register, poll_interval=poll_interval)
+
+    def writer(self):
+        """Take the writer lease (see Writer)."""
+        return Writer(self)
+
+    def close(self):
+        """Unmap the ring. Close readers and writers first."""
+        self._cobj = None
+        if self._w is not None:
+            self._w.release()
+            self._w = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- reader ------------------------------------------------------------------
+
+class Reader:
+    """A reader. ``register`` (default: when native helpers exist) takes a
+    reader-table entry; an unregistered reader is invisible to writers."""
+
+    def __init__(self, ring, oldest=False, register=None, poll_interval=0.001):
+        self.r = ring
+        self.me = os.getpid()
+        self.poll_interval = poll_interval
+        self.frames = self.lost = self.corrupt = 0
+        self._pending = 0
+        self.index = None
+        if register is None:
+            register = _native.ok
+        if register and not _native.ok:
+            raise RingError("joining the reader table needs libatomic (%s); install libatomic1 or pass register=False"
+                            % _native.why)
+        if register:
+            for i in range(MAX_READERS):
+                e = READERS_OFF + i * READER_STRIDE
+                if ring._claim(e + R_OWNER, e + R_START, e + R_PIDNS, self.me) is True:
+                    self.index, self._e = i, e
+                    break
+            else:
+                raise FullError("all %d reader entries are held by live readers" % MAX_READERS)
+            ring._st(self._e + R_START, _self_start())
+            ring._st(self._e + R_PIDNS, _self_pidns())
+        head = ring.head()
+        c = head
+        if oldest:
+            c = ring.base_seq if (head - ring.base_seq) & MASK32 < ring.slot_count else head - ring.slot_count
+        self.cursor = c & MASK32
+        if register:
+            ring._st(self._e + R_CURSOR, self.cursor)
+            ring._st(self._e + R_LOST, 0)
+            ring._st(self._e + R_FRAMES, 0)
+            ring._st(self._e + R_FLAGS, 0)
+            ring._st(self._e + R_OWNER, self.me)
+
+    def _advance(self, c):
+        r = self.r
+        self.cursor = c & MASK32
+        if self.index is None:
+            return
+        r._st(self._e + R_CURSOR, self.cursor)
+        if r.policy == BLOCK and r._ld(H_WRITER_WAITING) == 1 and r._cas(H_WRITER_WAITING, 1, 0):
+            r._sem_post()
+
+    def _lose(self, n):
+        self._pending += n
+        self.lost += n
+        if self.index is not None:
+            self.r._add(self._e + R_LOST, n)
+
+    def _fence(self):
+        if _native.ok:
+            _native.fence()
+
+    def read(self):
+        """The next frame (a copy), or None if there is none yet. Frames
+        overwritten while being copied are dropped and counted as lost."""
+        r = self.r
+        if self.index is not None and r._ld(self._e + R_OWNER) != self.me:
+            raise EvictedError("reader entry %d was taken over" % self.index)
+        for _ in range(64):
+            c = self.cursor
+            h = r.head()
+            if h == c:
+                return None
+            lag = (h - c) & MASK32
+            if lag > 0x80000000:  # head went backwards: follow it
+                self._advance(h)
+                return None
+            if lag > r.slot_count:  # lapped by the writer
+                self._lose(lag - r.slot_count)
+                c = (h - r.slot_count) & MASK32
+                self._advance(c)
+            s = r._slot(c)
+            st = r._ld(s + S_STAMP)
+            self._fence()
+            if st != (c << 1) & MASK32 or r._ld(s + S_SEQ) != c:
+                self._lose(1)
+                self._advance(c + 1)
+                continue
+            n = r._ld(s + S_LENGTH)
+            if n > r.max_payload:
+                self._fence()
+                if r._ld(s + S_STAMP) == st:
+                    self.corrupt += 1
+                    self._advance(c + 1)
+                    raise CorruptError("slot %d length %d > max payload %d" % (c & r.mask, n, r.max_payload))
+                self._lose(1)
+                self._advance(c + 1)
+                continue
+            typ, flags = r._ld(s + S_TYPE), r._ld(s + S_FLAGS)
+            ts = r._ld(s + S_TIME_LO) | r._ld(s + S_TIME_HI) << 32
+            if ts >= 1 << 63:
+                ts -= 1 << 64
+            data = r._mm[s + SLOT_HEADER:s + SLOT_HEADER + n]
+            self._fence()  # load→load barrier before the re-check
+            if r._ld(s + S_STAMP) != st:
+                self._lose(1)
+                self._advance(c + 1)
+                continue
+            f = Frame(c, typ, flags, ts, self._pending, data)
+            self._pending = 0
+            self.frames += 1
+            self._advance(c + 1)
+            if self.index is not None and self.frames % 64 == 0:
+                r._st(self._e + R_FRAMES, self.frames)
+            return f
+        return None
+
+    def wait(self, timeout=None):
+        """Sleep until the head moves past the cursor (futex when native
+        helpers exist, else polling) or timeout seconds pass."""
+        r = self.r
+        c = self.cursor
+        if r.head() != c:
+            return
+        if not _native.ok:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while r.head() == c and (deadline is None or time.monotonic() < deadline):
+                time.sleep(self.poll_interval)
+            return
+        r._add(H_SLEEPERS, 1)  # raise before re-checking head (full barrier)
+        try:
+            if r.head() == c:
+                _native.futex_wait(r._addr + H_HEAD, c, timeout)
+        finally:
+            r._add(H_SLEEPERS, -1)
+
+    def read_wait(self, timeout=None):
+        """read() that waits up to timeout seconds (None: forever); None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            f = self.read()
+            if f is not None:
+                return f
+            left = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+            self.wait(left)
+
+    def close(self):
+        """Leave the reader table."""
+        r = self.r
+        if r is None:
+            return
+        if self.index is not None:
+            r._st(self._e + R_FRAMES, self.frames)
+            r._st(self._e + R_FLAGS, 0)
+            r._cas(self._e + R_OWNER, self.me, 0)
+            if r.policy == BLOCK and r._cas(H_WRITER_WAITING, 1, 0):
+                r._sem_post()
+        self.r = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- writer ------------------------------------------------------------------
+
+EVICT_EVERY = 0.1  # seconds between dead-reader scans while blocked
+
+
+class Writer:
+    """The ring's single writer. Raises BusyError if a live process holds
+    the lease; a dead holder's lease is reclaimed."""
+
+    def __init__(self, ring):
+        if not _native.ok:
+            raise RingError("the writer lease needs compare-and-swap from libatomic (%s); install libatomic1"
+                            % _native.why)
+        self.r = None
+        self.me = os.getpid()
+        got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
+        if got is not True:
+            raise BusyError(got)
+        ring._st(H_LEASE_START, _self_start())
+        ring._st(H_LEASE_PIDNS, _self_pidns())
+        ring._add(H_LEASE_EPOCH, 1)
+        ring._st(H_LEASE_OWNER, self.me)
+        self.r = ring
+        self.seq = ring.head()
+        self._min = self.seq
+
+    def _slowest(self, s):
+        r = self.r
+        best = s
+        for i in range(MAX_READERS):
+            e = READERS_OFF + i * READER_STRIDE
+            o = r._ld(e + R_OWNER)
+            if o == 0 or o & CLAIM:
+                continue
+            c = r._ld(e + R_CURSOR)
+            lag = (s - c) & MASK32
+            if lag <= r.slot_count and lag > (s - best) & MASK32:
+                best = c
+        return best
+
+    def _has_space(self, s):
+        n = self.r.slot_count
+        if (s - self._min) & MASK32 < n:
+            return True
+        self._min = self._slowest(s)
+        return (s - self._min) & MASK32 < n
+
+    def _evict_dead(self):
+        r = self.r
+        for i in range(MAX_READERS):
+            e = READERS_OFF + i * READER_STRIDE
+            o = r._ld(e + R_OWNER)
+            if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)):
+                r._cas(e + R_OWNER, o, 0)
+
+    def _wait_space(self, s, deadline):
+        r = self.r
+        next_evict = time.monotonic() + EVICT_EVERY
+        while True:
+            r._st(H_WRITER_WAITING, 1)
+            _native.fence()
+            if self._has_space(s):
+                r._st(H_WRITER_WAITING, 0)
+                return
+            v = r._ld(H_SPACE_VALUE)
+            if v > 0 and r._cas(H_SPACE_VALUE, v, v - 1):
+                continue
+            now = time.monotonic()
+            t = next_evict - now
+            if deadline is not None:
+                t = min(t, deadline - now)
+            if t > 0:
+                r._add(H_SPACE_WAITERS, 1)
+                try:
+                    if r._ld(H_SPACE_VALUE) == 0:
+                        _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
+                finally:
+                    r._add(H_SPACE_WAITERS, -1)
+            now = time.monotonic()
+            if now >= next_evict:
+                self._evict_dead()
+                self._min = self._slowest(s)
+                next_evict = now + EVICT_EVERY
+            if deadline is not None and now >= deadline and not self._has_space(s):
+                r._st(H_WRITER_WAITING, 0)
+                raise TimeoutError("ring full: a reader has not released a slot")
+
+    def write(self, data, type=0, flags=0, timeout=None):
+        """Publish one frame and return its sequence number. Under the block
+        policy wait up to timeout seconds (None: forever) for space."""
+        r = self.r
+        if r is None:
+            raise RingError("writer is closed")
+        data = memoryview(data).cast("B")
+        n = len(data)
+        if n > r.max_payload:
+            raise TooLargeError("%d bytes, slots hold at most %d" % (n, r.max_payload))
+        s = self.seq
+        if r.policy == BLOCK and not self._has_space(s):
+            self._wait_space(s, None if timeout is None else time.monotonic() + timeout)
+        if r._ld(H_LEASE_OWNER) != self.me:
+            raise EvictedError("writer lease was taken over by pid %d" % (r._ld(H_LEASE_OWNER) & ~CLAIM))
+        off = r._slot(s)
+        r._st(off + S_STAMP, (s << 1) | 1)
+        _native.fence()  # store→store barrier before the payload
+        r._mm[off + SLOT_HEADER:off + SLOT_HEADER + n] = data
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC
+        r._st(off + S_LENGTH, n)
+        r._st(off + S_TYPE, type)
+        r._st(off + S_FLAGS, flags)
+        r._st(off + S_TIME_LO, now)
+        r._st(off + S_TIME_HI, now >> 32)
+        r._st(off + S_SEQ, s)
+        _native.fence()  # release: everything above before the even stamp
+        r._st(off + S_STAMP, s << 1)
+        r._st(H_HEAD, s + 1)
+        _native.fence()  # store head before loading sleepers
+        self.seq = (s + 1) & MASK32
+        if r._ld(H_SLEEPERS):
+            _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF)
+        return s
+
+    def close(self):
+        """Release the writer lease."""
+        r = self.r
+        if r is None:
+            return
+        if not r._cas(H_LEASE_OWNER, self.me, 0):
+            r._cas(H_LEASE_OWNER, self.me | CLAIM, 0)
+        self.r = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
