@@ -23,6 +23,19 @@ func init() {
 	children["ev-writer"] = childEventfdWriter
 	children["memfd-writer"] = childMemfdWriter
 	children["sem"] = childSemaphore
+	children["sleeper"] = childSleeper
+}
+
+// childSleeper joins EDGEIPC_RING and blocks in Next.
+func childSleeper() int {
+	rd, err := OpenReader(os.Getenv("EDGEIPC_RING"), nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	fmt.Println("sleeping")
+	rd.Next(context.Background())
+	return 0
 }
 
 // childWriter writes EDGEIPC_N pattern frames to EDGEIPC_RING as fast as it
@@ -449,5 +462,53 @@ func TestSemaphoreForms(t *testing.T) {
 	}
 	if _, err := Open("forms", nil); err == nil {
 		t.Fatal("opened a semaphore as a ring")
+	}
+}
+
+// A reader killed in its sleep leaves the sleeper count behind; the writer
+// must notice and stop issuing a wake system call on every commit.
+func TestStaleSleeperCountCleared(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "stale", Config{Slots: 8, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	cmd := child(t, "sleeper", "EDGEIPC_RING=stale")
+	out, _ := cmd.StdoutPipe()
+	startChild(t, cmd)
+	waitLine(t, out, "sleeping")
+	deadline := time.Now().Add(scale(10 * time.Second))
+	for r.Inspect().Sleepers == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("child never went to sleep")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if got := r.Inspect().Sleepers; got != 1 {
+		t.Fatalf("sleepers after the kill: %d, want 1 (left behind)", got)
+	}
+	for i := 0; i < staleWakes+1; i++ {
+		w.Write([]byte{1})
+	}
+	if got := r.Inspect().Sleepers; got != 0 {
+		t.Fatalf("stale sleeper count not cleared: %d", got)
+	}
+	// A live sleeper's count is never cleared.
+	rd, _ := r.NewReader(nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := rd.Next(context.Background())
+		errc <- err
+	}()
+	for r.Inspect().Sleepers == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	w.clearStaleSleepers()
+	if got := r.Inspect().Sleepers; got != 1 {
+		t.Fatalf("live sleeper's count cleared: %d", got)
+	}
+	w.Write([]byte("wake"))
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }

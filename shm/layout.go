@@ -33,6 +33,14 @@ const (
 	// PID|claimBit while the holder is filling in the rest of the entry.
 	claimBit = 0x80000000
 
+	// reader entry flags
+	readerEventfd = 1 // waits on an eventfd rather than the futex
+	readerAsleep  = 2 // in (or entering) a sleep
+
+	// a writer whose wakes found nobody this many times in a row checks
+	// whether the sleeper counts were left behind by dead readers.
+	staleWakes = 64
+
 	// stamp of a slot: seq<<1 when frame seq is committed, odd while the
 	// writer is filling it.
 	stampWriting = 1
@@ -84,7 +92,7 @@ type readerEntry struct {
 	Cursor uint32 // 12: next sequence this reader will read
 	Lost   uint32 // 16: frames this reader lost (wraps)
 	Frames uint32 // 20: frames this reader consumed (wraps)
-	Flags  uint32 // 24: bit 0: waits on an eventfd
+	Flags  uint32 // 24: bit 0: waits on an eventfd; bit 1: asleep
 	_      uint32
 	_      [32]byte
 }

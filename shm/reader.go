@@ -133,7 +133,7 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	atomic.StoreUint32(&e.Frames, 0)
 	var fl uint32
 	if o.Notifier != nil {
-		fl = 1
+		fl = readerEventfd
 	}
 	atomic.StoreUint32(&e.Flags, fl)
 	publish(&e.Owner)
@@ -271,6 +271,11 @@ func (rd *Reader) pollDone(done <-chan struct{}, ws waitSpec) error {
 func (rd *Reader) sleep(ws waitSpec) error {
 	h := rd.h
 	c := rd.cursor
+	fl := atomic.LoadUint32(&rd.e.Flags)
+	// Mark this entry asleep before counting ourselves: a writer that finds
+	// the count stale checks these flags before resetting it.
+	atomic.StoreUint32(&rd.e.Flags, fl|readerAsleep)
+	defer atomic.StoreUint32(&rd.e.Flags, fl)
 	if rd.ev != nil {
 		atomic.AddUint32(&h.EvSleepers, 1)
 		var err error

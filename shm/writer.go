@@ -33,6 +33,7 @@ type Writer struct {
 	rlen uint32
 
 	minCursor uint32 // block policy: cached slowest reader cursor
+	idleWakes int    // consecutive commits whose wake reached no sleeper
 	fence     uint32
 	closed    atomic.Bool
 	waiting   atomic.Int32 // goroutines blocked in waitSpace
@@ -180,15 +181,55 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	atomic.StoreUint32(&w.h.Head, s+1)
 	w.seq = s + 1
 	w.held = false
-	if atomic.LoadUint32(&w.h.Sleepers) != 0 {
-		sys.FutexWake(&w.h.Head, math.MaxInt32)
-	}
-	if ns := w.notifiers.Load(); ns != nil && atomic.LoadUint32(&w.h.EvSleepers) != 0 {
-		for _, e := range *ns {
-			e.Signal()
+	if n := atomic.LoadUint32(&w.h.Sleepers); n != 0 {
+		if woken, _ := sys.FutexWake(&w.h.Head, math.MaxInt32); woken == 0 {
+			w.idleWakes++
+		} else {
+			w.idleWakes = 0
 		}
 	}
+	if n := atomic.LoadUint32(&w.h.EvSleepers); n != 0 {
+		if ns := w.notifiers.Load(); ns != nil {
+			for _, e := range *ns {
+				e.Signal()
+			}
+		}
+		w.idleWakes++
+	}
+	if w.idleWakes >= staleWakes {
+		w.idleWakes = 0
+		w.clearStaleSleepers()
+	}
 	return s, nil
+}
+
+// clearStaleSleepers resets the sleeper counts when no live reader is
+// marked asleep: a reader killed while asleep leaves its count behind, and
+// without this every later commit would make a wasted system call. A reader
+// marks itself asleep before it counts itself, so a reader going to sleep
+// now either shows up in the scan or changes the count and fails the CAS.
+func (w *Writer) clearStaleSleepers() {
+	s1 := atomic.LoadUint32(&w.h.Sleepers)
+	s2 := atomic.LoadUint32(&w.h.EvSleepers)
+	if s1 == 0 && s2 == 0 {
+		return
+	}
+	for i := 0; i < MaxReaders; i++ {
+		e := w.r.reader(i)
+		o := atomic.LoadUint32(&e.Owner)
+		if o == 0 || atomic.LoadUint32(&e.Flags)&readerAsleep == 0 {
+			continue
+		}
+		if holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
+			return // a live reader sleeps: counts may be right
+		}
+	}
+	if s1 != 0 {
+		atomic.CompareAndSwapUint32(&w.h.Sleepers, s1, 0)
+	}
+	if s2 != 0 {
+		atomic.CompareAndSwapUint32(&w.h.EvSleepers, s2, 0)
+	}
 }
 
 // Write copies p into the next slot and commits it with type 0.
