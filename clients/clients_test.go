@@ -495,3 +495,93 @@ func TestPythonUnregisteredPolling(t *testing.T) {
 	c.expect(fmt.Sprintf("done frames=%d lost=0", n))
 	c.wait()
 }
+
+// TestForeignWriterBusy: while a Go writer holds the lease, the C and
+// Python producers must refuse to write and name the holder.
+func TestForeignWriterBusy(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			c := start(t, dir, nil, append(argv, "-n", "1", r.Name())...)
+			<-c.exited
+			err = <-c.done
+			c.done <- err
+			want := fmt.Sprintf("pid %d", os.Getpid())
+			if err == nil || !strings.Contains(c.stderr(), want) {
+				t.Fatalf("producer exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
+			}
+			if h := r.Head(); h != 0 {
+				t.Fatalf("head moved to %d: the producer wrote despite the lease", h)
+			}
+		})
+	}
+}
+
+// TestForeignOpenValidation: each header check of docs/abi.md, broken in a
+// copy of a real ring, makes the C and Python consumers refuse the ring.
+func TestForeignOpenValidation(t *testing.T) {
+	type patch struct {
+		name      string
+		off       int // -1: truncate the file instead
+		val       uint32
+		c, python string // expected in stderr
+	}
+	patches := []patch{
+		{"magic", 0, 0x12345678, "not an edgeipc ring", "NotRingError"},
+		{"semaphore", 0, 0x53504945, "not an edgeipc ring", "NotRingError"},
+		{"abi_version", 4, 2, "incompatible ring ABI", "VersionError"},
+		{"header_size", 8, 4096, "corrupt", "CorruptError"},
+		{"slot_size", 12, 100, "corrupt", "CorruptError"},
+		{"slot_count", 16, 3, "corrupt", "CorruptError"},
+		{"max_payload", 20, 1, "corrupt", "CorruptError"},
+		{"policy", 24, 2, "corrupt", "CorruptError"},
+		{"max_readers", 28, 32, "incompatible ring ABI", "VersionError"},
+		{"readers_off", 32, 512, "incompatible ring ABI", "VersionError"},
+		{"reader_stride", 36, 128, "incompatible ring ABI", "VersionError"},
+		{"ready", 44, 0, "never completed", "never completed"},
+		{"total_size", 48, 12345, "corrupt", "CorruptError"},
+		{"file_size", -1, 0, "corrupt", "CorruptError"},
+	}
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			orig, err := os.ReadFile(r.Segment().Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range patches {
+				b := append([]byte(nil), orig...)
+				if p.off < 0 {
+					b = b[:len(b)-64]
+				} else {
+					b[p.off], b[p.off+1], b[p.off+2], b[p.off+3] = byte(p.val), byte(p.val>>8), byte(p.val>>16), byte(p.val>>24)
+				}
+				name := "bad-" + p.name
+				if err := os.WriteFile(filepath.Join(dir, shm.FilePrefix+name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				want := p.c
+				if im.name == "python" {
+					want = p.python
+				}
+				t.Run(p.name, func(t *testing.T) {
+					t.Parallel()
+					c := start(t, dir, nil, append(argv, "-n", "1", name)...)
+					<-c.exited
+					err := <-c.done
+					c.done <- err
+					if err == nil || !strings.Contains(c.stderr(), want) {
+						t.Errorf("exit %v, stderr %q; want a failure mentioning %q", err, c.stderr(), want)
+					}
+				})
+			}
+		})
+	}
+}
