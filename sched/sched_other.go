@@ -1,0 +1,40 @@
+//go:build !linux
+
+package sched
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotSupported is returned on systems other than Linux.
+var ErrNotSupported = errors.New("sched: not supported on this operating system")
+
+type Policy int
+
+const (
+	Other Policy = 0
+	FIFO  Policy = 1
+	RR    Policy = 2
+	Batch Policy = 3
+	Idle  Policy = 5
+)
+
+var ErrPermission = errors.New("sched: permission denied")
+
+func ParsePolicy(s string) (Policy, error)   { return 0, ErrNotSupported }
+func SetThread(p Policy, priority int) error { return ErrNotSupported }
+func Thread() (Policy, int, error)           { return 0, 0, ErrNotSupported }
+func SetAffinity(cpus ...int) error          { return ErrNotSupported }
+func Affinity() ([]int, error)               { return nil, ErrNotSupported }
+func LockMemory() error                      { return ErrNotSupported }
+func UnlockMemory() error                    { return ErrNotSupported }
+
+type Ticker struct{}
+
+func NewTicker(period time.Duration) (*Ticker, error)      { return nil, ErrNotSupported }
+func (t *Ticker) Period() time.Duration                    { return 0 }
+func (t *Ticker) Wait(ctx context.Context) (uint64, error) { return 0, ErrNotSupported }
+func (t *Ticker) Stats() (uint64, uint64)                  { return 0, 0 }
+func (t *Ticker) Close() error                             { return ErrNotSupported }

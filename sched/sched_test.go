@@ -1,0 +1,100 @@
+//go:build linux
+
+package sched
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestAffinityRoundTrip(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := Affinity()
+	if err != nil || len(orig) == 0 {
+		t.Fatalf("Affinity: %v %v", orig, err)
+	}
+	defer SetAffinity(orig...)
+	if err := SetAffinity(orig[0]); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := Affinity()
+	if len(got) != 1 || got[0] != orig[0] {
+		t.Fatalf("affinity %v, want [%d]", got, orig[0])
+	}
+	if err := SetAffinity(); err == nil {
+		t.Fatal("empty CPU list accepted")
+	}
+}
+
+func TestRealtimePolicy(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := SetThread(FIFO, 0); err == nil {
+		t.Fatal("FIFO priority 0 accepted")
+	}
+	if err := SetThread(Other, 5); err == nil {
+		t.Fatal("priority for SCHED_OTHER accepted")
+	}
+	err := SetThread(FIFO, 10)
+	if os.Geteuid() != 0 {
+		if !errors.Is(err, ErrPermission) {
+			t.Fatalf("unprivileged FIFO: %v, want ErrPermission naming CAP_SYS_NICE", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("FIFO as root: %v", err)
+	}
+	defer SetThread(Other, 0)
+	p, prio, err := Thread()
+	if err != nil || p != FIFO || prio != 10 {
+		t.Fatalf("Thread() = %v %d %v, want fifo 10", p, prio, err)
+	}
+}
+
+func TestTickerOverruns(t *testing.T) {
+	tk, err := NewTicker(5 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := tk.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(40 * time.Millisecond) // miss about 8 periods
+	missed, err := tk.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missed < 3 {
+		t.Fatalf("missed %d periods after sleeping 8, want >= 3", missed)
+	}
+	ticks, over := tk.Stats()
+	if over != missed || ticks < missed+2 {
+		t.Fatalf("stats ticks %d overruns %d, missed %d", ticks, over, missed)
+	}
+	short, c2 := context.WithCancel(context.Background())
+	c2()
+	if _, err := tk.Wait(short); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for _, s := range []string{"other", "fifo", "rr", "batch", "idle"} {
+		p, err := ParsePolicy(s)
+		if err != nil || p.String() != s {
+			t.Errorf("%s: %v %v", s, p, err)
+		}
+	}
+	if _, err := ParsePolicy("deadline"); err == nil {
+		t.Error("unknown policy accepted")
+	}
+}

@@ -1,0 +1,108 @@
+package sched
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Ticker fires every period on CLOCK_MONOTONIC using a timerfd, and counts
+// overruns: periods that elapsed while nobody waited. Waits park in the
+// netpoller (no OS thread is held) and honour contexts.
+//
+// A Ticker is for one goroutine; Close may be called from any.
+type Ticker struct {
+	f        *os.File
+	rc       syscall.RawConn
+	period   time.Duration
+	ticks    uint64
+	overruns uint64
+	buf      [8]byte
+	n        int
+	rerr     error
+	readFn   func(fd uintptr) bool
+}
+
+// NewTicker starts a ticker whose first tick is one period from now.
+func NewTicker(period time.Duration) (*Ticker, error) {
+	if period <= 0 {
+		return nil, fmt.Errorf("sched: ticker period %v must be positive", period)
+	}
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
+	ts := unix.NsecToTimespec(int64(period))
+	spec := unix.ItimerSpec{Interval: ts, Value: ts}
+	if err := unix.TimerfdSettime(fd, 0, &spec, nil); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("timerfd_settime", err)
+	}
+	f := os.NewFile(uintptr(fd), "timerfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	t := &Ticker{f: f, rc: rc, period: period}
+	t.readFn = func(fd uintptr) bool {
+		n, err := unix.Read(int(fd), t.buf[:])
+		if err == unix.EAGAIN {
+			return false
+		}
+		t.n, t.rerr = n, err
+		return true
+	}
+	return t, nil
+}
+
+// Period returns the ticker's period.
+func (t *Ticker) Period() time.Duration { return t.period }
+
+// Wait blocks until the next tick and returns how many periods were missed
+// since the previous Wait (0 when the caller keeps up).
+func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		t.f.SetReadDeadline(dl)
+		defer t.f.SetReadDeadline(time.Time{})
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { t.f.SetReadDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	t.rerr = nil
+	if err := t.rc.Read(t.readFn); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, err
+	}
+	if t.rerr != nil {
+		return 0, os.NewSyscallError("read timerfd", t.rerr)
+	}
+	if t.n != 8 {
+		return 0, fmt.Errorf("sched: short timerfd read (%d bytes)", t.n)
+	}
+	exp := binary.LittleEndian.Uint64(t.buf[:]) // host order: all targets are little-endian
+	t.ticks += exp
+	if exp > 1 {
+		t.overruns += exp - 1
+		return exp - 1, nil
+	}
+	return 0, nil
+}
+
+// Stats returns the ticks that elapsed and the overruns counted so far.
+func (t *Ticker) Stats() (ticks, overruns uint64) { return t.ticks, t.overruns }
+
+// Close stops the ticker and unblocks a Wait with an error.
+func (t *Ticker) Close() error { return t.f.Close() }
