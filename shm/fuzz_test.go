@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -187,4 +188,26 @@ func FuzzRingPatches(f *testing.F) {
 		apply()
 		exercise(r)
 	})
+}
+
+// A ring whose creator has written magic but not yet ready is waited for.
+func TestOpenWaitsForReady(t *testing.T) {
+	dir := t.TempDir()
+	img := validImage(t, dir)
+	binary.LittleEndian.PutUint32(img[44:], 0)
+	path := filepath.Join(dir, FilePrefix+"late")
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+		f.WriteAt([]byte{1, 0, 0, 0}, 44)
+		f.Close()
+	}()
+	r, err := Open("late", &SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open did not wait for ready: %v", err)
+	}
+	r.Close()
 }

@@ -314,7 +314,8 @@ func (rd *Reader) next() (Frame, error) {
 			if lag > 1<<31 {
 				// The head is behind us: a new writer restarted the
 				// sequence, or shared memory was rewritten. Follow it.
-				rd.cursor, rd.knownHead = h, h
+				rd.knownHead = h
+				rd.advance(h)
 				return Frame{}, ErrWouldBlock
 			}
 			if lag > g.slotCount {
@@ -323,7 +324,7 @@ func (rd *Reader) next() (Frame, error) {
 				rd.stats.Lost += uint64(skip)
 				atomic.AddUint32(&rd.e.Lost, skip)
 				c = h - g.slotCount
-				rd.cursor = c
+				rd.advance(c)
 			}
 			rd.knownHead = h
 		}

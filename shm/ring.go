@@ -268,7 +268,7 @@ func validateHeader(mem []byte) (geometry, error) {
 		if m == semMagic {
 			return g, fmt.Errorf("%w: segment is a semaphore, not a ring", ErrInvalid)
 		}
-		if m != 0 {
+		if m != 0 && m != ringMagic {
 			return g, fmt.Errorf("%w: magic %#08x is not an edgeipc ring (want %#08x)", ErrCorrupt, m, uint32(ringMagic))
 		}
 		if i == 100 {
