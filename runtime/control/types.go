@@ -86,6 +86,9 @@ type Reply struct {
 	Status  *StatusInfo  `msg:"status" json:"status,omitempty"`
 	Rings   []RingStat   `msg:"rings" json:"rings,omitempty"`
 	Sources []SourceStat `msg:"sources" json:"sources,omitempty"`
+	// More is set on every part of a reply split across several messages
+	// except the last (Rings and Sources concatenate); Client.Call joins them.
+	More bool `msg:"more" json:"-"`
 }
 
 // Reply.Code values.

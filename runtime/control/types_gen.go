@@ -122,6 +122,12 @@ func (z *Reply) DecodeMsg(dc *msgp.Reader) (err error) {
 					return
 				}
 			}
+		case "more":
+			z.More, err = dc.ReadBool()
+			if err != nil {
+				err = msgp.WrapError(err, "More")
+				return
+			}
 		default:
 			err = dc.Skip()
 			if err != nil {
@@ -135,9 +141,9 @@ func (z *Reply) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *Reply) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 7
+	// map header, size 8
 	// write "id"
-	err = en.Append(0x87, 0xa2, 0x69, 0x64)
+	err = en.Append(0x88, 0xa2, 0x69, 0x64)
 	if err != nil {
 		return
 	}
@@ -235,15 +241,25 @@ func (z *Reply) EncodeMsg(en *msgp.Writer) (err error) {
 			return
 		}
 	}
+	// write "more"
+	err = en.Append(0xa4, 0x6d, 0x6f, 0x72, 0x65)
+	if err != nil {
+		return
+	}
+	err = en.WriteBool(z.More)
+	if err != nil {
+		err = msgp.WrapError(err, "More")
+		return
+	}
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *Reply) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 7
+	// map header, size 8
 	// string "id"
-	o = append(o, 0x87, 0xa2, 0x69, 0x64)
+	o = append(o, 0x88, 0xa2, 0x69, 0x64)
 	o = msgp.AppendUint64(o, z.ID)
 	// string "ok"
 	o = append(o, 0xa2, 0x6f, 0x6b)
@@ -291,6 +307,9 @@ func (z *Reply) MarshalMsg(b []byte) (o []byte, err error) {
 			return
 		}
 	}
+	// string "more"
+	o = append(o, 0xa4, 0x6d, 0x6f, 0x72, 0x65)
+	o = msgp.AppendBool(o, z.More)
 	return
 }
 
@@ -403,6 +422,12 @@ func (z *Reply) UnmarshalMsg(bts []byte) (o []byte, err error) {
 					return
 				}
 			}
+		case "more":
+			z.More, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "More")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -431,6 +456,7 @@ func (z *Reply) Msgsize() (s int) {
 	for za0002 := range z.Sources {
 		s += z.Sources[za0002].Msgsize()
 	}
+	s += 5 + msgp.BoolSize
 	return
 }
 

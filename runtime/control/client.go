@@ -1,0 +1,232 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// ErrNoServer is wrapped by Dial when the request queue does not exist and
+// by Call when nothing answers before the context is done.
+var ErrNoServer = errors.New("no runtime is listening")
+
+// Reply queue geometry: replies are split into parts of at most
+// ReplyMsgSize bytes (capped by msgsize_max); the depth bounds how many
+// parts one reply may have.
+const (
+	ReplyMsgSize = 8192 // the kernel's default msgsize_max
+	ReplyMaxMsg  = 10   // the kernel's default msg_max
+)
+
+// Client sends requests to a runtime and waits for its replies on a private
+// reply queue. Its methods are safe for concurrent use; calls are serialised.
+type Client struct {
+	name  string // request queue
+	req   *mq.Queue
+	reply *mq.Queue
+	buf   []byte
+	mu    sync.Mutex
+	id    atomic.Uint64
+}
+
+// Dial opens the request queue name (QueueName(name) when empty) and
+// creates a private reply queue "edgeipc.reply.<pid>.<hex>" (O_EXCL, mode
+// 0600, or 0660 in the request queue's group when the runtime runs as
+// another user). It also removes reply queues left by dead ctl processes of
+// this user. The error wraps ErrNoServer when the request queue does not
+// exist.
+func Dial(name string) (*Client, error) {
+	name = QueueName(name)
+	req, err := mq.Open(name, os.O_WRONLY)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w on /dev/mqueue/%s: start it with 'edgeipc run'", ErrNoServer, name)
+		case errors.Is(err, os.ErrPermission):
+			return nil, fmt.Errorf("cannot send to /dev/mqueue/%s: %w (%s): run as the runtime's user, root, or a member of the group set in its [control] group", name, err, describeQueue(name))
+		}
+		return nil, err
+	}
+	SweepReplyQueues()
+	opts := mq.Options{MaxMsg: ReplyMaxMsg, MsgSize: ReplyMsgSize, Exclusive: true}
+	if l, err := mq.ReadLimits(); err == nil {
+		if l.MsgMax > 0 && int64(opts.MaxMsg) > l.MsgMax {
+			opts.MaxMsg = int(l.MsgMax)
+		}
+		if l.MsgsizeMax > 0 && int64(opts.MsgSize) > l.MsgsizeMax {
+			opts.MsgSize = int(l.MsgsizeMax)
+		}
+	}
+	// A runtime running as another user can only write to our reply queue
+	// through the group it shares with us: the request queue's group.
+	if st, err := os.Stat(mq.MountDir + "/" + name); err == nil {
+		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != os.Geteuid() && os.Geteuid() != 0 {
+			opts.Mode, opts.Group = 0o660, int(s.Gid)
+		}
+	}
+	var reply *mq.Queue
+	for attempt := 0; ; attempt++ {
+		reply, err = mq.Create(replyName(), opts)
+		if err != nil && opts.Group != 0 && errors.Is(err, os.ErrPermission) {
+			opts.Mode, opts.Group = 0, 0 // not a member: the runtime must be root to answer
+			continue
+		}
+		if err == nil || !errors.Is(err, os.ErrExist) || attempt > 3 {
+			break
+		}
+	}
+	if err != nil {
+		req.Close()
+		return nil, fmt.Errorf("control: cannot create reply queue: %w", err)
+	}
+	c := &Client{name: name, req: req, reply: reply, buf: make([]byte, reply.MsgSize())}
+	var seed [8]byte
+	rand.Read(seed[:])
+	c.id.Store(uint64(seed[0])<<24 | uint64(seed[1])<<16 | uint64(seed[2])<<8 | uint64(seed[3]))
+	return c, nil
+}
+
+// replyName returns edgeipc.reply.<pid>.<pidns 8 hex><random 8 hex>. The
+// PID namespace lets SweepReplyQueues judge liveness only for its own.
+func replyName() string {
+	var r [4]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("edgeipc.reply.%d.%08x%s", os.Getpid(), sys.SelfPidNS(), hex.EncodeToString(r[:]))
+}
+
+// describeQueue returns "owner uid U, group G, mode M" for a queue, or "".
+func describeQueue(name string) string {
+	st, err := os.Stat(mq.MountDir + "/" + name)
+	if err != nil {
+		return "owner unknown: " + err.Error()
+	}
+	s, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("owner uid %d, gid %d, mode %#o", s.Uid, s.Gid, uint32(st.Mode().Perm()))
+}
+
+// SweepReplyQueues unlinks reply queues of this user whose process is dead
+// and that were created in this PID namespace. It returns the names removed.
+// Errors (no /dev/mqueue mount, a queue vanishing) are ignored: the sweep is
+// housekeeping.
+func SweepReplyQueues() []string {
+	infos, err := mq.List()
+	if err != nil {
+		return nil
+	}
+	ns := fmt.Sprintf("%08x", sys.SelfPidNS())
+	var removed []string
+	for _, in := range infos {
+		if !replyPattern.MatchString(in.Name) || in.UID != os.Geteuid() {
+			continue
+		}
+		f := strings.Split(in.Name, ".")
+		if len(f) != 4 || !strings.HasPrefix(f[3], ns) || ns == "00000000" {
+			continue
+		}
+		pid, err := strconv.Atoi(f[2])
+		if err != nil || pid <= 0 || sys.ProcessAlive(pid, 0) {
+			continue
+		}
+		if mq.Unlink(in.Name) == nil {
+			removed = append(removed, in.Name)
+		}
+	}
+	return removed
+}
+
+// ReplyQueue returns the name of the client's reply queue.
+func (c *Client) ReplyQueue() string { return c.reply.Name() }
+
+// Call sends cmd with args and waits for the reply until ctx is done. A
+// reply with OK false is returned with a nil error (see Reply.Err). If
+// nothing answers in time the error wraps ErrNoServer and ctx.Err().
+func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.id.Add(1)
+	req := Request{ID: id, Cmd: cmd, Args: args, Reply: c.reply.Name(), PID: os.Getpid()}
+	b, err := req.MarshalMsg(nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > c.req.MsgSize() {
+		return nil, fmt.Errorf("control: request of %d bytes exceeds the queue's message size %d", len(b), c.req.MsgSize())
+	}
+	if err := c.req.Send(ctx, b, 0); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w on /dev/mqueue/%s: its queue stayed full (%w); the runtime may be stuck", ErrNoServer, c.name, ctx.Err())
+		}
+		return nil, err
+	}
+	var out *Reply
+	for {
+		n, _, err := c.reply.Receive(ctx, c.buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w on /dev/mqueue/%s: no reply (%w); the runtime may be stuck, or the queue is stale from a crashed runtime (the next 'edgeipc run' takes it over)", ErrNoServer, c.name, ctx.Err())
+			}
+			return nil, err
+		}
+		var part Reply
+		if left, err := part.UnmarshalMsg(c.buf[:n]); err != nil || len(left) > 0 {
+			return nil, fmt.Errorf("control: malformed reply of %d bytes: %v", n, err)
+		}
+		if part.ID != id {
+			continue // a late reply to an earlier call that timed out
+		}
+		if out == nil {
+			out = &part
+		} else {
+			out.Rings = append(out.Rings, part.Rings...)
+			out.Sources = append(out.Sources, part.Sources...)
+		}
+		if !part.More {
+			out.More = false
+			return out, nil
+		}
+	}
+}
+
+// Close closes both queues and unlinks the reply queue.
+func (c *Client) Close() error {
+	err := c.req.Close()
+	c.reply.Close()
+	if uerr := mq.Unlink(c.reply.Name()); uerr != nil && err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// Err returns nil for an OK reply, else a *RemoteError (errors.Is(err,
+// ErrNotFound) holds for Code "not_found").
+func (r *Reply) Err() error {
+	if r.OK {
+		return nil
+	}
+	return &RemoteError{Code: r.Code, Msg: r.Error}
+}
+
+// RemoteError is an error reported by the runtime.
+type RemoteError struct {
+	Code string // one of the Code* constants
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrNotFound) true for CodeNotFound.
+func (e *RemoteError) Is(target error) bool { return target == ErrNotFound && e.Code == CodeNotFound }

@@ -1,0 +1,58 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// sendReply opens the reply queue write-only and non-blocking, reads its
+// owner from the open descriptor (no window between check and use), builds
+// the reply with mk(owner) and queues it without ever waiting: a full queue
+// is an error, never a stall.
+func sendReply(name string, mk func(owner int) *Reply) error {
+	fd, err := sys.MqOpen(name, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	var a sys.MqAttr
+	if err := sys.MqGetSetAttr(fd, nil, &a); err != nil {
+		return err
+	}
+	r := mk(int(st.Uid))
+	parts, err := split(r, a.Msgsize)
+	if err != nil {
+		parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: "reply not sent: " + err.Error()}, a.Msgsize)
+		if err != nil {
+			return err
+		}
+	}
+	if free := a.Maxmsg - a.Curmsgs; len(parts) > free {
+		msg := fmt.Sprintf("reply needs %d messages of %d bytes but the reply queue has room for %d: create it with a larger message size or depth", len(parts), a.Msgsize, free)
+		if parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: msg}, a.Msgsize); err != nil {
+			return err
+		}
+		if free < 1 {
+			return errors.New("reply queue full")
+		}
+	}
+	for i, p := range parts {
+		if err := sys.MqTimedSend(fd, p, 0, time.Time{}); err != nil {
+			if err == unix.EAGAIN {
+				return fmt.Errorf("reply queue full after %d of %d parts", i, len(parts))
+			}
+			return err
+		}
+	}
+	return nil
+}

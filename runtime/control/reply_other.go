@@ -1,0 +1,7 @@
+//go:build !linux
+
+package control
+
+import "github.com/edgeipc/edgeipc/internal/sys"
+
+func sendReply(name string, mk func(owner int) *Reply) error { return sys.ErrNotSupported }

@@ -1,0 +1,496 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgeipc/edgeipc/internal/mq"
+)
+
+// DefaultQueue is the request queue name when neither ServerOptions.Queue,
+// Dial's argument nor $EDGEIPC_CTL_QUEUE names one.
+const DefaultQueue = "edgeipc.ctl"
+
+// EnvQueue is the environment variable that overrides DefaultQueue for both
+// `edgeipc run` and `edgeipc ctl`.
+const EnvQueue = "EDGEIPC_CTL_QUEUE"
+
+// Request queue geometry. A request is a few dozen bytes; RequestMsgSize
+// bounds what a hostile sender can make the server decode.
+const (
+	DefaultMaxMsg  = 10 // the kernel's default msg_max for unprivileged users
+	RequestMsgSize = 1024
+)
+
+// Commands lists the commands the server understands, in help order.
+var Commands = []string{"status", "rings", "sources", "start", "stop", "restart", "reload", "ping"}
+
+// QueueName returns name, or $EDGEIPC_CTL_QUEUE, or DefaultQueue.
+func QueueName(name string) string {
+	if name != "" {
+		return name
+	}
+	if e := os.Getenv(EnvQueue); e != "" {
+		return e
+	}
+	return DefaultQueue
+}
+
+// replyPattern is the only shape of reply queue name the server sends to:
+// edgeipc.reply.<pid>.<hex>.
+var replyPattern = regexp.MustCompile(`^edgeipc\.reply\.[0-9]{1,10}\.[0-9a-f]{8,32}$`)
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	Queue string                           // queue name, default QueueName("") (no leading slash), e.g. "edgeipc.ctl"
+	Mode  os.FileMode                      // 0600 default, 0660 with Group
+	Group string                           // group name or numeric gid whose members may use the queue
+	Logf  func(format string, args ...any) // may be nil
+
+	// MaxMsg is the request queue depth (default DefaultMaxMsg). It is
+	// capped by /proc/sys/fs/mqueue/msg_max; NewServer names the limit when
+	// the kernel refuses.
+	MaxMsg int
+	// TakeoverTimeout is how long NewServer waits for an answer from a
+	// server already on the queue before treating the queue as stale and
+	// replacing it (default 1s).
+	TakeoverTimeout time.Duration
+}
+
+// Server serves requests on a POSIX message queue until ctx is done.
+type Server struct {
+	h     Handler
+	q     *mq.Queue
+	name  string
+	ino   uint64 // inode of the queue we created, to unlink only our own
+	uid   int
+	group int // gid whose members are authorised, -1 for none
+	logf  func(string, ...any)
+
+	requests  atomic.Uint64
+	bad       atomic.Uint64
+	replyFail atomic.Uint64
+
+	logMu      sync.Mutex
+	logNext    time.Time
+	suppressed int
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewServer creates the request queue (O_EXCL, exact mode) or takes over a
+// stale one: if the name exists and no server answers a ping within
+// TakeoverTimeout, the queue is unlinked and created again. If a live
+// server answers, NewServer fails. A kernel limit that prevents creating the
+// queue is reported as a *mq.LimitError naming the limit and how to raise it.
+func NewServer(h Handler, opts ServerOptions) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("control: nil Handler")
+	}
+	name := QueueName(opts.Queue)
+	s := &Server{h: h, name: name, uid: os.Geteuid(), group: -1, logf: opts.Logf}
+	mode := opts.Mode
+	gid := 0
+	if opts.Group != "" {
+		g, err := lookupGroup(opts.Group)
+		if err != nil {
+			return nil, fmt.Errorf("control: group %q: %w", opts.Group, err)
+		}
+		gid, s.group = g, g
+		if mode == 0 {
+			mode = 0o660
+		}
+	}
+	switch mode {
+	case 0:
+		mode = 0o600
+	case 0o600:
+	case 0o660:
+		if s.group < 0 {
+			s.group = os.Getegid()
+		}
+	default:
+		return nil, fmt.Errorf("control: queue mode %#o not allowed: use 0600 (owner only) or 0660 (owner and group)", uint32(mode))
+	}
+	if mode == 0o600 && opts.Group != "" {
+		return nil, fmt.Errorf("control: group %q given with mode 0600: use mode 0660 so the group can send requests", opts.Group)
+	}
+	maxMsg := opts.MaxMsg
+	if maxMsg <= 0 {
+		maxMsg = DefaultMaxMsg
+	}
+	takeover := opts.TakeoverTimeout
+	if takeover <= 0 {
+		takeover = time.Second
+	}
+	mopts := mq.Options{MaxMsg: maxMsg, MsgSize: RequestMsgSize, Mode: mode, Group: gid, Exclusive: true}
+	q, err := mq.Create(name, mopts)
+	if errors.Is(err, os.ErrExist) {
+		if perr := pingExisting(name, takeover); perr == nil {
+			return nil, fmt.Errorf("control: another runtime is serving /dev/mqueue/%s (it answered a ping); stop it first or use another queue name", name)
+		}
+		s.log("control: /dev/mqueue/%s exists but no runtime answers within %v: taking over the stale queue", name, takeover)
+		if uerr := mq.Unlink(name); uerr != nil && !errors.Is(uerr, os.ErrNotExist) {
+			return nil, fmt.Errorf("control: stale queue /dev/mqueue/%s cannot be removed (%v): remove it as its owner or root ('rm /dev/mqueue/%s')", name, uerr, name)
+		}
+		q, err = mq.Create(name, mopts)
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("control: /dev/mqueue/%s was created again by another process while taking it over: is another runtime starting?", name)
+		}
+	}
+	if err != nil {
+		var lim *mq.LimitError
+		if errors.As(err, &lim) {
+			return nil, fmt.Errorf("control: cannot create request queue: %w", lim)
+		}
+		return nil, fmt.Errorf("control: cannot create request queue: %w", err)
+	}
+	s.q = q
+	if st, err := os.Stat(mq.MountDir + "/" + name); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			s.ino = uint64(sys.Ino)
+		}
+	}
+	return s, nil
+}
+
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(gr.Gid)
+}
+
+// pingExisting reports nil if a server answers on name within d.
+func pingExisting(name string, d time.Duration) error {
+	c, err := Dial(name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err = c.Call(ctx, "ping")
+	return err
+}
+
+// Name returns the request queue name.
+func (s *Server) Name() string { return s.name }
+
+// Stats returns the number of requests received and how many of them were
+// bad (malformed, unknown command, bad arguments or unauthorised).
+func (s *Server) Stats() (requests, bad uint64) { return s.requests.Load(), s.bad.Load() }
+
+// ReplyFailures returns how many replies could not be delivered (reply queue
+// missing, full, or not writable).
+func (s *Server) ReplyFailures() uint64 { return s.replyFail.Load() }
+
+// Serve receives and answers requests one at a time until ctx is done, then
+// returns nil. Bad input is counted and answered with an error reply when a
+// reply queue can be identified; it never stops the loop. Replies are sent
+// without waiting: a full or missing reply queue is counted and skipped.
+func (s *Server) Serve(ctx context.Context) error {
+	buf := make([]byte, s.q.MsgSize())
+	for {
+		n, _, err := s.q.Receive(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, mq.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("control: receive: %w", err)
+		}
+		s.handle(buf[:n])
+	}
+}
+
+func (s *Server) handle(msg []byte) {
+	s.requests.Add(1)
+	var req Request
+	left, err := req.UnmarshalMsg(msg)
+	if err == nil && len(left) > 0 {
+		err = fmt.Errorf("%d trailing bytes", len(left))
+	}
+	if err != nil {
+		s.bad.Add(1)
+		id, reply := salvage(msg)
+		s.log("control: malformed request of %d bytes: %v", len(msg), err)
+		if reply != "" {
+			s.reply(reply, errReply(id, CodeBadRequest, "malformed request: "+err.Error()))
+		}
+		return
+	}
+	if !replyPattern.MatchString(req.Reply) {
+		s.bad.Add(1)
+		s.log("control: request %q (pid %d) names reply queue %q, which does not match edgeipc.reply.<pid>.<hex>: dropped", req.Cmd, req.PID, req.Reply)
+		return
+	}
+	s.reply(req.Reply, func(owner int) *Reply {
+		if err := s.authorised(owner); err != nil {
+			s.bad.Add(1)
+			s.log("control: request %q (pid %d): %v", req.Cmd, req.PID, err)
+			return &Reply{ID: req.ID, Code: CodePermissionDenied, Error: err.Error()}
+		}
+		r := s.dispatch(&req)
+		if !r.OK && (r.Code == CodeBadRequest || r.Code == CodeUnknownCommand) {
+			s.bad.Add(1)
+		}
+		return r
+	})
+}
+
+func errReply(id uint64, code, msg string) func(int) *Reply {
+	return func(int) *Reply { return &Reply{ID: id, Code: code, Error: msg} }
+}
+
+// authorised checks the uid that owns the reply queue: the server's own
+// uid, root, or a member of the configured group.
+func (s *Server) authorised(owner int) error {
+	if owner == s.uid || owner == 0 {
+		return nil
+	}
+	if s.group >= 0 && uidInGroup(owner, s.group) {
+		return nil
+	}
+	if s.group >= 0 {
+		return fmt.Errorf("permission denied: reply queue owned by uid %d, who is not the runtime's uid %d, root or a member of gid %d", owner, s.uid, s.group)
+	}
+	return fmt.Errorf("permission denied: reply queue owned by uid %d, not the runtime's uid %d or root", owner, s.uid)
+}
+
+func uidInGroup(uid, gid int) bool {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return false
+	}
+	if u.Gid == strconv.Itoa(gid) {
+		return true
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return false
+	}
+	for _, g := range ids {
+		if g == strconv.Itoa(gid) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) dispatch(req *Request) *Reply {
+	r := &Reply{ID: req.ID}
+	nargs := func(n int) bool {
+		if len(req.Args) != n {
+			r.Code = CodeBadRequest
+			if n == 0 {
+				r.Error = fmt.Sprintf("%s takes no arguments, got %d", req.Cmd, len(req.Args))
+			} else {
+				r.Error = fmt.Sprintf("%s takes one argument (a source name), got %d", req.Cmd, len(req.Args))
+			}
+			return false
+		}
+		return true
+	}
+	var err error
+	switch req.Cmd {
+	case "ping":
+		if !nargs(0) {
+			return r
+		}
+	case "status":
+		if !nargs(0) {
+			return r
+		}
+		st := s.h.Status()
+		st.Requests, st.BadRequests = s.Stats()
+		r.Status = &st
+	case "rings":
+		if !nargs(0) {
+			return r
+		}
+		r.Rings = s.h.Rings()
+	case "sources":
+		if !nargs(0) {
+			return r
+		}
+		r.Sources = s.h.Sources()
+	case "start", "stop", "restart":
+		if !nargs(1) {
+			return r
+		}
+		switch req.Cmd {
+		case "start":
+			err = s.h.StartSource(req.Args[0])
+		case "stop":
+			err = s.h.StopSource(req.Args[0])
+		default:
+			err = s.h.RestartSource(req.Args[0])
+		}
+	case "reload":
+		if !nargs(0) {
+			return r
+		}
+		err = s.h.Reload()
+	default:
+		r.Code = CodeUnknownCommand
+		r.Error = fmt.Sprintf("unknown command %q: valid commands are %s", req.Cmd, strings.Join(Commands, ", "))
+		return r
+	}
+	if err != nil {
+		r.Code = CodeFailed
+		if errors.Is(err, ErrNotFound) {
+			r.Code = CodeNotFound
+		}
+		r.Error = err.Error()
+		return r
+	}
+	r.OK = true
+	return r
+}
+
+// salvage digs the id and reply fields out of a request that did not
+// decode as a whole, so the sender can get an error reply.
+func salvage(b []byte) (id uint64, reply string) {
+	sz, b, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil || sz > 64 {
+		return 0, ""
+	}
+	for i := uint32(0); i < sz; i++ {
+		var key []byte
+		key, b, err = msgp.ReadMapKeyZC(b)
+		if err != nil {
+			return id, reply
+		}
+		switch string(key) {
+		case "id":
+			var v uint64
+			if v, b, err = msgp.ReadUint64Bytes(b); err == nil {
+				id = v
+				continue
+			}
+		case "reply":
+			var v string
+			if v, b, err = msgp.ReadStringBytes(b); err == nil {
+				if replyPattern.MatchString(v) {
+					reply = v
+				}
+				continue
+			}
+		}
+		if b, err = msgp.Skip(b); err != nil {
+			return id, reply
+		}
+	}
+	return id, reply
+}
+
+// reply opens the reply queue, checks who owns it, builds the reply with
+// mk(ownerUID) and sends it without waiting.
+func (s *Server) reply(name string, mk func(owner int) *Reply) {
+	err := sendReply(name, mk)
+	if err != nil {
+		s.replyFail.Add(1)
+		s.log("control: reply to /dev/mqueue/%s not delivered: %v", name, err)
+	}
+}
+
+// split encodes r into messages of at most size bytes each, splitting Rings
+// and Sources across parts; every part but the last has More set.
+func split(r *Reply, size int) ([][]byte, error) {
+	if b, err := r.MarshalMsg(nil); err != nil || len(b) <= size {
+		return [][]byte{b}, err
+	}
+	head := &Reply{ID: r.ID, OK: r.OK, Error: r.Error, Code: r.Code, Status: r.Status}
+	parts := []*Reply{head}
+	cur, used := head, head.Msgsize()
+	add := func(n int) *Reply {
+		if used+n > size && (len(cur.Rings) > 0 || len(cur.Sources) > 0) {
+			cur = &Reply{ID: r.ID, OK: r.OK}
+			parts = append(parts, cur)
+			used = cur.Msgsize()
+		}
+		used += n
+		return cur
+	}
+	for i := range r.Rings {
+		p := add(r.Rings[i].Msgsize())
+		p.Rings = append(p.Rings, r.Rings[i])
+	}
+	for i := range r.Sources {
+		p := add(r.Sources[i].Msgsize())
+		p.Sources = append(p.Sources, r.Sources[i])
+	}
+	out := make([][]byte, len(parts))
+	for i, p := range parts {
+		p.More = i < len(parts)-1
+		b, err := p.MarshalMsg(nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > size {
+			return nil, fmt.Errorf("a reply entry does not fit the reply queue's message size %d", size)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (s *Server) log(format string, args ...any) {
+	if s.logf == nil {
+		return
+	}
+	// At most one line a second; the next line says how many were dropped.
+	s.logMu.Lock()
+	now := time.Now()
+	if now.Before(s.logNext) {
+		s.suppressed++
+		s.logMu.Unlock()
+		return
+	}
+	n := s.suppressed
+	s.suppressed = 0
+	s.logNext = now.Add(time.Second)
+	s.logMu.Unlock()
+	if n > 0 {
+		format += " (%d similar messages suppressed)"
+		args = append(args, n)
+	}
+	s.logf(format, args...)
+}
+
+// Close closes the request queue and unlinks its name, unless another
+// server has replaced it since.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.q == nil {
+			return
+		}
+		s.closeErr = s.q.Close()
+		if st, err := os.Stat(mq.MountDir + "/" + s.name); err == nil && s.ino != 0 {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && uint64(sys.Ino) != s.ino {
+				return // someone else's queue now
+			}
+		}
+		if err := mq.Unlink(s.name); err != nil && !errors.Is(err, os.ErrNotExist) && s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
+}
