@@ -154,7 +154,7 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		var lim *mq.LimitError
 		if errors.As(err, &lim) {
-			return nil, fmt.Errorf("control: cannot create request queue: %w", lim)
+			return nil, fmt.Errorf("control: cannot create request queue (kernel limit %s): %w", lim.Limit, lim)
 		}
 		return nil, fmt.Errorf("control: cannot create request queue: %w", err)
 	}

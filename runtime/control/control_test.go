@@ -1,0 +1,523 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// fakeHandler stands in for the runtime core (the kernel is not faked).
+type fakeHandler struct {
+	mu      sync.Mutex
+	sources map[string]*SourceStat
+	rings   []RingStat
+	reloads int
+	calls   []string
+}
+
+func newFake() *fakeHandler {
+	return &fakeHandler{
+		sources: map[string]*SourceStat{
+			"cam0": {Name: "cam0", Kind: "exec", Ring: "video", State: "running", PID: 4242, Frames: 10, Bytes: 1000},
+			"imu":  {Name: "imu", Kind: "synthetic", Ring: "imu", State: "running"},
+		},
+		rings: []RingStat{
+			{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 10, Bytes: 1000, RateHz: 30, BytesPerS: 3000, Readers: 2, MaxLag: 3, Lost: 7},
+			{Name: "imu", Slots: 1024, SlotPayload: 64, Policy: "block", Frames: 5, Bytes: 320, RateHz: 100, BytesPerS: 6400, Readers: 1},
+		},
+	}
+}
+
+func (f *fakeHandler) Status() StatusInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return StatusInfo{Version: "test", PID: os.Getpid(), StartedUnixNs: 1, UptimeS: 2.5, Rings: len(f.rings), Sources: len(f.sources), Reloads: f.reloads}
+}
+func (f *fakeHandler) Rings() []RingStat {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]RingStat(nil), f.rings...)
+}
+func (f *fakeHandler) Sources() []SourceStat {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []SourceStat
+	for _, n := range []string{"cam0", "imu"} {
+		if s, ok := f.sources[n]; ok {
+			out = append(out, *s)
+		}
+	}
+	return out
+}
+func (f *fakeHandler) set(name, state string, restart bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, state+" "+name)
+	s, ok := f.sources[name]
+	if !ok {
+		return fmt.Errorf("source %q: %w", name, ErrNotFound)
+	}
+	s.State = state
+	if restart {
+		s.Restarts++
+	}
+	return nil
+}
+func (f *fakeHandler) StartSource(n string) error   { return f.set(n, "running", false) }
+func (f *fakeHandler) StopSource(n string) error    { return f.set(n, "stopped", false) }
+func (f *fakeHandler) RestartSource(n string) error { return f.set(n, "running", true) }
+func (f *fakeHandler) Reload() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloads++
+	return nil
+}
+
+var queueSeq atomic.Int64
+
+// testQueue returns a queue name unique to this process and test.
+func testQueue(t *testing.T) string {
+	name := fmt.Sprintf("edgeipc.test.%d.%d", os.Getpid(), queueSeq.Add(1))
+	t.Cleanup(func() { mq.Unlink(name) })
+	return name
+}
+
+// startServer runs a real Server on a fresh queue until the test ends.
+func startServer(t *testing.T, h Handler, opts ServerOptions) *Server {
+	t.Helper()
+	if opts.Queue == "" {
+		opts.Queue = testQueue(t)
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	s, err := NewServer(h, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func dial(t *testing.T, name string) *Client {
+	t.Helper()
+	c, err := Dial(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func call(t *testing.T, c *Client, cmd string, args ...string) *Reply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Call(ctx, cmd, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v", cmd, args, err)
+	}
+	return r
+}
+
+func TestRoundTrips(t *testing.T) {
+	h := newFake()
+	s := startServer(t, h, ServerOptions{})
+	c := dial(t, s.Name())
+
+	r := call(t, c, "status")
+	if !r.OK || r.Status == nil || r.Status.Version != "test" || r.Status.Rings != 2 || r.Status.Requests != 1 {
+		t.Fatalf("status: %+v (status %+v)", r, r.Status)
+	}
+	r = call(t, c, "rings")
+	if !r.OK || len(r.Rings) != 2 || r.Rings[0] != h.rings[0] {
+		t.Fatalf("rings: %+v", r)
+	}
+	r = call(t, c, "sources")
+	if !r.OK || len(r.Sources) != 2 || r.Sources[0].PID != 4242 {
+		t.Fatalf("sources: %+v", r)
+	}
+	for _, cmd := range []string{"stop", "start", "restart"} {
+		if r = call(t, c, cmd, "cam0"); !r.OK || r.Err() != nil {
+			t.Fatalf("%s: %+v", cmd, r)
+		}
+	}
+	if r = call(t, c, "reload"); !r.OK {
+		t.Fatalf("reload: %+v", r)
+	}
+	if r = call(t, c, "ping"); !r.OK {
+		t.Fatalf("ping: %+v", r)
+	}
+	h.mu.Lock()
+	got := strings.Join(h.calls, ",")
+	reloads, restarts := h.reloads, h.sources["cam0"].Restarts
+	h.mu.Unlock()
+	if got != "stopped cam0,running cam0,running cam0" || reloads != 1 || restarts != 1 {
+		t.Fatalf("handler saw %q, %d reloads, %d restarts", got, reloads, restarts)
+	}
+	if req, bad := s.Stats(); req != 8 || bad != 0 {
+		t.Fatalf("Stats = %d, %d; want 8, 0", req, bad)
+	}
+}
+
+func TestErrorReplies(t *testing.T) {
+	s := startServer(t, newFake(), ServerOptions{})
+	c := dial(t, s.Name())
+
+	r := call(t, c, "frobnicate")
+	if r.OK || r.Code != CodeUnknownCommand || !strings.Contains(r.Error, "status, rings, sources") {
+		t.Fatalf("unknown command: %+v", r)
+	}
+	r = call(t, c, "restart", "nosuch")
+	if r.OK || r.Code != CodeNotFound || !strings.Contains(r.Error, ErrNotFound.Error()) || !errors.Is(r.Err(), ErrNotFound) {
+		t.Fatalf("unknown source: %+v", r)
+	}
+	r = call(t, c, "stop")
+	if r.OK || r.Code != CodeBadRequest {
+		t.Fatalf("missing argument: %+v", r)
+	}
+	if _, bad := s.Stats(); bad != 2 {
+		t.Fatalf("bad = %d, want 2 (unknown command, missing argument)", bad)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	s := startServer(t, newFake(), ServerOptions{})
+	c := dial(t, s.Name())
+	q, err := mq.Open(s.Name(), os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Garbage, a huge array header, a truncated map, trailing bytes.
+	good, _ := (&Request{ID: 1, Cmd: "ping", Reply: c.ReplyQueue()}).MarshalMsg(nil)
+	for _, m := range [][]byte{
+		[]byte("\xff\xfe not msgpack"),
+		{0x81, 0xa4, 'a', 'r', 'g', 's', 0xdd, 0xff, 0xff, 0xff, 0xff},
+		good[:len(good)-3],
+		append(append([]byte(nil), good...), 0xc0),
+	} {
+		if err := q.Send(ctx, m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A request whose cmd is a number but whose reply field decodes: the
+	// sender gets an error reply.
+	var salv []byte
+	salv = append(salv, 0x83)
+	salv = append(salv, 0xa2, 'i', 'd', 0x2a)
+	salv = append(salv, 0xa3, 'c', 'm', 'd', 0x07)
+	salv = append(salv, 0xa5, 'r', 'e', 'p', 'l', 'y', 0xd9, byte(len(c.ReplyQueue())))
+	salv = append(salv, c.ReplyQueue()...)
+	if err := q.Send(ctx, salv, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The truncated and the trailing-bytes requests still name their reply
+	// queue, and so does the one with a numeric cmd: three error replies.
+	buf := make([]byte, ReplyMsgSize)
+	var ids []uint64
+	for i := 0; i < 3; i++ {
+		n, _, err := c.reply.Receive(ctx, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var er Reply
+		if _, err := er.UnmarshalMsg(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if er.OK || er.Code != CodeBadRequest || !strings.HasPrefix(er.Error, "malformed request") {
+			t.Fatalf("salvaged reply: %+v", er)
+		}
+		ids = append(ids, er.ID)
+	}
+	if fmt.Sprint(ids) != "[1 1 42]" {
+		t.Fatalf("salvaged reply ids %v, want [1 1 42]", ids)
+	}
+
+	// The server still answers.
+	if r := call(t, c, "ping"); !r.OK {
+		t.Fatalf("ping after garbage: %+v", r)
+	}
+	if req, bad := s.Stats(); req != 6 || bad != 5 {
+		t.Fatalf("Stats = %d, %d; want 6, 5", req, bad)
+	}
+}
+
+// sendRaw sends req straight into the request queue.
+func sendRaw(t *testing.T, queue string, req *Request) {
+	t.Helper()
+	q, err := mq.Open(queue, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	b, err := req.MarshalMsg(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.TrySend(b, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestReplyQueueNameRefused(t *testing.T) {
+	s := startServer(t, newFake(), ServerOptions{})
+	victim := testQueue(t) // an existing queue that is not a reply queue
+	vq, err := mq.Create(victim, mq.Options{MaxMsg: 2, MsgSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vq.Close()
+	sendRaw(t, s.Name(), &Request{ID: 1, Cmd: "status", Reply: victim})
+	waitFor(t, "the request to be counted bad", func() bool { _, bad := s.Stats(); return bad == 1 })
+	if a, _ := vq.Attr(); a.CurMsgs != 0 {
+		t.Fatalf("server wrote %d messages to a queue not named edgeipc.reply.*", a.CurMsgs)
+	}
+	if r := call(t, dial(t, s.Name()), "ping"); !r.OK {
+		t.Fatal(r)
+	}
+}
+
+func TestReplyQueueMissingOrFull(t *testing.T) {
+	s := startServer(t, newFake(), ServerOptions{})
+
+	// Missing: a well-formed name nobody created.
+	sendRaw(t, s.Name(), &Request{ID: 1, Cmd: "status", Reply: fmt.Sprintf("edgeipc.reply.%d.deadbeefdeadbeef", os.Getpid())})
+	waitFor(t, "a reply failure", func() bool { return s.ReplyFailures() == 1 })
+
+	// Full: a reply queue of depth 1 that already holds a message.
+	full := fmt.Sprintf("edgeipc.reply.%d.%08x00000001", os.Getpid(), queueSeq.Add(1))
+	t.Cleanup(func() { mq.Unlink(full) })
+	fq, err := mq.Create(full, mq.Options{MaxMsg: 1, MsgSize: 1024, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fq.Close()
+	if err := fq.TrySend([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		sendRaw(t, s.Name(), &Request{ID: uint64(i), Cmd: "sources", Reply: full})
+	}
+	waitFor(t, "three more reply failures", func() bool { return s.ReplyFailures() == 4 })
+
+	// Another client is still served.
+	if r := call(t, dial(t, s.Name()), "status"); !r.OK || r.Status.Requests != 5 {
+		t.Fatalf("status after failures: %+v", r)
+	}
+	if _, bad := s.Stats(); bad != 0 {
+		t.Fatalf("undeliverable replies counted as bad requests: %d", bad)
+	}
+}
+
+func TestForeignReplyQueueRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a reply queue to another uid (run the tests as root, e.g. in the CI container)")
+	}
+	s := startServer(t, newFake(), ServerOptions{})
+	c := dial(t, s.Name())
+	// Hand the reply queue to nobody through a descriptor (no /dev/mqueue
+	// mount needed).
+	fd, err := sys.MqOpen(c.ReplyQueue(), unix.O_RDONLY|unix.O_CLOEXEC, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Fchown(fd, 65534, 65534)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"status", "stop"} {
+		var args []string
+		if cmd == "stop" {
+			args = []string{"cam0"}
+		}
+		r := call(t, c, cmd, args...)
+		if r.OK || r.Code != CodePermissionDenied || !strings.Contains(r.Error, "permission denied: reply queue owned by uid 65534") {
+			t.Fatalf("%s with a foreign reply queue: %+v", cmd, r)
+		}
+	}
+	if _, bad := s.Stats(); bad != 2 {
+		t.Fatalf("bad = %d, want 2", bad)
+	}
+}
+
+func TestServeCancelReturns(t *testing.T) {
+	s, err := NewServer(newFake(), ServerOptions{Queue: testQueue(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	time.Sleep(20 * time.Millisecond) // let Serve park in Receive
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+func TestLimitError(t *testing.T) {
+	l, _ := mq.ReadLimits()
+	want := int(l.MsgMax) + 1
+	if os.Geteuid() == 0 || want <= 1 {
+		want = 65537 // CAP_SYS_RESOURCE is held only to HARD_MSGMAX (65536)
+	}
+	_, err := NewServer(newFake(), ServerOptions{Queue: testQueue(t), MaxMsg: want})
+	var lim *mq.LimitError
+	if !errors.As(err, &lim) || lim.Limit != mq.LimitMsgMax || !strings.Contains(err.Error(), "msg_max") {
+		t.Fatalf("NewServer with MaxMsg %d: %v", want, err)
+	}
+	t.Log(err)
+}
+
+func TestTakeover(t *testing.T) {
+	name := testQueue(t)
+	// A stale queue, as left by a crashed runtime, with a request in it.
+	stale, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: 64, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.TrySend([]byte("old"), 0)
+	stale.Close()
+
+	s := startServer(t, newFake(), ServerOptions{Queue: name, TakeoverTimeout: 300 * time.Millisecond})
+	if r := call(t, dial(t, name), "ping"); !r.OK {
+		t.Fatal(r)
+	}
+	// A second server must not take over a live one.
+	_, err = NewServer(newFake(), ServerOptions{Queue: name, TakeoverTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "another runtime is serving") {
+		t.Fatalf("second NewServer: %v", err)
+	}
+	if r := call(t, dial(t, name), "ping"); !r.OK {
+		t.Fatalf("first server lost its queue: %+v", r)
+	}
+	_ = s
+}
+
+func TestNoServer(t *testing.T) {
+	name := testQueue(t)
+	_, err := Dial(name)
+	if !errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "no runtime is listening on /dev/mqueue/"+name+": start it with 'edgeipc run'") {
+		t.Fatalf("Dial: %v", err)
+	}
+	// A queue nobody serves: Call times out with ErrNoServer.
+	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	c := dial(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Call(ctx, "status"); !errors.Is(err, ErrNoServer) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call to an unserved queue: %v", err)
+	}
+}
+
+func TestLargeReplySplit(t *testing.T) {
+	h := newFake()
+	h.rings = nil
+	for i := 0; i < 300; i++ {
+		h.rings = append(h.rings, RingStat{Name: fmt.Sprintf("ring-with-a-long-name-%04d", i), Slots: i, Policy: "overwrite"})
+	}
+	s := startServer(t, h, ServerOptions{})
+	r := call(t, dial(t, s.Name()), "rings")
+	if !r.OK || len(r.Rings) != 300 || r.Rings[299].Slots != 299 || r.More {
+		t.Fatalf("got %d rings, ok %v more %v", len(r.Rings), r.OK, r.More)
+	}
+	if parts, _ := split(&Reply{ID: 1, OK: true, Rings: h.rings}, ReplyMsgSize); len(parts) < 2 {
+		t.Fatalf("300 rings fit one %d-byte message? %d parts", ReplyMsgSize, len(parts))
+	}
+}
+
+func TestSweepReplyQueues(t *testing.T) {
+	if _, err := mq.List(); err != nil {
+		t.Skipf("cannot list queues (%v): mount the mqueue file system ('mount -t mqueue mqueue /dev/mqueue') to test the sweep", err)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("no 'true' to get a dead pid: %v", err)
+	}
+	dead := fmt.Sprintf("edgeipc.reply.%d.%08x0badf00d", cmd.Process.Pid, sys.SelfPidNS())
+	t.Cleanup(func() { mq.Unlink(dead) })
+	q, err := mq.Create(dead, mq.Options{MaxMsg: 1, MsgSize: 64, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	live := dial(t, testQueueServed(t)).ReplyQueue()
+	removed := SweepReplyQueues()
+	found := false
+	for _, n := range removed {
+		found = found || n == dead
+		if n == live {
+			t.Fatalf("swept the live queue %s", live)
+		}
+	}
+	if !found {
+		t.Fatalf("sweep removed %v, not %s", removed, dead)
+	}
+}
+
+func testQueueServed(t *testing.T) string {
+	return startServer(t, newFake(), ServerOptions{}).Name()
+}
+
+func TestQueueNameEnv(t *testing.T) {
+	t.Setenv(EnvQueue, "")
+	if QueueName("") != DefaultQueue || QueueName("x") != "x" {
+		t.Fatal(QueueName(""))
+	}
+	t.Setenv(EnvQueue, "edgeipc.other")
+	if QueueName("") != "edgeipc.other" {
+		t.Fatal(QueueName(""))
+	}
+}
