@@ -167,8 +167,8 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		return nil, fmt.Errorf("control: request of %d bytes exceeds the queue's message size %d", len(b), c.req.MsgSize())
 	}
 	if err := c.req.Send(ctx, b, 0); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w on /dev/mqueue/%s: its queue stayed full (%w); the runtime may be stuck", ErrNoServer, c.name, ctx.Err())
+		if ctxDone(ctx, err) {
+			return nil, fmt.Errorf("%w on /dev/mqueue/%s: its queue stayed full (%w); the runtime may be stuck", ErrNoServer, c.name, ctxErr(ctx, err))
 		}
 		return nil, err
 	}
@@ -176,8 +176,8 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	for {
 		n, _, err := c.reply.Receive(ctx, c.buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w on /dev/mqueue/%s: no reply (%w); the runtime may be stuck, or the queue is stale from a crashed runtime (the next 'edgeipc run' takes it over)", ErrNoServer, c.name, ctx.Err())
+			if ctxDone(ctx, err) {
+				return nil, fmt.Errorf("%w on /dev/mqueue/%s: no reply (%w); the runtime may be stuck, or the queue is stale from a crashed runtime (the next 'edgeipc run' takes it over)", ErrNoServer, c.name, ctxErr(ctx, err))
 			}
 			return nil, err
 		}
@@ -199,6 +199,22 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 			return out, nil
 		}
 	}
+}
+
+// ctxDone reports whether err came from ctx ending: the queue's fd deadline
+// can fire a moment before the context's own timer marks it done.
+func ctxDone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if e := ctx.Err(); e != nil {
+		return e
+	}
+	if errors.Is(err, context.Canceled) {
+		return context.Canceled
+	}
+	return context.DeadlineExceeded
 }
 
 // Close closes both queues and unlinks the reply queue.

@@ -211,7 +211,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for {
 		n, _, err := s.q.Receive(ctx, buf)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, mq.ErrClosed) {
+			if ctxDone(ctx, err) || errors.Is(err, mq.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("control: receive: %w", err)
