@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+)
+
+// ctlCommands maps each ctl command to the number of arguments it takes.
+var ctlCommands = map[string]int{
+	"status": 0, "rings": 0, "sources": 0, "reload": 0, "ping": 0,
+	"start": 1, "stop": 1, "restart": 1,
+}
+
+func init() {
+	Register(&Command{
+		Name:  "ctl",
+		Usage: "ctl [--queue NAME] [--json] [--timeout 2s] COMMAND [SOURCE]",
+		Short: "query and control a running runtime over its POSIX message queue",
+		Long: `Commands:
+  status           version, pid, uptime, config file, counts, request counters
+  rings            per ring: slots, policy, frames, bytes, rate, readers, max lag, lost
+  sources          per source: kind, ring, state, pid, restarts, last exit, frames, bad
+  start SOURCE     start a stopped source
+  stop SOURCE      stop a source (it stays stopped until start or reload)
+  restart SOURCE   stop and start a source
+  reload           re-read the config file and apply the difference
+  ping             check that the runtime answers
+
+The request goes to /dev/mqueue/edgeipc.ctl (or --queue, or $EDGEIPC_CTL_QUEUE);
+the reply comes back on a private queue edgeipc.reply.<pid>.<hex> that ctl
+creates and removes. The runtime answers only if this user may use its queue
+(the runtime's user, root, or a member of its [control] group).
+
+Exit status: 0 ok; 1 the runtime reported an error, did not answer, or is not
+running; 2 usage error.
+
+Examples:
+  edgeipc ctl status
+  edgeipc ctl rings
+  edgeipc ctl --json sources | jq '.[] | select(.state != "running")'
+  edgeipc ctl restart cam0
+  EDGEIPC_CTL_QUEUE=edgeipc.lab edgeipc ctl --timeout 5s reload`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("queue", "", "request queue name (default $EDGEIPC_CTL_QUEUE or edgeipc.ctl)")
+			fs.Bool("json", false, "print the reply payload as JSON")
+			fs.Duration("timeout", 2*time.Second, "how long to wait for the runtime's reply")
+		},
+		Run: runCtl,
+	})
+}
+
+func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	queue := fs.Lookup("queue").Value.String()
+	asJSON := fs.Lookup("json").Value.(flag.Getter).Get().(bool)
+	timeout := fs.Lookup("timeout").Value.(flag.Getter).Get().(time.Duration)
+	if len(args) == 0 {
+		return Usagef("missing COMMAND (one of %s)", strings.Join(control.Commands, ", "))
+	}
+	cmd, rest := args[0], args[1:]
+	want, ok := ctlCommands[cmd]
+	if !ok {
+		return Usagef("unknown command %q (one of %s)", cmd, strings.Join(control.Commands, ", "))
+	}
+	if len(rest) != want {
+		if want == 0 {
+			return Usagef("%s takes no arguments", cmd)
+		}
+		return Usagef("%s takes one argument: SOURCE (see 'edgeipc ctl sources')", cmd)
+	}
+	if timeout <= 0 {
+		return Usagef("--timeout must be positive")
+	}
+
+	c, err := control.Dial(queue)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := c.Call(cctx, cmd, rest...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // interrupted: exit 130
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (waited %v; raise --timeout if the runtime is busy)", err, timeout)
+		}
+		return err
+	}
+	if asJSON {
+		var v any = r
+		if r.OK {
+			switch cmd {
+			case "status":
+				v = r.Status
+			case "rings":
+				v = nonNil(r.Rings)
+			case "sources":
+				v = nonNil(r.Sources)
+			}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	if !r.OK {
+		return errors.New(r.Error)
+	}
+	if asJSON {
+		return nil
+	}
+	switch cmd {
+	case "status":
+		printStatus(env.Stdout, r.Status)
+	case "rings":
+		printRings(env.Stdout, r.Rings)
+	case "sources":
+		printSources(env.Stdout, r.Sources)
+	case "ping":
+		fmt.Fprintln(env.Stdout, "ok")
+	default:
+		if len(rest) > 0 {
+			fmt.Fprintf(env.Stdout, "%s %s: ok\n", cmd, rest[0])
+		} else {
+			fmt.Fprintf(env.Stdout, "%s: ok\n", cmd)
+		}
+	}
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func printStatus(w io.Writer, s *control.StatusInfo) {
+	if s == nil {
+		fmt.Fprintln(w, "no status in reply")
+		return
+	}
+	cfg := s.ConfigFile
+	if cfg == "" {
+		cfg = "(built-in default)"
+	}
+	started := "-"
+	if s.StartedUnixNs > 0 {
+		started = time.Unix(0, s.StartedUnixNs).Format(time.RFC3339)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "version\t%s\n", s.Version)
+	fmt.Fprintf(tw, "pid\t%d\n", s.PID)
+	fmt.Fprintf(tw, "started\t%s\n", started)
+	fmt.Fprintf(tw, "uptime\t%s\n", (time.Duration(s.UptimeS * float64(time.Second))).Round(time.Second))
+	fmt.Fprintf(tw, "config\t%s\n", cfg)
+	fmt.Fprintf(tw, "rings\t%d\n", s.Rings)
+	fmt.Fprintf(tw, "sources\t%d\n", s.Sources)
+	fmt.Fprintf(tw, "reloads\t%d\n", s.Reloads)
+	fmt.Fprintf(tw, "requests\t%d (%d bad)\n", s.Requests, s.BadRequests)
+	tw.Flush()
+}
+
+func printRings(w io.Writer, rs []control.RingStat) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no rings")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\t\n")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t\n",
+			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost)
+	}
+	tw.Flush()
+}
+
+func printSources(w io.Writer, ss []control.SourceStat) {
+	if len(ss) == 0 {
+		fmt.Fprintln(w, "no sources")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "NAME\tKIND\tRING\tSTATE\tPID\tRESTARTS\tLAST EXIT\tFRAMES\tBYTES\tBAD\tLAST ERROR\n")
+	for _, s := range ss {
+		pid := "-"
+		if s.PID > 0 {
+			pid = fmt.Sprint(s.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n",
+			s.Name, s.Kind, s.Ring, s.State, pid, s.Restarts, dash(s.LastExit), s.Frames, s.Bytes, s.Bad, dash(s.LastError))
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ctlBytes formats a byte rate compactly for the rings table.
+func ctlBytes(v float64) string {
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", v)
+}

@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/runtime/control"
+)
+
+// ctlFake stands in for the runtime core behind a real control.Server.
+type ctlFake struct {
+	mu      sync.Mutex
+	state   map[string]string
+	reloads int
+}
+
+func (f *ctlFake) Status() control.StatusInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return control.StatusInfo{Version: "v-test", PID: os.Getpid(), StartedUnixNs: time.Now().UnixNano(), UptimeS: 61, Rings: 1, Sources: 1, Reloads: f.reloads}
+}
+func (f *ctlFake) Rings() []control.RingStat {
+	return []control.RingStat{{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 900, Bytes: 9e6, RateHz: 30, BytesPerS: 3e5, Readers: 2, MaxLag: 4, Lost: 17}}
+}
+func (f *ctlFake) Sources() []control.SourceStat {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return []control.SourceStat{{Name: "cam0", Kind: "exec", Ring: "video", State: f.state["cam0"], PID: 777, Restarts: 2, LastExit: "exit status 1", Frames: 900}}
+}
+func (f *ctlFake) setState(name, st string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.state[name]; !ok {
+		return fmt.Errorf("source %q: %w", name, control.ErrNotFound)
+	}
+	f.state[name] = st
+	return nil
+}
+func (f *ctlFake) StartSource(n string) error   { return f.setState(n, "running") }
+func (f *ctlFake) StopSource(n string) error    { return f.setState(n, "stopped") }
+func (f *ctlFake) RestartSource(n string) error { return f.setState(n, "running") }
+func (f *ctlFake) Reload() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloads++
+	return nil
+}
+
+var ctlSeq atomic.Int64
+
+func ctlQueue(t *testing.T) string {
+	name := fmt.Sprintf("edgeipc.clitest.%d.%d", os.Getpid(), ctlSeq.Add(1))
+	t.Cleanup(func() { mq.Unlink(name) })
+	return name
+}
+
+func startCtlServer(t *testing.T) (string, *ctlFake) {
+	t.Helper()
+	f := &ctlFake{state: map[string]string{"cam0": "running"}}
+	s, err := control.NewServer(f, control.ServerOptions{Queue: ctlQueue(t), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return")
+		}
+		s.Close()
+	})
+	return s.Name(), f
+}
+
+func ctlRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = MainEnv(context.Background(), &Env{Stdin: strings.NewReader(""), Stdout: &o, Stderr: &e}, args)
+	return code, o.String(), e.String()
+}
+
+func TestCtlText(t *testing.T) {
+	q, f := startCtlServer(t)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"status"}, []string{"version", "v-test", "uptime", "1m1s", "(built-in default)", "requests"}},
+		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "video", "overwrite", "30.0", "17"}},
+		{[]string{"sources"}, []string{"RESTARTS", "LAST EXIT", "cam0", "exec", "777", "exit status 1"}},
+		{[]string{"stop", "cam0"}, []string{"stop cam0: ok"}},
+		{[]string{"start", "cam0"}, []string{"start cam0: ok"}},
+		{[]string{"restart", "cam0"}, []string{"restart cam0: ok"}},
+		{[]string{"reload"}, []string{"reload: ok"}},
+		{[]string{"ping"}, []string{"ok"}},
+	} {
+		code, out, errs := ctlRun(t, append([]string{"ctl", "--queue", q}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("ctl %v: exit %d, stderr %q", tc.args, code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("ctl %v: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reloads != 1 || f.state["cam0"] != "running" {
+		t.Fatalf("reloads = %d, cam0 %s", f.reloads, f.state["cam0"])
+	}
+}
+
+func TestCtlJSON(t *testing.T) {
+	q, _ := startCtlServer(t)
+	t.Setenv(control.EnvQueue, q) // and no --queue: the variable names it
+
+	code, out, errs := ctlRun(t, "ctl", "--json", "status")
+	var st control.StatusInfo
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Version != "v-test" || st.Requests != 1 {
+		t.Fatalf("status --json: exit %d %q %q → %+v", code, out, errs, st)
+	}
+	code, out, _ = ctlRun(t, "ctl", "--json", "rings")
+	var rings []control.RingStat
+	if code != 0 || json.Unmarshal([]byte(out), &rings) != nil || len(rings) != 1 || rings[0].Lost != 17 || rings[0].MaxLag != 4 {
+		t.Fatalf("rings --json: exit %d %q", code, out)
+	}
+	code, out, _ = ctlRun(t, "ctl", "--json", "stop", "cam0")
+	code2, out2, _ := ctlRun(t, "ctl", "--json", "sources")
+	var srcs []control.SourceStat
+	if code != 0 || !strings.Contains(out, `"ok": true`) || code2 != 0 || json.Unmarshal([]byte(out2), &srcs) != nil || len(srcs) != 1 || srcs[0].State != "stopped" {
+		t.Fatalf("stop/sources --json: %d %q, %d %q", code, out, code2, out2)
+	}
+	// An error reply is printed as JSON too, and exits 1.
+	code, out, errs = ctlRun(t, "ctl", "--json", "restart", "nosuch")
+	var r control.Reply
+	if code != 1 || json.Unmarshal([]byte(out), &r) != nil || r.OK || r.Code != control.CodeNotFound || !strings.Contains(errs, "not found") {
+		t.Fatalf("restart nosuch --json: exit %d %q %q", code, out, errs)
+	}
+}
+
+func TestCtlErrors(t *testing.T) {
+	q, _ := startCtlServer(t)
+	code, _, errs := ctlRun(t, "ctl", "--queue", q, "restart", "nosuch")
+	if code != 1 || !strings.Contains(errs, `source "nosuch": control: not found`) {
+		t.Fatalf("unknown source: exit %d, %q", code, errs)
+	}
+	for _, args := range [][]string{
+		{"ctl"},
+		{"ctl", "frobnicate"},
+		{"ctl", "restart"},
+		{"ctl", "status", "extra"},
+		{"ctl", "--timeout", "0s", "status"},
+		{"ctl", "--bogus", "status"},
+	} {
+		if code, _, errs := ctlRun(t, args...); code != 2 || !strings.Contains(errs, "usage: edgeipc ctl") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 with usage", args, code, errs)
+		}
+	}
+}
+
+func TestCtlNoRuntime(t *testing.T) {
+	q := ctlQueue(t)
+	code, _, errs := ctlRun(t, "ctl", "--queue", q, "status")
+	want := "no runtime is listening on /dev/mqueue/" + q + ": start it with 'edgeipc run'"
+	if code != 1 || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+	// A stale queue that nobody serves: the call times out, exit 1.
+	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	code, _, errs = ctlRun(t, "ctl", "--queue", q, "--timeout", "100ms", "status")
+	if code != 1 || !strings.Contains(errs, "no runtime is listening") || !strings.Contains(errs, "raise --timeout") {
+		t.Fatalf("unserved queue: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestCtlHelp(t *testing.T) {
+	code, out, _ := ctlRun(t, "help", "ctl")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, w := range append(append([]string{}, control.Commands...), "edgeipc ctl restart cam0", "--json", "--timeout", "EDGEIPC_CTL_QUEUE") {
+		if !strings.Contains(out, w) {
+			t.Errorf("help ctl lacks %q", w)
+		}
+	}
+	if _, top, _ := ctlRun(t, "help"); !strings.Contains(top, "ctl") {
+		t.Error("top help does not list ctl")
+	}
+}
