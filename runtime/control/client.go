@@ -60,14 +60,7 @@ func Dial(name string) (*Client, error) {
 	}
 	SweepReplyQueues()
 	opts := mq.Options{MaxMsg: ReplyMaxMsg, MsgSize: ReplyMsgSize, Exclusive: true}
-	if l, err := mq.ReadLimits(); err == nil {
-		if l.MsgMax > 0 && int64(opts.MaxMsg) > l.MsgMax {
-			opts.MaxMsg = int(l.MsgMax)
-		}
-		if l.MsgsizeMax > 0 && int64(opts.MsgSize) > l.MsgsizeMax {
-			opts.MsgSize = int(l.MsgsizeMax)
-		}
-	}
+	capToLimits(&opts)
 	// A runtime running as another user can only write to our reply queue
 	// through the group it shares with us: the request queue's group.
 	if st, err := os.Stat(mq.MountDir + "/" + name); err == nil {

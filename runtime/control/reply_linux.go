@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeipc/edgeipc/internal/mq"
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
@@ -55,4 +56,18 @@ func sendReply(name string, mk func(owner int) *Reply) error {
 		}
 	}
 	return nil
+}
+
+// capToLimits lowers a reply queue's geometry to msg_max and msgsize_max.
+func capToLimits(o *mq.Options) {
+	l, err := mq.ReadLimits()
+	if err != nil {
+		return
+	}
+	if l.MsgMax > 0 && int64(o.MaxMsg) > l.MsgMax {
+		o.MaxMsg = int(l.MsgMax)
+	}
+	if l.MsgsizeMax > 0 && int64(o.MsgSize) > l.MsgsizeMax {
+		o.MsgSize = int(l.MsgsizeMax)
+	}
 }

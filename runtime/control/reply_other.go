@@ -2,6 +2,11 @@
 
 package control
 
-import "github.com/edgeipc/edgeipc/internal/sys"
+import (
+	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
 
 func sendReply(name string, mk func(owner int) *Reply) error { return sys.ErrNotSupported }
+
+func capToLimits(*mq.Options) {}
