@@ -521,3 +521,32 @@ func TestQueueNameEnv(t *testing.T) {
 		t.Fatal(QueueName(""))
 	}
 }
+
+// BenchmarkCall measures one request/reply round trip through the kernel.
+func BenchmarkCall(b *testing.B) {
+	for _, cmd := range []string{"ping", "sources"} {
+		b.Run(cmd, func(b *testing.B) {
+			name := fmt.Sprintf("edgeipc.bench.%d.%d", os.Getpid(), queueSeq.Add(1))
+			s, err := NewServer(newFake(), ServerOptions{Queue: name})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go s.Serve(ctx)
+			c, err := Dial(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if r, err := c.Call(ctx, cmd); err != nil || !r.OK {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
+}
