@@ -1,0 +1,619 @@
+package runtime
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/edgeipc/edgeipc/runtime/framing"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// DefaultTOML returns the text of the built-in configuration (what
+// `edgeipc run --print-default` prints and the .deb installs as
+// /etc/edgeipc/edgeipc.toml).
+func DefaultTOML() []byte { return bytes.Clone(defaultTOML) }
+
+// Config is a parsed and validated runtime configuration (docs/config.md).
+type Config struct {
+	// File is the path the configuration was loaded from ("" = built in).
+	File string `toml:"-"`
+
+	Runtime RuntimeConfig          `toml:"runtime"`
+	Control ControlConfig          `toml:"control"`
+	Rings   map[string]*RingConfig `toml:"rings"`
+	Sources []*SourceConfig        `toml:"sources"`
+	Sinks   []*SinkConfig          `toml:"sinks"`
+
+	lines lineIndex
+}
+
+// RuntimeConfig is the [runtime] table.
+type RuntimeConfig struct {
+	ShmDir          string   `toml:"shm_dir"`          // "" = $EDGEIPC_SHM_DIR or /dev/shm
+	StatsInterval   Duration `toml:"stats_interval"`   // periodic stats log line; 0 = off
+	ShutdownTimeout Duration `toml:"shutdown_timeout"` // bound on SIGTERM drain
+}
+
+// ControlConfig is the [control] table.
+type ControlConfig struct {
+	Enabled *bool    `toml:"enabled"` // default true
+	Queue   string   `toml:"queue"`   // "" = $EDGEIPC_CTL_QUEUE or edgeipc.ctl
+	Mode    FileMode `toml:"mode"`
+	Group   string   `toml:"group"`
+}
+
+// RingConfig is one [rings.NAME] table.
+type RingConfig struct {
+	Name         string   `toml:"-"`
+	Slots        int      `toml:"slots"`
+	SlotPayload  int      `toml:"slot_payload"`
+	Policy       string   `toml:"policy"`
+	Mode         FileMode `toml:"mode"`
+	Group        string   `toml:"group"`
+	RemoveOnExit bool     `toml:"remove_on_exit"`
+	Stats        *bool    `toml:"stats"` // attach the built-in stats reader (default true)
+}
+
+// Source kinds.
+const (
+	KindExec      = "exec"
+	KindFIFO      = "fifo"
+	KindSynthetic = "synthetic"
+)
+
+// SourceConfig is one [[sources]] entry.
+type SourceConfig struct {
+	Name  string `toml:"name"`
+	Kind  string `toml:"kind"`
+	Ring  string `toml:"ring"`
+	Type  uint32 `toml:"type"`  // frame type stamped on frames (lines/len32 framings, synthetic)
+	Flags uint32 `toml:"flags"` // frame flags stamped on frames
+	// Framing of exec stdout and fifo records: lines, len32, msgp.
+	Framing string `toml:"framing"`
+	MaxSkip int    `toml:"max_skip"` // len32: oversized records up to this size are skipped (default 1 MiB)
+	// exec
+	Command      []string `toml:"command"`
+	Env          []string `toml:"env"`
+	Dir          string   `toml:"dir"`
+	Write        string   `toml:"write"`   // "runtime" (default) or "child"
+	Restart      string   `toml:"restart"` // always (default), on-failure, never
+	BackoffMin   Duration `toml:"backoff_min"`
+	BackoffMax   Duration `toml:"backoff_max"`
+	BackoffReset Duration `toml:"backoff_reset"`
+	StopTimeout  Duration `toml:"stop_timeout"`
+	// fifo
+	Path         string   `toml:"path"`
+	Mode         FileMode `toml:"mode"`
+	Group        string   `toml:"group"`
+	RemoveOnExit bool     `toml:"remove_on_exit"`
+	// synthetic
+	RateHz float64 `toml:"rate_hz"`
+	Size   int     `toml:"size"`
+	// Disabled sources are configured but not started (start them with
+	// `edgeipc ctl start NAME`).
+	Disabled bool `toml:"disabled"`
+
+	index int
+}
+
+// Sink kinds.
+const (
+	SinkStats    = "stats"
+	SinkRecorder = "recorder"
+)
+
+// SinkConfig is one [[sinks]] entry.
+type SinkConfig struct {
+	Name     string `toml:"name"`
+	Kind     string `toml:"kind"`
+	Ring     string `toml:"ring"`
+	Path     string `toml:"path"`      // recorder: output file
+	MaxBytes int64  `toml:"max_bytes"` // recorder: stop recording at this size (0 = no limit)
+
+	index int
+}
+
+// Duration is a time.Duration written as a TOML string ("250ms", "10s").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("bad duration %q (want e.g. \"250ms\", \"10s\")", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// FileMode is a permission mode written as a TOML string "0600" or an octal
+// integer 0o600. Only 0600 and 0660 are accepted.
+type FileMode os.FileMode
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (m *FileMode) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		*m = FileMode(x)
+	case string:
+		n, err := strconv.ParseUint(strings.TrimPrefix(x, "0o"), 8, 32)
+		if err != nil {
+			return fmt.Errorf("bad mode %q (want \"0600\" or \"0660\")", x)
+		}
+		*m = FileMode(n)
+	default:
+		return fmt.Errorf("bad mode %v (want \"0600\" or \"0660\")", v)
+	}
+	return nil
+}
+
+// ConfigError is a configuration problem with its location.
+type ConfigError struct {
+	File  string // "" = built-in default
+	Line  int    // 0 = unknown
+	Field string // e.g. "rings.cam.slots", "sources[2].command"
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	f := e.File
+	if f == "" {
+		f = "(built-in config)"
+	}
+	var b strings.Builder
+	b.WriteString(f)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ConfigErrors is every problem found in one configuration.
+type ConfigErrors []*ConfigError
+
+func (es ConfigErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads, parses and validates a configuration file. Errors name the
+// file, line and field (a *ConfigError or ConfigErrors).
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Default returns the built-in configuration (runtime/default.toml).
+func Default() *Config {
+	c, err := Parse("", defaultTOML)
+	if err != nil {
+		panic("runtime: built-in default.toml is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Parse parses and validates configuration text; file names it in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{File: file}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{File: file, Line: pe.Position.Line, Field: pe.LastKey, Msg: pe.Message}
+		}
+		return nil, &ConfigError{File: file, Msg: err.Error()}
+	}
+	c.lines = scanLines(data)
+	if !md.IsDefined("runtime", "stats_interval") {
+		c.Runtime.StatsInterval = Duration(DefaultStatsInterval)
+	}
+	var errs ConfigErrors
+	for _, k := range md.Undecoded() {
+		field := keyField(k)
+		errs = append(errs, &ConfigError{File: file, Line: c.lines.line(k), Field: field, Msg: "unknown key (see docs/config.md)"})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// keyField renders a toml.Key as rings.cam.slots / sources[1].command. The
+// decoder does not give array indexes for undecoded keys inside arrays of
+// tables, so these show as sources[].key.
+func keyField(k toml.Key) string {
+	var b strings.Builder
+	for i, p := range k {
+		if i > 0 && !(i == 1 && (k[0] == "sources" || k[0] == "sinks")) {
+			b.WriteByte('.')
+		}
+		if i == 1 && (k[0] == "sources" || k[0] == "sinks") {
+			b.WriteString("[].")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// lineIndex maps "table.key" (array tables as "sources.2.key", 1-based) to
+// the line where it is written. It is a plain line scanner, good enough for
+// the flat tables of this format.
+type lineIndex map[string]int
+
+func scanLines(data []byte) lineIndex {
+	li := lineIndex{}
+	counts := map[string]int{}
+	table := ""
+	for n, raw := range strings.Split(string(data), "\n") {
+		ln := n + 1
+		s := strings.TrimSpace(raw)
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s, "[["):
+			name := strings.TrimSpace(strings.Trim(strings.SplitN(s, "]]", 2)[0], "[ "))
+			counts[name]++
+			table = name + "." + strconv.Itoa(counts[name])
+			li[table] = ln
+		case s[0] == '[':
+			name := strings.TrimSpace(strings.Trim(strings.SplitN(s, "]", 2)[0], "[ "))
+			name = strings.ReplaceAll(name, "\"", "")
+			table = name
+			li[table] = ln
+		default:
+			eq := strings.IndexByte(s, '=')
+			if eq <= 0 {
+				continue
+			}
+			k := strings.Trim(strings.TrimSpace(s[:eq]), "\"")
+			full := k
+			if table != "" {
+				full = table + "." + k
+			}
+			if _, ok := li[full]; !ok {
+				li[full] = ln
+			}
+		}
+	}
+	return li
+}
+
+// line finds the line of a key path, falling back to its table.
+func (li lineIndex) line(k toml.Key) int {
+	for n := len(k); n > 0; n-- {
+		if l, ok := li[strings.Join(k[:n], ".")]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+func (li lineIndex) at(path ...string) int { return li.line(toml.Key(path)) }
+
+// errAt builds a ConfigError for a field.
+func (c *Config) errAt(field string, path []string, format string, a ...any) *ConfigError {
+	return &ConfigError{File: c.File, Line: c.lines.at(path...), Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (c *Config) ringErr(name, key, format string, a ...any) *ConfigError {
+	f := "rings." + name
+	p := []string{"rings", name}
+	if key != "" {
+		f += "." + key
+		p = append(p, key)
+	}
+	return c.errAt(f, p, format, a...)
+}
+
+func (c *Config) srcErr(s *SourceConfig, key, format string, a ...any) *ConfigError {
+	f := fmt.Sprintf("sources[%d]", s.index)
+	if s.Name != "" {
+		f = fmt.Sprintf("sources[%d] (%s)", s.index, s.Name)
+	}
+	p := []string{"sources", strconv.Itoa(s.index + 1)}
+	if key != "" {
+		f += "." + key
+		p = append(p, key)
+	}
+	return c.errAt(f, p, format, a...)
+}
+
+func (c *Config) sinkErr(s *SinkConfig, key, format string, a ...any) *ConfigError {
+	f := fmt.Sprintf("sinks[%d]", s.index)
+	if s.Name != "" {
+		f = fmt.Sprintf("sinks[%d] (%s)", s.index, s.Name)
+	}
+	p := []string{"sinks", strconv.Itoa(s.index + 1)}
+	if key != "" {
+		f += "." + key
+		p = append(p, key)
+	}
+	return c.errAt(f, p, format, a...)
+}
+
+// Defaults applied by validate.
+const (
+	DefaultStatsInterval   = 2 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultBackoffMin      = 100 * time.Millisecond
+	DefaultBackoffMax      = 30 * time.Second
+	DefaultBackoffReset    = 10 * time.Second
+	DefaultStopTimeout     = 3 * time.Second
+	DefaultMaxSkip         = 1 << 20
+)
+
+func (c *Config) validate() error {
+	var errs ConfigErrors
+	add := func(e *ConfigError) { errs = append(errs, e) }
+	if c.Rings == nil {
+		c.Rings = map[string]*RingConfig{}
+	}
+	if c.Runtime.StatsInterval < 0 {
+		add(c.errAt("runtime.stats_interval", []string{"runtime", "stats_interval"}, "must not be negative"))
+	}
+	if c.Runtime.ShutdownTimeout == 0 {
+		c.Runtime.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	} else if c.Runtime.ShutdownTimeout < 0 {
+		add(c.errAt("runtime.shutdown_timeout", []string{"runtime", "shutdown_timeout"}, "must be positive"))
+	}
+	if c.Control.Mode != 0 && c.Control.Mode != 0o600 && c.Control.Mode != 0o660 {
+		add(c.errAt("control.mode", []string{"control", "mode"}, "mode %#o: only 0600 or 0660", c.Control.Mode))
+	}
+	names := make([]string, 0, len(c.Rings))
+	for n := range c.Rings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := c.Rings[n]
+		if r == nil {
+			r = &RingConfig{}
+			c.Rings[n] = r
+		}
+		r.Name = n
+		if err := shm.ValidName(n); err != nil {
+			add(c.ringErr(n, "", "bad ring name: %v", err))
+		}
+		if r.Slots == 0 {
+			r.Slots = shm.DefaultSlots
+		}
+		if r.Slots < 2 || r.Slots > shm.MaxSlots || r.Slots&(r.Slots-1) != 0 {
+			add(c.ringErr(n, "slots", "%d is not a power of two from 2 to %d", r.Slots, shm.MaxSlots))
+		}
+		if r.SlotPayload == 0 {
+			r.SlotPayload = shm.DefaultSlotPayload
+		}
+		if r.SlotPayload < 1 || r.SlotPayload > shm.MaxSlotPayload {
+			add(c.ringErr(n, "slot_payload", "%d is out of range 1..%d", r.SlotPayload, shm.MaxSlotPayload))
+		} else {
+			// shm rounds the payload up to a multiple of 64; use the real value
+			// so that a reattach compares the same geometry.
+			r.SlotPayload = (r.SlotPayload + 63) &^ 63
+		}
+		if r.Policy == "" {
+			r.Policy = "overwrite"
+		}
+		if _, err := shm.ParsePolicy(r.Policy); err != nil {
+			add(c.ringErr(n, "policy", "%q: want \"overwrite\" or \"block\"", r.Policy))
+		}
+		if r.Mode != 0 && r.Mode != 0o600 && r.Mode != 0o660 {
+			add(c.ringErr(n, "mode", "mode %#o: only 0600 or 0660", r.Mode))
+		}
+	}
+	srcNames := map[string]bool{}
+	writers := map[string]string{}
+	fifoPaths := map[string]string{}
+	for i, s := range c.Sources {
+		s.index = i
+		if s.Name == "" {
+			add(c.srcErr(s, "name", "missing (every source needs a unique name)"))
+		} else if srcNames[s.Name] {
+			add(c.srcErr(s, "name", "duplicate source name %q", s.Name))
+		}
+		srcNames[s.Name] = true
+		ring, ok := c.Rings[s.Ring]
+		if s.Ring == "" {
+			add(c.srcErr(s, "ring", "missing"))
+		} else if !ok {
+			add(c.srcErr(s, "ring", "no ring %q is declared (add a [rings.%s] table)", s.Ring, s.Ring))
+		} else if w, dup := writers[s.Ring]; dup {
+			add(c.srcErr(s, "ring", "ring %q is already written by source %q (a ring has one writer)", s.Ring, w))
+		} else {
+			writers[s.Ring] = s.Name
+		}
+		if s.Framing == "" {
+			s.Framing = "lines"
+		}
+		if s.Kind == KindExec || s.Kind == KindFIFO {
+			if _, err := framing.ParseKind(s.Framing); err != nil {
+				add(c.srcErr(s, "framing", "%q: want lines, len32 or msgp", s.Framing))
+			}
+		}
+		if s.MaxSkip == 0 {
+			s.MaxSkip = DefaultMaxSkip
+		}
+		switch s.Kind {
+		case KindExec:
+			if len(s.Command) == 0 || s.Command[0] == "" {
+				add(c.srcErr(s, "command", "missing: an argv array, e.g. [\"/usr/bin/sensor\", \"--rate\", \"100\"]"))
+			}
+			switch s.Write {
+			case "":
+				s.Write = "runtime"
+			case "runtime", "child":
+			default:
+				add(c.srcErr(s, "write", "%q: want \"runtime\" or \"child\"", s.Write))
+			}
+			switch s.Restart {
+			case "":
+				s.Restart = "always"
+			case "always", "on-failure", "never":
+			default:
+				add(c.srcErr(s, "restart", "%q: want always, on-failure or never", s.Restart))
+			}
+			for _, e := range s.Env {
+				if !strings.Contains(e, "=") {
+					add(c.srcErr(s, "env", "%q is not KEY=VALUE", e))
+				}
+			}
+			def(&s.BackoffMin, DefaultBackoffMin)
+			def(&s.BackoffMax, DefaultBackoffMax)
+			def(&s.BackoffReset, DefaultBackoffReset)
+			def(&s.StopTimeout, DefaultStopTimeout)
+			if s.BackoffMin < 0 || s.BackoffMax < s.BackoffMin {
+				add(c.srcErr(s, "backoff_max", "must be ≥ backoff_min (%v)", s.BackoffMin.D()))
+			}
+		case KindFIFO:
+			if s.Path == "" {
+				add(c.srcErr(s, "path", "missing: the FIFO path, e.g. \"/run/edgeipc/sensor.fifo\""))
+				break
+			}
+			if !filepath.IsAbs(s.Path) {
+				add(c.srcErr(s, "path", "%q must be absolute", s.Path))
+			}
+			if o, dup := fifoPaths[s.Path]; dup {
+				add(c.srcErr(s, "path", "%q is also used by source %q", s.Path, o))
+			}
+			fifoPaths[s.Path] = s.Name
+			if s.Mode != 0 && s.Mode != 0o600 && s.Mode != 0o660 {
+				add(c.srcErr(s, "mode", "mode %#o: only 0600 or 0660", s.Mode))
+			}
+			if err := checkFIFOPath(s.Path); err != nil {
+				add(c.srcErr(s, "path", "%v", err))
+			}
+		case KindSynthetic:
+			if s.RateHz <= 0 || s.RateHz > 1e6 {
+				add(c.srcErr(s, "rate_hz", "%v: want 0 < rate_hz ≤ 1000000", s.RateHz))
+			}
+			if ok && (s.Size < 0 || s.Size > ring.SlotPayload) {
+				add(c.srcErr(s, "size", "%d does not fit ring %q (slot_payload %d)", s.Size, s.Ring, ring.SlotPayload))
+			}
+		case "":
+			add(c.srcErr(s, "kind", "missing: exec, fifo or synthetic"))
+		default:
+			add(c.srcErr(s, "kind", "%q: want exec, fifo or synthetic", s.Kind))
+		}
+	}
+	sinkNames := map[string]bool{}
+	for i, s := range c.Sinks {
+		s.index = i
+		if s.Name == "" {
+			s.Name = fmt.Sprintf("%s-%d", s.Kind, i)
+		}
+		if sinkNames[s.Name] {
+			add(c.sinkErr(s, "name", "duplicate sink name %q", s.Name))
+		}
+		sinkNames[s.Name] = true
+		if _, ok := c.Rings[s.Ring]; !ok {
+			add(c.sinkErr(s, "ring", "no ring %q is declared", s.Ring))
+		}
+		switch s.Kind {
+		case SinkStats:
+		case SinkRecorder:
+			if s.Path == "" {
+				add(c.sinkErr(s, "path", "missing: the file to append frames to"))
+			}
+			if s.MaxBytes < 0 {
+				add(c.sinkErr(s, "max_bytes", "must not be negative"))
+			}
+		default:
+			add(c.sinkErr(s, "kind", "%q: want stats or recorder", s.Kind))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func def(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}
+
+// checkFIFOPath refuses a path that exists and is not a FIFO (a symlink
+// included: the runtime never follows one).
+func checkFIFOPath(p string) error {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink; refusing to use it as a FIFO (remove it or choose another path)", p)
+	}
+	if fi.Mode()&os.ModeNamedPipe == 0 {
+		return fmt.Errorf("%s exists and is not a FIFO (%v); refusing to replace it", p, fi.Mode().Type())
+	}
+	return nil
+}
+
+// statsEnabled reports whether the ring gets a built-in stats reader.
+func (r *RingConfig) statsEnabled() bool { return r.Stats == nil || *r.Stats }
+
+func (r *RingConfig) shmConfig(dir string) shm.Config {
+	p, _ := shm.ParsePolicy(r.Policy)
+	return shm.Config{
+		Slots: r.Slots, SlotPayload: r.SlotPayload, Policy: p,
+		Segment: shm.SegmentOptions{Dir: dir, Group: r.Group, Mode: os.FileMode(r.Mode)},
+	}
+}
+
+// sameRing reports whether two ring configs describe the same segment.
+func sameRing(a, b *RingConfig) bool {
+	return a.Slots == b.Slots && a.SlotPayload == b.SlotPayload && a.Policy == b.Policy &&
+		a.Mode == b.Mode && a.Group == b.Group
+}
+
+func sameSource(a, b *SourceConfig) bool {
+	x, y := *a, *b
+	x.index, y.index = 0, 0
+	return reflect.DeepEqual(x, y)
+}
+
+func sameSink(a, b *SinkConfig) bool {
+	x, y := *a, *b
+	x.index, y.index = 0, 0
+	return x == y
+}
+
+func (c *Config) controlEnabled() bool { return c.Control.Enabled == nil || *c.Control.Enabled }

@@ -1,0 +1,257 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/framing"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// childEnv is the environment of an exec source's child: the runtime's own
+// (minus systemd's notification variables, which belong to the runtime),
+// the EDGEIPC_* variables, then the source's env entries.
+func (ss *sourceState) childEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+			"EDGEIPC_RING", "EDGEIPC_SHM_DIR", "EDGEIPC_SOURCE", "EDGEIPC_SLOT_PAYLOAD", "EDGEIPC_WRITE":
+			continue
+		}
+		env = append(env, e)
+	}
+	ss.rt.mu.Lock()
+	dir := ss.rt.cfg.effectiveShmDir()
+	ss.rt.mu.Unlock()
+	env = append(env,
+		"EDGEIPC_RING="+ss.cfg.Ring,
+		"EDGEIPC_SHM_DIR="+dir,
+		"EDGEIPC_SOURCE="+ss.cfg.Name,
+		"EDGEIPC_SLOT_PAYLOAD="+strconv.Itoa(ss.ring.ring.SlotPayload()),
+		"EDGEIPC_WRITE="+ss.cfg.Write,
+	)
+	return append(env, ss.cfg.Env...)
+}
+
+// runExec supervises a child process: start, pump its stdout into the ring
+// and its stderr into the log, restart with exponential backoff when it
+// exits, stop it with SIGTERM then SIGKILL.
+func (ss *sourceState) runExec(ctx context.Context) error {
+	c := ss.cfg
+	var w *shm.Writer
+	if c.Write != "child" {
+		var err error
+		if w, err = ss.writer(ctx); err != nil {
+			return err
+		}
+		defer w.Close()
+	}
+	bo := backoff{min: c.BackoffMin.D(), max: c.BackoffMax.D()}
+	for first := true; ; first = false {
+		if !first {
+			ss.set(func(ss *sourceState) { ss.restarts++ })
+		}
+		started := time.Now()
+		st, err := ss.runChild(ctx, w)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			ss.set(func(ss *sourceState) { ss.lastError = err.Error() })
+			ss.rt.log.Error(fmt.Sprintf("source %s: %v", c.Name, err))
+		}
+		if st != nil {
+			ss.set(func(ss *sourceState) { ss.lastExit, ss.pid = st.String(), 0 })
+		}
+		switch {
+		case c.Restart == "never",
+			c.Restart == "on-failure" && st != nil && st.Success() && err == nil:
+			state := StateStopped
+			if st == nil || !st.Success() || err != nil {
+				state = StateFailed
+			}
+			ss.setState(state)
+			ss.rt.log.Info(fmt.Sprintf("source %s: child finished (%s); restart = %q, not restarting", c.Name, exitText(st), c.Restart))
+			<-ctx.Done()
+			return nil
+		}
+		if time.Since(started) >= c.BackoffReset.D() {
+			bo.reset()
+		}
+		d := bo.next()
+		ss.setState(StateBackoff)
+		ss.rt.log.Warn(fmt.Sprintf("source %s: child exited (%s) after %v; restarting in %v", c.Name, exitText(st), time.Since(started).Round(time.Millisecond), d))
+		if !sleepCtx(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func exitText(st *os.ProcessState) string {
+	if st == nil {
+		return "not started"
+	}
+	return st.String()
+}
+
+// runChild runs one child to its end. It returns the child's exit state
+// (nil if it never started) and an error for a failed start or a broken
+// stream.
+func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.ProcessState, error) {
+	c := ss.cfg
+	path, err := exec.LookPath(c.Command[0])
+	if err != nil {
+		return nil, fmt.Errorf("command: %w", err)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	p, exitc, err := ss.rt.spawn.start(path, c.Command, &os.ProcAttr{
+		Dir: c.Dir, Env: ss.childEnv(), Files: []*os.File{devnull, outW, errW},
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	ss.set(func(ss *sourceState) { ss.state, ss.pid = StateRunning, p.Pid })
+	ss.rt.log.Info(fmt.Sprintf("source %s: started %s (pid %d)", c.Name, strings.Join(c.Command, " "), p.Pid))
+
+	logDone := make(chan struct{})
+	go func() { defer close(logDone); ss.logLines(errR, "stderr") }()
+	pumpDone := make(chan error, 1)
+	go func() {
+		if w == nil {
+			ss.logLines(outR, "stdout")
+			pumpDone <- nil
+			return
+		}
+		pumpDone <- ss.pump(ctx, outR, w)
+	}()
+
+	var res exitResult
+	gone := make(chan struct{})
+	var streamErr error
+	stopping := false
+	pumping := true
+	for waiting := true; waiting; {
+		select {
+		case res = <-exitc:
+			close(gone)
+			waiting = false
+		case perr := <-pumpDone:
+			pumping = false
+			if errors.Is(perr, framing.ErrBroken) {
+				streamErr = fmt.Errorf("stdout stream broken (bad record length); restarting the child")
+				ss.bad.Add(1)
+				if !stopping {
+					stopping = true
+					go ss.terminate(p, gone)
+				}
+			}
+			// Otherwise stdout was closed: wait for the exit.
+		case <-ctx.Done():
+			if !stopping {
+				stopping = true
+				go ss.terminate(p, gone)
+			}
+			ctx = context.Background() // stop selecting on it
+		}
+	}
+	// The child is gone; give its pipes a moment to drain (a grandchild may
+	// still hold them open), then close them.
+	dl := time.Now().Add(200 * time.Millisecond)
+	outR.SetReadDeadline(dl)
+	errR.SetReadDeadline(dl)
+	if pumping {
+		<-pumpDone
+	}
+	<-logDone
+	outR.Close()
+	errR.Close()
+	return res.state, firstErr(streamErr, res.err)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// terminate sends SIGTERM to the child and its process group, then SIGKILL
+// after stop_timeout unless gone is closed (the child was reaped) first.
+func (ss *sourceState) terminate(p *os.Process, gone <-chan struct{}) {
+	ss.rt.spawn.signal(p, syscall.SIGTERM)
+	t := time.NewTimer(ss.cfg.StopTimeout.D())
+	defer t.Stop()
+	select {
+	case <-gone:
+	case <-t.C:
+		ss.rt.log.Warn(fmt.Sprintf("source %s: child (pid %d) ignored SIGTERM for %v; sending SIGKILL", ss.cfg.Name, p.Pid, ss.cfg.StopTimeout.D()))
+		ss.rt.spawn.signal(p, syscall.SIGKILL)
+	}
+}
+
+// pump decodes r into frames until EOF, a read error or a broken stream.
+func (ss *sourceState) pump(ctx context.Context, r io.Reader, w *shm.Writer) error {
+	d, err := ss.decoder()
+	if err != nil {
+		return err
+	}
+	d.Reset(r)
+	for {
+		rec, err := d.Next()
+		if err == nil {
+			if err := ss.put(ctx, w, rec); err != nil {
+				return err
+			}
+			continue
+		}
+		var bad *framing.BadRecordError
+		if errors.As(err, &bad) {
+			ss.badRecord(err)
+			continue
+		}
+		if errors.Is(err, framing.ErrBroken) {
+			ss.rt.log.Error(fmt.Sprintf("source %s: %v", ss.cfg.Name, err))
+		}
+		return err
+	}
+}
+
+// logLines logs each line of r, prefixed with the source name.
+func (ss *sourceState) logLines(r io.Reader, stream string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		ss.rt.log.Info(fmt.Sprintf("[%s] %s", ss.cfg.Name, sc.Text()), "source", ss.cfg.Name, "stream", stream)
+	}
+}

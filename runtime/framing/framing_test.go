@@ -1,0 +1,191 @@
+package framing
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// collect decodes everything, returning records (as strings) and the count
+// of bad records, and the final error.
+func collect(t *testing.T, d *Decoder) (recs []string, bad int, last error) {
+	t.Helper()
+	for i := 0; i < 10000; i++ {
+		r, err := d.Next()
+		var be *BadRecordError
+		switch {
+		case err == nil:
+			recs = append(recs, string(r.Data))
+		case errors.As(err, &be):
+			bad++
+		default:
+			return recs, bad, err
+		}
+	}
+	t.Fatal("decoder did not terminate")
+	return
+}
+
+func TestLines(t *testing.T) {
+	in := "a\nbb\n\n" + strings.Repeat("x", 20) + "\nccc\n" + strings.Repeat("y", 100) + "\ndd\nlast"
+	for _, name := range []string{"whole", "onebyte"} {
+		var r io.Reader = strings.NewReader(in)
+		if name == "onebyte" {
+			r = iotest.OneByteReader(r)
+		}
+		d := NewDecoder(r, Lines, Options{MaxRecord: 8})
+		recs, bad, err := collect(t, d)
+		if err != io.EOF {
+			t.Fatalf("%s: err %v", name, err)
+		}
+		want := []string{"a", "bb", "ccc", "dd", "last"}
+		if strings.Join(recs, ",") != strings.Join(want, ",") || bad != 2 {
+			t.Fatalf("%s: got %q bad %d, want %q bad 2", name, recs, bad, want)
+		}
+	}
+}
+
+func len32(p string) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)))
+	return append(b, p...)
+}
+
+func TestLen32(t *testing.T) {
+	var in []byte
+	in = append(in, len32("one")...)
+	in = append(in, len32(strings.Repeat("z", 50))...) // oversized, skipped
+	in = append(in, len32("")...)
+	in = append(in, len32("two")...)
+	d := NewDecoder(iotest.HalfReader(bytes.NewReader(in)), Len32, Options{MaxRecord: 16, MaxSkip: 100})
+	recs, bad, err := collect(t, d)
+	if err != io.EOF || strings.Join(recs, ",") != "one,,two" || bad != 1 {
+		t.Fatalf("got %q bad %d err %v", recs, bad, err)
+	}
+	// A length beyond MaxSkip breaks the stream.
+	in = append(len32("ok"), binary.LittleEndian.AppendUint32(nil, 1<<30)...)
+	d = NewDecoder(bytes.NewReader(in), Len32, Options{MaxRecord: 16, MaxSkip: 100})
+	recs, _, err = collect(t, d)
+	if !errors.Is(err, ErrBroken) || len(recs) != 1 {
+		t.Fatalf("got %q err %v, want ErrBroken after one record", recs, err)
+	}
+	// Truncated record at EOF.
+	d = NewDecoder(bytes.NewReader(len32("abcdef")[:6]), Len32, Options{MaxRecord: 16})
+	if _, err := d.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("truncated: %v", err)
+	}
+}
+
+func TestMsgp(t *testing.T) {
+	var in []byte
+	in = msgp.AppendBytes(in, []byte("bin"))
+	in = msgp.AppendString(in, "str")
+	in = msgp.AppendInt(in, 42) // wrong type: skipped
+	in = msgp.AppendMapHeader(in, 4)
+	in = msgp.AppendString(in, "type")
+	in = msgp.AppendUint32(in, 7)
+	in = msgp.AppendString(in, "extra")
+	in = msgp.AppendArrayHeader(in, 2)
+	in = msgp.AppendInt(in, 1)
+	in = msgp.AppendInt(in, 2)
+	in = msgp.AppendString(in, "flags")
+	in = msgp.AppendUint32(in, 3)
+	in = msgp.AppendString(in, "data")
+	in = msgp.AppendBytes(in, []byte("map"))
+	in = msgp.AppendMapHeader(in, 1) // no data: skipped
+	in = msgp.AppendString(in, "type")
+	in = msgp.AppendUint32(in, 1)
+	in = msgp.AppendBytes(in, bytes.Repeat([]byte{1}, 100)) // oversized: skipped
+	in = msgp.AppendString(in, "end")
+	d := NewDecoder(iotest.OneByteReader(bytes.NewReader(in)), Msgp, Options{MaxRecord: 16})
+	var got []string
+	var meta []uint32
+	bad := 0
+	for {
+		r, err := d.Next()
+		var be *BadRecordError
+		if errors.As(err, &be) {
+			bad++
+			continue
+		}
+		if err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+		got = append(got, string(r.Data))
+		if r.HasMeta {
+			meta = append(meta, r.Type, r.Flags)
+		}
+	}
+	if strings.Join(got, ",") != "bin,str,map,end" || bad != 3 || len(meta) != 2 || meta[0] != 7 || meta[1] != 3 {
+		t.Fatalf("got %q meta %v bad %d", got, meta, bad)
+	}
+}
+
+func TestMsgpTooLargeToBuffer(t *testing.T) {
+	big := bytes.Repeat([]byte{2}, 200<<10)
+	var in []byte
+	in = msgp.AppendBytes(in, big)
+	in = msgp.AppendString(in, "after")
+	d := NewDecoder(bytes.NewReader(in), Msgp, Options{MaxRecord: 16, MaxSkip: 1 << 20})
+	recs, bad, err := collect(t, d)
+	if err != io.EOF || bad != 1 || strings.Join(recs, ",") != "after" {
+		t.Fatalf("got %q bad %d err %v", recs, bad, err)
+	}
+	d = NewDecoder(bytes.NewReader(in), Msgp, Options{MaxRecord: 16, MaxSkip: 1024})
+	if _, _, err := collect(t, d); !errors.Is(err, ErrBroken) {
+		t.Fatalf("want ErrBroken, got %v", err)
+	}
+}
+
+// loopReader replays the same bytes forever.
+type loopReader struct {
+	b []byte
+	i int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := copy(p, l.b[l.i:])
+	l.i = (l.i + n) % len(l.b)
+	return n, nil
+}
+
+func TestNoAllocs(t *testing.T) {
+	var m []byte
+	m = msgp.AppendMapHeader(m, 2)
+	m = msgp.AppendString(m, "type")
+	m = msgp.AppendUint32(m, 1)
+	m = msgp.AppendString(m, "data")
+	m = msgp.AppendBytes(m, []byte("payload"))
+	cases := map[Kind][]byte{
+		Lines: []byte("hello world\n" + strings.Repeat("x", 100) + "\n"),
+		Len32: append(len32("hello"), len32(strings.Repeat("y", 100))...),
+		Msgp:  append(m, msgp.AppendInt(nil, 5)...),
+	}
+	for k, b := range cases {
+		d := NewDecoder(&loopReader{b: b}, k, Options{MaxRecord: 32, MaxSkip: 1000})
+		allocs := testing.AllocsPerRun(1000, func() { d.Next() })
+		if allocs != 0 {
+			t.Errorf("%v: %v allocs per record", k, allocs)
+		}
+	}
+}
+
+func BenchmarkLines(b *testing.B) {
+	line := []byte("1712345678 23.5 48.1 1013.2\n")
+	d := NewDecoder(&loopReader{b: bytes.Repeat(line, 100)}, Lines, Options{MaxRecord: 64})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for i := 0; i < b.N; i++ {
+		if _, err := d.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

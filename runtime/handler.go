@@ -1,0 +1,123 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+)
+
+// The control plane (runtime/control) calls these methods from its own
+// goroutines; they are safe for concurrent use.
+var _ control.Handler = (*Runtime)(nil)
+
+// Status implements control.Handler.
+func (rt *Runtime) Status() control.StatusInfo {
+	rt.mu.Lock()
+	st := control.StatusInfo{
+		Version: Version, PID: os.Getpid(), StartedUnixNs: rt.started.UnixNano(),
+		UptimeS: time.Since(rt.started).Seconds(), ConfigFile: rt.cfg.File,
+		Rings: len(rt.rings), Sources: len(rt.sources), Reloads: rt.reloads,
+	}
+	ctl := rt.ctl
+	rt.mu.Unlock()
+	if ctl != nil {
+		st.Requests, st.BadRequests = ctl.Stats()
+	}
+	return st
+}
+
+// Rings implements control.Handler: one row per ring, sorted by name.
+func (rt *Runtime) Rings() []control.RingStat {
+	rt.mu.Lock()
+	rings := make([]*ringState, 0, len(rt.rings))
+	for _, r := range rt.rings {
+		rings = append(rings, r)
+	}
+	stats := map[string]*statsReader{}
+	for _, s := range rt.sinks {
+		if s.stats != nil {
+			stats[s.cfg.Ring] = s.stats
+		}
+	}
+	rt.mu.Unlock()
+	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
+	out := make([]control.RingStat, 0, len(rings))
+	for _, r := range rings {
+		var w window
+		var d time.Duration
+		if s := stats[r.cfg.Name]; s != nil {
+			w, d, _ = s.lastWindow()
+		}
+		out = append(out, r.stat(w, d))
+	}
+	return out
+}
+
+// Sources implements control.Handler: one row per source, in config order.
+func (rt *Runtime) Sources() []control.SourceStat {
+	rt.mu.Lock()
+	var list []*sourceState
+	for _, sc := range rt.cfg.Sources {
+		if ss := rt.sources[sc.Name]; ss != nil {
+			list = append(list, ss)
+		}
+	}
+	rt.mu.Unlock()
+	out := make([]control.SourceStat, 0, len(list))
+	for _, ss := range list {
+		out = append(out, ss.stat())
+	}
+	return out
+}
+
+func (rt *Runtime) source(name string) (*sourceState, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	ss := rt.sources[name]
+	if ss == nil {
+		return nil, fmt.Errorf("source %q: %w", name, control.ErrNotFound)
+	}
+	return ss, nil
+}
+
+// StartSource implements control.Handler.
+func (rt *Runtime) StartSource(name string) error {
+	ss, err := rt.source(name)
+	if err != nil {
+		return err
+	}
+	if !ss.start() {
+		return fmt.Errorf("source %q is already running", name)
+	}
+	rt.log.Info(fmt.Sprintf("source %s: started by control request", name))
+	return nil
+}
+
+// StopSource implements control.Handler.
+func (rt *Runtime) StopSource(name string) error {
+	ss, err := rt.source(name)
+	if err != nil {
+		return err
+	}
+	if !ss.stop() {
+		return fmt.Errorf("source %q is not running", name)
+	}
+	rt.log.Info(fmt.Sprintf("source %s: stopped by control request", name))
+	return nil
+}
+
+// RestartSource implements control.Handler.
+func (rt *Runtime) RestartSource(name string) error {
+	ss, err := rt.source(name)
+	if err != nil {
+		return err
+	}
+	ss.stop()
+	ss.set(func(ss *sourceState) { ss.restarts++ })
+	ss.start()
+	rt.log.Info(fmt.Sprintf("source %s: restarted by control request", name))
+	return nil
+}

@@ -1,0 +1,584 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/runtime/sdnotify"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// Version is reported by the control plane's status command; the CLI sets
+// it from its link-time stamp.
+var Version = "dev"
+
+// Options tune a Runtime beyond its Config.
+type Options struct {
+	// Logger receives the runtime's log (default: text on stderr).
+	Logger *slog.Logger
+	// StatsInterval overrides [runtime] stats_interval when > 0.
+	StatsInterval time.Duration
+	// IgnoreSignals leaves SIGHUP/SIGUSR1/SIGTERM/SIGINT alone (for programs
+	// that embed the runtime and handle signals themselves; cancel the
+	// context to stop, call Reload to reload).
+	IgnoreSignals bool
+	// Notifier sends systemd notifications (default sdnotify.FromEnv()).
+	Notifier *sdnotify.Notifier
+}
+
+// Runtime owns rings, supervises sources, runs sinks, serves control and
+// handles signals. Create it with New and start it with Run.
+type Runtime struct {
+	opts    Options
+	log     *slog.Logger
+	notify  *sdnotify.Notifier
+	started time.Time
+
+	mu      sync.Mutex // guards cfg, rings, sources, sinks, reloads
+	cfg     *Config
+	rings   map[string]*ringState
+	sources map[string]*sourceState
+	sinks   map[string]*sinkState
+	reloads int
+
+	spawn   *spawner
+	ctl     *control.Server
+	reloadc chan chan error
+	beatc   chan chan struct{}
+	running bool
+}
+
+// New prepares a runtime for cfg; nothing is created until Run.
+func New(cfg *Config, opts Options) (*Runtime, error) {
+	if cfg == nil {
+		return nil, errors.New("runtime: nil config")
+	}
+	if opts.Logger == nil {
+		opts.Logger, _ = NewLogger(os.Stderr, "text")
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = sdnotify.FromEnv()
+	}
+	return &Runtime{
+		opts: opts, log: opts.Logger, notify: opts.Notifier, cfg: cfg,
+		rings: map[string]*ringState{}, sources: map[string]*sourceState{}, sinks: map[string]*sinkState{},
+		reloadc: make(chan chan error), beatc: make(chan chan struct{}),
+	}, nil
+}
+
+// segOpts returns the segment options of the current config's directory.
+func (c *Config) segDir() string { return c.Runtime.ShmDir }
+
+// effectiveShmDir is the segment directory children are told about.
+func (c *Config) effectiveShmDir() string {
+	if c.Runtime.ShmDir != "" {
+		return c.Runtime.ShmDir
+	}
+	if d := os.Getenv("EDGEIPC_SHM_DIR"); d != "" {
+		return d
+	}
+	return shm.DefaultDir
+}
+
+func (rt *Runtime) statsInterval() time.Duration {
+	if rt.opts.StatsInterval > 0 {
+		return rt.opts.StatsInterval
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.cfg.Runtime.StatsInterval.D()
+}
+
+// Run creates the rings, starts sources, sinks and the control server, and
+// serves until ctx is done or SIGTERM/SIGINT arrives; then it shuts down
+// within [runtime] shutdown_timeout and returns nil. An error means the
+// runtime could not start (nothing it created is left behind) or could not
+// shut down cleanly.
+func (rt *Runtime) Run(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.running {
+		rt.mu.Unlock()
+		return errors.New("runtime: Run called twice")
+	}
+	rt.running = true
+	cfg := rt.cfg
+	rt.mu.Unlock()
+	rt.started = time.Now()
+
+	rt.spawn = newSpawner()
+	go rt.spawn.loop()
+	defer rt.spawn.quit()
+
+	var sigc chan os.Signal
+	if !rt.opts.IgnoreSignals {
+		// Buffered: signal.Notify never blocks and drops what does not fit.
+		sigc = make(chan os.Signal, 8)
+		signal.Notify(sigc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigc)
+	}
+
+	if err := rt.apply(nil, cfg); err != nil {
+		return err
+	}
+	if cfg.controlEnabled() {
+		if err := rt.startControl(ctx, cfg); err != nil {
+			rt.shutdown(cfg.Runtime.ShutdownTimeout.D())
+			return err
+		}
+	}
+	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %d rings, %d sources, %d sinks (config %s, segments in %s, pid %d)",
+		len(cfg.Rings), len(cfg.Sources), len(rt.sinks), cfgName(cfg), cfg.effectiveShmDir(), os.Getpid()))
+	rt.notifyf(sdnotify.Ready, "STATUS=running", fmt.Sprintf("MAINPID=%d", os.Getpid()))
+
+	wdCtx, wdStop := context.WithCancel(context.Background())
+	defer wdStop()
+	if wd := sdnotify.WatchdogInterval(); wd > 0 && rt.notify.Enabled() {
+		go rt.watchdog(wdCtx, wd/2)
+	}
+
+	var tick <-chan time.Time
+	if iv := rt.statsInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return rt.stop("context done")
+		case sig := <-sigc:
+			switch sig {
+			case syscall.SIGHUP:
+				rt.log.Info("SIGHUP: reloading the configuration")
+				rt.doReload()
+			case syscall.SIGUSR1:
+				rt.logStats("SIGUSR1 stats")
+			default:
+				return rt.stop(sig.String())
+			}
+		case reply := <-rt.reloadc:
+			reply <- rt.doReload()
+		case reply := <-rt.beatc:
+			close(reply)
+		case <-tick:
+			rt.logStats("stats")
+		}
+	}
+}
+
+func cfgName(c *Config) string {
+	if c.File == "" {
+		return "built-in"
+	}
+	return c.File
+}
+
+func (rt *Runtime) notifyf(states ...string) {
+	if err := rt.notify.Notify(states...); err != nil {
+		rt.log.Warn("sd_notify failed", "err", err)
+	}
+}
+
+// watchdog pings systemd every period while the main loop answers a
+// heartbeat: a wedged main loop stops the pings and systemd restarts us.
+func (rt *Runtime) watchdog(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		reply := make(chan struct{})
+		select {
+		case rt.beatc <- reply:
+		case <-time.After(period):
+			rt.log.Warn("watchdog: main loop did not answer; not pinging systemd")
+			continue
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-reply:
+			rt.notifyf(sdnotify.Watchdog)
+		case <-time.After(period):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
+	q := cfg.Control.Queue
+	if env := os.Getenv("EDGEIPC_CTL_QUEUE"); env != "" {
+		q = env
+	}
+	srv, err := control.NewServer(rt, control.ServerOptions{
+		Queue: control.QueueName(q),
+		Mode:  os.FileMode(cfg.Control.Mode),
+		Group: cfg.Control.Group,
+		Logf: func(format string, args ...any) {
+			rt.log.Info("control: " + fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("control plane: %w (set [control] enabled = false to run without it)", err)
+	}
+	rt.mu.Lock()
+	rt.ctl = srv
+	rt.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ctx); err != nil {
+			rt.log.Error("control server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stop shuts down and reports the result of Run.
+func (rt *Runtime) stop(why string) error {
+	rt.log.Info("shutting down (" + why + ")")
+	rt.notifyf(sdnotify.Stopping)
+	rt.mu.Lock()
+	to := rt.cfg.Runtime.ShutdownTimeout.D()
+	rt.mu.Unlock()
+	if !rt.shutdown(to) {
+		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); children are killed on exit", to)
+	}
+	rt.log.Info("stopped")
+	return nil
+}
+
+// shutdown stops sources, drains sinks, closes and (as configured) removes
+// rings and FIFOs, and closes the control server, within timeout. It
+// reports whether everything finished in time.
+func (rt *Runtime) shutdown(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		empty := &Config{Rings: map[string]*RingConfig{}}
+		if err := rt.apply(nil, empty); err != nil {
+			rt.log.Error("shutdown", "err", err)
+		}
+	}()
+	ok := true
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		ok = false
+	}
+	rt.mu.Lock()
+	ctl := rt.ctl
+	rt.ctl = nil
+	rt.mu.Unlock()
+	if ctl != nil {
+		ctl.Close()
+	}
+	return ok
+}
+
+// Reload re-reads the configuration file and applies the difference (what
+// SIGHUP does). It is safe to call from any goroutine while Run runs.
+func (rt *Runtime) Reload() error {
+	reply := make(chan error, 1)
+	select {
+	case rt.reloadc <- reply:
+	case <-time.After(30 * time.Second):
+		return errors.New("runtime: main loop busy; reload not started")
+	}
+	return <-reply
+}
+
+// doReload runs on the main loop.
+func (rt *Runtime) doReload() error {
+	rt.mu.Lock()
+	old := rt.cfg
+	rt.mu.Unlock()
+	if old.File == "" {
+		err := errors.New("reload: the runtime runs the built-in config; there is no file to re-read")
+		rt.log.Warn(err.Error())
+		return err
+	}
+	rt.notifyf(sdnotify.Reloading, sdnotify.MonotonicUsec(shm.Now()))
+	defer rt.notifyf(sdnotify.Ready)
+	nc, err := Load(old.File)
+	if err != nil {
+		rt.log.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	if err := rt.apply(old, nc); err != nil {
+		rt.log.Error("reload failed", "err", err)
+		return err
+	}
+	rt.mu.Lock()
+	rt.reloads++
+	rt.mu.Unlock()
+	rt.log.Info(fmt.Sprintf("reloaded %s: %d rings, %d sources, %d sinks", nc.File, len(nc.Rings), len(nc.Sources), len(nc.Sinks)))
+	return nil
+}
+
+// apply moves the runtime from old (nil = nothing running) to nc: it stops
+// what is gone or changed, recreates changed rings, creates new rings and
+// starts new or changed sources and sinks. Unchanged sources keep running.
+// New rings are created before anything is stopped; if one cannot be
+// created, the rings created in this step are removed and nothing else
+// changes.
+func (rt *Runtime) apply(old, nc *Config) error {
+	if old == nil {
+		rt.mu.Lock()
+		if len(rt.rings) > 0 {
+			old = rt.cfg
+		} else {
+			old = &Config{Rings: map[string]*RingConfig{}}
+		}
+		rt.mu.Unlock()
+	}
+	// Classify rings.
+	var added, removed, changed []string
+	for n, r := range nc.Rings {
+		o, ok := old.Rings[n]
+		switch {
+		case !ok:
+			added = append(added, n)
+		case !sameRing(o, r):
+			changed = append(changed, n)
+		}
+	}
+	for n := range old.Rings {
+		if _, ok := nc.Rings[n]; !ok {
+			removed = append(removed, n)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	sort.Strings(changed)
+	gone := map[string]bool{}
+	for _, n := range append(append([]string{}, removed...), changed...) {
+		gone[n] = true
+	}
+
+	// 1. Create added rings (all or nothing).
+	var made []*ringState
+	for _, n := range added {
+		rs, err := rt.openRing(nc.Rings[n], nc.segDir())
+		if err != nil {
+			for _, m := range made {
+				m.close(m.created)
+			}
+			return err
+		}
+		made = append(made, rs)
+	}
+
+	// 2. Stop sources and sinks that are gone, changed, or on a gone ring.
+	rt.mu.Lock()
+	var stopSrc []*sourceState
+	newSrc := map[string]*SourceConfig{}
+	for _, s := range nc.Sources {
+		newSrc[s.Name] = s
+	}
+	for name, ss := range rt.sources {
+		ncfg, ok := newSrc[name]
+		if !ok || !sameSource(ss.cfg, ncfg) || gone[ss.cfg.Ring] {
+			stopSrc = append(stopSrc, ss)
+			delete(rt.sources, name)
+		}
+	}
+	var stopSink []*sinkState
+	wantSink := map[string]*SinkConfig{}
+	for _, s := range nc.Sinks {
+		wantSink[s.Name] = s
+	}
+	for name, sk := range rt.sinks {
+		ncfg, ok := wantSink[name]
+		want := ok && sameSink(sk.cfg, ncfg) && !gone[sk.cfg.Ring]
+		if sk.implicit {
+			r, ok := nc.Rings[sk.cfg.Ring]
+			want = ok && r.statsEnabled() && !gone[sk.cfg.Ring] && !hasExplicitStats(nc, sk.cfg.Ring)
+		}
+		if !want {
+			stopSink = append(stopSink, sk)
+			delete(rt.sinks, name)
+		}
+	}
+	rt.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ss := range stopSrc {
+		wg.Add(1)
+		go func() { defer wg.Done(); ss.stop(); ss.cleanup() }()
+	}
+	wg.Wait()
+	for _, sk := range stopSink {
+		wg.Add(1)
+		go func() { defer wg.Done(); sk.stop() }()
+	}
+	wg.Wait()
+
+	// 3. Close removed and changed rings; recreate changed ones.
+	rt.mu.Lock()
+	for _, n := range removed {
+		if rs := rt.rings[n]; rs != nil {
+			rs.close(rs.cfg.RemoveOnExit)
+			delete(rt.rings, n)
+		}
+	}
+	rt.mu.Unlock()
+	var firstErr error
+	for _, n := range changed {
+		rt.mu.Lock()
+		rs := rt.rings[n]
+		delete(rt.rings, n)
+		rt.mu.Unlock()
+		if rs != nil {
+			rs.close(true)
+			rt.log.Info(fmt.Sprintf("ring %s: geometry or permissions changed; recreating it", n))
+		}
+		nrs, err := rt.openRing(nc.Rings[n], nc.segDir())
+		if err != nil {
+			rt.log.Error("ring "+n+": recreate failed", "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		made = append(made, nrs)
+	}
+	rt.mu.Lock()
+	for _, rs := range made {
+		rt.rings[rs.cfg.Name] = rs
+	}
+	for n, rs := range rt.rings {
+		rs.cfg = nc.Rings[n] // take non-geometry changes (remove_on_exit, stats)
+	}
+	rt.cfg = nc
+
+	// 4. Start sinks first (so readers see the first frames), then sources.
+	var startSink []*sinkState
+	for _, sc := range nc.Sinks {
+		if _, ok := rt.sinks[sc.Name]; ok {
+			continue
+		}
+		rs := rt.rings[sc.Ring]
+		if rs == nil {
+			continue
+		}
+		sk := newSink(rt, sc, rs, false)
+		rt.sinks[sc.Name] = sk
+		startSink = append(startSink, sk)
+	}
+	for n, r := range nc.Rings {
+		name := "stats:" + n
+		if _, ok := rt.sinks[name]; ok || !r.statsEnabled() || hasExplicitStats(nc, n) || rt.rings[n] == nil {
+			continue
+		}
+		sk := newSink(rt, &SinkConfig{Name: name, Kind: SinkStats, Ring: n}, rt.rings[n], true)
+		rt.sinks[name] = sk
+		startSink = append(startSink, sk)
+	}
+	var startSrc []*sourceState
+	for _, sc := range nc.Sources {
+		if _, ok := rt.sources[sc.Name]; ok {
+			continue
+		}
+		rs := rt.rings[sc.Ring]
+		if rs == nil {
+			continue
+		}
+		ss := newSource(rt, sc, rs)
+		rt.sources[sc.Name] = ss
+		startSrc = append(startSrc, ss)
+	}
+	rt.mu.Unlock()
+	for _, sk := range startSink {
+		sk.start()
+	}
+	for _, ss := range startSrc {
+		if !ss.cfg.Disabled {
+			ss.start()
+		}
+	}
+	return firstErr
+}
+
+func hasExplicitStats(c *Config, ring string) bool {
+	for _, s := range c.Sinks {
+		if s.Kind == SinkStats && s.Ring == ring {
+			return true
+		}
+	}
+	return false
+}
+
+// logStats logs one line per ring and per source.
+func (rt *Runtime) logStats(what string) {
+	rt.mu.Lock()
+	rings := make([]*ringState, 0, len(rt.rings))
+	for _, r := range rt.rings {
+		rings = append(rings, r)
+	}
+	srcs := make([]*sourceState, 0, len(rt.sources))
+	for _, s := range rt.sources {
+		srcs = append(srcs, s)
+	}
+	sinks := rt.sinks
+	var stats []*sinkState
+	for _, s := range sinks {
+		if s.stats != nil {
+			stats = append(stats, s)
+		}
+	}
+	rt.mu.Unlock()
+	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].cfg.Name < srcs[j].cfg.Name })
+	for _, r := range rings {
+		r.sample()
+		var w window
+		var d time.Duration
+		for _, s := range stats {
+			if s.cfg.Ring == r.cfg.Name {
+				w, d = s.stats.roll()
+				break
+			}
+		}
+		st := r.stat(w, d)
+		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d",
+			r.cfg.Name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers),
+			slog.Group("data", "kind", what, "ring", r.cfg.Name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,
+				"lat_mean_ns", int64(w.lat.mean()), "lat_p99_ns", int64(w.lat.quantile(0.99)), "lat_max_ns", w.lat.max,
+				"lost", w.lost, "readers", st.Readers, "frames", st.Frames))
+	}
+	for _, s := range srcs {
+		st := s.stat()
+		extra := ""
+		if st.PID != 0 {
+			extra += fmt.Sprintf(" pid %d", st.PID)
+		}
+		if st.Restarts > 0 {
+			extra += fmt.Sprintf(" restarts %d", st.Restarts)
+		}
+		if st.LastExit != "" {
+			extra += " last exit: " + st.LastExit
+		}
+		if st.LastError != "" {
+			extra += " error: " + st.LastError
+		}
+		rt.log.Info(fmt.Sprintf("source %-8s %-9s %-8s frames %d bad %d%s", st.Name, st.Kind, st.State, st.Frames, st.Bad, extra),
+			slog.Group("data", "kind", what, "source", st.Name, "source_kind", st.Kind, "state", st.State, "pid", st.PID,
+				"restarts", st.Restarts, "frames", st.Frames, "bytes", st.Bytes, "bad", st.Bad,
+				"last_exit", st.LastExit, "last_error", st.LastError))
+	}
+}
+
+// discard is a logger that drops everything.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -1,0 +1,207 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// Sink reads frames out of a ring inside the runtime. Run reads until ctx
+// is done; when drain is closed first, it finishes the frames already in
+// the ring (what it can read without waiting) and returns.
+type Sink interface {
+	Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error
+}
+
+// sinkState supervises one sink.
+type sinkState struct {
+	rt       *Runtime
+	cfg      *SinkConfig
+	ring     *ringState
+	implicit bool
+	stats    *statsReader
+	sink     Sink
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	drain  chan struct{}
+	done   chan struct{}
+}
+
+func newSink(rt *Runtime, sc *SinkConfig, rs *ringState, implicit bool) *sinkState {
+	sk := &sinkState{rt: rt, cfg: sc, ring: rs, implicit: implicit}
+	switch sc.Kind {
+	case SinkStats:
+		sk.stats = newStatsReader()
+		sk.sink = statsSink{sk.stats, rt}
+	case SinkRecorder:
+		sk.sink = &Recorder{Path: sc.Path, MaxBytes: sc.MaxBytes, Log: rt.log}
+	}
+	return sk
+}
+
+func (sk *sinkState) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	sk.mu.Lock()
+	sk.cancel, sk.drain, sk.done = cancel, make(chan struct{}), make(chan struct{})
+	done, drain := sk.done, sk.drain
+	sk.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := sk.sink.Run(ctx, sk.ring.ring, drain); err != nil && ctx.Err() == nil {
+			sk.rt.log.Error(fmt.Sprintf("sink %s (%s on ring %s) stopped", sk.cfg.Name, sk.cfg.Kind, sk.cfg.Ring), "err", err)
+		}
+	}()
+}
+
+// stop drains the sink (bounded by 2 s) and stops it.
+func (sk *sinkState) stop() {
+	sk.mu.Lock()
+	cancel, drain, done := sk.cancel, sk.drain, sk.done
+	sk.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	close(drain)
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	cancel()
+	<-done
+}
+
+type statsSink struct {
+	s  *statsReader
+	rt *Runtime
+}
+
+func (s statsSink) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-drain:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return s.s.run(ctx, ring, s.rt.log)
+}
+
+// RecordHeaderSize is the size of the per-frame header in a recorder file.
+const RecordHeaderSize = 24
+
+// Recorder is the "recorder" sink: it appends every frame it reads to a
+// file as a len32 record (a 4-byte little-endian length L, then L bytes)
+// whose bytes are a 24-byte header followed by the payload:
+//
+//	offset 0  u32 seq
+//	offset 4  u32 type
+//	offset 8  u32 flags
+//	offset 12 u32 lost   (frames this reader missed just before this one)
+//	offset 16 i64 time   (CLOCK_MONOTONIC ns at commit)
+//
+// all little-endian. The file can be replayed through a fifo or exec source
+// with framing = "len32" (the header then is part of each payload).
+type Recorder struct {
+	Path     string
+	MaxBytes int64 // stop appending at this file size (0 = no limit)
+	Log      interface {
+		Info(msg string, args ...any)
+		Warn(msg string, args ...any)
+	}
+}
+
+// Run implements Sink.
+func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error {
+	f, err := os.OpenFile(rec.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
+	}
+	size := fi.Size()
+	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	defer bw.Flush()
+	buf := make([]byte, ring.SlotPayload())
+	var hdr [4 + RecordHeaderSize]byte
+	draining := false
+	full := false
+	for {
+		var fr shm.Frame
+		if draining {
+			fr, err = rd.TryReadInto(buf)
+			if errors.Is(err, shm.ErrWouldBlock) {
+				return bw.Flush()
+			}
+		} else {
+			// Wake at least every 200 ms to flush and to notice drain.
+			fr, err = rd.ReadIntoDeadline(time.Now().Add(200*time.Millisecond), buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if ferr := bw.Flush(); ferr != nil {
+					return ferr
+				}
+				select {
+				case <-drain:
+					draining = true
+				case <-ctx.Done():
+					return bw.Flush()
+				default:
+				}
+				continue
+			}
+		}
+		if err != nil {
+			if errors.Is(err, shm.ErrClosed) || ctx.Err() != nil {
+				return bw.Flush()
+			}
+			return err
+		}
+		n := len(fr.Data)
+		if rec.MaxBytes > 0 && size+int64(len(hdr)+n) > rec.MaxBytes {
+			if !full && rec.Log != nil {
+				rec.Log.Warn(fmt.Sprintf("recorder %s reached max_bytes (%d); not recording further frames", rec.Path, rec.MaxBytes))
+			}
+			full = true
+			continue
+		}
+		binary.LittleEndian.PutUint32(hdr[0:], uint32(RecordHeaderSize+n))
+		binary.LittleEndian.PutUint32(hdr[4:], fr.Seq)
+		binary.LittleEndian.PutUint32(hdr[8:], fr.Type)
+		binary.LittleEndian.PutUint32(hdr[12:], fr.Flags)
+		binary.LittleEndian.PutUint32(hdr[16:], fr.Lost)
+		binary.LittleEndian.PutUint64(hdr[20:], uint64(fr.Time))
+		bw.Write(hdr[:])
+		if _, err := bw.Write(fr.Data); err != nil {
+			return fmt.Errorf("recorder: %w", err)
+		}
+		size += int64(len(hdr) + n)
+		if !draining {
+			select {
+			case <-drain:
+				draining = true
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/runtime/framing"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// Source states (control.SourceStat.State).
+const (
+	StateRunning  = "running"
+	StateBackoff  = "backoff"
+	StateStopped  = "stopped"
+	StateFailed   = "failed"
+	StateStarting = "starting"
+)
+
+// sourceState supervises one source.
+type sourceState struct {
+	rt   *Runtime
+	cfg  *SourceConfig
+	ring *ringState
+
+	frames, bytes, bad atomic.Uint64
+
+	mu        sync.Mutex
+	state     string
+	pid       int
+	restarts  int
+	lastExit  string
+	lastError string
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	badLog limiter
+}
+
+func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
+	return &sourceState{rt: rt, cfg: sc, ring: rs, state: StateStopped}
+}
+
+func (ss *sourceState) set(f func(ss *sourceState)) {
+	ss.mu.Lock()
+	f(ss)
+	ss.mu.Unlock()
+}
+
+func (ss *sourceState) setState(s string) { ss.set(func(ss *sourceState) { ss.state = s }) }
+
+// start starts the source's goroutine if it is not running.
+func (ss *sourceState) start() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.cancel != nil {
+		return false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ss.cancel, ss.done = cancel, make(chan struct{})
+	ss.state = StateStarting
+	done := ss.done
+	go func() {
+		defer close(done)
+		var err error
+		switch ss.cfg.Kind {
+		case KindSynthetic:
+			err = ss.runSynthetic(ctx)
+		case KindExec:
+			err = ss.runExec(ctx)
+		case KindFIFO:
+			err = ss.runFIFO(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateFailed, err.Error() })
+			ss.rt.log.Error(fmt.Sprintf("source %s failed", ss.cfg.Name), "err", err)
+		}
+	}()
+	return true
+}
+
+// stop stops the source and waits for it (exec: SIGTERM, then SIGKILL after
+// stop_timeout).
+func (ss *sourceState) stop() bool {
+	ss.mu.Lock()
+	cancel, done := ss.cancel, ss.done
+	ss.cancel, ss.done = nil, nil
+	ss.mu.Unlock()
+	if cancel == nil {
+		return false
+	}
+	cancel()
+	<-done
+	ss.set(func(ss *sourceState) { ss.state, ss.pid = StateStopped, 0 })
+	return true
+}
+
+// cleanup removes what the source created if configured (FIFO).
+func (ss *sourceState) cleanup() {
+	if ss.cfg.Kind == KindFIFO && ss.cfg.RemoveOnExit {
+		removeFIFO(ss.cfg.Path)
+	}
+}
+
+func (ss *sourceState) stat() control.SourceStat {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return control.SourceStat{
+		Name: ss.cfg.Name, Kind: ss.cfg.Kind, Ring: ss.cfg.Ring, State: ss.state, PID: ss.pid,
+		Restarts: ss.restarts, LastExit: ss.lastExit, Frames: ss.frames.Load(), Bytes: ss.bytes.Load(),
+		Bad: ss.bad.Load(), LastError: ss.lastError,
+	}
+}
+
+// writer takes the ring's writer lease, retrying with backoff while
+// another live process holds it.
+func (ss *sourceState) writer(ctx context.Context) (*shm.Writer, error) {
+	b := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		w, err := ss.ring.ring.NewWriter()
+		if err == nil {
+			return w, nil
+		}
+		if !errors.Is(err, shm.ErrBusy) {
+			return nil, err
+		}
+		ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateBackoff, err.Error() })
+		if ok, _ := ss.badLog.allow(10 * time.Second); ok {
+			ss.rt.log.Warn(fmt.Sprintf("source %s: ring %s: %v; retrying", ss.cfg.Name, ss.cfg.Ring, err))
+		}
+		if !sleepCtx(ctx, b.next()) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// put writes one record into the ring.
+func (ss *sourceState) put(ctx context.Context, w *shm.Writer, rec framing.Record) error {
+	typ, flags := ss.cfg.Type, ss.cfg.Flags
+	if rec.HasMeta {
+		typ, flags = rec.Type, rec.Flags
+	}
+	buf, err := w.ReserveContext(ctx, len(rec.Data))
+	if err != nil {
+		return err
+	}
+	copy(buf, rec.Data)
+	if _, err := w.CommitWith(typ, flags); err != nil {
+		return err
+	}
+	ss.frames.Add(1)
+	ss.bytes.Add(uint64(len(rec.Data)))
+	ss.ring.addBytes(len(rec.Data))
+	return nil
+}
+
+// badRecord counts a dropped record and logs it, at most once a second.
+func (ss *sourceState) badRecord(err error) {
+	ss.bad.Add(1)
+	ss.set(func(ss *sourceState) { ss.lastError = err.Error() })
+	if ok, n := ss.badLog.allow(time.Second); ok {
+		more := ""
+		if n > 0 {
+			more = fmt.Sprintf(" (%d more not logged)", n)
+		}
+		ss.rt.log.Warn(fmt.Sprintf("source %s: dropped a record: %v%s", ss.cfg.Name, err, more))
+	}
+}
+
+func (ss *sourceState) decoder() (*framing.Decoder, error) {
+	k, err := framing.ParseKind(ss.cfg.Framing)
+	if err != nil {
+		return nil, err
+	}
+	return framing.NewDecoder(nil, k, framing.Options{MaxRecord: ss.ring.ring.SlotPayload(), MaxSkip: ss.cfg.MaxSkip}), nil
+}
+
+// backoff doubles from min to max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur *= 2
+	}
+	if b.cur > b.max {
+		b.cur = b.max
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// runSynthetic writes frames of cfg.Size bytes at cfg.RateHz. Frames are
+// written in bursts on a ticker of at least 10 ms (so 1 kHz costs 100
+// wakeups a second), catching up on time rather than on ticks; after a
+// stall of more than a second the backlog is dropped, not replayed. The
+// first 8 bytes of each payload carry a little-endian frame counter.
+func (ss *sourceState) runSynthetic(ctx context.Context) error {
+	w, err := ss.writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, "" })
+	rate := ss.cfg.RateHz
+	iv := time.Duration(float64(time.Second) / rate)
+	if iv < 10*time.Millisecond {
+		iv = 10 * time.Millisecond
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	start := time.Now()
+	var sent, counter uint64
+	size := ss.cfg.Size
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		due := uint64(time.Since(start).Seconds() * rate)
+		if due > sent+uint64(rate)+1 {
+			sent = due - uint64(rate) // drop the backlog beyond one second
+		}
+		for ; sent < due; sent++ {
+			buf, err := w.ReserveContext(ctx, size)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			counter++
+			for i := 0; i < 8 && i < len(buf); i++ {
+				buf[i] = byte(counter >> (8 * i))
+			}
+			if _, err := w.CommitWith(ss.cfg.Type, ss.cfg.Flags); err != nil {
+				return err
+			}
+			ss.frames.Add(1)
+			ss.bytes.Add(uint64(size))
+			ss.ring.addBytes(size)
+		}
+	}
+}

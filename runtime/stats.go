@@ -1,0 +1,199 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// latHist is a log-linear latency histogram: each power of two of
+// nanoseconds is split into 8 buckets (≤ 12.5% error), no allocation.
+type latHist struct {
+	n     uint64
+	sum   uint64
+	max   uint64
+	count [64 * 8]uint64
+}
+
+func latBucket(ns uint64) int {
+	if ns < 8 {
+		return int(ns)
+	}
+	e := bits.Len64(ns) - 1 // 3..63
+	m := (ns >> (e - 3)) & 7
+	return (e-2)*8 + int(m)
+}
+
+// latUpper is the upper bound (ns) of bucket i.
+func latUpper(i int) uint64 {
+	if i < 8 {
+		return uint64(i)
+	}
+	e := i/8 + 2
+	m := uint64(i % 8)
+	return (8+m+1)<<(e-3) - 1
+}
+
+func (h *latHist) add(ns int64) {
+	if ns < 0 {
+		ns = 0
+	}
+	u := uint64(ns)
+	h.n++
+	h.sum += u
+	if u > h.max {
+		h.max = u
+	}
+	h.count[latBucket(u)]++
+}
+
+func (h *latHist) mean() time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	return time.Duration(h.sum / h.n)
+}
+
+func (h *latHist) quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	want := uint64(q*float64(h.n) + 0.5)
+	if want < 1 {
+		want = 1
+	}
+	var c uint64
+	for i, k := range h.count {
+		c += k
+		if c >= want {
+			u := latUpper(i)
+			if u > h.max {
+				u = h.max
+			}
+			return time.Duration(u)
+		}
+	}
+	return time.Duration(h.max)
+}
+
+// window is what a stats reader saw since the last report.
+type window struct {
+	frames, bytes, lost, torn uint64
+	lat                       latHist
+}
+
+// statsReader is the built-in "stats" sink: a reader that measures rate,
+// latency (shm.Now() - Frame.Time on arrival) and loss of one ring.
+type statsReader struct {
+	mu     sync.Mutex
+	cur    window
+	last   window // the last completed window
+	lastD  time.Duration
+	since  time.Time
+	total  window // totals since start (lat unused)
+	rd     *shm.Reader
+	reader bool
+}
+
+func newStatsReader() *statsReader { return &statsReader{since: time.Now()} }
+
+func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger) error {
+	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	s.mu.Lock()
+	s.rd = rd
+	s.reader = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.rd, s.reader = nil, false
+		s.mu.Unlock()
+	}()
+	for {
+		f, err := rd.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, shm.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, shm.ErrEvicted) {
+				rd.Close()
+				if rd, err = ring.NewReader(&shm.ReaderOptions{From: shm.Newest}); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		lat := shm.Now() - f.Time
+		n := len(f.Data)
+		torn := rd.Release() != nil
+		s.mu.Lock()
+		s.cur.lost += uint64(f.Lost)
+		if torn {
+			s.cur.torn++
+		} else {
+			s.cur.frames++
+			s.cur.bytes += uint64(n)
+			s.cur.lat.add(lat)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// roll closes the current window and returns it.
+func (s *statsReader) roll() (window, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	d := now.Sub(s.since)
+	s.since = now
+	s.last, s.lastD = s.cur, d
+	s.total.frames += s.cur.frames
+	s.total.bytes += s.cur.bytes
+	s.total.lost += s.cur.lost
+	s.total.torn += s.cur.torn
+	s.cur = window{}
+	return s.last, d
+}
+
+// lastWindow returns the last completed window without rolling.
+func (s *statsReader) lastWindow() (window, time.Duration, window) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.lastD, s.total
+}
+
+// fmtBytes renders a byte count with a binary unit.
+func fmtBytes(v float64) string {
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", v)
+}
+
+// fmtDur renders a latency compactly (µs below 10 ms).
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	}
+	return d.Round(time.Second).String()
+}
