@@ -241,8 +241,20 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	var errs ConfigErrors
 	for _, k := range md.Undecoded() {
-		field := keyField(k)
-		errs = append(errs, &ConfigError{File: file, Line: c.lines.line(k), Field: field, Msg: "unknown key (see docs/config.md)"})
+		field, line := keyField(k), c.lines.line(k)
+		if len(k) >= 2 && (k[0] == "sources" || k[0] == "sinks") {
+			// Undecoded keys of arrays of tables carry no index: find the
+			// first table of the array that has the key.
+			for i := 1; i <= 1024; i++ {
+				full := append(toml.Key{k[0], strconv.Itoa(i)}, k[1:]...)
+				if l, ok := c.lines[strings.Join(full, ".")]; ok {
+					field = fmt.Sprintf("%s[%d].%s", k[0], i-1, strings.Join(k[1:], "."))
+					line = l
+					break
+				}
+			}
+		}
+		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key (see docs/config.md)"})
 	}
 	if len(errs) > 0 {
 		return nil, errs

@@ -64,15 +64,15 @@ func (ss *sourceState) runExec(ctx context.Context) error {
 		}
 		started := time.Now()
 		st, err := ss.runChild(ctx, w)
+		if st != nil {
+			ss.set(func(ss *sourceState) { ss.lastExit, ss.pid = st.String(), 0 })
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			ss.set(func(ss *sourceState) { ss.lastError = err.Error() })
 			ss.rt.log.Error(fmt.Sprintf("source %s: %v", c.Name, err))
-		}
-		if st != nil {
-			ss.set(func(ss *sourceState) { ss.lastExit, ss.pid = st.String(), 0 })
 		}
 		switch {
 		case c.Restart == "never",

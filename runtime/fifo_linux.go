@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -181,10 +180,9 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 				return err
 			}
 			d.Reset(f)
+			ss.rt.log.Info(fmt.Sprintf("source %s: the FIFO's writers closed; reading new records", c.Name))
 			continue
 		}
 		return err
 	}
 }
-
-var _ = time.Second

@@ -1,0 +1,270 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// Child mode: the test binary re-executed as a real `edgeipc run`-like
+// runtime process, so tests can signal and SIGKILL it.
+const childEnv = "EDGEIPC_RUNTIME_TEST_CONFIG"
+
+func TestMain(m *testing.M) {
+	if p := os.Getenv(childEnv); p != "" {
+		os.Exit(childMain(p))
+	}
+	os.Exit(m.Run())
+}
+
+func childMain(path string) int {
+	cfg, err := Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	log, _ := NewLogger(os.Stderr, "text")
+	rt, err := New(cfg, Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := rt.Run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "run:", err)
+		return 1
+	}
+	return 0
+}
+
+// wait bounds every wait in these tests: a guard against hangs, not a
+// speed assertion (qemu is ~10x slower than native).
+var wait = 60 * time.Second
+
+// syncBuf is a goroutine-safe log sink with waiting.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until the log contains want n times.
+func (s *syncBuf) waitFor(t *testing.T, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if strings.Count(s.String(), want) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("log never contained %q %d times; log:\n%s", want, n, s.String())
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if f() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// env is one test's private directory for segments and FIFOs and its
+// control queue name.
+type env struct {
+	dir   string
+	queue string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	d := t.TempDir()
+	q := fmt.Sprintf("edgeipc.test.%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	t.Setenv("EDGEIPC_SHM_DIR", d)
+	t.Setenv("EDGEIPC_CTL_QUEUE", q)
+	return &env{dir: d, queue: q}
+}
+
+func (e *env) sopts() *shm.SegmentOptions { return &shm.SegmentOptions{Dir: e.dir} }
+
+func (e *env) writeConfig(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// inproc runs a runtime in this process (signals ignored) until the test
+// ends; it returns the runtime and its log.
+func inproc(t *testing.T, cfgText string) (*Runtime, *syncBuf, func() error) {
+	t.Helper()
+	cfg, err := Parse("test.toml", []byte(cfgText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logb := &syncBuf{}
+	log, _ := NewLogger(logb, "text")
+	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(wait):
+			t.Fatalf("runtime did not stop; log:\n%s", logb.String())
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("runtime stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("runtime log:\n%s", logb.String())
+		}
+	})
+	logb.waitFor(t, "runtime ready", 1)
+	return rt, logb, stop
+}
+
+// child is a runtime running as a separate process.
+type child struct {
+	cmd  *exec.Cmd
+	log  *syncBuf
+	done chan error
+}
+
+func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+cfgPath), extraEnv...)
+	c := &child{cmd: cmd, log: &syncBuf{}, done: make(chan error, 1)}
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	cmd.Stdout = pw
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			c.log.Write(append(sc.Bytes(), '\n'))
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { err := cmd.Wait(); pw.Close(); c.done <- err }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-c.done
+		if t.Failed() {
+			t.Logf("child runtime log:\n%s", c.log.String())
+		}
+	})
+	return c
+}
+
+// exit waits for the child runtime to exit and returns its exit code.
+func (c *child) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.done:
+		c.done <- nil // for Cleanup
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(wait):
+		t.Fatalf("child runtime did not exit; log:\n%s", c.log.String())
+		return -1
+	}
+}
+
+// readFrames reads n frames from the ring (from the oldest kept).
+func readFrames(t *testing.T, e *env, ring string, n int) []shm.Frame {
+	t.Helper()
+	rd, err := shm.OpenReader(ring, e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []shm.Frame
+	buf := make([]byte, rd.Ring().SlotPayload())
+	deadline := time.Now().Add(wait)
+	for len(out) < n {
+		f, err := rd.ReadIntoDeadline(deadline, buf)
+		if err != nil {
+			t.Fatalf("ring %s: read %d of %d frames: %v", ring, len(out), n, err)
+		}
+		f.Data = bytes.Clone(f.Data)
+		out = append(out, f)
+	}
+	return out
+}
+
+func writeScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (rt *Runtime) sourceStat(t *testing.T, name string) (st sourceStatT) {
+	t.Helper()
+	for _, s := range rt.Sources() {
+		if s.Name == name {
+			return sourceStatT(s)
+		}
+	}
+	t.Fatalf("no source %q", name)
+	return
+}
+
+// pidAlive reports whether pid exists and is not a zombie.
+func pidAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+type sourceStatT = control.SourceStat

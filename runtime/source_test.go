@@ -1,0 +1,380 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+)
+
+func TestExecShellLines(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "lines.sh", `
+echo "starting on $EDGEIPC_RING in $EDGEIPC_SHM_DIR" >&2
+i=1
+while [ $i -le 5 ]; do echo "line $i"; i=$((i+1)); done
+exec sleep 1000
+`)
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.text]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "sh"
+kind = "exec"
+ring = "text"
+type = 9
+command = [%q]
+`, script))
+	frames := readFrames(t, e, "text", 5)
+	for i, f := range frames {
+		if string(f.Data) != fmt.Sprintf("line %d", i+1) || f.Type != 9 {
+			t.Fatalf("frame %d = %q type %d", i, f.Data, f.Type)
+		}
+	}
+	logb.waitFor(t, "[sh] starting on text in "+e.dir, 1)
+	st := rt.sourceStat(t, "sh")
+	if st.State != StateRunning || st.PID == 0 || st.Frames != 5 {
+		t.Fatalf("source stat %+v", st)
+	}
+}
+
+// The C sensor from examples/sensors, compiled here, through len32 framing.
+func TestExecCSensorLen32(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler (cc) on PATH: install gcc to run the C sensor test")
+	}
+	e := newEnv(t)
+	bin := filepath.Join(e.dir, "sensor")
+	if out, err := exec.Command(cc, "-O2", "-o", bin, "../examples/sensors/sensor.c").CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.env]
+slots = 64
+slot_payload = 64
+[[sources]]
+name = "c"
+kind = "exec"
+ring = "env"
+framing = "len32"
+restart = "never"
+command = [%q, "20", "1000"]
+`, bin))
+	frames := readFrames(t, e, "env", 20)
+	for i, f := range frames {
+		if len(f.Data) != 16 || binary.LittleEndian.Uint32(f.Data) != uint32(i+1) ||
+			binary.LittleEndian.Uint32(f.Data[12:]) != uint32(i+1)^0xa5a5a5a5 {
+			t.Fatalf("frame %d = %x", i, f.Data)
+		}
+	}
+	eventually(t, "the sensor to finish", func() bool {
+		st := rt.sourceStat(t, "c")
+		return st.State == StateStopped && st.LastExit == "exit status 0"
+	})
+}
+
+func TestExecPythonMsgp(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 on PATH: install python3 to run the msgp sensor test")
+	}
+	e := newEnv(t)
+	abs, _ := filepath.Abs("../examples/sensors/sensor.py")
+	inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.py]
+slots = 64
+slot_payload = 64
+[[sources]]
+name = "py"
+kind = "exec"
+ring = "py"
+framing = "msgp"
+restart = "never"
+command = [%q, %q, "5", "200"]
+`, py, abs))
+	frames := readFrames(t, e, "py", 5)
+	for i, f := range frames {
+		if f.Type != 3 || len(f.Data) != 12 || binary.LittleEndian.Uint32(f.Data) != uint32(i+1) {
+			t.Fatalf("frame %d: type %d data %x", i, f.Type, f.Data)
+		}
+	}
+}
+
+func TestExecRestartBackoff(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "crash.sh", "echo tick\nexit 3\n")
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "crash"
+kind = "exec"
+ring = "r"
+command = [%q]
+backoff_min = "20ms"
+backoff_max = "80ms"
+`, script))
+	eventually(t, "3 restarts", func() bool { return rt.sourceStat(t, "crash").Restarts >= 3 })
+	st := rt.sourceStat(t, "crash")
+	if st.LastExit != "exit status 3" || st.Frames < 3 {
+		t.Fatalf("stat %+v", st)
+	}
+	// The backoff doubles: 20ms, 40ms, 80ms, 80ms...
+	logb.waitFor(t, "restarting in 20ms", 1)
+	logb.waitFor(t, "restarting in 40ms", 1)
+	logb.waitFor(t, "restarting in 80ms", 2)
+}
+
+func TestExecStopTermThenKill(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\necho ready\nwhile :; do sleep 0.05; done\n")
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "stubborn"
+kind = "exec"
+ring = "r"
+command = [%q]
+stop_timeout = "300ms"
+`, script))
+	readFrames(t, e, "r", 1)
+	pid := rt.sourceStat(t, "stubborn").PID
+	if !pidAlive(pid) {
+		t.Fatalf("child %d not alive", pid)
+	}
+	if err := rt.StopSource("stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "ignored SIGTERM", 1)
+	if pidAlive(pid) {
+		t.Fatalf("child %d survived SIGKILL", pid)
+	}
+	st := rt.sourceStat(t, "stubborn")
+	if st.State != StateStopped || st.LastExit != "signal: killed" {
+		t.Fatalf("stat %+v", st)
+	}
+	// And it can be started again, then restarted through the handler.
+	if err := rt.StartSource("stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new child", func() bool { p := rt.sourceStat(t, "stubborn").PID; return p != 0 && p != pid })
+	if err := rt.StartSource("nope"); err == nil || !strings.Contains(err.Error(), control.ErrNotFound.Error()) {
+		t.Fatalf("unknown source: %v", err)
+	}
+}
+
+func TestFIFOWritersComeAndGo(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.f]
+slots = 64
+slot_payload = 64
+[rings.tick]
+slots = 1024
+slot_payload = 64
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "f"
+path = %q
+framing = "len32"
+max_skip = 1024
+[[sources]]
+name = "tick"
+kind = "synthetic"
+ring = "tick"
+rate_hz = 200
+size = 8
+`, fifo))
+	eventually(t, "the FIFO", func() bool {
+		fi, err := os.Lstat(fifo)
+		return err == nil && fi.Mode()&os.ModeNamedPipe != 0 && fi.Mode().Perm() == 0o600
+	})
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	rec := func(p string) []byte { return append(binary.LittleEndian.AppendUint32(nil, uint32(len(p))), p...) }
+	write := func(b []byte) {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	tickBefore := rt.sourceStat(t, "tick").Frames
+	write(rec("first"))
+	write(rec("second")) // a second writer after the first left
+	// An oversized record (skipped), then a good one, in one write.
+	bad := append(rec(strings.Repeat("x", 100)), rec("third")...)
+	write(bad)
+	// A broken stream (length beyond max_skip): this writer's data is
+	// dropped; the next writer's record arrives.
+	write(append(binary.LittleEndian.AppendUint32(nil, 1<<30), "garbage"...))
+	logb.waitFor(t, "writers closed; reading new records", 1)
+	write(rec("fourth"))
+	frames := readFrames(t, e, "f", 4)
+	var got []string
+	for _, f := range frames {
+		got = append(got, string(f.Data))
+	}
+	if strings.Join(got, ",") != "first,second,third,fourth" {
+		t.Fatalf("frames %q", got)
+	}
+	st := rt.sourceStat(t, "fifo")
+	if st.Bad != 2 || st.Frames != 4 || st.State != StateRunning {
+		t.Fatalf("fifo stat %+v", st)
+	}
+	eventually(t, "the synthetic source to keep flowing", func() bool { return rt.sourceStat(t, "tick").Frames > tickBefore+10 })
+}
+
+// A runtime killed with SIGKILL takes its children with it (Pdeathsig).
+func TestChildDiesWithRuntime(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "forever.sh", "echo up\nexec sleep 1000\n")
+	cfg := e.writeConfig(t, "c.toml", fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "forever"
+kind = "exec"
+ring = "r"
+command = [%q]
+`, script))
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "source forever: started", 1)
+	var pid int
+	for _, l := range strings.Split(c.log.String(), "\n") {
+		if i := strings.Index(l, "(pid "); i >= 0 && strings.Contains(l, "source forever: started") {
+			fmt.Sscanf(l[i:], "(pid %d)", &pid)
+		}
+	}
+	if pid == 0 || !pidAlive(pid) {
+		t.Fatalf("child pid %d not found alive", pid)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.exit(t)
+	eventually(t, fmt.Sprintf("child %d to die", pid), func() bool { return !pidAlive(pid) })
+}
+
+func TestRecorderSink(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	_, _, stop := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 256
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 500
+size = 16
+type = 5
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = %q
+`, out))
+	eventually(t, "recorded frames", func() bool { fi, err := os.Stat(out); return err == nil && fi.Size() > 10*(4+24+16) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var prev uint32
+	for len(b) > 0 {
+		l := binary.LittleEndian.Uint32(b)
+		if l != 24+16 || len(b) < int(4+l) {
+			t.Fatalf("record %d: length %d, %d bytes left", n, l, len(b))
+		}
+		seq := binary.LittleEndian.Uint32(b[4:])
+		if typ := binary.LittleEndian.Uint32(b[8:]); typ != 5 {
+			t.Fatalf("record %d: type %d", n, typ)
+		}
+		if n > 0 && seq != prev+1 {
+			t.Fatalf("record %d: seq %d after %d", n, seq, prev)
+		}
+		prev = seq
+		b = b[4+l:]
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("%d records", n)
+	}
+}
+
+func TestControlHandlerOverQueue(t *testing.T) {
+	e := newEnv(t)
+	rt, _, _ := inproc(t, `
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 100
+size = 8
+`)
+	cl, err := control.Dial(e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rep, err := cl.Call(t.Context(), "sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Sources) != 1 || rep.Sources[0].Name != "gen" || rep.Sources[0].Kind != "synthetic" {
+		t.Fatalf("reply %+v", rep)
+	}
+	rep, err = cl.Call(t.Context(), "stop", "gen")
+	if err != nil || !rep.OK {
+		t.Fatalf("stop: %+v %v", rep, err)
+	}
+	if st := rt.sourceStat(t, "gen"); st.State != StateStopped {
+		t.Fatalf("state %s", st.State)
+	}
+	rep, err = cl.Call(t.Context(), "status")
+	if err != nil || rep.Status == nil || rep.Status.Rings != 1 || rep.Status.PID != os.Getpid() {
+		t.Fatalf("status: %+v %v", rep, err)
+	}
+}
