@@ -159,6 +159,7 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	var streamErr error
 	stopping := false
 	pumping := true
+	ctxDone := ctx.Done()
 	for waiting := true; waiting; {
 		select {
 		case res = <-exitc:
@@ -175,12 +176,12 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 				}
 			}
 			// Otherwise stdout was closed: wait for the exit.
-		case <-ctx.Done():
+		case <-ctxDone:
 			if !stopping {
 				stopping = true
 				go ss.terminate(p, gone)
 			}
-			ctx = context.Background() // stop selecting on it
+			ctxDone = nil // stop selecting on it
 		}
 	}
 	// The child is gone; give its pipes a moment to drain (a grandchild may

@@ -147,6 +147,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	var hdr [4 + RecordHeaderSize]byte
 	draining := false
 	full := false
+	lastFlush := time.Now()
 	for {
 		var fr shm.Frame
 		if draining {
@@ -196,6 +197,12 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return fmt.Errorf("recorder: %w", err)
 		}
 		size += int64(len(hdr) + n)
+		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
+			lastFlush = now
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("recorder: %w", err)
+			}
+		}
 		if !draining {
 			select {
 			case <-drain:

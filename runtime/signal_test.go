@@ -1,0 +1,300 @@
+package runtime
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+func segNames(t *testing.T, e *env) []string {
+	t.Helper()
+	segs, err := shm.ListSegments(e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range segs {
+		out = append(out, s.Name+":"+s.Kind)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestSIGTERMExitsZeroKeepsOrRemovesRings(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.writeConfig(t, "c.toml", `
+[runtime]
+stats_interval = "0s"
+[rings.keep]
+slots = 16
+slot_payload = 64
+[rings.temp]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "temp"
+rate_hz = 100
+size = 8
+`)
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "runtime ready", 1)
+	if got := segNames(t, e); strings.Join(got, ",") != "keep:ring,temp:ring" {
+		t.Fatalf("segments %v", got)
+	}
+	c.cmd.Process.Signal(syscall.SIGUSR1)
+	c.log.waitFor(t, "ring temp ", 1)
+	c.log.waitFor(t, "source gen", 1)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if got := segNames(t, e); strings.Join(got, ",") != "keep:ring" {
+		t.Fatalf("segments after exit %v (want keep only)", got)
+	}
+	if queueExists(e.queue) {
+		t.Fatalf("control queue %s left behind after a clean exit", e.queue)
+	}
+}
+
+func TestSIGHUPReload(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "steady.sh", "while :; do echo tick; sleep 0.1; done\n")
+	base := fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.steady]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "steady"
+kind = "exec"
+ring = "steady"
+command = [%q]
+`, script)
+	old := base + `
+[rings.old]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "old"
+kind = "synthetic"
+ring = "old"
+rate_hz = 50
+size = 8
+`
+	neu := base + `
+[rings.new]
+slots = 32
+slot_payload = 128
+[[sources]]
+name = "new"
+kind = "synthetic"
+ring = "new"
+rate_hz = 50
+size = 8
+`
+	cfg := e.writeConfig(t, "c.toml", old)
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "source steady: started", 1)
+	if got := segNames(t, e); strings.Join(got, ",") != "old:ring,steady:ring" {
+		t.Fatalf("segments %v", got)
+	}
+	pid := childPID(t, c.log.String(), "steady")
+	e.writeConfig(t, "c.toml", neu)
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "reloaded "+cfg, 1)
+	if got := segNames(t, e); strings.Join(got, ",") != "new:ring,steady:ring" {
+		t.Fatalf("segments after reload %v", got)
+	}
+	readFrames(t, e, "new", 3)
+	readFrames(t, e, "steady", 3) // still flowing
+	if n := strings.Count(c.log.String(), "source steady: started"); n != 1 || !pidAlive(pid) {
+		t.Fatalf("the unaffected exec child was restarted (%d starts, pid %d alive %v)", n, pid, pidAlive(pid))
+	}
+	// A broken file keeps the running configuration.
+	e.writeConfig(t, "c.toml", neu+"\nbogus = 1\n")
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "keeping the running configuration", 1)
+	if !strings.Contains(c.log.String(), "c.toml:") {
+		t.Fatal("reload error does not name the file and line")
+	}
+	readFrames(t, e, "new", 3)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if pidAlive(pid) {
+		t.Fatalf("exec child %d outlived the runtime", pid)
+	}
+}
+
+func childPID(t *testing.T, log, source string) int {
+	t.Helper()
+	pid := 0
+	for _, l := range strings.Split(log, "\n") {
+		if i := strings.Index(l, "(pid "); i >= 0 && strings.Contains(l, "source "+source+": started") {
+			fmt.Sscanf(l[i:], "(pid %d)", &pid)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no pid for source %s in the log", source)
+	}
+	return pid
+}
+
+func TestSdNotify(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(e.dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cfg := e.writeConfig(t, "c.toml", `
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+`)
+	c := startChild(t, cfg, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	recv := func(want string) {
+		t.Helper()
+		buf := make([]byte, 512)
+		deadline := time.Now().Add(wait)
+		for {
+			conn.SetReadDeadline(deadline)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", want, err)
+			}
+			if strings.Contains(string(buf[:n]), want) {
+				return
+			}
+		}
+	}
+	recv("READY=1")
+	recv("WATCHDOG=1") // WATCHDOG_PID unset: the watchdog is ours
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	recv("RELOADING=1")
+	recv("READY=1")
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	recv("STOPPING=1")
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// After SIGKILL and restart the runtime reattaches to its rings, takes
+// over its stale control queue and reuses its FIFO: three kill/restart
+// cycles leave exactly the objects one run leaves.
+func TestRestartSafetyAfterSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	script := writeScript(t, e.dir, "s.sh", "while :; do echo x; sleep 0.05; done\n")
+	cfg := e.writeConfig(t, "c.toml", fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.a]
+slots = 16
+slot_payload = 64
+[rings.b]
+slots = 16
+slot_payload = 64
+[rings.c]
+slots = 8
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "a"
+rate_hz = 100
+size = 8
+[[sources]]
+name = "sh"
+kind = "exec"
+ring = "b"
+command = [%q]
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "c"
+path = %q
+`, script, fifo))
+	snapshot := func() string {
+		ents, _ := os.ReadDir(e.dir)
+		var files []string
+		for _, d := range ents {
+			files = append(files, d.Name())
+		}
+		return fmt.Sprintf("segments %v files %v queue-exists %v", segNames(t, e), files, queueExists(e.queue))
+	}
+	var first string
+	for i := 0; i < 3; i++ {
+		c := startChild(t, cfg)
+		c.log.waitFor(t, "runtime ready", 1)
+		readFrames(t, e, "a", 2)
+		readFrames(t, e, "b", 2)
+		if i > 0 && !strings.Contains(c.log.String(), "ring a: attached to existing") {
+			t.Fatalf("cycle %d: did not reattach to ring a", i)
+		}
+		pid := childPID(t, c.log.String(), "sh")
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		c.exit(t)
+		eventually(t, "the exec child to die", func() bool { return !pidAlive(pid) })
+		s := snapshot()
+		if i == 0 {
+			first = s
+			if !strings.Contains(s, "queue-exists true") || !strings.Contains(s, "in.fifo") {
+				t.Fatalf("unexpected objects after a SIGKILL: %s", s)
+			}
+		} else if s != first {
+			t.Fatalf("cycle %d left %s; after the first: %s", i, s, first)
+		}
+	}
+	// A geometry change on restart: the ring is removed and recreated.
+	text, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(text), "[rings.c]\nslots = 8", "[rings.c]\nslots = 32", 1)), 0o600)
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "runtime ready", 1)
+	if !strings.Contains(c.log.String(), "ring c: existing segment does not match") {
+		t.Fatal("geometry mismatch not logged")
+	}
+	r, err := shm.Open("c", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Slots() != 32 {
+		t.Fatalf("ring c has %d slots", r.Slots())
+	}
+	r.Close()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if queueExists(e.queue) {
+		t.Fatal("control queue left after a clean exit")
+	}
+}
+
+func queueExists(name string) bool {
+	q, err := mq.Open(name, os.O_RDONLY)
+	if err != nil {
+		return false
+	}
+	q.Close()
+	return true
+}
