@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/runtime"
+)
+
+func runRunCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestRunPrintDefaultAndCheck(t *testing.T) {
+	code, out, _ := runRunCLI(t, context.Background(), "run", "--print-default")
+	if code != 0 || out != string(runtime.DefaultTOML()) {
+		t.Fatalf("--print-default: code %d", code)
+	}
+	p := filepath.Join(t.TempDir(), "d.toml")
+	os.WriteFile(p, []byte(out), 0o600)
+	code, out, errs := runRunCLI(t, context.Background(), "run", "-c", p, "--check")
+	if code != 0 || !strings.Contains(out, "ok (2 rings, 2 sources, 0 sinks)") {
+		t.Fatalf("--check of the default: code %d out %q err %q", code, out, errs)
+	}
+	os.WriteFile(p, []byte("[rings.a]\nslots = 3\n"), 0o600)
+	code, _, errs = runRunCLI(t, context.Background(), "run", "-c", p, "--check")
+	if code != 1 || !strings.Contains(errs, p+":2: rings.a.slots") {
+		t.Fatalf("--check of a bad file: code %d err %q", code, errs)
+	}
+	if code, _, _ := runRunCLI(t, context.Background(), "run", "extra"); code != 2 {
+		t.Fatalf("extra argument: code %d, want 2", code)
+	}
+	if code, _, _ := runRunCLI(t, context.Background(), "run", "--log-format", "xml", "--check"); code != 2 {
+		t.Fatalf("bad log format: code %d, want 2", code)
+	}
+}
+
+// runLogWriter lets the test read the log while the runtime writes it.
+type runLogWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *runLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+func (w *runLogWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
+
+// `edgeipc run` with no -c: the built-in demo prints a line per ring and
+// exits 0 when its context is cancelled.
+func TestRunDefaultDemo(t *testing.T) {
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	t.Setenv("EDGEIPC_CTL_QUEUE", fmt.Sprintf("edgeipc.clitest.%d", os.Getpid()))
+	ctx, cancel := context.WithCancel(context.Background())
+	var errw runLogWriter
+	done := make(chan int, 1)
+	go func() {
+		done <- MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &errw},
+			[]string{"run", "--stats-interval", "200ms", "--log-format", "json"})
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(errw.String(), `"ring":"camera"`) || !strings.Contains(errw.String(), `"ring":"imu"`) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no stats lines; log:\n%s", errw.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d; log:\n%s", code, errw.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	if !strings.Contains(errw.String(), `"lat_p99_ns"`) {
+		t.Fatalf("stats lines lack latency; log:\n%s", errw.String())
+	}
+}
+
+// TestRunHelperProcess is not a test: TestRunSIGINT re-executes the test
+// binary into it to get a real `edgeipc run` process.
+func TestRunHelperProcess(t *testing.T) {
+	if os.Getenv("EDGEIPC_CLI_RUN_HELPER") != "1" {
+		t.Skip("helper process for TestRunSIGINT (runs only when re-executed by it)")
+	}
+	os.Exit(Main([]string{"run", "--stats-interval", "100ms"}))
+}
+
+// Ctrl-C (SIGINT) on a real process exits 0 after a clean shutdown.
+func TestRunSIGINT(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
+	cmd.Env = append(os.Environ(), "EDGEIPC_CLI_RUN_HELPER=1", "EDGEIPC_SHM_DIR="+dir,
+		fmt.Sprintf("EDGEIPC_CTL_QUEUE=edgeipc.clitest.sigint.%d", os.Getpid()))
+	var errw runLogWriter
+	cmd.Stderr = &errw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(errw.String(), "ring imu") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("no stats line; log:\n%s", errw.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if err != nil {
+		t.Fatalf("after SIGINT: %v; log:\n%s", err, errw.String())
+	}
+	if !strings.Contains(errw.String(), "stopped") {
+		t.Fatalf("no clean stop in log:\n%s", errw.String())
+	}
+}
