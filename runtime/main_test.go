@@ -26,7 +26,26 @@ func TestMain(m *testing.M) {
 	if p := os.Getenv(childEnv); p != "" {
 		os.Exit(childMain(p))
 	}
+	if os.Getenv("EDGEIPC_TEST_CHILD_WRITER") == "1" {
+		os.Exit(childWriter())
+	}
 	os.Exit(m.Run())
+}
+
+// childWriter is an exec source child with write = "child": it writes the
+// ring named in its environment itself.
+func childWriter() int {
+	w, err := shm.OpenWriter(os.Getenv("EDGEIPC_RING"), &shm.SegmentOptions{Dir: os.Getenv("EDGEIPC_SHM_DIR")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "writer:", err)
+		return 1
+	}
+	for i := 1; i <= 3; i++ {
+		w.WriteFrame(7, 0, []byte(fmt.Sprintf("direct %d", i)))
+	}
+	fmt.Println("wrote 3 frames") // stdout is logged with write = "child"
+	time.Sleep(time.Hour)
+	return 0
 }
 
 func childMain(path string) int {

@@ -41,6 +41,7 @@ command = [%q]
 		}
 	}
 	logb.waitFor(t, "[sh] starting on text in "+e.dir, 1)
+	eventually(t, "the frame counter", func() bool { return rt.sourceStat(t, "sh").Frames == 5 })
 	st := rt.sourceStat(t, "sh")
 	if st.State != StateRunning || st.PID == 0 || st.Frames != 5 {
 		t.Fatalf("source stat %+v", st)
@@ -245,6 +246,8 @@ size = 8
 	if strings.Join(got, ",") != "first,second,third,fourth" {
 		t.Fatalf("frames %q", got)
 	}
+	// The counters are bumped just after the commit a reader may already see.
+	eventually(t, "the fifo counters", func() bool { return rt.sourceStat(t, "fifo").Frames == 4 })
 	st := rt.sourceStat(t, "fifo")
 	if st.Bad != 2 || st.Frames != 4 || st.State != StateRunning {
 		t.Fatalf("fifo stat %+v", st)
@@ -377,4 +380,31 @@ size = 8
 	if err != nil || rep.Status == nil || rep.Status.Rings != 1 || rep.Status.PID != os.Getpid() {
 		t.Fatalf("status: %+v %v", rep, err)
 	}
+}
+
+// write = "child": the runtime does not hold the writer lease and the child
+// writes the ring directly, finding it through EDGEIPC_RING/EDGEIPC_SHM_DIR.
+func TestExecChildWritesRing(t *testing.T) {
+	e := newEnv(t)
+	_, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.direct]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "direct"
+kind = "exec"
+ring = "direct"
+write = "child"
+command = [%q, "-test.run=^$"]
+env = ["EDGEIPC_TEST_CHILD_WRITER=1"]
+`, os.Args[0]))
+	frames := readFrames(t, e, "direct", 3)
+	for i, f := range frames {
+		if string(f.Data) != fmt.Sprintf("direct %d", i+1) || f.Type != 7 {
+			t.Fatalf("frame %d: %q type %d", i, f.Data, f.Type)
+		}
+	}
+	logb.waitFor(t, "[direct] wrote 3 frames", 1)
 }
