@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,9 +189,10 @@ func inproc(t *testing.T, cfgText string) (*Runtime, *syncBuf, func() error) {
 
 // child is a runtime running as a separate process.
 type child struct {
-	cmd  *exec.Cmd
-	log  *syncBuf
-	done chan error
+	cmd     *exec.Cmd
+	log     *syncBuf
+	done    chan error
+	orphans atomic.Bool
 }
 
 func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
@@ -206,13 +209,34 @@ func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
 			c.log.Write(append(sc.Bytes(), '\n'))
 		}
 	}()
+	// If a process the child started outlives it holding its stdout or
+	// stderr, Wait would block on the copy forever; WaitDelay bounds that
+	// and the test reports it (an orphan is a bug: children must die with
+	// the runtime).
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { err := cmd.Wait(); pw.Close(); c.done <- err }()
+	go func() {
+		err := cmd.Wait()
+		if errors.Is(err, exec.ErrWaitDelay) {
+			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,stat,args").CombinedOutput()
+			c.log.Write([]byte(fmt.Sprintf("TEST: child runtime exited but its output pipe stayed open for %v; processes:\n%s", cmd.WaitDelay, ps)))
+			c.orphans.Store(true)
+		}
+		pw.Close()
+		c.done <- err
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-c.done
+		select {
+		case <-c.done:
+		case <-time.After(wait + cmd.WaitDelay):
+			t.Errorf("child runtime %d not reaped after SIGKILL", cmd.Process.Pid)
+		}
+		if c.orphans.Load() {
+			t.Errorf("a process started by the child runtime outlived it")
+		}
 		if t.Failed() {
 			t.Logf("child runtime log:\n%s", c.log.String())
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -94,21 +93,12 @@ func TestRunDefaultDemo(t *testing.T) {
 	}
 }
 
-// TestRunHelperProcess is not a test: TestRunSIGINT re-executes the test
-// binary into it to get a real `edgeipc run` process.
-func TestRunHelperProcess(t *testing.T) {
-	if os.Getenv("EDGEIPC_CLI_RUN_HELPER") != "1" {
-		t.Skip("helper process for TestRunSIGINT (runs only when re-executed by it)")
-	}
-	os.Exit(Main([]string{"run", "--stats-interval", "100ms"}))
-}
-
 // Ctrl-C (SIGINT) on a real process exits 0 after a clean shutdown.
 func TestRunSIGINT(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
-	cmd.Env = append(os.Environ(), "EDGEIPC_CLI_RUN_HELPER=1", "EDGEIPC_SHM_DIR="+dir,
-		fmt.Sprintf("EDGEIPC_CTL_QUEUE=edgeipc.clitest.sigint.%d", os.Getpid()))
+	cmd := cliCmd(t, dir, "run", "--stats-interval", "100ms")
+	cmd.Env = append(cmd.Env, fmt.Sprintf("EDGEIPC_CTL_QUEUE=edgeipc.clitest.sigint.%d", os.Getpid()))
+	cmd.WaitDelay = 10 * time.Second
 	var errw runLogWriter
 	cmd.Stderr = &errw
 	if err := cmd.Start(); err != nil {
@@ -124,9 +114,8 @@ func TestRunSIGINT(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
-	if err != nil {
-		t.Fatalf("after SIGINT: %v; log:\n%s", err, errw.String())
+	if code := waitCmd(t, cmd); code != 0 {
+		t.Fatalf("after SIGINT: exit %d; log:\n%s", code, errw.String())
 	}
 	if !strings.Contains(errw.String(), "stopped") {
 		t.Fatalf("no clean stop in log:\n%s", errw.String())

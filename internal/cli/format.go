@@ -1,0 +1,231 @@
+package cli
+
+// Helpers shared by the ring, pub, sub and hz commands: argument parsing
+// that accepts flags after positional arguments, byte sizes, and table and
+// JSON output.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+)
+
+// parseInterspersed parses fs from args, allowing flags after positional
+// arguments ("pub cam0 --framing len32"), and returns the positional
+// arguments. "--" ends flag parsing. A -h/--help returns flag.ErrHelp.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// fs.Parse stops at the first non-flag or after "--".
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// reparse parses the flags that followed the positional arguments of
+// command name, whose FlagSet the framework already parsed up to the first
+// positional argument. Flag errors become usage errors; a late -h prints the
+// command's help and ends the command with exit 0.
+func reparse(env *Env, name string, fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if c, ok := commands[name]; ok {
+				printCmdHelp(env.Stdout, c)
+			}
+			return nil, &ExitError{Code: ExitOK}
+		}
+		return nil, Usagef("%v", err)
+	}
+	return pos, nil
+}
+
+// getFlag returns the current value of the flag name declared on fs.
+// Commands read their flags this way, after reparse, so that no state is
+// shared between concurrent runs of a command (tests run several at once).
+func getFlag[T any](fs *flag.FlagSet, name string) T {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(T)
+}
+
+// sizeValue is a flag.Value for byte counts written as 64, 4k, 1m, 2MiB.
+type sizeValue struct{ n *int }
+
+func (s sizeValue) String() string {
+	if s.n == nil || *s.n == 0 {
+		return "0"
+	}
+	return strconv.Itoa(*s.n)
+}
+
+func (s sizeValue) Get() any { return *s.n }
+
+func (s sizeValue) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.n = n
+	return nil
+}
+
+// parseSize parses a byte count: digits with an optional k, m or g suffix
+// (powers of 1024), optionally followed by "b" or "ib", case-insensitive.
+func parseSize(v string) (int, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	s = strings.TrimSuffix(s, "ib")
+	s = strings.TrimSuffix(s, "b")
+	mult := 1
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 31)
+	if err != nil || n == 0 || int64(n)*int64(mult) > 1<<31-1 {
+		return 0, fmt.Errorf("bad size %q: want a positive byte count such as 64, 4k or 1m", v)
+	}
+	return int(n) * mult, nil
+}
+
+// humanBytes formats n as B, KiB, MiB or GiB.
+func humanBytes(n float64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(n/(1<<30), 'f', 1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(n/(1<<20), 'f', 1, 64) + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(n/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatFloat(n, 'f', 0, 64) + " B"
+}
+
+// modeString formats permission bits as 0600.
+func modeString(m os.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
+
+var (
+	namesMu sync.Mutex
+	users   = map[int]string{}
+	groups  = map[int]string{}
+)
+
+// userName returns the login name for uid, or the number.
+func userName(uid int) string {
+	namesMu.Lock()
+	defer namesMu.Unlock()
+	if n, ok := users[uid]; ok {
+		return n
+	}
+	n := strconv.Itoa(uid)
+	if u, err := user.LookupId(n); err == nil {
+		n = u.Username
+	}
+	users[uid] = n
+	return n
+}
+
+// groupName returns the group name for gid, or the number.
+func groupName(gid int) string {
+	namesMu.Lock()
+	defer namesMu.Unlock()
+	if n, ok := groups[gid]; ok {
+		return n
+	}
+	n := strconv.Itoa(gid)
+	if g, err := user.LookupGroupId(n); err == nil {
+		n = g.Name
+	}
+	groups[gid] = n
+	return n
+}
+
+// writeJSON writes v as indented JSON followed by a newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newTable returns a tabwriter for aligned columns; Flush it when done.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+}
+
+// ctxReader makes reads from r (typically stdin, which cannot be
+// interrupted) give up with ctx.Err() when ctx is cancelled. The read in
+// progress is abandoned in a helper goroutine; the caller must not use r or
+// the abandoned buffer afterwards (the process is about to exit).
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	req  chan []byte
+	res  chan readResult
+	once sync.Once
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
+	return &ctxReader{ctx: ctx, r: r, req: make(chan []byte), res: make(chan readResult, 1)}
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.once.Do(func() {
+		go func() {
+			for {
+				select {
+				case b := <-c.req:
+					n, err := c.r.Read(b)
+					c.res <- readResult{n, err}
+				case <-c.ctx.Done():
+					return
+				}
+			}
+		}()
+	})
+	select {
+	case c.req <- p:
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+	select {
+	case r := <-c.res:
+		return r.n, r.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+}

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+func init() {
+	Register(&Command{
+		Name:  "hz",
+		Usage: "hz RING [--window D] [--count N] [--json] [--dir DIR]",
+		Short: "measure a ring's frame rate, throughput, latency and loss",
+		Long: `hz joins the ring as a reader (starting with the next frame written) and
+prints, for every window: frames per second, bytes per second, the mean
+and maximum latency from the writer's commit to this reader (both stamped
+with CLOCK_MONOTONIC, so they compare across processes), and the frames
+this reader lost because the writer overwrote them (overwrite policy).
+
+hz reads frames in place without copying them, so it can keep up with
+fast writers; under the block policy it is a reader like any other and
+holds the writer back if it falls behind.
+
+With --json every window is one JSON object on its own line:
+{"window_ns", "frames", "bytes", "frames_per_s", "bytes_per_s",
+"latency_mean_ns", "latency_max_ns", "lost"}.
+
+Examples:
+  edgeipc hz cam0
+  edgeipc hz imu0 --window 100ms --count 50 --json > imu0-rate.jsonl`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.Duration("window", time.Second, "length of one measurement window")
+			fs.Uint64("count", 0, "exit 0 after this many windows (0: run until interrupted)")
+			fs.Bool("json", false, "print one JSON object per window")
+			dirFlag(fs, new(string))
+		},
+		Run: runHz,
+	})
+}
+
+// hzWindow is one measurement window.
+type hzWindow struct {
+	WindowNs      int64   `json:"window_ns"`
+	Frames        uint64  `json:"frames"`
+	Bytes         uint64  `json:"bytes"`
+	FramesPerSec  float64 `json:"frames_per_s"`
+	BytesPerSec   float64 `json:"bytes_per_s"`
+	LatencyMeanNs int64   `json:"latency_mean_ns"`
+	LatencyMaxNs  int64   `json:"latency_max_ns"`
+	Lost          uint64  `json:"lost"`
+}
+
+func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	args, err := reparse(env, "hz", fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 0:
+		return Usagef("ring name missing: edgeipc hz RING")
+	case len(args) > 1:
+		return Usagef("hz takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
+	}
+	name := args[0]
+	if err := checkRingName("hz RING", name); err != nil {
+		return err
+	}
+	window := getFlag[time.Duration](fs, "window")
+	if window < time.Millisecond {
+		return Usagef("bad --window %v: use at least 1ms, e.g. --window 1s", window)
+	}
+	count := getFlag[uint64](fs, "count")
+	asJSON := getFlag[bool](fs, "json")
+
+	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}, &shm.ReaderOptions{From: shm.Newest})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	if !asJSON {
+		fmt.Fprintf(env.Stdout, "%9s %12s %12s %12s %12s %8s\n", "WINDOW", "FRAMES/S", "BYTES/S", "LAT MEAN", "LAT MAX", "LOST")
+	}
+	for n := uint64(0); count == 0 || n < count; n++ {
+		w, err := hzMeasure(ctx, rd, window)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			b, _ := json.Marshal(w)
+			b = append(b, '\n')
+			if _, err := env.Stdout.Write(b); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := fmt.Fprintf(env.Stdout, "%8.3fs %12.1f %10s/s %12v %12v %8d\n",
+			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), time.Duration(w.LatencyMeanNs), time.Duration(w.LatencyMaxNs), w.Lost); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hzMeasure reads frames for one window and returns the window's figures.
+func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWindow, error) {
+	var w hzWindow
+	start := shm.Now()
+	end := start + int64(window)
+	wctx, cancel := context.WithDeadline(ctx, time.Now().Add(window))
+	defer cancel()
+	var latSum int64
+	for {
+		f, err := rd.TryNext()
+		if errors.Is(err, shm.ErrWouldBlock) {
+			f, err = rd.Next(wctx)
+		}
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				break
+			}
+			return w, err
+		}
+		now := shm.Now()
+		size, lat := len(f.Data), now-f.Time
+		w.Lost += uint64(f.Lost)
+		if err := rd.Release(); err != nil {
+			if !errors.Is(err, shm.ErrOverwritten) {
+				return w, err
+			}
+			// Overwritten while we looked at it: its header may be torn.
+			w.Lost++
+		} else {
+			w.Frames++
+			w.Bytes += uint64(size)
+			lat = max(lat, 0)
+			latSum += lat
+			w.LatencyMaxNs = max(w.LatencyMaxNs, lat)
+		}
+		if now >= end {
+			break
+		}
+	}
+	w.WindowNs = shm.Now() - start
+	secs := float64(w.WindowNs) / 1e9
+	w.FramesPerSec = float64(w.Frames) / secs
+	w.BytesPerSec = float64(w.Bytes) / secs
+	if w.Frames > 0 {
+		w.LatencyMeanNs = latSum / int64(w.Frames)
+	}
+	return w, nil
+}

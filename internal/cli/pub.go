@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+type pubOpts struct {
+	framing  string
+	typ      uint
+	create   bool
+	slots    int
+	slotSize int
+	policy   string
+	group    string
+	dir      string
+	quiet    bool
+}
+
+// maxOversizeReports bounds the per-record messages about dropped records;
+// the summary counts all of them.
+const maxOversizeReports = 5
+
+func init() {
+	Register(&Command{
+		Name:  "pub",
+		Usage: "pub RING [--framing lines|len32] [--type N] [--create [--slots N] [--slot-size BYTES] [--policy P] [--group G]] [--dir DIR] [--quiet]",
+		Short: "publish frames read from stdin into a ring",
+		Long: `pub takes the ring's writer lease and writes one frame per record read
+from stdin, until stdin ends:
+
+  --framing lines   one frame per line, without the newline (default);
+                    an empty line is a zero-length frame
+  --framing len32   one frame per record: a 4-byte little-endian length,
+                    then that many bytes
+
+A record larger than the ring's slot payload is dropped with an error that
+names the slot size; pub goes on with the next record and exits 1 at the
+end if any record was dropped. Under the block policy pub waits for the
+slowest reader. When stdin ends it prints frames, bytes and dropped
+records to stderr (unless --quiet).
+
+A ring has one live writer at a time: pub fails if another process holds
+the lease. With --create a missing ring is created (with --slots,
+--slot-size, --policy, --group; if you give --slots or --slot-size, an
+existing ring must match them).
+
+Examples:
+  printf 'a\nb\nc\n' | edgeipc pub cam0 --create
+  my-sensor | edgeipc pub --framing len32 --type 7 imu0`,
+		Flags: func(fs *flag.FlagSet) {
+			var o pubOpts
+			fs.StringVar(&o.framing, "framing", "lines", "how stdin is split into frames: lines or len32")
+			fs.UintVar(&o.typ, "type", 0, "application frame type written with every frame (0 to 4294967295)")
+			fs.BoolVar(&o.create, "create", false, "create the ring if it does not exist")
+			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "with --create: number of slots, a power of two")
+			fs.Var(sizeValue{&o.slotSize}, "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m (default %d)", shm.DefaultSlotPayload))
+			fs.StringVar(&o.policy, "policy", "overwrite", "with --create: overwrite or block")
+			fs.StringVar(&o.group, "group", "", "with --create: make the ring mode 0660 for this group")
+			dirFlag(fs, &o.dir)
+			fs.BoolVar(&o.quiet, "quiet", false, "do not print the summary")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+			args, err := reparse(env, "pub", fs, args)
+			if err != nil {
+				return err
+			}
+			o := pubOpts{
+				framing: getFlag[string](fs, "framing"), typ: getFlag[uint](fs, "type"), create: getFlag[bool](fs, "create"),
+				slots: getFlag[int](fs, "slots"), slotSize: getFlag[int](fs, "slot-size"), policy: getFlag[string](fs, "policy"),
+				group: getFlag[string](fs, "group"), dir: getFlag[string](fs, "dir"), quiet: getFlag[bool](fs, "quiet"),
+			}
+			return runPub(ctx, env, fs, &o, args)
+		},
+	})
+}
+
+type pubStats struct {
+	frames, bytes, dropped uint64
+	records                uint64 // records read, dropped included
+}
+
+func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []string) error {
+	switch {
+	case len(args) == 0:
+		return Usagef("ring name missing: edgeipc pub RING")
+	case len(args) > 1:
+		return Usagef("pub takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
+	}
+	name := args[0]
+	if err := checkRingName("pub RING", name); err != nil {
+		return err
+	}
+	if o.framing != "lines" && o.framing != "len32" {
+		return Usagef("bad --framing %q: use lines or len32", o.framing)
+	}
+	if o.typ > 1<<32-1 {
+		return Usagef("bad --type %d: use 0 to 4294967295", o.typ)
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if !o.create {
+		for _, n := range []string{"slots", "slot-size", "policy", "group"} {
+			if explicit[n] {
+				return Usagef("--%s only applies with --create: edgeipc pub --create --%s ... %s", n, n, name)
+			}
+		}
+	}
+	pol, err := shm.ParsePolicy(o.policy)
+	if err != nil {
+		return Usagef("bad --policy %q: use overwrite or block", o.policy)
+	}
+	if o.slots < 2 || o.slots > shm.MaxSlots || o.slots&(o.slots-1) != 0 {
+		return Usagef("bad --slots %d: use a power of two from 2 to %d", o.slots, shm.MaxSlots)
+	}
+
+	sopts := shm.SegmentOptions{Dir: o.dir, Group: o.group}
+	var r *shm.Ring
+	if o.create {
+		cfg := shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: sopts}
+		r, err = openOrCreate(name, cfg, explicit["slots"] || explicit["slot-size"] || explicit["policy"])
+	} else {
+		r, err = shm.Open(name, &sopts)
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w (create it with 'edgeipc ring create %s' or pass --create)", err, name)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	w, err := r.NewWriter()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	in := bufio.NewReaderSize(newCtxReader(ctx, env.Stdin), max(64<<10, r.SlotPayload()+1))
+	var st pubStats
+	if o.framing == "lines" {
+		err = pubLines(ctx, env, w, uint32(o.typ), in, &st)
+	} else {
+		err = pubLen32(ctx, env, w, uint32(o.typ), in, &st)
+	}
+	if !o.quiet && (err == nil || ctx.Err() == nil) {
+		fmt.Fprintf(env.Stderr, "pub %s: %d frames, %d bytes, %d dropped\n", name, st.frames, st.bytes, st.dropped)
+	}
+	if err != nil {
+		return err
+	}
+	if st.dropped > 0 {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d records dropped: larger than the ring's slot payload of %d bytes (recreate the ring with a larger --slot-size)",
+			st.dropped, st.records, r.SlotPayload())}
+	}
+	return nil
+}
+
+// openOrCreate opens the named ring, creating it from cfg if it is missing.
+// If strict, an existing ring must match cfg's geometry and policy.
+func openOrCreate(name string, cfg shm.Config, strict bool) (*shm.Ring, error) {
+	if strict {
+		r, _, err := shm.OpenOrCreate(name, cfg)
+		return r, err
+	}
+	for attempt := 0; ; attempt++ {
+		r, err := shm.Open(name, &cfg.Segment)
+		if !errors.Is(err, os.ErrNotExist) || attempt == 3 {
+			return r, err
+		}
+		r, err = shm.Create(name, cfg)
+		if !errors.Is(err, os.ErrExist) {
+			return r, err
+		}
+		// Another process created it first: open theirs.
+	}
+}
+
+func oversize(env *Env, st *pubStats, n uint64, slot int) {
+	st.dropped++
+	if st.dropped <= maxOversizeReports {
+		fmt.Fprintf(env.Stderr, "edgeipc pub: record %d dropped: %d bytes, larger than the ring's slot payload of %d bytes\n", st.records, n, slot)
+	}
+	if st.dropped == maxOversizeReports+1 {
+		fmt.Fprintf(env.Stderr, "edgeipc pub: more records dropped; counting them in the summary only\n")
+	}
+}
+
+func publish(ctx context.Context, w *shm.Writer, typ uint32, p []byte, st *pubStats) error {
+	buf, err := w.ReserveContext(ctx, len(p))
+	if err != nil {
+		return err
+	}
+	copy(buf, p)
+	if _, err := w.CommitWith(typ, 0); err != nil {
+		return err
+	}
+	st.frames++
+	st.bytes += uint64(len(p))
+	return nil
+}
+
+func pubLines(ctx context.Context, env *Env, w *shm.Writer, typ uint32, in *bufio.Reader, st *pubStats) error {
+	slot := w.Ring().SlotPayload()
+	for {
+		line, err := in.ReadSlice('\n')
+		switch {
+		case err == nil:
+			st.records++
+			line = line[:len(line)-1]
+			if len(line) > slot {
+				oversize(env, st, uint64(len(line)), slot)
+				continue
+			}
+			if err := publish(ctx, w, typ, line, st); err != nil {
+				return err
+			}
+		case errors.Is(err, bufio.ErrBufferFull):
+			// Longer than the buffer, which is larger than a slot: skip
+			// to the end of the line.
+			st.records++
+			n := uint64(len(line))
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = in.ReadSlice('\n')
+				n += uint64(len(line))
+			}
+			if err == nil {
+				n-- // the newline
+			}
+			oversize(env, st, n, slot)
+			if err != nil && err != io.EOF {
+				return err
+			}
+			if err == io.EOF {
+				return nil
+			}
+		case err == io.EOF:
+			if len(line) == 0 {
+				return nil
+			}
+			// A last line without a newline.
+			st.records++
+			if len(line) > slot {
+				oversize(env, st, uint64(len(line)), slot)
+				return nil
+			}
+			return publish(ctx, w, typ, line, st)
+		default:
+			return err
+		}
+	}
+}
+
+func pubLen32(ctx context.Context, env *Env, w *shm.Writer, typ uint32, in *bufio.Reader, st *pubStats) error {
+	slot := w.Ring().SlotPayload()
+	var hdr [4]byte
+	for {
+		n, err := io.ReadFull(in, hdr[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("stdin ended inside the length of record %d (%d of 4 bytes): is the input really --framing len32?", st.records+1, n)
+		}
+		if err != nil {
+			return err
+		}
+		st.records++
+		size := binary.LittleEndian.Uint32(hdr[:])
+		if uint64(size) > uint64(slot) {
+			got, err := io.CopyN(io.Discard, in, int64(size))
+			if err == io.EOF {
+				return fmt.Errorf("stdin ended inside record %d: got %d of %d bytes", st.records, got, size)
+			}
+			if err != nil {
+				return err
+			}
+			oversize(env, st, uint64(size), slot)
+			continue
+		}
+		// Read the payload straight into the reserved slot.
+		buf, err := w.ReserveContext(ctx, int(size))
+		if err != nil {
+			return err
+		}
+		if got, err := io.ReadFull(in, buf); err != nil {
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				return fmt.Errorf("stdin ended inside record %d: got %d of %d bytes", st.records, got, size)
+			}
+			return err
+		}
+		if _, err := w.CommitWith(typ, 0); err != nil {
+			return err
+		}
+		st.frames++
+		st.bytes += uint64(size)
+	}
+}

@@ -1,0 +1,343 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+func TestPubSubLines(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("lines")
+	r := runCLI(t, "alpha\n\nbeta\ngamma", "pub", name, "--create", "--slots", "16", "--slot-size", "64", "--dir", dir)
+	mustCode(t, r, 0, "pub --create")
+	if !strings.Contains(r.stderr, "4 frames, 14 bytes, 0 dropped") {
+		t.Errorf("pub summary: %q", r.stderr)
+	}
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "4", "--dir", dir)
+	mustCode(t, r, 0, "sub --from oldest --count 4")
+	if r.stdout != "alpha\n\nbeta\ngamma\n" {
+		t.Errorf("sub printed %q", r.stdout)
+	}
+	// A second pub appends to the same ring; the type is recorded.
+	mustCode(t, runCLI(t, "delta\n", "pub", name, "--type", "7", "--quiet", "--dir", dir), 0, "pub --type 7")
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "5", "--framing", "json", "--dir", dir)
+	mustCode(t, r, 0, "sub --framing json")
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("sub --framing json printed %d lines:\n%s", len(lines), r.stdout)
+	}
+	var f struct {
+		Seq, Type, Flags, Lost, Len uint64
+		TimeNs                      int64 `json:"time_ns"`
+		Data                        string
+	}
+	if err := json.Unmarshal([]byte(lines[4]), &f); err != nil {
+		t.Fatalf("json line %q: %v", lines[4], err)
+	}
+	data, _ := base64.StdEncoding.DecodeString(f.Data)
+	if f.Seq != 4 || f.Type != 7 || f.Len != 5 || string(data) != "delta" || f.TimeNs <= 0 || f.TimeNs > shm.Now() {
+		t.Errorf("last frame as JSON: %+v (data %q)", f, data)
+	}
+}
+
+func TestPubSubLen32Binary(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("len32")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "8", "--slot-size", "256", "--dir", dir), 0, "ring create")
+	var in bytes.Buffer
+	var want [][]byte
+	for i := 0; i < 5; i++ {
+		p := bytes.Repeat([]byte{byte(i), '\n', 0, 0xff}, i*10) // newlines and zeros inside
+		want = append(want, p)
+		binary.Write(&in, binary.LittleEndian, uint32(len(p)))
+		in.Write(p)
+	}
+	mustCode(t, runCLIReader(t, &in, "pub", name, "--framing", "len32", "--quiet", "--dir", dir), 0, "pub --framing len32")
+	r := runCLI(t, "", "sub", name, "--from", "oldest", "--count", "5", "--framing", "len32", "--dir", dir)
+	mustCode(t, r, 0, "sub --framing len32")
+	out := []byte(r.stdout)
+	for i, w := range want {
+		if len(out) < 4 {
+			t.Fatalf("frame %d: output ends early", i)
+		}
+		n := binary.LittleEndian.Uint32(out)
+		if int(n) != len(w) || !bytes.Equal(out[4:4+n], w) {
+			t.Fatalf("frame %d: got %d bytes %x, want %x", i, n, out[4:min(len(out), 4+int(n))], w)
+		}
+		out = out[4+n:]
+	}
+	if len(out) != 0 {
+		t.Errorf("%d bytes after the last frame", len(out))
+	}
+	// The hex framing shows the same payloads.
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "2", "--framing", "hex", "--dir", dir)
+	mustCode(t, r, 0, "sub --framing hex")
+	if want := "\n" + fmt.Sprintf("%x", want[1]) + "\n"; r.stdout != want {
+		t.Errorf("sub --framing hex printed %q", r.stdout)
+	}
+}
+
+// TestPubBadInput: records that do not fit are dropped and counted, the
+// others still arrive, and pub exits 1 naming the slot size.
+func TestPubBadInput(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("bad")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	big := strings.Repeat("x", 65)
+	huge := strings.Repeat("y", 200<<10) // longer than pub's read buffer
+	r := runCLI(t, "ok1\n"+big+"\nok2\n"+huge+"\nok3\n", "pub", name, "--dir", dir)
+	mustCode(t, r, 1, "pub with oversized lines")
+	for _, want := range []string{"record 2 dropped: 65 bytes", "record 4 dropped: 204800 bytes", "3 frames, 9 bytes, 2 dropped", "2 of 5 records dropped", "slot payload of 64 bytes", "--slot-size"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("pub stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "3", "--dir", dir)
+	mustCode(t, r, 0, "sub")
+	if r.stdout != "ok1\nok2\nok3\n" {
+		t.Errorf("frames after bad records: %q", r.stdout)
+	}
+
+	// len32: an oversized record is skipped whole; a truncated one is an error.
+	var in bytes.Buffer
+	for _, p := range []string{"a", strings.Repeat("z", 100), "b"} {
+		binary.Write(&in, binary.LittleEndian, uint32(len(p)))
+		in.WriteString(p)
+	}
+	binary.Write(&in, binary.LittleEndian, uint32(10))
+	in.WriteString("short")
+	r = runCLIReader(t, &in, "pub", name, "--framing", "len32", "--dir", dir)
+	mustCode(t, r, 1, "pub len32 with a truncated record")
+	if !strings.Contains(r.stderr, "record 2 dropped: 100 bytes") || !strings.Contains(r.stderr, "stdin ended inside record 4: got 5 of 10 bytes") {
+		t.Errorf("pub len32 stderr:\n%s", r.stderr)
+	}
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "5", "--dir", dir)
+	mustCode(t, r, 0, "sub")
+	if !strings.HasSuffix(r.stdout, "ok3\na\nb\n") {
+		t.Errorf("frames after bad len32 records: %q", r.stdout)
+	}
+}
+
+func TestPubSubUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pub"}, "ring name missing"},
+		{[]string{"pub", "a", "b"}, "one RING"},
+		{[]string{"pub", "../x"}, "bad ring name"},
+		{[]string{"pub", "r", "--framing", "csv"}, "use lines or len32"},
+		{[]string{"pub", "r", "--slots", "8"}, "--slots only applies with --create"},
+		{[]string{"pub", "r", "--create", "--slots", "6"}, "power of two"},
+		{[]string{"pub", "r", "--create", "--policy", "drop"}, "use overwrite or block"},
+		{[]string{"pub", "r", "--type", "4294967296"}, "4294967295"},
+		{[]string{"sub"}, "ring name missing"},
+		{[]string{"sub", "r", "--from", "middle"}, "use oldest or newest"},
+		{[]string{"sub", "r", "--framing", "xml"}, "lines, len32, hex or json"},
+		{[]string{"sub", "r", "--timeout", "-1s"}, "positive duration"},
+		{[]string{"hz"}, "ring name missing"},
+		{[]string{"hz", "r", "--window", "10us"}, "at least 1ms"},
+		{[]string{"ring"}, "subcommand missing"},
+		{[]string{"ring", "grow"}, "unknown subcommand"},
+		{[]string{"ring", "create", "r", "--slots", "3"}, "power of two"},
+		{[]string{"ring", "create", "r", "--slot-size", "lots"}, "bad size"},
+		{[]string{"ring", "ls", "extra"}, "takes no arguments"},
+		{[]string{"ring", "rm"}, "--stale"},
+	} {
+		args := c.args
+		if len(args) > 1 || args[0] != "ring" {
+			args = append(args, "--dir", dir)
+		}
+		r := runCLI(t, "", args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("edgeipc %s: exit %d stderr %q; want exit 2 mentioning %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
+		}
+	}
+	// Not usage errors, but failures that say what to do.
+	r := runCLI(t, "x\n", "pub", "missing", "--dir", dir)
+	mustCode(t, r, 1, "pub to a missing ring")
+	if !strings.Contains(r.stderr, "edgeipc ring create missing") || !strings.Contains(r.stderr, "--create") {
+		t.Errorf("pub to a missing ring: %q", r.stderr)
+	}
+	r = runCLI(t, "", "sub", "missing", "--dir", dir)
+	mustCode(t, r, 1, "sub of a missing ring")
+	// -h after the ring name prints the command's help and exits 0.
+	r = runCLI(t, "", "sub", "r", "-h")
+	mustCode(t, r, 0, "sub r -h")
+	if !strings.Contains(r.stdout, "--from newest") {
+		t.Errorf("sub -h: %q", r.stdout)
+	}
+}
+
+func TestPubBusyWriter(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("busy")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--dir", dir), 0, "ring create")
+	w, err := shm.OpenWriter(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r := runCLI(t, "x\n", "pub", name, "--dir", dir)
+	mustCode(t, r, 1, "pub while another writer holds the lease")
+	if !strings.Contains(r.stderr, "live writer (pid "+strconv.Itoa(syscall.Getpid())+")") {
+		t.Errorf("busy pub: %q", r.stderr)
+	}
+}
+
+func TestSubTimeout(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("quiet")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--dir", dir), 0, "ring create")
+	r := runCLI(t, "", "sub", name, "--timeout", "50ms", "--dir", dir)
+	mustCode(t, r, 1, "sub --timeout on a silent ring")
+	if !strings.Contains(r.stderr, "no frame on ring "+name+" for 50ms (0 frames received; writer: none)") {
+		t.Errorf("sub --timeout: %q", r.stderr)
+	}
+}
+
+// TestPubSubPipeline runs "edgeipc sub" and "edgeipc pub" as two separate
+// processes on one ring, the way a shell pipeline would, and interrupts a
+// waiting sub with SIGINT.
+func TestPubSubPipeline(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("pipe")
+	const n = 2000
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4096", "--slot-size", "64", "--policy", "block", "--dir", dir), 0, "ring create")
+
+	sub := cliCmd(t, dir, "sub", name, "--from", "oldest", "--count", strconv.Itoa(n))
+	subOut, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&in, "frame %d\n", i)
+	}
+	pub := cliCmd(t, dir, "pub", name)
+	pub.Stdin = strings.NewReader(in.String())
+	var pubErr bytes.Buffer
+	pub.Stderr = &pubErr
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(subOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, pub); code != 0 {
+		t.Fatalf("pub exit %d: %s", code, pubErr.String())
+	}
+	if code := waitCmd(t, sub); code != 0 {
+		t.Fatalf("sub exit %d", code)
+	}
+	if string(got) != in.String() {
+		t.Fatalf("sub received %d bytes, want %d; first difference near %q", len(got), in.Len(), firstDiff(string(got), in.String()))
+	}
+
+	// A sub waiting on a silent ring exits 130 on SIGINT.
+	sub = cliCmd(t, dir, "sub", name)
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	eventually(t, "sub to join the ring", func() bool {
+		for _, rd := range ring.Inspect().Readers {
+			if rd.PID == sub.Process.Pid {
+				return true
+			}
+		}
+		return false
+	})
+	sub.Process.Signal(syscall.SIGINT)
+	if code := waitCmd(t, sub); code != ExitInterrupted {
+		t.Fatalf("sub after SIGINT: exit %d, want %d", code, ExitInterrupted)
+	}
+	if rs := ring.Inspect().Readers; len(rs) != 0 {
+		t.Errorf("sub left its reader slot after SIGINT: %+v", rs)
+	}
+}
+
+func firstDiff(a, b string) string {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return a[max(0, i-10):min(len(a), i+10)]
+		}
+	}
+	return "(one is a prefix of the other)"
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(testTimeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestHz measures a ring fed at a known size from this process and checks
+// that every window's counts are consistent with that size.
+func TestHz(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("hz")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "64", "--slot-size", "128", "--dir", dir), 0, "ring create")
+	w, err := shm.OpenWriter(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		p := make([]byte, 100)
+		for ctx.Err() == nil {
+			w.Write(p)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	r := runCLI(t, "", "hz", name, "--window", "100ms", "--count", "3", "--json", "--dir", dir)
+	mustCode(t, r, 0, "hz --json")
+	sc := bufio.NewScanner(strings.NewReader(r.stdout))
+	windows := 0
+	for sc.Scan() {
+		var hw hzWindow
+		if err := json.Unmarshal(sc.Bytes(), &hw); err != nil {
+			t.Fatalf("hz line %q: %v", sc.Text(), err)
+		}
+		windows++
+		if hw.Frames == 0 || hw.Bytes != 100*hw.Frames || hw.WindowNs < int64(100*time.Millisecond) ||
+			hw.FramesPerSec <= 0 || hw.LatencyMaxNs < hw.LatencyMeanNs || hw.LatencyMeanNs < 0 {
+			t.Errorf("hz window: %+v", hw)
+		}
+	}
+	if windows != 3 {
+		t.Errorf("hz --count 3 printed %d windows:\n%s", windows, r.stdout)
+	}
+	r = runCLI(t, "", "hz", name, "--window", "50ms", "--count", "1", "--dir", dir)
+	mustCode(t, r, 0, "hz")
+	if !strings.Contains(r.stdout, "FRAMES/S") || strings.Count(r.stdout, "\n") != 2 {
+		t.Errorf("hz table:\n%s", r.stdout)
+	}
+}

@@ -1,0 +1,469 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// ringSub is one "edgeipc ring" subcommand.
+type ringSub struct {
+	name, usage, short string
+	flags              func(fs *flag.FlagSet, o *ringOpts)
+	run                func(ctx context.Context, env *Env, o *ringOpts, args []string) error
+}
+
+// ringOpts holds every ring subcommand's flags (each subcommand declares
+// the ones it uses).
+type ringOpts struct {
+	dir      string
+	slots    int
+	slotSize int
+	policy   string
+	group    string
+	json     bool
+	force    bool
+	stale    bool
+}
+
+func (o *ringOpts) segOpts() *shm.SegmentOptions {
+	return &shm.SegmentOptions{Dir: o.dir, Group: o.group}
+}
+
+func dirFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "dir", "", "segment directory (default $EDGEIPC_SHM_DIR or /dev/shm)")
+}
+
+var ringSubs = []*ringSub{
+	{
+		name: "create", usage: "ring create NAME [--slots N] [--slot-size BYTES] [--policy overwrite|block] [--group G] [--dir DIR]",
+		short: "create a ring",
+		flags: func(fs *flag.FlagSet, o *ringOpts) {
+			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "number of slots, a power of two from 2 to 16777216")
+			fs.Var(sizeValue{&o.slotSize}, "slot-size", fmt.Sprintf("largest frame payload in bytes, e.g. 64, 4k, 1m; rounded up to a multiple of 64 (default %d)", shm.DefaultSlotPayload))
+			fs.StringVar(&o.policy, "policy", "overwrite", "what a full ring does: overwrite (readers lose the oldest frames) or block (the writer waits)")
+			fs.StringVar(&o.group, "group", "", "group name or id: create the ring mode 0660 for that group (default mode 0600)")
+			dirFlag(fs, &o.dir)
+		},
+		run: ringCreate,
+	},
+	{
+		name: "ls", usage: "ring ls [--json] [--dir DIR]", short: "list edgeipc segments",
+		flags: func(fs *flag.FlagSet, o *ringOpts) {
+			fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+			dirFlag(fs, &o.dir)
+		},
+		run: ringList,
+	},
+	{
+		name: "inspect", usage: "ring inspect NAME [--json] [--dir DIR]", short: "show a ring's header, writer and readers",
+		flags: func(fs *flag.FlagSet, o *ringOpts) {
+			fs.BoolVar(&o.json, "json", false, "print JSON instead of text")
+			dirFlag(fs, &o.dir)
+		},
+		run: ringInspect,
+	},
+	{
+		name: "rm", usage: "ring rm NAME... | ring rm --stale [NAME...] [--force] [--dir DIR]", short: "remove rings",
+		flags: func(fs *flag.FlagSet, o *ringOpts) {
+			fs.BoolVar(&o.force, "force", false, "also remove segments that are not rings (semaphores, unreadable files)")
+			fs.BoolVar(&o.stale, "stale", false, "remove only rings without a live writer or reader; with no NAME, every such ring")
+			dirFlag(fs, &o.dir)
+		},
+		run: ringRemove,
+	},
+}
+
+func init() {
+	var long strings.Builder
+	long.WriteString(`A ring is a named shared-memory segment of fixed-size slots with one
+writer and many readers, stored as the file edgeipc.NAME in the segment
+directory (--dir, else $EDGEIPC_SHM_DIR, else /dev/shm).
+
+Subcommands:
+`)
+	for _, s := range ringSubs {
+		fmt.Fprintf(&long, "  %-8s %s\n", s.name, s.short)
+		fmt.Fprintf(&long, "           edgeipc %s\n", s.usage)
+	}
+	long.WriteString(`
+ring create makes the file mode 0600 (only you), or 0660 for --group.
+--slot-size is the largest payload one frame can carry.
+
+ring ls lists every edgeipc segment with its size, mode and owner, and for
+rings the geometry, policy, head sequence, writer and readers.
+
+ring inspect shows the header, the writer lease (pid, alive, epoch), every
+reader (pid, alive, cursor, lag, lost) and totals.
+
+ring rm refuses a segment that is not a ring unless --force. With --stale
+it removes only rings whose writer and readers are all dead (or that never
+had any): use it to clean up after crashes. A process that opens a ring
+after the check may still be holding the unlinked file.
+
+Run 'edgeipc ring SUBCOMMAND -h' for a subcommand's flags.
+
+Examples:
+  edgeipc ring create cam0 --slots 64 --slot-size 1m
+  edgeipc ring ls
+  edgeipc ring inspect cam0 --json
+  edgeipc ring rm --stale`)
+	Register(&Command{
+		Name:  "ring",
+		Usage: "ring create|ls|inspect|rm [flags] [NAME...]",
+		Short: "create, list, inspect and remove rings",
+		Long:  long.String(),
+		Run:   runRing,
+	})
+}
+
+func runRing(ctx context.Context, env *Env, _ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		return Usagef("subcommand missing: edgeipc ring create|ls|inspect|rm")
+	}
+	var sub *ringSub
+	for _, s := range ringSubs {
+		if s.name == args[0] {
+			sub = s
+		}
+	}
+	if sub == nil {
+		return Usagef("unknown subcommand %q: edgeipc ring create|ls|inspect|rm", args[0])
+	}
+	var o ringOpts
+	fs := flag.NewFlagSet("edgeipc ring "+sub.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	sub.flags(fs, &o)
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(env.Stdout, "Usage: edgeipc %s\n\n%s\n\nFlags:\n", sub.usage, sub.short)
+			fs.SetOutput(env.Stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return Usagef("ring %s: %v (usage: edgeipc %s)", sub.name, err, sub.usage)
+	}
+	return sub.run(ctx, env, &o, pos)
+}
+
+func checkRingName(sub, name string) error {
+	if err := shm.ValidName(name); err != nil {
+		return Usagef("bad ring name %q: use 1 to 200 characters from A-Z a-z 0-9 . _ -, not starting with '.' or '-' (edgeipc %s)", name, sub)
+	}
+	return nil
+}
+
+func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+	switch {
+	case len(args) == 0:
+		return Usagef("ring name missing: edgeipc ring create NAME")
+	case len(args) > 1:
+		return Usagef("ring create takes one NAME, got %d arguments: %s", len(args), strings.Join(args, " "))
+	}
+	if err := checkRingName("ring create NAME", args[0]); err != nil {
+		return err
+	}
+	pol, err := shm.ParsePolicy(o.policy)
+	if err != nil {
+		return Usagef("bad --policy %q: use overwrite or block", o.policy)
+	}
+	if o.slots < 2 || o.slots > shm.MaxSlots || o.slots&(o.slots-1) != 0 {
+		return Usagef("bad --slots %d: use a power of two from 2 to %d, e.g. --slots 256", o.slots, shm.MaxSlots)
+	}
+	r, err := shm.Create(args[0], shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	path := r.Segment().Path()
+	mode := "?"
+	if fi, err := os.Lstat(path); err == nil {
+		mode = modeString(fi.Mode())
+	}
+	fmt.Fprintf(env.Stdout, "created ring %s: %d slots, up to %d bytes per frame, policy %s, %s, %s mode %s\n",
+		r.Name(), r.Slots(), r.SlotPayload(), r.Policy(), humanBytes(float64(r.Size())), path, mode)
+	return nil
+}
+
+// lsEntry is one line of "ring ls".
+type lsEntry struct {
+	Name  string  `json:"name"`
+	Path  string  `json:"path"`
+	Kind  string  `json:"kind"`
+	Size  int64   `json:"size"`
+	Mode  string  `json:"mode"`
+	UID   int     `json:"uid"`
+	GID   int     `json:"gid"`
+	Owner string  `json:"owner"`
+	Group string  `json:"group"`
+	Ring  *lsRing `json:"ring,omitempty"`
+	Error string  `json:"error,omitempty"`
+}
+
+type lsRing struct {
+	Slots        int    `json:"slots"`
+	SlotPayload  int    `json:"slot_payload"`
+	Policy       string `json:"policy"`
+	Head         uint32 `json:"head"`
+	WriterPID    int    `json:"writer_pid"`
+	WriterAlive  bool   `json:"writer_alive"`
+	Readers      int    `json:"readers"`
+	ReadersAlive int    `json:"readers_alive"`
+}
+
+func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+	if len(args) != 0 {
+		return Usagef("ring ls takes no arguments (got %s); to look at one ring use: edgeipc ring inspect NAME", strings.Join(args, " "))
+	}
+	segs, err := shm.ListSegments(o.segOpts())
+	if err != nil {
+		return err
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].Name < segs[j].Name })
+	out := make([]lsEntry, 0, len(segs))
+	for _, s := range segs {
+		e := lsEntry{Name: s.Name, Path: s.Path, Kind: s.Kind, Size: s.Size, Mode: modeString(s.Mode),
+			UID: s.UID, GID: s.GID, Owner: userName(s.UID), Group: groupName(s.GID)}
+		if s.Kind == "ring" {
+			if r, err := shm.Open(s.Name, o.segOpts()); err != nil {
+				e.Error = err.Error()
+			} else {
+				in := r.Inspect()
+				r.Close()
+				lr := &lsRing{Slots: in.Slots, SlotPayload: in.SlotPayload, Policy: in.Policy, Head: in.Head,
+					WriterPID: in.WriterPID, WriterAlive: in.WriterAlive, Readers: len(in.Readers)}
+				for _, rd := range in.Readers {
+					if rd.Alive {
+						lr.ReadersAlive++
+					}
+				}
+				e.Ring = lr
+			}
+		}
+		out = append(out, e)
+	}
+	if o.json {
+		return writeJSON(env.Stdout, out)
+	}
+	if len(out) == 0 {
+		fmt.Fprintf(env.Stdout, "no edgeipc segments in %s\n", segDir(o.dir))
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tMODE\tOWNER\tSLOTS\tPAYLOAD\tPOLICY\tHEAD\tWRITER\tREADERS")
+	for _, e := range out {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t", e.Name, e.Kind, humanBytes(float64(e.Size)), e.Mode, e.Owner, e.Group)
+		switch {
+		case e.Ring != nil:
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%d (%d alive)\n", e.Ring.Slots, e.Ring.SlotPayload, e.Ring.Policy, e.Ring.Head,
+				writerString(e.Ring.WriterPID, e.Ring.WriterAlive), e.Ring.Readers, e.Ring.ReadersAlive)
+		case e.Error != "":
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(%s)\n", e.Error)
+		default:
+			fmt.Fprint(tw, "-\t-\t-\t-\t-\t-\n")
+		}
+	}
+	return tw.Flush()
+}
+
+func writerString(pid int, alive bool) string {
+	switch {
+	case pid == 0:
+		return "none"
+	case alive:
+		return strconv.Itoa(pid) + " alive"
+	}
+	return strconv.Itoa(pid) + " dead"
+}
+
+func segDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	if d := os.Getenv("EDGEIPC_SHM_DIR"); d != "" {
+		return d
+	}
+	return shm.DefaultDir
+}
+
+// inspectOut is the JSON of "ring inspect": the ring's Info plus file
+// metadata and totals.
+type inspectOut struct {
+	shm.Info
+	Path   string        `json:"path"`
+	Mode   string        `json:"mode"`
+	UID    int           `json:"uid"`
+	GID    int           `json:"gid"`
+	Owner  string        `json:"owner"`
+	Group  string        `json:"group"`
+	Totals inspectTotals `json:"totals"`
+}
+
+type inspectTotals struct {
+	Readers      int    `json:"readers"`
+	ReadersAlive int    `json:"readers_alive"`
+	Lost         uint64 `json:"lost"`
+	MaxLag       uint32 `json:"max_lag"`
+	ReaderFrames uint64 `json:"reader_frames"`
+}
+
+func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+	switch {
+	case len(args) == 0:
+		return Usagef("ring name missing: edgeipc ring inspect NAME")
+	case len(args) > 1:
+		return Usagef("ring inspect takes one NAME, got %d arguments: %s", len(args), strings.Join(args, " "))
+	}
+	if err := checkRingName("ring inspect NAME", args[0]); err != nil {
+		return err
+	}
+	r, err := shm.Open(args[0], o.segOpts())
+	if err != nil {
+		return err
+	}
+	out := inspectOut{Info: r.Inspect(), Path: r.Segment().Path()}
+	r.Close()
+	if fi, err := os.Lstat(out.Path); err == nil {
+		out.Mode = modeString(fi.Mode())
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			out.UID, out.GID = int(st.Uid), int(st.Gid)
+			out.Owner, out.Group = userName(out.UID), groupName(out.GID)
+		}
+	}
+	t := &out.Totals
+	for _, rd := range out.Readers {
+		t.Readers++
+		if rd.Alive {
+			t.ReadersAlive++
+		}
+		t.Lost += uint64(rd.Lost)
+		t.ReaderFrames += uint64(rd.Frames)
+		if rd.Lag > t.MaxLag {
+			t.MaxLag = rd.Lag
+		}
+	}
+	if o.json {
+		return writeJSON(env.Stdout, out)
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "ring %s\n", out.Name)
+	fmt.Fprintf(w, "  file      %s, mode %s, owner %s:%s, %s\n", out.Path, out.Mode, out.Owner, out.Group, humanBytes(float64(out.Size)))
+	fmt.Fprintf(w, "  layout    abi v%d, %d slots of %d bytes (payload up to %d bytes), policy %s\n",
+		out.ABIVersion, out.Slots, out.SlotSize, out.SlotPayload, out.Policy)
+	fmt.Fprintf(w, "  head      seq %d, %d frames written since base seq %d, %d sleeping waiters\n",
+		out.Head, out.Frames, out.BaseSeq, out.Sleepers)
+	fmt.Fprintf(w, "  writer    %s, lease epoch %d\n", writerString(out.WriterPID, out.WriterAlive), out.WriterEpoch)
+	fmt.Fprintf(w, "  readers   %d (%d alive), %d frames lost in total, max lag %d\n", t.Readers, t.ReadersAlive, t.Lost, t.MaxLag)
+	if len(out.Readers) > 0 {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "    SLOT\tPID\tALIVE\tCURSOR\tLAG\tLOST\tFRAMES\tWAKE")
+		for _, rd := range out.Readers {
+			wake := "futex"
+			if rd.Event {
+				wake = "eventfd"
+			}
+			fmt.Fprintf(tw, "    %d\t%d\t%v\t%d\t%d\t%d\t%d\t%s\n", rd.Index, rd.PID, rd.Alive, rd.Cursor, rd.Lag, rd.Lost, rd.Frames, wake)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+	if len(args) == 0 && !o.stale {
+		return Usagef("ring name missing: edgeipc ring rm NAME... (or edgeipc ring rm --stale to remove every ring left by dead processes)")
+	}
+	for _, n := range args {
+		if err := checkRingName("ring rm NAME...", n); err != nil {
+			return err
+		}
+	}
+	segs, err := shm.ListSegments(o.segOpts())
+	if err != nil {
+		return err
+	}
+	byName := make(map[string]shm.SegmentInfo, len(segs))
+	for _, s := range segs {
+		byName[s.Name] = s
+	}
+	names := args
+	if len(names) == 0 {
+		for _, s := range segs {
+			if s.Kind == "ring" {
+				names = append(names, s.Name)
+			}
+		}
+		sort.Strings(names)
+	}
+	failed := 0
+	fail := func(format string, a ...any) {
+		failed++
+		fmt.Fprintf(env.Stderr, "edgeipc ring rm: "+format+"\n", a...)
+	}
+	for _, n := range names {
+		s, ok := byName[n]
+		if !ok {
+			fail("%s: no such ring in %s", n, segDir(o.dir))
+			continue
+		}
+		if s.Kind != "ring" && !o.force {
+			fail("%s: %s is a %s segment, not a ring; use --force to remove it anyway", n, s.Path, s.Kind)
+			continue
+		}
+		if o.stale {
+			if s.Kind != "ring" {
+				fmt.Fprintf(env.Stdout, "kept %s: not a ring, so --stale cannot tell whether it is in use\n", n)
+				continue
+			}
+			live, err := ringLive(n, o.segOpts())
+			if err != nil && !o.force {
+				fail("%s: cannot check whether it is in use: %v (use --force to remove it anyway)", n, err)
+				continue
+			}
+			if live != "" {
+				fmt.Fprintf(env.Stdout, "kept %s: %s\n", n, live)
+				continue
+			}
+		}
+		if err := shm.RemoveSegment(n, o.segOpts()); err != nil {
+			fail("%v", err)
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "removed %s\n", n)
+	}
+	if failed > 0 {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d not removed", failed, len(names))}
+	}
+	return nil
+}
+
+// ringLive returns why the named ring is in use ("" if its writer and all
+// its readers are dead or absent).
+func ringLive(name string, opts *shm.SegmentOptions) (string, error) {
+	r, err := shm.Open(name, opts)
+	if err != nil {
+		return "", err
+	}
+	in := r.Inspect()
+	r.Close()
+	var why []string
+	if in.WriterAlive {
+		why = append(why, fmt.Sprintf("writer pid %d is alive", in.WriterPID))
+	}
+	for _, rd := range in.Readers {
+		if rd.Alive {
+			why = append(why, fmt.Sprintf("reader pid %d is alive", rd.PID))
+		}
+	}
+	return strings.Join(why, ", "), nil
+}

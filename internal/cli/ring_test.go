@@ -1,0 +1,341 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// childEnv switches a re-executed test binary into the edgeipc command
+// line: the child runs Main(os.Args[1:]) and exits. Test files are compiled
+// after the package's files, so every command is registered by then.
+const childEnv = "EDGEIPC_CLI_TEST_MAIN"
+
+func init() {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(Main(os.Args[1:]))
+	}
+}
+
+// testTimeout bounds every command a test runs (a guard against hangs, not
+// a speed assertion; qemu is slow).
+const testTimeout = 60 * time.Second
+
+var nameSeq atomic.Uint32
+
+// uniqueName returns a ring name unique within this test process.
+func uniqueName(prefix string) string {
+	return prefix + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(int(nameSeq.Add(1)))
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the command line in this process with stdin as input.
+func runCLI(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return runCLIReader(t, strings.NewReader(stdin), args...)
+}
+
+func runCLIReader(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := MainEnv(ctx, &Env{Stdin: stdin, Stdout: &out, Stderr: &errb}, args)
+	return result{code, out.String(), errb.String()}
+}
+
+// cliCmd returns a child process running the edgeipc command line with
+// the segment directory dir.
+func cliCmd(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1", "EDGEIPC_SHM_DIR="+dir)
+	return cmd
+}
+
+// waitCmd waits for cmd with the test timeout, killing it on expiry.
+func waitCmd(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			return 0
+		}
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		t.Fatalf("%v: %v", cmd.Args, err)
+	case <-time.After(testTimeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%v did not finish within %v", cmd.Args, testTimeout)
+	}
+	return -1
+}
+
+func mustCode(t *testing.T, r result, want int, what string) {
+	t.Helper()
+	if r.code != want {
+		t.Fatalf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", what, r.code, want, r.stdout, r.stderr)
+	}
+}
+
+func lsJSON(t *testing.T, dir string) []lsEntry {
+	t.Helper()
+	r := runCLI(t, "", "ring", "ls", "--json", "--dir", dir)
+	mustCode(t, r, 0, "ring ls --json")
+	var out []lsEntry
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("ring ls --json output is not JSON: %v\n%s", err, r.stdout)
+	}
+	return out
+}
+
+func findEntry(list []lsEntry, name string) *lsEntry {
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+func TestRingCreateListInspectRemove(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("rt")
+
+	if ls := lsJSON(t, dir); len(ls) != 0 {
+		t.Fatalf("empty dir lists %v", ls)
+	}
+	r := runCLI(t, "", "ring", "create", name, "--slots", "8", "--slot-size", "1k", "--policy", "block", "--dir", dir)
+	mustCode(t, r, 0, "ring create")
+	if !strings.Contains(r.stdout, "created ring "+name) {
+		t.Errorf("create printed %q", r.stdout)
+	}
+	path := filepath.Join(dir, shm.FilePrefix+name)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Errorf("created mode %04o, want 0600", m)
+	}
+
+	// The name is taken now.
+	r = runCLI(t, "", "ring", "create", name, "--dir", dir)
+	mustCode(t, r, 1, "second ring create")
+	if !strings.Contains(r.stderr, "exist") {
+		t.Errorf("second create: stderr %q does not say the ring exists", r.stderr)
+	}
+
+	// A writer and a reader in this process show up in ls and inspect.
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	w, err := ring.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := w.Write([]byte("frame")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e := findEntry(lsJSON(t, dir), name)
+	if e == nil || e.Kind != "ring" || e.Ring == nil {
+		t.Fatalf("ring ls --json entry for %s: %+v", name, e)
+	}
+	if e.Mode != "0600" || e.Ring.Slots != 8 || e.Ring.SlotPayload != 1024 || e.Ring.Policy != "block" ||
+		e.Ring.Head != 3 || e.Ring.WriterPID != os.Getpid() || !e.Ring.WriterAlive || e.Ring.Readers != 1 || e.Ring.ReadersAlive != 1 {
+		t.Errorf("ring ls --json entry: %+v ring %+v", e, *e.Ring)
+	}
+	if e.UID != os.Getuid() || e.Path != path {
+		t.Errorf("ls uid %d path %s, want %d %s", e.UID, e.Path, os.Getuid(), path)
+	}
+	r = runCLI(t, "", "ring", "ls", "--dir", dir)
+	mustCode(t, r, 0, "ring ls")
+	if !strings.Contains(r.stdout, name) || !strings.Contains(r.stdout, strconv.Itoa(os.Getpid())+" alive") {
+		t.Errorf("ring ls table lacks the ring or its live writer:\n%s", r.stdout)
+	}
+
+	r = runCLI(t, "", "ring", "inspect", name, "--json", "--dir", dir)
+	mustCode(t, r, 0, "ring inspect --json")
+	var in inspectOut
+	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
+	}
+	if in.Name != name || in.Slots != 8 || in.SlotPayload != 1024 || in.Policy != "block" || in.Head != 3 ||
+		in.WriterPID != os.Getpid() || !in.WriterAlive || in.WriterEpoch == 0 || in.Mode != "0600" {
+		t.Errorf("inspect --json: %+v", in)
+	}
+	if len(in.Readers) != 1 || in.Readers[0].PID != os.Getpid() || !in.Readers[0].Alive || in.Readers[0].Lag != 3 ||
+		in.Totals.Readers != 1 || in.Totals.ReadersAlive != 1 || in.Totals.MaxLag != 3 {
+		t.Errorf("inspect --json readers %+v totals %+v", in.Readers, in.Totals)
+	}
+	r = runCLI(t, "", "ring", "inspect", "--dir", dir, name) // flags before the name work too
+	mustCode(t, r, 0, "ring inspect")
+	for _, want := range []string{"ring " + name, "8 slots", "policy block", "writer    " + strconv.Itoa(os.Getpid()) + " alive", "readers   1 (1 alive)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("ring inspect output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	rd.Close()
+	w.Close()
+	ring.Close()
+	r = runCLI(t, "", "ring", "rm", name, "--dir", dir)
+	mustCode(t, r, 0, "ring rm")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("after ring rm, stat %s: %v", path, err)
+	}
+	if ls := lsJSON(t, dir); len(ls) != 0 {
+		t.Errorf("after rm, ls shows %+v", ls)
+	}
+	r = runCLI(t, "", "ring", "rm", name, "--dir", dir)
+	mustCode(t, r, 1, "ring rm of a missing ring")
+	if !strings.Contains(r.stderr, "no such ring") {
+		t.Errorf("rm of missing ring: stderr %q", r.stderr)
+	}
+	r = runCLI(t, "", "ring", "inspect", name, "--dir", dir)
+	mustCode(t, r, 1, "ring inspect of a missing ring")
+}
+
+func TestRingCreateGroupMode(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("grp")
+	gid := os.Getgid()
+	r := runCLI(t, "", "ring", "create", name, "--group", strconv.Itoa(gid), "--slots", "2", "--slot-size", "64", "--dir", dir)
+	mustCode(t, r, 0, "ring create --group")
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, shm.FilePrefix+name), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o777 != 0o660 || int(st.Gid) != gid {
+		t.Errorf("ring created with --group %d: mode %04o gid %d, want 0660 gid %d", gid, st.Mode&0o777, st.Gid, gid)
+	}
+}
+
+func TestRingRemoveRefusesNonRing(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("sem")
+	sem, err := shm.CreateSemaphore(name, 0, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sem.Close()
+	path := filepath.Join(dir, shm.FilePrefix+name)
+
+	r := runCLI(t, "", "ring", "rm", name, "--dir", dir)
+	mustCode(t, r, 1, "ring rm of a semaphore")
+	if !strings.Contains(r.stderr, "semaphore") || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("rm of a semaphore: stderr %q should name the kind and --force", r.stderr)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("ring rm without --force removed the semaphore: %v", err)
+	}
+	if e := findEntry(lsJSON(t, dir), name); e == nil || e.Kind != "semaphore" || e.Ring != nil {
+		t.Errorf("ls entry for a semaphore: %+v", e)
+	}
+	r = runCLI(t, "", "ring", "rm", "--force", name, "--dir", dir)
+	mustCode(t, r, 0, "ring rm --force")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("ring rm --force left %s: %v", path, err)
+	}
+}
+
+// TestRingRemoveStale kills a real "edgeipc pub" process holding a ring's
+// writer lease with SIGKILL and checks that "ring rm --stale" removes that
+// ring but keeps one whose writer (this process) is alive.
+func TestRingRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	dead, live := uniqueName("dead"), uniqueName("live")
+	opts := &shm.SegmentOptions{Dir: dir}
+	for _, n := range []string{dead, live} {
+		mustCode(t, runCLI(t, "", "ring", "create", n, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	}
+	lw, err := shm.OpenWriter(live, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lw.Close()
+
+	// The child takes the lease and waits on its stdin, which we never close.
+	child := cliCmd(t, dir, "pub", dead)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := shm.Open(dead, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	for deadline := time.Now().Add(testTimeout); ; time.Sleep(10 * time.Millisecond) {
+		if in := ring.Inspect(); in.WriterPID == child.Process.Pid && in.WriterAlive {
+			break
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			child.Wait()
+			t.Fatalf("child pub %d never took the writer lease: %+v", child.Process.Pid, ring.Inspect())
+		}
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, child); code != -1 {
+		t.Fatalf("SIGKILLed child exited with code %d", code)
+	}
+	if in := ring.Inspect(); in.WriterPID != child.Process.Pid || in.WriterAlive {
+		t.Fatalf("after SIGKILL the lease should name the dead pid %d: %+v", child.Process.Pid, in)
+	}
+
+	r := runCLI(t, "", "ring", "rm", "--stale", "--dir", dir)
+	mustCode(t, r, 0, "ring rm --stale")
+	if !strings.Contains(r.stdout, "removed "+dead) || !strings.Contains(r.stdout, "kept "+live+": writer pid "+strconv.Itoa(os.Getpid())+" is alive") {
+		t.Errorf("ring rm --stale output:\n%s", r.stdout)
+	}
+	ls := lsJSON(t, dir)
+	if findEntry(ls, dead) != nil || findEntry(ls, live) == nil {
+		t.Errorf("after rm --stale: %+v (want %s gone and %s kept)", ls, dead, live)
+	}
+	// Naming the live ring with --stale still keeps it.
+	r = runCLI(t, "", "ring", "rm", "--stale", live, "--dir", dir)
+	mustCode(t, r, 0, "ring rm --stale NAME")
+	if findEntry(lsJSON(t, dir), live) == nil {
+		t.Errorf("ring rm --stale %s removed a ring with a live writer", live)
+	}
+}

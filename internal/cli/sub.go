@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+func init() {
+	Register(&Command{
+		Name:  "sub",
+		Usage: "sub RING [--from oldest|newest] [--framing lines|len32|hex|json] [--count N] [--timeout D] [--dir DIR]",
+		Short: "print frames read from a ring",
+		Long: `sub joins the ring as a reader and writes every frame to stdout:
+
+  --framing lines   the payload, then a newline (default)
+  --framing len32   a 4-byte little-endian length, then the payload
+                    (what 'edgeipc pub --framing len32' reads)
+  --framing hex     the payload in hex, one frame per line
+  --framing json    one object per line: {"seq", "time_ns", "type",
+                    "flags", "lost", "len", "data" (base64)}
+
+--from newest (default) starts with the next frame written; --from oldest
+starts with the oldest frame still in the ring. Frames the writer
+overwrote before sub read them are reported on stderr, e.g.
+"lost 12 frames before seq 100".
+
+sub exits 0 after --count frames, 130 on SIGINT or SIGTERM, and 1 with a
+message if --timeout passes without a frame arriving (the timeout starts
+again after every frame).
+
+Examples:
+  edgeipc sub cam0 --from oldest --count 10
+  edgeipc sub imu0 --framing json --timeout 5s | jq .len
+  edgeipc sub imu0 --framing len32 | my-consumer`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("from", "newest", "where to start: newest (the next frame written) or oldest (the oldest frame in the ring)")
+			fs.String("framing", "lines", "output format: lines, len32, hex or json")
+			fs.Uint64("count", 0, "exit 0 after this many frames (0: run until interrupted)")
+			fs.Duration("timeout", 0, "exit 1 if no frame arrives for this long, e.g. 5s (0: wait forever)")
+			dirFlag(fs, new(string))
+		},
+		Run: runSub,
+	})
+}
+
+func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	args, err := reparse(env, "sub", fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 0:
+		return Usagef("ring name missing: edgeipc sub RING")
+	case len(args) > 1:
+		return Usagef("sub takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
+	}
+	name := args[0]
+	if err := checkRingName("sub RING", name); err != nil {
+		return err
+	}
+	from, err := shm.ParseStart(getFlag[string](fs, "from"))
+	if err != nil {
+		return Usagef("bad --from %q: use oldest or newest", getFlag[string](fs, "from"))
+	}
+	framing := getFlag[string](fs, "framing")
+	switch framing {
+	case "lines", "len32", "hex", "json":
+	default:
+		return Usagef("bad --framing %q: use lines, len32, hex or json", framing)
+	}
+	count := getFlag[uint64](fs, "count")
+	timeout := getFlag[time.Duration](fs, "timeout")
+	if timeout < 0 {
+		return Usagef("bad --timeout %v: use a positive duration such as 5s, or 0 to wait forever", timeout)
+	}
+
+	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}, &shm.ReaderOptions{From: from})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	buf := make([]byte, rd.Ring().SlotPayload())
+	out := bufio.NewWriterSize(env.Stdout, 64<<10)
+	defer out.Flush()
+	var line []byte // formatting scratch for hex and json, reused
+	var n uint64
+	for count == 0 || n < count {
+		if err := ctx.Err(); err != nil {
+			return err // interrupted while frames keep arriving
+		}
+		f, err := rd.TryReadInto(buf)
+		if errors.Is(err, shm.ErrWouldBlock) {
+			// About to wait: show what we have first.
+			if err := out.Flush(); err != nil {
+				return err
+			}
+			f, err = subWait(ctx, rd, buf, timeout)
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return fmt.Errorf("no frame on ring %s for %v (%d frames received; writer: %s)", name, timeout, n, subWriter(rd))
+			}
+		}
+		if err != nil {
+			return err
+		}
+		n++
+		if f.Lost > 0 {
+			out.Flush()
+			fmt.Fprintf(env.Stderr, "lost %d frames before seq %d\n", f.Lost, f.Seq)
+		}
+		switch framing {
+		case "lines":
+			out.Write(f.Data)
+			err = out.WriteByte('\n')
+		case "len32":
+			var h [4]byte
+			binary.LittleEndian.PutUint32(h[:], uint32(len(f.Data)))
+			out.Write(h[:])
+			_, err = out.Write(f.Data)
+		case "hex":
+			line = hex.AppendEncode(line[:0], f.Data)
+			line = append(line, '\n')
+			_, err = out.Write(line)
+		case "json":
+			line = appendFrameJSON(line[:0], &f)
+			_, err = out.Write(line)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return out.Flush()
+}
+
+// subWait blocks for the next frame, up to timeout (0: no limit).
+func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Duration) (shm.Frame, error) {
+	if timeout == 0 {
+		return rd.ReadInto(ctx, buf)
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return rd.ReadInto(tctx, buf)
+}
+
+func subWriter(rd *shm.Reader) string {
+	in := rd.Ring().Inspect()
+	return writerString(in.WriterPID, in.WriterAlive)
+}
+
+// appendFrameJSON appends f as one JSON object and a newline.
+func appendFrameJSON(b []byte, f *shm.Frame) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, uint64(f.Seq), 10)
+	b = append(b, `,"time_ns":`...)
+	b = strconv.AppendInt(b, f.Time, 10)
+	b = append(b, `,"type":`...)
+	b = strconv.AppendUint(b, uint64(f.Type), 10)
+	b = append(b, `,"flags":`...)
+	b = strconv.AppendUint(b, uint64(f.Flags), 10)
+	b = append(b, `,"lost":`...)
+	b = strconv.AppendUint(b, uint64(f.Lost), 10)
+	b = append(b, `,"len":`...)
+	b = strconv.AppendInt(b, int64(len(f.Data)), 10)
+	b = append(b, `,"data":"`...)
+	b = base64.StdEncoding.AppendEncode(b, f.Data)
+	return append(b, "\"}\n"...)
+}
