@@ -232,6 +232,7 @@ func (rd *Reader) wait(ws waitSpec) (Frame, error) {
 			if atomic.LoadUint32(&rd.h.Head) != rd.cursor || rd.closed.Load() {
 				break
 			}
+			procyield(1)
 			if i&1023 == 1023 {
 				if err := rd.pollDone(done, ws); err != nil {
 					return Frame{}, err
