@@ -36,7 +36,7 @@ DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.to
 DEB_AMD64   := $(DIST)/edgeipc_$(DEB_VERSION)_amd64.deb
 RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT)
 
-.PHONY: help build run test test-native test-race bench lint \
+.PHONY: help build run setup test test-native test-race bench lint \
 	cross $(BINARIES) release-check size deps deb test-deb \
 	qemu-setup qemu-check test-arm test-arm64 test-armv7 test-armv6
 
@@ -49,7 +49,10 @@ build: ## static binary for this machine into bin/edgeipc
 run: ## run the runtime on its built-in default configuration
 	$(GO) run ./cmd/edgeipc run
 
-test: lint test-native test-race test-arm release-check ## the whole test suite: native, race, ARM under qemu, release checks
+test: setup lint test-native test-race test-arm release-check ## the whole test suite: native, race, ARM under qemu, release checks
+
+setup: ## install what the tests need (as root), or say what to run
+	scripts/setup.sh
 
 test-native: ## unit and cross-process tests on this machine
 	$(GO) test -count=1 $(PKGS)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# setup.sh — what `make test` needs on a fresh Debian/Ubuntu machine:
+# Debian packages (qemu-user-static for the ARM runs, mosquitto, systemd
+# tools for the .deb test, ...) and qemu registered with binfmt_misc.
+#
+#   scripts/setup.sh   as root: install the missing packages, register qemu
+#                      as any user: exit 0 if ready, else print the one
+#                      command to run as root and exit 1
+# Idempotent and quick when everything is there (no apt-get call then).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Keep in step with .ci/run.
+PKGS=(qemu-user-static binfmt-support file mosquitto adduser passwd systemd ca-certificates git make procps)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+root=0
+[[ $(id -u) -eq 0 ]] && root=1
+
+if (( ${#missing[@]} )); then
+  if (( ! root )); then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run once: sudo scripts/setup.sh   (then make test again)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends --no-upgrade "${missing[@]}"
+fi
+
+if ! scripts/setup-qemu.sh --check 2>/dev/null; then
+  if (( ! root )); then
+    scripts/setup-qemu.sh --check || true
+    echo "setup: run once: sudo scripts/setup.sh   (then make test again)" >&2
+    exit 1
+  fi
+  scripts/setup-qemu.sh
+fi
+echo "setup: ok (packages installed, qemu registered with binfmt_misc)"
