@@ -16,7 +16,7 @@ import (
 
 type pubOpts struct {
 	framing  string
-	typ      uint
+	typ      uint64
 	create   bool
 	slots    int
 	slotSize int
@@ -60,7 +60,7 @@ Examples:
 		Flags: func(fs *flag.FlagSet) {
 			var o pubOpts
 			fs.StringVar(&o.framing, "framing", "lines", "how stdin is split into frames: lines or len32")
-			fs.UintVar(&o.typ, "type", 0, "application frame type written with every frame (0 to 4294967295)")
+			fs.Uint64Var(&o.typ, "type", 0, "application frame type written with every frame (0 to 4294967295)")
 			fs.BoolVar(&o.create, "create", false, "create the ring if it does not exist")
 			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "with --create: number of slots, a power of two")
 			fs.Var(sizeValue{&o.slotSize}, "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m (default %d)", shm.DefaultSlotPayload))
@@ -75,7 +75,7 @@ Examples:
 				return err
 			}
 			o := pubOpts{
-				framing: getFlag[string](fs, "framing"), typ: getFlag[uint](fs, "type"), create: getFlag[bool](fs, "create"),
+				framing: getFlag[string](fs, "framing"), typ: getFlag[uint64](fs, "type"), create: getFlag[bool](fs, "create"),
 				slots: getFlag[int](fs, "slots"), slotSize: getFlag[int](fs, "slot-size"), policy: getFlag[string](fs, "policy"),
 				group: getFlag[string](fs, "group"), dir: getFlag[string](fs, "dir"), quiet: getFlag[bool](fs, "quiet"),
 			}
