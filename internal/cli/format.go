@@ -131,41 +131,54 @@ func humanBytes(n float64) string {
 // modeString formats permission bits as 0600.
 func modeString(m os.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
 
+// idNames caches uid or gid to name lookups (ls shows many files with
+// the same owner).
+type idNames struct {
+	mu     sync.Mutex
+	m      map[int]string
+	lookup func(id string) (string, error)
+}
+
 var (
-	namesMu sync.Mutex
-	users   = map[int]string{}
-	groups  = map[int]string{}
+	users = &idNames{lookup: func(id string) (string, error) {
+		u, err := user.LookupId(id)
+		if err != nil {
+			return "", err
+		}
+		return u.Username, nil
+	}}
+	groups = &idNames{lookup: func(id string) (string, error) {
+		g, err := user.LookupGroupId(id)
+		if err != nil {
+			return "", err
+		}
+		return g.Name, nil
+	}}
 )
 
-// userName returns the login name for uid, or the number.
-func userName(uid int) string {
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	if n, ok := users[uid]; ok {
+// name returns the name for id, or the number if it has none.
+func (c *idNames) name(id int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.m[id]; ok {
 		return n
 	}
-	n := strconv.Itoa(uid)
-	if u, err := user.LookupId(n); err == nil {
-		n = u.Username
+	n := strconv.Itoa(id)
+	if s, err := c.lookup(n); err == nil {
+		n = s
 	}
-	users[uid] = n
+	if c.m == nil {
+		c.m = map[int]string{}
+	}
+	c.m[id] = n
 	return n
 }
 
+// userName returns the login name for uid, or the number.
+func userName(uid int) string { return users.name(uid) }
+
 // groupName returns the group name for gid, or the number.
-func groupName(gid int) string {
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	if n, ok := groups[gid]; ok {
-		return n
-	}
-	n := strconv.Itoa(gid)
-	if g, err := user.LookupGroupId(n); err == nil {
-		n = g.Name
-	}
-	groups[gid] = n
-	return n
-}
+func groupName(gid int) string { return groups.name(gid) }
 
 // writeJSON writes v as indented JSON followed by a newline.
 func writeJSON(w io.Writer, v any) error {

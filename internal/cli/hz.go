@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
@@ -61,14 +60,8 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(args) == 0:
-		return Usagef("ring name missing: edgeipc hz RING")
-	case len(args) > 1:
-		return Usagef("hz takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
-	}
-	name := args[0]
-	if err := checkRingName("hz RING", name); err != nil {
+	name, err := oneRingArg("hz", "RING", args)
+	if err != nil {
 		return err
 	}
 	window := getFlag[time.Duration](fs, "window")

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -90,14 +89,8 @@ type pubStats struct {
 }
 
 func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []string) error {
-	switch {
-	case len(args) == 0:
-		return Usagef("ring name missing: edgeipc pub RING")
-	case len(args) > 1:
-		return Usagef("pub takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
-	}
-	name := args[0]
-	if err := checkRingName("pub RING", name); err != nil {
+	name, err := oneRingArg("pub", "RING", args)
+	if err != nil {
 		return err
 	}
 	if o.framing != "lines" && o.framing != "len32" {

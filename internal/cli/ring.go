@@ -163,14 +163,24 @@ func checkRingName(sub, name string) error {
 	return nil
 }
 
-func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+// oneRingArg returns the single ring name a command takes (cmd "pub",
+// placeholder "RING"), or a usage error that says what was wrong.
+func oneRingArg(cmd, placeholder string, args []string) (string, error) {
 	switch {
 	case len(args) == 0:
-		return Usagef("ring name missing: edgeipc ring create NAME")
+		return "", Usagef("ring name missing: edgeipc %s %s", cmd, placeholder)
 	case len(args) > 1:
-		return Usagef("ring create takes one NAME, got %d arguments: %s", len(args), strings.Join(args, " "))
+		return "", Usagef("%s takes one %s, got %d arguments: %s", cmd, placeholder, len(args), strings.Join(args, " "))
 	}
-	if err := checkRingName("ring create NAME", args[0]); err != nil {
+	if err := checkRingName(cmd+" "+placeholder, args[0]); err != nil {
+		return "", err
+	}
+	return args[0], nil
+}
+
+func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error {
+	name, err := oneRingArg("ring create", "NAME", args)
+	if err != nil {
 		return err
 	}
 	pol, err := shm.ParsePolicy(o.policy)
@@ -180,7 +190,7 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	if o.slots < 2 || o.slots > shm.MaxSlots || o.slots&(o.slots-1) != 0 {
 		return Usagef("bad --slots %d: use a power of two from 2 to %d, e.g. --slots 256", o.slots, shm.MaxSlots)
 	}
-	r, err := shm.Create(args[0], shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
+	r, err := shm.Create(name, shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
 	if err != nil {
 		return err
 	}
@@ -318,16 +328,11 @@ type inspectTotals struct {
 }
 
 func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) error {
-	switch {
-	case len(args) == 0:
-		return Usagef("ring name missing: edgeipc ring inspect NAME")
-	case len(args) > 1:
-		return Usagef("ring inspect takes one NAME, got %d arguments: %s", len(args), strings.Join(args, " "))
-	}
-	if err := checkRingName("ring inspect NAME", args[0]); err != nil {
+	name, err := oneRingArg("ring inspect", "NAME", args)
+	if err != nil {
 		return err
 	}
-	r, err := shm.Open(args[0], o.segOpts())
+	r, err := shm.Open(name, o.segOpts())
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
@@ -59,14 +58,8 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(args) == 0:
-		return Usagef("ring name missing: edgeipc sub RING")
-	case len(args) > 1:
-		return Usagef("sub takes one RING, got %d arguments: %s", len(args), strings.Join(args, " "))
-	}
-	name := args[0]
-	if err := checkRingName("sub RING", name); err != nil {
+	name, err := oneRingArg("sub", "RING", args)
+	if err != nil {
 		return err
 	}
 	from, err := shm.ParseStart(getFlag[string](fs, "from"))
