@@ -142,14 +142,26 @@ func (e *Eventfd) wait(w waitSpec) error {
 			return err
 		}
 		dl, _ = w.ctx.Deadline()
-		if w.ctx.Done() != nil {
-			stop := context.AfterFunc(w.ctx, func() { e.f.SetReadDeadline(time.Unix(1, 0)) })
-			defer stop()
-		}
 	}
+	// Set (or clear) the deadline before arming the cancellation, which
+	// moves it into the past: that order, and waiting for a callback that
+	// already started, keeps one wait's cancellation out of the next.
+	e.f.SetReadDeadline(dl)
 	if !dl.IsZero() {
-		e.f.SetReadDeadline(dl)
 		defer e.f.SetReadDeadline(time.Time{})
+	}
+	if w.ctx != nil && w.ctx.Done() != nil {
+		fired := make(chan struct{})
+		stop := context.AfterFunc(w.ctx, func() {
+			e.f.SetReadDeadline(time.Unix(1, 0))
+			close(fired)
+		})
+		defer func() {
+			if !stop() {
+				<-fired
+				e.f.SetReadDeadline(time.Time{})
+			}
+		}()
 	}
 	e.rerr = nil
 	err := e.rc.Read(e.readFn)

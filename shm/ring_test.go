@@ -440,3 +440,105 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("Reserve/Commit+Next/Release: %v allocs per frame, want 0", n)
 	}
 }
+
+// TestCancelRacesSleep cancels waits at the moment they go to sleep. A
+// futex wake, unlike a write to the word, is lost if it comes before the
+// sleeper is queued: the cancellation must keep waking until the wait is
+// back (a sub interrupted by SIGINT once hung here).
+func TestCancelRacesSleep(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "cancelrace", Config{Slots: 4, SlotPayload: 64, Policy: Block})
+	w, _ := r.NewWriter()
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	w.AddNotifier(ev)
+	futex, _ := r.NewReader(nil)
+	evrd, _ := r.NewReader(&ReaderOptions{Notifier: ev})
+	buf := make([]byte, 64)
+	waits := map[string]func(context.Context) error{
+		"futex reader":   func(ctx context.Context) error { _, err := futex.ReadInto(ctx, buf); return err },
+		"eventfd reader": func(ctx context.Context) error { _, err := evrd.ReadInto(ctx, buf); return err },
+	}
+	rounds := 300
+	if testing.Short() {
+		rounds = 50
+	}
+	for what, wait := range waits {
+		for i := 0; i < rounds; i++ {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- wait(ctx) }()
+			// Cancel anywhere from before the wait starts to after it
+			// sleeps (0 to 10 µs).
+			spinFor(time.Duration(i%40) * 250 * time.Nanosecond)
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("%s, round %d: %v, want context.Canceled", what, i, err)
+				}
+			case <-time.After(scale(5 * time.Second)):
+				t.Fatalf("%s, round %d: still asleep 5s after its context was cancelled", what, i)
+			}
+		}
+	}
+	// Deterministically: the cancellation, and its first wake, land after
+	// the sleeper's last check but before it is queued on the futex.
+	ctx, cancel := context.WithCancel(context.Background())
+	testHookBeforeFutexWait = func() {
+		testHookBeforeFutexWait = nil
+		cancel()
+		time.Sleep(20 * time.Millisecond) // the first wake is gone by now
+	}
+	done := make(chan error, 1)
+	go func() { done <- waits["futex reader"](ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("futex reader cancelled in the window: %v", err)
+		}
+	case <-time.After(scale(5 * time.Second)):
+		t.Fatal("futex reader cancelled just before it slept never woke (lost wake-up)")
+	}
+	// The eventfd reader still wakes for a frame after all those
+	// cancellations (no stale deadline is left behind).
+	wrote := make(chan struct{})
+	go func() { time.Sleep(10 * time.Millisecond); w.Write([]byte("after")); close(wrote) }()
+	ctx, cancel = context.WithTimeout(context.Background(), scale(5*time.Second))
+	defer cancel()
+	if f, err := evrd.ReadInto(ctx, buf); err != nil || string(f.Data) != "after" {
+		t.Fatalf("eventfd reader after cancellations: %q %v", f.Data, err)
+	}
+	<-wrote
+	// The block-policy writer waiting for space (the futex reader lags).
+	for {
+		if _, err := w.TryReserve(8); err != nil {
+			break
+		}
+		w.Commit()
+	}
+	for i := 0; i < rounds; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { _, err := w.ReserveContext(ctx, 8); done <- err }()
+		spinFor(time.Duration(i%40) * 250 * time.Nanosecond)
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("writer, round %d: %v, want context.Canceled", i, err)
+			}
+		case <-time.After(scale(5 * time.Second)):
+			t.Fatalf("writer, round %d: still waiting 5s after its context was cancelled", i)
+		}
+	}
+}
+
+// spinFor busy-waits d: finer than time.Sleep, to hit narrow windows.
+func spinFor(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+	}
+}

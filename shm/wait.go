@@ -65,14 +65,37 @@ func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration) error {
 		return err
 	}
 	if w.ctx != nil && w.ctx.Done() != nil {
-		stop := context.AfterFunc(w.ctx, func() { sys.FutexWake(addr, math.MaxInt32) })
-		defer stop()
+		// A wake that lands before this thread is queued on the futex is
+		// lost (the word itself does not change), so the cancellation
+		// keeps waking, backing off, until the sleeper is back.
+		var back atomic.Bool
+		fired := make(chan struct{})
+		stop := context.AfterFunc(w.ctx, func() {
+			defer close(fired)
+			for d := 20 * time.Microsecond; !back.Load(); d = min(2*d, 10*time.Millisecond) {
+				sys.FutexWake(addr, math.MaxInt32)
+				time.Sleep(d)
+			}
+		})
+		defer func() {
+			back.Store(true)
+			if !stop() {
+				<-fired
+			}
+		}()
+	}
+	if testHookBeforeFutexWait != nil {
+		testHookBeforeFutexWait()
 	}
 	if err := sys.FutexWait(addr, val, t); err != nil && err != errTimedOut {
 		return err
 	}
 	return w.expired()
 }
+
+// testHookBeforeFutexWait, set only by tests, runs just before a sleep
+// enters the kernel: the window in which a wake-up is lost.
+var testHookBeforeFutexWait func()
 
 // Semaphore operations on a (value, waiters) pair of words in shared
 // memory. Used by the named Semaphore and by the block policy.
