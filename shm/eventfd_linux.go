@@ -132,7 +132,11 @@ func (e *Eventfd) Wait(ctx context.Context) error { return e.wait(waitSpec{ctx: 
 // WaitDeadline is Wait with a deadline.
 func (e *Eventfd) WaitDeadline(t time.Time) error { return e.wait(waitSpec{deadline: t}) }
 
-func (e *Eventfd) wait(w waitSpec) error {
+func (e *Eventfd) wait(w waitSpec) error { return e.waitMax(w, 0) }
+
+// waitMax is wait that also returns nil after max (if > 0) without a
+// signal: the caller re-checks its condition and may wait again.
+func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
@@ -142,6 +146,12 @@ func (e *Eventfd) wait(w waitSpec) error {
 			return err
 		}
 		dl, _ = w.ctx.Deadline()
+	}
+	short := false // the deadline is max, not the caller's
+	if max > 0 {
+		if m := time.Now().Add(max); dl.IsZero() || m.Before(dl) {
+			dl, short = m, true
+		}
 	}
 	// Set (or clear) the deadline before arming the cancellation, which
 	// moves it into the past: that order, and waiting for a callback that
@@ -175,6 +185,9 @@ func (e *Eventfd) wait(w waitSpec) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if w.ctx != nil && w.ctx.Err() != nil {
 				return w.ctx.Err()
+			}
+			if short {
+				return nil
 			}
 			if w.ctx != nil {
 				return context.DeadlineExceeded

@@ -1,6 +1,9 @@
 package shm
 
-import "unsafe"
+import (
+	"time"
+	"unsafe"
+)
 
 // Ring ABI v1. docs/abi.md describes these bytes for C and Python; the
 // layout test checks that the Go structs match the documented offsets.
@@ -37,9 +40,16 @@ const (
 	readerEventfd = 1 // waits on an eventfd rather than the futex
 	readerAsleep  = 2 // in (or entering) a sleep
 
-	// a writer whose wakes found nobody this many times in a row checks
-	// whether the sleeper counts were left behind by dead readers.
-	staleWakes = 64
+	// a writer whose wakes found nobody this many times in a row (or that
+	// signalled eventfds this many times) checks, at most once per
+	// staleCheckEvery, whether dead readers left sleeper counts behind.
+	staleWakes      = 64
+	staleCheckEvery = int64(time.Second)
+
+	// maxSleep bounds one sleep of a reader: a wake-up lost to a count
+	// that was repaired at the wrong moment, or to a foreign writer that
+	// broke the protocol, costs at most this much latency, never a hang.
+	maxSleep = time.Second
 
 	// stamp of a slot: seq<<1 when frame seq is committed, odd while the
 	// writer is filling it.

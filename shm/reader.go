@@ -113,7 +113,10 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		if atomic.LoadUint32(&c.Owner) == uint32(os.Getpid()) {
 			continue // another reader of this process
 		}
-		if _, ok := claim(&c.Owner, &c.Start, &c.PidNS); ok {
+		if prev, ok := claim(&c.Owner, &c.Start, &c.PidNS); ok {
+			if prev != 0 {
+				forgetSleeper(r.hdr, c) // its holder may have died asleep
+			}
 			e = c
 			break
 		}
@@ -281,7 +284,7 @@ func (rd *Reader) sleep(ws waitSpec) error {
 		atomic.AddUint32(&h.EvSleepers, 1)
 		var err error
 		if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
-			err = rd.ev.wait(ws)
+			err = rd.ev.waitMax(ws, maxSleep)
 		}
 		atomic.AddUint32(&h.EvSleepers, ^uint32(0))
 		return err
@@ -289,7 +292,7 @@ func (rd *Reader) sleep(ws waitSpec) error {
 	atomic.AddUint32(&h.Sleepers, 1)
 	var err error
 	if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
-		err = futexSleep(&h.Head, c, ws, 0)
+		err = futexSleep(&h.Head, c, ws, maxSleep)
 	}
 	atomic.AddUint32(&h.Sleepers, ^uint32(0))
 	return err

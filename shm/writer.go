@@ -34,6 +34,8 @@ type Writer struct {
 
 	minCursor uint32 // block policy: cached slowest reader cursor
 	idleWakes int    // consecutive commits whose wake reached no sleeper
+	evSignals int    // eventfd signals since the last stale check
+	staleAt   int64  // nanotime of the last stale check
 	fence     uint32
 	closed    atomic.Bool
 	waiting   atomic.Int32 // goroutines blocked in waitSpace
@@ -175,7 +177,8 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	sh.Length = w.rlen
 	sh.Type = typ
 	sh.Flags = flags
-	sh.Time = nanotime()
+	now := nanotime()
+	sh.Time = now
 	sh.Seq = s
 	atomic.StoreUint32(&sh.Stamp, s<<1)
 	atomic.StoreUint32(&w.h.Head, s+1)
@@ -194,25 +197,26 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 				e.Signal()
 			}
 		}
-		w.idleWakes++
+		w.evSignals++ // whether it woke anyone is unknowable here
 	}
-	if w.idleWakes >= staleWakes {
-		w.idleWakes = 0
-		w.clearStaleSleepers()
+	if (w.idleWakes >= staleWakes || w.evSignals >= staleWakes) && now-w.staleAt >= staleCheckEvery {
+		w.idleWakes, w.evSignals, w.staleAt = 0, 0, now
+		w.repairSleepers()
 	}
 	return s, nil
 }
 
-// clearStaleSleepers resets the sleeper counts when no live reader is
-// marked asleep: a reader killed while asleep leaves its count behind, and
-// without this every later commit would make a wasted system call. A reader
-// marks itself asleep before it counts itself, so a reader going to sleep
-// now either shows up in the scan or changes the count and fails the CAS.
-func (w *Writer) clearStaleSleepers() {
-	s1 := atomic.LoadUint32(&w.h.Sleepers)
-	s2 := atomic.LoadUint32(&w.h.EvSleepers)
-	if s1 == 0 && s2 == 0 {
-		return
+// repairSleepers takes back the sleeper counts of readers that died
+// asleep: without it every later commit would make a wasted system call.
+// It only ever subtracts what a dead entry is known to hold; a reader that
+// is alive keeps its count even while it wakes and sleeps again during the
+// scan (resetting the count instead would let that reader sleep uncounted).
+func (w *Writer) repairSleepers() {
+	for _, c := range []*uint32{&w.h.Sleepers, &w.h.EvSleepers} {
+		// More sleepers than readers exist is an underflow or garbage.
+		if v := atomic.LoadUint32(c); v > MaxReaders {
+			atomic.CompareAndSwapUint32(c, v, 0)
+		}
 	}
 	for i := 0; i < MaxReaders; i++ {
 		e := w.r.reader(i)
@@ -220,15 +224,32 @@ func (w *Writer) clearStaleSleepers() {
 		if o == 0 || atomic.LoadUint32(&e.Flags)&readerAsleep == 0 {
 			continue
 		}
-		if holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
-			return // a live reader sleeps: counts may be right
+		if !holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
+			forgetSleeper(w.h, e)
 		}
 	}
-	if s1 != 0 {
-		atomic.CompareAndSwapUint32(&w.h.Sleepers, s1, 0)
+}
+
+// forgetSleeper takes back the sleeper count of a reader entry whose holder
+// is dead, once: the CAS that clears its asleep flag decides who does it.
+// A reader raises its asleep flag before it counts itself and lowers it
+// after it uncounts itself, so for a few instructions a dead reader may be
+// flagged without a count; the count taken back then belonged to a live
+// sleeper, which notices within maxSleep.
+func forgetSleeper(h *ringHeader, e *readerEntry) {
+	fl := atomic.LoadUint32(&e.Flags)
+	if fl&readerAsleep == 0 || !atomic.CompareAndSwapUint32(&e.Flags, fl, fl&^readerAsleep) {
+		return
 	}
-	if s2 != 0 {
-		atomic.CompareAndSwapUint32(&w.h.EvSleepers, s2, 0)
+	c := &h.Sleepers
+	if fl&readerEventfd != 0 {
+		c = &h.EvSleepers
+	}
+	for {
+		v := atomic.LoadUint32(c)
+		if v == 0 || v > MaxReaders || atomic.CompareAndSwapUint32(c, v, v-1) {
+			return
+		}
 	}
 }
 
@@ -321,6 +342,7 @@ func (w *Writer) evictDead(s uint32) {
 			continue
 		}
 		if !holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
+			forgetSleeper(w.h, e)
 			atomic.CompareAndSwapUint32(&e.Owner, o, 0)
 		}
 	}
