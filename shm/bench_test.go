@@ -131,6 +131,7 @@ func BenchmarkStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			w.SetSpin(-1) // both sides poll, like the C ring
 			rd, err := r.NewReader(&ReaderOptions{Spin: -1})
 			if err != nil {
 				b.Fatal(err)

@@ -295,10 +295,20 @@ func TestWriterCrashTakeover(t *testing.T) {
 	w.Close()
 }
 
+// TestReaderCrashDoesNotStallBlockWriter, for a writer that sleeps on a full
+// ring and one that polls it (SetSpin(-1)): both honour their context and
+// evict a reader that was killed.
 func TestReaderCrashDoesNotStallBlockWriter(t *testing.T) {
+	for _, spin := range []int{0, -1} {
+		t.Run(fmt.Sprintf("spin=%d", spin), func(t *testing.T) { readerCrashBlockWriter(t, spin) })
+	}
+}
+
+func readerCrashBlockWriter(t *testing.T, spin int) {
 	testDir(t)
 	r := mustCreate(t, "rcrash", Config{Slots: 4, SlotPayload: 64, Policy: Block})
 	w, _ := r.NewWriter()
+	w.SetSpin(spin)
 	cmd := child(t, "idle-reader", "EDGEIPC_RING=rcrash")
 	out, _ := cmd.StdoutPipe()
 	startChild(t, cmd)

@@ -373,7 +373,13 @@ func (rd *Reader) skip(c, n uint32) {
 
 func (rd *Reader) advance(c uint32) {
 	rd.cursor = c
-	atomic.StoreUint32(&rd.e.Cursor, c)
+	if rd.r.g.policy == policyBlock {
+		// seq_cst: a waiting writer is woken only if this store is ordered
+		// before Release's load of writer_waiting.
+		atomic.StoreUint32(&rd.e.Cursor, c)
+	} else {
+		storeRelease(&rd.e.Cursor, c) // only read by tools
+	}
 }
 
 // Release ends the use of the frame returned by Next or TryNext and

@@ -33,6 +33,10 @@ type Writer struct {
 	rlen uint32
 
 	minCursor uint32 // block policy: cached slowest reader cursor
+	slowIdx   int    // block policy: reader entry that had minCursor (-1: none)
+	scanHi    int    // block policy: highest reader entry seen held
+	scans     int    // block policy: scans since the last full one
+	spin      int    // block policy: polls of a full ring before sleeping
 	idleWakes int    // consecutive commits whose wake reached no sleeper
 	evSignals int    // eventfd signals since the last stale check
 	staleAt   int64  // nanotime of the last stale check
@@ -60,6 +64,7 @@ func (r *Ring) NewWriter() (*Writer, error) {
 	publish(&h.LeaseOwner)
 	w := &Writer{r: r, h: h, seq: atomic.LoadUint32(&h.Head), me: uint32(os.Getpid())}
 	w.minCursor = w.seq
+	w.slowIdx, w.scanHi = -1, MaxReaders-1
 	r.writer = w
 	return w, nil
 }
@@ -79,6 +84,13 @@ func OpenWriter(name string, opts *SegmentOptions) (*Writer, error) {
 	w.own = true
 	return w, nil
 }
+
+// SetSpin sets how many times a Reserve that finds the ring full (block
+// policy) polls the slowest reader before it sleeps: 0 (the default)
+// sleeps at once, a negative value polls until there is space (lowest
+// latency and highest throughput, one busy core), like ReaderOptions.Spin.
+// The overwrite policy never waits.
+func (w *Writer) SetSpin(n int) { w.spin = n }
 
 // Ring returns the ring the writer publishes to.
 func (w *Writer) Ring() *Ring { return w.r }
@@ -137,12 +149,14 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 			if try {
 				return nil, ErrWouldBlock
 			}
-			if err := w.waitSpace(s, ws); err != nil {
-				return nil, err
+			if !w.spinSpace(s, ws) {
+				if err := w.waitSpace(s, ws); err != nil {
+					return nil, err
+				}
 			}
 		}
 		sh, _ := w.r.slot(s)
-		atomic.StoreUint32(&sh.Stamp, s<<1|stampWriting)
+		storeRelease(&sh.Stamp, s<<1|stampWriting)
 		storeFence(&w.fence)
 		w.slot = sh
 		w.held = true
@@ -180,8 +194,8 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	now := nanotime()
 	sh.Time = now
 	sh.Seq = s
-	atomic.StoreUint32(&sh.Stamp, s<<1)
-	atomic.StoreUint32(&w.h.Head, s+1)
+	storeRelease(&sh.Stamp, s<<1)
+	atomic.StoreUint32(&w.h.Head, s+1) // seq_cst: ordered before the loads of the sleeper counts
 	w.seq = s + 1
 	w.held = false
 	if n := atomic.LoadUint32(&w.h.Sleepers); n != 0 {
@@ -286,21 +300,83 @@ func (w *Writer) hasSpace(s uint32) bool {
 // slowest scans the reader table for the reader furthest behind s and
 // returns its cursor and entry index (-1 if none). Entries whose cursor is
 // not within one ring of s are stale or corrupt and hold nothing back.
+//
+// Readers take the lowest free entry, so a reader that joined since the
+// last scan is at most one past the highest entry seen held: the scan
+// stops there, and every fullScanEvery-th scan covers the whole table.
 func (w *Writer) slowest(s uint32) (uint32, int) {
 	n := w.r.g.slotCount
-	min, idx := s, -1
-	for i := 0; i < MaxReaders; i++ {
+	lo, idx := s, -1
+	end := min(w.scanHi+2, MaxReaders)
+	if w.scans++; w.scans >= fullScanEvery {
+		w.scans, end = 0, MaxReaders
+	}
+	hi := -1
+	for i := 0; i < end; i++ {
 		e := w.r.reader(i)
 		o := atomic.LoadUint32(&e.Owner)
-		if o == 0 || o&claimBit != 0 {
+		if o == 0 {
+			continue
+		}
+		hi = i
+		if o&claimBit != 0 {
 			continue
 		}
 		c := atomic.LoadUint32(&e.Cursor)
-		if lag := s - c; lag <= n && lag > s-min {
-			min, idx = c, i
+		if lag := s - c; lag <= n && lag > s-lo {
+			lo, idx = c, i
 		}
 	}
-	return min, idx
+	if hi >= w.scanHi || end == MaxReaders {
+		w.scanHi = hi
+	}
+	w.slowIdx = idx
+	return lo, idx
+}
+
+// fullScanEvery: how often slowest scans all MaxReaders entries.
+const fullScanEvery = 64
+
+// spinSpace polls a full ring for space up to w.spin times (forever if
+// negative), reading only the slowest reader's cursor until it moves, and
+// reports whether space appeared. It never sleeps, so it needs no wake-up
+// from the readers. It gives up early when the writer is closed or ws
+// expires (waitSpace then reports why), and evicts dead readers every
+// evictEvery like waitSpace.
+func (w *Writer) spinSpace(s uint32, ws waitSpec) bool {
+	if w.spin == 0 {
+		return false
+	}
+	n := w.r.g.slotCount
+	// Wait for a batch of free slots (an eighth of the ring) while the
+	// reader is moving, rather than taking each slot as it frees: every
+	// poll of its cursor pulls that cache line away from the reader, and a
+	// rescan of the table costs more than a poll.
+	want := n - max(1, n/8)
+	since := nanotime()
+	for i := 0; w.spin < 0 || i < w.spin; i++ {
+		if i&1023 == 1023 {
+			if w.closed.Load() || ws.expired() != nil {
+				return false
+			}
+			if now := nanotime(); now-since >= int64(evictEvery) {
+				since = now
+				w.evictDead(s)
+			}
+		}
+		if w.slowIdx >= 0 {
+			e := w.r.reader(w.slowIdx)
+			lag := s - atomic.LoadUint32(&e.Cursor)
+			if (lag > want && i < 64 || lag >= n) && atomic.LoadUint32(&e.Owner) != 0 {
+				procyield(4)
+				continue
+			}
+		}
+		if w.hasSpace(s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Writer) waitSpace(s uint32, ws waitSpec) error {

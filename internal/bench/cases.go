@@ -59,7 +59,7 @@ func init() {
 			run: sockPingPong("tcp"), child: sockEcho("tcp")},
 		{name: "mq", kind: PingPong, desc: "two POSIX message queues (sizes capped by msgsize_max)",
 			run: mqPingPong, child: mqEcho},
-		{name: "ring-stream", kind: Stream, c: "c-ring", desc: "one ring, block policy (lossless), reader busy-polls",
+		{name: "ring-stream", kind: Stream, c: "c-ring", desc: "one ring, block policy (lossless), both sides busy-poll",
 			run: ringStream, child: ringProduce},
 		{name: "pipe-stream", kind: Stream, desc: "anonymous pipe, one write per frame",
 			run: pipeStream, child: pipeProduce},
@@ -341,6 +341,7 @@ func ringProduce(ctx context.Context, c *childCfg) error {
 		return err
 	}
 	defer w.Close()
+	w.SetSpin(-1) // a full ring is polled, not slept on: both sides poll, like c-ring
 	payload := payloadOf(c.size)
 	err = produceLoop(c, func() error {
 		b, err := w.ReserveDeadline(c.deadline, c.size)
