@@ -463,7 +463,7 @@ func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
 		rd.pending += f.Lost
 		return Frame{}, fmt.Errorf("%w: frame %d has %d bytes, buffer %d", ErrShortBuffer, f.Seq, len(f.Data), len(buf)), true
 	}
-	n := copy(buf, f.Data)
+	n := Copy(buf, f.Data)
 	if err := rd.Release(); err != nil {
 		// Torn copy: count it lost and carry the loss to the next frame.
 		rd.stats.Frames--

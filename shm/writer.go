@@ -281,7 +281,7 @@ func (w *Writer) WriteFrame(typ, flags uint32, p []byte) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	copy(b, p)
+	Copy(b, p)
 	return w.CommitWith(typ, flags)
 }
 

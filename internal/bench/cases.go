@@ -173,7 +173,7 @@ func ringPingPong(name string, spin int, eventfd bool) func(ctx context.Context,
 			if err != nil {
 				return err
 			}
-			copy(b, payload)
+			shm.Copy(b, payload)
 			if _, err := w.Commit(); err != nil {
 				return err
 			}
@@ -261,7 +261,7 @@ func ringEcho(spin int, eventfd bool) func(ctx context.Context, c *childCfg) err
 			if err != nil {
 				return err
 			}
-			copy(b, f.Data)
+			shm.Copy(b, f.Data)
 			if err := rd.Release(); err != nil {
 				return err
 			}
@@ -348,7 +348,7 @@ func ringProduce(ctx context.Context, c *childCfg) error {
 		if err != nil {
 			return err
 		}
-		copy(b, payload)
+		shm.Copy(b, payload)
 		_, err = w.Commit()
 		return err
 	})
