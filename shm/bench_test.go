@@ -182,3 +182,57 @@ func BenchmarkSemaphore(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPingPong: one round trip per op through two rings between two
+// goroutines whose readers busy-poll (the in-process form of ring-spin).
+func BenchmarkPingPong(b *testing.B) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		b.Skip("needs GOMAXPROCS >= 2: both sides spin on separate threads")
+	}
+	for _, size := range []int{64, 4 << 10} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			ping, pong := benchRing(b, size, 8, Overwrite), benchRing(b, size, 8, Overwrite)
+			pw, _ := ping.NewWriter()
+			qw, _ := pong.NewWriter()
+			pr, _ := ping.NewReader(&ReaderOptions{Spin: -1})
+			qr, _ := pong.NewReader(&ReaderOptions{Spin: -1})
+			n := b.N
+			dl := time.Now().Add(time.Minute)
+			errc := make(chan error, 1)
+			go func() {
+				for i := 0; i < n; i++ {
+					f, err := pr.NextDeadline(dl)
+					if err == nil {
+						var p []byte
+						if p, err = qw.Reserve(len(f.Data)); err == nil {
+							copy(p, f.Data)
+							pr.Release()
+							_, err = qw.Commit()
+						}
+					}
+					if err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			payload, buf := make([]byte, size), make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < n; i++ {
+				if _, err := pw.Write(payload); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := qr.ReadIntoDeadline(dl, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

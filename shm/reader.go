@@ -179,7 +179,16 @@ func (rd *Reader) Stats() ReaderStats { return rd.stats }
 func (rd *Reader) Cursor() uint32 { return rd.cursor }
 
 // Lag returns how many published frames this reader has not read yet.
-func (rd *Reader) Lag() uint32 { return atomic.LoadUint32(&rd.h.Head) - rd.cursor }
+func (rd *Reader) Lag() uint32 { return lagOf(atomic.LoadUint32(&rd.h.Head), rd.cursor) }
+
+// lagOf is head - cursor, or 0 when the cursor is ahead: a reader may take
+// a frame through its slot stamp just before the writer's head store shows.
+func lagOf(head, cursor uint32) uint32 {
+	if l := head - cursor; l < 1<<31 {
+		return l
+	}
+	return 0
+}
 
 // TryNext returns the next frame without waiting, or ErrWouldBlock. The
 // frame's Data aliases shared memory: call Release when done with it. Under
@@ -230,22 +239,40 @@ func (rd *Reader) wait(ws waitSpec) (Frame, error) {
 		if err != ErrWouldBlock {
 			return f, err
 		}
-		// Poll before sleeping, if asked to.
+		// Poll before sleeping, if asked to. The poll watches the stamp of
+		// the slot the next frame will land in: that cache line has to
+		// come over from the writer anyway, while the head's would be an
+		// extra transfer. The head is still looked at now and then, in case
+		// the sequence jumped (a new writer, a rewritten ring).
+		c := rd.cursor
+		sh, _ := rd.r.slot(c)
+		want := c << 1
+		if want == 0 {
+			want = stampWriting // stamp 0 is also a never-written slot: watch the head only
+		}
+		ready := false
 		for i := 0; rd.spin < 0 || i < rd.spin; i++ {
-			if atomic.LoadUint32(&rd.h.Head) != rd.cursor || rd.closed.Load() {
+			if atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
+				ready = true
 				break
 			}
 			procyield(1)
-			if i&1023 == 1023 {
-				if err := rd.pollDone(done, ws); err != nil {
-					return Frame{}, err
+			if i&63 == 63 {
+				if atomic.LoadUint32(&rd.h.Head) != c {
+					ready = true
+					break
+				}
+				if i&1023 == 1023 {
+					if err := rd.pollDone(done, ws); err != nil {
+						return Frame{}, err
+					}
 				}
 			}
 		}
 		if rd.closed.Load() {
 			return Frame{}, ErrClosed
 		}
-		if atomic.LoadUint32(&rd.h.Head) != rd.cursor {
+		if ready || atomic.LoadUint32(&rd.h.Head) != c {
 			continue
 		}
 		if err := rd.sleep(ws); err != nil {
@@ -309,12 +336,30 @@ func (rd *Reader) next() (Frame, error) {
 	g := &rd.r.g
 	for attempt := 0; attempt < 64; attempt++ {
 		c := rd.cursor
+		// Fast path: the slot already holds frame c (its stamp and
+		// sequence say so), which proves c was committed: no need to read
+		// the head, whose cache line the writer dirties on every commit.
+		// A zero stamp is also what a never-written slot holds, so frames
+		// 0 and 2^31 take the slow path.
+		if sh, p := rd.r.slot(c); c<<1 != 0 && atomic.LoadUint32(&sh.Stamp) == c<<1 && sh.Seq == c {
+			if c == rd.knownHead {
+				rd.knownHead = c + 1
+			}
+			if f, err, done := rd.take(sh, p, c<<1); done {
+				return f, err
+			}
+		}
 		if c == rd.knownHead {
 			h := atomic.LoadUint32(&rd.h.Head)
 			if h == c {
 				return Frame{}, ErrWouldBlock
 			}
 			lag := h - c
+			if lag == ^uint32(0) {
+				// We took frame c-1 through its stamp, and the writer's
+				// head store for it has not shown yet: nothing new.
+				return Frame{}, ErrWouldBlock
+			}
 			if lag > 1<<31 {
 				// The head is behind us: a new writer restarted the
 				// sequence, or shared memory was rewritten. Follow it.
@@ -340,28 +385,37 @@ func (rd *Reader) next() (Frame, error) {
 			rd.knownHead = c + 1 // force a head re-read
 			continue
 		}
-		n := sh.Length
-		f := Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags}
-		if n > g.maxPayload {
-			loadFence(&rd.fence)
-			if atomic.LoadUint32(&sh.Stamp) == st {
-				// A consistent but impossible header: skip the slot.
-				rd.stats.Corrupt++
-				rd.advance(c + 1)
-				return Frame{}, &OpError{"read", rd.r.name, corrupt(fmt.Sprintf("slot %d length", c&g.mask), uint64(n), fmt.Sprintf("<= %d", g.maxPayload))}
-			}
-			rd.skip(c, 1)
-			continue
+		if f, err, done := rd.take(sh, p, st); done {
+			return f, err
 		}
-		f.Data = unsafe.Slice((*byte)(p), n)
-		f.Lost = rd.pending
-		rd.pending = 0
-		rd.held = true
-		rd.heldSlot = sh
-		rd.stats.Frames++
-		return f, nil
 	}
 	return Frame{}, ErrWouldBlock
+}
+
+// take returns frame rd.cursor from its slot, whose stamp read st, after
+// bounding its length. done is false if the slot was reused meanwhile and
+// skipped: the caller goes round again.
+func (rd *Reader) take(sh *slotHeader, p unsafe.Pointer, st uint32) (f Frame, err error, done bool) {
+	c := rd.cursor
+	g := &rd.r.g
+	n := sh.Length
+	if n > g.maxPayload {
+		loadFence(&rd.fence)
+		if atomic.LoadUint32(&sh.Stamp) == st {
+			// A consistent but impossible header: skip the slot.
+			rd.stats.Corrupt++
+			rd.advance(c + 1)
+			return Frame{}, &OpError{"read", rd.r.name, corrupt(fmt.Sprintf("slot %d length", c&g.mask), uint64(n), fmt.Sprintf("<= %d", g.maxPayload))}, true
+		}
+		rd.skip(c, 1)
+		return Frame{}, nil, false
+	}
+	f = Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Data: unsafe.Slice((*byte)(p), n), Lost: rd.pending}
+	rd.pending = 0
+	rd.held = true
+	rd.heldSlot = sh
+	rd.stats.Frames++
+	return f, nil, true
 }
 
 func (rd *Reader) skip(c, n uint32) {

@@ -429,7 +429,7 @@ func (r *Ring) Inspect() Info {
 		info.Readers = append(info.Readers, ReaderInfo{
 			Index: i, PID: int(o &^ claimBit),
 			Alive:  holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)),
-			Cursor: c, Lag: head - c, Lost: atomic.LoadUint32(&e.Lost), Frames: atomic.LoadUint32(&e.Frames),
+			Cursor: c, Lag: lagOf(head, c), Lost: atomic.LoadUint32(&e.Lost), Frames: atomic.LoadUint32(&e.Frames),
 			Event: atomic.LoadUint32(&e.Flags)&1 != 0,
 		})
 	}
