@@ -328,12 +328,7 @@ func TestEventfdNotifier(t *testing.T) {
 	testDir(t)
 	r := mustCreate(t, "ev", Config{Slots: 4, SlotPayload: 64})
 	w, _ := r.NewWriter()
-	ev, err := NewEventfd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	w.AddNotifier(ev)
+	ev := notifierFor(t, w)
 	rd, _ := r.NewReader(&ReaderOptions{Notifier: ev})
 	go func() { time.Sleep(20 * time.Millisecond); w.Write([]byte("ev")) }()
 	ctx, cancel := context.WithTimeout(context.Background(), scale(5*time.Second))
@@ -450,12 +445,7 @@ func TestCancelRacesSleep(t *testing.T) {
 	testDir(t)
 	r := mustCreate(t, "cancelrace", Config{Slots: 4, SlotPayload: 64, Policy: Block})
 	w, _ := r.NewWriter()
-	ev, err := NewEventfd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	w.AddNotifier(ev)
+	ev := notifierFor(t, w)
 	futex, _ := r.NewReader(nil)
 	evrd, _ := r.NewReader(&ReaderOptions{Notifier: ev})
 	buf := make([]byte, 64)
@@ -669,4 +659,17 @@ func drain(errc chan error) error {
 	case <-time.After(time.Second):
 		return errors.New("still running")
 	}
+}
+
+// notifierFor creates an eventfd, registers it with w and closes it at the
+// end of the test.
+func notifierFor(t *testing.T, w *Writer) *Eventfd {
+	t.Helper()
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ev.Close() })
+	w.AddNotifier(ev)
+	return ev
 }
