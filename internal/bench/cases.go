@@ -85,6 +85,8 @@ func payloadOf(size int) []byte {
 }
 
 // failed prefers the peer's error (the cause) over the measuring side's.
+// A peer that failed may still be on its way out (its abort callback runs
+// before its error is recorded), so it gets a second to report.
 func failed(p *peer, err error) error {
 	if p != nil {
 		select {
@@ -92,7 +94,7 @@ func failed(p *peer, err error) error {
 			if p.err != nil {
 				return fmt.Errorf("%w (measuring side: %v)", p.err, err)
 			}
-		default:
+		case <-time.After(time.Second):
 			p.kill()
 		}
 	}
@@ -617,14 +619,16 @@ func fifoStream(ctx context.Context, h *harness, size int) (Result, error) {
 		f, err := os.OpenFile(path, os.O_RDONLY, 0)
 		ch <- opened{f, err}
 	}()
-	var f *os.File
+	var o opened
 	select {
-	case o := <-ch:
-		if o.err != nil {
-			return r, failed(p, o.err)
-		}
-		f = o.f
+	case o = <-ch:
 	case <-p.done:
+		if p.err == nil {
+			// A peer that succeeded opened the FIFO, wrote everything
+			// (it fits in the pipe) and left: our open has returned too.
+			o = <-ch
+			break
+		}
 		// The peer died before opening the FIFO: open it for writing
 		// ourselves so the blocked open returns, then report the peer.
 		if w, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
@@ -635,6 +639,10 @@ func fifoStream(ctx context.Context, h *harness, size int) (Result, error) {
 		}
 		return r, fmt.Errorf("peer exited before opening the FIFO: %v", p.err)
 	}
+	if o.err != nil {
+		return r, failed(p, o.err)
+	}
+	f := o.f
 	defer f.Close()
 	f.SetDeadline(time.Now().Add(h.timeout()))
 	n, ns, err := consume(f, size)
