@@ -251,6 +251,9 @@ path = %q
 		if i > 0 && !strings.Contains(c.log.String(), "ring a: attached to existing") {
 			t.Fatalf("cycle %d: did not reattach to ring a", i)
 		}
+		// Ring b may still hold frames from the last cycle: wait for this
+		// runtime's own sh before looking up its pid.
+		c.log.waitFor(t, "source sh: started", 1)
 		pid := childPID(t, c.log.String(), "sh")
 		c.cmd.Process.Signal(syscall.SIGKILL)
 		c.exit(t)
