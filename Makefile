@@ -121,7 +121,9 @@ qemu-check: $(DIST)/edgeipc-linux-arm64 $(DIST)/edgeipc-linux-armv7 $(DIST)/edge
 
 test-arm: test-arm64 test-armv7 test-armv6 ## the whole suite under qemu for arm64, armv7 and armv6
 
-ARM_TEST = GOARCH=$(goarch_$(1)) GOARM=$(goarm_$(1)) QEMU_CPU=$(QEMU_CPU_$(1)) $(GO) test -count=1 -timeout $(ARM_TEST_TIMEOUT) $(PKGS)
+# scripts/qemu-test.sh reruns a package only if qemu-user deadlocked one of
+# its forks (internal/qemuwatch says so); any other failure fails.
+ARM_TEST = GOARCH=$(goarch_$(1)) GOARM=$(goarm_$(1)) QEMU_CPU=$(QEMU_CPU_$(1)) GO=$(GO) scripts/qemu-test.sh -count=1 -timeout $(ARM_TEST_TIMEOUT) -- $(PKGS)
 
 test-arm64: qemu-check ## the whole suite under qemu-user, GOARCH=arm64, QEMU_CPU=cortex-a53
 	$(call ARM_TEST,arm64)

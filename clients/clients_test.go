@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -29,6 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -25,6 +26,7 @@ import (
 const childEnv = "EDGEIPC_RUNTIME_TEST_CONFIG"
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	if p := os.Getenv(childEnv); p != "" {
 		os.Exit(childMain(p))
 	}

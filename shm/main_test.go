@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 )
 
 // Cross-process tests re-execute this test binary with EDGEIPC_SHM_CHILD
@@ -17,6 +19,7 @@ import (
 var children = map[string]func() int{}
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	if name := os.Getenv("EDGEIPC_SHM_CHILD"); name != "" {
 		f, ok := children[name]
 		if !ok {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 )
 
 // childEnv makes the test binary act as the bench peer (the "bench-child"
@@ -16,6 +18,7 @@ import (
 const childEnv = "EDGEIPC_BENCH_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	switch os.Getenv(childEnv) {
 	case "peer":
 		fs := flag.NewFlagSet("bench-child", flag.ContinueOnError)

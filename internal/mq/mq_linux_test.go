@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
@@ -32,6 +33,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	if os.Getenv(childEnv) == "send" {
 		os.Exit(childSend(os.Getenv(childNameEnv)))
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 )
 
 const cliPkg = "github.com/edgeipc/edgeipc/internal/cli"
@@ -101,6 +103,7 @@ func binaries(t *testing.T) (map[string]string, stamp) {
 }
 
 func TestMain(m *testing.M) {
+	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

@@ -1,0 +1,16 @@
+// Package qemuwatch turns a known qemu-user bug from a silent 30-minute
+// test hang into a clear, rerunnable failure.
+//
+// qemu-user (7.2 in Debian bookworm, and others) emulates the clone that
+// starts a child process with a plain fork of the whole, multithreaded
+// emulator. Now and then the child deadlocks inside qemu between fork and
+// exec, with every signal blocked; Go's os/exec then waits forever for the
+// exec to happen, and so does the test. A real kernel never does this.
+//
+// Test binaries call Start from TestMain. It watches this process's
+// children; one that is still this very program (same command line) 20 s
+// after it was forked is stuck in that window. Start then prints a line
+// containing Marker, kills the child and exits with status 97, and
+// scripts/qemu-test.sh reruns only the packages that ended that way.
+// Natively the condition never holds, so the watchdog never fires.
+package qemuwatch
