@@ -71,13 +71,23 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		t.f.SetReadDeadline(dl)
-		defer t.f.SetReadDeadline(time.Time{})
-	}
+	// Set (or clear) the deadline first, then arm the cancellation, and
+	// wait out a cancellation callback that already started: one Wait's
+	// cancellation must not leak into the next.
+	dl, _ := ctx.Deadline()
+	t.f.SetReadDeadline(dl)
+	defer t.f.SetReadDeadline(time.Time{})
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { t.f.SetReadDeadline(time.Unix(1, 0)) })
-		defer stop()
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			t.f.SetReadDeadline(time.Unix(1, 0))
+			close(fired)
+		})
+		defer func() {
+			if !stop() {
+				<-fired
+			}
+		}()
 	}
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {

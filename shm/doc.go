@@ -24,8 +24,8 @@
 //     needed), or on an Eventfd so that the wait parks in the netpoller, or
 //     spin for the lowest latency (ReaderOptions.Spin). A Block writer
 //     facing a full ring sleeps on a semaphore, or polls (Writer.SetSpin).
-//     No sleep lasts more than a second before it re-checks, so even a
-//     wake-up lost to a misbehaving peer costs one late frame, not a hang.
+//     No sleep lasts more than 10 s before it re-checks, so even a wake-up
+//     lost to a misbehaving peer costs one late frame, not a hang.
 //   - Copy: frames of 1 MiB and more are copied with Copy, which keeps them
 //     in the cache for the reader (Go's copy bypasses it at that size).
 //   - Semaphore: a named, process-shared counting semaphore.

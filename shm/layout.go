@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -46,15 +47,22 @@ const (
 	staleWakes      = 64
 	staleCheckEvery = int64(time.Second)
 
-	// maxSleep bounds one sleep of a reader: a wake-up lost to a count
-	// that was repaired at the wrong moment, or to a foreign writer that
-	// broke the protocol, costs at most this much latency, never a hang.
-	maxSleep = time.Second
 
 	// stamp of a slot: seq<<1 when frame seq is committed, odd while the
 	// writer is filling it.
 	stampWriting = 1
 )
+
+// maxSleep bounds one sleep of a reader: a wake-up lost to a count that was
+// repaired at the wrong moment, or to a foreign writer that broke the
+// protocol, costs at most this much latency, never a hang. It is long
+// enough that an idle reader's re-check costs nothing measurable (a test
+// shortens it).
+func maxSleep() time.Duration { return time.Duration(maxSleepNs.Load()) }
+
+var maxSleepNs atomic.Int64
+
+func init() { maxSleepNs.Store(int64(10 * time.Second)) }
 
 // ringHeader is the first 256 bytes of a ring segment.
 type ringHeader struct {

@@ -312,7 +312,7 @@ func (rd *Reader) sleep(ws waitSpec) error {
 		atomic.AddUint32(&h.EvSleepers, 1)
 		var err error
 		if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
-			err = rd.ev.waitMax(ws, maxSleep)
+			err = rd.ev.waitMax(ws, maxSleep())
 		}
 		atomic.AddUint32(&h.EvSleepers, ^uint32(0))
 		return err
@@ -320,7 +320,7 @@ func (rd *Reader) sleep(ws waitSpec) error {
 	atomic.AddUint32(&h.Sleepers, 1)
 	var err error
 	if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
-		err = futexSleep(&h.Head, c, ws, maxSleep)
+		err = futexSleep(&h.Head, c, ws, maxSleep())
 	}
 	atomic.AddUint32(&h.Sleepers, ^uint32(0))
 	return err
