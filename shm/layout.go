@@ -47,7 +47,6 @@ const (
 	staleWakes      = 64
 	staleCheckEvery = int64(time.Second)
 
-
 	// stamp of a slot: seq<<1 when frame seq is committed, odd while the
 	// writer is filling it.
 	stampWriting = 1
