@@ -12,5 +12,8 @@
 // after it was forked is stuck in that window. Start then prints a line
 // containing Marker, kills the child and exits with status 97, and
 // scripts/qemu-test.sh reruns only the packages that ended that way.
-// Natively the condition never holds, so the watchdog never fires.
+// Natively the watchdog does not even start (qemu answers /proc/self/exe
+// with the guest program, the task directory shows the emulator: that is
+// how it knows), and EDGEIPC_QEMUWATCH=off turns it off for a process whose
+// CPU use a test measures.
 package qemuwatch

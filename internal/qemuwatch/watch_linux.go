@@ -24,8 +24,13 @@ const (
 // package shortens it through EDGEIPC_QEMUWATCH_AFTER.
 var stuckAfter = 20 * time.Second
 
-// Start launches the watchdog (once per process) and returns at once.
+// Start launches the watchdog and returns at once. It does nothing when
+// EDGEIPC_QEMUWATCH is "off" (for a child whose CPU use a test measures)
+// or when the process does not run under an emulator.
 func Start() {
+	if os.Getenv("EDGEIPC_QEMUWATCH") == "off" || !emulated() {
+		return
+	}
 	me := os.Getpid()
 	// The host's view of our command line: qemu answers /proc/self and
 	// /proc/<own pid> with the guest's, but not the task directory.
@@ -72,8 +77,42 @@ func watch(me int, self []byte) {
 	}
 }
 
-// childrenOf lists the processes whose parent is pid.
+// emulated reports whether this process runs under qemu-user: qemu answers
+// /proc/self/exe with the guest program, while the task directory still
+// shows the host's view, the emulator. EDGEIPC_QEMUWATCH=on forces it (the
+// test of this package).
+func emulated() bool {
+	if os.Getenv("EDGEIPC_QEMUWATCH") == "on" {
+		return true
+	}
+	me := os.Getpid()
+	guest, err1 := os.Readlink("/proc/self/exe")
+	host, err2 := os.Readlink(fmt.Sprintf("/proc/%d/task/%d/exe", me, me))
+	return err1 == nil && err2 == nil && guest != host
+}
+
+// childrenOf lists the processes whose parent is pid: from the task
+// directories' children files when the kernel has them, else by a scan.
 func childrenOf(pid int) []int {
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		var kids []int
+		ok := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+			if err != nil {
+				ok = false
+				break
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if k, err := strconv.Atoi(f); err == nil {
+					kids = append(kids, k)
+				}
+			}
+		}
+		if ok {
+			return kids
+		}
+	}
 	d, err := os.Open("/proc")
 	if err != nil {
 		return nil

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 // left alone (the parent here runs its tests normally).
 func TestWatchdogFires(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=parent", "EDGEIPC_QEMUWATCH_AFTER=1s")
+	cmd.Env = append(os.Environ(), roleEnv+"=parent", "EDGEIPC_QEMUWATCH_AFTER=1s", "EDGEIPC_QEMUWATCH=on")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -100,5 +100,18 @@ func TestIgnoresExecdChildren(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("childrenOf(%d) misses child %d", os.Getpid(), c.Process.Pid)
+	}
+}
+
+// TestEmulated: a native run is not taken for an emulated one, so
+// the watchdog costs nothing outside qemu. Under qemu it must say yes.
+func TestEmulated(t *testing.T) {
+	host, err := os.Readlink("/proc/" + strconv.Itoa(os.Getpid()) + "/task/" + strconv.Itoa(os.Getpid()) + "/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	underQemu := strings.Contains(host, "qemu-") // qemu-binfmt/…, qemu-arm-static
+	if got := emulated(); got != underQemu {
+		t.Fatalf("emulated() = %v, but the host sees this process as %s", got, host)
 	}
 }
