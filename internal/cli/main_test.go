@@ -7,7 +7,5 @@ import (
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 )
 
-func TestMain(m *testing.M) {
-	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
-	os.Exit(m.Run())
-}
+// TestMain: a qemu-user fork deadlock fails fast instead of hanging.
+func TestMain(m *testing.M) { os.Exit(qemuwatch.Run(m)) }
