@@ -84,7 +84,6 @@ type Reader struct {
 
 	cursor    uint32 // next sequence to read
 	knownHead uint32 // a head value seen: frames before it are published
-	quiet     int    // "nothing new" answers in a row given without reading the head
 	held      bool
 	heldSlot  *slotHeader
 	pending   uint32 // lost frames not yet reported in a Frame
@@ -351,17 +350,6 @@ func (rd *Reader) next() (Frame, error) {
 			}
 		}
 		if c == rd.knownHead {
-			// Nothing new if the slot still holds the frame one lap back,
-			// or frame c is being written: both mean head <= c, and not
-			// reading the head leaves its cache line with the writer, who
-			// stores to it on every commit. Every 64th time in a row the
-			// head is read anyway, to notice a sequence that jumped.
-			if st := atomic.LoadUint32(&rd.r.slotHeader(c).Stamp); rd.quiet < 64 &&
-				(st == c<<1|stampWriting || st == (c-g.slotCount)<<1 && st != 0) {
-				rd.quiet++
-				return Frame{}, ErrWouldBlock
-			}
-			rd.quiet = 0
 			h := atomic.LoadUint32(&rd.h.Head)
 			if h == c {
 				return Frame{}, ErrWouldBlock
@@ -424,7 +412,6 @@ func (rd *Reader) take(sh *slotHeader, p unsafe.Pointer, st uint32) (f Frame, er
 	}
 	f = Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Data: unsafe.Slice((*byte)(p), n), Lost: rd.pending}
 	rd.pending = 0
-	rd.quiet = 0
 	rd.held = true
 	rd.heldSlot = sh
 	rd.stats.Frames++

@@ -315,11 +315,6 @@ func (r *Ring) slot(seq uint32) (*slotHeader, unsafe.Pointer) {
 	return (*slotHeader)(p), unsafe.Add(p, slotHeaderBytes)
 }
 
-// slotHeader is slot without the payload pointer.
-func (r *Ring) slotHeader(seq uint32) *slotHeader {
-	return (*slotHeader)(unsafe.Add(r.mem, uintptr(r.g.headerSize)+uintptr(seq&r.g.mask)*uintptr(r.g.slotSize)))
-}
-
 func (r *Ring) reader(i int) *readerEntry {
 	return (*readerEntry)(unsafe.Add(r.mem, headerBytes+i*readerStride))
 }
