@@ -73,6 +73,8 @@ func init() {
 			run: cPingPong("futex")},
 		{name: "c-ring", kind: Stream, impl: "c", desc: "C: memcpy SPSC ring, both sides busy-poll",
 			run: cRing},
+		{name: "c-ring-ts", kind: Stream, impl: "c", desc: "C: c-ring plus a CLOCK_MONOTONIC stamp per frame, as the ring ABI does",
+			run: cRingStamped},
 	}
 }
 

@@ -123,9 +123,21 @@ func cPingPong(prog string) func(ctx context.Context, h *harness, size int) (Res
 }
 
 func cRing(ctx context.Context, h *harness, size int) (Result, error) {
+	return cRingRun(ctx, h, size)
+}
+
+// cRingStamped is c-ring whose producer also reads CLOCK_MONOTONIC into
+// every slot, the per-frame work the ring ABI adds (not a ratio baseline:
+// ring-stream is compared with c-ring).
+func cRingStamped(ctx context.Context, h *harness, size int) (Result, error) {
+	return cRingRun(ctx, h, size, "stamp")
+}
+
+func cRingRun(ctx context.Context, h *harness, size int, extra ...string) (Result, error) {
 	r := Result{Impl: "c", Policy: "block", Wake: "spin"}
 	slots := streamSlots(size)
-	o, err := h.runCProg(ctx, "ring", size, strconv.Itoa(int(shm.SlotSizeFor(size))), strconv.Itoa(slots))
+	args := append([]string{strconv.Itoa(int(shm.SlotSizeFor(size))), strconv.Itoa(slots)}, extra...)
+	o, err := h.runCProg(ctx, "ring", size, args...)
 	if err != nil {
 		return r, err
 	}

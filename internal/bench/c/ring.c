@@ -3,7 +3,9 @@
  * in a shared mapping. The child produces SIZE-byte frames (memcpy in,
  * then a release store of head); the parent consumes them (memcpy out,
  * then a release store of tail) and measures. Both sides busy-poll with a
- * pause instruction: the upper bound for a lossless shared-memory stream. */
+ * pause instruction: the upper bound for a lossless shared-memory stream.
+ * With a ninth argument "stamp", the producer also writes a CLOCK_MONOTONIC
+ * timestamp into each slot header, as the edgeipc ring ABI requires. */
 #include "common.h"
 
 struct ctl {
@@ -25,6 +27,7 @@ int main(int argc, char **argv) {
 	struct ctl *c = (struct ctl *)m;
 	char *slots = m + sizeof(struct ctl);
 	uint32_t mask = a.slots - 1;
+	int stamp = argc >= 9 && strcmp(argv[8], "stamp") == 0;
 	char *payload = malloc(a.size), *buf = malloc(a.size);
 	memset(payload, 0xa5, a.size);
 	pid_t pid = fork();
@@ -40,6 +43,8 @@ int main(int argc, char **argv) {
 			char *s = slots + (size_t)(head & mask) * a.slot_size;
 			*(uint32_t *)s = (uint32_t)a.size;
 			*(uint32_t *)(s + 4) = head;
+			if (stamp)
+				*(int64_t *)(s + 8) = now_ns();
 			memcpy(s + 16, payload, a.size);
 			st(&c->head, ++head);
 			if (a.iters > 0 ? i + 1 >= a.iters : ((i & 1023) == 0 && now_ns() >= end))
