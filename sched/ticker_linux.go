@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // Ticker fires every period on CLOCK_MONOTONIC using a timerfd, and counts
@@ -71,24 +73,9 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	// Set (or clear) the deadline first, then arm the cancellation, and
-	// wait out a cancellation callback that already started: one Wait's
-	// cancellation must not leak into the next.
 	dl, _ := ctx.Deadline()
-	t.f.SetReadDeadline(dl)
-	defer t.f.SetReadDeadline(time.Time{})
-	if ctx.Done() != nil {
-		fired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			t.f.SetReadDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		defer func() {
-			if !stop() {
-				<-fired
-			}
-		}()
-	}
+	rdl := sys.ArmReadDeadline(ctx, t.f, dl)
+	defer rdl.Disarm()
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {

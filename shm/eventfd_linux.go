@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // Eventfd is a Linux eventfd used as a wake-up for readers that live in a
@@ -153,26 +155,8 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 			dl, short = m, true
 		}
 	}
-	// Set (or clear) the deadline before arming the cancellation, which
-	// moves it into the past: that order, and waiting for a callback that
-	// already started, keeps one wait's cancellation out of the next.
-	e.f.SetReadDeadline(dl)
-	if !dl.IsZero() {
-		defer e.f.SetReadDeadline(time.Time{})
-	}
-	if w.ctx != nil && w.ctx.Done() != nil {
-		fired := make(chan struct{})
-		stop := context.AfterFunc(w.ctx, func() {
-			e.f.SetReadDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		defer func() {
-			if !stop() {
-				<-fired
-				e.f.SetReadDeadline(time.Time{})
-			}
-		}()
-	}
+	rdl := sys.ArmReadDeadline(w.ctx, e.f, dl)
+	defer rdl.Disarm()
 	e.rerr = nil
 	err := e.rc.Read(e.readFn)
 	if err == nil {
