@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -365,7 +366,16 @@ func (r *Ring) Close() error {
 	for _, rd := range rs {
 		rd.close(false)
 	}
-	return r.seg.Close()
+	// A goroutine may still be inside a Reader or Writer method of this
+	// ring (Close is how a blocked call is aborted, and a non-blocking one
+	// can race it): leave zeros where the ring was rather than a hole it
+	// could fault on, and unmap them once the Ring is garbage, when no such
+	// goroutine can remain.
+	mem, err := r.seg.retire()
+	if mem != nil {
+		runtime.AddCleanup(r, unmapRetired, mem)
+	}
+	return err
 }
 
 // Remove unlinks the ring's segment file; open mappings stay valid.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -672,4 +673,148 @@ func notifierFor(t *testing.T, w *Writer) *Eventfd {
 	t.Cleanup(func() { ev.Close() })
 	w.AddNotifier(ev)
 	return ev
+}
+
+// TestRingCloseRacesCalls closes a ring while other goroutines are inside
+// non-blocking and spinning calls of its Reader and Writer: each must end
+// with ErrClosed, none may fault on the released mapping.
+func TestRingCloseRacesCalls(t *testing.T) {
+	testDir(t)
+	for iter := 0; iter < 20; iter++ {
+		r, err := Create(fmt.Sprintf("race%d", iter), Config{Slots: 8, SlotPayload: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := r.NewWriter()
+		rdTry, _ := r.NewReader(nil)
+		rdSpin, _ := r.NewReader(&ReaderOptions{Spin: -1})
+		rdZero, _ := r.NewReader(nil)
+		errs := make(chan error, 4)
+		var started sync.WaitGroup
+		started.Add(4)
+		go func() { // writer: Reserve/Commit as fast as it can
+			started.Done()
+			for {
+				p, err := w.Reserve(16)
+				if err == nil {
+					p[0] = 1
+					_, err = w.Commit()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			started.Done()
+			buf := make([]byte, 64)
+			for {
+				if _, err := rdTry.TryReadInto(buf); err != nil && err != ErrWouldBlock {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			started.Done()
+			for {
+				if _, err := rdSpin.Next(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+				rdSpin.Release()
+			}
+		}()
+		go func() {
+			started.Done()
+			for {
+				f, err := rdZero.TryNext()
+				if err == nil {
+					_ = f.Data[0] // touch the slot
+					rdZero.Release()
+				} else if err != ErrWouldBlock {
+					errs <- err
+					return
+				}
+			}
+		}()
+		started.Wait()
+		time.Sleep(time.Duration(iter%5) * time.Millisecond)
+		if err := r.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		for i := 0; i < 4; i++ {
+			select {
+			case err := <-errs:
+				// A reader may see its entry released before it sees closed.
+				if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrEvicted) {
+					t.Fatalf("iteration %d: call racing Close returned %v, want ErrClosed", iter, err)
+				}
+			case <-time.After(scale(5 * time.Second)):
+				t.Fatalf("iteration %d: a call racing Close did not return", iter)
+			}
+		}
+	}
+}
+
+// TestHeadMovesWithoutStamps rewrites the head the way a broken or hostile
+// writer could, without touching any slot: a waiting reader must notice,
+// count the frames it cannot find as lost, and neither return a frame nor
+// sleep for ever on a slot stamp that will never change.
+func TestHeadMovesWithoutStamps(t *testing.T) {
+	testDir(t)
+	for _, spin := range []int{0, 1 << 12} {
+		r := mustCreate(t, fmt.Sprintf("head%d", spin), Config{Slots: 4, SlotPayload: 64})
+		w, _ := r.NewWriter()
+		rd, _ := r.NewReader(&ReaderOptions{Spin: spin})
+		buf := make([]byte, 64)
+		for i := 0; i < 10; i++ {
+			w.Write([]byte{byte(i)})
+			if f, err := rd.ReadIntoDeadline(time.Now().Add(scale(time.Second)), buf); err != nil || f.Seq != uint32(i) {
+				t.Fatalf("spin %d: frame %d: %+v %v", spin, i, f, err)
+			}
+		}
+		// Next would be frame 10 in slot 2, which still holds frame 6.
+		atomic.StoreUint32(&r.hdr.Head, 15)
+		f, err := rd.ReadIntoDeadline(time.Now().Add(scale(50*time.Millisecond)), buf)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("spin %d: read after a bare head move: %+v %v, want deadline exceeded", spin, f, err)
+		}
+		if rd.Cursor() != 15 || rd.Stats().Lost != 5 {
+			t.Fatalf("spin %d: cursor %d lost %d, want 15 and 5", spin, rd.Cursor(), rd.Stats().Lost)
+		}
+	}
+}
+
+// TestWaitAcrossStampZero has a waiting reader take frames 2^31-2 ..
+// 2^31+2 and 2^32-2 .. 2: frames 0 and 2^31 have stamp 0, which is also a
+// never-written slot's, so the wait for them watches the head instead.
+func TestWaitAcrossStampZero(t *testing.T) {
+	testDir(t)
+	for _, base := range []uint32{1<<31 - 2, ^uint32(0) - 1} {
+		for _, spin := range []int{0, -1} {
+			r := mustCreate(t, fmt.Sprintf("z%d-%d", base, spin+1), Config{Slots: 4, SlotPayload: 64, BaseSeq: base})
+			w, _ := r.NewWriter()
+			rd, _ := r.NewReader(&ReaderOptions{Spin: spin})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; i < 5; i++ {
+					time.Sleep(2 * time.Millisecond)
+					w.Write([]byte{byte(i)})
+				}
+			}()
+			for i := uint32(0); i < 5; i++ {
+				f, err := rd.NextDeadline(time.Now().Add(scale(2 * time.Second)))
+				if err != nil || f.Seq != base+i || f.Lost != 0 || len(f.Data) != 1 || f.Data[0] != byte(i) {
+					t.Fatalf("base %#x spin %d: frame %d: %+v %v", base, spin, i, f, err)
+				}
+				if err := rd.Release(); err != nil {
+					t.Fatalf("release %d: %v", base+i, err)
+				}
+			}
+			<-done
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -141,6 +142,39 @@ func (s *Segment) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// retire is Close for a segment that goroutines may still be reading: it
+// replaces the shared mapping with private zero pages at the same address
+// (one atomic mmap MAP_FIXED, so a concurrent access sees either the ring
+// or zeros, never a hole) and closes the descriptor. It returns the
+// placeholder, which the caller unmaps with unmapRetired once nothing can
+// touch it any more. Zeros read as "no owner, nothing published", which
+// every reader and writer path treats as closed or empty.
+func (s *Segment) retire() ([]byte, error) {
+	if s.mem == nil {
+		return nil, ErrClosed
+	}
+	mem := s.mem
+	s.mem = nil
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&mem[0]), uintptr(len(mem)), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		// Fall back to unmapping: only a goroutine racing Close can notice.
+		err = unix.Munmap(mem)
+		mem = nil
+	}
+	if cerr := unix.Close(s.fd); err == nil {
+		err = cerr
+	}
+	return mem, err
+}
+
+// unmapRetired releases a placeholder left by retire.
+func unmapRetired(mem []byte) {
+	if mem != nil {
+		unix.Munmap(mem) // x/sys still tracks the range from the original Mmap
+	}
 }
 
 // Remove unlinks the segment's file (processes that mapped it keep their

@@ -44,3 +44,6 @@ func RemoveSegment(string, *SegmentOptions) error                  { return ErrN
 func ListSegments(*SegmentOptions) ([]SegmentInfo, error)          { return nil, ErrNotSupported }
 func NewMemfd(string, int) (*Segment, error)                       { return nil, ErrNotSupported }
 func OpenFd(*os.File, string) (*Segment, error)                    { return nil, ErrNotSupported }
+
+func (s *Segment) retire() ([]byte, error) { return nil, ErrNotSupported }
+func unmapRetired([]byte)                  {}

@@ -184,6 +184,9 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	}
 	if o := atomic.LoadUint32(&w.h.LeaseOwner); o != w.me {
 		w.held = false
+		if w.closed.Load() {
+			return 0, ErrClosed // Close released the lease (and may have zeroed the mapping)
+		}
 		return 0, &OpError{"commit", w.r.name, fmt.Errorf("writer lease was taken over by pid %d: %w", o&^claimBit, ErrBusy)}
 	}
 	s := w.seq
