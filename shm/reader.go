@@ -84,6 +84,7 @@ type Reader struct {
 
 	cursor    uint32 // next sequence to read
 	knownHead uint32 // a head value seen: frames before it are published
+	checkHead bool   // next must read the head, not infer "nothing new" from the slot
 	held      bool
 	heldSlot  *slotHeader
 	pending   uint32 // lost frames not yet reported in a Frame
@@ -92,8 +93,8 @@ type Reader struct {
 	stats     ReaderStats
 	fence     uint32
 
-	closed atomic.Bool
-	busy   atomic.Int32
+	closed   atomic.Bool
+	sleeping atomic.Int32 // goroutines in sleep
 }
 
 // NewReader joins the ring's reader table.
@@ -195,10 +196,15 @@ func lagOf(head, cursor uint32) uint32 {
 // the overwrite policy Release reports ErrOverwritten if the writer reused
 // the slot meanwhile, in which case Data must be discarded.
 func (rd *Reader) TryNext() (Frame, error) {
-	if err := rd.enter(); err != nil {
-		return Frame{}, err
+	if sh, p, k := rd.peek(); k == peekReady {
+		return rd.hold(sh, p), nil
 	}
-	defer rd.busy.Add(-1)
+	if rd.closed.Load() {
+		return Frame{}, ErrClosed
+	}
+	if rd.held {
+		rd.Release()
+	}
 	return rd.next()
 }
 
@@ -213,76 +219,80 @@ func (rd *Reader) NextDeadline(t time.Time) (Frame, error) {
 	return rd.wait(waitSpec{deadline: t})
 }
 
-func (rd *Reader) enter() error {
-	rd.busy.Add(1)
-	if rd.closed.Load() {
-		rd.busy.Add(-1)
-		return ErrClosed
-	}
-	if rd.held {
-		rd.Release()
-	}
-	return nil
-}
-
 func (rd *Reader) wait(ws waitSpec) (Frame, error) {
-	if err := rd.enter(); err != nil {
-		return Frame{}, err
-	}
-	defer rd.busy.Add(-1)
-	var done <-chan struct{}
-	if ws.ctx != nil {
-		done = ws.ctx.Done()
-	}
 	for {
-		f, err := rd.next()
+		switch sh, p, k := rd.peek(); k {
+		case peekReady:
+			return rd.hold(sh, p), nil
+		case peekEmpty:
+			if err := rd.await(ws); err != nil {
+				return Frame{}, err
+			}
+			continue
+		}
+		f, err := rd.TryNext()
 		if err != ErrWouldBlock {
 			return f, err
 		}
-		// Poll before sleeping, if asked to. The poll watches the stamp of
-		// the slot the next frame will land in: that cache line has to
-		// come over from the writer anyway, while the head's would be an
-		// extra transfer. The head is still looked at now and then, in case
-		// the sequence jumped (a new writer, a rewritten ring).
-		c := rd.cursor
-		sh, _ := rd.r.slot(c)
-		want := c << 1
-		if want == 0 {
-			want = stampWriting // stamp 0 is also a never-written slot: watch the head only
-		}
-		ready := false
-		for i := 0; rd.spin < 0 || i < rd.spin; i++ {
-			if atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
-				ready = true
-				break
-			}
-			procyield(1)
-			if i&63 == 63 {
-				if atomic.LoadUint32(&rd.h.Head) != c {
-					ready = true
-					break
-				}
-				if i&1023 == 1023 {
-					if err := rd.pollDone(done, ws); err != nil {
-						return Frame{}, err
-					}
-				}
-			}
-		}
-		if rd.closed.Load() {
-			return Frame{}, ErrClosed
-		}
-		if ready || atomic.LoadUint32(&rd.h.Head) != c {
-			continue
-		}
-		if err := rd.sleep(ws); err != nil {
-			if rd.closed.Load() {
-				return Frame{}, ErrClosed
-			}
+		if err := rd.await(ws); err != nil {
 			return Frame{}, err
 		}
 	}
 }
+
+// await returns when the frame at the cursor may have been published (or
+// with the error that ended the wait): it polls first, if asked to, then
+// sleeps. It consumes nothing; the caller looks again.
+func (rd *Reader) await(ws waitSpec) error {
+	// The poll watches the stamp of the slot the next frame will land in:
+	// that cache line has to come over from the writer anyway, while the
+	// head's would be an extra transfer. The head is still looked at now
+	// and then, in case the sequence jumped (a new writer, a rewritten
+	// ring).
+	c := rd.cursor
+	sh, _ := rd.r.slot(c)
+	want := c << 1
+	if want == 0 {
+		want = stampWriting // stamp 0 is also a never-written slot: watch the head only
+	}
+	var done <-chan struct{}
+	if rd.spin != 0 && ws.ctx != nil {
+		done = ws.ctx.Done()
+	}
+	for i := 0; rd.spin < 0 || i < rd.spin; i++ {
+		if atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
+			return nil
+		}
+		procyield(1)
+		if i&headPollEvery == headPollEvery || want == stampWriting && i&63 == 63 {
+			if atomic.LoadUint32(&rd.h.Head) != c {
+				rd.checkHead = true
+				return nil
+			}
+			if err := rd.pollDone(done, ws); err != nil {
+				return err
+			}
+		}
+	}
+	// Whatever ends a sleep, next looks at the head: a sleep is slow
+	// anyway, and a head that moved without the stamp showing it (a
+	// writer that broke the protocol, a reader 2^31 frames behind) must
+	// not leave the reader answering "nothing new" for ever.
+	rd.checkHead = true
+	if rd.closed.Load() || atomic.LoadUint32(&rd.h.Head) != c {
+		return nil
+	}
+	if err := rd.sleep(ws); err != nil && !rd.closed.Load() {
+		return err
+	}
+	return nil
+}
+
+// headPollEvery+1 is how many polls of the next slot's stamp a spinning
+// reader makes between looks at the head (tens of microseconds): the
+// stamp shows every frame, the head is only needed to notice a sequence
+// that jumped, and each look costs the writer a cache-line transfer.
+const headPollEvery = 1023
 
 func (rd *Reader) pollDone(done <-chan struct{}, ws waitSpec) error {
 	select {
@@ -300,6 +310,10 @@ func (rd *Reader) pollDone(done <-chan struct{}, ws waitSpec) error {
 // the futex or the eventfd. The sleeper count is raised before the head is
 // re-checked, so a writer that publishes after the check sees it and wakes.
 func (rd *Reader) sleep(ws waitSpec) error {
+	// Close wakes the futex (or eventfd) until no goroutine of this Reader
+	// is in here; this count is raised before closed is checked below.
+	rd.sleeping.Add(1)
+	defer rd.sleeping.Add(-1)
 	h := rd.h
 	c := rd.cursor
 	fl := atomic.LoadUint32(&rd.e.Flags)
@@ -336,20 +350,33 @@ func (rd *Reader) next() (Frame, error) {
 	g := &rd.r.g
 	for attempt := 0; attempt < 64; attempt++ {
 		c := rd.cursor
+		sh, p := rd.r.slot(c)
+		st := atomic.LoadUint32(&sh.Stamp)
 		// Fast path: the slot already holds frame c (its stamp and
 		// sequence say so), which proves c was committed: no need to read
 		// the head, whose cache line the writer dirties on every commit.
 		// A zero stamp is also what a never-written slot holds, so frames
 		// 0 and 2^31 take the slow path.
-		if sh, p := rd.r.slot(c); c<<1 != 0 && atomic.LoadUint32(&sh.Stamp) == c<<1 && sh.Seq == c {
+		if c<<1 != 0 && st == c<<1 && sh.Seq == c {
 			if c == rd.knownHead {
 				rd.knownHead = c + 1
 			}
-			if f, err, done := rd.take(sh, p, c<<1); done {
+			if f, err, done := rd.take(sh, p, st); done {
 				return f, err
 			}
+			continue // reused while we looked: take skipped it
 		}
 		if c == rd.knownHead {
+			// Nothing new if the slot still holds the frame one lap back,
+			// or frame c is being written: either proves head <= c, and
+			// not reading the head leaves its cache line with the writer,
+			// who stores to it on every commit (a reader that polls it
+			// costs the ping-pong a quarter of its time). await asks for a
+			// real look when the head moved without the stamp showing it.
+			if !rd.checkHead && c<<1 != 0 && (st == c<<1|stampWriting || st == (c-g.slotCount)<<1) {
+				return Frame{}, ErrWouldBlock
+			}
+			rd.checkHead = false
 			h := atomic.LoadUint32(&rd.h.Head)
 			if h == c {
 				return Frame{}, ErrWouldBlock
@@ -377,12 +404,13 @@ func (rd *Reader) next() (Frame, error) {
 			}
 			rd.knownHead = h
 		}
-		sh, p := rd.r.slot(c)
-		st := atomic.LoadUint32(&sh.Stamp)
+		sh, p = rd.r.slot(c)
+		st = atomic.LoadUint32(&sh.Stamp)
 		if st != c<<1 || sh.Seq != c {
 			// Lapped: the writer reused this slot after we read head.
 			rd.skip(c, 1)
 			rd.knownHead = c + 1 // force a head re-read
+			rd.checkHead = true
 			continue
 		}
 		if f, err, done := rd.take(sh, p, st); done {
@@ -456,6 +484,14 @@ func (rd *Reader) Release() error {
 			err = ErrOverwritten
 		}
 	}
+	rd.consumed(c)
+	return err
+}
+
+// consumed moves the reader past frame c: it publishes the cursor, now and
+// then the frame count, and lets a block-policy writer waiting for space
+// go on.
+func (rd *Reader) consumed(c uint32) {
 	rd.advance(c + 1)
 	if rd.stats.Frames&63 == 0 {
 		atomic.StoreUint32(&rd.e.Frames, uint32(rd.stats.Frames))
@@ -464,13 +500,21 @@ func (rd *Reader) Release() error {
 		atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
 		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)
 	}
-	return err
 }
 
 // TryReadInto copies the next frame into buf without waiting. The returned
 // Frame's Data is buf[:n]. A torn frame is never returned: frames
 // overwritten during the copy are skipped and counted as lost.
 func (rd *Reader) TryReadInto(buf []byte) (Frame, error) {
+	if sh, p, k := rd.peek(); k == peekReady {
+		if f, ok := rd.copyFrame(sh, p, buf); ok {
+			return f, nil
+		}
+	}
+	return rd.tryReadInto(buf)
+}
+
+func (rd *Reader) tryReadInto(buf []byte) (Frame, error) {
 	for {
 		f, err := rd.TryNext()
 		if err != nil {
@@ -486,28 +530,113 @@ func (rd *Reader) TryReadInto(buf []byte) (Frame, error) {
 // buf. If buf is too small it returns ErrShortBuffer and the frame is not
 // consumed; Frame.Data is nil and the needed size is in the error.
 func (rd *Reader) ReadInto(ctx context.Context, buf []byte) (Frame, error) {
-	for {
-		f, err := rd.Next(ctx)
-		if err != nil {
-			return f, err
-		}
-		if f, err, ok := rd.copyOut(f, buf); ok {
-			return f, err
-		}
-	}
+	return rd.readWait(buf, waitSpec{ctx: ctx})
 }
 
 // ReadIntoDeadline is ReadInto with a deadline.
 func (rd *Reader) ReadIntoDeadline(t time.Time, buf []byte) (Frame, error) {
+	return rd.readWait(buf, waitSpec{deadline: t})
+}
+
+func (rd *Reader) readWait(buf []byte, ws waitSpec) (Frame, error) {
 	for {
-		f, err := rd.NextDeadline(t)
-		if err != nil {
+		switch sh, p, k := rd.peek(); k {
+		case peekReady:
+			if f, ok := rd.copyFrame(sh, p, buf); ok {
+				return f, nil
+			}
+		case peekEmpty:
+			if err := rd.await(ws); err != nil {
+				return Frame{}, err
+			}
+			continue
+		}
+		f, err := rd.tryReadInto(buf)
+		if err != ErrWouldBlock {
 			return f, err
 		}
-		if f, err, ok := rd.copyOut(f, buf); ok {
-			return f, err
+		if err := rd.await(ws); err != nil {
+			return Frame{}, err
 		}
 	}
+}
+
+type peekResult uint8
+
+const (
+	peekOther peekResult = iota // for the general path
+	peekReady                   // frame c is in its slot
+	peekEmpty                   // nothing new
+)
+
+// peek looks at the slot under the cursor, and only there: it answers
+// peekReady when the slot holds frame c (stamp and sequence name it, the
+// length is valid, the reader entry is still ours), peekEmpty when the
+// slot still holds the frame one lap back or frame c is being written
+// (either proves head <= c), and peekOther for anything the general path
+// must sort out: a held frame, a closed reader, frames 0 and 2^31 (whose
+// stamp, 0, is also a never-written slot's), a lapped reader, a corrupt
+// slot, a head that moved without the stamp showing it (checkHead).
+// Not reading the head leaves its cache line with the writer, who stores
+// to it on every commit: a reader that polls it costs a ping-pong a
+// quarter of its round trip.
+func (rd *Reader) peek() (*slotHeader, unsafe.Pointer, peekResult) {
+	c := rd.cursor
+	if rd.held || c<<1 == 0 || rd.closed.Load() {
+		return nil, nil, peekOther
+	}
+	sh, p := rd.r.slot(c)
+	if st := atomic.LoadUint32(&sh.Stamp); st != c<<1 {
+		if c == rd.knownHead && !rd.checkHead && (st == c<<1|stampWriting || st == (c-rd.r.g.slotCount)<<1) {
+			return nil, nil, peekEmpty
+		}
+		return nil, nil, peekOther
+	}
+	if sh.Seq != c || sh.Length > rd.r.g.maxPayload || atomic.LoadUint32(&rd.e.Owner) != rd.me {
+		return nil, nil, peekOther
+	}
+	if c == rd.knownHead {
+		rd.knownHead = c + 1
+	}
+	return sh, p, peekReady
+}
+
+// hold returns the frame peek found ready, zero-copy.
+func (rd *Reader) hold(sh *slotHeader, p unsafe.Pointer) Frame {
+	f := Frame{Seq: rd.cursor, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Lost: rd.pending,
+		Data: unsafe.Slice((*byte)(p), sh.Length)}
+	if uint32(len(f.Data)) > rd.r.g.maxPayload {
+		f.Data = f.Data[:rd.r.g.maxPayload] // the writer changed it since peek; Release reports the overwrite
+	}
+	rd.pending = 0
+	rd.held = true
+	rd.heldSlot = sh
+	rd.stats.Frames++
+	return f
+}
+
+// copyFrame copies the frame peek found ready into buf and consumes it. It
+// fails, consuming nothing, if buf is too short or (overwrite policy) the
+// writer reused the slot during the copy: the general path then reports
+// the short buffer or counts the loss.
+func (rd *Reader) copyFrame(sh *slotHeader, p unsafe.Pointer, buf []byte) (Frame, bool) {
+	c := rd.cursor
+	n := sh.Length
+	if uint64(n) > uint64(len(buf)) || n > rd.r.g.maxPayload {
+		return Frame{}, false
+	}
+	f := Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Lost: rd.pending, Data: buf[:n]}
+	Copy(f.Data, unsafe.Slice((*byte)(p), n))
+	if rd.r.g.policy == policyOverwrite {
+		loadFence(&rd.fence)
+		if atomic.LoadUint32(&sh.Stamp) != c<<1 {
+			return Frame{}, false
+		}
+	}
+	rd.pending = 0
+	rd.stats.Frames++
+	rd.consumed(c)
+	return f, true
 }
 
 func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
@@ -539,14 +668,19 @@ func (rd *Reader) close(detach bool) error {
 	if rd.closed.Swap(true) {
 		return ErrClosed
 	}
-	for i := 0; rd.busy.Load() != 0 && i < 2000; i++ {
+	// A goroutine that is reading rather than sleeping sees closed within a
+	// few instructions; if it was past that check it may still store its
+	// cursor into the entry after the release below, which the entry's next
+	// holder overwrites on its first read. Ring.Close leaves zero pages
+	// where the mapping was, so it never faults.
+	for i := 0; rd.sleeping.Load() != 0 && i < 2000; i++ {
 		sys.FutexWake(&rd.h.Head, math.MaxInt32)
 		if rd.ev != nil {
 			rd.ev.Signal()
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
-	atomic.StoreUint32(&rd.e.Frames, uint32(rd.stats.Frames))
+	// (rd.stats belongs to the reading goroutine: not read here.)
 	atomic.StoreUint32(&rd.e.Flags, 0)
 	release(&rd.e.Owner)
 	// A block-policy writer may be waiting on us.
