@@ -446,7 +446,10 @@ func TestForeignReaderOverwriteLoss(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeFrames(t, w, 0, 3, maxPayload)
-			c := start(t, dir, nil, append(argv, "-o", "-s", "-n", fmt.Sprint(slots), r.Name())...)
+			// The Go writer opens the slot of its next frame as it commits
+			// one (shm.Writer.openNext), so slots-1 frames stay readable.
+			const readable = slots - 1
+			c := start(t, dir, nil, append(argv, "-o", "-s", "-n", fmt.Sprint(readable), r.Name())...)
 			cursor := c.joined()
 			if cursor != base {
 				t.Fatalf("joined at %d, want %d", cursor, base)
@@ -454,14 +457,14 @@ func TestForeignReaderOverwriteLoss(t *testing.T) {
 			const total = 20
 			writeFrames(t, w, 3, total, maxPayload)
 			head := r.Head()
-			wantLost := head - slots - cursor
-			if wantLost != total-slots {
+			wantLost := head - readable - cursor
+			if wantLost != total-readable {
 				t.Fatalf("test arithmetic: lost %d", wantLost)
 			}
 			if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
 				t.Fatal(err)
 			}
-			for k := 0; k < slots; k++ {
+			for k := 0; k < readable; k++ {
 				i := int(wantLost) + k
 				lost := uint32(0)
 				if k == 0 {
@@ -469,7 +472,34 @@ func TestForeignReaderOverwriteLoss(t *testing.T) {
 				}
 				checkFrame(t, c.frame(), base+uint32(i), i, maxPayload, lost)
 			}
-			c.expect(fmt.Sprintf("done frames=%d lost=%d", slots, wantLost))
+			c.expect(fmt.Sprintf("done frames=%d lost=%d", readable, wantLost))
+			c.wait()
+		})
+	}
+}
+
+// TestForeignReaderJoinsOldestAfterWrap: a C or Python reader that joins
+// at the oldest frame of a ring the Go writer has lapped starts after the
+// slot the writer has already opened for its next frame, and so reports
+// no loss.
+func TestForeignReaderJoinsOldestAfterWrap(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			const slots, maxPayload, total = 8, 128, 20
+			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: maxPayload})
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFrames(t, w, 0, total, maxPayload)
+			c := start(t, dir, nil, append(im.argv(t, "consumer"), "-o", "-n", fmt.Sprint(slots-1), r.Name())...)
+			if cursor := c.joined(); cursor != total-(slots-1) {
+				t.Fatalf("joined at %d, want %d", cursor, total-(slots-1))
+			}
+			for i := total - (slots - 1); i < total; i++ {
+				checkFrame(t, c.frame(), uint32(i), i, maxPayload, 0)
+			}
+			c.expect(fmt.Sprintf("done frames=%d lost=0", slots-1))
 			c.wait()
 		})
 	}

@@ -145,13 +145,20 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	return rd, nil
 }
 
-// oldest returns the oldest sequence still in the ring given head.
+// oldest returns the oldest sequence still in the ring given head. The
+// frame one ring behind head is gone if a writer already opened its slot
+// for frame head (see Writer.openNext): start after it then, rather than
+// report it lost.
 func (r *Ring) oldest(head uint32) uint32 {
 	base := r.hdr.BaseSeq
 	if head-base < r.g.slotCount {
 		return base
 	}
-	return head - r.g.slotCount
+	o := head - r.g.slotCount
+	if sh, _ := r.slot(o); atomic.LoadUint32(&sh.Stamp) != o<<1 {
+		o++
+	}
+	return o
 }
 
 // OpenReader opens the named ring and joins it as a reader. Closing the

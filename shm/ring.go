@@ -53,7 +53,9 @@ const (
 // Config describes a ring to create.
 type Config struct {
 	// Slots is the number of slots, a power of two from 2 to 2^24
-	// (default 256).
+	// (default 256). A reader that falls behind finds at most the last
+	// Slots-1 frames: a writer opens the slot of its next frame as soon as
+	// it publishes one (see docs/abi.md, "Opening the next slot early").
 	Slots int
 	// SlotPayload is the largest payload a frame may carry, in bytes
 	// (default 4032; rounded up to a multiple of 64).

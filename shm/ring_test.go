@@ -44,9 +44,11 @@ func TestWraparound(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		w.Write([]byte{1})
 	}
+	// 15 of the 16 slots are readable: the writer has already opened the
+	// slot of the next frame (Writer.openNext).
 	f, err := rd.TryReadInto(buf)
-	if err != nil || f.Lost != 40-16 || f.Seq != seq+40-16 {
-		t.Fatalf("after lap: %+v %v (want lost %d)", f, err, 40-16)
+	if err != nil || f.Lost != 40-15 || f.Seq != seq+40-15 {
+		t.Fatalf("after lap: %+v %v (want lost %d)", f, err, 40-15)
 	}
 }
 
@@ -80,7 +82,9 @@ func TestOverwriteLossAccounting(t *testing.T) {
 			t.Fatalf("round %d: reader at %d, writer at %d", round, next, w.Seq())
 		}
 	}
-	want := uint64(9-8) + uint64(25-8) + uint64(100-8)
+	// A burst of b frames costs b-7: the eighth slot is the one the writer
+	// has already opened for its next frame (Writer.openNext).
+	want := uint64(8-7) + uint64(9-7) + uint64(25-7) + uint64(100-7)
 	if lost != want || rd.Stats().Lost != want {
 		t.Fatalf("lost %d (stats %d), want %d", lost, rd.Stats().Lost, want)
 	}
@@ -128,8 +132,9 @@ func TestStartOldestNewestAndRejoin(t *testing.T) {
 		w.Write([]byte{byte(i)})
 	}
 	late, _ := r.NewReader(&ReaderOptions{From: Oldest})
-	if f, _ := late.TryNext(); f.Seq != 25-8 {
-		t.Fatalf("oldest after wrap: seq %d, want %d", f.Seq, 25-8)
+	// Frame 25-8 is gone: its slot is already open for frame 25.
+	if f, _ := late.TryNext(); f.Seq != 25-7 || f.Lost != 0 {
+		t.Fatalf("oldest after wrap: seq %d lost %d, want %d and 0", f.Seq, f.Lost, 25-7)
 	}
 	// Leave and rejoin: the entry is freed and reused.
 	n := len(r.Inspect().Readers)
@@ -819,6 +824,54 @@ func TestWaitAcrossStampZero(t *testing.T) {
 				}
 			}
 			<-done
+		}
+	}
+}
+
+// TestOpenNextSlot: a Commit marks the slot of the next frame as being
+// written (Writer.openNext), except under the block policy when a reader
+// still holds that slot's frame.
+func TestOpenNextSlot(t *testing.T) {
+	testDir(t)
+	for _, pol := range []Policy{Overwrite, Block} {
+		r := mustCreate(t, "open"+pol.String(), Config{Slots: 4, SlotPayload: 64, Policy: pol})
+		w, _ := r.NewWriter()
+		rd, _ := r.NewReader(nil)
+		for i := 0; i < 4; i++ {
+			if _, err := w.Write([]byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sh, _ := r.slot(4)
+		st := atomic.LoadUint32(&sh.Stamp)
+		f, err := rd.TryNext()
+		if pol == Overwrite {
+			if st != 4<<1|stampWriting {
+				t.Fatalf("overwrite: slot of frame 4 has stamp %#x, want it opened (%#x)", st, 4<<1|stampWriting)
+			}
+			if err != nil || f.Seq != 1 || f.Lost != 1 {
+				t.Fatalf("overwrite: first frame %+v %v, want seq 1 after losing frame 0", f, err)
+			}
+			continue
+		}
+		if st != 0 {
+			t.Fatalf("block: slot of frame 4 has stamp %#x: the writer opened a slot a reader holds", st)
+		}
+		if err != nil || f.Seq != 0 || f.Lost != 0 || f.Data[0] != 0 || rd.Release() != nil {
+			t.Fatalf("block: first frame %+v %v", f, err)
+		}
+		for i := 1; i < 4; i++ {
+			if f, err := rd.TryReadInto(make([]byte, 64)); err != nil || f.Seq != uint32(i) {
+				t.Fatalf("block: frame %d: %+v %v", i, f, err)
+			}
+		}
+		// The ring is empty: frame 4 goes in, and the slot of frame 5 opens.
+		if _, err := w.Write([]byte{4}); err != nil {
+			t.Fatal(err)
+		}
+		sh, _ = r.slot(5)
+		if st := atomic.LoadUint32(&sh.Stamp); st != 5<<1|stampWriting {
+			t.Fatalf("block: slot of frame 5 has stamp %#x, want it opened", st)
 		}
 	}
 }

@@ -522,8 +522,17 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 	edgeipc__st(r, e + EDGEIPC_R_START, edgeipc_self_start());
 	edgeipc__st(r, e + EDGEIPC_R_PIDNS, edgeipc_self_pidns());
 	uint32_t head = edgeipc_head(r), c = head;
-	if (from == EDGEIPC_FROM_OLDEST)
-		c = (head - r->base_seq < r->slot_count) ? r->base_seq : head - r->slot_count;
+	if (from == EDGEIPC_FROM_OLDEST) {
+		if (head - r->base_seq < r->slot_count) {
+			c = r->base_seq;
+		} else {
+			c = head - r->slot_count;
+			/* A writer may already have opened this slot for frame
+			 * head (odd stamp): that frame is gone, start after it. */
+			if (edgeipc__ld(r, edgeipc__slot(r, c) + EDGEIPC_S_STAMP) != c << 1)
+				c++;
+		}
+	}
 	rd->cursor = c;
 	edgeipc__st(r, e + EDGEIPC_R_CURSOR, c);
 	edgeipc__st(r, e + EDGEIPC_R_LOST, 0);

@@ -419,7 +419,14 @@ class Reader:
         head = ring.head()
         c = head
         if oldest:
-            c = ring.base_seq if (head - ring.base_seq) & MASK32 < ring.slot_count else head - ring.slot_count
+            if (head - ring.base_seq) & MASK32 < ring.slot_count:
+                c = ring.base_seq
+            else:
+                c = (head - ring.slot_count) & MASK32
+                # A writer may already have opened this slot for frame head
+                # (odd stamp): that frame is gone, start after it.
+                if ring._ld(ring._slot(c) + S_STAMP) != (c << 1) & MASK32:
+                    c = (c + 1) & MASK32
         self.cursor = c & MASK32
         if register:
             ring._st(self._e + R_CURSOR, self.cursor)
