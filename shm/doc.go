@@ -12,7 +12,8 @@
 //     created O_EXCL|O_NOFOLLOW and preallocated) or a sealed memfd.
 //   - Ring: a segment holding a header, a reader table and N fixed-size
 //     slots. Frames carry a sequence number, a CLOCK_MONOTONIC timestamp,
-//     a type, flags and a payload.
+//     a type, flags and a payload. The last N-1 frames are readable (the
+//     writer opens the slot of its next frame as it publishes one).
 //   - Writer: the one process holding the ring's writer lease; a dead
 //     writer's lease is reclaimed by the next one (ErrBusy names a live one).
 //   - Reader: one of up to 64 entries, each with its own cursor; starts at
@@ -29,6 +30,9 @@
 //   - Copy: frames of 1 MiB and more are copied with Copy, which keeps them
 //     in the cache for the reader (Go's copy bypasses it at that size).
 //   - Semaphore: a named, process-shared counting semaphore.
+//   - Close: Ring.Close (and the Close of an OpenReader/OpenWriter) may
+//     race calls in other goroutines: they return ErrClosed, and a read
+//     caught mid-way sees zero pages, never an unmapped hole.
 //
 // # Trust
 //
