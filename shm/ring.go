@@ -373,9 +373,16 @@ func (r *Ring) Close() error {
 	// can race it): leave zeros where the ring was rather than a hole it
 	// could fault on, and unmap them once the Ring is garbage, when no such
 	// goroutine can remain.
-	mem, err := r.seg.retire()
+	return retireSegment(r, r.seg)
+}
+
+// retireSegment closes seg, which goroutines using owner may still be
+// touching: the mapping becomes private zero pages (Segment.retire), which
+// are unmapped once owner is garbage, when no such goroutine can remain.
+func retireSegment[T any](owner *T, seg *Segment) error {
+	mem, err := seg.retire()
 	if mem != nil {
-		runtime.AddCleanup(r, unmapRetired, mem)
+		runtime.AddCleanup(owner, unmapRetired, mem)
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -87,6 +88,7 @@ func (s *Semaphore) Post() error {
 		return ErrClosed
 	}
 	semPost(&s.h.Value, &s.h.Waiters)
+	runtime.KeepAlive(s) // the mapping lives until s is garbage (Close)
 	return nil
 }
 
@@ -96,7 +98,9 @@ func (s *Semaphore) TryWait() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	if semTryWait(&s.h.Value) {
+	ok := semTryWait(&s.h.Value)
+	runtime.KeepAlive(s)
+	if ok {
 		return nil
 	}
 	return ErrWouldBlock
@@ -130,7 +134,11 @@ func (s *Semaphore) wait(w waitSpec) error {
 }
 
 // Value returns the current count.
-func (s *Semaphore) Value() uint32 { return atomic.LoadUint32(&s.h.Value) }
+func (s *Semaphore) Value() uint32 {
+	v := atomic.LoadUint32(&s.h.Value)
+	runtime.KeepAlive(s)
+	return v
+}
 
 // Name returns the semaphore's name.
 func (s *Semaphore) Name() string { return s.seg.name }
@@ -148,5 +156,8 @@ func (s *Semaphore) Close() error {
 		sys.FutexWake(&s.h.Value, math.MaxInt32)
 		time.Sleep(time.Millisecond)
 	}
-	return s.seg.Close()
+	// A Post, TryWait or Value racing Close (or a waiter that has not
+	// woken yet) touches zero pages from here on, never a hole; a Post that
+	// loses that race is lost with the handle.
+	return retireSegment(s, s.seg)
 }
