@@ -694,75 +694,81 @@ func TestRingCloseRacesCalls(t *testing.T) {
 		rdTry, _ := r.NewReader(nil)
 		rdSpin, _ := r.NewReader(&ReaderOptions{Spin: -1})
 		rdZero, _ := r.NewReader(nil)
-		errs := make(chan error, 4)
-		var started sync.WaitGroup
-		started.Add(4)
-		go func() { // writer: Reserve/Commit as fast as it can
-			started.Done()
-			for {
-				p, err := w.Reserve(16)
-				if err == nil {
-					p[0] = 1
-					_, err = w.Commit()
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-		go func() {
-			started.Done()
-			buf := make([]byte, 64)
-			for {
-				if _, err := rdTry.TryReadInto(buf); err != nil && err != ErrWouldBlock {
-					errs <- err
-					return
-				}
-			}
-		}()
-		go func() {
-			started.Done()
-			for {
-				if _, err := rdSpin.Next(context.Background()); err != nil {
-					errs <- err
-					return
-				}
-				rdSpin.Release()
-			}
-		}()
-		go func() {
-			started.Done()
-			for {
-				f, err := rdZero.TryNext()
-				if err == nil {
-					// Touch the slot. A frame taken as Close zeroes the
-					// mapping may read as empty; Release then reports it.
-					for _, b := range f.Data {
-						_ = b
+		buf := make([]byte, 64)
+		closeDuringCalls(t, iter, r.Close,
+			func() error { // writer: Reserve/Commit as fast as it can
+				for {
+					p, err := w.Reserve(16)
+					if err == nil {
+						p[0] = 1
+						_, err = w.Commit()
 					}
-					rdZero.Release()
-				} else if err != ErrWouldBlock {
-					errs <- err
-					return
+					if err != nil {
+						return err
+					}
 				}
-			}
+			},
+			func() error {
+				for {
+					if _, err := rdTry.TryReadInto(buf); err != nil && err != ErrWouldBlock {
+						return err
+					}
+				}
+			},
+			func() error {
+				for {
+					if _, err := rdSpin.Next(context.Background()); err != nil {
+						return err
+					}
+					rdSpin.Release()
+				}
+			},
+			func() error {
+				for {
+					f, err := rdZero.TryNext()
+					if err == nil {
+						// Touch the slot. A frame taken as Close zeroes the
+						// mapping may read as empty; Release then reports it.
+						for _, b := range f.Data {
+							_ = b
+						}
+						rdZero.Release()
+					} else if err != ErrWouldBlock {
+						return err
+					}
+				}
+			})
+	}
+}
+
+// closeDuringCalls runs each call (a loop that returns its first real
+// error) in a goroutine, closes with close once all have started, and
+// checks that every call then ends with ErrClosed (or ErrEvicted: a reader
+// may see its entry released before it sees closed).
+func closeDuringCalls(t *testing.T, iter int, close func() error, calls ...func() error) {
+	t.Helper()
+	errs := make(chan error, len(calls))
+	var started sync.WaitGroup
+	started.Add(len(calls))
+	for _, call := range calls {
+		go func() {
+			started.Done()
+			errs <- call()
 		}()
-		started.Wait()
-		time.Sleep(time.Duration(iter%5) * time.Millisecond)
-		if err := r.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		for i := 0; i < 4; i++ {
-			select {
-			case err := <-errs:
-				// A reader may see its entry released before it sees closed.
-				if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrEvicted) {
-					t.Fatalf("iteration %d: call racing Close returned %v, want ErrClosed", iter, err)
-				}
-			case <-time.After(scale(5 * time.Second)):
-				t.Fatalf("iteration %d: a call racing Close did not return", iter)
+	}
+	started.Wait()
+	time.Sleep(time.Duration(iter%5) * time.Millisecond)
+	if err := close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for range calls {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrEvicted) {
+				t.Fatalf("iteration %d: call racing Close returned %v, want ErrClosed", iter, err)
 			}
+		case <-time.After(scale(5 * time.Second)):
+			t.Fatalf("iteration %d: a call racing Close did not return", iter)
 		}
 	}
 }
@@ -888,52 +894,29 @@ func TestSemaphoreCloseRacesCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		errs := make(chan error, 3)
-		var started sync.WaitGroup
-		started.Add(3)
-		go func() {
-			started.Done()
-			for {
-				if err := s.Post(); err != nil {
-					errs <- err
-					return
+		closeDuringCalls(t, iter, s.Close,
+			func() error {
+				for {
+					if err := s.Post(); err != nil {
+						return err
+					}
 				}
-			}
-		}()
-		go func() {
-			started.Done()
-			for {
-				if err := s.TryWait(); err != nil && err != ErrWouldBlock {
-					errs <- err
-					return
+			},
+			func() error {
+				for {
+					if err := s.TryWait(); err != nil && err != ErrWouldBlock {
+						return err
+					}
 				}
-			}
-		}()
-		go func() {
-			started.Done()
-			for {
-				_ = s.Value()
-				if err := s.WaitDeadline(time.Now().Add(time.Microsecond)); err != nil &&
-					!errors.Is(err, os.ErrDeadlineExceeded) {
-					errs <- err
-					return
+			},
+			func() error {
+				for {
+					_ = s.Value()
+					if err := s.WaitDeadline(time.Now().Add(time.Microsecond)); err != nil &&
+						!errors.Is(err, os.ErrDeadlineExceeded) {
+						return err
+					}
 				}
-			}
-		}()
-		started.Wait()
-		time.Sleep(time.Duration(iter%5) * time.Millisecond)
-		if err := s.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		for i := 0; i < 3; i++ {
-			select {
-			case err := <-errs:
-				if !errors.Is(err, ErrClosed) {
-					t.Fatalf("iteration %d: call racing Close returned %v, want ErrClosed", iter, err)
-				}
-			case <-time.After(scale(5 * time.Second)):
-				t.Fatalf("iteration %d: a call racing Close did not return", iter)
-			}
-		}
+			})
 	}
 }
