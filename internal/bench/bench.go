@@ -76,6 +76,11 @@ type Result struct {
 
 	CCase    string  `json:"c_case,omitempty"`
 	RatioToC float64 `json:"ratio_to_c,omitempty"`
+	// CLikeCase is the C baseline that also does the per-frame work the
+	// ring ABI requires (a CLOCK_MONOTONIC read per commit); RatioToCLike
+	// is Go/C against it, for information beside RatioToC.
+	CLikeCase    string  `json:"c_like_case,omitempty"`
+	RatioToCLike float64 `json:"ratio_to_c_like,omitempty"`
 
 	Note    string `json:"note,omitempty"`
 	Skipped string `json:"skipped,omitempty"`
@@ -94,6 +99,7 @@ type caseDef struct {
 	kind  string
 	desc  string
 	c     string // C counterpart
+	cLike string // C counterpart that also timestamps each frame
 	impl  string
 	run   func(ctx context.Context, h *harness, size int) (Result, error)
 	child func(ctx context.Context, c *childCfg) error
@@ -463,12 +469,20 @@ func Run(ctx context.Context, opts Options, emit func(Result)) error {
 				runC(c.name, size)
 				continue
 			}
-			var cr *Result
+			var cr, cl *Result
 			if c.c != "" && !opts.NoC && h.cc.err == nil {
 				r := runC(c.c, size)
 				cr = &r
+				if c.cLike != "" {
+					r := runC(c.cLike, size)
+					cl = &r
+				}
 			}
 			r := h.runOne(ctx, c, size)
+			if cl != nil && r.Error == "" && r.Skipped == "" {
+				r.CLikeCase = c.cLike
+				r.RatioToCLike = ratio(c.kind, &r, cl)
+			}
 			if c.c != "" {
 				r.CCase = c.c
 				switch {
@@ -479,17 +493,26 @@ func Run(ctx context.Context, opts Options, emit func(Result)) error {
 				case cr.Error != "" || cr.Skipped != "":
 					r.Note = join(r.Note, "C baseline failed: ratio unavailable")
 				case r.Error == "" && r.Skipped == "":
-					if c.kind == PingPong && cr.RTTP50 > 0 {
-						r.RatioToC = float64(r.RTTP50) / float64(cr.RTTP50)
-					} else if c.kind == Stream && cr.FramesPerS > 0 {
-						r.RatioToC = r.FramesPerS / cr.FramesPerS
-					}
+					r.RatioToC = ratio(c.kind, &r, cr)
 				}
 			}
 			emit(r)
 		}
 	}
 	return nil
+}
+
+// ratio is Go/C: of the median round trips for ping-pong, of the frame
+// rates for streaming; 0 if the C run has no figure.
+func ratio(kind string, g, c *Result) float64 {
+	switch {
+	case c.Error != "" || c.Skipped != "":
+	case kind == PingPong && c.RTTP50 > 0:
+		return float64(g.RTTP50) / float64(c.RTTP50)
+	case kind == Stream && c.FramesPerS > 0:
+		return g.FramesPerS / c.FramesPerS
+	}
+	return 0
 }
 
 func join(a, b string) string {

@@ -131,6 +131,9 @@ func TestEveryCase(t *testing.T) {
 			if r.RatioToC <= 0 && !strings.Contains(r.Note, "no C compiler") {
 				t.Errorf("%s %d: no ratio to C and no reason: %+v", r.Case, r.Size, r)
 			}
+			if r.CLikeCase != c.cLike || (c.cLike != "" && r.RatioToC > 0 && r.RatioToCLike <= 0) {
+				t.Errorf("%s %d: like-for-like baseline %q ratio %v, want %q and a ratio", r.Case, r.Size, r.CLikeCase, r.RatioToCLike, c.cLike)
+			}
 		}
 	}
 	for _, n := range CaseNames() {

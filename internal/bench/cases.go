@@ -45,7 +45,7 @@ func streamSlots(size int) int {
 
 func init() {
 	cases = []*caseDef{
-		{name: "ring-spin", kind: PingPong, c: "c-spin", desc: "two rings, readers busy-poll (Spin: -1)",
+		{name: "ring-spin", kind: PingPong, c: "c-spin", cLike: "c-spin-ts", desc: "two rings, readers busy-poll (Spin: -1)",
 			run: ringPingPong("ring-spin", -1, false), child: ringEcho(-1, false)},
 		{name: "ring-wait", kind: PingPong, c: "c-futex", desc: "two rings, readers sleep on the futex (Spin: 0)",
 			run: ringPingPong("ring-wait", 0, false), child: ringEcho(0, false)},
@@ -59,7 +59,7 @@ func init() {
 			run: sockPingPong("tcp"), child: sockEcho("tcp")},
 		{name: "mq", kind: PingPong, desc: "two POSIX message queues (sizes capped by msgsize_max)",
 			run: mqPingPong, child: mqEcho},
-		{name: "ring-stream", kind: Stream, c: "c-ring", desc: "one ring, block policy (lossless), both sides busy-poll",
+		{name: "ring-stream", kind: Stream, c: "c-ring", cLike: "c-ring-ts", desc: "one ring, block policy (lossless), both sides busy-poll",
 			run: ringStream, child: ringProduce},
 		{name: "pipe-stream", kind: Stream, desc: "anonymous pipe, one write per frame",
 			run: pipeStream, child: pipeProduce},
@@ -69,6 +69,8 @@ func init() {
 			run: fifoStream, child: fifoProduce},
 		{name: "c-spin", kind: PingPong, impl: "c", desc: "C: spin-flag ping-pong through shared memory",
 			run: cPingPong("spin")},
+		{name: "c-spin-ts", kind: PingPong, impl: "c", desc: "C: c-spin plus a CLOCK_MONOTONIC stamp per hop, as each ring commit does",
+			run: cPingPong("spin", "stamp")},
 		{name: "c-futex", kind: PingPong, impl: "c", desc: "C: futex ping-pong (FUTEX_WAIT/WAKE, shared)",
 			run: cPingPong("futex")},
 		{name: "c-ring", kind: Stream, impl: "c", desc: "C: memcpy SPSC ring, both sides busy-poll",

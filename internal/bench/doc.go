@@ -18,8 +18,11 @@
 //     exchange through a shared anonymous mapping. ring-spin is compared
 //     with c-spin, ring-wait with c-futex and ring-stream with c-ring;
 //     ratio_to_c is Go/C of the round-trip p50 (lower is better) or of
-//     frames per second (higher is better). Without a C compiler the
-//     results say "no C compiler: ratios unavailable".
+//     frames per second (higher is better). ring-spin and ring-stream
+//     also get ratio_to_c_like against c-spin-ts and c-ring-ts, the same C
+//     programs plus the CLOCK_MONOTONIC read per frame that every ring
+//     commit makes. Without a C compiler the results say "no C compiler:
+//     ratios unavailable".
 //
 // # Kernel and privileges
 //

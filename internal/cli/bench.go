@@ -29,8 +29,11 @@ The shared-memory cases are compared with C programs compiled here with
 ` + "`cc -O2`" + ` and run in the same invocation: ring-spin with c-spin, ring-wait
 with c-futex, ring-stream with c-ring. ratio_to_c is Go/C of the round-trip
 p50 for ping-pong (lower is better, 1.0 = as fast as C) and of frames per
-second for streaming (higher is better). Without a C compiler the results
-say "no C compiler: ratios unavailable".
+second for streaming (higher is better). ring-spin and ring-stream are
+also compared with c-spin-ts and c-ring-ts, the same C programs plus one
+CLOCK_MONOTONIC read per frame, the work every ring commit does to stamp
+its frame: ratio_to_c_like, shown in brackets in the table. Without a C
+compiler the results say "no C compiler: ratios unavailable".
 
 ring-stream uses the block policy, so nothing is lost (the "lost" field
 proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:
@@ -150,6 +153,9 @@ func printRow(w io.Writer, r bench.Result) {
 	}
 	if r.RatioToC > 0 {
 		vs = fmt.Sprintf("%.2fx %s", r.RatioToC, r.CCase)
+		if r.RatioToCLike > 0 {
+			vs += fmt.Sprintf(" (%.2fx %s)", r.RatioToCLike, r.CLikeCase)
+		}
 	}
 	var notes []string
 	if r.Policy != "" {
