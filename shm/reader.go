@@ -203,8 +203,10 @@ func lagOf(head, cursor uint32) uint32 {
 // the overwrite policy Release reports ErrOverwritten if the writer reused
 // the slot meanwhile, in which case Data must be discarded.
 func (rd *Reader) TryNext() (Frame, error) {
+	var f Frame
 	if sh, p, k := rd.peek(); k == peekReady {
-		return rd.hold(sh, p), nil
+		rd.hold(&f, sh, p)
+		return f, nil
 	}
 	if rd.closed.Load() {
 		return Frame{}, ErrClosed
@@ -227,10 +229,12 @@ func (rd *Reader) NextDeadline(t time.Time) (Frame, error) {
 }
 
 func (rd *Reader) wait(ws waitSpec) (Frame, error) {
+	var f Frame
 	for {
 		switch sh, p, k := rd.peek(); k {
 		case peekReady:
-			return rd.hold(sh, p), nil
+			rd.hold(&f, sh, p)
+			return f, nil
 		case peekEmpty:
 			if err := rd.await(ws); err != nil {
 				return Frame{}, err
@@ -513,10 +517,9 @@ func (rd *Reader) consumed(c uint32) {
 // Frame's Data is buf[:n]. A torn frame is never returned: frames
 // overwritten during the copy are skipped and counted as lost.
 func (rd *Reader) TryReadInto(buf []byte) (Frame, error) {
-	if sh, p, k := rd.peek(); k == peekReady {
-		if f, ok := rd.copyFrame(sh, p, buf); ok {
-			return f, nil
-		}
+	var f Frame
+	if sh, p, k := rd.peek(); k == peekReady && rd.copyFrame(&f, sh, p, buf) {
+		return f, nil
 	}
 	return rd.tryReadInto(buf)
 }
@@ -546,10 +549,11 @@ func (rd *Reader) ReadIntoDeadline(t time.Time, buf []byte) (Frame, error) {
 }
 
 func (rd *Reader) readWait(buf []byte, ws waitSpec) (Frame, error) {
+	var f Frame
 	for {
 		switch sh, p, k := rd.peek(); k {
 		case peekReady:
-			if f, ok := rd.copyFrame(sh, p, buf); ok {
+			if rd.copyFrame(&f, sh, p, buf) {
 				return f, nil
 			}
 		case peekEmpty:
@@ -608,42 +612,43 @@ func (rd *Reader) peek() (*slotHeader, unsafe.Pointer, peekResult) {
 	return sh, p, peekReady
 }
 
-// hold returns the frame peek found ready, zero-copy.
-func (rd *Reader) hold(sh *slotHeader, p unsafe.Pointer) Frame {
-	f := Frame{Seq: rd.cursor, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Lost: rd.pending,
-		Data: unsafe.Slice((*byte)(p), sh.Length)}
-	if uint32(len(f.Data)) > rd.r.g.maxPayload {
-		f.Data = f.Data[:rd.r.g.maxPayload] // the writer changed it since peek; Release reports the overwrite
-	}
+// hold fills f with the frame peek found ready, zero-copy.
+func (rd *Reader) hold(f *Frame, sh *slotHeader, p unsafe.Pointer) {
+	// f is filled field by field, not built and copied: a whole-struct
+	// copy right after narrow stores stalls on store forwarding, and it
+	// cost a ping-pong hop a few nanoseconds twice over.
+	n := min(sh.Length, rd.r.g.maxPayload) // the writer may have changed it since peek; Release reports that
+	f.Seq, f.Time, f.Type, f.Flags, f.Lost = rd.cursor, sh.Time, sh.Type, sh.Flags, rd.pending
+	f.Data = unsafe.Slice((*byte)(p), n)
 	rd.pending = 0
 	rd.held = true
 	rd.heldSlot = sh
 	rd.stats.Frames++
-	return f
 }
 
-// copyFrame copies the frame peek found ready into buf and consumes it. It
-// fails, consuming nothing, if buf is too short or (overwrite policy) the
-// writer reused the slot during the copy: the general path then reports
-// the short buffer or counts the loss.
-func (rd *Reader) copyFrame(sh *slotHeader, p unsafe.Pointer, buf []byte) (Frame, bool) {
+// copyFrame copies the frame peek found ready into buf, consumes it and
+// fills f. It fails, consuming nothing and leaving f alone, if buf is too
+// short or (overwrite policy) the writer reused the slot during the copy:
+// the general path then reports the short buffer or counts the loss.
+func (rd *Reader) copyFrame(f *Frame, sh *slotHeader, p unsafe.Pointer, buf []byte) bool {
 	c := rd.cursor
 	n := sh.Length
 	if uint64(n) > uint64(len(buf)) || n > rd.r.g.maxPayload {
-		return Frame{}, false
+		return false
 	}
-	f := Frame{Seq: c, Time: sh.Time, Type: sh.Type, Flags: sh.Flags, Lost: rd.pending, Data: buf[:n]}
-	Copy(f.Data, unsafe.Slice((*byte)(p), n))
+	t, typ, fl := sh.Time, sh.Type, sh.Flags
+	Copy(buf[:n], unsafe.Slice((*byte)(p), n))
 	if rd.r.g.policy == policyOverwrite {
 		loadFence(&rd.fence)
 		if atomic.LoadUint32(&sh.Stamp) != c<<1 {
-			return Frame{}, false
+			return false
 		}
 	}
+	f.Seq, f.Time, f.Type, f.Flags, f.Lost, f.Data = c, t, typ, fl, rd.pending, buf[:n]
 	rd.pending = 0
 	rd.stats.Frames++
 	rd.consumed(c)
-	return f, true
+	return true
 }
 
 func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
