@@ -378,13 +378,7 @@ func (rd *Reader) next() (Frame, error) {
 			continue // reused while we looked: take skipped it
 		}
 		if c == rd.knownHead {
-			// Nothing new if the slot still holds the frame one lap back,
-			// or frame c is being written: either proves head <= c, and
-			// not reading the head leaves its cache line with the writer,
-			// who stores to it on every commit (a reader that polls it
-			// costs the ping-pong a quarter of its time). await asks for a
-			// real look when the head moved without the stamp showing it.
-			if !rd.checkHead && c<<1 != 0 && (st == c<<1|stampWriting || st == (c-g.slotCount)<<1) {
+			if rd.nothingNew(c, st) { // see peek
 				return Frame{}, ErrWouldBlock
 			}
 			rd.checkHead = false
@@ -598,7 +592,7 @@ func (rd *Reader) peek() (*slotHeader, unsafe.Pointer, peekResult) {
 	}
 	sh, p := rd.r.slot(c)
 	if st := atomic.LoadUint32(&sh.Stamp); st != c<<1 {
-		if c == rd.knownHead && !rd.checkHead && (st == c<<1|stampWriting || st == (c-rd.r.g.slotCount)<<1) {
+		if c == rd.knownHead && rd.nothingNew(c, st) {
 			return nil, nil, peekEmpty
 		}
 		return nil, nil, peekOther
@@ -610,6 +604,15 @@ func (rd *Reader) peek() (*slotHeader, unsafe.Pointer, peekResult) {
 		rd.knownHead = c + 1
 	}
 	return sh, p, peekReady
+}
+
+// nothingNew reports whether stamp st of frame c's slot proves head <= c:
+// the slot still holds the frame one lap back, or frame c is being written.
+// It is not trusted after the head may have moved without the stamp
+// showing it (checkHead, set by await), nor for frames 0 and 2^31, whose
+// stamp 0 is also a never-written slot's.
+func (rd *Reader) nothingNew(c, st uint32) bool {
+	return !rd.checkHead && c<<1 != 0 && (st == c<<1|stampWriting || st == (c-rd.r.g.slotCount)<<1)
 }
 
 // hold fills f with the frame peek found ready, zero-copy.

@@ -160,8 +160,7 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 					}
 				}
 			}
-			storeRelease(&sh.Stamp, s<<1|stampWriting)
-			storeFence(&w.fence)
+			w.markWriting(sh, s)
 		}
 		w.opened = false
 		w.slot = sh
@@ -244,9 +243,16 @@ func (w *Writer) openNext(s uint32) {
 		return
 	}
 	sh, _ := w.r.slot(s)
+	w.markWriting(sh, s)
+	w.opened = true
+}
+
+// markWriting stamps slot sh as holding frame s being written, ordered
+// before any store to its payload or header: a reader that copied the
+// frame one lap back then sees its stamp change and discards the copy.
+func (w *Writer) markWriting(sh *slotHeader, s uint32) {
 	storeRelease(&sh.Stamp, s<<1|stampWriting)
 	storeFence(&w.fence)
-	w.opened = true
 }
 
 // repairSleepers takes back the sleeper counts of readers that died
