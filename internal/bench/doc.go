@@ -21,8 +21,10 @@
 //     frames per second (higher is better). ring-spin and ring-stream
 //     also get ratio_to_c_like against c-spin-ts and c-ring-ts, the same C
 //     programs plus the CLOCK_MONOTONIC read per frame that every ring
-//     commit makes. Without a C compiler the results say "no C compiler:
-//     ratios unavailable".
+//     commit makes. go-spin and go-spin-ts (gospin.go) are c-spin and
+//     c-spin-ts written in Go, compared with them: the language's share of
+//     ring-spin's distance from C, apart from the ring's. Without a C
+//     compiler the results say "no C compiler: ratios unavailable".
 //
 // # Kernel and privileges
 //

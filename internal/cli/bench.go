@@ -32,7 +32,10 @@ p50 for ping-pong (lower is better, 1.0 = as fast as C) and of frames per
 second for streaming (higher is better). ring-spin and ring-stream are
 also compared with c-spin-ts and c-ring-ts, the same C programs plus one
 CLOCK_MONOTONIC read per frame, the work every ring commit does to stamp
-its frame: ratio_to_c_like, shown in brackets in the table. Without a C
+its frame: ratio_to_c_like, shown in brackets in the table. go-spin and
+go-spin-ts are c-spin and c-spin-ts written in Go, without a ring: they
+split ring-spin's distance from C into what Go costs here (go-spin against
+c-spin) and what the ring adds (ring-spin against go-spin-ts). Without a C
 compiler the results say "no C compiler: ratios unavailable".
 
 ring-stream uses the block policy, so nothing is lost (the "lost" field
@@ -45,6 +48,7 @@ The machine should be otherwise idle: quote medians of several runs.
 Examples:
   edgeipc bench
   edgeipc bench --case ring-spin,ring-wait,pipe,unix --size 64 --duration 2s
+  edgeipc bench --case go-spin,go-spin-ts,ring-spin --size 64
   edgeipc bench --case ring-stream --size 64,1m --json
   go run ./cmd/edgeipc bench --cpu 0,1`,
 		Flags: func(fs *flag.FlagSet) {
