@@ -489,13 +489,7 @@ func TestStaleSleeperCountRepaired(t *testing.T) {
 		out, _ := cmd.StdoutPipe()
 		startChild(t, cmd)
 		waitLine(t, out, "sleeping")
-		deadline := time.Now().Add(scale(10 * time.Second))
-		for r.Inspect().Sleepers != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("child never went to sleep (sleepers %d, want %d)", r.Inspect().Sleepers, want)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitUntil(t, fmt.Sprintf("the child to sleep (sleepers = %d)", want), func() bool { return r.Inspect().Sleepers == want })
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if got := r.Inspect().Sleepers; got != want {
@@ -530,9 +524,7 @@ func TestStaleSleeperCountRepaired(t *testing.T) {
 		_, err := rd.Next(context.Background())
 		errc <- err
 	}()
-	for r.Inspect().Sleepers != 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "two sleepers", func() bool { return r.Inspect().Sleepers == 2 })
 	w.repairSleepers()
 	if got := r.Inspect().Sleepers; got != 1 {
 		t.Fatalf("sleepers after repair with one live sleeper: %d, want 1", got)
@@ -594,9 +586,7 @@ func TestSleepIsBounded(t *testing.T) {
 			_, err := rd.Next(context.Background())
 			got <- err
 		}()
-		for atomic.LoadUint32(count) == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		waitUntil(t, "the reader to sleep", func() bool { return atomic.LoadUint32(count) != 0 })
 		atomic.StoreUint32(count, 0)
 		w.Write([]byte("x")) // no wake: nobody is counted
 		select {
@@ -609,5 +599,18 @@ func TestSleepIsBounded(t *testing.T) {
 		}
 		rd.Close()
 		w.Close()
+	}
+}
+
+// waitUntil polls cond every millisecond and fails the test if it has not
+// become true within scale(10s).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(scale(10 * time.Second))
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", scale(10*time.Second), what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
