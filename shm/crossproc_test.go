@@ -587,6 +587,9 @@ func TestSleepIsBounded(t *testing.T) {
 			got <- err
 		}()
 		waitUntil(t, "the reader to sleep", func() bool { return atomic.LoadUint32(count) != 0 })
+		if in := r.Inspect(); in.Sleepers+in.EvSleepers != 1 || (in.EvSleepers == 1) != eventfd {
+			t.Fatalf("Inspect: sleepers %d, ev_sleepers %d; want the one sleeper counted as eventfd=%v", in.Sleepers, in.EvSleepers, eventfd)
+		}
 		atomic.StoreUint32(count, 0)
 		w.Write([]byte("x")) // no wake: nobody is counted
 		select {

@@ -417,7 +417,8 @@ type Info struct {
 	WriterPID   int          `json:"writer_pid"`
 	WriterAlive bool         `json:"writer_alive"`
 	WriterEpoch uint32       `json:"writer_epoch"`
-	Sleepers    uint32       `json:"sleepers"`
+	Sleepers    uint32       `json:"sleepers"`    // readers counted in FUTEX_WAIT on head (as found: garbage is shown, not fixed)
+	EvSleepers  uint32       `json:"ev_sleepers"` // readers counted waiting on an eventfd (likewise)
 	Readers     []ReaderInfo `json:"readers"`
 }
 
@@ -432,8 +433,8 @@ func (r *Ring) Inspect() Info {
 		SlotPayload: int(r.g.maxPayload), Policy: Policy(r.g.policy).String(), Size: int64(r.g.total),
 		BaseSeq: h.BaseSeq, Head: head, Frames: head - h.BaseSeq,
 		WriterPID: int(owner &^ claimBit), WriterEpoch: atomic.LoadUint32(&h.LeaseEpoch),
-		Sleepers: atomic.LoadUint32(&h.Sleepers) + atomic.LoadUint32(&h.EvSleepers),
-		Readers:  []ReaderInfo{},
+		Sleepers: atomic.LoadUint32(&h.Sleepers), EvSleepers: atomic.LoadUint32(&h.EvSleepers),
+		Readers: []ReaderInfo{},
 	}
 	if owner != 0 {
 		info.WriterAlive = holderAlive(owner, atomic.LoadUint32(&h.LeaseStart), atomic.LoadUint32(&h.LeasePidNS))

@@ -365,8 +365,8 @@ func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) erro
 	fmt.Fprintf(w, "  file      %s, mode %s, owner %s:%s, %s\n", out.Path, out.Mode, out.Owner, out.Group, humanBytes(float64(out.Size)))
 	fmt.Fprintf(w, "  layout    abi v%d, %d slots of %d bytes (payload up to %d bytes), policy %s\n",
 		out.ABIVersion, out.Slots, out.SlotSize, out.SlotPayload, out.Policy)
-	fmt.Fprintf(w, "  head      seq %d, %d frames written since base seq %d, %d sleeping waiters\n",
-		out.Head, out.Frames, out.BaseSeq, out.Sleepers)
+	fmt.Fprintf(w, "  head      seq %d, %d frames written since base seq %d, sleeping readers: %d on the futex, %d on eventfds\n",
+		out.Head, out.Frames, out.BaseSeq, out.Sleepers, out.EvSleepers)
 	fmt.Fprintf(w, "  writer    %s, lease epoch %d\n", writerString(out.WriterPID, out.WriterAlive), out.WriterEpoch)
 	fmt.Fprintf(w, "  readers   %d (%d alive), %d frames lost in total, max lag %d\n", t.Readers, t.ReadersAlive, t.Lost, t.MaxLag)
 	if len(out.Readers) > 0 {
