@@ -25,6 +25,7 @@ QEMU_CPU_arm64 ?= cortex-a53
 QEMU_CPU_armv7 ?= cortex-a7
 QEMU_CPU_armv6 ?= arm1176
 ARM_TEST_TIMEOUT ?= 30m
+FUZZTIME ?= 30s
 
 DIST        := dist
 BINARIES    := $(addprefix $(DIST)/edgeipc-linux-,$(TARGETS))
@@ -36,7 +37,7 @@ DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.to
 DEB_AMD64   := $(DIST)/edgeipc_$(DEB_VERSION)_amd64.deb
 RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT)
 
-.PHONY: help build run setup test test-native test-race bench lint \
+.PHONY: help build run setup test test-native test-race bench fuzz lint \
 	cross $(BINARIES) release-check size deps deb test-deb \
 	qemu-setup qemu-check test-arm test-arm64 test-armv7 test-armv6
 
@@ -62,6 +63,12 @@ test-race: ## the race detector on everything
 
 bench: ## Go benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s); failures land in testdata/fuzz
+	@for t in shm:FuzzRingImage shm:FuzzRingPatches runtime/framing:FuzzDecoder runtime/control:FuzzDecode; do \
+	  echo "== $${t#*:} ($${t%%:*})"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$${t%%:*} || exit 1; \
+	done
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

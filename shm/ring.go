@@ -254,6 +254,12 @@ func newRing(seg *Segment) (*Ring, error) {
 	}, nil
 }
 
+// readyPolls is how many times, 10 ms apart, Open looks for the ready
+// flag of a ring still being created (a second; a fuzz test shortens it).
+var readyPolls atomic.Int32
+
+func init() { readyPolls.Store(100) }
+
 // validateHeader checks every header field against the v1 layout and the
 // mapping's length. It waits up to a second for a creator that has not
 // finished initialising.
@@ -274,7 +280,7 @@ func validateHeader(mem []byte) (geometry, error) {
 		if m != 0 && m != ringMagic {
 			return g, fmt.Errorf("%w: magic %#08x is not an edgeipc ring (want %#08x)", ErrCorrupt, m, uint32(ringMagic))
 		}
-		if i == 100 {
+		if i >= int(readyPolls.Load()) {
 			return g, fmt.Errorf("%w: ring header was never completed (creator pid %d died while creating it?); remove the segment", ErrCorrupt, atomic.LoadUint32(&h.CreatorPID))
 		}
 		time.Sleep(10 * time.Millisecond)
