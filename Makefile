@@ -65,7 +65,7 @@ bench: ## Go benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s); failures land in testdata/fuzz
-	@for t in shm:FuzzRingImage shm:FuzzRingPatches runtime/framing:FuzzDecoder runtime/control:FuzzDecode; do \
+	@for t in shm:FuzzRingImage shm:FuzzRingPatches runtime:FuzzParse runtime/framing:FuzzDecoder runtime/control:FuzzDecode; do \
 	  echo "== $${t#*:} ($${t%%:*})"; \
 	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$${t%%:*} || exit 1; \
 	done
