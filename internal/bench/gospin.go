@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-	_ "unsafe" // for go:linkname
 
 	"golang.org/x/sys/unix"
 
