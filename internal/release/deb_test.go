@@ -162,12 +162,37 @@ func TestDeb(t *testing.T) {
 			}
 			t.Skip(msg + " (set EDGEIPC_DEB_E2E=1 to make this a failure)")
 		}
+		// The runtime leaves its rings for the next start (RemoveIPC=no)
+		// and the purge keeps them (they are state, not package files);
+		// this test removes what its run made, before the user goes.
+		t.Cleanup(func() { removeIPCOwnedBy(t, "edgeipc") })
 		if systemdIsPID1() {
 			runUnderSystemd(t)
 		} else {
 			runLikeSystemd(t)
 		}
 	})
+}
+
+// removeIPCOwnedBy removes the edgeipc rings, semaphores and message
+// queues that the user owns.
+func removeIPCOwnedBy(t *testing.T, name string) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	for _, pattern := range []string{"/dev/shm/edgeipc.*", "/dev/mqueue/edgeipc*"} {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			var st syscall.Stat_t
+			if syscall.Lstat(p, &st) == nil && int(st.Uid) == uid {
+				if err := os.Remove(p); err != nil {
+					t.Errorf("removing %s left by the test run: %v", p, err)
+				}
+			}
+		}
+	}
 }
 
 func systemdIsPID1() bool {
