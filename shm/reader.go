@@ -263,19 +263,22 @@ func (rd *Reader) await(ws waitSpec) error {
 	c := rd.cursor
 	sh, _ := rd.r.slot(c)
 	want := c << 1
-	if want == 0 {
-		want = stampWriting // stamp 0 is also a never-written slot: watch the head only
-	}
+	// Frames 0 and 2^31 have stamp 0, which is also a zeroed slot's: for
+	// them the poll watches the head only. (Their "being written" stamp,
+	// 1, cannot mean "published" either: it is what Create stores in every
+	// slot, so a reader waiting for frame 0 of a new ring that took it as
+	// such would never sleep and never see its deadline or context.)
+	byHead := want == 0
 	var done <-chan struct{}
 	if rd.spin != 0 && ws.ctx != nil {
 		done = ws.ctx.Done()
 	}
 	for i := 0; rd.spin < 0 || i < rd.spin; i++ {
-		if atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
+		if !byHead && atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
 			return nil
 		}
 		procyield(1)
-		if i&headPollEvery == headPollEvery || want == stampWriting && i&63 == 63 {
+		if i&headPollEvery == headPollEvery || byHead && i&63 == 63 {
 			if atomic.LoadUint32(&rd.h.Head) != c {
 				rd.checkHead = true
 				return nil
