@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -45,50 +46,36 @@ func waitBackends() map[string]func(t *testing.T) waiter {
 			return &ReaderOptions{Notifier: ev}
 		},
 	}
+	// Readers wait for frame 0 of a new ring, and for frame 2^31 after
+	// frame 2^31-1 (both have stamp 0, and the slot of each holds the odd
+	// stamp 1 while the reader waits).
 	for kind, opts := range kinds {
-		newReader := func(t *testing.T) (*Writer, *Reader) {
-			r := mustCreate(t, fresh("wait"), Config{Slots: 8, SlotPayload: 64})
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { w.Close() })
-			rd, err := r.NewReader(opts(t, w))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { rd.Close() })
-			return w, rd
-		}
-		b["reader-next/"+kind] = func(t *testing.T) waiter {
-			w, rd := newReader(t)
-			got := func(f Frame, err error) (string, error) {
+		for _, at := range []string{"frame0", "frame2^31"} {
+			rb := readerBackends(kind, at, func(t *testing.T) (*Writer, *Reader) {
+				base := uint32(0)
+				if at != "frame0" {
+					base = 1<<31 - 1
+				}
+				r := mustCreate(t, fresh("wait"), Config{Slots: 8, SlotPayload: 64, BaseSeq: base})
+				w, err := r.NewWriter()
 				if err != nil {
-					return "", err
+					t.Fatal(err)
 				}
-				s := string(f.Data)
-				if err := rd.Release(); err != nil {
-					return "", err
+				t.Cleanup(func() { w.Close() })
+				rd, err := r.NewReader(opts(t, w))
+				if err != nil {
+					t.Fatal(err)
 				}
-				return s, nil
-			}
-			return waiter{
-				wait:      func(ctx context.Context) (string, error) { return got(rd.Next(ctx)) },
-				waitUntil: func(d time.Time) (string, error) { return got(rd.NextDeadline(d)) },
-				signal:    func(v string) { w.Write([]byte(v)) },
-				close:     func() { rd.Close() },
-			}
-		}
-		b["reader-readinto/"+kind] = func(t *testing.T) waiter {
-			w, rd := newReader(t)
-			buf := make([]byte, 64)
-			got := func(f Frame, err error) (string, error) { return string(f.Data), err }
-			return waiter{
-				wait:      func(ctx context.Context) (string, error) { return got(rd.ReadInto(ctx, buf)) },
-				waitUntil: func(d time.Time) (string, error) { return got(rd.ReadIntoDeadline(d, buf)) },
-				signal:    func(v string) { w.Write([]byte(v)) },
-				close:     func() { rd.Close() },
-			}
+				t.Cleanup(func() { rd.Close() })
+				if base != 0 {
+					w.Write([]byte("before"))
+					if f, err := rd.TryReadInto(make([]byte, 64)); err != nil || f.Seq != base {
+						t.Fatalf("frame %d: %+v, %v", base, f, err)
+					}
+				}
+				return w, rd
+			})
+			maps.Copy(b, rb)
 		}
 	}
 	for kind, spin := range map[string]int{"futex": 0, "spin": -1} {
@@ -143,6 +130,40 @@ func waitBackends() map[string]func(t *testing.T) waiter {
 		}
 	}
 	return b
+}
+
+// readerBackends makes the Next and the ReadInto waiter for readers from
+// newReader.
+func readerBackends(kind, at string, newReader func(t *testing.T) (*Writer, *Reader)) map[string]func(t *testing.T) waiter {
+	return map[string]func(t *testing.T) waiter{
+		"reader-next/" + kind + "/" + at: func(t *testing.T) waiter {
+			w, rd := newReader(t)
+			got := func(f Frame, err error) (string, error) {
+				if err != nil {
+					return "", err
+				}
+				s := string(f.Data)
+				return s, rd.Release()
+			}
+			return waiter{
+				wait:      func(ctx context.Context) (string, error) { return got(rd.Next(ctx)) },
+				waitUntil: func(d time.Time) (string, error) { return got(rd.NextDeadline(d)) },
+				signal:    func(v string) { w.Write([]byte(v)) },
+				close:     func() { rd.Close() },
+			}
+		},
+		"reader-readinto/" + kind + "/" + at: func(t *testing.T) waiter {
+			w, rd := newReader(t)
+			buf := make([]byte, 64)
+			got := func(f Frame, err error) (string, error) { return string(f.Data), err }
+			return waiter{
+				wait:      func(ctx context.Context) (string, error) { return got(rd.ReadInto(ctx, buf)) },
+				waitUntil: func(d time.Time) (string, error) { return got(rd.ReadIntoDeadline(d, buf)) },
+				signal:    func(v string) { w.Write([]byte(v)) },
+				close:     func() { rd.Close() },
+			}
+		},
+	}
 }
 
 // TestWaitConformance runs the same contract against every way of waiting.
