@@ -69,6 +69,23 @@ func TestOverwriteModel(t *testing.T) {
 					lost += uint64(oldest - cursor)
 					cursor = oldest + 1
 				}
+				if step%25 == 24 && head != base {
+					// A late joiner starts at the oldest frame still in
+					// the ring and has lost nothing.
+					late, err := r.NewReader(&ReaderOptions{From: Oldest})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := base
+					if head-base > uint32(slots-1) {
+						want = head - uint32(slots-1)
+					}
+					f, err := late.TryReadInto(buf)
+					if err != nil || f.Seq != want || f.Lost != 0 || !checkPattern(f.Data, f.Seq) {
+						t.Fatalf("base %#x slots %d step %d: late joiner got seq %d lost %d (%v), want seq %d lost 0", base, slots, step, f.Seq, f.Lost, err, want)
+					}
+					late.Close()
+				}
 			}
 			if rd.Stats().Lost != lost {
 				t.Fatalf("base %#x slots %d: stats lost %d, model %d", base, slots, rd.Stats().Lost, lost)
