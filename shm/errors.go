@@ -41,6 +41,9 @@ var (
 	// ErrNoSpace means the filesystem behind the segment directory has too
 	// little free space; the *NoSpaceError gives the sizes.
 	ErrNoSpace = errors.New("shm: not enough free space for segment")
+	// ErrOverflow means a Semaphore is at MaxSemaphoreValue and cannot be
+	// posted.
+	ErrOverflow = errors.New("shm: semaphore value at its maximum")
 	// ErrInvalid means an argument is out of range.
 	ErrInvalid = errors.New("shm: invalid argument")
 )

@@ -920,3 +920,30 @@ func TestSemaphoreCloseRacesCalls(t *testing.T) {
 			})
 	}
 }
+
+// A semaphore at its maximum refuses Post instead of wrapping to 0, also
+// when another process stored a value past the maximum.
+func TestSemaphoreOverflow(t *testing.T) {
+	testDir(t)
+	if _, err := CreateSemaphore("over0", MaxSemaphoreValue+1, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("create above the maximum: %v, want ErrInvalid", err)
+	}
+	s, err := CreateSemaphore("over", MaxSemaphoreValue, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Post(); !errors.Is(err, ErrOverflow) || s.Value() != MaxSemaphoreValue {
+		t.Fatalf("Post at the maximum: %v, value %d", err, s.Value())
+	}
+	if err := s.TryWait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Post(); err != nil || s.Value() != MaxSemaphoreValue {
+		t.Fatalf("Post below the maximum: %v, value %d", err, s.Value())
+	}
+	atomic.StoreUint32(&s.h.Value, ^uint32(0)) // garbage from elsewhere
+	if err := s.Post(); !errors.Is(err, ErrOverflow) || s.Value() != ^uint32(0) {
+		t.Fatalf("Post on a garbage value: %v, value %d", err, s.Value())
+	}
+}

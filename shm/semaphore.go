@@ -37,8 +37,16 @@ type Semaphore struct {
 	local  atomic.Int32 // waiters in this process
 }
 
-// CreateSemaphore creates a new named semaphore with an initial value.
+// MaxSemaphoreValue is the largest count a Semaphore holds (SEM_VALUE_MAX
+// on Linux); Post refuses to go past it.
+const MaxSemaphoreValue = math.MaxInt32
+
+// CreateSemaphore creates a new named semaphore with an initial value of
+// at most MaxSemaphoreValue.
 func CreateSemaphore(name string, initial uint32, opts *SegmentOptions) (*Semaphore, error) {
+	if initial > MaxSemaphoreValue {
+		return nil, &OpError{"create semaphore", name, fmt.Errorf("%w: initial value %d is above %d", ErrInvalid, initial, MaxSemaphoreValue)}
+	}
 	seg, err := CreateSegment(name, semSegmentSize, opts)
 	if err != nil {
 		return nil, err
@@ -82,13 +90,18 @@ func OpenSemaphore(name string, opts *SegmentOptions) (*Semaphore, error) {
 // RemoveSemaphore unlinks a named semaphore.
 func RemoveSemaphore(name string, opts *SegmentOptions) error { return RemoveSegment(name, opts) }
 
-// Post increments the semaphore and wakes one waiter.
+// Post increments the semaphore and wakes one waiter. At
+// MaxSemaphoreValue it changes nothing and returns an error wrapping
+// ErrOverflow (sem_post's EOVERFLOW).
 func (s *Semaphore) Post() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	semPost(&s.h.Value, &s.h.Waiters)
+	ok := semPost(&s.h.Value, &s.h.Waiters)
 	runtime.KeepAlive(s) // the mapping lives until s is garbage (Close)
+	if !ok {
+		return &OpError{"post", s.seg.name, fmt.Errorf("%w (%d): wait before posting again", ErrOverflow, MaxSemaphoreValue)}
+	}
 	return nil
 }
 

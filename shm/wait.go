@@ -100,11 +100,24 @@ var testHookBeforeFutexWait func()
 // Semaphore operations on a (value, waiters) pair of words in shared
 // memory. Used by the named Semaphore and by the block policy.
 
-func semPost(value, waiters *uint32) {
-	atomic.AddUint32(value, 1)
+// semPost increments value and wakes one waiter. It refuses, returning
+// false, when value is already MaxSemaphoreValue or above (another process
+// may have stored anything there): a count that wrapped to 0 would lose
+// every unit.
+func semPost(value, waiters *uint32) bool {
+	for {
+		v := atomic.LoadUint32(value)
+		if v >= MaxSemaphoreValue {
+			return false
+		}
+		if atomic.CompareAndSwapUint32(value, v, v+1) {
+			break
+		}
+	}
 	if atomic.LoadUint32(waiters) != 0 {
 		sys.FutexWake(value, 1)
 	}
+	return true
 }
 
 func semTryWait(value *uint32) bool {
