@@ -947,3 +947,63 @@ func TestSemaphoreOverflow(t *testing.T) {
 		t.Fatalf("Post on a garbage value: %v, value %d", err, s.Value())
 	}
 }
+
+// A commit makes a system call only to wake a reader that sleeps: none
+// while every reader is awake (polling), one or more once one sleeps on
+// the futex or on an eventfd.
+func TestCommitSyscallsOnlyForSleepers(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "quiet", Config{Slots: 64, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	defer w.Close()
+	spin, _ := r.NewReader(&ReaderOptions{Spin: -1})
+	const frames = 5000
+	got := make(chan error, 1)
+	go func() {
+		// It may fall behind and lose frames; it reads until the last.
+		buf := make([]byte, 64)
+		for {
+			f, err := spin.ReadIntoDeadline(time.Now().Add(scale(10*time.Second)), buf)
+			if err != nil || f.Seq == frames-1 {
+				got <- err
+				return
+			}
+		}
+	}()
+	before := wakeCalls.Load()
+	for i := 0; i < frames; i++ {
+		w.Write([]byte{byte(i)})
+	}
+	if n := wakeCalls.Load() - before; n != 0 {
+		t.Fatalf("%d frames with only a polling reader made %d wake system calls, want 0", frames, n)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	spin.Close()
+
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	w.AddNotifier(ev)
+	for _, opts := range []*ReaderOptions{{}, {Notifier: ev}} {
+		rd, _ := r.NewReader(opts)
+		got := make(chan error, 1)
+		go func() {
+			_, err := rd.Next(context.Background())
+			got <- err
+		}()
+		waitUntil(t, "the reader to sleep", func() bool { in := r.Inspect(); return in.Sleepers+in.EvSleepers == 1 })
+		before := wakeCalls.Load()
+		w.Write([]byte("wake"))
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if wakeCalls.Load() == before {
+			t.Fatalf("a commit to a ring with a sleeping reader (eventfd %v) made no wake system call", opts.Notifier != nil)
+		}
+		rd.Close()
+	}
+}

@@ -207,6 +207,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	w.seq = s + 1
 	w.held = false
 	if n := atomic.LoadUint32(&w.h.Sleepers); n != 0 {
+		wakeCalls.Add(1)
 		if woken, _ := sys.FutexWake(&w.h.Head, math.MaxInt32); woken == 0 {
 			w.idleWakes++
 		} else {
@@ -215,6 +216,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	}
 	if n := atomic.LoadUint32(&w.h.EvSleepers); n != 0 {
 		if ns := w.notifiers.Load(); ns != nil {
+			wakeCalls.Add(uint64(len(*ns)))
 			for _, e := range *ns {
 				e.Signal()
 			}
@@ -228,6 +230,11 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	}
 	return s, nil
 }
+
+// wakeCalls counts the system calls commits made to wake readers (futex
+// wakes and eventfd signals), for tests: a commit makes none unless a
+// reader sleeps.
+var wakeCalls atomic.Uint64
 
 // openNext marks the slot of frame s as being written as soon as frame s-1
 // is out, instead of at the Reserve of s. A reader waiting for frame s
