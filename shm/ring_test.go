@@ -970,11 +970,11 @@ func TestCommitSyscallsOnlyForSleepers(t *testing.T) {
 			}
 		}
 	}()
-	before := wakeCalls.Load()
+	before := w.wakeCalls
 	for i := 0; i < frames; i++ {
 		w.Write([]byte{byte(i)})
 	}
-	if n := wakeCalls.Load() - before; n != 0 {
+	if n := w.wakeCalls - before; n != 0 {
 		t.Fatalf("%d frames with only a polling reader made %d wake system calls, want 0", frames, n)
 	}
 	if err := <-got; err != nil {
@@ -996,12 +996,12 @@ func TestCommitSyscallsOnlyForSleepers(t *testing.T) {
 			got <- err
 		}()
 		waitUntil(t, "the reader to sleep", func() bool { in := r.Inspect(); return in.Sleepers+in.EvSleepers == 1 })
-		before := wakeCalls.Load()
+		before := w.wakeCalls
 		w.Write([]byte("wake"))
 		if err := <-got; err != nil {
 			t.Fatal(err)
 		}
-		if wakeCalls.Load() == before {
+		if w.wakeCalls == before {
 			t.Fatalf("a commit to a ring with a sleeping reader (eventfd %v) made no wake system call", opts.Notifier != nil)
 		}
 		rd.Close()

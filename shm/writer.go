@@ -42,6 +42,7 @@ type Writer struct {
 	spin      int    // block policy: polls of a full ring before sleeping
 	idleWakes int    // consecutive commits whose wake reached no sleeper
 	evSignals int    // eventfd signals since the last stale check
+	wakeCalls uint64 // wake system calls made (futex wakes, eventfd signals): none unless a reader sleeps
 	staleAt   int64  // nanotime of the last stale check
 	fence     uint32
 	closed    atomic.Bool
@@ -207,7 +208,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	w.seq = s + 1
 	w.held = false
 	if n := atomic.LoadUint32(&w.h.Sleepers); n != 0 {
-		wakeCalls.Add(1)
+		w.wakeCalls++
 		if woken, _ := sys.FutexWake(&w.h.Head, math.MaxInt32); woken == 0 {
 			w.idleWakes++
 		} else {
@@ -216,7 +217,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	}
 	if n := atomic.LoadUint32(&w.h.EvSleepers); n != 0 {
 		if ns := w.notifiers.Load(); ns != nil {
-			wakeCalls.Add(uint64(len(*ns)))
+			w.wakeCalls += uint64(len(*ns))
 			for _, e := range *ns {
 				e.Signal()
 			}
@@ -230,11 +231,6 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	}
 	return s, nil
 }
-
-// wakeCalls counts the system calls commits made to wake readers (futex
-// wakes and eventfd signals), for tests: a commit makes none unless a
-// reader sleeps.
-var wakeCalls atomic.Uint64
 
 // openNext marks the slot of frame s as being written as soon as frame s-1
 // is out, instead of at the Reserve of s. A reader waiting for frame s
