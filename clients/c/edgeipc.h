@@ -483,9 +483,16 @@ static inline uint32_t edgeipc_head(const edgeipc_ring *r) { return edgeipc__ld(
 
 /* ---- block-policy space semaphore -------------------------------------- */
 
+/* Add 1 unless the value is already 2^31-1 or more (garbage from another
+ * process must not wrap the count to 0), then wake one waiter. */
 static inline void edgeipc__sem_post(edgeipc_ring *r)
 {
-	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_SPACE_VALUE), 1);
+	_Atomic uint32_t *v = edgeipc__w(r, EDGEIPC_H_SPACE_VALUE);
+	uint32_t x = atomic_load(v);
+	do {
+		if (x >= 0x7fffffffu)
+			return;
+	} while (!atomic_compare_exchange_weak(v, &x, x + 1));
 	if (edgeipc__ld(r, EDGEIPC_H_SPACE_WAITERS) != 0)
 		edgeipc__futex_wake(edgeipc__w(r, EDGEIPC_H_SPACE_VALUE), 1);
 }

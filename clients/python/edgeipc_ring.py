@@ -356,7 +356,14 @@ class Ring:
                 return True
 
     def _sem_post(self):
-        self._add(H_SPACE_VALUE, 1)
+        # Add 1 unless the value is already 2^31-1 or more (garbage from
+        # another process must not wrap the count to 0).
+        while True:
+            v = self._ld(H_SPACE_VALUE)
+            if v >= 0x7FFFFFFF:
+                return
+            if self._cas(H_SPACE_VALUE, v, v + 1):
+                break
         if self._ld(H_SPACE_WAITERS):
             _native.futex_wake(self._addr + H_SPACE_VALUE, 1)
 
