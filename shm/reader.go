@@ -297,6 +297,12 @@ func (rd *Reader) await(ws waitSpec) error {
 		return nil
 	}
 	if err := rd.sleep(ws); err != nil && !rd.closed.Load() {
+		// A frame published as the wait ended (the producer's last
+		// frame, then a cancel because it exited) is returned, not lost
+		// behind the error: the caller looks again.
+		if atomic.LoadUint32(&rd.h.Head) != c {
+			return nil
+		}
 		return err
 	}
 	return nil

@@ -151,6 +151,9 @@ func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atom
 		}
 		atomic.AddUint32(waiters, ^uint32(0))
 		if err != nil {
+			if semTryWait(value) { // posted as the wait ended: take it
+				return nil
+			}
 			return err
 		}
 		if max > 0 && time.Since(start) >= max {

@@ -250,3 +250,57 @@ func TestWaitConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitPrefersEventOverEnd: when what a wait waits for happens just as
+// its context ends (here: right before the sleep enters the kernel, with
+// the cancel), the wait returns the event, not the context's error. A
+// consumer that cancels its read once the producer has exited still gets
+// the producer's last frame.
+func TestWaitPrefersEventOverEnd(t *testing.T) {
+	testDir(t)
+	defer func() { testHookBeforeFutexWait = nil }()
+	race := func(event func(), cancel func()) {
+		testHookBeforeFutexWait = func() {
+			testHookBeforeFutexWait = nil
+			event()
+			cancel()
+		}
+	}
+
+	r := mustCreate(t, "prefer", Config{Slots: 8, SlotPayload: 64})
+	w, _ := r.NewWriter()
+	defer w.Close()
+	rd, _ := r.NewReader(nil)
+	defer rd.Close()
+	w.Write([]byte("first")) // frame 0: not the one raced for
+	rd.TryReadInto(make([]byte, 64))
+	ctx, cancel := context.WithCancel(context.Background())
+	race(func() { w.Write([]byte("last")) }, cancel)
+	if f, err := rd.ReadInto(ctx, make([]byte, 64)); err != nil || string(f.Data) != "last" {
+		t.Fatalf("reader: %q, %v; want the frame published as the wait was cancelled", f.Data, err)
+	}
+
+	s, err := CreateSemaphore("prefer-sem", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel = context.WithCancel(context.Background())
+	race(func() { s.Post() }, cancel)
+	if err := s.Wait(ctx); err != nil || s.Value() != 0 {
+		t.Fatalf("semaphore: %v, value %d; want the unit posted as the wait was cancelled", err, s.Value())
+	}
+
+	br := mustCreate(t, "prefer-block", Config{Slots: 2, SlotPayload: 64, Policy: Block})
+	brd, _ := br.NewReader(nil)
+	defer brd.Close()
+	bw, _ := br.NewWriter()
+	defer bw.Close()
+	bw.Write([]byte{1})
+	bw.Write([]byte{2})
+	ctx, cancel = context.WithCancel(context.Background())
+	race(func() { brd.TryReadInto(make([]byte, 64)) }, cancel)
+	if _, err := bw.ReserveContext(ctx, 1); err != nil {
+		t.Fatalf("writer: %v; want the slot freed as the wait was cancelled", err)
+	}
+}
