@@ -217,7 +217,10 @@ func (rd *Reader) TryNext() (Frame, error) {
 	return rd.next()
 }
 
-// Next waits for the next frame until ctx is done (see TryNext).
+// Next waits for the next frame until ctx is done (see TryNext). A frame
+// that is there when the wait ends is returned rather than ctx's error, so
+// a consumer that cancels once its producer has exited still gets the
+// producer's last frames.
 func (rd *Reader) Next(ctx context.Context) (Frame, error) {
 	return rd.wait(waitSpec{ctx: ctx})
 }
@@ -540,7 +543,8 @@ func (rd *Reader) tryReadInto(buf []byte) (Frame, error) {
 }
 
 // ReadInto waits (until ctx is done) for the next frame and copies it into
-// buf. If buf is too small it returns ErrShortBuffer and the frame is not
+// buf; like Next, it returns a frame that is there when the wait ends
+// rather than ctx's error. If buf is too small it returns ErrShortBuffer and the frame is not
 // consumed; Frame.Data is nil and the needed size is in the error.
 func (rd *Reader) ReadInto(ctx context.Context, buf []byte) (Frame, error) {
 	return rd.readWait(buf, waitSpec{ctx: ctx})
