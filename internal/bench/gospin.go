@@ -38,7 +38,11 @@ type goSpinMap struct {
 	pingBuf, pongBuf []byte
 }
 
-func goSpinBytes(size int) int { return 128 + 2*((size+63)&^63) }
+// goSpinBuf is the room each payload buffer takes: size rounded up to a
+// cache line.
+func goSpinBuf(size int) int { return (size + 63) &^ 63 }
+
+func goSpinBytes(size int) int { return 128 + 2*goSpinBuf(size) }
 
 // mapGoSpin maps the exchange file f (goSpinBytes(size) long).
 func mapGoSpin(f *os.File, size int) (*goSpinMap, error) {
@@ -47,7 +51,7 @@ func mapGoSpin(f *os.File, size int) (*goSpinMap, error) {
 		return nil, fmt.Errorf("mmap %s: %w", f.Name(), err)
 	}
 	b := unsafe.Pointer(&mem[0])
-	off := 128 + (size+63)&^63
+	off := 128 + goSpinBuf(size)
 	return &goSpinMap{
 		mem:     mem,
 		ping:    (*uint32)(b),
