@@ -46,6 +46,12 @@ type Options struct {
 	CPUs []int
 	// NoC skips the C baselines.
 	NoC bool
+	// Repeat > 1 measures the whole selection that many times, in rounds
+	// (each Go case right after its C baselines, in every round, so a
+	// machine that drifts between fast and slow states moves both sides
+	// of a ratio alike), and then emits one summary per case and size:
+	// the medians over the rounds.
+	Repeat int
 	// Exe and ChildArgs are how the peer is started: Exe ChildArgs... FLAGS.
 	// Defaults: os.Executable() and ["bench-child"].
 	Exe       string
@@ -81,6 +87,17 @@ type Result struct {
 	// is Go/C against it, for information beside RatioToC.
 	CLikeCase    string  `json:"c_like_case,omitempty"`
 	RatioToCLike float64 `json:"ratio_to_c_like,omitempty"`
+
+	// Round numbers the results of a run with Options.Repeat > 1 (1, 2,
+	// ...). Summary marks the line emitted after the last round: its
+	// figures are medians over the Rounds rounds that produced one, its
+	// ratio_to_c the median of the rounds' ratios, with their range in
+	// RatioToCMin and RatioToCMax; Lost is the total.
+	Round       int     `json:"round,omitempty"`
+	Summary     bool    `json:"summary,omitempty"`
+	Rounds      int     `json:"rounds,omitempty"`
+	RatioToCMin float64 `json:"ratio_to_c_min,omitempty"`
+	RatioToCMax float64 `json:"ratio_to_c_max,omitempty"`
 
 	Note    string `json:"note,omitempty"`
 	Skipped string `json:"skipped,omitempty"`
@@ -449,6 +466,29 @@ func Run(ctx context.Context, opts Options, emit func(Result)) error {
 			fmt.Fprintln(opts.Stderr, "bench: C baselines:", h.cc.err)
 		}
 	}
+	rounds := max(opts.Repeat, 1)
+	var all []Result // every result of every round, for the summaries
+	for round := 1; round <= rounds; round++ {
+		err := h.round(ctx, sel, func(r Result) {
+			if rounds > 1 {
+				r.Round = round
+				all = append(all, r)
+			}
+			emit(r)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range summarize(all, rounds) {
+		emit(r)
+	}
+	return nil
+}
+
+// round measures every selected case at every size once.
+func (h *harness) round(ctx context.Context, sel []*caseDef, emit func(Result)) error {
+	opts := h.opts
 	cres := map[string]Result{} // "c-spin/64" -> result
 	runC := func(name string, size int) Result {
 		key := name + "/" + strconv.Itoa(size)

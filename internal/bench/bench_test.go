@@ -142,3 +142,104 @@ func TestEveryCase(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeat runs two cases in three rounds between real processes and
+// checks that every round measured each case after its C baseline and
+// that the summaries are the medians of what the rounds reported.
+func TestRepeat(t *testing.T) {
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	t.Setenv(childEnv, "peer")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var results []Result
+	opts := Options{Cases: []string{"ring-wait", "pipe"}, Sizes: []int{64}, Iters: 50, Repeat: 3,
+		Exe: os.Args[0], ChildArgs: []string{}, Stderr: os.Stderr}
+	if err := Run(ctx, opts, func(r Result) { results = append(results, r) }); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	rounds := map[string][]Result{}
+	summaries := map[string]Result{}
+	for _, r := range results {
+		t.Logf("%s", r.JSON())
+		if r.Error != "" {
+			t.Fatalf("%s failed: %s", r.Case, r.Error)
+		}
+		if r.Summary {
+			if r.Round != 0 {
+				t.Errorf("summary of %s carries round %d", r.Case, r.Round)
+			}
+			summaries[r.Case] = r
+			continue
+		}
+		if len(summaries) > 0 {
+			t.Errorf("%s round %d reported after a summary", r.Case, r.Round)
+		}
+		order = append(order, fmt.Sprintf("%d:%s", r.Round, r.Case))
+		rounds[r.Case] = append(rounds[r.Case], r)
+	}
+	// c-futex is ring-wait's baseline: measured again in every round, just before it.
+	want := []string{"1:c-futex", "1:ring-wait", "1:pipe", "2:c-futex", "2:ring-wait", "2:pipe", "3:c-futex", "3:ring-wait", "3:pipe"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("rounds ran %v, want %v", order, want)
+	}
+	for name, rs := range rounds {
+		s, ok := summaries[name]
+		if !ok || s.Rounds != 3 {
+			t.Fatalf("%s: summary %+v, want one over 3 rounds", name, s)
+		}
+		var p50 []int64
+		var ratios []float64
+		for _, r := range rs {
+			p50 = append(p50, r.RTTP50)
+			if r.RatioToC > 0 {
+				ratios = append(ratios, r.RatioToC)
+			}
+		}
+		slices.Sort(p50)
+		if s.RTTP50 != p50[1] {
+			t.Errorf("%s: summary p50 %d, want the median of %v", name, s.RTTP50, p50)
+		}
+		if name != "ring-wait" {
+			if s.RatioToC != 0 {
+				t.Errorf("%s has no C baseline but a summary ratio %v", name, s.RatioToC)
+			}
+			continue
+		}
+		slices.Sort(ratios)
+		if len(ratios) != 3 || s.RatioToC != ratios[1] || s.RatioToCMin != ratios[0] || s.RatioToCMax != ratios[2] {
+			t.Errorf("ring-wait: summary ratio %v [%v, %v], want the median and range of %v",
+				s.RatioToC, s.RatioToCMin, s.RatioToCMax, ratios)
+		}
+	}
+	if len(summaries) != 3 {
+		t.Errorf("got %d summaries, want 3 (c-futex, ring-wait, pipe)", len(summaries))
+	}
+}
+
+func TestSummarizeFailures(t *testing.T) {
+	lost := func(n int64) *int64 { return &n }
+	rs := []Result{
+		{Case: "ring-stream", Size: 64, Kind: Stream, FramesPerS: 10, BytesPerS: 640, Lost: lost(0), RatioToC: 0.5},
+		{Case: "ring-stream", Size: 64, Kind: Stream, Error: "peer died"},
+		{Case: "ring-stream", Size: 64, Kind: Stream, FramesPerS: 30, BytesPerS: 1920, Lost: lost(2), RatioToC: 0.7},
+		{Case: "mq", Size: 64, Kind: PingPong, Skipped: "msgsize_max"},
+		{Case: "mq", Size: 64, Kind: PingPong, Skipped: "msgsize_max"},
+	}
+	got := summarize(rs, 3)
+	if len(got) != 2 {
+		t.Fatalf("summarize gave %d results, want 2: %+v", len(got), got)
+	}
+	s := got[0]
+	if s.Rounds != 2 || s.FramesPerS != 20 || s.BytesPerS != 1280 || s.Lost == nil || *s.Lost != 2 ||
+		s.RatioToC != 0.6 || s.RatioToCMin != 0.5 || s.RatioToCMax != 0.7 || s.Error != "" ||
+		!strings.Contains(s.Note, "1 of 3 rounds") {
+		t.Errorf("ring-stream summary %+v", s)
+	}
+	if m := got[1]; m.Rounds != 0 || m.Skipped != "msgsize_max" || !m.Summary {
+		t.Errorf("mq summary %+v, want it skipped like its rounds", m)
+	}
+	if summarize(rs, 1) != nil {
+		t.Error("a single round has a summary")
+	}
+}

@@ -16,7 +16,7 @@ import (
 func init() {
 	Register(&Command{
 		Name:  "bench",
-		Usage: "bench [--case LIST] [--size LIST] [--duration D | --iters N] [--cpu A[,B]] [--json] [--no-c]",
+		Usage: "bench [--case LIST] [--size LIST] [--duration D | --iters N] [--repeat N] [--cpu A[,B]] [--json] [--no-c]",
 		Short: "measure rings against pipes, sockets, FIFOs and message queues (two processes)",
 		Long: `bench runs each case between two processes: this binary re-executes itself
 as the peer. Ping-pong cases report the round-trip time (p50 and p99 over
@@ -43,19 +43,26 @@ proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:
 larger sizes are reported as skipped, with the limit to raise.
 
 Rings live in a temporary directory under $EDGEIPC_SHM_DIR or /dev/shm.
-The machine should be otherwise idle: quote medians of several runs.
+The machine should be otherwise idle. One run is one sample: a virtual
+machine in particular drifts between faster and slower states. --repeat N
+measures everything N times in rounds, each Go case right after its C
+baselines in every round, then prints the medians over the rounds, with
+the range of the ratios ("summary": true in --json; each round's lines
+carry "round"). Quote those medians.
 
 Examples:
   edgeipc bench
   edgeipc bench --case ring-spin,ring-wait,pipe,unix --size 64 --duration 2s
   edgeipc bench --case go-spin,go-spin-ts,ring-spin --size 64
   edgeipc bench --case ring-stream --size 64,1m --json
+  edgeipc bench --case ring-spin,ring-wait,ring-stream --size 64 --repeat 7
   go run ./cmd/edgeipc bench --cpu 0,1`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("case", "all", "comma-separated cases to run (see above), or all")
 			fs.String("size", "64,4k,64k,1m", "comma-separated payload sizes (k, m = KiB, MiB)")
 			fs.Duration("duration", bench.DefaultDuration, "measuring time per case and size (after warm-up)")
 			fs.Int("iters", 0, "measured round trips (ping-pong) or frames (streaming) per case; overrides --duration")
+			fs.Int("repeat", 1, "measure everything N times, interleaved with the C baselines, and print the medians")
 			fs.String("cpu", "", "pin the measuring process to CPU A and the peer to CPU B (A,B; one value pins both)")
 			fs.Bool("json", false, "print one JSON object per line instead of a table")
 			fs.Bool("no-c", false, "do not build or run the C baselines")
@@ -98,6 +105,10 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 	if opts.Iters < 0 {
 		return Usagef("--iters must not be negative")
 	}
+	opts.Repeat = fs.Lookup("repeat").Value.(flag.Getter).Get().(int)
+	if opts.Repeat < 1 {
+		return Usagef("--repeat must be at least 1, got %d", opts.Repeat)
+	}
 	if s := str("cpu"); s != "" {
 		for _, f := range strings.Split(s, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -114,13 +125,19 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 	opts.Stderr = env.Stderr
 	asJSON := str("json") == "true"
 
-	failures := 0
+	failures, summaries := 0, 0
 	if !asJSON {
 		printHeader(env.Stdout)
 	}
 	err = bench.Run(ctx, opts, func(r bench.Result) {
-		if r.Error != "" {
+		if r.Error != "" && !r.Summary {
 			failures++
+		}
+		if r.Summary && !asJSON && summaries == 0 {
+			fmt.Fprintf(env.Stdout, "-- medians over %d rounds --\n", opts.Repeat)
+		}
+		if r.Summary {
+			summaries++
 		}
 		if asJSON {
 			fmt.Fprintln(env.Stdout, r.JSON())
@@ -162,6 +179,15 @@ func printRow(w io.Writer, r bench.Result) {
 		}
 	}
 	var notes []string
+	if r.Round > 0 {
+		notes = append(notes, fmt.Sprintf("round %d", r.Round))
+	}
+	if r.Summary {
+		notes = append(notes, fmt.Sprintf("%d rounds", r.Rounds))
+		if r.RatioToCMax > 0 {
+			notes = append(notes, fmt.Sprintf("ratio %.2f-%.2f", r.RatioToCMin, r.RatioToCMax))
+		}
+	}
 	if r.Policy != "" {
 		notes = append(notes, r.Policy)
 	}
