@@ -22,9 +22,11 @@ var (
 	ErrCorrupt = errors.New("shm: corrupt shared memory")
 	// ErrVersion means the segment uses another ABI version or layout.
 	ErrVersion = errors.New("shm: incompatible ring ABI")
-	// ErrOverwritten is returned by Frame release in overwrite policy when
-	// the writer reused the slot while the frame was being read: the bytes
-	// seen may be torn and must be discarded.
+	// ErrOverwritten is returned by Reader.Release when the writer reused
+	// the slot while the frame was being read: the bytes seen may be torn
+	// and must be discarded (overwrite policy: the writer lapped the
+	// reader; block policy: the reader joined From Oldest as the writer
+	// reused the slot it started at).
 	ErrOverwritten = errors.New("shm: frame was overwritten while being read")
 	// ErrTooLarge means a payload does not fit the ring's slot size.
 	ErrTooLarge = errors.New("shm: payload larger than the slot")

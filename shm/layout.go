@@ -91,7 +91,7 @@ type ringHeader struct {
 	Head       uint32 // 128: next sequence to publish; the futex word readers sleep on
 	Sleepers   uint32 // 132: readers in (or entering) futex wait
 	EvSleepers uint32 // 136: readers waiting on an eventfd
-	_          uint32
+	Joins      uint32 // 140: incremented by every reader that joins (see Writer.slowest)
 	_          [48]byte
 
 	SpaceValue    uint32 // 192: block policy: semaphore the writer sleeps on

@@ -56,7 +56,9 @@ type Frame struct {
 	Type  uint32 // application frame type
 	Flags uint32 // application flags
 	// Lost is the number of frames this reader missed just before this
-	// one (overwrite policy), so Seq - Lost - 1 was the previous frame read.
+	// one (overwrite policy, or a block-policy reader that joined From
+	// Oldest as the writer reused its first slots), so Seq - Lost - 1 was
+	// the previous frame read.
 	Lost uint32
 	// Data is the payload. From Next/TryNext it aliases the ring and is
 	// valid until Release; from ReadInto it is the caller's buffer.
@@ -141,6 +143,9 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	}
 	atomic.StoreUint32(&e.Flags, fl)
 	publish(&e.Owner)
+	// Tell a block-policy writer that caches its space check to look at
+	// the table again: this reader may start behind what it last saw.
+	atomic.AddUint32(&r.hdr.Joins, 1)
 	r.readers[rd] = struct{}{}
 	return rd, nil
 }
@@ -199,9 +204,9 @@ func lagOf(head, cursor uint32) uint32 {
 }
 
 // TryNext returns the next frame without waiting, or ErrWouldBlock. The
-// frame's Data aliases shared memory: call Release when done with it. Under
-// the overwrite policy Release reports ErrOverwritten if the writer reused
-// the slot meanwhile, in which case Data must be discarded.
+// frame's Data aliases shared memory: call Release when done with it.
+// Release reports ErrOverwritten if the writer reused the slot meanwhile,
+// in which case Data must be discarded.
 func (rd *Reader) TryNext() (Frame, error) {
 	var f Frame
 	if sh, p, k := rd.peek(); k == peekReady {
@@ -482,10 +487,12 @@ func (rd *Reader) advance(c uint32) {
 }
 
 // Release ends the use of the frame returned by Next or TryNext and
-// advances the reader. Under the overwrite policy it returns
-// ErrOverwritten if the frame's slot was reused while it was held: the
-// bytes seen may be torn. Under the block policy it lets a waiting writer
-// reuse the slot.
+// advances the reader (under the block policy, it lets a waiting writer
+// reuse the slot). It returns ErrOverwritten if the frame's slot was
+// reused while it was held: the bytes seen may be torn. Under the
+// overwrite policy that happens when the writer laps a slow reader; under
+// the block policy only to a reader that joined From Oldest as the writer
+// was reusing the slot of the frame it started at.
 func (rd *Reader) Release() error {
 	if !rd.held {
 		return nil
@@ -493,13 +500,11 @@ func (rd *Reader) Release() error {
 	rd.held = false
 	c := rd.cursor
 	var err error
-	if rd.r.g.policy == policyOverwrite {
-		loadFence(&rd.fence)
-		if atomic.LoadUint32(&rd.heldSlot.Stamp) != c<<1 {
-			rd.stats.Overwritten++
-			atomic.AddUint32(&rd.e.Lost, 1)
-			err = ErrOverwritten
-		}
+	loadFence(&rd.fence)
+	if atomic.LoadUint32(&rd.heldSlot.Stamp) != c<<1 {
+		rd.stats.Overwritten++
+		atomic.AddUint32(&rd.e.Lost, 1)
+		err = ErrOverwritten
 	}
 	rd.consumed(c)
 	return err
@@ -644,7 +649,7 @@ func (rd *Reader) hold(f *Frame, sh *slotHeader, p unsafe.Pointer) {
 
 // copyFrame copies the frame peek found ready into buf, consumes it and
 // fills f. It fails, consuming nothing and leaving f alone, if buf is too
-// short or (overwrite policy) the writer reused the slot during the copy:
+// short or the writer reused the slot during the copy:
 // the general path then reports the short buffer or counts the loss.
 func (rd *Reader) copyFrame(f *Frame, sh *slotHeader, p unsafe.Pointer, buf []byte) bool {
 	c := rd.cursor
@@ -654,11 +659,9 @@ func (rd *Reader) copyFrame(f *Frame, sh *slotHeader, p unsafe.Pointer, buf []by
 	}
 	t, typ, fl := sh.Time, sh.Type, sh.Flags
 	Copy(buf[:n], unsafe.Slice((*byte)(p), n))
-	if rd.r.g.policy == policyOverwrite {
-		loadFence(&rd.fence)
-		if atomic.LoadUint32(&sh.Stamp) != c<<1 {
-			return false
-		}
+	loadFence(&rd.fence)
+	if atomic.LoadUint32(&sh.Stamp) != c<<1 {
+		return false
 	}
 	f.Seq, f.Time, f.Type, f.Flags, f.Lost, f.Data = c, t, typ, fl, rd.pending, buf[:n]
 	rd.pending = 0

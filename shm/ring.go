@@ -177,9 +177,10 @@ func initRing(mem []byte, slotSize, slots uint32, p Policy, base uint32) {
 	atomic.StoreUint32(&h.Ready, 1)
 }
 
-// Open maps an existing named ring after validating its header.
+// Open maps an existing named ring after validating its header. A ring
+// another process is still creating is waited for, up to a second.
 func Open(name string, opts *SegmentOptions) (*Ring, error) {
-	seg, err := OpenSegment(name, opts)
+	seg, err := openSegment(name, opts, int64(ringHeaderSize()))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -300,6 +301,14 @@ func checkSpace(dir string, need uint64) error {
 // OpenSegment maps an existing named segment. It refuses symlinks and
 // anything that is not a regular file.
 func OpenSegment(name string, opts *SegmentOptions) (*Segment, error) {
+	return openSegment(name, opts, 0)
+}
+
+// openSegment is OpenSegment for a segment that must hold at least min
+// bytes: a smaller file may be one whose creator has not sized it yet
+// (CreateSegment makes it empty with O_EXCL, then allocates it), so it
+// waits up to readyPolls times 10 ms for it to grow before mapping it.
+func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error) {
 	if err := ValidName(name); err != nil {
 		return nil, &OpError{"open", name, err}
 	}
@@ -313,6 +322,13 @@ func OpenSegment(name string, opts *SegmentOptions) (*Segment, error) {
 			return nil, &OpError{"open", name, fmt.Errorf("%s is a symbolic link; refusing to follow it", path)}
 		}
 		return nil, &OpError{"open", name, &os.PathError{Op: "open", Path: path, Err: err}}
+	}
+	for i := 0; i < int(readyPolls.Load()); i++ {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Size >= min {
+			break // mapFd reports a failed fstat
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	seg, err := mapFd(fd, name)
 	if err != nil {

@@ -60,7 +60,7 @@ func CreateSemaphore(name string, initial uint32, opts *SegmentOptions) (*Semaph
 
 // OpenSemaphore opens an existing named semaphore.
 func OpenSemaphore(name string, opts *SegmentOptions) (*Semaphore, error) {
-	seg, err := OpenSegment(name, opts)
+	seg, err := openSegment(name, opts, int64(unsafe.Sizeof(semHeader{}))) // waits for a creator still sizing it
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func OpenSemaphore(name string, opts *SegmentOptions) (*Semaphore, error) {
 	}
 	h := (*semHeader)(unsafe.Pointer(&seg.mem[0]))
 	var m uint32
-	for i := 0; i < 100; i++ {
+	for i := 0; i < int(readyPolls.Load()); i++ {
 		if m = atomic.LoadUint32(&h.Magic); m != 0 {
 			break
 		}

@@ -36,6 +36,7 @@ type Writer struct {
 	rlen   uint32
 
 	minCursor uint32 // block policy: cached slowest reader cursor
+	joins     uint32 // block policy: Joins as loaded before the scan that set minCursor
 	slowIdx   int    // block policy: reader entry that had minCursor (-1: none)
 	scanHi    int    // block policy: highest reader entry seen held
 	scans     int    // block policy: scans since the last full one
@@ -52,7 +53,10 @@ type Writer struct {
 
 // NewWriter takes the ring's writer lease. It fails with a *BusyError
 // (errors.Is ErrBusy) if a live process holds it; a dead holder's lease is
-// reclaimed, and a frame it left half-written is never seen by readers.
+// reclaimed, and a frame it left half-written is never seen by readers. A
+// frame it committed but died before publishing is published (readers may
+// already have taken it by its stamp), so no sequence number ever stands
+// for two different frames.
 func (r *Ring) NewWriter() (*Writer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -67,7 +71,15 @@ func (r *Ring) NewWriter() (*Writer, error) {
 	atomic.AddUint32(&h.LeaseEpoch, 1)
 	publish(&h.LeaseOwner)
 	w := &Writer{r: r, h: h, seq: atomic.LoadUint32(&h.Head), me: uint32(os.Getpid())}
-	w.minCursor = w.seq
+	if sh, _ := r.slot(w.seq); atomic.LoadUint32(&sh.Stamp) == w.seq<<1 && sh.Seq == w.seq {
+		// The last writer died between its commit's stamp and head stores.
+		w.seq++
+		atomic.StoreUint32(&h.Head, w.seq)
+		w.wake()
+	}
+	// No cache yet: the first frame scans the reader table (readers may
+	// be up to a ring behind head).
+	w.minCursor = w.seq - r.g.slotCount
 	w.slowIdx, w.scanHi = -1, MaxReaders-1
 	r.writer = w
 	return w, nil
@@ -207,6 +219,19 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	atomic.StoreUint32(&w.h.Head, s+1) // seq_cst: ordered before the loads of the sleeper counts
 	w.seq = s + 1
 	w.held = false
+	w.wake()
+	w.openNext(s + 1)
+	if (w.idleWakes >= staleWakes || w.evSignals >= staleWakes) && now-w.staleAt >= staleCheckEvery {
+		w.idleWakes, w.evSignals, w.staleAt = 0, 0, now
+		w.repairSleepers()
+	}
+	return s, nil
+}
+
+// wake wakes the readers asleep on the head (futex) and, if any wait on
+// eventfds, signals the registered eventfds. It makes no system call when
+// nobody sleeps.
+func (w *Writer) wake() {
 	if n := atomic.LoadUint32(&w.h.Sleepers); n != 0 {
 		w.wakeCalls++
 		if woken, _ := sys.FutexWake(&w.h.Head, math.MaxInt32); woken == 0 {
@@ -224,12 +249,6 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 		}
 		w.evSignals++ // whether it woke anyone is unknowable here
 	}
-	w.openNext(s + 1)
-	if (w.idleWakes >= staleWakes || w.evSignals >= staleWakes) && now-w.staleAt >= staleCheckEvery {
-		w.idleWakes, w.evSignals, w.staleAt = 0, 0, now
-		w.repairSleepers()
-	}
-	return s, nil
 }
 
 // openNext marks the slot of frame s as being written as soon as frame s-1
@@ -242,7 +261,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 // frames are readable. A block-policy writer opens the slot only when the
 // slowest reader it last saw has released it; otherwise Reserve waits.
 func (w *Writer) openNext(s uint32) {
-	if w.r.g.policy == policyBlock && s-w.minCursor >= w.r.g.slotCount {
+	if w.r.g.policy == policyBlock && !w.cachedSpace(s) {
 		return
 	}
 	sh, _ := w.r.slot(s)
@@ -272,14 +291,23 @@ func (w *Writer) repairSleepers() {
 	}
 	for i := 0; i < MaxReaders; i++ {
 		e := w.r.reader(i)
-		o := atomic.LoadUint32(&e.Owner)
-		if o == 0 || atomic.LoadUint32(&e.Flags)&readerAsleep == 0 {
-			continue
-		}
-		if !holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
-			forgetSleeper(w.h, e)
+		if o := atomic.LoadUint32(&e.Owner); o != 0 && atomic.LoadUint32(&e.Flags)&readerAsleep != 0 {
+			w.reapIfDead(e, o)
 		}
 	}
+}
+
+// reapIfDead frees reader entry e, whose owner word read o, if its holder
+// is dead, taking back the sleeper count it may have left. The entry is
+// claimed first: a reader that takes it over meanwhile (and may already
+// sleep in it, counted) keeps it, because its claim or ours fails.
+func (w *Writer) reapIfDead(e *readerEntry, o uint32) {
+	if holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) ||
+		!atomic.CompareAndSwapUint32(&e.Owner, o, w.me|claimBit) {
+		return
+	}
+	forgetSleeper(w.h, e)
+	atomic.StoreUint32(&e.Owner, 0)
 }
 
 // forgetSleeper takes back the sleeper count of a reader entry whose holder
@@ -326,26 +354,40 @@ func (w *Writer) WriteFrame(typ, flags uint32, p []byte) (uint32, error) {
 // hasSpace reports whether frame s may be written without overwriting a
 // frame a live reader has not released (block policy).
 func (w *Writer) hasSpace(s uint32) bool {
-	n := w.r.g.slotCount
-	if s-w.minCursor < n {
+	if w.cachedSpace(s) {
 		return true
 	}
 	min, _ := w.slowest(s)
 	w.minCursor = min
-	return s-min < n
+	return s-min < w.r.g.slotCount
+}
+
+// cachedSpace reports whether the last scan of the reader table proves
+// that frame s fits: the slowest cursor it saw is less than a ring behind
+// s, and no reader has joined since (a reader that joins from the oldest
+// frame starts behind every cursor the scan saw). Readers that advance or
+// leave only make room.
+func (w *Writer) cachedSpace(s uint32) bool {
+	return s-w.minCursor < w.r.g.slotCount && atomic.LoadUint32(&w.h.Joins) == w.joins
 }
 
 // slowest scans the reader table for the reader furthest behind s and
 // returns its cursor and entry index (-1 if none). Entries whose cursor is
 // not within one ring of s are stale or corrupt and hold nothing back.
 //
-// Readers take the lowest free entry, so a reader that joined since the
-// last scan is at most one past the highest entry seen held: the scan
-// stops there, and every fullScanEvery-th scan covers the whole table.
+// When no reader has joined since the last scan (Joins is unchanged), no
+// entry past the highest one seen held can have become held, and the scan
+// stops there; otherwise, and every fullScanEvery-th time (for readers
+// that break the protocol and do not count their join), it covers the
+// whole table.
 func (w *Writer) slowest(s uint32) (uint32, int) {
 	n := w.r.g.slotCount
 	lo, idx := s, -1
-	end := min(w.scanHi+2, MaxReaders)
+	end := min(w.scanHi+1, MaxReaders)
+	j := atomic.LoadUint32(&w.h.Joins) // before the loads of the entries
+	if j != w.joins {
+		w.joins, end = j, MaxReaders
+	}
 	if w.scans++; w.scans >= fullScanEvery {
 		w.scans, end = 0, MaxReaders
 	}
@@ -451,13 +493,8 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 func (w *Writer) evictDead(s uint32) {
 	for i := 0; i < MaxReaders; i++ {
 		e := w.r.reader(i)
-		o := atomic.LoadUint32(&e.Owner)
-		if o == 0 {
-			continue
-		}
-		if !holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)) {
-			forgetSleeper(w.h, e)
-			atomic.CompareAndSwapUint32(&e.Owner, o, 0)
+		if o := atomic.LoadUint32(&e.Owner); o != 0 {
+			w.reapIfDead(e, o)
 		}
 	}
 	w.minCursor, _ = w.slowest(s)
