@@ -509,9 +509,12 @@ func (w *Writer) close(detach bool) error {
 	if w.closed.Swap(true) {
 		return ErrClosed
 	}
-	// Wake our own blocked Reserve, if any.
+	// Wake our own blocked Reserve, if any. At most one unit is left
+	// posted: more would make the next writer's first waits spin.
 	for i := 0; w.waiting.Load() != 0 && i < 1000; i++ {
-		semPost(&w.h.SpaceValue, &w.h.SpaceWaiters)
+		if atomic.LoadUint32(&w.h.SpaceValue) == 0 {
+			semPost(&w.h.SpaceValue, &w.h.SpaceWaiters)
+		}
 		sys.FutexWake(&w.h.SpaceValue, math.MaxInt32)
 		time.Sleep(time.Millisecond)
 	}
