@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/shm"
@@ -407,6 +408,10 @@ func TestForeignReaderFutexWake(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
+			// It set the asleep bit of its entry before raising the count.
+			if fl := word(r, readersOff+rFlags); fl&flagAsleep == 0 {
+				t.Fatalf("consumer counted in sleepers with entry flags %#x: asleep bit (2) not set", fl)
+			}
 			// Where the kernel reports it, the consumer must be in a futex wait.
 			for time.Now().Before(deadline) {
 				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", c.cmd.Process.Pid))
@@ -427,6 +432,9 @@ func TestForeignReaderFutexWake(t *testing.T) {
 			c.wait()
 			if s := r.Inspect().Sleepers; s != 0 {
 				t.Fatalf("sleepers = %d after the consumer exited", s)
+			}
+			if fl := word(r, readersOff+rFlags); fl != 0 {
+				t.Fatalf("entry flags %#x after the consumer exited", fl)
 			}
 		})
 	}
@@ -560,10 +568,30 @@ func TestForeignWriterBusy(t *testing.T) {
 func TestForeignOpenValidation(t *testing.T) {
 	type patch struct {
 		name      string
-		off       int // -1: truncate the file instead
+		off       int // -1: truncate the file instead; -2: edits[name] makes it
 		val       uint32
 		c, python string // expected in stderr
 	}
+	put := func(b []byte, off int, v uint32) {
+		b[off], b[off+1], b[off+2], b[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	// A consistent header for slots one cache line larger than the limit
+	// (64 MiB + 64), in a sparse file of the right size: only the
+	// slot_size limit is wrong with it.
+	hugeSlots := func(orig []byte) ([]byte, int64) {
+		const slotSize, slots = 64<<20 + 128, 2
+		b := append([]byte(nil), orig[:headerSize]...)
+		put(b, 12, slotSize)
+		put(b, 16, slots)
+		put(b, 20, slotSize-64)
+		total := uint64(headerSize + slots*slotSize)
+		put(b, 48, uint32(total))
+		put(b, 52, uint32(total>>32))
+		return b, int64(total)
+	}
+	// A file that stays shorter than header_size (8192): a creator that
+	// died before sizing it.
+	short := func(orig []byte) ([]byte, int64) { return orig[:100], 0 }
 	patches := []patch{
 		{"magic", 0, 0x12345678, "not an edgeipc ring", "NotRingError"},
 		{"semaphore", 0, 0x53504945, "not an edgeipc ring", "NotRingError"},
@@ -579,10 +607,17 @@ func TestForeignOpenValidation(t *testing.T) {
 		{"ready", 44, 0, "never completed", "never completed"},
 		{"total_size", 48, 12345, "corrupt", "CorruptError"},
 		{"file_size", -1, 0, "corrupt", "CorruptError"},
+		{"slot_size_limit", -2, 0, "corrupt", "CorruptError"},
+		{"short_file", -2, 0, "never completed", "never completed"},
 	}
+	edits := map[string]func(orig []byte) (b []byte, size int64){"slot_size_limit": hugeSlots, "short_file": short}
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {
 			argv := im.argv(t, "consumer")
+			timeout := "5000" // C: milliseconds
+			if im.name == "python" {
+				timeout = "5" // Python: seconds
+			}
 			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
 			orig, err := os.ReadFile(r.Segment().Path())
 			if err != nil {
@@ -590,14 +625,24 @@ func TestForeignOpenValidation(t *testing.T) {
 			}
 			for _, p := range patches {
 				b := append([]byte(nil), orig...)
-				if p.off < 0 {
+				var size int64
+				switch {
+				case p.off == -2:
+					b, size = edits[p.name](orig)
+				case p.off < 0:
 					b = b[:len(b)-64]
-				} else {
-					b[p.off], b[p.off+1], b[p.off+2], b[p.off+3] = byte(p.val), byte(p.val>>8), byte(p.val>>16), byte(p.val>>24)
+				default:
+					put(b, p.off, p.val)
 				}
 				name := "bad-" + p.name
-				if err := os.WriteFile(filepath.Join(dir, shm.FilePrefix+name), b, 0o600); err != nil {
+				path := filepath.Join(dir, shm.FilePrefix+name)
+				if err := os.WriteFile(path, b, 0o600); err != nil {
 					t.Fatal(err)
+				}
+				if size > 0 {
+					if err := os.Truncate(path, size); err != nil {
+						t.Fatal(err)
+					}
 				}
 				want := p.c
 				if im.name == "python" {
@@ -605,7 +650,9 @@ func TestForeignOpenValidation(t *testing.T) {
 				}
 				t.Run(p.name, func(t *testing.T) {
 					t.Parallel()
-					c := start(t, dir, nil, append(argv, "-n", "1", name)...)
+					// A ring accepted by mistake would wait for a frame: -t
+					// makes the consumer give up (with another message).
+					c := start(t, dir, nil, append(argv, "-n", "1", "-t", timeout, name)...)
 					<-c.exited
 					err := <-c.done
 					c.done <- err
@@ -614,6 +661,445 @@ func TestForeignOpenValidation(t *testing.T) {
 					}
 				})
 			}
+		})
+	}
+}
+
+// Offsets of docs/abi.md the tests below read or write directly.
+const (
+	hLeaseOwner    = 64
+	hLeaseStart    = 68
+	hLeasePidNS    = 72
+	hHead          = 128
+	hSleepers      = 132
+	hReaderJoins   = 140
+	hWriterWaiting = 200
+	readersOff     = 256
+	readerStride   = 64
+	rOwner         = 0
+	rStart         = 4
+	rPidNS         = 8
+	rCursor        = 12
+	rFlags         = 24
+	flagAsleep     = 2
+	headerSize     = 8192
+)
+
+// word atomically loads the u32 at off in the ring's shared memory.
+func word(r *shm.Ring, off int) uint32 {
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.Segment().Bytes()[off])))
+}
+
+// setWord atomically stores v at off in the ring's shared memory.
+func setWord(r *shm.Ring, off int, v uint32) {
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&r.Segment().Bytes()[off])), v)
+}
+
+// deadPID returns the PID of a process that has exited and been reaped.
+func deadPID(t *testing.T) uint32 {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "exit 0")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return uint32(cmd.Process.Pid)
+}
+
+// selfPidNS is the low 32 bits of the inode of our PID namespace, as the
+// clients store it next to an owner word.
+func selfPidNS(t *testing.T) uint32 {
+	t.Helper()
+	l, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ino uint64
+	if _, err := fmt.Sscanf(l, "pid:[%d]", &ino); err != nil {
+		t.Fatalf("/proc/self/ns/pid = %q: %v", l, err)
+	}
+	return uint32(ino)
+}
+
+// plantDeadReader makes reader entry i look held by a dead process at
+// cursor, asleep on the head futex (flags bit 1) and counted in sleepers.
+func plantDeadReader(t *testing.T, r *shm.Ring, i int, cursor uint32) {
+	t.Helper()
+	e := readersOff + i*readerStride
+	setWord(r, e+rStart, 12345)
+	setWord(r, e+rPidNS, selfPidNS(t))
+	setWord(r, e+rCursor, cursor)
+	setWord(r, e+rFlags, flagAsleep)
+	setWord(r, e+rOwner, deadPID(t))
+	setWord(r, hSleepers, word(r, hSleepers)+1)
+}
+
+// until polls cond every 2 ms until it holds; it fails the test if the child
+// exits first or nothing happens within childTimeout.
+func (c *child) until(what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(childTimeout)
+	for !cond() {
+		select {
+		case <-c.exited:
+			if cond() {
+				return
+			}
+			c.t.Fatalf("%s exited before %s; stderr:\n%s", c.cmd.Path, what, c.stderr())
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no %s within %v; stderr:\n%s", what, childTimeout, c.stderr())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// producerTimeout is the producer's -t for a wait it must survive.
+func producerTimeout(im impl) string {
+	if im.name == "python" {
+		return "30" // seconds
+	}
+	return "30000" // milliseconds
+}
+
+// readFrom reads the next frame with the Go reader and checks it is frame i
+// of the shared test pattern with sequence seq and nothing lost.
+func readFrom(t *testing.T, c *child, rd *shm.Reader, seq uint32, i, maxPayload int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
+	defer cancel()
+	buf := make([]byte, maxPayload)
+	f, err := rd.ReadInto(ctx, buf)
+	if err != nil {
+		t.Fatalf("reading frame %d: %v; child stderr:\n%s", seq, err, c.stderr())
+	}
+	p := payload(i, maxPayload)
+	if f.Seq != seq || f.Lost != 0 || f.Type != uint32(1000+i) || f.Flags != uint32(3*i) || string(f.Data) != string(p) {
+		t.Fatalf("got seq %d lost %d type %d flags %d len %d (pattern %v); want frame %d of the pattern as seq %d, nothing lost",
+			f.Seq, f.Lost, f.Type, f.Flags, len(f.Data), string(f.Data) == string(p), i, seq)
+	}
+}
+
+// TestForeignReaderCountsJoin: a C or Python reader adds 1 to reader_joins
+// (offset 140) after publishing its entry, and leaving does not undo it.
+func TestForeignReaderCountsJoin(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			const maxPayload = 128
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: maxPayload})
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			setWord(r, hReaderJoins, 41) // any value: the count wraps
+			c := start(t, dir, nil, append(argv, "-s", "-n", "1", r.Name())...)
+			c.joined()
+			if j := word(r, hReaderJoins); j != 42 {
+				t.Fatalf("reader_joins = %d after the consumer joined, want 42", j)
+			}
+			if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			writeFrames(t, w, 0, 1, maxPayload)
+			checkFrame(t, c.frame(), 0, 0, maxPayload, 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
+			if j := word(r, hReaderJoins); j != 42 {
+				t.Fatalf("reader_joins = %d after the consumer left, want 42", j)
+			}
+		})
+	}
+}
+
+// TestForeignWriterPublishesOrphanFrame: the previous writer died between
+// the stamp and the head store of frame 3 (simulated by writing the slot
+// and a dead lease holder into the segment). A Go reader has already taken
+// frame 3 by its stamp. The C or Python writer that takes the lease must
+// publish frame 3 (head = 4) and write its own frames as 4 and 5, not
+// reuse sequence 3 for a different frame.
+func TestForeignWriterPublishesOrphanFrame(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			r, dir := newRing(t, shm.Config{Slots: 8, SlotPayload: 128})
+			mp := r.SlotPayload()
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFrames(t, w, 0, 3, mp)
+			w.Close()
+			rd, err := r.NewReader(nil) // at head: 3
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			const s = 3
+			mem := r.Segment().Bytes()
+			off := headerSize + (s&7)*r.Inspect().SlotSize
+			orphan := []byte("committed, never published")
+			copy(mem[off+64:], orphan)
+			setWord(r, off+4, uint32(len(orphan)))
+			setWord(r, off+8, 777) // type
+			setWord(r, off+12, 0)  // flags
+			now := uint64(shm.Now())
+			setWord(r, off+16, uint32(now))
+			setWord(r, off+20, uint32(now>>32))
+			setWord(r, off+24, s) // seq
+			setWord(r, off, s<<1) // stamp: committed
+			setWord(r, hLeaseStart, 12345)
+			setWord(r, hLeasePidNS, selfPidNS(t))
+			setWord(r, hLeaseOwner, deadPID(t))
+			if h := r.Head(); h != s {
+				t.Fatalf("head %d, want %d", h, s)
+			}
+			buf := make([]byte, mp)
+			f, err := rd.TryReadInto(buf)
+			if err != nil || f.Seq != s || f.Type != 777 || string(f.Data) != string(orphan) {
+				t.Fatalf("Go reader did not take frame %d by its stamp: %+v, %v", s, f, err)
+			}
+			c := start(t, dir, nil, append(argv, "-n", "2", r.Name())...)
+			c.expect(fmt.Sprintf("wrote first=%d last=%d", s+1, s+2))
+			c.wait()
+			readFrom(t, c, rd, s+1, 0, mp)
+			readFrom(t, c, rd, s+2, 1, mp)
+			info := r.Inspect()
+			if info.Head != s+3 || info.WriterPID != 0 || info.WriterEpoch != 2 {
+				t.Fatalf("head %d writer %d epoch %d; want head %d, lease released, epoch 2", info.Head, info.WriterPID, info.WriterEpoch, s+3)
+			}
+		})
+	}
+}
+
+// TestForeignBlockWriterSeesJoin: a block-policy C or Python writer writes
+// 10 frames into an 8-slot ring with no reader, so its cached space check
+// says frames up to 15 fit; it pauses, a Go reader joins at the oldest
+// frame (2), and the writer resumes. It must notice the join (reader_joins)
+// and wait for the reader instead of overwriting frames 2..7.
+func TestForeignBlockWriterSeesJoin(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			const slots, n, pause = 8, 20, 10
+			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 128, Policy: shm.Block})
+			mp := r.SlotPayload()
+			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-p", fmt.Sprint(pause), "-t", producerTimeout(im), r.Name())...)
+			c.expect(fmt.Sprintf("paused next=%d", pause))
+			rd, err := r.NewReader(&shm.ReaderOptions{From: shm.Oldest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			first := uint32(pause - slots)
+			if cur := rd.Cursor(); cur != first {
+				t.Fatalf("Go reader joined at %d, want %d", cur, first)
+			}
+			if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			c.until("block or write", func() bool { return word(r, hWriterWaiting) == 1 || r.Head() != pause })
+			if h := r.Head(); h != pause {
+				t.Fatalf("the writer went on to head %d over frames the reader that joined at %d holds: it did not rescan after reader_joins changed", h, first)
+			}
+			for i := int(first); i < n; i++ {
+				readFrom(t, c, rd, uint32(i), i, mp)
+			}
+			c.expect(fmt.Sprintf("wrote first=0 last=%d", n-1))
+			c.wait()
+		})
+	}
+}
+
+// TestForeignBlockWriterScansFirst: a Go block-policy writer fills the ring
+// for a Go reader that has read nothing and leaves; a new C or Python
+// writer must scan the reader table before its first frame and wait,
+// rather than overwrite frame 0.
+func TestForeignBlockWriterScansFirst(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			const slots, n = 8, 3
+			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 128, Policy: shm.Block})
+			mp := r.SlotPayload()
+			rd, err := r.NewReader(&shm.ReaderOptions{From: shm.Oldest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFrames(t, w, 0, slots, mp)
+			w.Close()
+			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
+			c.until("block or write", func() bool { return word(r, hWriterWaiting) == 1 || r.Head() != slots })
+			if h := r.Head(); h != slots {
+				t.Fatalf("the new writer went on to head %d over frame 0, which the reader holds", h)
+			}
+			for i := 0; i < slots; i++ {
+				readFrom(t, c, rd, uint32(i), i, mp)
+			}
+			for i := 0; i < n; i++ {
+				readFrom(t, c, rd, uint32(slots+i), i, mp)
+			}
+			c.expect(fmt.Sprintf("wrote first=%d last=%d", slots, slots+n-1))
+			c.wait()
+		})
+	}
+}
+
+// TestForeignReaderTakesBackDeadSleeper: a C or Python reader that takes
+// over the entry of a reader that died asleep takes back its sleeper count.
+func TestForeignReaderTakesBackDeadSleeper(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			plantDeadReader(t, r, 0, 0)
+			c := start(t, dir, nil, append(argv, "-s", "-n", "1", r.Name())...)
+			c.joined()
+			e := readersOff + rOwner
+			if o := word(r, e); o != uint32(c.cmd.Process.Pid) {
+				t.Fatalf("entry 0 owner %d, want the consumer %d", o, c.cmd.Process.Pid)
+			}
+			if s, fl := word(r, hSleepers), word(r, readersOff+rFlags); s != 0 || fl != 0 {
+				t.Fatalf("after taking over a dead sleeper's entry: sleepers %d flags %d, want 0 and 0", s, fl)
+			}
+		})
+	}
+}
+
+// TestForeignWriterEvictsDeadSleeper: a block-policy C or Python writer held
+// up by a dead reader (asleep when it died) evicts it, takes back its
+// sleeper count, and goes on.
+func TestForeignWriterEvictsDeadSleeper(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			const slots, n = 4, 10
+			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 64, Policy: shm.Block})
+			plantDeadReader(t, r, 0, 0)
+			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
+			c.expect(fmt.Sprintf("wrote first=0 last=%d", n-1))
+			c.wait()
+			if s, o := word(r, hSleepers), word(r, readersOff+rOwner); s != 0 || o != 0 {
+				t.Fatalf("after evicting a dead sleeper: sleepers %d, entry owner %d; want 0 and 0", s, o)
+			}
+		})
+	}
+}
+
+// TestForeignOpenWaitsForCreator: the creator makes the file empty, then
+// sizes and fills it. A C or Python consumer that opens it while it is
+// still empty waits for it instead of refusing it.
+func TestForeignOpenWaitsForCreator(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			const maxPayload = 64
+			src, _ := newRing(t, shm.Config{Slots: 4, SlotPayload: maxPayload})
+			img := append([]byte(nil), src.Segment().Bytes()...)
+			dir := t.TempDir()
+			path := filepath.Join(dir, shm.FilePrefix+"growing")
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			c := start(t, dir, nil, append(argv, "-n", "1", "growing")...)
+			// Wait until the consumer has the empty file open.
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.until("the consumer opening the file", func() bool {
+				fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", c.cmd.Process.Pid))
+				for _, fd := range fds {
+					if st, err := os.Stat(fd); err == nil && os.SameFile(st, fi) {
+						return true
+					}
+				}
+				return false
+			})
+			// Size it, fill it with ready = 0, then set ready, as a creator does.
+			ready := img[44:48]
+			if err := f.Truncate(int64(len(img))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(img[48:], 48); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(img[:44], 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(ready, 44); err != nil {
+				t.Fatal(err)
+			}
+			if cur := c.joined(); cur != 0 {
+				t.Fatalf("joined at %d, want 0", cur)
+			}
+			r, err := shm.Open("growing", &shm.SegmentOptions{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			writeFrames(t, w, 0, 1, maxPayload)
+			checkFrame(t, c.frame(), 0, 0, maxPayload, 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
+		})
+	}
+}
+
+// publishSilently writes frame i of the test pattern as sequence seq into
+// its slot and stores head = seq + 1 without FUTEX_WAKE, as a writer that
+// skips step 6 of docs/abi.md would.
+func publishSilently(r *shm.Ring, seq uint32, i int) {
+	mem := r.Segment().Bytes()
+	info := r.Inspect()
+	off := headerSize + int(seq&uint32(info.Slots-1))*info.SlotSize
+	p := payload(i, info.SlotPayload)
+	setWord(r, off, seq<<1|1)
+	copy(mem[off+64:], p)
+	setWord(r, off+4, uint32(len(p)))
+	setWord(r, off+8, uint32(1000+i))
+	setWord(r, off+12, uint32(3*i))
+	now := uint64(shm.Now())
+	setWord(r, off+16, uint32(now))
+	setWord(r, off+20, uint32(now>>32))
+	setWord(r, off+24, seq)
+	setWord(r, off, seq<<1)
+	setWord(r, hHead, seq+1)
+}
+
+// TestForeignReaderSleepIsBounded: a consumer that waits without a timeout
+// sleeps in bounded futex waits (here bounded to 200 ms with -m), so a
+// frame published without a wake-up reaches it late instead of never.
+func TestForeignReaderSleepIsBounded(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			bound := "200" // C: milliseconds
+			if im.name == "python" {
+				bound = "0.2" // Python: seconds
+			}
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 128})
+			c := start(t, dir, nil, append(im.argv(t, "consumer"), "-n", "1", "-m", bound, r.Name())...)
+			if cur := c.joined(); cur != 0 {
+				t.Fatalf("joined at %d, want 0", cur)
+			}
+			c.until("the consumer counted in sleepers", func() bool { return word(r, hSleepers) == 1 })
+			time.Sleep(50 * time.Millisecond) // between sleepers++ and the syscall
+			publishSilently(r, 0, 0)
+			checkFrame(t, c.frame(), 0, 0, r.SlotPayload(), 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
 		})
 	}
 }

@@ -69,6 +69,11 @@
 #define EDGEIPC_CLAIM 0x80000000u
 #define EDGEIPC_POLICY_OVERWRITE 0u
 #define EDGEIPC_POLICY_BLOCK 1u
+#define EDGEIPC_MAX_SLOT_SIZE ((64u << 20) + 64u) /* 64 MiB payload + slot header */
+#define EDGEIPC_MIN_FILE 8192u                      /* header_size: shorter = still being created */
+#define EDGEIPC_RF_EVENTFD 1u                       /* reader flags bit 0: waits on an eventfd */
+#define EDGEIPC_RF_ASLEEP 2u                        /* reader flags bit 1: counted in a sleeper count */
+#define EDGEIPC_MAX_SLEEP_MS 10000                  /* every futex sleep is bounded by this */
 
 /* header offsets */
 #define EDGEIPC_H_MAGIC 0
@@ -93,6 +98,7 @@
 #define EDGEIPC_H_HEAD 128
 #define EDGEIPC_H_SLEEPERS 132
 #define EDGEIPC_H_EV_SLEEPERS 136
+#define EDGEIPC_H_READER_JOINS 140
 #define EDGEIPC_H_SPACE_VALUE 192
 #define EDGEIPC_H_SPACE_WAITERS 196
 #define EDGEIPC_H_WRITER_WAITING 200
@@ -180,6 +186,7 @@ typedef struct edgeipc_reader {
 	uint32_t cursor;  /* next sequence to read */
 	uint32_t pending; /* lost frames not yet reported in a frame */
 	uint64_t frames, lost, corrupt;
+	int max_sleep_ms; /* bound of one futex sleep: 0 (set by join) = EDGEIPC_MAX_SLEEP_MS, never more */
 } edgeipc_reader;
 
 typedef struct edgeipc_writer {
@@ -187,6 +194,7 @@ typedef struct edgeipc_writer {
 	uint32_t me;
 	uint32_t seq;        /* next sequence to publish */
 	uint32_t min_cursor; /* block policy: cached slowest reader cursor */
+	uint32_t joins;      /* block policy: reader_joins as loaded before the scan that set min_cursor */
 	uint32_t len;        /* reserved length */
 	int held;            /* a slot is reserved */
 } edgeipc_writer;
@@ -333,9 +341,10 @@ static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 }
 
 /* Owner-word claim, steps 1–2 of docs/abi.md: returns 1 when the word now
- * holds me|CLAIM, 0 when a live holder has it (*holder set). */
+ * holds me|CLAIM (*prev, if not NULL, receives the value it replaced: 0 or
+ * a dead holder), 0 when a live holder has it (*holder set). */
 static inline int edgeipc__claim(edgeipc_ring *r, size_t owner_off, size_t start_off, size_t ns_off,
-				 uint32_t me, uint32_t *holder)
+				 uint32_t me, uint32_t *holder, uint32_t *prev)
 {
 	_Atomic uint32_t *ow = edgeipc__w(r, owner_off);
 	for (;;) {
@@ -345,9 +354,30 @@ static inline int edgeipc__claim(edgeipc_ring *r, size_t owner_off, size_t start
 				*holder = v & ~EDGEIPC_CLAIM;
 			return 0;
 		}
-		if (atomic_compare_exchange_strong(ow, &v, me | EDGEIPC_CLAIM))
+		uint32_t was = v;
+		if (atomic_compare_exchange_strong(ow, &v, me | EDGEIPC_CLAIM)) {
+			if (prev)
+				*prev = was;
 			return 1;
+		}
 	}
+}
+
+/* Takes back the sleeper count a dead holder may have left in reader entry
+ * e ("Sleeping" in docs/abi.md). Call it only with the entry claimed (its
+ * owner word holds our PID with the claim bit): once, CAS flags to clear
+ * bit 1; if that succeeded, subtract 1 from ev_sleepers (bit 0 set) or
+ * sleepers unless it is already 0 (a count above 64 is garbage: reset). */
+static inline void edgeipc__forget_sleeper(edgeipc_ring *r, size_t e)
+{
+	_Atomic uint32_t *fl = edgeipc__w(r, e + EDGEIPC_R_FLAGS);
+	uint32_t f = atomic_load(fl);
+	if (!(f & EDGEIPC_RF_ASLEEP) || !atomic_compare_exchange_strong(fl, &f, f & ~EDGEIPC_RF_ASLEEP))
+		return;
+	_Atomic uint32_t *cnt = edgeipc__w(r, (f & EDGEIPC_RF_EVENTFD) ? EDGEIPC_H_EV_SLEEPERS : EDGEIPC_H_SLEEPERS);
+	uint32_t v = atomic_load(cnt);
+	while (v != 0 && !atomic_compare_exchange_weak(cnt, &v, v > EDGEIPC_MAX_READERS ? 0 : v - 1))
+		;
 }
 
 /* ---- open / validate / close ------------------------------------------ */
@@ -366,22 +396,28 @@ static inline int edgeipc_valid_name(const char *name)
 	return 1;
 }
 
+static inline void edgeipc__nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
 /* Validates a mapped header (every check of docs/abi.md) and fills the
- * ring's private geometry. Waits up to 1 s for a creator to finish. */
-static inline int edgeipc__validate(edgeipc_ring *r)
+ * ring's private geometry. Waits until deadline_ns (CLOCK_MONOTONIC) for
+ * a creator to finish (magic still 0, or ready still 0). */
+static inline int edgeipc__validate(edgeipc_ring *r, int64_t deadline_ns)
 {
 	if (r->map_size < EDGEIPC_HEADER_SIZE)
 		return EDGEIPC_ENOTRING;
-	for (int i = 0;; i++) {
+	for (;;) {
 		uint32_t m = edgeipc__ld(r, EDGEIPC_H_MAGIC);
 		if (m == EDGEIPC_MAGIC && edgeipc__ld(r, EDGEIPC_H_READY) == 1)
 			break;
 		if (m != 0 && m != EDGEIPC_MAGIC)
 			return EDGEIPC_ENOTRING; /* includes EDGEIPC_SEM_MAGIC */
-		if (i == 100)
+		if (edgeipc_now_ns() >= deadline_ns)
 			return EDGEIPC_ENOTREADY;
-		struct timespec ts = {0, 10 * 1000 * 1000};
-		nanosleep(&ts, NULL);
+		edgeipc__nap_ms(10);
 	}
 	if (edgeipc__ld(r, EDGEIPC_H_VERSION) != EDGEIPC_ABI_VERSION)
 		return EDGEIPC_EVERSION;
@@ -400,7 +436,7 @@ static inline int edgeipc__validate(edgeipc_ring *r)
 		return EDGEIPC_ECORRUPT;
 	if (r->slot_count < 2 || r->slot_count > EDGEIPC_MAX_SLOTS || (r->slot_count & (r->slot_count - 1)) != 0)
 		return EDGEIPC_ECORRUPT;
-	if (r->slot_size < 128 || r->slot_size % 64 != 0)
+	if (r->slot_size < 128 || r->slot_size % 64 != 0 || r->slot_size > EDGEIPC_MAX_SLOT_SIZE)
 		return EDGEIPC_ECORRUPT;
 	if (r->max_payload != r->slot_size - EDGEIPC_SLOT_HEADER)
 		return EDGEIPC_ECORRUPT;
@@ -414,17 +450,29 @@ static inline int edgeipc__validate(edgeipc_ring *r)
 	return EDGEIPC_OK;
 }
 
-/* Maps the ring behind fd (takes ownership of fd, also on failure). */
+/* Maps the ring behind fd (takes ownership of fd, also on failure). A
+ * file shorter than header_size (8192) is still being created: it waits
+ * up to 1 s (in all, with the wait for magic and ready) for it to grow. */
 static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 {
 	memset(r, 0, sizeof *r);
 	r->fd = -1;
+	int64_t deadline = edgeipc_now_ns() + 1000000000;
 	struct stat sb;
-	if (fstat(fd, &sb) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return EDGEIPC_ESYS;
+	for (;;) {
+		if (fstat(fd, &sb) != 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return EDGEIPC_ESYS;
+		}
+		if (sb.st_size >= (off_t)EDGEIPC_MIN_FILE)
+			break;
+		if (edgeipc_now_ns() >= deadline) {
+			close(fd);
+			return EDGEIPC_ENOTREADY;
+		}
+		edgeipc__nap_ms(10);
 	}
 	if (sb.st_size < (off_t)EDGEIPC_HEADER_SIZE || (uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
 		close(fd);
@@ -440,7 +488,7 @@ static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 	r->base = (uint8_t *)p;
 	r->map_size = (size_t)sb.st_size;
 	r->fd = fd;
-	int rc = edgeipc__validate(r);
+	int rc = edgeipc__validate(r, deadline);
 	if (rc != EDGEIPC_OK) {
 		munmap(r->base, r->map_size);
 		close(fd);
@@ -516,16 +564,18 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 	memset(rd, 0, sizeof *rd);
 	rd->r = r;
 	rd->me = (uint32_t)getpid();
-	uint32_t i;
+	uint32_t i, prev = 0;
 	for (i = 0; i < EDGEIPC_MAX_READERS; i++) {
 		size_t e = edgeipc__entry(i);
-		if (edgeipc__claim(r, e + EDGEIPC_R_OWNER, e + EDGEIPC_R_START, e + EDGEIPC_R_PIDNS, rd->me, NULL))
+		if (edgeipc__claim(r, e + EDGEIPC_R_OWNER, e + EDGEIPC_R_START, e + EDGEIPC_R_PIDNS, rd->me, NULL, &prev))
 			break;
 	}
 	if (i == EDGEIPC_MAX_READERS)
 		return EDGEIPC_EFULL;
 	size_t e = edgeipc__entry(i);
 	rd->index = i;
+	if (prev != 0) /* taken over from a dead holder, who may have died asleep */
+		edgeipc__forget_sleeper(r, e);
 	edgeipc__st(r, e + EDGEIPC_R_START, edgeipc_self_start());
 	edgeipc__st(r, e + EDGEIPC_R_PIDNS, edgeipc_self_pidns());
 	uint32_t head = edgeipc_head(r), c = head;
@@ -546,6 +596,9 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 	edgeipc__st(r, e + EDGEIPC_R_FRAMES, 0);
 	edgeipc__st(r, e + EDGEIPC_R_FLAGS, 0);
 	edgeipc__st(r, e + EDGEIPC_R_OWNER, rd->me);
+	/* Tell a block-policy writer that caches its space check to scan the
+	 * table again: we may start behind every cursor it last saw. */
+	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_READER_JOINS), 1);
 	return EDGEIPC_OK;
 }
 
@@ -644,23 +697,51 @@ static inline int edgeipc_read(edgeipc_reader *rd, edgeipc_frame *f, void *buf, 
 	return EDGEIPC_EAGAIN;
 }
 
-/* Sleeps on the head futex until a frame may be available (returns 0) or
- * timeout_ms elapses (EDGEIPC_ETIMEDOUT); timeout_ms < 0 waits forever.
- * May return 0 spuriously: call edgeipc_read again. */
+/* Sleeps on the head futex until the head moves past the cursor (returns
+ * 0) or timeout_ms elapses (EDGEIPC_ETIMEDOUT); timeout_ms < 0 waits
+ * forever. Each FUTEX_WAIT lasts at most EDGEIPC_MAX_SLEEP_MS (10 s; less
+ * if rd->max_sleep_ms is set lower), then the head is checked again, so a
+ * lost wake-up costs one late frame, not a reader asleep forever. May
+ * return 0 early (a signal): call edgeipc_read again. EDGEIPC_EEVICTED if
+ * the reader entry is no longer ours. */
 static inline int edgeipc_wait(edgeipc_reader *rd, int timeout_ms)
 {
 	edgeipc_ring *r = rd->r;
 	uint32_t c = rd->cursor;
-	if (edgeipc_head(r) != c)
-		return 0;
+	size_t e = edgeipc__entry(rd->index);
+	_Atomic uint32_t *head = edgeipc__w(r, EDGEIPC_H_HEAD);
 	_Atomic uint32_t *sl = edgeipc__w(r, EDGEIPC_H_SLEEPERS);
-	int rc = 0;
-	atomic_fetch_add(sl, 1); /* raise before re-checking head */
-	if (edgeipc_head(r) == c)
-		rc = edgeipc__futex_wait(edgeipc__w(r, EDGEIPC_H_HEAD), c,
-					 timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
-	atomic_fetch_sub(sl, 1);
-	return rc;
+	_Atomic uint32_t *fl = edgeipc__w(r, e + EDGEIPC_R_FLAGS);
+	int64_t deadline = timeout_ms < 0 ? -1 : edgeipc_now_ns() + (int64_t)timeout_ms * 1000000;
+	for (;;) {
+		if (atomic_load(head) != c)
+			return 0;
+		if (edgeipc__ld(r, e + EDGEIPC_R_OWNER) != rd->me)
+			return EDGEIPC_EEVICTED; /* the flags word is no longer ours to touch */
+		int bound = EDGEIPC_MAX_SLEEP_MS;
+		if (rd->max_sleep_ms > 0 && rd->max_sleep_ms < bound)
+			bound = rd->max_sleep_ms;
+		int64_t t = (int64_t)bound * 1000000;
+		if (deadline >= 0) {
+			int64_t left = deadline - edgeipc_now_ns();
+			if (left <= 0)
+				return EDGEIPC_ETIMEDOUT;
+			if (left < t)
+				t = left;
+		}
+		int rc = 0;
+		/* asleep bit before raising the count, cleared after lowering it:
+		 * whoever finds us dead with it set takes the count back */
+		atomic_fetch_or(fl, EDGEIPC_RF_ASLEEP);
+		atomic_fetch_add(sl, 1); /* raise before re-checking head (seq_cst) */
+		if (atomic_load(head) == c)
+			rc = edgeipc__futex_wait(head, c, t);
+		atomic_fetch_sub(sl, 1);
+		atomic_fetch_and(fl, ~EDGEIPC_RF_ASLEEP);
+		if (rc != EDGEIPC_ETIMEDOUT)
+			return 0; /* woken, head changed, or a signal: the caller re-checks */
+		/* a bounded sleep ran out: check the head and the deadline again */
+	}
 }
 
 /* edgeipc_read that waits up to timeout_ms (< 0: forever) for a frame. */
@@ -679,6 +760,8 @@ static inline int edgeipc_read_wait(edgeipc_reader *rd, edgeipc_frame *f, void *
 			ms = (int)((left + 999999) / 1000000);
 		}
 		rc = edgeipc_wait(rd, ms);
+		if (rc == EDGEIPC_EEVICTED)
+			return rc;
 		if (rc == EDGEIPC_ETIMEDOUT && deadline >= 0 && edgeipc_now_ns() >= deadline &&
 		    edgeipc_head(rd->r) == rd->cursor)
 			return rc;
@@ -706,13 +789,17 @@ static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 /* ---- writer ------------------------------------------------------------ */
 
 /* Takes the writer lease. EDGEIPC_EBUSY if a live process holds it (its PID
- * in *holder if holder is not NULL); a dead holder's lease is reclaimed. */
+ * in *holder if holder is not NULL); a dead holder's lease is reclaimed. A
+ * frame the previous writer committed but died before publishing (slot of
+ * head stamped head << 1 with seq == head) is published, not reused:
+ * readers may already have taken it by its stamp. */
 static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32_t *holder)
 {
 	memset(w, 0, sizeof *w);
 	w->r = r;
 	w->me = (uint32_t)getpid();
-	if (!edgeipc__claim(r, EDGEIPC_H_LEASE_OWNER, EDGEIPC_H_LEASE_START, EDGEIPC_H_LEASE_PIDNS, w->me, holder)) {
+	if (!edgeipc__claim(r, EDGEIPC_H_LEASE_OWNER, EDGEIPC_H_LEASE_START, EDGEIPC_H_LEASE_PIDNS, w->me, holder,
+			    NULL)) {
 		w->r = NULL;
 		return EDGEIPC_EBUSY;
 	}
@@ -720,8 +807,21 @@ static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32
 	edgeipc__st(r, EDGEIPC_H_LEASE_PIDNS, edgeipc_self_pidns());
 	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_LEASE_EPOCH), 1);
 	edgeipc__st(r, EDGEIPC_H_LEASE_OWNER, w->me);
-	w->seq = edgeipc_head(r);
-	w->min_cursor = w->seq;
+	_Atomic uint32_t *head = edgeipc__w(r, EDGEIPC_H_HEAD);
+	uint32_t h = atomic_load(head);
+	size_t off = edgeipc__slot(r, h);
+	if (atomic_load_explicit(edgeipc__w(r, off + EDGEIPC_S_STAMP), memory_order_acquire) == h << 1 &&
+	    edgeipc__ldr(r, off + EDGEIPC_S_SEQ) == h) {
+		/* the last writer died between its commit's stamp and head stores */
+		h++;
+		atomic_store_explicit(head, h, memory_order_seq_cst);
+		if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
+			edgeipc__futex_wake(head, INT_MAX);
+	}
+	w->seq = h;
+	/* No cache yet: the first frame scans the reader table (readers may
+	 * be up to a ring behind head). */
+	w->min_cursor = h - r->slot_count;
 	return EDGEIPC_OK;
 }
 
@@ -743,21 +843,48 @@ static inline uint32_t edgeipc__slowest(edgeipc_ring *r, uint32_t s)
 	return min;
 }
 
+/* Scans the reader table for the slowest cursor and caches it, with the
+ * value of reader_joins loaded before the scan (acquire). */
+static inline void edgeipc__scan(edgeipc_writer *w, uint32_t s)
+{
+	w->joins = atomic_load_explicit(edgeipc__w(w->r, EDGEIPC_H_READER_JOINS), memory_order_acquire);
+	w->min_cursor = edgeipc__slowest(w->r, s);
+}
+
+/* Whether the last scan proves that frame s fits: the slowest cursor it
+ * saw is less than a ring behind s, and no reader has joined since (one
+ * that joins from the oldest frame starts behind every cursor the scan
+ * saw). Readers that advance or leave only make room. */
+static inline int edgeipc__cached_space(edgeipc_writer *w, uint32_t s)
+{
+	return s - w->min_cursor < w->r->slot_count &&
+	       atomic_load_explicit(edgeipc__w(w->r, EDGEIPC_H_READER_JOINS), memory_order_acquire) == w->joins;
+}
+
 static inline int edgeipc__has_space(edgeipc_writer *w, uint32_t s)
 {
-	if (s - w->min_cursor < w->r->slot_count)
+	if (edgeipc__cached_space(w, s))
 		return 1;
-	w->min_cursor = edgeipc__slowest(w->r, s);
+	edgeipc__scan(w, s);
 	return s - w->min_cursor < w->r->slot_count;
 }
 
-static inline void edgeipc__evict_dead(edgeipc_ring *r)
+/* Frees the entries of readers that died (docs/abi.md, Owner words): claim
+ * the entry first, take back the sleeper count its holder may have left,
+ * then free it. A reader taking the entry over meanwhile keeps it: its
+ * claim or ours fails. */
+static inline void edgeipc__evict_dead(edgeipc_writer *w)
 {
+	edgeipc_ring *r = w->r;
 	for (uint32_t i = 0; i < EDGEIPC_MAX_READERS; i++) {
 		size_t e = edgeipc__entry(i);
 		uint32_t o = edgeipc__ld(r, e + EDGEIPC_R_OWNER);
-		if (o != 0 && !edgeipc_holder_alive(o, edgeipc__ld(r, e + EDGEIPC_R_START), edgeipc__ld(r, e + EDGEIPC_R_PIDNS)))
-			atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &o, 0);
+		if (o == 0 || edgeipc_holder_alive(o, edgeipc__ld(r, e + EDGEIPC_R_START), edgeipc__ld(r, e + EDGEIPC_R_PIDNS)))
+			continue;
+		if (!atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &o, w->me | EDGEIPC_CLAIM))
+			continue;
+		edgeipc__forget_sleeper(r, e);
+		edgeipc__st(r, e + EDGEIPC_R_OWNER, 0);
 	}
 }
 
@@ -788,8 +915,8 @@ static inline int edgeipc__wait_space(edgeipc_writer *w, uint32_t s, int64_t dea
 		}
 		int64_t now = edgeipc_now_ns();
 		if (now >= next_evict) { /* free entries of readers that died */
-			edgeipc__evict_dead(r);
-			w->min_cursor = edgeipc__slowest(r, s);
+			edgeipc__evict_dead(w);
+			edgeipc__scan(w, s);
 			next_evict = now + 100000000;
 		}
 		if (deadline_ns >= 0 && now >= deadline_ns && !edgeipc__has_space(w, s)) {

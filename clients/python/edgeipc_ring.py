@@ -21,9 +21,12 @@ What plain loads and stores cannot do is read-modify-write and ordering:
   ``space_value``) come from libatomic (``__atomic_compare_exchange_4``,
   ``__atomic_fetch_add_4``) through ctypes. These are real lock-free CPU
   instructions on the shared mapping, so they interoperate with Go and C.
-* memory barriers are a sequentially consistent ``__atomic_fetch_add_4`` on a
-  private word (a full barrier on ARM; on x86 it also orders a store before
-  a later load, which the sleepers handshake needs).
+* memory barriers are libatomic's ``atomic_thread_fence(memory_order_seq_cst)``
+  (a real full fence: ``dmb ish`` on ARM, a locked instruction on x86, so it
+  also orders a store before a later load, which the sleepers handshake
+  needs). With a libatomic older than GCC 7, which lacks that function, a
+  sequentially consistent ``__atomic_fetch_add_4`` on a private word stands
+  in for it.
 * sleeping uses ``syscall(SYS_futex, FUTEX_WAIT)`` through libc (no
   FUTEX_PRIVATE_FLAG: the words are shared between processes).
 
@@ -72,6 +75,8 @@ READER_STRIDE = 64
 MAX_READERS = 64
 SLOT_HEADER = 64
 MAX_SLOTS = 1 << 24
+MAX_SLOT_SIZE = (64 << 20) + 64  # 64 MiB payload + the slot header
+MIN_FILE = 8192  # header_size: a shorter file is still being created
 CLAIM = 0x80000000
 OVERWRITE, BLOCK = 0, 1
 MASK32 = 0xFFFFFFFF
@@ -81,14 +86,16 @@ H_MAGIC, H_VERSION, H_HEADER_SIZE, H_SLOT_SIZE, H_SLOT_COUNT = 0, 4, 8, 12, 16
 H_MAX_PAYLOAD, H_POLICY, H_MAX_READERS, H_READERS_OFF, H_READER_STRIDE = 20, 24, 28, 32, 36
 H_BASE_SEQ, H_READY, H_TOTAL_LO, H_TOTAL_HI, H_CREATOR_PID = 40, 44, 48, 52, 56
 H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, H_LEASE_EPOCH = 64, 68, 72, 76
-H_HEAD, H_SLEEPERS, H_EV_SLEEPERS = 128, 132, 136
+H_HEAD, H_SLEEPERS, H_EV_SLEEPERS, H_READER_JOINS = 128, 132, 136, 140
 H_SPACE_VALUE, H_SPACE_WAITERS, H_WRITER_WAITING = 192, 196, 200
 # reader entry
 R_OWNER, R_START, R_PIDNS, R_CURSOR, R_LOST, R_FRAMES, R_FLAGS = 0, 4, 8, 12, 16, 20, 24
+RF_EVENTFD, RF_ASLEEP = 1, 2  # reader entry flags: waits on an eventfd; counted in a sleeper count
 # slot header
 S_STAMP, S_LENGTH, S_TYPE, S_FLAGS, S_TIME_LO, S_TIME_HI, S_SEQ = 0, 4, 8, 12, 16, 20, 24
 
 FUTEX_WAIT, FUTEX_WAKE = 0, 1  # never | FUTEX_PRIVATE_FLAG
+MAX_SLEEP = 10.0  # seconds: every futex sleep is bounded, then the head is checked again
 _SYS_FUTEX = {
     "x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98,
     "i386": 240, "i686": 240, "armv6l": 240, "armv7l": 240, "armv8l": 240,
@@ -141,6 +148,18 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+def _load(short, soname, use_errno=False):
+    """Load a shared library by its usual soname first: ctypes.util.find_library
+    runs ldconfig or a compiler, which costs about a second per process."""
+    try:
+        return ctypes.CDLL(soname, use_errno=use_errno)
+    except OSError:
+        found = ctypes.util.find_library(short)
+        if not found:
+            raise
+        return ctypes.CDLL(found, use_errno=use_errno)
+
+
 class _Native:
     def __init__(self):
         self.ok = False
@@ -151,8 +170,8 @@ class _Native:
             nr = _SYS_FUTEX.get(platform.machine())
             if nr is None:
                 raise OSError("unknown SYS_futex number for %s" % platform.machine())
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            la = ctypes.CDLL(ctypes.util.find_library("atomic") or "libatomic.so.1")
+            libc = _load("c", "libc.so.6", use_errno=True)
+            la = _load("atomic", "libatomic.so.1")
             self._syscall = libc.syscall
             self._syscall.restype = ctypes.c_long
             self._cas = getattr(la, "__atomic_compare_exchange_4")  # getattr: no name mangling
@@ -163,8 +182,15 @@ class _Native:
             self._add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int]
             self._add.restype = ctypes.c_uint32
             self._nr = nr
-            self._fence_word = ctypes.c_uint32(0)
-            self._fence_addr = ctypes.addressof(self._fence_word)
+            try:
+                self._thread_fence = la.atomic_thread_fence  # libatomic >= GCC 7
+                self._thread_fence.argtypes = [ctypes.c_int]
+                self._thread_fence.restype = None
+                self.fence = self._real_fence
+            except AttributeError:
+                self._fence_word = ctypes.c_uint32(0)
+                self._fence_addr = ctypes.addressof(self._fence_word)
+                self.fence = self._rmw_fence
             self.ok = True
         except (OSError, AttributeError) as e:
             self.why = str(e)
@@ -176,7 +202,12 @@ class _Native:
     def add(self, addr, delta):
         return self._add(addr, delta & MASK32, 5)
 
-    def fence(self):
+    def _real_fence(self):
+        """Full barrier: atomic_thread_fence(memory_order_seq_cst)."""
+        self._thread_fence(5)
+
+    def _rmw_fence(self):
+        """Full barrier from a seq_cst read-modify-write on a private word."""
         self._add(self._fence_addr, 0, 5)
 
     def futex_wait(self, addr, val, timeout):
@@ -269,13 +300,24 @@ class Ring:
         self._w = None
         self._cobj = None
         try:
-            size = os.fstat(fd).st_size
+            # A file shorter than the header is still being created (the
+            # creator makes it empty, then sizes and fills it): like magic
+            # or ready still 0, wait for it, up to 1 s in all.
+            deadline = time.monotonic() + 1.0
+            while True:
+                size = os.fstat(fd).st_size
+                if size >= MIN_FILE:
+                    break
+                if time.monotonic() >= deadline:
+                    raise NotRingError("ring header never completed (segment still %d bytes after 1 s: "
+                                       "creator died?); remove the segment" % size)
+                time.sleep(0.01)
             if size < HEADER_SIZE:
                 raise NotRingError("segment of %d bytes is too small for a ring" % size)
             self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self._w = memoryview(self._mm).cast("I")
             self.map_size = size
-            self._validate()
+            self._validate(deadline)
             if _native.ok:
                 self._cobj = ctypes.c_char.from_buffer(self._mm)
                 self._addr = ctypes.addressof(self._cobj)
@@ -290,8 +332,8 @@ class Ring:
     def _st(self, off, v):
         self._w[off >> 2] = v & MASK32
 
-    def _validate(self):
-        for i in range(101):
+    def _validate(self, deadline):
+        while True:
             m = self._ld(H_MAGIC)
             if m == MAGIC and self._ld(H_READY) == 1:
                 break
@@ -299,7 +341,7 @@ class Ring:
                 raise NotRingError("segment is a semaphore, not a ring")
             if m not in (0, MAGIC):
                 raise NotRingError("magic %#010x is not an edgeipc ring" % m)
-            if i == 100:
+            if time.monotonic() >= deadline:
                 raise NotRingError("ring header never completed (creator pid %d died?); remove the segment"
                                    % self._ld(H_CREATOR_PID))
             time.sleep(0.01)
@@ -320,7 +362,7 @@ class Ring:
         checks = [
             ("header_size", self.header_size == HEADER_SIZE),
             ("slot_count", 2 <= n <= MAX_SLOTS and n & (n - 1) == 0),
-            ("slot_size", self.slot_size >= 128 and self.slot_size % 64 == 0),
+            ("slot_size", 128 <= self.slot_size <= MAX_SLOT_SIZE and self.slot_size % 64 == 0),
             ("max_payload", self.max_payload == self.slot_size - SLOT_HEADER),
             ("policy", self.policy in (OVERWRITE, BLOCK)),
             ("total_size", self.total_size == self.header_size + n * self.slot_size),
@@ -346,14 +388,29 @@ class Ring:
         return _native.add(self._addr + off, delta)
 
     def _claim(self, owner_off, start_off, ns_off, me):
-        """Owner-word claim (docs/abi.md): True when the word holds me|CLAIM,
-        else the live holder's PID."""
+        """Owner-word claim (docs/abi.md): (True, previous value: 0 or a dead
+        holder) when the word holds me|CLAIM, else (False, live holder's PID)."""
         while True:
             v = self._ld(owner_off)
             if v and holder_alive(v, self._ld(start_off), self._ld(ns_off)):
-                return v & ~CLAIM & MASK32
+                return False, v & ~CLAIM & MASK32
             if self._cas(owner_off, v, me | CLAIM):
-                return True
+                return True, v
+
+    def _forget_sleeper(self, e):
+        """Take back the sleeper count a dead holder may have left in reader
+        entry e (docs/abi.md, Sleeping); only with the entry claimed. Once:
+        CAS flags to clear the asleep bit, and if that succeeded subtract 1
+        from ev_sleepers (eventfd bit set) or sleepers, unless already 0 (a
+        count above 64 is garbage and is reset)."""
+        f = self._ld(e + R_FLAGS)
+        if not f & RF_ASLEEP or not self._cas(e + R_FLAGS, f, f & ~RF_ASLEEP):
+            return
+        word = H_EV_SLEEPERS if f & RF_EVENTFD else H_SLEEPERS
+        while True:
+            v = self._ld(word)
+            if v == 0 or self._cas(word, v, 0 if v > MAX_READERS else v - 1):
+                return
 
     def _sem_post(self):
         # Add 1 unless the value is already 2^31-1 or more (garbage from
@@ -405,6 +462,7 @@ class Reader:
         self.r = ring
         self.me = os.getpid()
         self.poll_interval = poll_interval
+        self.max_sleep = MAX_SLEEP  # bound of one futex sleep (at most MAX_SLEEP)
         self.frames = self.lost = self.corrupt = 0
         self._pending = 0
         self.index = None
@@ -416,8 +474,11 @@ class Reader:
         if register:
             for i in range(MAX_READERS):
                 e = READERS_OFF + i * READER_STRIDE
-                if ring._claim(e + R_OWNER, e + R_START, e + R_PIDNS, self.me) is True:
+                ok, prev = ring._claim(e + R_OWNER, e + R_START, e + R_PIDNS, self.me)
+                if ok:
                     self.index, self._e = i, e
+                    if prev:  # taken over from a dead holder, who may have died asleep
+                        ring._forget_sleeper(e)
                     break
             else:
                 raise FullError("all %d reader entries are held by live readers" % MAX_READERS)
@@ -440,7 +501,11 @@ class Reader:
             ring._st(self._e + R_LOST, 0)
             ring._st(self._e + R_FRAMES, 0)
             ring._st(self._e + R_FLAGS, 0)
+            _native.fence()  # the entry before the owner word
             ring._st(self._e + R_OWNER, self.me)
+            # Tell a block-policy writer that caches its space check to scan
+            # the table again: this reader may start behind what it last saw.
+            ring._add(H_READER_JOINS, 1)
 
     def _advance(self, c):
         r = self.r
@@ -518,22 +583,39 @@ class Reader:
 
     def wait(self, timeout=None):
         """Sleep until the head moves past the cursor (futex when native
-        helpers exist, else polling) or timeout seconds pass."""
+        helpers exist, else polling) or timeout seconds (None: forever)
+        pass. Each futex sleep lasts at most max_sleep seconds (MAX_SLEEP,
+        10 s, unless set lower), then the head is checked again: a lost
+        wake-up costs one late frame, not a reader asleep forever."""
         r = self.r
         c = self.cursor
-        if r.head() != c:
-            return
-        if not _native.ok:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while r.head() == c and (deadline is None or time.monotonic() < deadline):
-                time.sleep(self.poll_interval)
-            return
-        r._add(H_SLEEPERS, 1)  # raise before re-checking head (full barrier)
-        try:
-            if r.head() == c:
-                _native.futex_wait(r._addr + H_HEAD, c, timeout)
-        finally:
-            r._add(H_SLEEPERS, -1)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while r.head() == c:
+            t = min(self.max_sleep, MAX_SLEEP) if self.max_sleep > 0 else MAX_SLEEP
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                t = min(t, left)
+            if not _native.ok:
+                time.sleep(min(self.poll_interval, t))
+                continue
+            e = self._e if self.index is not None else None
+            if e is not None:
+                if r._ld(e + R_OWNER) != self.me:
+                    return  # evicted: read() raises EvictedError; the entry is not ours to mark
+                # asleep bit before raising the count, cleared after lowering
+                # it: whoever finds us dead with it set takes the count back
+                r._st(e + R_FLAGS, RF_ASLEEP)
+            r._add(H_SLEEPERS, 1)  # raise before re-checking head
+            _native.fence()  # store→load: the count before the head re-read (seq_cst)
+            try:
+                if r.head() == c:
+                    _native.futex_wait(r._addr + H_HEAD, c, t)
+            finally:
+                r._add(H_SLEEPERS, -1)
+                if e is not None:
+                    r._cas(e + R_FLAGS, RF_ASLEEP, 0)
 
     def read_wait(self, timeout=None):
         """read() that waits up to timeout seconds (None: forever); None on timeout."""
@@ -576,7 +658,10 @@ EVICT_EVERY = 0.1  # seconds between dead-reader scans while blocked
 
 class Writer:
     """The ring's single writer. Raises BusyError if a live process holds
-    the lease; a dead holder's lease is reclaimed."""
+    the lease; a dead holder's lease is reclaimed. A frame the previous
+    writer committed but died before publishing (the slot of head stamped
+    head << 1 with seq == head) is published, not reused: readers may
+    already have taken it by its stamp."""
 
     def __init__(self, ring):
         if not _native.ok:
@@ -584,16 +669,31 @@ class Writer:
                             % _native.why)
         self.r = None
         self.me = os.getpid()
-        got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
-        if got is not True:
+        ok, got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
+        if not ok:
             raise BusyError(got)
         ring._st(H_LEASE_START, _self_start())
         ring._st(H_LEASE_PIDNS, _self_pidns())
         ring._add(H_LEASE_EPOCH, 1)
         ring._st(H_LEASE_OWNER, self.me)
         self.r = ring
-        self.seq = ring.head()
-        self._min = self.seq
+        _native.fence()  # the lease before the loads below
+        h = ring.head()
+        off = ring._slot(h)
+        st = ring._ld(off + S_STAMP)
+        _native.fence()  # acquire: the stamp before the slot's seq
+        if st == (h << 1) & MASK32 and ring._ld(off + S_SEQ) == h:
+            # The last writer died between its commit's stamp and head stores.
+            h = (h + 1) & MASK32
+            ring._st(H_HEAD, h)
+            _native.fence()  # seq_cst: the head store before the sleepers load
+            if ring._ld(H_SLEEPERS):
+                _native.futex_wake(ring._addr + H_HEAD, 0x7FFFFFFF)
+        self.seq = h
+        # Block policy: no cached space check yet, so the first frame scans
+        # the reader table (readers may be up to a ring behind head).
+        self._min = (h - ring.slot_count) & MASK32
+        self._joins = 0
 
     def _slowest(self, s):
         r = self.r
@@ -609,20 +709,42 @@ class Writer:
                 best = c
         return best
 
-    def _has_space(self, s):
-        n = self.r.slot_count
-        if (s - self._min) & MASK32 < n:
-            return True
+    def _scan(self, s):
+        """Scan the reader table and cache the slowest cursor, with the value
+        of reader_joins loaded before the scan."""
+        r = self.r
+        self._joins = r._ld(H_READER_JOINS)
+        _native.fence()  # acquire: reader_joins before the entries
         self._min = self._slowest(s)
+
+    def _has_space(self, s):
+        r = self.r
+        n = r.slot_count
+        # The cached scan proves that frame s fits while its slowest cursor
+        # is less than a ring behind s and no reader has joined since (one
+        # that joins from the oldest frame starts behind every cursor the
+        # scan saw); readers that advance or leave only make room.
+        if (s - self._min) & MASK32 < n:
+            j = r._ld(H_READER_JOINS)
+            _native.fence()  # acquire: reader_joins before the slot is reused
+            if j == self._joins:
+                return True
+        self._scan(s)
         return (s - self._min) & MASK32 < n
 
     def _evict_dead(self):
+        """Free the entries of readers that died (docs/abi.md, Owner words):
+        claim first, take back the sleeper count the holder may have left,
+        then free the entry. A reader that takes the entry over meanwhile
+        keeps it: its claim or ours fails."""
         r = self.r
         for i in range(MAX_READERS):
             e = READERS_OFF + i * READER_STRIDE
             o = r._ld(e + R_OWNER)
-            if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)):
-                r._cas(e + R_OWNER, o, 0)
+            if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)) \
+                    and r._cas(e + R_OWNER, o, self.me | CLAIM):
+                r._forget_sleeper(e)
+                r._st(e + R_OWNER, 0)
 
     def _wait_space(self, s, deadline):
         r = self.r
@@ -650,7 +772,7 @@ class Writer:
             now = time.monotonic()
             if now >= next_evict:
                 self._evict_dead()
-                self._min = self._slowest(s)
+                self._scan(s)
                 next_evict = now + EVICT_EVERY
             if deadline is not None and now >= deadline and not self._has_space(s):
                 r._st(H_WRITER_WAITING, 0)
@@ -684,8 +806,9 @@ class Writer:
         r._st(off + S_SEQ, s)
         _native.fence()  # release: everything above before the even stamp
         r._st(off + S_STAMP, s << 1)
+        _native.fence()  # the stamp before the head (a reader that sees head must see the frame)
         r._st(H_HEAD, s + 1)
-        _native.fence()  # store head before loading sleepers
+        _native.fence()  # seq_cst: store head before loading sleepers
         self.seq = (s + 1) & MASK32
         if r._ld(H_SLEEPERS):
             _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF)

@@ -1,12 +1,13 @@
 /* consumer: joins an edgeipc ring as a reader and prints every frame.
  *
  *   cc -O2 -Wall -Werror -std=c11 -I.. -o consumer consumer.c
- *   EDGEIPC_SHM_DIR=/dev/shm ./consumer [-o] [-n N] [-t MS] [-s] NAME
+ *   EDGEIPC_SHM_DIR=/dev/shm ./consumer [-o] [-n N] [-t MS] [-s] [-m MS] NAME
  *
  *   -o     start at the oldest frame still in the ring (default: newest)
  *   -n N   exit after N frames (default: run until interrupted)
  *   -t MS  give up when no frame arrives for MS milliseconds (default: wait forever)
  *   -s     after joining, wait for a line on stdin before reading
+ *   -m MS  bound each futex sleep to MS milliseconds (default and maximum 10 s)
  *
  * Output (one line each): "joined index=I cursor=C", then
  * "frame seq=S len=L type=T flags=F lost=X sum=FNV1A32" per frame, then
@@ -26,22 +27,23 @@ static uint32_t fnv1a(const uint8_t *p, size_t n)
 
 int main(int argc, char **argv)
 {
-	int oldest = 0, wait_stdin = 0, timeout_ms = -1;
+	int oldest = 0, wait_stdin = 0, timeout_ms = -1, max_sleep_ms = 0;
 	unsigned long long want = 0;
 	int opt;
-	while ((opt = getopt(argc, argv, "on:t:s")) != -1) {
+	while ((opt = getopt(argc, argv, "on:t:sm:")) != -1) {
 		switch (opt) {
 		case 'o': oldest = 1; break;
 		case 'n': want = strtoull(optarg, NULL, 10); break;
 		case 't': timeout_ms = atoi(optarg); break;
 		case 's': wait_stdin = 1; break;
+		case 'm': max_sleep_ms = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: %s [-o] [-n N] [-t MS] [-s] NAME\n", argv[0]);
+			fprintf(stderr, "usage: %s [-o] [-n N] [-t MS] [-s] [-m MS] NAME\n", argv[0]);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: %s [-o] [-n N] [-t MS] [-s] NAME\n", argv[0]);
+		fprintf(stderr, "usage: %s [-o] [-n N] [-t MS] [-s] [-m MS] NAME\n", argv[0]);
 		return 2;
 	}
 	const char *name = argv[optind];
@@ -58,6 +60,7 @@ int main(int argc, char **argv)
 		edgeipc_close(&r);
 		return 1;
 	}
+	rd.max_sleep_ms = max_sleep_ms;
 	printf("joined index=%u cursor=%u\n", rd.index, rd.cursor);
 	fflush(stdout);
 	if (wait_stdin) {

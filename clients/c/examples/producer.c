@@ -1,33 +1,37 @@
 /* producer: takes an edgeipc ring's writer lease and writes N test frames.
  *
  *   cc -O2 -Wall -Werror -std=c11 -I.. -o producer producer.c
- *   EDGEIPC_SHM_DIR=/dev/shm ./producer [-n N] [-t MS] NAME
+ *   EDGEIPC_SHM_DIR=/dev/shm ./producer [-n N] [-t MS] [-p K] NAME
  *
  *   -n N   frames to write (default 100)
  *   -t MS  block policy: give up if a reader holds the ring full for MS ms
  *          (default: wait forever)
+ *   -p K   after K frames, print "paused next=S" and wait for a line on stdin
  *
  * Frame i (0-based) carries a deterministic payload so a reader can check it:
  * length 1 + (i*37) % min(max_payload, 251), byte j = (i*131 + j*7 + 1) & 0xff,
- * type 1000 + i, flags 3*i. Prints "wrote first=S last=S" when done.
+ * type 1000 + i, flags 3*i. Prints "wrote first=S last=S" when done (first is
+ * the sequence the writer started at).
  */
 #include "edgeipc.h"
 
 int main(int argc, char **argv)
 {
 	unsigned long n = 100;
+	long pause_at = -1;
 	int timeout_ms = -1, opt;
-	while ((opt = getopt(argc, argv, "n:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:t:p:")) != -1) {
 		switch (opt) {
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 't': timeout_ms = atoi(optarg); break;
+		case 'p': pause_at = strtol(optarg, NULL, 10); break;
 		default:
-			fprintf(stderr, "usage: %s [-n N] [-t MS] NAME\n", argv[0]);
+			fprintf(stderr, "usage: %s [-n N] [-t MS] [-p K] NAME\n", argv[0]);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: %s [-n N] [-t MS] NAME\n", argv[0]);
+		fprintf(stderr, "usage: %s [-n N] [-t MS] [-p K] NAME\n", argv[0]);
 		return 2;
 	}
 	const char *name = argv[optind];
@@ -48,6 +52,16 @@ int main(int argc, char **argv)
 	uint32_t mod = r.max_payload < 251 ? r.max_payload : 251;
 	uint32_t first = w.seq, last = w.seq;
 	for (unsigned long i = 0; i < n; i++) {
+		if (pause_at >= 0 && i == (unsigned long)pause_at) {
+			char line[64];
+			printf("paused next=%u\n", w.seq);
+			fflush(stdout);
+			if (!fgets(line, sizeof line, stdin)) {
+				fprintf(stderr, "producer: stdin closed\n");
+				rc = EDGEIPC_EINVAL;
+				break;
+			}
+		}
 		uint32_t len = 1 + (uint32_t)(i * 37) % mod;
 		if (len > r.max_payload)
 			len = r.max_payload;

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """consumer.py: join an edgeipc ring as a reader and print every frame.
 
-    EDGEIPC_SHM_DIR=/dev/shm python3 consumer.py [-o] [-n N] [-t SECONDS] [-s] NAME
+    EDGEIPC_SHM_DIR=/dev/shm python3 consumer.py [-o] [-n N] [-t SECONDS] [-s] [-m SECONDS] NAME
 
 -o start at the oldest frame still in the ring (default: newest); -n exit after
 N frames; -t give up when no frame arrives for SECONDS; -s after joining, wait
-for a line on stdin before reading. Output matches the C consumer:
+for a line on stdin before reading; -m bound each futex sleep to SECONDS
+(default and maximum 10). Output matches the C consumer:
 "joined index=I cursor=C", "frame seq=S len=L type=T flags=F lost=X sum=FNV1A32",
 "done frames=N lost=L".
 """
@@ -30,10 +31,13 @@ def main():
     p.add_argument("-n", type=int, default=0, help="frames to read (0: forever)")
     p.add_argument("-t", type=float, default=None, help="timeout per frame in seconds")
     p.add_argument("-s", action="store_true", help="wait for a stdin line after joining")
+    p.add_argument("-m", type=float, default=0, help="bound each futex sleep (seconds)")
     p.add_argument("name")
     a = p.parse_args()
     ring = er.Ring(a.name)
     rd = ring.reader(oldest=a.o)
+    if a.m > 0:
+        rd.max_sleep = a.m
     print("joined index=%s cursor=%d native=%s" % (rd.index, rd.cursor, er.NATIVE), flush=True)
     if a.s and not sys.stdin.readline():
         print("consumer.py: stdin closed", file=sys.stderr)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """producer.py: take an edgeipc ring's writer lease and write N test frames.
 
-    EDGEIPC_SHM_DIR=/dev/shm python3 producer.py [-n N] [-t SECONDS] NAME
+    EDGEIPC_SHM_DIR=/dev/shm python3 producer.py [-n N] [-t SECONDS] [-p K] NAME
 
 Frame i carries the same payload as the C producer: length
 1 + (i*37) % min(max_payload, 251), byte j = (i*131 + j*7 + 1) & 0xff,
-type 1000 + i, flags 3*i. Prints "wrote first=S last=S".
+type 1000 + i, flags 3*i. Prints "wrote first=S last=S" (first: the sequence
+the writer started at). -p K: after K frames, print "paused next=S" and wait
+for a line on stdin.
 """
 import argparse
 import os
@@ -19,6 +21,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=100, help="frames to write")
     p.add_argument("-t", type=float, default=None, help="block policy: give up after SECONDS without space")
+    p.add_argument("-p", type=int, default=None, help="pause after K frames until a stdin line")
     p.add_argument("name")
     a = p.parse_args()
     ring = er.Ring(a.name)
@@ -26,6 +29,11 @@ def main():
     mod = min(ring.max_payload, 251)
     first = last = w.seq
     for i in range(a.n):
+        if i == a.p:
+            print("paused next=%d" % w.seq, flush=True)
+            if not sys.stdin.readline():
+                print("producer.py: stdin closed", file=sys.stderr)
+                return 1
         n = min(1 + (i * 37) % mod, ring.max_payload)
         data = bytes(((i * 131 + j * 7 + 1) & 0xFF) for j in range(n))
         last = w.write(data, type=1000 + i, flags=3 * i, timeout=a.t)
