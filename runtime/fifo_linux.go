@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -72,32 +73,68 @@ func removeFIFO(path string) {
 	}
 }
 
+// fifoID identifies the FIFO a source reads: its device and inode.
+type fifoID struct{ dev, ino uint64 }
+
+// errFIFOReplaced is wrapped by the error that fails a fifo source whose
+// path no longer names the FIFO it reads.
+var errFIFOReplaced = errors.New("FIFO removed or replaced")
+
 // openFIFO opens the FIFO O_NONBLOCK|O_NOFOLLOW for reading (through the
 // netpoller) and a second, write-only descriptor that the runtime keeps
 // open so that writers coming and going never produce EOF (a reader with
 // no writers would otherwise see EOF at once, over and over).
-func openFIFO(path string) (r *os.File, dummy int, err error) {
+func openFIFO(path string) (r *os.File, dummy int, id fifoID, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, -1, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, -1, id, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		unix.Close(fd)
-		return nil, -1, fmt.Errorf("%s is not a FIFO", path)
+		return nil, -1, id, fmt.Errorf("%s is not a FIFO", path)
 	}
-	dummy, err = openDummy(path)
+	id = fifoID{uint64(st.Dev), uint64(st.Ino)}
+	dummy, err = openDummy(path, id)
 	if err != nil {
 		unix.Close(fd)
-		return nil, -1, err
+		return nil, -1, id, err
 	}
-	return os.NewFile(uintptr(fd), path), dummy, nil
+	return os.NewFile(uintptr(fd), path), dummy, id, nil
 }
 
-func openDummy(path string) (int, error) {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
+// openDummy opens the keep-alive write end of the FIFO id by its path and
+// checks that the path still names that FIFO: if it was removed or
+// replaced (by a regular file, whose reads would return EOF at once, or by
+// another FIFO) the error wraps errFIFOReplaced.
+func openDummy(path string, id fifoID) (int, error) {
+	replaced := func(what string) error {
+		return fmt.Errorf("%w: %s %s; restore the FIFO (remove what is there now) and restart the source with 'edgeipc ctl restart NAME'", errFIFOReplaced, path, what)
+	}
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return -1, replaced("no longer exists")
+	case errors.Is(err, unix.ELOOP):
+		return -1, replaced("is now a symlink")
+	case errors.Is(err, unix.ENXIO):
+		// O_WRONLY|O_NONBLOCK on a FIFO without a reader: not ours.
+		return -1, replaced("is now another FIFO")
+	case err != nil:
 		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		unix.Close(fd)
+		return -1, replaced("is no longer a FIFO")
+	}
+	if (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
+		unix.Close(fd)
+		return -1, replaced("is now another FIFO")
 	}
 	return fd, nil
 }
@@ -113,7 +150,7 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	f, dummy, err := openFIFO(c.Path)
+	f, dummy, id, err := openFIFO(c.Path)
 	if err != nil {
 		return err
 	}
@@ -176,11 +213,17 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 					return rerr
 				}
 			}
-			if dummy, err = openDummy(c.Path); err != nil {
+			if dummy, err = openDummy(c.Path, id); err != nil {
 				return err
 			}
 			d.Reset(f)
-			ss.rt.log.Info(fmt.Sprintf("source %s: the FIFO's writers closed; reading new records", c.Name))
+			if ok, n := ss.fifoLog.allow(time.Second); ok {
+				more := ""
+				if n > 0 {
+					more = fmt.Sprintf(" (%d more not logged)", n)
+				}
+				ss.rt.log.Info(fmt.Sprintf("source %s: the FIFO's writers closed; reading new records%s", c.Name, more))
+			}
 			continue
 		}
 		return err

@@ -39,7 +39,8 @@ type sourceState struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	badLog limiter
+	badLog  limiter
+	fifoLog limiter // fifo: "writers closed" after a broken stream
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
