@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -581,7 +582,7 @@ func def(d *Duration, v time.Duration) {
 }
 
 // checkFIFOPath refuses a path that exists and is not a FIFO (a symlink
-// included: the runtime never follows one).
+// included: the runtime never follows one) or is a FIFO of another user.
 func checkFIFOPath(p string) error {
 	fi, err := os.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -595,6 +596,9 @@ func checkFIFOPath(p string) error {
 	}
 	if fi.Mode()&os.ModeNamedPipe == 0 {
 		return fmt.Errorf("%s exists and is not a FIFO (%v); refusing to replace it", p, fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return checkFIFOOwner(p, int(st.Uid))
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -95,9 +97,13 @@ func TestFIFOPathRefused(t *testing.T) {
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "f.toml:6:") {
 			t.Errorf("%s: got %v, want a config error at f.toml:6 saying %q", path, err, want)
 		}
-		// And makeFIFO (the check at start time, e.g. after a race) agrees.
-		if err := makeFIFO(path, 0, ""); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("makeFIFO(%s): %v", path, err)
+		// And openFIFO (the check at start time, e.g. after a race) agrees.
+		if r, dummy, _, err := openFIFO(path, 0, ""); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("openFIFO(%s): %v", path, err)
+			if err == nil {
+				r.Close()
+				unix.Close(dummy)
+			}
 		}
 	}
 	if b, _ := os.ReadFile(regular); string(b) != "x" {

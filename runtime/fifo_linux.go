@@ -15,47 +15,6 @@ import (
 	"github.com/edgeipc/edgeipc/runtime/framing"
 )
 
-// makeFIFO creates the FIFO at path (mode 0600, or 0660 with a group) or
-// reuses an existing FIFO there (restart safety). Anything else at the path
-// (a regular file, a directory, a symlink) is refused.
-func makeFIFO(path string, mode os.FileMode, group string) error {
-	if mode == 0 {
-		mode = 0o600
-		if group != "" {
-			mode = 0o660
-		}
-	}
-	if err := checkFIFOPath(path); err != nil {
-		return err
-	}
-	err := unix.Mkfifo(path, uint32(mode))
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return &os.PathError{Op: "mkfifo", Path: path, Err: err}
-	}
-	if err := checkFIFOPath(path); err != nil { // raced with someone else
-		return err
-	}
-	gid := -1
-	if group != "" {
-		g, err := lookupGroup(group)
-		if err != nil {
-			return err
-		}
-		gid = g
-	}
-	// Set the exact mode (the umask narrowed mkfifo's) and group, without
-	// following a symlink swapped in meanwhile.
-	if err := unix.Fchmodat(unix.AT_FDCWD, path, uint32(mode), 0); err != nil {
-		return &os.PathError{Op: "chmod", Path: path, Err: err}
-	}
-	if gid >= 0 {
-		if err := unix.Fchownat(unix.AT_FDCWD, path, -1, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "chown", Path: path, Err: err}
-		}
-	}
-	return nil
-}
-
 func lookupGroup(g string) (int, error) {
 	if n, err := strconv.Atoi(g); err == nil {
 		return n, nil
@@ -80,27 +39,88 @@ type fifoID struct{ dev, ino uint64 }
 // path no longer names the FIFO it reads.
 var errFIFOReplaced = errors.New("FIFO removed or replaced")
 
-// openFIFO opens the FIFO O_NONBLOCK|O_NOFOLLOW for reading (through the
-// netpoller) and a second, write-only descriptor that the runtime keeps
-// open so that writers coming and going never produce EOF (a reader with
-// no writers would otherwise see EOF at once, over and over).
-func openFIFO(path string) (r *os.File, dummy int, id fifoID, err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// testHookFIFOChecked, if set, runs after the FIFO path was created or
+// found and checked, before it is opened: tests swap the path there.
+var testHookFIFOChecked func(path string)
+
+// openFIFO creates the FIFO at path (mode 0600, or 0660 with a group) or
+// reuses an existing FIFO there that the runtime's user owns (restart
+// safety), and opens it. Anything else at the path (a regular file, a
+// directory, a symlink, a FIFO of another user) is refused.
+//
+// The read end is opened O_NONBLOCK|O_NOFOLLOW (read through the
+// netpoller); the mode and group are set on that descriptor (fchmod,
+// fchown), never by path, so a symlink or file swapped in after the check
+// is never touched. A second, write-only descriptor, dummy, is what the
+// runtime keeps open so that writers coming and going never produce EOF (a
+// reader with no writers would otherwise see EOF at once, over and over).
+func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy int, id fifoID, err error) {
+	if mode == 0 {
+		mode = 0o600
+		if group != "" {
+			mode = 0o660
+		}
+	}
+	gid := -1
+	if group != "" {
+		if gid, err = lookupGroup(group); err != nil {
+			return nil, -1, id, fmt.Errorf("fifo %s: group %q: %w", path, group, err)
+		}
+	}
+	if err := checkFIFOPath(path); err != nil {
+		return nil, -1, id, err
+	}
+	if err := unix.Mkfifo(path, uint32(mode)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, -1, id, &os.PathError{Op: "mkfifo", Path: path, Err: err}
+	}
+	if testHookFIFOChecked != nil {
+		testHookFIFOChecked(path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, -1, id, fmt.Errorf("%s is a symlink; refusing to use it as a FIFO (remove it or choose another path)", path)
+	}
 	if err != nil {
 		return nil, -1, id, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+	fail := func(err error) (*os.File, int, fifoID, error) {
 		unix.Close(fd)
-		return nil, -1, id, fmt.Errorf("%s is not a FIFO", path)
+		return nil, -1, fifoID{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fail(&os.PathError{Op: "fstat", Path: path, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return fail(fmt.Errorf("%s exists and is not a FIFO; refusing to replace it", path))
+	}
+	if err := checkFIFOOwner(path, int(st.Uid)); err != nil {
+		return fail(err)
+	}
+	// Set the exact mode (the umask narrowed mkfifo's; a reused FIFO may
+	// have another) and group on the descriptor.
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return fail(&os.PathError{Op: "chmod", Path: path, Err: err})
+	}
+	if gid >= 0 {
+		if err := unix.Fchown(fd, -1, gid); err != nil {
+			return fail(&os.PathError{Op: "chown", Path: path, Err: err})
+		}
 	}
 	id = fifoID{uint64(st.Dev), uint64(st.Ino)}
-	dummy, err = openDummy(path, id)
-	if err != nil {
-		unix.Close(fd)
-		return nil, -1, id, err
+	if dummy, err = openDummy(path, id); err != nil {
+		return fail(err)
 	}
 	return os.NewFile(uintptr(fd), path), dummy, id, nil
+}
+
+// checkFIFOOwner refuses a FIFO that the runtime's effective user does not
+// own: another user could read what is written to it, or replace it.
+func checkFIFOOwner(path string, uid int) error {
+	if euid := os.Geteuid(); uid != euid {
+		return fmt.Errorf("%s is a FIFO owned by uid %d, not by the runtime's user (uid %d); refusing to reuse it: remove it (rm %s) so the runtime creates its own, or choose another path", path, uid, euid, path)
+	}
+	return nil
 }
 
 // openDummy opens the keep-alive write end of the FIFO id by its path and
@@ -142,15 +162,7 @@ func openDummy(path string, id fifoID) (int, error) {
 // runFIFO reads records from a named pipe into the ring.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
 	c := ss.cfg
-	if err := makeFIFO(c.Path, os.FileMode(c.Mode), c.Group); err != nil {
-		return err
-	}
-	w, err := ss.writer(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	f, dummy, id, err := openFIFO(c.Path)
+	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
 	if err != nil {
 		return err
 	}
@@ -162,6 +174,11 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
 	defer f.Close()
+	w, err := ss.writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
 	d, err := ss.decoder()
 	if err != nil {
 		return err

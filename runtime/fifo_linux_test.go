@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -108,4 +109,124 @@ func TestFIFOReplacedDuringDrain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openTestFIFO calls openFIFO and closes what it opened when the test ends.
+func openTestFIFO(t *testing.T, path string, mode os.FileMode, group string) error {
+	t.Helper()
+	r, dummy, _, err := openFIFO(path, mode, group)
+	if err == nil {
+		t.Cleanup(func() { r.Close(); unix.Close(dummy) })
+	}
+	return err
+}
+
+func statT(t *testing.T, path string) *unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// A symlink or regular file swapped in after the path was checked is
+// refused, and its target keeps its mode and owner: openFIFO sets the mode
+// and group on the descriptor it opened with O_NOFOLLOW, never by path.
+func TestFIFOSwappedAfterCheck(t *testing.T) {
+	t.Cleanup(func() { testHookFIFOChecked = nil })
+	for _, tc := range []struct {
+		name string
+		swap func(t *testing.T, path, target string)
+		want string
+	}{
+		{"symlink", func(t *testing.T, path, target string) {
+			os.Remove(path)
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a symlink"},
+		{"regular file", func(t *testing.T, path, target string) {
+			if err := os.Rename(target, path); err != nil {
+				t.Fatal(err)
+			}
+		}, "is not a FIFO"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "in.fifo")
+			target := filepath.Join(dir, "precious")
+			if err := os.WriteFile(target, []byte("data"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(target, 0o644); err != nil { // not narrowed by the umask
+				t.Fatal(err)
+			}
+			testHookFIFOChecked = func(p string) { tc.swap(t, p, target) }
+			err := openTestFIFO(t, path, 0o660, strconv.Itoa(os.Getegid()))
+			testHookFIFOChecked = nil
+			st := statT(t, path)
+			if tc.name == "symlink" {
+				st = statT(t, target)
+			}
+			if st.Mode&0o7777 != 0o644 {
+				t.Errorf("the %s's target was changed to mode %#o", tc.name, st.Mode&0o7777)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("openFIFO after the path became a %s: %v; want an error saying %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+// An existing FIFO is reused (and given the configured mode and group) only
+// if the runtime's user owns it; a FIFO of another user is refused, both by
+// the configuration check and at start, and left as it is.
+func TestFIFOOwnership(t *testing.T) {
+	t.Run("own FIFO reused", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "own.fifo")
+		if err := unix.Mkfifo(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ino := statT(t, path).Ino
+		gid := os.Getegid()
+		if os.Geteuid() == 0 {
+			gid = 65534 // root can give it any group: check that it does
+		}
+		if err := openTestFIFO(t, path, 0, strconv.Itoa(gid)); err != nil {
+			t.Fatal(err)
+		}
+		st := statT(t, path)
+		if st.Ino != ino || st.Mode&0o7777 != 0o660 || int(st.Gid) != gid {
+			t.Fatalf("reused FIFO: ino %d (was %d), mode %#o, gid %d; want the same inode, 0660, gid %d", st.Ino, ino, st.Mode&0o7777, st.Gid, gid)
+		}
+	})
+	t.Run("foreign FIFO refused", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "foreign.fifo")
+		if err := unix.Mkfifo(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(path, 65534, 65534); err != nil {
+			t.Skipf("cannot give a FIFO to uid 65534 (%v): this case needs root or CAP_CHOWN (CI runs it as root)", err)
+		}
+		text := "[rings.r]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"r\"\npath = \"" + path + "\"\n"
+		want := fmt.Sprintf("%s is a FIFO owned by uid 65534, not by the runtime's user (uid %d)", path, os.Geteuid())
+		if _, err := Parse("f.toml", []byte(text)); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "rm "+path) {
+			t.Errorf("config check: %v; want %q and how to fix it", err, want)
+		}
+		if err := openTestFIFO(t, path, 0, ""); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("openFIFO: %v; want %q", err, want)
+		}
+		st := statT(t, path)
+		if st.Uid != 65534 || st.Mode&0o7777 != 0o666 {
+			t.Fatalf("the foreign FIFO was changed: uid %d mode %#o", st.Uid, st.Mode&0o7777)
+		}
+	})
 }
