@@ -19,6 +19,10 @@
 //     a map without "data" or any other object type is a bad record and is
 //     skipped whole. An object too large to buffer is skipped by its declared
 //     length if it is a bin or str of at most MaxSkip bytes, else ErrBroken.
+//     A byte that starts no object (0xc1) makes the object around it
+//     malformed: it is dropped through that byte as one bad record and
+//     decoding resumes after it. Finding an object's end costs time linear
+//     in its size, however deep it nests and however the reads cut it.
 //
 // The Decoder reuses one buffer; Next allocates nothing.
 package framing
@@ -112,6 +116,12 @@ type Decoder struct {
 	end      int // end of buffered bytes
 	err      error
 	dropping bool // lines: inside an over-long line
+	// msgp: the scan for the end of the current object, resumed after a
+	// fill: scanPos is the offset from start of the next header to read,
+	// scanLeft the number of objects still to scan.
+	scanning bool
+	scanPos  int
+	scanLeft uint64
 	// preallocated errors (no allocation per bad record)
 	errLong, errOversize, errType, errNoData, errMalformed BadRecordError
 }
@@ -140,6 +150,7 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 // Reset discards buffered bytes and state and reads from r.
 func (d *Decoder) Reset(r io.Reader) {
 	d.r, d.start, d.end, d.err, d.dropping = r, 0, 0, nil, false
+	d.scanning, d.scanPos, d.scanLeft = false, 0, 0
 }
 
 // Buffered returns the number of bytes read but not yet decoded.
@@ -284,83 +295,172 @@ func (d *Decoder) nextLen32() (Record, error) {
 	return rec, nil
 }
 
+// nextMsgp finds where the next object ends by scanning its headers, then
+// decodes it. The scan is resumable (d.scanPos, d.scanLeft survive a fill),
+// so every byte is scanned once however the stream is cut into reads and
+// however deeply the object nests: the cost is linear in the input.
 func (d *Decoder) nextMsgp() (Record, error) {
 	for {
-		if d.start == d.end {
-			if err := d.fill(); err != nil {
-				return Record{}, err
-			}
-			continue
-		}
-		b := d.buf[d.start:d.end]
-		rec, used, err := d.parseMsgp(b)
-		if err == nil {
-			d.start += used
-			return rec, nil
-		}
-		if err == msgp.ErrShortBytes {
-			if d.start == 0 && d.end == len(d.buf) {
-				// Too big to buffer: skip a bin/str by its length, else broken.
-				if n, hdr, ok := binStrLen(b); ok && n <= d.maxSkip {
-					d.start += hdr
-					if err := d.skip(n); err != nil {
-						return Record{}, err
-					}
-					d.errOversize.Size = n
-					return Record{}, &d.errOversize
+		if !d.scanning {
+			if d.start == d.end {
+				if err := d.fill(); err != nil {
+					return Record{}, err
 				}
-				return Record{}, ErrBroken
+				continue
 			}
-			if err := d.fill(); err != nil {
-				if err == io.EOF {
-					return Record{}, io.ErrUnexpectedEOF
+			d.scanning, d.scanPos, d.scanLeft = true, 0, 1
+		}
+		for d.scanLeft > 0 {
+			b := d.buf[d.start+d.scanPos : d.end]
+			size, children, err := msgpHeader(b)
+			if err == errShortHeader || (err == nil && size > uint64(len(b))) {
+				break // need more bytes
+			}
+			if err != nil {
+				// A byte that starts no object: the object around it is
+				// malformed. Drop it through that byte (one bad record) and
+				// resync after it.
+				d.start += d.scanPos + 1
+				d.scanning = false
+				return Record{}, &d.errMalformed
+			}
+			d.scanPos += int(size)
+			d.scanLeft += children - 1
+		}
+		if d.scanLeft == 0 {
+			obj := d.buf[d.start : d.start+d.scanPos]
+			d.start += d.scanPos
+			d.scanning = false
+			return d.parseMsgp(obj)
+		}
+		if d.end-d.start == len(d.buf) {
+			// Too big to buffer: skip a bin/str by its length, else broken.
+			d.scanning = false
+			if n, hdr, ok := binStrLen(d.buf[d.start:d.end]); ok && n <= d.maxSkip {
+				d.start += hdr
+				if err := d.skip(n); err != nil {
+					return Record{}, err
 				}
-				return Record{}, err
+				d.errOversize.Size = n
+				return Record{}, &d.errOversize
 			}
-			continue
+			return Record{}, ErrBroken
 		}
-		// A complete object that is not a valid record: skip it whole.
-		rest, serr := msgp.Skip(b)
-		if serr == msgp.ErrShortBytes {
-			if d.start == 0 && d.end == len(d.buf) {
-				return Record{}, ErrBroken
+		if err := d.fill(); err != nil {
+			if err == io.EOF {
+				return Record{}, io.ErrUnexpectedEOF
 			}
-			if err := d.fill(); err != nil {
-				if err == io.EOF {
-					return Record{}, io.ErrUnexpectedEOF
-				}
-				return Record{}, err
-			}
-			continue
+			return Record{}, err
 		}
-		if serr != nil {
-			// Unparseable byte: drop it and resync at the next one.
-			d.start++
-		} else {
-			d.start += len(b) - len(rest)
-		}
-		return Record{}, err
 	}
 }
 
-// parseMsgp decodes one record from b; msgp.ErrShortBytes means more bytes
-// are needed; a *BadRecordError means the object is complete but invalid.
-func (d *Decoder) parseMsgp(b []byte) (Record, int, error) {
+// errShortHeader: b ends inside an object's header.
+var errShortHeader = errors.New("framing: short msgp header")
+
+// errBadPrefix: b starts with 0xc1, which starts no MessagePack object.
+var errBadPrefix = errors.New("framing: invalid msgp prefix")
+
+// msgpHeader returns the size of the object at the start of b up to its
+// first child (for bin, str, ext and scalars: the whole object) and the
+// number of child objects that follow it (array elements, map keys and
+// values).
+func msgpHeader(b []byte) (size, children uint64, err error) {
+	if len(b) == 0 {
+		return 0, 0, errShortHeader
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f, c >= 0xe0: // positive and negative fixint
+		return 1, 0, nil
+	case c <= 0x8f: // fixmap
+		return 1, 2 * uint64(c&0x0f), nil
+	case c <= 0x9f: // fixarray
+		return 1, uint64(c & 0x0f), nil
+	case c <= 0xbf: // fixstr
+		return 1 + uint64(c&0x1f), 0, nil
+	}
+	// length returns the big-endian length of n bytes after the lead byte.
+	length := func(n int) (uint64, bool) {
+		if len(b) < 1+n {
+			return 0, false
+		}
+		var v uint64
+		for _, x := range b[1 : 1+n] {
+			v = v<<8 | uint64(x)
+		}
+		return v, true
+	}
+	var n int     // bytes of the length field
+	var fixed int // header bytes beyond the lead byte and length field (ext type)
+	switch c {
+	case 0xc0, 0xc2, 0xc3: // nil, false, true
+		return 1, 0, nil
+	case 0xc1:
+		return 0, 0, errBadPrefix
+	case 0xcc, 0xd0:
+		return 2, 0, nil
+	case 0xcd, 0xd1:
+		return 3, 0, nil
+	case 0xca, 0xce, 0xd2:
+		return 5, 0, nil
+	case 0xcb, 0xcf, 0xd3:
+		return 9, 0, nil
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16
+		return 2 + 1<<(c-0xd4), 0, nil
+	case 0xc4, 0xd9: // bin8, str8
+		n = 1
+	case 0xc5, 0xda:
+		n = 2
+	case 0xc6, 0xdb:
+		n = 4
+	case 0xc7: // ext8
+		n, fixed = 1, 1
+	case 0xc8:
+		n, fixed = 2, 1
+	case 0xc9:
+		n, fixed = 4, 1
+	case 0xdc, 0xdd, 0xde, 0xdf: // array16/32, map16/32
+		n = 2
+		if c == 0xdd || c == 0xdf {
+			n = 4
+		}
+		v, ok := length(n)
+		if !ok {
+			return 0, 0, errShortHeader
+		}
+		if c >= 0xde {
+			v *= 2
+		}
+		return 1 + uint64(n), v, nil
+	}
+	v, ok := length(n)
+	if !ok {
+		return 0, 0, errShortHeader
+	}
+	return 1 + uint64(n+fixed) + v, 0, nil
+}
+
+// parseMsgp decodes one record from b, which holds exactly one complete
+// object; a *BadRecordError means the object is not a valid record (any
+// msgp error on a complete object, e.g. a key that is not a string or
+// nesting beyond msgp's recursion limit, makes it malformed).
+func (d *Decoder) parseMsgp(b []byte) (Record, error) {
 	switch msgp.NextType(b) {
 	case msgp.BinType, msgp.StrType:
-		data, rest, err := readBinOrStr(b)
+		data, _, err := readBinOrStr(b)
 		if err != nil {
-			return Record{}, 0, d.classify(err)
+			return Record{}, &d.errMalformed
 		}
 		if len(data) > d.max {
 			d.errOversize.Size = len(data)
-			return Record{}, 0, &d.errOversize
+			return Record{}, &d.errOversize
 		}
-		return Record{Data: data}, len(b) - len(rest), nil
+		return Record{Data: data}, nil
 	case msgp.MapType:
 		n, rest, err := msgp.ReadMapHeaderBytes(b)
 		if err != nil {
-			return Record{}, 0, d.classify(err)
+			return Record{}, &d.errMalformed
 		}
 		var rec Record
 		have := false
@@ -368,7 +468,7 @@ func (d *Decoder) parseMsgp(b []byte) (Record, int, error) {
 			var key []byte
 			key, rest, err = msgp.ReadMapKeyZC(rest)
 			if err != nil {
-				return Record{}, 0, d.classify(err)
+				return Record{}, &d.errMalformed
 			}
 			switch string(key) {
 			case "type":
@@ -384,28 +484,21 @@ func (d *Decoder) parseMsgp(b []byte) (Record, int, error) {
 				rest, err = msgp.Skip(rest)
 			}
 			if err != nil {
-				return Record{}, 0, d.classify(err)
+				return Record{}, &d.errMalformed
 			}
 		}
 		if !have {
-			return Record{}, 0, &d.errNoData
+			return Record{}, &d.errNoData
 		}
 		if len(rec.Data) > d.max {
 			d.errOversize.Size = len(rec.Data)
-			return Record{}, 0, &d.errOversize
+			return Record{}, &d.errOversize
 		}
-		return rec, len(b) - len(rest), nil
+		return rec, nil
 	case msgp.InvalidType:
-		return Record{}, 0, &d.errMalformed
+		return Record{}, &d.errMalformed
 	}
-	return Record{}, 0, &d.errType
-}
-
-func (d *Decoder) classify(err error) error {
-	if err == msgp.ErrShortBytes {
-		return err
-	}
-	return &d.errMalformed
+	return Record{}, &d.errType
 }
 
 func readBinOrStr(b []byte) ([]byte, []byte, error) {

@@ -145,6 +145,49 @@ func TestMsgpTooLargeToBuffer(t *testing.T) {
 	}
 }
 
+// Garbage that nests deeply is one bad record, however it is cut into
+// reads, and decoding resumes right after the byte that broke it. (The
+// decoder used to retry one byte further on after every failed skip: n
+// nested array headers then an invalid byte cost n bad records and O(n²)
+// time.)
+func TestMsgpNestedGarbage(t *testing.T) {
+	const depth = 3000
+	var in []byte
+	in = append(in, bytes.Repeat([]byte{0x91}, depth)...) // [[[[...
+	in = append(in, 0xc1)                                 // ...which no object starts with
+	in = msgp.AppendString(in, "ok")
+	in = append(in, bytes.Repeat([]byte{0x91}, depth)...) // a complete but deep array: wrong type
+	in = msgp.AppendInt(in, 1)
+	in = msgp.AppendMapHeader(in, 2) // a map whose value is broken
+	in = msgp.AppendString(in, "data")
+	in = append(in, 0x92, 0x01, 0xc1)
+	in = msgp.AppendString(in, "end")
+	for name, r := range map[string]func() io.Reader{
+		"whole":   func() io.Reader { return bytes.NewReader(in) },
+		"onebyte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(in)) },
+	} {
+		d := NewDecoder(r(), Msgp, Options{MaxRecord: 16})
+		recs, bad, err := collect(t, d)
+		if err != io.EOF || bad != 3 || strings.Join(recs, ",") != "ok,end" {
+			t.Errorf("%s: got %q, %d bad records, then %v; want \"ok,end\", 3 bad, EOF", name, recs, bad, err)
+		}
+	}
+}
+
+// A msgp object that does not fit the buffer and is not a bin or str
+// breaks the stream, whether it is deep or wide.
+func TestMsgpNestedTooLargeToBuffer(t *testing.T) {
+	deep := bytes.Repeat([]byte{0x91}, 200<<10)
+	wide := msgp.AppendArrayHeader(nil, 200<<10)
+	wide = append(wide, bytes.Repeat([]byte{0x01}, 200<<10)...)
+	for name, in := range map[string][]byte{"deep": deep, "wide": wide} {
+		d := NewDecoder(iotest.HalfReader(bytes.NewReader(in)), Msgp, Options{MaxRecord: 16})
+		if _, _, err := collect(t, d); !errors.Is(err, ErrBroken) {
+			t.Errorf("%s: %v, want ErrBroken", name, err)
+		}
+	}
+}
+
 // loopReader replays the same bytes forever.
 type loopReader struct {
 	b []byte
@@ -186,6 +229,26 @@ func BenchmarkLines(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := d.Next(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMsgpGarbageOneByte feeds 60 KiB of nested array headers then an
+// invalid byte, one byte per read (a slow producer on a pipe): the scan of
+// the unfinished object resumes after each read instead of starting over.
+func BenchmarkMsgpGarbageOneByte(b *testing.B) {
+	in := append(bytes.Repeat([]byte{0x91}, 60<<10), 0xc1)
+	in = msgp.AppendString(in, "ok")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for i := 0; i < b.N; i++ {
+		d := NewDecoder(iotest.OneByteReader(bytes.NewReader(in)), Msgp, Options{MaxRecord: 64})
+		for {
+			_, err := d.Next()
+			var be *BadRecordError
+			if err != nil && !errors.As(err, &be) {
+				break
+			}
 		}
 	}
 }
