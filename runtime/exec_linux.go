@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -248,11 +249,37 @@ func (ss *sourceState) pump(ctx context.Context, r io.Reader, w *shm.Writer) err
 	}
 }
 
-// logLines logs each line of r, prefixed with the source name.
+// maxLogLine bounds one logged line of a child's stderr (or of its stdout
+// with write = "child"); the rest of a longer line is dropped.
+const maxLogLine = 64 << 10
+
+// logLines logs each line of r, prefixed with the source name, until r
+// ends: a line longer than maxLogLine is logged truncated (with a marker)
+// and the rest of it is read and dropped, so the child never blocks on a
+// full pipe because of one long line.
 func (ss *sourceState) logLines(r io.Reader, stream string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		ss.rt.log.Info(fmt.Sprintf("[%s] %s", ss.cfg.Name, sc.Text()), "source", ss.cfg.Name, "stream", stream)
+	br := bufio.NewReaderSize(r, maxLogLine)
+	dropping := false // inside an over-long line whose head was logged
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if !dropping {
+				ss.logLine(line, stream, " … (truncated: line longer than 64 KiB)")
+				dropping = true
+			}
+			continue
+		}
+		if len(line) > 0 && !dropping {
+			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			ss.logLine(line, stream, "")
+		}
+		dropping = false
+		if err != nil {
+			return // EOF, or the read deadline set once the child is gone
+		}
 	}
+}
+
+func (ss *sourceState) logLine(line []byte, stream, suffix string) {
+	ss.rt.log.Info(fmt.Sprintf("[%s] %s%s", ss.cfg.Name, line, suffix), "source", ss.cfg.Name, "stream", stream)
 }

@@ -1,0 +1,52 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A stderr line longer than 64 KiB is logged truncated, and the runtime
+// keeps reading stderr: the child, which writes far more than a pipe holds
+// after that line, never blocks and its frames keep coming.
+func TestExecLongStderrLine(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "long.sh", `
+head -c 70000 /dev/zero | tr '\0' x >&2
+echo >&2
+i=0
+while [ $i -lt 3000 ]; do echo "stderr line $i, padding the pipe beyond its 64 KiB" >&2; i=$((i+1)); done
+echo done >&2
+echo frame
+exec sleep 1000
+`)
+	_, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "long"
+kind = "exec"
+ring = "r"
+command = [%q]
+`, script))
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "frame" {
+		t.Fatalf("frame %q", f[0].Data)
+	}
+	logb.waitFor(t, "[long] done", 1)
+	logb.waitFor(t, "[long] stderr line 2999,", 1)
+	var long string
+	for _, l := range strings.Split(logb.String(), "\n") {
+		if strings.Contains(l, "[long] xxx") {
+			long = l
+		}
+	}
+	if !strings.Contains(long, "(truncated: line longer than 64 KiB)") || strings.Count(long, "x") != 64<<10 {
+		t.Fatalf("the long line was logged with %d x's, marker present %v; want 65536 and the marker",
+			strings.Count(long, "x"), strings.Contains(long, "truncated"))
+	}
+}
