@@ -244,6 +244,12 @@ func (ss *sourceState) pump(ctx context.Context, r io.Reader, w *shm.Writer) err
 		}
 		if errors.Is(err, framing.ErrBroken) {
 			ss.rt.log.Error(fmt.Sprintf("source %s: %v", ss.cfg.Name, err))
+			return err
+		}
+		// The stream ended (EOF, or the read deadline set once the child
+		// is gone): a record cut short by the end is dropped, and counted.
+		if n := d.Buffered(); n > 0 || errors.Is(err, io.ErrUnexpectedEOF) {
+			ss.badRecord(fmt.Errorf("stdout ended in the middle of a record (%d bytes of it read); the partial record is dropped", n))
 		}
 		return err
 	}

@@ -50,3 +50,38 @@ command = [%q]
 			strings.Count(long, "x"), strings.Contains(long, "truncated"))
 	}
 }
+
+// A record cut short by the end of the child's stdout is dropped and
+// counted as a bad record, as on a FIFO.
+func TestExecPartialRecordAtEOF(t *testing.T) {
+	e := newEnv(t)
+	// One good len32 record "abc", then a record that promises 8 bytes and
+	// has 2, then exit 0.
+	script := writeScript(t, e.dir, "partial.sh", `printf '\003\000\000\000abc\010\000\000\000ab'
+exit 0
+`)
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "partial"
+kind = "exec"
+ring = "r"
+framing = "len32"
+restart = "never"
+command = [%q]
+`, script))
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "abc" {
+		t.Fatalf("frame %q", f[0].Data)
+	}
+	eventually(t, "the child to finish", func() bool { return rt.sourceStat(t, "partial").State == StateStopped })
+	st := rt.sourceStat(t, "partial")
+	if st.Frames != 1 || st.Bad != 1 || st.LastExit != "exit status 0" || !strings.Contains(st.LastError, "middle of a record") {
+		t.Fatalf("stat %+v; want 1 frame, 1 bad record (the partial one), exit status 0", st)
+	}
+}
