@@ -83,8 +83,7 @@ func (ss *sourceState) runExec(ctx context.Context) error {
 				state = StateFailed
 			}
 			ss.setState(state)
-			ss.rt.log.Info(fmt.Sprintf("source %s: child finished (%s); restart = %q, not restarting", c.Name, exitText(st), c.Restart))
-			<-ctx.Done()
+			ss.rt.log.Info(fmt.Sprintf("source %s: child finished (%s); restart = %q, not restarting (start it again with 'edgeipc ctl start %s')", c.Name, exitText(st), c.Restart, c.Name))
 			return nil
 		}
 		if time.Since(started) >= c.BackoffReset.D() {

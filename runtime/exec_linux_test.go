@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,5 +84,70 @@ command = [%q]
 	st := rt.sourceStat(t, "partial")
 	if st.Frames != 1 || st.Bad != 1 || st.LastExit != "exit status 0" || !strings.Contains(st.LastError, "middle of a record") {
 		t.Fatalf("stat %+v; want 1 frame, 1 bad record (the partial one), exit status 0", st)
+	}
+}
+
+// `ctl start` starts a source whose run has ended on its own: an exec
+// child that finished with restart = "never", and a source that failed
+// (here: its command did not exist until the operator installed it).
+func TestStartAfterFinishedOrFailed(t *testing.T) {
+	e := newEnv(t)
+	once := writeScript(t, e.dir, "once.sh", "echo run\n")
+	later := filepath.Join(e.dir, "later.sh")
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.a]
+slots = 16
+slot_payload = 64
+[rings.b]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "once"
+kind = "exec"
+ring = "a"
+restart = "never"
+command = [%q]
+[[sources]]
+name = "later"
+kind = "exec"
+ring = "b"
+restart = "never"
+command = [%q]
+`, once, later))
+	eventually(t, "once to finish", func() bool { return rt.sourceStat(t, "once").LastExit == "exit status 0" })
+	eventually(t, "later to fail", func() bool { return rt.sourceStat(t, "later").State == StateFailed })
+	if st := rt.sourceStat(t, "once"); st.State != StateStopped {
+		t.Fatalf("once: %+v", st)
+	}
+	// Stopping a source that is not running says so and keeps its state.
+	if err := rt.StopSource("later"); err == nil || !strings.Contains(err.Error(), "not running (state failed)") {
+		t.Fatalf("stop of a failed source: %v", err)
+	}
+	if st := rt.sourceStat(t, "later"); st.State != StateFailed {
+		t.Fatalf("later after stop: %+v", st)
+	}
+
+	if err := rt.StartSource("once"); err != nil {
+		t.Fatalf("start of a finished source: %v", err)
+	}
+	logb.waitFor(t, "source once: started", 2)
+	if f := readFrames(t, e, "a", 2); string(f[1].Data) != "run" {
+		t.Fatalf("second run wrote %q", f[1].Data)
+	}
+
+	writeScript(t, e.dir, "later.sh", "echo installed\nexec sleep 1000\n")
+	if err := rt.StartSource("later"); err != nil {
+		t.Fatalf("start of a failed source: %v", err)
+	}
+	if f := readFrames(t, e, "b", 1); string(f[0].Data) != "installed" {
+		t.Fatalf("later wrote %q", f[0].Data)
+	}
+	eventually(t, "later running", func() bool { return rt.sourceStat(t, "later").State == StateRunning })
+	if err := rt.StartSource("later"); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("start of a running source: %v", err)
 	}
 }

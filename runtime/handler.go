@@ -90,7 +90,7 @@ func (rt *Runtime) StartSource(name string) error {
 		return err
 	}
 	if !ss.start() {
-		return fmt.Errorf("source %q is already running", name)
+		return fmt.Errorf("source %q is already running (state %s)", name, ss.getState())
 	}
 	rt.log.Info(fmt.Sprintf("source %s: started by control request", name))
 	return nil
@@ -103,7 +103,7 @@ func (rt *Runtime) StopSource(name string) error {
 		return err
 	}
 	if !ss.stop() {
-		return fmt.Errorf("source %q is not running", name)
+		return fmt.Errorf("source %q is not running (state %s)", name, ss.getState())
 	}
 	rt.log.Info(fmt.Sprintf("source %s: stopped by control request", name))
 	return nil

@@ -55,12 +55,17 @@ func (ss *sourceState) set(f func(ss *sourceState)) {
 
 func (ss *sourceState) setState(s string) { ss.set(func(ss *sourceState) { ss.state = s }) }
 
-// start starts the source's goroutine if it is not running.
+// start starts the source's goroutine unless it is running. A source
+// whose last run has ended on its own (an exec child that finished and is
+// not restarted, or a source that failed) is started afresh.
 func (ss *sourceState) start() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.cancel != nil {
-		return false
+		if !closed(ss.done) {
+			return false
+		}
+		ss.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ss.cancel, ss.done = cancel, make(chan struct{})
@@ -86,7 +91,9 @@ func (ss *sourceState) start() bool {
 }
 
 // stop stops the source and waits for it (exec: SIGTERM, then SIGKILL after
-// stop_timeout).
+// stop_timeout). It reports false if the source was not running: never
+// started, stopped, or its run had ended on its own (that run's state,
+// stopped or failed, is kept).
 func (ss *sourceState) stop() bool {
 	ss.mu.Lock()
 	cancel, done := ss.cancel, ss.done
@@ -95,10 +102,30 @@ func (ss *sourceState) stop() bool {
 	if cancel == nil {
 		return false
 	}
+	ended := closed(done)
 	cancel()
 	<-done
+	if ended {
+		return false
+	}
 	ss.set(func(ss *sourceState) { ss.state, ss.pid = StateStopped, 0 })
 	return true
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (ss *sourceState) getState() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.state
 }
 
 // cleanup removes what the source created if configured (FIFO).

@@ -29,8 +29,9 @@ func init() {
   status           version, pid, uptime, config file, counts, request counters
   rings            per ring: slots, policy, frames, bytes, rate, readers, max lag, lost
   sources          per source: kind, ring, state, pid, restarts, last exit, frames, bad
-  start SOURCE     start a stopped source
-  stop SOURCE      stop a source (it stays stopped until start or reload)
+  start SOURCE     start a source that is stopped, has finished or has failed
+  stop SOURCE      stop a source (it stays stopped until start or restart, or
+                   a reload that changes its configuration)
   restart SOURCE   stop and start a source
   reload           re-read the config file and apply the difference
   ping             check that the runtime answers
