@@ -155,10 +155,13 @@ type FileMode os.FileMode
 func (m *FileMode) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case int64:
+		if x < 0 || x > 0o7777 {
+			return fmt.Errorf("bad mode %d (want \"0600\" or \"0660\")", x)
+		}
 		*m = FileMode(x)
 	case string:
 		n, err := strconv.ParseUint(strings.TrimPrefix(x, "0o"), 8, 32)
-		if err != nil {
+		if err != nil || n > 0o7777 {
 			return fmt.Errorf("bad mode %q (want \"0600\" or \"0660\")", x)
 		}
 		*m = FileMode(n)
@@ -405,8 +408,16 @@ func (c *Config) validate() error {
 	} else if c.Runtime.ShutdownTimeout < 0 {
 		add(c.errAt("runtime.shutdown_timeout", []string{"runtime", "shutdown_timeout"}, "must be positive"))
 	}
-	if c.Control.Mode != 0 && c.Control.Mode != 0o600 && c.Control.Mode != 0o660 {
-		add(c.errAt("control.mode", []string{"control", "mode"}, "mode %#o: only 0600 or 0660", c.Control.Mode))
+	if c.Runtime.ShmDir != "" && !filepath.IsAbs(c.Runtime.ShmDir) {
+		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q must be an absolute path (exec children get it as EDGEIPC_SHM_DIR)", c.Runtime.ShmDir))
+	}
+	if m, g := modeGroupProblems(c.Control.Mode, c.Control.Group); m != "" || g != "" {
+		if m != "" {
+			add(c.errAt("control.mode", []string{"control", "mode"}, "%s", m))
+		}
+		if g != "" {
+			add(c.errAt("control.group", []string{"control", "group"}, "%s", g))
+		}
 	}
 	names := make([]string, 0, len(c.Rings))
 	for n := range c.Rings {
@@ -445,8 +456,13 @@ func (c *Config) validate() error {
 		if _, err := shm.ParsePolicy(r.Policy); err != nil {
 			add(c.ringErr(n, "policy", "%q: want \"overwrite\" or \"block\"", r.Policy))
 		}
-		if r.Mode != 0 && r.Mode != 0o600 && r.Mode != 0o660 {
-			add(c.ringErr(n, "mode", "mode %#o: only 0600 or 0660", r.Mode))
+		if m, g := modeGroupProblems(r.Mode, r.Group); m != "" || g != "" {
+			if m != "" {
+				add(c.ringErr(n, "mode", "%s", m))
+			}
+			if g != "" {
+				add(c.ringErr(n, "group", "%s", g))
+			}
 		}
 	}
 	srcNames := map[string]bool{}
@@ -480,6 +496,8 @@ func (c *Config) validate() error {
 		}
 		if s.MaxSkip == 0 {
 			s.MaxSkip = DefaultMaxSkip
+		} else if s.MaxSkip < 0 {
+			add(c.srcErr(s, "max_skip", "%d: must be positive (bytes; default %d)", s.MaxSkip, DefaultMaxSkip))
 		}
 		switch s.Kind {
 		case KindExec:
@@ -509,8 +527,17 @@ func (c *Config) validate() error {
 			def(&s.BackoffMax, DefaultBackoffMax)
 			def(&s.BackoffReset, DefaultBackoffReset)
 			def(&s.StopTimeout, DefaultStopTimeout)
-			if s.BackoffMin < 0 || s.BackoffMax < s.BackoffMin {
-				add(c.srcErr(s, "backoff_max", "must be ≥ backoff_min (%v)", s.BackoffMin.D()))
+			switch {
+			case s.BackoffMin < 0:
+				add(c.srcErr(s, "backoff_min", "%v: must be positive (the first restart delay; default %v)", s.BackoffMin.D(), DefaultBackoffMin))
+			case s.BackoffMax < s.BackoffMin:
+				add(c.srcErr(s, "backoff_max", "%v: must be ≥ backoff_min (%v)", s.BackoffMax.D(), s.BackoffMin.D()))
+			}
+			if s.BackoffReset < 0 {
+				add(c.srcErr(s, "backoff_reset", "%v: must be positive (how long a child must run for the delay to start again at backoff_min; default %v)", s.BackoffReset.D(), DefaultBackoffReset))
+			}
+			if s.StopTimeout < 0 {
+				add(c.srcErr(s, "stop_timeout", "%v: must be positive (how long a child has between SIGTERM and SIGKILL; default %v)", s.StopTimeout.D(), DefaultStopTimeout))
 			}
 		case KindFIFO:
 			if s.Path == "" {
@@ -520,18 +547,24 @@ func (c *Config) validate() error {
 			if !filepath.IsAbs(s.Path) {
 				add(c.srcErr(s, "path", "%q must be absolute", s.Path))
 			}
+			s.Path = filepath.Clean(s.Path) // "/x/../x/y.fifo" is "/x/y.fifo"
 			if o, dup := fifoPaths[s.Path]; dup {
 				add(c.srcErr(s, "path", "%q is also used by source %q", s.Path, o))
 			}
 			fifoPaths[s.Path] = s.Name
-			if s.Mode != 0 && s.Mode != 0o600 && s.Mode != 0o660 {
-				add(c.srcErr(s, "mode", "mode %#o: only 0600 or 0660", s.Mode))
+			if m, g := modeGroupProblems(s.Mode, s.Group); m != "" || g != "" {
+				if m != "" {
+					add(c.srcErr(s, "mode", "%s", m))
+				}
+				if g != "" {
+					add(c.srcErr(s, "group", "%s", g))
+				}
 			}
 			if err := checkFIFOPath(s.Path); err != nil {
 				add(c.srcErr(s, "path", "%v", err))
 			}
 		case KindSynthetic:
-			if s.RateHz <= 0 || s.RateHz > 1e6 {
+			if !(s.RateHz > 0 && s.RateHz <= 1e6) { // NaN too
 				add(c.srcErr(s, "rate_hz", "%v: want 0 < rate_hz ≤ 1000000", s.RateHz))
 			}
 			if ok && (s.Size < 0 || s.Size > ring.SlotPayload) {
@@ -561,6 +594,8 @@ func (c *Config) validate() error {
 		case SinkRecorder:
 			if s.Path == "" {
 				add(c.sinkErr(s, "path", "missing: the file to append frames to"))
+			} else if !filepath.IsAbs(s.Path) {
+				add(c.sinkErr(s, "path", "%q must be an absolute path", s.Path))
 			}
 			if s.MaxBytes < 0 {
 				add(c.sinkErr(s, "max_bytes", "must not be negative"))
@@ -573,6 +608,25 @@ func (c *Config) validate() error {
 		return errs
 	}
 	return nil
+}
+
+// modeGroupProblems checks the mode and group of a queue, ring or FIFO: the
+// mode is 0600 or 0660 (0 = the default: 0600, or 0660 with a group), a
+// group needs 0660, and the group must exist. It returns what is wrong with
+// each, or "".
+func modeGroupProblems(mode FileMode, group string) (modeMsg, groupMsg string) {
+	switch {
+	case mode != 0 && mode != 0o600 && mode != 0o660:
+		modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only) or \"0660\" (owner and group)", uint32(mode))
+	case mode == 0o600 && group != "":
+		modeMsg = fmt.Sprintf("\"0600\" with group %q gives the group no access: use \"0660\" (the default with a group) or remove group", group)
+	}
+	if group != "" {
+		if _, err := lookupGroup(group); err != nil {
+			groupMsg = fmt.Sprintf("%q: no such group (%v): name an existing group or a numeric gid", group, err)
+		}
+	}
+	return modeMsg, groupMsg
 }
 
 func def(d *Duration, v time.Duration) {

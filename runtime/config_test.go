@@ -58,7 +58,8 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 }
 
 // A config whose second ring is invalid creates no segment at all, and
-// neither does one whose FIFO path is unusable.
+// neither does one whose FIFO path is unusable or whose control queue or
+// ring names a group that cannot be used.
 func TestNothingHalfStarted(t *testing.T) {
 	e := newEnv(t)
 	regular := filepath.Join(e.dir, "plain")
@@ -66,6 +67,9 @@ func TestNothingHalfStarted(t *testing.T) {
 	for _, text := range []string{
 		"[rings.first]\nslots = 8\n[rings.second]\nslots = 7\n",
 		"[rings.first]\n[rings.second]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"second\"\npath = \"" + regular + "\"\n",
+		// Refused by the control server or at ring creation, once rings existed.
+		"[control]\nmode = \"0600\"\ngroup = \"root\"\n[rings.first]\n",
+		"[rings.first]\n[rings.second]\ngroup = \"no-such-group-edgeipc\"\n",
 	} {
 		p := e.writeConfig(t, "c.toml", text)
 		cfg, err := Load(p)
@@ -108,5 +112,60 @@ func TestFIFOPathRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(regular); string(b) != "x" {
 		t.Fatal("the regular file was modified")
+	}
+}
+
+// Values that used to be accepted without a word (and then misbehaved or
+// failed only at run time, after rings were created) are rejected by the
+// check, naming the line, the key and the allowed values.
+func TestConfigRejectsOutOfRange(t *testing.T) {
+	exec := "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"true\"]\n"
+	fifo := "[rings.a]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/in.fifo\"\n"
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"control 0600 with group", "[control]\nmode = \"0600\"\ngroup = \"root\"\n", []string{"bad.toml:2:", "control.mode", `"0600" with group "root" gives the group no access`, `"0660"`}},
+		{"control unknown group", "[control]\ngroup = \"no-such-group-edgeipc\"\n", []string{"bad.toml:2:", "control.group", `"no-such-group-edgeipc": no such group`}},
+		{"ring 0600 with group", "[rings.a]\nmode = 0o600\ngroup = \"0\"\n", []string{"bad.toml:2:", "rings.a.mode", "gives the group no access"}},
+		{"ring unknown group", "[rings.a]\ngroup = \"no-such-group-edgeipc\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
+		{"ring negative gid", "[rings.a]\ngroup = \"-1\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
+		{"fifo 0600 with group", fifo + "mode = \"0600\"\ngroup = \"0\"\n", []string{"bad.toml:7:", "sources[0] (f).mode", "gives the group no access"}},
+		{"fifo unknown group", fifo + "group = \"no-such-group-edgeipc\"\n", []string{"bad.toml:7:", "sources[0] (f).group", "no such group"}},
+		{"mode beyond 32 bits", "[rings.a]\nmode = 4294967680\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode 4294967680", `"0600" or "0660"`}},
+		{"mode string beyond 07777", "[rings.a]\nmode = \"0o40000000600\"\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode"}},
+		{"negative mode", "[control]\nmode = -384\n", []string{"bad.toml:2:", "control.mode", "bad mode -384"}},
+		{"negative stop_timeout", exec + "stop_timeout = \"-5s\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "-5s: must be positive"}},
+		{"negative backoff_reset", exec + "backoff_reset = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_reset", "-1s: must be positive"}},
+		{"negative backoff_min", exec + "backoff_min = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "-1s: must be positive"}},
+		{"backoff_max below min", exec + "backoff_min = \"2s\"\nbackoff_max = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_max", "1s: must be ≥ backoff_min (2s)"}},
+		{"negative max_skip", exec + "max_skip = -7\n", []string{"bad.toml:7:", "sources[0] (x).max_skip", "-7: must be positive"}},
+		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
+		{"relative shm_dir", "[runtime]\nshm_dir = \"shm\"\n", []string{"bad.toml:2:", "runtime.shm_dir", `"shm" must be an absolute path`}},
+		{"relative recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"rel.rec\"\n", []string{"bad.toml:5:", "sinks[0] (recorder-0).path", `"rel.rec" must be an absolute path`}},
+		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("bad.toml", []byte(c.text))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	// The accepted forms: a group with 0660 or with no mode, a numeric gid,
+	// a FIFO path that is cleaned.
+	ok := "[control]\ngroup = \"0\"\n[rings.a]\ngroup = \"0\"\nmode = \"0660\"\n[rings.b]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/./in.fifo\"\ngroup = \"0\"\n"
+	cfg, err := Parse("ok.toml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Sources[0].Path; p != "/run/edgeipc-test/in.fifo" {
+		t.Fatalf("FIFO path %q not cleaned", p)
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 func lookupGroup(g string) (int, error) {
-	if n, err := strconv.Atoi(g); err == nil {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
 		return n, nil
 	}
 	gr, err := user.LookupGroup(g)
