@@ -392,6 +392,9 @@ const (
 	DefaultBackoffReset    = 10 * time.Second
 	DefaultStopTimeout     = 3 * time.Second
 	DefaultMaxSkip         = 1 << 20
+	// MaxStopTimeout bounds stop_timeout, so that a stop, restart or
+	// reload answers within a bound `edgeipc ctl` can wait for.
+	MaxStopTimeout = time.Minute
 )
 
 func (c *Config) validate() error {
@@ -536,8 +539,8 @@ func (c *Config) validate() error {
 			if s.BackoffReset < 0 {
 				add(c.srcErr(s, "backoff_reset", "%v: must be positive (how long a child must run for the delay to start again at backoff_min; default %v)", s.BackoffReset.D(), DefaultBackoffReset))
 			}
-			if s.StopTimeout < 0 {
-				add(c.srcErr(s, "stop_timeout", "%v: must be positive (how long a child has between SIGTERM and SIGKILL; default %v)", s.StopTimeout.D(), DefaultStopTimeout))
+			if s.StopTimeout < 0 || s.StopTimeout.D() > MaxStopTimeout {
+				add(c.srcErr(s, "stop_timeout", "%v: must be positive and at most %v (how long a child has between SIGTERM and SIGKILL; default %v)", s.StopTimeout.D(), MaxStopTimeout, DefaultStopTimeout))
 			}
 		case KindFIFO:
 			if s.Path == "" {

@@ -136,6 +136,7 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"mode string beyond 07777", "[rings.a]\nmode = \"0o40000000600\"\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode"}},
 		{"negative mode", "[control]\nmode = -384\n", []string{"bad.toml:2:", "control.mode", "bad mode -384"}},
 		{"negative stop_timeout", exec + "stop_timeout = \"-5s\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "-5s: must be positive"}},
+		{"stop_timeout over a minute", exec + "stop_timeout = \"2m\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "at most 1m0s"}},
 		{"negative backoff_reset", exec + "backoff_reset = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_reset", "-1s: must be positive"}},
 		{"negative backoff_min", exec + "backoff_min = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "-1s: must be positive"}},
 		{"backoff_max below min", exec + "backoff_min = \"2s\"\nbackoff_max = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_max", "1s: must be ≥ backoff_min (2s)"}},

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
 
@@ -23,7 +24,7 @@ var ctlCommands = map[string]int{
 func init() {
 	Register(&Command{
 		Name:  "ctl",
-		Usage: "ctl [--queue NAME] [--json] [--timeout 2s] COMMAND [SOURCE]",
+		Usage: "ctl [--queue NAME] [--json] [--timeout D] COMMAND [SOURCE]",
 		Short: "query and control a running runtime over its POSIX message queue",
 		Long: `Commands:
   status           version, pid, uptime, config file, counts, request counters
@@ -41,8 +42,15 @@ the reply comes back on a private queue edgeipc.reply.<pid>.<hex> that ctl
 creates and removes. The runtime answers only if this user may use its queue
 (the runtime's user, root, or a member of its [control] group).
 
-Exit status: 0 ok; 1 the runtime reported an error, did not answer, or is not
-running; 2 usage error.
+ctl waits --timeout for the reply: by default 2s, and 90s for stop, restart
+and reload, which answer once the sources concerned have stopped (an exec
+child that ignores SIGTERM is killed after its stop_timeout, at most 1m).
+The runtime serves one request at a time, so a query sent during a long stop
+waits too. No reply in time does not mean the runtime is gone: check with
+'edgeipc ctl status' (or raise --timeout).
+
+Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
+or is not running; 2 usage error.
 
 Examples:
   edgeipc ctl status
@@ -53,7 +61,7 @@ Examples:
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("queue", "", "request queue name (default $EDGEIPC_CTL_QUEUE or edgeipc.ctl)")
 			fs.Bool("json", false, "print the reply payload as JSON")
-			fs.Duration("timeout", 2*time.Second, "how long to wait for the runtime's reply")
+			fs.Duration("timeout", 0, "how long to wait for the runtime's reply (default 2s; 90s for stop, restart and reload)")
 		},
 		Run: runCtl,
 	})
@@ -77,8 +85,13 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 		return Usagef("%s takes one argument: SOURCE (see 'edgeipc ctl sources')", cmd)
 	}
-	if timeout <= 0 {
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+	switch {
+	case timeoutSet && timeout <= 0:
 		return Usagef("--timeout must be positive")
+	case !timeoutSet:
+		timeout = ctlDefaultTimeout(cmd)
 	}
 
 	c, err := control.Dial(queue)
@@ -94,7 +107,7 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 			return ctx.Err() // interrupted: exit 130
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (waited %v; raise --timeout if the runtime is busy)", err, timeout)
+			return fmt.Errorf("%w (waited %v; raise --timeout if it is busy)", err, timeout)
 		}
 		return err
 	}
@@ -139,6 +152,18 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 	}
 	return nil
+}
+
+// ctlDefaultTimeout is how long ctl waits for a reply without --timeout:
+// queries answer at once; stop, restart and reload answer once sources
+// have stopped, which takes up to the longest stop_timeout (at most
+// runtime.MaxStopTimeout), plus the sinks' drain and some slack.
+func ctlDefaultTimeout(cmd string) time.Duration {
+	switch cmd {
+	case "stop", "restart", "reload":
+		return runtime.MaxStopTimeout + 30*time.Second
+	}
+	return 2 * time.Second
 }
 
 func nonNil[T any](s []T) []T {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,7 +188,10 @@ func TestCtlNoRuntime(t *testing.T) {
 	}
 	defer sq.Close()
 	code, _, errs = ctlRun(t, "ctl", "--queue", q, "--timeout", "100ms", "status")
-	if code != 1 || !strings.Contains(errs, "no runtime is listening") || !strings.Contains(errs, "raise --timeout") {
+	// A runtime that does not answer may be slow, not gone: the message
+	// says both, and how to wait longer.
+	if code != 1 || !strings.Contains(errs, "no reply") || !strings.Contains(errs, "may be busy") ||
+		!strings.Contains(errs, "waited 100ms; raise --timeout") || strings.Contains(errs, "no runtime is listening") {
 		t.Fatalf("unserved queue: exit %d, stderr %q", code, errs)
 	}
 }
@@ -203,5 +208,58 @@ func TestCtlHelp(t *testing.T) {
 	}
 	if _, top, _ := ctlRun(t, "help"); !strings.Contains(top, "ctl") {
 		t.Error("top help does not list ctl")
+	}
+}
+
+// `edgeipc ctl stop` with its default timeout gets the answer for a child
+// that ignores SIGTERM: the runtime answers after the default stop_timeout
+// (3s), which used to be longer than ctl's 2s, so ctl reported a runtime
+// that did not answer.
+func TestCtlStopStubbornChild(t *testing.T) {
+	dir := t.TempDir()
+	q := ctlQueue(t)
+	script := filepath.Join(dir, "stubborn.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap '' TERM\necho ready >&2\nwhile :; do sleep 0.1; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[control]
+queue = %q
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "stubborn"
+kind = "exec"
+ring = "r"
+command = [%q]
+`, q, script)), 0o600)
+	cmd := cliCmd(t, dir, "run", "-c", cfg)
+	var errw runLogWriter
+	cmd.Stderr = &errw
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitCmd(t, cmd); code != 0 {
+			t.Errorf("runtime exit %d; log:\n%s", code, errw.String())
+		}
+	}()
+	for deadline := time.Now().Add(testTimeout); !strings.Contains(errw.String(), "[stubborn] ready"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the child never became ready; log:\n%s", errw.String())
+		}
+	}
+	code, out, errs := ctlRun(t, "ctl", "--queue", q, "stop", "stubborn")
+	if code != 0 || !strings.Contains(out, "stop stubborn: ok") {
+		t.Fatalf("ctl stop: exit %d, stdout %q, stderr %q; log:\n%s", code, out, errs, errw.String())
+	}
+	if !strings.Contains(errw.String(), "ignored SIGTERM for 3s; sending SIGKILL") {
+		t.Fatalf("the child did not need SIGKILL, so the test proved nothing; log:\n%s", errw.String())
 	}
 }

@@ -161,7 +161,7 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	}
 	if err := c.req.Send(ctx, b, 0); err != nil {
 		if ctxDone(ctx, err) {
-			return nil, fmt.Errorf("%w on /dev/mqueue/%s: its queue stayed full (%w); the runtime may be stuck", ErrNoServer, c.name, ctxErr(ctx, err))
+			return nil, &noReplyError{queue: c.name, what: "its request queue stayed full", err: ctxErr(ctx, err)}
 		}
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		n, _, err := c.reply.Receive(ctx, c.buf)
 		if err != nil {
 			if ctxDone(ctx, err) {
-				return nil, fmt.Errorf("%w on /dev/mqueue/%s: no reply (%w); the runtime may be stuck, or the queue is stale from a crashed runtime (the next 'edgeipc run' takes it over)", ErrNoServer, c.name, ctxErr(ctx, err))
+				return nil, &noReplyError{queue: c.name, what: "no reply", err: ctxErr(ctx, err)}
 			}
 			return nil, err
 		}
@@ -193,6 +193,22 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		}
 	}
 }
+
+// noReplyError is Call's error when the context ends before the reply
+// arrives. The runtime may be alive and slow (a stop waits up to the
+// source's stop_timeout, and requests are served one at a time), so the
+// message does not claim that it is gone. It wraps ErrNoServer and the
+// context's error.
+type noReplyError struct {
+	queue, what string
+	err         error
+}
+
+func (e *noReplyError) Error() string {
+	return fmt.Sprintf("runtime on /dev/mqueue/%s: %s (%v): it may be busy (a stop, restart or reload waits for sources to stop, and requests are served one at a time), stuck, or gone (a crashed runtime leaves its queue; the next 'edgeipc run' takes it over)", e.queue, e.what, e.err)
+}
+
+func (e *noReplyError) Unwrap() []error { return []error{ErrNoServer, e.err} }
 
 // ctxDone reports whether err came from ctx ending: the queue's fd deadline
 // can fire a moment before the context's own timer marks it done.
