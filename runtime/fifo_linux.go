@@ -208,18 +208,22 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 		}
 		if errors.Is(err, framing.ErrBroken) || errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
 			if err != io.EOF {
-				ss.badRecord(fmt.Errorf("stream broken (%v); dropping the current writers' data until they close the FIFO", err))
+				ss.badRecord(fmt.Errorf("stream broken (%v); dropping everything read from the FIFO until all its writers have closed it", err))
 			}
 			// Drop our own write end so that EOF arrives once the current
-			// writers have closed, discard their data until then, and start
+			// writers have closed, discard what is read until then (from
+			// every writer: the stream cannot be resynchronised), and start
 			// afresh.
 			unix.Close(dummy)
 			dummy = -1
 			if drain == nil {
 				drain = make([]byte, 64<<10)
 			}
+			began := time.Now()
+			dropped := uint64(d.Buffered())
 			for {
-				_, rerr := f.Read(drain)
+				n, rerr := f.Read(drain)
+				dropped += uint64(n)
 				if rerr == io.EOF {
 					break
 				}
@@ -230,16 +234,20 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 					return rerr
 				}
 			}
+			ss.dropped.Add(dropped)
+			took := time.Since(began).Round(time.Millisecond)
 			if dummy, err = openDummy(c.Path, id); err != nil {
 				return err
 			}
 			d.Reset(f)
+			msg := fmt.Sprintf("the FIFO's writers closed after a broken stream; dropped %d bytes over %v", dropped, took)
+			ss.set(func(ss *sourceState) { ss.lastError = msg })
 			if ok, n := ss.fifoLog.allow(time.Second); ok {
 				more := ""
 				if n > 0 {
 					more = fmt.Sprintf(" (%d more not logged)", n)
 				}
-				ss.rt.log.Info(fmt.Sprintf("source %s: the FIFO's writers closed; reading new records%s", c.Name, more))
+				ss.rt.log.Info(fmt.Sprintf("source %s: %s; reading new records%s", c.Name, msg, more))
 			}
 			continue
 		}

@@ -230,3 +230,46 @@ func TestFIFOOwnership(t *testing.T) {
 		}
 	})
 }
+
+// After a writer breaks the stream and stays open, everything read from the
+// FIFO is dropped until every writer has closed it, other writers' records
+// included (the stream cannot be resynchronised). The bytes dropped and how
+// long it lasted are reported; writers that come afterwards are read.
+func TestFIFODrainDropsAndCounts(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, logb := fifoRuntime(t, fifo)
+	rec := func(p string) []byte { return append(binary.LittleEndian.AppendUint32(nil, uint32(len(p))), p...) }
+	bad := openWriter(t, fifo)
+	if _, err := bad.Write(brokenLength); err != nil { // 4 bytes, and it stays open
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "stream broken", 1)
+	good := openWriter(t, fifo)
+	if _, err := good.Write(rec("lost")); err != nil { // 8 bytes, during the drain
+		t.Fatal(err)
+	}
+	good.Close()
+	bad.Close()
+	logb.waitFor(t, "reading new records", 1)
+	after := openWriter(t, fifo)
+	if _, err := after.Write(rec("after")); err != nil {
+		t.Fatal(err)
+	}
+	after.Close()
+	frames := readFrames(t, e, "f", 1)
+	if string(frames[0].Data) != "after" {
+		t.Fatalf("first frame %q; want \"after\" (the record written during the drain is dropped)", frames[0].Data)
+	}
+	if !strings.Contains(logb.String(), "dropped 12 bytes over ") {
+		t.Fatalf("the log does not say how many bytes the drain dropped (12)")
+	}
+	st := rt.sourceStat(t, "fifo")
+	if st.Bad != 1 || !strings.Contains(st.LastError, "dropped 12 bytes") {
+		t.Fatalf("stat %+v; want 1 bad record and the dropped bytes in the last error", st)
+	}
+	rt.logStats("test")
+	if !strings.Contains(logb.String(), "dropped 12 B") {
+		t.Fatal("the stats line does not show the dropped bytes")
+	}
+}

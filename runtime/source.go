@@ -29,6 +29,7 @@ type sourceState struct {
 	ring *ringState
 
 	frames, bytes, bad atomic.Uint64
+	dropped            atomic.Uint64 // fifo: bytes dropped while draining after a broken stream
 
 	mu        sync.Mutex
 	state     string
