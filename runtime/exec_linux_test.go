@@ -2,9 +2,12 @@ package runtime
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
 )
 
 // A stderr line longer than 64 KiB is logged truncated, and the runtime
@@ -150,4 +153,58 @@ command = [%q]
 	if err := rt.StartSource("later"); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("start of a running source: %v", err)
 	}
+}
+
+// `ctl rings` counts frames and measures rates whether or not the periodic
+// stats line is logged (stats_interval = "0s" here): for a ring the runtime
+// writes, and for one a child writes itself (bytes then come from the
+// ring's stats reader).
+func TestRingStatsWithoutStatsLine(t *testing.T) {
+	newEnv(t)
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.gen]
+slots = 64
+slot_payload = 64
+[rings.direct]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "gen"
+rate_hz = 200
+size = 16
+[[sources]]
+name = "direct"
+kind = "exec"
+ring = "direct"
+write = "child"
+command = [%q, "-test.run=^$"]
+env = ["EDGEIPC_TEST_CHILD_WRITER=1"]
+`, os.Args[0]))
+	ring := func(name string) control.RingStat {
+		for _, r := range rt.Rings() {
+			if r.Name == name {
+				return r
+			}
+		}
+		t.Fatalf("no ring %s", name)
+		return control.RingStat{}
+	}
+	eventually(t, "frames on ring gen", func() bool { return ring("gen").Frames > 0 })
+	first := ring("gen").Frames
+	eventually(t, "more frames on ring gen", func() bool { return ring("gen").Frames > first })
+	eventually(t, "a rate on ring gen", func() bool { r := ring("gen"); return r.RateHz > 0 && r.BytesPerS > 0 })
+	if err := rt.StopSource("gen"); err != nil {
+		t.Fatal(err)
+	}
+	if r := ring("gen"); r.Bytes != 16*r.Frames {
+		t.Fatalf("ring gen: %d bytes for %d frames of 16 bytes", r.Bytes, r.Frames)
+	}
+	// The child writes "direct 1".."direct 3" (8 bytes each), then sleeps.
+	eventually(t, "3 frames on ring direct", func() bool { r := ring("direct"); return r.Frames == 3 && r.Bytes == 24 })
 }

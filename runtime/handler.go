@@ -36,22 +36,11 @@ func (rt *Runtime) Rings() []control.RingStat {
 	for _, r := range rt.rings {
 		rings = append(rings, r)
 	}
-	stats := map[string]*statsReader{}
-	for _, s := range rt.sinks {
-		if s.stats != nil {
-			stats[s.cfg.Ring] = s.stats
-		}
-	}
 	rt.mu.Unlock()
 	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
 	out := make([]control.RingStat, 0, len(rings))
 	for _, r := range rings {
-		var w window
-		var d time.Duration
-		if s := stats[r.cfg.Name]; s != nil {
-			w, d, _ = s.lastWindow()
-		}
-		out = append(out, r.stat(w, d))
+		out = append(out, r.stat())
 	}
 	return out
 }

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
+
+// rateWindow is the span over which a ring's frame and byte rates are
+// measured; the runtime samples every ring this often.
+const rateWindow = time.Second
 
 // ringState is one ring the runtime owns.
 type ringState struct {
@@ -17,14 +22,18 @@ type ringState struct {
 	dir     string
 	ring    *shm.Ring
 	created bool
+	stats   atomic.Pointer[statsReader] // the ring's stats reader, if one runs
 
 	mu       sync.Mutex
 	lastHead uint32
 	frames   uint64 // frames published since the runtime opened the ring
-	bytes    uint64 // bytes written by the runtime's own source (or seen by stats)
-	// rate over the last sample window
-	rateHz  float64
-	sampled time.Time
+	bytes    uint64 // bytes written by the runtime's own source
+	// The current rate window began at winStart with winFrames frames and
+	// winBytes bytes; rateHz and bytesPerS are those of the last completed
+	// window.
+	winStart            time.Time
+	winFrames, winBytes uint64
+	rateHz, bytesPerS   float64
 }
 
 // openRing attaches to or creates a ring. A ring whose geometry, policy or
@@ -48,7 +57,7 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 		verb = "created"
 	}
 	rt.log.Info(fmt.Sprintf("ring %s: %s (%d slots x %d B, %s, %s)", rc.Name, verb, r.Slots(), r.SlotPayload(), r.Policy(), shm.SegmentPath(rc.Name, &sc.Segment)))
-	return &ringState{cfg: rc, dir: dir, ring: r, created: created, lastHead: r.Head(), sampled: time.Now()}, nil
+	return &ringState{cfg: rc, dir: dir, ring: r, created: created, lastHead: r.Head(), winStart: time.Now()}, nil
 }
 
 // close unmaps the ring and removes its segment if remove is set.
@@ -59,19 +68,40 @@ func (rs *ringState) close(remove bool) {
 	rs.ring.Close()
 }
 
-// sample folds the head's movement into the frame count and rate.
+// sample folds the head's movement into the frame count and, once the
+// rate window is complete, computes the rates over it. The runtime calls it
+// every rateWindow (so the 32-bit head never wraps unseen) and before every
+// report, whether or not the periodic stats line is on.
 func (rs *ringState) sample() {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	h := rs.ring.Head()
-	d := h - rs.lastHead // wrap-safe
+	rs.frames += uint64(h - rs.lastHead) // wrap-safe
 	rs.lastHead = h
-	rs.frames += uint64(d)
 	now := time.Now()
-	if el := now.Sub(rs.sampled); el > 0 {
-		rs.rateHz = float64(d) / el.Seconds()
+	el := now.Sub(rs.winStart)
+	if el < rateWindow {
+		return
 	}
-	rs.sampled = now
+	b := rs.seenBytes()
+	rs.rateHz = float64(rs.frames-rs.winFrames) / el.Seconds()
+	rs.bytesPerS = 0
+	if b >= rs.winBytes { // a new stats reader starts from 0
+		rs.bytesPerS = float64(b-rs.winBytes) / el.Seconds()
+	}
+	rs.winStart, rs.winFrames, rs.winBytes = now, rs.frames, b
+}
+
+// seenBytes is the ring's byte count: what the runtime's own source wrote,
+// or, when a child writes the ring itself, what its stats reader has read.
+func (rs *ringState) seenBytes() uint64 {
+	if rs.bytes > 0 {
+		return rs.bytes
+	}
+	if s := rs.stats.Load(); s != nil {
+		return s.seenBytes()
+	}
+	return 0
 }
 
 func (rs *ringState) addBytes(n int) {
@@ -80,22 +110,18 @@ func (rs *ringState) addBytes(n int) {
 	rs.mu.Unlock()
 }
 
-// stat builds the control plane's RingStat; w/d is the stats reader's last
-// window, if any.
-func (rs *ringState) stat(w window, d time.Duration) control.RingStat {
+// stat samples the ring and builds the control plane's RingStat: frames
+// and bytes up to now, rates over the last completed rate window.
+func (rs *ringState) stat() control.RingStat {
+	rs.sample()
 	info := rs.ring.Inspect()
 	rs.mu.Lock()
 	st := control.RingStat{
 		Name: rs.cfg.Name, Slots: rs.ring.Slots(), SlotPayload: rs.ring.SlotPayload(),
-		Policy: rs.ring.Policy().String(), Frames: rs.frames, Bytes: rs.bytes, RateHz: rs.rateHz,
+		Policy: rs.ring.Policy().String(), Frames: rs.frames, Bytes: rs.seenBytes(), RateHz: rs.rateHz,
+		BytesPerS: rs.bytesPerS,
 	}
 	rs.mu.Unlock()
-	if d > 0 {
-		st.BytesPerS = float64(w.bytes) / d.Seconds()
-		if st.Bytes == 0 {
-			st.Bytes = w.bytes
-		}
-	}
 	for _, r := range info.Readers {
 		if !r.Alive {
 			continue

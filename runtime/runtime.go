@@ -146,6 +146,10 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		go rt.watchdog(wdCtx, wd/2)
 	}
 
+	// Sample every ring's head each rateWindow: ctl's frame counts and
+	// rates stay current whether or not the stats line is logged.
+	sampleTick := time.NewTicker(rateWindow)
+	defer sampleTick.Stop()
 	var tick <-chan time.Time
 	if iv := rt.statsInterval(); iv > 0 {
 		t := time.NewTicker(iv)
@@ -172,6 +176,8 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			close(reply)
 		case <-tick:
 			rt.logStats("stats")
+		case <-sampleTick.C:
+			rt.sampleRings()
 		}
 	}
 }
@@ -420,6 +426,9 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	}
 	wg.Wait()
 	for _, sk := range stopSink {
+		if sk.stats != nil {
+			sk.ring.stats.CompareAndSwap(sk.stats, nil)
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); sk.stop() }()
 	}
@@ -501,6 +510,9 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	}
 	rt.mu.Unlock()
 	for _, sk := range startSink {
+		if sk.stats != nil {
+			sk.ring.stats.Store(sk.stats)
+		}
 		sk.start()
 	}
 	for _, ss := range startSrc {
@@ -518,6 +530,18 @@ func hasExplicitStats(c *Config, ring string) bool {
 		}
 	}
 	return false
+}
+
+func (rt *Runtime) sampleRings() {
+	rt.mu.Lock()
+	rings := make([]*ringState, 0, len(rt.rings))
+	for _, r := range rt.rings {
+		rings = append(rings, r)
+	}
+	rt.mu.Unlock()
+	for _, r := range rings {
+		r.sample()
+	}
 }
 
 // logStats logs one line per ring and per source.
@@ -542,16 +566,14 @@ func (rt *Runtime) logStats(what string) {
 	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
 	sort.Slice(srcs, func(i, j int) bool { return srcs[i].cfg.Name < srcs[j].cfg.Name })
 	for _, r := range rings {
-		r.sample()
 		var w window
-		var d time.Duration
 		for _, s := range stats {
 			if s.cfg.Ring == r.cfg.Name {
-				w, d = s.stats.roll()
+				w, _ = s.stats.roll()
 				break
 			}
 		}
-		st := r.stat(w, d)
+		st := r.stat()
 		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d",
 			r.cfg.Name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers),
 			slog.Group("data", "kind", what, "ring", r.cfg.Name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,

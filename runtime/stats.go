@@ -165,11 +165,11 @@ func (s *statsReader) roll() (window, time.Duration) {
 	return s.last, d
 }
 
-// lastWindow returns the last completed window without rolling.
-func (s *statsReader) lastWindow() (window, time.Duration, window) {
+// seenBytes returns the bytes of the frames read since the reader started.
+func (s *statsReader) seenBytes() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last, s.lastD, s.total
+	return s.total.bytes + s.cur.bytes
 }
 
 // fmtBytes renders a byte count with a binary unit.

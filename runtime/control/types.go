@@ -29,9 +29,9 @@ type RingStat struct {
 	Slots       int     `msg:"slots" json:"slots"`
 	SlotPayload int     `msg:"slot_payload" json:"slot_payload"`
 	Policy      string  `msg:"policy" json:"policy"`
-	Frames      uint64  `msg:"frames" json:"frames"` // frames written since the runtime opened it
-	Bytes       uint64  `msg:"bytes" json:"bytes"`
-	RateHz      float64 `msg:"rate_hz" json:"rate_hz"` // over the last stats window
+	Frames      uint64  `msg:"frames" json:"frames"`   // frames written since the runtime opened it, up to the request
+	Bytes       uint64  `msg:"bytes" json:"bytes"`     // written by the runtime's source, or read by the ring's stats reader when a child writes
+	RateHz      float64 `msg:"rate_hz" json:"rate_hz"` // over the last completed one-second window
 	BytesPerS   float64 `msg:"bytes_per_s" json:"bytes_per_s"`
 	Readers     int     `msg:"readers" json:"readers"`
 	MaxLag      uint32  `msg:"max_lag" json:"max_lag"`
