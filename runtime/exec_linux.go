@@ -32,12 +32,9 @@ func (ss *sourceState) childEnv() []string {
 		}
 		env = append(env, e)
 	}
-	ss.rt.mu.Lock()
-	dir := ss.rt.cfg.effectiveShmDir()
-	ss.rt.mu.Unlock()
 	env = append(env,
 		"EDGEIPC_RING="+ss.cfg.Ring,
-		"EDGEIPC_SHM_DIR="+dir,
+		"EDGEIPC_SHM_DIR="+ss.ring.dir, // where the ring is, whatever the file says now
 		"EDGEIPC_SOURCE="+ss.cfg.Name,
 		"EDGEIPC_SLOT_PAYLOAD="+strconv.Itoa(ss.ring.ring.SlotPayload()),
 		"EDGEIPC_WRITE="+ss.cfg.Write,

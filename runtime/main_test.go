@@ -153,6 +153,13 @@ func inproc(t *testing.T, cfgText string) (*Runtime, *syncBuf, func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return inprocConfig(t, cfg)
+}
+
+// inprocConfig is inproc for a parsed configuration (one loaded from a
+// file can be reloaded).
+func inprocConfig(t *testing.T, cfg *Config) (*Runtime, *syncBuf, func() error) {
+	t.Helper()
 	logb := &syncBuf{}
 	log, _ := NewLogger(logb, "text")
 	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,8 +52,13 @@ type Runtime struct {
 	sinks   map[string]*sinkState
 	reloads int
 
-	spawn   *spawner
-	ctl     *control.Server
+	spawn *spawner
+	ctl   *control.Server
+	// What Run set up from the first configuration and a reload does not
+	// change (docs/config.md, "Reload"): the segment directory of every
+	// ring, and the control plane.
+	shmDir  string
+	ctlConf ControlConfig
 	reloadc chan chan error
 	beatc   chan chan struct{}
 	running bool
@@ -76,10 +82,7 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	}, nil
 }
 
-// segOpts returns the segment options of the current config's directory.
-func (c *Config) segDir() string { return c.Runtime.ShmDir }
-
-// effectiveShmDir is the segment directory children are told about.
+// effectiveShmDir is the segment directory of the config's rings.
 func (c *Config) effectiveShmDir() string {
 	if c.Runtime.ShmDir != "" {
 		return c.Runtime.ShmDir
@@ -112,6 +115,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	rt.running = true
 	cfg := rt.cfg
+	rt.shmDir, rt.ctlConf = cfg.effectiveShmDir(), cfg.Control
 	rt.mu.Unlock()
 	rt.started = time.Now()
 
@@ -137,7 +141,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 	}
 	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %d rings, %d sources, %d sinks (config %s, segments in %s, pid %d)",
-		len(cfg.Rings), len(cfg.Sources), len(rt.sinks), cfgName(cfg), cfg.effectiveShmDir(), os.Getpid()))
+		len(cfg.Rings), len(cfg.Sources), len(rt.sinks), cfgName(cfg), rt.shmDir, os.Getpid()))
 	rt.notifyf(sdnotify.Ready, "STATUS=running", fmt.Sprintf("MAINPID=%d", os.Getpid()))
 
 	wdCtx, wdStop := context.WithCancel(context.Background())
@@ -150,12 +154,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	// rates stay current whether or not the stats line is logged.
 	sampleTick := time.NewTicker(rateWindow)
 	defer sampleTick.Stop()
-	var tick <-chan time.Time
-	if iv := rt.statsInterval(); iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		tick = t.C
-	}
+	var stats statsTicker
+	defer stats.stop()
+	stats.set(rt.statsInterval())
 	for {
 		select {
 		case <-ctx.Done():
@@ -165,6 +166,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			case syscall.SIGHUP:
 				rt.log.Info("SIGHUP: reloading the configuration")
 				rt.doReload()
+				stats.set(rt.statsInterval())
 			case syscall.SIGUSR1:
 				rt.logStats("SIGUSR1 stats")
 			default:
@@ -172,14 +174,42 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			}
 		case reply := <-rt.reloadc:
 			reply <- rt.doReload()
+			stats.set(rt.statsInterval())
 		case reply := <-rt.beatc:
 			close(reply)
-		case <-tick:
+		case <-stats.c:
 			rt.logStats("stats")
 		case <-sampleTick.C:
 			rt.sampleRings()
 		}
 	}
+}
+
+// statsTicker drives the periodic stats line; set changes its interval
+// (0 = off), as a reload of stats_interval does.
+type statsTicker struct {
+	t  *time.Ticker
+	iv time.Duration
+	c  <-chan time.Time
+}
+
+func (s *statsTicker) set(iv time.Duration) {
+	if iv == s.iv {
+		return
+	}
+	s.stop()
+	s.iv = iv
+	if iv > 0 {
+		s.t = time.NewTicker(iv)
+		s.c = s.t.C
+	}
+}
+
+func (s *statsTicker) stop() {
+	if s.t != nil {
+		s.t.Stop()
+	}
+	s.t, s.c = nil, nil
 }
 
 func cfgName(c *Config) string {
@@ -225,13 +255,18 @@ func (rt *Runtime) watchdog(ctx context.Context, period time.Duration) {
 	}
 }
 
-func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
-	q := cfg.Control.Queue
-	if env := os.Getenv("EDGEIPC_CTL_QUEUE"); env != "" {
+// ctlQueue is the control queue name of a [control] table.
+func ctlQueue(c ControlConfig) string {
+	q := c.Queue
+	if env := os.Getenv(control.EnvQueue); env != "" {
 		q = env
 	}
+	return control.QueueName(q)
+}
+
+func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 	srv, err := control.NewServer(rt, control.ServerOptions{
-		Queue: control.QueueName(q),
+		Queue: ctlQueue(cfg.Control),
 		Mode:  os.FileMode(cfg.Control.Mode),
 		Group: cfg.Control.Group,
 		Logf: func(format string, args ...any) {
@@ -331,7 +366,42 @@ func (rt *Runtime) doReload() error {
 	rt.reloads++
 	rt.mu.Unlock()
 	rt.log.Info(fmt.Sprintf("reloaded %s: %d rings, %d sources, %d sinks", nc.File, len(nc.Rings), len(nc.Sources), len(nc.Sinks)))
+	if keys := rt.needRestart(nc); len(keys) > 0 {
+		err := fmt.Errorf("reload applied, except that %s changed: the runtime keeps the values it started with until it is restarted", strings.Join(keys, ", "))
+		rt.log.Warn(err.Error())
+		return err
+	}
 	return nil
+}
+
+// needRestart lists the keys of nc, with their running and new values,
+// that a reload does not apply: the segment directory and the control
+// plane are set up once, by Run.
+func (rt *Runtime) needRestart(nc *Config) []string {
+	var keys []string
+	changed := func(key, running, wanted string) {
+		if running != wanted {
+			keys = append(keys, fmt.Sprintf("%s (running %q, file %q)", key, running, wanted))
+		}
+	}
+	changed("runtime.shm_dir", rt.shmDir, nc.effectiveShmDir())
+	was := &Config{Control: rt.ctlConf}
+	changed("control.enabled", fmt.Sprint(was.controlEnabled()), fmt.Sprint(nc.controlEnabled()))
+	if was.controlEnabled() && nc.controlEnabled() {
+		changed("control.queue", ctlQueue(rt.ctlConf), ctlQueue(nc.Control))
+		mode := func(c ControlConfig) string {
+			switch {
+			case c.Mode != 0:
+				return fmt.Sprintf("%#o", uint32(c.Mode))
+			case c.Group != "":
+				return "0660"
+			}
+			return "0600"
+		}
+		changed("control.mode", mode(rt.ctlConf), mode(nc.Control))
+		changed("control.group", rt.ctlConf.Group, nc.Control.Group)
+	}
+	return keys
 }
 
 // apply moves the runtime from old (nil = nothing running) to nc: it stops
@@ -377,7 +447,7 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	// 1. Create added rings (all or nothing).
 	var made []*ringState
 	for _, n := range added {
-		rs, err := rt.openRing(nc.Rings[n], nc.segDir())
+		rs, err := rt.openRing(nc.Rings[n], rt.shmDir)
 		if err != nil {
 			for _, m := range made {
 				m.close(m.created)
@@ -453,7 +523,7 @@ func (rt *Runtime) apply(old, nc *Config) error {
 			rs.close(true)
 			rt.log.Info(fmt.Sprintf("ring %s: geometry or permissions changed; recreating it", n))
 		}
-		nrs, err := rt.openRing(nc.Rings[n], nc.segDir())
+		nrs, err := rt.openRing(nc.Rings[n], rt.shmDir)
 		if err != nil {
 			rt.log.Error("ring "+n+": recreate failed", "err", err)
 			if firstErr == nil {

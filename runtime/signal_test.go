@@ -301,3 +301,46 @@ func queueExists(name string) bool {
 	q.Close()
 	return true
 }
+
+// A reload does not move rings or the control plane: rings it creates go
+// to the directory the runtime started with, exec children are told the
+// directory their ring is in, and the keys that need a restart are named
+// in the log and in Reload's error. stats_interval takes effect at once.
+func TestReloadKeepsShmDirAndNamesRestartKeys(t *testing.T) {
+	e := newEnv(t)
+	dirA, dirB := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
+	os.Mkdir(dirA, 0o700)
+	os.Mkdir(dirB, 0o700)
+	src := func(name string) string {
+		return fmt.Sprintf("[rings.%s]\nslots = 16\nslot_payload = 64\n[[sources]]\nname = %q\nkind = \"exec\"\nring = %q\nwrite = \"child\"\nrestart = \"never\"\ncommand = [\"sh\", \"-c\", \"echo SHM=$EDGEIPC_SHM_DIR >&2\"]\n", name, name, name)
+	}
+	text := func(dir, stats, mode string) string {
+		return fmt.Sprintf("[runtime]\nshm_dir = %q\nstats_interval = %q\n[control]\nmode = %q\n", dir, stats, mode)
+	}
+	path := e.writeConfig(t, "c.toml", text(dirA, "0s", "0600")+src("one"))
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, logb, _ := inprocConfig(t, cfg)
+	logb.waitFor(t, "[one] SHM="+dirA, 1)
+
+	e.writeConfig(t, "c.toml", text(dirB, "100ms", "0660")+src("one")+src("two"))
+	err = rt.Reload()
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("runtime.shm_dir (running %q, file %q)", dirA, dirB)) ||
+		!strings.Contains(err.Error(), `control.mode (running "0600", file "0660")`) || !strings.Contains(err.Error(), "until it is restarted") {
+		t.Fatalf("Reload: %v; want it to name runtime.shm_dir and control.mode as needing a restart", err)
+	}
+	logb.waitFor(t, "WARN  reload applied, except that runtime.shm_dir", 1)
+	logb.waitFor(t, "[two] SHM="+dirA, 1)
+	if _, err := os.Stat(filepath.Join(dirA, "edgeipc.two")); err != nil {
+		t.Fatalf("ring two is not in the running directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(dirB); len(ents) != 0 {
+		t.Fatalf("the reload created %v in the new shm_dir", ents)
+	}
+	logb.waitFor(t, "ring two ", 1) // the stats line, now every 100ms
+	if n := rt.Status().Reloads; n != 1 {
+		t.Fatalf("reloads = %d", n)
+	}
+}

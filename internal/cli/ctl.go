@@ -34,7 +34,9 @@ func init() {
   stop SOURCE      stop a source (it stays stopped until start or restart, or
                    a reload that changes its configuration)
   restart SOURCE   stop and start a source
-  reload           re-read the config file and apply the difference
+  reload           re-read the config file and apply the difference; exits 1
+                   naming the keys that need a restart ([runtime] shm_dir,
+                   [control]) if the file changed them
   ping             check that the runtime answers
 
 The request goes to /dev/mqueue/edgeipc.ctl (or --queue, or $EDGEIPC_CTL_QUEUE);

@@ -24,8 +24,9 @@ With no -c it runs the built-in configuration (print it with
 The configuration format is described in docs/config.md.
 
 Signals: SIGTERM/SIGINT stop sources, drain sinks and exit 0 within
-shutdown_timeout; SIGHUP reloads the file and applies the difference;
-SIGUSR1 logs a stats snapshot. Under systemd (Type=notify) it reports
+shutdown_timeout; SIGHUP reloads the file and applies the difference
+(except [runtime] shm_dir and [control], which need a restart: a reload
+that changes them says so in the log); SIGUSR1 logs a stats snapshot. Under systemd (Type=notify) it reports
 READY, RELOADING, STOPPING and feeds the watchdog.
 
 Environment: EDGEIPC_SHM_DIR (segment directory), EDGEIPC_CTL_QUEUE
