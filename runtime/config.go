@@ -689,4 +689,16 @@ func sameSink(a, b *SinkConfig) bool {
 	return x == y
 }
 
+// Summary counts what the configuration declares: "2 rings, 1 source,
+// 0 sinks" (the built-in stats readers are not sinks it declares).
+func (c *Config) Summary() string {
+	n := func(k int, what string) string {
+		if k == 1 {
+			return "1 " + what
+		}
+		return fmt.Sprintf("%d %ss", k, what)
+	}
+	return n(len(c.Rings), "ring") + ", " + n(len(c.Sources), "source") + ", " + n(len(c.Sinks), "sink")
+}
+
 func (c *Config) controlEnabled() bool { return c.Control.Enabled == nil || *c.Control.Enabled }

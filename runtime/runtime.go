@@ -140,8 +140,8 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %d rings, %d sources, %d sinks (config %s, segments in %s, pid %d)",
-		len(cfg.Rings), len(cfg.Sources), len(rt.sinks), cfgName(cfg), rt.shmDir, os.Getpid()))
+	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %s (config %s, segments in %s, pid %d)",
+		cfg.Summary(), cfgName(cfg), rt.shmDir, os.Getpid()))
 	rt.notifyf(sdnotify.Ready, "STATUS=running", fmt.Sprintf("MAINPID=%d", os.Getpid()))
 
 	wdCtx, wdStop := context.WithCancel(context.Background())
@@ -270,7 +270,7 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 		Mode:  os.FileMode(cfg.Control.Mode),
 		Group: cfg.Control.Group,
 		Logf: func(format string, args ...any) {
-			rt.log.Info("control: " + fmt.Sprintf(format, args...))
+			rt.log.Info(fmt.Sprintf(format, args...)) // the server's messages start with "control: "
 		},
 	})
 	if err != nil {
@@ -365,7 +365,7 @@ func (rt *Runtime) doReload() error {
 	rt.mu.Lock()
 	rt.reloads++
 	rt.mu.Unlock()
-	rt.log.Info(fmt.Sprintf("reloaded %s: %d rings, %d sources, %d sinks", nc.File, len(nc.Rings), len(nc.Sources), len(nc.Sinks)))
+	rt.log.Info(fmt.Sprintf("reloaded %s: %s", nc.File, nc.Summary()))
 	if keys := rt.needRestart(nc); len(keys) > 0 {
 		err := fmt.Errorf("reload applied, except that %s changed: the runtime keeps the values it started with until it is restarted", strings.Join(keys, ", "))
 		rt.log.Warn(err.Error())
@@ -644,11 +644,15 @@ func (rt *Runtime) logStats(what string) {
 			}
 		}
 		st := r.stat()
-		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d",
-			r.cfg.Name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers),
+		torn := ""
+		if w.torn > 0 {
+			torn = fmt.Sprintf("  torn %d", w.torn)
+		}
+		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d%s",
+			r.cfg.Name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers, torn),
 			slog.Group("data", "kind", what, "ring", r.cfg.Name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,
 				"lat_mean_ns", int64(w.lat.mean()), "lat_p99_ns", int64(w.lat.quantile(0.99)), "lat_max_ns", w.lat.max,
-				"lost", w.lost, "readers", st.Readers, "frames", st.Frames))
+				"lost", w.lost, "torn", w.torn, "readers", st.Readers, "frames", st.Frames))
 	}
 	for _, s := range srcs {
 		st := s.stat()

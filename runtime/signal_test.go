@@ -344,3 +344,50 @@ func TestReloadKeepsShmDirAndNamesRestartKeys(t *testing.T) {
 		t.Fatalf("reloads = %d", n)
 	}
 }
+
+// The log's wording: the ready line counts what the file declares, as
+// --check and reload do, in good English; control server messages carry
+// one "control: " prefix; torn frames seen by a stats reader appear in the
+// stats line.
+func TestLogWording(t *testing.T) {
+	e := newEnv(t)
+	rt, logb, _ := inproc(t, `
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 10
+size = 8
+`)
+	logb.waitFor(t, "edgeipc runtime ready: 1 ring, 1 source, 0 sinks (", 1)
+
+	q, err := mq.Open(e.queue, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Send(t.Context(), []byte{0xc1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "control: malformed request of 1 bytes", 1)
+	if strings.Contains(logb.String(), "control: control:") {
+		t.Fatalf("doubled prefix in:\n%s", logb.String())
+	}
+
+	rt.mu.Lock()
+	sk := rt.sinks["stats:r"]
+	rt.mu.Unlock()
+	if sk == nil || sk.stats == nil {
+		t.Fatal("no built-in stats reader on ring r")
+	}
+	sk.stats.mu.Lock()
+	sk.stats.cur.torn += 2 // as the reader counts a frame overwritten while it copied it
+	sk.stats.mu.Unlock()
+	rt.logStats("test")
+	logb.waitFor(t, "readers 1  torn 2", 1)
+}

@@ -73,7 +73,7 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		return err
 	}
 	if get("check").String() == "true" {
-		fmt.Fprintf(env.Stdout, "%s: ok (%d rings, %d sources, %d sinks)\n", name(cfg), len(cfg.Rings), len(cfg.Sources), len(cfg.Sinks))
+		fmt.Fprintf(env.Stdout, "%s: ok (%s)\n", name(cfg), cfg.Summary())
 		return nil
 	}
 	runtime.Version = Version

@@ -33,6 +33,11 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok (2 rings, 2 sources, 0 sinks)") {
 		t.Fatalf("--check of the default: code %d out %q err %q", code, out, errs)
 	}
+	os.WriteFile(p, []byte("[rings.a]\n[[sinks]]\nkind = \"stats\"\nring = \"a\"\n"), 0o600)
+	code, out, errs = runRunCLI(t, context.Background(), "run", "-c", p, "--check")
+	if code != 0 || !strings.Contains(out, "ok (1 ring, 0 sources, 1 sink)") {
+		t.Fatalf("--check of a one-ring file: code %d out %q err %q", code, out, errs)
+	}
 	os.WriteFile(p, []byte("[rings.a]\nslots = 3\n"), 0o600)
 	code, _, errs = runRunCLI(t, context.Background(), "run", "-c", p, "--check")
 	if code != 1 || !strings.Contains(errs, p+":2: rings.a.slots") {
