@@ -265,8 +265,8 @@ func TestFIFODrainDropsAndCounts(t *testing.T) {
 		t.Fatalf("the log does not say how many bytes the drain dropped (12)")
 	}
 	st := rt.sourceStat(t, "fifo")
-	if st.Bad != 1 || !strings.Contains(st.LastError, "dropped 12 bytes") {
-		t.Fatalf("stat %+v; want 1 bad record and the dropped bytes in the last error", st)
+	if st.Bad != 1 || st.Dropped != 12 || !strings.Contains(st.LastError, "dropped 12 bytes") {
+		t.Fatalf("stat %+v; want 1 bad record, 12 dropped bytes, and them in the last error", st)
 	}
 	rt.logStats("test")
 	if !strings.Contains(logb.String(), "dropped 12 B") {

@@ -99,7 +99,8 @@ func (rs *ringState) seenBytes() uint64 {
 		return rs.bytes
 	}
 	if s := rs.stats.Load(); s != nil {
-		return s.seenBytes()
+		b, _ := s.seen()
+		return b
 	}
 	return 0
 }
@@ -122,6 +123,9 @@ func (rs *ringState) stat() control.RingStat {
 		BytesPerS: rs.bytesPerS,
 	}
 	rs.mu.Unlock()
+	if s := rs.stats.Load(); s != nil {
+		_, st.Torn = s.seen()
+	}
 	for _, r := range info.Readers {
 		if !r.Alive {
 			continue

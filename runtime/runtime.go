@@ -666,16 +666,15 @@ func (rt *Runtime) logStats(what string) {
 		if st.LastExit != "" {
 			extra += " last exit: " + st.LastExit
 		}
-		dropped := s.dropped.Load()
-		if dropped > 0 {
-			extra += fmt.Sprintf(" dropped %d B", dropped)
+		if st.Dropped > 0 {
+			extra += fmt.Sprintf(" dropped %d B", st.Dropped)
 		}
 		if st.LastError != "" {
 			extra += " error: " + st.LastError
 		}
 		rt.log.Info(fmt.Sprintf("source %-8s %-9s %-8s frames %d bad %d%s", st.Name, st.Kind, st.State, st.Frames, st.Bad, extra),
 			slog.Group("data", "kind", what, "source", st.Name, "source_kind", st.Kind, "state", st.State, "pid", st.PID,
-				"restarts", st.Restarts, "frames", st.Frames, "bytes", st.Bytes, "bad", st.Bad, "dropped_bytes", dropped,
+				"restarts", st.Restarts, "frames", st.Frames, "bytes", st.Bytes, "bad", st.Bad, "dropped_bytes", st.Dropped,
 				"last_exit", st.LastExit, "last_error", st.LastError))
 	}
 }

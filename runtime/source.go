@@ -142,7 +142,7 @@ func (ss *sourceState) stat() control.SourceStat {
 	return control.SourceStat{
 		Name: ss.cfg.Name, Kind: ss.cfg.Kind, Ring: ss.cfg.Ring, State: ss.state, PID: ss.pid,
 		Restarts: ss.restarts, LastExit: ss.lastExit, Frames: ss.frames.Load(), Bytes: ss.bytes.Load(),
-		Bad: ss.bad.Load(), LastError: ss.lastError,
+		Bad: ss.bad.Load(), Dropped: ss.dropped.Load(), LastError: ss.lastError,
 	}
 }
 

@@ -165,11 +165,12 @@ func (s *statsReader) roll() (window, time.Duration) {
 	return s.last, d
 }
 
-// seenBytes returns the bytes of the frames read since the reader started.
-func (s *statsReader) seenBytes() uint64 {
+// seen returns the bytes of the frames read, and the count of frames found
+// torn, since the reader started.
+func (s *statsReader) seen() (bytes, torn uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.total.bytes + s.cur.bytes
+	return s.total.bytes + s.cur.bytes, s.total.torn + s.cur.torn
 }
 
 // fmtBytes renders a byte count with a binary unit.

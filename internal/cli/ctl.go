@@ -207,10 +207,10 @@ func printRings(w io.Writer, rs []control.RingStat) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\t\n")
+	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\tTORN\t\n")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t\n",
-			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t\n",
+			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn)
 	}
 	tw.Flush()
 }
@@ -221,14 +221,14 @@ func printSources(w io.Writer, ss []control.SourceStat) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprint(tw, "NAME\tKIND\tRING\tSTATE\tPID\tRESTARTS\tLAST EXIT\tFRAMES\tBYTES\tBAD\tLAST ERROR\n")
+	fmt.Fprint(tw, "NAME\tKIND\tRING\tSTATE\tPID\tRESTARTS\tLAST EXIT\tFRAMES\tBYTES\tBAD\tDROPPED\tLAST ERROR\n")
 	for _, s := range ss {
 		pid := "-"
 		if s.PID > 0 {
 			pid = fmt.Sprint(s.PID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n",
-			s.Name, s.Kind, s.Ring, s.State, pid, s.Restarts, dash(s.LastExit), s.Frames, s.Bytes, s.Bad, dash(s.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n",
+			s.Name, s.Kind, s.Ring, s.State, pid, s.Restarts, dash(s.LastExit), s.Frames, s.Bytes, s.Bad, s.Dropped, dash(s.LastError))
 	}
 	tw.Flush()
 }

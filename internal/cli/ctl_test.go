@@ -31,12 +31,12 @@ func (f *ctlFake) Status() control.StatusInfo {
 	return control.StatusInfo{Version: "v-test", PID: os.Getpid(), StartedUnixNs: time.Now().UnixNano(), UptimeS: 61, Rings: 1, Sources: 1, Reloads: f.reloads}
 }
 func (f *ctlFake) Rings() []control.RingStat {
-	return []control.RingStat{{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 900, Bytes: 9e6, RateHz: 30, BytesPerS: 3e5, Readers: 2, MaxLag: 4, Lost: 17}}
+	return []control.RingStat{{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 900, Bytes: 9e6, RateHz: 30, BytesPerS: 3e5, Readers: 2, MaxLag: 4, Lost: 17, Torn: 3}}
 }
 func (f *ctlFake) Sources() []control.SourceStat {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []control.SourceStat{{Name: "cam0", Kind: "exec", Ring: "video", State: f.state["cam0"], PID: 777, Restarts: 2, LastExit: "exit status 1", Frames: 900}}
+	return []control.SourceStat{{Name: "cam0", Kind: "exec", Ring: "video", State: f.state["cam0"], PID: 777, Restarts: 2, LastExit: "exit status 1", Frames: 900, Dropped: 4242}}
 }
 func (f *ctlFake) setState(name, st string) error {
 	f.mu.Lock()
@@ -101,8 +101,8 @@ func TestCtlText(t *testing.T) {
 		want []string
 	}{
 		{[]string{"status"}, []string{"version", "v-test", "uptime", "1m1s", "(built-in default)", "requests"}},
-		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "video", "overwrite", "30.0", "17"}},
-		{[]string{"sources"}, []string{"RESTARTS", "LAST EXIT", "cam0", "exec", "777", "exit status 1"}},
+		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "TORN", "video", "overwrite", "30.0", "17"}},
+		{[]string{"sources"}, []string{"RESTARTS", "LAST EXIT", "DROPPED", "cam0", "exec", "777", "exit status 1", "4242"}},
 		{[]string{"stop", "cam0"}, []string{"stop cam0: ok"}},
 		{[]string{"start", "cam0"}, []string{"start cam0: ok"}},
 		{[]string{"restart", "cam0"}, []string{"restart cam0: ok"}},

@@ -36,6 +36,7 @@ type RingStat struct {
 	Readers     int     `msg:"readers" json:"readers"`
 	MaxLag      uint32  `msg:"max_lag" json:"max_lag"`
 	Lost        uint64  `msg:"lost" json:"lost"` // sum of readers' lost counters
+	Torn        uint64  `msg:"torn" json:"torn"` // frames the runtime's stats reader found overwritten while it read them
 }
 
 // SourceStat is one row of the "sources" command.
@@ -50,6 +51,7 @@ type SourceStat struct {
 	Frames    uint64 `msg:"frames" json:"frames"`
 	Bytes     uint64 `msg:"bytes" json:"bytes"`
 	Bad       uint64 `msg:"bad" json:"bad"` // malformed/oversized records dropped
+	Dropped   uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream
 	LastError string `msg:"last_error" json:"last_error"`
 }
 

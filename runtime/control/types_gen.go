@@ -814,6 +814,12 @@ func (z *RingStat) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "Lost")
 				return
 			}
+		case "torn":
+			z.Torn, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Torn")
+				return
+			}
 		default:
 			err = dc.Skip()
 			if err != nil {
@@ -827,9 +833,9 @@ func (z *RingStat) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *RingStat) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 11
+	// map header, size 12
 	// write "name"
-	err = en.Append(0x8b, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	err = en.Append(0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	if err != nil {
 		return
 	}
@@ -938,15 +944,25 @@ func (z *RingStat) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "Lost")
 		return
 	}
+	// write "torn"
+	err = en.Append(0xa4, 0x74, 0x6f, 0x72, 0x6e)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Torn)
+	if err != nil {
+		err = msgp.WrapError(err, "Torn")
+		return
+	}
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *RingStat) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 11
+	// map header, size 12
 	// string "name"
-	o = append(o, 0x8b, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	o = append(o, 0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	o = msgp.AppendString(o, z.Name)
 	// string "slots"
 	o = append(o, 0xa5, 0x73, 0x6c, 0x6f, 0x74, 0x73)
@@ -978,6 +994,9 @@ func (z *RingStat) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "lost"
 	o = append(o, 0xa4, 0x6c, 0x6f, 0x73, 0x74)
 	o = msgp.AppendUint64(o, z.Lost)
+	// string "torn"
+	o = append(o, 0xa4, 0x74, 0x6f, 0x72, 0x6e)
+	o = msgp.AppendUint64(o, z.Torn)
 	return
 }
 
@@ -1069,6 +1088,12 @@ func (z *RingStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Lost")
 				return
 			}
+		case "torn":
+			z.Torn, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Torn")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -1083,7 +1108,7 @@ func (z *RingStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *RingStat) Msgsize() (s int) {
-	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 6 + msgp.IntSize + 13 + msgp.IntSize + 7 + msgp.StringPrefixSize + len(z.Policy) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 8 + msgp.Float64Size + 12 + msgp.Float64Size + 8 + msgp.IntSize + 8 + msgp.Uint32Size + 5 + msgp.Uint64Size
+	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 6 + msgp.IntSize + 13 + msgp.IntSize + 7 + msgp.StringPrefixSize + len(z.Policy) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 8 + msgp.Float64Size + 12 + msgp.Float64Size + 8 + msgp.IntSize + 8 + msgp.Uint32Size + 5 + msgp.Uint64Size + 5 + msgp.Uint64Size
 	return
 }
 
@@ -1169,6 +1194,12 @@ func (z *SourceStat) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "Bad")
 				return
 			}
+		case "dropped_bytes":
+			z.Dropped, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Dropped")
+				return
+			}
 		case "last_error":
 			z.LastError, err = dc.ReadString()
 			if err != nil {
@@ -1188,9 +1219,9 @@ func (z *SourceStat) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 11
+	// map header, size 12
 	// write "name"
-	err = en.Append(0x8b, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	err = en.Append(0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	if err != nil {
 		return
 	}
@@ -1289,6 +1320,16 @@ func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "Bad")
 		return
 	}
+	// write "dropped_bytes"
+	err = en.Append(0xad, 0x64, 0x72, 0x6f, 0x70, 0x70, 0x65, 0x64, 0x5f, 0x62, 0x79, 0x74, 0x65, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Dropped)
+	if err != nil {
+		err = msgp.WrapError(err, "Dropped")
+		return
+	}
 	// write "last_error"
 	err = en.Append(0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
 	if err != nil {
@@ -1305,9 +1346,9 @@ func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
 // MarshalMsg implements msgp.Marshaler
 func (z *SourceStat) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 11
+	// map header, size 12
 	// string "name"
-	o = append(o, 0x8b, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	o = append(o, 0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	o = msgp.AppendString(o, z.Name)
 	// string "kind"
 	o = append(o, 0xa4, 0x6b, 0x69, 0x6e, 0x64)
@@ -1336,6 +1377,9 @@ func (z *SourceStat) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "bad"
 	o = append(o, 0xa3, 0x62, 0x61, 0x64)
 	o = msgp.AppendUint64(o, z.Bad)
+	// string "dropped_bytes"
+	o = append(o, 0xad, 0x64, 0x72, 0x6f, 0x70, 0x70, 0x65, 0x64, 0x5f, 0x62, 0x79, 0x74, 0x65, 0x73)
+	o = msgp.AppendUint64(o, z.Dropped)
 	// string "last_error"
 	o = append(o, 0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
 	o = msgp.AppendString(o, z.LastError)
@@ -1424,6 +1468,12 @@ func (z *SourceStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Bad")
 				return
 			}
+		case "dropped_bytes":
+			z.Dropped, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Dropped")
+				return
+			}
 		case "last_error":
 			z.LastError, bts, err = msgp.ReadStringBytes(bts)
 			if err != nil {
@@ -1444,7 +1494,7 @@ func (z *SourceStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *SourceStat) Msgsize() (s int) {
-	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 5 + msgp.StringPrefixSize + len(z.Kind) + 5 + msgp.StringPrefixSize + len(z.Ring) + 6 + msgp.StringPrefixSize + len(z.State) + 4 + msgp.IntSize + 9 + msgp.IntSize + 10 + msgp.StringPrefixSize + len(z.LastExit) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 4 + msgp.Uint64Size + 11 + msgp.StringPrefixSize + len(z.LastError)
+	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 5 + msgp.StringPrefixSize + len(z.Kind) + 5 + msgp.StringPrefixSize + len(z.Ring) + 6 + msgp.StringPrefixSize + len(z.State) + 4 + msgp.IntSize + 9 + msgp.IntSize + 10 + msgp.StringPrefixSize + len(z.LastExit) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 4 + msgp.Uint64Size + 14 + msgp.Uint64Size + 11 + msgp.StringPrefixSize + len(z.LastError)
 	return
 }
 
