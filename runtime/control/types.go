@@ -50,7 +50,7 @@ type SourceStat struct {
 	LastExit  string `msg:"last_exit" json:"last_exit"` // "exit status 1", "signal: killed", ""
 	Frames    uint64 `msg:"frames" json:"frames"`
 	Bytes     uint64 `msg:"bytes" json:"bytes"`
-	Bad       uint64 `msg:"bad" json:"bad"` // malformed/oversized records dropped
+	Bad       uint64 `msg:"bad" json:"bad"`                     // malformed/oversized records dropped
 	Dropped   uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream
 	LastError string `msg:"last_error" json:"last_error"`
 }
