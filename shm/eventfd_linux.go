@@ -3,7 +3,9 @@ package shm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,15 +23,23 @@ import (
 // reader using ReaderOptions.Notifier is asleep. To share one between
 // processes, pass File() to the child (exec.Cmd.ExtraFiles) or over a Unix
 // socket, and rebuild it with EventfdFromFile.
+//
+// One goroutine at a time may wait on an Eventfd (a signal wakes one
+// waiter, and a read deadline belongs to the file, not to a waiter): a
+// second concurrent Wait returns an error wrapping ErrInvalid, and a Reader
+// refuses a Notifier that another open Reader uses. Give every waiting
+// Reader its own Eventfd and add each to the writer.
 type Eventfd struct {
-	f      *os.File
-	rc     syscall.RawConn
-	closed atomic.Bool
-	buf    [8]byte
-	one    [8]byte
-	rerr   error
-	readFn func(fd uintptr) bool
-	sigFn  func(fd uintptr) bool
+	f       *os.File
+	rc      syscall.RawConn
+	closed  atomic.Bool
+	waiting atomic.Bool  // a goroutine is in Wait
+	readers atomic.Int32 // open Readers using it as their Notifier
+	buf     [8]byte
+	one     [8]byte
+	rerr    error
+	readFn  func(fd uintptr) bool
+	sigFn   func(fd uintptr) bool
 }
 
 // NewEventfd creates an eventfd (EFD_NONBLOCK|EFD_CLOEXEC).
@@ -56,6 +66,12 @@ func EventfdFromFile(f *os.File) (*Eventfd, error) {
 	f.Close()
 	if derr != nil {
 		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", derr)}
+	}
+	// Anything else (a pipe, /dev/null, a regular file) would read as
+	// "signalled" at once, and a reader would spin on it.
+	if l, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && l != "anon_inode:[eventfd]" {
+		unix.Close(nfd)
+		return nil, &OpError{"eventfd", "", fmt.Errorf("%w: descriptor is %s, not an eventfd", ErrInvalid, l)}
 	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
@@ -142,6 +158,10 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
+	if !e.waiting.CompareAndSwap(false, true) {
+		return &OpError{"eventfd wait", "", fmt.Errorf("%w: another goroutine is waiting on this eventfd; give each waiter its own", ErrInvalid)}
+	}
+	defer e.waiting.Store(false)
 	dl := w.deadline
 	if w.ctx != nil {
 		if err := w.ctx.Err(); err != nil {
@@ -181,6 +201,11 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 	}
 	return nil
 }
+
+// useFor makes e the notifier of one Reader; false if another open Reader
+// has it. done gives it back.
+func (e *Eventfd) useFor() bool { return e.readers.CompareAndSwap(0, 1) }
+func (e *Eventfd) done()        { e.readers.Store(0) }
 
 // Close closes the eventfd, unblocking waiters with ErrClosed.
 func (e *Eventfd) Close() error {

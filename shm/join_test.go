@@ -363,3 +363,25 @@ func TestOpenWaitsForCreator(t *testing.T) {
 		t.Fatalf("Open of a file that stays empty = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestOpenDoesNotWaitForAbandoned: a file that has not changed for a while
+// has no creator left to wait for: Open (and so `ring ls`, `ring inspect`)
+// reports it at once, short or zero-filled.
+func TestOpenDoesNotWaitForAbandoned(t *testing.T) {
+	dir := testDir(t)
+	defer func(d time.Duration) { settleTime = d }(settleTime)
+	settleTime = 20 * time.Millisecond
+	for name, size := range map[string]int{"short": 100, "zeros": 1 << 16} {
+		if err := os.WriteFile(filepath.Join(dir, FilePrefix+name), make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, name := range []string{"short", "zeros"} {
+		start := time.Now()
+		_, err := Open(name, nil)
+		if took := time.Since(start); !errors.Is(err, ErrCorrupt) || took > 500*time.Millisecond {
+			t.Errorf("Open of an abandoned %s file: %v after %v, want ErrCorrupt at once", name, err, took)
+		}
+	}
+}

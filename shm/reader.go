@@ -110,6 +110,9 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	if r.closed {
 		return nil, ErrClosed
 	}
+	if o.Notifier != nil && !o.Notifier.useFor() {
+		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: the Notifier is already another open Reader's: a signal wakes one waiter, so give each Reader its own Eventfd", ErrInvalid)}
+	}
 	var e *readerEntry
 	for i := 0; i < MaxReaders; i++ {
 		c := r.reader(i)
@@ -125,6 +128,9 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		}
 	}
 	if e == nil {
+		if o.Notifier != nil {
+			o.Notifier.done()
+		}
 		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: all %d entries are held by live readers", ErrNoReaderSlot, MaxReaders)}
 	}
 	rd := &Reader{r: r, h: r.hdr, e: e, me: uint32(os.Getpid()), spin: o.Spin, ev: o.Notifier}
@@ -714,6 +720,9 @@ func (rd *Reader) close(detach bool) error {
 	// (rd.stats belongs to the reading goroutine: not read here.)
 	atomic.StoreUint32(&rd.e.Flags, 0)
 	release(&rd.e.Owner)
+	if rd.ev != nil {
+		rd.ev.done()
+	}
 	// A block-policy writer may be waiting on us.
 	if rd.r.g.policy == policyBlock && atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
 		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)

@@ -245,7 +245,11 @@ func OpenOrCreate(name string, cfg Config) (r *Ring, created bool, err error) {
 func Remove(name string, opts *SegmentOptions) error { return RemoveSegment(name, opts) }
 
 func newRing(seg *Segment) (*Ring, error) {
-	g, err := validateHeader(seg.mem)
+	polls := int(readyPolls.Load())
+	if seg.settled {
+		polls = 0 // nobody is creating it: an incomplete header stays so
+	}
+	g, err := validateHeader(seg.mem, polls)
 	if err != nil {
 		return nil, &OpError{"open", seg.name, err}
 	}
@@ -262,9 +266,9 @@ var readyPolls atomic.Int32
 func init() { readyPolls.Store(100) }
 
 // validateHeader checks every header field against the v1 layout and the
-// mapping's length. It waits up to a second for a creator that has not
-// finished initialising.
-func validateHeader(mem []byte) (geometry, error) {
+// mapping's length. It waits up to polls times 10 ms for a creator that
+// has not finished initialising.
+func validateHeader(mem []byte, polls int) (geometry, error) {
 	var g geometry
 	if len(mem) < int(ringHeaderSize()) {
 		return g, corrupt("segment size", uint64(len(mem)), fmt.Sprintf(">= %d bytes (not a ring)", ringHeaderSize()))
@@ -281,7 +285,7 @@ func validateHeader(mem []byte) (geometry, error) {
 		if m != 0 && m != ringMagic {
 			return g, fmt.Errorf("%w: magic %#08x is not an edgeipc ring (want %#08x)", ErrCorrupt, m, uint32(ringMagic))
 		}
-		if i >= int(readyPolls.Load()) {
+		if i >= polls {
 			return g, fmt.Errorf("%w: ring header was never completed (creator pid %d died while creating it?); remove the segment", ErrCorrupt, atomic.LoadUint32(&h.CreatorPID))
 		}
 		time.Sleep(10 * time.Millisecond)

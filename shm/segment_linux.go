@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -69,8 +70,11 @@ func (o *SegmentOptions) modeAndGID() (os.FileMode, int, error) {
 }
 
 func lookupGroup(g string) (int, error) {
-	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
-		return n, nil
+	if n, err := strconv.ParseUint(g, 10, 64); err == nil {
+		if n >= math.MaxUint32 { // (uid_t)-1 means "unchanged" to fchown
+			return 0, fmt.Errorf("%w: group ID %s is out of range (0 to %d)", ErrInvalid, g, uint32(math.MaxUint32-1))
+		}
+		return int(n), nil
 	}
 	gr, err := user.LookupGroup(g)
 	if err != nil {
@@ -104,7 +108,16 @@ type Segment struct {
 	path string // "" for memfd segments
 	fd   int
 	mem  []byte
+	// settled: the file last changed long enough ago (settleTime) that no
+	// creator can still be filling it in: do not wait for one.
+	settled bool
 }
+
+// settleTime is how long after its last change a segment file is taken
+// to be complete (or abandoned, if it is still incomplete): a creator sizes
+// and fills it within microseconds, and Open waits for one at most this
+// long. (A variable for tests.)
+var settleTime = time.Second
 
 // Name returns the segment's name (without directory or prefix).
 func (s *Segment) Name() string { return s.name }
@@ -288,6 +301,10 @@ func freeSpace(dir string) (uint64, error) {
 }
 
 func checkSpace(dir string, need uint64) error {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) == nil && st.Blocks == 0 {
+		return nil // no size limit (tmpfs size=0, ramfs): fallocate reports a real shortage
+	}
 	free, err := freeSpace(dir)
 	if err != nil {
 		return err
@@ -323,9 +340,9 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 		}
 		return nil, &OpError{"open", name, &os.PathError{Op: "open", Path: path, Err: err}}
 	}
-	for i := 0; i < int(readyPolls.Load()); i++ {
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Size >= min {
+	var st unix.Stat_t
+	for i := 0; ; i++ {
+		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) {
 			break // mapFd reports a failed fstat
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -336,7 +353,18 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 		return nil, &OpError{"open", name, err}
 	}
 	seg.path = path
+	seg.settled = settled(&st)
 	return seg, nil
+}
+
+// settled reports whether the file st describes last changed (content or
+// inode) more than settleTime ago.
+func settled(st *unix.Stat_t) bool {
+	ch := time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)) // int32 fields on 32-bit ARM
+	if m := time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)); m.After(ch) {
+		ch = m
+	}
+	return time.Since(ch) > settleTime
 }
 
 func mapFd(fd int, name string) (*Segment, error) {

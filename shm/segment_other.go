@@ -14,8 +14,9 @@ type SegmentOptions struct {
 }
 
 type Segment struct {
-	name string
-	mem  []byte
+	name    string
+	mem     []byte
+	settled bool
 }
 
 func (s *Segment) Name() string            { return s.name }

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSegmentModes(t *testing.T) {
@@ -154,5 +157,32 @@ func TestMemfdSealed(t *testing.T) {
 	tmp.Truncate(8192)
 	if _, err := OpenFd(tmp, "plain"); err == nil {
 		t.Fatal("OpenFd accepted an unsealed file")
+	}
+}
+
+// TestSegmentUnlimitedTmpfs: a tmpfs mounted with size=0 has no limit and
+// reports 0 blocks; the free-space check must not read that as "0 free".
+func TestSegmentUnlimitedTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs (run the tests as root, e.g. in the CI container)")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("edgeipc-test", dir, "tmpfs", 0, "size=0"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): run the tests as root with CAP_SYS_ADMIN", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	seg, err := CreateSegment("unlimited", 1<<20, &SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("create on an unlimited tmpfs: %v", err)
+	}
+	seg.Close()
+}
+
+func TestSegmentGroupIDRange(t *testing.T) {
+	dir := t.TempDir()
+	for _, g := range []string{"4294967295", "4294967296", "99999999999"} {
+		if _, err := CreateSegment("g", 4096, &SegmentOptions{Dir: dir, Group: g}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("group %s: %v, want an out-of-range error", g, err)
+		}
 	}
 }

@@ -35,6 +35,10 @@ type Semaphore struct {
 	h      *semHeader
 	closed atomic.Bool
 	local  atomic.Int32 // waiters in this process
+	// idleWakes counts consecutive Posts whose wake reached nobody, and
+	// repairAt is when the waiter count was last repaired (see Post).
+	idleWakes atomic.Int32
+	repairAt  atomic.Int64
 }
 
 // MaxSemaphoreValue is the largest count a Semaphore holds (SEM_VALUE_MAX
@@ -71,7 +75,7 @@ func OpenSemaphore(name string, opts *SegmentOptions) (*Semaphore, error) {
 	h := (*semHeader)(unsafe.Pointer(&seg.mem[0]))
 	var m uint32
 	for i := 0; i < int(readyPolls.Load()); i++ {
-		if m = atomic.LoadUint32(&h.Magic); m != 0 {
+		if m = atomic.LoadUint32(&h.Magic); m != 0 || seg.settled {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -93,16 +97,42 @@ func RemoveSemaphore(name string, opts *SegmentOptions) error { return RemoveSeg
 // Post increments the semaphore and wakes one waiter. At
 // MaxSemaphoreValue it changes nothing and returns an error wrapping
 // ErrOverflow (sem_post's EOVERFLOW).
+//
+// A waiter killed while asleep leaves its count in the waiter word, and
+// every later Post would make a wake system call for nobody. After
+// staleWakes Posts in a row whose wake reached nobody, at most once per
+// staleCheckEvery, Post resets that count to 0. Waiters sleep at most
+// maxSleep at a time, so a live waiter whose count a reset took (it went
+// to sleep in the instant between the last idle wake and the reset) is
+// late by at most that much, never stuck.
 func (s *Semaphore) Post() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	ok := semPost(&s.h.Value, &s.h.Waiters)
+	ok, woke := semPost(&s.h.Value, &s.h.Waiters)
+	switch {
+	case woke > 0:
+		s.idleWakes.Store(0)
+	case woke == 0 && s.idleWakes.Add(1) >= staleWakes:
+		s.repairWaiters()
+	}
 	runtime.KeepAlive(s) // the mapping lives until s is garbage (Close)
 	if !ok {
 		return &OpError{"post", s.seg.name, fmt.Errorf("%w (%d): wait before posting again", ErrOverflow, MaxSemaphoreValue)}
 	}
 	return nil
+}
+
+// repairWaiters takes back waiter counts that no sleeper holds (see Post).
+func (s *Semaphore) repairWaiters() {
+	now := nanotime()
+	if last := s.repairAt.Load(); now-last < staleCheckEvery || !s.repairAt.CompareAndSwap(last, now) {
+		return
+	}
+	s.idleWakes.Store(0)
+	if v := atomic.LoadUint32(&s.h.Waiters); v != 0 {
+		atomic.CompareAndSwapUint32(&s.h.Waiters, v, 0)
+	}
 }
 
 // TryWait decrements the semaphore if it is positive and returns
@@ -137,7 +167,10 @@ func (s *Semaphore) wait(w waitSpec) error {
 	}
 	s.local.Add(1)
 	defer s.local.Add(-1)
-	err := semWait(&s.h.Value, &s.h.Waiters, w, 0, &s.closed)
+	err := errSlice
+	for err == errSlice { // sleeps are bounded: see Post
+		err = semWait(&s.h.Value, &s.h.Waiters, w, maxSleep(), &s.closed)
+	}
 	if err == nil && s.closed.Load() {
 		// Give the unit back: Close interrupted us.
 		semPost(&s.h.Value, &s.h.Waiters)

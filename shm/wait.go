@@ -103,21 +103,34 @@ var testHookBeforeFutexWait func()
 // semPost increments value and wakes one waiter. It refuses, returning
 // false, when value is already MaxSemaphoreValue or above (another process
 // may have stored anything there): a count that wrapped to 0 would lose
-// every unit.
-func semPost(value, waiters *uint32) bool {
+// every unit. woke is how many sleepers the wake reached, -1 if waiters
+// was 0 and no wake was made.
+func semPost(value, waiters *uint32) (posted bool, woke int) {
 	for {
 		v := atomic.LoadUint32(value)
 		if v >= MaxSemaphoreValue {
-			return false
+			return false, -1
 		}
 		if atomic.CompareAndSwapUint32(value, v, v+1) {
 			break
 		}
 	}
-	if atomic.LoadUint32(waiters) != 0 {
-		sys.FutexWake(value, 1)
+	if atomic.LoadUint32(waiters) == 0 {
+		return true, -1
 	}
-	return true
+	n, _ := sys.FutexWake(value, 1)
+	return true, n
+}
+
+// decrSaturating subtracts 1 from *c unless it is 0: a count reset by a
+// repair (see Semaphore.Post) must not wrap to 2^32-1.
+func decrSaturating(c *uint32) {
+	for {
+		v := atomic.LoadUint32(c)
+		if v == 0 || atomic.CompareAndSwapUint32(c, v, v-1) {
+			return
+		}
+	}
 }
 
 func semTryWait(value *uint32) bool {
@@ -149,7 +162,7 @@ func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atom
 		if atomic.LoadUint32(value) == 0 && (closed == nil || !closed.Load()) {
 			err = futexSleep(value, 0, w, max)
 		}
-		atomic.AddUint32(waiters, ^uint32(0))
+		decrSaturating(waiters)
 		if err != nil {
 			if semTryWait(value) { // posted as the wait ended: take it
 				return nil

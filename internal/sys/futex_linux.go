@@ -17,13 +17,19 @@ const (
 	futexWake = 1
 )
 
+// maxFutexTimeout caps one futex sleep: on 32-bit ARM a timespec's seconds
+// are 32 bits, and a timeout of 2^31 s or more would wrap negative (EINVAL).
+const maxFutexTimeout = 24 * time.Hour
+
 // FutexWait sleeps while *addr == val, for at most timeout (a timeout <= 0
-// waits without limit). It returns nil when woken or when *addr != val on
-// entry (EAGAIN), and unix.ETIMEDOUT when the timeout expired. EINTR is
-// reported as nil: callers always re-check their condition.
+// waits without limit; one above a day sleeps a day). It returns nil when
+// woken or when *addr != val on entry (EAGAIN), and unix.ETIMEDOUT when the
+// timeout expired. EINTR is reported as nil: callers always re-check their
+// condition (and their own deadline).
 func FutexWait(addr *uint32, val uint32, timeout time.Duration) error {
 	var tsp *unix.Timespec
 	var ts unix.Timespec
+	timeout = min(timeout, maxFutexTimeout)
 	if timeout > 0 {
 		ts = unix.NsecToTimespec(int64(timeout))
 		tsp = &ts

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // readFile is replaceable so tests can feed fixtures.
@@ -50,13 +52,19 @@ func ProcStartTime(pid int) (uint32, error) {
 // ProcessAlive reports whether the process identified by pid and start (as
 // returned by ProcStartTime) still exists. A start of 0 matches any process
 // with that pid. Zombies count as dead.
+//
+// When /proc does not show the process (mounted with hidepid=1 or 2, which
+// hides other users' processes), the kernel is asked whether the PID exists
+// at all: a process that exists counts as alive, since its start time
+// cannot be checked. Taking a live holder for dead would hand a ring a
+// second writer.
 func ProcessAlive(pid int, start uint32) bool {
 	if pid <= 0 {
 		return false
 	}
 	b, err := readFile(statPath(pid))
 	if err != nil {
-		return false
+		return unix.Kill(pid, 0) != unix.ESRCH
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {

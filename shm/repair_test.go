@@ -1,0 +1,107 @@
+//go:build linux
+
+package shm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestSemaphoreRepairsDeadWaiterCount: a waiter killed while asleep leaves
+// its count in the waiter word, and every Post would then make a wake
+// system call for nobody. After staleWakes idle wakes Post takes the count
+// back, and a live waiter is still woken by the next Post.
+func TestSemaphoreRepairsDeadWaiterCount(t *testing.T) {
+	testDir(t)
+	s, err := CreateSemaphore("repair", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	atomic.StoreUint32(&s.h.Waiters, 1) // what a SIGKILLed sleeper leaves
+	for i := 0; i < staleWakes; i++ {
+		if err := s.Post(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TryWait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := atomic.LoadUint32(&s.h.Waiters); n != 0 {
+		t.Fatalf("waiters = %d after %d wakes that reached nobody, want 0", n, staleWakes)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait(context.Background()) }()
+	waitUntil(t, "the waiter sleeps", func() bool { return atomic.LoadUint32(&s.h.Waiters) == 1 })
+	s.Post()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(scale(5 * time.Second)):
+		t.Fatal("a live waiter was not woken after the repair")
+	}
+	if n := atomic.LoadUint32(&s.h.Waiters); n != 0 {
+		t.Fatalf("waiters = %d after the waiter left", n)
+	}
+}
+
+// TestEventfdOneWaiter: an Eventfd has one read deadline and a signal
+// wakes one waiter, so a second concurrent waiter, or a second Reader with
+// the same Notifier, is refused instead of stealing or losing wake-ups.
+func TestEventfdOneWaiter(t *testing.T) {
+	testDir(t)
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	done := make(chan error, 1)
+	go func() { done <- ev.WaitDeadline(time.Now().Add(scale(10 * time.Second))) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := ev.WaitDeadline(time.Now().Add(time.Second)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second concurrent Wait = %v, want ErrInvalid", err)
+	}
+	ev.Signal()
+	if err := <-done; err != nil {
+		t.Fatalf("first waiter: %v", err)
+	}
+
+	r := mustCreate(t, "onenotifier", Config{Slots: 4, SlotPayload: 64})
+	a, err := r.NewReader(&ReaderOptions{Notifier: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.NewReader(&ReaderOptions{Notifier: ev}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second Reader with the same Notifier: %v, want ErrInvalid", err)
+	}
+	a.Close()
+	b, err := r.NewReader(&ReaderOptions{Notifier: ev})
+	if err != nil {
+		t.Fatalf("Notifier free again after Close: %v", err)
+	}
+	b.Close()
+}
+
+func TestEventfdFromFileRefusesOtherFiles(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EventfdFromFile(f); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("EventfdFromFile(/dev/null) = %v, want ErrInvalid", err)
+	}
+	ev, _ := NewEventfd()
+	defer ev.Close()
+	g, _ := ev.File()
+	ev2, err := EventfdFromFile(g)
+	if err != nil {
+		t.Fatalf("EventfdFromFile of a real eventfd: %v", err)
+	}
+	ev2.Close()
+}
