@@ -130,6 +130,11 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 		printHeader(env.Stdout)
 	}
 	err = bench.Run(ctx, opts, func(r bench.Result) {
+		if ctx.Err() != nil && (r.Error != "" || r.Summary) {
+			// Cut short by the interrupt (its peer was killed), or a
+			// median over an unfinished round: not a result.
+			return
+		}
 		if r.Error != "" && !r.Summary {
 			failures++
 		}
@@ -145,6 +150,9 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 			printRow(env.Stdout, r)
 		}
 	})
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted: exit 130, whatever the cases reported
+	}
 	if err != nil {
 		var uc *bench.UnknownCaseError
 		if errors.As(err, &uc) {

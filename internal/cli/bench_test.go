@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"bytes"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestBenchUsageErrors checks that every bad bench flag is refused with
@@ -26,4 +31,66 @@ func TestBenchUsageErrors(t *testing.T) {
 			t.Errorf("edgeipc %s: exit %d stderr %q; want exit 2 mentioning %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
 		}
 	}
+}
+
+// TestBenchInterrupted runs one bench case in a child process, sends it
+// SIGINT while its peer is measuring, and checks that it exits 130 without
+// reporting the case it cut short as a failure.
+func TestBenchInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	cmd := cliCmd(t, dir, "bench", "--case", "pipe", "--size", "64", "--duration", "10m", "--no-c")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// SIGINT once the peer (a bench-child process) is running, so that the
+	// interrupt cuts a case short rather than arriving before it starts.
+	deadline := time.Now().Add(testTimeout)
+	for len(childPIDs(t, cmd.Process.Pid)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("bench started no peer within %v\nstdout: %s\nstderr: %s", testTimeout, out.String(), errb.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, cmd); code != ExitInterrupted {
+		t.Errorf("bench after SIGINT: exit %d, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, out.String(), errb.String())
+	}
+	if strings.Contains(out.String(), "ERROR") || strings.Contains(errb.String(), "failed") {
+		t.Errorf("bench reported the interrupted case as failed:\nstdout: %s\nstderr: %s", out.String(), errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "case ") || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("bench after SIGINT should print only the header:\n%s", out.String())
+	}
+}
+
+// childPIDs returns the processes whose parent is pid, from /proc.
+func childPIDs(t *testing.T, pid int) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid ...: comm may contain spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
