@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"syscall"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -50,8 +52,9 @@ records to stderr (unless --quiet).
 
 A ring has one live writer at a time: pub fails if another process holds
 the lease. With --create a missing ring is created (with --slots,
---slot-size, --policy, --group; if you give --slots or --slot-size, an
-existing ring must match them).
+--slot-size, --policy, --group). An existing ring is used as it is, but
+must match each of --slots, --slot-size, --policy and --group you give:
+otherwise pub fails naming the difference.
 
 Examples:
   printf 'a\nb\nc\n' | edgeipc pub cam0 --create
@@ -116,11 +119,17 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		return Usagef("bad --slots %d: use a power of two from 2 to %d", o.slots, shm.MaxSlots)
 	}
 
+	if o.group != "" {
+		if _, err := lookupGroup(o.group); err != nil {
+			return Usagef("bad --group %q: %v", o.group, err)
+		}
+	}
+
 	sopts := shm.SegmentOptions{Dir: o.dir, Group: o.group}
 	var r *shm.Ring
 	if o.create {
 		cfg := shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: sopts}
-		r, err = openOrCreate(name, cfg, explicit["slots"] || explicit["slot-size"] || explicit["policy"])
+		r, err = openOrCreate(name, cfg, explicit)
 	} else {
 		r, err = shm.Open(name, &sopts)
 		if errors.Is(err, os.ErrNotExist) {
@@ -158,16 +167,21 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 }
 
 // openOrCreate opens the named ring, creating it from cfg if it is missing.
-// If strict, an existing ring must match cfg's geometry and policy.
-func openOrCreate(name string, cfg shm.Config, strict bool) (*shm.Ring, error) {
-	if strict {
-		r, _, err := shm.OpenOrCreate(name, cfg)
-		return r, err
-	}
+// An existing ring must match the settings the user gave (explicit holds
+// the flag names: slots, slot-size, policy, group); the others do not
+// matter.
+func openOrCreate(name string, cfg shm.Config, explicit map[string]bool) (*shm.Ring, error) {
 	for attempt := 0; ; attempt++ {
 		r, err := shm.Open(name, &cfg.Segment)
+		if err == nil {
+			if err := matchExisting(r, cfg, explicit); err != nil {
+				r.Close()
+				return nil, err
+			}
+			return r, nil
+		}
 		if !errors.Is(err, os.ErrNotExist) || attempt == 3 {
-			return r, err
+			return nil, err
 		}
 		r, err = shm.Create(name, cfg)
 		if !errors.Is(err, os.ErrExist) {
@@ -175,6 +189,48 @@ func openOrCreate(name string, cfg shm.Config, strict bool) (*shm.Ring, error) {
 		}
 		// Another process created it first: open theirs.
 	}
+}
+
+// matchExisting returns an error naming every setting given on the command
+// line that the existing ring r does not have.
+func matchExisting(r *shm.Ring, cfg shm.Config, explicit map[string]bool) error {
+	var diff []string
+	if explicit["slots"] && r.Slots() != cfg.Slots {
+		diff = append(diff, fmt.Sprintf("it has %d slots, not %d (--slots)", r.Slots(), cfg.Slots))
+	}
+	// The ring rounds the payload up to a multiple of 64, as Create would.
+	if want := int(shm.SlotSizeFor(cfg.SlotPayload)) - int(shm.SlotSizeFor(0)); explicit["slot-size"] && r.SlotPayload() != want {
+		diff = append(diff, fmt.Sprintf("its frames carry up to %d bytes, not %d (--slot-size)", r.SlotPayload(), want))
+	}
+	if explicit["policy"] && r.Policy() != cfg.Policy {
+		diff = append(diff, fmt.Sprintf("its policy is %v, not %v (--policy)", r.Policy(), cfg.Policy))
+	}
+	path := r.Segment().Path()
+	if explicit["group"] {
+		gid, err := lookupGroup(cfg.Segment.Group)
+		if err != nil {
+			return err
+		}
+		f, err := r.Segment().File()
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if mode := fi.Mode().Perm(); mode != 0o660 || int(st.Gid) != gid {
+			diff = append(diff, fmt.Sprintf("it is mode %s, group %s, not mode 0660, group %s (--group; to share it as it is: chgrp %s %s && chmod 0660 %s)",
+				modeString(mode), groupName(int(st.Gid)), groupName(gid), cfg.Segment.Group, path, path))
+		}
+	}
+	if len(diff) == 0 {
+		return nil
+	}
+	return fmt.Errorf("ring %s exists but does not match --create: %s; drop those flags to use it as it is, or remove it with 'edgeipc ring rm %s'",
+		r.Name(), strings.Join(diff, "; "), r.Name())
 }
 
 func oversize(env *Env, st *pubStats, n uint64, slot int) {

@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,6 +159,9 @@ func TestPubSubUsageErrors(t *testing.T) {
 		{[]string{"ring", "create", "r", "--slots", "3"}, "power of two"},
 		{[]string{"ring", "create", "r", "--slot-size", "lots"}, "bad size"},
 		{[]string{"ring", "ls", "extra"}, "takes no arguments"},
+		{[]string{"ring", "create", "r", "--group", missingGID(t)}, "no group has id"},
+		{[]string{"ring", "create", "r", "--group", "no-such-group-edgeipc"}, "no such group"},
+		{[]string{"pub", "r", "--create", "--group", missingGID(t)}, "no group has id"},
 		{[]string{"ring", "rm"}, "--stale"},
 	} {
 		args := c.args
@@ -340,4 +346,65 @@ func TestHz(t *testing.T) {
 	if !strings.Contains(r.stdout, "FRAMES/S") || strings.Count(r.stdout, "\n") != 2 {
 		t.Errorf("hz table:\n%s", r.stdout)
 	}
+}
+
+// TestPubCreateExisting: pub --create on an existing ring checks only the
+// settings given on the command line, and names every difference.
+func TestPubCreateExisting(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("exist")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	for _, args := range [][]string{
+		{"--slots", "4"},
+		{"--slot-size", "64"},
+		{"--slot-size", "60"}, // rounded up to 64, as create would
+		{"--policy", "overwrite"},
+		{"--slots", "4", "--slot-size", "64", "--policy", "overwrite"},
+	} {
+		r := runCLI(t, "x\n", append([]string{"pub", name, "--create", "--quiet", "--dir", dir}, args...)...)
+		mustCode(t, r, 0, "pub --create "+strings.Join(args, " ")+" on a matching ring")
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--slots", "8"}, []string{"it has 4 slots, not 8 (--slots)"}},
+		{[]string{"--slot-size", "65"}, []string{"up to 64 bytes, not 128 (--slot-size)"}},
+		{[]string{"--policy", "block", "--slots", "2"}, []string{"policy is overwrite, not block", "4 slots, not 2", "edgeipc ring rm " + name}},
+	} {
+		r := runCLI(t, "x\n", append([]string{"pub", name, "--create", "--dir", dir}, c.args...)...)
+		mustCode(t, r, 1, "pub --create "+strings.Join(c.args, " ")+" on a different ring")
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("pub --create %s: stderr lacks %q:\n%s", strings.Join(c.args, " "), w, r.stderr)
+			}
+		}
+	}
+
+	// --group on a ring that is not shared with the group fails with the
+	// commands that would share it; after them pub accepts the ring.
+	gid := strconv.Itoa(os.Getgid())
+	path := filepath.Join(dir, shm.FilePrefix+name)
+	r := runCLI(t, "x\n", "pub", name, "--create", "--group", gid, "--dir", dir)
+	mustCode(t, r, 1, "pub --create --group on a 0600 ring")
+	if !strings.Contains(r.stderr, "it is mode 0600") || !strings.Contains(r.stderr, "chmod 0660 "+path) {
+		t.Errorf("pub --create --group on a 0600 ring: %q", r.stderr)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	mustCode(t, runCLI(t, "x\n", "pub", name, "--create", "--group", gid, "--quiet", "--dir", dir), 0, "pub --create --group on a 0660 ring of that group")
+}
+
+// missingGID returns a numeric group id that no group has.
+func missingGID(t *testing.T) string {
+	t.Helper()
+	for g := 4000000000; g > 3999999000; g-- {
+		s := strconv.Itoa(g)
+		if _, err := user.LookupGroupId(s); err != nil {
+			return s
+		}
+	}
+	t.Fatal("every gid from 3999999001 to 4000000000 exists")
+	return ""
 }

@@ -190,6 +190,11 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	if o.slots < 2 || o.slots > shm.MaxSlots || o.slots&(o.slots-1) != 0 {
 		return Usagef("bad --slots %d: use a power of two from 2 to %d, e.g. --slots 256", o.slots, shm.MaxSlots)
 	}
+	if o.group != "" {
+		if _, err := lookupGroup(o.group); err != nil {
+			return Usagef("bad --group %q: %v", o.group, err)
+		}
+	}
 	r, err := shm.Create(name, shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
 	if err != nil {
 		return err
