@@ -385,7 +385,9 @@ func mapFd(fd int, name string) (*Segment, error) {
 	return &Segment{name: name, fd: fd, mem: mem}, nil
 }
 
-// RemoveSegment unlinks the named segment's file.
+// RemoveSegment unlinks the named segment's file. Whatever the file is, it
+// is unlinked, never followed: a symbolic link is removed, not its target. A
+// directory is refused.
 func RemoveSegment(name string, opts *SegmentOptions) error {
 	if err := ValidName(name); err != nil {
 		return &OpError{"remove", name, err}
@@ -395,6 +397,9 @@ func RemoveSegment(name string, opts *SegmentOptions) error {
 		if errors.Is(err, unix.ENOENT) {
 			return &OpError{"remove", name, fmt.Errorf("%s does not exist: %w", path, os.ErrNotExist)}
 		}
+		if errors.Is(err, unix.EISDIR) {
+			return &OpError{"remove", name, fmt.Errorf("%s is a directory, not a segment: remove it yourself if it is not needed", path)}
+		}
 		return &OpError{"remove", name, &os.PathError{Op: "unlink", Path: path, Err: err}}
 	}
 	return nil
@@ -402,9 +407,12 @@ func RemoveSegment(name string, opts *SegmentOptions) error {
 
 // SegmentInfo describes one named segment found by ListSegments.
 type SegmentInfo struct {
-	Name string      `json:"name"`
-	Path string      `json:"path"`
-	Kind string      `json:"kind"` // "ring", "semaphore" or "unknown"
+	Name string `json:"name"`
+	Path string `json:"path"`
+	// Kind is "ring", "semaphore" or "unknown" for a regular file (read
+	// from its first bytes), and for anything else that holds a segment's
+	// name: "symlink", "directory", "fifo" or "other" (sockets, devices).
+	Kind string      `json:"kind"`
 	Size int64       `json:"size"`
 	Mode os.FileMode `json:"mode"`
 	UID  int         `json:"uid"`
@@ -412,7 +420,10 @@ type SegmentInfo struct {
 }
 
 // ListSegments lists the edgeipc segments in the segment directory. It reads
-// only the first bytes of each file to tell rings from semaphores.
+// only the first bytes of each regular file to tell rings from semaphores.
+// Other entries that hold a segment's name (a symbolic link, a directory, a
+// FIFO) are listed with their kind, so that they can be found and removed;
+// they are never followed or opened.
 func ListSegments(opts *SegmentOptions) ([]SegmentInfo, error) {
 	dir := opts.dir()
 	ents, err := os.ReadDir(dir)
@@ -427,11 +438,24 @@ func ListSegments(opts *SegmentOptions) ([]SegmentInfo, error) {
 		}
 		path := filepath.Join(dir, n)
 		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			continue
+		if err := unix.Lstat(path, &st); err != nil {
+			continue // removed meanwhile
+		}
+		var kind string
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			kind = segmentKind(path)
+		case unix.S_IFLNK:
+			kind = "symlink"
+		case unix.S_IFDIR:
+			kind = "directory"
+		case unix.S_IFIFO:
+			kind = "fifo"
+		default:
+			kind = "other"
 		}
 		out = append(out, SegmentInfo{
-			Name: n[len(FilePrefix):], Path: path, Kind: segmentKind(path),
+			Name: n[len(FilePrefix):], Path: path, Kind: kind,
 			Size: st.Size, Mode: os.FileMode(st.Mode & 0o777), UID: int(st.Uid), GID: int(st.Gid),
 		})
 	}

@@ -75,7 +75,7 @@ var ringSubs = []*ringSub{
 	{
 		name: "rm", usage: "ring rm NAME... | ring rm --stale [NAME...] [--force] [--dir DIR]", short: "remove rings",
 		flags: func(fs *flag.FlagSet, o *ringOpts) {
-			fs.BoolVar(&o.force, "force", false, "also remove segments that are not rings (semaphores, unreadable files)")
+			fs.BoolVar(&o.force, "force", false, "also remove what is not a ring: semaphores, unreadable files, FIFOs, symbolic links (the link, never its target); never a directory")
 			fs.BoolVar(&o.stale, "stale", false, "remove only rings without a live writer or reader; with no NAME, every such ring")
 			dirFlag(fs, &o.dir)
 		},
@@ -100,7 +100,10 @@ ring create makes the file mode 0600 (only you), or 0660 for --group.
 --slot-size is the largest payload one frame can carry.
 
 ring ls lists every edgeipc segment with its size, mode and owner, and for
-rings the geometry, policy, head sequence, writer and readers.
+rings the geometry, policy, head sequence, writer and readers. Anything
+else named edgeipc.NAME (a symbolic link, a directory, a FIFO) is listed
+with that kind, so that you can see what blocks 'ring create NAME'; ls
+never follows or opens it.
 
 ring inspect shows the header, the writer lease (pid, alive, epoch), every
 reader (pid, alive, cursor, lag, lost) and totals.
@@ -222,7 +225,9 @@ type lsEntry struct {
 	Owner string  `json:"owner"`
 	Group string  `json:"group"`
 	Ring  *lsRing `json:"ring,omitempty"`
-	Error string  `json:"error,omitempty"`
+	// Target is where a symlink points (never followed).
+	Target string `json:"target,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 type lsRing struct {
@@ -249,6 +254,9 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 	for _, s := range segs {
 		e := lsEntry{Name: s.Name, Path: s.Path, Kind: s.Kind, Size: s.Size, Mode: modeString(s.Mode),
 			UID: s.UID, GID: s.GID, Owner: userName(s.UID), Group: groupName(s.GID)}
+		if s.Kind == "symlink" {
+			e.Target, _ = os.Readlink(s.Path)
+		}
 		if s.Kind == "ring" {
 			if r, err := shm.Open(s.Name, o.segOpts()); err != nil {
 				e.Error = err.Error()
@@ -284,6 +292,10 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 				writerString(e.Ring.WriterPID, e.Ring.WriterAlive), e.Ring.Readers, e.Ring.ReadersAlive)
 		case e.Error != "":
 			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(%s)\n", e.Error)
+		case e.Kind == "symlink":
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring: a link to %s)\n", e.Target)
+		case e.Kind == "directory" || e.Kind == "fifo" || e.Kind == "other":
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring)\n")
 		default:
 			fmt.Fprint(tw, "-\t-\t-\t-\t-\t-\n")
 		}
@@ -426,8 +438,16 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 			fail("%s: no such ring in %s", n, segDir(o.dir))
 			continue
 		}
+		if s.Kind == "directory" {
+			fail("%s: %s is a directory, not a segment; ring rm does not remove directories (remove it yourself if it is not needed)", n, s.Path)
+			continue
+		}
 		if s.Kind != "ring" && !o.force {
-			fail("%s: %s is a %s segment, not a ring; use --force to remove it anyway", n, s.Path, s.Kind)
+			hint := ""
+			if s.Kind == "symlink" {
+				hint = " (the link, not its target)"
+			}
+			fail("%s: %s is %s, not a ring; use --force to remove it anyway%s", n, s.Path, kindPhrase(s.Kind), hint)
 			continue
 		}
 		if o.stale {
@@ -455,6 +475,23 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d not removed", failed, len(names))}
 	}
 	return nil
+}
+
+// kindPhrase names a segment kind from shm.ListSegments after "is".
+func kindPhrase(kind string) string {
+	switch kind {
+	case "semaphore":
+		return "a semaphore segment"
+	case "unknown":
+		return "an unknown segment"
+	case "symlink":
+		return "a symbolic link"
+	case "fifo":
+		return "a FIFO"
+	case "other":
+		return "a socket or device file"
+	}
+	return "a " + kind
 }
 
 // ringLive returns why the named ring is in use ("" if its writer and all

@@ -339,3 +339,68 @@ func TestRingRemoveStale(t *testing.T) {
 		t.Errorf("ring rm --stale %s removed a ring with a live writer", live)
 	}
 }
+
+// TestRingNonFiles: a symbolic link, a directory and a FIFO named like a
+// segment are listed with their kind, and ring rm --force unlinks the link
+// (not its target) and the FIFO but refuses the directory.
+func TestRingNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link, sub, fifo := uniqueName("link"), uniqueName("dir"), uniqueName("fifo")
+	path := func(n string) string { return filepath.Join(dir, shm.FilePrefix+n) }
+	if err := os.Symlink(target, path(link)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path(sub), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path(fifo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ls := lsJSON(t, dir)
+	for n, kind := range map[string]string{link: "symlink", sub: "directory", fifo: "fifo"} {
+		if e := findEntry(ls, n); e == nil || e.Kind != kind || e.Ring != nil {
+			t.Errorf("ring ls --json entry for %s: %+v, want kind %s", n, e, kind)
+		}
+	}
+	if e := findEntry(ls, link); e != nil && e.Target != target {
+		t.Errorf("ring ls --json: symlink target %q, want %q", e.Target, target)
+	}
+	r := runCLI(t, "", "ring", "ls", "--dir", dir)
+	mustCode(t, r, 0, "ring ls")
+	if !strings.Contains(r.stdout, "a link to "+target) {
+		t.Errorf("ring ls table does not show the link's target:\n%s", r.stdout)
+	}
+
+	r = runCLI(t, "", "ring", "create", link, "--dir", dir)
+	mustCode(t, r, 1, "ring create over a symlink")
+	r = runCLI(t, "", "ring", "rm", link, fifo, "--dir", dir)
+	mustCode(t, r, 1, "ring rm of a symlink and a FIFO")
+	for _, want := range []string{"is a symbolic link, not a ring; use --force", "is a FIFO, not a ring; use --force"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("ring rm without --force: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	r = runCLI(t, "", "ring", "rm", "--force", link, fifo, sub, "--dir", dir)
+	mustCode(t, r, 1, "ring rm --force of a symlink, a FIFO and a directory")
+	if !strings.Contains(r.stdout, "removed "+link) || !strings.Contains(r.stdout, "removed "+fifo) || !strings.Contains(r.stderr, path(sub)+" is a directory") {
+		t.Errorf("ring rm --force:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	}
+	for _, n := range []string{link, fifo} {
+		if _, err := os.Lstat(path(n)); !os.IsNotExist(err) {
+			t.Errorf("ring rm --force left %s: %v", path(n), err)
+		}
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep me" {
+		t.Errorf("ring rm --force of a symlink touched its target: %q, %v", b, err)
+	}
+	if fi, err := os.Lstat(path(sub)); err != nil || !fi.IsDir() {
+		t.Errorf("ring rm --force removed the directory %s: %v", path(sub), err)
+	}
+	// Now the name is free for a ring.
+	mustCode(t, runCLI(t, "", "ring", "create", link, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create after removing the symlink")
+}
