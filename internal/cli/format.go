@@ -16,7 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // parseInterspersed parses fs from args, allowing flags after positional
@@ -268,5 +272,44 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return r.n, r.err
 	case <-c.ctx.Done():
 		return 0, c.ctx.Err()
+	}
+}
+
+// removedPoll is how often a reader waiting for frames checks whether its
+// ring was removed.
+const removedPoll = time.Second
+
+var errRingRemoved = errors.New("ring removed")
+
+// removedWatch tells a reader waiting on a ring that the ring's file was
+// removed (edgeipc ring rm, or a runtime recreating the ring): no writer
+// can open the removed ring any more, so the reader would wait forever.
+type removedWatch struct {
+	r *shm.Ring
+	f *os.File // a duplicate of the ring's descriptor; nil if dup failed
+}
+
+func newRemovedWatch(r *shm.Ring) *removedWatch {
+	f, _ := r.Segment().File() // without it, removed always says no
+	return &removedWatch{r: r, f: f}
+}
+
+// removed reports whether the ring's file has no name left and no live
+// writer (a writer that still holds the removed ring may write to it).
+func (w *removedWatch) removed() bool {
+	if w.f == nil {
+		return false
+	}
+	fi, err := w.f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 0 && !w.r.Inspect().WriterAlive
+}
+
+func (w *removedWatch) Close() {
+	if w.f != nil {
+		w.f.Close()
 	}
 }

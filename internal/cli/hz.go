@@ -26,6 +26,9 @@ hz reads frames in place without copying them, so it can keep up with
 fast writers; under the block policy it is a reader like any other and
 holds the writer back if it falls behind.
 
+hz exits 1 if the ring is removed while it measures (a window without
+frames on a ring whose file is gone and whose writer is dead).
+
 With --json every window is one JSON object on its own line:
 {"window_ns", "frames", "bytes", "frames_per_s", "bytes_per_s",
 "latency_mean_ns", "latency_max_ns", "lost"}.
@@ -76,6 +79,8 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 		return err
 	}
 	defer rd.Close()
+	gone := newRemovedWatch(rd.Ring())
+	defer gone.Close()
 	if !asJSON {
 		fmt.Fprintf(env.Stdout, "%9s %12s %12s %12s %12s %8s\n", "WINDOW", "FRAMES/S", "BYTES/S", "LAT MEAN", "LAT MAX", "LOST")
 	}
@@ -83,6 +88,9 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 		w, err := hzMeasure(ctx, rd, window)
 		if err != nil {
 			return err
+		}
+		if w.Frames == 0 && w.Lost == 0 && gone.removed() {
+			return fmt.Errorf("ring %s was removed while hz measured it: no frame can arrive on it any more; run hz again once the ring is created again", name)
 		}
 		if asJSON {
 			b, _ := json.Marshal(w)

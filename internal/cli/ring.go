@@ -75,7 +75,7 @@ var ringSubs = []*ringSub{
 	{
 		name: "rm", usage: "ring rm NAME... | ring rm --stale [NAME...] [--force] [--dir DIR]", short: "remove rings",
 		flags: func(fs *flag.FlagSet, o *ringOpts) {
-			fs.BoolVar(&o.force, "force", false, "also remove what is not a ring: semaphores, unreadable files, FIFOs, symbolic links (the link, never its target); never a directory")
+			fs.BoolVar(&o.force, "force", false, "also remove rings in use and what is not a ring: semaphores, unreadable files, FIFOs, symbolic links (the link, never its target); never a directory")
 			fs.BoolVar(&o.stale, "stale", false, "remove only rings without a live writer or reader; with no NAME, every such ring")
 			dirFlag(fs, &o.dir)
 		},
@@ -108,10 +108,13 @@ never follows or opens it.
 ring inspect shows the header, the writer lease (pid, alive, epoch), every
 reader (pid, alive, cursor, lag, lost) and totals.
 
-ring rm refuses a segment that is not a ring unless --force. With --stale
-it removes only rings whose writer and readers are all dead (or that never
-had any): use it to clean up after crashes. A process that opens a ring
-after the check may still be holding the unlinked file.
+ring rm refuses a ring with a live writer or reader, naming their pids,
+and a segment that is not a ring, unless --force: a process using a
+removed ring keeps it, so it never sees a ring created later under the
+same name. With --stale it removes only rings whose writer and readers are
+all dead (or that never had any), skipping the others: use it to clean up
+after crashes. A process that opens a ring after the check may still be
+holding the unlinked file.
 
 Run 'edgeipc ring SUBCOMMAND -h' for a subcommand's flags.
 
@@ -449,6 +452,17 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 			}
 			fail("%s: %s is %s, not a ring; use --force to remove it anyway%s", n, s.Path, kindPhrase(s.Kind), hint)
 			continue
+		}
+		if s.Kind == "ring" && !o.stale && !o.force {
+			live, err := ringLive(n, o.segOpts())
+			if err != nil {
+				fail("%s: cannot check whether it is in use: %v (use --force to remove it anyway)", n, err)
+				continue
+			}
+			if live != "" {
+				fail("%s is in use: %s; stop them first, or use --force to remove it anyway (they keep the removed ring and never see a new one of that name)", n, live)
+				continue
+			}
 		}
 		if o.stale {
 			if s.Kind != "ring" {

@@ -404,3 +404,76 @@ func TestRingNonFiles(t *testing.T) {
 	// Now the name is free for a ring.
 	mustCode(t, runCLI(t, "", "ring", "create", link, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create after removing the symlink")
 }
+
+// TestRingRemoveInUse: ring rm refuses a ring with a live writer or reader,
+// naming their pids; with --force it removes it, and a sub and an hz
+// waiting on it (real processes) notice and exit 1 instead of waiting
+// forever.
+func TestRingRemoveInUse(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("inuse")
+	path := filepath.Join(dir, shm.FilePrefix+name)
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	w, err := ring.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var subErr, hzErr bytes.Buffer
+	sub := cliCmd(t, dir, "sub", name)
+	sub.Stderr = &subErr
+	hz := cliCmd(t, dir, "hz", name, "--window", "100ms")
+	hz.Stderr = &hzErr
+	for _, c := range []*exec.Cmd{sub, hz} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Process.Kill() // no-op once waited for
+	}
+	joined := func(pid int) func() bool {
+		return func() bool {
+			for _, rd := range ring.Inspect().Readers {
+				if rd.PID == pid && rd.Alive {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	eventually(t, "sub to join the ring", joined(sub.Process.Pid))
+	eventually(t, "hz to join the ring", joined(hz.Process.Pid))
+
+	r := runCLI(t, "", "ring", "rm", name, "--dir", dir)
+	mustCode(t, r, 1, "ring rm of a ring in use")
+	for _, want := range []string{
+		"writer pid " + strconv.Itoa(os.Getpid()) + " is alive",
+		"reader pid " + strconv.Itoa(sub.Process.Pid) + " is alive",
+		"reader pid " + strconv.Itoa(hz.Process.Pid) + " is alive",
+		"--force",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("ring rm of a ring in use: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("ring rm without --force removed a ring in use: %v", err)
+	}
+
+	w.Close()
+	r = runCLI(t, "", "ring", "rm", "--force", name, "--dir", dir)
+	mustCode(t, r, 0, "ring rm --force of a ring in use")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("ring rm --force left %s: %v", path, err)
+	}
+	if code := waitCmd(t, sub); code != 1 || !strings.Contains(subErr.String(), "ring "+name+" was removed") {
+		t.Errorf("sub of a removed ring: exit %d, stderr %q; want exit 1 saying the ring was removed", code, subErr.String())
+	}
+	if code := waitCmd(t, hz); code != 1 || !strings.Contains(hzErr.String(), "ring "+name+" was removed") {
+		t.Errorf("hz of a removed ring: exit %d, stderr %q; want exit 1 saying the ring was removed", code, hzErr.String())
+	}
+}

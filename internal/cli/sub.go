@@ -36,7 +36,8 @@ overwrote before sub read them are reported on stderr, e.g.
 
 sub exits 0 after --count frames, 130 on SIGINT or SIGTERM, and 1 with a
 message if --timeout passes without a frame arriving (the timeout starts
-again after every frame).
+again after every frame) or if the ring is removed while sub waits (no
+frame can arrive on a removed ring once its writer is gone).
 
 Examples:
   edgeipc sub cam0 --from oldest --count 10
@@ -83,6 +84,8 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		return err
 	}
 	defer rd.Close()
+	gone := newRemovedWatch(rd.Ring())
+	defer gone.Close()
 	buf := make([]byte, rd.Ring().SlotPayload())
 	out := bufio.NewWriterSize(env.Stdout, 64<<10)
 	defer out.Flush()
@@ -98,9 +101,12 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 			if err := out.Flush(); err != nil {
 				return err
 			}
-			f, err = subWait(ctx, rd, buf, timeout)
+			f, err = subWait(ctx, rd, buf, timeout, gone)
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 				return fmt.Errorf("no frame on ring %s for %v (%d frames received; writer: %s)", name, timeout, n, subWriter(rd))
+			}
+			if errors.Is(err, errRingRemoved) {
+				return fmt.Errorf("ring %s was removed while sub waited (%d frames received): no frame can arrive on it any more; run sub again once the ring is created again", name, n)
 			}
 		}
 		if err != nil {
@@ -135,14 +141,32 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	return out.Flush()
 }
 
-// subWait blocks for the next frame, up to timeout (0: no limit).
-func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Duration) (shm.Frame, error) {
-	if timeout == 0 {
-		return rd.ReadInto(ctx, buf)
+// subWait blocks for the next frame, up to timeout (0: no limit). Every
+// removedPoll it checks whether the ring was removed, which it reports with
+// errRingRemoved.
+func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Duration, gone *removedWatch) (shm.Frame, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return rd.ReadInto(tctx, buf)
+	for {
+		wait := removedPoll
+		if timeout > 0 {
+			wait = min(wait, time.Until(deadline))
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		f, err := rd.ReadInto(wctx, buf)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return f, err
+		}
+		if timeout > 0 && !time.Now().Before(deadline) {
+			return f, err
+		}
+		if gone.removed() {
+			return f, errRingRemoved
+		}
+	}
 }
 
 func subWriter(rd *shm.Reader) string {
