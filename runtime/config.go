@@ -260,11 +260,21 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key (see docs/config.md)"})
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
+	// Validate the known keys too, so that one run lists every problem.
 	if err := c.validate(); err != nil {
-		return nil, err
+		var ve ConfigErrors
+		if !errors.As(err, &ve) {
+			return nil, err
+		}
+		errs = append(errs, ve...)
+	}
+	if len(errs) > 0 {
+		// In file order; problems without a line last.
+		sort.SliceStable(errs, func(i, j int) bool {
+			li, lj := errs[i].Line, errs[j].Line
+			return li != 0 && (lj == 0 || li < lj)
+		})
+		return nil, errs
 	}
 	return c, nil
 }

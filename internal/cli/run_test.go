@@ -43,6 +43,15 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, p+":2: rings.a.slots") {
 		t.Fatalf("--check of a bad file: code %d err %q", code, errs)
 	}
+	// An unknown key does not hide the other problems: all are listed, in
+	// file order (docs/config.md).
+	os.WriteFile(p, []byte("[rings.a]\nslotz = 8\nslots = 3\n[rings.b]\npolicy = \"drop\"\n"), 0o600)
+	code, _, errs = runRunCLI(t, context.Background(), "run", "-c", p, "--check")
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if code != 1 || len(lines) != 3 || !strings.Contains(lines[0], p+":2: rings.a.slotz: unknown key") ||
+		!strings.Contains(lines[1], p+":3: rings.a.slots") || !strings.Contains(lines[2], p+":5: rings.b.policy") {
+		t.Fatalf("--check of a file with an unknown key and bad values: code %d, want 1 and three problems in file order:\n%s", code, errs)
+	}
 	if code, _, _ := runRunCLI(t, context.Background(), "run", "extra"); code != 2 {
 		t.Fatalf("extra argument: code %d, want 2", code)
 	}
