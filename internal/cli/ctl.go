@@ -51,8 +51,11 @@ The runtime serves one request at a time, so a query sent during a long stop
 waits too. No reply in time does not mean the runtime is gone: check with
 'edgeipc ctl status' (or raise --timeout).
 
+Flags go before or after COMMAND: 'edgeipc ctl status --json' works.
+
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
-or is not running; 2 usage error.
+or is not running; 2 usage error; 130 interrupted (SIGINT or SIGTERM while
+waiting for the reply).
 
 Examples:
   edgeipc ctl status
@@ -70,6 +73,10 @@ Examples:
 }
 
 func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+	args, err := reparse(env, "ctl", fs, args) // flags may follow COMMAND
+	if err != nil {
+		return err
+	}
 	queue := fs.Lookup("queue").Value.String()
 	asJSON := fs.Lookup("json").Value.(flag.Getter).Get().(bool)
 	timeout := fs.Lookup("timeout").Value.(flag.Getter).Get().(time.Duration)

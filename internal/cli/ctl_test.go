@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -146,6 +147,15 @@ func TestCtlJSON(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"ok": true`) || code2 != 0 || json.Unmarshal([]byte(out2), &srcs) != nil || len(srcs) != 1 || srcs[0].State != "stopped" {
 		t.Fatalf("stop/sources --json: %d %q, %d %q", code, out, code2, out2)
 	}
+	// Flags after the command work as with every other command.
+	code, out, errs = ctlRun(t, "ctl", "status", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Version != "v-test" {
+		t.Fatalf("status --json (flag after the command): exit %d %q %q", code, out, errs)
+	}
+	code, out, errs = ctlRun(t, "ctl", "start", "cam0", "--json", "--timeout", "5s")
+	if code != 0 || !strings.Contains(out, `"ok": true`) {
+		t.Fatalf("start cam0 --json --timeout 5s: exit %d %q %q", code, out, errs)
+	}
 	// An error reply is printed as JSON too, and exits 1.
 	code, out, errs = ctlRun(t, "ctl", "--json", "restart", "nosuch")
 	var r control.Reply
@@ -167,6 +177,8 @@ func TestCtlErrors(t *testing.T) {
 		{"ctl", "status", "extra"},
 		{"ctl", "--timeout", "0s", "status"},
 		{"ctl", "--bogus", "status"},
+		{"ctl", "status", "--bogus"},
+		{"ctl", "status", "--timeout", "0s"},
 	} {
 		if code, _, errs := ctlRun(t, args...); code != 2 || !strings.Contains(errs, "usage: edgeipc ctl") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 with usage", args, code, errs)
@@ -196,12 +208,55 @@ func TestCtlNoRuntime(t *testing.T) {
 	}
 }
 
+// TestCtlInterrupted sends SIGINT to a ctl process waiting for a reply
+// from a queue that nobody serves: it exits 130, as its help says.
+func TestCtlInterrupted(t *testing.T) {
+	q := ctlQueue(t)
+	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	cmd := cliCmd(t, t.TempDir(), "ctl", "--queue", q, "status", "--timeout", "1m")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once its request is in the queue, ctl waits for the reply.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	buf := make([]byte, sq.MsgSize())
+	n, _, err := sq.Receive(ctx, buf)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no request from ctl: %v; stderr %q", err, errb.String())
+	}
+	var req control.Request
+	if _, err := req.UnmarshalMsg(buf[:n]); err != nil || req.Cmd != "status" {
+		t.Fatalf("request %+v: %v", req, err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitCmd(t, cmd); code != ExitInterrupted {
+		t.Fatalf("ctl after SIGINT: exit %d, want %d; stderr %q", code, ExitInterrupted, errb.String())
+	}
+	// It removed its reply queue on the way out.
+	if rq, err := mq.Open(req.Reply, os.O_RDONLY); err == nil {
+		rq.Close()
+		mq.Unlink(req.Reply)
+		t.Errorf("ctl left its reply queue %s after SIGINT", req.Reply)
+	} else if !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", req.Reply, err)
+	}
+}
+
 func TestCtlHelp(t *testing.T) {
 	code, out, _ := ctlRun(t, "help", "ctl")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, w := range append(append([]string{}, control.Commands...), "edgeipc ctl restart cam0", "--json", "--timeout", "EDGEIPC_CTL_QUEUE") {
+	for _, w := range append(append([]string{}, control.Commands...), "edgeipc ctl restart cam0", "--json", "--timeout", "EDGEIPC_CTL_QUEUE", "130 interrupted") {
 		if !strings.Contains(out, w) {
 			t.Errorf("help ctl lacks %q", w)
 		}
