@@ -40,7 +40,8 @@ func init() {
 from stdin, until stdin ends:
 
   --framing lines   one frame per line, without the newline (default);
-                    an empty line is a zero-length frame
+                    an empty line is a zero-length frame (the runtime's
+                    lines framing skips empty lines instead)
   --framing len32   one frame per record: a 4-byte little-endian length,
                     then that many bytes
 
