@@ -101,7 +101,7 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 		printTopHelp(env.Stdout)
 		return ExitOK
 	case "help":
-		if len(args) > 1 {
+		if len(args) > 1 && args[1] != "help" { // help help: the list below
 			c, ok := commands[args[1]]
 			if !ok {
 				fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", args[1])
@@ -128,7 +128,7 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 			printCmdHelp(env.Stdout, c)
 			return ExitOK
 		}
-		fmt.Fprintf(env.Stderr, "edgeipc %s: %v\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, err, c.Usage, c.Name)
+		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, flagError(err), c.Usage, c.Name)
 		return ExitUsage
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -178,7 +178,8 @@ Commands:
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].Short)
 	}
 	fmt.Fprint(w, `
-Run 'edgeipc help COMMAND' for a command's flags and examples.
+Run 'edgeipc help COMMAND' (or 'edgeipc COMMAND -h') for a command's flags
+and examples.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
 `)
@@ -197,7 +198,35 @@ func printCmdHelp(w io.Writer, c *Command) {
 	fs.VisitAll(func(*flag.Flag) { has = true })
 	if has {
 		fmt.Fprint(w, "\nFlags:\n")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+		printFlags(w, fs)
 	}
+}
+
+// printFlags is flag.PrintDefaults with the flags written --name, the way
+// usage lines and examples write them (both forms are accepted).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		switch f.Value.(type) {
+		case sizeValue:
+			typ = "size"
+		case uintValue:
+			typ = "uint"
+		}
+		line := "  --" + f.Name
+		if typ != "" {
+			line += " " + typ
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		switch f.DefValue {
+		case "", "0", "false", "0s":
+		default:
+			if typ == "string" {
+				line += fmt.Sprintf(" (default %q)", f.DefValue)
+			} else {
+				line += fmt.Sprintf(" (default %v)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w, line)
+	})
 }

@@ -59,9 +59,19 @@ func reparse(env *Env, name string, fs *flag.FlagSet, args []string) ([]string, 
 			}
 			return nil, &ExitError{Code: ExitOK}
 		}
-		return nil, Usagef("%v", err)
+		return nil, Usagef("%s", flagError(err))
 	}
 	return pos, nil
+}
+
+// flagError is the message of an error from flag.FlagSet.Parse with the
+// flag written --name, as usage lines and help write it.
+func flagError(err error) string {
+	s := err.Error()
+	for _, p := range []string{"flag provided but not defined: -", "for flag -", "flag needs an argument: -"} {
+		s = strings.Replace(s, p, p+"-", 1)
+	}
+	return s
 }
 
 // getFlag returns the current value of the flag name declared on fs.
@@ -71,8 +81,12 @@ func getFlag[T any](fs *flag.FlagSet, name string) T {
 	return fs.Lookup(name).Value.(flag.Getter).Get().(T)
 }
 
-// sizeValue is a flag.Value for byte counts written as 64, 4k, 1m, 2MiB.
-type sizeValue struct{ n *int }
+// sizeValue is a flag.Value for byte counts written as 64, 4k, 1m, 2MiB, up
+// to max bytes (0: parseSize's limit).
+type sizeValue struct {
+	n   *int
+	max int
+}
 
 func (s sizeValue) String() string {
 	if s.n == nil || *s.n == 0 {
@@ -85,11 +99,63 @@ func (s sizeValue) Get() any { return *s.n }
 
 func (s sizeValue) Set(v string) error {
 	n, err := parseSize(v)
+	if s.max > 0 && (err != nil || n > s.max) {
+		return fmt.Errorf("bad size %q: want 1 byte to %s, such as 64, 4k or 1m", v, shortBytes(s.max))
+	}
 	if err != nil {
 		return err
 	}
 	*s.n = n
 	return nil
+}
+
+// slotSizeValue is the --slot-size flag: 1 byte to shm.MaxSlotPayload.
+func slotSizeValue(n *int) sizeValue { return sizeValue{n: n, max: shm.MaxSlotPayload} }
+
+// shortBytes writes n the way parseSize reads it: 64m, 4k, 100.
+func shortBytes(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "m"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// uintValue is a flag.Value for an unsigned integer up to max, whose error
+// says the allowed range (the flag package only says "parse error").
+// Get returns a uint64.
+type uintValue struct {
+	n    *uint64
+	max  uint64
+	want string // the allowed values, e.g. "0 to 4294967295"
+}
+
+func (u uintValue) String() string {
+	if u.n == nil {
+		return "0"
+	}
+	return strconv.FormatUint(*u.n, 10)
+}
+
+func (u uintValue) Get() any { return *u.n }
+
+func (u uintValue) Set(v string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 0, 64)
+	if err != nil || n > u.max {
+		return fmt.Errorf("want %s", u.want)
+	}
+	*u.n = n
+	return nil
+}
+
+// plural returns "1 frame" or "2 frames".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatUint(n, 10) + " " + noun + "s"
 }
 
 // parseSize parses a byte count: digits with an optional k, m or g suffix

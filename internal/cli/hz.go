@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
@@ -38,7 +39,7 @@ Examples:
   edgeipc hz imu0 --window 100ms --count 50 --json > imu0-rate.jsonl`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Duration("window", time.Second, "length of one measurement window")
-			fs.Uint64("count", 0, "exit 0 after this many windows (0: run until interrupted)")
+			fs.Var(uintValue{n: new(uint64), max: math.MaxUint64, want: "0 (run until interrupted) or a positive count"}, "count", "exit 0 after this many windows (0: run until interrupted)")
 			fs.Bool("json", false, "print one JSON object per window")
 			dirFlag(fs, new(string))
 		},
@@ -74,9 +75,10 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	count := getFlag[uint64](fs, "count")
 	asJSON := getFlag[bool](fs, "json")
 
-	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}, &shm.ReaderOptions{From: shm.Newest})
+	sopts := &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}
+	rd, err := shm.OpenReader(name, sopts, &shm.ReaderOptions{From: shm.Newest})
 	if err != nil {
-		return err
+		return notRing(name, sopts, err)
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())

@@ -63,10 +63,10 @@ Examples:
 		Flags: func(fs *flag.FlagSet) {
 			var o pubOpts
 			fs.StringVar(&o.framing, "framing", "lines", "how stdin is split into frames: lines or len32")
-			fs.Uint64Var(&o.typ, "type", 0, "application frame type written with every frame (0 to 4294967295)")
+			fs.Var(uintValue{n: &o.typ, max: 1<<32 - 1, want: "0 to 4294967295"}, "type", "application frame type written with every frame (0 to 4294967295)")
 			fs.BoolVar(&o.create, "create", false, "create the ring if it does not exist")
 			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "with --create: number of slots, a power of two")
-			fs.Var(sizeValue{&o.slotSize}, "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m (default %d)", shm.DefaultSlotPayload))
+			fs.Var(slotSizeValue(&o.slotSize), "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m, up to 64m (default %d)", shm.DefaultSlotPayload))
 			fs.StringVar(&o.policy, "policy", "overwrite", "with --create: overwrite or block")
 			fs.StringVar(&o.group, "group", "", "with --create: make the ring mode 0660 for this group")
 			dirFlag(fs, &o.dir)
@@ -100,9 +100,6 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	if o.framing != "lines" && o.framing != "len32" {
 		return Usagef("bad --framing %q: use lines or len32", o.framing)
 	}
-	if o.typ > 1<<32-1 {
-		return Usagef("bad --type %d: use 0 to 4294967295", o.typ)
-	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if !o.create {
@@ -134,7 +131,12 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	} else {
 		r, err = shm.Open(name, &sopts)
 		if errors.Is(err, os.ErrNotExist) {
-			err = fmt.Errorf("%w (create it with 'edgeipc ring create %s' or pass --create)", err, name)
+			// shm's message suggests ring create or the runtime; pub can
+			// also create it.
+			err = fmt.Errorf("ring %s does not exist (%s): create it with 'edgeipc ring create %s', pass --create, or start the runtime that declares it",
+				name, shm.SegmentPath(name, &sopts), name)
+		} else {
+			err = notRing(name, &sopts, err)
 		}
 	}
 	if err != nil {
@@ -155,7 +157,7 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		err = pubLen32(ctx, env, w, uint32(o.typ), in, &st)
 	}
 	if !o.quiet && (err == nil || ctx.Err() == nil) {
-		fmt.Fprintf(env.Stderr, "pub %s: %d frames, %d bytes, %d dropped\n", name, st.frames, st.bytes, st.dropped)
+		fmt.Fprintf(env.Stderr, "pub %s: %s, %s, %d dropped\n", name, plural(st.frames, "frame"), plural(st.bytes, "byte"), st.dropped)
 	}
 	if err != nil {
 		return err

@@ -35,7 +35,11 @@ func TestPubSubLines(t *testing.T) {
 		t.Errorf("sub printed %q", r.stdout)
 	}
 	// A second pub appends to the same ring; the type is recorded.
-	mustCode(t, runCLI(t, "delta\n", "pub", name, "--type", "7", "--quiet", "--dir", dir), 0, "pub --type 7")
+	r = runCLI(t, "delta\n", "pub", name, "--type", "7", "--dir", dir)
+	mustCode(t, r, 0, "pub --type 7")
+	if !strings.Contains(r.stderr, "pub "+name+": 1 frame, 5 bytes, 0 dropped") {
+		t.Errorf("pub summary of one frame: %q", r.stderr)
+	}
 	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", "5", "--framing", "json", "--dir", dir)
 	mustCode(t, r, 0, "sub --framing json")
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
@@ -147,7 +151,13 @@ func TestPubSubUsageErrors(t *testing.T) {
 		{[]string{"pub", "r", "--slots", "8"}, "--slots only applies with --create"},
 		{[]string{"pub", "r", "--create", "--slots", "6"}, "power of two"},
 		{[]string{"pub", "r", "--create", "--policy", "drop"}, "use overwrite or block"},
-		{[]string{"pub", "r", "--type", "4294967296"}, "4294967295"},
+		{[]string{"pub", "r", "--type", "4294967296"}, "flag --type: want 0 to 4294967295"},
+		{[]string{"pub", "r", "--type", "-1"}, "flag --type: want 0 to 4294967295"},
+		{[]string{"pub", "r", "--create", "--slot-size", "0"}, "want 1 byte to 64m"},
+		{[]string{"pub", "r", "--create", "--slot-size", "65m"}, "want 1 byte to 64m"},
+		{[]string{"sub", "r", "--count", "-1"}, "flag --count: want 0 (run until interrupted) or a positive count"},
+		{[]string{"hz", "r", "--count", "-1"}, "flag --count: want 0 (run until interrupted) or a positive count"},
+		{[]string{"sub", "r", "--bogus"}, "not defined: --bogus"},
 		{[]string{"sub"}, "ring name missing"},
 		{[]string{"sub", "r", "--from", "middle"}, "use oldest or newest"},
 		{[]string{"sub", "r", "--framing", "xml"}, "lines, len32, hex or json"},
@@ -158,6 +168,10 @@ func TestPubSubUsageErrors(t *testing.T) {
 		{[]string{"ring", "grow"}, "unknown subcommand"},
 		{[]string{"ring", "create", "r", "--slots", "3"}, "power of two"},
 		{[]string{"ring", "create", "r", "--slot-size", "lots"}, "bad size"},
+		{[]string{"ring", "create", "r", "--slot-size", "0"}, "want 1 byte to 64m"},
+		{[]string{"ring", "create", "r", "--slot-size", "2047m"}, "want 1 byte to 64m"},
+		{[]string{"ring", "create", "r", "--slot-size", "1g"}, "want 1 byte to 64m"},
+		{[]string{"ring", "create", "r", "--slot-size", "2g"}, "want 1 byte to 64m"},
 		{[]string{"ring", "ls", "extra"}, "takes no arguments"},
 		{[]string{"ring", "create", "r", "--group", missingGID(t)}, "no group has id"},
 		{[]string{"ring", "create", "r", "--group", "no-such-group-edgeipc"}, "no such group"},
@@ -176,8 +190,8 @@ func TestPubSubUsageErrors(t *testing.T) {
 	// Not usage errors, but failures that say what to do.
 	r := runCLI(t, "x\n", "pub", "missing", "--dir", dir)
 	mustCode(t, r, 1, "pub to a missing ring")
-	if !strings.Contains(r.stderr, "edgeipc ring create missing") || !strings.Contains(r.stderr, "--create") {
-		t.Errorf("pub to a missing ring: %q", r.stderr)
+	if !strings.Contains(r.stderr, "edgeipc ring create missing") || !strings.Contains(r.stderr, "--create") || strings.Count(r.stderr, "ring create") != 1 {
+		t.Errorf("pub to a missing ring: %q, want one hint naming ring create and --create", r.stderr)
 	}
 	r = runCLI(t, "", "sub", "missing", "--dir", dir)
 	mustCode(t, r, 1, "sub of a missing ring")

@@ -49,7 +49,7 @@ var ringSubs = []*ringSub{
 		short: "create a ring",
 		flags: func(fs *flag.FlagSet, o *ringOpts) {
 			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "number of slots, a power of two from 2 to 16777216")
-			fs.Var(sizeValue{&o.slotSize}, "slot-size", fmt.Sprintf("largest frame payload in bytes, e.g. 64, 4k, 1m; rounded up to a multiple of 64 (default %d)", shm.DefaultSlotPayload))
+			fs.Var(slotSizeValue(&o.slotSize), "slot-size", fmt.Sprintf("largest frame payload in bytes, e.g. 64, 4k, 1m, up to 64m; rounded up to a multiple of 64 (default %d)", shm.DefaultSlotPayload))
 			fs.StringVar(&o.policy, "policy", "overwrite", "what a full ring does: overwrite (readers lose the oldest frames) or block (the writer waits)")
 			fs.StringVar(&o.group, "group", "", "group name or id: create the ring mode 0660 for that group (default mode 0600)")
 			dirFlag(fs, &o.dir)
@@ -153,11 +153,10 @@ func runRing(ctx context.Context, env *Env, _ *flag.FlagSet, args []string) erro
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(env.Stdout, "Usage: edgeipc %s\n\n%s\n\nFlags:\n", sub.usage, sub.short)
-			fs.SetOutput(env.Stdout)
-			fs.PrintDefaults()
+			printFlags(env.Stdout, fs)
 			return nil
 		}
-		return Usagef("ring %s: %v (usage: edgeipc %s)", sub.name, err, sub.usage)
+		return Usagef("ring %s: %s (usage: edgeipc %s)", sub.name, flagError(err), sub.usage)
 	}
 	return sub.run(ctx, env, &o, pos)
 }
@@ -354,7 +353,7 @@ func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) erro
 	}
 	r, err := shm.Open(name, o.segOpts())
 	if err != nil {
-		return err
+		return notRing(name, o.segOpts(), err)
 	}
 	out := inspectOut{Info: r.Inspect(), Path: r.Segment().Path()}
 	r.Close()
@@ -489,6 +488,26 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d not removed", failed, len(names))}
 	}
 	return nil
+}
+
+// notRing returns err, a failure to open the named ring, or a clearer
+// error if the segment of that name is not a ring: shm.Open checks the
+// header's size before its magic, so a semaphore fails as a "corrupt"
+// ring of the wrong size.
+func notRing(name string, opts *shm.SegmentOptions, err error) error {
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	segs, lerr := shm.ListSegments(opts)
+	if lerr != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s.Name == name && s.Kind != "ring" {
+			return fmt.Errorf("%s is %s, not a ring (see 'edgeipc ring ls')", s.Path, kindPhrase(s.Kind))
+		}
+	}
+	return err
 }
 
 // kindPhrase names a segment kind from shm.ListSegments after "is".

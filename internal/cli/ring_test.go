@@ -254,6 +254,20 @@ func TestRingRemoveRefusesNonRing(t *testing.T) {
 	sem.Close()
 	path := filepath.Join(dir, shm.FilePrefix+name)
 
+	// Commands that open a ring say what the segment is instead.
+	for _, args := range [][]string{
+		{"ring", "inspect", name},
+		{"sub", name},
+		{"hz", name},
+		{"pub", name},
+	} {
+		r := runCLI(t, "x\n", append(args, "--dir", dir)...)
+		mustCode(t, r, 1, strings.Join(args, " ")+" of a semaphore")
+		if !strings.Contains(r.stderr, path+" is a semaphore segment, not a ring") {
+			t.Errorf("%s of a semaphore: stderr %q", strings.Join(args, " "), r.stderr)
+		}
+	}
+
 	r := runCLI(t, "", "ring", "rm", name, "--dir", dir)
 	mustCode(t, r, 1, "ring rm of a semaphore")
 	if !strings.Contains(r.stderr, "semaphore") || !strings.Contains(r.stderr, "--force") {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -46,7 +47,7 @@ Examples:
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("from", "newest", "where to start: newest (the next frame written) or oldest (the oldest frame in the ring)")
 			fs.String("framing", "lines", "output format: lines, len32, hex or json")
-			fs.Uint64("count", 0, "exit 0 after this many frames (0: run until interrupted)")
+			fs.Var(uintValue{n: new(uint64), max: math.MaxUint64, want: "0 (run until interrupted) or a positive count"}, "count", "exit 0 after this many frames (0: run until interrupted)")
 			fs.Duration("timeout", 0, "exit 1 if no frame arrives for this long, e.g. 5s (0: wait forever)")
 			dirFlag(fs, new(string))
 		},
@@ -79,9 +80,10 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		return Usagef("bad --timeout %v: use a positive duration such as 5s, or 0 to wait forever", timeout)
 	}
 
-	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}, &shm.ReaderOptions{From: from})
+	sopts := &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}
+	rd, err := shm.OpenReader(name, sopts, &shm.ReaderOptions{From: from})
 	if err != nil {
-		return err
+		return notRing(name, sopts, err)
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
@@ -103,10 +105,10 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 			}
 			f, err = subWait(ctx, rd, buf, timeout, gone)
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return fmt.Errorf("no frame on ring %s for %v (%d frames received; writer: %s)", name, timeout, n, subWriter(rd))
+				return fmt.Errorf("no frame on ring %s for %v (%s received; writer: %s)", name, timeout, plural(n, "frame"), subWriter(rd))
 			}
 			if errors.Is(err, errRingRemoved) {
-				return fmt.Errorf("ring %s was removed while sub waited (%d frames received): no frame can arrive on it any more; run sub again once the ring is created again", name, n)
+				return fmt.Errorf("ring %s was removed while sub waited (%s received): no frame can arrive on it any more; run sub again once the ring is created again", name, plural(n, "frame"))
 			}
 		}
 		if err != nil {
@@ -115,7 +117,7 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		n++
 		if f.Lost > 0 {
 			out.Flush()
-			fmt.Fprintf(env.Stderr, "lost %d frames before seq %d\n", f.Lost, f.Seq)
+			fmt.Fprintf(env.Stderr, "lost %s before seq %d\n", plural(uint64(f.Lost), "frame"), f.Seq)
 		}
 		switch framing {
 		case "lines":
