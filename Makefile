@@ -47,8 +47,10 @@ help: ## list the targets
 build: ## static binary for this machine into bin/edgeipc
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgeipc ./cmd/edgeipc
 
-run: ## run the runtime on its built-in default configuration
-	$(GO) run ./cmd/edgeipc run
+# The binary runs directly, not under `go run`, which exits 1 when Ctrl-C
+# interrupts its child, so that make reported "Error 1" for a clean stop.
+run: build ## run the runtime on its built-in default configuration (Ctrl-C stops)
+	bin/edgeipc run
 
 test: setup lint test-native test-race test-arm release-check ## the whole test suite: native, race, ARM under qemu, release checks
 
