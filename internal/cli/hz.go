@@ -103,11 +103,21 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 			continue
 		}
 		if _, err := fmt.Fprintf(env.Stdout, "%8.3fs %12.1f %10s/s %12v %12v %8d\n",
-			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), time.Duration(w.LatencyMeanNs), time.Duration(w.LatencyMaxNs), w.Lost); err != nil {
+			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), round3(time.Duration(w.LatencyMeanNs)), round3(time.Duration(w.LatencyMaxNs)), w.Lost); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// round3 rounds d to three significant digits (1.138544ms to 1.14ms), so
+// that the latency columns stay short and aligned.
+func round3(d time.Duration) time.Duration {
+	unit := time.Duration(1)
+	for v := d / 1000; v > 0; v /= 10 {
+		unit *= 10
+	}
+	return d.Round(unit)
 }
 
 // hzMeasure reads frames for one window and returns the window's figures.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -359,6 +360,21 @@ func TestHz(t *testing.T) {
 	mustCode(t, r, 0, "hz")
 	if !strings.Contains(r.stdout, "FRAMES/S") || strings.Count(r.stdout, "\n") != 2 {
 		t.Errorf("hz table:\n%s", r.stdout)
+	}
+	// Latencies have at most three significant digits (1.14ms, not
+	// 1.138544ms), so the columns stay aligned.
+	short := regexp.MustCompile(`^(0s|[1-9][0-9]{0,2}(ns|µs|ms|s)|[1-9]\.[0-9]{1,2}(µs|ms|s)|[1-9][0-9]\.[0-9](µs|ms|s))$`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if f := strings.Fields(lines[len(lines)-1]); len(f) != 7 || !short.MatchString(f[4]) || !short.MatchString(f[5]) {
+		t.Errorf("hz latency columns are not rounded to three digits: %q", lines[len(lines)-1])
+	}
+}
+
+func TestRound3(t *testing.T) {
+	for ns, want := range map[int64]string{0: "0s", 456: "456ns", 1234: "1.23µs", 23456: "23.5µs", 999999: "1ms", 1138544: "1.14ms", 123456789: "123ms", 1234567890: "1.23s"} {
+		if got := round3(time.Duration(ns)).String(); got != want {
+			t.Errorf("round3(%dns) = %s, want %s", ns, got, want)
+		}
 	}
 }
 

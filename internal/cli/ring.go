@@ -100,7 +100,8 @@ ring create makes the file mode 0600 (only you), or 0660 for --group.
 --slot-size is the largest payload one frame can carry.
 
 ring ls lists every edgeipc segment with its size, mode and owner, and for
-rings the geometry, policy, head sequence, writer and readers. Anything
+rings the geometry, policy, head sequence, writer and readers (names
+longer than 40 characters are cut short with "…"; --json has them whole). Anything
 else named edgeipc.NAME (a symbolic link, a directory, a FIFO) is listed
 with that kind, so that you can see what blocks 'ring create NAME'; ls
 never follows or opens it.
@@ -287,7 +288,7 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tMODE\tOWNER\tSLOTS\tPAYLOAD\tPOLICY\tHEAD\tWRITER\tREADERS")
 	for _, e := range out {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t", e.Name, e.Kind, humanBytes(float64(e.Size)), e.Mode, e.Owner, e.Group)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t", clip(e.Name, lsNameWidth), e.Kind, humanBytes(float64(e.Size)), e.Mode, e.Owner, e.Group)
 		switch {
 		case e.Ring != nil:
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%d (%d alive)\n", e.Ring.Slots, e.Ring.SlotPayload, e.Ring.Policy, e.Ring.Head,
@@ -303,6 +304,21 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// lsNameWidth caps the NAME column of the ring ls table: one long name
+// (up to 200 characters) would otherwise widen it for every row. --json
+// has the full names.
+const lsNameWidth = 40
+
+// clip shortens s to n characters, ending it with an ellipsis if it was
+// longer.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func writerString(pid int, alive bool) string {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -489,5 +490,31 @@ func TestRingRemoveInUse(t *testing.T) {
 	}
 	if code := waitCmd(t, hz); code != 1 || !strings.Contains(hzErr.String(), "ring "+name+" was removed") {
 		t.Errorf("hz of a removed ring: exit %d, stderr %q; want exit 1 saying the ring was removed", code, hzErr.String())
+	}
+}
+
+// TestRingListLongName: a 200-character name is cut short in the ring ls
+// table, so it does not widen the NAME column of every row; --json keeps it.
+func TestRingListLongName(t *testing.T) {
+	dir := t.TempDir()
+	long := uniqueName("long")
+	long += strings.Repeat("x", 200-len(long))
+	short := uniqueName("s")
+	for _, n := range []string{long, short} {
+		mustCode(t, runCLI(t, "", "ring", "create", n, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	}
+	r := runCLI(t, "", "ring", "ls", "--dir", dir)
+	mustCode(t, r, 0, "ring ls")
+	clipped := long[:lsNameWidth-1] + "…"
+	if strings.Contains(r.stdout, long) || !strings.Contains(r.stdout, clipped+"  ring") {
+		t.Errorf("ring ls does not cut the long name to %q:\n%s", clipped, r.stdout)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if i := strings.Index(l, "  "); i < 0 || utf8.RuneCountInString(l[:i]) > lsNameWidth {
+			t.Errorf("NAME column wider than %d: %q", lsNameWidth, l)
+		}
+	}
+	if e := findEntry(lsJSON(t, dir), long); e == nil || e.Kind != "ring" {
+		t.Errorf("ring ls --json lacks the whole long name: %+v", e)
 	}
 }
