@@ -95,6 +95,8 @@ func TestCorruptHeaders(t *testing.T) {
 		{"truncated", img[:8000], ErrCorrupt},
 		{"truncated slots", img[:len(img)-64], ErrCorrupt},
 		{"never ready", put(44, 0), ErrCorrupt},
+		{"semaphore", put(0, semMagic), ErrInvalid},
+		{"short semaphore", binary.LittleEndian.AppendUint32(nil, semMagic), ErrInvalid},
 	}
 	for _, c := range cases {
 		r, err := openImage(t, dir, c.img)

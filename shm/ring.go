@@ -270,6 +270,9 @@ func init() { readyPolls.Store(100) }
 // has not finished initialising.
 func validateHeader(mem []byte, polls int) (geometry, error) {
 	var g geometry
+	if len(mem) >= 4 && atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[0]))) == semMagic {
+		return g, fmt.Errorf("%w: segment is a semaphore, not a ring", ErrInvalid)
+	}
 	if len(mem) < int(ringHeaderSize()) {
 		return g, corrupt("segment size", uint64(len(mem)), fmt.Sprintf(">= %d bytes (not a ring)", ringHeaderSize()))
 	}
