@@ -429,12 +429,12 @@ func TestPubCreateExisting(t *testing.T) {
 // missingGID returns a numeric group id that no group has.
 func missingGID(t *testing.T) string {
 	t.Helper()
-	for g := 4000000000; g > 3999999000; g-- {
+	for g := 2000000000; g > 1999999000; g-- { // fits a 32-bit int
 		s := strconv.Itoa(g)
 		if _, err := user.LookupGroupId(s); err != nil {
 			return s
 		}
 	}
-	t.Fatal("every gid from 3999999001 to 4000000000 exists")
+	t.Fatal("every gid from 1999999001 to 2000000000 exists")
 	return ""
 }
