@@ -3,55 +3,10 @@ package sched
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 	"golang.org/x/sys/unix"
 )
-
-// Policy is a Linux scheduling policy.
-type Policy int
-
-const (
-	Other Policy = sys.SchedOther // the default time-sharing policy
-	FIFO  Policy = sys.SchedFIFO  // real-time, run until blocked or preempted by higher priority
-	RR    Policy = sys.SchedRR    // real-time, round-robin among equal priorities
-	Batch Policy = sys.SchedBatch
-	Idle  Policy = sys.SchedIdle
-)
-
-func (p Policy) String() string {
-	switch p {
-	case Other:
-		return "other"
-	case FIFO:
-		return "fifo"
-	case RR:
-		return "rr"
-	case Batch:
-		return "batch"
-	case Idle:
-		return "idle"
-	}
-	return fmt.Sprintf("policy(%d)", int(p))
-}
-
-// ParsePolicy parses other, fifo, rr, batch or idle.
-func ParsePolicy(s string) (Policy, error) {
-	switch strings.ToLower(s) {
-	case "other", "normal", "":
-		return Other, nil
-	case "fifo":
-		return FIFO, nil
-	case "rr":
-		return RR, nil
-	case "batch":
-		return Batch, nil
-	case "idle":
-		return Idle, nil
-	}
-	return 0, fmt.Errorf("sched: unknown policy %q: use other, fifo, rr, batch or idle", s)
-}
 
 // ErrPermission is wrapped by errors from calls the process lacks the
 // capability or resource limit for.
@@ -71,6 +26,9 @@ func SetThread(p Policy, priority int) error {
 		return fmt.Errorf("sched: priority %d for %v: must be 0 (only fifo and rr have priorities)", priority, p)
 	}
 	if err := sys.SchedSetscheduler(0, int(p), priority); err != nil {
+		if errors.Is(err, unix.EPERM) && p != FIFO && p != RR {
+			return fmt.Errorf("%w: switching to %v needs CAP_SYS_NICE here (a thread in idle, or with a lowered priority, cannot go back without it)", ErrPermission, p)
+		}
 		if errors.Is(err, unix.EPERM) {
 			var rl unix.Rlimit
 			unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
@@ -92,6 +50,10 @@ func Thread() (Policy, int, error) {
 	return Policy(p &^ 0x40000000), prio, err // mask SCHED_RESET_ON_FORK
 }
 
+// maxCPUs is CPU_SETSIZE, the CPUs a unix.CPUSet holds on every
+// architecture (its words are 64 bits on 64-bit targets, 32 on 32-bit).
+const maxCPUs = 1024
+
 // SetAffinity pins the calling OS thread (lock it first) to cpus.
 func SetAffinity(cpus ...int) error {
 	if len(cpus) == 0 {
@@ -99,8 +61,8 @@ func SetAffinity(cpus ...int) error {
 	}
 	var set unix.CPUSet
 	for _, c := range cpus {
-		if c < 0 || c >= len(set)*64 {
-			return fmt.Errorf("sched: CPU %d out of range", c)
+		if c < 0 || c >= maxCPUs {
+			return fmt.Errorf("sched: CPU %d out of range (0 to %d)", c, maxCPUs-1)
 		}
 		set.Set(c)
 	}

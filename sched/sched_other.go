@@ -11,19 +11,8 @@ import (
 // ErrNotSupported is returned on systems other than Linux.
 var ErrNotSupported = errors.New("sched: not supported on this operating system")
 
-type Policy int
-
-const (
-	Other Policy = 0
-	FIFO  Policy = 1
-	RR    Policy = 2
-	Batch Policy = 3
-	Idle  Policy = 5
-)
-
 var ErrPermission = errors.New("sched: permission denied")
 
-func ParsePolicy(s string) (Policy, error)   { return 0, ErrNotSupported }
 func SetThread(p Policy, priority int) error { return ErrNotSupported }
 func Thread() (Policy, int, error)           { return 0, 0, ErrNotSupported }
 func SetAffinity(cpus ...int) error          { return ErrNotSupported }

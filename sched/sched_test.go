@@ -5,10 +5,14 @@ package sched
 import (
 	"context"
 	"errors"
-	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 func TestAffinityRoundTrip(t *testing.T) {
@@ -41,14 +45,22 @@ func TestRealtimePolicy(t *testing.T) {
 		t.Fatal("priority for SCHED_OTHER accepted")
 	}
 	err := SetThread(FIFO, 10)
-	if os.Geteuid() != 0 {
+	// Root is not enough (containers drop CAP_SYS_NICE from root); the
+	// capability or an RLIMIT_RTPRIO of 10 is.
+	capable, cerr := sys.HasCapability(unix.CAP_SYS_NICE)
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	var rl unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
+	if !capable && rl.Cur < 10 {
 		if !errors.Is(err, ErrPermission) {
 			t.Fatalf("unprivileged FIFO: %v, want ErrPermission naming CAP_SYS_NICE", err)
 		}
 		return
 	}
 	if err != nil {
-		t.Fatalf("FIFO as root: %v", err)
+		t.Fatalf("FIFO with CAP_SYS_NICE or RLIMIT_RTPRIO %d: %v", rl.Cur, err)
 	}
 	defer SetThread(Other, 0)
 	p, prio, err := Thread()
@@ -99,5 +111,26 @@ func TestParsePolicy(t *testing.T) {
 	}
 	if _, err := ParsePolicy("deadline"); err == nil {
 		t.Error("unknown policy accepted")
+	}
+}
+
+func TestPolicyNumbersAreLinuxs(t *testing.T) {
+	for p, want := range map[Policy]int{Other: sys.SchedOther, FIFO: sys.SchedFIFO, RR: sys.SchedRR, Batch: sys.SchedBatch, Idle: sys.SchedIdle} {
+		if int(p) != want {
+			t.Errorf("%v = %d, Linux says %d", p, int(p), want)
+		}
+		if back, err := ParsePolicy(p.String()); err != nil || back != p {
+			t.Errorf("ParsePolicy(%q) = %v, %v", p.String(), back, err)
+		}
+	}
+}
+
+func TestAffinityRange(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, c := range []int{-1, 1024, 2047} {
+		if err := SetAffinity(c); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("SetAffinity(%d) = %v, want out of range", c, err)
+		}
 	}
 }

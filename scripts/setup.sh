@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # setup.sh — what `make test` needs on a fresh Debian/Ubuntu machine:
-# Debian packages (qemu-user-static for the ARM runs, mosquitto, systemd
+# Debian packages (qemu-user-static for the ARM runs, systemd
 # tools for the .deb test, ...) and qemu registered with binfmt_misc.
 #
 #   scripts/setup.sh   as root: install the missing packages, register qemu
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Keep in step with .ci/run.
-PKGS=(qemu-user-static binfmt-support file mosquitto adduser passwd systemd ca-certificates git make procps)
+PKGS=(qemu-user-static binfmt-support file adduser passwd systemd ca-certificates git make procps)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -339,3 +339,41 @@ func runLikeSystemd(t *testing.T) {
 	}
 	t.Logf("edgeipc run output:\n%s", out.String())
 }
+
+// TestDebVersion checks scripts/deb-version.sh: package versions follow
+// the git history in dpkg's order, a pre-release before its release.
+func TestDebVersion(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(root, "scripts", "deb-version.sh")
+	// In git order: each must sort strictly after the one before.
+	order := []struct{ describe, want string }{
+		{"abc1234", "0.0.0~git.abc1234"},
+		{"v1.2.3-rc1", "1.2.3~rc1"},
+		{"v1.2.3-rc1-4-gabc1234", "1.2.3~rc1+4.gabc1234"},
+		{"v1.2.3-rc2", "1.2.3~rc2"},
+		{"v1.2.3", "1.2.3"},
+		{"v1.2.3-4-gabc1234", "1.2.3+4.gabc1234"},
+		{"v1.2.3-4-gabc1234-dirty", "1.2.3+4.gabc1234.dirty"},
+		{"v1.2.4", "1.2.4"},
+	}
+	prev := ""
+	for _, c := range order {
+		out, err := exec.Command("sh", script, c.describe).Output()
+		got := strings.TrimSpace(string(out))
+		if err != nil || got != c.want {
+			t.Fatalf("deb-version.sh %s = %q (%v), want %q", c.describe, got, err, c.want)
+		}
+		if prev != "" {
+			if _, err := exec.LookPath("dpkg"); err != nil {
+				t.Fatalf("dpkg is needed to check version order: %v", err)
+			}
+			if err := exec.Command("dpkg", "--compare-versions", prev, "lt", got).Run(); err != nil {
+				t.Errorf("dpkg sorts %s before %s", got, prev)
+			}
+		}
+		prev = got
+	}
+}
