@@ -26,9 +26,24 @@ func lookupGroup(g string) (int, error) {
 	return strconv.Atoi(gr.Gid)
 }
 
-func removeFIFO(path string) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
-		os.Remove(path)
+// removeFIFO removes the FIFO id at path: only if path still names that
+// FIFO and no other runtime holds its lock (one may have taken it over
+// since this runtime's source stopped reading it).
+func removeFIFO(path string, id fifoID) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
+		return
+	}
+	if ok, err := tryLock(fd); err != nil || !ok {
+		return
+	}
+	if sameFile(path, fd) {
+		unix.Unlink(path)
 	}
 }
 
@@ -45,8 +60,9 @@ var testHookFIFOChecked func(path string)
 
 // openFIFO creates the FIFO at path (mode 0600, or 0660 with a group) or
 // reuses an existing FIFO there that the runtime's user owns (restart
-// safety), and opens it. Anything else at the path (a regular file, a
-// directory, a symlink, a FIFO of another user) is refused.
+// safety), opens it and takes its lock (ownlock_linux.go). Anything else at
+// the path (a regular file, a directory, a symlink, a FIFO of another user)
+// is refused, and so is a FIFO another runtime reads (holds the lock of).
 //
 // The read end is opened O_NONBLOCK|O_NOFOLLOW (read through the
 // netpoller); the mode and group are set on that descriptor (fchmod,
@@ -96,6 +112,11 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	}
 	if err := checkFIFOOwner(path, int(st.Uid)); err != nil {
 		return fail(err)
+	}
+	if ok, err := tryLock(fd); err != nil {
+		return fail(&os.PathError{Op: "lock", Path: path, Err: err})
+	} else if !ok {
+		return fail(fmt.Errorf("%s is read by another edgeipc runtime (it holds the FIFO's lock); two readers would split its records between them: stop that runtime or choose another path", path))
 	}
 	// Set the exact mode (the umask narrowed mkfifo's; a reused FIFO may
 	// have another) and group on the descriptor.
@@ -166,6 +187,7 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ss.set(func(ss *sourceState) { ss.fifo = &id })
 	defer func() {
 		if dummy >= 0 {
 			unix.Close(dummy)

@@ -22,7 +22,10 @@ type ringState struct {
 	dir     string
 	ring    *shm.Ring
 	created bool
-	stats   atomic.Pointer[statsReader] // the ring's stats reader, if one runs
+	// lock is a descriptor of the segment holding its flock: this runtime
+	// manages the ring (ownlock_linux.go). nil if another runtime does.
+	lock  *os.File
+	stats atomic.Pointer[statsReader] // the ring's stats reader, if one runs
 
 	mu       sync.Mutex
 	lastHead uint32
@@ -36,12 +39,19 @@ type ringState struct {
 	rateHz, bytesPerS   float64
 }
 
-// openRing attaches to or creates a ring. A ring whose geometry, policy or
-// header does not match the config is removed and created again (logged).
+// openRing attaches to or creates a ring and takes its lock. A ring whose
+// geometry, policy or header does not match the config is removed and
+// created again (logged), unless another runtime manages it: that is an
+// error. A ring another runtime manages is used without its lock, so this
+// runtime never removes it.
 func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	sc := rc.shmConfig(dir)
+	path := shm.SegmentPath(rc.Name, &sc.Segment)
 	r, created, err := shm.OpenOrCreate(rc.Name, sc)
 	if err != nil && (errors.Is(err, os.ErrExist) || errors.Is(err, shm.ErrCorrupt) || errors.Is(err, shm.ErrVersion)) {
+		if lockedElsewhere(path) {
+			return nil, fmt.Errorf("ring %s: existing segment does not match the config (%w), and another edgeipc runtime manages it, so it is not recreated: make the config match, or stop that runtime first", rc.Name, err)
+		}
 		rt.log.Warn(fmt.Sprintf("ring %s: existing segment does not match the config (%v); removing and recreating it", rc.Name, err))
 		if rerr := shm.Remove(rc.Name, &sc.Segment); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			return nil, fmt.Errorf("ring %s: %w", rc.Name, rerr)
@@ -52,18 +62,73 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ring %s: %w", rc.Name, err)
 	}
+	lock, err := lockRing(r)
+	if err != nil {
+		if created {
+			r.Remove()
+		}
+		r.Close()
+		return nil, fmt.Errorf("ring %s: lock: %w", rc.Name, err)
+	}
 	verb := "attached to existing"
 	if created {
 		verb = "created"
 	}
-	rt.log.Info(fmt.Sprintf("ring %s: %s (%d slots x %d B, %s, %s)", rc.Name, verb, r.Slots(), r.SlotPayload(), r.Policy(), shm.SegmentPath(rc.Name, &sc.Segment)))
-	return &ringState{cfg: rc, dir: dir, ring: r, created: created, lastHead: r.Head(), winStart: time.Now()}, nil
+	rt.log.Info(fmt.Sprintf("ring %s: %s (%d slots x %d B, %s, %s)", rc.Name, verb, r.Slots(), r.SlotPayload(), r.Policy(), path))
+	if lock == nil {
+		rt.log.Warn(fmt.Sprintf("ring %s: another edgeipc runtime manages it (it holds the segment's lock); this runtime uses the ring but never removes or recreates it", rc.Name))
+	}
+	return &ringState{cfg: rc, dir: dir, ring: r, created: created, lock: lock, lastHead: r.Head(), winStart: time.Now()}, nil
 }
 
-// close unmaps the ring and removes its segment if remove is set.
+// lockRing takes the lock of r's segment on a duplicate of its descriptor
+// (so it is the very file mapped, whatever its path names now). It returns
+// nil, and no error, if another runtime holds the lock.
+func lockRing(r *shm.Ring) (*os.File, error) {
+	f, err := r.File()
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := withFd(f, func(fd int) error { ok, err = tryLock(fd); return err }); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !ok {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
+}
+
+// withFd calls fn with f's descriptor without switching f to blocking mode.
+func withFd(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// close unmaps the ring and releases its lock. With remove set it first
+// removes the segment, but only if this runtime manages the ring (holds its
+// lock) and the path still names the segment it has mapped.
 func (rs *ringState) close(remove bool) {
-	if remove {
-		rs.ring.Remove()
+	if rs.lock != nil {
+		if remove {
+			path := rs.ring.Segment().Path()
+			withFd(rs.lock, func(fd int) error {
+				if sameFile(path, fd) {
+					rs.ring.Remove()
+				}
+				return nil
+			})
+		}
+		rs.lock.Close()
 	}
 	rs.ring.Close()
 }

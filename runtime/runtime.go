@@ -131,14 +131,17 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		defer signal.Stop(sigc)
 	}
 
-	if err := rt.apply(nil, cfg); err != nil {
-		return err
-	}
+	// Claim the control queue first: a second runtime with the same queue
+	// fails here, before it creates, attaches to or starts anything.
 	if cfg.controlEnabled() {
 		if err := rt.startControl(ctx, cfg); err != nil {
-			rt.shutdown(cfg.Runtime.ShutdownTimeout.D())
 			return err
 		}
+	}
+	if err := rt.apply(nil, cfg); err != nil {
+		// apply has removed the rings it created and started nothing.
+		rt.closeControl()
+		return err
 	}
 	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %s (config %s, segments in %s, pid %d)",
 		cfg.Summary(), cfgName(cfg), rt.shmDir, os.Getpid()))
@@ -264,6 +267,9 @@ func ctlQueue(c ControlConfig) string {
 	return control.QueueName(q)
 }
 
+// startControl creates (claims) the control queue and serves it. Run calls
+// it before anything else is created: requests that arrive while the rings
+// and sources are being set up see them appear.
 func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 	srv, err := control.NewServer(rt, control.ServerOptions{
 		Queue: ctlQueue(cfg.Control),
@@ -319,6 +325,12 @@ func (rt *Runtime) shutdown(timeout time.Duration) bool {
 	case <-time.After(timeout):
 		ok = false
 	}
+	rt.closeControl()
+	return ok
+}
+
+// closeControl closes the control server, which removes its queue.
+func (rt *Runtime) closeControl() {
 	rt.mu.Lock()
 	ctl := rt.ctl
 	rt.ctl = nil
@@ -326,7 +338,6 @@ func (rt *Runtime) shutdown(timeout time.Duration) bool {
 	if ctl != nil {
 		ctl.Close()
 	}
-	return ok
 }
 
 // Reload re-reads the configuration file and applies the difference (what

@@ -39,6 +39,9 @@ type sourceState struct {
 	lastError string
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// fifo is the FIFO a run of this fifo source opened and locked: the
+	// one cleanup may remove.
+	fifo *fifoID
 
 	badLog  limiter
 	fifoLog limiter // fifo: "writers closed" after a broken stream
@@ -129,10 +132,14 @@ func (ss *sourceState) getState() string {
 	return ss.state
 }
 
-// cleanup removes what the source created if configured (FIFO).
+// cleanup removes, if configured, the FIFO that the source read: only one
+// it has opened and held the lock of, never one another runtime reads.
 func (ss *sourceState) cleanup() {
-	if ss.cfg.Kind == KindFIFO && ss.cfg.RemoveOnExit {
-		removeFIFO(ss.cfg.Path)
+	ss.mu.Lock()
+	id := ss.fifo
+	ss.mu.Unlock()
+	if ss.cfg.Kind == KindFIFO && ss.cfg.RemoveOnExit && id != nil {
+		removeFIFO(ss.cfg.Path, *id)
 	}
 }
 
