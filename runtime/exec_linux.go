@@ -126,7 +126,7 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 		outW.Close()
 		return nil, err
 	}
-	p, exitc, err := ss.rt.spawn.start(path, c.Command, &os.ProcAttr{
+	p, exitc, err := ss.rt.spawn.start(c.Name, c.StopTimeout.D(), path, c.Command, &os.ProcAttr{
 		Dir: c.Dir, Env: ss.childEnv(), Files: []*os.File{devnull, outW, errW},
 	})
 	outW.Close()

@@ -160,3 +160,118 @@ remove_on_exit = true
 		t.Fatalf("remove_on_exit: segment or FIFO left after the managing runtime's clean exit")
 	}
 }
+
+// readPIDs reads the pids a test script appended to path, one a line.
+func readPIDs(path string) []int {
+	b, _ := os.ReadFile(path)
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killPIDs SIGKILLs what a failing test may leave behind.
+func killPIDs(t *testing.T, path string) {
+	t.Cleanup(func() {
+		for _, pid := range readPIDs(path) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// A child that exits leaving a background job in its group: the job is
+// sent SIGTERM before the child is reaped and restarted, so restarts do
+// not pile up orphans.
+func TestExecExitTerminatesItsGroup(t *testing.T) {
+	e := newEnv(t)
+	pids := filepath.Join(e.dir, "pids")
+	killPIDs(t, pids)
+	rt, logb, stop := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "bg"
+kind = "exec"
+ring = "r"
+command = ["/bin/sh", "-c", "sleep 30 & echo $! >> %s; echo hi; exit 1"]
+backoff_min = "10ms"
+`, pids))
+	eventually(t, "three runs of the child", func() bool { return len(readPIDs(pids)) >= 3 })
+	// Each restart came after the group of the previous run was empty.
+	got := readPIDs(pids)
+	for _, pid := range got[:2] {
+		if pidAlive(pid) {
+			t.Fatalf("background job %d of an earlier run outlived it (restarts %d)", pid, rt.sourceStat(t, "bg").Restarts)
+		}
+	}
+	logb.waitFor(t, "source bg: child (pid ", 1)
+	logb.waitFor(t, "of its group still run; sending SIGTERM to the group", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range readPIDs(pids) {
+		if pidAlive(pid) {
+			t.Fatalf("background job %d outlived the runtime", pid)
+		}
+	}
+}
+
+// A group member that ignores SIGTERM gets SIGKILL after stop_timeout,
+// also when the group's leader exited at the SIGTERM: on a control stop
+// and on the runtime's shutdown.
+func TestStopKillsStubbornGroupMember(t *testing.T) {
+	script := "(trap '' TERM; exec sleep 61) & echo $! >> %s; exec sleep 100"
+	src := func(pids string) string {
+		return fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "gc"
+kind = "exec"
+ring = "r"
+command = ["/bin/sh", "-c", %q]
+stop_timeout = "300ms"
+`, fmt.Sprintf(script, pids))
+	}
+	t.Run("ctl stop", func(t *testing.T) {
+		e := newEnv(t)
+		pids := filepath.Join(e.dir, "pids")
+		killPIDs(t, pids)
+		rt, logb, _ := inproc(t, "[control]\nenabled = false\n"+src(pids))
+		eventually(t, "the grandchild", func() bool { return len(readPIDs(pids)) == 1 })
+		gc := readPIDs(pids)[0]
+		if err := rt.StopSource("gc"); err != nil {
+			t.Fatal(err)
+		}
+		// The stop returns once the group is empty.
+		if pidAlive(gc) {
+			t.Fatalf("grandchild %d ignoring SIGTERM survived the stop; log:\n%s", gc, logb.String())
+		}
+		logb.waitFor(t, "sending SIGKILL", 1)
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		e := newEnv(t)
+		pids := filepath.Join(e.dir, "pids")
+		killPIDs(t, pids)
+		c := startChild(t, e.writeConfig(t, "c.toml", src(pids)))
+		eventually(t, "the grandchild", func() bool { return len(readPIDs(pids)) == 1 })
+		gc := readPIDs(pids)[0]
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		if code := c.exit(t); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		if pidAlive(gc) {
+			t.Fatalf("grandchild %d ignoring SIGTERM outlived the runtime; log:\n%s", gc, c.log.String())
+		}
+	})
+}

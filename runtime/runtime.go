@@ -119,7 +119,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Unlock()
 	rt.started = time.Now()
 
-	rt.spawn = newSpawner()
+	rt.spawn = newSpawner(func(format string, args ...any) { rt.log.Warn(fmt.Sprintf(format, args...)) })
 	go rt.spawn.loop()
 	defer rt.spawn.quit()
 

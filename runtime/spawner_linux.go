@@ -1,10 +1,13 @@
 package runtime
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/signal"
 	goruntime "runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,29 +30,55 @@ import (
 // holds a pidfd and uses it for Signal and Wait, so a signal can never hit a
 // recycled PID. Process-group signals (kill(-pgid)) have no pidfd form; they
 // are sent only from this goroutine and only while the group leader is
-// known not to be reaped (it is reaped only here), so the group id cannot
-// have been recycled.
+// known not to be reaped (it is reaped only here): its pid, which is the
+// group id, cannot have been recycled.
 //
-// Reaping: on SIGCHLD (and every 2 s as a safety net) each child is checked
-// with waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT) through
-// os.Process.WithHandle, then reaped with Process.Wait, which returns at
-// once. No goroutine or thread sits in a blocking wait per child.
+// Process groups: each child leads its own group, and the group is what
+// gets stopped. When the leader exits while other processes of its group
+// still run (a shell's background job, a helper that ignores SIGTERM), the
+// leader is left a zombie — which keeps the group id reserved — and the
+// group is sent SIGTERM, then SIGKILL once stop_timeout has passed since
+// the first SIGTERM; the leader is reaped, and its exit reported, only once
+// no live process is left in the group. A process that leaves the group
+// (setsid, setpgid) is not followed.
+//
+// Reaping: on SIGCHLD (and every 2 s as a safety net, every drainPoll
+// while a group drains, since its other members are not our children and
+// send us no SIGCHLD) each child is checked with
+// waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT) through os.Process.WithHandle,
+// then reaped with Process.Wait, which returns at once. No goroutine or
+// thread sits in a blocking wait per child.
 type spawner struct {
 	reqs     chan func()
-	children map[*os.Process]chan<- exitResult
+	children map[*os.Process]*spawned
 	quitc    chan struct{}
 	done     chan struct{}
+	logf     func(format string, args ...any)
 }
+
+// spawned is the spawner's record of one child.
+type spawned struct {
+	exit        chan<- exitResult
+	name        string        // for the log
+	stopTimeout time.Duration // SIGTERM to SIGKILL of the group
+	termAt      time.Time     // when the group was first sent SIGTERM
+	killed      bool          // the group was sent SIGKILL
+	exited      bool          // the leader has exited: a zombie until reaped
+}
+
+// drainPoll is how often a group whose leader has exited is checked for
+// live members.
+const drainPoll = 50 * time.Millisecond
 
 type exitResult struct {
 	state *os.ProcessState
 	err   error
 }
 
-func newSpawner() *spawner {
+func newSpawner(logf func(format string, args ...any)) *spawner {
 	return &spawner{
-		reqs: make(chan func()), children: map[*os.Process]chan<- exitResult{},
-		quitc: make(chan struct{}), done: make(chan struct{}),
+		reqs: make(chan func()), children: map[*os.Process]*spawned{},
+		quitc: make(chan struct{}), done: make(chan struct{}), logf: logf,
 	}
 }
 
@@ -62,10 +91,15 @@ func (s *spawner) loop() {
 	defer signal.Stop(sigc)
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	quitting := false
+	var deadline <-chan time.Time // set by quit
+	quitc := s.quitc
 	for {
-		if quitting && len(s.children) == 0 {
+		if quitc == nil && len(s.children) == 0 {
 			return
+		}
+		var poll <-chan time.Time
+		if s.draining() {
+			poll = time.After(drainPoll)
 		}
 		select {
 		case f := <-s.reqs:
@@ -74,31 +108,30 @@ func (s *spawner) loop() {
 			s.reap()
 		case <-t.C:
 			s.reap()
-		case <-s.quitc:
-			quitting = true
-			s.quitc = nil
-			if len(s.children) > 0 {
-				// Children still running (a shutdown timed out): leave them
-				// to Pdeathsig after a last grace period.
-				deadline := time.After(2 * time.Second)
-				for len(s.children) > 0 {
-					select {
-					case f := <-s.reqs:
-						f()
-					case <-sigc:
-						s.reap()
-					case <-t.C:
-						s.reap()
-					case <-deadline:
-						for p := range s.children {
-							s.signalLocked(p, syscall.SIGKILL)
-						}
-						return
-					}
-				}
+		case <-poll:
+			s.reap()
+		case <-quitc:
+			quitc = nil
+			// Children still running (a shutdown timed out): a last grace
+			// period, then SIGKILL to every group; Pdeathsig would kill
+			// the leaders anyway, but not the rest of their groups.
+			deadline = time.After(2 * time.Second)
+		case <-deadline:
+			for p := range s.children {
+				s.signalLocked(p, syscall.SIGKILL)
 			}
+			return
 		}
 	}
+}
+
+func (s *spawner) draining() bool {
+	for _, c := range s.children {
+		if c.exited {
+			return true
+		}
+	}
+	return false
 }
 
 // do runs f on the spawner's thread and waits for it.
@@ -113,8 +146,11 @@ func (s *spawner) do(f func()) error {
 	return nil
 }
 
-// start starts a child; its exit is delivered on the returned channel.
-func (s *spawner) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan exitResult, error) {
+// start starts a child in its own process group; its exit is delivered on
+// the returned channel once no live process is left in the group (see the
+// type comment). name is for the log; stopTimeout is how long the group has
+// from SIGTERM to SIGKILL once its leader has exited.
+func (s *spawner) start(name string, stopTimeout time.Duration, argv0 string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan exitResult, error) {
 	var p *os.Process
 	var err error
 	ch := make(chan exitResult, 1)
@@ -126,7 +162,7 @@ func (s *spawner) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Pro
 		attr.Sys.Setpgid = true
 		p, err = os.StartProcess(argv0, argv, attr)
 		if err == nil {
-			s.children[p] = ch
+			s.children[p] = &spawned{exit: ch, name: name, stopTimeout: stopTimeout}
 		}
 	}); serr != nil {
 		return nil, nil, serr
@@ -134,15 +170,24 @@ func (s *spawner) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Pro
 	return p, ch, err
 }
 
-// signal sends sig to the child and its process group if it has not been
-// reaped yet.
+// signal sends sig to the child's process group (and to the child by its
+// pidfd) if the child has not been reaped yet.
 func (s *spawner) signal(p *os.Process, sig syscall.Signal) {
 	s.do(func() { s.signalLocked(p, sig) })
 }
 
 func (s *spawner) signalLocked(p *os.Process, sig syscall.Signal) {
-	if _, ok := s.children[p]; !ok {
+	c, ok := s.children[p]
+	if !ok {
 		return
+	}
+	switch sig {
+	case syscall.SIGTERM:
+		if c.termAt.IsZero() {
+			c.termAt = time.Now()
+		}
+	case syscall.SIGKILL:
+		c.killed = true
 	}
 	p.Signal(sig) // pidfd
 	// The group leader is not reaped (we are the only reaper), so its pid,
@@ -150,15 +195,73 @@ func (s *spawner) signalLocked(p *os.Process, sig syscall.Signal) {
 	unix.Kill(-p.Pid, sig)
 }
 
+// reap reaps every child that has exited and whose group has no live
+// member left; a group that still has some is sent SIGTERM, and SIGKILL
+// stopTimeout after the first SIGTERM.
 func (s *spawner) reap() {
-	for p, ch := range s.children {
-		if !exited(p) {
+	for p, c := range s.children {
+		if !c.exited {
+			if !exited(p) {
+				continue
+			}
+			c.exited = true
+		}
+		if n := groupLive(p.Pid); n > 0 && !c.killed {
+			switch {
+			case c.termAt.IsZero():
+				s.logf("source %s: child (pid %d) exited, but %d process(es) of its group still run; sending SIGTERM to the group", c.name, p.Pid, n)
+				s.signalLocked(p, syscall.SIGTERM)
+			case time.Since(c.termAt) >= c.stopTimeout:
+				s.logf("source %s: %d process(es) of the child's group (pgid %d) ignored SIGTERM for %v; sending SIGKILL to the group", c.name, n, p.Pid, c.stopTimeout)
+				s.signalLocked(p, syscall.SIGKILL)
+			}
 			continue
+		} else if n > 0 {
+			continue // SIGKILLed: wait until they are gone
 		}
 		st, err := p.Wait()
-		ch <- exitResult{st, err}
+		c.exit <- exitResult{st, err}
 		delete(s.children, p)
 	}
+}
+
+// groupLive counts the live (not zombie) processes in process group pgid,
+// from /proc. It returns 0 if /proc cannot be read: the group is then
+// signalled only while its leader runs.
+func groupLive(pgid int) int {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return 0
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, name := range names {
+		if name[0] < '0' || name[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may contain anything,
+		// so parse after its last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			n++
+		}
+	}
+	return n
 }
 
 // exited reports whether p can be reaped without blocking.
