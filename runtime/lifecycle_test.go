@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -274,4 +276,114 @@ stop_timeout = "300ms"
 			t.Fatalf("grandchild %d ignoring SIGTERM outlived the runtime; log:\n%s", gc, c.log.String())
 		}
 	})
+}
+
+// notifyRecorder collects what a runtime sends to its NOTIFY_SOCKET.
+type notifyRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func recordNotify(t *testing.T, sock string) *notifyRecorder {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := &notifyRecorder{}
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.msgs = append(r.msgs, string(buf[:n]))
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// index is the position of the first message after from containing s, -1
+// if none.
+func (r *notifyRecorder) index(s string, from int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := from; i < len(r.msgs); i++ {
+		if strings.Contains(r.msgs[i], s) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *notifyRecorder) count(s string, from, to int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for i := from; i < to && i < len(r.msgs); i++ {
+		if strings.Contains(r.msgs[i], s) {
+			n++
+		}
+	}
+	return n
+}
+
+// A reload and the shutdown that wait for a child ignoring SIGTERM (for
+// its stop_timeout, longer than the watchdog interval) keep pinging the
+// watchdog, and the shutdown does not log that the main loop did not
+// answer.
+func TestWatchdogDuringSlowReloadAndShutdown(t *testing.T) {
+	e := newEnv(t)
+	notify := recordNotify(t, filepath.Join(e.dir, "notify.sock"))
+	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\nwhile :; do echo x; sleep 0.05; done\n")
+	text := func(arg string) string {
+		return fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "stubborn"
+kind = "exec"
+ring = "r"
+command = [%q, %q]
+stop_timeout = "3s"
+`, stubborn, arg)
+	}
+	cfg := e.writeConfig(t, "c.toml", text("one"))
+	// WatchdogSec=1s: a ping every 500ms.
+	c := startChild(t, cfg, "NOTIFY_SOCKET="+filepath.Join(e.dir, "notify.sock"), "WATCHDOG_USEC=1000000")
+	c.log.waitFor(t, "source stubborn: started", 1)
+	eventually(t, "READY=1", func() bool { return notify.index("READY=1", 0) >= 0 })
+
+	e.writeConfig(t, "c.toml", text("two")) // the child changes: the reload stops it
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "reloaded "+cfg, 1)
+	var reloading, ready int
+	eventually(t, "RELOADING=1 then READY=1", func() bool {
+		reloading = notify.index("RELOADING=1", 0)
+		ready = notify.index("READY=1", reloading+1)
+		return reloading >= 0 && ready >= 0
+	})
+	// The reload took stop_timeout (3s): about 6 pings; none without them.
+	if n := notify.count("WATCHDOG=1", reloading, ready); n < 2 {
+		t.Fatalf("%d watchdog pings during a 3s reload with WatchdogSec=1s; log:\n%s", n, c.log.String())
+	}
+
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	stopping := notify.index("STOPPING=1", 0)
+	if n := notify.count("WATCHDOG=1", stopping, 1<<30); stopping < 0 || n < 2 {
+		t.Fatalf("%d watchdog pings during a 3s shutdown", n)
+	}
+	if strings.Contains(c.log.String(), "did not answer") {
+		t.Fatalf("the watchdog complained about a reload or shutdown in progress:\n%s", c.log.String())
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,11 @@ type Runtime struct {
 	reloadc chan chan error
 	beatc   chan chan struct{}
 	running bool
+	// busyUntil (UnixNano, 0 = not busy) is set while the main loop runs
+	// a reload or the shutdown: the watchdog pings without a heartbeat
+	// until then (see watchdog).
+	busyUntil atomic.Int64
+	wdOn      bool // the systemd watchdog is on (set before Run's loop)
 }
 
 // New prepares a runtime for cfg; nothing is created until Run.
@@ -150,6 +156,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	wdCtx, wdStop := context.WithCancel(context.Background())
 	defer wdStop()
 	if wd := sdnotify.WatchdogInterval(); wd > 0 && rt.notify.Enabled() {
+		rt.wdOn = true
 		go rt.watchdog(wdCtx, wd/2)
 	}
 
@@ -228,8 +235,35 @@ func (rt *Runtime) notifyf(states ...string) {
 	}
 }
 
+// busyMargin is added to the bound of a reload or shutdown (the longest
+// stop_timeout, the shutdown_timeout) for the rest of its work.
+const busyMargin = 10 * time.Second
+
+// setBusy tells the watchdog that the main loop is busy with a reload or
+// the shutdown, which is bounded by d (0: no longer busy). Starting, it
+// pings systemd from the main loop itself, so no ping is missed while the
+// watchdog goroutine still waits for a heartbeat.
+func (rt *Runtime) setBusy(d time.Duration) {
+	if d <= 0 {
+		rt.busyUntil.Store(0)
+		return
+	}
+	rt.busyUntil.Store(time.Now().Add(d).UnixNano())
+	if rt.wdOn {
+		rt.notifyf(sdnotify.Watchdog)
+	}
+}
+
+func (rt *Runtime) busy() bool {
+	u := rt.busyUntil.Load()
+	return u != 0 && time.Now().UnixNano() < u
+}
+
 // watchdog pings systemd every period while the main loop answers a
 // heartbeat: a wedged main loop stops the pings and systemd restarts us.
+// While the main loop runs a reload or the shutdown (which wait for
+// sources to stop) it pings without a heartbeat, but only until the bound
+// given to setBusy: a reload that takes longer is wedged.
 func (rt *Runtime) watchdog(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -239,10 +273,18 @@ func (rt *Runtime) watchdog(ctx context.Context, period time.Duration) {
 			return
 		case <-t.C:
 		}
+		if rt.busy() {
+			rt.notifyf(sdnotify.Watchdog)
+			continue
+		}
 		reply := make(chan struct{})
 		select {
 		case rt.beatc <- reply:
 		case <-time.After(period):
+			if rt.busy() { // a reload began while we waited
+				rt.notifyf(sdnotify.Watchdog)
+				continue
+			}
 			rt.log.Warn("watchdog: main loop did not answer; not pinging systemd")
 			continue
 		case <-ctx.Done():
@@ -300,6 +342,7 @@ func (rt *Runtime) stop(why string) error {
 	rt.mu.Lock()
 	to := rt.cfg.Runtime.ShutdownTimeout.D()
 	rt.mu.Unlock()
+	rt.setBusy(to + busyMargin)
 	if !rt.shutdown(to) {
 		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); children are killed on exit", to)
 	}
@@ -364,6 +407,9 @@ func (rt *Runtime) doReload() error {
 	}
 	rt.notifyf(sdnotify.Reloading, sdnotify.MonotonicUsec(shm.Now()))
 	defer rt.notifyf(sdnotify.Ready)
+	// Stopping sources waits up to their stop_timeout (in parallel).
+	rt.setBusy(rt.maxStopTimeout() + busyMargin)
+	defer rt.setBusy(0)
 	nc, err := Load(old.File)
 	if err != nil {
 		rt.log.Error("reload failed; keeping the running configuration", "err", err)
@@ -383,6 +429,17 @@ func (rt *Runtime) doReload() error {
 		return err
 	}
 	return nil
+}
+
+// maxStopTimeout is the longest stop_timeout of the running sources.
+func (rt *Runtime) maxStopTimeout() time.Duration {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var d time.Duration
+	for _, ss := range rt.sources {
+		d = max(d, ss.cfg.StopTimeout.D())
+	}
+	return d
 }
 
 // needRestart lists the keys of nc, with their running and new values,
