@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/edgeipc/edgeipc/runtime"
@@ -77,6 +80,14 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		return nil
 	}
 	runtime.Version = Version
+	// With stderr a pipe whose reader has gone (`edgeipc run 2>&1 | tee
+	// log`, then Ctrl-C kills tee too), Go's default for a write to fd 2
+	// is to die of SIGPIPE: mid-shutdown, children not stopped, rings and
+	// queue left. Once SIGPIPE is notified, such a write fails with EPIPE
+	// and the log line is dropped. Never stopped: the last error message,
+	// written after Run returns, must not kill the process either.
+	// (signal.Ignore would pass SIG_IGN on to the exec children.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	rt, err := runtime.New(cfg, runtime.Options{Logger: log, StatsInterval: si})
 	if err != nil {
 		return err

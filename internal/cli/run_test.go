@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/mq"
 	"github.com/edgeipc/edgeipc/runtime"
 )
 
@@ -133,5 +135,64 @@ func TestRunSIGINT(t *testing.T) {
 	}
 	if !strings.Contains(errw.String(), "stopped") {
 		t.Fatalf("no clean stop in log:\n%s", errw.String())
+	}
+}
+
+// `edgeipc run 2>&1 | tee log`, then Ctrl-C: tee dies first, and the
+// runtime's next log line goes to a pipe without a reader. The write fails
+// (EPIPE) instead of killing the runtime with SIGPIPE, and the shutdown
+// completes: exit 0, remove_on_exit ring and control queue removed.
+func TestRunStderrReaderGone(t *testing.T) {
+	dir := t.TempDir()
+	queue := fmt.Sprintf("edgeipc.clitest.sigpipe.%d", os.Getpid())
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(`
+[runtime]
+stats_interval = "0s"
+[rings.t]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "t"
+rate_hz = 100
+size = 8
+`), 0o600)
+	cmd := cliCmd(t, dir, "run", "-c", cfg)
+	cmd.Env = append(cmd.Env, "EDGEIPC_CTL_QUEUE="+queue)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); mq.Unlink(queue) })
+	// Read the log until the runtime is ready, then close the only reader.
+	var seen bytes.Buffer
+	buf := make([]byte, 4096)
+	pr.SetReadDeadline(time.Now().Add(testTimeout))
+	for !strings.Contains(seen.String(), "runtime ready") {
+		n, err := pr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("reading the log: %v; log:\n%s", err, seen.String())
+		}
+	}
+	pr.Close()
+	cmd.Process.Signal(syscall.SIGINT) // logs "shutting down" into the broken pipe
+	if code := waitCmd(t, cmd); code != 0 {
+		t.Fatalf("exit %d (%v) after SIGINT with a broken stderr pipe; want 0", code, cmd.ProcessState)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "edgeipc.t")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("remove_on_exit ring left behind (%v)", err)
+	}
+	if q, err := mq.Open(queue, os.O_RDONLY); err == nil {
+		q.Close()
+		t.Fatal("control queue left behind")
 	}
 }
