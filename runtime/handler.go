@@ -79,7 +79,10 @@ func (rt *Runtime) StartSource(name string) error {
 		return err
 	}
 	if !ss.start() {
-		return fmt.Errorf("source %q is already running (state %s)", name, ss.getState())
+		if ss.isRemoved() {
+			return errRemoved(name)
+		}
+		return fmt.Errorf("source %q is already running or still stopping (state %s)", name, ss.getState())
 	}
 	rt.log.Info(fmt.Sprintf("source %s: started by control request", name))
 	return nil
@@ -105,8 +108,17 @@ func (rt *Runtime) RestartSource(name string) error {
 		return err
 	}
 	ss.stop()
+	if !ss.start() && ss.isRemoved() {
+		// A reload or the shutdown removed it while it was stopping.
+		return errRemoved(name)
+	}
 	ss.set(func(ss *sourceState) { ss.restarts++ })
-	ss.start()
 	rt.log.Info(fmt.Sprintf("source %s: restarted by control request", name))
 	return nil
+}
+
+// errRemoved is the answer to a start or restart of a source that a reload
+// or the shutdown removed meanwhile.
+func errRemoved(name string) error {
+	return fmt.Errorf("source %q was removed (by a reload or the shutdown) while it was being started: %w", name, control.ErrNotFound)
 }

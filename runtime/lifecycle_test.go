@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -385,5 +386,72 @@ stop_timeout = "3s"
 	}
 	if strings.Contains(c.log.String(), "did not answer") {
 		t.Fatalf("the watchdog complained about a reload or shutdown in progress:\n%s", c.log.String())
+	}
+}
+
+// A control restart racing a reload that removes the source: the reload
+// waits for the restart's stop to finish, the restart does not start the
+// removed source again (it says why), and no child is left running.
+func TestRestartRacingReloadRemoval(t *testing.T) {
+	e := newEnv(t)
+	pids := filepath.Join(e.dir, "pids")
+	killPIDs(t, pids)
+	stub := writeScript(t, e.dir, "stub.sh", fmt.Sprintf("trap '' TERM\necho $$ >> %s\nwhile :; do echo x; sleep 0.05; done\n", pids))
+	ring := "[runtime]\nstats_interval = \"0s\"\n[control]\nenabled = false\n[rings.r]\nslots = 16\nslot_payload = 64\n"
+	path := e.writeConfig(t, "c.toml", ring+fmt.Sprintf(`
+[[sources]]
+name = "stub"
+kind = "exec"
+ring = "r"
+command = [%q]
+stop_timeout = "2s"
+`, stub))
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _, _ := inprocConfig(t, cfg)
+	eventually(t, "the child", func() bool { return len(readPIDs(pids)) == 1 })
+	first := readPIDs(pids)[0]
+	rt.mu.Lock()
+	ss := rt.sources["stub"]
+	rt.mu.Unlock()
+
+	restarted := make(chan error, 1)
+	go func() { restarted <- rt.RestartSource("stub") }()
+	// Wait until the restart's stop is under way (the child ignores the
+	// SIGTERM for stop_timeout), then reload a config without the source.
+	eventually(t, "the restart to begin stopping", func() bool {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return ss.cancel == nil
+	})
+	e.writeConfig(t, "c.toml", ring)
+	if err := rt.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if pidAlive(first) {
+		t.Fatalf("the reload returned while the removed source's child %d still ran", first)
+	}
+	var rerr error
+	select {
+	case rerr = <-restarted:
+	case <-time.After(wait):
+		t.Fatal("RestartSource did not return")
+	}
+	if rerr == nil || !strings.Contains(rerr.Error(), "was removed") {
+		t.Fatalf("RestartSource: %v; want an error saying the source was removed", rerr)
+	}
+	if srcs := rt.Sources(); len(srcs) != 0 {
+		t.Fatalf("sources after the reload: %+v", srcs)
+	}
+	ss.mu.Lock()
+	running := ss.cancel != nil
+	ss.mu.Unlock()
+	if running {
+		t.Fatal("the removed source was started again by the restart")
+	}
+	if got := readPIDs(pids); len(got) != 1 {
+		t.Fatalf("children started: %v; want only the first", got)
 	}
 }

@@ -535,6 +535,7 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	for name, ss := range rt.sources {
 		ncfg, ok := newSrc[name]
 		if !ok || !sameSource(ss.cfg, ncfg) || gone[ss.cfg.Ring] {
+			ss.remove()
 			stopSrc = append(stopSrc, ss)
 			delete(rt.sources, name)
 		}

@@ -39,6 +39,10 @@ type sourceState struct {
 	lastError string
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// removed is set (under mu) when a reload or the shutdown takes the
+	// source out of the runtime: start refuses it from then on, so a
+	// control start or restart racing the removal cannot revive it.
+	removed bool
 	// fifo is the FIFO a run of this fifo source opened and locked: the
 	// one cleanup may remove.
 	fifo *fifoID
@@ -59,12 +63,19 @@ func (ss *sourceState) set(f func(ss *sourceState)) {
 
 func (ss *sourceState) setState(s string) { ss.set(func(ss *sourceState) { ss.state = s }) }
 
-// start starts the source's goroutine unless it is running. A source
-// whose last run has ended on its own (an exec child that finished and is
-// not restarted, or a source that failed) is started afresh.
+// start starts the source's goroutine unless it is running, stopping or
+// removed. A
+// source whose last run has ended on its own (an exec child that finished
+// and is not restarted, or a source that failed) is started afresh.
 func (ss *sourceState) start() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if ss.removed {
+		return false
+	}
+	if ss.cancel == nil && ss.done != nil && !closed(ss.done) {
+		return false // a stop is under way: its run has not ended yet
+	}
 	if ss.cancel != nil {
 		if !closed(ss.done) {
 			return false
@@ -97,13 +108,17 @@ func (ss *sourceState) start() bool {
 // stop stops the source and waits for it (exec: SIGTERM, then SIGKILL after
 // stop_timeout). It reports false if the source was not running: never
 // started, stopped, or its run had ended on its own (that run's state,
-// stopped or failed, is kept).
+// stopped or failed, is kept). If another stop is under way, it waits for
+// that one to finish and reports false.
 func (ss *sourceState) stop() bool {
 	ss.mu.Lock()
 	cancel, done := ss.cancel, ss.done
-	ss.cancel, ss.done = nil, nil
+	ss.cancel = nil // done stays, for a concurrent stop to wait on
 	ss.mu.Unlock()
 	if cancel == nil {
+		if done != nil {
+			<-done
+		}
 		return false
 	}
 	ended := closed(done)
@@ -124,6 +139,15 @@ func closed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// remove marks the source removed (see removed); the caller then stops it.
+func (ss *sourceState) remove() { ss.set(func(ss *sourceState) { ss.removed = true }) }
+
+func (ss *sourceState) isRemoved() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.removed
 }
 
 func (ss *sourceState) getState() string {
