@@ -455,3 +455,55 @@ stop_timeout = "2s"
 		t.Fatalf("children started: %v; want only the first", got)
 	}
 }
+
+// A shutdown that outlasts shutdown_timeout (a child ignoring SIGTERM with
+// a longer stop_timeout) SIGKILLs the children's groups at the timeout and
+// still finishes: remove_on_exit ring and control queue removed, exit 1.
+// A second SIGTERM during the shutdown is logged and ignored.
+func TestShutdownTimeoutKillsAndCleansUp(t *testing.T) {
+	e := newEnv(t)
+	pids := filepath.Join(e.dir, "pids")
+	killPIDs(t, pids)
+	stub := writeScript(t, e.dir, "stub.sh", fmt.Sprintf("trap '' TERM\necho $$ >> %s\nwhile :; do echo x; sleep 0.05; done\n", pids))
+	cfg := e.writeConfig(t, "c.toml", fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+shutdown_timeout = "1s"
+[rings.r]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "stub"
+kind = "exec"
+ring = "r"
+command = [%q]
+stop_timeout = "1m"
+`, stub))
+	c := startChild(t, cfg)
+	eventually(t, "the child", func() bool { return len(readPIDs(pids)) == 1 })
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.log.waitFor(t, "shutting down (terminated)", 1)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	for _, want := range []string{
+		"SIGTERM ignored: already shutting down",
+		"shutdown_timeout (1s) reached; sending SIGKILL",
+		"shutdown did not finish within 1s",
+	} {
+		if !strings.Contains(c.log.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, c.log.String())
+		}
+	}
+	if pid := readPIDs(pids)[0]; pidAlive(pid) {
+		t.Fatalf("child %d outlived the runtime", pid)
+	}
+	if got := segNames(t, e); len(got) != 0 {
+		t.Fatalf("segments left after the shutdown: %v", got)
+	}
+	if queueExists(e.queue) {
+		t.Fatal("control queue left after the shutdown")
+	}
+}

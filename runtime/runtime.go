@@ -110,9 +110,11 @@ func (rt *Runtime) statsInterval() time.Duration {
 
 // Run creates the rings, starts sources, sinks and the control server, and
 // serves until ctx is done or SIGTERM/SIGINT arrives; then it shuts down
-// within [runtime] shutdown_timeout and returns nil. An error means the
-// runtime could not start (nothing it created is left behind) or could not
-// shut down cleanly.
+// and returns nil. An error means the runtime could not start (nothing it
+// created is left behind) or could not shut down within [runtime]
+// shutdown_timeout: the process groups of the children still running were
+// then SIGKILLed and the rest of the shutdown given at most killGrace more.
+// Signals arriving during the shutdown are logged and ignored.
 func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Lock()
 	if rt.running {
@@ -170,7 +172,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return rt.stop("context done")
+			return rt.stop("context done", sigc)
 		case sig := <-sigc:
 			switch sig {
 			case syscall.SIGHUP:
@@ -180,7 +182,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			case syscall.SIGUSR1:
 				rt.logStats("SIGUSR1 stats")
 			default:
-				return rt.stop(sig.String())
+				return rt.stop(sig.String(), sigc)
 			}
 		case reply := <-rt.reloadc:
 			reply <- rt.doReload()
@@ -335,25 +337,42 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// stop shuts down and reports the result of Run.
-func (rt *Runtime) stop(why string) error {
+// stop shuts down and reports the result of Run; signals arriving on sigc
+// meanwhile are logged.
+func (rt *Runtime) stop(why string, sigc <-chan os.Signal) error {
 	rt.log.Info("shutting down (" + why + ")")
+	// A signal already queued is the one that started this (edgeipc run
+	// also cancels ctx on SIGINT/SIGTERM): not a second one.
+	for drained := false; !drained; {
+		select {
+		case <-sigc:
+		default:
+			drained = true
+		}
+	}
 	rt.notifyf(sdnotify.Stopping)
 	rt.mu.Lock()
 	to := rt.cfg.Runtime.ShutdownTimeout.D()
 	rt.mu.Unlock()
 	rt.setBusy(to + busyMargin)
-	if !rt.shutdown(to) {
-		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); children are killed on exit", to)
+	if !rt.shutdown(to, sigc) {
+		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); the children still running were killed", to)
 	}
 	rt.log.Info("stopped")
 	return nil
 }
 
+// killGrace is how long the shutdown goes on after shutdown_timeout, once
+// the children still running have been SIGKILLed: enough for their stops
+// to return and the rings to be closed (and removed, as configured).
+const killGrace = time.Second
+
 // shutdown stops sources, drains sinks, closes and (as configured) removes
-// rings and FIFOs, and closes the control server, within timeout. It
-// reports whether everything finished in time.
-func (rt *Runtime) shutdown(timeout time.Duration) bool {
+// rings and FIFOs, and closes the control server. If that takes longer
+// than timeout, it SIGKILLs the process group of every child still running
+// and waits at most killGrace more. It reports whether everything finished
+// within timeout. Signals arriving on sigc meanwhile are logged.
+func (rt *Runtime) shutdown(timeout time.Duration, sigc <-chan os.Signal) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -363,13 +382,41 @@ func (rt *Runtime) shutdown(timeout time.Duration) bool {
 		}
 	}()
 	ok := true
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		ok = false
+	deadline := time.After(timeout)
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case sig := <-sigc:
+			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
+		case <-deadline:
+			ok = false
+			waiting = false
+			rt.log.Error(fmt.Sprintf("shutdown_timeout (%v) reached; sending SIGKILL to the children still running", timeout))
+			rt.spawn.killAll()
+			select {
+			case <-done:
+			case <-time.After(killGrace):
+			}
+		}
 	}
 	rt.closeControl()
 	return ok
+}
+
+// sigName is the SIG* name of one of the signals Run handles.
+func sigName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	}
+	return sig.String()
 }
 
 // closeControl closes the control server, which removes its queue.

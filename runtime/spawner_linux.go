@@ -112,16 +112,26 @@ func (s *spawner) loop() {
 			s.reap()
 		case <-quitc:
 			quitc = nil
-			// Children still running (a shutdown timed out): a last grace
-			// period, then SIGKILL to every group; Pdeathsig would kill
-			// the leaders anyway, but not the rest of their groups.
-			deadline = time.After(2 * time.Second)
-		case <-deadline:
-			for p := range s.children {
-				s.signalLocked(p, syscall.SIGKILL)
+			if len(s.children) > 0 {
+				// Children still running (the shutdown timed out and
+				// killAll's SIGKILL has not finished them yet): SIGKILL
+				// again, reap what is quick to reap. Pdeathsig kills the
+				// leaders anyway, but not the rest of their groups.
+				s.killAllLocked()
+				deadline = time.After(drainPoll * 4)
 			}
+		case <-deadline:
 			return
 		}
+	}
+}
+
+// killAll sends SIGKILL to the process group of every child not yet reaped.
+func (s *spawner) killAll() { s.do(s.killAllLocked) }
+
+func (s *spawner) killAllLocked() {
+	for p := range s.children {
+		s.signalLocked(p, syscall.SIGKILL)
 	}
 }
 

@@ -26,11 +26,25 @@ With no -c it runs the built-in configuration (print it with
 --print-default): an IMU-like ring at 1 kHz and a camera-like ring at 30 fps.
 The configuration format is described in docs/config.md.
 
-Signals: SIGTERM/SIGINT stop sources, drain sinks and exit 0 within
-shutdown_timeout; SIGHUP reloads the file and applies the difference
-(except [runtime] shm_dir and [control], which need a restart: a reload
-that changes them says so in the log); SIGUSR1 logs a stats snapshot. Under systemd (Type=notify) it reports
-READY, RELOADING, STOPPING and feeds the watchdog.
+Signals: SIGTERM/SIGINT stop the sources (exec children: SIGTERM to each
+child's process group, SIGKILL after its stop_timeout), drain sinks, close
+rings (removing those with remove_on_exit), remove the control queue and
+exit 0. If that takes longer than [runtime] shutdown_timeout (default 10s),
+the process groups still running get SIGKILL, the shutdown gets at most 1s
+more, and run exits 1. A second SIGTERM/SIGINT during the shutdown is
+logged and ignored (SIGKILL forces an exit, without cleanup). SIGHUP
+reloads the file and applies the difference (except [runtime] shm_dir and
+[control], which need a restart: a reload that changes them says so in the
+log); SIGUSR1 logs a stats snapshot; SIGPIPE is ignored (a log line to a
+closed pipe is dropped). Other signals keep Go's defaults: SIGQUIT dumps
+the goroutines and exits 2, SIGTSTP/SIGTTIN/SIGTTOU stop the process,
+signal 34 kills it, most others (SIGUSR2, SIGWINCH, real-time 35-64) are
+ignored; see docs/operations.md. Under systemd (Type=notify) it reports
+READY, RELOADING, STOPPING and feeds the watchdog; keep shutdown_timeout
+at least 1s below the unit's TimeoutStopSec.
+
+Exit codes: 0 after a clean shutdown, 1 if it could not start or the
+shutdown outlasted shutdown_timeout, 2 for a usage error.
 
 Environment: EDGEIPC_SHM_DIR (segment directory), EDGEIPC_CTL_QUEUE
 (control queue name), NOTIFY_SOCKET/WATCHDOG_USEC (systemd).

@@ -136,6 +136,9 @@ func TestRunSIGINT(t *testing.T) {
 	if !strings.Contains(errw.String(), "stopped") {
 		t.Fatalf("no clean stop in log:\n%s", errw.String())
 	}
+	if strings.Contains(errw.String(), "ignored: already shutting down") {
+		t.Fatalf("one SIGINT was logged as a second one:\n%s", errw.String())
+	}
 }
 
 // `edgeipc run 2>&1 | tee log`, then Ctrl-C: tee dies first, and the
@@ -194,5 +197,29 @@ size = 8
 	if q, err := mq.Open(queue, os.O_RDONLY); err == nil {
 		q.Close()
 		t.Fatal("control queue left behind")
+	}
+}
+
+// `edgeipc help run` says what a shutdown really does: exit 1 past
+// shutdown_timeout, a second signal ignored, SIGPIPE ignored, what other
+// signals do, and the relation to systemd's TimeoutStopSec.
+func TestRunHelpShutdown(t *testing.T) {
+	r := runCLI(t, "", "help", "run")
+	mustCode(t, r, 0, "help run")
+	text := strings.Join(strings.Fields(r.stdout), " ")
+	for _, want := range []string{
+		"the process groups still running get SIGKILL, the shutdown gets at most 1s more, and run exits 1",
+		"A second SIGTERM/SIGINT during the shutdown is logged and ignored",
+		"SIGPIPE is ignored",
+		"signal 34 kills it",
+		"TimeoutStopSec",
+		"Exit codes: 0 after a clean shutdown, 1 if",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("help run lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(text, "exit 0 within shutdown_timeout") {
+		t.Errorf("help run still promises exit 0 within shutdown_timeout")
 	}
 }
