@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -505,5 +506,32 @@ stop_timeout = "1m"
 	}
 	if queueExists(e.queue) {
 		t.Fatal("control queue left after the shutdown")
+	}
+}
+
+// Reload before Run, or after Run has returned, fails at once.
+func TestReloadNotRunning(t *testing.T) {
+	e := newEnv(t)
+	path := e.writeConfig(t, "c.toml", "[control]\nenabled = false\n[rings.r]\nslots = 16\nslot_payload = 64\n")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := New(cfg, Options{Logger: discard, IgnoreSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Reload(); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Reload before Run: %v; want ErrNotRunning", err)
+	}
+	rt, _, stop := inprocConfig(t, cfg)
+	if err := rt.Reload(); err != nil {
+		t.Fatalf("Reload while running: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Reload(); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Reload after Run: %v; want ErrNotRunning", err)
 	}
 }

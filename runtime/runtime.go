@@ -67,7 +67,9 @@ type Runtime struct {
 	// a reload or the shutdown: the watchdog pings without a heartbeat
 	// until then (see watchdog).
 	busyUntil atomic.Int64
-	wdOn      bool // the systemd watchdog is on (set before Run's loop)
+	wdOn      bool          // the systemd watchdog is on (set before Run's loop)
+	stopping  chan struct{} // closed when the shutdown begins
+	exited    chan struct{} // closed when Run returns
 }
 
 // New prepares a runtime for cfg; nothing is created until Run.
@@ -84,7 +86,7 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	return &Runtime{
 		opts: opts, log: opts.Logger, notify: opts.Notifier, cfg: cfg,
 		rings: map[string]*ringState{}, sources: map[string]*sourceState{}, sinks: map[string]*sinkState{},
-		reloadc: make(chan chan error), beatc: make(chan chan struct{}),
+		reloadc: make(chan chan error), beatc: make(chan chan struct{}), stopping: make(chan struct{}), exited: make(chan struct{}),
 	}, nil
 }
 
@@ -122,6 +124,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		return errors.New("runtime: Run called twice")
 	}
 	rt.running = true
+	defer close(rt.exited)
 	cfg := rt.cfg
 	rt.shmDir, rt.ctlConf = cfg.effectiveShmDir(), cfg.Control
 	rt.mu.Unlock()
@@ -340,6 +343,7 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 // stop shuts down and reports the result of Run; signals arriving on sigc
 // meanwhile are logged.
 func (rt *Runtime) stop(why string, sigc <-chan os.Signal) error {
+	close(rt.stopping)
 	rt.log.Info("shutting down (" + why + ")")
 	// A signal already queued is the one that started this (edgeipc run
 	// also cancels ctx on SIGINT/SIGTERM): not a second one.
@@ -430,12 +434,28 @@ func (rt *Runtime) closeControl() {
 	}
 }
 
+// ErrNotRunning is returned by Reload when Run has not been called or has
+// returned.
+var ErrNotRunning = errors.New("runtime: not running")
+
 // Reload re-reads the configuration file and applies the difference (what
-// SIGHUP does). It is safe to call from any goroutine while Run runs.
+// SIGHUP does). It is safe to call from any goroutine while Run runs; a
+// call while Run is still starting waits for it. Before Run or after it
+// returned (or once the shutdown has begun) it fails with ErrNotRunning.
 func (rt *Runtime) Reload() error {
+	rt.mu.Lock()
+	running := rt.running
+	rt.mu.Unlock()
+	if !running {
+		return fmt.Errorf("%w: Reload called before Run", ErrNotRunning)
+	}
 	reply := make(chan error, 1)
 	select {
 	case rt.reloadc <- reply:
+	case <-rt.stopping:
+		return fmt.Errorf("%w: the runtime is shutting down", ErrNotRunning)
+	case <-rt.exited:
+		return fmt.Errorf("%w: Run has returned", ErrNotRunning)
 	case <-time.After(30 * time.Second):
 		return errors.New("runtime: main loop busy; reload not started")
 	}
