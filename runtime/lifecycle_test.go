@@ -358,8 +358,8 @@ stop_timeout = "3s"
 `, stubborn, arg)
 	}
 	cfg := e.writeConfig(t, "c.toml", text("one"))
-	// WatchdogSec=1s: a ping every 500ms.
-	c := startChild(t, cfg, "NOTIFY_SOCKET="+filepath.Join(e.dir, "notify.sock"), "WATCHDOG_USEC=1000000")
+	// WatchdogSec=2s: a ping every second (generous for qemu).
+	c := startChild(t, cfg, "NOTIFY_SOCKET="+filepath.Join(e.dir, "notify.sock"), "WATCHDOG_USEC=2000000")
 	c.log.waitFor(t, "source stubborn: started", 1)
 	eventually(t, "READY=1", func() bool { return notify.index("READY=1", 0) >= 0 })
 
@@ -372,9 +372,9 @@ stop_timeout = "3s"
 		ready = notify.index("READY=1", reloading+1)
 		return reloading >= 0 && ready >= 0
 	})
-	// The reload took stop_timeout (3s): about 6 pings; none without them.
+	// The reload took stop_timeout (3s): about 4 pings; none without them.
 	if n := notify.count("WATCHDOG=1", reloading, ready); n < 2 {
-		t.Fatalf("%d watchdog pings during a 3s reload with WatchdogSec=1s; log:\n%s", n, c.log.String())
+		t.Fatalf("%d watchdog pings during a 3s reload with WatchdogSec=2s; log:\n%s", n, c.log.String())
 	}
 
 	c.cmd.Process.Signal(syscall.SIGTERM)
