@@ -84,17 +84,25 @@ command = [%q]
 		t.Fatalf("the exec child was started %d times, want once", strings.Count(string(b), "started"))
 	}
 	// The first runtime still works, and cleans up on its own exit.
+	stillServesThenCleansUp(t, e, a, fifo, seg)
+}
+
+// stillServesThenCleansUp checks that runtime a, which manages ring r
+// (segment seg, remove_on_exit) fed by FIFO fifo, still carries a record
+// through, exits 0 on SIGTERM and removes both on the way out.
+func stillServesThenCleansUp(t *testing.T, e *env, a *child, fifo, seg string) {
+	t.Helper()
 	w := openWriter(t, fifo)
-	fmt.Fprintln(w, "after")
-	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "after" {
+	fmt.Fprintln(w, "still")
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "still" {
 		t.Fatalf("frame %q", f[0].Data)
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	if code := a.exit(t); code != 0 {
-		t.Fatalf("first runtime: exit code %d", code)
+		t.Fatalf("managing runtime: exit code %d", code)
 	}
 	if inode(seg) != 0 || inode(fifo) != 0 {
-		t.Fatalf("remove_on_exit: segment or FIFO left after the first runtime's clean exit")
+		t.Fatalf("remove_on_exit: segment or FIFO left after the managing runtime's clean exit")
 	}
 }
 
@@ -151,18 +159,7 @@ remove_on_exit = true
 		t.Fatalf("ring r was recreated under the runtime that manages it")
 	}
 
-	w := openWriter(t, fifo)
-	fmt.Fprintln(w, "still")
-	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "still" {
-		t.Fatalf("frame %q", f[0].Data)
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	if code := a.exit(t); code != 0 {
-		t.Fatalf("first runtime: exit code %d", code)
-	}
-	if inode(seg) != 0 || inode(fifo) != 0 {
-		t.Fatalf("remove_on_exit: segment or FIFO left after the managing runtime's clean exit")
-	}
+	stillServesThenCleansUp(t, e, a, fifo, seg)
 }
 
 // readPIDs reads the pids a test script appended to path, one a line.
