@@ -635,8 +635,8 @@ func modeGroupProblems(mode FileMode, group string) (modeMsg, groupMsg string) {
 		modeMsg = fmt.Sprintf("\"0600\" with group %q gives the group no access: use \"0660\" (the default with a group) or remove group", group)
 	}
 	if group != "" {
-		if _, err := lookupGroup(group); err != nil {
-			groupMsg = fmt.Sprintf("%q: no such group (%v): name an existing group or a numeric gid", group, err)
+		if _, err := shm.LookupGroup(group); err != nil {
+			groupMsg = fmt.Sprintf("%q: %v", group, err)
 		}
 	}
 	return modeMsg, groupMsg

@@ -130,6 +130,7 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"ring 0600 with group", "[rings.a]\nmode = 0o600\ngroup = \"0\"\n", []string{"bad.toml:2:", "rings.a.mode", "gives the group no access"}},
 		{"ring unknown group", "[rings.a]\ngroup = \"no-such-group-edgeipc\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
 		{"ring negative gid", "[rings.a]\ngroup = \"-1\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
+		{"ring missing gid", "[rings.a]\ngroup = \"2000000001\"\n", []string{"bad.toml:2:", "rings.a.group", "no group has id 2000000001"}},
 		{"fifo 0600 with group", fifo + "mode = \"0600\"\ngroup = \"0\"\n", []string{"bad.toml:7:", "sources[0] (f).mode", "gives the group no access"}},
 		{"fifo unknown group", fifo + "group = \"no-such-group-edgeipc\"\n", []string{"bad.toml:7:", "sources[0] (f).group", "no such group"}},
 		{"mode beyond 32 bits", "[rings.a]\nmode = 4294967680\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode 4294967680", `"0600" or "0660"`}},

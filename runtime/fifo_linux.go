@@ -6,25 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/runtime/framing"
+	"github.com/edgeipc/edgeipc/shm"
 )
-
-func lookupGroup(g string) (int, error) {
-	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
-		return n, nil
-	}
-	gr, err := user.LookupGroup(g)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(gr.Gid)
-}
 
 // removeFIFO removes the FIFO id at path: only if path still names that
 // FIFO and no other runtime holds its lock (one may have taken it over
@@ -79,7 +67,7 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	}
 	gid := -1
 	if group != "" {
-		if gid, err = lookupGroup(group); err != nil {
+		if gid, err = shm.LookupGroup(group); err != nil {
 			return nil, -1, id, fmt.Errorf("fifo %s: group %q: %w", path, group, err)
 		}
 	}

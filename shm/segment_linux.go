@@ -69,6 +69,35 @@ func (o *SegmentOptions) modeAndGID() (os.FileMode, int, error) {
 	return mode, gid, nil
 }
 
+// LookupGroup returns the id of the group g names, a group name or a
+// numeric gid, and requires the group to exist: a typo in a gid would
+// otherwise share a segment with nobody (or with a stranger group created
+// later). SegmentOptions.Group itself accepts any numeric gid (containers
+// may have groups no /etc/group lists); the CLI and the runtime's config
+// use LookupGroup.
+func LookupGroup(g string) (int, error) {
+	const fix = "name an existing group or gid (see getent group)"
+	if _, err := strconv.ParseUint(g, 10, 32); err == nil {
+		if _, err := user.LookupGroupId(g); err != nil {
+			var unknown user.UnknownGroupIdError
+			if errors.As(err, &unknown) {
+				return 0, fmt.Errorf("no group has id %s: %s", g, fix)
+			}
+			return 0, fmt.Errorf("cannot look up group id %s: %v", g, err)
+		}
+		return lookupGroup(g)
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		var unknown user.UnknownGroupError
+		if errors.As(err, &unknown) {
+			return 0, fmt.Errorf("no such group: %s", fix)
+		}
+		return 0, fmt.Errorf("cannot look up group: %v", err)
+	}
+	return strconv.Atoi(gr.Gid)
+}
+
 func lookupGroup(g string) (int, error) {
 	if n, err := strconv.ParseUint(g, 10, 64); err == nil {
 		if n >= math.MaxUint32 { // (uid_t)-1 means "unchanged" to fchown

@@ -41,6 +41,7 @@ func ValidName(name string) error                                  { return ErrN
 func SegmentPath(name string, opts *SegmentOptions) string         { return "" }
 func CreateSegment(string, int, *SegmentOptions) (*Segment, error) { return nil, ErrNotSupported }
 func OpenSegment(string, *SegmentOptions) (*Segment, error)        { return nil, ErrNotSupported }
+func LookupGroup(string) (int, error)                              { return 0, ErrNotSupported }
 func openSegment(string, *SegmentOptions, int64) (*Segment, error) { return nil, ErrNotSupported }
 func RemoveSegment(string, *SegmentOptions) error                  { return ErrNotSupported }
 func ListSegments(*SegmentOptions) ([]SegmentInfo, error)          { return nil, ErrNotSupported }

@@ -250,34 +250,6 @@ func userName(uid int) string { return users.name(uid) }
 // groupName returns the group name for gid, or the number.
 func groupName(gid int) string { return groups.name(gid) }
 
-// lookupGroup returns the id of the group named by a --group value, a group
-// name or a numeric gid. Unlike the segment code, which hands any number to
-// fchown, it requires the group to exist, as docs/config.md says: a typo in
-// a gid would otherwise share the ring with nobody (or with a stranger
-// group created later).
-func lookupGroup(g string) (int, error) {
-	const fix = "name an existing group or gid (see getent group)"
-	if _, err := strconv.ParseUint(g, 10, 32); err == nil {
-		if _, err := user.LookupGroupId(g); err != nil {
-			var unknown user.UnknownGroupIdError
-			if errors.As(err, &unknown) {
-				return 0, fmt.Errorf("no group has id %s: %s", g, fix)
-			}
-			return 0, fmt.Errorf("cannot look up group id %s: %v", g, err)
-		}
-		return strconv.Atoi(g)
-	}
-	gr, err := user.LookupGroup(g)
-	if err != nil {
-		var unknown user.UnknownGroupError
-		if errors.As(err, &unknown) {
-			return 0, fmt.Errorf("no such group: %s", fix)
-		}
-		return 0, fmt.Errorf("cannot look up group: %v", err)
-	}
-	return strconv.Atoi(gr.Gid)
-}
-
 // writeJSON writes v as indented JSON followed by a newline.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

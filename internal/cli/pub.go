@@ -118,7 +118,7 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	}
 
 	if o.group != "" {
-		if _, err := lookupGroup(o.group); err != nil {
+		if _, err := shm.LookupGroup(o.group); err != nil {
 			return Usagef("bad --group %q: %v", o.group, err)
 		}
 	}
@@ -210,7 +210,7 @@ func matchExisting(r *shm.Ring, cfg shm.Config, explicit map[string]bool) error 
 	}
 	path := r.Segment().Path()
 	if explicit["group"] {
-		gid, err := lookupGroup(cfg.Segment.Group)
+		gid, err := shm.LookupGroup(cfg.Segment.Group)
 		if err != nil {
 			return err
 		}

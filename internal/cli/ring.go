@@ -197,7 +197,7 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		return Usagef("bad --slots %d: use a power of two from 2 to %d, e.g. --slots 256", o.slots, shm.MaxSlots)
 	}
 	if o.group != "" {
-		if _, err := lookupGroup(o.group); err != nil {
+		if _, err := shm.LookupGroup(o.group); err != nil {
 			return Usagef("bad --group %q: %v", o.group, err)
 		}
 	}
