@@ -228,7 +228,8 @@ backoff_min = "10ms"
 // also when the group's leader exited at the SIGTERM: on a control stop
 // and on the runtime's shutdown.
 func TestStopKillsStubbornGroupMember(t *testing.T) {
-	script := "(trap '' TERM; exec sleep 61) & echo $! >> %s; exec sleep 100"
+	// The grandchild writes its pid only once it ignores SIGTERM.
+	script := `sh -c 'trap "" TERM; echo $$ >> %s; exec sleep 61' & exec sleep 100`
 	src := func(pids string) string {
 		return fmt.Sprintf(`
 [runtime]
@@ -338,7 +339,10 @@ func (r *notifyRecorder) count(s string, from, to int) int {
 func TestWatchdogDuringSlowReloadAndShutdown(t *testing.T) {
 	e := newEnv(t)
 	notify := recordNotify(t, filepath.Join(e.dir, "notify.sock"))
-	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\nwhile :; do echo x; sleep 0.05; done\n")
+	// The script leaves a file named after its argument once it ignores
+	// SIGTERM: a signal that came before would end it at once.
+	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\n: > \"$0.$1\"\nwhile :; do echo x; sleep 0.05; done\n")
+	trapped := func(arg string) bool { _, err := os.Stat(stubborn + "." + arg); return err == nil }
 	text := func(arg string) string {
 		return fmt.Sprintf(`
 [runtime]
@@ -359,6 +363,7 @@ stop_timeout = "3s"
 	c := startChild(t, cfg, "NOTIFY_SOCKET="+filepath.Join(e.dir, "notify.sock"), "WATCHDOG_USEC=2000000")
 	c.log.waitFor(t, "source stubborn: started", 1)
 	eventually(t, "READY=1", func() bool { return notify.index("READY=1", 0) >= 0 })
+	eventually(t, "the first child to ignore SIGTERM", func() bool { return trapped("one") })
 
 	e.writeConfig(t, "c.toml", text("two")) // the child changes: the reload stops it
 	c.cmd.Process.Signal(syscall.SIGHUP)
@@ -374,6 +379,7 @@ stop_timeout = "3s"
 		t.Fatalf("%d watchdog pings during a 3s reload with WatchdogSec=2s; log:\n%s", n, c.log.String())
 	}
 
+	eventually(t, "the new child to ignore SIGTERM", func() bool { return trapped("two") })
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	if code := c.exit(t); code != 0 {
 		t.Fatalf("exit code %d", code)
