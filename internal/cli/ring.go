@@ -506,10 +506,11 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	return nil
 }
 
-// notRing returns err, a failure to open the named ring, or a clearer
-// error if the segment of that name is not a ring: shm.Open checks the
-// header's size before its magic, so a semaphore fails as a "corrupt"
-// ring of the wrong size.
+// notRing returns err, a failure to open the named ring, or, if the entry
+// of that name is not a ring at all (a semaphore, a symbolic link, a FIFO,
+// an unknown file), an error that names its path and kind the way
+// 'edgeipc ring ls' does, rather than shm.Open's account of why it is not
+// a valid ring.
 func notRing(name string, opts *shm.SegmentOptions, err error) error {
 	if err == nil || errors.Is(err, os.ErrNotExist) {
 		return err
