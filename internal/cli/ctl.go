@@ -107,10 +107,13 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	r, err := c.Call(cctx, cmd, rest...)
+	// Remove the reply queue before writing anything: a reader that has
+	// gone (`edgeipc ctl sources | head -1`) kills ctl with SIGPIPE at its
+	// first write, and a deferred Close would never run.
+	c.Close()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // interrupted: exit 130

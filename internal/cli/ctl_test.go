@@ -318,3 +318,64 @@ command = [%q]
 		t.Fatalf("the child did not need SIGKILL, so the test proved nothing; log:\n%s", errw.String())
 	}
 }
+
+// TestCtlClosedStdout: ctl removes its reply queue before it writes the
+// reply, so that a reader that has gone (`edgeipc ctl sources | head -1`,
+// SIGPIPE) does not leave the queue behind ("a private queue ... that ctl
+// creates and removes", help ctl).
+func TestCtlClosedStdout(t *testing.T) {
+	q := ctlQueue(t)
+	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close() // the reader has gone: a write to pw raises SIGPIPE
+	defer pw.Close()
+	cmd := cliCmd(t, t.TempDir(), "ctl", "--queue", q, "status")
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = pw, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	buf := make([]byte, sq.MsgSize())
+	n, _, err := sq.Receive(ctx, buf)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no request from ctl: %v; stderr %q", err, errb.String())
+	}
+	var req control.Request
+	if _, err := req.UnmarshalMsg(buf[:n]); err != nil || req.Cmd != "status" {
+		t.Fatalf("request %+v: %v", req, err)
+	}
+	rq, err := mq.Open(req.Reply, os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := (&control.Reply{ID: req.ID, OK: true, Status: &control.StatusInfo{Version: "v-test"}}).MarshalMsg(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rq.Send(ctx, msg, 0)
+	rq.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, cmd); code == 0 {
+		t.Fatalf("ctl with a closed stdout: exit 0; stderr %q", errb.String())
+	}
+	if rq, err := mq.Open(req.Reply, os.O_RDONLY); err == nil {
+		rq.Close()
+		mq.Unlink(req.Reply)
+		t.Errorf("ctl left its reply queue %s when its stdout was closed", req.Reply)
+	} else if !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", req.Reply, err)
+	}
+}
