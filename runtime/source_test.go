@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
@@ -84,6 +85,27 @@ command = [%q, "20", "1000"]
 		st := rt.sourceStat(t, "c")
 		return st.State == StateStopped && st.LastExit == "exit status 0"
 	})
+}
+
+// TestCSensorSlowRate: the C sensor keeps its rate at 1 Hz and below
+// (nanosleep refuses a tv_nsec of a whole second, so it used not to sleep).
+func TestCSensorSlowRate(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler (cc) on PATH: install gcc to run the C sensor test")
+	}
+	bin := filepath.Join(t.TempDir(), "sensor")
+	if out, err := exec.Command(cc, "-O2", "-o", bin, "../examples/sensors/sensor.c").CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+	start := time.Now()
+	out, err := exec.Command(bin, "1", "1").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); len(out) != 20 || d < 900*time.Millisecond {
+		t.Fatalf("sensor 1 1: %d bytes in %v, want one 20-byte record and a 1 s pause", len(out), d)
+	}
 }
 
 func TestExecPythonMsgp(t *testing.T) {

@@ -27,7 +27,9 @@ int main(int argc, char **argv) {
 	double rate = argc > 2 ? atof(argv[2]) : 100;
 	const char *ring = getenv("EDGEIPC_RING");
 	fprintf(stderr, "sensor: %ld records at %.0f Hz into ring %s\n", count, rate, ring ? ring : "?");
-	struct timespec ts = {0, rate > 0 ? (long)(1e9 / rate) : 0};
+	/* tv_nsec must stay below 1e9: at 1 Hz or less the period is whole seconds. */
+	long long period = rate > 0 ? (long long)(1e9 / rate) : 0;
+	struct timespec ts = {(time_t)(period / 1000000000), (long)(period % 1000000000)};
 	for (uint32_t seq = 1; count == 0 || seq <= (uint32_t)count; seq++) {
 		uint8_t rec[4 + 16];
 		put32(rec, 16);
@@ -42,7 +44,7 @@ int main(int argc, char **argv) {
 			if (n <= 0) return 1; /* the runtime went away */
 			off += (size_t)n;
 		}
-		if (ts.tv_nsec) nanosleep(&ts, NULL);
+		if (period) nanosleep(&ts, NULL);
 	}
 	return 0;
 }
