@@ -52,7 +52,7 @@ type RuntimeConfig struct {
 // ControlConfig is the [control] table.
 type ControlConfig struct {
 	Enabled *bool    `toml:"enabled"` // default true
-	Queue   string   `toml:"queue"`   // "" = $EDGEIPC_CTL_QUEUE or edgeipc.ctl
+	Queue   string   `toml:"queue"`   // "" = edgeipc.ctl; $EDGEIPC_CTL_QUEUE overrides both (ctl reads it too)
 	Mode    FileMode `toml:"mode"`
 	Group   string   `toml:"group"`
 }
@@ -662,7 +662,7 @@ func checkFIFOPath(p string) error {
 		return fmt.Errorf("%s is a symlink; refusing to use it as a FIFO (remove it or choose another path)", p)
 	}
 	if fi.Mode()&os.ModeNamedPipe == 0 {
-		return fmt.Errorf("%s exists and is not a FIFO (%v); refusing to replace it", p, fi.Mode().Type())
+		return fmt.Errorf("%s exists and is %s, not a FIFO; refusing to replace it", p, fileType(fi.Mode()))
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return checkFIFOOwner(p, int(st.Uid))
@@ -712,3 +712,18 @@ func (c *Config) Summary() string {
 }
 
 func (c *Config) controlEnabled() bool { return c.Control.Enabled == nil || *c.Control.Enabled }
+
+// fileType names the type of a file for messages.
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a " + m.Type().String() + " file"
+}

@@ -94,7 +94,7 @@ func TestFIFOPathRefused(t *testing.T) {
 	os.WriteFile(regular, []byte("x"), 0o600)
 	link := filepath.Join(e.dir, "link")
 	os.Symlink(filepath.Join(e.dir, "target.fifo"), link)
-	for path, want := range map[string]string{regular: "not a FIFO", link: "symlink"} {
+	for path, want := range map[string]string{regular: "is a regular file, not a FIFO", link: "symlink"} {
 		text := "[rings.r]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"r\"\npath = \"" + path + "\"\n"
 		_, err := Parse("f.toml", []byte(text))
 		var ce ConfigErrors

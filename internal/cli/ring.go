@@ -299,6 +299,8 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring: a link to %s)\n", e.Target)
 		case e.Kind == "directory" || e.Kind == "fifo" || e.Kind == "other":
 			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring)\n")
+		case e.Kind == "unknown":
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(neither a ring nor a semaphore, or still being created)\n")
 		default:
 			fmt.Fprint(tw, "-\t-\t-\t-\t-\t-\n")
 		}
