@@ -202,8 +202,9 @@ func printCmdHelp(w io.Writer, c *Command) {
 	}
 }
 
-// printFlags is flag.PrintDefaults with the flags written --name, the way
-// usage lines and examples write them (both forms are accepted).
+// printFlags is flag.PrintDefaults with the flags written the way usage
+// lines and examples write them: --name, and -c for a one-letter flag (both
+// forms are accepted).
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		typ, usage := flag.UnquoteUsage(f)
@@ -214,6 +215,9 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 			typ = "uint"
 		}
 		line := "  --" + f.Name
+		if len(f.Name) == 1 {
+			line = "  -" + f.Name
+		}
 		if typ != "" {
 			line += " " + typ
 		}
