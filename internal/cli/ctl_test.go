@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -224,31 +225,13 @@ func TestCtlInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once its request is in the queue, ctl waits for the reply.
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	buf := make([]byte, sq.MsgSize())
-	n, _, err := sq.Receive(ctx, buf)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("no request from ctl: %v; stderr %q", err, errb.String())
-	}
-	var req control.Request
-	if _, err := req.UnmarshalMsg(buf[:n]); err != nil || req.Cmd != "status" {
-		t.Fatalf("request %+v: %v", req, err)
-	}
+	req := receiveRequest(t, sq, cmd, &errb, "status")
 	cmd.Process.Signal(syscall.SIGINT)
 	if code := waitCmd(t, cmd); code != ExitInterrupted {
 		t.Fatalf("ctl after SIGINT: exit %d, want %d; stderr %q", code, ExitInterrupted, errb.String())
 	}
 	// It removed its reply queue on the way out.
-	if rq, err := mq.Open(req.Reply, os.O_RDONLY); err == nil {
-		rq.Close()
-		mq.Unlink(req.Reply)
-		t.Errorf("ctl left its reply queue %s after SIGINT", req.Reply)
-	} else if !errors.Is(err, syscall.ENOENT) {
-		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", req.Reply, err)
-	}
+	checkReplyQueueGone(t, req.Reply, "after SIGINT")
 }
 
 func TestCtlHelp(t *testing.T) {
@@ -342,19 +325,9 @@ func TestCtlClosedStdout(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	req := receiveRequest(t, sq, cmd, &errb, "status")
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	buf := make([]byte, sq.MsgSize())
-	n, _, err := sq.Receive(ctx, buf)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("no request from ctl: %v; stderr %q", err, errb.String())
-	}
-	var req control.Request
-	if _, err := req.UnmarshalMsg(buf[:n]); err != nil || req.Cmd != "status" {
-		t.Fatalf("request %+v: %v", req, err)
-	}
 	rq, err := mq.Open(req.Reply, os.O_WRONLY)
 	if err != nil {
 		t.Fatal(err)
@@ -371,11 +344,37 @@ func TestCtlClosedStdout(t *testing.T) {
 	if code := waitCmd(t, cmd); code == 0 {
 		t.Fatalf("ctl with a closed stdout: exit 0; stderr %q", errb.String())
 	}
-	if rq, err := mq.Open(req.Reply, os.O_RDONLY); err == nil {
+	checkReplyQueueGone(t, req.Reply, "when its stdout was closed")
+}
+
+// receiveRequest takes the request a ctl process started with cmd sent to
+// the fake runtime's queue sq and checks that it is cmdName.
+func receiveRequest(t *testing.T, sq *mq.Queue, cmd *exec.Cmd, errb *bytes.Buffer, cmdName string) control.Request {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	buf := make([]byte, sq.MsgSize())
+	n, _, err := sq.Receive(ctx, buf)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no request from ctl: %v; stderr %q", err, errb.String())
+	}
+	var req control.Request
+	if _, err := req.UnmarshalMsg(buf[:n]); err != nil || req.Cmd != cmdName {
+		t.Fatalf("request %+v: %v", req, err)
+	}
+	return req
+}
+
+// checkReplyQueueGone fails the test if ctl left its reply queue behind.
+func checkReplyQueueGone(t *testing.T, reply, when string) {
+	t.Helper()
+	if rq, err := mq.Open(reply, os.O_RDONLY); err == nil {
 		rq.Close()
-		mq.Unlink(req.Reply)
-		t.Errorf("ctl left its reply queue %s when its stdout was closed", req.Reply)
+		mq.Unlink(reply)
+		t.Errorf("ctl left its reply queue %s %s", reply, when)
 	} else if !errors.Is(err, syscall.ENOENT) {
-		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", req.Reply, err)
+		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", reply, err)
 	}
 }
