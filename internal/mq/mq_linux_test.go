@@ -33,8 +33,11 @@ const (
 
 func TestMain(m *testing.M) {
 	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
-	if os.Getenv(childEnv) == "send" {
+	switch os.Getenv(childEnv) {
+	case "send":
 		os.Exit(childSend(os.Getenv(childNameEnv)))
+	case "open-racer":
+		os.Exit(childOpenRacer(os.Getenv(childNameEnv)))
 	}
 	os.Exit(m.Run())
 }

@@ -109,7 +109,10 @@ func Create(name string, opts Options) (*Queue, error) {
 	var fd int
 	created := false
 	for attempt := 0; ; attempt++ {
-		fd, err = sys.MqOpen(name, access|unix.O_CREAT|unix.O_EXCL, uint32(mode), attr)
+		// Created owner-only: the queue starts in the creator's group,
+		// not the configured one, so setOwnerMode opens it to a group only
+		// after the fchown.
+		fd, err = sys.MqOpen(name, access|unix.O_CREAT|unix.O_EXCL, 0o600, attr)
 		if err == nil {
 			created = true
 			break
@@ -128,8 +131,8 @@ func Create(name string, opts Options) (*Queue, error) {
 	}
 
 	if created {
-		// mq_open applied the umask (it can only have removed bits); set
-		// the group first, then the exact mode.
+		// Set the group first, then the exact mode (the umask may also
+		// have removed bits).
 		if err := setOwnerMode(fd, mode, opts.Group); err != nil {
 			unix.Close(fd)
 			sys.MqUnlink(name)
