@@ -255,7 +255,10 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		return nil, &OpError{"create", name, err}
 	}
 	path := filepath.Join(dir, FilePrefix+name)
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
+	// Created owner-only: the file starts in the creator's group, which is
+	// not the configured one, so it is opened to a group only after the
+	// fchown below.
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with 'edgeipc ring rm %s' if it is stale): %w", path, name, os.ErrExist)}
@@ -268,14 +271,14 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		unix.Close(fd)
 		return nil, &OpError{"create", name, err}
 	}
-	// The umask may have removed bits; set the mode exactly.
-	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
-		return fail(os.NewSyscallError("fchmod", err))
-	}
+	// Group first, then the exact mode (the umask may have removed bits).
 	if gid >= 0 {
 		if err := unix.Fchown(fd, -1, gid); err != nil {
 			return fail(fmt.Errorf("fchown to group %d: %w (are you a member of it?)", gid, err))
 		}
+	}
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return fail(os.NewSyscallError("fchmod", err))
 	}
 	if err := preallocate(fd, dir, int64(size)); err != nil {
 		return fail(err)
