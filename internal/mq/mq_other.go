@@ -54,7 +54,11 @@ func List() ([]Info, error) { return nil, unsupported("list", "") }
 // ListDir returns an error wrapping ErrNotSupported.
 func ListDir(dir string) ([]Info, error) { return nil, unsupported("list", "") }
 
-func (q *Queue) Name() string                        { return "" }
+func (q *Queue) Name() string               { return "" }
+func (q *Queue) Stat() (os.FileInfo, error) { return nil, unsupported("stat", "") }
+
+// Ino returns an error wrapping ErrNotSupported.
+func Ino(name string) (uint64, error)                { return 0, unsupported("stat", name) }
 func (q *Queue) MsgSize() int                        { return 0 }
 func (q *Queue) MaxMsg() int                         { return 0 }
 func (q *Queue) Attr() (Attr, error)                 { return Attr{}, unsupported("attr", "") }

@@ -223,6 +223,35 @@ func newQueue(name string, fd int) (*Queue, error) {
 // Name returns the queue name (without a leading slash).
 func (q *Queue) Name() string { return q.name }
 
+// Stat returns fstat(2) of the queue's descriptor (owner, group, mode and
+// inode), whether or not /dev/mqueue is mounted.
+func (q *Queue) Stat() (os.FileInfo, error) {
+	if q.isClosed() {
+		return nil, q.closedErr("stat")
+	}
+	fi, err := q.f.Stat()
+	if err != nil {
+		return nil, &OpError{Op: "stat", Name: q.name, Err: err}
+	}
+	return fi, nil
+}
+
+// Ino returns the inode number of the queue that name refers to now, by
+// opening it (read-only, never waiting) and fstat'ing the descriptor. It
+// works without the /dev/mqueue mount. Opening needs read permission.
+func Ino(name string) (uint64, error) {
+	fd, err := sys.MqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	if err != nil {
+		return 0, &OpError{Op: "stat", Name: name, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, &OpError{Op: "stat", Name: name, Err: os.NewSyscallError("fstat", err)}
+	}
+	return uint64(st.Ino), nil
+}
+
 // MsgSize returns the largest message the queue holds; Receive buffers
 // must be at least this long.
 func (q *Queue) MsgSize() int { return q.msgSize }

@@ -159,7 +159,7 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("control: cannot create request queue: %w", err)
 	}
 	s.q = q
-	if st, err := os.Stat(mq.MountDir + "/" + name); err == nil {
+	if st, err := q.Stat(); err == nil {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			s.ino = uint64(sys.Ino)
 		}
@@ -482,11 +482,14 @@ func (s *Server) Close() error {
 		if s.q == nil {
 			return
 		}
+		// Unlink the name only while it is still our queue (a runtime that
+		// took over has its own there); compared by inode through
+		// descriptors, so without the /dev/mqueue mount too, and while ours
+		// is still open.
+		ino, ierr := mq.Ino(s.name)
 		s.closeErr = s.q.Close()
-		if st, err := os.Stat(mq.MountDir + "/" + s.name); err == nil && s.ino != 0 {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok && uint64(sys.Ino) != s.ino {
-				return // someone else's queue now
-			}
+		if ierr != nil || s.ino == 0 || ino != s.ino {
+			return
 		}
 		if err := mq.Unlink(s.name); err != nil && !errors.Is(err, os.ErrNotExist) && s.closeErr == nil {
 			s.closeErr = err
