@@ -62,8 +62,9 @@ func Dial(name string) (*Client, error) {
 	opts := mq.Options{MaxMsg: ReplyMaxMsg, MsgSize: ReplyMsgSize, Exclusive: true}
 	capToLimits(&opts)
 	// A runtime running as another user can only write to our reply queue
-	// through the group it shares with us: the request queue's group.
-	if st, err := os.Stat(mq.MountDir + "/" + name); err == nil {
+	// through the group it shares with us: the request queue's group (read
+	// from the descriptor: /dev/mqueue need not be mounted).
+	if st, err := req.Stat(); err == nil {
 		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != os.Geteuid() && os.Geteuid() != 0 {
 			opts.Mode, opts.Group = 0o660, int(s.Gid)
 		}

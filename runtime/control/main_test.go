@@ -8,4 +8,9 @@ import (
 )
 
 // TestMain: a qemu-user fork deadlock fails fast instead of hanging.
-func TestMain(m *testing.M) { os.Exit(qemuwatch.Run(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "dial-as" {
+		os.Exit(childDialAs())
+	}
+	os.Exit(qemuwatch.Run(m))
+}

@@ -1,6 +1,12 @@
 package control
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -65,5 +71,67 @@ func TestCloseKeepsSuccessorsQueue(t *testing.T) {
 	if fd, err := sys.MqOpen(name2, unix.O_RDONLY|unix.O_CLOEXEC, 0, nil); err == nil {
 		unix.Close(fd)
 		t.Fatalf("%s still exists after Close", name2)
+	}
+}
+
+const childEnv = "EDGEIPC_CONTROL_TEST_CHILD"
+
+// childDialAs drops to uid 65533 whose only group is $DIAL_GID, dials the
+// request queue $DIAL_QUEUE and prints the mode and gid of its reply queue.
+func childDialAs() int {
+	gid, _ := strconv.Atoi(os.Getenv("DIAL_GID"))
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return 3
+	}
+	if err := syscall.Setgid(65533); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return 3
+	}
+	if err := syscall.Setuid(65533); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return 3
+	}
+	c, err := Dial(os.Getenv("DIAL_QUEUE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 4
+	}
+	defer c.Close()
+	fi, err := c.reply.Stat()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stat:", err)
+		return 5
+	}
+	fmt.Printf("%#o %d\n", uint32(fi.Mode().Perm()), fi.Sys().(*syscall.Stat_t).Gid)
+	return 0
+}
+
+// TestDialGroupReplyQueue: a client that is not the request queue's owner
+// creates its reply queue 0660 in the request queue's group, so that a
+// runtime of another user can answer (docs/control.md), also when
+// /dev/mqueue is not mounted. Before the fix the owner was read through
+// /dev/mqueue only; without the mount the reply queue was 0600 and a
+// non-root runtime could not answer.
+func TestDialGroupReplyQueue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another uid")
+	}
+	const gid = 4243
+	name := testQueue(t)
+	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Mode: 0o660, Group: gid, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=dial-as", "DIAL_QUEUE="+name, "DIAL_GID="+strconv.Itoa(gid))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if got, want := strings.TrimSpace(string(out)), fmt.Sprintf("0660 %d", gid); got != want {
+		t.Fatalf("reply queue mode and gid %q, want %q", got, want)
 	}
 }
