@@ -65,7 +65,10 @@ func Dial(name string) (*Client, error) {
 	// through the group it shares with us: the request queue's group (read
 	// from the descriptor: /dev/mqueue need not be mounted).
 	if st, err := req.Stat(); err == nil {
-		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != os.Geteuid() && os.Geteuid() != 0 {
+		// mq cannot give a new queue gid 0 (Group 0 keeps ours): for a queue
+		// in group 0 the reply queue stays 0600, never 0660 in our own
+		// primary group, which would share the replies with its members.
+		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != os.Geteuid() && os.Geteuid() != 0 && s.Gid != 0 {
 			opts.Mode, opts.Group = 0o660, int(s.Gid)
 		}
 	}

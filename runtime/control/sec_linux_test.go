@@ -135,3 +135,35 @@ func TestDialGroupReplyQueue(t *testing.T) {
 		t.Fatalf("reply queue mode and gid %q, want %q", got, want)
 	}
 }
+
+// TestDialGroupZeroReplyQueue: with the request queue in group 0 (a root
+// runtime with mode 0660 and no group, or group "root"), a client must not
+// create its reply queue 0660 in its own primary group, which shares the
+// replies (and the right to forge them) with everyone in that group. The
+// mq package cannot give a new queue gid 0, so the reply queue stays 0600
+// (a root runtime answers anyway). Before the fix it was 0660 in the
+// client's primary group.
+func TestDialGroupZeroReplyQueue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another uid")
+	}
+	name := testQueue(t)
+	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Mode: 0o660, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if fi, err := q.Stat(); err != nil || fi.Sys().(*syscall.Stat_t).Gid != 0 {
+		t.Skipf("request queue not in group 0 (egid %d): %v", os.Getegid(), err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=dial-as", "DIAL_QUEUE="+name, "DIAL_GID=0")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "0600 65533" {
+		t.Fatalf("reply queue mode and gid %q, want \"0600 65533\"", got)
+	}
+}
