@@ -3,55 +3,30 @@
 package shm
 
 import (
-	"bufio"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/racer"
 )
 
 func init() { children["open-racer"] = childOpenRacer }
 
-// childOpenRacer drops to uid 65534 keeping only gid $RACE_GID, then opens
-// $RACE_PATH read-only as fast as it can until stdin closes, and prints how
-// many opens succeeded.
+// childOpenRacer races opens of $RACE_PATH as another user (racer.Child)
+// whose only group is $RACE_GID.
 func childOpenRacer() int {
 	gid, _ := strconv.Atoi(os.Getenv("RACE_GID"))
-	if err := syscall.Setgroups(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return 3
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(65534); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
-		return 3
-	}
 	path := os.Getenv("RACE_PATH")
-	var stop atomic.Bool
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		stop.Store(true)
-	}()
-	fmt.Println("ready")
-	got := 0
-	for !stop.Load() {
-		if fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+	return racer.Child(gid, func() error {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
 			unix.Close(fd)
-			got++
 		}
-	}
-	fmt.Println(got)
-	return 0
+		return err
+	})
 }
 
 // TestCreateSegmentNoGroupWindow: a segment created for a group is never
@@ -74,23 +49,7 @@ func TestCreateSegmentNoGroupWindow(t *testing.T) {
 	}
 	opts := &SegmentOptions{Dir: dir, Group: "4242"} // a group the racer is not in
 	cmd := child(t, "open-racer", "RACE_PATH="+filepath.Join(dir, FilePrefix+"race"), "RACE_GID="+strconv.Itoa(os.Getegid()))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer in.Close()
-	rd := bufio.NewReader(out)
-	if l, err := rd.ReadString('\n'); l != "ready\n" {
-		t.Fatalf("racer: %q %v", l, err)
-	}
+	stop := racer.Start(t, cmd)
 	for i := 0; i < 1000; i++ {
 		s, err := CreateSegment("race", 4096, opts)
 		if err != nil {
@@ -101,12 +60,7 @@ func TestCreateSegmentNoGroupWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	in.Close()
-	l, err := rd.ReadString('\n')
-	if err != nil {
-		t.Fatalf("racer: %v", err)
-	}
-	if n, _ := strconv.Atoi(strings.TrimSpace(l)); n != 0 {
+	if n := stop(); n != 0 {
 		t.Fatalf("a process outside group 4242 opened the segment %d times during 1000 creations", n)
 	}
 }
