@@ -74,7 +74,9 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	if err := checkFIFOPath(path); err != nil {
 		return nil, -1, id, err
 	}
-	if err := unix.Mkfifo(path, uint32(mode)); err != nil && !errors.Is(err, unix.EEXIST) {
+	// Created owner-only: it starts in the runtime's own group, so it is
+	// opened to a group only after the fchown below.
+	if err := unix.Mkfifo(path, 0o600); err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, -1, id, &os.PathError{Op: "mkfifo", Path: path, Err: err}
 	}
 	if testHookFIFOChecked != nil {
@@ -106,15 +108,22 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	} else if !ok {
 		return fail(fmt.Errorf("%s is read by another edgeipc runtime (it holds the FIFO's lock); two readers would split its records between them: stop that runtime or choose another path", path))
 	}
-	// Set the exact mode (the umask narrowed mkfifo's; a reused FIFO may
-	// have another) and group on the descriptor.
-	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
-		return fail(&os.PathError{Op: "chmod", Path: path, Err: err})
-	}
+	// Set the group, then the exact mode (a reused FIFO may have another),
+	// on the descriptor. A reused FIFO is narrowed to its owner first, so
+	// that neither its old group nor the new one has the other's access
+	// between the two calls.
 	if gid >= 0 {
+		if uint32(st.Mode)&0o077 != 0 {
+			if err := unix.Fchmod(fd, 0o600); err != nil {
+				return fail(&os.PathError{Op: "chmod", Path: path, Err: err})
+			}
+		}
 		if err := unix.Fchown(fd, -1, gid); err != nil {
 			return fail(&os.PathError{Op: "chown", Path: path, Err: err})
 		}
+	}
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return fail(&os.PathError{Op: "chmod", Path: path, Err: err})
 	}
 	id = fifoID{uint64(st.Dev), uint64(st.Ino)}
 	if dummy, err = openDummy(path, id); err != nil {

@@ -4,12 +4,16 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/racer"
 )
 
 // fifoRuntime runs a runtime with one len32 fifo source "fifo" on ring "f"
@@ -271,5 +275,57 @@ func TestFIFODrainDropsAndCounts(t *testing.T) {
 	rt.logStats("test")
 	if !strings.Contains(logb.String(), "dropped 12 B") {
 		t.Fatal("the stats line does not show the dropped bytes")
+	}
+}
+
+// childFIFORacer races opens of the FIFO at path as another user
+// (racer.Child) whose only group is $RACE_GID.
+func childFIFORacer(path string) int {
+	gid, _ := strconv.Atoi(os.Getenv("RACE_GID"))
+	return racer.Child(gid, func() error {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+}
+
+// TestFIFONoGroupWindow: a FIFO created for a group is never open to the
+// runtime's own primary group, not even between mkfifo and the fchown to
+// the configured group: a member of that group could otherwise open it and
+// read records meant for the runtime. A process of another user whose only
+// group is the runtime's races every creation.
+func TestFIFONoGroupWindow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the racer as another uid")
+	}
+	old := syscall.Umask(0o002) // a common umask: 0660 is not narrowed by mkfifo
+	defer syscall.Umask(old)
+	dir, err := os.MkdirTemp("", "edgeipc-race-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the racer must reach the FIFO
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "in.fifo")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EDGEIPC_TEST_FIFO_RACER="+path, "RACE_GID="+strconv.Itoa(os.Getegid()))
+	stop := racer.Start(t, cmd)
+	for i := 0; i < 300; i++ {
+		r, dummy, _, err := openFIFO(path, 0, "65534") // nogroup: the racer is not in it
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		unix.Close(dummy)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := stop(); n != 0 {
+		t.Fatalf("a process outside group 65534 opened the FIFO %d times during 300 creations", n)
 	}
 }

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EDGEIPC_TEST_CHILD_WRITER") == "1" {
 		os.Exit(childWriter())
 	}
+	if p := os.Getenv("EDGEIPC_TEST_FIFO_RACER"); p != "" {
+		os.Exit(childFIFORacer(p))
+	}
 	os.Exit(m.Run())
 }
 
