@@ -556,8 +556,9 @@ func NewMemfd(name string, size int) (*Segment, error) {
 }
 
 // OpenFd maps a segment received as a descriptor (from NewMemfd in another
-// process). It takes ownership of f. It requires F_SEAL_SHRINK so that the
-// sender cannot truncate the memory under the mapping.
+// process). It takes ownership of f. It requires a memfd on tmpfs sealed
+// with F_SEAL_SHRINK, so that the sender cannot truncate the memory under
+// the mapping (nor hand over huge pages that fault when the pool runs dry).
 func OpenFd(f *os.File, name string) (*Segment, error) {
 	if f == nil {
 		return nil, &OpError{"open fd", name, ErrInvalid}
@@ -582,6 +583,14 @@ func OpenFd(f *os.File, name string) (*Segment, error) {
 	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
 		unix.Close(nfd)
 		return nil, &OpError{"open fd", name, fmt.Errorf("%w: descriptor is not a memfd sealed with F_SEAL_SHRINK; a sender could truncate it and crash this process with SIGBUS", ErrInvalid)}
+	}
+	// Only memory on tmpfs (a plain memfd) is safe with that seal: a
+	// hugetlbfs memfd can still fault with SIGBUS when the huge-page pool
+	// runs dry, which its sender can arrange.
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(nfd, &fs); err != nil || uint32(fs.Type) != unix.TMPFS_MAGIC {
+		unix.Close(nfd)
+		return nil, &OpError{"open fd", name, fmt.Errorf("%w: descriptor is not a memfd on tmpfs (file system type %#x); hugetlbfs and other memory can fault with SIGBUS", ErrInvalid, uint32(fs.Type))}
 	}
 	seg, err := mapFd(nfd, name)
 	if err != nil {

@@ -160,6 +160,34 @@ func TestMemfdSealed(t *testing.T) {
 	}
 }
 
+// TestOpenFdRefusesHugetlb: a sealed memfd backed by huge pages is refused,
+// since its pages can fault with SIGBUS when the pool runs dry (the seals
+// protect only against truncation).
+func TestOpenFdRefusesHugetlb(t *testing.T) {
+	fd, err := unix.MemfdCreate("edgeipc-test-huge", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_HUGETLB)
+	if errors.Is(err, unix.EINVAL) {
+		t.Skip("this kernel has no hugetlbfs (memfd_create(MFD_HUGETLB): EINVAL), so there is nothing to refuse")
+	}
+	if err != nil {
+		t.Fatalf("memfd_create(MFD_HUGETLB): %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "huge")
+	if err := f.Truncate(0); err != nil { // no pages needed: size 0 stays valid
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW); err != nil {
+		t.Fatalf("seal a hugetlb memfd: %v", err)
+	}
+	s, err := OpenFd(f, "huge")
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenFd accepted a hugetlbfs memfd")
+	}
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not a memfd on tmpfs") {
+		t.Fatalf("OpenFd(hugetlb memfd): %v; want ErrInvalid naming tmpfs", err)
+	}
+}
+
 // TestSegmentUnlimitedTmpfs: a tmpfs mounted with size=0 has no limit and
 // reports 0 blocks; the free-space check must not read that as "0 free".
 func TestSegmentUnlimitedTmpfs(t *testing.T) {
