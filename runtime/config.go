@@ -431,6 +431,10 @@ func (c *Config) validate() error {
 		if g != "" {
 			add(c.errAt("control.group", []string{"control", "group"}, "%s", g))
 		}
+	} else if c.Control.Group != "" && os.Getegid() != 0 {
+		if gid, err := shm.LookupGroup(c.Control.Group); err == nil && gid == 0 {
+			add(c.errAt("control.group", []string{"control", "group"}, "%q is gid 0, which a runtime running as group %d cannot give the control queue: choose another group, or run the runtime as group root", c.Control.Group, os.Getegid()))
+		}
 	}
 	names := make([]string, 0, len(c.Rings))
 	for n := range c.Rings {

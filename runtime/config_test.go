@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -169,5 +170,28 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 	}
 	if p := cfg.Sources[0].Path; p != "/run/edgeipc-test/in.fifo" {
 		t.Fatalf("FIFO path %q not cleaned", p)
+	}
+}
+
+// TestControlGroupZero: [control] group = "root" is refused by the check of
+// a runtime that does not run as group root (the queue could not be given
+// gid 0, see control.NewServer), and accepted by one that does.
+func TestControlGroupZero(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch the effective group")
+	}
+	text := "[control]\ngroup = \"0\"\n[rings.r]\n"
+	if _, err := Parse("c.toml", []byte(text)); err != nil {
+		t.Fatalf("as group root: %v", err)
+	}
+	if err := syscall.Setegid(65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Parse("c.toml", []byte(text))
+	if rerr := syscall.Setegid(0); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "c.toml:2:") || !strings.Contains(err.Error(), "is gid 0") {
+		t.Fatalf("as gid 65534: %v; want a config error at c.toml:2 saying the group is gid 0", err)
 	}
 }

@@ -167,3 +167,27 @@ func TestDialGroupZeroReplyQueue(t *testing.T) {
 		t.Fatalf("reply queue mode and gid %q, want \"0600 65533\"", got)
 	}
 }
+
+// TestServerGroupZeroRefused: a runtime whose group is not root cannot give
+// its request queue gid 0 (mq keeps the creator's group instead), so asking
+// for group 0 is refused rather than leaving the queue in the runtime's own
+// group, where the kernel and the server's own check would disagree.
+func TestServerGroupZeroRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch the effective group")
+	}
+	if err := syscall.Setegid(65534); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(newFake(), ServerOptions{Queue: testQueue(t), Group: "0"})
+	if rerr := syscall.Setegid(0); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		s.Close()
+		t.Fatal("NewServer with group 0 as gid 65534: no error")
+	}
+	if !strings.Contains(err.Error(), "gid 0") || !strings.Contains(err.Error(), "choose another group") {
+		t.Fatalf("NewServer with group 0 as gid 65534: %v", err)
+	}
+}

@@ -109,6 +109,12 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("control: group %q: %w", opts.Group, err)
 		}
+		if g == 0 && os.Getegid() != 0 {
+			// mq can only keep the creator's group or set another one; a
+			// queue meant for group 0 would stay in ours, and the kernel
+			// would let our group in while the server's check let root's.
+			return nil, fmt.Errorf("control: group %q is gid 0, which a runtime running as group %d cannot give the queue: choose another group, or run the runtime as group root", opts.Group, os.Getegid())
+		}
 		gid, s.group = g, g
 		if mode == 0 {
 			mode = 0o660
