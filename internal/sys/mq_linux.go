@@ -136,6 +136,25 @@ func MqUnlink(name string) error {
 	}
 }
 
+// absTimespec fills ts with deadline, clamped to the latest time a
+// timespec holds here (2038 on 32-bit ARM, whose mq syscalls take a 32-bit
+// time_t), and returns it; nil for the zero time (no limit).
+func absTimespec(deadline time.Time, ts *unix.Timespec) *unix.Timespec {
+	if deadline.IsZero() {
+		return nil
+	}
+	const maxSec = 1<<(8*unsafe.Sizeof(ts.Sec)-1) - 1
+	sec, nsec := deadline.Unix(), int64(deadline.Nanosecond())
+	switch {
+	case sec < 0:
+		sec, nsec = 0, 0 // long past: times out at once
+	case sec > maxSec:
+		sec, nsec = maxSec, 0
+	}
+	*ts, _ = unix.TimeToTimespec(time.Unix(sec, nsec)) // in range now
+	return ts
+}
+
 // MqTimedSend queues msg with priority prio (0..MqPrioMax-1, higher is
 // received first). deadline is an absolute CLOCK_REALTIME time, or the zero
 // time to wait without limit; it is ignored when fd is non-blocking.
@@ -149,11 +168,7 @@ func MqTimedSend(fd int, msg []byte, prio uint, deadline time.Time) error {
 		return os.NewSyscallError("mq_timedsend", unix.EINVAL)
 	}
 	var ts unix.Timespec
-	var abstime *unix.Timespec
-	if !deadline.IsZero() {
-		ts = unix.NsecToTimespec(deadline.UnixNano())
-		abstime = &ts
-	}
+	abstime := absTimespec(deadline, &ts)
 	p := unsafe.Pointer(unsafe.SliceData(msg))
 	for {
 		_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(p), uintptr(len(msg)), uintptr(prio),
@@ -182,11 +197,7 @@ func MqTimedSend(fd int, msg []byte, prio uint, deadline time.Time) error {
 func MqTimedReceive(fd int, buf []byte, deadline time.Time) (int, uint, error) {
 	var prio uint32 // the kernel writes an unsigned int
 	var ts unix.Timespec
-	var abstime *unix.Timespec
-	if !deadline.IsZero() {
-		ts = unix.NsecToTimespec(deadline.UnixNano())
-		abstime = &ts
-	}
+	abstime := absTimespec(deadline, &ts)
 	p := unsafe.Pointer(unsafe.SliceData(buf))
 	for {
 		r, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(p), uintptr(len(buf)),

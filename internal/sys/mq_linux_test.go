@@ -130,6 +130,12 @@ func TestMqRoundTrip(t *testing.T) {
 	if _, _, err := MqTimedReceive(fd, buf, time.Time{}); err != unix.EAGAIN {
 		t.Fatalf("non-blocking receive on empty queue: %v, want EAGAIN", err)
 	}
+	// A deadline past what a timespec holds (2038 with 32-bit time_t, 2262
+	// for UnixNano) is clamped, not wrapped into an invalid time (EINVAL).
+	far := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := MqTimedReceive(fd, buf, far); err != unix.EAGAIN {
+		t.Fatalf("non-blocking receive with a deadline in 2300: %v, want EAGAIN", err)
+	}
 	for i := 0; i < 4; i++ {
 		if err := MqTimedSend(fd, []byte{byte(i)}, 0, time.Time{}); err != nil {
 			t.Fatal(err)
