@@ -325,9 +325,13 @@ func childSoakReader() int {
 		ovw := false
 		var verr error
 		var sf soakFrame
+		var dl time.Time
 		switch method {
 		case "copy":
 			f, err = rd.ReadInto(ctx, buf)
+		case "copy-deadline":
+			dl = time.Now().Add(time.Duration(1+rng.IntN(100)) * time.Millisecond)
+			f, err = rd.ReadIntoDeadline(dl, buf)
 		case "poll":
 			f, err = rd.TryReadInto(buf)
 			if errors.Is(err, ErrWouldBlock) {
@@ -335,7 +339,12 @@ func childSoakReader() int {
 				continue
 			}
 		default: // zero-copy: check in place, then ask Release whether it was intact
-			f, err = rd.Next(ctx)
+			if method == "zero-copy-deadline" {
+				dl = time.Now().Add(time.Duration(1+rng.IntN(100)) * time.Millisecond)
+				f, err = rd.NextDeadline(dl)
+			} else {
+				f, err = rd.Next(ctx)
+			}
 			if err == nil {
 				sf, verr = soakCheck(f.Data)
 				if rerr := rd.Release(); errors.Is(rerr, ErrOverwritten) {
@@ -343,6 +352,16 @@ func childSoakReader() int {
 				} else if rerr != nil {
 					return fail("release frame +%d: %v", f.Seq-base, rerr)
 				}
+			}
+		}
+		if !dl.IsZero() {
+			// A read bounded by a deadline returns by then, give or take
+			// scheduling (generously: this machine may be loaded).
+			if over := time.Since(dl); over > scale(3*time.Second) {
+				return fail("a read with a deadline returned %v after it (%v); cursor +%d, head +%d", over, err, rd.Cursor()-base, r.Head()-base)
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
 			}
 		}
 		if err != nil {
@@ -375,7 +394,7 @@ func childSoakReader() int {
 			}
 			continue
 		}
-		if method != "zero-copy" {
+		if !strings.HasPrefix(method, "zero-copy") {
 			sf, verr = soakCheck(f.Data)
 		}
 		if verr != nil {
@@ -449,16 +468,17 @@ func (s *syncBuffer) String() string {
 }
 
 type soakProc struct {
-	name   string
-	cmd    *exec.Cmd
-	stderr syncBuffer
-	done   chan struct{}
-	err    error
-	killed bool
-	gen    uint32 // writers
-	id     int    // readers
-	final  bool   // the last writer, which exits by itself
-	seen   bool   // exit already examined
+	name    string
+	cmd     *exec.Cmd
+	stderr  syncBuffer
+	done    chan struct{}
+	err     error
+	killed  bool
+	gen     uint32    // writers
+	id      int       // readers
+	final   bool      // the last writer, which exits by itself
+	seen    bool      // exit already examined
+	crashed time.Time // writers: when the parent first saw it at its crash point
 }
 
 type soakStats struct {
@@ -595,7 +615,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		}
 		slow := []int{0, 0, 4, 50}[rng.IntN(4)]
 		start(p, "soak-reader", fmt.Sprint("EDGEIPC_SOAK_ID=", nextID), "EDGEIPC_SOAK_FROM="+from,
-			"EDGEIPC_SOAK_METHOD="+[]string{"copy", "zero-copy", "poll"}[rng.IntN(3)],
+			"EDGEIPC_SOAK_METHOD="+[]string{"copy", "zero-copy", "poll", "copy-deadline", "zero-copy-deadline"}[rng.IntN(5)],
 			fmt.Sprint("EDGEIPC_SOAK_SPIN=", []int{0, 0, 200}[rng.IntN(3)]),
 			fmt.Sprint("EDGEIPC_SOAK_SLOW=", slow), fmt.Sprint("EDGEIPC_SOAK_QUIT=", quit))
 		readers = append(readers, p)
@@ -631,6 +651,22 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		readers = live
 	}
 	alive := func(p *soakProc) bool { return p != nil && !p.killed && !exited(p) }
+	// held: a writer stopped at its crash point is left alive for a while,
+	// so that the readers that took its last frame by the stamp have to
+	// wait for the next one with the head one behind their cursor.
+	held := func(p *soakProc) bool {
+		if !alive(p) {
+			return false
+		}
+		if p.crashed.IsZero() {
+			var ws soakWriterStatus
+			if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("w-%d.json", p.gen))); err != nil || json.Unmarshal(b, &ws) != nil || !ws.Crashed {
+				return false
+			}
+			p.crashed = time.Now()
+		}
+		return time.Since(p.crashed) < scale(4*time.Second)
+	}
 
 	startWriter(false, 0)
 	for i := 0; i < 3; i++ {
@@ -642,6 +678,9 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		check()
 		switch a := rng.IntN(100); {
 		case a < 25: // kill the writer; a new one takes over, at once or later
+			if held(writer) {
+				break
+			}
 			if alive(writer) {
 				kill(writer, rng.IntN(2) == 0)
 				st.writerKills++
@@ -668,6 +707,9 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 				startReader("")
 			}
 		case a < 80: // kill the writer and a reader together
+			if held(writer) {
+				break
+			}
 			if alive(writer) {
 				kill(writer, false)
 				st.writerKills++
@@ -821,7 +863,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 					t.Errorf("%s: reader %d got writer %d's frame +%d, but writer %d started at +%d: a sequence number stood for two frames", desc, id, run.Gen, run.Last, g, starts[g].Start)
 				}
 			}
-			if run.Gen == finalGen && pol == Block && rep.Joined <= ws.Start && run.Count != n {
+			if run.Gen == finalGen && pol == Block && rep.Joined <= ws.Start && !rep.Quit && run.Count != n {
 				t.Errorf("%s: reader %d (joined at +%d) got %d of the final writer's %d frames (+%d..+%d)", desc, id, rep.Joined, run.Count, n, run.First, run.Last)
 			}
 		}
