@@ -484,6 +484,7 @@ type soakProc struct {
 type soakStats struct {
 	rings, gens, writerKills, readerKills, readersStarted, oldest, newest int
 	intruders, crashPoints, published, quits, finalChecks                 int
+	failures                                                              int
 	frames, lost, overwritten, late                                       uint64
 	maxLateMs                                                             float64
 }
@@ -511,7 +512,7 @@ func TestSoak(t *testing.T) {
 			for round := 0; round == 0 || time.Now().Before(end); round++ {
 				d := min(time.Until(end), time.Duration(1000+rng.IntN(4000))*time.Millisecond)
 				soakRing(t, pol, rng, round, max(d, 500*time.Millisecond), &st)
-				if t.Failed() {
+				if st.failures >= 10 {
 					break
 				}
 			}
@@ -534,6 +535,15 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 	defer r.Close()
 	dir := t.TempDir()
 	st.rings++
+	// errorf fails the test; this ring's chaos stops, the next ring goes
+	// on, so a long soak reports every kind of failure it meets.
+	failed := false
+	errorf := func(format string, args ...any) {
+		t.Helper()
+		failed = true
+		st.failures++
+		t.Errorf(format, args...)
+	}
 	cseed := rng.Uint64() >> 2
 	desc := fmt.Sprintf("ring %s: %d slots, payload %d, base %#x", name, slots, r.SlotPayload(), base)
 
@@ -627,7 +637,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		for _, p := range procs {
 			if s := p.stderr.String(); strings.Contains(s, "SOAK-FAIL") && !p.seen {
 				p.seen = true
-				t.Errorf("%s: %s\n%s", desc, p.name, s)
+				errorf("%s: %s\n%s", desc, p.name, s)
 				continue
 			}
 			if p.seen || !exited(p) {
@@ -637,9 +647,9 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 			switch {
 			case p.killed:
 			case p.err != nil:
-				t.Errorf("%s: %s exited by itself: %v\n%s", desc, p.name, p.err, p.stderr.String())
+				errorf("%s: %s exited by itself: %v\n%s", desc, p.name, p.err, p.stderr.String())
 			case p.gen != 0 && !p.final:
-				t.Errorf("%s: %s (writes until killed) exited with status 0\n%s", desc, p.name, p.stderr.String())
+				errorf("%s: %s (writes until killed) exited with status 0\n%s", desc, p.name, p.stderr.String())
 			}
 		}
 		live := readers[:0]
@@ -673,7 +683,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		startReader("")
 	}
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && !t.Failed() {
+	for time.Now().Before(deadline) && !failed {
 		time.Sleep(scale(time.Duration(5+rng.IntN(120)) * time.Millisecond))
 		check()
 		switch a := rng.IntN(100); {
@@ -731,9 +741,18 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 					select {
 					case <-p.done:
 					case <-time.After(scale(30 * time.Second)):
-						t.Errorf("%s: intruder writer did not finish", desc)
+						errorf("%s: intruder writer did not finish", desc)
 					}
 				}
+			}
+		case a < 90: // every reader dies (the writer runs free), new ones join
+			for _, p := range readers {
+				kill(p, false)
+				st.readerKills++
+			}
+			readers = readers[:0]
+			for k := 1 + rng.IntN(2); k > 0; k-- {
+				startReader("")
 			}
 		default:
 			if len(readers) == 0 {
@@ -742,7 +761,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		}
 	}
 	check()
-	if t.Failed() {
+	if failed {
 		t.Logf("%s: %+v", desc, r.Inspect())
 		return
 	}
@@ -788,17 +807,17 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 	select {
 	case <-fw.done:
 	case <-time.After(limit):
-		t.Errorf("%s: final writer did not write %d frames within %v (stuck?): %+v\n%s", desc, n, limit, r.Inspect(), fw.stderr.String())
+		errorf("%s: final writer did not write %d frames within %v (stuck?): %+v\n%s", desc, n, limit, r.Inspect(), fw.stderr.String())
 	}
 	for _, p := range readers {
 		select {
 		case <-p.done:
 		case <-time.After(limit):
-			t.Errorf("%s: %s did not get the final writer's %d frames within %v (asleep?): %+v\n%s", desc, p.name, n, limit, r.Inspect(), p.stderr.String())
+			errorf("%s: %s did not get the final writer's %d frames within %v (asleep?): %+v\n%s", desc, p.name, n, limit, r.Inspect(), p.stderr.String())
 		}
 	}
 	check()
-	if t.Failed() {
+	if failed {
 		return
 	}
 
@@ -827,7 +846,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
 	for i := 1; i < len(gens); i++ {
 		if a, b := starts[gens[i-1]], starts[gens[i]]; b.Start < a.Start {
-			t.Errorf("%s: writer %d started at +%d, before writer %d (+%d)", desc, b.Gen, b.Start, a.Gen, a.Start)
+			errorf("%s: writer %d started at +%d, before writer %d (+%d)", desc, b.Gen, b.Start, a.Gen, a.Start)
 		}
 	}
 	finalGen := fw.gen
@@ -838,7 +857,7 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		}
 		var rep soakReport
 		if err := json.Unmarshal(b, &rep); err != nil {
-			t.Errorf("%s: reader %d report: %v", desc, id, err)
+			errorf("%s: reader %d report: %v", desc, id, err)
 			continue
 		}
 		st.frames += rep.Frames
@@ -852,26 +871,26 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		for _, run := range rep.Runs {
 			ws, ok := starts[run.Gen]
 			if !ok {
-				t.Errorf("%s: reader %d got frames +%d..+%d of writer %d, which never recorded its lease", desc, id, run.First, run.Last, run.Gen)
+				errorf("%s: reader %d got frames +%d..+%d of writer %d, which never recorded its lease", desc, id, run.First, run.Last, run.Gen)
 				continue
 			}
 			if run.Base != ws.Start {
-				t.Errorf("%s: reader %d got writer %d's frames at +%d..+%d numbered from +%d; the writer started at +%d", desc, id, run.Gen, run.First, run.Last, run.Base, ws.Start)
+				errorf("%s: reader %d got writer %d's frames at +%d..+%d numbered from +%d; the writer started at +%d", desc, id, run.Gen, run.First, run.Last, run.Base, ws.Start)
 			}
 			for _, g := range gens {
 				if g > run.Gen && run.Last >= starts[g].Start {
-					t.Errorf("%s: reader %d got writer %d's frame +%d, but writer %d started at +%d: a sequence number stood for two frames", desc, id, run.Gen, run.Last, g, starts[g].Start)
+					errorf("%s: reader %d got writer %d's frame +%d, but writer %d started at +%d: a sequence number stood for two frames", desc, id, run.Gen, run.Last, g, starts[g].Start)
 				}
 			}
 			if run.Gen == finalGen && pol == Block && rep.Joined <= ws.Start && !rep.Quit && run.Count != n {
-				t.Errorf("%s: reader %d (joined at +%d) got %d of the final writer's %d frames (+%d..+%d)", desc, id, rep.Joined, run.Count, n, run.First, run.Last)
+				errorf("%s: reader %d (joined at +%d) got %d of the final writer's %d frames (+%d..+%d)", desc, id, rep.Joined, run.Count, n, run.First, run.Last)
 			}
 		}
 		if rep.ID == fin.id && !rep.Done {
-			t.Errorf("%s: the final reader did not get the final writer's last frame: %+v", desc, rep)
+			errorf("%s: the final reader did not get the final writer's last frame: %+v", desc, rep)
 		}
 	}
-	if !t.Failed() {
+	if !failed {
 		st.finalChecks++
 	}
 }
