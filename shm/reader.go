@@ -152,6 +152,20 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	// Tell a block-policy writer that caches its space check to look at
 	// the table again: this reader may start behind what it last saw.
 	atomic.AddUint32(&r.hdr.Joins, 1)
+	// Frames committed between the head load above and now were written
+	// while this reader was invisible to the writer: they may be gone
+	// already. Start after them instead of reporting them lost (a writer
+	// sees the join within a frame or two from here on).
+	if h2 := atomic.LoadUint32(&r.hdr.Head); h2 != head {
+		s2 := h2
+		if o.From == Oldest {
+			s2 = r.oldest(h2)
+		}
+		if d := s2 - start; d != 0 && d < 1<<31 {
+			rd.cursor, rd.knownHead = s2, s2
+			atomic.StoreUint32(&e.Cursor, s2)
+		}
+	}
 	r.readers[rd] = struct{}{}
 	return rd, nil
 }
@@ -293,7 +307,7 @@ func (rd *Reader) await(ws waitSpec) error {
 		}
 		procyield(1)
 		if i&headPollEvery == headPollEvery || byHead && i&63 == 63 {
-			if atomic.LoadUint32(&rd.h.Head) != c {
+			if h := atomic.LoadUint32(&rd.h.Head); h != c && h != c-1 {
 				rd.checkHead = true
 				return nil
 			}
@@ -306,15 +320,22 @@ func (rd *Reader) await(ws waitSpec) error {
 	// anyway, and a head that moved without the stamp showing it (a
 	// writer that broke the protocol, a reader 2^31 frames behind) must
 	// not leave the reader answering "nothing new" for ever.
+	//
+	// A head of c-1 means nothing new too: we took frame c-1 by its stamp
+	// and the writer has not stored its head yet, or died before it did
+	// (then only a new writer moves the head). Sleep on that value rather
+	// than return at once: the caller would find nothing, come back here
+	// and spin, deaf to its deadline, for as long as no writer comes.
 	rd.checkHead = true
-	if rd.closed.Load() || atomic.LoadUint32(&rd.h.Head) != c {
+	h := atomic.LoadUint32(&rd.h.Head)
+	if rd.closed.Load() || h != c && h != c-1 {
 		return nil
 	}
-	if err := rd.sleep(ws); err != nil && !rd.closed.Load() {
+	if err := rd.sleep(ws, h); err != nil && !rd.closed.Load() {
 		// A frame published as the wait ended (the producer's last
 		// frame, then a cancel because it exited) is returned, not lost
 		// behind the error: the caller looks again.
-		if atomic.LoadUint32(&rd.h.Head) != c {
+		if atomic.LoadUint32(&rd.h.Head) != h {
 			return nil
 		}
 		return err
@@ -340,36 +361,35 @@ func (rd *Reader) pollDone(done <-chan struct{}, ws waitSpec) error {
 	return nil
 }
 
-// sleep blocks until the head moves past the cursor (or may have), using
-// the futex or the eventfd. The sleeper count is raised before the head is
+// sleep blocks until the head moves from h (or may have), using the futex
+// or the eventfd. The sleeper count is raised before the head is
 // re-checked, so a writer that publishes after the check sees it and wakes.
-func (rd *Reader) sleep(ws waitSpec) error {
+func (rd *Reader) sleep(ws waitSpec, h uint32) error {
 	// Close wakes the futex (or eventfd) until no goroutine of this Reader
 	// is in here; this count is raised before closed is checked below.
 	rd.sleeping.Add(1)
 	defer rd.sleeping.Add(-1)
-	h := rd.h
-	c := rd.cursor
+	hdr := rd.h
 	fl := atomic.LoadUint32(&rd.e.Flags)
 	// Mark this entry asleep before counting ourselves: a writer that finds
 	// the count stale checks these flags before resetting it.
 	atomic.StoreUint32(&rd.e.Flags, fl|readerAsleep)
 	defer atomic.StoreUint32(&rd.e.Flags, fl)
 	if rd.ev != nil {
-		atomic.AddUint32(&h.EvSleepers, 1)
+		atomic.AddUint32(&hdr.EvSleepers, 1)
 		var err error
-		if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
+		if atomic.LoadUint32(&hdr.Head) == h && !rd.closed.Load() {
 			err = rd.ev.waitMax(ws, maxSleep())
 		}
-		atomic.AddUint32(&h.EvSleepers, ^uint32(0))
+		atomic.AddUint32(&hdr.EvSleepers, ^uint32(0))
 		return err
 	}
-	atomic.AddUint32(&h.Sleepers, 1)
+	atomic.AddUint32(&hdr.Sleepers, 1)
 	var err error
-	if atomic.LoadUint32(&h.Head) == c && !rd.closed.Load() {
-		err = futexSleep(&h.Head, c, ws, maxSleep())
+	if atomic.LoadUint32(&hdr.Head) == h && !rd.closed.Load() {
+		err = futexSleep(&hdr.Head, h, ws, maxSleep())
 	}
-	atomic.AddUint32(&h.Sleepers, ^uint32(0))
+	atomic.AddUint32(&hdr.Sleepers, ^uint32(0))
 	return err
 }
 

@@ -372,8 +372,12 @@ func (w *Writer) cachedSpace(s uint32) bool {
 }
 
 // slowest scans the reader table for the reader furthest behind s and
-// returns its cursor and entry index (-1 if none). Entries whose cursor is
-// not within one ring of s are stale or corrupt and hold nothing back.
+// returns its cursor and entry index (-1 if none). An entry more than a
+// ring behind counts (the ring is full for it): a live reader gets there by
+// joining while this writer, not yet aware of it, went on, and it catches
+// up by skipping what it lost; ignored, it would lose frames for as long as
+// the writer stays ahead. Only a cursor ahead of s (corrupt, or a reader of
+// a sequence this writer has not reached) holds nothing back.
 //
 // When no reader has joined since the last scan (Joins is unchanged), no
 // entry past the highest one seen held can have become held, and the scan
@@ -381,7 +385,6 @@ func (w *Writer) cachedSpace(s uint32) bool {
 // that break the protocol and do not count their join), it covers the
 // whole table.
 func (w *Writer) slowest(s uint32) (uint32, int) {
-	n := w.r.g.slotCount
 	lo, idx := s, -1
 	end := min(w.scanHi+1, MaxReaders)
 	j := atomic.LoadUint32(&w.h.Joins) // before the loads of the entries
@@ -403,7 +406,7 @@ func (w *Writer) slowest(s uint32) (uint32, int) {
 			continue
 		}
 		c := atomic.LoadUint32(&e.Cursor)
-		if lag := s - c; lag <= n && lag > s-lo {
+		if lag := s - c; lag <= 1<<31 && lag > s-lo {
 			lo, idx = c, i
 		}
 	}
@@ -447,7 +450,7 @@ func (w *Writer) spinSpace(s uint32, ws waitSpec) bool {
 		if w.slowIdx >= 0 {
 			e := w.r.reader(w.slowIdx)
 			lag := s - atomic.LoadUint32(&e.Cursor)
-			if (lag > want && i < 64 || lag >= n) && atomic.LoadUint32(&e.Owner) != 0 {
+			if (lag > want && i < 64 || lag >= n && lag <= 1<<31) && atomic.LoadUint32(&e.Owner) != 0 {
 				procyield(4)
 				continue
 			}
