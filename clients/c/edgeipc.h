@@ -557,6 +557,22 @@ static inline int edgeipc__sem_trywait(edgeipc_ring *r)
 
 /* ---- reader ------------------------------------------------------------ */
 
+/* The first frame a reader joining at head reads: head itself (newest), or
+ * the oldest frame still in the ring. */
+static inline uint32_t edgeipc__start(edgeipc_ring *r, uint32_t head, int from)
+{
+	if (from != EDGEIPC_FROM_OLDEST)
+		return head;
+	if (head - r->base_seq < r->slot_count)
+		return r->base_seq;
+	uint32_t c = head - r->slot_count;
+	/* A writer may already have opened this slot for frame head (odd
+	 * stamp): that frame is gone, start after it. */
+	if (edgeipc__ld(r, edgeipc__slot(r, c) + EDGEIPC_S_STAMP) != c << 1)
+		c++;
+	return c;
+}
+
 /* Joins the reader table. from: EDGEIPC_FROM_NEWEST (next frame published)
  * or EDGEIPC_FROM_OLDEST (oldest frame still in the ring). */
 static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int from)
@@ -578,18 +594,7 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 		edgeipc__forget_sleeper(r, e);
 	edgeipc__st(r, e + EDGEIPC_R_START, edgeipc_self_start());
 	edgeipc__st(r, e + EDGEIPC_R_PIDNS, edgeipc_self_pidns());
-	uint32_t head = edgeipc_head(r), c = head;
-	if (from == EDGEIPC_FROM_OLDEST) {
-		if (head - r->base_seq < r->slot_count) {
-			c = r->base_seq;
-		} else {
-			c = head - r->slot_count;
-			/* A writer may already have opened this slot for frame
-			 * head (odd stamp): that frame is gone, start after it. */
-			if (edgeipc__ld(r, edgeipc__slot(r, c) + EDGEIPC_S_STAMP) != c << 1)
-				c++;
-		}
-	}
+	uint32_t head = edgeipc_head(r), c = edgeipc__start(r, head, from);
 	rd->cursor = c;
 	edgeipc__st(r, e + EDGEIPC_R_CURSOR, c);
 	edgeipc__st(r, e + EDGEIPC_R_LOST, 0);
@@ -599,6 +604,17 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 	/* Tell a block-policy writer that caches its space check to scan the
 	 * table again: we may start behind every cursor it last saw. */
 	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_READER_JOINS), 1);
+	/* Frames committed since we read head were written while the writer
+	 * could not see us and may be gone: start after them rather than
+	 * report them lost. */
+	uint32_t h2 = edgeipc_head(r);
+	if (h2 != head) {
+		uint32_t c2 = edgeipc__start(r, h2, from);
+		if (c2 != c && c2 - c < 0x80000000u) {
+			rd->cursor = c2;
+			edgeipc__st(r, e + EDGEIPC_R_CURSOR, c2);
+		}
+	}
 	return EDGEIPC_OK;
 }
 
@@ -826,7 +842,8 @@ static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32
 }
 
 /* Slowest live reader's cursor relative to s (s itself if none). Entries
- * with the claim bit or a cursor more than one ring behind are ignored. */
+ * with the claim bit or a cursor ahead of s are ignored; one more than a
+ * ring behind (a reader that joined while we went on) fills the ring. */
 static inline uint32_t edgeipc__slowest(edgeipc_ring *r, uint32_t s)
 {
 	uint32_t min = s;
@@ -837,7 +854,7 @@ static inline uint32_t edgeipc__slowest(edgeipc_ring *r, uint32_t s)
 			continue;
 		uint32_t c = edgeipc__ld(r, e + EDGEIPC_R_CURSOR);
 		uint32_t lag = s - c;
-		if (lag <= r->slot_count && lag > s - min)
+		if (lag <= 0x80000000u && lag > s - min)
 			min = c;
 	}
 	return min;

@@ -485,17 +485,8 @@ class Reader:
             ring._st(self._e + R_START, _self_start())
             ring._st(self._e + R_PIDNS, _self_pidns())
         head = ring.head()
-        c = head
-        if oldest:
-            if (head - ring.base_seq) & MASK32 < ring.slot_count:
-                c = ring.base_seq
-            else:
-                c = (head - ring.slot_count) & MASK32
-                # A writer may already have opened this slot for frame head
-                # (odd stamp): that frame is gone, start after it.
-                if ring._ld(ring._slot(c) + S_STAMP) != (c << 1) & MASK32:
-                    c = (c + 1) & MASK32
-        self.cursor = c & MASK32
+        c = self._start(head, oldest)
+        self.cursor = c
         if register:
             ring._st(self._e + R_CURSOR, self.cursor)
             ring._st(self._e + R_LOST, 0)
@@ -506,6 +497,30 @@ class Reader:
             # Tell a block-policy writer that caches its space check to scan
             # the table again: this reader may start behind what it last saw.
             ring._add(H_READER_JOINS, 1)
+            # Frames committed since we read head were written while the
+            # writer could not see us and may be gone: start after them
+            # rather than report them lost.
+            h2 = ring.head()
+            if h2 != head:
+                c2 = self._start(h2, oldest)
+                if c2 != c and (c2 - c) & MASK32 < 0x80000000:
+                    self.cursor = c2
+                    ring._st(self._e + R_CURSOR, c2)
+
+    def _start(self, head, oldest):
+        """The first frame a reader joining at head reads: head itself
+        (newest), or the oldest frame still in the ring."""
+        ring = self.r
+        if not oldest:
+            return head & MASK32
+        if (head - ring.base_seq) & MASK32 < ring.slot_count:
+            return ring.base_seq
+        c = (head - ring.slot_count) & MASK32
+        # A writer may already have opened this slot for frame head (odd
+        # stamp): that frame is gone, start after it.
+        if ring._ld(ring._slot(c) + S_STAMP) != (c << 1) & MASK32:
+            c = (c + 1) & MASK32
+        return c
 
     def _advance(self, c):
         r = self.r
@@ -705,7 +720,9 @@ class Writer:
                 continue
             c = r._ld(e + R_CURSOR)
             lag = (s - c) & MASK32
-            if lag <= r.slot_count and lag > (s - best) & MASK32:
+            # ignore a cursor ahead of s; one more than a ring behind (a
+            # reader that joined while we went on) fills the ring
+            if lag <= 0x80000000 and lag > (s - best) & MASK32:
                 best = c
         return best
 
