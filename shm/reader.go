@@ -164,6 +164,7 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		if d := s2 - start; d != 0 && d < 1<<31 {
 			rd.cursor, rd.knownHead = s2, s2
 			atomic.StoreUint32(&e.Cursor, s2)
+			rd.letWriterGo() // it may wait for the cursor stored above
 		}
 	}
 	r.readers[rd] = struct{}{}
@@ -544,6 +545,12 @@ func (rd *Reader) consumed(c uint32) {
 	if rd.stats.Frames&63 == 0 {
 		atomic.StoreUint32(&rd.e.Frames, uint32(rd.stats.Frames))
 	}
+	rd.letWriterGo()
+}
+
+// letWriterGo wakes a block-policy writer waiting for space after this
+// reader's cursor moved on.
+func (rd *Reader) letWriterGo() {
 	if rd.r.g.policy == policyBlock && atomic.LoadUint32(&rd.h.WriterWaiting) != 0 &&
 		atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
 		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)
@@ -743,10 +750,7 @@ func (rd *Reader) close(detach bool) error {
 	if rd.ev != nil {
 		rd.ev.done()
 	}
-	// A block-policy writer may be waiting on us.
-	if rd.r.g.policy == policyBlock && atomic.CompareAndSwapUint32(&rd.h.WriterWaiting, 1, 0) {
-		semPost(&rd.h.SpaceValue, &rd.h.SpaceWaiters)
-	}
+	rd.letWriterGo() // a block-policy writer may be waiting on us
 	if detach {
 		rd.r.mu.Lock()
 		delete(rd.r.readers, rd)
