@@ -26,6 +26,7 @@ QEMU_CPU_armv7 ?= cortex-a7
 QEMU_CPU_armv6 ?= arm1176
 ARM_TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
+SOAKTIME ?= 2m
 
 DIST        := dist
 BINARIES    := $(addprefix $(DIST)/edgeipc-linux-,$(TARGETS))
@@ -37,7 +38,7 @@ DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.to
 DEB_AMD64   := $(DIST)/edgeipc_$(DEB_VERSION)_amd64.deb
 RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT)
 
-.PHONY: help build run setup test test-native test-race bench fuzz lint \
+.PHONY: help build run setup test test-native test-race bench fuzz soak lint \
 	cross $(BINARIES) release-check size deps deb test-deb \
 	qemu-setup qemu-check test-arm test-arm64 test-armv7 test-armv6
 
@@ -71,6 +72,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s); failures land in
 	  echo "== $${t#*:} ($${t%%:*})"; \
 	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$${t%%:*} || exit 1; \
 	done
+
+soak: ## crash soak of the rings for SOAKTIME (default 2m): real processes SIGKILLed at random, every frame checked
+	$(GO) test -count=1 -run '^TestSoak$$' -timeout 0 ./shm -soak $(SOAKTIME)
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
