@@ -67,17 +67,44 @@ func EventfdFromFile(f *os.File) (*Eventfd, error) {
 	if derr != nil {
 		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", derr)}
 	}
-	// Anything else (a pipe, /dev/null, a regular file) would read as
-	// "signalled" at once, and a reader would spin on it.
-	if l, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && l != "anon_inode:[eventfd]" {
-		unix.Close(nfd)
-		return nil, &OpError{"eventfd", "", fmt.Errorf("%w: descriptor is %s, not an eventfd", ErrInvalid, l)}
-	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
 		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", err)}
 	}
+	// Anything else (a pipe, /dev/null, a regular file) would read as
+	// "signalled" at once, and a reader would spin on it.
+	if what := notEventfd(nfd); what != "" {
+		unix.Close(nfd)
+		return nil, &OpError{"eventfd", "", fmt.Errorf("%w: descriptor is %s, not an eventfd", ErrInvalid, what)}
+	}
 	return newEventfd(os.NewFile(uintptr(nfd), "eventfd"))
+}
+
+// fdLinkDir is where a descriptor's kind is read (a variable so that a
+// test can take /proc away).
+var fdLinkDir = "/proc/self/fd/"
+
+// notEventfd describes what the non-blocking descriptor fd is if it is not
+// an eventfd, and returns "" if it is. /proc names the kind; without /proc
+// (a bare container) the descriptor must be an anonymous inode that
+// accepts an 8-byte write of 0, which only an eventfd does (for an eventfd
+// it adds nothing).
+func notEventfd(fd int) string {
+	if l, err := os.Readlink(fdLinkDir + strconv.Itoa(fd)); err == nil {
+		if l != "anon_inode:[eventfd]" {
+			return l
+		}
+		return ""
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || uint32(fs.Type) != unix.ANON_INODE_FS_MAGIC {
+		return fmt.Sprintf("not an anonymous inode (file system type %#x)", uint32(fs.Type))
+	}
+	var zero [8]byte
+	if n, err := unix.Write(fd, zero[:]); err != nil || n != 8 {
+		return fmt.Sprintf("an anonymous inode that refuses an eventfd write (%v)", err)
+	}
+	return ""
 }
 
 func newEventfd(f *os.File) (*Eventfd, error) {

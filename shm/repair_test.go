@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSemaphoreRepairsDeadWaiterCount: a waiter killed while asleep leaves
@@ -104,4 +106,47 @@ func TestEventfdFromFileRefusesOtherFiles(t *testing.T) {
 		t.Fatalf("EventfdFromFile of a real eventfd: %v", err)
 	}
 	ev2.Close()
+}
+
+// TestEventfdFromFileWithoutProc: without /proc (a bare container) the kind
+// of a descriptor is found from the kernel: other files and other
+// anonymous inodes are refused, an eventfd is accepted and keeps its count.
+func TestEventfdFromFileWithoutProc(t *testing.T) {
+	old := fdLinkDir
+	fdLinkDir = "/nonexistent-proc/"
+	defer func() { fdLinkDir = old }()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if _, err := EventfdFromFile(pw); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("EventfdFromFile(pipe) without /proc = %v, want ErrInvalid", err)
+	}
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EventfdFromFile(os.NewFile(uintptr(tfd), "timerfd")); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("EventfdFromFile(timerfd) without /proc = %v, want ErrInvalid", err)
+	}
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	ev.Signal()
+	g, err := ev.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev2, err := EventfdFromFile(g)
+	if err != nil {
+		t.Fatalf("EventfdFromFile of a real eventfd without /proc: %v", err)
+	}
+	defer ev2.Close()
+	var buf [8]byte
+	if n, err := unix.Read(int(ev2.f.Fd()), buf[:]); err != nil || n != 8 || buf[0] != 1 {
+		t.Fatalf("the eventfd's count after the check: %v %d %v, want 1", buf, n, err)
+	}
 }
