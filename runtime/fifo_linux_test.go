@@ -282,13 +282,7 @@ func TestFIFODrainDropsAndCounts(t *testing.T) {
 // (racer.Child) whose only group is $RACE_GID.
 func childFIFORacer(path string) int {
 	gid, _ := strconv.Atoi(os.Getenv("RACE_GID"))
-	return racer.Child(gid, func() error {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err == nil {
-			unix.Close(fd)
-		}
-		return err
-	})
+	return racer.Child(gid, racer.OpenPath(path))
 }
 
 // TestFIFONoGroupWindow: a FIFO created for a group is never open to the
@@ -302,14 +296,7 @@ func TestFIFONoGroupWindow(t *testing.T) {
 	}
 	old := syscall.Umask(0o002) // a common umask: 0660 is not narrowed by mkfifo
 	defer syscall.Umask(old)
-	dir, err := os.MkdirTemp("", "edgeipc-race-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // the racer must reach the FIFO
-		t.Fatal(err)
-	}
+	dir := racer.Dir(t)
 	path := filepath.Join(dir, "in.fifo")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EDGEIPC_TEST_FIFO_RACER="+path, "RACE_GID="+strconv.Itoa(os.Getegid()))

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/edgeipc/edgeipc/internal/racer"
 )
 
@@ -19,14 +17,7 @@ func init() { children["open-racer"] = childOpenRacer }
 // whose only group is $RACE_GID.
 func childOpenRacer() int {
 	gid, _ := strconv.Atoi(os.Getenv("RACE_GID"))
-	path := os.Getenv("RACE_PATH")
-	return racer.Child(gid, func() error {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err == nil {
-			unix.Close(fd)
-		}
-		return err
-	})
+	return racer.Child(gid, racer.OpenPath(os.Getenv("RACE_PATH")))
 }
 
 // TestCreateSegmentNoGroupWindow: a segment created for a group is never
@@ -39,14 +30,7 @@ func TestCreateSegmentNoGroupWindow(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the racer as another uid")
 	}
-	dir, err := os.MkdirTemp("", "edgeipc-race-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // the racer must reach the file
-		t.Fatal(err)
-	}
+	dir := racer.Dir(t)
 	opts := &SegmentOptions{Dir: dir, Group: "4242"} // a group the racer is not in
 	cmd := child(t, "open-racer", "RACE_PATH="+filepath.Join(dir, FilePrefix+"race"), "RACE_GID="+strconv.Itoa(os.Getegid()))
 	stop := racer.Start(t, cmd)

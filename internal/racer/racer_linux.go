@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // UID is the user the racer runs as (nobody on Debian).
@@ -92,4 +94,32 @@ func Start(t testing.TB, cmd *exec.Cmd) (stop func() int) {
 		}
 		return n
 	}
+}
+
+// OpenPath is an open function for Child: it opens the file at path
+// read-only (never following a symlink, never blocking on a FIFO) and
+// closes it again.
+func OpenPath(path string) func() error {
+	return func() error {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+}
+
+// Dir returns a new directory, removed when the test ends, that the racer's
+// user may search (mode 0755): it must reach the objects created in it.
+func Dir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "edgeipc-race-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
