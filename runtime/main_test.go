@@ -216,10 +216,18 @@ func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
 	cmd.Stderr = pw
 	cmd.Stdout = pw
 	go func() {
+		// The runtime logs a child's stderr line of up to 64 KiB, plus a
+		// prefix: a line too long for the scanner must not stop the
+		// reading, or the runtime would block on its stderr.
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		for sc.Scan() {
 			c.log.Write(append(sc.Bytes(), '\n'))
 		}
+		if err := sc.Err(); err != nil {
+			c.log.Write([]byte(fmt.Sprintf("TEST: reading the child runtime's log: %v; the rest is discarded\n", err)))
+		}
+		io.Copy(io.Discard, pr)
 	}()
 	// If a process the child started outlives it holding its stdout or
 	// stderr, Wait would block on the copy forever; WaitDelay bounds that
