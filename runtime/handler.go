@@ -37,7 +37,7 @@ func (rt *Runtime) Rings() []control.RingStat {
 		rings = append(rings, r)
 	}
 	rt.mu.Unlock()
-	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
+	sort.Slice(rings, func(i, j int) bool { return rings[i].name < rings[j].name })
 	out := make([]control.RingStat, 0, len(rings))
 	for _, r := range rings {
 		out = append(out, r.stat())

@@ -538,3 +538,41 @@ func TestReloadNotRunning(t *testing.T) {
 		t.Fatalf("Reload after Run: %v; want ErrNotRunning", err)
 	}
 }
+
+// The control plane's rings command reads each ring's name while a reload
+// replaces the ring's configuration (every reload does, for every ring):
+// the name must be read without a data race (go test -race). TestRuntimeSoak
+// found it: a runtime built with -race exited 66 after ctl rings met a
+// SIGHUP.
+func TestRingsDuringReload(t *testing.T) {
+	e := newEnv(t)
+	path := e.writeConfig(t, "c.toml", "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\n[rings.a]\nslots = 16\nslot_payload = 64\n[rings.b]\nslots = 16\nslot_payload = 64\n")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _, _ := inprocConfig(t, cfg)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if rs := rt.Rings(); len(rs) != 2 || rs[0].Name != "a" || rs[1].Name != "b" {
+				t.Errorf("Rings() = %+v", rs)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		if err := rt.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-done
+}

@@ -18,6 +18,10 @@ const rateWindow = time.Second
 
 // ringState is one ring the runtime owns.
 type ringState struct {
+	// name is cfg.Name. It never changes, so the control plane reads it
+	// without a lock; cfg itself is replaced by every reload (under the
+	// runtime's mu) and read only on the main loop or under that lock.
+	name    string
 	cfg     *RingConfig
 	dir     string
 	ring    *shm.Ring
@@ -78,7 +82,7 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	if lock == nil {
 		rt.log.Warn(fmt.Sprintf("ring %s: another edgeipc runtime manages it (it holds the segment's lock); this runtime uses the ring but never removes or recreates it", rc.Name))
 	}
-	return &ringState{cfg: rc, dir: dir, ring: r, created: created, lock: lock, lastHead: r.Head(), winStart: time.Now()}, nil
+	return &ringState{name: rc.Name, cfg: rc, dir: dir, ring: r, created: created, lock: lock, lastHead: r.Head(), winStart: time.Now()}, nil
 }
 
 // lockRing takes the lock of r's segment on a duplicate of its descriptor
@@ -183,7 +187,7 @@ func (rs *ringState) stat() control.RingStat {
 	info := rs.ring.Inspect()
 	rs.mu.Lock()
 	st := control.RingStat{
-		Name: rs.cfg.Name, Slots: rs.ring.Slots(), SlotPayload: rs.ring.SlotPayload(),
+		Name: rs.name, Slots: rs.ring.Slots(), SlotPayload: rs.ring.SlotPayload(),
 		Policy: rs.ring.Policy().String(), Frames: rs.frames, Bytes: rs.seenBytes(), RateHz: rs.rateHz,
 		BytesPerS: rs.bytesPerS,
 	}

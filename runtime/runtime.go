@@ -769,12 +769,12 @@ func (rt *Runtime) logStats(what string) {
 		}
 	}
 	rt.mu.Unlock()
-	sort.Slice(rings, func(i, j int) bool { return rings[i].cfg.Name < rings[j].cfg.Name })
+	sort.Slice(rings, func(i, j int) bool { return rings[i].name < rings[j].name })
 	sort.Slice(srcs, func(i, j int) bool { return srcs[i].cfg.Name < srcs[j].cfg.Name })
 	for _, r := range rings {
 		var w window
 		for _, s := range stats {
-			if s.cfg.Ring == r.cfg.Name {
+			if s.cfg.Ring == r.name {
 				w, _ = s.stats.roll()
 				break
 			}
@@ -785,8 +785,8 @@ func (rt *Runtime) logStats(what string) {
 			torn = fmt.Sprintf("  torn %d", w.torn)
 		}
 		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d%s",
-			r.cfg.Name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers, torn),
-			slog.Group("data", "kind", what, "ring", r.cfg.Name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,
+			r.name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers, torn),
+			slog.Group("data", "kind", what, "ring", r.name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,
 				"lat_mean_ns", int64(w.lat.mean()), "lat_p99_ns", int64(w.lat.quantile(0.99)), "lat_max_ns", w.lat.max,
 				"lost", w.lost, "torn", w.torn, "readers", st.Readers, "frames", st.Frames))
 	}
