@@ -225,10 +225,10 @@ func (d *Decoder) nextLine() (Record, error) {
 		}
 		if err := d.fill(); err != nil {
 			if err == io.EOF && d.end > d.start && !d.dropping {
-				// A final line without a newline.
-				line := d.buf[d.start:d.end]
-				d.start = d.end
-				return Record{Data: line}, nil
+				// A final line without its newline: the writer may have
+				// died in the middle of it, so it is not a record. The
+				// bytes stay buffered for the caller to count.
+				return Record{}, io.ErrUnexpectedEOF
 			}
 			return Record{}, err
 		}

@@ -41,10 +41,12 @@ func TestLines(t *testing.T) {
 		}
 		d := NewDecoder(r, Lines, Options{MaxRecord: 8})
 		recs, bad, err := collect(t, d)
-		if err != io.EOF {
-			t.Fatalf("%s: err %v", name, err)
+		// "last" has no newline: the writer may have died in the middle of
+		// it, so it is not a record; the caller counts the bytes left.
+		if err != io.ErrUnexpectedEOF || d.Buffered() != len("last") {
+			t.Fatalf("%s: err %v, %d bytes left; want io.ErrUnexpectedEOF with the 4 bytes of \"last\"", name, err, d.Buffered())
 		}
-		want := []string{"a", "bb", "ccc", "dd", "last"}
+		want := []string{"a", "bb", "ccc", "dd"}
 		if strings.Join(recs, ",") != strings.Join(want, ",") || bad != 2 {
 			t.Fatalf("%s: got %q bad %d, want %q bad 2", name, recs, bad, want)
 		}

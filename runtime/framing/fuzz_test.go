@@ -61,11 +61,15 @@ func decodeAll(t *testing.T, d *Decoder, limit int) outcome {
 func linesOracle(b []byte, max int) outcome {
 	var o outcome
 	parts := bytes.Split(b, []byte("\n"))
-	for _, p := range parts {
+	for i, p := range parts {
 		switch {
 		case len(p) == 0:
 		case len(p) > max:
 			o.items = append(o.items, "bad")
+		case i == len(parts)-1:
+			// a last line without its newline is incomplete, not a record
+			o.end = io.ErrUnexpectedEOF
+			return o
 		default:
 			o.items = append(o.items, "r:"+string(p))
 		}

@@ -1,4 +1,4 @@
-//go:build linux && soakrepro
+//go:build linux
 
 package runtime
 
@@ -8,21 +8,12 @@ import (
 	"testing"
 )
 
-// Reproduction (build tag soakrepro; it fails until the behaviour is
-// decided and fixed) of what TestRuntimeSoak found on a lines-framed exec
-// source: when the child's stdout ends in the middle of a line (the child
-// was killed, or died, while writing it), the cut-short line is written to
-// the ring as a frame. docs/config.md promises "one frame per
-// \n-terminated line", and runExec's pump means to drop and count a record
-// cut short by the end of stdout (TestExecPartialRecordAtEOF checks that
-// for len32), but framing's lines decoder returns a final line without a
-// newline as a record at EOF (framing.TestLines expects "last"), so the
-// pump never sees the partial bytes. The soak's readers saw it as frames
-// that fail their checksum: 12 of them in a 3-minute run, one per child
-// that ended with a partial line.
-//
-//	go test -tags soakrepro -run SoakRepro ./runtime
-func TestSoakReproExecLinesPartialAtEOF(t *testing.T) {
+// TestExecLinesPartialAtEOF: a lines-framed exec child whose stdout ends in
+// the middle of a line (it was killed, or died, while writing it) does not
+// get the cut-short line into the ring: it is dropped and counted as bad,
+// as a cut-short len32 record is (TestRuntimeSoak found such lines as
+// frames that failed their checksum).
+func TestExecLinesPartialAtEOF(t *testing.T) {
 	e := newEnv(t)
 	// One complete line, then a line cut short, then exit 0 (as if the
 	// child died in the middle of its write).
