@@ -1076,6 +1076,17 @@ func TestRuntimeSoak(t *testing.T) {
 		}
 		return allRunning()
 	})
+	// The chaos may have kept an exec source stopped or restarting for most
+	// of a short run: give each the time to deliver a record now (the FIFO
+	// writers have stopped; they wrote all through the run).
+	eventually(t, "a valid record on every exec ring", func() bool {
+		for _, r := range rings {
+			if r.valid64() == 0 && strings.HasPrefix(r.src, "ex-") && r.name != "sh" {
+				return false
+			}
+		}
+		return true
+	})
 	close(stopMon)
 	<-monDone
 	fds1, threads1 := procCounts(rpid)
@@ -1227,4 +1238,10 @@ func (r *soakRing) frames64() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.frames
+}
+
+func (r *soakRing) valid64() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.valid
 }
