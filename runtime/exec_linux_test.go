@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
@@ -95,6 +97,52 @@ command = [%q]
 			}
 		})
 	}
+}
+
+// TestStartWhileFinishedRunReturns: `ctl start` of a source that reports
+// itself stopped, arriving while the goroutine of its finished run is still
+// returning, starts it, rather than answering "already running (state
+// stopped)" (seen under qemu on ARMv6).
+func TestStartWhileFinishedRunReturns(t *testing.T) {
+	e := newEnv(t)
+	once := writeScript(t, e.dir, "once.sh", "echo run\n")
+	returning := make(chan struct{})
+	release := make(chan struct{})
+	var hooked atomic.Bool
+	testHookRunReturned = func(name string) {
+		if name == "once" && hooked.CompareAndSwap(false, true) {
+			close(returning)
+			<-release
+		}
+	}
+	t.Cleanup(func() { testHookRunReturned = nil })
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.a]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "once"
+kind = "exec"
+ring = "a"
+restart = "never"
+command = [%q]
+`, once))
+	<-returning // the run has returned; its goroutine has not ended yet
+	if st := rt.sourceStat(t, "once"); st.State != StateStopped {
+		t.Fatalf("once: %+v", st)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		close(release)
+	}()
+	if err := rt.StartSource("once"); err != nil {
+		t.Fatalf("start of a source that reports itself stopped: %v", err)
+	}
+	logb.waitFor(t, "source once: started", 2)
 }
 
 // `ctl start` starts a source whose run has ended on its own: an exec

@@ -70,16 +70,32 @@ func (ss *sourceState) setState(s string) { ss.set(func(ss *sourceState) { ss.st
 func (ss *sourceState) start() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.removed {
-		return false
-	}
-	if ss.cancel == nil && ss.done != nil && !closed(ss.done) {
-		return false // a stop is under way: its run has not ended yet
-	}
-	if ss.cancel != nil {
-		if !closed(ss.done) {
+	for waited := false; ; waited = true {
+		if ss.removed {
 			return false
 		}
+		if ss.cancel == nil && ss.done != nil && !closed(ss.done) {
+			return false // a stop is under way: its run has not ended yet
+		}
+		if ss.cancel == nil || closed(ss.done) {
+			break
+		}
+		if waited || (ss.state != StateStopped && ss.state != StateFailed) {
+			return false // running
+		}
+		// The run has ended on its own and says so; its goroutine is
+		// returning. Wait for it (briefly) rather than answer "already
+		// running" to a source that reports itself stopped, then look
+		// again: a stop, a reload or another start may have come first.
+		done := ss.done
+		ss.mu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(finishWait):
+		}
+		ss.mu.Lock()
+	}
+	if ss.cancel != nil {
 		ss.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,9 +117,20 @@ func (ss *sourceState) start() bool {
 			ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateFailed, err.Error() })
 			ss.rt.log.Error(fmt.Sprintf("source %s failed", ss.cfg.Name), "err", err)
 		}
+		if testHookRunReturned != nil {
+			testHookRunReturned(ss.cfg.Name)
+		}
 	}()
 	return true
 }
+
+// testHookRunReturned, if set, runs when a source's run has returned, just
+// before its goroutine ends: tests widen that window there.
+var testHookRunReturned func(name string)
+
+// finishWait bounds how long start waits for the goroutine of a run that
+// has ended on its own to return.
+const finishWait = 5 * time.Second
 
 // stop stops the source and waits for it (exec: SIGTERM, then SIGKILL after
 // stop_timeout). It reports false if the source was not running: never
