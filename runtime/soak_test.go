@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -995,6 +996,12 @@ func TestRuntimeSoak(t *testing.T) {
 	}
 
 	counts := map[string]int{}
+	// Under qemu-user every fork risks the emulator's fork deadlock (see
+	// internal/qemuwatch), and children start slowly: act less often.
+	pace := time.Duration(1)
+	if qemuwatch.Emulated() {
+		pace = 4
+	}
 	deadline := time.Now().Add(*rtSoakFor)
 	for time.Now().Before(deadline) && !t.Failed() {
 		if dead() {
@@ -1052,7 +1059,7 @@ func TestRuntimeSoak(t *testing.T) {
 			c.cmd.Process.Signal(syscall.SIGUSR1)
 			counts["SIGUSR1"]++
 		}
-		time.Sleep(time.Duration(5+rnd.IntN(40)) * time.Millisecond)
+		time.Sleep(pace * time.Duration(5+rnd.IntN(40)) * time.Millisecond)
 	}
 
 	// Quiesce: writers stop, the base config is back, every source runs.

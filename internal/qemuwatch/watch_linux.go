@@ -77,6 +77,11 @@ func watch(me int, self []byte) {
 	}
 }
 
+// Emulated reports whether this process runs under qemu-user, for tests
+// that pace themselves to the emulator (every fork under qemu risks the
+// deadlock this package watches for).
+func Emulated() bool { return emulated() }
+
 // emulated reports whether this process runs under qemu-user: qemu answers
 // /proc/self/exe with the guest program, while the task directory still
 // shows the host's view, the emulator. EDGEIPC_QEMUWATCH=on forces it (the

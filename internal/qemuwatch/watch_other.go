@@ -7,3 +7,6 @@ const Marker = "QEMU-FORK-DEADLOCK"
 
 // Start does nothing off Linux.
 func Start() {}
+
+// Emulated reports false off Linux.
+func Emulated() bool { return false }
