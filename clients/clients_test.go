@@ -914,81 +914,53 @@ func TestForeignBlockWriterSeesJoin(t *testing.T) {
 // TestForeignBlockWriterScansFirst: a Go block-policy writer fills the ring
 // for a Go reader that has read nothing and leaves; a new C or Python
 // writer must scan the reader table before its first frame and wait,
-// rather than overwrite frame 0.
+// rather than overwrite frame 0. And it must wait just the same when the
+// reader's cursor is more than a ring behind (a reader whose join it saw
+// late), rather than take it for stale and overwrite its frames for as
+// long as it stays ahead.
 func TestForeignBlockWriterScansFirst(t *testing.T) {
-	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) {
-			argv := im.argv(t, "producer")
-			const slots, n = 8, 3
-			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 128, Policy: shm.Block})
-			mp := r.SlotPayload()
-			rd, err := r.NewReader(&shm.ReaderOptions{From: shm.Oldest})
-			if err != nil {
-				t.Fatal(err)
+	const slots, n = 8, 3
+	const cursor0 = 256 + 12 // reader entry 0's cursor
+	for _, behind := range []bool{false, true} {
+		for _, im := range impls {
+			name := im.name
+			if behind {
+				name += "/more than a ring behind"
 			}
-			defer rd.Close()
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFrames(t, w, 0, slots, mp)
-			w.Close()
-			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
-			c.until("block or write", func() bool { return word(r, hWriterWaiting) == 1 || r.Head() != slots })
-			if h := r.Head(); h != slots {
-				t.Fatalf("the new writer went on to head %d over frame 0, which the reader holds", h)
-			}
-			for i := 0; i < slots; i++ {
-				readFrom(t, c, rd, uint32(i), i, mp)
-			}
-			for i := 0; i < n; i++ {
-				readFrom(t, c, rd, uint32(slots+i), i, mp)
-			}
-			c.expect(fmt.Sprintf("wrote first=%d last=%d", slots, slots+n-1))
-			c.wait()
-		})
-	}
-}
-
-// TestForeignBlockWriterCountsReaderMoreThanARingBehind: a C or Python
-// block-policy writer waits for a live reader whose cursor is more than a
-// ring behind (a reader whose join it saw late) rather than take it for
-// stale and overwrite its frames for as long as it stays ahead.
-func TestForeignBlockWriterCountsReaderMoreThanARingBehind(t *testing.T) {
-	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) {
-			argv := im.argv(t, "producer")
-			const slots, n = 8, 3
-			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 128, Policy: shm.Block})
-			mp := r.SlotPayload()
-			rd, err := r.NewReader(nil) // entry 0, cursor 0
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rd.Close()
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFrames(t, w, 0, slots, mp)
-			w.Close()
-			const cursor0 = 256 + 12          // reader entry 0's cursor
-			setWord(r, cursor0, ^uint32(0)-3) // 2^32-4: 12 behind head 8
-			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
-			c.until("block or write", func() bool { return word(r, hWriterWaiting) == 1 || r.Head() != slots })
-			if h := r.Head(); h != slots {
-				t.Fatalf("the writer went on to head %d past a reader 12 frames behind: it took the reader for stale", h)
-			}
-			setWord(r, cursor0, 0) // where the reader really is
-			for i := 0; i < slots; i++ {
-				readFrom(t, c, rd, uint32(i), i, mp)
-			}
-			for i := 0; i < n; i++ {
-				readFrom(t, c, rd, uint32(slots+i), i, mp)
-			}
-			c.expect(fmt.Sprintf("wrote first=%d last=%d", slots, slots+n-1))
-			c.wait()
-		})
+			t.Run(name, func(t *testing.T) {
+				argv := im.argv(t, "producer")
+				r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 128, Policy: shm.Block})
+				mp := r.SlotPayload()
+				rd, err := r.NewReader(&shm.ReaderOptions{From: shm.Oldest}) // entry 0, cursor 0
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rd.Close()
+				w, err := r.NewWriter()
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFrames(t, w, 0, slots, mp)
+				w.Close()
+				if behind {
+					setWord(r, cursor0, ^uint32(0)-3) // 2^32-4: 12 behind head 8
+				}
+				c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
+				c.until("block or write", func() bool { return word(r, hWriterWaiting) == 1 || r.Head() != slots })
+				if h := r.Head(); h != slots {
+					t.Fatalf("the new writer went on to head %d over frames the reader holds (its cursor: %d)", h, int32(word(r, cursor0)))
+				}
+				setWord(r, cursor0, 0) // where the reader really is
+				for i := 0; i < slots; i++ {
+					readFrom(t, c, rd, uint32(i), i, mp)
+				}
+				for i := 0; i < n; i++ {
+					readFrom(t, c, rd, uint32(slots+i), i, mp)
+				}
+				c.expect(fmt.Sprintf("wrote first=%d last=%d", slots, slots+n-1))
+				c.wait()
+			})
+		}
 	}
 }
 
