@@ -287,6 +287,44 @@ func TestCloseUnblocksWaiters(t *testing.T) {
 	}
 }
 
+// TestCommitAfterCloseRefused: a frame reserved before Close is discarded
+// (Writer.Close says so) even when another Writer of this process has taken
+// the lease since, which the lease check alone cannot tell from its own.
+// Committed, it would publish a sequence number the new writer then gives
+// to another frame.
+func TestCommitAfterCloseRefused(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "commitclosed", Config{Slots: 4, SlotPayload: 64})
+	rd, _ := r.NewReader(nil)
+	defer rd.Close()
+	w1, _ := r.NewWriter()
+	p, err := w1.Reserve(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p, "old")
+	w1.Close() // e.g. from another goroutine, while the frame is being filled
+	w2, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if s, err := w1.Commit(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit on a closed Writer: seq %d, %v; want ErrClosed", s, err)
+	}
+	if s, err := w2.WriteFrame(0, 0, []byte("new")); err != nil || s != 0 {
+		t.Fatalf("new writer: seq %d, %v; want 0", s, err)
+	}
+	f, err := rd.TryNext()
+	if err != nil || f.Seq != 0 || string(f.Data) != "new" {
+		t.Fatalf("frame 0: %+v %v; want the new writer's", f, err)
+	}
+	rd.Release()
+	if f, err := rd.TryNext(); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("second frame %+v %v; want none", f, err)
+	}
+}
+
 func TestWaitForms(t *testing.T) {
 	testDir(t)
 	r := mustCreate(t, "forms", Config{Slots: 4, SlotPayload: 64})

@@ -194,10 +194,14 @@ func (w *Writer) Commit() (uint32, error) { return w.CommitWith(0, 0) }
 // CommitWith publishes the reserved frame with an application type and
 // flags, stamped with CLOCK_MONOTONIC, and wakes sleeping readers.
 func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
+	if w.closed.Load() {
+		// Close discarded the reserved frame. The lease check below
+		// cannot tell: another Writer of this process may hold the lease
+		// now, under the same PID.
+		w.held = false
+		return 0, ErrClosed
+	}
 	if !w.held {
-		if w.closed.Load() {
-			return 0, ErrClosed
-		}
 		return 0, &OpError{"commit", w.r.name, fmt.Errorf("%w: Commit without Reserve", ErrInvalid)}
 	}
 	if o := atomic.LoadUint32(&w.h.LeaseOwner); o != w.me {
