@@ -519,12 +519,18 @@ func (rd *Reader) advance(c uint32) {
 // reused while it was held: the bytes seen may be torn. Under the
 // overwrite policy that happens when the writer laps a slow reader; under
 // the block policy only to a reader that joined From Oldest as the writer
-// was reusing the slot of the frame it started at.
+// was reusing the slot of the frame it started at. On a Reader closed
+// while it held the frame it returns ErrClosed and changes nothing.
 func (rd *Reader) Release() error {
 	if !rd.held {
 		return nil
 	}
 	rd.held = false
+	if rd.closed.Load() {
+		// Close gave up the reader entry, and another reader may hold it
+		// now: storing this cursor there would be storing it into theirs.
+		return ErrClosed
+	}
 	c := rd.cursor
 	var err error
 	loadFence(&rd.fence)
@@ -711,7 +717,9 @@ func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
 		return Frame{}, fmt.Errorf("%w: frame %d has %d bytes, buffer %d", ErrShortBuffer, f.Seq, len(f.Data), len(buf)), true
 	}
 	n := Copy(buf, f.Data)
-	if err := rd.Release(); err != nil {
+	if err := rd.Release(); err == ErrClosed {
+		return Frame{}, err, true
+	} else if err != nil {
 		// Torn copy: count it lost and carry the loss to the next frame.
 		rd.stats.Frames--
 		rd.stats.Overwritten--

@@ -325,6 +325,46 @@ func TestCommitAfterCloseRefused(t *testing.T) {
 	}
 }
 
+// TestReleaseAfterCloseRefused: Release of a frame held when the Reader was
+// closed (by another goroutine, as Reader documents) must not write to the
+// reader entry Close gave up: a reader that took it over since would get
+// the old cursor, and a block-policy writer would wait for that reader
+// while it waits for the writer.
+func TestReleaseAfterCloseRefused(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "releaseclosed", Config{Slots: 4, SlotPayload: 64, Policy: Block})
+	w, _ := r.NewWriter()
+	defer w.Close()
+	rd1, _ := r.NewReader(nil)
+	w.Write([]byte("x"))
+	if _, err := rd1.TryNext(); err != nil {
+		t.Fatal(err)
+	}
+	rd1.Close()
+	for i := 0; i < 7; i++ {
+		if _, err := w.TryReserve(1); err != nil {
+			t.Fatalf("frame %d with no reader: %v", i+1, err)
+		}
+		w.Commit()
+	}
+	rd2, err := r.NewReader(nil) // takes the entry rd1 left
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd2.Close()
+	if err := rd1.Release(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Release on a closed Reader: %v, want ErrClosed", err)
+	}
+	for _, ri := range r.Inspect().Readers {
+		if ri.Cursor != 8 || ri.Lost != 0 {
+			t.Errorf("reader entry %d: cursor %d lost %d, want 8 and 0 (rd2's)", ri.Index, ri.Cursor, ri.Lost)
+		}
+	}
+	if _, err := w.TryReserve(1); err != nil {
+		t.Fatalf("writer blocked by a closed reader's cursor: %v", err)
+	}
+}
+
 func TestWaitForms(t *testing.T) {
 	testDir(t)
 	r := mustCreate(t, "forms", Config{Slots: 4, SlotPayload: 64})
