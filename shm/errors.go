@@ -8,8 +8,10 @@ import (
 
 // Sentinel errors. Match them with errors.Is.
 var (
-	// ErrClosed is returned by every operation on a closed Ring, Writer,
+	// ErrClosed is returned by the operations of a closed Ring, Writer,
 	// Reader, Semaphore or Eventfd, and by waits that Close interrupted.
+	// (Accessors that return no error, such as Ring.Head and Ring.Inspect,
+	// return zero values after Close.)
 	ErrClosed = errors.New("shm: closed")
 	// ErrBusy means another live process holds the writer lease; the
 	// *BusyError says which.
@@ -34,7 +36,7 @@ var (
 	ErrNoReaderSlot = errors.New("shm: reader table is full")
 	// ErrEvicted means the writer evicted this reader (it was believed dead);
 	// open a new Reader to rejoin.
-	ErrEvicted = errors.New("shm: reader was evicted")
+	ErrEvicted = errors.New("shm: reader was evicted by the writer, which believed it dead; open a new Reader to rejoin")
 	// ErrShortBuffer means ReadInto's buffer is smaller than the frame; the
 	// frame is not consumed.
 	ErrShortBuffer = errors.New("shm: buffer too small for frame")

@@ -38,6 +38,7 @@ func TestLayoutMatchesABI(t *testing.T) {
 		{"head", unsafe.Offsetof(h.Head), 128},
 		{"sleepers", unsafe.Offsetof(h.Sleepers), 132},
 		{"ev_sleepers", unsafe.Offsetof(h.EvSleepers), 136},
+		{"reader_joins", unsafe.Offsetof(h.Joins), 140},
 		{"space_value", unsafe.Offsetof(h.SpaceValue), 192},
 		{"space_waiters", unsafe.Offsetof(h.SpaceWaiters), 196},
 		{"writer_waiting", unsafe.Offsetof(h.WriterWaiting), 200},
@@ -57,6 +58,8 @@ func TestLayoutMatchesABI(t *testing.T) {
 		{"slot.timestamp_ns", unsafe.Offsetof(s.Time), 16},
 		{"slot.seq", unsafe.Offsetof(s.Seq), 24},
 		{"slot header size", unsafe.Sizeof(s), 64},
+		{"sem.magic", unsafe.Offsetof(sem.Magic), 0},
+		{"sem.version", unsafe.Offsetof(sem.Version), 4},
 		{"sem.value", unsafe.Offsetof(sem.Value), 8},
 		{"sem.waiters", unsafe.Offsetof(sem.Waiters), 12},
 		{"header_size value", uintptr(ringHeaderSize()), 8192},
@@ -65,6 +68,9 @@ func TestLayoutMatchesABI(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s at %d, docs/abi.md says %d", c.name, c.got, c.want)
 		}
+	}
+	if ringMagic != 0x52504945 || semMagic != 0x53504945 || ABIVersion != 1 {
+		t.Errorf("magics %#x %#x, version %d; docs/abi.md says 0x52504945, 0x53504945, 1", ringMagic, semMagic, ABIVersion)
 	}
 	if SlotSizeFor(1) != 128 || SlotSizeFor(64) != 128 || SlotSizeFor(65) != 192 {
 		t.Errorf("SlotSizeFor: got %d %d %d", SlotSizeFor(1), SlotSizeFor(64), SlotSizeFor(65))

@@ -131,7 +131,7 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		if o.Notifier != nil {
 			o.Notifier.done()
 		}
-		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: all %d entries are held by live readers", ErrNoReaderSlot, MaxReaders)}
+		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: all %d entries are held by live readers; close one (edgeipc ring inspect %s lists them) and try again", ErrNoReaderSlot, MaxReaders, r.name)}
 	}
 	rd := &Reader{r: r, h: r.hdr, e: e, me: uint32(os.Getpid()), spin: o.Spin, ev: o.Notifier}
 	head := atomic.LoadUint32(&r.hdr.Head)
@@ -227,7 +227,9 @@ func lagOf(head, cursor uint32) uint32 {
 // TryNext returns the next frame without waiting, or ErrWouldBlock. The
 // frame's Data aliases shared memory: call Release when done with it.
 // Release reports ErrOverwritten if the writer reused the slot meanwhile,
-// in which case Data must be discarded.
+// in which case Data must be discarded. A frame still held from an earlier
+// call is released first (any ErrOverwritten of it is not reported: call
+// Release yourself when it matters).
 func (rd *Reader) TryNext() (Frame, error) {
 	var f Frame
 	if sh, p, k := rd.peek(); k == peekReady {

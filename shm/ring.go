@@ -297,7 +297,7 @@ func validateHeader(mem []byte, polls int) (geometry, error) {
 		return g, fmt.Errorf("%w: ring ABI version %d, this build speaks version %d; use matching edgeipc versions", ErrVersion, v, ABIVersion)
 	}
 	if h.ReadersOff != headerBytes || h.ReaderStride != readerStride || h.MaxReaders != MaxReaders {
-		return g, fmt.Errorf("%w: reader table at %d, stride %d, %d entries; v1 has %d, %d, %d",
+		return g, fmt.Errorf("%w: reader table at %d, stride %d, %d entries; v1 has %d, %d, %d (the segment was made by an incompatible build: recreate it with this one)",
 			ErrVersion, h.ReadersOff, h.ReaderStride, h.MaxReaders, headerBytes, readerStride, MaxReaders)
 	}
 	g.headerSize = h.HeaderSize

@@ -156,7 +156,10 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 	if w.closed.Load() {
 		return nil, ErrClosed
 	}
-	if n < 0 || n > int(w.r.g.maxPayload) {
+	if n < 0 {
+		return nil, &OpError{"reserve", w.r.name, fmt.Errorf("%w: negative payload size %d", ErrInvalid, n)}
+	}
+	if n > int(w.r.g.maxPayload) {
 		return nil, w.tooLarge(n)
 	}
 	s := w.seq
