@@ -16,23 +16,36 @@ import (
 
 // removeFIFO removes the FIFO id at path: only if path still names that
 // FIFO and no other runtime holds its lock (one may have taken it over
-// since this runtime's source stopped reading it).
-func removeFIFO(path string, id fifoID) {
+// since this runtime's source stopped reading it). It returns why it left
+// the path alone ("" if it removed it, or nothing was there).
+func removeFIFO(path string, id fifoID) string {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return ""
+	}
 	if err != nil {
-		return
+		return fmt.Sprintf("open: %v", err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
-		return
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Sprintf("fstat: %v", err)
 	}
-	if ok, err := tryLock(fd); err != nil || !ok {
-		return
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO || (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
+		return "the path names another file now"
 	}
-	if sameFile(path, fd) {
-		unix.Unlink(path)
+	if ok, err := tryLock(fd); err != nil {
+		return err.Error()
+	} else if !ok {
+		return "another process holds its lock (another edgeipc runtime reads it now)"
 	}
+	if !sameFile(path, fd) {
+		return "the path names another file now"
+	}
+	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Sprintf("unlink: %v", err)
+	}
+	return ""
 }
 
 // fifoID identifies the FIFO a source reads: its device and inode.

@@ -101,8 +101,11 @@ func stillServesThenCleansUp(t *testing.T, e *env, a *child, fifo, seg string) {
 	if code := a.exit(t); code != 0 {
 		t.Fatalf("managing runtime: exit code %d", code)
 	}
-	if inode(seg) != 0 || inode(fifo) != 0 {
-		t.Fatalf("remove_on_exit: segment or FIFO left after the managing runtime's clean exit")
+	if inode(seg) != 0 {
+		t.Fatalf("remove_on_exit: segment %s left after the managing runtime's clean exit; log:\n%s", seg, a.log.String())
+	}
+	if inode(fifo) != 0 {
+		t.Fatalf("remove_on_exit: FIFO %s left after the managing runtime's clean exit; log:\n%s", fifo, a.log.String())
 	}
 }
 

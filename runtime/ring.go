@@ -120,14 +120,20 @@ func withFd(f *os.File, fn func(fd int) error) error {
 
 // close unmaps the ring and releases its lock. With remove set it first
 // removes the segment, but only if this runtime manages the ring (holds its
-// lock) and the path still names the segment it has mapped.
-func (rs *ringState) close(remove bool) {
+// lock) and the path still names the segment it has mapped; it returns why
+// it left the segment in place ("" if it removed it or was not asked to).
+func (rs *ringState) close(remove bool) (kept string) {
+	if remove && rs.lock == nil {
+		kept = "another edgeipc runtime manages it"
+	}
 	if rs.lock != nil {
 		if remove {
 			path := rs.ring.Segment().Path()
 			withFd(rs.lock, func(fd int) error {
-				if sameFile(path, fd) {
-					rs.ring.Remove()
+				if !sameFile(path, fd) {
+					kept = "the path names another file now"
+				} else if err := rs.ring.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
+					kept = err.Error()
 				}
 				return nil
 			})
@@ -135,6 +141,7 @@ func (rs *ringState) close(remove bool) {
 		rs.lock.Close()
 	}
 	rs.ring.Close()
+	return kept
 }
 
 // sample folds the head's movement into the frame count and, once the

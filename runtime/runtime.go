@@ -644,7 +644,9 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	rt.mu.Lock()
 	for _, n := range removed {
 		if rs := rt.rings[n]; rs != nil {
-			rs.close(rs.cfg.RemoveOnExit)
+			if why := rs.close(rs.cfg.RemoveOnExit); why != "" {
+				rt.log.Warn(fmt.Sprintf("ring %s: remove_on_exit: segment left in place: %s", n, why))
+			}
 			delete(rt.rings, n)
 		}
 	}

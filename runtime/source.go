@@ -190,7 +190,9 @@ func (ss *sourceState) cleanup() {
 	id := ss.fifo
 	ss.mu.Unlock()
 	if ss.cfg.Kind == KindFIFO && ss.cfg.RemoveOnExit && id != nil {
-		removeFIFO(ss.cfg.Path, *id)
+		if why := removeFIFO(ss.cfg.Path, *id); why != "" {
+			ss.rt.log.Warn(fmt.Sprintf("source %s: remove_on_exit: FIFO %s left in place: %s", ss.cfg.Name, ss.cfg.Path, why))
+		}
 	}
 }
 
