@@ -473,6 +473,7 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 	h := w.h
 	w.waiting.Add(1)
 	defer w.waiting.Add(-1)
+	evicted := nanotime()
 	for {
 		atomic.StoreUint32(&h.WriterWaiting, 1)
 		if w.hasSpace(s) {
@@ -485,7 +486,16 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 		}
 		switch err {
 		case nil:
+			// A unit need not bring space (space_value is shared memory:
+			// another process may have stored any count there), and a
+			// run of such units never sleeps into errSlice: evict on the
+			// clock instead, and heed ws below.
+			if now := nanotime(); now-evicted >= int64(evictEvery) {
+				evicted = now
+				w.evictDead(s)
+			}
 		case errSlice:
+			evicted = nanotime()
 			w.evictDead(s)
 		default:
 			atomic.StoreUint32(&h.WriterWaiting, 0)
@@ -494,6 +504,10 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 		if w.hasSpace(s) {
 			atomic.StoreUint32(&h.WriterWaiting, 0)
 			return nil
+		}
+		if err := ws.expired(); err != nil {
+			atomic.StoreUint32(&h.WriterWaiting, 0)
+			return err
 		}
 	}
 }
