@@ -305,7 +305,10 @@ func (rd *Reader) await(ws waitSpec) error {
 		done = ws.ctx.Done()
 	}
 	for i := 0; rd.spin < 0 || i < rd.spin; i++ {
-		if !byHead && atomic.LoadUint32(&sh.Stamp) == want || rd.closed.Load() {
+		// The stamp alone is not frame c (shared memory may hold any
+		// seq under it): stop polling only for what peek would take, or
+		// the caller finds nothing and polls again, deaf to ws.
+		if !byHead && atomic.LoadUint32(&sh.Stamp) == want && sh.Seq == c || rd.closed.Load() {
 			return nil
 		}
 		procyield(1)
