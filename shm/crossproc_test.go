@@ -65,6 +65,9 @@ func childWriter() int {
 			return 1
 		}
 	}
+	if ms := envInt("EDGEIPC_LINGER_MS"); ms > 0 {
+		time.Sleep(time.Duration(ms) * time.Millisecond) // until killed: no SIGCHLD
+	}
 	return 0
 }
 
@@ -340,17 +343,25 @@ func readerCrashBlockWriter(t *testing.T, spin int) {
 	}
 }
 
+// TestFutexWakeAcrossProcesses: only the other process's wake may end the
+// sleep. The bound on one sleep (maxSleep) is lifted, and the writer stays
+// alive after its frame: the SIGCHLD of its exit interrupts the futex wait
+// too (EINTR), and either would hide a wake that never crossed the process
+// boundary (a private futex, a wrong address).
 func TestFutexWakeAcrossProcesses(t *testing.T) {
 	testDir(t)
+	defer maxSleepNs.Store(maxSleepNs.Load())
+	maxSleepNs.Store(int64(time.Hour))
 	r := mustCreate(t, "futex", Config{Slots: 8, SlotPayload: 512})
 	rd, _ := r.NewReader(nil)
-	cmd := child(t, "writer", "EDGEIPC_RING=futex", "EDGEIPC_N=1", "EDGEIPC_DELAY_MS=100")
+	cmd := child(t, "writer", "EDGEIPC_RING=futex", "EDGEIPC_N=1", "EDGEIPC_DELAY_MS=100", "EDGEIPC_LINGER_MS=3600000")
 	startChild(t, cmd)
 	ctx, cancel := context.WithTimeout(context.Background(), scale(20*time.Second))
 	defer cancel()
+	start := time.Now()
 	f, err := rd.Next(ctx)
-	if err != nil {
-		t.Fatalf("reader asleep on the futex was not woken: %v", err)
+	if err != nil || time.Since(start) > scale(10*time.Second) {
+		t.Fatalf("reader asleep on the futex was not woken (only its context's end found the frame?): %v after %v", err, time.Since(start))
 	}
 	if !checkPattern(f.Data, 0) {
 		t.Fatal("bad payload")
@@ -358,8 +369,12 @@ func TestFutexWakeAcrossProcesses(t *testing.T) {
 	rd.Release()
 }
 
+// TestEventfdAcrossProcesses: only the child's signal may end the wait
+// (the bound on one sleep, maxSleep, is lifted).
 func TestEventfdAcrossProcesses(t *testing.T) {
 	testDir(t)
+	defer maxSleepNs.Store(maxSleepNs.Load())
+	maxSleepNs.Store(int64(time.Hour))
 	r := mustCreate(t, "evx", Config{Slots: 8, SlotPayload: 64})
 	ev, err := NewEventfd()
 	if err != nil {
@@ -377,9 +392,13 @@ func TestEventfdAcrossProcesses(t *testing.T) {
 	f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), scale(20*time.Second))
 	defer cancel()
+	start := time.Now()
 	fr, err := rd.Next(ctx)
 	if err != nil || string(fr.Data) != "over eventfd" {
 		t.Fatalf("%q %v", fr.Data, err)
+	}
+	if d := time.Since(start); d > scale(10*time.Second) {
+		t.Fatalf("the eventfd reader was not woken: the frame was found after %v, at its context's end", d)
 	}
 	rd.Release()
 }
