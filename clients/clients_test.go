@@ -673,6 +673,7 @@ const (
 	hHead          = 128
 	hSleepers      = 132
 	hReaderJoins   = 140
+	hSpaceValue    = 192
 	hWriterWaiting = 200
 	readersOff     = 256
 	readerStride   = 64
@@ -987,21 +988,32 @@ func TestForeignReaderTakesBackDeadSleeper(t *testing.T) {
 
 // TestForeignWriterEvictsDeadSleeper: a block-policy C or Python writer held
 // up by a dead reader (asleep when it died) evicts it, takes back its
-// sleeper count, and goes on.
+// sleeper count, and goes on; also when space_value holds a huge count
+// (shared memory: any process may store one), whose units bring no space
+// and never let the writer sleep.
 func TestForeignWriterEvictsDeadSleeper(t *testing.T) {
-	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) {
-			argv := im.argv(t, "producer")
-			const slots, n = 4, 10
-			r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 64, Policy: shm.Block})
-			plantDeadReader(t, r, 0, 0)
-			c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
-			c.expect(fmt.Sprintf("wrote first=0 last=%d", n-1))
-			c.wait()
-			if s, o := word(r, hSleepers), word(r, readersOff+rOwner); s != 0 || o != 0 {
-				t.Fatalf("after evicting a dead sleeper: sleepers %d, entry owner %d; want 0 and 0", s, o)
+	for _, garbage := range []bool{false, true} {
+		for _, im := range impls {
+			name := im.name
+			if garbage {
+				name += "/garbage space_value"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				argv := im.argv(t, "producer")
+				const slots, n = 4, 10
+				r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 64, Policy: shm.Block})
+				plantDeadReader(t, r, 0, 0)
+				if garbage {
+					setWord(r, hSpaceValue, 1<<31-1)
+				}
+				c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", producerTimeout(im), r.Name())...)
+				c.expect(fmt.Sprintf("wrote first=0 last=%d", n-1))
+				c.wait()
+				if s, o := word(r, hSleepers), word(r, readersOff+rOwner); s != 0 || o != 0 {
+					t.Fatalf("after evicting a dead sleeper: sleepers %d, entry owner %d; want 0 and 0", s, o)
+				}
+			})
+		}
 	}
 }
 

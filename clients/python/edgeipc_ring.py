@@ -772,20 +772,22 @@ class Writer:
             if self._has_space(s):
                 r._st(H_WRITER_WAITING, 0)
                 return
+            # A unit taken from space_value need not bring space (another
+            # process may have stored any count there): evict and check the
+            # deadline below after it too, or a run of units never does.
             v = r._ld(H_SPACE_VALUE)
-            if v > 0 and r._cas(H_SPACE_VALUE, v, v - 1):
-                continue
-            now = time.monotonic()
-            t = next_evict - now
-            if deadline is not None:
-                t = min(t, deadline - now)
-            if t > 0:
-                r._add(H_SPACE_WAITERS, 1)
-                try:
-                    if r._ld(H_SPACE_VALUE) == 0:
-                        _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
-                finally:
-                    r._add(H_SPACE_WAITERS, -1)
+            if not (v > 0 and r._cas(H_SPACE_VALUE, v, v - 1)):
+                now = time.monotonic()
+                t = next_evict - now
+                if deadline is not None:
+                    t = min(t, deadline - now)
+                if t > 0:
+                    r._add(H_SPACE_WAITERS, 1)
+                    try:
+                        if r._ld(H_SPACE_VALUE) == 0:
+                            _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
+                    finally:
+                        r._add(H_SPACE_WAITERS, -1)
             now = time.monotonic()
             if now >= next_evict:
                 self._evict_dead()
