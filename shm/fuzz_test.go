@@ -13,8 +13,11 @@ import (
 )
 
 // validImage returns the bytes of a small ring with a few frames in it.
-func validImage(t testing.TB, dir string) []byte {
-	r, err := Create("img", Config{Slots: 4, SlotPayload: 64, Segment: SegmentOptions{Dir: dir}})
+func validImage(t testing.TB, dir string) []byte { return policyImage(t, dir, Overwrite) }
+
+// policyImage is validImage with the given policy.
+func policyImage(t testing.TB, dir string, p Policy) []byte {
+	r, err := Create("img", Config{Slots: 4, SlotPayload: 64, Policy: p, Segment: SegmentOptions{Dir: dir}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +42,15 @@ func openImage(t testing.TB, dir string, img []byte) (*Ring, error) {
 }
 
 // exercise runs every reader and writer operation against a ring whose
-// shared memory may be hostile. It must neither panic nor hang.
+// shared memory may be hostile. It must neither panic nor hang: the
+// blocking forms run with deadlines of 100 us, and one that has not
+// returned 5 s later crashes the test (the fuzzer saves the input).
 func exercise(r *Ring) {
 	r.Inspect()
+	hung := time.AfterFunc(5*time.Second, func() {
+		panic("a blocking ring operation ignored its 100 us deadline for 5 s")
+	})
+	defer hung.Stop()
 	rd, err := r.NewReader(&ReaderOptions{From: Oldest})
 	if err == nil {
 		buf := make([]byte, r.SlotPayload())
@@ -58,9 +67,38 @@ func exercise(r *Ring) {
 		}
 		rd.Close()
 	}
+	// Blocking forms: a spinning reader (its poll loop trusts the slot
+	// stamps) and a sleeping one, a block writer waiting for space.
+	for _, spin := range []int{64, 0} {
+		rd, err := r.NewReader(&ReaderOptions{From: Oldest, Spin: spin})
+		if err != nil {
+			break
+		}
+		buf := make([]byte, r.SlotPayload())
+		for i := 0; i < 3; i++ {
+			if f, err := rd.NextDeadline(time.Now().Add(100 * time.Microsecond)); err == nil {
+				if len(f.Data) > r.SlotPayload() {
+					panic("frame longer than the slot payload")
+				}
+				rd.Release()
+			}
+			rd.ReadIntoDeadline(time.Now().Add(100*time.Microsecond), buf)
+		}
+		rd.Close()
+	}
+	// A reader that reads nothing, so a block writer fills the ring and
+	// then waits for space.
+	if rd, err := r.NewReader(&ReaderOptions{From: Oldest}); err == nil {
+		defer rd.Close()
+	}
 	if w, err := r.NewWriter(); err == nil {
 		for i := 0; i < 8; i++ {
 			if _, err := w.TryReserve(8); err == nil {
+				w.Commit()
+			}
+		}
+		for i := 0; i < 3; i++ {
+			if _, err := w.ReserveDeadline(time.Now().Add(100*time.Microsecond), 8); err == nil {
 				w.Commit()
 			}
 		}
@@ -171,28 +209,32 @@ func FuzzRingImage(f *testing.F) {
 // a hostile or buggy process could, before and while it is used.
 func FuzzRingPatches(f *testing.F) {
 	dir := f.TempDir()
-	img := validImage(f, dir)
+	imgs := [][]byte{validImage(f, dir), policyImage(f, dir, Block)}
 	f.Add([]byte{128, 0, 0, 0, 0, 128})           // head = 0x80000000
 	f.Add([]byte{0, 33, 9, 0, 0, 0})              // a slot length
 	f.Add([]byte{12, 1, 255, 255, 255, 255})      // a reader cursor
 	f.Add([]byte{64, 0, 1, 0, 0, 0, 0, 33, 1, 0}) // lease owner
+	f.Add([]byte{192, 0, 255, 255, 255, 127})     // space_value = 2^31-1: units that bring no space
+	f.Add([]byte{0, 0x21, 12, 0, 0, 0})           // slot 2's stamp says frame 6, its seq says 2
 	f.Fuzz(func(t *testing.T, patches []byte) {
-		r, err := openImage(t, dir, img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		apply := func() {
-			for i := 0; i+6 <= len(patches); i += 6 {
-				off := int(binary.LittleEndian.Uint16(patches[i:])) % (len(img) - 4) &^ 3
-				v := binary.LittleEndian.Uint32(patches[i+2:])
-				*(*uint32)(unsafe.Add(r.mem, off)) = v
+		for _, img := range imgs { // both policies
+			r, err := openImage(t, dir, img)
+			if err != nil {
+				t.Fatal(err)
 			}
+			apply := func() {
+				for i := 0; i+6 <= len(patches); i += 6 {
+					off := int(binary.LittleEndian.Uint16(patches[i:])) % (len(img) - 4) &^ 3
+					v := binary.LittleEndian.Uint32(patches[i+2:])
+					*(*uint32)(unsafe.Add(r.mem, off)) = v
+				}
+			}
+			apply()
+			exercise(r)
+			apply()
+			exercise(r)
+			r.Close()
 		}
-		apply()
-		exercise(r)
-		apply()
-		exercise(r)
 	})
 }
 
