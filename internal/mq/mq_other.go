@@ -71,3 +71,9 @@ func (q *Queue) Receive(ctx context.Context, buf []byte) (int, uint, error) {
 	return 0, 0, unsupported("receive", "")
 }
 func (q *Queue) Close() error { return unsupported("close", "") }
+
+// TryLock returns an error wrapping ErrNotSupported.
+func (q *Queue) TryLock() (bool, error) { return false, unsupported("lock", "") }
+
+// Locked returns an error wrapping ErrNotSupported.
+func Locked(name string) (bool, error) { return false, unsupported("lock", name) }

@@ -145,6 +145,12 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 	mopts := mq.Options{MaxMsg: maxMsg, MsgSize: RequestMsgSize, Mode: mode, Group: gid, Exclusive: true}
 	q, err := mq.Create(name, mopts)
 	if errors.Is(err, os.ErrExist) {
+		// A serving runtime holds its queue's lock for as long as it
+		// lives, also while it is busy with a long request (a stop waits
+		// up to stop_timeout) and answers no ping.
+		if locked, lerr := mq.Locked(name); lerr == nil && locked {
+			return nil, fmt.Errorf("control: another runtime is serving /dev/mqueue/%s (it holds the queue's lock); stop it first or use another queue name", name)
+		}
 		if perr := pingExisting(name, takeover); perr == nil {
 			return nil, fmt.Errorf("control: another runtime is serving /dev/mqueue/%s (it answered a ping); stop it first or use another queue name", name)
 		}
@@ -165,6 +171,11 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("control: cannot create request queue: %w", err)
 	}
 	s.q = q
+	// Mark the queue as served by a live runtime (see above); the kernel
+	// drops the lock when we exit, however we exit.
+	if ok, err := q.TryLock(); err != nil || !ok {
+		s.log("control: cannot lock /dev/mqueue/%s (locked %v, %v): a runtime started meanwhile may take it over while this one is busy", name, ok, err)
+	}
 	if st, err := q.Stat(); err == nil {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			s.ino = uint64(sys.Ino)
