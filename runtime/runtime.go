@@ -134,12 +134,18 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	go rt.spawn.loop()
 	defer rt.spawn.quit()
 
-	var sigc chan os.Signal
+	var sigc, termc chan os.Signal
 	if !rt.opts.IgnoreSignals {
 		// Buffered: signal.Notify never blocks and drops what does not fit.
+		// SIGTERM and SIGINT have a channel of their own, so that SIGHUPs
+		// or SIGUSR1s queued while the main loop is busy (a reload waits
+		// for sources to stop) cannot crowd them out.
 		sigc = make(chan os.Signal, 8)
-		signal.Notify(sigc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+		signal.Notify(sigc, syscall.SIGHUP, syscall.SIGUSR1)
 		defer signal.Stop(sigc)
+		termc = make(chan os.Signal, 2)
+		signal.Notify(termc, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(termc)
 	}
 
 	// Claim the control queue first: a second runtime with the same queue
@@ -175,8 +181,15 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return rt.stop("context done", sigc)
+			return rt.stop("context done", sigc, termc)
+		case sig := <-termc:
+			return rt.stop(sig.String(), sigc, termc)
 		case sig := <-sigc:
+			select {
+			case tsig := <-termc: // a shutdown takes precedence over queued HUPs
+				return rt.stop(tsig.String(), sigc, termc)
+			default:
+			}
 			switch sig {
 			case syscall.SIGHUP:
 				rt.log.Info("SIGHUP: reloading the configuration")
@@ -184,8 +197,6 @@ func (rt *Runtime) Run(ctx context.Context) error {
 				stats.set(rt.statsInterval())
 			case syscall.SIGUSR1:
 				rt.logStats("SIGUSR1 stats")
-			default:
-				return rt.stop(sig.String(), sigc)
 			}
 		case reply := <-rt.reloadc:
 			reply <- rt.doReload()
@@ -341,8 +352,8 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 }
 
 // stop shuts down and reports the result of Run; signals arriving on sigc
-// meanwhile are logged.
-func (rt *Runtime) stop(why string, sigc <-chan os.Signal) error {
+// or termc meanwhile are logged.
+func (rt *Runtime) stop(why string, sigc, termc <-chan os.Signal) error {
 	close(rt.stopping)
 	rt.log.Info("shutting down (" + why + ")")
 	// A signal already queued is the one that started this (edgeipc run
@@ -350,6 +361,7 @@ func (rt *Runtime) stop(why string, sigc <-chan os.Signal) error {
 	for drained := false; !drained; {
 		select {
 		case <-sigc:
+		case <-termc:
 		default:
 			drained = true
 		}
@@ -359,7 +371,7 @@ func (rt *Runtime) stop(why string, sigc <-chan os.Signal) error {
 	to := rt.cfg.Runtime.ShutdownTimeout.D()
 	rt.mu.Unlock()
 	rt.setBusy(to + busyMargin)
-	if !rt.shutdown(to, sigc) {
+	if !rt.shutdown(to, sigc, termc) {
 		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); the children still running were killed", to)
 	}
 	rt.log.Info("stopped")
@@ -375,8 +387,8 @@ const killGrace = time.Second
 // rings and FIFOs, and closes the control server. If that takes longer
 // than timeout, it SIGKILLs the process group of every child still running
 // and waits at most killGrace more. It reports whether everything finished
-// within timeout. Signals arriving on sigc meanwhile are logged.
-func (rt *Runtime) shutdown(timeout time.Duration, sigc <-chan os.Signal) bool {
+// within timeout. Signals arriving on sigc or termc meanwhile are logged.
+func (rt *Runtime) shutdown(timeout time.Duration, sigc, termc <-chan os.Signal) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -392,6 +404,8 @@ func (rt *Runtime) shutdown(timeout time.Duration, sigc <-chan os.Signal) bool {
 		case <-done:
 			waiting = false
 		case sig := <-sigc:
+			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
+		case sig := <-termc:
 			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
 		case <-deadline:
 			ok = false
