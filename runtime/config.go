@@ -448,6 +448,7 @@ func (c *Config) validate() error {
 			c.Rings[n] = r
 		}
 		r.Name = n
+		ringErrs := len(errs)
 		if err := shm.ValidName(n); err != nil {
 			add(c.ringErr(n, "", "bad ring name: %v", err))
 		}
@@ -479,6 +480,13 @@ func (c *Config) validate() error {
 			}
 			if g != "" {
 				add(c.ringErr(n, "group", "%s", g))
+			}
+		}
+		// What the checks above do not cover (the ring's total size): a
+		// reload must not find out only after it has removed the old ring.
+		if len(errs) == ringErrs {
+			if err := r.shmConfig("").Validate(); err != nil {
+				add(c.ringErr(n, "", "%v", err))
 			}
 		}
 	}

@@ -569,12 +569,19 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		}
 		rt.mu.Unlock()
 	}
-	// Classify rings.
+	// Classify rings. A ring of the old config that the runtime does not
+	// have (its recreation failed in an earlier reload) is added again.
+	rt.mu.Lock()
+	have := make(map[string]bool, len(rt.rings))
+	for n := range rt.rings {
+		have[n] = true
+	}
+	rt.mu.Unlock()
 	var added, removed, changed []string
 	for n, r := range nc.Rings {
 		o, ok := old.Rings[n]
 		switch {
-		case !ok:
+		case !ok || !have[n]:
 			added = append(added, n)
 		case !sameRing(o, r):
 			changed = append(changed, n)

@@ -69,6 +69,10 @@ type Config struct {
 	Segment SegmentOptions
 }
 
+// Validate reports whether Create would accept c's slots, slot payload,
+// policy and total size (after the defaults), without creating anything.
+func (c Config) Validate() error { return c.normalize() }
+
 func (c *Config) normalize() error {
 	if c.Slots == 0 {
 		c.Slots = DefaultSlots
