@@ -203,8 +203,19 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 			unix.Close(dummy)
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	defer stop()
+	// The end of ctx closes f, which wakes a pending read. The FIFO's lock
+	// goes with the last reference to the descriptor, which, when the
+	// AfterFunc's Close races the read returning, is dropped on the
+	// AfterFunc's goroutine, possibly after this function has returned:
+	// wait for it, so that cleanup (remove_on_exit) and the next run find
+	// the lock released.
+	fClosed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { f.Close(); close(fClosed) })
+	defer func() {
+		if !stop() {
+			<-fClosed
+		}
+	}()
 	defer f.Close()
 	w, err := ss.writer(ctx)
 	if err != nil {

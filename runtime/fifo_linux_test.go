@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -314,5 +316,57 @@ func TestFIFONoGroupWindow(t *testing.T) {
 	}
 	if n := stop(); n != 0 {
 		t.Fatalf("a process outside group 65534 opened the FIFO %d times during 300 creations", n)
+	}
+}
+
+// A fifo source that is stopped has closed the FIFO's read end, and so
+// released its lock, by the time stop returns: remove_on_exit (cleanup)
+// then removes the FIFO, whoever of the source and the context's
+// AfterFunc closes the descriptor. TestSecondRuntimeTouchesNothing once
+// found the FIFO left after a clean exit ("another process holds its
+// lock"): the descriptor was still being closed by the AfterFunc.
+func TestFIFOStopReleasesLock(t *testing.T) {
+	e := newEnv(t)
+	cfg, err := Parse("test.toml", []byte(fmt.Sprintf(`
+[rings.f]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "f"
+path = %q
+remove_on_exit = true
+`, filepath.Join(e.dir, "s.fifo"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logb := &syncBuf{}
+	log, _ := NewLogger(logb, "text")
+	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rt.openRing(cfg.Rings["f"], e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.close(true)
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(4))
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		ss := newSource(rt, cfg.Sources[0], rs)
+		ss.start()
+		for ss.getState() != StateRunning {
+			if ss.getState() == StateFailed {
+				t.Fatalf("iteration %d: source failed; log:\n%s", i, logb.String())
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		ss.stop()
+		ss.cleanup()
+		if inode(cfg.Sources[0].Path) != 0 {
+			t.Fatalf("iteration %d: remove_on_exit left the FIFO after the source stopped; log:\n%s", i, logb.String())
+		}
 	}
 }
