@@ -123,7 +123,14 @@ type Recorder struct {
 
 // Run implements Sink.
 func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error {
-	f, err := os.OpenFile(rec.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	// O_NONBLOCK: opening a FIFO (or a device) for writing would block
+	// until a reader comes, beyond the reach of ctx, and the stop of this
+	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
+	// with ENXIO; anything but a regular file is refused below.
+	f, err := os.OpenFile(rec.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ENXIO) {
+		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
+	}
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
 	}

@@ -434,3 +434,33 @@ env = ["EDGEIPC_TEST_CHILD_WRITER=1"]
 	}
 	logb.waitFor(t, "[direct] wrote 3 frames", 1)
 }
+
+// A recorder whose path names a FIFO fails with an error instead of
+// blocking in open(2) for a reader that never comes, which hung the
+// shutdown until shutdown_timeout (and would wedge a reload).
+func TestRecorderRefusesFIFO(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.fifo")
+	if err := syscall.Mkfifo(out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, logb, stop := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+shutdown_timeout = "5s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = %q
+`, out))
+	logb.waitFor(t, "is not a regular file", 1)
+	if err := stop(); err != nil {
+		t.Fatalf("%v; log:\n%s", err, logb.String())
+	}
+}
