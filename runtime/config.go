@@ -610,6 +610,11 @@ func (c *Config) validate() error {
 		if sinkNames[s.Name] {
 			add(c.sinkErr(s, "name", "duplicate sink name %q", s.Name))
 		}
+		// "stats:RING" names ring RING's implicit stats reader (apply):
+		// another sink by that name would silently take its place.
+		if r, ok := strings.CutPrefix(s.Name, "stats:"); ok && (s.Kind != SinkStats || s.Ring != r) {
+			add(c.sinkErr(s, "name", "%q is the name of ring %q's stats reader: choose another name", s.Name, r))
+		}
 		sinkNames[s.Name] = true
 		if _, ok := c.Rings[s.Ring]; !ok {
 			add(c.sinkErr(s, "ring", "no ring %q is declared", s.Ring))

@@ -146,6 +146,7 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
 		{"relative shm_dir", "[runtime]\nshm_dir = \"shm\"\n", []string{"bad.toml:2:", "runtime.shm_dir", `"shm" must be an absolute path`}},
 		{"relative recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"rel.rec\"\n", []string{"bad.toml:5:", "sinks[0] (recorder-0).path", `"rel.rec" must be an absolute path`}},
+		{"sink named like a ring's stats reader", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"stats:a\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/tmp/b.rec\"\n", []string{"bad.toml:4:", "sinks[0] (stats:a).name", `"stats:a" is the name of ring "a"'s stats reader`}},
 		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
 	}
 	for _, c := range cases {
@@ -170,6 +171,10 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 	}
 	if p := cfg.Sources[0].Path; p != "/run/edgeipc-test/in.fifo" {
 		t.Fatalf("FIFO path %q not cleaned", p)
+	}
+	// A ring's explicit stats sink may take its stats reader's name.
+	if _, err := Parse("ok.toml", []byte("[rings.a]\n[[sinks]]\nname = \"stats:a\"\nkind = \"stats\"\nring = \"a\"\n")); err != nil {
+		t.Fatal(err)
 	}
 }
 
