@@ -68,6 +68,11 @@ func (ss *sourceState) runExec(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if rw := (*ringWriteError)(nil); errors.As(err, &rw) {
+			// The writer is unusable (another process took its lease):
+			// the source fails, and 'edgeipc ctl start' takes a new one.
+			return err
+		}
 		if err != nil {
 			ss.set(func(ss *sourceState) { ss.lastError = err.Error() })
 			ss.rt.log.Error(fmt.Sprintf("source %s: %v", c.Name, err))
@@ -164,15 +169,23 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 			waiting = false
 		case perr := <-pumpDone:
 			pumping = false
-			if errors.Is(perr, framing.ErrBroken) {
+			var rw *ringWriteError
+			switch {
+			case errors.Is(perr, framing.ErrBroken):
 				streamErr = fmt.Errorf("stdout stream broken (bad record length); restarting the child")
 				ss.bad.Add(1)
-				if !stopping {
-					stopping = true
-					go ss.terminate(p, gone)
-				}
+			case errors.As(perr, &rw):
+				// Nothing reads its stdout any more: a child left
+				// running would block on a full pipe.
+				streamErr = fmt.Errorf("%w; stopping the child", rw)
+			default:
+				// stdout was closed: wait for the exit.
+				continue
 			}
-			// Otherwise stdout was closed: wait for the exit.
+			if !stopping {
+				stopping = true
+				go ss.terminate(p, gone)
+			}
 		case <-ctxDone:
 			if !stopping {
 				stopping = true
@@ -194,6 +207,13 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	errR.Close()
 	return res.state, firstErr(streamErr, res.err)
 }
+
+// ringWriteError is a failed write of a child's record into the ring (not
+// a cancellation): the pump stops, and so must the child.
+type ringWriteError struct{ err error }
+
+func (e *ringWriteError) Error() string { return "writing to the ring: " + e.err.Error() }
+func (e *ringWriteError) Unwrap() error { return e.err }
 
 func firstErr(errs ...error) error {
 	for _, e := range errs {
@@ -229,7 +249,10 @@ func (ss *sourceState) pump(ctx context.Context, r io.Reader, w *shm.Writer) err
 		rec, err := d.Next()
 		if err == nil {
 			if err := ss.put(ctx, w, rec); err != nil {
-				return err
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return &ringWriteError{err}
 			}
 			continue
 		}

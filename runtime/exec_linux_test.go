@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
@@ -262,4 +264,51 @@ env = ["EDGEIPC_TEST_CHILD_WRITER=1"]
 	}
 	// The child writes "direct 1".."direct 3" (8 bytes each), then sleeps.
 	eventually(t, "3 frames on ring direct", func() bool { r := ring("direct"); return r.Frames == 3 && r.Bytes == 24 })
+}
+
+// When a record cannot be written into the ring for a reason other than a
+// stop (here another process took the writer lease), the exec source stops
+// its child and fails, saying why: it does not leave the child running with
+// nobody reading its stdout, blocked on a full pipe for good.
+func TestExecRingWriteFailureStopsChild(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "flood.sh", "while :; do echo frame; done\n")
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "flood"
+kind = "exec"
+ring = "r"
+command = [%q]
+`, script))
+	eventually(t, "frames from the child", func() bool { return rt.sourceStat(t, "flood").Frames > 0 })
+	pid := rt.sourceStat(t, "flood").PID
+	if pid <= 0 {
+		t.Fatalf("no child pid: %+v", rt.sourceStat(t, "flood"))
+	}
+	// Another process takes the lease: lease_owner (docs/abi.md offset 64)
+	// becomes pid 1, which is alive.
+	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc.r"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mem)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[64])), 1)
+
+	eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "flood").State == StateFailed })
+	if st := rt.sourceStat(t, "flood"); !strings.Contains(st.LastError, "lease") {
+		t.Fatalf("last error %q does not say the lease was lost", st.LastError)
+	}
+	eventually(t, "the child to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
 }
