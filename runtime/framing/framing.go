@@ -122,9 +122,18 @@ type Decoder struct {
 	scanning bool
 	scanPos  int
 	scanLeft uint64
+	// An object too big to buffer is scanned on while the scanned part is
+	// discarded (skipped bytes so far); it ends as one oversized record,
+	// or as ErrBroken past maxSkip.
+	skipping bool
+	skipped  uint64
 	// preallocated errors (no allocation per bad record)
-	errLong, errOversize, errType, errNoData, errMalformed BadRecordError
+	errLong, errOversize, errType, errNoData, errMalformed, errBig BadRecordError
 }
+
+// minBuffer is the smallest decode buffer (the fuzz test lowers it, so
+// that short inputs reach the paths for objects too big to buffer).
+var minBuffer = 64 << 10
 
 // NewDecoder returns a decoder for kind reading r.
 func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
@@ -135,8 +144,8 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 		opts.MaxSkip = opts.MaxRecord
 	}
 	n := opts.MaxRecord + 64 // room for a header/map around the largest payload
-	if n < 64<<10 {
-		n = 64 << 10
+	if n < minBuffer {
+		n = minBuffer
 	}
 	d := &Decoder{r: r, kind: kind, max: opts.MaxRecord, maxSkip: opts.MaxSkip, buf: make([]byte, n)}
 	d.errLong = BadRecordError{Reason: "line longer than the slot payload"}
@@ -144,6 +153,7 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 	d.errType = BadRecordError{Reason: "msgp object is not bin, str or map"}
 	d.errNoData = BadRecordError{Reason: "msgp map without data"}
 	d.errMalformed = BadRecordError{Reason: "malformed msgp object"}
+	d.errBig = BadRecordError{Reason: "msgp map or array larger than the slot payload plus 64 bytes (at least 64 KiB)"}
 	return d
 }
 
@@ -151,6 +161,7 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 func (d *Decoder) Reset(r io.Reader) {
 	d.r, d.start, d.end, d.err, d.dropping = r, 0, 0, nil, false
 	d.scanning, d.scanPos, d.scanLeft = false, 0, 0
+	d.skipping, d.skipped = false, 0
 }
 
 // Buffered returns the number of bytes read but not yet decoded.
@@ -331,20 +342,61 @@ func (d *Decoder) nextMsgp() (Record, error) {
 			obj := d.buf[d.start : d.start+d.scanPos]
 			d.start += d.scanPos
 			d.scanning = false
+			if d.skipping {
+				n := d.skipped + uint64(len(obj))
+				d.skipping, d.skipped = false, 0
+				if n > uint64(d.maxSkip) {
+					return Record{}, ErrBroken // as any record larger than max_skip
+				}
+				d.errBig.Size = int(n)
+				return Record{}, &d.errBig
+			}
 			return d.parseMsgp(obj)
 		}
 		if d.end-d.start == len(d.buf) {
-			// Too big to buffer: skip a bin/str by its length, else broken.
-			d.scanning = false
-			if n, hdr, ok := binStrLen(d.buf[d.start:d.end]); ok && n <= d.maxSkip {
-				d.start += hdr
-				if err := d.skip(n); err != nil {
-					return Record{}, err
+			// Too big to buffer. A bin/str record: skip it by its length.
+			if !d.skipping && d.scanPos == 0 {
+				d.scanning = false
+				if n, hdr, ok := binStrLen(d.buf[d.start:d.end]); ok && n <= d.maxSkip {
+					d.start += hdr
+					if err := d.skip(n); err != nil {
+						return Record{}, err
+					}
+					d.errOversize.Size = n
+					return Record{}, &d.errOversize
 				}
-				d.errOversize.Size = n
-				return Record{}, &d.errOversize
+				return Record{}, ErrBroken
 			}
-			return Record{}, ErrBroken
+			// A map or array (a record with keys beyond data, or
+			// garbage): drop what the scan has passed and scan on, up to
+			// maxSkip bytes in all.
+			d.skipping = true
+			if d.scanPos > 0 {
+				d.skipped += uint64(d.scanPos)
+				d.start += d.scanPos
+				d.scanPos = 0
+			} else {
+				// The element at start alone does not fit: a bin, str
+				// or ext (a container's header always fits). Skip it.
+				size, children, err := msgpHeader(d.buf[d.start:d.end])
+				if err != nil || children != 0 || size > uint64(d.maxSkip) {
+					d.scanning, d.skipping, d.skipped = false, false, 0
+					return Record{}, ErrBroken
+				}
+				d.skipped += size
+				if d.skipped <= uint64(d.maxSkip) {
+					if err := d.skip(int(size)); err != nil {
+						d.scanning, d.skipping, d.skipped = false, false, 0
+						return Record{}, err
+					}
+				}
+				d.scanLeft--
+			}
+			if d.skipped > uint64(d.maxSkip) {
+				d.scanning, d.skipping, d.skipped = false, false, 0
+				return Record{}, ErrBroken
+			}
+			continue
 		}
 		if err := d.fill(); err != nil {
 			if err == io.EOF {

@@ -176,8 +176,50 @@ func TestMsgpNestedGarbage(t *testing.T) {
 	}
 }
 
+// A msgp map or array that does not fit the buffer is skipped as one bad
+// record when it is at most MaxSkip bytes, whether it is deep, wide, or a
+// record map whose other keys take it past the buffer, and decoding goes on
+// after it; past MaxSkip it breaks the stream.
+func TestMsgpContainerTooLargeToBuffer(t *testing.T) {
+	const max = 70000 // buffer: max + 64
+	var rec []byte    // data within max, but the map does not fit the buffer
+	rec = msgp.AppendMapHeader(rec, 2)
+	rec = msgp.AppendString(rec, "data")
+	rec = msgp.AppendBytes(rec, bytes.Repeat([]byte{3}, max))
+	rec = msgp.AppendString(rec, "note")
+	rec = msgp.AppendString(rec, strings.Repeat("n", 200))
+	var bigData []byte // a map whose data alone is larger than the buffer
+	bigData = msgp.AppendMapHeader(bigData, 2)
+	bigData = msgp.AppendString(bigData, "type")
+	bigData = msgp.AppendUint32(bigData, 1)
+	bigData = msgp.AppendString(bigData, "data")
+	bigData = msgp.AppendBytes(bigData, bytes.Repeat([]byte{4}, 200<<10))
+	deep := append(bytes.Repeat([]byte{0x91}, 200<<10), 0x01)
+	wide := msgp.AppendArrayHeader(nil, 200<<10)
+	wide = append(wide, bytes.Repeat([]byte{0x01}, 200<<10)...)
+	for name, obj := range map[string][]byte{"record with more keys": rec, "big data": bigData, "deep": deep, "wide": wide} {
+		in := msgp.AppendString(nil, "before")
+		in = append(in, obj...)
+		in = msgp.AppendString(in, "after")
+		for rname, r := range map[string]func() io.Reader{
+			"whole": func() io.Reader { return bytes.NewReader(in) },
+			"half":  func() io.Reader { return iotest.HalfReader(bytes.NewReader(in)) },
+		} {
+			d := NewDecoder(r(), Msgp, Options{MaxRecord: max, MaxSkip: 1 << 20})
+			recs, bad, err := collect(t, d)
+			if err != io.EOF || bad != 1 || strings.Join(recs, ",") != "before,after" {
+				t.Errorf("%s, %s reads: got %q, %d bad, then %v; want before,after, 1 bad, EOF", name, rname, recs, bad, err)
+			}
+			d = NewDecoder(r(), Msgp, Options{MaxRecord: max, MaxSkip: max + 100})
+			if recs, _, err := collect(t, d); !errors.Is(err, ErrBroken) || strings.Join(recs, ",") != "before" {
+				t.Errorf("%s, %s reads, MaxSkip below its size: got %q then %v, want before then ErrBroken", name, rname, recs, err)
+			}
+		}
+	}
+}
+
 // A msgp object that does not fit the buffer and is not a bin or str
-// breaks the stream, whether it is deep or wide.
+// breaks the stream at the default MaxSkip, whether it is deep or wide.
 func TestMsgpNestedTooLargeToBuffer(t *testing.T) {
 	deep := bytes.Repeat([]byte{0x91}, 200<<10)
 	wide := msgp.AppendArrayHeader(nil, 200<<10)

@@ -119,6 +119,9 @@ func FuzzDecoder(f *testing.F) {
 	f.Add([]byte("\x05\x00\x00\x00hello\xff\xff\xff\xff"), uint8(1), uint8(2), uint8(3))
 	f.Add([]byte("\xc4\x02hi\x83\xa4type\x01\xa5flags\x02\xa4data\xa1x\x91\x01"), uint8(2), uint8(3), uint8(5))
 	f.Add([]byte("\xc6\x7f\xff\xff\xff"), uint8(2), uint8(1), uint8(1))
+	f.Add(append(append([]byte{0xdc, 0, 120}, bytes.Repeat([]byte{1}, 120)...), "\xa2ok"...), uint8(2), uint8(7), uint8(8)) // an array beyond the buffer, skipped
+	defer func(n int) { minBuffer = n }(minBuffer)
+	minBuffer = 0 // buffers of MaxRecord + 64 bytes: msgp objects longer than that are skipped or break the stream
 	f.Fuzz(func(t *testing.T, b []byte, kind, chunk, maxRec uint8) {
 		k := Kind(kind % 3)
 		max := int(maxRec%32) + 1
