@@ -176,6 +176,11 @@ func ParseCases(s string) ([]string, error) {
 			out = append(out, f)
 		}
 	}
+	if len(out) == 0 {
+		// nil would mean every case: an empty --case (a script's unset
+		// variable) must not start the longest run there is.
+		return nil, errors.New("empty case list: name the cases, e.g. ring-spin,pipe, or all")
+	}
 	return out, nil
 }
 

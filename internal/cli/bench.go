@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,16 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 		if len(opts.CPUs) > 2 {
 			return Usagef("--cpu: at most two CPUs (measuring side, peer)")
 		}
+		// Refuse a CPU this process may not use before anything runs: a
+		// peer that cannot pin itself fails every case, and a C baseline
+		// whose child cannot pin spins until the case times out.
+		if allowed, err := bench.AllowedCPUs(); err == nil {
+			for _, n := range opts.CPUs {
+				if !slices.Contains(allowed, n) {
+					return Usagef("--cpu: CPU %d is not one this process may run on; use %s", n, cpuList(allowed))
+				}
+			}
+		}
 	}
 	opts.NoC = str("no-c") == "true"
 	opts.Stderr = env.Stderr
@@ -230,4 +241,23 @@ func fmtNs(ns int64) string {
 		return fmt.Sprintf("%.1fus", float64(ns)/1e3)
 	}
 	return fmt.Sprintf("%.1fms", float64(ns)/1e6)
+}
+
+// cpuList names the CPUs of a sorted list for a message: "one of 0-3",
+// "0, 2 or 5", "1".
+func cpuList(cpus []int) string {
+	if len(cpus) == 0 {
+		return "none"
+	}
+	if cpus[len(cpus)-1]-cpus[0] == len(cpus)-1 && len(cpus) > 1 {
+		return fmt.Sprintf("one of %d-%d", cpus[0], cpus[len(cpus)-1])
+	}
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/bench"
 )
 
 // TestBenchUsageErrors checks that every bad bench flag is refused with
@@ -25,11 +27,40 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"bench", "--repeat", "0"}, "--repeat must be at least 1"},
 		{[]string{"bench", "--cpu", "one"}, "want A or A,B"},
 		{[]string{"bench", "--cpu", "0,1,2"}, "at most two CPUs"},
+		{[]string{"bench", "--case", ""}, "empty case list"},
+		{[]string{"bench", "--case", " , "}, "empty case list"},
 	} {
 		r := runCLI(t, "", c.args...)
 		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("edgeipc %s: exit %d stderr %q; want exit 2 mentioning %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// TestBenchCPU checks --cpu: a CPU this process may not run on is a usage
+// error naming the ones it may, before anything is measured; CPUs it may
+// run on pin both sides, the peer included (which inherits the measuring
+// side's mask of one CPU), and the case runs.
+func TestBenchCPU(t *testing.T) {
+	allowed, err := bench.AllowedCPUs()
+	if err != nil || len(allowed) == 0 {
+		t.Fatalf("AllowedCPUs = %v, %v", allowed, err)
+	}
+	bad := allowed[len(allowed)-1] + 1
+	r := runCLI(t, "", "bench", "--case", "pipe", "--size", "64", "--iters", "10", "--no-c", "--cpu", "0,"+strconv.Itoa(bad))
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "CPU "+strconv.Itoa(bad)+" is not one this process may run on") || r.stdout != "" {
+		t.Errorf("bench --cpu 0,%d: exit %d stdout %q stderr %q; want exit 2 naming the CPU, nothing measured", bad, r.code, r.stdout, r.stderr)
+	}
+
+	a, b := allowed[0], allowed[len(allowed)-1]
+	cmd := cliCmd(t, t.TempDir(), "bench", "--case", "pipe,ring-wait", "--size", "64", "--iters", "20", "--no-c", "--cpu", strconv.Itoa(a)+","+strconv.Itoa(b))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, cmd); code != 0 || strings.Contains(out.String(), "ERROR") {
+		t.Errorf("bench --cpu %d,%d: exit %d\nstdout: %s\nstderr: %s", a, b, code, out.String(), errb.String())
 	}
 }
 

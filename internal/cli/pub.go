@@ -188,10 +188,20 @@ func openOrCreate(name string, cfg shm.Config, explicit map[string]bool) (*shm.R
 		}
 		r, err = shm.Create(name, cfg)
 		if !errors.Is(err, os.ErrExist) {
-			return r, err
+			return r, tooLarge(err)
 		}
 		// Another process created it first: open theirs.
 	}
+}
+
+// tooLarge turns shm.Create's refusal of the geometry the flags asked for
+// (each flag valid alone, the ring too large for this machine's address
+// space) into a usage error that names the fix; other errors pass.
+func tooLarge(err error) error {
+	if errors.Is(err, shm.ErrInvalid) {
+		return Usagef("%v: use fewer --slots or a smaller --slot-size", err)
+	}
+	return err
 }
 
 // matchExisting returns an error naming every setting given on the command

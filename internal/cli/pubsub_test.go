@@ -174,6 +174,9 @@ func TestPubSubUsageErrors(t *testing.T) {
 		{[]string{"ring", "create", "r", "--slot-size", "1g"}, "want 1 byte to 64m"},
 		{[]string{"ring", "create", "r", "--slot-size", "2g"}, "want 1 byte to 64m"},
 		{[]string{"ring", "ls", "extra"}, "takes no arguments"},
+		// Each flag valid alone, the ring (1 PiB) too large together.
+		{[]string{"ring", "create", "r", "--slots", "16777216", "--slot-size", "64m"}, "use fewer --slots or a smaller --slot-size"},
+		{[]string{"pub", "r", "--create", "--slots", "16777216", "--slot-size", "64m"}, "use fewer --slots or a smaller --slot-size"},
 		{[]string{"ring", "create", "r", "--group", missingGID(t)}, "no group has id"},
 		{[]string{"ring", "create", "r", "--group", "no-such-group-edgeipc"}, "no such group"},
 		{[]string{"pub", "r", "--create", "--group", missingGID(t)}, "no group has id"},

@@ -203,7 +203,7 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	}
 	r, err := shm.Create(name, shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
 	if err != nil {
-		return err
+		return tooLarge(err)
 	}
 	defer r.Close()
 	path := r.Segment().Path()
