@@ -340,7 +340,9 @@ func pubLen32(ctx context.Context, env *Env, w *shm.Writer, typ uint32, in *bufi
 		if uint64(size) > uint64(slot) {
 			got, err := io.CopyN(io.Discard, in, int64(size))
 			if err == io.EOF {
-				return fmt.Errorf("stdin ended inside record %d: got %d of %d bytes", st.records, got, size)
+				// Text fed to len32 ends so: "hell" is a length of 1.8 GB.
+				return fmt.Errorf("stdin ended inside record %d: got %d of %d bytes, a length larger than the ring's slot payload of %d bytes: is the input really --framing len32?",
+					st.records, got, size, slot)
 			}
 			if err != nil {
 				return err

@@ -137,6 +137,14 @@ func TestPubBadInput(t *testing.T) {
 	if !strings.HasSuffix(r.stdout, "ok3\na\nb\n") {
 		t.Errorf("frames after bad len32 records: %q", r.stdout)
 	}
+	// Text read as len32: its first four bytes are a length far above the
+	// slot payload, and stdin ends inside it. The error asks about the
+	// framing.
+	r = runCLI(t, "hello world\n", "pub", name, "--framing", "len32", "--dir", dir)
+	mustCode(t, r, 1, "pub len32 of text")
+	if !strings.Contains(r.stderr, "got 8 of 1819043176 bytes") || !strings.Contains(r.stderr, "is the input really --framing len32?") {
+		t.Errorf("pub len32 of text: stderr:\n%s", r.stderr)
+	}
 }
 
 func TestPubSubUsageErrors(t *testing.T) {
