@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -101,7 +103,18 @@ func (h *harness) runCProg(ctx context.Context, prog string, size int, extra ...
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = h.stderr
+	// The program forks its peer, which busy-polls shared memory and holds
+	// the stdout pipe: killing only the parent (an interrupt, the case
+	// timeout) left the peer spinning on a CPU for ever and Wait waiting
+	// for the pipe to close. Give both a process group of their own, kill
+	// the group, and do not wait on the pipe past WaitDelay.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a peer its failed parent left behind
+		}
 		return o, fmt.Errorf("C baseline %s: %w", prog, err)
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &o); err != nil {

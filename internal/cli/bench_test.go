@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,6 +99,74 @@ func TestBenchInterrupted(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "case ") || strings.Count(out.String(), "\n") != 1 {
 		t.Errorf("bench after SIGINT should print only the header:\n%s", out.String())
 	}
+}
+
+// TestBenchInterruptedC sends SIGINT to a bench measuring a C baseline
+// and checks that it exits 130 and leaves none of the C processes behind:
+// the baseline forks a peer that busy-polls shared memory, which outlived
+// its killed parent (spinning on a CPU for ever) and held the bench's
+// output pipe open, so that bench never exited.
+func TestBenchInterruptedC(t *testing.T) {
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("no C compiler: the C baselines do not run")
+	}
+	dir := t.TempDir()
+	cmd := cliCmd(t, dir, "bench", "--case", "c-spin", "--size", "64", "--duration", "10m")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.WaitDelay = 5 * time.Second // a C process left behind holds our pipes too
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range procsRunning(t, dir) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	// SIGINT once the C program and the peer it forks both run.
+	deadline := time.Now().Add(testTimeout)
+	for len(procsRunning(t, dir)) < 2 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the C baseline did not start within %v\nstdout: %s\nstderr: %s", testTimeout, out.String(), errb.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitCmd(t, cmd); code != ExitInterrupted {
+		t.Errorf("bench after SIGINT: exit %d, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, out.String(), errb.String())
+	}
+	for end := time.Now().Add(5 * time.Second); len(procsRunning(t, dir)) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("C baseline processes %v still run after bench exited", procsRunning(t, dir))
+		}
+	}
+}
+
+// procsRunning returns the processes running a program from under dir
+// (zombies excluded).
+func procsRunning(t *testing.T, dir string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.HasPrefix(b, []byte(dir+"/")) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // childPIDs returns the processes whose parent is pid, from /proc.
