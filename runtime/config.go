@@ -39,7 +39,20 @@ type Config struct {
 	Sources []*SourceConfig        `toml:"sources"`
 	Sinks   []*SinkConfig          `toml:"sinks"`
 
-	lines lineIndex
+	lines   lineIndex
+	srcKeys []map[string]bool // keys written in each [[sources]] table (Parse)
+}
+
+// kindKeys are the source keys that apply to some kinds only.
+var kindKeys = []struct {
+	key   string
+	kinds string // the kinds it applies to, as the error names them
+}{
+	{"framing", "exec and fifo"}, {"max_skip", "exec and fifo"},
+	{"command", "exec"}, {"env", "exec"}, {"dir", "exec"}, {"write", "exec"}, {"restart", "exec"},
+	{"backoff_min", "exec"}, {"backoff_max", "exec"}, {"backoff_reset", "exec"}, {"stop_timeout", "exec"},
+	{"path", "fifo"}, {"mode", "fifo"}, {"group", "fifo"}, {"remove_on_exit", "fifo"},
+	{"rate_hz", "synthetic"}, {"size", "synthetic"},
 }
 
 // RuntimeConfig is the [runtime] table.
@@ -240,6 +253,14 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &ConfigError{File: file, Msg: err.Error()}
 	}
 	c.lines = scanLines(data)
+	for _, k := range md.Keys() {
+		switch {
+		case len(k) == 1 && k[0] == "sources":
+			c.srcKeys = append(c.srcKeys, map[string]bool{})
+		case len(k) == 2 && k[0] == "sources" && len(c.srcKeys) > 0:
+			c.srcKeys[len(c.srcKeys)-1][k[1]] = true
+		}
+	}
 	if !md.IsDefined("runtime", "stats_interval") {
 		c.Runtime.StatsInterval = Duration(DefaultStatsInterval)
 	}
@@ -599,6 +620,15 @@ func (c *Config) validate() error {
 			add(c.srcErr(s, "kind", "missing: exec, fifo or synthetic"))
 		default:
 			add(c.srcErr(s, "kind", "%q: want exec, fifo or synthetic", s.Kind))
+		}
+		// A key of another kind is a mistake (a synthetic source with a
+		// command, a fifo source with a rate): say so rather than ignore it.
+		if (s.Kind == KindExec || s.Kind == KindFIFO || s.Kind == KindSynthetic) && i < len(c.srcKeys) {
+			for _, k := range kindKeys {
+				if c.srcKeys[i][k.key] && !strings.Contains(k.kinds, s.Kind) {
+					add(c.srcErr(s, k.key, "does not apply to %s sources (only to %s sources): remove it", s.Kind, k.kinds))
+				}
+			}
 		}
 	}
 	sinkNames := map[string]bool{}

@@ -147,6 +147,9 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"relative shm_dir", "[runtime]\nshm_dir = \"shm\"\n", []string{"bad.toml:2:", "runtime.shm_dir", `"shm" must be an absolute path`}},
 		{"relative recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"rel.rec\"\n", []string{"bad.toml:5:", "sinks[0] (recorder-0).path", `"rel.rec" must be an absolute path`}},
 		{"sink named like a ring's stats reader", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"stats:a\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/tmp/b.rec\"\n", []string{"bad.toml:4:", "sinks[0] (stats:a).name", `"stats:a" is the name of ring "a"'s stats reader`}},
+		{"exec key on a synthetic source", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\ncommand = [\"true\"]\n", []string{"bad.toml:7:", "sources[0] (s).command", "does not apply to synthetic sources (only to exec sources)"}},
+		{"fifo key on an exec source", exec + "path = \"/tmp/x.fifo\"\n", []string{"bad.toml:7:", "sources[0] (x).path", "does not apply to exec sources (only to fifo sources)"}},
+		{"framing on a synthetic source", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\nframing = \"len32\"\n", []string{"bad.toml:7:", "sources[0] (s).framing", "only to exec and fifo sources"}},
 		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
 	}
 	for _, c := range cases {
