@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -42,10 +43,7 @@ func TestMain(m *testing.M) {
 // cBinary compiles the C examples once and returns the path of prog.
 func cBinary(t *testing.T, prog string) string {
 	t.Helper()
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler: install gcc (cc not found on PATH)")
-	}
+	cc := testenv.Tool(t, "cc", "install gcc to test clients/c")
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "edgeipc-clients-")
 		if buildErr != nil {
@@ -69,10 +67,7 @@ func cBinary(t *testing.T, prog string) string {
 // pythonScript returns the command that runs a Python example.
 func pythonScript(t *testing.T, prog string) []string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not found on PATH: install python3 to test clients/python")
-	}
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
 	abs, err := filepath.Abs(filepath.Join("python", "examples", prog+".py"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
 
@@ -51,10 +52,7 @@ command = [%q]
 
 // The C sensor from examples/sensors, compiled here, through len32 framing.
 func TestExecCSensorLen32(t *testing.T) {
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler (cc) on PATH: install gcc to run the C sensor test")
-	}
+	cc := testenv.Tool(t, "cc", "install gcc to run the C sensor test")
 	e := newEnv(t)
 	bin := filepath.Join(e.dir, "sensor")
 	if out, err := exec.Command(cc, "-O2", "-o", bin, "../examples/sensors/sensor.c").CombinedOutput(); err != nil {
@@ -90,10 +88,7 @@ command = [%q, "20", "1000"]
 // TestCSensorSlowRate: the C sensor keeps its rate at 1 Hz and below
 // (nanosleep refuses a tv_nsec of a whole second, so it used not to sleep).
 func TestCSensorSlowRate(t *testing.T) {
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler (cc) on PATH: install gcc to run the C sensor test")
-	}
+	cc := testenv.Tool(t, "cc", "install gcc to run the C sensor test")
 	bin := filepath.Join(t.TempDir(), "sensor")
 	if out, err := exec.Command(cc, "-O2", "-o", bin, "../examples/sensors/sensor.c").CombinedOutput(); err != nil {
 		t.Fatalf("cc: %v\n%s", err, out)
@@ -109,10 +104,7 @@ func TestCSensorSlowRate(t *testing.T) {
 }
 
 func TestExecPythonMsgp(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3 on PATH: install python3 to run the msgp sensor test")
-	}
+	py := testenv.Tool(t, "python3", "install python3 to run the msgp sensor test")
 	e := newEnv(t)
 	abs, _ := filepath.Abs("../examples/sensors/sensor.py")
 	inproc(t, fmt.Sprintf(`

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Keep in step with .ci/run.
-PKGS=(qemu-user-static binfmt-support file adduser passwd systemd ca-certificates git make procps)
+PKGS=(qemu-user-static binfmt-support file adduser passwd systemd ca-certificates git make procps gcc libc6-dev python3)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/bench"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
 // TestBenchUsageErrors checks that every bad bench flag is refused with
@@ -107,9 +107,7 @@ func TestBenchInterrupted(t *testing.T) {
 // its killed parent (spinning on a CPU for ever) and held the bench's
 // output pipe open, so that bench never exited.
 func TestBenchInterruptedC(t *testing.T) {
-	if _, err := exec.LookPath("cc"); err != nil {
-		t.Skip("no C compiler: the C baselines do not run")
-	}
+	testenv.Tool(t, "cc", "install gcc: the C baselines need it")
 	dir := t.TempDir()
 	cmd := cliCmd(t, dir, "bench", "--case", "c-spin", "--size", "64", "--duration", "10m")
 	var out, errb bytes.Buffer

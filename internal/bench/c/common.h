@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +40,21 @@ static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC
 static void die(const char *what) {
 	perror(what);
 	exit(1);
+}
+
+/* fork_peer forks the peer process, which dies with its parent even when
+ * the parent is SIGKILLed (a busy-polling peer would otherwise spin on a
+ * CPU for ever). */
+static pid_t fork_peer(void) {
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+			die("prctl");
+		if (getppid() != parent) /* the parent died before the prctl */
+			_exit(1);
+	}
+	return pid;
 }
 
 static void pin(int cpu) {

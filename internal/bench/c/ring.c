@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
 	int stamp = argc >= 9 && strcmp(argv[8], "stamp") == 0;
 	char *payload = malloc(a.size), *buf = malloc(a.size);
 	memset(payload, 0xa5, a.size);
-	pid_t pid = fork();
+	pid_t pid = fork_peer();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {

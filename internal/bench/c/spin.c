@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
 	payload = malloc(size);
 	buf = malloc(size);
 	memset(payload, 0xa5, size);
-	pid_t pid = fork();
+	pid_t pid = fork_peer();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
