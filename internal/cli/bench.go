@@ -26,9 +26,11 @@ cases report frames and bytes per second seen by the consumer.
 
 Cases:
 ` + bench.CaseHelp() + `
-The shared-memory cases are compared with C programs compiled here with
-` + "`cc -O2`" + ` and run in the same invocation: ring-spin with c-spin, ring-wait
-with c-futex, ring-stream with c-ring. ratio_to_c is Go/C of the round-trip
+Every Go case is compared with a C program compiled here with ` + "`cc -O2`" + `
+and run in the same invocation: ring-spin with c-spin, ring-wait with
+c-futex, ring-stream with c-ring; the cases without a C twin with the
+fastest C way to do their exchange (ring-eventfd, pipe, unix, tcp, mq with
+c-futex; pipe-stream, unix-stream, fifo with c-ring). ratio_to_c is Go/C of the round-trip
 p50 for ping-pong (lower is better, 1.0 = as fast as C) and of frames per
 second for streaming (higher is better). ring-spin and ring-stream are
 also compared with c-spin-ts and c-ring-ts, the same C programs plus one
