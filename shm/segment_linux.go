@@ -459,6 +459,9 @@ type SegmentInfo struct {
 func ListSegments(opts *SegmentOptions) ([]SegmentInfo, error) {
 	dir := opts.dir()
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &OpError{"list", "", fmt.Errorf("segment directory %s does not exist (%w): check the directory given (--dir, EDGEIPC_SHM_DIR, shm_dir)", dir, err)}
+	}
 	if err != nil {
 		return nil, &OpError{"list", "", err}
 	}

@@ -22,7 +22,7 @@ import (
 var cSources embed.FS
 
 // ErrNoCompiler is reported (not as a failure) when `cc` is missing.
-var ErrNoCompiler = errors.New("no C compiler: ratios unavailable")
+var ErrNoCompiler = errors.New("no C compiler: ratios unavailable (install gcc, or set CC to a C compiler)")
 
 // cBuild holds the compiled C baselines, or why there are none.
 type cBuild struct {

@@ -39,7 +39,8 @@ its frame: ratio_to_c_like, shown in brackets in the table. go-spin and
 go-spin-ts are c-spin and c-spin-ts written in Go, without a ring: they
 split ring-spin's distance from C into what Go costs here (go-spin against
 c-spin) and what the ring adds (ring-spin against go-spin-ts). Without a C
-compiler the results say "no C compiler: ratios unavailable".
+compiler (cc, or the one $CC names) the results say "no C compiler:
+ratios unavailable".
 
 ring-stream uses the block policy, so nothing is lost (the "lost" field
 proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:

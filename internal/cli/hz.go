@@ -86,6 +86,7 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	if !asJSON {
 		fmt.Fprintf(env.Stdout, "%9s %12s %12s %12s %12s %8s\n", "WINDOW", "FRAMES/S", "BYTES/S", "LAT MEAN", "LAT MAX", "LOST")
 	}
+	quiet := false // the note on empty windows was given
 	for n := uint64(0); count == 0 || n < count; n++ {
 		w, err := hzMeasure(ctx, rd, window)
 		if err != nil {
@@ -93,6 +94,16 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 		}
 		if w.Frames == 0 && w.Lost == 0 && gone.removed() {
 			return fmt.Errorf("ring %s was removed while hz measured it: no frame can arrive on it any more; run hz again once the ring is created again", name)
+		}
+		// Say once (on stderr) why a window is empty when it is for want
+		// of a writer, and again after frames came and went.
+		if w.Frames == 0 && w.Lost == 0 {
+			if !quiet {
+				fmt.Fprintf(env.Stderr, "hz: no frame in this window; ring %s writer: %s\n", name, subWriter(rd))
+				quiet = true
+			}
+		} else {
+			quiet = false
 		}
 		if asJSON {
 			b, _ := json.Marshal(w)
