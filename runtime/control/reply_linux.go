@@ -26,11 +26,12 @@ func sendReply(name string, mk func(owner int) *Reply) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return os.NewSyscallError("fstat", err)
 	}
+	r := mk(int(st.Uid)) // runs the command: up to a minute for a stop
+	// The queue's fill as it is now, not as it was before the command.
 	var a sys.MqAttr
 	if err := sys.MqGetSetAttr(fd, nil, &a); err != nil {
 		return err
 	}
-	r := mk(int(st.Uid))
 	parts, err := split(r, a.Msgsize)
 	if err != nil {
 		parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: "reply not sent: " + err.Error()}, a.Msgsize)
