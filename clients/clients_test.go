@@ -1124,3 +1124,67 @@ func TestForeignReaderSleepIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// voluntarySwitches reads voluntary_ctxt_switches of process pid: each
+// FUTEX_WAIT that sleeps, or returns from an expired timeout, counts one.
+func voluntarySwitches(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no voluntary_ctxt_switches in /proc/%d/status", pid)
+	return 0
+}
+
+// TestCReader32BitSleeps: the C consumer built for a 32-bit ABI (size_t
+// of 32 bits), also with a 64-bit time_t (-D_TIME_BITS=64, as musl and
+// newer 32-bit ARM distributions have it), sleeps in futex waits of the
+// length it asked for: 100 ms with -m 100. With struct timespec handed to
+// SYS_futex the kernel read tv_sec's high word as tv_nsec, every wait
+// shorter than a second returned at once, and the reader polled thousands
+// of times a second. Needs a compiler that builds -m32 (gcc-multilib on
+// x86-64); skipped where there is none.
+func TestCReader32BitSleeps(t *testing.T) {
+	cc := testenv.Tool(t, "cc", "install gcc to test clients/c")
+	for _, v := range []struct{ name, flags string }{
+		{"m32", "-m32"},
+		{"m32-time64", "-m32 -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "consumer")
+			args := append(strings.Fields(v.flags), "-O2", "-Wall", "-Werror", "-std=c11", "-I", "c",
+				"-o", bin, filepath.Join("c", "examples", "consumer.c"))
+			if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+				t.Skipf("cannot build %s (install gcc-multilib): %v\n%s", v.flags, err, out)
+			}
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			c := start(t, dir, nil, bin, "-n", "1", "-m", "100", r.Name())
+			if cur := c.joined(); cur != 0 {
+				t.Fatalf("joined at %d, want 0", cur)
+			}
+			c.until("the consumer counted in sleepers", func() bool { return word(r, hSleepers) == 1 })
+			pid := c.cmd.Process.Pid
+			before := voluntarySwitches(t, pid)
+			time.Sleep(time.Second)
+			// About 10 sleeps of 100 ms; allow for slow machines, but not
+			// for a wait that returns at once (thousands).
+			if n := voluntarySwitches(t, pid) - before; n > 100 {
+				t.Fatalf("%d futex waits in a second with -m 100, want about 10: its sleeps do not sleep", n)
+			}
+			publishSilently(r, 0, 0)
+			checkFrame(t, c.frame(), 0, 0, r.SlotPayload(), 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
+		})
+	}
+}

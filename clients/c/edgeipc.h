@@ -240,13 +240,28 @@ static inline int64_t edgeipc_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The timeout SYS_futex reads: the kernel's own timespec, two longs (on a
+ * 32-bit ABI the 32-bit old_timespec32). Not struct timespec: where the C
+ * library's time_t is 64-bit on a 32-bit ABI (musl, glibc with
+ * -D_TIME_BITS=64) the kernel would read tv_sec's high word as tv_nsec,
+ * and every sleep shorter than a second would return at once. x32 passes
+ * 64-bit fields. */
+#if defined(__x86_64__) && defined(__ILP32__)
+typedef long long edgeipc__klong;
+#else
+typedef long edgeipc__klong;
+#endif
+struct edgeipc__ktimespec {
+	edgeipc__klong tv_sec, tv_nsec;
+};
+
 /* FUTEX_WAIT = 0, FUTEX_WAKE = 1, never FUTEX_PRIVATE_FLAG. */
 static inline int edgeipc__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
 {
-	struct timespec ts, *tsp = NULL;
+	struct edgeipc__ktimespec ts, *tsp = NULL;
 	if (timeout_ns >= 0) {
-		ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-		ts.tv_nsec = (long)(timeout_ns % 1000000000);
+		ts.tv_sec = (edgeipc__klong)(timeout_ns / 1000000000);
+		ts.tv_nsec = (edgeipc__klong)(timeout_ns % 1000000000);
 		tsp = &ts;
 	}
 	long rc = syscall(SYS_futex, (void *)addr, 0 /* FUTEX_WAIT */, val, tsp, NULL, 0);
