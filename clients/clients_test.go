@@ -1188,3 +1188,38 @@ func TestCReader32BitSleeps(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignOpenRefusesSemaphore: a named semaphore (edgeipc.<name>, 4096
+// bytes, magic "EIPS") shares the rings' namespace. The C and Python
+// consumers refuse it at once as not a ring (docs/abi.md: check magic
+// first), instead of waiting a second for the "creator" to size it and
+// then telling the user to remove the segment, a live semaphore.
+func TestForeignOpenRefusesSemaphore(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			dir := t.TempDir()
+			name := fmt.Sprintf("clients-sem-%d-%d", os.Getpid(), ringSeq.Add(1))
+			s, err := shm.CreateSemaphore(name, 0, &shm.SegmentOptions{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			timeout := "5000" // C: milliseconds; a ring accepted by mistake gives up
+			if im.name == "python" {
+				timeout = "5" // Python: seconds
+			}
+			c := start(t, dir, nil, append(argv, "-n", "1", "-t", timeout, name)...)
+			<-c.exited
+			err = <-c.done
+			c.done <- err
+			want := "not an edgeipc ring"
+			if im.name == "python" {
+				want = "NotRingError: segment is a semaphore"
+			}
+			if msg := c.stderr(); err == nil || !strings.Contains(msg, want) || strings.Contains(msg, "remove") {
+				t.Fatalf("exit %v, stderr %q; want a failure mentioning %q (and no advice to remove it)", err, msg, want)
+			}
+		})
+	}
+}

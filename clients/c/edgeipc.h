@@ -467,7 +467,8 @@ static inline int edgeipc__validate(edgeipc_ring *r, int64_t deadline_ns)
 
 /* Maps the ring behind fd (takes ownership of fd, also on failure). A
  * file shorter than header_size (8192) is still being created: it waits
- * up to 1 s (in all, with the wait for magic and ready) for it to grow. */
+ * up to 1 s (in all, with the wait for magic and ready) for it to grow,
+ * unless it has a magic other than a ring's (a named semaphore). */
 static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 {
 	memset(r, 0, sizeof *r);
@@ -483,6 +484,13 @@ static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 		}
 		if (sb.st_size >= (off_t)EDGEIPC_MIN_FILE)
 			break;
+		/* Magic first: a named semaphore (4096 bytes) or anything else
+		 * with a magic is not a ring being created: refuse it at once. */
+		uint32_t m = 0;
+		if (sb.st_size >= 4 && pread(fd, &m, 4, 0) == 4 && m != 0 && m != EDGEIPC_MAGIC) {
+			close(fd);
+			return EDGEIPC_ENOTRING;
+		}
 		if (edgeipc_now_ns() >= deadline) {
 			close(fd);
 			return EDGEIPC_ENOTREADY;

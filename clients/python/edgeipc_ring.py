@@ -308,6 +308,14 @@ class Ring:
                 size = os.fstat(fd).st_size
                 if size >= MIN_FILE:
                     break
+                # Magic first: a named semaphore (4096 bytes) or anything
+                # else with a magic is not a ring being created.
+                b = os.pread(fd, 4, 0) if size >= 4 else b""
+                m = int.from_bytes(b, "little") if len(b) == 4 else 0
+                if m == SEM_MAGIC:
+                    raise NotRingError("segment is a semaphore, not a ring")
+                if m not in (0, MAGIC):
+                    raise NotRingError("magic %#010x is not an edgeipc ring" % m)
                 if time.monotonic() >= deadline:
                     raise NotRingError("ring header never completed (segment still %d bytes after 1 s: "
                                        "creator died?); remove the segment" % size)
