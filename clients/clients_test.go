@@ -1223,3 +1223,38 @@ func TestForeignOpenRefusesSemaphore(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignReaderOddFileSize: total_size may be less than the file size
+// (docs/abi.md: total_size <= file size), and a file can end on any byte.
+// The C and Python consumers open a ring whose file is one byte longer
+// than the ring and read from it; the Python module used to fail with a
+// TypeError from memoryview.cast.
+func TestForeignReaderOddFileSize(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			const maxPayload = 64
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: maxPayload})
+			path := r.Segment().Path()
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, fi.Size()+1); err != nil {
+				t.Fatal(err)
+			}
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := start(t, dir, nil, append(argv, "-n", "1", r.Name())...)
+			if cur := c.joined(); cur != 0 {
+				t.Fatalf("joined at %d, want 0", cur)
+			}
+			writeFrames(t, w, 0, 1, maxPayload)
+			checkFrame(t, c.frame(), 0, 0, maxPayload, 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
+		})
+	}
+}

@@ -323,7 +323,8 @@ class Ring:
             if size < HEADER_SIZE:
                 raise NotRingError("segment of %d bytes is too small for a ring" % size)
             self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            self._w = memoryview(self._mm).cast("I")
+            # Whole words only: the file may end on any byte after the ring.
+            self._w = memoryview(self._mm)[:size - size % 4].cast("I")
             self.map_size = size
             self._validate(deadline)
             if _native.ok:
