@@ -1258,3 +1258,42 @@ func TestForeignReaderOddFileSize(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignWriterBusyWithoutProc: where /proc/PID/stat cannot be read
+// (hidepid, or no /proc in a container), docs/abi.md has a holder checked
+// with kill(PID, 0): alive unless ESRCH. A C or Python producer started
+// with /proc hidden (a tmpfs over it in a mount namespace) must still find
+// the Go writer alive and refuse to write, rather than take its lease and
+// write beside it. Needs unshare -m and mount (root); skipped otherwise.
+func TestForeignWriterBusyWithoutProc(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare")
+	}
+	hide := []string{unshare, "-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /proc && exec "$@"`, "sh"}
+	if out, err := exec.Command(hide[0], append(hide[1:], "test", "!", "-e", "/proc/self")...).CombinedOutput(); err != nil {
+		t.Skipf("cannot hide /proc in a mount namespace (needs root): %v %s", err, out)
+	}
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			c := start(t, dir, nil, append(append(hide, argv...), "-n", "1", r.Name())...)
+			<-c.exited
+			err = <-c.done
+			c.done <- err
+			want := fmt.Sprintf("pid %d", os.Getpid())
+			if err == nil || !strings.Contains(c.stderr(), want) {
+				t.Fatalf("producer exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
+			}
+			if h := r.Head(); h != 0 {
+				t.Fatalf("head moved to %d: the producer wrote beside the live Go writer", h)
+			}
+		})
+	}
+}

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -335,7 +336,9 @@ static inline uint32_t edgeipc_self_pidns(void)
 
 /* Whether owner word o (with the start time and pid namespace stored next
  * to it) names a live process. Another pid namespace cannot be checked:
- * assume alive. With the claim bit set only the PID is checked. */
+ * assume alive. With the claim bit set only the PID is checked. Where
+ * /proc/PID/stat cannot be read (hidepid, no /proc) the kernel is asked:
+ * alive unless kill(PID, 0) fails with ESRCH. */
 static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 {
 	uint32_t pid = o & ~EDGEIPC_CLAIM;
@@ -347,7 +350,7 @@ static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 	char st = 0;
 	uint32_t s = 0;
 	if (edgeipc__proc_stat(pid, &st, &s) != 0)
-		return 0;
+		return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 	if (st == 'Z' || st == 'X')
 		return 0;
 	if (o & EDGEIPC_CLAIM)

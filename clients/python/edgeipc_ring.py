@@ -261,7 +261,9 @@ def _self_start():
 
 def holder_alive(owner, start, pidns):
     """Whether an owner word (with its stored start time and pid namespace)
-    names a live process. Another pid namespace cannot be checked: alive."""
+    names a live process. Another pid namespace cannot be checked: alive.
+    Where /proc/PID/stat cannot be read (hidepid, no /proc) the kernel is
+    asked: alive unless kill(PID, 0) fails with ESRCH."""
     pid = owner & ~CLAIM & MASK32
     if pid == 0 or pid > 1 << 22:
         return False
@@ -269,7 +271,15 @@ def holder_alive(owner, start, pidns):
     if pidns and self_ns and pidns != self_ns:
         return True
     st = _proc_stat(pid)
-    if st is None or st[0] in ("Z", "X"):
+    if st is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:  # ESRCH
+            return False
+        except OSError:  # EPERM: it exists
+            pass
+        return True
+    if st[0] in ("Z", "X"):
         return False
     if owner & CLAIM:
         return True
