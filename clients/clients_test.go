@@ -1297,3 +1297,176 @@ func TestForeignWriterBusyWithoutProc(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignReaderHostileMemory: shared memory another process rewrote
+// (docs/abi.md: nothing in it is trusted). A C or Python consumer that
+// waits with a timeout must neither return a frame that is not one nor
+// wait past its timeout: a head far ahead of every frame, a head behind
+// its cursor, a slot whose stamp says frame c but whose seq field says
+// another, a committed slot whose length exceeds max_payload, garbage
+// sleeper counts.
+func TestForeignReaderHostileMemory(t *testing.T) {
+	const slots = 4
+	cases := []struct {
+		name string
+		// poke runs before the consumer starts (joining at the oldest
+		// frame), or, if late, once it has joined (at the newest).
+		poke func(t *testing.T, r *shm.Ring)
+		late bool
+		// the consumer reports a corrupt slot, skips it and goes on
+		corrupt bool
+	}{
+		{name: "head far ahead", poke: func(t *testing.T, r *shm.Ring) {
+			setWord(r, hHead, 0x7000_0000)
+		}},
+		{name: "head behind cursor", late: true, poke: func(t *testing.T, r *shm.Ring) {
+			setWord(r, hHead, 3)
+		}},
+		{name: "stamp of c, seq of another", poke: func(t *testing.T, r *shm.Ring) {
+			publishSilently(r, 1, 1)
+			setWord(r, headerSize+1*r.Inspect().SlotSize+24, 5) // seq
+		}},
+		{name: "length over max_payload", corrupt: true, poke: func(t *testing.T, r *shm.Ring) {
+			publishSilently(r, 1, 1)
+			setWord(r, headerSize+1*r.Inspect().SlotSize+4, uint32(r.SlotPayload()+1))
+		}},
+		{name: "garbage sleepers", poke: func(t *testing.T, r *shm.Ring) {
+			setWord(r, hSleepers, ^uint32(0))
+			setWord(r, hSleepers+4, ^uint32(0)) // ev_sleepers
+		}},
+	}
+	for _, im := range impls {
+		for _, tc := range cases {
+			t.Run(im.name+"/"+tc.name, func(t *testing.T) {
+				argv := im.argv(t, "consumer")
+				timeout := "300" // C: milliseconds
+				if im.name == "python" {
+					timeout = "0.3" // Python: seconds
+				}
+				r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 64, BaseSeq: 1})
+				w, err := r.NewWriter()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.late {
+					writeFrames(t, w, 0, 10, r.SlotPayload())
+				}
+				w.Close()
+				args := []string{"-n", "1", "-t", timeout}
+				if tc.late {
+					args = append(args, "-s")
+				} else {
+					tc.poke(t, r)
+					args = append(args, "-o")
+				}
+				began := time.Now()
+				c := start(t, dir, nil, append(append(argv, args...), r.Name())...)
+				c.joined()
+				if tc.late {
+					tc.poke(t, r)
+					if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var out []string
+				for l := range c.lines {
+					out = append(out, l)
+				}
+				<-c.exited
+				err = <-c.done
+				c.done <- err
+				took := time.Since(began)
+				if err == nil || len(out) != 1 || !strings.HasPrefix(out[0], "done frames=0 ") {
+					t.Fatalf("exit %v, output %q; want no frame, a timeout and \"done frames=0 ...\"; stderr:\n%s", err, out, c.stderr())
+				}
+				want := "timed out"
+				if tc.corrupt {
+					want = "skipped a corrupt slot"
+				}
+				if !strings.Contains(c.stderr(), want) {
+					t.Fatalf("stderr %q; want %q", c.stderr(), want)
+				}
+				if took > 10*time.Second {
+					t.Fatalf("took %v with a timeout of %s", took, timeout)
+				}
+			})
+		}
+	}
+}
+
+// TestForeignWriterHostileMemory: a block-policy C or Python producer with
+// a timeout, on a ring whose shared words another process rewrote. A live
+// reader's cursor more than a ring behind fills the ring: the producer
+// must give up within its timeout, also when space_value holds a huge
+// count (units that never let it sleep) and the sleeper counts are
+// garbage. A cursor ahead of the writer is ignored, and a lease word that
+// names no possible process is taken: it writes.
+func TestForeignWriterHostileMemory(t *testing.T) {
+	const slots, n = 4, 3
+	cases := []struct {
+		name   string
+		cursor uint32 // the live Go reader's cursor, as rewritten
+		poke   func(r *shm.Ring)
+		blocks bool
+	}{
+		{name: "cursor far behind", cursor: ^uint32(0) - 99, blocks: true},
+		{name: "cursor far behind, garbage space_value and sleepers", cursor: ^uint32(0) - 99, blocks: true, poke: func(r *shm.Ring) {
+			setWord(r, hSpaceValue, 1<<31-1)
+			setWord(r, hSleepers, ^uint32(0))
+			setWord(r, hSpaceValue+4, ^uint32(0)) // space_waiters
+		}},
+		{name: "cursor ahead", cursor: 1000},
+		{name: "garbage lease owner", poke: func(r *shm.Ring) {
+			setWord(r, hLeaseStart, ^uint32(0))
+			setWord(r, hLeasePidNS, 0)
+			setWord(r, hLeaseOwner, ^uint32(0))
+		}},
+	}
+	for _, im := range impls {
+		for _, tc := range cases {
+			t.Run(im.name+"/"+tc.name, func(t *testing.T) {
+				argv := im.argv(t, "producer")
+				timeout := "300" // C: milliseconds
+				if im.name == "python" {
+					timeout = "0.3" // Python: seconds
+				}
+				r, dir := newRing(t, shm.Config{Slots: slots, SlotPayload: 64, Policy: shm.Block})
+				rd, err := r.NewReader(nil) // entry 0, cursor 0
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rd.Close()
+				setWord(r, readersOff+rCursor, tc.cursor)
+				if tc.poke != nil {
+					tc.poke(r)
+				}
+				began := time.Now()
+				c := start(t, dir, nil, append(argv, "-n", fmt.Sprint(n), "-t", timeout, r.Name())...)
+				var out []string
+				for l := range c.lines {
+					out = append(out, l)
+				}
+				<-c.exited
+				err = <-c.done
+				c.done <- err
+				took := time.Since(began)
+				if took > 10*time.Second {
+					t.Fatalf("took %v with a timeout of %s", took, timeout)
+				}
+				if !tc.blocks {
+					if err != nil || r.Head() != n {
+						t.Fatalf("exit %v, head %d, output %q; want %d frames written; stderr:\n%s", err, r.Head(), out, n, c.stderr())
+					}
+					return
+				}
+				want := "timed out"
+				if im.name == "python" {
+					want = "TimeoutError"
+				}
+				if err == nil || !strings.Contains(c.stderr(), want) || r.Head() != 0 {
+					t.Fatalf("exit %v, head %d, stderr %q; want a failure mentioning %q and nothing written", err, r.Head(), c.stderr(), want)
+				}
+			})
+		}
+	}
+}

@@ -44,7 +44,11 @@ def main():
         return 1
     status = 0
     while a.n == 0 or rd.frames < a.n:
-        f = rd.read_wait(a.t)
+        try:
+            f = rd.read_wait(a.t)
+        except er.CorruptError:
+            print("consumer.py: skipped a corrupt slot", file=sys.stderr)
+            continue
         if f is None:
             print("consumer.py: timed out", file=sys.stderr)
             status = 1
