@@ -1153,7 +1153,7 @@ func voluntarySwitches(t *testing.T, pid int) int {
 // SYS_futex the kernel read tv_sec's high word as tv_nsec, every wait
 // shorter than a second returned at once, and the reader polled thousands
 // of times a second. Needs a compiler that builds -m32 (gcc-multilib on
-// x86-64); skipped where there is none.
+// x86-64, which make test requires there); skipped where there is none.
 func TestCReader32BitSleeps(t *testing.T) {
 	cc := testenv.Tool(t, "cc", "install gcc to test clients/c")
 	for _, v := range []struct{ name, flags string }{
@@ -1164,9 +1164,8 @@ func TestCReader32BitSleeps(t *testing.T) {
 			bin := filepath.Join(t.TempDir(), "consumer")
 			args := append(strings.Fields(v.flags), "-O2", "-Wall", "-Werror", "-std=c11", "-I", "c",
 				"-o", bin, filepath.Join("c", "examples", "consumer.c"))
-			if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
-				t.Skipf("cannot build %s (install gcc-multilib): %v\n%s", v.flags, err, out)
-			}
+			out, err := exec.Command(cc, args...).CombinedOutput()
+			testenv.CanBuild32(t, cc, err, out)
 			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
 			c := start(t, dir, nil, bin, "-n", "1", "-m", "100", r.Name())
 			if cur := c.joined(); cur != 0 {

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 # Keep in step with .ci/run.
 PKGS=(qemu-user-static binfmt-support file adduser passwd systemd ca-certificates git make procps gcc libc6-dev python3)
+# The C client is also tested as a 32-bit x86 program (clients tests).
+[[ $(dpkg --print-architecture 2>/dev/null) == amd64 ]] && PKGS+=(gcc-multilib)
 
 missing=()
 for p in "${PKGS[@]}"; do

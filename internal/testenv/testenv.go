@@ -8,6 +8,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -24,4 +25,20 @@ func Tool(t testing.TB, name, hint string) string {
 	}
 	t.Skipf("%s not found on PATH: %s", name, hint)
 	return ""
+}
+
+// CanBuild32 reports whether cc can build 32-bit x86 programs (-m32). If it
+// cannot on an x86-64 host, t skips saying to install gcc-multilib, or
+// fails when EDGEIPC_REQUIRE_TOOLS=1; on other hosts (no -m32 to be had)
+// it skips.
+func CanBuild32(t testing.TB, cc string, buildErr error, out []byte) {
+	t.Helper()
+	if buildErr == nil {
+		return
+	}
+	m, _ := exec.Command(cc, "-dumpmachine").Output()
+	if strings.HasPrefix(string(m), "x86_64") && os.Getenv("EDGEIPC_REQUIRE_TOOLS") == "1" {
+		t.Fatalf("%s cannot build -m32, and EDGEIPC_REQUIRE_TOOLS=1 (make test): install gcc-multilib: %v\n%s", cc, buildErr, out)
+	}
+	t.Skipf("%s cannot build -m32 (on x86-64: install gcc-multilib): %v\n%s", cc, buildErr, out)
 }
