@@ -353,7 +353,7 @@ static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 		return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 	if (st == 'Z' || st == 'X')
 		return 0;
-	if (o & EDGEIPC_CLAIM)
+	if ((o & EDGEIPC_CLAIM) || start == 0) /* start 0: the holder could not read its own */
 		return 1;
 	return s == start;
 }

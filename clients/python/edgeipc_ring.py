@@ -32,7 +32,9 @@ What plain loads and stores cannot do is read-modify-write and ordering:
 
 If libatomic (Debian: ``apt install libatomic1``) or libc cannot be loaded,
 the module degrades instead of pretending: ``Writer`` refuses to open
-(the lease needs CAS), and ``Reader`` works *unregistered*: it takes no entry
+(the lease needs CAS), ``Reader`` refuses to open on CPUs other than x86
+(without barriers the stamp re-check after a copy proves nothing there),
+and on x86 ``Reader`` works *unregistered*: it takes no entry
 in the reader table (invisible to ``edgeipc ring inspect`` and ignored by a
 block-policy writer, so under the block policy it may see frames overwritten,
 which are counted as lost), and it waits by polling every ``poll_interval``
@@ -225,6 +227,9 @@ class _Native:
 
 _native = _Native()
 NATIVE = _native.ok
+# x86 keeps loads in program order (TSO): there a reader needs no barrier to
+# re-check a slot's stamp after copying its payload. Elsewhere (ARM) it does.
+_TSO = platform.machine() in ("x86_64", "amd64", "i386", "i686")
 """True when libc and libatomic are loaded: CAS, atomic add, barriers and futex are available."""
 
 
@@ -281,7 +286,7 @@ def holder_alive(owner, start, pidns):
         return True
     if st[0] in ("Z", "X"):
         return False
-    if owner & CLAIM:
+    if owner & CLAIM or start == 0:  # start 0: the holder could not read its own
         return True
     return st[1] == start
 
@@ -490,6 +495,9 @@ class Reader:
         if register and not _native.ok:
             raise RingError("joining the reader table needs libatomic (%s); install libatomic1 or pass register=False"
                             % _native.why)
+        if not _native.ok and not _TSO:
+            raise RingError("reading on %s needs libatomic's barriers to tell a torn frame from a whole one (%s); "
+                            "install libatomic1" % (platform.machine(), _native.why))
         if register:
             for i in range(MAX_READERS):
                 e = READERS_OFF + i * READER_STRIDE
