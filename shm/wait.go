@@ -145,10 +145,15 @@ func semTryWait(value *uint32) bool {
 	}
 }
 
-// semWait decrements value, sleeping while it is zero. max bounds one sleep
-// (0 = none); when it elapses semWait returns errSlice so the caller can do
-// housekeeping and call again. closed, if not nil, aborts with ErrClosed.
+// semWait decrements value, sleeping while it is zero. max bounds the time
+// it sleeps (0 = none); when that elapses semWait returns errSlice so the
+// caller can do housekeeping and call again. The slice is measured from
+// the call, not from each sleep: a signal ends a timed futex sleep early
+// (EINTR), and restarting the slice at each one would postpone the
+// housekeeping for as long as signals keep coming. closed, if not nil,
+// aborts with ErrClosed.
 func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atomic.Bool) error {
+	start := time.Now()
 	for {
 		if semTryWait(value) {
 			return nil
@@ -156,11 +161,16 @@ func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atom
 		if closed != nil && closed.Load() {
 			return ErrClosed
 		}
+		slice := max // 0: no limit
+		if max > 0 {
+			if slice = max - time.Since(start); slice <= 0 {
+				return errSlice
+			}
+		}
 		atomic.AddUint32(waiters, 1)
 		var err error
-		start := time.Now()
 		if atomic.LoadUint32(value) == 0 && (closed == nil || !closed.Load()) {
-			err = futexSleep(value, 0, w, max)
+			err = futexSleep(value, 0, w, slice)
 		}
 		decrSaturating(waiters)
 		if err != nil {
