@@ -102,6 +102,25 @@ func TestTickerOverruns(t *testing.T) {
 	}
 }
 
+// TestTickerWaitDeadline: a Wait that outlives its context's deadline
+// returns context.DeadlineExceeded, also when the fd's deadline (the same
+// instant) fires before the context's own timer.
+func TestTickerWaitDeadline(t *testing.T) {
+	tk, err := NewTicker(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	for i := 0; i < 200; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		_, err := tk.Wait(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("wait %d past its context's deadline: %v (%T), want context.DeadlineExceeded", i, err, err)
+		}
+	}
+}
+
 func TestParsePolicy(t *testing.T) {
 	for _, s := range []string{"other", "fifo", "rr", "batch", "idle"} {
 		p, err := ParsePolicy(s)

@@ -78,8 +78,13 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	defer rdl.Disarm()
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
-			return 0, ctx.Err()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if cerr := ctx.Err(); cerr != nil {
+				return 0, cerr
+			}
+			// The only read deadline is ctx's, and the netpoller's timer
+			// can fire a moment before ctx's own.
+			return 0, context.DeadlineExceeded
 		}
 		return 0, err
 	}
