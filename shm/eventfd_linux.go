@@ -157,15 +157,19 @@ func (e *Eventfd) TryWait() error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
-	var got bool
+	// Its own buffer: e.buf belongs to Wait, which may run concurrently.
+	var r struct {
+		buf [8]byte
+		got bool
+	}
 	err := e.rc.Control(func(fd uintptr) {
-		_, err := unix.Read(int(fd), e.buf[:])
-		got = err == nil
+		_, err := unix.Read(int(fd), r.buf[:])
+		r.got = err == nil
 	})
 	if err != nil {
 		return err
 	}
-	if !got {
+	if !r.got {
 		return ErrWouldBlock
 	}
 	return nil

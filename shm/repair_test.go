@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,6 +89,41 @@ func TestEventfdOneWaiter(t *testing.T) {
 		t.Fatalf("Notifier free again after Close: %v", err)
 	}
 	b.Close()
+}
+
+// TestEventfdTryWaitBesideWait: TryWait from other goroutines, while one
+// waits, shares no buffer with the waiter (under -race this reported a
+// data race on the eventfd's read buffer).
+func TestEventfdTryWaitBesideWait(t *testing.T) {
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ev.Signal()
+				ev.TryWait()
+			}
+		}()
+	}
+	for i := 0; i < 500; i++ {
+		if err := ev.WaitDeadline(time.Now().Add(time.Millisecond)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 func TestEventfdFromFileRefusesOtherFiles(t *testing.T) {
