@@ -3,6 +3,9 @@ package sched
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 	"golang.org/x/sys/unix"
@@ -30,14 +33,66 @@ func SetThread(p Policy, priority int) error {
 			return fmt.Errorf("%w: switching to %v needs CAP_SYS_NICE here (a thread in idle, or with a lowered priority, cannot go back without it)", ErrPermission, p)
 		}
 		if errors.Is(err, unix.EPERM) {
-			var rl unix.Rlimit
-			unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
-			return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %d (it is %d; systemd: LimitRTPRIO=%d or AmbientCapabilities=CAP_SYS_NICE)",
-				ErrPermission, p, priority, priority, rl.Cur, priority)
+			return rtRefused(p, priority)
 		}
 		return err
 	}
 	return nil
+}
+
+// rtRefused explains an EPERM from switching to a real-time policy. The
+// kernel grants one for CAP_SYS_NICE (in the initial user namespace) or an
+// RLIMIT_RTPRIO that high, and then still refuses it when the thread's cpu
+// cgroup has no real-time runtime (CONFIG_RT_GROUP_SCHED).
+func rtRefused(p Policy, priority int) error {
+	var rl unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
+	capable, _ := sys.HasCapability(unix.CAP_SYS_NICE)
+	switch {
+	case rl.Cur >= uint64(priority) || capable && !inUserNamespace():
+		return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: its cpu cgroup %s has no real-time runtime (kernel built with CONFIG_RT_GROUP_SCHED; cpu.rt_runtime_us is 0 there): give the cgroup and its parents some (docker run --cpu-rt-runtime=950000; cgroup v1: write cpu.rt_runtime_us) or run it in the root cpu cgroup",
+			ErrPermission, p, priority, rl.Cur, cpuCgroup())
+	case capable:
+		return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE in the host's user namespace, and this process has it only in its own (a rootless container), or RLIMIT_RTPRIO >= %d (it is %d; podman/docker: --ulimit rtprio=%d)",
+			ErrPermission, p, priority, priority, rl.Cur, priority)
+	}
+	return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %d (it is %d; systemd: LimitRTPRIO=%d or AmbientCapabilities=CAP_SYS_NICE)",
+		ErrPermission, p, priority, priority, rl.Cur, priority)
+}
+
+// inUserNamespace reports whether this process runs in a user namespace
+// other than the initial one, whose uid_map maps every uid to itself.
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// cpuCgroup names the calling thread's cpu cgroup (v1 cpu controller, else
+// the v2 group) as /proc shows it, or "(unknown)".
+func cpuCgroup() string {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return "(unknown)"
+	}
+	v2 := "(unknown)"
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// hierarchy-ID:controller-list:path
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			v2 = parts[2]
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "cpu") {
+			return parts[2]
+		}
+	}
+	return v2
 }
 
 // Thread returns the calling thread's policy and priority.

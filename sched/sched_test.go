@@ -5,7 +5,10 @@ package sched
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +54,7 @@ func TestRealtimePolicy(t *testing.T) {
 	if cerr != nil {
 		t.Fatal(cerr)
 	}
+	capable = capable && !inUserNamespace() // the scheduler checks the host's namespace
 	var rl unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
 	if !capable && rl.Cur < 10 {
@@ -99,6 +103,59 @@ func TestTickerOverruns(t *testing.T) {
 	c2()
 	if _, err := tk.Wait(short); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v", err)
+	}
+}
+
+// TestRealtimeRefusedByCgroup: with CONFIG_RT_GROUP_SCHED a thread in a
+// cpu cgroup without real-time runtime (cpu.rt_runtime_us 0, what a new
+// cgroup v1 group gets) is refused SCHED_FIFO even with CAP_SYS_NICE. The
+// error must say so and name the cgroup, not ask for the capability it has.
+func TestRealtimeRefusedByCgroup(t *testing.T) {
+	const root = "/sys/fs/cgroup/cpu"
+	if _, err := os.Stat(root + "/cpu.rt_runtime_us"); err != nil {
+		t.Skipf("no cgroup v1 cpu controller with real-time group scheduling at %s (%v)", root, err)
+	}
+	if capable, _ := sys.HasCapability(unix.CAP_SYS_NICE); !capable || inUserNamespace() {
+		t.Skip("needs CAP_SYS_NICE in the initial user namespace")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := strconv.Itoa(unix.Gettid())
+	orig, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := "" // the thread's cpu cgroup, to return to
+	for _, l := range strings.Split(string(orig), "\n") {
+		if p := strings.SplitN(l, ":", 3); len(p) == 3 && slices.Contains(strings.Split(p[1], ","), "cpu") {
+			back = root + p[2]
+		}
+	}
+	if back == "" {
+		t.Skipf("thread in no v1 cpu cgroup: %q", orig)
+	}
+	dir := root + "/edgeipc-sched-test-" + strconv.Itoa(os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a cpu cgroup: %v", err)
+	}
+	defer os.Remove(dir)
+	if b, err := os.ReadFile(dir + "/cpu.rt_runtime_us"); err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Skipf("a new cgroup has real-time runtime %q (%v)", b, err)
+	}
+	if err := os.WriteFile(dir+"/tasks", []byte(tid), 0); err != nil {
+		t.Skipf("cannot move this thread into %s: %v", dir, err)
+	}
+	err = SetThread(FIFO, 10)
+	if err := os.WriteFile(back+"/tasks", []byte(tid), 0); err != nil {
+		t.Fatalf("moving the thread back to %s: %v", back, err)
+	}
+	if err == nil {
+		SetThread(Other, 0)
+		t.Fatal("SCHED_FIFO granted in a cgroup without real-time runtime")
+	}
+	name := strings.TrimPrefix(dir, root)
+	if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "rt_runtime_us") || !strings.Contains(err.Error(), name) {
+		t.Fatalf("refused by its cgroup %s: %v; want ErrPermission naming the cgroup and cpu.rt_runtime_us", name, err)
 	}
 }
 
