@@ -758,7 +758,9 @@ func (rd *Reader) close(detach bool) error {
 		time.Sleep(500 * time.Microsecond)
 	}
 	// (rd.stats belongs to the reading goroutine: not read here.)
-	atomic.StoreUint32(&rd.e.Flags, 0)
+	if atomic.LoadUint32(&rd.e.Owner) == rd.me { // evicted: the entry is another's now
+		atomic.StoreUint32(&rd.e.Flags, 0)
+	}
 	release(&rd.e.Owner)
 	if rd.ev != nil {
 		rd.ev.done()

@@ -1091,3 +1091,22 @@ func TestCommitSyscallsOnlyForSleepers(t *testing.T) {
 		rd.Close()
 	}
 }
+
+// An evicted reader that leaves does not touch the entry, which another
+// reader may hold by then: clearing its flags would forget that it sleeps
+// (so its count could not be taken back if it died asleep).
+func TestEvictedReaderLeavesEntryAlone(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "evictleave", Config{Slots: 4, SlotPayload: 64})
+	rd, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry passed to another process (pid 1, alive), asleep on the futex.
+	atomic.StoreUint32(&rd.e.Owner, 1)
+	atomic.StoreUint32(&rd.e.Flags, 2)
+	rd.Close()
+	if o, fl := atomic.LoadUint32(&rd.e.Owner), atomic.LoadUint32(&rd.e.Flags); o != 1 || fl != 2 {
+		t.Fatalf("after the evicted reader left: owner %d flags %d, want 1 and 2 (untouched)", o, fl)
+	}
+}

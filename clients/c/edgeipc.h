@@ -817,8 +817,10 @@ static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 	if (!r)
 		return;
 	size_t e = edgeipc__entry(rd->index);
-	edgeipc__st(r, e + EDGEIPC_R_FRAMES, (uint32_t)rd->frames);
-	edgeipc__st(r, e + EDGEIPC_R_FLAGS, 0);
+	if (edgeipc__ld(r, e + EDGEIPC_R_OWNER) == rd->me) { /* evicted: the entry is another's now */
+		edgeipc__st(r, e + EDGEIPC_R_FRAMES, (uint32_t)rd->frames);
+		edgeipc__st(r, e + EDGEIPC_R_FLAGS, 0);
+	}
 	uint32_t v = rd->me;
 	atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &v, 0);
 	uint32_t one = 1; /* a block-policy writer may be waiting on us */

@@ -679,8 +679,9 @@ class Reader:
         if r is None:
             return
         if self.index is not None:
-            r._st(self._e + R_FRAMES, self.frames)
-            r._st(self._e + R_FLAGS, 0)
+            if r._ld(self._e + R_OWNER) == self.me:  # evicted: the entry is another's now
+                r._st(self._e + R_FRAMES, self.frames)
+                r._st(self._e + R_FLAGS, 0)
             r._cas(self._e + R_OWNER, self.me, 0)
             if r.policy == BLOCK and r._cas(H_WRITER_WAITING, 1, 0):
                 r._sem_post()
