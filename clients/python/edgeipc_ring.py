@@ -625,7 +625,8 @@ class Reader:
 
     def wait(self, timeout=None):
         """Sleep until the head moves past the cursor (futex when native
-        helpers exist, else polling) or timeout seconds (None: forever)
+        helpers exist and the reader is registered, else polling every
+        poll_interval) or timeout seconds (None: forever)
         pass. Each futex sleep lasts at most max_sleep seconds (MAX_SLEEP,
         10 s, unless set lower), then the head is checked again: a lost
         wake-up costs one late frame, not a reader asleep forever."""
@@ -639,16 +640,18 @@ class Reader:
                 if left <= 0:
                     return
                 t = min(t, left)
-            if not _native.ok:
+            if not _native.ok or self.index is None:
+                # Unregistered: no entry to mark asleep, so a count raised
+                # here could never be taken back if this process died
+                # asleep (every commit would then make a futex call): poll.
                 time.sleep(min(self.poll_interval, t))
                 continue
-            e = self._e if self.index is not None else None
-            if e is not None:
-                if r._ld(e + R_OWNER) != self.me:
-                    return  # evicted: read() raises EvictedError; the entry is not ours to mark
-                # asleep bit before raising the count, cleared after lowering
-                # it: whoever finds us dead with it set takes the count back
-                r._st(e + R_FLAGS, RF_ASLEEP)
+            e = self._e
+            if r._ld(e + R_OWNER) != self.me:
+                return  # evicted: read() raises EvictedError; the entry is not ours to mark
+            # asleep bit before raising the count, cleared after lowering
+            # it: whoever finds us dead with it set takes the count back
+            r._st(e + R_FLAGS, RF_ASLEEP)
             r._add(H_SLEEPERS, 1)  # raise before re-checking head
             _native.fence()  # store→load: the count before the head re-read (seq_cst)
             try:
@@ -656,8 +659,7 @@ class Reader:
                     _native.futex_wait(r._addr + H_HEAD, c, t)
             finally:
                 r._add(H_SLEEPERS, -1)
-                if e is not None:
-                    r._cas(e + R_FLAGS, RF_ASLEEP, 0)
+                r._cas(e + R_FLAGS, RF_ASLEEP, 0)
 
     def read_wait(self, timeout=None):
         """read() that waits up to timeout seconds (None: forever); None on timeout."""
