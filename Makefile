@@ -105,7 +105,7 @@ deps: ## the packages and modules linked into edgeipc (for docs/performance.md)
 	$(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./cmd/edgeipc
 	$(GO) version -m $(DIST)/edgeipc-linux-amd64
 
-deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm
+deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm, their contents checked
 	@test -f runtime/default.toml || echo "note: runtime/default.toml does not exist yet; packaging the placeholder $(DEB_CONFIG)"
 	@set -e; for t in $(TARGETS); do \
 	  a=$$(case $$t in amd64) echo amd64;; arm64) echo arm64;; armv7) echo armhf;; armv6) echo armel;; esac); \
@@ -115,6 +115,7 @@ deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm
 	  $(NFPM) package -f $(DIST)/nfpm-$$a.yaml -p deb -t $(DIST)/edgeipc_$(DEB_VERSION)_$$a.deb; \
 	done
 	@ls -l $(DIST)/*.deb
+	$(RELEASE_ENV) $(GO) test -count=1 -run 'TestDebContents' ./internal/release
 
 test-deb: deb ## install the amd64 .deb here (root), check it, run it, purge it
 	EDGEIPC_DEB=$(CURDIR)/$(DEB_AMD64) EDGEIPC_DEB_CONFIG=$(CURDIR)/$(DEB_CONFIG) $(RELEASE_ENV) \

@@ -3,8 +3,10 @@
 //
 // The tests check that every binary is statically linked, cgo-free,
 // stripped, built for the right architecture and ARM level, stamped with its
-// version and commit, and within the size budget in budget.txt; and, as root,
-// that the amd64 .deb installs, runs and purges cleanly on this machine.
+// version and commit, and within the size budget in budget.txt; that every
+// .deb holds the right binary, files, modes and conffile and depends on
+// nothing (make deb); and, as root, that the amd64 .deb installs, runs and
+// purges cleanly on this machine.
 //
 // Environment:
 //

@@ -1,0 +1,167 @@
+package release
+
+import (
+	"archive/tar"
+	"bytes"
+	"debug/buildinfo"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// debArch is the Debian architecture each target is packaged for (make deb).
+var debArch = map[string]string{"amd64": "amd64", "arm64": "arm64", "armv7": "armhf", "armv6": "armel"}
+
+// debTar returns the files of one of a .deb's tar members ("--ctrl-tarfile"
+// or "--fsys-tarfile"), by name, with their headers.
+func debTar(t *testing.T, deb, which string) (map[string]*tar.Header, map[string][]byte) {
+	t.Helper()
+	out, err := exec.Command("dpkg-deb", which, deb).Output()
+	if err != nil {
+		t.Fatalf("dpkg-deb %s %s: %v", which, deb, err)
+	}
+	hdrs, data := map[string]*tar.Header{}, map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(out))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", deb, which, err)
+		}
+		name := strings.TrimPrefix(h.Name, ".")
+		hdrs[name] = h
+		if h.Typeflag == tar.TypeReg {
+			if data[name], err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return hdrs, data
+}
+
+// TestDebContents inspects the .deb files of `make deb` in $EDGEIPC_DIST
+// without installing them: each architecture's package holds that target's
+// binary, the unit, the configuration as a conffile and the maintainer
+// scripts from packaging/, with the intended modes, and depends on nothing.
+func TestDebContents(t *testing.T) {
+	dist := os.Getenv("EDGEIPC_DIST")
+	if dist == "" {
+		t.Skip("EDGEIPC_DIST is not set: make deb runs this test on the packages it built")
+	}
+	if all, _ := filepath.Glob(filepath.Join(dist, "edgeipc_*.deb")); len(all) == 0 {
+		t.Skipf("no .deb in %s: run make deb", dist)
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb not found")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := binaries(t)
+	for _, tg := range targets {
+		arch := debArch[tg.name]
+		t.Run(arch, func(t *testing.T) {
+			debs, _ := filepath.Glob(filepath.Join(dist, "edgeipc_*_"+arch+".deb"))
+			if len(debs) != 1 {
+				t.Fatalf("want one edgeipc_*_%s.deb in %s, found %v", arch, dist, debs)
+			}
+			deb := debs[0]
+			out, err := exec.Command("dpkg-deb", "-f", deb).Output()
+			if err != nil {
+				t.Fatalf("dpkg-deb -f %s: %v", deb, err)
+			}
+			fields := map[string]string{}
+			for _, l := range strings.Split(string(out), "\n") {
+				if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
+					fields[k] = v
+				}
+			}
+			if fields["Package"] != "edgeipc" || fields["Architecture"] != arch {
+				t.Errorf("%s: Package %q Architecture %q, want edgeipc %s", deb, fields["Package"], fields["Architecture"], arch)
+			}
+			if want := "edgeipc_" + fields["Version"] + "_" + arch + ".deb"; filepath.Base(deb) != want {
+				t.Errorf("%s: Version %q does not match the file name", deb, fields["Version"])
+			}
+			// The binary is static: nothing to depend on. apt installs
+			// Recommends by default, so they count too.
+			for _, k := range []string{"Depends", "Pre-Depends", "Recommends"} {
+				if v, ok := fields[k]; ok {
+					t.Errorf("%s: %s: %s (the package must pull in nothing; docs/install.md says apt resolves nothing else)", deb, k, v)
+				}
+			}
+
+			ctrlHdr, ctrl := debTar(t, deb, "--ctrl-tarfile")
+			if got := strings.Fields(string(ctrl["/conffiles"])); len(got) != 1 || got[0] != confPath {
+				t.Errorf("%s: conffiles %q, want exactly %s", deb, got, confPath)
+			}
+			for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
+				want, err := os.ReadFile(filepath.Join(root, "packaging", "scripts", s))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(ctrl["/"+s], want) {
+					t.Errorf("%s: %s is not packaging/scripts/%s", deb, s, s)
+				} else if ctrlHdr["/"+s].Mode&0o111 == 0 {
+					t.Errorf("%s: %s is not executable (mode %o)", deb, s, ctrlHdr["/"+s].Mode)
+				}
+			}
+
+			hdr, data := debTar(t, deb, "--fsys-tarfile")
+			bin, err := os.ReadFile(paths[tg.name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			unit, err := os.ReadFile(filepath.Join(root, "packaging", "edgeipc.service"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]struct {
+				mode int64
+				want []byte // nil: any content
+			}{
+				"/usr/bin/edgeipc": {0o755, bin},
+				confPath:           {0o640, nil},
+				unitPath:           {0o644, unit},
+			}
+			for name, h := range hdr {
+				if h.Uid != 0 || h.Gid != 0 {
+					t.Errorf("%s: %s owned by %d:%d, want root", deb, name, h.Uid, h.Gid)
+				}
+				if _, ok := files[name]; !ok && h.Typeflag != tar.TypeDir {
+					t.Errorf("%s: unexpected %s", deb, name)
+				}
+			}
+			for name, f := range files {
+				h, ok := hdr[name]
+				if !ok || h.Typeflag != tar.TypeReg {
+					t.Errorf("%s: no regular file %s", deb, name)
+					continue
+				}
+				if h.Mode&0o7777 != f.mode {
+					t.Errorf("%s: %s mode %o, want %o", deb, name, h.Mode&0o7777, f.mode)
+				}
+				if f.want != nil && !bytes.Equal(data[name], f.want) {
+					t.Errorf("%s: %s differs from its source", deb, name)
+				}
+			}
+			if bi, err := buildinfo.Read(bytes.NewReader(data["/usr/bin/edgeipc"])); err != nil {
+				t.Errorf("%s: /usr/bin/edgeipc: %v", deb, err)
+			} else {
+				got := map[string]string{}
+				for _, s := range bi.Settings {
+					got[s.Key] = s.Value
+				}
+				if got["GOARCH"] != tg.goarch || got["GOARM"] != tg.goarm {
+					t.Errorf("%s: /usr/bin/edgeipc is GOARCH=%s GOARM=%s, want %s %s", deb, got["GOARCH"], got["GOARM"], tg.goarch, tg.goarm)
+				}
+			}
+		})
+	}
+}
