@@ -31,7 +31,7 @@ SOAKTIME ?= 2m
 DIST        := dist
 BINARIES    := $(addprefix $(DIST)/edgeipc-linux-,$(TARGETS))
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
-DEB_VERSION := $(shell scripts/deb-version.sh $(VERSION))
+DEB_VERSION := $(shell scripts/deb-version.sh $(VERSION) $(shell git rev-list --count HEAD 2>/dev/null))
 # The packaged /etc/edgeipc/edgeipc.toml: the runtime's default configuration
 # once runtime/default.toml exists, else the placeholder in packaging/.
 DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.toml)

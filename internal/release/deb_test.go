@@ -348,23 +348,35 @@ func TestDebVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := filepath.Join(root, "scripts", "deb-version.sh")
-	// In git order: each must sort strictly after the one before.
-	order := []struct{ describe, want string }{
-		{"abc1234", "0.0.0~git.abc1234"},
-		{"v1.2.3-rc1", "1.2.3~rc1"},
-		{"v1.2.3-rc1-4-gabc1234", "1.2.3~rc1+4.gabc1234"},
-		{"v1.2.3-rc2", "1.2.3~rc2"},
-		{"v1.2.3", "1.2.3"},
-		{"v1.2.3-4-gabc1234", "1.2.3+4.gabc1234"},
-		{"v1.2.3-4-gabc1234-dirty", "1.2.3+4.gabc1234.dirty"},
-		{"v1.2.4", "1.2.4"},
+	// In git order: each must sort strictly after the one before. Before
+	// the first tag, git describe gives a bare hash, which does not sort by
+	// history: the Makefile passes the commit count too.
+	order := []struct {
+		args []string // describe [commits]
+		want string
+	}{
+		{[]string{"e76ec00", "246"}, "0.0.0~git.246.e76ec00"},
+		{[]string{"1addfa9", "247"}, "0.0.0~git.247.1addfa9"},
+		{[]string{"1addfa9-dirty", "247"}, "0.0.0~git.247.1addfa9.dirty"},
+		{[]string{"0b00000", "1000"}, "0.0.0~git.1000.0b00000"},
+		{[]string{"v1.2.3-rc1", "1001"}, "1.2.3~rc1"},
+		{[]string{"v1.2.3-rc1-4-gabc1234", "1005"}, "1.2.3~rc1+4.gabc1234"},
+		{[]string{"v1.2.3-rc2"}, "1.2.3~rc2"},
+		{[]string{"v1.2.3"}, "1.2.3"},
+		{[]string{"v1.2.3-4-gabc1234"}, "1.2.3+4.gabc1234"},
+		{[]string{"v1.2.3-4-gabc1234-dirty"}, "1.2.3+4.gabc1234.dirty"},
+		{[]string{"v1.2.4"}, "1.2.4"},
+	}
+	// Without a count (no git) the hash alone; it takes no part in the order.
+	if out, err := exec.Command("sh", script, "abc1234").Output(); err != nil || strings.TrimSpace(string(out)) != "0.0.0~git.abc1234" {
+		t.Errorf("deb-version.sh abc1234 = %q (%v), want 0.0.0~git.abc1234", out, err)
 	}
 	prev := ""
 	for _, c := range order {
-		out, err := exec.Command("sh", script, c.describe).Output()
+		out, err := exec.Command("sh", append([]string{script}, c.args...)...).Output()
 		got := strings.TrimSpace(string(out))
 		if err != nil || got != c.want {
-			t.Fatalf("deb-version.sh %s = %q (%v), want %q", c.describe, got, err, c.want)
+			t.Fatalf("deb-version.sh %s = %q (%v), want %q", strings.Join(c.args, " "), got, err, c.want)
 		}
 		if prev != "" {
 			if _, err := exec.LookPath("dpkg"); err != nil {
