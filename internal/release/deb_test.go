@@ -154,6 +154,37 @@ func TestDeb(t *testing.T) {
 		}
 	})
 
+	// Without a running systemd (CI, image builds) systemctl still enables
+	// units offline: the first install must enable the service, an upgrade
+	// must leave it as the admin set it, and removal must disable it.
+	wants := "/etc/systemd/system/multi-user.target.wants/edgeipc.service"
+	_, noSystemd := os.Stat("/run/systemd/system")
+	_, ctlErr := exec.LookPath("systemctl")
+	if noSystemd != nil && ctlErr == nil {
+		t.Run("enabled offline, upgrade keeps the admin's choices", func(t *testing.T) {
+			if _, err := os.Lstat(wants); err != nil {
+				t.Fatalf("the first install did not enable the service offline: %v", err)
+			}
+			run(t, "systemctl", "disable", "edgeipc.service")
+			if err := os.Chmod(confPath, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("dpkg -i again (an upgrade: postinst gets the installed version)\n%s", run(t, "dpkg", "-i", deb))
+			if _, err := os.Lstat(wants); err == nil {
+				t.Errorf("the upgrade enabled the service the admin had disabled")
+			}
+			if fi, err := os.Stat(confPath); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("the upgrade changed the config's mode the admin had set to 0600: %v %v", fi.Mode(), err)
+			}
+			run(t, "systemctl", "enable", "edgeipc.service")
+			run(t, "dpkg", "-r", "edgeipc")
+			if _, err := os.Lstat(wants); err == nil {
+				t.Errorf("dpkg -r left the service enabled (%s)", wants)
+			}
+			t.Logf("dpkg -i %s\n%s", deb, run(t, "dpkg", "-i", deb))
+		})
+	}
+
 	t.Run("run", func(t *testing.T) {
 		if err := exec.Command("/usr/bin/edgeipc", "help", "run").Run(); err != nil {
 			msg := "`edgeipc help run` failed: the run command is not registered in internal/cli yet, so the packaged service cannot start"
