@@ -186,7 +186,10 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return err
 		}
 		n := len(fr.Data)
-		if rec.MaxBytes > 0 && size+int64(len(hdr)+n) > rec.MaxBytes {
+		// Once a frame did not fit, nothing more is appended: a smaller
+		// frame after it would leave a hole in the file that no lost
+		// count shows.
+		if full || rec.MaxBytes > 0 && size+int64(len(hdr)+n) > rec.MaxBytes {
 			if !full && rec.Log != nil {
 				rec.Log.Warn(fmt.Sprintf("recorder %s reached max_bytes (%d); not recording further frames", rec.Path, rec.MaxBytes))
 			}

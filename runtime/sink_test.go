@@ -1,0 +1,108 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+func recorderConfig(path string, maxBytes int64) string {
+	return fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 64
+slot_payload = 256
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = %q
+max_bytes = %d
+`, path, maxBytes)
+}
+
+// readRecords parses a recorder file; it fails on a truncated record.
+func readRecords(t *testing.T, path string) (payloads []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(b) > 0 {
+		if len(b) < 4 {
+			t.Fatalf("%s: %d stray bytes at the end", path, len(b))
+		}
+		l := binary.LittleEndian.Uint32(b)
+		if l < RecordHeaderSize || len(b) < int(4+l) {
+			t.Fatalf("%s: record %d: length %d, %d bytes left", path, len(payloads), l, len(b)-4)
+		}
+		payloads = append(payloads, string(b[4+RecordHeaderSize:4+l]))
+		b = b[4+l:]
+	}
+	return payloads
+}
+
+// waitReaders waits until the ring has at least n live readers.
+func waitReaders(t *testing.T, rt *Runtime, ring string, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d readers on ring %s", n, ring), func() bool {
+		for _, r := range rt.Rings() {
+			if r.Name == ring {
+				return r.Readers >= n
+			}
+		}
+		return false
+	})
+}
+
+// max_bytes: records that fit exactly are kept; the first frame that does
+// not fit (here larger than max_bytes itself, or one past the boundary)
+// ends the recording, as the warning says: a smaller frame after it was
+// appended, leaving a hole in the file that no lost count showed.
+func TestRecorderMaxBytesStops(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+		frames   []string
+		want     string
+	}{
+		// 2 * (4+24+10) = 76: both fit exactly, nothing after.
+		{"boundary", 76, []string{"0123456789", "abcdefghij", "", "x"}, "0123456789,abcdefghij"},
+		{"frame larger than max_bytes", 100, []string{"a", strings.Repeat("B", 200), "c", ""}, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			rt, logb, stop := inproc(t, recorderConfig(out, tc.maxBytes))
+			waitReaders(t, rt, "r", 2) // the recorder and the stats reader
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			for _, p := range tc.frames {
+				if _, err := w.WriteFrame(1, 0, []byte(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logb.waitFor(t, "reached max_bytes", 1)
+			if err := stop(); err != nil { // drains the ring
+				t.Fatal(err)
+			}
+			if got := strings.Join(readRecords(t, out), ","); got != tc.want {
+				t.Fatalf("records %q, want %q", got, tc.want)
+			}
+			if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("file: %v %v", fi.Mode(), err)
+			}
+		})
+	}
+}
