@@ -152,10 +152,29 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	defer bw.Flush()
 	buf := make([]byte, ring.SlotPayload())
 	var hdr [4 + RecordHeaderSize]byte
+	// The drain reads the frames published before it began (up to end),
+	// not those a writer the runtime does not stop (another process, or a
+	// source a reload keeps) goes on publishing: a writer faster than the
+	// file would keep it going for ever, and ctx ends it too.
 	draining := false
+	var end uint32
+	startDrain := func() { draining, end = true, ring.Head() }
 	full := false
 	lastFlush := time.Now()
 	for {
+		// Checked before every frame: a ring that always has a frame to
+		// read (a busy writer; frames skipped past max_bytes) must not
+		// hide drain or ctx.
+		if !draining {
+			select {
+			case <-drain:
+				startDrain()
+			default:
+			}
+		}
+		if ctx.Err() != nil || draining && int32(rd.Cursor()-end) >= 0 {
+			return bw.Flush()
+		}
 		var fr shm.Frame
 		if draining {
 			fr, err = rd.TryReadInto(buf)
@@ -168,13 +187,6 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				if ferr := bw.Flush(); ferr != nil {
 					return ferr
-				}
-				select {
-				case <-drain:
-					draining = true
-				case <-ctx.Done():
-					return bw.Flush()
-				default:
 				}
 				continue
 			}
@@ -211,13 +223,6 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			lastFlush = now
 			if err := bw.Flush(); err != nil {
 				return fmt.Errorf("recorder: %w", err)
-			}
-		}
-		if !draining {
-			select {
-			case <-drain:
-				draining = true
-			default:
 			}
 		}
 	}

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -103,6 +105,54 @@ func TestRecorderMaxBytesStops(t *testing.T) {
 			if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Fatalf("file: %v %v", fi.Mode(), err)
 			}
+		})
+	}
+}
+
+// A recorder stops (shutdown, or a reload that changes it) while a writer
+// the runtime does not stop keeps its ring busy: here another process's
+// writer, past max_bytes. The recorder looked at drain and ctx only when
+// it wrote a record or found the ring empty, so with frames always there
+// and none written it never stopped, and the shutdown waited for the
+// writer; the drain also read on as long as new frames came.
+func TestRecorderStopsBesideBusyWriter(t *testing.T) {
+	for _, maxBytes := range []int64{1 << 10, 0} {
+		t.Run(fmt.Sprint("max_bytes=", maxBytes), func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			rt, _, stop := inproc(t, recorderConfig(out, maxBytes))
+			waitReaders(t, rt, "r", 2)
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var quit atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var p []byte // zero-length frames keep the file small
+				if maxBytes > 0 {
+					p = make([]byte, 200)
+				}
+				for !quit.Load() {
+					w.WriteFrame(1, 0, p)
+				}
+			}()
+			defer func() { quit.Store(true); <-done; w.Close() }()
+			time.Sleep(300 * time.Millisecond)
+			errc := make(chan error, 1)
+			go func() { errc <- stop() }()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(8 * time.Second): // the sink's bound is 2 s
+				quit.Store(true)
+				<-errc
+				t.Fatal("the runtime did not stop within 8 s while a writer kept the recorder's ring busy")
+			}
+			readRecords(t, out)
 		})
 	}
 }
