@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -148,8 +149,26 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		return err
 	}
 	defer rd.Close()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	defer bw.Flush()
+	// A write that fails (a full disk) can leave part of a record at the
+	// end of the file, and what is appended later (the next run of the
+	// runtime) would be read as its rest: the file is then cut back to
+	// the end of the last record that is whole in it.
+	cw := &countingWriter{w: f, n: size}
+	bw := bufio.NewWriterSize(cw, 256<<10)
+	whole := size    // the end of the last record known to be whole in the file
+	var ends []int64 // the ends of the records after it, ascending
+	flush := func() error {
+		err := bw.Flush()
+		for len(ends) > 0 && ends[0] <= cw.n {
+			whole, ends = ends[0], ends[1:]
+		}
+		if err != nil {
+			f.Truncate(whole)
+			return fmt.Errorf("recorder: %w", err)
+		}
+		return nil
+	}
+	defer flush()
 	buf := make([]byte, ring.SlotPayload())
 	var hdr [4 + RecordHeaderSize]byte
 	// The drain reads the frames published before it began (up to end),
@@ -173,27 +192,27 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			}
 		}
 		if ctx.Err() != nil || draining && int32(rd.Cursor()-end) >= 0 {
-			return bw.Flush()
+			return flush()
 		}
 		var fr shm.Frame
 		if draining {
 			fr, err = rd.TryReadInto(buf)
 			if errors.Is(err, shm.ErrWouldBlock) {
-				return bw.Flush()
+				return flush()
 			}
 		} else {
 			// Wake at least every 200 ms to flush and to notice drain.
 			fr, err = rd.ReadIntoDeadline(time.Now().Add(200*time.Millisecond), buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if ferr := bw.Flush(); ferr != nil {
-					return ferr
+				if err := flush(); err != nil {
+					return err
 				}
 				continue
 			}
 		}
 		if err != nil {
 			if errors.Is(err, shm.ErrClosed) || ctx.Err() != nil {
-				return bw.Flush()
+				return flush()
 			}
 			return err
 		}
@@ -216,14 +235,30 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		binary.LittleEndian.PutUint64(hdr[20:], uint64(fr.Time))
 		bw.Write(hdr[:])
 		if _, err := bw.Write(fr.Data); err != nil {
-			return fmt.Errorf("recorder: %w", err)
+			return flush() // the error sticks: Flush returns it
 		}
 		size += int64(len(hdr) + n)
+		ends = append(ends, size)
+		for len(ends) > 0 && ends[0] <= cw.n { // written by bw on its own
+			whole, ends = ends[0], ends[1:]
+		}
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
-			if err := bw.Flush(); err != nil {
-				return fmt.Errorf("recorder: %w", err)
+			if err := flush(); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

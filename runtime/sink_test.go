@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,5 +155,72 @@ func TestRecorderStopsBesideBusyWriter(t *testing.T) {
 			}
 			readRecords(t, out)
 		})
+	}
+}
+
+// A full disk stops the recorder (logged), leaves the file a whole number
+// of records, and nothing else: another ring's source goes on. The
+// failed write used to leave part of a record at the end of the file, and
+// a later run appended after it, so a replay read every later record
+// misframed.
+func TestRecorderDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	e := newEnv(t)
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	out := filepath.Join(dir, "rec.bin")
+	cfg := recorderConfig(out, 0) + `
+[rings.tick]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "tick"
+kind = "synthetic"
+ring = "tick"
+rate_hz = 200
+size = 8
+`
+	record := func(frames int) (*Runtime, *syncBuf) {
+		rt, logb, stop := inproc(t, cfg)
+		waitReaders(t, rt, "r", 2)
+		w, err := shm.OpenWriter("r", e.sopts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		p := make([]byte, 200)
+		for i := range frames {
+			w.WriteFrame(1, 0, p)
+			if i%32 == 31 {
+				time.Sleep(10 * time.Millisecond) // the ring holds 63
+			}
+		}
+		if frames > 1000 {
+			logb.waitFor(t, "no space left on device", 1)
+			before := rt.sourceStat(t, "tick").Frames
+			eventually(t, "the other ring's source to go on", func() bool { return rt.sourceStat(t, "tick").Frames > before+5 })
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		return rt, logb
+	}
+	record(2000) // 2000 records of 228 bytes do not fit 64 KiB
+	n := len(readRecords(t, out))
+	if n == 0 {
+		t.Fatal("nothing recorded")
+	}
+	// Room again: the next run appends whole records after the old ones.
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT, "size=256k"); err != nil {
+		t.Fatal(err)
+	}
+	record(10)
+	if m := len(readRecords(t, out)); m != n+10 {
+		t.Fatalf("%d records after %d and 10 more", m, n)
 	}
 }
