@@ -35,12 +35,19 @@ type ringState struct {
 	lastHead uint32
 	frames   uint64 // frames published since the runtime opened the ring
 	bytes    uint64 // bytes written by the runtime's own source
-	// The current rate window began at winStart with winFrames frames and
-	// winBytes bytes; rateHz and bytesPerS are those of the last completed
-	// window.
-	winStart            time.Time
-	winFrames, winBytes uint64
-	rateHz, bytesPerS   float64
+	// ownWriter: a source of the runtime writes the ring (set by apply);
+	// otherwise a child or another process does, and its bytes are those
+	// the ring's stats reader reads.
+	ownWriter bool
+	// The current rate window began at winStart with winFrames frames,
+	// winOwn bytes of the runtime's source, and winSeen bytes read by
+	// stats reader winStats; rateHz and bytesPerS are those of the last
+	// completed window.
+	winStart          time.Time
+	winFrames, winOwn uint64
+	winStats          *statsReader
+	winSeen           uint64
+	rateHz, bytesPerS float64
 }
 
 // openRing attaches to or creates a ring and takes its lock. A ring whose
@@ -159,19 +166,35 @@ func (rs *ringState) sample() {
 	if el < rateWindow {
 		return
 	}
-	b := rs.seenBytes()
 	rs.rateHz = float64(rs.frames-rs.winFrames) / el.Seconds()
-	rs.bytesPerS = 0
-	if b >= rs.winBytes { // a new stats reader starts from 0
-		rs.bytesPerS = float64(b-rs.winBytes) / el.Seconds()
+	// Each count against its own start: which one is the ring's can
+	// change in a reload (its source removed, or replaced by a child
+	// that writes the ring itself), and a stats reader that is replaced
+	// (a reload) starts from 0.
+	s := rs.stats.Load()
+	var seen uint64
+	if s != nil {
+		seen, _ = s.seen()
 	}
-	rs.winStart, rs.winFrames, rs.winBytes = now, rs.frames, b
+	var b uint64
+	switch {
+	case rs.ownWriter:
+		b = rs.bytes - rs.winOwn
+	case s == nil:
+	case s != rs.winStats:
+		b = seen
+	case seen >= rs.winSeen:
+		b = seen - rs.winSeen
+	}
+	rs.bytesPerS = float64(b) / el.Seconds()
+	rs.winStart, rs.winFrames, rs.winOwn, rs.winStats, rs.winSeen = now, rs.frames, rs.bytes, s, seen
 }
 
 // seenBytes is the ring's byte count: what the runtime's own source wrote,
-// or, when a child writes the ring itself, what its stats reader has read.
+// or, when a child (or another process) writes the ring itself, what its
+// stats reader has read.
 func (rs *ringState) seenBytes() uint64 {
-	if rs.bytes > 0 {
+	if rs.ownWriter {
 		return rs.bytes
 	}
 	if s := rs.stats.Load(); s != nil {

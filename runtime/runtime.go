@@ -696,8 +696,15 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	for _, rs := range made {
 		rt.rings[rs.cfg.Name] = rs
 	}
+	own := map[string]bool{}
+	for _, sc := range nc.Sources {
+		own[sc.Ring] = own[sc.Ring] || !(sc.Kind == KindExec && sc.Write == "child")
+	}
 	for n, rs := range rt.rings {
 		rs.cfg = nc.Rings[n] // take non-geometry changes (remove_on_exit, stats)
+		rs.mu.Lock()
+		rs.ownWriter = own[n] // whose bytes count (ringState.seenBytes)
+		rs.mu.Unlock()
 	}
 	rt.cfg = nc
 
