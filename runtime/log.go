@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // NewLogger returns the runtime's logger writing to w: format "text" (one
@@ -46,7 +48,7 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 		b.WriteString("      ")
 	}
 	b.WriteByte(' ')
-	b.WriteString(r.Message)
+	b.WriteString(escapeControl(r.Message))
 	b.WriteString(h.attrs)
 	r.Attrs(func(a slog.Attr) bool {
 		appendAttr(&b, h.group, a)
@@ -85,11 +87,41 @@ func appendAttr(b *strings.Builder, prefix string, a slog.Attr) {
 	if v.Kind() == slog.KindDuration {
 		s = v.Duration().String()
 	}
-	if s == "" || strings.ContainsAny(s, " \"=\t\n") {
+	if s == "" || strings.ContainsAny(s, " \"=\t\n") || escapeControl(s) != s {
 		fmt.Fprintf(b, "%q", s)
 	} else {
 		b.WriteString(s)
 	}
+}
+
+// escapeControl escapes the control characters (but tab) and the bytes
+// that are not UTF-8 in s, as Go would in a quoted string: a line a child
+// wrote on its stderr goes into a message, and a carriage return, an
+// escape sequence or a NUL in it must not forge or hide log lines in a
+// terminal or a line-oriented reader of the text log.
+func escapeControl(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool {
+		return r == utf8.RuneError || r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0
+	})
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
