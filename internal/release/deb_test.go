@@ -176,6 +176,7 @@ func TestDeb(t *testing.T) {
 			if fi, err := os.Stat(confPath); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("the upgrade changed the config's mode the admin had set to 0600: %v %v", fi.Mode(), err)
 			}
+			os.Chmod(confPath, 0o640) // as packaged: the service user reads it in "run" below
 			run(t, "systemctl", "enable", "edgeipc.service")
 			run(t, "dpkg", "-r", "edgeipc")
 			if _, err := os.Lstat(wants); err == nil {
