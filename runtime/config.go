@@ -632,6 +632,7 @@ func (c *Config) validate() error {
 		}
 	}
 	sinkNames := map[string]bool{}
+	statsOf := map[string]string{} // ring -> its stats sink
 	for i, s := range c.Sinks {
 		s.index = i
 		if s.Name == "" {
@@ -651,6 +652,13 @@ func (c *Config) validate() error {
 		}
 		switch s.Kind {
 		case SinkStats:
+			// The ring's figures come from its one stats reader: a second
+			// would make them depend on which one reported last.
+			if other, dup := statsOf[s.Ring]; dup {
+				add(c.sinkErr(s, "ring", "ring %q already has a stats sink (%q): a ring has one", s.Ring, other))
+			} else {
+				statsOf[s.Ring] = s.Name
+			}
 		case SinkRecorder:
 			if s.Path == "" {
 				add(c.sinkErr(s, "path", "missing: the file to append frames to"))
