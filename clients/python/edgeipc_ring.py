@@ -337,7 +337,10 @@ class Ring:
                 time.sleep(0.01)
             if size < HEADER_SIZE:
                 raise NotRingError("segment of %d bytes is too small for a ring" % size)
-            self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            try:
+                self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            except (OverflowError, OSError) as e:  # e.g. over 2 GiB in a 32-bit process
+                raise RingError("cannot map the %d-byte segment: %s" % (size, e))
             # Whole words only: the file may end on any byte after the ring.
             self._w = memoryview(self._mm)[:size - size % 4].cast("I")
             self.map_size = size
