@@ -145,30 +145,23 @@ func TestBenchInterruptedC(t *testing.T) {
 }
 
 // procsRunning returns the processes running a program from under dir
-// (zombies excluded).
+// (zombies excluded: their cmdline is empty).
 func procsRunning(t *testing.T, dir string) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.HasPrefix(b, []byte(dir+"/")) {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
+	return procsWhere(t, "cmdline", func(b []byte) bool { return bytes.HasPrefix(b, []byte(dir+"/")) })
 }
 
-// childPIDs returns the processes whose parent is pid, from /proc.
+// childPIDs returns the processes whose parent is pid.
 func childPIDs(t *testing.T, pid int) []int {
+	return procsWhere(t, "stat", func(b []byte) bool {
+		// pid (comm) state ppid ...: comm may contain spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		return len(f) > 1 && f[1] == strconv.Itoa(pid)
+	})
+}
+
+// procsWhere returns the processes whose /proc/PID/file keep accepts
+// (processes that exit meanwhile are left out).
+func procsWhere(t *testing.T, file string, keep func([]byte) bool) []int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -180,13 +173,7 @@ func childPIDs(t *testing.T, pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid ...: comm may contain spaces and parentheses.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/" + file); err == nil && keep(b) {
 			out = append(out, p)
 		}
 	}
