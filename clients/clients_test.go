@@ -532,29 +532,56 @@ func TestPythonUnregisteredPolling(t *testing.T) {
 }
 
 // TestForeignWriterBusy: while a Go writer holds the lease, the C and
-// Python producers must refuse to write and name the holder.
+// Python producers must refuse to write and name the holder. Also where
+// /proc/PID/stat cannot be read (hidepid, or no /proc in a container):
+// docs/abi.md has the holder checked with kill(PID, 0) there (alive unless
+// ESRCH), so a producer started with /proc hidden (a tmpfs over it in a
+// mount namespace) must still find the Go writer alive, not take its lease
+// and write beside it. That case needs unshare -m and mount (root) and is
+// skipped without them.
 func TestForeignWriterBusy(t *testing.T) {
-	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) {
-			argv := im.argv(t, "producer")
-			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
+	var hide []string // the command prefix that hides /proc
+	hideErr := "no unshare"
+	if unshare, err := exec.LookPath("unshare"); err == nil {
+		hide = []string{unshare, "-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /proc && exec "$@"`, "sh"}
+		if out, err := exec.Command(hide[0], append(hide[1:], "test", "!", "-e", "/proc/self")...).CombinedOutput(); err != nil {
+			hide, hideErr = nil, fmt.Sprintf("cannot hide /proc in a mount namespace (needs root): %v %s", err, out)
+		}
+	}
+	for _, noProc := range []bool{false, true} {
+		for _, im := range impls {
+			name := im.name
+			if noProc {
+				name += "/without /proc"
 			}
-			defer w.Close()
-			c := start(t, dir, nil, append(argv, "-n", "1", r.Name())...)
-			<-c.exited
-			err = <-c.done
-			c.done <- err
-			want := fmt.Sprintf("pid %d", os.Getpid())
-			if err == nil || !strings.Contains(c.stderr(), want) {
-				t.Fatalf("producer exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
-			}
-			if h := r.Head(); h != 0 {
-				t.Fatalf("head moved to %d: the producer wrote despite the lease", h)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				var prefix []string
+				if noProc {
+					if hide == nil {
+						t.Skip(hideErr)
+					}
+					prefix = hide
+				}
+				argv := im.argv(t, "producer")
+				r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+				w, err := r.NewWriter()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				c := start(t, dir, nil, append(append(prefix, argv...), "-n", "1", r.Name())...)
+				<-c.exited
+				err = <-c.done
+				c.done <- err
+				want := fmt.Sprintf("pid %d", os.Getpid())
+				if err == nil || !strings.Contains(c.stderr(), want) {
+					t.Fatalf("producer exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
+				}
+				if h := r.Head(); h != 0 {
+					t.Fatalf("head moved to %d: the producer wrote beside the live Go writer", h)
+				}
+			})
+		}
 	}
 }
 
@@ -1254,45 +1281,6 @@ func TestForeignReaderOddFileSize(t *testing.T) {
 			checkFrame(t, c.frame(), 0, 0, maxPayload, 0)
 			c.expect("done frames=1 lost=0")
 			c.wait()
-		})
-	}
-}
-
-// TestForeignWriterBusyWithoutProc: where /proc/PID/stat cannot be read
-// (hidepid, or no /proc in a container), docs/abi.md has a holder checked
-// with kill(PID, 0): alive unless ESRCH. A C or Python producer started
-// with /proc hidden (a tmpfs over it in a mount namespace) must still find
-// the Go writer alive and refuse to write, rather than take its lease and
-// write beside it. Needs unshare -m and mount (root); skipped otherwise.
-func TestForeignWriterBusyWithoutProc(t *testing.T) {
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("no unshare")
-	}
-	hide := []string{unshare, "-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /proc && exec "$@"`, "sh"}
-	if out, err := exec.Command(hide[0], append(hide[1:], "test", "!", "-e", "/proc/self")...).CombinedOutput(); err != nil {
-		t.Skipf("cannot hide /proc in a mount namespace (needs root): %v %s", err, out)
-	}
-	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) {
-			argv := im.argv(t, "producer")
-			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
-			c := start(t, dir, nil, append(append(hide, argv...), "-n", "1", r.Name())...)
-			<-c.exited
-			err = <-c.done
-			c.done <- err
-			want := fmt.Sprintf("pid %d", os.Getpid())
-			if err == nil || !strings.Contains(c.stderr(), want) {
-				t.Fatalf("producer exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
-			}
-			if h := r.Head(); h != 0 {
-				t.Fatalf("head moved to %d: the producer wrote beside the live Go writer", h)
-			}
 		})
 	}
 }
