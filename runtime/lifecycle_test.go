@@ -342,25 +342,7 @@ func (r *notifyRecorder) count(s string, from, to int) int {
 func TestWatchdogDuringSlowReloadAndShutdown(t *testing.T) {
 	e := newEnv(t)
 	notify := recordNotify(t, filepath.Join(e.dir, "notify.sock"))
-	// The script leaves a file named after its argument once it ignores
-	// SIGTERM: a signal that came before would end it at once.
-	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\n: > \"$0.$1\"\nwhile :; do echo x; sleep 0.05; done\n")
-	trapped := func(arg string) bool { _, err := os.Stat(stubborn + "." + arg); return err == nil }
-	text := func(arg string) string {
-		return fmt.Sprintf(`
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "stubborn"
-kind = "exec"
-ring = "r"
-command = [%q, %q]
-stop_timeout = "3s"
-`, stubborn, arg)
-	}
+	text, trapped := stubbornSource(t, e)
 	cfg := e.writeConfig(t, "c.toml", text("one"))
 	// WatchdogSec=2s: a ping every second (generous for qemu).
 	c := startChild(t, cfg, "NOTIFY_SOCKET="+filepath.Join(e.dir, "notify.sock"), "WATCHDOG_USEC=2000000")
@@ -578,4 +560,31 @@ func TestRingsDuringReload(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// stubbornSource writes an exec source that ignores SIGTERM (stop_timeout
+// 3 s, so stopping it takes that long). text(arg) is a config running it
+// with argument arg; trapped(arg) reports that the child started with arg
+// ignores SIGTERM (it leaves a file named after arg once it does: a signal
+// that came before would end it at once).
+func stubbornSource(t *testing.T, e *env) (text func(arg string) string, trapped func(arg string) bool) {
+	t.Helper()
+	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\n: > \"$0.$1\"\nwhile :; do echo x; sleep 0.05; done\n")
+	trapped = func(arg string) bool { _, err := os.Stat(stubborn + "." + arg); return err == nil }
+	text = func(arg string) string {
+		return fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "stubborn"
+kind = "exec"
+ring = "r"
+command = [%q, %q]
+stop_timeout = "3s"
+`, stubborn, arg)
+	}
+	return text, trapped
 }

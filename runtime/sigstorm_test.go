@@ -1,8 +1,6 @@
 package runtime
 
 import (
-	"fmt"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -13,23 +11,7 @@ import (
 // HUPs must not crowd it out of the signal channel.
 func TestSIGTERMAfterSIGHUPStorm(t *testing.T) {
 	e := newEnv(t)
-	stubborn := writeScript(t, e.dir, "stubborn.sh", "trap '' TERM\n: > \"$0.$1\"\nwhile :; do echo x; sleep 0.05; done\n")
-	trapped := func(arg string) bool { _, err := os.Stat(stubborn + "." + arg); return err == nil }
-	text := func(arg string) string {
-		return fmt.Sprintf(`
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "stubborn"
-kind = "exec"
-ring = "r"
-command = [%q, %q]
-stop_timeout = "3s"
-`, stubborn, arg)
-	}
+	text, trapped := stubbornSource(t, e)
 	cfg := e.writeConfig(t, "c.toml", text("one"))
 	c := startChild(t, cfg)
 	c.log.waitFor(t, "source stubborn: started", 1)
