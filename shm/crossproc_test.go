@@ -307,12 +307,18 @@ func TestReaderCrashDoesNotStallBlockWriter(t *testing.T) {
 	}
 }
 
-func readerCrashBlockWriter(t *testing.T, spin int) {
+// fullBlockRing creates a 4-slot block-policy ring name, starts a child
+// reader that joins it and reads nothing, and fills the ring from the
+// returned writer (which the test closes, or the ring's cleanup does).
+func fullBlockRing(t *testing.T, name string) (*Ring, *Writer, *exec.Cmd) {
+	t.Helper()
 	testDir(t)
-	r := mustCreate(t, "rcrash", Config{Slots: 4, SlotPayload: 64, Policy: Block})
-	w, _ := r.NewWriter()
-	w.SetSpin(spin)
-	cmd := child(t, "idle-reader", "EDGEIPC_RING=rcrash")
+	r := mustCreate(t, name, Config{Slots: 4, SlotPayload: 64, Policy: Block})
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := child(t, "idle-reader", "EDGEIPC_RING="+name)
 	out, _ := cmd.StdoutPipe()
 	startChild(t, cmd)
 	waitLine(t, out, "joined")
@@ -322,6 +328,12 @@ func readerCrashBlockWriter(t *testing.T, spin int) {
 		}
 		w.Commit()
 	}
+	return r, w, cmd
+}
+
+func readerCrashBlockWriter(t *testing.T, spin int) {
+	r, w, cmd := fullBlockRing(t, "rcrash")
+	w.SetSpin(spin)
 	if _, err := w.TryReserve(1); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("ring with a live idle reader is not full: %v", err)
 	}

@@ -17,22 +17,7 @@ import (
 // give up at its deadline, and still evict a dead reader that holds the
 // ring full, instead of spinning until the garbage count is used up.
 func TestBlockWaitGarbageSpaceValue(t *testing.T) {
-	testDir(t)
-	r := mustCreate(t, "garbagespace", Config{Slots: 4, SlotPayload: 64, Policy: Block})
-	w, err := r.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := child(t, "idle-reader", "EDGEIPC_RING=garbagespace")
-	out, _ := cmd.StdoutPipe()
-	startChild(t, cmd)
-	waitLine(t, out, "joined")
-	for i := 0; i < 4; i++ {
-		if _, err := w.TryReserve(1); err != nil {
-			t.Fatal(err)
-		}
-		w.Commit()
-	}
+	r, w, cmd := fullBlockRing(t, "garbagespace")
 	reserve := func(d time.Duration) error {
 		t.Helper()
 		atomic.StoreUint32(&r.hdr.SpaceValue, MaxSemaphoreValue)
