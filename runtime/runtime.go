@@ -196,7 +196,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 				rt.doReload()
 				stats.set(rt.statsInterval())
 			case syscall.SIGUSR1:
-				rt.logStats("SIGUSR1 stats")
+				rt.logStatsWindow("SIGUSR1 stats", false)
 			}
 		case reply := <-rt.reloadc:
 			reply <- rt.doReload()
@@ -781,7 +781,12 @@ func (rt *Runtime) sampleRings() {
 }
 
 // logStats logs one line per ring and per source.
-func (rt *Runtime) logStats(what string) {
+func (rt *Runtime) logStats(what string) { rt.logStatsWindow(what, true) }
+
+// logStatsWindow logs the stats lines; roll closes each ring's latency and
+// loss window (the periodic line), else the window so far is shown and
+// stays open (a SIGUSR1 snapshot).
+func (rt *Runtime) logStatsWindow(what string, roll bool) {
 	rt.mu.Lock()
 	rings := make([]*ringState, 0, len(rt.rings))
 	for _, r := range rt.rings {
@@ -805,7 +810,11 @@ func (rt *Runtime) logStats(what string) {
 		var w window
 		for _, s := range stats {
 			if s.cfg.Ring == r.name {
-				w, _ = s.stats.roll()
+				if roll {
+					w, _ = s.stats.roll()
+				} else {
+					w = s.stats.peek()
+				}
 				break
 			}
 		}

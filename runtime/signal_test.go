@@ -388,6 +388,15 @@ size = 8
 	sk.stats.mu.Lock()
 	sk.stats.cur.torn += 2 // as the reader counts a frame overwritten while it copied it
 	sk.stats.mu.Unlock()
-	rt.logStats("test")
+	// A SIGUSR1 snapshot shows the window so far and leaves it open: the
+	// next periodic line still counts what the snapshot showed.
+	rt.logStatsWindow("SIGUSR1 stats", false)
 	logb.waitFor(t, "readers 1  torn 2", 1)
+	rt.logStats("test")
+	logb.waitFor(t, "readers 1  torn 2", 2)
+	rt.logStats("test") // the periodic line closed the window: a new one starts at 0
+	time.Sleep(50 * time.Millisecond)
+	if n := strings.Count(logb.String(), "readers 1  torn 2"); n != 2 {
+		t.Fatalf("torn 2 logged %d times, want 2 (the snapshot and the periodic line that closed the window):\n%s", n, logb.String())
+	}
 }

@@ -165,6 +165,14 @@ func (s *statsReader) roll() (window, time.Duration) {
 	return s.last, d
 }
 
+// peek returns the current window so far, leaving it open: a snapshot
+// (SIGUSR1) must not cut short the window of the next periodic line.
+func (s *statsReader) peek() window {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
 // seen returns the bytes of the frames read, and the count of frames found
 // torn, since the reader started.
 func (s *statsReader) seen() (bytes, torn uint64) {
