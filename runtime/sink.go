@@ -128,7 +128,8 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// until a reader comes, beyond the reach of ctx, and the stop of this
 	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
 	// with ENXIO; anything but a regular file is refused below.
-	f, err := os.OpenFile(rec.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	// O_RDWR: the records already in the file are checked (wholeRecords).
+	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if errors.Is(err, syscall.ENXIO) {
 		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
 	}
@@ -144,6 +145,22 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
 	}
 	size := fi.Size()
+	// An interrupted write (a power loss, a kill in the middle of a
+	// buffered write) can have left part of a record at the end: appending
+	// after it would misframe every later record.
+	whole, err := wholeRecords(f, size)
+	if err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
+	if whole < size {
+		if err := f.Truncate(whole); err != nil {
+			return fmt.Errorf("recorder: cutting a partial last record: %w", err)
+		}
+		if rec.Log != nil {
+			rec.Log.Warn(fmt.Sprintf("recorder %s: cut %d bytes of a partial last record (an interrupted write) before appending", rec.Path, size-whole))
+		}
+		size = whole
+	}
 	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
 	if err != nil {
 		return err
@@ -155,7 +172,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// the end of the last record that is whole in it.
 	cw := &countingWriter{w: f, n: size}
 	bw := bufio.NewWriterSize(cw, 256<<10)
-	whole := size    // the end of the last record known to be whole in the file
+	whole = size     // the end of the last record known to be whole in the file
 	var ends []int64 // the ends of the records after it, ascending
 	flush := func() error {
 		err := bw.Flush()
@@ -249,6 +266,44 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			}
 		}
 	}
+}
+
+// wholeRecords walks the len32 records of the file open as f (size bytes)
+// and returns the end of the last whole one: less than size when the last
+// record is cut short. A file whose first record is not whole, or with a
+// record shorter than its header, is not a recorder file: an error, so
+// that nothing is appended to (or cut from) a file the path names by
+// mistake.
+func wholeRecords(f *os.File, size int64) (int64, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+	notRec := func(off int64, why string) error {
+		return fmt.Errorf("%s is not a recorder file (%s at offset %d): move it away or choose another path", f.Name(), why, off)
+	}
+	var off int64
+	var l [4]byte
+	for off < size {
+		n := int64(-1)
+		if size-off >= 4 {
+			if _, err := io.ReadFull(br, l[:]); err != nil {
+				return 0, err
+			}
+			n = int64(binary.LittleEndian.Uint32(l[:]))
+			if n < RecordHeaderSize {
+				return 0, notRec(off, fmt.Sprintf("a record of %d bytes", n))
+			}
+		}
+		if n < 0 || size-off-4 < n { // cut short
+			if off == 0 {
+				return 0, notRec(off, "no whole record")
+			}
+			return off, nil
+		}
+		if _, err := io.CopyN(io.Discard, br, n); err != nil {
+			return 0, err
+		}
+		off += 4 + n
+	}
+	return off, nil
 }
 
 // countingWriter counts the bytes written through it.

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -222,5 +223,60 @@ size = 8
 	record(10)
 	if m := len(readRecords(t, out)); m != n+10 {
 		t.Fatalf("%d records after %d and 10 more", m, n)
+	}
+}
+
+// A recorder file that ends in part of a record (a power loss or a kill in
+// the middle of a write) is cut back to its last whole record before the
+// recorder appends, so that every record after stays readable. A file that
+// is not a recorder file is refused and left as it was.
+func TestRecorderExistingFile(t *testing.T) {
+	rec := func(payload string) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, uint32(RecordHeaderSize+len(payload)))
+		b = append(b, make([]byte, RecordHeaderSize)...)
+		return append(b, payload...)
+	}
+	for _, tc := range []struct {
+		name, want, log string
+		content         []byte
+	}{
+		{"partial last record", "one,two,new", "cut 10 bytes of a partial last record",
+			append(append(rec("one"), rec("two")...), rec("three")[:10]...)},
+		{"partial length", "one,new", "cut 2 bytes", append(rec("one"), 7, 0)},
+		{"whole records", "one,new", "", rec("one")},
+		{"not a recorder file", "", "is not a recorder file", []byte("hello, this is a text file\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			if err := os.WriteFile(out, tc.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rt, logb, stop := inproc(t, recorderConfig(out, 0))
+			if tc.want == "" {
+				logb.waitFor(t, tc.log, 1)
+				stop()
+				if b, _ := os.ReadFile(out); !bytes.Equal(b, tc.content) {
+					t.Fatalf("the refused file was changed: %q", b)
+				}
+				return
+			}
+			waitReaders(t, rt, "r", 2) // the recorder and the stats reader
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.WriteFrame(1, 0, []byte("new"))
+			w.Close()
+			if err := stop(); err != nil { // drains the ring
+				t.Fatal(err)
+			}
+			if got := strings.Join(readRecords(t, out), ","); got != tc.want {
+				t.Fatalf("records %q, want %q", got, tc.want)
+			}
+			if tc.log != "" && !strings.Contains(logb.String(), tc.log) {
+				t.Fatalf("log does not say %q:\n%s", tc.log, logb.String())
+			}
+		})
 	}
 }
