@@ -57,11 +57,39 @@ func (sk *sinkState) start() {
 	sk.mu.Unlock()
 	go func() {
 		defer close(done)
-		if err := sk.sink.Run(ctx, sk.ring.ring, drain); err != nil && ctx.Err() == nil {
-			sk.rt.log.Error(fmt.Sprintf("sink %s (%s on ring %s) stopped", sk.cfg.Name, sk.cfg.Kind, sk.cfg.Ring), "err", err)
+		// A sink that fails (a recorder's disk full, its directory
+		// missing) is started again with backoff, as exec sources are:
+		// the condition may pass, and a sink that just stopped would lose
+		// everything from then on with only a log line to show for it.
+		bo := backoff{min: sinkBackoffMin, max: sinkBackoffMax}
+		for {
+			started := time.Now()
+			err := sk.sink.Run(ctx, sk.ring.ring, drain)
+			if err == nil || ctx.Err() != nil || closed(drain) {
+				return
+			}
+			if time.Since(started) >= sinkBackoffMax {
+				bo.reset()
+			}
+			d := bo.next()
+			sk.rt.log.Error(fmt.Sprintf("sink %s (%s on ring %s) stopped; starting it again in %v", sk.cfg.Name, sk.cfg.Kind, sk.cfg.Ring, d), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-drain:
+				return
+			case <-time.After(d):
+			}
 		}
 	}()
 }
+
+// The delay before a failed sink is started again doubles from
+// sinkBackoffMin to sinkBackoffMax.
+const (
+	sinkBackoffMin = time.Second
+	sinkBackoffMax = 30 * time.Second
+)
 
 // stop drains the sink (bounded by 2 s) and stops it.
 func (sk *sinkState) stop() {

@@ -280,3 +280,30 @@ func TestRecorderExistingFile(t *testing.T) {
 		})
 	}
 }
+
+// A recorder that fails (here: its directory is missing) is started again
+// with backoff: once the directory exists it records, without a restart of
+// the runtime or a reload.
+func TestRecorderStartsAgainAfterFailure(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "later")
+	out := filepath.Join(dir, "rec.bin")
+	rt, logb, stop := inproc(t, recorderConfig(out, 0))
+	logb.waitFor(t, "sink rec (recorder on ring r) stopped; starting it again in 1s", 1)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitReaders(t, rt, "r", 2) // the recorder is back, beside the stats reader
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteFrame(1, 0, []byte("after"))
+	w.Close()
+	if err := stop(); err != nil { // drains the ring
+		t.Fatal(err)
+	}
+	if got := strings.Join(readRecords(t, out), ","); got != "after" {
+		t.Fatalf("records %q, want \"after\"", got)
+	}
+}
