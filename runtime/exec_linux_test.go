@@ -28,20 +28,7 @@ echo done >&2
 echo frame
 exec sleep 1000
 `)
-	_, logb, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "long"
-kind = "exec"
-ring = "r"
-command = [%q]
-`, script))
+	_, logb, _ := inproc(t, execConfig("long", script))
 	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "frame" {
 		t.Fatalf("frame %q", f[0].Data)
 	}
@@ -273,20 +260,7 @@ env = ["EDGEIPC_TEST_CHILD_WRITER=1"]
 func TestExecRingWriteFailureStopsChild(t *testing.T) {
 	e := newEnv(t)
 	script := writeScript(t, e.dir, "flood.sh", "while :; do echo frame; done\n")
-	rt, _, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "flood"
-kind = "exec"
-ring = "r"
-command = [%q]
-`, script))
+	rt, _, _ := inproc(t, execConfig("flood", script))
 	eventually(t, "frames from the child", func() bool { return rt.sourceStat(t, "flood").Frames > 0 })
 	pid := rt.sourceStat(t, "flood").PID
 	if pid <= 0 {

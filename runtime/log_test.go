@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -15,20 +14,7 @@ func TestTextLogEscapesChildControlBytes(t *testing.T) {
 	script := writeScript(t, e.dir, "noisy.sh", `printf 'a\rFAKE 12:00:00.000 ERROR forged\033[2J\000\377 end\ttab\n' >&2
 exec sleep 1000
 `)
-	_, logb, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "noisy"
-kind = "exec"
-ring = "r"
-command = [%q]
-`, script))
+	_, logb, _ := inproc(t, execConfig("noisy", script))
 	want := `[noisy] a\rFAKE 12:00:00.000 ERROR forged\x1b[2J\x00\xff end` + "\ttab"
 	logb.waitFor(t, want, 1)
 	if s := logb.String(); strings.ContainsAny(s, "\r\x1b\x00") || !strings.Contains(s, want+" source=noisy stream=stderr\n") {

@@ -331,3 +331,23 @@ func pidAlive(pid int) bool {
 }
 
 type sourceStatT = control.SourceStat
+
+// execConfig is a config with no control queue and no stats line, ring r
+// (16 slots of 64 B) and one exec source name running command, which
+// writes r through the runtime.
+func execConfig(name, command string) string {
+	return fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = %q
+kind = "exec"
+ring = "r"
+command = [%q]
+`, name, command)
+}

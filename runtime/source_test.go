@@ -273,20 +273,7 @@ size = 8
 func TestChildDiesWithRuntime(t *testing.T) {
 	e := newEnv(t)
 	script := writeScript(t, e.dir, "forever.sh", "echo up\nexec sleep 1000\n")
-	cfg := e.writeConfig(t, "c.toml", fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "forever"
-kind = "exec"
-ring = "r"
-command = [%q]
-`, script))
+	cfg := e.writeConfig(t, "c.toml", execConfig("forever", script))
 	c := startChild(t, cfg)
 	c.log.waitFor(t, "source forever: started", 1)
 	var pid int
