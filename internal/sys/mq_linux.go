@@ -136,22 +136,22 @@ func MqUnlink(name string) error {
 	}
 }
 
-// absTimespec fills ts with deadline, clamped to the latest time a
-// timespec holds here (2038 on 32-bit ARM, whose mq syscalls take a 32-bit
-// time_t), and returns it; nil for the zero time (no limit).
-func absTimespec(deadline time.Time, ts *unix.Timespec) *unix.Timespec {
+// timespec64 is the kernel's struct __kernel_timespec: two 64-bit fields on
+// every architecture. The mq syscalls of 64-bit ports and the *_time64
+// ones of 32-bit ports take it.
+type timespec64 struct{ Sec, Nsec int64 }
+
+// absTimespec64 fills ts with deadline and returns it; nil for the zero
+// time (no limit). A deadline before 1970 is 0: long past, it times out
+// at once.
+func absTimespec64(deadline time.Time, ts *timespec64) *timespec64 {
 	if deadline.IsZero() {
 		return nil
 	}
-	const maxSec = 1<<(8*unsafe.Sizeof(ts.Sec)-1) - 1
-	sec, nsec := deadline.Unix(), int64(deadline.Nanosecond())
-	switch {
-	case sec < 0:
-		sec, nsec = 0, 0 // long past: times out at once
-	case sec > maxSec:
-		sec, nsec = maxSec, 0
+	ts.Sec, ts.Nsec = deadline.Unix(), int64(deadline.Nanosecond())
+	if ts.Sec < 0 {
+		ts.Sec, ts.Nsec = 0, 0
 	}
-	*ts, _ = unix.TimeToTimespec(time.Unix(sec, nsec)) // in range now
 	return ts
 }
 
@@ -167,14 +167,12 @@ func MqTimedSend(fd int, msg []byte, prio uint, deadline time.Time) error {
 	if prio >= MqPrioMax {
 		return os.NewSyscallError("mq_timedsend", unix.EINVAL)
 	}
-	var ts unix.Timespec
-	abstime := absTimespec(deadline, &ts)
+	var ts timespec64
+	abstime := absTimespec64(deadline, &ts)
 	p := unsafe.Pointer(unsafe.SliceData(msg))
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(p), uintptr(len(msg)), uintptr(prio),
-			uintptr(unsafe.Pointer(abstime)), 0)
+		_, e := mqTimedSend(uintptr(fd), p, len(msg), uintptr(prio), abstime)
 		runtime.KeepAlive(msg)
-		runtime.KeepAlive(abstime)
 		switch e {
 		case 0:
 			return nil
@@ -196,14 +194,12 @@ func MqTimedSend(fd int, msg []byte, prio uint, deadline time.Time) error {
 // Errors are reported as for MqTimedSend.
 func MqTimedReceive(fd int, buf []byte, deadline time.Time) (int, uint, error) {
 	var prio uint32 // the kernel writes an unsigned int
-	var ts unix.Timespec
-	abstime := absTimespec(deadline, &ts)
+	var ts timespec64
+	abstime := absTimespec64(deadline, &ts)
 	p := unsafe.Pointer(unsafe.SliceData(buf))
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(p), uintptr(len(buf)),
-			uintptr(unsafe.Pointer(&prio)), uintptr(unsafe.Pointer(abstime)), 0)
+		r, e := mqTimedReceive(uintptr(fd), p, len(buf), &prio, abstime)
 		runtime.KeepAlive(buf)
-		runtime.KeepAlive(abstime)
 		switch e {
 		case 0:
 			return int(r), uint(prio), nil

@@ -2,6 +2,7 @@ package sys
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -130,8 +131,9 @@ func TestMqRoundTrip(t *testing.T) {
 	if _, _, err := MqTimedReceive(fd, buf, time.Time{}); err != unix.EAGAIN {
 		t.Fatalf("non-blocking receive on empty queue: %v, want EAGAIN", err)
 	}
-	// A deadline past what a timespec holds (2038 with 32-bit time_t, 2262
-	// for UnixNano) is clamped, not wrapped into an invalid time (EINVAL).
+	// A deadline past 2038 (the end of a 32-bit time_t) and 2262 (the end
+	// of UnixNano) is neither wrapped into an invalid time (EINVAL) nor
+	// into the past.
 	far := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, _, err := MqTimedReceive(fd, buf, far); err != unix.EAGAIN {
 		t.Fatalf("non-blocking receive with a deadline in 2300: %v, want EAGAIN", err)
@@ -154,6 +156,73 @@ func TestMqRoundTrip(t *testing.T) {
 	var se *os.SyscallError
 	if err := MqUnlink(name); !errors.As(err, &se) || se.Syscall != "mq_unlink" {
 		t.Fatalf("errno not wrapped in *os.SyscallError: %#v", err)
+	}
+}
+
+// TestMqDeadlineAfter2038 waits on an empty queue with deadlines after
+// 2038: the receive must block until a message comes (a deadline wrapped
+// into the past returns ETIMEDOUT at once, an invalid one EINVAL). On
+// 32-bit ports it also checks that the deadline went through the *_time64
+// syscalls, the only ones that still work after 2038, where the kernel has
+// them (Linux 5.1 and later).
+func TestMqDeadlineAfter2038(t *testing.T) {
+	name := fmt.Sprintf("edgeipc-test-y2038-%d", os.Getpid())
+	fd, err := MqOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, &MqAttr{Maxmsg: 4, Msgsize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	defer MqUnlink(name)
+	for _, d := range []time.Time{
+		time.Date(2038, 1, 19, 3, 14, 8, 0, time.UTC), // the first second a 32-bit time_t cannot hold
+		time.Date(2106, 2, 7, 6, 28, 16, 0, time.UTC), // past a 32-bit unsigned time too
+		time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC),   // past UnixNano
+	} {
+		// What the kernel is given is the deadline itself, not a clamp
+		// (which, once the clock passes it, times out at once).
+		var ts timespec64
+		if got := absTimespec64(d, &ts); got.Sec != d.Unix() || got.Nsec != 0 {
+			t.Fatalf("deadline %v passed to the kernel as %d.%09d s, want %d", d, got.Sec, got.Nsec, d.Unix())
+		}
+		type result struct {
+			n   int
+			err error
+		}
+		got := make(chan result, 1)
+		go func() {
+			buf := make([]byte, 64)
+			n, _, err := MqTimedReceive(fd, buf, d)
+			got <- result{n, err}
+		}()
+		// The receiver blocks (nothing is queued): it is not back before
+		// the message is sent.
+		select {
+		case r := <-got:
+			t.Fatalf("receive with deadline %v on an empty queue returned at once: n=%d err=%v", d, r.n, r.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if err := MqTimedSend(fd, []byte("late"), 0, d); err != nil {
+			t.Fatalf("send with deadline %v: %v", d, err)
+		}
+		select {
+		case r := <-got:
+			if r.err != nil || r.n != 4 {
+				t.Fatalf("receive with deadline %v: n=%d err=%v, want the 4-byte message", d, r.n, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("receive with deadline %v: no return 10 s after the send", d)
+		}
+	}
+	if mqTime64Missing() {
+		var u unix.Utsname
+		_ = unix.Uname(&u)
+		rel := unix.ByteSliceToString(u.Release[:])
+		var major, minor int
+		fmt.Sscanf(rel, "%d.%d", &major, &minor)
+		if major > 5 || major == 5 && minor >= 1 {
+			t.Fatalf("kernel %s has mq_timedsend_time64 (Linux 5.1), but the call returned ENOSYS: deadlines after 2038 are clamped", rel)
+		}
+		t.Logf("kernel %s has no *_time64 mq syscalls: deadlines are clamped to 2038", rel)
 	}
 }
 
