@@ -62,6 +62,23 @@ func (rt *Runtime) Sources() []control.SourceStat {
 	return out
 }
 
+// Sinks implements control.Handler: one row per sink, the implicit stats
+// readers (stats:RING) included, sorted by name.
+func (rt *Runtime) Sinks() []control.SinkStat {
+	rt.mu.Lock()
+	list := make([]*sinkState, 0, len(rt.sinks))
+	for _, sk := range rt.sinks {
+		list = append(list, sk)
+	}
+	rt.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].cfg.Name < list[j].cfg.Name })
+	out := make([]control.SinkStat, 0, len(list))
+	for _, sk := range list {
+		out = append(out, sk.stat())
+	}
+	return out
+}
+
 func (rt *Runtime) source(name string) (*sourceState, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()

@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -22,6 +24,16 @@ type Sink interface {
 	Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error
 }
 
+// sinkCounters are what a sink's reader counts, for the control plane's
+// "sinks" command. Atomics: the sink's goroutine adds to them for every
+// frame (no lock, no allocation) while a control request reads them.
+type sinkCounters struct {
+	frames  atomic.Uint64 // frames read whole (recorder: written whole to the file)
+	bytes   atomic.Uint64 // payload bytes of those frames
+	lost    atomic.Uint64 // frames the reader lost to overwrite
+	skipped atomic.Uint64 // recorder: frames read but not recorded past max_bytes
+}
+
 // sinkState supervises one sink.
 type sinkState struct {
 	rt       *Runtime
@@ -30,23 +42,37 @@ type sinkState struct {
 	implicit bool
 	stats    *statsReader
 	sink     Sink
+	cnt      sinkCounters
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	drain  chan struct{}
 	done   chan struct{}
+	// For the "sinks" command: state is StateRunning, StateBackoff (the
+	// sink failed and is started again after a delay) or StateStopped;
+	// restarts counts the starts after a failure, lastError is the error
+	// of the last one.
+	state     string
+	restarts  int
+	lastError string
 }
 
 func newSink(rt *Runtime, sc *SinkConfig, rs *ringState, implicit bool) *sinkState {
-	sk := &sinkState{rt: rt, cfg: sc, ring: rs, implicit: implicit}
+	sk := &sinkState{rt: rt, cfg: sc, ring: rs, implicit: implicit, state: StateStopped}
 	switch sc.Kind {
 	case SinkStats:
 		sk.stats = newStatsReader()
-		sk.sink = statsSink{sk.stats, rt}
+		sk.sink = statsSink{sk.stats, rt, &sk.cnt}
 	case SinkRecorder:
-		sk.sink = &Recorder{Path: sc.Path, MaxBytes: sc.MaxBytes, Log: rt.log}
+		sk.sink = &Recorder{Path: sc.Path, MaxBytes: sc.MaxBytes, Log: rt.log, cnt: &sk.cnt}
 	}
 	return sk
+}
+
+func (sk *sinkState) set(f func(sk *sinkState)) {
+	sk.mu.Lock()
+	f(sk)
+	sk.mu.Unlock()
 }
 
 func (sk *sinkState) start() {
@@ -54,9 +80,11 @@ func (sk *sinkState) start() {
 	sk.mu.Lock()
 	sk.cancel, sk.drain, sk.done = cancel, make(chan struct{}), make(chan struct{})
 	done, drain := sk.done, sk.drain
+	sk.state = StateRunning
 	sk.mu.Unlock()
 	go func() {
 		defer close(done)
+		defer sk.set(func(sk *sinkState) { sk.state = StateStopped })
 		// A sink that fails (a recorder's disk full, its directory
 		// missing) is started again with backoff, as exec sources are:
 		// the condition may pass, and a sink that just stopped would lose
@@ -72,6 +100,7 @@ func (sk *sinkState) start() {
 				bo.reset()
 			}
 			d := bo.next()
+			sk.set(func(sk *sinkState) { sk.state, sk.lastError = StateBackoff, err.Error() })
 			sk.rt.log.Error(fmt.Sprintf("sink %s (%s on ring %s) stopped; starting it again in %v", sk.cfg.Name, sk.cfg.Kind, sk.cfg.Ring, d), "err", err)
 			select {
 			case <-ctx.Done():
@@ -80,8 +109,25 @@ func (sk *sinkState) start() {
 				return
 			case <-time.After(d):
 			}
+			sk.set(func(sk *sinkState) { sk.state = StateRunning; sk.restarts++ })
 		}
 	}()
+}
+
+// stat is the sink's row of the "sinks" command.
+func (sk *sinkState) stat() control.SinkStat {
+	sk.mu.Lock()
+	state, restarts, lastError := sk.state, sk.restarts, sk.lastError
+	sk.mu.Unlock()
+	st := control.SinkStat{
+		Name: sk.cfg.Name, Kind: sk.cfg.Kind, Ring: sk.cfg.Ring, Implicit: sk.implicit, State: state,
+		Frames: sk.cnt.frames.Load(), Bytes: sk.cnt.bytes.Load(), Lost: sk.cnt.lost.Load(), Skipped: sk.cnt.skipped.Load(),
+		Restarts: restarts, LastError: lastError,
+	}
+	if sk.cfg.Kind == SinkRecorder {
+		st.Path = sk.cfg.Path
+	}
+	return st
 }
 
 // The delay before a failed sink is started again doubles from
@@ -109,8 +155,9 @@ func (sk *sinkState) stop() {
 }
 
 type statsSink struct {
-	s  *statsReader
-	rt *Runtime
+	s   *statsReader
+	rt  *Runtime
+	cnt *sinkCounters
 }
 
 func (s statsSink) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error {
@@ -123,7 +170,7 @@ func (s statsSink) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{
 		case <-ctx.Done():
 		}
 	}()
-	return s.s.run(ctx, ring, s.rt.log)
+	return s.s.run(ctx, ring, s.rt.log, s.cnt)
 }
 
 // RecordHeaderSize is the size of the per-frame header in a recorder file.
@@ -148,6 +195,8 @@ type Recorder struct {
 		Info(msg string, args ...any)
 		Warn(msg string, args ...any)
 	}
+
+	cnt *sinkCounters // what the runtime's "sinks" command shows; nil: not counted
 }
 
 // Run implements Sink.
@@ -202,11 +251,22 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	whole = size     // the end of the last record known to be whole in the file
 	var ends []int64 // the ends of the records after it, ascending
-	flush := func() error {
-		err := bw.Flush()
+	cnt := rec.cnt
+	if cnt == nil {
+		cnt = new(sinkCounters)
+	}
+	// advance moves whole past the records bw has written to the file,
+	// and counts them: a record is counted once it is whole in the file.
+	advance := func() {
 		for len(ends) > 0 && ends[0] <= cw.n {
+			cnt.frames.Add(1)
+			cnt.bytes.Add(uint64(ends[0] - whole - 4 - RecordHeaderSize))
 			whole, ends = ends[0], ends[1:]
 		}
+	}
+	flush := func() error {
+		err := bw.Flush()
+		advance()
 		if err != nil {
 			f.Truncate(whole)
 			return fmt.Errorf("recorder: %w", err)
@@ -262,6 +322,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return err
 		}
 		n := len(fr.Data)
+		cnt.lost.Add(uint64(fr.Lost))
 		// Once a frame did not fit, nothing more is appended: a smaller
 		// frame after it would leave a hole in the file that no lost
 		// count shows.
@@ -270,6 +331,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 				rec.Log.Warn(fmt.Sprintf("recorder %s reached max_bytes (%d); not recording further frames", rec.Path, rec.MaxBytes))
 			}
 			full = true
+			cnt.skipped.Add(1)
 			continue
 		}
 		binary.LittleEndian.PutUint32(hdr[0:], uint32(RecordHeaderSize+n))
@@ -284,9 +346,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		}
 		size += int64(len(hdr) + n)
 		ends = append(ends, size)
-		for len(ends) > 0 && ends[0] <= cw.n { // written by bw on its own
-			whole, ends = ends[0], ends[1:]
-		}
+		advance() // the records bw wrote on its own
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
 			if err := flush(); err != nil {

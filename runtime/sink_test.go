@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -305,5 +306,195 @@ func TestRecorderStartsAgainAfterFailure(t *testing.T) {
 	}
 	if got := strings.Join(readRecords(t, out), ","); got != "after" {
 		t.Fatalf("records %q, want \"after\"", got)
+	}
+}
+
+// ctlSinks asks the runtime for its sinks over the control queue.
+func ctlSinks(t *testing.T, cl *control.Client) []control.SinkStat {
+	t.Helper()
+	r, err := cl.Call(t.Context(), "sinks")
+	if err != nil || !r.OK {
+		t.Fatalf("sinks: %+v %v", r, err)
+	}
+	return r.Sinks
+}
+
+// ctlSink is the row of sink name in the runtime's "sinks" reply.
+func ctlSink(t *testing.T, cl *control.Client, name string) control.SinkStat {
+	t.Helper()
+	for _, s := range ctlSinks(t, cl) {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no sink %q in the sinks reply", name)
+	return control.SinkStat{}
+}
+
+func dialRuntime(t *testing.T, e *env) *control.Client {
+	t.Helper()
+	cl, err := control.Dial(e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// The control plane's "sinks" command lists a recorder, a declared stats
+// sink and a ring's implicit stats reader, sorted by name, with what each
+// has read: every frame written is counted once, as read (in the
+// recorder's case: written to its file) or lost to overwrite.
+func TestSinksOverControl(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	rt, _, stop := inproc(t, fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 8
+slot_payload = 64
+[rings.q]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "q"
+rate_hz = 200
+size = 8
+[[sinks]]
+name = "st"
+kind = "stats"
+ring = "r"
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = %q
+`, out))
+	cl := dialRuntime(t, e)
+	waitReaders(t, rt, "r", 2) // the recorder and the stats sink
+
+	got := ctlSinks(t, cl)
+	want := []control.SinkStat{
+		{Name: "rec", Kind: "recorder", Ring: "r", State: "running", Path: out},
+		{Name: "st", Kind: "stats", Ring: "r", State: "running"},
+		{Name: "stats:q", Kind: "stats", Ring: "q", Implicit: true, State: "running"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("sinks %+v, want %d", got, len(want))
+	}
+	for i := range want {
+		g := got[i]
+		g.Frames, g.Bytes = 0, 0 // stats:q counts the source's frames
+		if g != want[i] {
+			t.Fatalf("sink %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	// Frames count up: the implicit reader's from the synthetic source...
+	before := ctlSink(t, cl, "stats:q").Frames
+	eventually(t, "stats:q to count frames", func() bool {
+		s := ctlSink(t, cl, "stats:q")
+		return s.Frames > before && s.Bytes == 8*s.Frames
+	})
+	// ...and those of ring r from what the test writes.
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	written := uint64(0)
+	for i := range 5 {
+		if _, err := w.WriteFrame(1, 0, []byte(fmt.Sprintf("frame %d", i))); err != nil {
+			t.Fatal(err)
+		}
+		written++
+	}
+	for _, name := range []string{"rec", "st"} {
+		eventually(t, name+" to count 5 frames", func() bool {
+			s := ctlSink(t, cl, name)
+			return s.Frames == 5 && s.Bytes == 5*7 && s.Lost == 0
+		})
+	}
+
+	// Bursts far larger than the ring (8 slots) until both readers have
+	// lost frames to overwrite; then every frame written is either read
+	// or counted lost.
+	p := make([]byte, 32)
+	eventually(t, "both sinks to lose frames to a writer lapping them", func() bool {
+		for range 2000 {
+			w.WriteFrame(1, 0, p)
+			written++
+		}
+		return ctlSink(t, cl, "rec").Lost > 0 && ctlSink(t, cl, "st").Lost > 0
+	})
+	var rec control.SinkStat
+	for _, name := range []string{"rec", "st"} {
+		eventually(t, fmt.Sprintf("%s: frames + lost = %d frames written", name, written), func() bool {
+			s := ctlSink(t, cl, name)
+			if name == "rec" {
+				rec = s
+			}
+			return s.Frames+s.Lost == written
+		})
+	}
+	if rec.Skipped != 0 || rec.Restarts != 0 || rec.LastError != "" || rec.State != "running" {
+		t.Fatalf("rec: %+v", rec)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The file holds the frames counted, and its records' lost fields add
+	// up to the loss counted.
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, lost uint64
+	for len(b) >= 4+RecordHeaderSize {
+		lost += uint64(binary.LittleEndian.Uint32(b[4+12:]))
+		b = b[4+binary.LittleEndian.Uint32(b):]
+		n++
+	}
+	if n != rec.Frames || lost != rec.Lost || len(b) != 0 {
+		t.Fatalf("file: %d records with %d lost (%d stray bytes); ctl said %d frames, %d lost", n, lost, len(b), rec.Frames, rec.Lost)
+	}
+}
+
+// A recorder whose directory is missing shows as backoff in the "sinks"
+// reply, with the error and its restarts; once the directory exists it
+// runs again and records. The error stays as the last one.
+func TestSinksShowRecorderBackoff(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "later")
+	out := filepath.Join(dir, "rec.bin")
+	rt, _, _ := inproc(t, strings.Replace(recorderConfig(out, 0), "[control]\nenabled = false\n", "", 1))
+	cl := dialRuntime(t, e)
+	var s control.SinkStat
+	eventually(t, "the recorder to be in backoff after a restart", func() bool {
+		s = ctlSink(t, cl, "rec")
+		return s.State == "backoff" && s.Restarts > 0
+	})
+	if !strings.Contains(s.LastError, out) || !strings.Contains(s.LastError, "no such file or directory") || s.Path != out || s.Frames != 0 {
+		t.Fatalf("rec in backoff: %+v", s)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitReaders(t, rt, "r", 2) // the recorder is back, beside the stats reader
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.WriteFrame(1, 0, []byte("after"))
+	eventually(t, "the recorder to run again and record", func() bool {
+		s = ctlSink(t, cl, "rec")
+		return s.State == "running" && s.Frames == 1 && s.Bytes == 5
+	})
+	if s.Restarts == 0 || !strings.Contains(s.LastError, "no such file or directory") {
+		t.Fatalf("rec running again: %+v", s)
 	}
 }

@@ -103,7 +103,9 @@ type statsReader struct {
 
 func newStatsReader() *statsReader { return &statsReader{since: time.Now()} }
 
-func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger) error {
+// run reads the ring until ctx is done, adding what it reads to the
+// current window and to cnt (the sink's counters for the control plane).
+func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger, cnt *sinkCounters) error {
 	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
 	if err != nil {
 		return err
@@ -136,6 +138,13 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger)
 		lat := shm.Now() - f.Time
 		n := len(f.Data)
 		torn := rd.Release() != nil
+		if torn {
+			cnt.lost.Add(uint64(f.Lost) + 1)
+		} else {
+			cnt.lost.Add(uint64(f.Lost))
+			cnt.frames.Add(1)
+			cnt.bytes.Add(uint64(n))
+		}
 		s.mu.Lock()
 		s.cur.lost += uint64(f.Lost)
 		if torn {

@@ -17,7 +17,7 @@ import (
 
 // ctlCommands maps each ctl command to the number of arguments it takes.
 var ctlCommands = map[string]int{
-	"status": 0, "rings": 0, "sources": 0, "reload": 0, "ping": 0,
+	"status": 0, "rings": 0, "sources": 0, "sinks": 0, "reload": 0, "ping": 0,
 	"start": 1, "stop": 1, "restart": 1,
 }
 
@@ -30,6 +30,9 @@ func init() {
   status           version, pid, uptime, config file, counts, request counters
   rings            per ring: slots, policy, frames, bytes, rate, readers, max lag, lost
   sources          per source: kind, ring, state, pid, restarts, last exit, frames, bad
+  sinks            per sink (recorders, stats readers, the implicit stats:RING):
+                   kind, ring, state (running, backoff, stopped), frames, bytes,
+                   lost, frames skipped past max_bytes, restarts, path, last error
   start SOURCE     start a source that is stopped, has finished or has failed
   stop SOURCE      stop a source (it stays stopped until start or restart, or
                    a reload that changes its configuration)
@@ -61,6 +64,7 @@ Examples:
   edgeipc ctl status
   edgeipc ctl rings
   edgeipc ctl --json sources | jq '.[] | select(.state != "running")'
+  edgeipc ctl sinks
   edgeipc ctl restart cam0
   EDGEIPC_CTL_QUEUE=edgeipc.lab edgeipc ctl --timeout 5s reload`,
 		Flags: func(fs *flag.FlagSet) {
@@ -133,6 +137,8 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 				v = nonNil(r.Rings)
 			case "sources":
 				v = nonNil(r.Sources)
+			case "sinks":
+				v = nonNil(r.Sinks)
 			}
 		}
 		enc := json.NewEncoder(env.Stdout)
@@ -154,6 +160,8 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		printRings(env.Stdout, r.Rings)
 	case "sources":
 		printSources(env.Stdout, r.Sources)
+	case "sinks":
+		printSinks(env.Stdout, r.Sinks)
 	case "ping":
 		fmt.Fprintln(env.Stdout, "ok")
 	default:
@@ -239,6 +247,24 @@ func printSources(w io.Writer, ss []control.SourceStat) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n",
 			s.Name, s.Kind, s.Ring, s.State, pid, s.Restarts, dash(s.LastExit), s.Frames, s.Bytes, s.Bad, s.Dropped, dash(s.LastError))
+	}
+	tw.Flush()
+}
+
+func printSinks(w io.Writer, ss []control.SinkStat) {
+	if len(ss) == 0 {
+		fmt.Fprintln(w, "no sinks")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "NAME\tKIND\tRING\tSTATE\tFRAMES\tBYTES\tLOST\tSKIPPED\tRESTARTS\tPATH\tLAST ERROR\n")
+	for _, s := range ss {
+		kind := s.Kind
+		if s.Implicit {
+			kind += " (implicit)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n",
+			s.Name, kind, s.Ring, s.State, s.Frames, s.Bytes, s.Lost, s.Skipped, s.Restarts, dash(s.Path), dash(s.LastError))
 	}
 	tw.Flush()
 }

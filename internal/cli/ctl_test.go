@@ -40,6 +40,12 @@ func (f *ctlFake) Sources() []control.SourceStat {
 	defer f.mu.Unlock()
 	return []control.SourceStat{{Name: "cam0", Kind: "exec", Ring: "video", State: f.state["cam0"], PID: 777, Restarts: 2, LastExit: "exit status 1", Frames: 900, Dropped: 4242}}
 }
+func (f *ctlFake) Sinks() []control.SinkStat {
+	return []control.SinkStat{
+		{Name: "rec", Kind: "recorder", Ring: "video", State: "backoff", Path: "/data/video.rec", Frames: 880, Bytes: 8.8e6, Lost: 5, Skipped: 6, Restarts: 3, LastError: "recorder: open /data/video.rec: no such file or directory"},
+		{Name: "stats:video", Kind: "stats", Ring: "video", Implicit: true, State: "running", Frames: 900, Bytes: 9e6, Lost: 1},
+	}
+}
 func (f *ctlFake) setState(name, st string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -105,6 +111,8 @@ func TestCtlText(t *testing.T) {
 		{[]string{"status"}, []string{"version", "v-test", "uptime", "1m1s", "(built-in default)", "requests"}},
 		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "TORN", "video", "overwrite", "30.0", "17"}},
 		{[]string{"sources"}, []string{"RESTARTS", "LAST EXIT", "DROPPED", "cam0", "exec", "777", "exit status 1", "4242"}},
+		{[]string{"sinks"}, []string{"NAME", "KIND", "STATE", "LOST", "SKIPPED", "RESTARTS", "PATH", "LAST ERROR", "rec", "recorder", "backoff", "/data/video.rec",
+			"no such file or directory", "stats:video", "stats (implicit)", "8800000"}},
 		{[]string{"stop", "cam0"}, []string{"stop cam0: ok"}},
 		{[]string{"start", "cam0"}, []string{"start cam0: ok"}},
 		{[]string{"restart", "cam0"}, []string{"restart cam0: ok"}},
@@ -148,6 +156,12 @@ func TestCtlJSON(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"ok": true`) || code2 != 0 || json.Unmarshal([]byte(out2), &srcs) != nil || len(srcs) != 1 || srcs[0].State != "stopped" {
 		t.Fatalf("stop/sources --json: %d %q, %d %q", code, out, code2, out2)
 	}
+	code, out, errs = ctlRun(t, "ctl", "sinks", "--json")
+	var sinks []control.SinkStat
+	if code != 0 || json.Unmarshal([]byte(out), &sinks) != nil || len(sinks) != 2 || sinks[0].State != "backoff" || sinks[0].Restarts != 3 ||
+		sinks[0].Path != "/data/video.rec" || !sinks[1].Implicit || !strings.Contains(out, `"last_error": "recorder: open`) || !strings.Contains(out, `"skipped": 6`) {
+		t.Fatalf("sinks --json: exit %d %q %q", code, out, errs)
+	}
 	// Flags after the command work as with every other command.
 	code, out, errs = ctlRun(t, "ctl", "status", "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Version != "v-test" {
@@ -176,6 +190,7 @@ func TestCtlErrors(t *testing.T) {
 		{"ctl", "frobnicate"},
 		{"ctl", "restart"},
 		{"ctl", "status", "extra"},
+		{"ctl", "sinks", "rec"},
 		{"ctl", "--timeout", "0s", "status"},
 		{"ctl", "--bogus", "status"},
 		{"ctl", "status", "--bogus"},
@@ -377,4 +392,121 @@ func checkReplyQueueGone(t *testing.T, reply, when string) {
 	} else if !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("open ctl's reply queue %s: %v, want ENOENT", reply, err)
 	}
+}
+
+// `edgeipc ctl sinks` against a real `edgeipc run`: a recorder, a declared
+// stats sink and an implicit stats:RING reader, with frames counting up,
+// and a recorder whose directory is missing in backoff (its error and
+// restarts shown) that runs again once the directory exists.
+func TestCtlSinksRealRuntime(t *testing.T) {
+	dir := t.TempDir()
+	q := ctlQueue(t)
+	rec, late := filepath.Join(dir, "rec.bin"), filepath.Join(dir, "later", "late.bin")
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+[control]
+queue = %q
+[rings.r]
+slots = 64
+slot_payload = 64
+[rings.idle]
+slots = 4
+slot_payload = 64
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 100
+size = 8
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = %q
+[[sinks]]
+name = "st"
+kind = "stats"
+ring = "r"
+[[sinks]]
+name = "late"
+kind = "recorder"
+ring = "r"
+path = %q
+`, q, rec, late)), 0o600)
+	cmd := cliCmd(t, dir, "run", "-c", cfg)
+	var errw runLogWriter
+	cmd.Stderr = &errw
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitCmd(t, cmd); code != 0 {
+			t.Errorf("runtime exit %d; log:\n%s", code, errw.String())
+		}
+	}()
+	sinks := func() map[string]control.SinkStat {
+		t.Helper()
+		code, out, errs := ctlRun(t, "ctl", "--queue", q, "--json", "sinks")
+		var list []control.SinkStat
+		if code != 0 || json.Unmarshal([]byte(out), &list) != nil {
+			t.Fatalf("ctl sinks --json: exit %d, stdout %q, stderr %q; log:\n%s", code, out, errs, errw.String())
+		}
+		m := map[string]control.SinkStat{}
+		var names []string
+		for _, s := range list {
+			m[s.Name] = s
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, ","); got != "late,rec,st,stats:idle" {
+			t.Fatalf("ctl sinks --json lists %s, want late,rec,st,stats:idle", got)
+		}
+		return m
+	}
+	waitUntil := func(what string, f func(m map[string]control.SinkStat) bool) map[string]control.SinkStat {
+		t.Helper()
+		for deadline := time.Now().Add(testTimeout); ; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; log:\n%s", what, errw.String())
+			}
+			if !strings.Contains(errw.String(), "runtime ready") {
+				continue
+			}
+			if m := sinks(); f(m) {
+				return m
+			}
+		}
+	}
+	m := waitUntil("rec and st to count frames, and late to be in backoff after a restart", func(m map[string]control.SinkStat) bool {
+		return m["rec"].Frames > 0 && m["st"].Frames > 0 && m["late"].State == "backoff" && m["late"].Restarts > 0
+	})
+	if l := m["late"]; l.Kind != "recorder" || l.Path != late || !strings.Contains(l.LastError, "no such file or directory") || l.Frames != 0 {
+		t.Fatalf("late: %+v", l)
+	}
+	if s := m["stats:idle"]; !s.Implicit || s.Kind != "stats" || s.Ring != "idle" || s.State != "running" || m["st"].Implicit || m["rec"].Path != rec {
+		t.Fatalf("sinks: %+v", m)
+	}
+	f0 := m["rec"].Frames
+	waitUntil("rec's frames to count up", func(m map[string]control.SinkStat) bool { return m["rec"].Frames > f0 && m["rec"].State == "running" })
+
+	code, out, errs := ctlRun(t, "ctl", "--queue", q, "sinks")
+	if code != 0 {
+		t.Fatalf("ctl sinks: exit %d, stderr %q", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "late") ||
+		!strings.Contains(lines[1], "backoff") || !strings.Contains(lines[1], late) || !strings.Contains(lines[1], "no such file or directory") ||
+		!strings.Contains(lines[2], rec) || !strings.Contains(lines[4], "stats (implicit)") {
+		t.Fatalf("ctl sinks:\n%s", out)
+	}
+
+	if err := os.Mkdir(filepath.Dir(late), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("late to run again and record", func(m map[string]control.SinkStat) bool {
+		return m["late"].State == "running" && m["late"].Frames > 0
+	})
 }

@@ -190,6 +190,7 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		} else {
 			out.Rings = append(out.Rings, part.Rings...)
 			out.Sources = append(out.Sources, part.Sources...)
+			out.Sinks = append(out.Sinks, part.Sinks...)
 		}
 		if !part.More {
 			out.More = false

@@ -23,6 +23,7 @@ type fakeHandler struct {
 	mu      sync.Mutex
 	sources map[string]*SourceStat
 	rings   []RingStat
+	sinks   []SinkStat
 	reloads int
 	calls   []string
 }
@@ -36,6 +37,10 @@ func newFake() *fakeHandler {
 		rings: []RingStat{
 			{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 10, Bytes: 1000, RateHz: 30, BytesPerS: 3000, Readers: 2, MaxLag: 3, Lost: 7},
 			{Name: "imu", Slots: 1024, SlotPayload: 64, Policy: "block", Frames: 5, Bytes: 320, RateHz: 100, BytesPerS: 6400, Readers: 1},
+		},
+		sinks: []SinkStat{
+			{Name: "rec", Kind: "recorder", Ring: "video", State: "backoff", Path: "/data/video.rec", Frames: 9, Bytes: 900, Lost: 1, Restarts: 3, LastError: "recorder: open /data/video.rec: no such file or directory"},
+			{Name: "stats:video", Kind: "stats", Ring: "video", Implicit: true, State: "running", Frames: 10, Bytes: 1000},
 		},
 	}
 }
@@ -60,6 +65,11 @@ func (f *fakeHandler) Sources() []SourceStat {
 		}
 	}
 	return out
+}
+func (f *fakeHandler) Sinks() []SinkStat {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]SinkStat(nil), f.sinks...)
 }
 func (f *fakeHandler) set(name, state string, restart bool) error {
 	f.mu.Lock()
@@ -165,6 +175,10 @@ func TestRoundTrips(t *testing.T) {
 	if !r.OK || len(r.Sources) != 2 || r.Sources[0].PID != 4242 {
 		t.Fatalf("sources: %+v", r)
 	}
+	r = call(t, c, "sinks")
+	if !r.OK || len(r.Sinks) != 2 || r.Sinks[0] != h.sinks[0] || r.Sinks[1] != h.sinks[1] || r.Rings != nil || r.Sources != nil {
+		t.Fatalf("sinks: %+v", r)
+	}
 	for _, cmd := range []string{"stop", "start", "restart"} {
 		if r = call(t, c, cmd, "cam0"); !r.OK || r.Err() != nil {
 			t.Fatalf("%s: %+v", cmd, r)
@@ -183,8 +197,8 @@ func TestRoundTrips(t *testing.T) {
 	if got != "stopped cam0,running cam0,running cam0" || reloads != 1 || restarts != 1 {
 		t.Fatalf("handler saw %q, %d reloads, %d restarts", got, reloads, restarts)
 	}
-	if req, bad := s.Stats(); req != 8 || bad != 0 {
-		t.Fatalf("Stats = %d, %d; want 8, 0", req, bad)
+	if req, bad := s.Stats(); req != 9 || bad != 0 {
+		t.Fatalf("Stats = %d, %d; want 9, 0", req, bad)
 	}
 }
 
@@ -193,7 +207,7 @@ func TestErrorReplies(t *testing.T) {
 	c := dial(t, s.Name())
 
 	r := call(t, c, "frobnicate")
-	if r.OK || r.Code != CodeUnknownCommand || !strings.Contains(r.Error, "status, rings, sources") {
+	if r.OK || r.Code != CodeUnknownCommand || !strings.Contains(r.Error, "status, rings, sources, sinks, start") {
 		t.Fatalf("unknown command: %+v", r)
 	}
 	r = call(t, c, "restart", "nosuch")
@@ -204,8 +218,12 @@ func TestErrorReplies(t *testing.T) {
 	if r.OK || r.Code != CodeBadRequest {
 		t.Fatalf("missing argument: %+v", r)
 	}
-	if _, bad := s.Stats(); bad != 2 {
-		t.Fatalf("bad = %d, want 2 (unknown command, missing argument)", bad)
+	r = call(t, c, "sinks", "rec")
+	if r.OK || r.Code != CodeBadRequest || !strings.Contains(r.Error, "sinks takes no arguments") {
+		t.Fatalf("sinks with an argument: %+v", r)
+	}
+	if _, bad := s.Stats(); bad != 3 {
+		t.Fatalf("bad = %d, want 3 (unknown command, missing argument, extra argument)", bad)
 	}
 }
 
@@ -475,6 +493,30 @@ func TestLargeReplySplit(t *testing.T) {
 	}
 	if parts, _ := split(&Reply{ID: 1, OK: true, Rings: h.rings}, ReplyMsgSize); len(parts) < 2 {
 		t.Fatalf("300 rings fit one %d-byte message? %d parts", ReplyMsgSize, len(parts))
+	}
+}
+
+// A sinks reply too long for one reply-queue message is split into parts
+// and joined again by the client, as rings and sources are.
+func TestLargeSinksReplySplit(t *testing.T) {
+	h := newFake()
+	h.sinks = nil
+	for i := 0; i < 300; i++ {
+		h.sinks = append(h.sinks, SinkStat{Name: fmt.Sprintf("recorder-with-a-long-name-%04d", i), Kind: "recorder", State: "running",
+			Path: fmt.Sprintf("/var/lib/edgeipc/recordings/%04d.rec", i), Restarts: i})
+	}
+	if parts, _ := split(&Reply{ID: 1, OK: true, Sinks: h.sinks}, ReplyMsgSize); len(parts) < 2 {
+		t.Fatalf("300 sinks fit one %d-byte message? %d parts", ReplyMsgSize, len(parts))
+	}
+	s := startServer(t, h, ServerOptions{})
+	r := call(t, dial(t, s.Name()), "sinks")
+	if !r.OK || len(r.Sinks) != 300 || r.More {
+		t.Fatalf("got %d sinks, ok %v more %v", len(r.Sinks), r.OK, r.More)
+	}
+	for i, sk := range r.Sinks {
+		if sk != h.sinks[i] {
+			t.Fatalf("sink %d: got %+v, want %+v", i, sk, h.sinks[i])
+		}
 	}
 }
 

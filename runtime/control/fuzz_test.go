@@ -22,6 +22,7 @@ func FuzzDecode(f *testing.F) {
 	seed(&Request{ID: 7, Cmd: "status", Reply: "edgeipc.reply.42.00ff", PID: 42})
 	seed(&Request{ID: 1, Cmd: "start", Args: []string{"imu"}, Reply: "edgeipc.reply.1.ab"})
 	seed(&Reply{ID: 7, OK: true, Status: &StatusInfo{}, Rings: []RingStat{{}}, Sources: []SourceStat{{}}})
+	seed(&Reply{ID: 8, OK: true, Sinks: []SinkStat{{Name: "stats:r", Implicit: true}, {Kind: "recorder", Path: "/x"}}, More: true})
 	seed(&Reply{ID: 3, Code: CodeBadRequest, Error: "no", More: true})
 	f.Add([]byte("\x82\xa2id\x05\xa5reply\xb5edgeipc.reply.9.0a0a\xc1"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -35,7 +35,7 @@ const (
 )
 
 // Commands lists the commands the server understands, in help order.
-var Commands = []string{"status", "rings", "sources", "start", "stop", "restart", "reload", "ping"}
+var Commands = []string{"status", "rings", "sources", "sinks", "start", "stop", "restart", "reload", "ping"}
 
 // QueueName returns name, or $EDGEIPC_CTL_QUEUE, or DefaultQueue.
 func QueueName(name string) string {
@@ -348,6 +348,14 @@ func (s *Server) dispatch(req *Request) *Reply {
 			return r
 		}
 		r.Sources = s.h.Sources()
+	case "sinks":
+		if !nargs(0) {
+			return r
+		}
+		r.Sinks = s.h.Sinks()
+		if r.Sinks == nil {
+			r.Sinks = []SinkStat{} // encoded: a "sinks" reply always has the key
+		}
 	case "start", "stop", "restart":
 		if !nargs(1) {
 			return r
@@ -428,8 +436,8 @@ func (s *Server) reply(name string, mk func(owner int) *Reply) {
 	}
 }
 
-// split encodes r into messages of at most size bytes each, splitting Rings
-// and Sources across parts; every part but the last has More set.
+// split encodes r into messages of at most size bytes each, splitting Rings,
+// Sources and Sinks across parts; every part but the last has More set.
 func split(r *Reply, size int) ([][]byte, error) {
 	if b, err := r.MarshalMsg(nil); err != nil || len(b) <= size {
 		return [][]byte{b}, err
@@ -438,7 +446,7 @@ func split(r *Reply, size int) ([][]byte, error) {
 	parts := []*Reply{head}
 	cur, used := head, head.Msgsize()
 	add := func(n int) *Reply {
-		if used+n > size && (len(cur.Rings) > 0 || len(cur.Sources) > 0) {
+		if used+n > size && (len(cur.Rings) > 0 || len(cur.Sources) > 0 || len(cur.Sinks) > 0) {
 			cur = &Reply{ID: r.ID, OK: r.OK}
 			parts = append(parts, cur)
 			used = cur.Msgsize()
@@ -453,6 +461,10 @@ func split(r *Reply, size int) ([][]byte, error) {
 	for i := range r.Sources {
 		p := add(r.Sources[i].Msgsize())
 		p.Sources = append(p.Sources, r.Sources[i])
+	}
+	for i := range r.Sinks {
+		p := add(r.Sinks[i].Msgsize())
+		p.Sinks = append(p.Sinks, r.Sinks[i])
 	}
 	out := make([][]byte, len(parts))
 	for i, p := range parts {

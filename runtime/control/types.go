@@ -55,12 +55,33 @@ type SourceStat struct {
 	LastError string `msg:"last_error" json:"last_error"`
 }
 
+// SinkStat is one row of the "sinks" command: a sink the runtime runs,
+// declared ([[sinks]]) or implicit (the stats reader "stats:RING" every
+// ring has unless stats = false or a stats sink is declared for it).
+type SinkStat struct {
+	Name     string `msg:"name" json:"name"`
+	Kind     string `msg:"kind" json:"kind"` // stats, recorder
+	Ring     string `msg:"ring" json:"ring"`
+	Implicit bool   `msg:"implicit" json:"implicit"` // the automatic stats:RING reader, not a [[sinks]] entry
+	State    string `msg:"state" json:"state"`       // running, backoff (failed; started again after a delay), stopped
+	Path     string `msg:"path" json:"path"`         // recorder: the file appended to; "" otherwise
+	Frames   uint64 `msg:"frames" json:"frames"`     // frames read whole (recorder: written whole to the file)
+	Bytes    uint64 `msg:"bytes" json:"bytes"`       // payload bytes of those frames
+	Lost     uint64 `msg:"lost" json:"lost"`         // frames the sink's reader lost to overwrite (lapped, or torn while it copied them)
+	Skipped  uint64 `msg:"skipped" json:"skipped"`   // recorder: frames read but not recorded because the file reached max_bytes
+	Restarts int    `msg:"restarts" json:"restarts"` // times the sink was started again after it failed
+	// LastError is the error of the sink's last failure; it stays after the
+	// sink runs again ("" if it never failed).
+	LastError string `msg:"last_error" json:"last_error"`
+}
+
 // Handler is implemented by the runtime core; the control server calls it
 // from its own goroutine(s); implementations must be safe for concurrent use.
 type Handler interface {
 	Status() StatusInfo
 	Rings() []RingStat
 	Sources() []SourceStat
+	Sinks() []SinkStat
 	StartSource(name string) error // errors wrap ErrNotFound for an unknown source
 	StopSource(name string) error
 	RestartSource(name string) error
@@ -73,7 +94,7 @@ var ErrNotFound = errors.New("control: not found")
 // Request is one message on the request queue (msgp map, see docs/control.md).
 type Request struct {
 	ID    uint64   `msg:"id" json:"id"`       // chosen by the client, echoed in the Reply
-	Cmd   string   `msg:"cmd" json:"cmd"`     // "status", "rings", "sources", "start", ...
+	Cmd   string   `msg:"cmd" json:"cmd"`     // "status", "rings", "sources", "sinks", "start", ...
 	Args  []string `msg:"args" json:"args"`   // e.g. the source name
 	Reply string   `msg:"reply" json:"reply"` // reply queue name, "edgeipc.reply.<pid>.<random>"
 	PID   int      `msg:"pid" json:"pid"`     // the client's pid (informational; carries no authority)
@@ -88,8 +109,12 @@ type Reply struct {
 	Status  *StatusInfo  `msg:"status" json:"status,omitempty"`
 	Rings   []RingStat   `msg:"rings" json:"rings,omitempty"`
 	Sources []SourceStat `msg:"sources" json:"sources,omitempty"`
+	// Sinks is left out of the encoding when empty, so that every reply
+	// but a "sinks" one is encoded as before the command existed.
+	Sinks []SinkStat `msg:"sinks,omitempty" json:"sinks,omitempty"`
 	// More is set on every part of a reply split across several messages
-	// except the last (Rings and Sources concatenate); Client.Call joins them.
+	// except the last (Rings, Sources and Sinks concatenate); Client.Call
+	// joins them.
 	More bool `msg:"more" json:"-"`
 }
 

@@ -122,6 +122,29 @@ func (z *Reply) DecodeMsg(dc *msgp.Reader) (err error) {
 					return
 				}
 			}
+		case "sinks":
+			var zb0004 uint32
+			zb0004, err = dc.ReadArrayHeader()
+			if err != nil {
+				err = msgp.WrapError(err, "Sinks")
+				return
+			}
+			if zb0004 > z94b1f360limitArrays {
+				err = msgp.ErrLimitExceeded
+				return
+			}
+			if cap(z.Sinks) >= int(zb0004) {
+				z.Sinks = (z.Sinks)[:zb0004]
+			} else {
+				z.Sinks = make([]SinkStat, zb0004)
+			}
+			for za0003 := range z.Sinks {
+				err = z.Sinks[za0003].DecodeMsg(dc)
+				if err != nil {
+					err = msgp.WrapError(err, "Sinks", za0003)
+					return
+				}
+			}
 		case "more":
 			z.More, err = dc.ReadBool()
 			if err != nil {
@@ -141,115 +164,154 @@ func (z *Reply) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *Reply) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 8
-	// write "id"
-	err = en.Append(0x88, 0xa2, 0x69, 0x64)
+	// check for omitted fields
+	zb0001Len := uint32(9)
+	var zb0001Mask uint16 /* 9 bits */
+	_ = zb0001Mask
+	if z.Sinks == nil {
+		zb0001Len--
+		zb0001Mask |= 0x80
+	}
+	// variable map header, size zb0001Len
+	err = en.Append(0x80 | uint8(zb0001Len))
 	if err != nil {
 		return
 	}
-	err = en.WriteUint64(z.ID)
-	if err != nil {
-		err = msgp.WrapError(err, "ID")
-		return
-	}
-	// write "ok"
-	err = en.Append(0xa2, 0x6f, 0x6b)
-	if err != nil {
-		return
-	}
-	err = en.WriteBool(z.OK)
-	if err != nil {
-		err = msgp.WrapError(err, "OK")
-		return
-	}
-	// write "error"
-	err = en.Append(0xa5, 0x65, 0x72, 0x72, 0x6f, 0x72)
-	if err != nil {
-		return
-	}
-	err = en.WriteString(z.Error)
-	if err != nil {
-		err = msgp.WrapError(err, "Error")
-		return
-	}
-	// write "code"
-	err = en.Append(0xa4, 0x63, 0x6f, 0x64, 0x65)
-	if err != nil {
-		return
-	}
-	err = en.WriteString(z.Code)
-	if err != nil {
-		err = msgp.WrapError(err, "Code")
-		return
-	}
-	// write "status"
-	err = en.Append(0xa6, 0x73, 0x74, 0x61, 0x74, 0x75, 0x73)
-	if err != nil {
-		return
-	}
-	if z.Status == nil {
-		err = en.WriteNil()
+
+	// skip if no fields are to be emitted
+	if zb0001Len != 0 {
+		// write "id"
+		err = en.Append(0xa2, 0x69, 0x64)
 		if err != nil {
 			return
 		}
-	} else {
-		err = z.Status.EncodeMsg(en)
+		err = en.WriteUint64(z.ID)
 		if err != nil {
-			err = msgp.WrapError(err, "Status")
+			err = msgp.WrapError(err, "ID")
 			return
 		}
-	}
-	// write "rings"
-	err = en.Append(0xa5, 0x72, 0x69, 0x6e, 0x67, 0x73)
-	if err != nil {
-		return
-	}
-	err = en.WriteArrayHeader(uint32(len(z.Rings)))
-	if err != nil {
-		err = msgp.WrapError(err, "Rings")
-		return
-	}
-	if uint32(len(z.Rings)) > z94b1f360limitArrays {
-		err = msgp.ErrLimitExceeded
-		return
-	}
-	for za0001 := range z.Rings {
-		err = z.Rings[za0001].EncodeMsg(en)
+		// write "ok"
+		err = en.Append(0xa2, 0x6f, 0x6b)
 		if err != nil {
-			err = msgp.WrapError(err, "Rings", za0001)
 			return
 		}
-	}
-	// write "sources"
-	err = en.Append(0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
-	if err != nil {
-		return
-	}
-	err = en.WriteArrayHeader(uint32(len(z.Sources)))
-	if err != nil {
-		err = msgp.WrapError(err, "Sources")
-		return
-	}
-	if uint32(len(z.Sources)) > z94b1f360limitArrays {
-		err = msgp.ErrLimitExceeded
-		return
-	}
-	for za0002 := range z.Sources {
-		err = z.Sources[za0002].EncodeMsg(en)
+		err = en.WriteBool(z.OK)
 		if err != nil {
-			err = msgp.WrapError(err, "Sources", za0002)
+			err = msgp.WrapError(err, "OK")
 			return
 		}
-	}
-	// write "more"
-	err = en.Append(0xa4, 0x6d, 0x6f, 0x72, 0x65)
-	if err != nil {
-		return
-	}
-	err = en.WriteBool(z.More)
-	if err != nil {
-		err = msgp.WrapError(err, "More")
-		return
+		// write "error"
+		err = en.Append(0xa5, 0x65, 0x72, 0x72, 0x6f, 0x72)
+		if err != nil {
+			return
+		}
+		err = en.WriteString(z.Error)
+		if err != nil {
+			err = msgp.WrapError(err, "Error")
+			return
+		}
+		// write "code"
+		err = en.Append(0xa4, 0x63, 0x6f, 0x64, 0x65)
+		if err != nil {
+			return
+		}
+		err = en.WriteString(z.Code)
+		if err != nil {
+			err = msgp.WrapError(err, "Code")
+			return
+		}
+		// write "status"
+		err = en.Append(0xa6, 0x73, 0x74, 0x61, 0x74, 0x75, 0x73)
+		if err != nil {
+			return
+		}
+		if z.Status == nil {
+			err = en.WriteNil()
+			if err != nil {
+				return
+			}
+		} else {
+			err = z.Status.EncodeMsg(en)
+			if err != nil {
+				err = msgp.WrapError(err, "Status")
+				return
+			}
+		}
+		// write "rings"
+		err = en.Append(0xa5, 0x72, 0x69, 0x6e, 0x67, 0x73)
+		if err != nil {
+			return
+		}
+		err = en.WriteArrayHeader(uint32(len(z.Rings)))
+		if err != nil {
+			err = msgp.WrapError(err, "Rings")
+			return
+		}
+		if uint32(len(z.Rings)) > z94b1f360limitArrays {
+			err = msgp.ErrLimitExceeded
+			return
+		}
+		for za0001 := range z.Rings {
+			err = z.Rings[za0001].EncodeMsg(en)
+			if err != nil {
+				err = msgp.WrapError(err, "Rings", za0001)
+				return
+			}
+		}
+		// write "sources"
+		err = en.Append(0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
+		if err != nil {
+			return
+		}
+		err = en.WriteArrayHeader(uint32(len(z.Sources)))
+		if err != nil {
+			err = msgp.WrapError(err, "Sources")
+			return
+		}
+		if uint32(len(z.Sources)) > z94b1f360limitArrays {
+			err = msgp.ErrLimitExceeded
+			return
+		}
+		for za0002 := range z.Sources {
+			err = z.Sources[za0002].EncodeMsg(en)
+			if err != nil {
+				err = msgp.WrapError(err, "Sources", za0002)
+				return
+			}
+		}
+		if (zb0001Mask & 0x80) == 0 { // if not omitted
+			// write "sinks"
+			err = en.Append(0xa5, 0x73, 0x69, 0x6e, 0x6b, 0x73)
+			if err != nil {
+				return
+			}
+			err = en.WriteArrayHeader(uint32(len(z.Sinks)))
+			if err != nil {
+				err = msgp.WrapError(err, "Sinks")
+				return
+			}
+			if uint32(len(z.Sinks)) > z94b1f360limitArrays {
+				err = msgp.ErrLimitExceeded
+				return
+			}
+			for za0003 := range z.Sinks {
+				err = z.Sinks[za0003].EncodeMsg(en)
+				if err != nil {
+					err = msgp.WrapError(err, "Sinks", za0003)
+					return
+				}
+			}
+		}
+		// write "more"
+		err = en.Append(0xa4, 0x6d, 0x6f, 0x72, 0x65)
+		if err != nil {
+			return
+		}
+		err = en.WriteBool(z.More)
+		if err != nil {
+			err = msgp.WrapError(err, "More")
+			return
+		}
 	}
 	return
 }
@@ -257,59 +319,87 @@ func (z *Reply) EncodeMsg(en *msgp.Writer) (err error) {
 // MarshalMsg implements msgp.Marshaler
 func (z *Reply) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 8
-	// string "id"
-	o = append(o, 0x88, 0xa2, 0x69, 0x64)
-	o = msgp.AppendUint64(o, z.ID)
-	// string "ok"
-	o = append(o, 0xa2, 0x6f, 0x6b)
-	o = msgp.AppendBool(o, z.OK)
-	// string "error"
-	o = append(o, 0xa5, 0x65, 0x72, 0x72, 0x6f, 0x72)
-	o = msgp.AppendString(o, z.Error)
-	// string "code"
-	o = append(o, 0xa4, 0x63, 0x6f, 0x64, 0x65)
-	o = msgp.AppendString(o, z.Code)
-	// string "status"
-	o = append(o, 0xa6, 0x73, 0x74, 0x61, 0x74, 0x75, 0x73)
-	if z.Status == nil {
-		o = msgp.AppendNil(o)
-	} else {
-		o, err = z.Status.MarshalMsg(o)
-		if err != nil {
-			err = msgp.WrapError(err, "Status")
-			return
+	// check for omitted fields
+	zb0001Len := uint32(9)
+	var zb0001Mask uint16 /* 9 bits */
+	_ = zb0001Mask
+	if z.Sinks == nil {
+		zb0001Len--
+		zb0001Mask |= 0x80
+	}
+	// variable map header, size zb0001Len
+	o = append(o, 0x80|uint8(zb0001Len))
+
+	// skip if no fields are to be emitted
+	if zb0001Len != 0 {
+		// string "id"
+		o = append(o, 0xa2, 0x69, 0x64)
+		o = msgp.AppendUint64(o, z.ID)
+		// string "ok"
+		o = append(o, 0xa2, 0x6f, 0x6b)
+		o = msgp.AppendBool(o, z.OK)
+		// string "error"
+		o = append(o, 0xa5, 0x65, 0x72, 0x72, 0x6f, 0x72)
+		o = msgp.AppendString(o, z.Error)
+		// string "code"
+		o = append(o, 0xa4, 0x63, 0x6f, 0x64, 0x65)
+		o = msgp.AppendString(o, z.Code)
+		// string "status"
+		o = append(o, 0xa6, 0x73, 0x74, 0x61, 0x74, 0x75, 0x73)
+		if z.Status == nil {
+			o = msgp.AppendNil(o)
+		} else {
+			o, err = z.Status.MarshalMsg(o)
+			if err != nil {
+				err = msgp.WrapError(err, "Status")
+				return
+			}
 		}
-	}
-	// string "rings"
-	o = append(o, 0xa5, 0x72, 0x69, 0x6e, 0x67, 0x73)
-	o = msgp.AppendArrayHeader(o, uint32(len(z.Rings)))
-	if uint32(len(z.Rings)) > z94b1f360limitArrays {
-		return nil, msgp.ErrLimitExceeded
-	}
-	for za0001 := range z.Rings {
-		o, err = z.Rings[za0001].MarshalMsg(o)
-		if err != nil {
-			err = msgp.WrapError(err, "Rings", za0001)
-			return
+		// string "rings"
+		o = append(o, 0xa5, 0x72, 0x69, 0x6e, 0x67, 0x73)
+		o = msgp.AppendArrayHeader(o, uint32(len(z.Rings)))
+		if uint32(len(z.Rings)) > z94b1f360limitArrays {
+			return nil, msgp.ErrLimitExceeded
 		}
-	}
-	// string "sources"
-	o = append(o, 0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
-	o = msgp.AppendArrayHeader(o, uint32(len(z.Sources)))
-	if uint32(len(z.Sources)) > z94b1f360limitArrays {
-		return nil, msgp.ErrLimitExceeded
-	}
-	for za0002 := range z.Sources {
-		o, err = z.Sources[za0002].MarshalMsg(o)
-		if err != nil {
-			err = msgp.WrapError(err, "Sources", za0002)
-			return
+		for za0001 := range z.Rings {
+			o, err = z.Rings[za0001].MarshalMsg(o)
+			if err != nil {
+				err = msgp.WrapError(err, "Rings", za0001)
+				return
+			}
 		}
+		// string "sources"
+		o = append(o, 0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
+		o = msgp.AppendArrayHeader(o, uint32(len(z.Sources)))
+		if uint32(len(z.Sources)) > z94b1f360limitArrays {
+			return nil, msgp.ErrLimitExceeded
+		}
+		for za0002 := range z.Sources {
+			o, err = z.Sources[za0002].MarshalMsg(o)
+			if err != nil {
+				err = msgp.WrapError(err, "Sources", za0002)
+				return
+			}
+		}
+		if (zb0001Mask & 0x80) == 0 { // if not omitted
+			// string "sinks"
+			o = append(o, 0xa5, 0x73, 0x69, 0x6e, 0x6b, 0x73)
+			o = msgp.AppendArrayHeader(o, uint32(len(z.Sinks)))
+			if uint32(len(z.Sinks)) > z94b1f360limitArrays {
+				return nil, msgp.ErrLimitExceeded
+			}
+			for za0003 := range z.Sinks {
+				o, err = z.Sinks[za0003].MarshalMsg(o)
+				if err != nil {
+					err = msgp.WrapError(err, "Sinks", za0003)
+					return
+				}
+			}
+		}
+		// string "more"
+		o = append(o, 0xa4, 0x6d, 0x6f, 0x72, 0x65)
+		o = msgp.AppendBool(o, z.More)
 	}
-	// string "more"
-	o = append(o, 0xa4, 0x6d, 0x6f, 0x72, 0x65)
-	o = msgp.AppendBool(o, z.More)
 	return
 }
 
@@ -422,6 +512,29 @@ func (z *Reply) UnmarshalMsg(bts []byte) (o []byte, err error) {
 					return
 				}
 			}
+		case "sinks":
+			var zb0004 uint32
+			zb0004, bts, err = msgp.ReadArrayHeaderBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Sinks")
+				return
+			}
+			if zb0004 > z94b1f360limitArrays {
+				err = msgp.ErrLimitExceeded
+				return
+			}
+			if cap(z.Sinks) >= int(zb0004) {
+				z.Sinks = (z.Sinks)[:zb0004]
+			} else {
+				z.Sinks = make([]SinkStat, zb0004)
+			}
+			for za0003 := range z.Sinks {
+				bts, err = z.Sinks[za0003].UnmarshalMsg(bts)
+				if err != nil {
+					err = msgp.WrapError(err, "Sinks", za0003)
+					return
+				}
+			}
 		case "more":
 			z.More, bts, err = msgp.ReadBoolBytes(bts)
 			if err != nil {
@@ -455,6 +568,10 @@ func (z *Reply) Msgsize() (s int) {
 	s += 8 + msgp.ArrayHeaderSize
 	for za0002 := range z.Sources {
 		s += z.Sources[za0002].Msgsize()
+	}
+	s += 6 + msgp.ArrayHeaderSize
+	for za0003 := range z.Sinks {
+		s += z.Sinks[za0003].Msgsize()
 	}
 	s += 5 + msgp.BoolSize
 	return
@@ -1109,6 +1226,392 @@ func (z *RingStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *RingStat) Msgsize() (s int) {
 	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 6 + msgp.IntSize + 13 + msgp.IntSize + 7 + msgp.StringPrefixSize + len(z.Policy) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 8 + msgp.Float64Size + 12 + msgp.Float64Size + 8 + msgp.IntSize + 8 + msgp.Uint32Size + 5 + msgp.Uint64Size + 5 + msgp.Uint64Size
+	return
+}
+
+// DecodeMsg implements msgp.Decodable
+func (z *SinkStat) DecodeMsg(dc *msgp.Reader) (err error) {
+	var field []byte
+	_ = field
+	var zb0001 uint32
+	zb0001, err = dc.ReadMapHeader()
+	if err != nil {
+		err = msgp.WrapError(err)
+		return
+	}
+	if zb0001 > z94b1f360limitMaps {
+		err = msgp.ErrLimitExceeded
+		return
+	}
+	for zb0001 > 0 {
+		zb0001--
+		field, err = dc.ReadMapKeyPtr()
+		if err != nil {
+			err = msgp.WrapError(err)
+			return
+		}
+		switch msgp.UnsafeString(field) {
+		case "name":
+			z.Name, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "Name")
+				return
+			}
+		case "kind":
+			z.Kind, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "Kind")
+				return
+			}
+		case "ring":
+			z.Ring, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "Ring")
+				return
+			}
+		case "implicit":
+			z.Implicit, err = dc.ReadBool()
+			if err != nil {
+				err = msgp.WrapError(err, "Implicit")
+				return
+			}
+		case "state":
+			z.State, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "State")
+				return
+			}
+		case "path":
+			z.Path, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "Path")
+				return
+			}
+		case "frames":
+			z.Frames, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Frames")
+				return
+			}
+		case "bytes":
+			z.Bytes, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Bytes")
+				return
+			}
+		case "lost":
+			z.Lost, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Lost")
+				return
+			}
+		case "skipped":
+			z.Skipped, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "Skipped")
+				return
+			}
+		case "restarts":
+			z.Restarts, err = dc.ReadInt()
+			if err != nil {
+				err = msgp.WrapError(err, "Restarts")
+				return
+			}
+		case "last_error":
+			z.LastError, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "LastError")
+				return
+			}
+		default:
+			err = dc.Skip()
+			if err != nil {
+				err = msgp.WrapError(err)
+				return
+			}
+		}
+	}
+	return
+}
+
+// EncodeMsg implements msgp.Encodable
+func (z *SinkStat) EncodeMsg(en *msgp.Writer) (err error) {
+	// map header, size 12
+	// write "name"
+	err = en.Append(0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.Name)
+	if err != nil {
+		err = msgp.WrapError(err, "Name")
+		return
+	}
+	// write "kind"
+	err = en.Append(0xa4, 0x6b, 0x69, 0x6e, 0x64)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.Kind)
+	if err != nil {
+		err = msgp.WrapError(err, "Kind")
+		return
+	}
+	// write "ring"
+	err = en.Append(0xa4, 0x72, 0x69, 0x6e, 0x67)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.Ring)
+	if err != nil {
+		err = msgp.WrapError(err, "Ring")
+		return
+	}
+	// write "implicit"
+	err = en.Append(0xa8, 0x69, 0x6d, 0x70, 0x6c, 0x69, 0x63, 0x69, 0x74)
+	if err != nil {
+		return
+	}
+	err = en.WriteBool(z.Implicit)
+	if err != nil {
+		err = msgp.WrapError(err, "Implicit")
+		return
+	}
+	// write "state"
+	err = en.Append(0xa5, 0x73, 0x74, 0x61, 0x74, 0x65)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.State)
+	if err != nil {
+		err = msgp.WrapError(err, "State")
+		return
+	}
+	// write "path"
+	err = en.Append(0xa4, 0x70, 0x61, 0x74, 0x68)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.Path)
+	if err != nil {
+		err = msgp.WrapError(err, "Path")
+		return
+	}
+	// write "frames"
+	err = en.Append(0xa6, 0x66, 0x72, 0x61, 0x6d, 0x65, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Frames)
+	if err != nil {
+		err = msgp.WrapError(err, "Frames")
+		return
+	}
+	// write "bytes"
+	err = en.Append(0xa5, 0x62, 0x79, 0x74, 0x65, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Bytes)
+	if err != nil {
+		err = msgp.WrapError(err, "Bytes")
+		return
+	}
+	// write "lost"
+	err = en.Append(0xa4, 0x6c, 0x6f, 0x73, 0x74)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Lost)
+	if err != nil {
+		err = msgp.WrapError(err, "Lost")
+		return
+	}
+	// write "skipped"
+	err = en.Append(0xa7, 0x73, 0x6b, 0x69, 0x70, 0x70, 0x65, 0x64)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.Skipped)
+	if err != nil {
+		err = msgp.WrapError(err, "Skipped")
+		return
+	}
+	// write "restarts"
+	err = en.Append(0xa8, 0x72, 0x65, 0x73, 0x74, 0x61, 0x72, 0x74, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteInt(z.Restarts)
+	if err != nil {
+		err = msgp.WrapError(err, "Restarts")
+		return
+	}
+	// write "last_error"
+	err = en.Append(0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.LastError)
+	if err != nil {
+		err = msgp.WrapError(err, "LastError")
+		return
+	}
+	return
+}
+
+// MarshalMsg implements msgp.Marshaler
+func (z *SinkStat) MarshalMsg(b []byte) (o []byte, err error) {
+	o = msgp.Require(b, z.Msgsize())
+	// map header, size 12
+	// string "name"
+	o = append(o, 0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	o = msgp.AppendString(o, z.Name)
+	// string "kind"
+	o = append(o, 0xa4, 0x6b, 0x69, 0x6e, 0x64)
+	o = msgp.AppendString(o, z.Kind)
+	// string "ring"
+	o = append(o, 0xa4, 0x72, 0x69, 0x6e, 0x67)
+	o = msgp.AppendString(o, z.Ring)
+	// string "implicit"
+	o = append(o, 0xa8, 0x69, 0x6d, 0x70, 0x6c, 0x69, 0x63, 0x69, 0x74)
+	o = msgp.AppendBool(o, z.Implicit)
+	// string "state"
+	o = append(o, 0xa5, 0x73, 0x74, 0x61, 0x74, 0x65)
+	o = msgp.AppendString(o, z.State)
+	// string "path"
+	o = append(o, 0xa4, 0x70, 0x61, 0x74, 0x68)
+	o = msgp.AppendString(o, z.Path)
+	// string "frames"
+	o = append(o, 0xa6, 0x66, 0x72, 0x61, 0x6d, 0x65, 0x73)
+	o = msgp.AppendUint64(o, z.Frames)
+	// string "bytes"
+	o = append(o, 0xa5, 0x62, 0x79, 0x74, 0x65, 0x73)
+	o = msgp.AppendUint64(o, z.Bytes)
+	// string "lost"
+	o = append(o, 0xa4, 0x6c, 0x6f, 0x73, 0x74)
+	o = msgp.AppendUint64(o, z.Lost)
+	// string "skipped"
+	o = append(o, 0xa7, 0x73, 0x6b, 0x69, 0x70, 0x70, 0x65, 0x64)
+	o = msgp.AppendUint64(o, z.Skipped)
+	// string "restarts"
+	o = append(o, 0xa8, 0x72, 0x65, 0x73, 0x74, 0x61, 0x72, 0x74, 0x73)
+	o = msgp.AppendInt(o, z.Restarts)
+	// string "last_error"
+	o = append(o, 0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
+	o = msgp.AppendString(o, z.LastError)
+	return
+}
+
+// UnmarshalMsg implements msgp.Unmarshaler
+func (z *SinkStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
+	var field []byte
+	_ = field
+	var zb0001 uint32
+	zb0001, bts, err = msgp.ReadMapHeaderBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err)
+		return
+	}
+	if zb0001 > z94b1f360limitMaps {
+		err = msgp.ErrLimitExceeded
+		return
+	}
+	for zb0001 > 0 {
+		zb0001--
+		field, bts, err = msgp.ReadMapKeyZC(bts)
+		if err != nil {
+			err = msgp.WrapError(err)
+			return
+		}
+		switch msgp.UnsafeString(field) {
+		case "name":
+			z.Name, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Name")
+				return
+			}
+		case "kind":
+			z.Kind, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Kind")
+				return
+			}
+		case "ring":
+			z.Ring, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Ring")
+				return
+			}
+		case "implicit":
+			z.Implicit, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Implicit")
+				return
+			}
+		case "state":
+			z.State, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "State")
+				return
+			}
+		case "path":
+			z.Path, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Path")
+				return
+			}
+		case "frames":
+			z.Frames, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Frames")
+				return
+			}
+		case "bytes":
+			z.Bytes, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Bytes")
+				return
+			}
+		case "lost":
+			z.Lost, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Lost")
+				return
+			}
+		case "skipped":
+			z.Skipped, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Skipped")
+				return
+			}
+		case "restarts":
+			z.Restarts, bts, err = msgp.ReadIntBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Restarts")
+				return
+			}
+		case "last_error":
+			z.LastError, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "LastError")
+				return
+			}
+		default:
+			bts, err = msgp.Skip(bts)
+			if err != nil {
+				err = msgp.WrapError(err)
+				return
+			}
+		}
+	}
+	o = bts
+	return
+}
+
+// Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
+func (z *SinkStat) Msgsize() (s int) {
+	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 5 + msgp.StringPrefixSize + len(z.Kind) + 5 + msgp.StringPrefixSize + len(z.Ring) + 9 + msgp.BoolSize + 6 + msgp.StringPrefixSize + len(z.State) + 5 + msgp.StringPrefixSize + len(z.Path) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 5 + msgp.Uint64Size + 8 + msgp.Uint64Size + 9 + msgp.IntSize + 11 + msgp.StringPrefixSize + len(z.LastError)
 	return
 }
 
