@@ -249,8 +249,8 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// the end of the last record that is whole in it.
 	cw := &countingWriter{w: f, n: size}
 	bw := bufio.NewWriterSize(cw, 256<<10)
-	whole = size     // the end of the last record known to be whole in the file
-	var ends []int64 // the ends of the records after it, ascending
+	whole = size        // the end of the last record known to be whole in the file
+	var ends recordEnds // the ends of the records after it
 	cnt := rec.cnt
 	if cnt == nil {
 		cnt = new(sinkCounters)
@@ -258,11 +258,11 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// advance moves whole past the records bw has written to the file,
 	// and counts them: a record is counted once it is whole in the file.
 	advance := func() {
-		for len(ends) > 0 && ends[0] <= cw.n {
+		ends.advance(cw.n, func(end int64) {
 			cnt.frames.Add(1)
-			cnt.bytes.Add(uint64(ends[0] - whole - 4 - RecordHeaderSize))
-			whole, ends = ends[0], ends[1:]
-		}
+			cnt.bytes.Add(uint64(end - whole - 4 - RecordHeaderSize))
+			whole = end
+		})
 	}
 	flush := func() error {
 		err := bw.Flush()
@@ -345,7 +345,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return flush() // the error sticks: Flush returns it
 		}
 		size += int64(len(hdr) + n)
-		ends = append(ends, size)
+		ends.push(size)
 		advance() // the records bw wrote on its own
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
@@ -404,4 +404,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// recordEnds lists, in ascending order, the file offsets where records end
+// that are buffered but not yet known to be whole in the file. It keeps its
+// array: a slice trimmed from the front and appended to at the back moves
+// to a new array every few hundred frames, an allocation on the frame path.
+type recordEnds struct{ ends []int64 }
+
+func (e *recordEnds) push(end int64) { e.ends = append(e.ends, end) }
+
+// advance calls whole for each end at or below written, in order, and
+// drops them.
+func (e *recordEnds) advance(written int64, whole func(end int64)) {
+	k := 0
+	for k < len(e.ends) && e.ends[k] <= written {
+		whole(e.ends[k])
+		k++
+	}
+	if k > 0 {
+		e.ends = e.ends[:copy(e.ends, e.ends[k:])]
+	}
 }
