@@ -210,3 +210,47 @@ func TestAffinityRange(t *testing.T) {
 		}
 	}
 }
+
+// Waits under one long-lived cancellable context allocate nothing (each
+// registered its own cancellation: four allocations a tick), and a
+// cancellation still ends a Wait in progress.
+func TestTickerWaitContext(t *testing.T) {
+	tk, err := NewTicker(time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := tk.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(50, func() {
+		if _, err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per Wait under one context, want 0", n)
+	}
+
+	slow, err := NewTicker(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	for i := 0; i < 3; i++ { // a new context each time: registered anew
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { _, err := slow.Wait(ctx); done <- err }()
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("wait %d cancelled: %v, want context.Canceled", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("wait %d still blocked 10 s after its context was cancelled", i)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type Ticker struct {
 	n        int
 	rerr     error
 	readFn   func(fd uintptr) bool
+	cw       sys.CtxWake // a context's cancellation ends the read
 }
 
 // NewTicker starts a ticker whose first tick is one period from now.
@@ -53,6 +54,7 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		return nil, err
 	}
 	t := &Ticker{f: f, rc: rc, period: period}
+	t.cw.Interrupt = sys.ReadDeadlineWake(f)
 	t.readFn = func(fd uintptr) bool {
 		n, err := unix.Read(int(fd), t.buf[:])
 		if err == unix.EAGAIN {
@@ -70,12 +72,21 @@ func (t *Ticker) Period() time.Duration { return t.period }
 // Wait blocks until the next tick and returns how many periods were missed
 // since the previous Wait (0 when the caller keeps up).
 func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
+	// Begin (or Settle) before the deadline is set, the deadline before
+	// ctx is checked: see sys.ReadDeadlineWake. One registration serves
+	// every Wait under the same context.
+	if ctx.Done() != nil {
+		t.cw.Begin(ctx)
+		defer t.cw.End()
+	} else {
+		t.cw.Settle()
+	}
+	dl, _ := ctx.Deadline()
+	t.f.SetReadDeadline(dl)
+	defer t.f.SetReadDeadline(time.Time{})
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	dl, _ := ctx.Deadline()
-	rdl := sys.ArmReadDeadline(ctx, t.f, dl)
-	defer rdl.Disarm()
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -107,4 +118,8 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 func (t *Ticker) Stats() (ticks, overruns uint64) { return t.ticks, t.overruns }
 
 // Close stops the ticker and unblocks a Wait with an error.
-func (t *Ticker) Close() error { return t.f.Close() }
+func (t *Ticker) Close() error {
+	err := t.f.Close() // ends a Wait in progress
+	t.cw.Close()
+	return err
+}

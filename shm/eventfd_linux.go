@@ -40,6 +40,7 @@ type Eventfd struct {
 	rerr    error
 	readFn  func(fd uintptr) bool
 	sigFn   func(fd uintptr) bool
+	cw      sys.CtxWake // a context's cancellation ends the read
 }
 
 // NewEventfd creates an eventfd (EFD_NONBLOCK|EFD_CLOEXEC).
@@ -114,6 +115,7 @@ func newEventfd(f *os.File) (*Eventfd, error) {
 		return nil, &OpError{"eventfd", "", err}
 	}
 	e := &Eventfd{f: f, rc: rc}
+	e.cw.Interrupt = sys.ReadDeadlineWake(f)
 	e.one[0] = 1 // little-endian uint64 1
 	e.readFn = func(fd uintptr) bool {
 		_, err := unix.Read(int(fd), e.buf[:])
@@ -193,11 +195,16 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 		return &OpError{"eventfd wait", "", fmt.Errorf("%w: another goroutine is waiting on this eventfd; give each waiter its own", ErrInvalid)}
 	}
 	defer e.waiting.Store(false)
+	// Begin (or Settle) before the deadline is set, the deadline before
+	// ctx is checked: see sys.ReadDeadlineWake.
+	if w.ctx != nil && w.ctx.Done() != nil {
+		e.cw.Begin(w.ctx)
+		defer e.cw.End()
+	} else {
+		e.cw.Settle()
+	}
 	dl := w.deadline
 	if w.ctx != nil {
-		if err := w.ctx.Err(); err != nil {
-			return err
-		}
 		dl, _ = w.ctx.Deadline()
 	}
 	short := false // the deadline is max, not the caller's
@@ -206,8 +213,13 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 			dl, short = m, true
 		}
 	}
-	rdl := sys.ArmReadDeadline(w.ctx, e.f, dl)
-	defer rdl.Disarm()
+	e.f.SetReadDeadline(dl)
+	defer e.f.SetReadDeadline(time.Time{})
+	if w.ctx != nil {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+	}
 	e.rerr = nil
 	err := e.rc.Read(e.readFn)
 	if err == nil {
@@ -243,5 +255,7 @@ func (e *Eventfd) Close() error {
 	if e.closed.Swap(true) {
 		return ErrClosed
 	}
-	return e.f.Close()
+	err := e.f.Close() // ends a read in progress
+	e.cw.Close()
+	return err
 }

@@ -97,6 +97,7 @@ type Reader struct {
 
 	closed   atomic.Bool
 	sleeping atomic.Int32 // goroutines in sleep
+	cw       sys.CtxWake  // a context's cancellation wakes the futex sleep
 }
 
 // NewReader joins the ring's reader table.
@@ -134,6 +135,7 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: all %d entries are held by live readers; close one (edgeipc ring inspect %s lists them) and try again", ErrNoReaderSlot, MaxReaders, r.name)}
 	}
 	rd := &Reader{r: r, h: r.hdr, e: e, me: uint32(os.Getpid()), spin: o.Spin, ev: o.Notifier}
+	rd.cw.Interrupt = futexWake(&r.hdr.Head)
 	head := atomic.LoadUint32(&r.hdr.Head)
 	start := head
 	if o.From == Oldest {
@@ -393,7 +395,7 @@ func (rd *Reader) sleep(ws waitSpec, h uint32) error {
 	atomic.AddUint32(&hdr.Sleepers, 1)
 	var err error
 	if atomic.LoadUint32(&hdr.Head) == h && !rd.closed.Load() {
-		err = futexSleep(&hdr.Head, h, ws, maxSleep())
+		err = futexSleep(&hdr.Head, h, ws, maxSleep(), &rd.cw)
 	}
 	atomic.AddUint32(&hdr.Sleepers, ^uint32(0))
 	return err
@@ -757,6 +759,7 @@ func (rd *Reader) close(detach bool) error {
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
+	rd.cw.Close()
 	// (rd.stats belongs to the reading goroutine: not read here.)
 	if atomic.LoadUint32(&rd.e.Owner) == rd.me { // evicted: the entry is another's now
 		atomic.StoreUint32(&rd.e.Flags, 0)

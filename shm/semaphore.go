@@ -169,7 +169,7 @@ func (s *Semaphore) wait(w waitSpec) error {
 	defer s.local.Add(-1)
 	err := errSlice
 	for err == errSlice { // sleeps are bounded: see Post
-		err = semWait(&s.h.Value, &s.h.Waiters, w, maxSleep(), &s.closed)
+		err = semWait(&s.h.Value, &s.h.Waiters, w, maxSleep(), &s.closed, nil)
 	}
 	if err == nil && s.closed.Load() {
 		// Give the unit back: Close interrupted us.

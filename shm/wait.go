@@ -59,30 +59,40 @@ func (w waitSpec) timeout(max time.Duration) (time.Duration, error) {
 // futexSleep sleeps while *addr == val, until a wake, the wait's deadline,
 // its context's cancellation, or max (if > 0). A cancelled context wakes
 // every sleeper on addr; they re-check their conditions and sleep again.
-func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration) error {
+// cw, if not nil, is the sleeper's own CtxWake (Interrupt wakes addr): it
+// keeps one registration per context, so a loop that sleeps under one
+// context allocates nothing per sleep; nil registers for this sleep alone
+// (for sleepers that share a word and run concurrently: the Semaphore).
+func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration, cw *sys.CtxWake) error {
+	if w.ctx != nil && w.ctx.Done() != nil {
+		if cw != nil {
+			cw.Begin(w.ctx) // before the check of ctx in timeout
+			defer cw.End()
+		} else {
+			// A wake that lands before this thread is queued on the futex
+			// is lost (the word itself does not change), so the
+			// cancellation keeps waking, backing off, until the sleeper is
+			// back.
+			var back atomic.Bool
+			fired := make(chan struct{})
+			stop := context.AfterFunc(w.ctx, func() {
+				defer close(fired)
+				for d := 20 * time.Microsecond; !back.Load(); d = min(2*d, 10*time.Millisecond) {
+					sys.FutexWake(addr, math.MaxInt32)
+					time.Sleep(d)
+				}
+			})
+			defer func() {
+				back.Store(true)
+				if !stop() {
+					<-fired
+				}
+			}()
+		}
+	}
 	t, err := w.timeout(max)
 	if err != nil {
 		return err
-	}
-	if w.ctx != nil && w.ctx.Done() != nil {
-		// A wake that lands before this thread is queued on the futex is
-		// lost (the word itself does not change), so the cancellation
-		// keeps waking, backing off, until the sleeper is back.
-		var back atomic.Bool
-		fired := make(chan struct{})
-		stop := context.AfterFunc(w.ctx, func() {
-			defer close(fired)
-			for d := 20 * time.Microsecond; !back.Load(); d = min(2*d, 10*time.Millisecond) {
-				sys.FutexWake(addr, math.MaxInt32)
-				time.Sleep(d)
-			}
-		})
-		defer func() {
-			back.Store(true)
-			if !stop() {
-				<-fired
-			}
-		}()
 	}
 	if testHookBeforeFutexWait != nil {
 		testHookBeforeFutexWait()
@@ -91,6 +101,11 @@ func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration) error {
 		return err
 	}
 	return w.expired()
+}
+
+// futexWake returns a CtxWake Interrupt that wakes every sleeper on addr.
+func futexWake(addr *uint32) func() {
+	return func() { sys.FutexWake(addr, math.MaxInt32) }
 }
 
 // testHookBeforeFutexWait, set only by tests, runs just before a sleep
@@ -152,7 +167,7 @@ func semTryWait(value *uint32) bool {
 // (EINTR), and restarting the slice at each one would postpone the
 // housekeeping for as long as signals keep coming. closed, if not nil,
 // aborts with ErrClosed.
-func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atomic.Bool) error {
+func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atomic.Bool, cw *sys.CtxWake) error {
 	start := time.Now()
 	for {
 		if semTryWait(value) {
@@ -170,7 +185,7 @@ func semWait(value, waiters *uint32, w waitSpec, max time.Duration, closed *atom
 		atomic.AddUint32(waiters, 1)
 		var err error
 		if atomic.LoadUint32(value) == 0 && (closed == nil || !closed.Load()) {
-			err = futexSleep(value, 0, w, slice)
+			err = futexSleep(value, 0, w, slice, cw)
 		}
 		decrSaturating(waiters)
 		if err != nil {

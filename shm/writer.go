@@ -49,6 +49,7 @@ type Writer struct {
 	closed    atomic.Bool
 	waiting   atomic.Int32 // goroutines blocked in waitSpace
 	notifiers atomic.Pointer[[]*Eventfd]
+	cw        sys.CtxWake // a context's cancellation wakes the space wait
 }
 
 // NewWriter takes the ring's writer lease. It fails with a *BusyError
@@ -71,6 +72,7 @@ func (r *Ring) NewWriter() (*Writer, error) {
 	atomic.AddUint32(&h.LeaseEpoch, 1)
 	publish(&h.LeaseOwner)
 	w := &Writer{r: r, h: h, seq: atomic.LoadUint32(&h.Head), me: uint32(os.Getpid())}
+	w.cw.Interrupt = futexWake(&h.SpaceValue)
 	if sh, _ := r.slot(w.seq); atomic.LoadUint32(&sh.Stamp) == w.seq<<1 && sh.Seq == w.seq {
 		// The last writer died between its commit's stamp and head stores.
 		w.seq++
@@ -480,7 +482,7 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 			atomic.StoreUint32(&h.WriterWaiting, 0)
 			return nil
 		}
-		err := semWait(&h.SpaceValue, &h.SpaceWaiters, ws, evictEvery, &w.closed)
+		err := semWait(&h.SpaceValue, &h.SpaceWaiters, ws, evictEvery, &w.closed, &w.cw)
 		if w.closed.Load() {
 			return ErrClosed
 		}
@@ -542,6 +544,7 @@ func (w *Writer) close(detach bool) error {
 		sys.FutexWake(&w.h.SpaceValue, math.MaxInt32)
 		time.Sleep(time.Millisecond)
 	}
+	w.cw.Close()
 	release(&w.h.LeaseOwner)
 	if detach {
 		w.r.mu.Lock()
