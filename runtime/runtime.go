@@ -796,14 +796,17 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 	for _, s := range rt.sources {
 		srcs = append(srcs, s)
 	}
-	sinks := rt.sinks
-	var stats []*sinkState
-	for _, s := range sinks {
+	var stats, declared []*sinkState
+	for _, s := range rt.sinks {
 		if s.stats != nil {
 			stats = append(stats, s)
 		}
+		if !s.implicit {
+			declared = append(declared, s)
+		}
 	}
 	rt.mu.Unlock()
+	sort.Slice(declared, func(i, j int) bool { return declared[i].cfg.Name < declared[j].cfg.Name })
 	sort.Slice(rings, func(i, j int) bool { return rings[i].name < rings[j].name })
 	sort.Slice(srcs, func(i, j int) bool { return srcs[i].cfg.Name < srcs[j].cfg.Name })
 	for _, r := range rings {
@@ -851,6 +854,26 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 			slog.Group("data", "kind", what, "source", st.Name, "source_kind", st.Kind, "state", st.State, "pid", st.PID,
 				"restarts", st.Restarts, "frames", st.Frames, "bytes", st.Bytes, "bad", st.Bad, "dropped_bytes", st.Dropped,
 				"last_exit", st.LastExit, "last_error", st.LastError))
+	}
+	// The sinks the config declares (a ring's own stats reader is in its
+	// ring line): a recorder that keeps failing shows here, not only in
+	// its error lines.
+	for _, s := range declared {
+		st := s.stat()
+		extra := ""
+		if st.Skipped > 0 {
+			extra += fmt.Sprintf(" skipped %d", st.Skipped)
+		}
+		if st.Restarts > 0 {
+			extra += fmt.Sprintf(" restarts %d", st.Restarts)
+		}
+		if st.LastError != "" {
+			extra += " error: " + st.LastError
+		}
+		rt.log.Info(fmt.Sprintf("sink   %-8s %-9s %-8s frames %d lost %d%s", st.Name, st.Kind, st.State, st.Frames, st.Lost, extra),
+			slog.Group("data", "kind", what, "sink", st.Name, "sink_kind", st.Kind, "ring", st.Ring, "state", st.State,
+				"frames", st.Frames, "bytes", st.Bytes, "lost", st.Lost, "skipped", st.Skipped,
+				"restarts", st.Restarts, "last_error", st.LastError))
 	}
 }
 

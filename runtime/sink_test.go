@@ -472,7 +472,7 @@ func TestSinksShowRecorderBackoff(t *testing.T) {
 	e := newEnv(t)
 	dir := filepath.Join(e.dir, "later")
 	out := filepath.Join(dir, "rec.bin")
-	rt, _, _ := inproc(t, strings.Replace(recorderConfig(out, 0), "[control]\nenabled = false\n", "", 1))
+	rt, logb, _ := inproc(t, strings.Replace(recorderConfig(out, 0), "[control]\nenabled = false\n", "", 1))
 	cl := dialRuntime(t, e)
 	var s control.SinkStat
 	eventually(t, "the recorder to be in backoff after a restart", func() bool {
@@ -481,6 +481,13 @@ func TestSinksShowRecorderBackoff(t *testing.T) {
 	})
 	if !strings.Contains(s.LastError, out) || !strings.Contains(s.LastError, "no such file or directory") || s.Path != out || s.Frames != 0 {
 		t.Fatalf("rec in backoff: %+v", s)
+	}
+	// The periodic stats line shows it too; the implicit stats reader is
+	// in the ring's line, not a sink line of its own.
+	rt.logStats("test")
+	logb.waitFor(t, "sink   rec      recorder  backoff  frames 0 lost 0 restarts", 1)
+	if strings.Contains(logb.String(), "sink   stats:r") {
+		t.Fatalf("the implicit stats reader has a sink line:\n%s", logb.String())
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
