@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// docTable is one key table of docs/config.md: the heading it is under,
+// and for every key its default column ("" when the table has none).
+type docTable struct {
+	heading  string
+	defaults map[string]string
+}
+
+// readConfigDoc parses the key tables of docs/config.md: a row whose first
+// cell holds backquoted keys ("`backoff_min`, `backoff_max`") gives each key
+// the matching part of the default column (`"100ms"`, `"30s"`).
+func readConfigDoc(t *testing.T) []docTable {
+	t.Helper()
+	b, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyCell := regexp.MustCompile("^`([a-z_]+)`$")
+	var tables []docTable
+	var heading string
+	var cur *docTable
+	hasDefault := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "#"):
+			heading, cur = strings.TrimSpace(strings.TrimLeft(line, "#")), nil
+		case strings.HasPrefix(line, "| key |"):
+			tables = append(tables, docTable{heading: heading, defaults: map[string]string{}})
+			cur = &tables[len(tables)-1]
+			hasDefault = strings.HasPrefix(line, "| key | default |")
+		case cur != nil && strings.HasPrefix(line, "|---"):
+		case cur != nil && strings.HasPrefix(line, "| "):
+			cells := strings.Split(strings.Trim(line, "|"), " | ")
+			keys := strings.Split(strings.TrimSpace(cells[0]), ", ")
+			var defs []string
+			if hasDefault && len(cells) > 1 {
+				defs = strings.Split(strings.TrimSpace(cells[1]), ", ")
+			}
+			for i, k := range keys {
+				m := keyCell.FindStringSubmatch(k)
+				if m == nil {
+					t.Fatalf("docs/config.md, under %q: %q is not a `key` cell", heading, k)
+				}
+				d := ""
+				if len(defs) == len(keys) {
+					d = defs[i]
+				} else if len(defs) == 1 {
+					d = defs[0]
+				}
+				cur.defaults[m[1]] = d
+			}
+		default:
+			cur = nil
+		}
+	}
+	return tables
+}
+
+// tomlKeys lists the TOML keys of a config struct.
+func tomlKeys(v any) []string {
+	var keys []string
+	rt := reflect.TypeOf(v)
+	for i := 0; i < rt.NumField(); i++ {
+		if k := rt.Field(i).Tag.Get("toml"); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// docDefault renders a value that validate filled in as docs/config.md
+// writes it.
+func docDefault(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case Duration:
+		return fmt.Sprintf("`%q`", x.D().String())
+	case string:
+		return fmt.Sprintf("`%q`", x)
+	case bool:
+		return fmt.Sprintf("`%v`", x)
+	case []string:
+		if len(x) == 0 {
+			return "`[]`"
+		}
+	case FileMode:
+		if x == 0 { // no group: validate leaves it to the creator, which uses 0600
+			return "`\"0600\"`"
+		}
+	case *bool:
+		if x == nil { // nil: the accessor's default, true
+			return "`true`"
+		}
+	case int, uint32:
+		return fmt.Sprint(x)
+	}
+	return fmt.Sprintf("(no rendering for %T %v)", v.Interface(), v.Interface())
+}
+
+// TestConfigDocCoversEveryKey: every key the parser decodes is in a table of
+// docs/config.md under its own section, every key in those tables is one
+// the parser decodes (an undocumented key is as bad as a documented one
+// that is "unknown key"), and the defaults the tables give are the ones
+// validate fills in. The source kinds' tables hold exactly the keys that
+// the kind check (kindKeys) gives to that kind.
+func TestConfigDocCoversEveryKey(t *testing.T) {
+	tables := readConfigDoc(t)
+	// The parsed defaults of a minimal file with one source of each kind
+	// and one sink of each kind.
+	cfg, err := Parse("min.toml", []byte(`
+[rings.a]
+[rings.b]
+[rings.c]
+[[sources]]
+name = "e"
+kind = "exec"
+ring = "a"
+command = ["true"]
+[[sources]]
+name = "f"
+kind = "fifo"
+ring = "b"
+path = "/run/edgeipc-doc-test/x.fifo"
+[[sources]]
+name = "s"
+kind = "synthetic"
+ring = "c"
+rate_hz = 1
+[[sinks]]
+kind = "recorder"
+ring = "a"
+path = "/run/edgeipc-doc-test/a.rec"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kindOf := map[string]string{}
+	for _, k := range kindKeys {
+		kindOf[k.key] = k.kinds
+	}
+	sections := []struct {
+		heading string // prefix of the headings of its tables
+		v       any    // the struct with those keys
+		parsed  reflect.Value
+		kind    func(key string) bool // for [[sources]]: keys of the tables of this heading
+	}{
+		{"`[runtime]`", RuntimeConfig{}, reflect.ValueOf(cfg.Runtime), nil},
+		{"`[control]`", ControlConfig{}, reflect.ValueOf(cfg.Control), nil},
+		{"`[rings.NAME]`", RingConfig{}, reflect.ValueOf(*cfg.Rings["a"]), nil},
+		{"`[[sources]]`", SourceConfig{}, reflect.ValueOf(*cfg.Sources[0]), func(k string) bool { _, ok := kindOf[k]; return !ok || kindOf[k] == "exec and fifo" }},
+		{"`kind = \"exec\"`", SourceConfig{}, reflect.ValueOf(*cfg.Sources[0]), func(k string) bool { return kindOf[k] == "exec" }},
+		{"`kind = \"fifo\"`", SourceConfig{}, reflect.ValueOf(*cfg.Sources[1]), func(k string) bool { return kindOf[k] == "fifo" }},
+		{"`kind = \"synthetic\"`", SourceConfig{}, reflect.ValueOf(*cfg.Sources[2]), func(k string) bool { return kindOf[k] == "synthetic" }},
+		{"`[[sinks]]`", SinkConfig{}, reflect.ValueOf(*cfg.Sinks[0]), nil},
+	}
+	for _, s := range sections {
+		var want []string
+		for _, k := range tomlKeys(s.v) {
+			if s.kind == nil || s.kind(k) {
+				want = append(want, k)
+			}
+		}
+		doc := map[string]string{}
+		found := false
+		for _, tb := range tables {
+			if strings.HasPrefix(tb.heading, s.heading) {
+				found = true
+				for k, d := range tb.defaults {
+					doc[k] = d
+				}
+			}
+		}
+		if !found {
+			t.Errorf("docs/config.md has no key table under a heading %s", s.heading)
+			continue
+		}
+		var got []string
+		for k := range doc {
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("docs/config.md, %s: documents keys %v; the parser decodes %v", s.heading, got, want)
+		}
+		// The defaults, where the table has a default column.
+		rt := s.parsed.Type()
+		for i := 0; i < rt.NumField(); i++ {
+			k := rt.Field(i).Tag.Get("toml")
+			d, ok := doc[k]
+			if !ok || d == "" || d == "required" {
+				continue
+			}
+			if w := docDefault(s.parsed.Field(i)); d != w {
+				t.Errorf("docs/config.md, %s: %s defaults to %s; validate fills in %s", s.heading, k, d, w)
+			}
+		}
+	}
+}
