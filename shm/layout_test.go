@@ -5,16 +5,21 @@ import (
 	"unsafe"
 )
 
-// TestLayoutMatchesABI pins the Go structs to the offsets in docs/abi.md.
-func TestLayoutMatchesABI(t *testing.T) {
+// abiOffset is one offset or size of the Go structs and the value
+// docs/abi.md gives it.
+type abiOffset struct {
+	name      string // the field's name in docs/abi.md, prefixed reader., slot. or sem.
+	got, want uintptr
+}
+
+// abiOffsets lists the offsets and sizes of the Go structs with the values
+// docs/abi.md gives them (TestABIDocMatchesLayout reads them from there).
+func abiOffsets() []abiOffset {
 	var h ringHeader
 	var e readerEntry
 	var s slotHeader
 	var sem semHeader
-	checks := []struct {
-		name      string
-		got, want uintptr
-	}{
+	return []abiOffset{
 		{"magic", unsafe.Offsetof(h.Magic), 0},
 		{"abi_version", unsafe.Offsetof(h.Version), 4},
 		{"header_size", unsafe.Offsetof(h.HeaderSize), 8},
@@ -64,7 +69,11 @@ func TestLayoutMatchesABI(t *testing.T) {
 		{"sem.waiters", unsafe.Offsetof(sem.Waiters), 12},
 		{"header_size value", uintptr(ringHeaderSize()), 8192},
 	}
-	for _, c := range checks {
+}
+
+// TestLayoutMatchesABI pins the Go structs to the offsets in docs/abi.md.
+func TestLayoutMatchesABI(t *testing.T) {
+	for _, c := range abiOffsets() {
 		if c.got != c.want {
 			t.Errorf("%s at %d, docs/abi.md says %d", c.name, c.got, c.want)
 		}
