@@ -154,7 +154,7 @@ func createError(name string, attr *sys.MqAttr, err error) error {
 			v = -1
 		}
 		return lim(LimitQueuesMax, v+1, v,
-			"%s/queues_max %d queues already exist in this IPC namespace: raise it with `sysctl fs.mqueue.queues_max=%d` or remove stale queues (`edgeipc` can list and remove them)",
+			"%s/queues_max %d queues already exist in this IPC namespace: raise it with `sysctl fs.mqueue.queues_max=%d` or remove stale queues (list them with `ls -l /dev/mqueue`, the mqueue file system mounted; remove one with `rm /dev/mqueue/NAME`)",
 			ProcDir, v, v+16)
 	case unix.EMFILE:
 		need := queueBytes(maxmsg, msgsize)

@@ -634,7 +634,8 @@ func TestLimitErrorMessages(t *testing.T) {
 		{&sys.MqAttr{Maxmsg: 10, Msgsize: 65536}, unix.EINVAL, LimitMsgsizeMax,
 			"requested msgsize 65536 > /proc/sys/fs/mqueue/msgsize_max 8192: raise it with `sysctl fs.mqueue.msgsize_max=65536`"},
 		{&sys.MqAttr{Maxmsg: 100000, Msgsize: 10}, unix.EINVAL, LimitMsgMax, "kernel hard limit 65536"},
-		{nil, unix.ENOSPC, LimitQueuesMax, "queues_max 256 queues already exist"},
+		// No edgeipc command lists or removes queues: the message says how.
+		{nil, unix.ENOSPC, LimitQueuesMax, "queues_max 256 queues already exist in this IPC namespace: raise it with `sysctl fs.mqueue.queues_max=272` or remove stale queues (list them with `ls -l /dev/mqueue`"},
 		{&sys.MqAttr{Maxmsg: 10, Msgsize: 100000}, unix.EMFILE, LimitRlimitBytes, "> RLIMIT_MSGQUEUE 819200"},
 		{&sys.MqAttr{Maxmsg: 2, Msgsize: 10}, unix.EMFILE, LimitRlimitBytes, "RLIMIT_NOFILE"},
 	}
