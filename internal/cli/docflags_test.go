@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// helpFlags returns the flags that `edgeipc ARGS -h` lists.
+func helpFlags(t *testing.T, args ...string) map[string]bool {
+	t.Helper()
+	r := runCLI(t, "", append(args, "-h")...)
+	mustCode(t, r, 0, strings.Join(args, " ")+" -h")
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^  (--?[a-z][a-z-]*)`).FindAllStringSubmatch(r.stdout, -1) {
+		flags[m[1]] = true
+	}
+	return flags
+}
+
+// TestDocsUseRealFlags: every `edgeipc COMMAND ... --flag` written in the
+// user documents (README, docs/, the clients' and examples' READMEs) and
+// in the commands' own help names a command that exists and flags that
+// command has, so that no document shows a command line that fails with
+// a usage error.
+func TestDocsUseRealFlags(t *testing.T) {
+	texts := map[string]string{}
+	files, _ := filepath.Glob("../../docs/*.md")
+	more, _ := filepath.Glob("../../examples/*/README.md")
+	files = append(files, append(more, "../../README.md", "../../clients/README.md")...)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[strings.TrimPrefix(f, "../../")] = string(b)
+	}
+	for name, c := range commands {
+		texts["edgeipc help "+name] = c.Usage + "\n" + c.Long
+	}
+	subs := map[string]bool{}
+	for _, s := range ringSubs {
+		subs[s.name] = true
+	}
+	cache := map[string]map[string]bool{}
+	flagsOf := func(args ...string) map[string]bool {
+		k := strings.Join(args, " ")
+		if cache[k] == nil {
+			cache[k] = helpFlags(t, args...)
+		}
+		return cache[k]
+	}
+	// A command line: "edgeipc" (or "go run ./cmd/edgeipc"), a command,
+	// and the rest of the line up to a closing quote, a '#' comment or a
+	// pipe.
+	line := regexp.MustCompile("edgeipc ([a-z]+)((?: [^`'\"#|\\n]*)?)")
+	flag := regexp.MustCompile(`(?:^| )(--?[a-z][a-z-]*)`)
+	checked := 0
+	for where, text := range texts {
+		for _, m := range line.FindAllStringSubmatch(text, -1) {
+			cmd, rest := m[1], m[2]
+			if _, ok := commands[cmd]; !ok {
+				continue // prose: "edgeipc runtime", "edgeipc rings"
+			}
+			args := []string{cmd}
+			if cmd == "ring" {
+				f := strings.Fields(rest)
+				if len(f) == 0 || !subs[f[0]] {
+					continue // "ring create|ls|inspect|rm", prose
+				}
+				args = append(args, f[0])
+			}
+			known := flagsOf(args...)
+			for _, fm := range flag.FindAllStringSubmatch(rest, -1) {
+				f := fm[1]
+				if f == "-h" || f == "--help" {
+					continue
+				}
+				checked++
+				if !known[f] && !known["-"+strings.TrimLeft(f, "-")] && !known["--"+strings.TrimLeft(f, "-")] {
+					t.Errorf("%s: `edgeipc %s%s` uses %s, which 'edgeipc %s -h' does not list", where, cmd, rest, f, strings.Join(args, " "))
+				}
+			}
+		}
+	}
+	t.Logf("checked %d flags in %d texts", checked, len(texts))
+	if checked < 20 {
+		t.Fatalf("checked only %d flags: the scan is broken", checked)
+	}
+}
