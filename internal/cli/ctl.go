@@ -28,8 +28,10 @@ func init() {
 		Short: "query and control a running runtime over its POSIX message queue",
 		Long: `Commands:
   status           version, pid, uptime, config file, counts, request counters
-  rings            per ring: slots, policy, frames, bytes, rate, readers, max lag, lost
-  sources          per source: kind, ring, state, pid, restarts, last exit, frames, bad
+  rings            per ring: slots, payload, policy, frames, bytes, rate, bytes/s,
+                   readers, max lag, lost, torn
+  sources          per source: kind, ring, state, pid, restarts, last exit, frames,
+                   bytes, bad, dropped bytes, last error
   sinks            per sink (recorders, stats readers, the implicit stats:RING):
                    kind, ring, state (running, backoff, stopped), frames, bytes,
                    lost, frames skipped past max_bytes, restarts, path, last error
