@@ -86,6 +86,22 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 		verb = "created"
 	}
 	rt.log.Info(fmt.Sprintf("ring %s: %s (%d slots x %d B, %s, %s)", rc.Name, verb, r.Slots(), r.SlotPayload(), r.Policy(), path))
+	if lock != nil && !created {
+		// A segment left by an earlier run has the mode and group of the
+		// configuration it was created by.
+		msg, warn, err := applyRingPerms(lock, rc)
+		if err != nil {
+			lock.Close()
+			r.Close()
+			return nil, fmt.Errorf("ring %s: cannot give the existing segment the configured mode and group: %w", rc.Name, err)
+		}
+		switch {
+		case warn:
+			rt.log.Warn(fmt.Sprintf("ring %s: %s", rc.Name, msg))
+		case msg != "":
+			rt.log.Info(fmt.Sprintf("ring %s: %s", rc.Name, msg))
+		}
+	}
 	if lock == nil {
 		rt.log.Warn(fmt.Sprintf("ring %s: another edgeipc runtime manages it (it holds the segment's lock); this runtime uses the ring but never removes or recreates it", rc.Name))
 	}
