@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // docTable is one key table of docs/config.md: the heading it is under,
@@ -203,6 +205,53 @@ path = "/run/edgeipc-doc-test/a.rec"
 			}
 			if w := docDefault(s.parsed.Field(i)); d != w {
 				t.Errorf("docs/config.md, %s: %s defaults to %s; validate fills in %s", s.heading, k, d, w)
+			}
+		}
+	}
+}
+
+// TestDocsQuoteThePackagedUnit: the numbers the documents quote from the
+// packaged systemd unit are the unit's, and the default shutdown_timeout
+// stays at least 1 s below its TimeoutStopSec, as the documents ask.
+func TestDocsQuoteThePackagedUnit(t *testing.T) {
+	unit, err := os.ReadFile("../packaging/edgeipc.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := func(key string) string {
+		m := regexp.MustCompile(`(?m)^` + key + `=(\S+)$`).FindStringSubmatch(string(unit))
+		if m == nil {
+			t.Fatalf("packaging/edgeipc.service sets no %s", key)
+		}
+		return m[1]
+	}
+	stop, wd := val("TimeoutStopSec"), val("WatchdogSec")
+	if val("RemoveIPC") != "no" || val("Type") != "notify" {
+		t.Errorf("packaging/edgeipc.service: RemoveIPC=%s, Type=%s; the documents say no and notify", val("RemoveIPC"), val("Type"))
+	}
+	stopSec, err := strconv.Atoi(stop)
+	if err != nil {
+		t.Fatalf("TimeoutStopSec=%s: want whole seconds", stop)
+	}
+	if DefaultShutdownTimeout+time.Second > time.Duration(stopSec)*time.Second {
+		t.Errorf("the default shutdown_timeout (%v) is not 1 s below the unit's TimeoutStopSec=%s", DefaultShutdownTimeout, stop)
+	}
+	text := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	for path, wants := range map[string][]string{
+		"../docs/config.md":     {"(" + stop + " s in the packaged unit)"},
+		"../docs/operations.md": {"(" + stop + " s in the packaged unit)"},
+		"../docs/install.md":    {"`WatchdogSec=" + wd + "`", "waits up to " + stop + " s"},
+	} {
+		doc := text(path)
+		for _, w := range wants {
+			if !strings.Contains(doc, w) {
+				t.Errorf("%s does not say %q (packaging/edgeipc.service: TimeoutStopSec=%s, WatchdogSec=%s)", path, w, stop, wd)
 			}
 		}
 	}
