@@ -57,6 +57,7 @@ func TestDocsUseRealFlags(t *testing.T) {
 	// pipe.
 	line := regexp.MustCompile("edgeipc ([a-z]+)((?: [^`'\"#|\\n]*)?)")
 	flag := regexp.MustCompile(`(?:^| )(--?[a-z][a-z-]*)`)
+	ctlWord := regexp.MustCompile(`^[a-z]+(/[a-z]+)*$`)
 	checked := 0
 	for where, text := range texts {
 		for _, m := range line.FindAllStringSubmatch(text, -1) {
@@ -71,6 +72,30 @@ func TestDocsUseRealFlags(t *testing.T) {
 					continue // "ring create|ls|inspect|rm", prose
 				}
 				args = append(args, f[0])
+			}
+			if cmd == "ctl" {
+				// The first word that is not a flag or its value is a ctl
+				// command ("start/stop/restart" in prose names three).
+				f := strings.Fields(rest)
+				for i := 0; i < len(f); i++ {
+					if f[i] == "--queue" || f[i] == "--timeout" {
+						i++
+						continue
+					}
+					if strings.HasPrefix(f[i], "-") || strings.HasPrefix(f[i], "[") {
+						continue // a flag, or a usage line's [--flag]
+					}
+					w := strings.TrimRight(f[i], ".,;:)")
+					if !ctlWord.MatchString(w) {
+						break // not a command line: a diagram, a placeholder
+					}
+					for _, c := range strings.Split(w, "/") {
+						if _, ok := ctlCommands[c]; !ok {
+							t.Errorf("%s: `edgeipc ctl%s` names %q, which is no ctl command", where, rest, c)
+						}
+					}
+					break
+				}
 			}
 			known := flagsOf(args...)
 			for _, fm := range flag.FindAllStringSubmatch(rest, -1) {
