@@ -15,7 +15,8 @@ func msgKeys(v any) []string {
 	var keys []string
 	t := reflect.TypeOf(v)
 	for i := 0; i < t.NumField(); i++ {
-		if k := t.Field(i).Tag.Get("msg"); k != "" && k != "-" {
+		k, _, _ := strings.Cut(t.Field(i).Tag.Get("msg"), ",") // "sinks,omitempty"
+		if k != "" && k != "-" {
 			keys = append(keys, k)
 		}
 	}
