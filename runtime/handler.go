@@ -29,19 +29,24 @@ func (rt *Runtime) Status() control.StatusInfo {
 	return st
 }
 
-// Rings implements control.Handler: one row per ring, sorted by name.
+// Rings implements control.Handler: one row per ring, sorted by name. A
+// ring that a reload could not create (pendingRing) has a row too: its
+// configured geometry, state "missing" and why.
 func (rt *Runtime) Rings() []control.RingStat {
 	rt.mu.Lock()
 	rings := make([]*ringState, 0, len(rt.rings))
 	for _, r := range rt.rings {
 		rings = append(rings, r)
 	}
+	out := make([]control.RingStat, 0, len(rings)+len(rt.pending))
+	for _, p := range rt.pending {
+		out = append(out, p.stat())
+	}
 	rt.mu.Unlock()
-	sort.Slice(rings, func(i, j int) bool { return rings[i].name < rings[j].name })
-	out := make([]control.RingStat, 0, len(rings))
 	for _, r := range rings {
 		out = append(out, r.stat())
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
@@ -95,6 +100,9 @@ func (rt *Runtime) StartSource(name string) error {
 	if err != nil {
 		return err
 	}
+	if ss.waiting() {
+		return ss.errWaiting()
+	}
 	if !ss.start() {
 		if ss.isRemoved() {
 			return errRemoved(name)
@@ -123,6 +131,9 @@ func (rt *Runtime) RestartSource(name string) error {
 	ss, err := rt.source(name)
 	if err != nil {
 		return err
+	}
+	if ss.waiting() {
+		return ss.errWaiting()
 	}
 	ss.stop()
 	if !ss.start() && ss.isRemoved() {

@@ -1,11 +1,16 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 func reloadRingConfig(slots, payload int) string {
@@ -55,10 +60,12 @@ func TestReloadOversizedRingKeepsRunning(t *testing.T) {
 	readFrames(t, e, "r", 3)
 }
 
-// A ring whose recreation failed in a reload (here: its directory was
-// gone) is created by the next reload of the same file, with its source;
-// that reload must not report success while the ring is missing.
-func TestReloadRecreatesMissingRing(t *testing.T) {
+// A reload that changes a ring while the segment directory is gone is
+// refused, before it removes the old ring; the next reload of the same
+// file, once the directory is back, recreates the ring, with its source.
+// (Before the check, the first reload removed the ring and stopped its
+// source, and the second had to create it again.)
+func TestReloadWithoutShmDirRefused(t *testing.T) {
 	e := newEnv(t)
 	shmDir := filepath.Join(e.dir, "shm")
 	if err := os.Mkdir(shmDir, 0o700); err != nil {
@@ -79,14 +86,20 @@ func TestReloadRecreatesMissingRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt, _, _ := inprocConfig(t, cfg)
-	// The ring changes geometry while its directory is away: the old ring
-	// is closed and the new one cannot be created.
+	// The ring changes geometry while its directory is away: the reload
+	// is refused, and the ring and its source run on.
 	if err := os.Rename(shmDir, shmDir+".away"); err != nil {
 		t.Fatal(err)
 	}
 	write(reloadRingConfig(32, 64))
-	if err := rt.Reload(); err == nil {
-		t.Fatal("reload succeeded without the segment directory")
+	if err := rt.Reload(); err == nil || !strings.Contains(err.Error(), "segment directory") {
+		t.Fatalf("reload without the segment directory: %v", err)
+	}
+	if row, _ := ringRow(rt, "r"); row.Slots != 16 || row.State != RingOK {
+		t.Fatalf("ring r after the refused reload: %+v", row)
+	}
+	if st := rt.sourceStat(t, "gen"); st.State != StateRunning {
+		t.Fatalf("source gen after the refused reload: %+v", st)
 	}
 	if err := os.Rename(shmDir+".away", shmDir); err != nil {
 		t.Fatal(err)
@@ -101,4 +114,201 @@ func TestReloadRecreatesMissingRing(t *testing.T) {
 		t.Fatalf("source gen after the second reload: %+v", st)
 	}
 	readFrames(t, e, "r", 3)
+}
+
+// tmpfsEnv is newEnv with the segments on a tmpfs of the given size
+// ("1m") mounted for the test; config files go to cfgDir, outside it. It
+// skips the test where a tmpfs cannot be mounted.
+func tmpfsEnv(t *testing.T, size string) (e *env, cfgDir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	e = newEnv(t)
+	cfgDir = e.dir
+	dir := filepath.Join(cfgDir, "shm")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	e.dir = dir
+	return e, cfgDir
+}
+
+// ringConfig is a config with no control queue and no stats line, ring r
+// of the given slots, slot_payload and policy written by a synthetic
+// source gen, and extra appended.
+func ringConfig(slots, payload int, policy, extra string) string {
+	return fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = %d
+slot_payload = %d
+policy = %q
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 100
+size = 8
+%s`, slots, payload, policy, extra)
+}
+
+// reloadFile starts an in-process runtime on the config text written to
+// path, and returns it with its log and a function that writes path anew.
+func reloadFile(t *testing.T, path, text string) (*Runtime, *syncBuf, func(string)) {
+	t.Helper()
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(text)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, logb, _ := inprocConfig(t, cfg)
+	return rt, logb, write
+}
+
+// ringRow is ring name's row in rt.Rings() (ok false: none).
+func ringRow(rt *Runtime, name string) (row control.RingStat, ok bool) {
+	for _, r := range rt.Rings() {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return row, false
+}
+
+// stillRuns checks that ring r still has 16 slots and gen writes it: the
+// runtime is as it was before a reload that was refused.
+func stillRuns(t *testing.T, rt *Runtime) {
+	t.Helper()
+	row, ok := ringRow(rt, "r")
+	if !ok || row.Slots != 16 || row.State != RingOK {
+		t.Fatalf("ring r after the refused reload: %+v (present %v); rings %+v", row, ok, rt.Rings())
+	}
+	eventually(t, "source gen to run", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
+	before := row.Frames
+	eventually(t, "ring r to get frames", func() bool { row, _ := ringRow(rt, "r"); return row.Frames > before })
+}
+
+// A reload to rings that do not fit the free space of the segment
+// directory is refused before anything changes: the ring that would have
+// been recreated keeps its segment and its source, the ring that would
+// have been added is not created. Before, the reload removed the old ring
+// and stopped its source, then failed to create the new ring, and ran on
+// without either until a later reload.
+func TestReloadRingNoSpaceChangesNothing(t *testing.T) {
+	e, cfgDir := tmpfsEnv(t, "1m")
+	path := filepath.Join(cfgDir, "c.toml")
+	rt, logb, write := reloadFile(t, path, ringConfig(16, 64, "overwrite", ""))
+	// 256 slots of 4 KiB: 1 MiB and more, which the tmpfs does not have.
+	write(ringConfig(256, 4096, "overwrite", "[rings.extra]\nslots = 16\nslot_payload = 64\n"))
+	err := rt.Reload()
+	if err == nil || !strings.Contains(err.Error(), "ring r") || !strings.Contains(err.Error(), "free") ||
+		!strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("reload to a ring larger than the free space: %v", err)
+	}
+	logb.waitFor(t, "keeping the running configuration", 1)
+	if strings.Contains(logb.String(), "recreating it") {
+		t.Fatalf("the refused reload removed ring r:\n%s", logb.String())
+	}
+	if _, err := os.Stat(shm.SegmentPath("extra", e.sopts())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused reload created ring extra: %v", err)
+	}
+	stillRuns(t, rt)
+	readFrames(t, e, "r", 3)
+}
+
+// Something in the way of a ring a reload recreates (here the path of its
+// segment was replaced by a symlink) is found before anything changes: the
+// reload is refused and says what is in the way. Before, the old segment
+// was closed, the symlink refused, and the ring and its source were gone.
+func TestReloadRingPathInTheWay(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, ringConfig(16, 64, "overwrite", ""))
+	seg := shm.SegmentPath("r", e.sopts())
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(e.dir, "elsewhere"), seg); err != nil {
+		t.Fatal(err)
+	}
+	write(ringConfig(32, 64, "overwrite", ""))
+	err := rt.Reload()
+	if err == nil || !strings.Contains(err.Error(), "in the way") || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("reload with a symlink in the way of ring r: %v", err)
+	}
+	stillRuns(t, rt)
+	// Once it is out of the way the same file reloads.
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if row, _ := ringRow(rt, "r"); row.Slots != 32 {
+		t.Fatalf("ring r after the second reload: %+v", row)
+	}
+	readFrames(t, e, "r", 3)
+}
+
+// A ring whose new segment cannot be created although the check before
+// the reload found room (a reader still maps the old segment, so its
+// memory stays in use after the reload removed it) is shown as missing,
+// with why, its source as waiting, and it is created, and its source
+// started, once there is room: before, the ring stayed missing (and its
+// source was not even listed) until a later reload.
+func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
+	e, cfgDir := tmpfsEnv(t, "1m")
+	path := filepath.Join(cfgDir, "c.toml")
+	// 64 slots of 8 KiB: half the tmpfs.
+	rt, logb, write := reloadFile(t, path, ringConfig(64, 8128, "overwrite", ""))
+	rd, err := shm.OpenReader("r", e.sopts(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	write(ringConfig(64, 8128, "block", ""))
+	err = rt.Reload()
+	if err == nil || !strings.Contains(err.Error(), "reload applied, except that ring r could not be created") {
+		t.Fatalf("reload that cannot create ring r: %v", err)
+	}
+	row, ok := ringRow(rt, "r")
+	if !ok || row.State != RingMissing || !strings.Contains(row.LastError, "free") || row.Policy != "block" {
+		t.Fatalf("ring r while it cannot be created: %+v (listed %v)", row, ok)
+	}
+	st := rt.sourceStat(t, "gen")
+	if st.State != StateWaiting || !strings.Contains(st.LastError, "waiting for ring r") {
+		t.Fatalf("source gen while its ring is missing: %+v", st)
+	}
+	if err := rt.StartSource("gen"); err == nil || !strings.Contains(err.Error(), "waits for ring") {
+		t.Fatalf("start of a source whose ring is missing: %v", err)
+	}
+	if err := rt.RestartSource("gen"); err == nil || !strings.Contains(err.Error(), "waits for ring") {
+		t.Fatalf("restart of a source whose ring is missing: %v", err)
+	}
+	rd.Close() // the old segment's memory is free now
+	eventually(t, "ring r to be created", func() bool { row, _ := ringRow(rt, "r"); return row.State == RingOK })
+	if row, _ := ringRow(rt, "r"); row.Policy != "block" {
+		t.Fatalf("ring r once created: %+v", row)
+	}
+	logb.waitFor(t, "ring r: created on attempt", 1)
+	eventually(t, "source gen to run", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
+	readFrames(t, e, "r", 3)
+	if n := rt.Status().Reloads; n != 1 {
+		t.Fatalf("reloads = %d, want 1 (the reload was applied)", n)
+	}
 }

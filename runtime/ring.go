@@ -235,7 +235,7 @@ func (rs *ringState) stat() control.RingStat {
 	st := control.RingStat{
 		Name: rs.name, Slots: rs.ring.Slots(), SlotPayload: rs.ring.SlotPayload(),
 		Policy: rs.ring.Policy().String(), Frames: rs.frames, Bytes: rs.seenBytes(), RateHz: rs.rateHz,
-		BytesPerS: rs.bytesPerS,
+		BytesPerS: rs.bytesPerS, State: RingOK,
 	}
 	rs.mu.Unlock()
 	if s := rs.stats.Load(); s != nil {
@@ -252,4 +252,28 @@ func (rs *ringState) stat() control.RingStat {
 		st.Lost += uint64(r.Lost)
 	}
 	return st
+}
+
+// Ring states (control.RingStat.State).
+const (
+	RingOK = "ok"
+	// RingMissing: a reload removed the ring's old segment and could not
+	// create the new one; the runtime tries again with backoff.
+	RingMissing = "missing"
+)
+
+// stat is the control plane's row for a pending ring (the caller holds
+// the runtime's mu).
+func (p *pendingRing) stat() control.RingStat {
+	return control.RingStat{
+		Name: p.cfg.Name, Slots: p.cfg.Slots, SlotPayload: p.cfg.SlotPayload, Policy: p.cfg.Policy,
+		State: RingMissing, LastError: p.why(),
+	}
+}
+
+// why says why the ring is missing and when it is tried again (the caller
+// holds the runtime's mu).
+func (p *pendingRing) why() string {
+	next := time.Until(p.next).Round(100 * time.Millisecond)
+	return fmt.Sprintf("a reload removed its old segment and could not create the new one (attempt %d: %v); next attempt in %v", p.attempts, p.err, max(next, 0))
 }

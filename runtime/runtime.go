@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,9 +48,10 @@ type Runtime struct {
 	notify  *sdnotify.Notifier
 	started time.Time
 
-	mu      sync.Mutex // guards cfg, rings, sources, sinks, reloads
+	mu      sync.Mutex // guards cfg, rings, pending, sources, sinks, reloads
 	cfg     *Config
 	rings   map[string]*ringState
+	pending map[string]*pendingRing // rings of cfg a reload could not create (apply)
 	sources map[string]*sourceState
 	sinks   map[string]*sinkState
 	reloads int
@@ -85,7 +88,7 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	}
 	return &Runtime{
 		opts: opts, log: opts.Logger, notify: opts.Notifier, cfg: cfg,
-		rings: map[string]*ringState{}, sources: map[string]*sourceState{}, sinks: map[string]*sinkState{},
+		rings: map[string]*ringState{}, pending: map[string]*pendingRing{}, sources: map[string]*sourceState{}, sinks: map[string]*sinkState{},
 		reloadc: make(chan chan error), beatc: make(chan chan struct{}), stopping: make(chan struct{}), exited: make(chan struct{}),
 	}, nil
 }
@@ -178,7 +181,15 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	var stats statsTicker
 	defer stats.stop()
 	stats.set(rt.statsInterval())
+	// Rings a reload could not create are tried again when due.
+	ringRetry := time.NewTimer(time.Hour)
+	defer ringRetry.Stop()
 	for {
+		if at, ok := rt.nextRingRetry(); ok {
+			ringRetry.Reset(time.Until(at))
+		} else {
+			ringRetry.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return rt.stop("context done", sigc, termc)
@@ -207,6 +218,8 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			rt.logStats("stats")
 		case <-sampleTick.C:
 			rt.sampleRings()
+		case <-ringRetry.C:
+			rt.retryRings()
 		}
 	}
 }
@@ -496,16 +509,27 @@ func (rt *Runtime) doReload() error {
 		rt.log.Error("reload failed; keeping the running configuration", "err", err)
 		return err
 	}
-	if err := rt.apply(old, nc); err != nil {
-		rt.log.Error("reload failed", "err", err)
+	var pending *ringsPendingError
+	if err := rt.apply(old, nc); errors.As(err, &pending) {
+		// Applied, except for rings that could not be created (logged).
+	} else if err != nil {
+		err = fmt.Errorf("reload refused, nothing changed: %w", err)
+		rt.log.Error("reload failed; keeping the running configuration", "err", err)
 		return err
 	}
 	rt.mu.Lock()
 	rt.reloads++
 	rt.mu.Unlock()
 	rt.log.Info(fmt.Sprintf("reloaded %s: %s", nc.File, nc.Summary()))
+	var except []string
+	if pending != nil {
+		except = append(except, pending.Error())
+	}
 	if keys := rt.needRestart(nc); len(keys) > 0 {
-		err := fmt.Errorf("reload applied, except that %s changed: the runtime keeps the values it started with until it is restarted", strings.Join(keys, ", "))
+		except = append(except, fmt.Sprintf("%s changed: the runtime keeps the values it started with until it is restarted", strings.Join(keys, ", ")))
+	}
+	if len(except) > 0 {
+		err := fmt.Errorf("reload applied, except that %s", strings.Join(except, "; and "))
 		rt.log.Warn(err.Error())
 		return err
 	}
@@ -556,13 +580,23 @@ func (rt *Runtime) needRestart(nc *Config) []string {
 // apply moves the runtime from old (nil = nothing running) to nc: it stops
 // what is gone or changed, recreates changed rings, creates new rings and
 // starts new or changed sources and sinks. Unchanged sources keep running.
-// New rings are created before anything is stopped; if one cannot be
-// created, the rings created in this step are removed and nothing else
-// changes.
+//
+// Before it changes anything it checks that every ring it is about to
+// create can be created (checkRings); if one cannot, it returns that error
+// and nothing changes. New rings are created next, before anything is
+// stopped; if one cannot be created after all, the rings created in this
+// step are removed and nothing else changes. A changed ring whose old
+// segment has been removed and whose new one still cannot be created (the
+// check cannot foresee everything: readers that still map the old segment
+// keep its memory) becomes pending: apply goes on with the rest, and
+// returns a *ringsPendingError; the main loop tries the ring again with
+// backoff (retryRings), its sources wait (StateWaiting) and its sources
+// and sinks start once it exists. A reload tries a pending ring again at
+// once, with its new configuration.
 func (rt *Runtime) apply(old, nc *Config) error {
 	if old == nil {
 		rt.mu.Lock()
-		if len(rt.rings) > 0 {
+		if len(rt.rings) > 0 || len(rt.pending) > 0 {
 			old = rt.cfg
 		} else {
 			old = &Config{Rings: map[string]*RingConfig{}}
@@ -570,17 +604,23 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		rt.mu.Unlock()
 	}
 	// Classify rings. A ring of the old config that the runtime does not
-	// have (its recreation failed in an earlier reload) is added again.
+	// have and is not trying to create again is added again.
 	rt.mu.Lock()
 	have := make(map[string]bool, len(rt.rings))
 	for n := range rt.rings {
 		have[n] = true
 	}
+	pending := make(map[string]bool, len(rt.pending))
+	for n := range rt.pending {
+		pending[n] = true
+	}
 	rt.mu.Unlock()
-	var added, removed, changed []string
+	var added, removed, changed, retry []string
 	for n, r := range nc.Rings {
 		o, ok := old.Rings[n]
 		switch {
+		case pending[n]:
+			retry = append(retry, n)
 		case !ok || !have[n]:
 			added = append(added, n)
 		case !sameRing(o, r):
@@ -595,9 +635,15 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	sort.Strings(added)
 	sort.Strings(removed)
 	sort.Strings(changed)
+	sort.Strings(retry)
 	gone := map[string]bool{}
 	for _, n := range append(append([]string{}, removed...), changed...) {
 		gone[n] = true
+	}
+
+	// 0. Check that the rings to create can be created.
+	if err := rt.checkRings(nc, added, changed); err != nil {
+		return err
 	}
 
 	// 1. Create added rings (all or nothing).
@@ -661,9 +707,11 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	}
 	wg.Wait()
 
-	// 3. Close removed and changed rings; recreate changed ones.
+	// 3. Close removed and changed rings; recreate changed ones, and try
+	// pending ones again.
 	rt.mu.Lock()
 	for _, n := range removed {
+		delete(rt.pending, n)
 		if rs := rt.rings[n]; rs != nil {
 			if why := rs.close(rs.cfg.RemoveOnExit); why != "" {
 				rt.log.Warn(fmt.Sprintf("ring %s: remove_on_exit: segment left in place: %s", n, why))
@@ -672,7 +720,7 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		}
 	}
 	rt.mu.Unlock()
-	var firstErr error
+	var missing []string
 	for _, n := range changed {
 		rt.mu.Lock()
 		rs := rt.rings[n]
@@ -684,22 +732,41 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		}
 		nrs, err := rt.openRing(nc.Rings[n], rt.shmDir)
 		if err != nil {
-			rt.log.Error("ring "+n+": recreate failed", "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
+			p := &pendingRing{cfg: nc.Rings[n], since: time.Now(), bo: backoff{min: ringRetryMin, max: ringRetryMax}}
+			d := p.failed(err)
+			rt.mu.Lock()
+			rt.pending[n] = p
+			rt.mu.Unlock()
+			rt.log.Error(fmt.Sprintf("ring %s: its old segment is removed but the new one could not be created; trying again in %v (its sources and sinks start once it exists)", n, d), "err", err)
+			missing = append(missing, n)
 			continue
 		}
+		made = append(made, nrs)
+	}
+	for _, n := range retry {
+		rt.mu.Lock()
+		p := rt.pending[n]
+		p.cfg = nc.Rings[n]
+		rt.mu.Unlock()
+		nrs, err := rt.openRing(p.cfg, rt.shmDir)
+		if err != nil {
+			rt.mu.Lock()
+			d := p.failed(err)
+			rt.mu.Unlock()
+			rt.log.Error(fmt.Sprintf("ring %s: still cannot be created (attempt %d); trying again in %v", n, p.attempts, d), "err", err)
+			missing = append(missing, n)
+			continue
+		}
+		rt.mu.Lock()
+		delete(rt.pending, n)
+		rt.mu.Unlock()
 		made = append(made, nrs)
 	}
 	rt.mu.Lock()
 	for _, rs := range made {
 		rt.rings[rs.cfg.Name] = rs
 	}
-	own := map[string]bool{}
-	for _, sc := range nc.Sources {
-		own[sc.Ring] = own[sc.Ring] || !(sc.Kind == KindExec && sc.Write == "child")
-	}
+	own := ownWriters(nc)
 	for n, rs := range rt.rings {
 		rs.cfg = nc.Rings[n] // take non-geometry changes (remove_on_exit, stats)
 		rs.mu.Lock()
@@ -707,10 +774,62 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		rs.mu.Unlock()
 	}
 	rt.cfg = nc
+	rt.mu.Unlock()
 
 	// 4. Start sinks first (so readers see the first frames), then sources.
+	rt.startWanted(nc)
+	if len(missing) > 0 {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		e := &ringsPendingError{}
+		for _, n := range missing {
+			e.rings = append(e.rings, n)
+			e.errs = append(e.errs, rt.pending[n].err)
+		}
+		return e
+	}
+	return nil
+}
+
+// ringsPendingError is apply's error when it has applied the new
+// configuration except for rings it could not create (see apply).
+type ringsPendingError struct {
+	rings []string
+	errs  []error
+}
+
+func (e *ringsPendingError) Error() string {
+	var b strings.Builder
+	for i, n := range e.rings {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "ring %s could not be created (%v)", n, e.errs[i])
+	}
+	b.WriteString(": the runtime tries again with backoff (edgeipc ctl rings shows it as missing, and why), and starts its sources and sinks once it exists")
+	return b.String()
+}
+
+// ownWriters reports, per ring of c, whether a source of the runtime
+// writes it (rather than a child with write = "child", or another
+// process).
+func ownWriters(c *Config) map[string]bool {
+	own := map[string]bool{}
+	for _, sc := range c.Sources {
+		own[sc.Ring] = own[sc.Ring] || !(sc.Kind == KindExec && sc.Write == "child")
+	}
+	return own
+}
+
+// startWanted starts the sinks and sources of c that do not run yet and
+// whose ring exists: sinks first (so readers see the first frames), then
+// sources. A source whose ring is pending gets a waiting entry (so that
+// edgeipc ctl sources shows it, and why it waits); once the ring exists,
+// that entry is replaced by one that runs.
+func (rt *Runtime) startWanted(c *Config) {
+	rt.mu.Lock()
 	var startSink []*sinkState
-	for _, sc := range nc.Sinks {
+	for _, sc := range c.Sinks {
 		if _, ok := rt.sinks[sc.Name]; ok {
 			continue
 		}
@@ -722,9 +841,9 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		rt.sinks[sc.Name] = sk
 		startSink = append(startSink, sk)
 	}
-	for n, r := range nc.Rings {
+	for n, r := range c.Rings {
 		name := "stats:" + n
-		if _, ok := rt.sinks[name]; ok || !r.statsEnabled() || hasExplicitStats(nc, n) || rt.rings[n] == nil {
+		if _, ok := rt.sinks[name]; ok || !r.statsEnabled() || hasExplicitStats(c, n) || rt.rings[n] == nil {
 			continue
 		}
 		sk := newSink(rt, &SinkConfig{Name: name, Kind: SinkStats, Ring: n}, rt.rings[n], true)
@@ -732,16 +851,24 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		startSink = append(startSink, sk)
 	}
 	var startSrc []*sourceState
-	for _, sc := range nc.Sources {
-		if _, ok := rt.sources[sc.Name]; ok {
-			continue
-		}
+	for _, sc := range c.Sources {
 		rs := rt.rings[sc.Ring]
-		if rs == nil {
-			continue
+		if ss, ok := rt.sources[sc.Name]; ok {
+			if !ss.waiting() {
+				continue
+			}
+			if rs == nil {
+				ss.waitFor(rt.pending[sc.Ring])
+				continue
+			}
+			ss.remove() // its ring exists now: replaced by one that runs
 		}
 		ss := newSource(rt, sc, rs)
 		rt.sources[sc.Name] = ss
+		if rs == nil {
+			ss.waitFor(rt.pending[sc.Ring])
+			continue
+		}
 		startSrc = append(startSrc, ss)
 	}
 	rt.mu.Unlock()
@@ -756,7 +883,93 @@ func (rt *Runtime) apply(old, nc *Config) error {
 			ss.start()
 		}
 	}
-	return firstErr
+}
+
+// pendingRing is a ring of the running configuration that the runtime
+// does not have: a reload removed its old segment to recreate it, and the
+// new one could not be created. The main loop tries again (retryRings).
+type pendingRing struct {
+	cfg      *RingConfig
+	err      error     // why the last attempt failed
+	attempts int       // attempts so far
+	since    time.Time // when the ring went missing
+	next     time.Time // when the next attempt is due
+	bo       backoff
+}
+
+// The delay between attempts to create a pending ring doubles from
+// ringRetryMin to ringRetryMax.
+const (
+	ringRetryMin = time.Second
+	ringRetryMax = 30 * time.Second
+)
+
+// failed records a failed attempt and returns the delay until the next.
+func (p *pendingRing) failed(err error) time.Duration {
+	p.attempts++
+	p.err = err
+	d := p.bo.next()
+	p.next = time.Now().Add(d)
+	return d
+}
+
+// nextRingRetry is when retryRings is next due (ok false: no ring is
+// pending).
+func (rt *Runtime) nextRingRetry() (at time.Time, ok bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, p := range rt.pending {
+		if !ok || p.next.Before(at) {
+			at, ok = p.next, true
+		}
+	}
+	return at, ok
+}
+
+// retryRings runs on the main loop: it tries again to create each pending
+// ring that is due, and starts the sinks and sources of those it created.
+func (rt *Runtime) retryRings() {
+	now := time.Now()
+	rt.mu.Lock()
+	var due []string
+	for n, p := range rt.pending {
+		if !now.Before(p.next) {
+			due = append(due, n)
+		}
+	}
+	cfg := rt.cfg
+	rt.mu.Unlock()
+	sort.Strings(due)
+	created := false
+	for _, n := range due {
+		rt.mu.Lock()
+		p := rt.pending[n]
+		rt.mu.Unlock()
+		rs, err := rt.openRing(p.cfg, rt.shmDir)
+		rt.mu.Lock()
+		if err != nil {
+			d := p.failed(err)
+			for _, ss := range rt.sources {
+				if ss.cfg.Ring == n && ss.waiting() {
+					ss.waitFor(p)
+				}
+			}
+			rt.mu.Unlock()
+			rt.log.Warn(fmt.Sprintf("ring %s: still cannot be created (attempt %d); trying again in %v", n, p.attempts, d), "err", err)
+			continue
+		}
+		delete(rt.pending, n)
+		rt.rings[n] = rs
+		rs.mu.Lock()
+		rs.ownWriter = ownWriters(cfg)[n]
+		rs.mu.Unlock()
+		rt.mu.Unlock()
+		rt.log.Info(fmt.Sprintf("ring %s: created on attempt %d, %v after its old segment was removed; starting its sinks and sources", n, p.attempts+1, time.Since(p.since).Round(time.Millisecond)))
+		created = true
+	}
+	if created {
+		rt.startWanted(cfg)
+	}
 }
 
 func hasExplicitStats(c *Config, ring string) bool {
@@ -792,6 +1005,10 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 	for _, r := range rt.rings {
 		rings = append(rings, r)
 	}
+	missing := map[string]string{} // pending ring -> why
+	for n, p := range rt.pending {
+		missing[n] = p.why()
+	}
 	srcs := make([]*sourceState, 0, len(rt.sources))
 	for _, s := range rt.sources {
 		srcs = append(srcs, s)
@@ -809,6 +1026,10 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 	sort.Slice(declared, func(i, j int) bool { return declared[i].cfg.Name < declared[j].cfg.Name })
 	sort.Slice(rings, func(i, j int) bool { return rings[i].name < rings[j].name })
 	sort.Slice(srcs, func(i, j int) bool { return srcs[i].cfg.Name < srcs[j].cfg.Name })
+	for _, n := range slices.Sorted(maps.Keys(missing)) {
+		rt.log.Warn(fmt.Sprintf("ring %-10s missing: %s", n, missing[n]),
+			slog.Group("data", "kind", what, "ring", n, "state", RingMissing, "last_error", missing[n]))
+	}
 	for _, r := range rings {
 		var w window
 		for _, s := range stats {

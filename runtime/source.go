@@ -20,12 +20,19 @@ const (
 	StateStopped  = "stopped"
 	StateFailed   = "failed"
 	StateStarting = "starting"
+	// StateWaiting: the source's ring does not exist, because a reload
+	// could not create it (last_error says why); the source starts once
+	// the runtime has created it.
+	StateWaiting = "waiting"
 )
 
 // sourceState supervises one source.
 type sourceState struct {
-	rt   *Runtime
-	cfg  *SourceConfig
+	rt  *Runtime
+	cfg *SourceConfig
+	// ring is the ring the source writes; nil while it waits for the ring
+	// to be created (StateWaiting), in which case the source never starts:
+	// apply replaces it once the ring exists.
 	ring *ringState
 
 	frames, bytes, bad atomic.Uint64
@@ -52,7 +59,31 @@ type sourceState struct {
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
-	return &sourceState{rt: rt, cfg: sc, ring: rs, state: StateStopped}
+	state := StateStopped
+	if rs == nil {
+		state = StateWaiting
+	}
+	return &sourceState{rt: rt, cfg: sc, ring: rs, state: state}
+}
+
+// waiting reports whether the source waits for its ring to be created.
+func (ss *sourceState) waiting() bool { return ss.ring == nil }
+
+// waitFor says, in the waiting source's last error, why its ring p is
+// missing.
+func (ss *sourceState) waitFor(p *pendingRing) {
+	why := "it does not exist"
+	if p != nil {
+		why = fmt.Sprintf("a reload could not create it (attempt %d: %v); the runtime keeps trying", p.attempts, p.err)
+	}
+	ss.set(func(ss *sourceState) {
+		ss.state, ss.lastError = StateWaiting, fmt.Sprintf("waiting for ring %s: %s", ss.cfg.Ring, why)
+	})
+}
+
+// errWaiting is the answer to a start or restart of a waiting source.
+func (ss *sourceState) errWaiting() error {
+	return fmt.Errorf("source %q waits for ring %q, which does not exist (edgeipc ctl rings says why); it starts once the runtime has created the ring", ss.cfg.Name, ss.cfg.Ring)
 }
 
 func (ss *sourceState) set(f func(ss *sourceState)) {
@@ -63,11 +94,14 @@ func (ss *sourceState) set(f func(ss *sourceState)) {
 
 func (ss *sourceState) setState(s string) { ss.set(func(ss *sourceState) { ss.state = s }) }
 
-// start starts the source's goroutine unless it is running, stopping or
-// removed. A
+// start starts the source's goroutine unless it is running, stopping,
+// removed or waiting for its ring. A
 // source whose last run has ended on its own (an exec child that finished
 // and is not restarted, or a source that failed) is started afresh.
 func (ss *sourceState) start() bool {
+	if ss.waiting() {
+		return false
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for waited := false; ; waited = true {

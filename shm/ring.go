@@ -73,6 +73,15 @@ type Config struct {
 // policy and total size (after the defaults), without creating anything.
 func (c Config) Validate() error { return c.normalize() }
 
+// Size returns the size in bytes of the segment Create would make for c
+// (after the defaults), or why Create would refuse c.
+func (c Config) Size() (int64, error) {
+	if err := c.normalize(); err != nil {
+		return 0, err
+	}
+	return int64(ringSize(SlotSizeFor(c.SlotPayload), uint32(c.Slots))), nil
+}
+
 func (c *Config) normalize() error {
 	if c.Slots == 0 {
 		c.Slots = DefaultSlots

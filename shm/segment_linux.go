@@ -332,6 +332,13 @@ func freeSpace(dir string) (uint64, error) {
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
 }
 
+// CheckSpace reports whether the filesystem of dir has need bytes free for
+// new segments: nil, or a *NoSpaceError (matching ErrNoSpace) that names
+// both sizes. A filesystem without a size limit (tmpfs with size=0, ramfs)
+// always has room. CreateSegment makes the same check; CheckSpace lets a
+// caller check several segments at once before it changes anything.
+func CheckSpace(dir string, need uint64) error { return checkSpace(dir, need) }
+
 func checkSpace(dir string, need uint64) error {
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil && st.Blocks == 0 {

@@ -29,7 +29,8 @@ func init() {
 		Long: `Commands:
   status           version, pid, uptime, config file, counts, request counters
   rings            per ring: slots, payload, policy, frames, bytes, rate, bytes/s,
-                   readers, max lag, lost, torn
+                   readers, max lag, lost, torn, state (ok, or missing: a reload
+                   could not create it yet), last error
   sources          per source: kind, ring, state, pid, restarts, last exit, frames,
                    bytes, bad, dropped bytes, last error
   sinks            per sink (recorders, stats readers, the implicit stats:RING):
@@ -227,12 +228,19 @@ func printRings(w io.Writer, rs []control.RingStat) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\tTORN\t\n")
+	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\tTORN\tSTATE\t\n")
+	var why []string
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t\n",
-			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t%s\t\n",
+			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, dash(r.State))
+		if r.LastError != "" {
+			why = append(why, fmt.Sprintf("%s %s: %s", r.Name, r.State, r.LastError))
+		}
 	}
 	tw.Flush()
+	for _, l := range why {
+		fmt.Fprintln(w, l)
+	}
 }
 
 func printSources(w io.Writer, ss []control.SourceStat) {

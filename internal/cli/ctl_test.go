@@ -33,7 +33,10 @@ func (f *ctlFake) Status() control.StatusInfo {
 	return control.StatusInfo{Version: "v-test", PID: os.Getpid(), StartedUnixNs: time.Now().UnixNano(), UptimeS: 61, Rings: 1, Sources: 1, Reloads: f.reloads}
 }
 func (f *ctlFake) Rings() []control.RingStat {
-	return []control.RingStat{{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 900, Bytes: 9e6, RateHz: 30, BytesPerS: 3e5, Readers: 2, MaxLag: 4, Lost: 17, Torn: 3}}
+	return []control.RingStat{
+		{Name: "video", Slots: 64, SlotPayload: 65536, Policy: "overwrite", Frames: 900, Bytes: 9e6, RateHz: 30, BytesPerS: 3e5, Readers: 2, MaxLag: 4, Lost: 17, Torn: 3, State: "ok"},
+		{Name: "imu", Slots: 256, SlotPayload: 64, Policy: "block", State: "missing", LastError: "no room; next attempt in 4s"},
+	}
 }
 func (f *ctlFake) Sources() []control.SourceStat {
 	f.mu.Lock()
@@ -109,7 +112,7 @@ func TestCtlText(t *testing.T) {
 		want []string
 	}{
 		{[]string{"status"}, []string{"version", "v-test", "uptime", "1m1s", "(built-in default)", "requests"}},
-		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "TORN", "video", "overwrite", "30.0", "17"}},
+		{[]string{"rings"}, []string{"NAME", "MAXLAG", "LOST", "TORN", "STATE", "video", "overwrite", "30.0", "17", "ok", "imu missing: no room; next attempt in 4s"}},
 		{[]string{"sources"}, []string{"RESTARTS", "LAST EXIT", "DROPPED", "cam0", "exec", "777", "exit status 1", "4242"}},
 		{[]string{"sinks"}, []string{"NAME", "KIND", "STATE", "LOST", "SKIPPED", "RESTARTS", "PATH", "LAST ERROR", "rec", "recorder", "backoff", "/data/video.rec",
 			"no such file or directory", "stats:video", "stats (implicit)", "8800000"}},
@@ -147,7 +150,7 @@ func TestCtlJSON(t *testing.T) {
 	}
 	code, out, _ = ctlRun(t, "ctl", "--json", "rings")
 	var rings []control.RingStat
-	if code != 0 || json.Unmarshal([]byte(out), &rings) != nil || len(rings) != 1 || rings[0].Lost != 17 || rings[0].MaxLag != 4 {
+	if code != 0 || json.Unmarshal([]byte(out), &rings) != nil || len(rings) != 2 || rings[0].Lost != 17 || rings[0].MaxLag != 4 || rings[1].State != "missing" || rings[1].LastError == "" {
 		t.Fatalf("rings --json: exit %d %q", code, out)
 	}
 	code, out, _ = ctlRun(t, "ctl", "--json", "stop", "cam0")

@@ -37,6 +37,11 @@ type RingStat struct {
 	MaxLag      uint32  `msg:"max_lag" json:"max_lag"`
 	Lost        uint64  `msg:"lost" json:"lost"` // sum of readers' lost counters
 	Torn        uint64  `msg:"torn" json:"torn"` // frames the runtime's stats reader found overwritten while it read them
+	// State is "ok", or "missing": a reload removed the ring's old segment
+	// and could not create the new one; the runtime tries again with
+	// backoff, and LastError says why the last attempt failed.
+	State     string `msg:"state" json:"state"`
+	LastError string `msg:"last_error" json:"last_error"`
 }
 
 // SourceStat is one row of the "sources" command.
@@ -44,7 +49,7 @@ type SourceStat struct {
 	Name      string `msg:"name" json:"name"`
 	Kind      string `msg:"kind" json:"kind"` // exec, fifo, synthetic
 	Ring      string `msg:"ring" json:"ring"`
-	State     string `msg:"state" json:"state"` // running, backoff, stopped, failed
+	State     string `msg:"state" json:"state"` // running, starting, backoff, stopped, failed, waiting (for its ring)
 	PID       int    `msg:"pid" json:"pid"`     // exec only, 0 otherwise
 	Restarts  int    `msg:"restarts" json:"restarts"`
 	LastExit  string `msg:"last_exit" json:"last_exit"` // "exit status 1", "signal: killed", ""

@@ -937,6 +937,18 @@ func (z *RingStat) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "Torn")
 				return
 			}
+		case "state":
+			z.State, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "State")
+				return
+			}
+		case "last_error":
+			z.LastError, err = dc.ReadString()
+			if err != nil {
+				err = msgp.WrapError(err, "LastError")
+				return
+			}
 		default:
 			err = dc.Skip()
 			if err != nil {
@@ -950,9 +962,9 @@ func (z *RingStat) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *RingStat) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 12
+	// map header, size 14
 	// write "name"
-	err = en.Append(0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	err = en.Append(0x8e, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	if err != nil {
 		return
 	}
@@ -1071,15 +1083,35 @@ func (z *RingStat) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "Torn")
 		return
 	}
+	// write "state"
+	err = en.Append(0xa5, 0x73, 0x74, 0x61, 0x74, 0x65)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.State)
+	if err != nil {
+		err = msgp.WrapError(err, "State")
+		return
+	}
+	// write "last_error"
+	err = en.Append(0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
+	if err != nil {
+		return
+	}
+	err = en.WriteString(z.LastError)
+	if err != nil {
+		err = msgp.WrapError(err, "LastError")
+		return
+	}
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *RingStat) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 12
+	// map header, size 14
 	// string "name"
-	o = append(o, 0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	o = append(o, 0x8e, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	o = msgp.AppendString(o, z.Name)
 	// string "slots"
 	o = append(o, 0xa5, 0x73, 0x6c, 0x6f, 0x74, 0x73)
@@ -1114,6 +1146,12 @@ func (z *RingStat) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "torn"
 	o = append(o, 0xa4, 0x74, 0x6f, 0x72, 0x6e)
 	o = msgp.AppendUint64(o, z.Torn)
+	// string "state"
+	o = append(o, 0xa5, 0x73, 0x74, 0x61, 0x74, 0x65)
+	o = msgp.AppendString(o, z.State)
+	// string "last_error"
+	o = append(o, 0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
+	o = msgp.AppendString(o, z.LastError)
 	return
 }
 
@@ -1211,6 +1249,18 @@ func (z *RingStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Torn")
 				return
 			}
+		case "state":
+			z.State, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "State")
+				return
+			}
+		case "last_error":
+			z.LastError, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "LastError")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -1225,7 +1275,7 @@ func (z *RingStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *RingStat) Msgsize() (s int) {
-	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 6 + msgp.IntSize + 13 + msgp.IntSize + 7 + msgp.StringPrefixSize + len(z.Policy) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 8 + msgp.Float64Size + 12 + msgp.Float64Size + 8 + msgp.IntSize + 8 + msgp.Uint32Size + 5 + msgp.Uint64Size + 5 + msgp.Uint64Size
+	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 6 + msgp.IntSize + 13 + msgp.IntSize + 7 + msgp.StringPrefixSize + len(z.Policy) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 8 + msgp.Float64Size + 12 + msgp.Float64Size + 8 + msgp.IntSize + 8 + msgp.Uint32Size + 5 + msgp.Uint64Size + 5 + msgp.Uint64Size + 6 + msgp.StringPrefixSize + len(z.State) + 11 + msgp.StringPrefixSize + len(z.LastError)
 	return
 }
 
