@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -223,11 +224,46 @@ func (es ConfigErrors) Error() string {
 }
 
 // Load reads, parses and validates a configuration file. Errors name the
-// file, line and field (a *ConfigError or ConfigErrors).
-func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+// file, line and field (a *ConfigError or ConfigErrors). A file larger than
+// MaxConfigBytes is refused.
+func Load(path string) (*Config, error) { return load(path, false) }
+
+// MaxConfigBytes bounds the size of a configuration file: a path that
+// names (or links to) a device such as /dev/zero is refused, not read
+// until memory runs out.
+const MaxConfigBytes = 4 << 20
+
+// loadForReload is Load for a reload, which the main loop runs: the file
+// must be a regular file (a FIFO, say, would block the main loop, and
+// with it the shutdown, until something wrote it; a device could be read
+// for ever), and it is opened without blocking.
+func loadForReload(path string) (*Config, error) { return load(path, true) }
+
+func load(path string, regularOnly bool) (*Config, error) {
+	flags := os.O_RDONLY
+	if regularOnly {
+		flags |= syscall.O_NONBLOCK | syscall.O_NOCTTY
+	}
+	f, err := os.OpenFile(path, flags, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	if regularOnly {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("config: %s is %s, not a regular file (a reload reads a regular file; a symlink to one is fine)", path, fileType(fi.Mode()))
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(b) > MaxConfigBytes {
+		return nil, fmt.Errorf("config: %s is larger than %d MiB; is it the configuration file?", path, MaxConfigBytes>>20)
 	}
 	return Parse(path, b)
 }
@@ -779,6 +815,8 @@ func fileType(m os.FileMode) string {
 		return "a socket"
 	case m&os.ModeDevice != 0:
 		return "a device"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
 	}
 	return "a " + m.Type().String() + " file"
 }

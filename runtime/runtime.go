@@ -504,7 +504,7 @@ func (rt *Runtime) doReload() error {
 	// Stopping sources waits up to their stop_timeout (in parallel).
 	rt.setBusy(rt.maxStopTimeout() + busyMargin)
 	defer rt.setBusy(0)
-	nc, err := Load(old.File)
+	nc, err := loadForReload(old.File)
 	if err != nil {
 		rt.log.Error("reload failed; keeping the running configuration", "err", err)
 		return err

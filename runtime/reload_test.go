@@ -1,0 +1,118 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// reloadWithin runs rt.Reload and fails the test if it has not answered
+// within wait (a guard against a reload that hangs, not a speed check).
+func reloadWithin(t *testing.T, rt *Runtime) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- rt.Reload() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(wait):
+		t.Fatal("Reload did not answer")
+		return nil
+	}
+}
+
+// A config path replaced by something that is not a regular file (a
+// symlink to a FIFO or a device, a directory, a dangling symlink) or by a
+// file far too large is refused by a reload, at once and without reading
+// it, and the running configuration stays; a symlink to a regular file is
+// read. Before, a FIFO blocked the main loop in open(2) until something
+// wrote it (reloads, the stats line and the shutdown with it), and a
+// device such as /dev/zero was read until memory ran out.
+func TestReloadConfigNotARegularFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		replace    func(t *testing.T, path string)
+	}{
+		{"symlink to a FIFO", "is a FIFO, not a regular file", func(t *testing.T, path string) {
+			fifo := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// If the reload blocks on the FIFO, a writer ends the wait (the
+			// test has failed by then).
+			t.Cleanup(func() {
+				if fd, err := syscall.Open(fifo, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					syscall.Close(fd)
+				}
+			})
+			symlink(t, fifo, path)
+		}},
+		{"symlink to /dev/zero", "is a device, not a regular file", func(t *testing.T, path string) {
+			symlink(t, "/dev/zero", path)
+		}},
+		{"directory", "is a directory", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"dangling symlink", "no such file or directory", func(t *testing.T, path string) {
+			symlink(t, filepath.Join(t.TempDir(), "gone.toml"), path)
+		}},
+		{"too large", "larger than 4 MiB", func(t *testing.T, path string) {
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(MaxConfigBytes + 1); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			newEnv(t)
+			path := filepath.Join(t.TempDir(), "c.toml")
+			rt, logb, _ := reloadFile(t, path, ringConfig(16, 64, "overwrite", ""))
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			tc.replace(t, path)
+			err := reloadWithin(t, rt)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("reload: %v; want an error saying %q", err, tc.want)
+			}
+			logb.waitFor(t, "keeping the running configuration", 1)
+			stillRuns(t, rt)
+		})
+	}
+	t.Run("symlink to a regular file", func(t *testing.T) {
+		newEnv(t)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c.toml")
+		rt, _, _ := reloadFile(t, path, ringConfig(16, 64, "overwrite", ""))
+		next := filepath.Join(dir, "next.toml")
+		if err := os.WriteFile(next, []byte(ringConfig(32, 64, "overwrite", "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		symlink(t, next, path)
+		if err := reloadWithin(t, rt); err != nil {
+			t.Fatal(err)
+		}
+		if row, _ := ringRow(rt, "r"); row.Slots != 32 {
+			t.Fatalf("ring r after reloading through a symlink: %+v", row)
+		}
+	})
+}
+
+func symlink(t *testing.T, target, path string) {
+	t.Helper()
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+}
