@@ -205,6 +205,13 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			case syscall.SIGHUP:
 				rt.log.Info("SIGHUP: reloading the configuration")
 				rt.doReload()
+				// SIGHUPs that came while it ran (a storm, or an editor
+				// saving twice) make one more reload, which reads the
+				// file as it is now, rather than one each.
+				for n := rt.foldHUPs(sigc, termc); n > 0; n = rt.foldHUPs(sigc, termc) {
+					rt.log.Info(fmt.Sprintf("SIGHUP (%d during the reload): reloading the configuration once more", n))
+					rt.doReload()
+				}
 				stats.set(rt.statsInterval())
 			case syscall.SIGUSR1:
 				rt.logStatsWindow("SIGUSR1 stats", false)
@@ -222,6 +229,28 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			rt.retryRings()
 		}
 	}
+}
+
+// foldHUPs takes the signals queued on sigc without waiting: it returns
+// how many were SIGHUPs (which the caller answers with one reload) and
+// logs a snapshot for each SIGUSR1. With a SIGTERM or SIGINT queued it
+// takes nothing and returns 0: the main loop shuts down first.
+func (rt *Runtime) foldHUPs(sigc, termc chan os.Signal) int {
+	n := 0
+	for len(termc) == 0 {
+		select {
+		case sig := <-sigc:
+			switch sig {
+			case syscall.SIGHUP:
+				n++
+			case syscall.SIGUSR1:
+				rt.logStatsWindow("SIGUSR1 stats", false)
+			}
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // statsTicker drives the periodic stats line; set changes its interval
