@@ -116,3 +116,29 @@ func symlink(t *testing.T, target, path string) {
 		t.Fatal(err)
 	}
 }
+
+// A control stop that finds a source a reload has just added stops it.
+// Before, apply made new sources visible to the control plane before it
+// started them: a stop arriving in between answered "not running", and
+// the source started right after it.
+func TestStopDuringReloadStart(t *testing.T) {
+	newEnv(t)
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\n[rings.r]\nslots = 16\nslot_payload = 64\n")
+	stopped := make(chan error, 1)
+	testHookStarted = func() {
+		testHookStarted = nil
+		stopped <- rt.StopSource("gen")
+	}
+	t.Cleanup(func() { testHookStarted = nil })
+	write(ringConfig(16, 64, "overwrite", ""))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop of the source the reload had just added: %v", err)
+	}
+	if st := rt.sourceStat(t, "gen"); st.State != StateStopped {
+		t.Fatalf("source gen after a stop during the reload that added it: %+v", st)
+	}
+}

@@ -850,14 +850,25 @@ func ownWriters(c *Config) map[string]bool {
 	return own
 }
 
+// testHookStarted, if set, runs once apply or retryRings has made new
+// sources visible to the control plane and started them.
+var testHookStarted func()
+
 // startWanted starts the sinks and sources of c that do not run yet and
 // whose ring exists: sinks first (so readers see the first frames), then
 // sources. A source whose ring is pending gets a waiting entry (so that
 // edgeipc ctl sources shows it, and why it waits); once the ring exists,
-// that entry is replaced by one that runs.
+// that entry is replaced by one that runs. Everything is started before
+// the lock is released: a control request that finds a new source finds
+// it started (a stop then stops it).
 func (rt *Runtime) startWanted(c *Config) {
 	rt.mu.Lock()
-	var startSink []*sinkState
+	defer func() {
+		rt.mu.Unlock()
+		if testHookStarted != nil {
+			testHookStarted()
+		}
+	}()
 	for _, sc := range c.Sinks {
 		if _, ok := rt.sinks[sc.Name]; ok {
 			continue
@@ -868,7 +879,10 @@ func (rt *Runtime) startWanted(c *Config) {
 		}
 		sk := newSink(rt, sc, rs, false)
 		rt.sinks[sc.Name] = sk
-		startSink = append(startSink, sk)
+		if sk.stats != nil {
+			rs.stats.Store(sk.stats)
+		}
+		sk.start()
 	}
 	for n, r := range c.Rings {
 		name := "stats:" + n
@@ -877,9 +891,9 @@ func (rt *Runtime) startWanted(c *Config) {
 		}
 		sk := newSink(rt, &SinkConfig{Name: name, Kind: SinkStats, Ring: n}, rt.rings[n], true)
 		rt.sinks[name] = sk
-		startSink = append(startSink, sk)
+		rt.rings[n].stats.Store(sk.stats)
+		sk.start()
 	}
-	var startSrc []*sourceState
 	for _, sc := range c.Sources {
 		rs := rt.rings[sc.Ring]
 		if ss, ok := rt.sources[sc.Name]; ok {
@@ -898,17 +912,7 @@ func (rt *Runtime) startWanted(c *Config) {
 			ss.waitFor(rt.pending[sc.Ring])
 			continue
 		}
-		startSrc = append(startSrc, ss)
-	}
-	rt.mu.Unlock()
-	for _, sk := range startSink {
-		if sk.stats != nil {
-			sk.ring.stats.Store(sk.stats)
-		}
-		sk.start()
-	}
-	for _, ss := range startSrc {
-		if !ss.cfg.Disabled {
+		if !sc.Disabled {
 			ss.start()
 		}
 	}
