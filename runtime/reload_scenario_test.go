@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -208,4 +209,60 @@ func TestReloadSwitchesPolicyWithReaders(t *testing.T) {
 		t.Fatalf("ring r after the switch back to overwrite: %+v", row)
 	}
 	wantTypes(t, e, "r", 4)
+}
+
+// recorded reads a recorder file's records as (seq, lost) pairs.
+func recorded(t *testing.T, path string) (seqs, lost []uint32) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for len(b) >= 4+RecordHeaderSize {
+		l := binary.LittleEndian.Uint32(b)
+		seqs = append(seqs, binary.LittleEndian.Uint32(b[4:]))
+		lost = append(lost, binary.LittleEndian.Uint32(b[16:]))
+		b = b[4+l:]
+	}
+	return seqs, lost
+}
+
+// A recorder whose path changes goes on in the new file where the old
+// file ended: every frame the ring published is in one file or the other,
+// or counted as lost in the first record of the new one (a small ring,
+// lapped while the reload runs). Before, the new recorder began at the
+// ring's newest frame, and the frames published while the reload went
+// from one recorder to the other were in neither file, with no lost count
+// to show it.
+func TestReloadChangesRecorderPath(t *testing.T) {
+	for _, slots := range []int{4096, 16} {
+		t.Run(fmt.Sprintf("%d slots", slots), func(t *testing.T) {
+			newEnv(t)
+			dir := t.TempDir()
+			path, one, two := filepath.Join(dir, "c.toml"), filepath.Join(dir, "one.rec"), filepath.Join(dir, "two.rec")
+			// A writer that publishes all the time (not in bursts, as the
+			// synthetic source does), so that frames come while the reload
+			// goes from one recorder to the other.
+			flood := writeScript(t, dir, "flood.sh", "while :; do echo x; done\n")
+			cfg := func(rec string) string {
+				return scenarioHead + fmt.Sprintf("[rings.r]\nslots = %d\nslot_payload = 64\n", slots) +
+					fmt.Sprintf("[[sources]]\nname = \"flood\"\nkind = \"exec\"\nring = \"r\"\ncommand = [%q]\n", flood) +
+					fmt.Sprintf("[[sinks]]\nname = \"rec\"\nkind = \"recorder\"\nring = \"r\"\npath = %q\n", rec)
+			}
+			rt, _, write := reloadFile(t, path, cfg(one))
+			eventually(t, "records in the first file", func() bool { s, _ := recorded(t, one); return len(s) > 100 })
+			write(cfg(two))
+			if err := reloadWithin(t, rt); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "records in the second file", func() bool { s, _ := recorded(t, two); return len(s) > 100 })
+			s1, _ := recorded(t, one)
+			s2, l2 := recorded(t, two)
+			last, first := s1[len(s1)-1], s2[0]
+			if first-last-1 != l2[0] {
+				t.Fatalf("the first file ends at frame %d, the second begins at frame %d with lost %d: %d frames in neither file and not counted as lost",
+					last, first, l2[0], first-last-1-l2[0])
+			}
+		})
+	}
 }

@@ -55,6 +55,10 @@ type Runtime struct {
 	sources map[string]*sourceState
 	sinks   map[string]*sinkState
 	reloads int
+	// handover maps a recorder that a reload replaces by one of the same
+	// name on the same ring to the first frame it did not record: where
+	// the new one starts (apply, startWanted).
+	handover map[string]uint32
 
 	spawn *spawner
 	ctl   *control.Server
@@ -735,6 +739,18 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		go func() { defer wg.Done(); sk.stop() }()
 	}
 	wg.Wait()
+	// A recorder replaced by one of the same name on the same ring (its
+	// path or max_bytes changed) hands over: the new one starts where it
+	// stopped, so that no frame falls between the two files unseen.
+	rt.mu.Lock()
+	rt.handover = map[string]uint32{}
+	for _, sk := range stopSink {
+		rec, ok := sk.sink.(*Recorder)
+		if n := wantSink[sk.cfg.Name]; ok && rec.nextOK && n != nil && n.Kind == SinkRecorder && n.Ring == sk.cfg.Ring && !gone[n.Ring] {
+			rt.handover[sk.cfg.Name] = rec.next
+		}
+	}
+	rt.mu.Unlock()
 
 	// 3. Close removed and changed rings; recreate changed ones, and try
 	// pending ones again.
@@ -882,8 +898,13 @@ func (rt *Runtime) startWanted(c *Config) {
 		if sk.stats != nil {
 			rs.stats.Store(sk.stats)
 		}
+		if at, ok := rt.handover[sc.Name]; ok {
+			rec := sk.sink.(*Recorder)
+			rec.resume, rec.resumeAt = true, at
+		}
 		sk.start()
 	}
+	rt.handover = nil
 	for n, r := range c.Rings {
 		name := "stats:" + n
 		if _, ok := rt.sinks[name]; ok || !r.statsEnabled() || hasExplicitStats(c, n) || rt.rings[n] == nil {

@@ -197,6 +197,16 @@ type Recorder struct {
 	}
 
 	cnt *sinkCounters // what the runtime's "sinks" command shows; nil: not counted
+	// A recorder that takes over from another on the same ring (a reload
+	// that changed its path or max_bytes) starts at resumeAt, the first
+	// frame the other did not record, instead of at the newest frame;
+	// frames the ring no longer holds are counted as lost in its first
+	// record. next is, once Run has returned, the first frame that is not
+	// whole in its file (nextOK: Run got that far).
+	resume   bool
+	resumeAt uint32
+	next     uint32
+	nextOK   bool
 }
 
 // Run implements Sink.
@@ -238,11 +248,19 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		}
 		size = whole
 	}
-	rd, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
+	from := shm.Newest
+	if rec.resume {
+		from = shm.Oldest // and skip to resumeAt
+	}
+	rd, err := ring.NewReader(&shm.ReaderOptions{From: from})
 	if err != nil {
 		return err
 	}
 	defer rd.Close()
+	next := rd.Cursor() // the first frame not yet whole in the file
+	if rec.resume {
+		next = rec.resumeAt
+	}
 	// A write that fails (a full disk) can leave part of a record at the
 	// end of the file, and what is appended later (the next run of the
 	// runtime) would be read as its rest: the file is then cut back to
@@ -250,7 +268,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	cw := &countingWriter{w: f, n: size}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	whole = size        // the end of the last record known to be whole in the file
-	var ends recordEnds // the ends of the records after it
+	var ends recordEnds // the records after it: their ends, and the frame after each
 	cnt := rec.cnt
 	if cnt == nil {
 		cnt = new(sinkCounters)
@@ -258,10 +276,10 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// advance moves whole past the records bw has written to the file,
 	// and counts them: a record is counted once it is whole in the file.
 	advance := func() {
-		ends.advance(cw.n, func(end int64) {
+		ends.advance(cw.n, func(end int64, after uint32) {
 			cnt.frames.Add(1)
 			cnt.bytes.Add(uint64(end - whole - 4 - RecordHeaderSize))
-			whole = end
+			whole, next = end, after
 		})
 	}
 	flush := func() error {
@@ -273,6 +291,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		}
 		return nil
 	}
+	defer func() { rec.next, rec.nextOK = next, true }() // after the flush below
 	defer flush()
 	buf := make([]byte, ring.SlotPayload())
 	var hdr [4 + RecordHeaderSize]byte
@@ -321,6 +340,16 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			}
 			return err
 		}
+		if rec.resume {
+			// Frames before resumeAt are in the file of the recorder
+			// this one took over from; those between it and the first
+			// frame read here are in neither.
+			d := fr.Seq - rec.resumeAt
+			if int32(d) < 0 {
+				continue
+			}
+			fr.Lost, rec.resume = d, false
+		}
 		n := len(fr.Data)
 		cnt.lost.Add(uint64(fr.Lost))
 		// Once a frame did not fit, nothing more is appended: a smaller
@@ -345,7 +374,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return flush() // the error sticks: Flush returns it
 		}
 		size += int64(len(hdr) + n)
-		ends.push(size)
+		ends.push(size, fr.Seq+1)
 		advance() // the records bw wrote on its own
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
@@ -407,19 +436,27 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // recordEnds lists, in ascending order, the file offsets where records end
-// that are buffered but not yet known to be whole in the file. It keeps its
-// array: a slice trimmed from the front and appended to at the back moves
-// to a new array every few hundred frames, an allocation on the frame path.
-type recordEnds struct{ ends []int64 }
+// that are buffered but not yet known to be whole in the file, each with
+// the sequence of the frame after its record. It keeps its array: a slice
+// trimmed from the front and appended to at the back moves to a new array
+// every few hundred frames, an allocation on the frame path.
+type recordEnds struct{ ends []recordEnd }
 
-func (e *recordEnds) push(end int64) { e.ends = append(e.ends, end) }
+type recordEnd struct {
+	end   int64
+	after uint32
+}
 
-// advance calls whole for each end at or below written, in order, and
-// drops them.
-func (e *recordEnds) advance(written int64, whole func(end int64)) {
+func (e *recordEnds) push(end int64, after uint32) {
+	e.ends = append(e.ends, recordEnd{end, after})
+}
+
+// advance calls whole for each record ending at or below written, in
+// order, and drops them.
+func (e *recordEnds) advance(written int64, whole func(end int64, after uint32)) {
 	k := 0
-	for k < len(e.ends) && e.ends[k] <= written {
-		whole(e.ends[k])
+	for k < len(e.ends) && e.ends[k].end <= written {
+		whole(e.ends[k].end, e.ends[k].after)
 		k++
 	}
 	if k > 0 {

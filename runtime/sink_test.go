@@ -519,12 +519,12 @@ func TestRecordEndsAllocatesNothing(t *testing.T) {
 	cycle := func() {
 		for i := 0; i < 3000; i++ { // about what a 256 KiB buffer holds
 			end += 88
-			e.push(end)
+			e.push(end, uint32(end/88))
 		}
 		written = end - 40*88 // the buffer wrote all but the last 40
-		e.advance(written, func(x int64) {
-			if x <= done || x > written {
-				t.Fatalf("end %d out of order (last %d, written %d)", x, done, written)
+		e.advance(written, func(x int64, after uint32) {
+			if x <= done || x > written || after != uint32(x/88) {
+				t.Fatalf("end %d (frame after it %d) out of order (last %d, written %d)", x, after, done, written)
 			}
 			done = x
 		})
