@@ -1,12 +1,15 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // reloadWithin runs rt.Reload and fails the test if it has not answered
@@ -140,5 +143,101 @@ func TestStopDuringReloadStart(t *testing.T) {
 	}
 	if st := rt.sourceStat(t, "gen"); st.State != StateStopped {
 		t.Fatalf("source gen after a stop during the reload that added it: %+v", st)
+	}
+}
+
+// A reload while a control stop of a source is under way (its child
+// ignores SIGTERM for stop_timeout): a reload that leaves the source
+// alone leaves it stopped once the stop is done; one that changes it
+// waits for the stop, then starts the new child. Either way the stop
+// succeeds and no child of the old run is left.
+func TestReloadDuringStop(t *testing.T) {
+	for _, change := range []bool{false, true} {
+		t.Run(fmt.Sprintf("source changed %v", change), func(t *testing.T) {
+			e := newEnv(t)
+			pids := filepath.Join(e.dir, "pids")
+			killPIDs(t, pids)
+			stub := writeScript(t, e.dir, "stub.sh", fmt.Sprintf("trap '' TERM\necho $$ >> %s\nwhile :; do echo x; sleep 0.05; done\n", pids))
+			text := func(arg string) string {
+				return scenarioHead + ringTable("r", "") + fmt.Sprintf("[[sources]]\nname = \"stub\"\nkind = \"exec\"\nring = \"r\"\ncommand = [%q, %q]\nstop_timeout = \"2s\"\n", stub, arg)
+			}
+			rt, _, write := reloadFile(t, filepath.Join(t.TempDir(), "c.toml"), text("a"))
+			eventually(t, "the child", func() bool { return len(readPIDs(pids)) == 1 })
+			first := readPIDs(pids)[0]
+			rt.mu.Lock()
+			ss := rt.sources["stub"]
+			rt.mu.Unlock()
+			stopped := make(chan error, 1)
+			go func() { stopped <- rt.StopSource("stub") }()
+			eventually(t, "the stop to be under way", func() bool {
+				ss.mu.Lock()
+				defer ss.mu.Unlock()
+				return ss.cancel == nil
+			})
+			if change {
+				write(text("b"))
+			}
+			if err := reloadWithin(t, rt); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-stopped:
+				if err != nil {
+					t.Fatalf("StopSource: %v", err)
+				}
+			case <-time.After(wait):
+				t.Fatal("StopSource did not return")
+			}
+			if pidAlive(first) {
+				t.Fatalf("the stopped child %d still runs", first)
+			}
+			if !change {
+				if st := rt.sourceStat(t, "stub"); st.State != StateStopped || len(readPIDs(pids)) != 1 {
+					t.Fatalf("source after the stop and a reload that left it alone: %+v, children %v", st, readPIDs(pids))
+				}
+				return
+			}
+			eventually(t, "the new child", func() bool { return len(readPIDs(pids)) == 2 })
+			eventually(t, "the new source to run", func() bool { return rt.sourceStat(t, "stub").State == StateRunning })
+			if got := readPIDs(pids); !pidAlive(got[1]) || len(got) != 2 {
+				t.Fatalf("children %v: want the first gone and the second running", got)
+			}
+		})
+	}
+}
+
+// A reload that cannot create the last of the rings it adds (something
+// is in the way) changes nothing: the rings it would have added first are
+// not created, the ring it would have recreated keeps its segment, and the
+// exec source on it keeps its child.
+func TestReloadFailingHalfwayChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	killPIDs(t, pids)
+	stub := writeScript(t, dir, "stub.sh", fmt.Sprintf("echo $$ >> %s\nwhile :; do echo x; sleep 0.05; done\n", pids))
+	src := fmt.Sprintf("[[sources]]\nname = \"stub\"\nkind = \"exec\"\nring = \"r\"\ncommand = [%q]\n", stub)
+	rt, _, write := reloadFile(t, filepath.Join(dir, "c.toml"), scenarioHead+ringTable("r", "")+src)
+	eventually(t, "the child", func() bool { return len(readPIDs(pids)) == 1 })
+	segIno := inode(shm.SegmentPath("r", e.sopts()))
+	if err := os.Mkdir(shm.SegmentPath("zz", e.sopts()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(scenarioHead + "[rings.r]\nslots = 32\nslot_payload = 64\n" + src + ringTable("aa", "") + ringTable("zz", ""))
+	err := reloadWithin(t, rt)
+	if err == nil || !strings.Contains(err.Error(), "ring zz") || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("reload with a directory in the way of ring zz: %v", err)
+	}
+	if _, err := os.Stat(shm.SegmentPath("aa", e.sopts())); !os.IsNotExist(err) {
+		t.Fatalf("ring aa was created by the failed reload: %v", err)
+	}
+	if got := inode(shm.SegmentPath("r", e.sopts())); got != segIno {
+		t.Fatal("ring r was recreated by the failed reload")
+	}
+	if rs := rt.Rings(); len(rs) != 1 || rs[0].Slots != 16 {
+		t.Fatalf("rings after the failed reload: %+v", rs)
+	}
+	if got := readPIDs(pids); len(got) != 1 || !pidAlive(got[0]) {
+		t.Fatalf("children %v: want the first, still running", got)
 	}
 }
