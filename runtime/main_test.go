@@ -209,7 +209,13 @@ type child struct {
 
 func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startChildCmd(t, exec.Command(os.Args[0], "-test.run=^$"), cfgPath, extraEnv...)
+}
+
+// startChildCmd is startChild for a command of the caller's (another copy
+// of the test binary, another user).
+func startChildCmd(t *testing.T, cmd *exec.Cmd, cfgPath string, extraEnv ...string) *child {
+	t.Helper()
 	cmd.Env = append(append(os.Environ(), childEnv+"="+cfgPath), extraEnv...)
 	c := &child{cmd: cmd, log: &syncBuf{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()

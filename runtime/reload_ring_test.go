@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -310,5 +314,134 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 	readFrames(t, e, "r", 3)
 	if n := rt.Status().Reloads; n != 1 {
 		t.Fatalf("reloads = %d, want 1 (the reload was applied)", n)
+	}
+}
+
+// unprivileged prepares to run a child runtime as nobody: a copy of the
+// test binary it may execute, and e.dir (the segment directory) and a
+// config directory it owns. It skips the test unless it runs as root.
+func unprivileged(t *testing.T, e *env) (cmd *exec.Cmd, cfgDir string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running a runtime as another user needs root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	bin := filepath.Join(t.TempDir(), "runtime.test")
+	cfgDir = t.TempDir()
+	for _, d := range []string{filepath.Dir(bin), cfgDir, e.dir} {
+		// t.TempDir's parent, the test's own directory, is 0700.
+		if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{cfgDir, e.dir} {
+		if err := os.Chown(d, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(bin, "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: false}}
+	return cmd, cfgDir, uid, gid
+}
+
+// A reload run by an unprivileged runtime (nobody) that it cannot carry
+// out is refused before anything changes: a ring given to a group the
+// runtime is not a member of, a segment directory it may not write, a
+// config file it may not read. Before, the first two removed the ring and
+// then failed to create it again (fchown, or the file's creation, was
+// refused), and the ring and its source were gone.
+func TestReloadUnprivilegedRefused(t *testing.T) {
+	e := newEnv(t)
+	cmd, cfgDir, uid, gid := unprivileged(t, e)
+	other := ""
+	nobody, _ := user.LookupId(strconv.Itoa(uid))
+	mine, _ := nobody.GroupIds()
+	for _, g := range []string{"daemon", "adm", "sys", "bin", "mail", "users"} {
+		if gr, err := user.LookupGroup(g); err == nil && !slices.Contains(mine, gr.Gid) {
+			other = g
+			break
+		}
+	}
+	if other == "" {
+		t.Skip("no group that nobody is not a member of")
+	}
+	path := filepath.Join(cfgDir, "c.toml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(ringConfig(16, 64, "overwrite", ""))
+	c := startChildCmd(t, cmd, path)
+	c.log.waitFor(t, "runtime ready", 1)
+	seg := shm.SegmentPath("r", e.sopts())
+	ino := inode(seg)
+	refused := 0
+	reloadRefused := func(why string) {
+		t.Helper()
+		c.cmd.Process.Signal(syscall.SIGHUP)
+		refused++
+		c.log.waitFor(t, "reload failed; keeping the running configuration", refused)
+		if !strings.Contains(c.log.String(), why) {
+			t.Fatalf("the refused reload does not say %q:\n%s", why, c.log.String())
+		}
+		if got := inode(seg); got != ino {
+			t.Fatalf("ring r's segment was removed or replaced by the refused reload (inode %d, was %d)", got, ino)
+		}
+		newFrames(t, e, "r", 3)
+	}
+
+	write(strings.Replace(ringConfig(16, 64, "overwrite", ""), "policy = \"overwrite\"", fmt.Sprintf("policy = \"overwrite\"\ngroup = %q", other), 1))
+	reloadRefused("is not a member of it")
+
+	write(ringConfig(32, 64, "overwrite", ""))
+	if err := os.Chmod(e.dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	reloadRefused("cannot create files in it")
+	if err := os.Chmod(e.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	reloadRefused("permission denied")
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "reloaded "+path, 1)
+	r, err := shm.Open("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Slots() != 32 {
+		t.Fatalf("ring r has %d slots after the last reload, want 32", r.Slots())
+	}
+	r.Close()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
 	}
 }
