@@ -128,7 +128,7 @@ func checkSegmentDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("segment directory %s is %s, not a directory", dir, fileType(fi.Mode()))
 	}
-	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
 		return fmt.Errorf("segment directory %s: the runtime (uid %d) cannot create files in it: %w", dir, os.Geteuid(), err)
 	}
 	return nil
