@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,17 +133,31 @@ func TestReloadChangesSourceKind(t *testing.T) {
 	cfg := func(kind string) string { return scenarioHead + ringTable("r", "") + kinds[kind] }
 	rt, logb, write := reloadFile(t, path, cfg("fifo"))
 	logb.waitFor(t, "source s: reading FIFO", 1)
-	feed := func() {
-		w := openWriter(t, fifo)
-		defer w.Close()
-		for range 20 {
-			fmt.Fprintln(w, "fifo")
-		}
+	// A writer that keeps writing the FIFO until the step is over.
+	feed := func() (stop func()) {
+		done, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			fd, err := syscall.Open(fifo, syscall.O_WRONLY, 0)
+			if err != nil {
+				t.Errorf("open %s: %v", fifo, err)
+				return
+			}
+			defer syscall.Close(fd)
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				syscall.Write(fd, []byte("fifo\n"))
+			}
+		}()
+		return func() { close(done); <-stopped }
 	}
-	feed()
-	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "fifo" {
-		t.Fatalf("frame %q", f[0].Data)
-	}
+	stop := feed()
+	wantTypes(t, e, "r", 1)
+	stop()
 	for i, kind := range []string{"exec", "synthetic", "fifo"} {
 		write(cfg(kind))
 		if err := reloadWithin(t, rt); err != nil {
@@ -153,8 +168,9 @@ func TestReloadChangesSourceKind(t *testing.T) {
 		}
 		if kind == "fifo" {
 			logb.waitFor(t, "source s: reading FIFO", 2)
-			go feed()
+			stop := feed()
 			wantTypes(t, e, "r", 1)
+			stop()
 			continue
 		}
 		if _, err := os.Lstat(fifo); !os.IsNotExist(err) {
