@@ -110,6 +110,13 @@ func (sk *sinkState) start() {
 			case <-time.After(d):
 			}
 			sk.set(func(sk *sinkState) { sk.state = StateRunning; sk.restarts++ })
+			// A recorder goes on at the first frame its file does not
+			// hold whole, not at the newest: the frames of the failed
+			// write and those published while it waited are recorded if
+			// the ring still holds them, and counted lost if not.
+			if rec, ok := sk.sink.(*Recorder); ok && rec.nextOK {
+				rec.resume, rec.resumeAt = true, rec.next
+			}
 		}
 	}()
 }
