@@ -37,7 +37,6 @@ type SegmentInfo struct {
 	GID  int
 }
 
-func ValidName(name string) error                                  { return ErrNotSupported }
 func SegmentPath(name string, opts *SegmentOptions) string         { return "" }
 func CreateSegment(string, int, *SegmentOptions) (*Segment, error) { return nil, ErrNotSupported }
 func OpenSegment(string, *SegmentOptions) (*Segment, error)        { return nil, ErrNotSupported }
