@@ -761,6 +761,15 @@ func checkFIFOPath(p string) error {
 	return nil
 }
 
+// checkFIFOOwner refuses a FIFO that the runtime's effective user does not
+// own: another user could read what is written to it, or replace it.
+func checkFIFOOwner(path string, uid int) error {
+	if euid := os.Geteuid(); uid != euid {
+		return fmt.Errorf("%s is a FIFO owned by uid %d, not by the runtime's user (uid %d); refusing to reuse it: remove it (rm %s) so the runtime creates its own, or choose another path", path, uid, euid, path)
+	}
+	return nil
+}
+
 // statsEnabled reports whether the ring gets a built-in stats reader.
 func (r *RingConfig) statsEnabled() bool { return r.Stats == nil || *r.Stats }
 

@@ -48,9 +48,6 @@ func removeFIFO(path string, id fifoID) string {
 	return ""
 }
 
-// fifoID identifies the FIFO a source reads: its device and inode.
-type fifoID struct{ dev, ino uint64 }
-
 // errFIFOReplaced is wrapped by the error that fails a fifo source whose
 // path no longer names the FIFO it reads.
 var errFIFOReplaced = errors.New("FIFO removed or replaced")
@@ -143,15 +140,6 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 		return fail(err)
 	}
 	return os.NewFile(uintptr(fd), path), dummy, id, nil
-}
-
-// checkFIFOOwner refuses a FIFO that the runtime's effective user does not
-// own: another user could read what is written to it, or replace it.
-func checkFIFOOwner(path string, uid int) error {
-	if euid := os.Geteuid(); uid != euid {
-		return fmt.Errorf("%s is a FIFO owned by uid %d, not by the runtime's user (uid %d); refusing to reuse it: remove it (rm %s) so the runtime creates its own, or choose another path", path, uid, euid, path)
-	}
-	return nil
 }
 
 // openDummy opens the keep-alive write end of the FIFO id by its path and

@@ -79,8 +79,12 @@ type Runtime struct {
 	exited    chan struct{} // closed when Run returns
 }
 
-// New prepares a runtime for cfg; nothing is created until Run.
+// New prepares a runtime for cfg; nothing is created until Run. On systems
+// other than Linux it returns an error wrapping shm.ErrNotSupported.
 func New(cfg *Config, opts Options) (*Runtime, error) {
+	if err := checkOS(); err != nil {
+		return nil, err
+	}
 	if cfg == nil {
 		return nil, errors.New("runtime: nil config")
 	}
@@ -123,8 +127,12 @@ func (rt *Runtime) statsInterval() time.Duration {
 // created is left behind) or could not shut down within [runtime]
 // shutdown_timeout: the process groups of the children still running were
 // then SIGKILLed and the rest of the shutdown given at most killGrace more.
-// Signals arriving during the shutdown are logged and ignored.
+// Signals arriving during the shutdown are logged and ignored. On systems
+// other than Linux it returns New's error.
 func (rt *Runtime) Run(ctx context.Context) error {
+	if err := checkOS(); err != nil {
+		return err
+	}
 	rt.mu.Lock()
 	if rt.running {
 		rt.mu.Unlock()

@@ -58,6 +58,9 @@ type sourceState struct {
 	fifoLog limiter // fifo: "writers closed" after a broken stream
 }
 
+// fifoID identifies the FIFO a source reads: its device and inode.
+type fifoID struct{ dev, ino uint64 }
+
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
 	state := StateStopped
 	if rs == nil {
