@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,12 +47,20 @@ type Command struct {
 	Long  string // paragraphs shown by `edgeipc help NAME`
 	// Hidden commands are not listed (internal child modes).
 	Hidden bool
+	// AnyOS commands run on every system. The others need Linux: elsewhere
+	// they fail (exit 1) saying so, after their flags are parsed, so that
+	// -h still prints their help.
+	AnyOS bool
 	// Flags, if set, declares the command's flags on fs.
 	Flags func(fs *flag.FlagSet)
 	Run   func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 }
 
 var commands = map[string]*Command{}
+
+// goos is the system edgeipc runs on; tests set it to see what other
+// systems get.
+var goos = goruntime.GOOS
 
 // Register adds a command; each subcommand file calls it from init.
 func Register(c *Command) {
@@ -130,6 +139,10 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 		}
 		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, flagError(err), c.Usage, c.Name)
 		return ExitUsage
+	}
+	if goos != "linux" && !c.AnyOS {
+		fmt.Fprintf(env.Stderr, "edgeipc %s: needs Linux (shared-memory rings, futexes, POSIX message queues); this is %s/%s, where only 'edgeipc version' and 'edgeipc help' work\n", c.Name, goos, goruntime.GOARCH)
+		return ExitFailure
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -20,6 +20,7 @@ func init() {
 		Name:  "version",
 		Usage: "version",
 		Short: "print the version, commit and platform",
+		AnyOS: true,
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
 			if len(args) != 0 {
 				return Usagef("version takes no arguments")
