@@ -11,10 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrPermission is wrapped by errors from calls the process lacks the
-// capability or resource limit for.
-var ErrPermission = errors.New("sched: permission denied")
-
 // SetThread sets the scheduling policy and priority of the calling OS
 // thread. Call runtime.LockOSThread first and keep the goroutine locked:
 // Linux schedules threads, and Go moves goroutines between them.

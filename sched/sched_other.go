@@ -4,14 +4,8 @@ package sched
 
 import (
 	"context"
-	"errors"
 	"time"
 )
-
-// ErrNotSupported is returned on systems other than Linux.
-var ErrNotSupported = errors.New("sched: not supported on this operating system")
-
-var ErrPermission = errors.New("sched: permission denied")
 
 func SetThread(p Policy, priority int) error { return ErrNotSupported }
 func Thread() (Policy, int, error)           { return 0, 0, ErrNotSupported }

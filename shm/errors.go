@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // Sentinel errors. Match them with errors.Is.
@@ -41,7 +43,9 @@ var (
 	// frame is not consumed.
 	ErrShortBuffer = errors.New("shm: buffer too small for frame")
 	// ErrNotSupported is returned on operating systems other than Linux.
-	ErrNotSupported = errors.New("shm: not supported on this operating system")
+	// It is the same error as sched.ErrNotSupported: errors.Is matches
+	// either.
+	ErrNotSupported = sys.ErrNotSupported
 	// ErrNoSpace means the filesystem behind the segment directory has too
 	// little free space; the *NoSpaceError gives the sizes.
 	ErrNoSpace = errors.New("shm: not enough free space for segment")
