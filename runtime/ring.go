@@ -73,6 +73,19 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ring %s: %w", rc.Name, err)
 	}
+	if !created {
+		f, err := r.File()
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("ring %s: %w", rc.Name, err)
+		}
+		why := foreignOwner(f, path)
+		f.Close()
+		if why != "" {
+			r.Close()
+			return nil, fmt.Errorf("ring %s: %s", rc.Name, why)
+		}
+	}
 	lock, err := lockRing(r)
 	if err != nil {
 		if created {
@@ -89,16 +102,13 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	if lock != nil && !created {
 		// A segment left by an earlier run has the mode and group of the
 		// configuration it was created by.
-		msg, warn, err := applyRingPerms(lock, rc)
+		msg, err := applyRingPerms(lock, rc)
 		if err != nil {
 			lock.Close()
 			r.Close()
 			return nil, fmt.Errorf("ring %s: cannot give the existing segment the configured mode and group: %w", rc.Name, err)
 		}
-		switch {
-		case warn:
-			rt.log.Warn(fmt.Sprintf("ring %s: %s", rc.Name, msg))
-		case msg != "":
+		if msg != "" {
 			rt.log.Info(fmt.Sprintf("ring %s: %s", rc.Name, msg))
 		}
 	}

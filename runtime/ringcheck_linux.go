@@ -24,7 +24,7 @@ import (
 //   - nothing in the way: the path of a ring is free, names the segment
 //     apply removes, or names a ring segment that apply would attach to or
 //     replace (not a symlink, a directory, a FIFO, nor a ring of another
-//     geometry that another runtime manages);
+//     geometry that another runtime manages, nor another user's segment);
 //   - space: the new segments, less what the segments they replace take,
 //     fit the free space of the directory's filesystem. Added rings are
 //     created before anything is removed, so they must fit on their own
@@ -83,6 +83,9 @@ func (rt *Runtime) checkRings(nc *Config, added, changed []string) error {
 			continue
 		case own != nil && ownsPath(own, path):
 			need -= st.Blocks * 512 // apply removes it first
+		case int(st.Uid) != os.Geteuid():
+			bad(n, "the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read and forge its frames, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name", path, st.Uid, os.Geteuid(), n)
+			continue
 		default:
 			// Another file: a stale segment (attached if it matches the
 			// configuration, else removed and created again), or one that

@@ -3,18 +3,43 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
 
+// foreignOwner says why the runtime must not use the existing segment
+// behind f ("" if it may): it belongs to another user. The segment
+// directory is usually /dev/shm, where anyone may create files: a segment
+// another user made under a ring's name before the runtime started would
+// let that user read every frame the runtime writes into it and forge
+// frames for its readers. The runtime writes only into segments it owns
+// (root too: root's frames are no less private).
+func foreignOwner(f *os.File, path string) string {
+	var why string
+	withFd(f, func(fd int) error {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			why = fmt.Sprintf("fstat %s: %v", path, err)
+			return nil
+		}
+		if euid := os.Geteuid(); int(st.Uid) != euid {
+			why = fmt.Sprintf("the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame written into it and forge frames for its readers, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name",
+				path, st.Uid, euid, strings.TrimPrefix(filepath.Base(path), shm.FilePrefix))
+		}
+		return nil
+	})
+	return why
+}
+
 // applyRingPerms gives the segment behind f (a ring this runtime reattached
-// to and manages) the mode and group rc configures, as a new segment would
-// get them and as a reused FIFO does. It returns a line for the log ("" if
-// nothing changed), a warning when the segment is owned by another user and
-// keeps its mode and group (only its owner or root may change them).
-func applyRingPerms(f *os.File, rc *RingConfig) (msg string, warn bool, err error) {
+// to, owns and manages) the mode and group rc configures, as a new segment
+// would get them and as a reused FIFO does. It returns a line for the log
+// ("" if nothing changed).
+func applyRingPerms(f *os.File, rc *RingConfig) (msg string, err error) {
 	mode := uint32(rc.Mode)
 	if mode == 0 {
 		mode = 0o600
@@ -25,7 +50,7 @@ func applyRingPerms(f *os.File, rc *RingConfig) (msg string, warn bool, err erro
 	gid := -1
 	if rc.Group != "" {
 		if gid, err = shm.LookupGroup(rc.Group); err != nil {
-			return "", false, fmt.Errorf("group %q: %w", rc.Group, err)
+			return "", fmt.Errorf("group %q: %w", rc.Group, err)
 		}
 	}
 	err = withFd(f, func(fd int) error {
@@ -38,10 +63,6 @@ func applyRingPerms(f *os.File, rc *RingConfig) (msg string, warn bool, err erro
 			return nil
 		}
 		was := fmt.Sprintf("mode %#o, gid %d", cur, st.Gid)
-		if euid := os.Geteuid(); int(st.Uid) != euid && euid != 0 {
-			msg, warn = fmt.Sprintf("the existing segment keeps %s, not the configured mode and group: it belongs to uid %d, and only its owner or root can change them", was, st.Uid), true
-			return nil
-		}
 		// Narrowed to its owner first, so that neither its old group nor
 		// the new one has the other's access between the two calls.
 		if gid >= 0 && int(st.Gid) != gid {
@@ -64,5 +85,5 @@ func applyRingPerms(f *os.File, rc *RingConfig) (msg string, warn bool, err erro
 		msg += " now"
 		return nil
 	})
-	return msg, warn, err
+	return msg, err
 }

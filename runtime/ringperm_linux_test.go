@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -72,4 +75,74 @@ func TestReattachAppliesModeAndGroup(t *testing.T) {
 	if log = run(""); strings.Contains(log, "existing segment had") {
 		t.Errorf("a segment that already has the configured mode was changed:\n%s", log)
 	}
+}
+
+// A segment another user created under a ring's name (in /dev/shm anyone
+// may) is not used: the runtime would write every frame where that user
+// can read it, and its readers would take that user's forgeries for
+// frames. It was attached to with a warning. Start and reload refuse it,
+// name its owner and leave it as it was.
+func TestForeignSegmentRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a segment to another user needs root")
+	}
+	e := newEnv(t)
+	r, err := shm.Create("r", shm.Config{Slots: 8, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: e.dir, Mode: 0o660}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	path := shm.SegmentPath("r", e.sopts())
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untouched := func() {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		now, _ := os.ReadFile(path)
+		if st.Uid != 65534 || st.Mode&0o777 != 0o660 || string(now) != string(before) {
+			t.Fatalf("the foreign segment was changed: uid %d mode %#o, content same: %v", st.Uid, st.Mode&0o777, string(now) == string(before))
+		}
+	}
+	cfg, err := Parse("test.toml", []byte("[control]\nenabled = false\n[rings.r]\nslots = 8\nslot_payload = 64\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := NewLogger(&syncBuf{}, "text")
+	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err = rt.Run(ctx) // returns at once with the refusal; ctx ends a runtime that started
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") || !strings.Contains(err.Error(), "edgeipc ring rm r") {
+		t.Fatalf("start with another user's segment at ring r's path: %v, want a refusal naming its owner", err)
+	}
+	untouched()
+
+	// A reload that adds the ring is refused, nothing changed.
+	file := filepath.Join(e.dir, "rt.toml")
+	os.WriteFile(file, []byte("[control]\nenabled = false\n[rings.q]\nslots = 8\nslot_payload = 64\n"), 0o600)
+	cfg, err = Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt2, _, stop := inprocConfig(t, cfg)
+	defer stop()
+	os.WriteFile(file, []byte("[control]\nenabled = false\n[rings.q]\nslots = 8\nslot_payload = 64\n[rings.r]\nslots = 8\nslot_payload = 64\n"), 0o600)
+	if err := rt2.Reload(); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Fatalf("reload adding ring r over another user's segment: %v, want a refusal naming its owner", err)
+	}
+	if got := len(rt2.Rings()); got != 1 {
+		t.Fatalf("%d rings after the refused reload, want 1 (q)", got)
+	}
+	untouched()
 }

@@ -35,7 +35,8 @@ func (ss *sourceState) runFIFO(context.Context) error { return checkOS() }
 func removeFIFO(string, fifoID) string                { return checkOS().Error() }
 
 func (rt *Runtime) checkRings(*Config, []string, []string) error { return checkOS() }
-func applyRingPerms(*os.File, *RingConfig) (string, bool, error) { return "", false, checkOS() }
+func applyRingPerms(*os.File, *RingConfig) (string, error)       { return "", checkOS() }
+func foreignOwner(*os.File, string) string                       { return "" }
 func tryLock(int) (bool, error)                                  { return false, checkOS() }
 func lockedElsewhere(string) bool                                { return false }
 func sameFile(string, int) bool                                  { return false }
