@@ -238,6 +238,12 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
 	}
+	// A file another user made at the path (in a directory others may
+	// write, such as /tmp) would hand that user every frame: as with ring
+	// segments, the runtime appends only to files it owns.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("recorder: %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame recorded into it, so it is not appended to; remove it, or record to a path in a directory only the runtime's user may write", rec.Path, st.Uid, os.Geteuid())
+	}
 	size := fi.Size()
 	// An interrupted write (a power loss, a kill in the middle of a
 	// buffered write) can have left part of a record at the end: appending

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 func TestExecShellLines(t *testing.T) {
@@ -443,5 +444,36 @@ path = %q
 	logb.waitFor(t, "is not a regular file", 1)
 	if err := stop(); err != nil {
 		t.Fatalf("%v; log:\n%s", err, logb.String())
+	}
+}
+
+// A recorder file another user made at the path (in /tmp anyone may) is
+// not appended to: that user would read every frame. Refused, named, and
+// left as it was.
+func TestRecorderRefusesForeignFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another user needs root")
+	}
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	if err := os.WriteFile(out, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(out, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, logb, stop := inproc(t, recorderConfig(out, 0))
+	logb.waitFor(t, "belongs to uid 65534", 1)
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteFrame(1, 0, []byte("secret"))
+	w.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() != 0 {
+		t.Fatalf("the foreign file was written: %v %v", fi.Size(), err)
 	}
 }
