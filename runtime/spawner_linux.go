@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	goruntime "runtime"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // spawner starts, signals and reaps every child of a Runtime from one
@@ -170,6 +173,14 @@ func (s *spawner) start(name string, stopTimeout time.Duration, argv0 string, ar
 		}
 		attr.Sys.Pdeathsig = syscall.SIGKILL
 		attr.Sys.Setpgid = true
+		// The child gets attr.Files and nothing else: a descriptor this
+		// process holds without close-on-exec (inherited from whatever
+		// started the runtime, or opened so by a program embedding it)
+		// would otherwise go on to every child.
+		if err = sys.CloseOnExecFrom(3); err != nil {
+			err = fmt.Errorf("cannot keep the runtime's descriptors from the child: %w", err)
+			return
+		}
 		p, err = os.StartProcess(argv0, argv, attr)
 		if err == nil {
 			s.children[p] = &spawned{exit: ch, name: name, stopTimeout: stopTimeout}
