@@ -777,7 +777,9 @@ func (r *RingConfig) shmConfig(dir string) shm.Config {
 	p, _ := shm.ParsePolicy(r.Policy)
 	return shm.Config{
 		Slots: r.Slots, SlotPayload: r.SlotPayload, Policy: p,
-		Segment: shm.SegmentOptions{Dir: dir, Group: r.Group, Mode: os.FileMode(r.Mode)},
+		// An existing segment must be the runtime's own: another user's
+		// is refused before it is mapped (openRing, foreignSegment).
+		Segment: shm.SegmentOptions{Dir: dir, Group: r.Group, Mode: os.FileMode(r.Mode), Owners: []int{os.Geteuid()}},
 	}
 }
 

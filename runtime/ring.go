@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,10 +57,19 @@ type ringState struct {
 // created again (logged), unless another runtime manages it: that is an
 // error. A ring another runtime manages is used without its lock, so this
 // runtime never removes it.
+//
+// A segment that belongs to another user is refused before it is mapped
+// (the shm config's Owners), whatever its geometry: see foreignSegment.
 func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
+	if testHookOpenRing != nil {
+		testHookOpenRing(rc.Name)
+	}
 	sc := rc.shmConfig(dir)
 	path := shm.SegmentPath(rc.Name, &sc.Segment)
 	r, created, err := shm.OpenOrCreate(rc.Name, sc)
+	if oe := (*shm.OwnerError)(nil); errors.As(err, &oe) {
+		return nil, fmt.Errorf("ring %s: %s", rc.Name, foreignSegment(oe.Path, oe.UID))
+	}
 	if err != nil && (errors.Is(err, os.ErrExist) || errors.Is(err, shm.ErrCorrupt) || errors.Is(err, shm.ErrVersion)) {
 		if lockedElsewhere(path) {
 			return nil, fmt.Errorf("ring %s: existing segment does not match the config (%w), and another edgeipc runtime manages it, so it is not recreated: make the config match, or stop that runtime first", rc.Name, err)
@@ -72,19 +83,6 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ring %s: %w", rc.Name, err)
-	}
-	if !created {
-		f, err := r.File()
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("ring %s: %w", rc.Name, err)
-		}
-		why := foreignOwner(f, path)
-		f.Close()
-		if why != "" {
-			r.Close()
-			return nil, fmt.Errorf("ring %s: %s", rc.Name, why)
-		}
 	}
 	lock, err := lockRing(r)
 	if err != nil {
@@ -116,6 +114,22 @@ func (rt *Runtime) openRing(rc *RingConfig, dir string) (*ringState, error) {
 		rt.log.Warn(fmt.Sprintf("ring %s: another edgeipc runtime manages it (it holds the segment's lock); this runtime uses the ring but never removes or recreates it", rc.Name))
 	}
 	return &ringState{name: rc.Name, cfg: rc, dir: dir, ring: r, created: created, lock: lock, lastHead: r.Head(), winStart: time.Now()}, nil
+}
+
+// testHookOpenRing, if set, runs as openRing begins: tests put a file in
+// the ring's way there, after the checks of checkRings.
+var testHookOpenRing func(name string)
+
+// foreignSegment says why the runtime does not use the segment at path,
+// which belongs to uid. The segment directory is usually /dev/shm, where
+// anyone may create files: a segment another user made under a ring's
+// name would let that user read every frame the runtime writes into it,
+// forge frames for its readers, and truncate it under the runtime's
+// mapping (SIGBUS). The runtime uses only segments it owns (root too:
+// root's frames are no less private).
+func foreignSegment(path string, uid int) string {
+	return fmt.Sprintf("the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read and forge its frames, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name",
+		path, uid, os.Geteuid(), strings.TrimPrefix(filepath.Base(path), shm.FilePrefix))
 }
 
 // lockRing takes the lock of r's segment on a duplicate of its descriptor

@@ -84,7 +84,7 @@ func (rt *Runtime) checkRings(nc *Config, added, changed []string) error {
 		case own != nil && ownsPath(own, path):
 			need -= st.Blocks * 512 // apply removes it first
 		case int(st.Uid) != os.Geteuid():
-			bad(n, "the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read and forge its frames, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name", path, st.Uid, os.Geteuid(), n)
+			bad(n, "%s", foreignSegment(path, int(st.Uid)))
 			continue
 		default:
 			// Another file: a stale segment (attached if it matches the

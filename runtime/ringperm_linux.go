@@ -3,37 +3,11 @@ package runtime
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
-
-// foreignOwner says why the runtime must not use the existing segment
-// behind f ("" if it may): it belongs to another user. The segment
-// directory is usually /dev/shm, where anyone may create files: a segment
-// another user made under a ring's name before the runtime started would
-// let that user read every frame the runtime writes into it and forge
-// frames for its readers. The runtime writes only into segments it owns
-// (root too: root's frames are no less private).
-func foreignOwner(f *os.File, path string) string {
-	var why string
-	withFd(f, func(fd int) error {
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			why = fmt.Sprintf("fstat %s: %v", path, err)
-			return nil
-		}
-		if euid := os.Geteuid(); int(st.Uid) != euid {
-			why = fmt.Sprintf("the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame written into it and forge frames for its readers, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name",
-				path, st.Uid, euid, strings.TrimPrefix(filepath.Base(path), shm.FilePrefix))
-		}
-		return nil
-	})
-	return why
-}
 
 // applyRingPerms gives the segment behind f (a ring this runtime reattached
 // to, owns and manages) the mode and group rc configures, as a new segment

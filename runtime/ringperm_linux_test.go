@@ -146,3 +146,61 @@ func TestForeignSegmentRefused(t *testing.T) {
 	}
 	untouched()
 }
+
+// A segment another user makes under a ring's name after the checks that
+// precede opening the ring (checkRings at start and in a reload; none
+// before a retry of a missing ring) is refused as well, before it is
+// mapped, whatever its geometry. One of another geometry was mapped,
+// removed and replaced by a root runtime, which then ran; its owner could
+// have truncated it under the mapping in between (SIGBUS).
+func TestForeignSegmentAfterCheckRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a segment to another user needs root")
+	}
+	for _, slots := range []int{8, 4} {
+		t.Run(strconv.Itoa(slots)+"slots", func(t *testing.T) {
+			e := newEnv(t)
+			path := shm.SegmentPath("r", e.sopts())
+			var before []byte
+			testHookOpenRing = func(name string) {
+				if name != "r" || before != nil {
+					return
+				}
+				r, err := shm.Create("r", shm.Config{Slots: slots, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: e.dir, Mode: 0o660}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.Close()
+				if err := os.Chown(path, 65534, 65534); err != nil {
+					t.Error(err)
+				}
+				before, _ = os.ReadFile(path)
+			}
+			t.Cleanup(func() { testHookOpenRing = nil })
+			cfg, err := Parse("test.toml", []byte("[control]\nenabled = false\n[rings.r]\nslots = 8\nslot_payload = 64\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logb := &syncBuf{}
+			log, _ := NewLogger(logb, "text")
+			rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			err = rt.Run(ctx) // returns at once with the refusal; ctx ends a runtime that started
+			if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") || !strings.Contains(err.Error(), "edgeipc ring rm r") {
+				t.Fatalf("start with another user's segment put at ring r's path after the checks: %v, want a refusal naming its owner; log:\n%s", err, logb.String())
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(path, &st); err != nil {
+				t.Fatal(err)
+			}
+			if now, _ := os.ReadFile(path); st.Uid != 65534 || string(now) != string(before) {
+				t.Fatalf("the foreign segment was replaced or changed: uid %d, content same: %v", st.Uid, string(now) == string(before))
+			}
+		})
+	}
+}

@@ -36,7 +36,6 @@ func removeFIFO(string, fifoID) string                { return checkOS().Error()
 
 func (rt *Runtime) checkRings(*Config, []string, []string) error { return checkOS() }
 func applyRingPerms(*os.File, *RingConfig) (string, error)       { return "", checkOS() }
-func foreignOwner(*os.File, string) string                       { return "" }
 func tryLock(int) (bool, error)                                  { return false, checkOS() }
 func lockedElsewhere(string) bool                                { return false }
 func sameFile(string, int) bool                                  { return false }

@@ -43,6 +43,15 @@
 // overwritten frame is never returned as intact; a corrupt header is an
 // error wrapping ErrCorrupt, never a panic.
 //
+// What validation cannot catch is who made the segment: in /dev/shm anyone
+// may create a file under a ring's name before its owner does, and then
+// read what a writer puts into it, forge frames for its readers, or
+// truncate it under their mappings (SIGBUS). Opening by name trusts the
+// file's owner. Set SegmentOptions.Owners to the users you trust, and
+// Open, OpenWriter, OpenReader and OpenOrCreate refuse anyone else's
+// segment before mapping it (ErrForeignOwner); the runtime uses only its
+// own, `edgeipc pub` only yours or root's unless told otherwise.
+//
 // # Kernel and privileges
 //
 // Linux only (other systems get ErrNotSupported). Needs a tmpfs at /dev/shm

@@ -3,7 +3,9 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
@@ -54,6 +56,10 @@ var (
 	ErrOverflow = errors.New("shm: semaphore value at its maximum")
 	// ErrInvalid means an argument is out of range.
 	ErrInvalid = errors.New("shm: invalid argument")
+
+	// ErrForeignOwner: an existing segment belongs to a user that
+	// SegmentOptions.Owners does not list (see OwnerError).
+	ErrForeignOwner = errors.New("shm: segment belongs to another user")
 )
 
 // OpError describes a failed operation on a named object.
@@ -95,6 +101,33 @@ func (e *NoSpaceError) Error() string {
 }
 
 func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
+
+// OwnerError names the owner of an existing segment that
+// SegmentOptions.Owners does not trust. The segment was not mapped.
+type OwnerError struct {
+	Path    string
+	UID     int   // the segment's owner
+	Trusted []int // SegmentOptions.Owners
+}
+
+func (e *OwnerError) Error() string {
+	name := strings.TrimPrefix(filepath.Base(e.Path), FilePrefix)
+	return fmt.Sprintf("%s belongs to uid %d, not to %s: that user could read every frame written into it, forge frames and truncate it, so it is not used; remove it (as that user or root: edgeipc ring rm %s) or use another name",
+		e.Path, e.UID, uidList(e.Trusted), name)
+}
+
+func (e *OwnerError) Unwrap() error { return ErrForeignOwner }
+
+func uidList(uids []int) string {
+	s := make([]string, len(uids))
+	for i, u := range uids {
+		s[i] = strconv.Itoa(u)
+	}
+	if len(s) == 1 {
+		return "uid " + s[0]
+	}
+	return "uids " + strings.Join(s, ", ")
+}
 
 // CorruptError says which field of shared memory failed validation.
 type CorruptError struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,15 @@ type SegmentOptions struct {
 	Group string
 	// Mode overrides the permission bits (only 0600 and 0660 are accepted).
 	Mode os.FileMode
+	// Owners, if not empty, lists the users (uids) an existing segment may
+	// belong to. Opening a segment that belongs to anyone else fails with
+	// an *OwnerError (matching ErrForeignOwner) before it is mapped: in a
+	// directory others may write (/dev/shm) anyone can make a file under
+	// a ring's name, and its owner can read every frame written into it,
+	// forge frames, and truncate it under the mapping (SIGBUS). Creating
+	// is not affected (a new segment is the creator's). Empty: any owner
+	// the file permissions let in.
+	Owners []int
 }
 
 func (o *SegmentOptions) dir() string {
@@ -243,6 +253,10 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) == nil && int(st.Uid) != os.Geteuid() {
+				return nil, &OpError{"create", name, fmt.Errorf("%s already exists and belongs to uid %d (remove it as that user or root with 'edgeipc ring rm %s' if it is stale): %w", path, st.Uid, name, os.ErrExist)}
+			}
 			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with 'edgeipc ring rm %s' if it is stale): %w", path, name, os.ErrExist)}
 		}
 		return nil, &OpError{"create", name, &os.PathError{Op: "open", Path: path, Err: err}}
@@ -362,6 +376,10 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 		return nil, &OpError{"open", name, &os.PathError{Op: "open", Path: path, Err: err}}
 	}
 	var st unix.Stat_t
+	if err := checkOwner(fd, path, opts); err != nil {
+		unix.Close(fd)
+		return nil, &OpError{"open", name, err}
+	}
 	for i := 0; ; i++ {
 		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) {
 			break // mapFd reports a failed fstat
@@ -376,6 +394,22 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 	seg.path = path
 	seg.settled = settled(&st)
 	return seg, nil
+}
+
+// checkOwner refuses the file open as fd if opts lists the users it may
+// belong to and its owner is not one of them.
+func checkOwner(fd int, path string, opts *SegmentOptions) error {
+	if opts == nil || len(opts.Owners) == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if slices.Contains(opts.Owners, int(st.Uid)) {
+		return nil
+	}
+	return &OwnerError{Path: path, UID: int(st.Uid), Trusted: slices.Clone(opts.Owners)}
 }
 
 // settled reports whether the file st describes last changed (content or

@@ -8,9 +8,10 @@ const DefaultDir = "/dev/shm"
 const FilePrefix = "edgeipc."
 
 type SegmentOptions struct {
-	Dir   string
-	Group string
-	Mode  os.FileMode
+	Dir    string
+	Group  string
+	Mode   os.FileMode
+	Owners []int
 }
 
 type Segment struct {

@@ -214,3 +214,52 @@ func TestSegmentGroupIDRange(t *testing.T) {
 		}
 	}
 }
+
+// SegmentOptions.Owners: a segment that belongs to a user it does not
+// list is refused with an *OwnerError naming the owner, at once, before
+// anything of it is read or mapped (an empty file is not waited for as a
+// ring being created); one of a listed owner opens. Create is unaffected,
+// and its "already exists" names another user's file's owner.
+func TestSegmentOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a segment to another user needs root")
+	}
+	dir := t.TempDir()
+	r, err := Create("foreign", Config{Slots: 4, SlotPayload: 64, Segment: SegmentOptions{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	path := SegmentPath("foreign", &SegmentOptions{Dir: dir})
+	empty := SegmentPath("empty", &SegmentOptions{Dir: dir})
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, empty} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	me := os.Geteuid()
+	for _, name := range []string{"foreign", "empty"} {
+		_, err := Open(name, &SegmentOptions{Dir: dir, Owners: []int{me}})
+		var oe *OwnerError
+		if !errors.Is(err, ErrForeignOwner) || !errors.As(err, &oe) || oe.UID != 65534 {
+			t.Fatalf("Open(%s) with Owners [%d] of a segment of uid 65534: %v, want an *OwnerError for uid 65534", name, me, err)
+		}
+		if !strings.Contains(err.Error(), "belongs to uid 65534") || !strings.Contains(err.Error(), "edgeipc ring rm "+name) {
+			t.Errorf("Open(%s): %v; want the owner and how to remove it named", name, err)
+		}
+	}
+	for _, opts := range []*SegmentOptions{{Dir: dir}, {Dir: dir, Owners: []int{me, 65534}}} {
+		r, err := Open("foreign", opts)
+		if err != nil {
+			t.Fatalf("Open with Owners %v: %v", opts.Owners, err)
+		}
+		r.Close()
+	}
+	_, err = Create("foreign", Config{Slots: 4, SlotPayload: 64, Segment: SegmentOptions{Dir: dir, Owners: []int{me}}})
+	if !errors.Is(err, os.ErrExist) || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Fatalf("Create over another user's segment: %v, want os.ErrExist naming uid 65534", err)
+	}
+}
