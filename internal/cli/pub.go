@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -24,6 +26,7 @@ type pubOpts struct {
 	policy   string
 	group    string
 	dir      string
+	owner    string
 	quiet    bool
 }
 
@@ -34,7 +37,7 @@ const maxOversizeReports = 5
 func init() {
 	Register(&Command{
 		Name:  "pub",
-		Usage: "pub RING [--framing lines|len32] [--type N] [--create [--slots N] [--slot-size BYTES] [--policy P] [--group G]] [--dir DIR] [--quiet]",
+		Usage: "pub RING [--framing lines|len32] [--type N] [--create [--slots N] [--slot-size BYTES] [--policy P] [--group G]] [--owner USER] [--dir DIR] [--quiet]",
 		Short: "publish frames read from stdin into a ring",
 		Long: `pub takes the ring's writer lease and writes one frame per record read
 from stdin, until stdin ends:
@@ -57,6 +60,13 @@ the lease. With --create a missing ring is created (with --slots,
 must match each of --slots, --slot-size, --policy and --group you give:
 otherwise pub fails naming the difference.
 
+An existing ring must belong to you or root: in /dev/shm anyone may create
+a file under a ring's name, and its owner reads every frame you publish.
+pub refuses a ring of another user, naming the owner, before it maps it.
+To write a ring you share with its owner through a group (one the runtime
+creates as user edgeipc with group = "...", say), name that owner with
+--owner edgeipc.
+
 Examples:
   printf 'a\nb\nc\n' | edgeipc pub cam0 --create
   my-sensor | edgeipc pub --framing len32 --type 7 imu0`,
@@ -69,6 +79,7 @@ Examples:
 			fs.Var(slotSizeValue(&o.slotSize), "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m, up to 64m (default %d)", shm.DefaultSlotPayload))
 			fs.StringVar(&o.policy, "policy", "overwrite", "with --create: overwrite or block")
 			fs.StringVar(&o.group, "group", "", "with --create: make the ring mode 0660 for this group")
+			fs.StringVar(&o.owner, "owner", "", "also accept an existing ring that belongs to this user (name or uid); by default only yours or root's")
 			dirFlag(fs, &o.dir)
 			fs.BoolVar(&o.quiet, "quiet", false, "do not print the summary")
 		},
@@ -80,7 +91,8 @@ Examples:
 			o := pubOpts{
 				framing: getFlag[string](fs, "framing"), typ: getFlag[uint64](fs, "type"), create: getFlag[bool](fs, "create"),
 				slots: getFlag[int](fs, "slots"), slotSize: getFlag[int](fs, "slot-size"), policy: getFlag[string](fs, "policy"),
-				group: getFlag[string](fs, "group"), dir: getFlag[string](fs, "dir"), quiet: getFlag[bool](fs, "quiet"),
+				group: getFlag[string](fs, "group"), dir: getFlag[string](fs, "dir"), owner: getFlag[string](fs, "owner"),
+				quiet: getFlag[bool](fs, "quiet"),
 			}
 			return runPub(ctx, env, fs, &o, args)
 		},
@@ -123,7 +135,20 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		}
 	}
 
-	sopts := shm.SegmentOptions{Dir: o.dir, Group: o.group}
+	// An existing ring must be ours or root's, or the --owner's: anyone
+	// else's is refused before it is mapped.
+	owners := []int{os.Geteuid()}
+	if os.Geteuid() != 0 {
+		owners = append(owners, 0)
+	}
+	if o.owner != "" {
+		uid, err := lookupUser(o.owner)
+		if err != nil {
+			return Usagef("bad --owner %q: %v", o.owner, err)
+		}
+		owners = append(owners, uid)
+	}
+	sopts := shm.SegmentOptions{Dir: o.dir, Group: o.group, Owners: owners}
 	var r *shm.Ring
 	if o.create {
 		cfg := shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: sopts}
@@ -138,6 +163,10 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		} else {
 			err = notRing(name, &sopts, err)
 		}
+	}
+	if oe := (*shm.OwnerError)(nil); errors.As(err, &oe) {
+		return fmt.Errorf("ring %s (%s) belongs to %s, not to you or root: that user would read every frame you publish (and can forge frames or truncate it), so pub does not write it; if you mean to write that user's ring, pass --owner %s; otherwise remove it (as that user or root: edgeipc ring rm %s) or use another name",
+			name, oe.Path, ownerString(oe.UID), userName(oe.UID), name)
 	}
 	if err != nil {
 		return err
@@ -167,6 +196,27 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 			st.dropped, st.records, r.SlotPayload())}
 	}
 	return nil
+}
+
+// lookupUser returns the uid u names: a user name, or a numeric uid
+// (which need not be listed in the user database: containers).
+func lookupUser(u string) (int, error) {
+	if n, err := strconv.ParseUint(u, 10, 32); err == nil && n < 1<<32-1 {
+		return int(n), nil
+	}
+	pw, err := user.Lookup(u)
+	if err != nil {
+		return 0, fmt.Errorf("no such user: name an existing user or a uid (see getent passwd)")
+	}
+	return strconv.Atoi(pw.Uid)
+}
+
+// ownerString is "uid N (name)", or "uid N" for a uid without a name.
+func ownerString(uid int) string {
+	if n := userName(uid); n != strconv.Itoa(uid) {
+		return fmt.Sprintf("uid %d (%s)", uid, n)
+	}
+	return fmt.Sprintf("uid %d", uid)
 }
 
 // openOrCreate opens the named ring, creating it from cfg if it is missing.

@@ -449,3 +449,56 @@ func missingGID(t *testing.T) string {
 	t.Fatal("every gid from 1999999001 to 2000000000 exists")
 	return ""
 }
+
+// pub writes only into a ring of its own user or root's, unless --owner
+// names the ring's owner: in /dev/shm anyone may create a file under a
+// ring's name, and its owner reads every frame published into it. pub
+// used to write into whatever ring the name opened. The refusal names the
+// owner and --owner, leaves the ring untouched, and applies to --create on
+// an existing ring too.
+func TestPubRefusesForeignRing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a ring to another user needs root")
+	}
+	dir := t.TempDir()
+	name := uniqueName("foreign")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	path := filepath.Join(dir, shm.FilePrefix+name)
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	head := func() uint32 {
+		t.Helper()
+		r, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		return r.Head()
+	}
+	for _, args := range [][]string{
+		{"pub", name, "--dir", dir},
+		{"pub", name, "--create", "--dir", dir},
+		{"pub", name, "--owner", "0", "--dir", dir},
+	} {
+		r := runCLI(t, "secret\n", args...)
+		mustCode(t, r, 1, strings.Join(args, " ")+" into a ring of uid 65534")
+		for _, w := range []string{"belongs to uid 65534", "--owner", "edgeipc ring rm " + name} {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", strings.Join(args, " "), w, r.stderr)
+			}
+		}
+		if h := head(); h != 0 {
+			t.Fatalf("%s wrote %d frames into another user's ring", strings.Join(args, " "), h)
+		}
+	}
+	mustCode(t, runCLI(t, "shared\n", "pub", name, "--owner", "65534", "--quiet", "--dir", dir), 0, "pub --owner 65534")
+	if h := head(); h != 1 {
+		t.Fatalf("pub --owner 65534 wrote %d frames, want 1", h)
+	}
+	if u, err := user.LookupId("65534"); err == nil {
+		mustCode(t, runCLI(t, "shared\n", "pub", name, "--owner", u.Username, "--quiet", "--dir", dir), 0, "pub --owner "+u.Username)
+	}
+	r := runCLI(t, "", "pub", name, "--owner", "no-such-user-"+name, "--dir", dir)
+	mustCode(t, r, 2, "pub --owner with an unknown user")
+}
