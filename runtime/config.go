@@ -258,6 +258,9 @@ func load(path string, regularOnly bool) (*Config, error) {
 			return nil, fmt.Errorf("config: %s is %s, not a regular file (a reload reads a regular file; a symlink to one is fine)", path, fileType(fi.Mode()))
 		}
 	}
+	if err := checkConfigTrust(f, path); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -266,6 +269,57 @@ func load(path string, regularOnly bool) (*Config, error) {
 		return nil, fmt.Errorf("config: %s is larger than %d MiB; is it the configuration file?", path, MaxConfigBytes>>20)
 	}
 	return Parse(path, b)
+}
+
+// checkConfigTrust refuses a configuration file that a user other than
+// root and the runtime's own could change: its exec sources name the
+// programs the runtime runs (as its own user), and its paths the files it
+// creates and writes, so whoever may change the file may act as the
+// runtime. The file (open as f, whatever symlinks led to it) must belong
+// to root or the runtime's effective user and be writable by its owner
+// only; its directory (after symlinks) must belong to one of them too, and
+// be writable by no one else unless it is sticky (as /tmp is), so that
+// nobody else can put another file in its place.
+func checkConfigTrust(f *os.File, path string) error {
+	euid := os.Geteuid()
+	trusted := func(uid uint32) bool { return int(uid) == euid || uid == 0 }
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	runs := fmt.Sprintf("could make the runtime run any program as uid %d (exec sources) and write where it may", euid)
+	switch perm := fi.Mode().Perm(); {
+	case !trusted(st.Uid):
+		return fmt.Errorf("%s belongs to uid %d, not to root or the runtime's user (uid %d): that user %s; give it to root or uid %d (chown), or use a file of theirs", path, st.Uid, euid, runs, euid)
+	case perm&0o002 != 0:
+		return fmt.Errorf("%s is writable by every user (mode %#o): any of them %s; make it writable by its owner only (chmod go-w %s)", path, perm, runs, path)
+	case perm&0o020 != 0:
+		return fmt.Errorf("%s is writable by its group (gid %d, mode %#o): its members %s; make it writable by its owner only (chmod g-w %s)", path, st.Gid, perm, runs, path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil // removed meanwhile: what was opened is checked
+	}
+	dir := filepath.Dir(real)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return nil
+	}
+	dst, ok := di.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	switch perm := di.Mode().Perm(); {
+	case !trusted(dst.Uid):
+		return fmt.Errorf("%s is in %s, which belongs to uid %d, not to root or the runtime's user (uid %d): that user could replace the file and %s; keep the configuration in a directory of root or uid %d", path, dir, dst.Uid, euid, runs, euid)
+	case perm&0o022 != 0 && di.Mode()&os.ModeSticky == 0:
+		return fmt.Errorf("%s is in %s, which users other than its owner may write (mode %#o, gid %d): they could replace the file and %s; make the directory writable by its owner only (chmod go-w %s)", path, dir, perm, dst.Gid, runs, dir)
+	}
+	return nil
 }
 
 // Default returns the built-in configuration (runtime/default.toml).

@@ -24,7 +24,10 @@ message queue and logs one line per ring and source every stats interval.
 
 With no -c it runs the built-in configuration (print it with
 --print-default): an IMU-like ring at 1 kHz and a camera-like ring at 30 fps.
-The configuration format is described in docs/config.md.
+The configuration format is described in docs/config.md. The file names
+the programs the runtime runs, so it must belong to root or to the user
+running it, be writable by its owner only, and be in a directory nobody
+else may write (or a sticky one, like /tmp); run refuses it otherwise.
 
 Signals: SIGTERM/SIGINT stop the sources (exec children: SIGTERM to each
 child's process group, SIGKILL after its stop_timeout), drain sinks, close
