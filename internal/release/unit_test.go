@@ -1,0 +1,156 @@
+package release
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// unitService returns the [Service] settings of packaging/edgeipc.service:
+// each key with its values in order (a key may repeat).
+func unitService(t *testing.T) map[string][]string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(root, "packaging", "edgeipc.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][]string{}
+	section := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case l == "" || l[0] == '#' || l[0] == ';':
+		case l[0] == '[':
+			section = l
+		case section == "[Service]":
+			k, v, ok := strings.Cut(l, "=")
+			if !ok {
+				t.Fatalf("edgeipc.service: %q is not KEY=VALUE", l)
+			}
+			out[strings.TrimSpace(k)] = append(out[strings.TrimSpace(k)], strings.TrimSpace(v))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestUnitHardening checks the packaged unit against what docs/install.md
+// and docs/operations.md promise: an unprivileged user, no privilege gain,
+// a read-only system with /dev/shm writable, private /tmp, no home
+// directories, IPC objects kept when the service stops (RemoveIPC=no: the
+// rings' readers are other services) and shared with other processes (no
+// PrivateIPC, no DynamicUser), and nothing it creates by default open to
+// other users: its umask and the modes of the directories systemd makes
+// for it leave out group and others (StateDirectory defaulted to 0755,
+// listing the recorder files to every user; the umask 0007 gave the
+// files of exec children to the edgeipc group, its readers).
+func TestUnitHardening(t *testing.T) {
+	u := unitService(t)
+	last := func(k string) string {
+		if v := u[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		return ""
+	}
+	for k, want := range map[string]string{
+		"User": "edgeipc", "Group": "edgeipc", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+		"ProtectHome": "yes", "PrivateTmp": "yes", "RemoveIPC": "no", "NotifyAccess": "main",
+		"RestrictSUIDSGID": "yes",
+	} {
+		if got := last(k); got != want {
+			t.Errorf("%s=%q, want %q", k, got, want)
+		}
+	}
+	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if v, ok := u[k]; !ok || last(k) != "" {
+			t.Errorf("%s=%v: the runtime needs no capability; set it empty", k, v)
+		}
+	}
+	for _, k := range []string{"PrivateIPC", "DynamicUser"} {
+		if v := last(k); v != "" && v != "no" {
+			t.Errorf("%s=%s: other processes could no longer reach the rings and queue (docs/operations.md, systemd)", k, v)
+		}
+	}
+	if v := last("ExecStart"); strings.HasPrefix(v, "+") || strings.HasPrefix(v, "!") {
+		t.Errorf("ExecStart=%s runs with privileges the unit takes away", v)
+	}
+	rw := strings.Fields(strings.Join(u["ReadWritePaths"], " "))
+	found := false
+	for _, p := range rw {
+		found = found || strings.TrimLeft(p, "-") == "/dev/shm"
+	}
+	if !found {
+		t.Errorf("ReadWritePaths=%v lacks /dev/shm, where the rings are", rw)
+	}
+	for _, k := range []string{"UMask", "RuntimeDirectoryMode", "StateDirectoryMode"} {
+		v := last(k)
+		m, err := strconv.ParseUint(v, 8, 32)
+		if err != nil {
+			t.Errorf("%s=%q: set it, in octal", k, v)
+			continue
+		}
+		switch {
+		case k == "UMask" && m&0o077 != 0o077:
+			t.Errorf("UMask=%s: what exec children create would be open to group or others; use 0077", v)
+		case k != "UMask" && m&0o007 != 0:
+			t.Errorf("%s=%s: open to every user; use 0750 or tighter", k, v)
+		}
+	}
+}
+
+// TestPackagingModes: nothing the package installs or its maintainer
+// scripts chmod is writable by others.
+func TestPackagingModes(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "packaging", "nfpm.yaml.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := regexp.MustCompile(`(?m)^\s*mode:\s*(0[0-7]+)\s*$`).FindAllStringSubmatch(string(b), -1)
+	if len(modes) == 0 {
+		t.Fatal("nfpm.yaml.in sets no file modes")
+	}
+	for _, m := range modes {
+		if v, _ := strconv.ParseUint(m[1], 8, 32); v&0o022 != 0 {
+			t.Errorf("nfpm.yaml.in installs a file or directory with mode %s, writable by group or others", m[1])
+		}
+	}
+	scripts, _ := filepath.Glob(filepath.Join(root, "packaging", "scripts", "*"))
+	chmod := regexp.MustCompile(`chmod\s+(-\S+\s+)*([0-7]{3,4}|\S*[+=-]\S*)\s`)
+	symbolic := regexp.MustCompile(`([ugoa]*)([+=-])([rwxXst]*)`)
+	for _, s := range scripts {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range chmod.FindAllStringSubmatch(string(b), -1) {
+			mode := m[2]
+			if v, err := strconv.ParseUint(mode, 8, 32); err == nil {
+				if v&0o022 != 0 {
+					t.Errorf("%s: chmod %s makes a file writable by group or others", filepath.Base(s), mode)
+				}
+			} else {
+				for _, c := range symbolic.FindAllStringSubmatch(mode, -1) {
+					if c[2] != "-" && (c[1] == "" || strings.ContainsAny(c[1], "goa")) && strings.Contains(c[3], "w") {
+						t.Errorf("%s: chmod %s makes a file writable by group or others", filepath.Base(s), mode)
+					}
+				}
+			}
+		}
+	}
+}
