@@ -1457,3 +1457,42 @@ func TestForeignWriterHostileMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestForeignProducerRefusesForeignRing: the C and Python producers write
+// only a ring of their own user or root's, or of the uid -u names
+// (edgeipc_open_owned, Ring(owners=...)): anyone may create a file in
+// /dev/shm under a ring's name, and its owner would read every frame. The
+// refusal names the owner and comes before the segment is mapped; the
+// producers used to write into whatever file the name opened.
+func TestForeignProducerRefusesForeignRing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a ring to another user needs root")
+	}
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			if err := os.Chown(shm.SegmentPath(r.Name(), &shm.SegmentOptions{Dir: dir}), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			c := start(t, dir, im.env, append(argv, "-n", "1", r.Name())...)
+			<-c.exited
+			err := <-c.done
+			c.done <- err
+			if err == nil || !strings.Contains(c.stderr(), "belongs to uid 65534") || !strings.Contains(c.stderr(), "-u 65534") {
+				t.Fatalf("producer exit %v, stderr %q; want a refusal naming uid 65534 and -u", err, c.stderr())
+			}
+			if h := r.Head(); h != 0 {
+				t.Fatalf("head moved to %d: the producer wrote into another user's ring", h)
+			}
+			c = start(t, dir, im.env, append(argv, "-n", "1", "-u", "65534", r.Name())...)
+			if l := c.line(); !strings.HasPrefix(l, "wrote first=0 last=0") {
+				t.Fatalf("producer -u 65534: %q; stderr:\n%s", l, c.stderr())
+			}
+			c.wait()
+			if h := r.Head(); h != 1 {
+				t.Fatalf("head %d after producer -u 65534, want 1", h)
+			}
+		})
+	}
+}

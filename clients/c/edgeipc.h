@@ -11,6 +11,7 @@
  * -D_GNU_SOURCE. Every function is `static inline`; nothing to link.
  *
  *   edgeipc_ring r;       edgeipc_open(&r, "cam0")  /  edgeipc_open_fd(&r, fd)
+ *                         edgeipc_open_owned(&r, "cam0", uids, n, &owner)
  *   edgeipc_reader rd;    edgeipc_reader_join(&rd, &r, EDGEIPC_FROM_OLDEST)
  *                         edgeipc_read(&rd, &frame, buf, cap)      copy, never torn
  *                         edgeipc_read_wait(&rd, &frame, buf, cap, timeout_ms)
@@ -137,6 +138,7 @@ enum {
 	EDGEIPC_ETIMEDOUT = -11,
 	EDGEIPC_EEVICTED = -12, /* our reader entry / lease is no longer ours */
 	EDGEIPC_ESHORTBUF = -13, /* frame larger than the buffer (not consumed) */
+	EDGEIPC_EOWNER = -14,   /* the segment belongs to a user not trusted (edgeipc_open_owned) */
 };
 
 static inline const char *edgeipc_strerror(int rc)
@@ -156,6 +158,7 @@ static inline const char *edgeipc_strerror(int rc)
 	case EDGEIPC_ETIMEDOUT: return "timed out";
 	case EDGEIPC_EEVICTED: return "reader entry or writer lease was taken over";
 	case EDGEIPC_ESHORTBUF: return "buffer too small for frame";
+	case EDGEIPC_EOWNER: return "segment belongs to another user";
 	}
 	return "unknown edgeipc error";
 }
@@ -524,12 +527,18 @@ static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 	return rc;
 }
 
-/* Opens $EDGEIPC_SHM_DIR/edgeipc.<name> (default /dev/shm). */
-static inline int edgeipc_open(edgeipc_ring *r, const char *name)
+/* Opens $EDGEIPC_SHM_DIR/edgeipc.<name> (default /dev/shm) if it belongs to
+ * one of the n users in owners (n == 0: to anyone). Another user's segment
+ * is refused with EDGEIPC_EOWNER before it is mapped, and its owner is
+ * stored in *owner (if owner is not NULL). In /dev/shm anyone may create a
+ * file under a ring's name: its owner reads what a writer writes into it,
+ * can forge frames, and can truncate it under the mapping (SIGBUS). A
+ * writer should trust only its own uid, root and the ring's known owner. */
+static inline int edgeipc_open_owned(edgeipc_ring *r, const char *name, const uid_t *owners, size_t n, uid_t *owner)
 {
 	memset(r, 0, sizeof *r);
 	r->fd = -1;
-	if (!edgeipc_valid_name(name))
+	if (!edgeipc_valid_name(name) || (n > 0 && !owners))
 		return EDGEIPC_EINVAL;
 	const char *dir = getenv("EDGEIPC_SHM_DIR");
 	if (!dir || !*dir)
@@ -540,7 +549,32 @@ static inline int edgeipc_open(edgeipc_ring *r, const char *name)
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return EDGEIPC_ESYS;
+	if (n > 0) {
+		struct stat sb;
+		if (fstat(fd, &sb) != 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return EDGEIPC_ESYS;
+		}
+		if (owner)
+			*owner = sb.st_uid;
+		size_t i = 0;
+		while (i < n && owners[i] != sb.st_uid)
+			i++;
+		if (i == n) {
+			close(fd);
+			return EDGEIPC_EOWNER;
+		}
+	}
 	return edgeipc_open_fd(r, fd);
+}
+
+/* Opens $EDGEIPC_SHM_DIR/edgeipc.<name> (default /dev/shm), whoever owns
+ * it: see edgeipc_open_owned. */
+static inline int edgeipc_open(edgeipc_ring *r, const char *name)
+{
+	return edgeipc_open_owned(r, name, NULL, 0, NULL);
 }
 
 static inline void edgeipc_close(edgeipc_ring *r)

@@ -128,6 +128,16 @@ class BusyError(RingError):
         self.pid = pid
 
 
+class ForeignOwnerError(RingError):
+    """The segment belongs to a user that ``owners`` does not list (``uid`` says which)."""
+
+    def __init__(self, path, uid):
+        super().__init__("%s belongs to uid %d, a user not trusted here: it could read every frame "
+                         "written into it, forge frames and truncate it" % (path, uid))
+        self.path = path
+        self.uid = uid
+
+
 class FullError(RingError):
     """All 64 reader entries are held by live readers."""
 
@@ -300,15 +310,28 @@ def _valid_name(name):
 # ---- ring ------------------------------------------------------------------
 
 class Ring:
-    """A mapped ring: ``Ring(name, dir=None)`` or ``Ring(fd=fd)`` (takes the fd)."""
+    """A mapped ring: ``Ring(name, dir=None, owners=None)`` or ``Ring(fd=fd)`` (takes the fd).
 
-    def __init__(self, name=None, dir=None, fd=None):
+    ``owners``, if given, are the uids the named segment may belong to:
+    another user's is refused with ForeignOwnerError before it is mapped.
+    In /dev/shm anyone may create a file under a ring's name, and its owner
+    reads what a writer writes into it, can forge frames, and can truncate
+    it under the mapping (SIGBUS). A writer should pass its own uid, root's
+    (0) and the ring's known owner: ``owners={os.geteuid(), 0}``.
+    """
+
+    def __init__(self, name=None, dir=None, fd=None, owners=None):
         if fd is None:
             if not _valid_name(name):
                 raise ValueError("ring name %r: 1-200 characters of [A-Za-z0-9._-], not starting with . or -" % name)
             d = dir or os.environ.get("EDGEIPC_SHM_DIR") or "/dev/shm"
-            fd = os.open(os.path.join(d, "edgeipc." + name),
-                         os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            path = os.path.join(d, "edgeipc." + name)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            if owners is not None:
+                uid = os.fstat(fd).st_uid
+                if uid not in set(owners):
+                    os.close(fd)
+                    raise ForeignOwnerError(path, uid)
         self.name = name
         self._fd = fd
         self._mm = None
