@@ -204,3 +204,45 @@ func TestForeignSegmentAfterCheckRefused(t *testing.T) {
 		})
 	}
 }
+
+// A segment directory every user may write is refused unless it is sticky
+// (as /dev/shm is): without the sticky bit any user could remove or rename
+// the runtime's segments and put their own in their place, which readers
+// would open. The runtime created its rings there.
+func TestSegmentDirWorldWritableRefused(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "shm")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	text := "[control]\nenabled = false\n[runtime]\nshm_dir = \"" + dir + "\"\n[rings.r]\nslots = 8\nslot_payload = 64\n"
+	cfg, err := Parse("test.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := NewLogger(&syncBuf{}, "text")
+	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := rt.Run(ctx); err == nil || !strings.Contains(err.Error(), "not sticky") || !strings.Contains(err.Error(), "chmod +t "+dir) {
+		t.Fatalf("start with a world-writable segment directory: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(shm.SegmentPath("r", &shm.SegmentOptions{Dir: dir})); err == nil {
+		t.Fatal("the refused start created the ring")
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Parse("test.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, logb, _ := inprocConfig(t, cfg)
+	logb.waitFor(t, "ring r: created", 1)
+}
