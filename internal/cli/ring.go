@@ -374,14 +374,19 @@ func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) erro
 		return notRing(name, o.segOpts(), err)
 	}
 	out := inspectOut{Info: r.Inspect(), Path: r.Segment().Path()}
-	r.Close()
-	if fi, err := os.Lstat(out.Path); err == nil {
-		out.Mode = modeString(fi.Mode())
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			out.UID, out.GID = int(st.Uid), int(st.Gid)
-			out.Owner, out.Group = userName(out.UID), groupName(out.GID)
+	// The owner and mode of the file inspected (its descriptor), not of
+	// whatever the path names by now.
+	if f, err := r.Segment().File(); err == nil {
+		if fi, err := f.Stat(); err == nil {
+			out.Mode = modeString(fi.Mode())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				out.UID, out.GID = int(st.Uid), int(st.Gid)
+				out.Owner, out.Group = userName(out.UID), groupName(out.GID)
+			}
 		}
+		f.Close()
 	}
+	r.Close()
 	t := &out.Totals
 	for _, rd := range out.Readers {
 		t.Readers++
