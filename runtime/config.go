@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -297,7 +298,7 @@ func checkConfigTrust(f *os.File, path string) error {
 		return fmt.Errorf("%s belongs to uid %d, not to root or the runtime's user (uid %d): that user %s; give it to root or uid %d (chown), or use a file of theirs", path, st.Uid, euid, runs, euid)
 	case perm&0o002 != 0:
 		return fmt.Errorf("%s is writable by every user (mode %#o): any of them %s; make it writable by its owner only (chmod go-w %s)", path, perm, runs, path)
-	case perm&0o020 != 0:
+	case perm&0o020 != 0 && !privateGroup(st.Uid, st.Gid):
 		return fmt.Errorf("%s is writable by its group (gid %d, mode %#o): its members %s; make it writable by its owner only (chmod g-w %s)", path, st.Gid, perm, runs, path)
 	}
 	real, err := filepath.EvalSymlinks(path)
@@ -316,10 +317,26 @@ func checkConfigTrust(f *os.File, path string) error {
 	switch perm := di.Mode().Perm(); {
 	case !trusted(dst.Uid):
 		return fmt.Errorf("%s is in %s, which belongs to uid %d, not to root or the runtime's user (uid %d): that user could replace the file and %s; keep the configuration in a directory of root or uid %d", path, dir, dst.Uid, euid, runs, euid)
-	case perm&0o022 != 0 && di.Mode()&os.ModeSticky == 0:
+	case (perm&0o002 != 0 || perm&0o020 != 0 && !privateGroup(dst.Uid, dst.Gid)) && di.Mode()&os.ModeSticky == 0:
 		return fmt.Errorf("%s is in %s, which users other than its owner may write (mode %#o, gid %d): they could replace the file and %s; make the directory writable by its owner only (chmod go-w %s)", path, dir, perm, dst.Gid, runs, dir)
 	}
 	return nil
+}
+
+// privateGroup reports whether gid is the user private group of uid (the
+// user's primary group, named as the user, as adduser makes them where the
+// umask is 002): group write on such a file gives no other user access.
+// Group root (gid 0) is never taken for one.
+func privateGroup(uid, gid uint32) bool {
+	if gid == 0 {
+		return false
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil || u.Gid != strconv.FormatUint(uint64(gid), 10) {
+		return false
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	return err == nil && g.Name == u.Username
 }
 
 // Default returns the built-in configuration (runtime/default.toml).

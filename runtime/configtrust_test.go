@@ -2,7 +2,9 @@ package runtime
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -23,14 +25,15 @@ func TestConfigTrust(t *testing.T) {
 		uid      int         // of the file, -1: ours
 		dirUID   int         // of the directory, -1: ours
 		needRoot bool
+		group    bool   // only its group may write: fine for a user private group
 		want     string // "" = accepted
 	}{
 		{name: "ours", mode: 0o644, dirMode: 0o755, uid: -1, dirUID: -1},
 		{name: "owner only", mode: 0o600, dirMode: 0o700, uid: -1, dirUID: -1},
 		{name: "world-writable", mode: 0o646, dirMode: 0o755, uid: -1, dirUID: -1, want: "writable by every user"},
-		{name: "group-writable", mode: 0o664, dirMode: 0o755, uid: -1, dirUID: -1, want: "writable by its group"},
+		{name: "group-writable", mode: 0o664, dirMode: 0o755, uid: -1, dirUID: -1, group: true, want: "writable by its group"},
 		{name: "dir world-writable", mode: 0o644, dirMode: 0o777, uid: -1, dirUID: -1, want: "chmod go-w"},
-		{name: "dir group-writable", mode: 0o644, dirMode: 0o775, uid: -1, dirUID: -1, want: "may write"},
+		{name: "dir group-writable", mode: 0o644, dirMode: 0o775, uid: -1, dirUID: -1, group: true, want: "may write"},
 		{name: "sticky dir", mode: 0o644, dirMode: 0o777 | os.ModeSticky, uid: -1, dirUID: -1},
 		{name: "another user's", mode: 0o644, dirMode: 0o755, uid: 65534, dirUID: -1, needRoot: true, want: "belongs to uid 65534"},
 		{name: "another user's dir", mode: 0o644, dirMode: 0o755, uid: -1, dirUID: 65534, needRoot: true, want: "which belongs to uid 65534"},
@@ -60,16 +63,20 @@ func TestConfigTrust(t *testing.T) {
 			}
 			set(file, tc.mode, tc.uid)
 			set(dir, tc.dirMode, tc.dirUID)
+			want := tc.want
+			if tc.group && privateGroup(uint32(os.Geteuid()), uint32(os.Getegid())) {
+				want = "" // our files are in our private group (umask 002 systems)
+			}
 			for _, load := range []struct {
 				name string
 				f    func(string) (*Config, error)
 			}{{"Load", Load}, {"reload", loadForReload}} {
 				_, err := load.f(file)
 				switch {
-				case tc.want == "" && err != nil:
+				case want == "" && err != nil:
 					t.Errorf("%s: %v, want it accepted", load.name, err)
-				case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-					t.Errorf("%s: %v, want a refusal saying %q", load.name, err, tc.want)
+				case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+					t.Errorf("%s: %v, want a refusal saying %q", load.name, err, want)
 				}
 			}
 		})
@@ -107,4 +114,34 @@ func TestReloadRefusesUntrustedConfig(t *testing.T) {
 	if n := len(rt.Rings()); n != 2 {
 		t.Fatalf("%d rings after the reload, want 2", n)
 	}
+}
+
+// privateGroup recognises a user private group (the user's primary group,
+// named as the user): group write on a configuration file of that group
+// gives nobody else access, and is accepted where the umask is 002. Group
+// root never counts.
+func TestPrivateGroup(t *testing.T) {
+	if privateGroup(0, 0) {
+		t.Error("group root taken for root's private group")
+	}
+	for _, name := range []string{"daemon", "bin", "sys", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		g, err := user.LookupGroupId(u.Gid)
+		if err != nil || g.Name != u.Username {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if !privateGroup(uint32(uid), uint32(gid)) {
+			t.Errorf("%s's primary group %s (gid %d) not taken for its private group", name, g.Name, gid)
+		}
+		if privateGroup(uint32(uid), uint32(gid)+1) {
+			t.Errorf("gid %d taken for %s's private group", gid+1, name)
+		}
+		return
+	}
+	t.Skip("no user whose primary group has its name")
 }
