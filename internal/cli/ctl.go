@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
@@ -151,7 +153,7 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 	}
 	if !r.OK {
-		return errors.New(r.Error)
+		return errors.New(printable(r.Error))
 	}
 	if asJSON {
 		return nil
@@ -210,11 +212,11 @@ func printStatus(w io.Writer, s *control.StatusInfo) {
 		started = time.Unix(0, s.StartedUnixNs).Format(time.RFC3339)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "version\t%s\n", s.Version)
+	fmt.Fprintf(tw, "version\t%s\n", printable(s.Version))
 	fmt.Fprintf(tw, "pid\t%d\n", s.PID)
 	fmt.Fprintf(tw, "started\t%s\n", started)
 	fmt.Fprintf(tw, "uptime\t%s\n", (time.Duration(s.UptimeS * float64(time.Second))).Round(time.Second))
-	fmt.Fprintf(tw, "config\t%s\n", cfg)
+	fmt.Fprintf(tw, "config\t%s\n", printable(cfg))
 	fmt.Fprintf(tw, "rings\t%d\n", s.Rings)
 	fmt.Fprintf(tw, "sources\t%d\n", s.Sources)
 	fmt.Fprintf(tw, "reloads\t%d\n", s.Reloads)
@@ -232,9 +234,9 @@ func printRings(w io.Writer, rs []control.RingStat) {
 	var why []string
 	for _, r := range rs {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t%s\t\n",
-			r.Name, r.Slots, r.SlotPayload, r.Policy, r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, dash(r.State))
+			printable(r.Name), r.Slots, r.SlotPayload, printable(r.Policy), r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, printable(dash(r.State)))
 		if r.LastError != "" {
-			why = append(why, fmt.Sprintf("%s %s: %s", r.Name, r.State, r.LastError))
+			why = append(why, fmt.Sprintf("%s %s: %s", printable(r.Name), printable(r.State), printable(r.LastError)))
 		}
 	}
 	tw.Flush()
@@ -256,7 +258,8 @@ func printSources(w io.Writer, ss []control.SourceStat) {
 			pid = fmt.Sprint(s.PID)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n",
-			s.Name, s.Kind, s.Ring, s.State, pid, s.Restarts, dash(s.LastExit), s.Frames, s.Bytes, s.Bad, s.Dropped, dash(s.LastError))
+			printable(s.Name), printable(s.Kind), printable(s.Ring), printable(s.State), pid, s.Restarts, printable(dash(s.LastExit)),
+			s.Frames, s.Bytes, s.Bad, s.Dropped, printable(dash(s.LastError)))
 	}
 	tw.Flush()
 }
@@ -269,14 +272,45 @@ func printSinks(w io.Writer, ss []control.SinkStat) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, "NAME\tKIND\tRING\tSTATE\tFRAMES\tBYTES\tLOST\tSKIPPED\tRESTARTS\tPATH\tLAST ERROR\n")
 	for _, s := range ss {
-		kind := s.Kind
+		kind := printable(s.Kind)
 		if s.Implicit {
 			kind += " (implicit)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n",
-			s.Name, kind, s.Ring, s.State, s.Frames, s.Bytes, s.Lost, s.Skipped, s.Restarts, dash(s.Path), dash(s.LastError))
+			printable(s.Name), kind, printable(s.Ring), printable(s.State), s.Frames, s.Bytes, s.Lost, s.Skipped, s.Restarts,
+			printable(dash(s.Path)), printable(dash(s.LastError)))
 	}
 	tw.Flush()
+}
+
+// printable escapes what a terminal would act on or a table would split
+// on in a string of a reply: control characters (tabs and newlines too),
+// other characters that do not print (such as bidirectional overrides) and
+// bytes that are not UTF-8, as \x1b, \n, \u202e, \xff. A reply comes from
+// whoever owns the request queue, which need not be the runtime (see
+// docs/control.md, "Authorisation"): its strings must not be able to move
+// the cursor, retitle the terminal or forge lines of the table.
+func printable(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || !strconv.IsPrint(r) })
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r == utf8.RuneError || !strconv.IsPrint(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 func dash(s string) string {

@@ -513,3 +513,54 @@ path = %q
 		return m["late"].State == "running" && m["late"].Frames > 0
 	})
 }
+
+// hostileFake answers like a runtime whose strings carry terminal escapes,
+// newlines and tabs: what a process that created the request queue before
+// the runtime (docs/control.md) can send.
+type hostileFake struct{ ctlFake }
+
+const hostile = "x\x1b]0;owned\x07\x1b[2J\nFORGED\tLINE\u202e\xff"
+
+func (hostileFake) Status() control.StatusInfo {
+	return control.StatusInfo{Version: hostile, ConfigFile: hostile}
+}
+func (hostileFake) Rings() []control.RingStat {
+	return []control.RingStat{{Name: hostile, Policy: hostile, State: hostile, LastError: hostile}}
+}
+func (hostileFake) Sources() []control.SourceStat {
+	return []control.SourceStat{{Name: hostile, Kind: hostile, Ring: hostile, State: hostile, LastExit: hostile, LastError: hostile}}
+}
+func (hostileFake) Sinks() []control.SinkStat {
+	return []control.SinkStat{{Name: hostile, Kind: hostile, Ring: hostile, State: hostile, Path: hostile, LastError: hostile}}
+}
+func (hostileFake) StartSource(string) error { return errors.New(hostile) }
+
+// ctl prints the strings of a reply with control characters, characters
+// that do not print and bytes that are not UTF-8 escaped: a reply comes
+// from whoever owns the request queue, and its strings reached the
+// terminal as they were (escape sequences retitling it, clearing it,
+// lines forged in the tables).
+func TestCtlEscapesReplyStrings(t *testing.T) {
+	s, err := control.NewServer(&hostileFake{ctlFake{state: map[string]string{}}}, control.ServerOptions{Queue: ctlQueue(t), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done; s.Close() }()
+	const escaped = `x\x1b]0;owned\a\x1b[2J\nFORGED\tLINE\u202e\xff`
+	for _, cmd := range [][]string{{"status"}, {"rings"}, {"sources"}, {"sinks"}, {"start", "x"}} {
+		code, out, errs := ctlRun(t, append([]string{"ctl", "--queue", s.Name()}, cmd...)...)
+		if (cmd[0] == "start") != (code == 1) {
+			t.Fatalf("ctl %v: exit %d, stderr %q", cmd, code, errs)
+		}
+		both := out + errs
+		if strings.ContainsAny(both, "\x1b\x07\t\u202e") || strings.Contains(both, "\xff") || strings.Contains(both, "\nFORGED") {
+			t.Errorf("ctl %v wrote a reply string unescaped:\n%q", cmd, both)
+		}
+		if !strings.Contains(both, escaped) {
+			t.Errorf("ctl %v: the reply string is not shown escaped as %s:\n%q", cmd, escaped, both)
+		}
+	}
+}
