@@ -521,19 +521,19 @@ type hostileFake struct{ ctlFake }
 
 const hostile = "x\x1b]0;owned\x07\x1b[2J\nFORGED\tLINE\u202e\xff"
 
-func (hostileFake) Status() control.StatusInfo {
+func (*hostileFake) Status() control.StatusInfo {
 	return control.StatusInfo{Version: hostile, ConfigFile: hostile}
 }
-func (hostileFake) Rings() []control.RingStat {
+func (*hostileFake) Rings() []control.RingStat {
 	return []control.RingStat{{Name: hostile, Policy: hostile, State: hostile, LastError: hostile}}
 }
-func (hostileFake) Sources() []control.SourceStat {
+func (*hostileFake) Sources() []control.SourceStat {
 	return []control.SourceStat{{Name: hostile, Kind: hostile, Ring: hostile, State: hostile, LastExit: hostile, LastError: hostile}}
 }
-func (hostileFake) Sinks() []control.SinkStat {
+func (*hostileFake) Sinks() []control.SinkStat {
 	return []control.SinkStat{{Name: hostile, Kind: hostile, Ring: hostile, State: hostile, Path: hostile, LastError: hostile}}
 }
-func (hostileFake) StartSource(string) error { return errors.New(hostile) }
+func (*hostileFake) StartSource(string) error { return errors.New(hostile) }
 
 // ctl prints the strings of a reply with control characters, characters
 // that do not print and bytes that are not UTF-8 escaped: a reply comes

@@ -294,9 +294,10 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%d (%d alive)\n", e.Ring.Slots, e.Ring.SlotPayload, e.Ring.Policy, e.Ring.Head,
 				writerString(e.Ring.WriterPID, e.Ring.WriterAlive), e.Ring.Readers, e.Ring.ReadersAlive)
 		case e.Error != "":
-			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(%s)\n", e.Error)
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(%s)\n", printable(e.Error))
 		case e.Kind == "symlink":
-			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring: a link to %s)\n", e.Target)
+			// Anyone may make the link: its target may hold escapes.
+			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring: a link to %s)\n", printable(e.Target))
 		case e.Kind == "directory" || e.Kind == "fifo" || e.Kind == "other":
 			fmt.Fprintf(tw, "-\t-\t-\t-\t-\t-\t(not a ring)\n")
 		case e.Kind == "unknown":

@@ -418,6 +418,19 @@ func TestRingNonFiles(t *testing.T) {
 	}
 	// Now the name is free for a ring.
 	mustCode(t, runCLI(t, "", "ring", "create", link, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create after removing the symlink")
+
+	// Anyone may make such a link in /dev/shm, pointing anywhere: a
+	// target with terminal escapes and a newline is shown escaped (it was
+	// written to the terminal as it was).
+	evil := uniqueName("evil")
+	if err := os.Symlink("\x1b]0;owned\x07\x1b[2J\nFORGED", path(evil)); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, "", "ring", "ls", "--dir", dir)
+	mustCode(t, r, 0, "ring ls with a hostile link")
+	if strings.ContainsAny(r.stdout, "\x1b\x07") || strings.Contains(r.stdout, "\nFORGED") || !strings.Contains(r.stdout, `a link to \x1b]0;owned\a\x1b[2J\nFORGED`) {
+		t.Errorf("ring ls shows a link target unescaped:\n%q", r.stdout)
+	}
 }
 
 // TestRingRemoveInUse: ring rm refuses a ring with a live writer or reader,
