@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,7 +113,14 @@ func exitText(st *os.ProcessState) string {
 // stream.
 func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.ProcessState, error) {
 	c := ss.cfg
-	path, err := exec.LookPath(c.Command[0])
+	// A relative path with a slash is the child's: it runs in dir, so
+	// that is where the program is looked for (a name without a slash is
+	// looked up in $PATH).
+	prog := c.Command[0]
+	if c.Dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+		prog = filepath.Join(c.Dir, prog)
+	}
+	path, err := exec.LookPath(prog)
 	if err != nil {
 		return nil, fmt.Errorf("command: %w", err)
 	}
