@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,6 +62,13 @@ waits too. No reply in time does not mean the runtime is gone: check with
 
 Flags go before or after COMMAND: 'edgeipc ctl status --json' works.
 
+With --json, status prints one object, rings, sources and sinks one array,
+and the other commands the runtime's reply ({"id", "ok"}). An error
+reply is printed as JSON too ({"id", "ok": false, "error", "code"}, where
+code is one of bad_request, unknown_command, not_found, permission_denied,
+failed), and its message goes to stderr as with every error; failures
+before a reply (no runtime, no reply in time) print nothing on stdout.
+
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
 or is not running; 2 usage error; 130 interrupted (SIGINT or SIGTERM while
 waiting for the reply).
@@ -114,6 +122,9 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 
 	c, err := control.Dial(queue)
 	if err != nil {
+		if errors.Is(err, control.ErrNoServer) {
+			return fmt.Errorf("%w; %s", err, ctlQueueOrigin(queue))
+		}
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -153,6 +164,9 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 	}
 	if !r.OK {
+		if r.Code == control.CodeNotFound && len(rest) > 0 {
+			return fmt.Errorf("%s (list them with 'edgeipc ctl sources')", printable(r.Error))
+		}
 		return errors.New(printable(r.Error))
 	}
 	if asJSON {
@@ -177,6 +191,20 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 	}
 	return nil
+}
+
+// ctlQueueOrigin says where the name of the queue ctl tried came from and
+// how to make ctl and the runtime agree on it, for "no runtime is
+// listening".
+func ctlQueueOrigin(flagQueue string) string {
+	name := control.QueueName(flagQueue)
+	switch {
+	case flagQueue != "":
+		return fmt.Sprintf("the name came from --queue: the runtime must run with [control] queue = %q (or %s=%s)", name, control.EnvQueue, name)
+	case os.Getenv(control.EnvQueue) != "":
+		return fmt.Sprintf("the name came from $%s: the runtime reads that variable too, so start it in the same environment (or unset it for the default %s)", control.EnvQueue, control.DefaultQueue)
+	}
+	return fmt.Sprintf("that is the default queue: if the runtime uses another ([control] queue, or $%s where it runs), pass --queue NAME or set %s", control.EnvQueue, control.EnvQueue)
 }
 
 // ctlDefaultTimeout is how long ctl waits for a reply without --timeout:

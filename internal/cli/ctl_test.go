@@ -185,7 +185,7 @@ func TestCtlJSON(t *testing.T) {
 func TestCtlErrors(t *testing.T) {
 	q, _ := startCtlServer(t)
 	code, _, errs := ctlRun(t, "ctl", "--queue", q, "restart", "nosuch")
-	if code != 1 || !strings.Contains(errs, `source "nosuch": control: not found`) {
+	if code != 1 || !strings.Contains(errs, `source "nosuch": control: not found`) || !strings.Contains(errs, "list them with 'edgeipc ctl sources'") {
 		t.Fatalf("unknown source: exit %d, %q", code, errs)
 	}
 	for _, args := range [][]string{
@@ -211,6 +211,26 @@ func TestCtlNoRuntime(t *testing.T) {
 	want := "no runtime is listening on /dev/mqueue/" + q + ": start it with 'edgeipc run'"
 	if code != 1 || !strings.Contains(errs, want) {
 		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+	// The message says where the queue name came from, and how to make
+	// ctl and the runtime agree on it.
+	if !strings.Contains(errs, "came from --queue") || !strings.Contains(errs, `[control] queue = "`+q+`"`) {
+		t.Errorf("--queue: stderr %q does not say the name came from --queue", errs)
+	}
+	t.Setenv(control.EnvQueue, q)
+	code, _, errs = ctlRun(t, "ctl", "status")
+	if code != 1 || !strings.Contains(errs, want) || !strings.Contains(errs, "came from $"+control.EnvQueue) {
+		t.Errorf("$%s: exit %d, stderr %q", control.EnvQueue, code, errs)
+	}
+	t.Setenv(control.EnvQueue, "")
+	if dq, err := mq.Open(control.DefaultQueue, os.O_WRONLY); err == nil {
+		dq.Close()
+		t.Log("a runtime serves the default queue here: not checking its message")
+	} else {
+		code, _, errs = ctlRun(t, "ctl", "status")
+		if code != 1 || !strings.Contains(errs, "default queue") || !strings.Contains(errs, "--queue NAME or set "+control.EnvQueue) {
+			t.Errorf("default queue: exit %d, stderr %q", code, errs)
+		}
 	}
 	// A stale queue that nobody serves: the call times out, exit 1.
 	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
