@@ -536,7 +536,7 @@ func (rt *Runtime) doReload() error {
 	old := rt.cfg
 	rt.mu.Unlock()
 	if old.File == "" {
-		err := errors.New("reload: the runtime runs the built-in config; there is no file to re-read")
+		err := errors.New("reload: the runtime runs the built-in config; there is no file to re-read (to reload, run it from a file: edgeipc run --print-default > edgeipc.toml, then edgeipc run -c edgeipc.toml)")
 		rt.log.Warn(err.Error())
 		return err
 	}

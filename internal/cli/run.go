@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -90,6 +91,9 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	if file == "" {
 		cfg = runtime.Default()
 	} else if cfg, err = runtime.Load(file); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: write one with 'edgeipc run --print-default > %s' and edit it, or run without -c for the built-in configuration", err, file)
+		}
 		return err
 	}
 	if get("check").String() == "true" {

@@ -54,6 +54,12 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 		!strings.Contains(lines[1], p+":3: rings.a.slots") || !strings.Contains(lines[2], p+":5: rings.b.policy") {
 		t.Fatalf("--check of a file with an unknown key and bad values: code %d, want 1 and three problems in file order:\n%s", code, errs)
 	}
+	// A file that is not there: the message says how to write one.
+	missing := filepath.Join(t.TempDir(), "missing.toml")
+	code, _, errs = runRunCLI(t, context.Background(), "run", "-c", missing, "--check")
+	if code != 1 || !strings.Contains(errs, "no such file") || !strings.Contains(errs, "'edgeipc run --print-default > "+missing+"'") {
+		t.Fatalf("--check of a missing file: code %d err %q", code, errs)
+	}
 	if code, _, _ := runRunCLI(t, context.Background(), "run", "extra"); code != 2 {
 		t.Fatalf("extra argument: code %d, want 2", code)
 	}
