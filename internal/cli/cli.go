@@ -4,9 +4,11 @@
 // Exit codes (documented in `edgeipc help`):
 //
 //	0   success
-//	1   failure (the operation was attempted and failed)
+//	1   failure (the operation was attempted and failed, or its output
+//	    could not be written)
 //	2   usage error (bad flags or arguments; nothing was done)
-//	130 interrupted by SIGINT/SIGTERM before completion
+//	130 interrupted by SIGINT/SIGTERM before completion (run exits 0
+//	    after a clean shutdown)
 package cli
 
 import (
@@ -20,6 +22,7 @@ import (
 	goruntime "runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -146,31 +149,96 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := c.Run(ctx, env, fs, fs.Args())
+	out := &outWriter{w: env.Stdout}
+	cenv := *env
+	cenv.Stdout = out
+	err := c.Run(ctx, &cenv, fs, fs.Args())
+	if err == nil {
+		err = outputErr(&cenv)
+	}
 	return report(env, c, ctx, err)
 }
+
+// outputErr returns an error if a write to env.Stdout failed: a command
+// that printed into a full disk or a closed descriptor did not do its job,
+// even if it did not look at the error. A reader that has gone (EPIPE) is
+// the end a pipeline chose, not an error.
+func outputErr(env *Env) error {
+	o, ok := env.Stdout.(*outWriter)
+	if !ok {
+		return nil
+	}
+	if err := o.Err(); err != nil && !errors.Is(err, syscall.EPIPE) {
+		return fmt.Errorf("writing the output: %w", err)
+	}
+	return nil
+}
+
+// SubcommandError is the error of a subcommand ("ring create"): report
+// names the subcommand and prints its usage line instead of the command's.
+type SubcommandError struct {
+	Name  string // "ring create"
+	Usage string // "ring create NAME [--slots N] ..."
+	Err   error
+}
+
+func (e *SubcommandError) Error() string { return e.Err.Error() }
+func (e *SubcommandError) Unwrap() error { return e.Err }
 
 func report(env *Env, c *Command, ctx context.Context, err error) int {
 	if err == nil {
 		return ExitOK
 	}
+	name, usage, help := c.Name, c.Usage, "edgeipc help "+c.Name
+	var se *SubcommandError
+	if errors.As(err, &se) {
+		name, usage, help = se.Name, se.Usage, "edgeipc "+se.Name+" -h"
+	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, ue.Msg, c.Usage, c.Name)
+		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun '%s' for details\n", name, ue.Msg, usage, help)
 		return ExitUsage
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Err != nil {
-			fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", c.Name, ee.Err)
+			fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", name, ee.Err)
 		}
 		return ee.Code
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return ExitInterrupted
 	}
-	fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", c.Name, err)
+	fmt.Fprintf(env.Stderr, "edgeipc %s: %v\n", name, err)
 	return ExitFailure
+}
+
+// outWriter is a command's stdout: it remembers the first write error, so
+// that a command whose output was lost exits 1 even where it did not check
+// (fmt.Fprintf to a table, a help text).
+type outWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (o *outWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.mu.Lock()
+		if o.err == nil {
+			o.err = err
+		}
+		o.mu.Unlock()
+	}
+	return n, err
+}
+
+// Err returns the first write error.
+func (o *outWriter) Err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 func printTopHelp(w io.Writer) {
@@ -194,7 +262,10 @@ Commands:
 Run 'edgeipc help COMMAND' (or 'edgeipc COMMAND -h') for a command's flags
 and examples.
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted (SIGINT or
+SIGTERM; 'edgeipc run' exits 0 after a clean shutdown instead).
+Commands with --json print one JSON document, or one object per line where
+they stream (hz, bench, sub --framing json); errors go to stderr as text.
 `)
 }
 

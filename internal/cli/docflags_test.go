@@ -40,6 +40,9 @@ func TestDocsUseRealFlags(t *testing.T) {
 	for name, c := range commands {
 		texts["edgeipc help "+name] = c.Usage + "\n" + c.Long
 	}
+	for _, s := range ringSubs {
+		texts["edgeipc ring "+s.name+" -h"] = "edgeipc " + s.usage + "\n" + s.examples
+	}
 	subs := map[string]bool{}
 	for _, s := range ringSubs {
 		subs[s.name] = true

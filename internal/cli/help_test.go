@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -43,4 +48,105 @@ func TestHelpHelp(t *testing.T) {
 	}
 	r = runCLI(t, "", "help", "nosuch")
 	mustCode(t, r, ExitUsage, "help nosuch")
+}
+
+// TestRingSubcommandErrors: a ring subcommand's usage error names the
+// subcommand and prints its own usage line (not the list of ring
+// subcommands), and its -h has examples.
+func TestRingSubcommandErrors(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		sub, fixes string
+	}{
+		{[]string{"ring", "create", "r", "--bogus"}, "create", "not defined: --bogus"},
+		{[]string{"ring", "create", "r", "--slots", "3"}, "create", "use a power of two"},
+		{[]string{"ring", "create"}, "create", "ring name missing"},
+		{[]string{"ring", "ls", "extra"}, "ls", "edgeipc ring inspect NAME"},
+		{[]string{"ring", "inspect", "a", "b"}, "inspect", "one NAME"},
+		{[]string{"ring", "rm"}, "rm", "--stale"},
+	} {
+		what := strings.Join(c.args, " ")
+		r := runCLI(t, "", c.args...)
+		mustCode(t, r, ExitUsage, what)
+		var usage string
+		for _, s := range ringSubs {
+			if s.name == c.sub {
+				usage = s.usage
+			}
+		}
+		want := "edgeipc ring " + c.sub + ": "
+		if !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, c.fixes) ||
+			!strings.Contains(r.stderr, "\nusage: edgeipc "+usage+"\n") || !strings.Contains(r.stderr, "edgeipc ring "+c.sub+" -h") ||
+			strings.Count(r.stderr, "usage") != 1 {
+			t.Errorf("%s: stderr\n%s\nwant %q, %q and one usage line: edgeipc %s", what, r.stderr, want, c.fixes, usage)
+		}
+	}
+	for _, s := range ringSubs {
+		r := runCLI(t, "", "ring", s.name, "-h")
+		mustCode(t, r, 0, "ring "+s.name+" -h")
+		if !strings.Contains(r.stdout, "\nExamples:\n  edgeipc ring "+s.name) {
+			t.Errorf("ring %s -h has no examples:\n%s", s.name, r.stdout)
+		}
+	}
+}
+
+// TestVersionJSON: version --json is one object with the text's fields.
+func TestVersionJSON(t *testing.T) {
+	r := runCLI(t, "", "version", "--json")
+	mustCode(t, r, 0, "version --json")
+	var v map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("version --json: %v\n%s", err, r.stdout)
+	}
+	if v["version"] != Version || v["commit"] != Commit || v["go_version"] != runtime.Version() || v["os"] != runtime.GOOS || v["arch"] != runtime.GOARCH || len(v) != 5 {
+		t.Errorf("version --json: %v", v)
+	}
+	r = runCLI(t, "", "version")
+	mustCode(t, r, 0, "version")
+	if !strings.HasPrefix(r.stdout, "edgeipc "+Version+" (commit "+Commit) {
+		t.Errorf("version: %q", r.stdout)
+	}
+	mustCode(t, runCLI(t, "", "version", "extra"), ExitUsage, "version extra")
+}
+
+// failWriter fails every write, as stdout on a full disk does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestOutputWriteFailed: a command whose output could not be written
+// exits 1 and says so, even where it prints with fmt.Fprintf and never
+// looks at the error.
+func TestOutputWriteFailed(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("full")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--dir", dir), 0, "ring create")
+	for _, args := range [][]string{
+		{"version"},
+		{"version", "--json"},
+		{"ring", "inspect", name, "--dir", dir},
+		{"ring", "inspect", name, "--json", "--dir", dir},
+		{"ring", "ls", "--dir", dir},
+		{"run", "--check"},
+	} {
+		var errb bytes.Buffer
+		code := MainEnv(context.Background(), &Env{Stdin: strings.NewReader(""), Stdout: failWriter{}, Stderr: &errb}, args)
+		if code != ExitFailure || !strings.Contains(errb.String(), "no space left on device") {
+			t.Errorf("%s into a full disk: exit %d, stderr %q; want 1 and the error", strings.Join(args, " "), code, errb.String())
+		}
+	}
+}
+
+// TestTopHelpExitCodes: the command list documents the exit codes, run's
+// exception and the JSON conventions.
+func TestTopHelpExitCodes(t *testing.T) {
+	r := runCLI(t, "", "help")
+	mustCode(t, r, 0, "help")
+	text := strings.Join(strings.Fields(r.stdout), " ")
+	for _, want := range []string{"0 ok, 1 failure, 2 usage error, 130 interrupted", "'edgeipc run' exits 0 after a clean shutdown",
+		"one object per line", "errors go to stderr as text"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("help lacks %q:\n%s", want, r.stdout)
+		}
+	}
 }

@@ -153,13 +153,13 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	if o.create {
 		cfg := shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: sopts}
 		r, err = openOrCreate(name, cfg, explicit)
+		if errors.Is(err, os.ErrPermission) {
+			err = ringDenied(name, &sopts, err)
+		}
 	} else {
 		r, err = shm.Open(name, &sopts)
 		if errors.Is(err, os.ErrNotExist) {
-			// shm's message suggests ring create or the runtime; pub can
-			// also create it.
-			err = fmt.Errorf("ring %s does not exist (%s): create it with 'edgeipc ring create %s', pass --create, or start the runtime that declares it",
-				name, shm.SegmentPath(name, &sopts), name)
+			err = ringMissing(name, &sopts, "pass --create", err) // pub can create it too
 		} else {
 			err = notRing(name, &sopts, err)
 		}

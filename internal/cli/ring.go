@@ -18,6 +18,7 @@ import (
 // ringSub is one "edgeipc ring" subcommand.
 type ringSub struct {
 	name, usage, short string
+	examples           string // for -h, one command per line, indented
 	flags              func(fs *flag.FlagSet, o *ringOpts)
 	run                func(ctx context.Context, env *Env, o *ringOpts, args []string) error
 }
@@ -55,6 +56,8 @@ var ringSubs = []*ringSub{
 			dirFlag(fs, &o.dir)
 		},
 		run: ringCreate,
+		examples: `  edgeipc ring create cam0 --slots 64 --slot-size 1m
+  edgeipc ring create imu0 --slot-size 64 --policy block`,
 	},
 	{
 		name: "ls", usage: "ring ls [--json] [--dir DIR]", short: "list edgeipc segments",
@@ -63,6 +66,8 @@ var ringSubs = []*ringSub{
 			dirFlag(fs, &o.dir)
 		},
 		run: ringList,
+		examples: `  edgeipc ring ls
+  edgeipc ring ls --json | jq -r '.[] | select(.kind == "ring") | .name'`,
 	},
 	{
 		name: "inspect", usage: "ring inspect NAME [--json] [--dir DIR]", short: "show a ring's header, writer and readers",
@@ -71,6 +76,8 @@ var ringSubs = []*ringSub{
 			dirFlag(fs, &o.dir)
 		},
 		run: ringInspect,
+		examples: `  edgeipc ring inspect cam0
+  edgeipc ring inspect cam0 --json | jq .totals.lost`,
 	},
 	{
 		name: "rm", usage: "ring rm NAME... | ring rm --stale [NAME...] [--force] [--dir DIR]", short: "remove rings",
@@ -80,6 +87,8 @@ var ringSubs = []*ringSub{
 			dirFlag(fs, &o.dir)
 		},
 		run: ringRemove,
+		examples: `  edgeipc ring rm cam0
+  edgeipc ring rm --stale`,
 	},
 }
 
@@ -155,11 +164,19 @@ func runRing(ctx context.Context, env *Env, _ *flag.FlagSet, args []string) erro
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(env.Stdout, "Usage: edgeipc %s\n\n%s\n\nFlags:\n", sub.usage, sub.short)
 			printFlags(env.Stdout, fs)
+			fmt.Fprintf(env.Stdout, "\nExamples:\n%s\n", sub.examples)
 			return nil
 		}
-		return Usagef("ring %s: %s (usage: edgeipc %s)", sub.name, flagError(err), sub.usage)
+		err = Usagef("%s", flagError(err))
+	} else if err = sub.run(ctx, env, &o, pos); err == nil {
+		err = outputErr(env)
 	}
-	return sub.run(ctx, env, &o, pos)
+	if err != nil {
+		// Errors name the subcommand and its usage line: "edgeipc ring
+		// create: bad --slots 3 ...", "usage: edgeipc ring create NAME ...".
+		err = &SubcommandError{Name: "ring " + sub.name, Usage: sub.usage, Err: err}
+	}
+	return err
 }
 
 func checkRingName(sub, name string) error {
@@ -259,6 +276,10 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 			UID: s.UID, GID: s.GID, Owner: userName(s.UID), Group: groupName(s.GID)}
 		if s.Kind == "symlink" {
 			e.Target, _ = os.Readlink(s.Path)
+		}
+		if s.Kind == "unknown" && syscall.Access(s.Path, 4 /* R_OK */) != nil {
+			// ls could not read its first bytes: it may well be a ring.
+			e.Error = fmt.Sprintf("not readable by you (owner %s, mode %s): it may be a ring; see 'edgeipc ring inspect %s%s'", e.Owner, e.Mode, s.Name, dirArg(o.segOpts()))
 		}
 		if s.Kind == "ring" {
 			if r, err := shm.Open(s.Name, o.segOpts()); err != nil {
@@ -461,7 +482,7 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	for _, n := range names {
 		s, ok := byName[n]
 		if !ok {
-			fail("%s: no such ring in %s", n, segDir(o.dir))
+			fail("%s: no such ring in %s (list them with 'edgeipc ring ls%s')", n, segDir(o.dir), dirArg(o.segOpts()))
 			continue
 		}
 		if s.Kind == "directory" {
@@ -519,9 +540,18 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 // an unknown file), an error that names its path and kind the way
 // 'edgeipc ring ls' does, rather than shm.Open's account of why it is not
 // a valid ring.
+//
+// A missing ring and one this user may not open get a message that names
+// the fix (ringMissing, ringDenied).
 func notRing(name string, opts *shm.SegmentOptions, err error) error {
-	if err == nil || errors.Is(err, os.ErrNotExist) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return ringMissing(name, opts, "", err)
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return ringDenied(name, opts, err)
 	}
 	segs, lerr := shm.ListSegments(opts)
 	if lerr != nil {
@@ -571,4 +601,51 @@ func ringLive(name string, opts *shm.SegmentOptions) (string, error) {
 		}
 	}
 	return strings.Join(why, ", "), nil
+}
+
+// hintError is an error whose message was rewritten to name the fix; it
+// still matches what it wraps (os.ErrNotExist, os.ErrPermission).
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
+
+// dirArg is " --dir DIR" if the segment directory was given with --dir,
+// for commands a message suggests (with $EDGEIPC_SHM_DIR they inherit it).
+func dirArg(opts *shm.SegmentOptions) string {
+	if opts == nil || opts.Dir == "" {
+		return ""
+	}
+	return " --dir " + opts.Dir
+}
+
+// ringMissing is the error for a ring that does not exist: it names the
+// file looked for and how to find or make the ring. also is another way
+// to make it, for the command at hand ("pass --create").
+func ringMissing(name string, opts *shm.SegmentOptions, also string, err error) error {
+	d := dirArg(opts)
+	if also != "" {
+		also += ", "
+	}
+	return &hintError{fmt.Sprintf("ring %s does not exist (there is no %s): list the rings with 'edgeipc ring ls%s'; create it with 'edgeipc ring create %s%s', %sor start the runtime that declares it",
+		name, shm.SegmentPath(name, opts), d, name, d, also), err}
+}
+
+// ringDenied is the error for a ring file this user may not open: it
+// names the file's owner, group and mode, and how to share it.
+func ringDenied(name string, opts *shm.SegmentOptions, err error) error {
+	path := shm.SegmentPath(name, opts)
+	fi, serr := os.Lstat(path)
+	if serr != nil {
+		return err
+	}
+	owner, group := "?", "?"
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		owner, group = userName(int(st.Uid)), groupName(int(st.Gid))
+	}
+	return &hintError{fmt.Sprintf("ring %s: permission denied: %s belongs to %s:%s, mode %s, and using a ring, even to read it, needs read and write access: run as %s, or have the ring shared with a group you are in ('chgrp GROUP %s && chmod 0660 %s', 'edgeipc ring create %s --group GROUP', or group in the runtime's [rings.%s])",
+		name, path, owner, group, modeString(fi.Mode()), owner, path, path, name, name), err}
 }

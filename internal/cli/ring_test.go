@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -24,8 +25,22 @@ import (
 // after the package's files, so every command is registered by then.
 const childEnv = "EDGEIPC_CLI_TEST_MAIN"
 
+// childUIDEnv, set with childEnv, makes the child drop to that uid (and
+// gid, with no supplementary groups) first: a test running as root sees
+// what another user gets.
+const childUIDEnv = "EDGEIPC_CLI_TEST_UID"
+
 func init() {
 	if os.Getenv(childEnv) == "1" {
+		if s := os.Getenv(childUIDEnv); s != "" {
+			id, _ := strconv.Atoi(s)
+			for _, err := range []error{syscall.Setgroups(nil), syscall.Setgid(id), syscall.Setuid(id)} {
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "drop to uid", id, ":", err)
+					os.Exit(3)
+				}
+			}
+		}
 		os.Exit(Main(os.Args[1:]))
 	}
 }
@@ -529,5 +544,102 @@ func TestRingListLongName(t *testing.T) {
 	}
 	if e := findEntry(lsJSON(t, dir), long); e == nil || e.Kind != "ring" {
 		t.Errorf("ring ls --json lacks the whole long name: %+v", e)
+	}
+}
+
+// TestRingMissingNamesFix: every command that opens a ring says, for one
+// that does not exist, how to list the rings and how to make it, with the
+// --dir the user gave.
+func TestRingMissingNamesFix(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"ring", "inspect", "nosuch"},
+		{"sub", "nosuch"},
+		{"hz", "nosuch"},
+		{"pub", "nosuch"},
+		{"ring", "rm", "nosuch"},
+	} {
+		what := strings.Join(args, " ")
+		r := runCLI(t, "x\n", append(args, "--dir", dir)...)
+		mustCode(t, r, 1, what+" of a missing ring")
+		if !strings.Contains(r.stderr, "'edgeipc ring ls --dir "+dir+"'") {
+			t.Errorf("%s: stderr %q does not say how to list the rings", what, r.stderr)
+		}
+		if args[0] != "ring" || args[1] != "rm" {
+			if !strings.Contains(r.stderr, "'edgeipc ring create nosuch --dir "+dir+"'") || strings.Contains(r.stderr, "file does not exist") {
+				t.Errorf("%s: stderr %q; want one hint to create it, not the errno", what, r.stderr)
+			}
+		}
+		// Errors of a ring subcommand name it, as usage errors do.
+		if args[0] == "ring" && !strings.HasPrefix(r.stderr, "edgeipc ring "+args[1]+": ") {
+			t.Errorf("%s: stderr %q does not start with the subcommand's name", what, r.stderr)
+		}
+	}
+	// With $EDGEIPC_SHM_DIR there is no --dir to repeat.
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	r := runCLI(t, "", "ring", "inspect", "nosuch")
+	mustCode(t, r, 1, "ring inspect of a missing ring")
+	if !strings.Contains(r.stderr, "'edgeipc ring ls'") || !strings.Contains(r.stderr, filepath.Join(dir, shm.FilePrefix+"nosuch")) {
+		t.Errorf("ring inspect with $EDGEIPC_SHM_DIR: %q", r.stderr)
+	}
+}
+
+// TestRingPermissionDenied: a ring this user may not open is reported as
+// such, with its owner and mode and how to share it, by every command that
+// opens it; ring ls says it cannot read it, instead of only "unknown".
+func TestRingPermissionDenied(t *testing.T) {
+	// A directory the other user can enter.
+	dir, err := os.MkdirTemp("", "edgeipc-cli-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName("perm")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	path := filepath.Join(dir, shm.FilePrefix+name)
+	run := func(args ...string) (int, string) {
+		cmd := cliCmd(t, dir, append(args, "--dir", dir)...)
+		if os.Geteuid() == 0 {
+			cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
+		}
+		cmd.Stdin = strings.NewReader("x\n")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return waitCmd(t, cmd), errb.String()
+	}
+	if os.Geteuid() != 0 {
+		// The owner itself is refused a file of mode 0000.
+		if err := os.Chmod(path, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"ring", "inspect", name}, {"sub", name}, {"hz", name}, {"pub", name}, {"pub", name, "--create"}} {
+		what := strings.Join(args, " ")
+		code, errs := run(args...)
+		if code != 1 || !strings.Contains(errs, "permission denied: "+path+" belongs to ") || !strings.Contains(errs, "chmod 0660 "+path) ||
+			strings.Contains(errs, "not a ring") {
+			t.Errorf("%s of a ring this user may not open: exit %d, stderr %q; want 1 naming the owner, mode and fix", what, code, errs)
+		}
+	}
+	cmd := cliCmd(t, dir, "ring", "ls", "--json", "--dir", dir)
+	if os.Geteuid() == 0 {
+		cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ring ls --json: %v", err)
+	}
+	var ls []lsEntry
+	if err := json.Unmarshal(out, &ls); err != nil {
+		t.Fatalf("ring ls --json: %v\n%s", err, out)
+	}
+	if e := findEntry(ls, name); e == nil || !strings.Contains(e.Error, "not readable by you") || !strings.Contains(e.Error, "edgeipc ring inspect "+name) {
+		t.Errorf("ring ls entry of an unreadable ring: %+v", e)
 	}
 }
