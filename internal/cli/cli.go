@@ -263,7 +263,9 @@ Run 'edgeipc help COMMAND' (or 'edgeipc COMMAND -h') for a command's flags
 and examples.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted (SIGINT or
-SIGTERM; 'edgeipc run' exits 0 after a clean shutdown instead).
+SIGTERM; 'edgeipc run' exits 0 after a clean shutdown instead). A command
+whose output pipe closes ends like other tools, killed by SIGPIPE (shell
+status 141), except sub and hz, which leave their ring and exit 0.
 Commands with --json print one JSON document, or one object per line where
 they stream (hz, bench, sub --framing json); errors go to stderr as text.
 `)

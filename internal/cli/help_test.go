@@ -138,13 +138,13 @@ func TestOutputWriteFailed(t *testing.T) {
 }
 
 // TestTopHelpExitCodes: the command list documents the exit codes, run's
-// exception and the JSON conventions.
+// exception, what a closed output pipe does, and the JSON conventions.
 func TestTopHelpExitCodes(t *testing.T) {
 	r := runCLI(t, "", "help")
 	mustCode(t, r, 0, "help")
 	text := strings.Join(strings.Fields(r.stdout), " ")
 	for _, want := range []string{"0 ok, 1 failure, 2 usage error, 130 interrupted", "'edgeipc run' exits 0 after a clean shutdown",
-		"one object per line", "errors go to stderr as text"} {
+		"status 141", "sub and hz, which leave their ring and exit 0", "one object per line", "errors go to stderr as text"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("help lacks %q:\n%s", want, r.stdout)
 		}

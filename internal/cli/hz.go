@@ -27,8 +27,11 @@ hz reads frames in place without copying them, so it can keep up with
 fast writers; under the block policy it is a reader like any other and
 holds the writer back if it falls behind.
 
-hz exits 1 if the ring is removed while it measures (a window without
-frames on a ring whose file is gone and whose writer is dead).
+hz exits 0 after --count windows, 130 on SIGINT or SIGTERM, 0 when the
+reader of its output goes away ('edgeipc hz cam0 --json | head -3', noticed
+at the end of the window), and 1 if the ring is removed while it measures
+(a window without frames on a ring whose file is gone and whose writer is
+dead).
 
 With --json every window is one JSON object on its own line:
 {"window_ns", "frames", "bytes", "frames_per_s", "bytes_per_s",
@@ -83,6 +86,17 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
 	defer gone.Close()
+	quietEPIPE()
+	err = hzLoop(ctx, env, rd, name, window, count, asJSON, gone)
+	if outputGone(err) {
+		return nil // `edgeipc hz cam | head -3`: done, not failed
+	}
+	return err
+}
+
+// hzLoop measures count windows (0: until interrupted) and prints one line
+// or JSON object for each.
+func hzLoop(ctx context.Context, env *Env, rd *shm.Reader, name string, window time.Duration, count uint64, asJSON bool, gone *removedWatch) error {
 	if !asJSON {
 		fmt.Fprintf(env.Stdout, "%9s %12s %12s %12s %12s %8s\n", "WINDOW", "FRAMES/S", "BYTES/S", "LAT MEAN", "LAT MAX", "LOST")
 	}

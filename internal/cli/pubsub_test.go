@@ -502,3 +502,49 @@ func TestPubRefusesForeignRing(t *testing.T) {
 	r := runCLI(t, "", "pub", name, "--owner", "no-such-user-"+name, "--dir", dir)
 	mustCode(t, r, 2, "pub --owner with an unknown user")
 }
+
+// TestSubHzOutputClosed: when the reader of its output has gone
+// (`edgeipc sub cam | head -1`), sub leaves the ring and exits 0 without a
+// message, both when its next write fails and while it waits on a silent
+// ring, where no write would tell it; hz likewise at its next window.
+func TestSubHzOutputClosed(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("closed")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "8", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	mustCode(t, runCLI(t, "a\nb\nc\n", "pub", name, "--quiet", "--dir", dir), 0, "pub")
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	for _, args := range [][]string{
+		{"sub", name, "--from", "oldest"}, // a write fails with EPIPE
+		{"sub", name},                     // nothing to write: poll tells
+		{"sub", name, "--framing", "json", "--timeout", "1m"}, // likewise, before the timeout
+		{"hz", name, "--window", "50ms"},
+		{"hz", name, "--window", "50ms", "--json"},
+	} {
+		what := strings.Join(args, " ")
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.Close() // the reader has gone
+		cmd := cliCmd(t, dir, args...)
+		var errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = pw, &errb
+		err = cmd.Start()
+		pw.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := waitCmd(t, cmd); code != 0 || strings.Contains(errb.String(), "edgeipc") || strings.Contains(errb.String(), "pipe") {
+			t.Errorf("%s with a closed stdout: exit %d (%v), stderr %q; want 0 and no error", what, code, cmd.ProcessState, errb.String())
+		}
+		for _, rd := range ring.Inspect().Readers {
+			if rd.PID == cmd.Process.Pid {
+				t.Errorf("%s left its reader slot behind: %+v", what, rd)
+			}
+		}
+	}
+}

@@ -38,7 +38,10 @@ overwrote before sub read them are reported on stderr, e.g.
 sub exits 0 after --count frames, 130 on SIGINT or SIGTERM, and 1 with a
 message if --timeout passes without a frame arriving (the timeout starts
 again after every frame) or if the ring is removed while sub waits (no
-frame can arrive on a removed ring once its writer is gone).
+frame can arrive on a removed ring once its writer is gone). When the
+reader of its output goes away ('edgeipc sub cam0 | head -1') sub leaves
+the ring and exits 0, quietly; while it waits for a frame it notices
+within a second.
 
 Examples:
   edgeipc sub cam0 --from oldest --count 10
@@ -88,6 +91,20 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
 	defer gone.Close()
+	quietEPIPE()
+	stdout := stdoutFile(env.Stdout)
+	err = subCopy(ctx, env, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
+	if outputGone(err) {
+		return nil // `edgeipc sub cam | head -1`: done, not failed
+	}
+	return err
+}
+
+// subCopy writes the frames of rd to env.Stdout until count frames
+// (0: no limit), the timeout, an interrupt, the ring's removal, or the
+// end of the output (outClosed, or a write that fails with EPIPE).
+func subCopy(ctx context.Context, env *Env, rd *shm.Reader, name, framing string, count uint64, timeout time.Duration,
+	gone *removedWatch, outClosed func() bool) error {
 	buf := make([]byte, rd.Ring().SlotPayload())
 	out := bufio.NewWriterSize(env.Stdout, 64<<10)
 	defer out.Flush()
@@ -103,7 +120,7 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 			if err := out.Flush(); err != nil {
 				return err
 			}
-			f, err = subWait(ctx, rd, buf, timeout, gone)
+			f, err = subWait(ctx, rd, buf, timeout, gone, outClosed)
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 				return fmt.Errorf("no frame on ring %s for %v (%s received; writer: %s)", name, timeout, plural(n, "frame"), subWriter(rd))
 			}
@@ -145,8 +162,9 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 
 // subWait blocks for the next frame, up to timeout (0: no limit). Every
 // removedPoll it checks whether the ring was removed, which it reports with
-// errRingRemoved.
-func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Duration, gone *removedWatch) (shm.Frame, error) {
+// errRingRemoved, and whether the reader of the output has gone
+// (errOutputGone).
+func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Duration, gone *removedWatch, outClosed func() bool) (shm.Frame, error) {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -167,6 +185,9 @@ func subWait(ctx context.Context, rd *shm.Reader, buf []byte, timeout time.Durat
 		}
 		if gone.removed() {
 			return f, errRingRemoved
+		}
+		if outClosed() {
+			return f, errOutputGone
 		}
 	}
 }
