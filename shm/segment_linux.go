@@ -455,6 +455,14 @@ func RemoveSegment(name string, opts *SegmentOptions) error {
 		if errors.Is(err, unix.EISDIR) {
 			return &OpError{"remove", name, fmt.Errorf("%s is a directory, not a segment: remove it yourself if it is not needed", path)}
 		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			// In a sticky directory (/dev/shm) only the owner of a file,
+			// the directory's owner or root may remove it.
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) == nil && int(st.Uid) != os.Geteuid() {
+				return &OpError{"remove", name, fmt.Errorf("%w: %s belongs to uid %d: remove it as that user or root", &os.PathError{Op: "unlink", Path: path, Err: err}, path, st.Uid)}
+			}
+		}
 		return &OpError{"remove", name, &os.PathError{Op: "unlink", Path: path, Err: err}}
 	}
 	return nil

@@ -489,6 +489,13 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 			fail("%s: %s is a directory, not a segment; ring rm does not remove directories (remove it yourself if it is not needed)", n, s.Path)
 			continue
 		}
+		if s.Kind == "unknown" && s.UID != os.Geteuid() && os.Geteuid() != 0 && !o.force {
+			// Not readable by this user, so not known to be a ring; in a
+			// sticky directory (/dev/shm) only its owner or root may
+			// remove it anyway.
+			fail("%s: %s belongs to uid %d and this user cannot read it: remove it as that user or root", n, s.Path, s.UID)
+			continue
+		}
 		if s.Kind != "ring" && !o.force {
 			hint := ""
 			if s.Kind == "symlink" {

@@ -643,3 +643,39 @@ func TestRingPermissionDenied(t *testing.T) {
 		t.Errorf("ring ls entry of an unreadable ring: %+v", e)
 	}
 }
+
+// ring rm of another user's ring in a sticky directory (/dev/shm) names
+// the owner: it said only "operation not permitted".
+func TestRingRmForeignNamesOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("removing as another user needs root to switch to it")
+	}
+	dir, err := os.MkdirTemp("", "edgeipc-cli-sticky-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName("sticky")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	for _, args := range [][]string{
+		{"ring", "rm", name, "--dir", dir},
+		{"ring", "rm", name, "--force", "--dir", dir}, // the unlink is refused
+	} {
+		cmd := cliCmd(t, dir, args...)
+		cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitCmd(t, cmd); code != 1 || !strings.Contains(errb.String(), "belongs to uid 0") || !strings.Contains(errb.String(), "remove it as that user or root") {
+			t.Fatalf("%s of root's ring as uid 65534: exit %d, stderr %q; want 1 naming the owner", strings.Join(args, " "), code, errb.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+name)); err != nil {
+		t.Fatalf("the ring is gone: %v", err)
+	}
+}
