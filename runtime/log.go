@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/edgeipc/edgeipc/internal/textesc"
 )
 
 // NewLogger returns the runtime's logger writing to w: format "text" (one
@@ -99,30 +99,7 @@ func appendAttr(b *strings.Builder, prefix string, a slog.Attr) {
 // wrote on its stderr goes into a message, and a carriage return, an
 // escape sequence or a NUL in it must not forge or hide log lines in a
 // terminal or a line-oriented reader of the text log.
-func escapeControl(s string) string {
-	i := strings.IndexFunc(s, func(r rune) bool {
-		return r == utf8.RuneError || r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0
-	})
-	if i < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.WriteString(s[:i])
-	for s = s[i:]; s != ""; {
-		r, n := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteString(s[:n])
-		}
-		s = s[n:]
-	}
-	return b.String()
-}
+func escapeControl(s string) string { return textesc.Escape(s, textesc.Control) }
 
 func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	var b strings.Builder

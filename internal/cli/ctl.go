@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
+	"github.com/edgeipc/edgeipc/internal/textesc"
 	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
@@ -318,28 +317,7 @@ func printSinks(w io.Writer, ss []control.SinkStat) {
 // whoever owns the request queue, which need not be the runtime (see
 // docs/control.md, "Authorisation"): its strings must not be able to move
 // the cursor, retitle the terminal or forge lines of the table.
-func printable(s string) string {
-	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || !strconv.IsPrint(r) })
-	if i < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.WriteString(s[:i])
-	for s = s[i:]; s != ""; {
-		r, n := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case r == utf8.RuneError || !strconv.IsPrint(r):
-			q := strconv.QuoteRuneToASCII(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteString(s[:n])
-		}
-		s = s[n:]
-	}
-	return b.String()
-}
+func printable(s string) string { return textesc.Escape(s, textesc.NotPrintable) }
 
 func dash(s string) string {
 	if s == "" {
