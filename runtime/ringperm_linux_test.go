@@ -111,18 +111,7 @@ func TestForeignSegmentRefused(t *testing.T) {
 			t.Fatalf("the foreign segment was changed: uid %d mode %#o, content same: %v", st.Uid, st.Mode&0o777, string(now) == string(before))
 		}
 	}
-	cfg, err := Parse("test.toml", []byte("[control]\nenabled = false\n[rings.r]\nslots = 8\nslot_payload = 64\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := NewLogger(&syncBuf{}, "text")
-	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	err = rt.Run(ctx) // returns at once with the refusal; ctx ends a runtime that started
+	err = runForRefusal(t, "[control]\nenabled = false\n[rings.r]\nslots = 8\nslot_payload = 64\n")
 	if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") || !strings.Contains(err.Error(), "edgeipc ring rm r") {
 		t.Fatalf("start with another user's segment at ring r's path: %v, want a refusal naming its owner", err)
 	}
@@ -131,7 +120,7 @@ func TestForeignSegmentRefused(t *testing.T) {
 	// A reload that adds the ring is refused, nothing changed.
 	file := filepath.Join(e.dir, "rt.toml")
 	os.WriteFile(file, []byte("[control]\nenabled = false\n[rings.q]\nslots = 8\nslot_payload = 64\n"), 0o600)
-	cfg, err = Load(file)
+	cfg, err := Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +208,25 @@ func TestSegmentDirWorldWritableRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := "[control]\nenabled = false\n[runtime]\nshm_dir = \"" + dir + "\"\n[rings.r]\nslots = 8\nslot_payload = 64\n"
-	cfg, err := Parse("test.toml", []byte(text))
+	if err := runForRefusal(t, text); err == nil || !strings.Contains(err.Error(), "not sticky") || !strings.Contains(err.Error(), "chmod +t "+dir) {
+		t.Fatalf("start with a world-writable segment directory: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(shm.SegmentPath("r", &shm.SegmentOptions{Dir: dir})); err == nil {
+		t.Fatal("the refused start created the ring")
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	_, logb, _ := inproc(t, text)
+	logb.waitFor(t, "ring r: created", 1)
+}
+
+// runForRefusal runs a runtime on cfgText for at most 5 s and returns what
+// Run returned: the refusal of a runtime that must not start, or nil from
+// one that started (and was stopped).
+func runForRefusal(t *testing.T, cfgText string) error {
+	t.Helper()
+	cfg, err := Parse("test.toml", []byte(cfgText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,19 +237,5 @@ func TestSegmentDirWorldWritableRefused(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if err := rt.Run(ctx); err == nil || !strings.Contains(err.Error(), "not sticky") || !strings.Contains(err.Error(), "chmod +t "+dir) {
-		t.Fatalf("start with a world-writable segment directory: %v, want a refusal", err)
-	}
-	if _, err := os.Stat(shm.SegmentPath("r", &shm.SegmentOptions{Dir: dir})); err == nil {
-		t.Fatal("the refused start created the ring")
-	}
-	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err = Parse("test.toml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, logb, _ := inprocConfig(t, cfg)
-	logb.waitFor(t, "ring r: created", 1)
+	return rt.Run(ctx)
 }

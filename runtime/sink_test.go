@@ -168,15 +168,8 @@ func TestRecorderStopsBesideBusyWriter(t *testing.T) {
 // a later run appended after it, so a replay read every later record
 // misframed.
 func TestRecorderDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
 	e := newEnv(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := smallTmpfs(t, "64k")
 	out := filepath.Join(dir, "rec.bin")
 	cfg := recorderConfig(out, 0) + `
 [rings.tick]
@@ -569,15 +562,8 @@ func recordHeads(t *testing.T, path string) (seqs, lost []uint32) {
 // newest frame, so the frames of the failed write and those published
 // while it waited to start again were in neither.
 func TestRecorderResumesAfterFailure(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
 	e := newEnv(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := smallTmpfs(t, "64k")
 	out := filepath.Join(dir, "rec.bin")
 	rt, logb, stop := inproc(t, recorderConfig(out, 0))
 	waitReaders(t, rt, "r", 2)
@@ -629,4 +615,19 @@ func TestRecorderResumesAfterFailure(t *testing.T) {
 		gaps += l
 	}
 	t.Logf("%d records, %d frames counted lost across the failure", len(seqs), gaps)
+}
+
+// smallTmpfs mounts a tmpfs of the given size (mount's size=) on a new
+// temporary directory, for a disk that fills up, and returns it.
+func smallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
 }
