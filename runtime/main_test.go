@@ -288,7 +288,18 @@ func (c *child) exit(t *testing.T) int {
 // readFrames reads n frames from the ring (from the oldest kept).
 func readFrames(t *testing.T, e *env, ring string, n int) []shm.Frame {
 	t.Helper()
-	rd, err := shm.OpenReader(ring, e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+	return readFramesFrom(t, e, ring, shm.Oldest, n)
+}
+
+// newFrames reads n frames published from now on in the ring.
+func newFrames(t *testing.T, e *env, ring string, n int) []shm.Frame {
+	t.Helper()
+	return readFramesFrom(t, e, ring, shm.Newest, n)
+}
+
+func readFramesFrom(t *testing.T, e *env, ring string, from shm.Start, n int) []shm.Frame {
+	t.Helper()
+	rd, err := shm.OpenReader(ring, e.sopts(), &shm.ReaderOptions{From: from})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,22 +19,9 @@ import (
 	"github.com/edgeipc/edgeipc/shm"
 )
 
+// reloadRingConfig is ringConfig with the default policy and nothing more.
 func reloadRingConfig(slots, payload int) string {
-	return fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = %d
-slot_payload = %d
-[[sources]]
-name = "gen"
-kind = "synthetic"
-ring = "r"
-rate_hz = 100
-size = 8
-`, slots, payload)
+	return ringConfig(slots, payload, "overwrite", "")
 }
 
 // A reload to a ring that shm refuses to create (too large: the config's

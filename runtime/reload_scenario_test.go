@@ -34,27 +34,6 @@ func synthSource(name, ring string, typ int) string {
 	return fmt.Sprintf("[[sources]]\nname = %q\nkind = \"synthetic\"\nring = %q\nrate_hz = 200\nsize = 8\ntype = %d\n", name, ring, typ)
 }
 
-// newFrames reads n frames published from now on in ring name.
-func newFrames(t *testing.T, e *env, ring string, n int) []shm.Frame {
-	t.Helper()
-	rd, err := shm.OpenReader(ring, e.sopts(), &shm.ReaderOptions{From: shm.Newest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	var out []shm.Frame
-	buf := make([]byte, rd.Ring().SlotPayload())
-	deadline := time.Now().Add(wait)
-	for len(out) < n {
-		f, err := rd.ReadIntoDeadline(deadline, buf)
-		if err != nil {
-			t.Fatalf("ring %s: read %d of %d new frames: %v", ring, len(out), n, err)
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
 // wantTypes checks that the next frames of ring are all of type typ.
 func wantTypes(t *testing.T, e *env, ring string, typ uint32) {
 	t.Helper()

@@ -258,15 +258,7 @@ func TestRecorderExistingFile(t *testing.T) {
 				return
 			}
 			waitReaders(t, rt, "r", 2) // the recorder and the stats reader
-			w, err := shm.OpenWriter("r", e.sopts())
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.WriteFrame(1, 0, []byte("new"))
-			w.Close()
-			if err := stop(); err != nil { // drains the ring
-				t.Fatal(err)
-			}
+			writeThenStop(t, e, "r", "new", stop)
 			if got := strings.Join(readRecords(t, out), ","); got != tc.want {
 				t.Fatalf("records %q, want %q", got, tc.want)
 			}
@@ -290,15 +282,7 @@ func TestRecorderStartsAgainAfterFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReaders(t, rt, "r", 2) // the recorder is back, beside the stats reader
-	w, err := shm.OpenWriter("r", e.sopts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.WriteFrame(1, 0, []byte("after"))
-	w.Close()
-	if err := stop(); err != nil { // drains the ring
-		t.Fatal(err)
-	}
+	writeThenStop(t, e, "r", "after", stop)
 	if got := strings.Join(readRecords(t, out), ","); got != "after" {
 		t.Fatalf("records %q, want \"after\"", got)
 	}
@@ -630,4 +614,19 @@ func smallTmpfs(t *testing.T, size string) string {
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	return dir
+}
+
+// writeThenStop writes one frame into ring through a writer of its own,
+// then stops the runtime, which drains the ring into its sinks.
+func writeThenStop(t *testing.T, e *env, ring, payload string, stop func() error) {
+	t.Helper()
+	w, err := shm.OpenWriter(ring, e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteFrame(1, 0, []byte(payload))
+	w.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -313,19 +313,7 @@ kind = "exec"
 ring = "r"
 command = [%q]
 `, q, script)), 0o600)
-	cmd := cliCmd(t, dir, "run", "-c", cfg)
-	var errw runLogWriter
-	cmd.Stderr = &errw
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if code := waitCmd(t, cmd); code != 0 {
-			t.Errorf("runtime exit %d; log:\n%s", code, errw.String())
-		}
-	}()
+	errw := startRuntime(t, dir, cfg)
 	for deadline := time.Now().Add(testTimeout); !strings.Contains(errw.String(), "[stubborn] ready"); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the child never became ready; log:\n%s", errw.String())
@@ -458,19 +446,7 @@ kind = "recorder"
 ring = "r"
 path = %q
 `, q, rec, late)), 0o600)
-	cmd := cliCmd(t, dir, "run", "-c", cfg)
-	var errw runLogWriter
-	cmd.Stderr = &errw
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if code := waitCmd(t, cmd); code != 0 {
-			t.Errorf("runtime exit %d; log:\n%s", code, errw.String())
-		}
-	}()
+	errw := startRuntime(t, dir, cfg)
 	sinks := func() map[string]control.SinkStat {
 		t.Helper()
 		code, out, errs := ctlRun(t, "ctl", "--queue", q, "--json", "sinks")
@@ -583,4 +559,24 @@ func TestCtlEscapesReplyStrings(t *testing.T) {
 			t.Errorf("ctl %v: the reply string is not shown escaped as %s:\n%q", cmd, escaped, both)
 		}
 	}
+}
+
+// startRuntime runs 'edgeipc run -c cfg' as a child; the test's cleanup
+// stops it with SIGTERM and checks that it exits 0. Its log is returned.
+func startRuntime(t *testing.T, dir, cfg string) *runLogWriter {
+	t.Helper()
+	cmd := cliCmd(t, dir, "run", "-c", cfg)
+	errw := &runLogWriter{}
+	cmd.Stderr = errw
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitCmd(t, cmd); code != 0 {
+			t.Errorf("runtime exit %d; log:\n%s", code, errw.String())
+		}
+	})
+	return errw
 }
