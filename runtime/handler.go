@@ -19,7 +19,8 @@ func (rt *Runtime) Status() control.StatusInfo {
 	st := control.StatusInfo{
 		Version: Version, PID: os.Getpid(), StartedUnixNs: rt.started.UnixNano(),
 		UptimeS: time.Since(rt.started).Seconds(), ConfigFile: rt.cfg.File,
-		Rings: len(rt.rings), Sources: len(rt.sources), Reloads: rt.reloads,
+		Rings: len(rt.rings) + len(rt.pending), RingsMissing: len(rt.pending),
+		Sources: len(rt.sources), Reloads: rt.reloads,
 	}
 	ctl := rt.ctl
 	rt.mu.Unlock()

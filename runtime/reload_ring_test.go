@@ -283,6 +283,9 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 	if !ok || row.State != RingMissing || !strings.Contains(row.LastError, "free") || row.Policy != "block" {
 		t.Fatalf("ring r while it cannot be created: %+v (listed %v)", row, ok)
 	}
+	if s := rt.Status(); s.Rings != 1 || s.RingsMissing != 1 {
+		t.Fatalf("status while ring r is missing: rings %d, missing %d; want 1, 1", s.Rings, s.RingsMissing)
+	}
 	st := rt.sourceStat(t, "gen")
 	if st.State != StateWaiting || !strings.Contains(st.LastError, "waiting for ring r") {
 		t.Fatalf("source gen while its ring is missing: %+v", st)
@@ -301,8 +304,8 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 	logb.waitFor(t, "ring r: created on attempt", 1)
 	eventually(t, "source gen to run", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
 	readFrames(t, e, "r", 3)
-	if n := rt.Status().Reloads; n != 1 {
-		t.Fatalf("reloads = %d, want 1 (the reload was applied)", n)
+	if s := rt.Status(); s.Reloads != 1 || s.Rings != 1 || s.RingsMissing != 0 {
+		t.Fatalf("status once ring r exists: %+v; want 1 reload, 1 ring, none missing", s)
 	}
 }
 

@@ -244,7 +244,11 @@ func printStatus(w io.Writer, s *control.StatusInfo) {
 	fmt.Fprintf(tw, "started\t%s\n", started)
 	fmt.Fprintf(tw, "uptime\t%s\n", (time.Duration(s.UptimeS * float64(time.Second))).Round(time.Second))
 	fmt.Fprintf(tw, "config\t%s\n", printable(cfg))
-	fmt.Fprintf(tw, "rings\t%d\n", s.Rings)
+	if s.RingsMissing > 0 {
+		fmt.Fprintf(tw, "rings\t%d (%d missing: see 'edgeipc ctl rings')\n", s.Rings, s.RingsMissing)
+	} else {
+		fmt.Fprintf(tw, "rings\t%d\n", s.Rings)
+	}
 	fmt.Fprintf(tw, "sources\t%d\n", s.Sources)
 	fmt.Fprintf(tw, "reloads\t%d\n", s.Reloads)
 	fmt.Fprintf(tw, "requests\t%d (%d bad)\n", s.Requests, s.BadRequests)

@@ -15,8 +15,9 @@ type StatusInfo struct {
 	PID           int     `msg:"pid" json:"pid"`
 	StartedUnixNs int64   `msg:"started_unix_ns" json:"started_unix_ns"`
 	UptimeS       float64 `msg:"uptime_s" json:"uptime_s"`
-	ConfigFile    string  `msg:"config_file" json:"config_file"` // "" = built-in default
-	Rings         int     `msg:"rings" json:"rings"`
+	ConfigFile    string  `msg:"config_file" json:"config_file"`     // "" = built-in default
+	Rings         int     `msg:"rings" json:"rings"`                 // configured rings, missing ones included
+	RingsMissing  int     `msg:"rings_missing" json:"rings_missing"` // of those, rings a reload could not create (RingStat.State "missing")
 	Sources       int     `msg:"sources" json:"sources"`
 	Reloads       int     `msg:"reloads" json:"reloads"`
 	Requests      uint64  `msg:"requests" json:"requests"`

@@ -2109,6 +2109,12 @@ func (z *StatusInfo) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "Rings")
 				return
 			}
+		case "rings_missing":
+			z.RingsMissing, err = dc.ReadInt()
+			if err != nil {
+				err = msgp.WrapError(err, "RingsMissing")
+				return
+			}
 		case "sources":
 			z.Sources, err = dc.ReadInt()
 			if err != nil {
@@ -2146,9 +2152,9 @@ func (z *StatusInfo) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *StatusInfo) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 10
+	// map header, size 11
 	// write "version"
-	err = en.Append(0x8a, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
+	err = en.Append(0x8b, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
 	if err != nil {
 		return
 	}
@@ -2207,6 +2213,16 @@ func (z *StatusInfo) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "Rings")
 		return
 	}
+	// write "rings_missing"
+	err = en.Append(0xad, 0x72, 0x69, 0x6e, 0x67, 0x73, 0x5f, 0x6d, 0x69, 0x73, 0x73, 0x69, 0x6e, 0x67)
+	if err != nil {
+		return
+	}
+	err = en.WriteInt(z.RingsMissing)
+	if err != nil {
+		err = msgp.WrapError(err, "RingsMissing")
+		return
+	}
 	// write "sources"
 	err = en.Append(0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
 	if err != nil {
@@ -2253,9 +2269,9 @@ func (z *StatusInfo) EncodeMsg(en *msgp.Writer) (err error) {
 // MarshalMsg implements msgp.Marshaler
 func (z *StatusInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 10
+	// map header, size 11
 	// string "version"
-	o = append(o, 0x8a, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
+	o = append(o, 0x8b, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
 	o = msgp.AppendString(o, z.Version)
 	// string "pid"
 	o = append(o, 0xa3, 0x70, 0x69, 0x64)
@@ -2272,6 +2288,9 @@ func (z *StatusInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "rings"
 	o = append(o, 0xa5, 0x72, 0x69, 0x6e, 0x67, 0x73)
 	o = msgp.AppendInt(o, z.Rings)
+	// string "rings_missing"
+	o = append(o, 0xad, 0x72, 0x69, 0x6e, 0x67, 0x73, 0x5f, 0x6d, 0x69, 0x73, 0x73, 0x69, 0x6e, 0x67)
+	o = msgp.AppendInt(o, z.RingsMissing)
 	// string "sources"
 	o = append(o, 0xa7, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x73)
 	o = msgp.AppendInt(o, z.Sources)
@@ -2345,6 +2364,12 @@ func (z *StatusInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Rings")
 				return
 			}
+		case "rings_missing":
+			z.RingsMissing, bts, err = msgp.ReadIntBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "RingsMissing")
+				return
+			}
 		case "sources":
 			z.Sources, bts, err = msgp.ReadIntBytes(bts)
 			if err != nil {
@@ -2383,6 +2408,6 @@ func (z *StatusInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *StatusInfo) Msgsize() (s int) {
-	s = 1 + 8 + msgp.StringPrefixSize + len(z.Version) + 4 + msgp.IntSize + 16 + msgp.Int64Size + 9 + msgp.Float64Size + 12 + msgp.StringPrefixSize + len(z.ConfigFile) + 6 + msgp.IntSize + 8 + msgp.IntSize + 8 + msgp.IntSize + 9 + msgp.Uint64Size + 13 + msgp.Uint64Size
+	s = 1 + 8 + msgp.StringPrefixSize + len(z.Version) + 4 + msgp.IntSize + 16 + msgp.Int64Size + 9 + msgp.Float64Size + 12 + msgp.StringPrefixSize + len(z.ConfigFile) + 6 + msgp.IntSize + 14 + msgp.IntSize + 8 + msgp.IntSize + 8 + msgp.IntSize + 9 + msgp.Uint64Size + 13 + msgp.Uint64Size
 	return
 }
