@@ -224,6 +224,31 @@ func TestReloadRingNoSpaceChangesNothing(t *testing.T) {
 	readFrames(t, e, "r", 3)
 }
 
+// The space of a ring the reload removes (remove_on_exit) counts as free
+// for the rings it recreates, which apply creates after the removal: the
+// check refused a reload that only fits once the removed ring is gone.
+func TestReloadRemovedRingFreesSpace(t *testing.T) {
+	e, cfgDir := tmpfsEnv(t, "1m")
+	path := filepath.Join(cfgDir, "c.toml")
+	// old: 64 slots of 10 KiB, 640 KiB of the 1 MiB tmpfs.
+	rt, _, write := reloadFile(t, path, ringConfig(16, 64, "overwrite", "[rings.old]\nslots = 64\nslot_payload = 10176\nremove_on_exit = true\n"))
+	// r grows to 64 slots of 8 KiB (512 KiB), which fits only once old is removed.
+	write(ringConfig(64, 8128, "overwrite", ""))
+	if err := rt.Reload(); err != nil {
+		t.Fatalf("reload that removes ring old and grows ring r into its space: %v", err)
+	}
+	if row, ok := ringRow(rt, "r"); !ok || row.State != RingOK || row.Slots != 64 {
+		t.Fatalf("ring r after the reload: %+v (listed %v)", row, ok)
+	}
+	if _, ok := ringRow(rt, "old"); ok {
+		t.Fatal("ring old is still listed after the reload removed it")
+	}
+	if _, err := os.Stat(shm.SegmentPath("old", e.sopts())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ring old's segment (remove_on_exit) after the reload: %v", err)
+	}
+	readFrames(t, e, "r", 3)
+}
+
 // Something in the way of a ring a reload recreates (here the path of its
 // segment was replaced by a symlink) is found before anything changes: the
 // reload is refused and says what is in the way. Before, the old segment

@@ -25,13 +25,14 @@ import (
 //     apply removes, or names a ring segment that apply would attach to or
 //     replace (not a symlink, a directory, a FIFO, nor a ring of another
 //     geometry that another runtime manages, nor another user's segment);
-//   - space: the new segments, less what the segments they replace take,
-//     fit the free space of the directory's filesystem. Added rings are
-//     created before anything is removed, so they must fit on their own
-//     too.
+//   - space: the new segments, less what the segments they replace take
+//     and what removed rings (the config no longer has them) with
+//     remove_on_exit free, fit the free space of the directory's
+//     filesystem. Added rings are created before anything is removed, so
+//     they must fit on their own too.
 //
 // An error names every ring that cannot be created and why.
-func (rt *Runtime) checkRings(nc *Config, added, changed []string) error {
+func (rt *Runtime) checkRings(nc *Config, added, changed, removed []string) error {
 	if len(added)+len(changed) == 0 {
 		return nil
 	}
@@ -113,12 +114,34 @@ func (rt *Runtime) checkRings(nc *Config, added, changed []string) error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
-	if need := max(addNeed, addNeed+changeNeed); need > 0 {
+	if need := max(addNeed, addNeed+changeNeed-rt.freedByRemoval(removed)); need > 0 {
 		if err := shm.CheckSpace(dir, uint64(need)); err != nil {
 			return fmt.Errorf("%s: %w", strings.Join(needers, ", "), err)
 		}
 	}
 	return nil
+}
+
+// freedByRemoval is the space that closing the removed rings frees before
+// apply recreates the changed ones: the segments of those with
+// remove_on_exit that this runtime manages and whose path still names
+// them (ringState.close removes exactly those).
+func (rt *Runtime) freedByRemoval(removed []string) int64 {
+	var freed int64
+	for _, n := range removed {
+		rt.mu.Lock()
+		rs := rt.rings[n]
+		rt.mu.Unlock()
+		if rs == nil || !rs.cfg.RemoveOnExit {
+			continue
+		}
+		path := rs.ring.Segment().Path()
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) == nil && ownsPath(rs, path) {
+			freed += st.Blocks * 512
+		}
+	}
+	return freed
 }
 
 // checkSegmentDir checks that dir is a directory the runtime may create

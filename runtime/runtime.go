@@ -683,7 +683,7 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	}
 
 	// 0. Check that the rings to create can be created.
-	if err := rt.checkRings(nc, added, changed); err != nil {
+	if err := rt.checkRings(nc, added, changed, removed); err != nil {
 		return err
 	}
 

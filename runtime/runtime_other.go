@@ -34,8 +34,10 @@ func (ss *sourceState) runExec(context.Context) error { return checkOS() }
 func (ss *sourceState) runFIFO(context.Context) error { return checkOS() }
 func removeFIFO(string, fifoID) string                { return checkOS().Error() }
 
-func (rt *Runtime) checkRings(*Config, []string, []string) error { return checkOS() }
-func applyRingPerms(*os.File, *RingConfig) (string, error)       { return "", checkOS() }
-func tryLock(int) (bool, error)                                  { return false, checkOS() }
-func lockedElsewhere(string) bool                                { return false }
-func sameFile(string, int) bool                                  { return false }
+func (rt *Runtime) checkRings(*Config, []string, []string, []string) error {
+	return checkOS()
+}
+func applyRingPerms(*os.File, *RingConfig) (string, error) { return "", checkOS() }
+func tryLock(int) (bool, error)                            { return false, checkOS() }
+func lockedElsewhere(string) bool                          { return false }
+func sameFile(string, int) bool                            { return false }
