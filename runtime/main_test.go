@@ -218,7 +218,10 @@ func startChild(t *testing.T, cfgPath string, extraEnv ...string) *child {
 // of the test binary, another user).
 func startChildCmd(t *testing.T, cmd *exec.Cmd, cfgPath string, extraEnv ...string) *child {
 	t.Helper()
-	cmd.Env = append(append(os.Environ(), childEnv+"="+cfgPath), extraEnv...)
+	// The child runtime supervises its exec sources: a fork of one that
+	// qemu-user deadlocks is killed and restarted like a crashed source,
+	// rather than ending the whole runtime (internal/qemuwatch).
+	cmd.Env = append(append(os.Environ(), childEnv+"="+cfgPath, qemuwatch.StuckEnv+"="+qemuwatch.KillChild), extraEnv...)
 	c := &child{cmd: cmd, log: &syncBuf{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw

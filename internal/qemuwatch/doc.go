@@ -11,7 +11,12 @@
 // children; one that is still this very program (same command line) 20 s
 // after it was forked is stuck in that window. Start then prints a line
 // containing Marker, kills the child and exits with status 97, and
-// scripts/qemu-test.sh reruns only the packages that ended that way.
+// scripts/qemu-test.sh reruns only the packages that ended that way. A
+// process that supervises its children (a runtime started by a test, whose
+// exec sources are forked children) is started with
+// EDGEIPC_QEMUWATCH_STUCK=kill-child instead: the watchdog kills the stuck
+// child, prints the marker line, and the process goes on, as after a
+// child crash; if the test still fails, the marker gets it rerun.
 // Natively the watchdog does not even start (qemu answers /proc/self/exe
 // with the guest program, the task directory shows the emulator: that is
 // how it knows), and EDGEIPC_QEMUWATCH=off turns it off for a process whose

@@ -24,6 +24,19 @@ const (
 // package shortens it through EDGEIPC_QEMUWATCH_AFTER.
 var stuckAfter = 20 * time.Second
 
+// StuckEnv names the environment variable that says what to do about a
+// stuck child: exit (the default) or, with KillChild, kill the child and
+// carry on.
+const StuckEnv = "EDGEIPC_QEMUWATCH_STUCK"
+
+// KillChild is the StuckEnv value for a process that supervises its
+// children, as a runtime does its exec sources: the stuck child is killed
+// and the process goes on, treating it as a child that crashed (Go's
+// os/exec sees the exec pipe close and reports the start as done, then
+// the child as killed by SIGKILL). Killing it also releases Go's fork
+// lock, which the stuck fork holds, so other children start again.
+const KillChild = "kill-child"
+
 // Start launches the watchdog and returns at once. It does nothing when
 // EDGEIPC_QEMUWATCH is "off" (for a child whose CPU use a test measures)
 // or when the process does not run under an emulator.
@@ -41,10 +54,10 @@ func Start() {
 	if d, err := time.ParseDuration(os.Getenv("EDGEIPC_QEMUWATCH_AFTER")); err == nil && d > 0 {
 		stuckAfter = d
 	}
-	go watch(me, self)
+	go watch(me, self, os.Getenv(StuckEnv) == KillChild)
 }
 
-func watch(me int, self []byte) {
+func watch(me int, self []byte, killOnly bool) {
 	seen := map[int]time.Time{}
 	for range time.Tick(min(every, stuckAfter/2)) {
 		now := time.Now()
@@ -58,6 +71,16 @@ func watch(me int, self []byte) {
 			first, ok := seen[pid]
 			if !ok {
 				seen[pid] = now
+				continue
+			}
+			if now.Sub(first) >= stuckAfter && killOnly {
+				fmt.Fprintf(os.Stderr, "%s: child %d of %d is still this program %v after fork: "+
+					"qemu-user deadlocked between fork and exec (an emulator bug, not a test failure); "+
+					"killed it, and this process goes on as after a child crash\n",
+					Marker, pid, me, now.Sub(first).Round(time.Second))
+				syscall.Kill(pid, syscall.SIGKILL)
+				delete(seen, pid)
+				delete(alive, pid)
 				continue
 			}
 			if now.Sub(first) >= stuckAfter {

@@ -5,6 +5,7 @@ package qemuwatch
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -29,6 +30,18 @@ func TestMain(m *testing.M) {
 		}
 		os.Stdout.WriteString(strconv.Itoa(c.Process.Pid) + "\n")
 		time.Sleep(time.Minute) // the watchdog must end this process first
+		os.Exit(0)
+	case "supervisor":
+		// Like parent, with StuckEnv=KillChild: the watchdog kills the
+		// stuck child, and this process sees it die and goes on.
+		Start()
+		c := exec.Command(os.Args[0], os.Args[1:]...)
+		c.Env = append(os.Environ(), roleEnv+"=child")
+		if err := c.Start(); err != nil {
+			os.Exit(2)
+		}
+		err := c.Wait()
+		os.Stdout.WriteString(strconv.Itoa(c.Process.Pid) + " " + fmt.Sprint(err) + "\n")
 		os.Exit(0)
 	case "child":
 		time.Sleep(time.Minute)
@@ -71,6 +84,29 @@ func TestWatchdogFires(t *testing.T) {
 			t.Fatalf("stuck child %d still alive", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatchdogKillsChildOnly: with StuckEnv=KillChild the stuck child is
+// killed, the marker printed, and the process itself goes on (it reaps the
+// child, killed by SIGKILL, and exits 0 of its own accord).
+func TestWatchdogKillsChildOnly(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"=supervisor", "EDGEIPC_QEMUWATCH_AFTER=1s", "EDGEIPC_QEMUWATCH=on", StuckEnv+"="+KillChild)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("supervisor: %v, want exit 0; stderr:\n%s", err, stderr.String())
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("watchdog took %v", took)
+	}
+	if !strings.Contains(stderr.String(), Marker) || !strings.Contains(stderr.String(), "goes on") {
+		t.Errorf("stderr lacks the %s line of kill-child:\n%s", Marker, stderr.String())
+	}
+	if out := stdout.String(); !strings.HasSuffix(out, " signal: killed\n") {
+		t.Fatalf("supervisor's child ended %q, want killed by SIGKILL", out)
 	}
 }
 
