@@ -123,7 +123,9 @@ and a segment that is not a ring, unless --force: a process using a
 removed ring keeps it, so it never sees a ring created later under the
 same name. With --stale it removes only rings whose writer and readers are
 all dead (or that never had any), skipping the others: use it to clean up
-after crashes. A process that opens a ring after the check may still be
+after crashes. With no NAME it also skips, and lists as kept, stale rings
+of other users that this user may not remove (in /dev/shm only a file's
+owner or root may). A process that opens a ring after the check may still be
 holding the unlinked file.
 
 Run 'edgeipc ring SUBCOMMAND -h' for a subcommand's flags.
@@ -466,7 +468,8 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		byName[s.Name] = s
 	}
 	names := args
-	if len(names) == 0 {
+	sweep := len(names) == 0 // --stale with no NAME: every stale ring
+	if sweep {
 		for _, s := range segs {
 			if s.Kind == "ring" {
 				names = append(names, s.Name)
@@ -531,6 +534,13 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 			}
 		}
 		if err := shm.RemoveSegment(n, o.segOpts()); err != nil {
+			if sweep && errors.Is(err, os.ErrPermission) && s.UID != os.Geteuid() {
+				// Sweeping every stale ring, this user's job is its own
+				// (and those it may remove); another user's, in a sticky
+				// directory, is for that user or root: not a failure.
+				fmt.Fprintf(env.Stdout, "kept %s: no live writer or reader, but it belongs to uid %d: remove it as that user or root\n", n, s.UID)
+				continue
+			}
 			fail("%v", err)
 			continue
 		}

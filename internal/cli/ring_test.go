@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -677,5 +678,51 @@ func TestRingRmForeignNamesOwner(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+name)); err != nil {
 		t.Fatalf("the ring is gone: %v", err)
+	}
+}
+
+// 'ring rm --stale' with no NAME, as a user who can read but not remove
+// another user's stale ring (group 0660, sticky directory), keeps it, says
+// why, and exits 0 having removed its own: before, the sweep failed (exit
+// 1, "operation not permitted") on every such ring.
+func TestRingRmStaleSweepKeepsOthersRings(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sweeping as another user needs root to switch to it")
+	}
+	dir, err := os.MkdirTemp("", "edgeipc-cli-sticky-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	theirs := uniqueName("theirs")
+	mustCode(t, runCLI(t, "", "ring", "create", theirs, "--slots", "4", "--slot-size", "64", "--group", "65534", "--dir", dir), 0, "ring create (root's, group 65534)")
+	mine := uniqueName("mine")
+	for _, args := range [][]string{
+		{"ring", "create", mine, "--slots", "4", "--slot-size", "64", "--dir", dir},
+		{"ring", "rm", "--stale", "--dir", dir},
+	} {
+		cmd := cliCmd(t, dir, args...)
+		cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
+		var outb, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &outb, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitCmd(t, cmd); code != 0 {
+			t.Fatalf("%s as uid 65534: exit %d, stderr %q", strings.Join(args, " "), code, errb.String())
+		}
+		if args[1] == "rm" && (!strings.Contains(outb.String(), "removed "+mine) ||
+			!strings.Contains(outb.String(), "kept "+theirs+": no live writer or reader, but it belongs to uid 0")) {
+			t.Fatalf("ring rm --stale as uid 65534: stdout %q", outb.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+theirs)); err != nil {
+		t.Fatalf("root's ring is gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+mine)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("uid 65534's stale ring is still there: %v", err)
 	}
 }
