@@ -645,11 +645,12 @@ func TestRingPermissionDenied(t *testing.T) {
 	}
 }
 
-// ring rm of another user's ring in a sticky directory (/dev/shm) names
-// the owner: it said only "operation not permitted".
-func TestRingRmForeignNamesOwner(t *testing.T) {
+// stickyDir is a segment directory like /dev/shm (mode 1777), for tests
+// that act as another user; it skips the test unless it runs as root.
+func stickyDir(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("removing as another user needs root to switch to it")
+		t.Skip("acting as another user needs root to switch to it")
 	}
 	dir, err := os.MkdirTemp("", "edgeipc-cli-sticky-")
 	if err != nil {
@@ -659,21 +660,36 @@ func TestRingRmForeignNamesOwner(t *testing.T) {
 	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// runAsNobody runs the CLI with args as uid and gid 65534.
+func runAsNobody(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := cliCmd(t, dir, args...)
+	cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
+	var outb, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &outb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	code = waitCmd(t, cmd)
+	return code, outb.String(), errb.String()
+}
+
+// ring rm of another user's ring in a sticky directory (/dev/shm) names
+// the owner: it said only "operation not permitted".
+func TestRingRmForeignNamesOwner(t *testing.T) {
+	dir := stickyDir(t)
 	name := uniqueName("sticky")
 	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
 	for _, args := range [][]string{
 		{"ring", "rm", name, "--dir", dir},
 		{"ring", "rm", name, "--force", "--dir", dir}, // the unlink is refused
 	} {
-		cmd := cliCmd(t, dir, args...)
-		cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if code := waitCmd(t, cmd); code != 1 || !strings.Contains(errb.String(), "belongs to uid 0") || !strings.Contains(errb.String(), "remove it as that user or root") {
-			t.Fatalf("%s of root's ring as uid 65534: exit %d, stderr %q; want 1 naming the owner", strings.Join(args, " "), code, errb.String())
+		code, _, stderr := runAsNobody(t, dir, args...)
+		if code != 1 || !strings.Contains(stderr, "belongs to uid 0") || !strings.Contains(stderr, "remove it as that user or root") {
+			t.Fatalf("%s of root's ring as uid 65534: exit %d, stderr %q; want 1 naming the owner", strings.Join(args, " "), code, stderr)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+name)); err != nil {
@@ -686,17 +702,7 @@ func TestRingRmForeignNamesOwner(t *testing.T) {
 // why, and exits 0 having removed its own: before, the sweep failed (exit
 // 1, "operation not permitted") on every such ring.
 func TestRingRmStaleSweepKeepsOthersRings(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("sweeping as another user needs root to switch to it")
-	}
-	dir, err := os.MkdirTemp("", "edgeipc-cli-sticky-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
-		t.Fatal(err)
-	}
+	dir := stickyDir(t)
 	theirs := uniqueName("theirs")
 	mustCode(t, runCLI(t, "", "ring", "create", theirs, "--slots", "4", "--slot-size", "64", "--group", "65534", "--dir", dir), 0, "ring create (root's, group 65534)")
 	mine := uniqueName("mine")
@@ -704,19 +710,13 @@ func TestRingRmStaleSweepKeepsOthersRings(t *testing.T) {
 		{"ring", "create", mine, "--slots", "4", "--slot-size", "64", "--dir", dir},
 		{"ring", "rm", "--stale", "--dir", dir},
 	} {
-		cmd := cliCmd(t, dir, args...)
-		cmd.Env = append(cmd.Env, childUIDEnv+"=65534")
-		var outb, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &outb, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		code, stdout, stderr := runAsNobody(t, dir, args...)
+		if code != 0 {
+			t.Fatalf("%s as uid 65534: exit %d, stderr %q", strings.Join(args, " "), code, stderr)
 		}
-		if code := waitCmd(t, cmd); code != 0 {
-			t.Fatalf("%s as uid 65534: exit %d, stderr %q", strings.Join(args, " "), code, errb.String())
-		}
-		if args[1] == "rm" && (!strings.Contains(outb.String(), "removed "+mine) ||
-			!strings.Contains(outb.String(), "kept "+theirs+": no live writer or reader, but it belongs to uid 0")) {
-			t.Fatalf("ring rm --stale as uid 65534: stdout %q", outb.String())
+		if args[1] == "rm" && (!strings.Contains(stdout, "removed "+mine) ||
+			!strings.Contains(stdout, "kept "+theirs+": no live writer or reader, but it belongs to uid 0")) {
+			t.Fatalf("ring rm --stale as uid 65534: stdout %q", stdout)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, shm.FilePrefix+theirs)); err != nil {
