@@ -212,6 +212,29 @@ func unmapRetired(mem []byte) {
 	}
 }
 
+// Removed reports whether the segment's file has no name left: it was
+// removed (edgeipc ring rm, RemoveSegment), or replaced, as a runtime
+// replaces a ring whose geometry, policy, mode or group a reload changed
+// (it removes the old file and creates a new one under the name). No
+// writer can open a removed ring any more, so a reader waiting on it
+// waits in vain unless a writer that still holds it writes: open the ring
+// by name again to follow a new one. It is false for a memfd segment or
+// one opened from a descriptor, which never had a name here. Like the
+// other methods it must not race Close.
+func (s *Segment) Removed() (bool, error) {
+	if s.mem == nil {
+		return false, ErrClosed
+	}
+	if s.path == "" {
+		return false, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(s.fd, &st); err != nil {
+		return false, os.NewSyscallError("fstat", err)
+	}
+	return st.Nlink == 0, nil
+}
+
 // Remove unlinks the segment's file (processes that mapped it keep their
 // mapping). It is a no-op for memfd segments.
 func (s *Segment) Remove() error {

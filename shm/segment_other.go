@@ -27,6 +27,7 @@ func (s *Segment) Size() int               { return 0 }
 func (s *Segment) File() (*os.File, error) { return nil, ErrNotSupported }
 func (s *Segment) Close() error            { return ErrNotSupported }
 func (s *Segment) Remove() error           { return ErrNotSupported }
+func (s *Segment) Removed() (bool, error)  { return false, ErrNotSupported }
 
 type SegmentInfo struct {
 	Name string

@@ -135,6 +135,51 @@ func TestListAndRemove(t *testing.T) {
 	}
 }
 
+// TestSegmentRemoved: a reader's segment reports its file removed, also
+// when a ring of the same name has been created since (as a runtime
+// recreating a ring does), and not before; a memfd never does.
+func TestSegmentRemoved(t *testing.T) {
+	opts := &SegmentOptions{Dir: t.TempDir()}
+	r, err := Create("gone", Config{Slots: 4, SlotPayload: 64, Segment: *opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd, err := OpenReader("gone", opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := rd.Ring().Segment().Removed(); gone || err != nil {
+		t.Fatalf("Removed of a ring in place = %v, %v", gone, err)
+	}
+	if err := Remove("gone", opts); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Create("gone", Config{Slots: 8, SlotPayload: 64, Segment: *opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if gone, err := rd.Ring().Segment().Removed(); !gone || err != nil {
+		t.Fatalf("Removed of a ring removed and created anew = %v, %v; want true", gone, err)
+	}
+	if gone, err := r2.Segment().Removed(); gone || err != nil {
+		t.Fatalf("Removed of the new ring = %v, %v", gone, err)
+	}
+	rd.Close()
+	if _, err := rd.Ring().Segment().Removed(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Removed after Close: %v, want ErrClosed", err)
+	}
+	m, err := NewMemfd("mem", 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if gone, err := m.Removed(); gone || err != nil {
+		t.Fatalf("Removed of a memfd = %v, %v; want false", gone, err)
+	}
+}
+
 func TestMemfdSealed(t *testing.T) {
 	s, err := NewMemfd("mem", 8192)
 	if err != nil {

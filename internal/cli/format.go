@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -322,32 +321,14 @@ var errRingRemoved = errors.New("ring removed")
 // removedWatch tells a reader waiting on a ring that the ring's file was
 // removed (edgeipc ring rm, or a runtime recreating the ring): no writer
 // can open the removed ring any more, so the reader would wait forever.
-type removedWatch struct {
-	r *shm.Ring
-	f *os.File // a duplicate of the ring's descriptor; nil if dup failed
-}
+type removedWatch struct{ r *shm.Ring }
 
-func newRemovedWatch(r *shm.Ring) *removedWatch {
-	f, _ := r.Segment().File() // without it, removed always says no
-	return &removedWatch{r: r, f: f}
-}
+func newRemovedWatch(r *shm.Ring) *removedWatch { return &removedWatch{r: r} }
 
-// removed reports whether the ring's file has no name left and no live
-// writer (a writer that still holds the removed ring may write to it).
+// removed reports whether the ring's file has no name left
+// (shm.Segment.Removed) and no live writer (a writer that still holds the
+// removed ring may write to it).
 func (w *removedWatch) removed() bool {
-	if w.f == nil {
-		return false
-	}
-	fi, err := w.f.Stat()
-	if err != nil {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && st.Nlink == 0 && !w.r.Inspect().WriterAlive
-}
-
-func (w *removedWatch) Close() {
-	if w.f != nil {
-		w.f.Close()
-	}
+	gone, err := w.r.Segment().Removed()
+	return err == nil && gone && !w.r.Inspect().WriterAlive
 }

@@ -85,7 +85,6 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
-	defer gone.Close()
 	quietEPIPE()
 	err = hzLoop(ctx, env, rd, name, window, count, asJSON, gone)
 	if outputGone(err) {

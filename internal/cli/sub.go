@@ -90,7 +90,6 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
-	defer gone.Close()
 	quietEPIPE()
 	stdout := stdoutFile(env.Stdout)
 	err = subCopy(ctx, env, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
