@@ -1496,3 +1496,81 @@ func TestForeignProducerRefusesForeignRing(t *testing.T) {
 		})
 	}
 }
+
+// TestPythonFutexUnderOtherPersonality: the Python module takes SYS_futex
+// for the ABI of the process it runs in, not for what uname -m says. A
+// 32-bit Python on a 64-bit kernel (Raspberry Pi OS's 32-bit userland on
+// its 64-bit kernel reports aarch64) or a 64-bit one under setarch linux32
+// (i686, as here) sees the other ABI's machine name; with the number taken
+// from it the module called another system call (mq_notify on x86-64)
+// instead of the futex: the consumer spun instead of sleeping, and the
+// producer's wake reached no sleeping reader, which got its frame only
+// when its 10 s sleep bound ran out.
+func TestPythonFutexUnderOtherPersonality(t *testing.T) {
+	setarch := testenv.Tool(t, "setarch", "install util-linux to run a process under another personality")
+	if out, err := exec.Command(setarch, "linux32", "true").CombinedOutput(); err != nil {
+		t.Skipf("setarch linux32 does not work here: %v %s", err, out)
+	}
+	const maxPayload = 128
+	t.Run("reader", func(t *testing.T) {
+		r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: maxPayload})
+		w, err := r.NewWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv := append([]string{setarch, "linux32"}, pythonScript(t, "consumer")...)
+		c := start(t, dir, nil, append(argv, "-n", "1", "-m", "0.1", r.Name())...)
+		c.expect("joined index=0 cursor=0 native=True")
+		c.until("the consumer counted in sleepers", func() bool { return word(r, hSleepers) == 1 })
+		pid := c.cmd.Process.Pid
+		before := voluntarySwitches(t, pid)
+		time.Sleep(time.Second)
+		// About 10 futex sleeps of 100 ms; a wait that is not a futex
+		// wait returns at once and never sleeps.
+		if n := voluntarySwitches(t, pid) - before; n < 3 {
+			t.Fatalf("%d voluntary context switches in a second with -m 0.1, want about 10: the consumer does not sleep in FUTEX_WAIT", n)
+		}
+		writeFrames(t, w, 0, 1, maxPayload)
+		checkFrame(t, c.frame(), 0, 0, maxPayload, 0)
+		c.expect("done frames=1 lost=0")
+		c.wait()
+	})
+	t.Run("writer", func(t *testing.T) {
+		r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: maxPayload})
+		rd, err := r.NewReader(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
+			defer cancel()
+			f, err := rd.ReadInto(ctx, make([]byte, maxPayload))
+			if err == nil && (f.Seq != 0 || string(f.Data) != string(payload(0, maxPayload))) {
+				err = fmt.Errorf("got frame %d %q", f.Seq, f.Data)
+			}
+			got <- err
+		}()
+		deadline := time.Now().Add(childTimeout)
+		for word(r, hSleepers) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the Go reader never slept on the head futex")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		argv := append([]string{setarch, "linux32"}, pythonScript(t, "producer")...)
+		c := start(t, dir, nil, append(argv, "-n", "1", r.Name())...)
+		c.expect("wrote first=0 last=0")
+		c.wait()
+		// The Go reader sleeps up to 10 s at a time: a producer whose
+		// FUTEX_WAKE is another system call leaves it asleep that long.
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the Go reader asleep on the head was not woken by the Python producer's commit")
+		}
+	})
+}

@@ -98,10 +98,27 @@ S_STAMP, S_LENGTH, S_TYPE, S_FLAGS, S_TIME_LO, S_TIME_HI, S_SEQ = 0, 4, 8, 12, 1
 
 FUTEX_WAIT, FUTEX_WAKE = 0, 1  # never | FUTEX_PRIVATE_FLAG
 MAX_SLEEP = 10.0  # seconds: every futex sleep is bounded, then the head is checked again
-_SYS_FUTEX = {
-    "x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98,
-    "i386": 240, "i686": 240, "armv6l": 240, "armv7l": 240, "armv8l": 240,
-}
+
+
+def _sys_futex():
+    """SYS_futex for the ABI this process runs in, or None if unknown.
+
+    platform.machine() is the kernel's name (uname -m), not this process's
+    ABI: a 32-bit Python on a 64-bit kernel (Raspberry Pi OS's 32-bit
+    userland on its 64-bit kernel says aarch64) or a 64-bit one under
+    ``setarch linux32`` (i686) would take the other ABI's number, which is
+    another system call. So machine() gives the family and the pointer
+    size the width. (x32 is not told apart from i386 and is not supported.)
+    """
+    m = platform.machine().lower()
+    wide = ctypes.sizeof(ctypes.c_void_p) == 8
+    if m in ("x86_64", "amd64", "i386", "i486", "i586", "i686"):
+        return 202 if wide else 240
+    if m in ("aarch64", "arm64") or m.startswith("arm"):
+        return 98 if wide else 240
+    if m == "riscv64" and wide:
+        return 98
+    return None
 
 
 class RingError(Exception):
@@ -179,9 +196,10 @@ class _Native:
         try:
             if os.environ.get("EDGEIPC_PY_NO_NATIVE"):
                 raise OSError("disabled by EDGEIPC_PY_NO_NATIVE")
-            nr = _SYS_FUTEX.get(platform.machine())
+            nr = _sys_futex()
             if nr is None:
-                raise OSError("unknown SYS_futex number for %s" % platform.machine())
+                raise OSError("unknown SYS_futex number for %s (%d-bit)"
+                              % (platform.machine(), 8 * ctypes.sizeof(ctypes.c_void_p)))
             libc = _load("c", "libc.so.6", use_errno=True)
             la = _load("atomic", "libatomic.so.1")
             self._syscall = libc.syscall
