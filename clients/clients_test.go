@@ -1574,3 +1574,64 @@ func TestPythonFutexUnderOtherPersonality(t *testing.T) {
 		}
 	})
 }
+
+// buildC compiles the C program src (with edgeipc.h on the include path)
+// and returns the binary's path.
+func buildC(t *testing.T, name, src string) string {
+	t.Helper()
+	cc := testenv.Tool(t, "cc", "install gcc to test clients/c")
+	dir := t.TempDir()
+	file := filepath.Join(dir, name+".c")
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", "-std=c11", "-I", "c", "-o", bin, file).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// TestCReaderLeaveAfterFailedJoin: edgeipc_reader_leave on a reader whose
+// join failed (the table was full) changes nothing, as
+// edgeipc_writer_close after a failed edgeipc_writer_open does. The failed
+// join left the reader pointing at the ring with index 0, and leaving it
+// freed entry 0 when another reader of the same process held it: that
+// reader was then told it had been evicted.
+func TestCReaderLeaveAfterFailedJoin(t *testing.T) {
+	bin := buildC(t, "fulljoin", `#include "edgeipc.h"
+int main(int argc, char **argv)
+{
+	edgeipc_ring r;
+	int rc = edgeipc_open(&r, argv[1]);
+	if (rc) {
+		printf("open: %s\n", edgeipc_strerror(rc));
+		return 1;
+	}
+	static edgeipc_reader rds[EDGEIPC_MAX_READERS + 1];
+	for (int i = 0; i < (int)EDGEIPC_MAX_READERS; i++)
+		if ((rc = edgeipc_reader_join(&rds[i], &r, EDGEIPC_FROM_NEWEST)) != 0) {
+			printf("join %d: %s\n", i, edgeipc_strerror(rc));
+			return 1;
+		}
+	edgeipc_reader *extra = &rds[EDGEIPC_MAX_READERS];
+	printf("extra join: %s\n", edgeipc_strerror(edgeipc_reader_join(extra, &r, EDGEIPC_FROM_NEWEST)));
+	edgeipc_reader_leave(extra); /* cleanup that does not look at rc */
+	edgeipc_frame f;
+	uint8_t buf[64];
+	printf("reader 0 reads: %s\n", edgeipc_strerror(edgeipc_read(&rds[0], &f, buf, sizeof buf)));
+	for (int i = 0; i < (int)EDGEIPC_MAX_READERS; i++)
+		edgeipc_reader_leave(&rds[i]);
+	edgeipc_close(&r);
+	return 0;
+}
+`)
+	r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+	c := start(t, dir, nil, bin, r.Name())
+	c.expect("extra join: reader table is full")
+	c.expect("reader 0 reads: would block")
+	c.wait()
+	if rs := r.Inspect().Readers; len(rs) != 0 {
+		t.Fatalf("entries still held after every reader left: %+v", rs)
+	}
+}

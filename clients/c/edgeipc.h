@@ -646,8 +646,10 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 		if (edgeipc__claim(r, e + EDGEIPC_R_OWNER, e + EDGEIPC_R_START, e + EDGEIPC_R_PIDNS, rd->me, NULL, &prev))
 			break;
 	}
-	if (i == EDGEIPC_MAX_READERS)
+	if (i == EDGEIPC_MAX_READERS) {
+		rd->r = NULL; /* nothing to leave: edgeipc_reader_leave is a no-op */
 		return EDGEIPC_EFULL;
+	}
 	size_t e = edgeipc__entry(i);
 	rd->index = i;
 	if (prev != 0) /* taken over from a dead holder, who may have died asleep */
@@ -844,7 +846,7 @@ static inline int edgeipc_read_wait(edgeipc_reader *rd, edgeipc_frame *f, void *
 	}
 }
 
-/* Leaves the reader table. */
+/* Leaves the reader table. After a join that failed, or a second time, it does nothing. */
 static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 {
 	edgeipc_ring *r = rd->r;
