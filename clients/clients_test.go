@@ -1635,3 +1635,22 @@ int main(int argc, char **argv)
 		t.Fatalf("entries still held after every reader left: %+v", rs)
 	}
 }
+
+// TestPythonExportsEveryError: `from edgeipc_ring import *` brings every
+// error class the module raises (README names ForeignOwnerError, which
+// __all__ left out).
+func TestPythonExportsEveryError(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	cmd := exec.Command(py, "-c", `import edgeipc_ring as er
+missing = sorted(n for n, v in vars(er).items()
+                 if isinstance(v, type) and issubclass(v, er.RingError) and n not in er.__all__)
+print(" ".join(missing))`)
+	cmd.Dir = "python"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Fatalf("edgeipc_ring.__all__ leaves out %s", s)
+	}
+}

@@ -63,7 +63,7 @@ from collections import namedtuple
 
 __all__ = [
     "Ring", "Reader", "Writer", "Frame", "RingError", "NotRingError", "VersionError",
-    "CorruptError", "BusyError", "FullError", "EvictedError", "TooLargeError", "NATIVE",
+    "CorruptError", "BusyError", "ForeignOwnerError", "FullError", "EvictedError", "TooLargeError", "NATIVE",
 ]
 
 # ---- ABI v1 constants (docs/abi.md) ------------------------------------
