@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -12,8 +13,11 @@ import (
 )
 
 // SetThread sets the scheduling policy and priority of the calling OS
-// thread. Call runtime.LockOSThread first and keep the goroutine locked:
-// Linux schedules threads, and Go moves goroutines between them.
+// thread, which Linux schedules on its own: other threads of the process,
+// and so other goroutines, keep theirs. It wires the calling goroutine to
+// its thread for the rest of the goroutine's life (runtime.LockOSThread,
+// never undone), so that the goroutine keeps the policy and the thread
+// exits with it instead of going back to Go's pool to run other goroutines.
 // Real-time policies take priorities 1..99 and need CAP_SYS_NICE or an
 // RLIMIT_RTPRIO at least that high; other policies take priority 0.
 func SetThread(p Policy, priority int) error {
@@ -24,6 +28,9 @@ func SetThread(p Policy, priority int) error {
 	} else if priority != 0 {
 		return fmt.Errorf("sched: priority %d for %v: must be 0 (only fifo and rr have priorities)", priority, p)
 	}
+	// Before the call: threads Go starts from now on come from its
+	// template thread, not from this one with its new policy.
+	runtime.LockOSThread()
 	if err := sys.SchedSetscheduler(0, int(p), priority); err != nil {
 		if errors.Is(err, unix.EPERM) && p != FIFO && p != RR {
 			return fmt.Errorf("%w: switching to %v needs CAP_SYS_NICE here (a thread in idle, or with a lowered priority, cannot go back without it)", ErrPermission, p)
@@ -105,7 +112,8 @@ func Thread() (Policy, int, error) {
 // architecture (its words are 64 bits on 64-bit targets, 32 on 32-bit).
 const maxCPUs = 1024
 
-// SetAffinity pins the calling OS thread (lock it first) to cpus.
+// SetAffinity pins the calling OS thread to cpus. Like SetThread it wires
+// the calling goroutine to that thread for the rest of its life.
 func SetAffinity(cpus ...int) error {
 	if len(cpus) == 0 {
 		return errors.New("sched: SetAffinity needs at least one CPU")
@@ -117,6 +125,7 @@ func SetAffinity(cpus ...int) error {
 		}
 		set.Set(c)
 	}
+	runtime.LockOSThread()
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("sched: CPUs %v: none of them is online or allowed (see /sys/devices/system/cpu/online and cgroup cpusets)", cpus)

@@ -254,3 +254,54 @@ func TestTickerWaitContext(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsStayWithTheirGoroutine: Linux schedules threads, and a
+// goroutine that sets a policy or an affinity without holding its thread
+// (LockOSThread) left that thread, policy and all, in Go's pool when it
+// exited: other goroutines then ran in SCHED_BATCH or on one CPU. Now the
+// setting goroutine keeps its thread, and the thread exits with it.
+func TestSettingsStayWithTheirGoroutine(t *testing.T) {
+	cpus, err := Affinity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tids := make(chan int, 1)
+	go func() {
+		tid := unix.Gettid()
+		if err := SetThread(Batch, 0); err != nil {
+			t.Error(err)
+		}
+		if len(cpus) > 1 {
+			if err := SetAffinity(cpus[0]); err != nil {
+				t.Error(err)
+			}
+		}
+		tids <- tid
+	}()
+	tid := <-tids
+	// The goroutine exits; its thread, if it goes back to the pool, is
+	// left as it was set.
+	var leaked []string
+	for i := 0; i < 200; i++ {
+		leaked = leaked[:0]
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			id, _ := strconv.Atoi(e.Name())
+			if p, err := sys.SchedGetscheduler(id); err == nil && p&^0x40000000 == sys.SchedBatch {
+				leaked = append(leaked, e.Name()+" in batch")
+			}
+			var set unix.CPUSet
+			if len(cpus) > 1 && unix.SchedGetaffinity(id, &set) == nil && set.Count() == 1 {
+				leaked = append(leaked, e.Name()+" on one CPU")
+			}
+		}
+		if len(leaked) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // the thread is on its way out
+	}
+	t.Fatalf("threads %v still set after the goroutine that set thread %d exited", leaked, tid)
+}
