@@ -113,7 +113,10 @@ func Thread() (Policy, int, error) {
 const maxCPUs = 1024
 
 // SetAffinity pins the calling OS thread to cpus. Like SetThread it wires
-// the calling goroutine to that thread for the rest of its life.
+// the calling goroutine to that thread for the rest of its life. A CPU
+// that is offline, absent or outside the process's cpuset is an error, and
+// the affinity is left as it was (the kernel alone would drop such CPUs
+// from the mask without a word).
 func SetAffinity(cpus ...int) error {
 	if len(cpus) == 0 {
 		return errors.New("sched: SetAffinity needs at least one CPU")
@@ -126,13 +129,44 @@ func SetAffinity(cpus ...int) error {
 		set.Set(c)
 	}
 	runtime.LockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return fmt.Errorf("sched: sched_getaffinity: %w", err)
+	}
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		if errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("sched: CPUs %v: none of them is online or allowed (see /sys/devices/system/cpu/online and cgroup cpusets)", cpus)
+			return unavailableCPUs(cpus, cpus)
 		}
 		return fmt.Errorf("sched: sched_setaffinity: %w", err)
 	}
+	// The kernel keeps the CPUs of the mask that are online and in the
+	// thread's cpuset and drops the others without an error.
+	var got unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &got); err != nil {
+		return fmt.Errorf("sched: sched_getaffinity: %w", err)
+	}
+	var missing []int
+	for _, c := range cpus {
+		if !got.IsSet(c) && !slices.Contains(missing, c) {
+			missing = append(missing, c)
+		}
+	}
+	if missing != nil {
+		unix.SchedSetaffinity(0, &old)
+		return unavailableCPUs(cpus, missing)
+	}
 	return nil
+}
+
+// unavailableCPUs is the error for CPUs that are offline, absent or not
+// in the process's cpuset.
+func unavailableCPUs(cpus, missing []int) error {
+	online := "?"
+	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
+		online = strings.TrimSpace(string(b))
+	}
+	return fmt.Errorf("sched: CPUs %v: %v not online or not in this process's cpuset, affinity unchanged (online: %s; the cpuset is the cgroup's cpuset.cpus.effective, docker --cpuset-cpus, systemd AllowedCPUs=)",
+		cpus, missing, online)
 }
 
 // Affinity returns the CPUs the calling thread may run on.

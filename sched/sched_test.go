@@ -305,3 +305,34 @@ func TestSettingsStayWithTheirGoroutine(t *testing.T) {
 	}
 	t.Fatalf("threads %v still set after the goroutine that set thread %d exited", leaked, tid)
 }
+
+// TestAffinityMissingCPU: the kernel pins a thread to the CPUs of the mask
+// that exist, are online and are in its cpuset, and drops the others
+// without a word; SetAffinity(0, 1023) succeeded with the thread on CPU 0
+// alone. Now it is refused, names the missing CPU, and changes nothing.
+func TestAffinityMissingCPU(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := Affinity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(orig, 1023) {
+		t.Skip("this machine has a CPU 1023")
+	}
+	defer SetAffinity(orig...)
+	err = SetAffinity(orig[0], 1023)
+	if err == nil || !strings.Contains(err.Error(), "1023") || !strings.Contains(err.Error(), "online") {
+		t.Errorf("SetAffinity(%d, 1023) = %v, want an error naming CPU 1023", orig[0], err)
+	}
+	if got, _ := Affinity(); !slices.Equal(got, orig) {
+		t.Errorf("affinity %v after the refusal, want %v as before", got, orig)
+	}
+	// A CPU that exists is no error; one that does not, alone, still is.
+	if err := SetAffinity(orig[0]); err != nil {
+		t.Error(err)
+	}
+	if err := SetAffinity(1023); err == nil || !strings.Contains(err.Error(), "1023") {
+		t.Errorf("SetAffinity(1023) = %v", err)
+	}
+}
