@@ -336,3 +336,33 @@ func TestAffinityMissingCPU(t *testing.T) {
 		t.Errorf("SetAffinity(1023) = %v", err)
 	}
 }
+
+// TestTickerClose: Close ends a Wait in progress, and a Wait after Close
+// fails at once, both with ErrClosed (it was internal/poll's "use of
+// closed file", which no exported error matched).
+func TestTickerClose(t *testing.T) {
+	tk, err := NewTicker(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := tk.Wait(context.Background()); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	if err := tk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Wait ended by Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait still blocked 10 s after Close")
+	}
+	if _, err := tk.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Wait after Close: %v, want ErrClosed", err)
+	}
+	if err := tk.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close: %v, want ErrClosed", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ type Ticker struct {
 	rerr     error
 	readFn   func(fd uintptr) bool
 	cw       sys.CtxWake // a context's cancellation ends the read
+	closed   atomic.Bool
 }
 
 // NewTicker starts a ticker whose first tick is one period from now.
@@ -89,6 +91,9 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	}
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {
+		if t.closed.Load() {
+			return 0, ErrClosed
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if cerr := ctx.Err(); cerr != nil {
 				return 0, cerr
@@ -117,8 +122,12 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 // Stats returns the ticks that elapsed and the overruns counted so far.
 func (t *Ticker) Stats() (ticks, overruns uint64) { return t.ticks, t.overruns }
 
-// Close stops the ticker and unblocks a Wait with an error.
+// Close stops the ticker; a Wait in progress, and any later Wait or
+// Close, returns ErrClosed.
 func (t *Ticker) Close() error {
+	if t.closed.Swap(true) {
+		return ErrClosed
+	}
 	err := t.f.Close() // ends a Wait in progress
 	t.cw.Close()
 	return err
