@@ -31,9 +31,16 @@ func SetThread(p Policy, priority int) error {
 	// Before the call: threads Go starts from now on come from its
 	// template thread, not from this one with its new policy.
 	runtime.LockOSThread()
-	if err := sys.SchedSetscheduler(0, int(p), priority); err != nil {
+	// Keep SCHED_RESET_ON_FORK as it is (systemd's
+	// CPUSchedulingResetOnFork= sets it): only a privileged thread may
+	// clear it, and the policy argument without it would.
+	cur, err := sys.SchedGetscheduler(0)
+	if err != nil {
+		return err
+	}
+	if err := sys.SchedSetscheduler(0, int(p)|cur&resetOnFork, priority); err != nil {
 		if errors.Is(err, unix.EPERM) && p != FIFO && p != RR {
-			return fmt.Errorf("%w: switching to %v needs CAP_SYS_NICE here (a thread in idle, or with a lowered priority, cannot go back without it)", ErrPermission, p)
+			return fmt.Errorf("%w: leaving idle for %v needs CAP_SYS_NICE or an RLIMIT_NICE that allows the thread's nice value (systemd: LimitNICE=)", ErrPermission, p)
 		}
 		if errors.Is(err, unix.EPERM) {
 			return rtRefused(p, priority)
@@ -105,8 +112,12 @@ func Thread() (Policy, int, error) {
 		return 0, 0, err
 	}
 	prio, err := sys.SchedGetparam(0)
-	return Policy(p &^ 0x40000000), prio, err // mask SCHED_RESET_ON_FORK
+	return Policy(p &^ resetOnFork), prio, err
 }
+
+// resetOnFork is SCHED_RESET_ON_FORK, ORed into a policy: children and
+// threads the thread creates start in SCHED_OTHER.
+const resetOnFork = 0x40000000
 
 // maxCPUs is CPU_SETSIZE, the CPUs a unix.CPUSet holds on every
 // architecture (its words are 64 bits on 64-bit targets, 32 on 32-bit).

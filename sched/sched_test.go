@@ -290,7 +290,7 @@ func TestSettingsStayWithTheirGoroutine(t *testing.T) {
 		}
 		for _, e := range ents {
 			id, _ := strconv.Atoi(e.Name())
-			if p, err := sys.SchedGetscheduler(id); err == nil && p&^0x40000000 == sys.SchedBatch {
+			if p, err := sys.SchedGetscheduler(id); err == nil && p&^resetOnFork == sys.SchedBatch {
 				leaked = append(leaked, e.Name()+" in batch")
 			}
 			var set unix.CPUSet

@@ -1,0 +1,79 @@
+package sched
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
+)
+
+// asNobody prepares to run this test binary again as nobody, with env,
+// running only the test named run. It skips unless this process is root.
+func asNobody(t *testing.T, run string, env ...string) *exec.Cmd {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running a child as nobody needs root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir := t.TempDir()
+	// t.TempDir's parent, the test's own directory, is 0700.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "sched.test")
+	if err := os.WriteFile(bin, in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+run+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	return cmd
+}
+
+// TestSetThreadKeepsResetOnFork: the kernel refuses an unprivileged
+// sched_setscheduler that would clear SCHED_RESET_ON_FORK (systemd's
+// CPUSchedulingResetOnFork=yes sets it on a service's main thread, where
+// Go's main goroutine runs). SetThread cleared it, so it failed with EPERM
+// for any policy, and its error blamed the capability; now it keeps the
+// flag as it found it.
+func TestSetThreadKeepsResetOnFork(t *testing.T) {
+	if os.Getenv("SCHED_TEST_RESET_ON_FORK_CHILD") == "1" {
+		runtime.LockOSThread()
+		if err := sys.SchedSetscheduler(0, sys.SchedBatch|resetOnFork, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := SetThread(Other, 0); err != nil {
+			t.Fatalf("SetThread(other) on a thread with SCHED_RESET_ON_FORK: %v", err)
+		}
+		p, err := sys.SchedGetscheduler(0)
+		if err != nil || p != sys.SchedOther|resetOnFork {
+			t.Fatalf("policy %#x %v after SetThread(other), want other with SCHED_RESET_ON_FORK kept", p, err)
+		}
+		return
+	}
+	cmd := asNobody(t, "TestSetThreadKeepsResetOnFork", "SCHED_TEST_RESET_ON_FORK_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+}
