@@ -366,3 +366,32 @@ func TestTickerClose(t *testing.T) {
 		t.Errorf("second Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestTickerLongPeriod: a period whose seconds do not fit the timespec of
+// a 32-bit target (time32 timerfd_settime) was cut to its low 32 bits:
+// 2^32+5 s ticked every 5 s on arm. Now it is refused there; on 64-bit
+// targets the timer is armed for the whole period.
+func TestTickerLongPeriod(t *testing.T) {
+	period := (1<<32 + 5) * time.Second
+	tk, err := NewTicker(period)
+	if err != nil {
+		if strconv.IntSize == 32 && strings.Contains(err.Error(), "period") {
+			return
+		}
+		t.Fatalf("NewTicker(%v): %v", period, err)
+	}
+	defer tk.Close()
+	var cur unix.ItimerSpec
+	fd, err := tk.f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gerr error
+	fd.Control(func(fd uintptr) { gerr = unix.TimerfdGettime(int(fd), &cur) })
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if got := time.Duration(cur.Interval.Nano()); got != period {
+		t.Fatalf("timer armed with interval %v, want %v", got, period)
+	}
+}

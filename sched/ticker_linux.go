@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -34,7 +35,8 @@ type Ticker struct {
 	closed   atomic.Bool
 }
 
-// NewTicker starts a ticker whose first tick is one period from now.
+// NewTicker starts a ticker whose first tick is one period from now. On
+// 32-bit targets a period is at most 2^31-1 seconds (about 68 years).
 func NewTicker(period time.Duration) (*Ticker, error) {
 	if period <= 0 {
 		return nil, fmt.Errorf("sched: ticker period %v must be positive", period)
@@ -44,6 +46,9 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		return nil, os.NewSyscallError("timerfd_create", err)
 	}
 	ts := unix.NsecToTimespec(int64(period))
+	if ts.Nano() != int64(period) { // 32-bit targets: tv_sec is 32 bits
+		return nil, fmt.Errorf("sched: ticker period %v is longer than this system's timers take (%v)", period, time.Duration(math.MaxInt32)*time.Second)
+	}
 	spec := unix.ItimerSpec{Interval: ts, Value: ts}
 	if err := unix.TimerfdSettime(fd, 0, &spec, nil); err != nil {
 		unix.Close(fd)
