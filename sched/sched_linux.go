@@ -197,7 +197,11 @@ func Affinity() ([]int, error) {
 
 // LockMemory locks the process's current and future pages in RAM
 // (mlockall(MCL_CURRENT|MCL_FUTURE)), so page faults cannot add latency.
-// It needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK larger than the process.
+// It needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK larger than the process's
+// address space (a Go process reserves hundreds of megabytes it has not
+// touched yet). Give it CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: under
+// a finite one every later mapping counts against the limit, and the Go
+// runtime dies ("out of memory") when its heap outgrows it.
 func LockMemory() error {
 	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {

@@ -17,8 +17,11 @@ import (
 )
 
 // Ticker fires every period on CLOCK_MONOTONIC using a timerfd, and counts
-// overruns: periods that elapsed while nobody waited. Waits park in the
-// netpoller (no OS thread is held) and honour contexts.
+// overruns: periods that elapsed while nobody waited. Ticks fall at the
+// start plus whole periods (the kernel's absolute deadlines: no drift).
+// CLOCK_MONOTONIC does not jump with the wall clock and stops while the
+// system is suspended: time spent suspended is neither ticks nor overruns.
+// Waits park in the netpoller (no OS thread is held) and honour contexts.
 //
 // A Ticker is for one goroutine; Close may be called from any.
 type Ticker struct {
