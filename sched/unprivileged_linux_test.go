@@ -2,14 +2,18 @@ package sched
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
@@ -74,6 +78,39 @@ func TestSetThreadKeepsResetOnFork(t *testing.T) {
 	cmd := asNobody(t, "TestSetThreadKeepsResetOnFork", "SCHED_TEST_RESET_ON_FORK_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+}
+
+// TestUnprivilegedErrors: as nobody (no CAP_SYS_NICE, RLIMIT_RTPRIO 0, no
+// CAP_IPC_LOCK), the refusals are ErrPermission and say what to give the
+// process. TestRealtimePolicy checks this only when the test itself is
+// unprivileged.
+func TestUnprivilegedErrors(t *testing.T) {
+	if os.Getenv("SCHED_TEST_UNPRIVILEGED_CHILD") == "1" {
+		runtime.LockOSThread()
+		var rl unix.Rlimit
+		unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
+		if rl.Cur >= 10 {
+			t.Skipf("RLIMIT_RTPRIO is %d", rl.Cur)
+		}
+		err := SetThread(FIFO, 10)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "CAP_SYS_NICE") || !strings.Contains(err.Error(), "LimitRTPRIO=10") {
+			t.Errorf("SetThread(fifo, 10) as nobody: %v", err)
+		}
+		unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl)
+		if rl.Cur == unix.RLIM_INFINITY {
+			return
+		}
+		if err := LockMemory(); err == nil {
+			UnlockMemory()
+		} else if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "CAP_IPC_LOCK") || !strings.Contains(err.Error(), "LimitMEMLOCK=infinity") {
+			t.Errorf("LockMemory as nobody: %v", err)
+		}
+		return
+	}
+	out, err := asNobody(t, "TestUnprivilegedErrors", "SCHED_TEST_UNPRIVILEGED_CHILD=1").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- ")) {
 		t.Fatalf("child as nobody: %v\n%s", err, out)
 	}
 }
