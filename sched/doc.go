@@ -9,6 +9,11 @@
 // the setting and the thread exits with the goroutine. Set them from the
 // goroutine that runs the sensor loop.
 //
+// A Ticker's wait comes in the three forms of the project's other waits:
+// Wait(ctx), WaitDeadline(t) and TryWait (ErrWouldBlock while no tick is
+// due); each returns the periods missed since the last tick taken, and
+// none allocates.
+//
 // It needs CAP_SYS_NICE for SCHED_FIFO/SCHED_RR and CAP_IPC_LOCK (or a large
 // enough RLIMIT_MEMLOCK) for mlockall; without them the calls return errors
 // that say which capability or limit is missing.

@@ -395,3 +395,55 @@ func TestTickerLongPeriod(t *testing.T) {
 		t.Fatalf("timer armed with interval %v, want %v", got, period)
 	}
 }
+
+// TestTickerTryWaitAndDeadline: TryWait takes a tick that is due and says
+// ErrWouldBlock while none is; WaitDeadline waits for a tick, or gives up
+// at its deadline with os.ErrDeadlineExceeded; both allocate nothing and
+// say ErrClosed once the ticker is closed.
+func TestTickerTryWaitAndDeadline(t *testing.T) {
+	slow, err := NewTicker(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slow.TryWait(); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("TryWait with the next tick an hour away: %v, want ErrWouldBlock", err)
+	}
+	if _, err := slow.WaitDeadline(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitDeadline past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		if _, err := slow.TryWait(); !errors.Is(err, ErrWouldBlock) {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per TryWait, want 0", n)
+	}
+	slow.Close()
+	if _, err := slow.TryWait(); !errors.Is(err, ErrClosed) {
+		t.Errorf("TryWait after Close: %v, want ErrClosed", err)
+	}
+	if _, err := slow.WaitDeadline(time.Now().Add(time.Second)); !errors.Is(err, ErrClosed) {
+		t.Errorf("WaitDeadline after Close: %v, want ErrClosed", err)
+	}
+
+	fast, err := NewTicker(5 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	time.Sleep(30 * time.Millisecond) // about 6 ticks due
+	missed, err := fast.TryWait()
+	if ticks, overruns := fast.Stats(); err != nil || ticks < 1 || ticks != missed+1 || overruns != missed {
+		t.Fatalf("TryWait with ticks due: missed %d, %v; stats %d ticks, %d overruns", missed, err, ticks, overruns)
+	}
+	if _, err := fast.WaitDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatalf("WaitDeadline for a 5 ms tick: %v", err)
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		if _, err := fast.WaitDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per WaitDeadline, want 0", n)
+	}
+}

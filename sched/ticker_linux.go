@@ -34,6 +34,8 @@ type Ticker struct {
 	n        int
 	rerr     error
 	readFn   func(fd uintptr) bool
+	tryFn    func(fd uintptr) // readFn for TryWait: ready says whether it read
+	ready    bool
 	cw       sys.CtxWake // a context's cancellation ends the read
 	closed   atomic.Bool
 }
@@ -73,6 +75,7 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		t.n, t.rerr = n, err
 		return true
 	}
+	t.tryFn = func(fd uintptr) { t.ready = t.readFn(fd) }
 	return t, nil
 }
 
@@ -80,7 +83,8 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 func (t *Ticker) Period() time.Duration { return t.period }
 
 // Wait blocks until the next tick and returns how many periods were missed
-// since the previous Wait (0 when the caller keeps up).
+// since the previous Wait (0 when the caller keeps up). It returns ctx's
+// error if ctx ends first.
 func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	// Begin (or Settle) before the deadline is set, the deadline before
 	// ctx is checked: see sys.ReadDeadlineWake. One registration serves
@@ -97,21 +101,62 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	missed, err = t.read()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if cerr := ctx.Err(); cerr != nil {
+			return 0, cerr
+		}
+		// The only read deadline is ctx's, and the netpoller's timer
+		// can fire a moment before ctx's own.
+		return 0, context.DeadlineExceeded
+	}
+	return missed, err
+}
+
+// WaitDeadline is Wait with a deadline instead of a context: after d it
+// returns an error wrapping os.ErrDeadlineExceeded.
+func (t *Ticker) WaitDeadline(d time.Time) (missed uint64, err error) {
+	t.cw.Settle()
+	t.f.SetReadDeadline(d)
+	defer t.f.SetReadDeadline(time.Time{})
+	return t.read()
+}
+
+// TryWait takes a tick that is already due without waiting: it returns
+// the periods missed as Wait does, or ErrWouldBlock while the next tick
+// is still ahead.
+func (t *Ticker) TryWait() (missed uint64, err error) {
+	if t.closed.Load() {
+		return 0, ErrClosed
+	}
+	t.rerr, t.ready = nil, false
+	if err := t.rc.Control(t.tryFn); err != nil {
+		if t.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, err
+	}
+	if !t.ready {
+		return 0, ErrWouldBlock
+	}
+	return t.expirations()
+}
+
+// read waits in the netpoller (under the read deadline the caller set)
+// for the timerfd and takes its expirations.
+func (t *Ticker) read() (missed uint64, err error) {
 	t.rerr = nil
 	if err := t.rc.Read(t.readFn); err != nil {
 		if t.closed.Load() {
 			return 0, ErrClosed
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if cerr := ctx.Err(); cerr != nil {
-				return 0, cerr
-			}
-			// The only read deadline is ctx's, and the netpoller's timer
-			// can fire a moment before ctx's own.
-			return 0, context.DeadlineExceeded
-		}
 		return 0, err
 	}
+	return t.expirations()
+}
+
+// expirations accounts for the timerfd read that readFn made.
+func (t *Ticker) expirations() (missed uint64, err error) {
 	if t.rerr != nil {
 		return 0, os.NewSyscallError("read timerfd", t.rerr)
 	}
