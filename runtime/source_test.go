@@ -122,7 +122,7 @@ kind = "exec"
 ring = "py"
 framing = "msgp"
 restart = "never"
-command = [%q, %q, "5", "200"]
+command = [%q, %q, "5", "0"] # RATE_HZ 0: unpaced
 `, py, abs))
 	frames := readFrames(t, e, "py", 5)
 	for i, f := range frames {

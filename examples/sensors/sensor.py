@@ -2,7 +2,8 @@
 """sensor.py [COUNT] [RATE_HZ] — a sensor for an exec or fifo source with
 framing = "msgp": writes each sample as a MessagePack map
 {"type": 3, "flags": 0, "data": <bin>} to stdout, encoded by hand (no
-msgpack module needed). COUNT 0 = forever."""
+msgpack module needed). COUNT 0 = forever; RATE_HZ 0 = as fast as the
+pipe takes them (like sensor.c)."""
 import os, struct, sys, time
 
 def mp_str(s):
@@ -27,4 +28,5 @@ while count == 0 or n < count:
     n += 1
     out.write(record(3, 0, struct.pack("<Id", n, time.time())))
     out.flush()
-    time.sleep(1 / rate)
+    if rate > 0:
+        time.sleep(1 / rate)
