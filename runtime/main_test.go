@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 	if p := os.Getenv("EDGEIPC_TEST_FIFO_RACER"); p != "" {
 		os.Exit(childFIFORacer(p))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Run(m)) // fails on descriptors the tests' runtimes left open
 }
 
 // childWriter is an exec source child with write = "child": it writes the

@@ -16,7 +16,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
+
+// TestMain fails the run on a descriptor a test left open (a ticker's
+// timerfd).
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
 func TestAffinityRoundTrip(t *testing.T) {
 	runtime.LockOSThread()

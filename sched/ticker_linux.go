@@ -46,13 +46,13 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 	if period <= 0 {
 		return nil, fmt.Errorf("sched: ticker period %v must be positive", period)
 	}
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("timerfd_create", err)
-	}
 	ts := unix.NsecToTimespec(int64(period))
 	if ts.Nano() != int64(period) { // 32-bit targets: tv_sec is 32 bits
 		return nil, fmt.Errorf("sched: ticker period %v is longer than this system's timers take (%v)", period, time.Duration(math.MaxInt32)*time.Second)
+	}
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("timerfd_create", err)
 	}
 	spec := unix.ItimerSpec{Interval: ts, Value: ts}
 	if err := unix.TimerfdSettime(fd, 0, &spec, nil); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
 // Cross-process tests re-execute this test binary with EDGEIPC_SHM_CHILD
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(f())
 	}
-	code := m.Run()
+	code := testenv.Run(m) // fails on leaked descriptors
 	if code == 0 {
 		// Fail on leaked mappings: every test must close what it opens.
 		runtime.GC()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/internal/sys"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
 // guard bounds every wait in these tests: it catches a deadlock, it is not
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 	case "open-racer":
 		os.Exit(childOpenRacer(os.Getenv(childNameEnv)))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Run(m)) // fails on leaked queue descriptors
 }
 
 // childSend runs in a re-executed test binary: it opens the parent's queue

@@ -7,12 +7,15 @@ import (
 	"testing"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
-// TestMain: a qemu-user fork deadlock fails fast instead of hanging.
+// TestMain: a qemu-user fork deadlock fails fast instead of hanging, and
+// a descriptor left open fails the run.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "dial-as" {
 		os.Exit(childDialAs())
 	}
-	os.Exit(qemuwatch.Run(m))
+	qemuwatch.Start()
+	os.Exit(testenv.Run(m)) // fails on leaked queue descriptors
 }
