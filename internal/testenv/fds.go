@@ -46,14 +46,25 @@ func FDs() map[string]string {
 }
 
 // Leaked returns a line for each descriptor open now that was not in
-// before (from FDs), after a garbage collection has run the finalizers of
-// what tests dropped.
+// before (from FDs), after garbage collections have run the finalizers of
+// what tests dropped. A goroutine a test left winding down (a process
+// being reaped, a pipe being drained) gets up to a second to close its
+// descriptors.
 func Leaked(before map[string]string) []string {
-	runtime.GC()
 	var out []string
-	for fd, what := range FDs() {
-		if _, ok := before[fd]; !ok {
-			out = append(out, fmt.Sprintf("leaked descriptor after tests: %s -> %s", fd, what))
+	for try := 0; try < 10; try++ {
+		if try > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		runtime.GC()
+		out = out[:0]
+		for fd, what := range FDs() {
+			if _, ok := before[fd]; !ok {
+				out = append(out, fmt.Sprintf("leaked descriptor after tests: %s -> %s", fd, what))
+			}
+		}
+		if len(out) == 0 {
+			break
 		}
 	}
 	sort.Strings(out)
