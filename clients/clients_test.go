@@ -32,8 +32,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	qemuwatch.Start() // a qemu-user fork deadlock fails fast instead of hanging
-	code := m.Run()
+	qemuwatch.Start()      // a qemu-user fork deadlock fails fast instead of hanging
+	code := testenv.Run(m) // fails on leaked descriptors
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
 // childEnv makes the test binary act as the bench peer (the "bench-child"
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Run(m)) // fails on leaked descriptors
 }
 
 func TestParseSizes(t *testing.T) {
