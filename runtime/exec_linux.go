@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/edgeipc/edgeipc/runtime/framing"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -153,15 +155,15 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	ss.rt.log.Info(fmt.Sprintf("source %s: started %s (pid %d)", c.Name, strings.Join(c.Command, " "), p.Pid))
 
 	logDone := make(chan struct{})
-	go func() { defer close(logDone); ss.logLines(errR, "stderr") }()
+	go func() { defer close(logDone); ss.logLines(&tailReader{f: errR}, "stderr") }()
 	pumpDone := make(chan error, 1)
 	go func() {
 		if w == nil {
-			ss.logLines(outR, "stdout")
+			ss.logLines(&tailReader{f: outR}, "stdout")
 			pumpDone <- nil
 			return
 		}
-		pumpDone <- ss.pump(ctx, outR, w)
+		pumpDone <- ss.pump(ctx, &tailReader{f: outR}, w)
 	}()
 
 	var res exitResult
@@ -202,8 +204,10 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 			ctxDone = nil // stop selecting on it
 		}
 	}
-	// The child is gone; give its pipes a moment to drain (a grandchild may
-	// still hold them open), then close them.
+	// The child and its group are gone; give its pipes a moment to drain (a
+	// process that left the group may still hold them open), then close
+	// them. What is in a pipe once the moment has passed is still read
+	// (tailReader), however long the ring takes to accept it.
 	dl := time.Now().Add(200 * time.Millisecond)
 	outR.SetReadDeadline(dl)
 	errR.SetReadDeadline(dl)
@@ -214,6 +218,60 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	outR.Close()
 	errR.Close()
 	return res.state, firstErr(streamErr, res.err)
+}
+
+// tailReader reads a child's stdout or stderr pipe. Once the read
+// deadline that runChild sets after the child's exit has passed, it still
+// reads the bytes that are in the pipe at that point (FIONREAD) and then
+// ends the stream: the records the child and its group wrote before they
+// were gone are all in the pipe then, and are not lost because the reader
+// was busy (a block-policy ring waiting for a slow reader) when the
+// deadline passed; a process that left the group and keeps the pipe open
+// gets at most one pipe's worth more.
+type tailReader struct {
+	f     *os.File
+	tail  int  // bytes still to read past the deadline
+	ended bool // the deadline has passed (tail is set)
+}
+
+func (r *tailReader) Read(p []byte) (int, error) {
+	if r.ended {
+		if r.tail == 0 {
+			return 0, os.ErrDeadlineExceeded
+		}
+		if len(p) > r.tail {
+			p = p[:r.tail]
+		}
+		n, err := r.f.Read(p)
+		r.tail -= n
+		return n, err
+	}
+	n, err := r.f.Read(p)
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		r.ended = true
+		if r.tail = pipeBuffered(r.f); r.tail > 0 {
+			// These bytes are there: reading them does not wait.
+			r.f.SetReadDeadline(time.Time{})
+			return r.Read(p)
+		}
+	}
+	return n, err
+}
+
+// pipeBuffered returns how many bytes the pipe f holds (0 if unknown);
+// TIOCINQ is FIONREAD, which x/sys does not name.
+func pipeBuffered(f *os.File) int {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil && v > 0 {
+			n = v
+		}
+	})
+	return n
 }
 
 // ringWriteError is a failed write of a child's record into the ring (not

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/edgeipc/edgeipc/runtime/control"
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // A stderr line longer than 64 KiB is logged truncated, and the runtime
@@ -305,4 +306,90 @@ func TestExecRelativeCommandFromDir(t *testing.T) {
 	if strings.Contains(logb.String(), "no such file") {
 		t.Fatalf("log:\n%s", logb.String())
 	}
+}
+
+// A child that writes its last records and exits loses none of them when
+// the runtime cannot take them at once: with a block-policy ring whose
+// reader is slow, the pump waits in the ring while the rest of the
+// child's output sits in the pipe, and reads it after the child is gone
+// (it used to stop reading 200 ms after the exit, dropping those records
+// without counting them).
+func TestExecOutputAfterExitNotLost(t *testing.T) {
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "burst.sh", `i=1
+while [ $i -le 60 ]; do echo "rec $i"; i=$((i+1)); done
+touch "$0.done"
+exit 0
+`)
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 8
+slot_payload = 64
+policy = "block"
+[[sources]]
+name = "burst"
+kind = "exec"
+ring = "r"
+restart = "never"
+disabled = true
+command = [%q]
+`, script))
+	rd, err := shm.OpenReader("r", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if err := rt.StartSource("burst"); err != nil {
+		t.Fatal(err)
+	}
+	// The child has written everything and exited well before the ring
+	// has room for it.
+	eventually(t, "the child to finish writing", func() bool { _, err := os.Stat(script + ".done"); return err == nil })
+	time.Sleep(time.Second)
+	buf := make([]byte, 64)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 1; i <= 60; i++ {
+		f, err := rd.ReadIntoDeadline(deadline, buf)
+		if err != nil {
+			t.Fatalf("read record %d of 60: %v; source %+v", i, err, rt.sourceStat(t, "burst"))
+		}
+		if want := fmt.Sprintf("rec %d", i); string(f.Data) != want {
+			t.Fatalf("frame %q, want %q", f.Data, want)
+		}
+	}
+	eventually(t, "the source to stop", func() bool { return rt.sourceStat(t, "burst").State == StateStopped })
+	if st := rt.sourceStat(t, "burst"); st.Frames != 60 || st.Bad != 0 {
+		t.Fatalf("stat %+v; want 60 frames, none bad", st)
+	}
+}
+
+// A process that leaves the child's group (setsid) and keeps writing to
+// the child's stdout does not keep the source from seeing the child's
+// exit: once the child's output is read, the stream ends.
+func TestExecEscapedWriterDoesNotHoldSource(t *testing.T) {
+	e := newEnv(t)
+	pidFile := filepath.Join(e.dir, "escapee.pid")
+	script := writeScript(t, e.dir, "escape.sh", `setsid sh -c 'echo $$ > `+pidFile+`; while :; do echo escapee; done' &
+while [ ! -s `+pidFile+` ]; do sleep 0.01; done
+echo last
+exit 3
+`)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			var pid int
+			fmt.Sscan(string(b), &pid)
+			if pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	rt, _, _ := inproc(t, execConfig("esc", script)+"restart = \"never\"\n")
+	eventually(t, "the source to see its child's exit", func() bool {
+		st := rt.sourceStat(t, "esc")
+		return st.State == StateFailed && st.LastExit == "exit status 3"
+	})
 }
