@@ -182,7 +182,8 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 			var rw *ringWriteError
 			switch {
 			case errors.Is(perr, framing.ErrBroken):
-				streamErr = fmt.Errorf("stdout stream broken (bad record length); restarting the child")
+				// The restart policy decides what follows (runExec logs it).
+				streamErr = fmt.Errorf("stdout stream broken: a %s record longer than max_skip (%d bytes) leaves no way to find the next record, so the child was stopped; fix what it writes, or raise the source's max_skip if such records are meant to be skipped", c.Framing, c.MaxSkip)
 				ss.bad.Add(1)
 			case errors.As(perr, &rw):
 				// Nothing reads its stdout any more: a child left

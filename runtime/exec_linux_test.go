@@ -393,3 +393,24 @@ exit 3
 		return st.State == StateFailed && st.LastExit == "exit status 3"
 	})
 }
+
+// A child whose stdout breaks the framing (a len32 length beyond
+// max_skip) is stopped, counted once, and its source's last error says
+// what broke and what to do, and does not promise a restart that its
+// restart policy rules out.
+func TestExecBrokenStreamError(t *testing.T) {
+	e := newEnv(t)
+	// one good record "abc", then a length of 0xffffffff
+	script := writeScript(t, e.dir, "broken.sh", `printf '\003\000\000\000abc\377\377\377\377'
+exec sleep 1000
+`)
+	rt, _, _ := inproc(t, execConfig("broken", script)+"framing = \"len32\"\nrestart = \"never\"\n")
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "abc" {
+		t.Fatalf("frame %q", f[0].Data)
+	}
+	eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "broken").State == StateFailed })
+	st := rt.sourceStat(t, "broken")
+	if st.Bad != 1 || st.Frames != 1 || !strings.Contains(st.LastError, "max_skip") || strings.Contains(st.LastError, "restarting") {
+		t.Fatalf("stat %+v; want 1 frame, 1 bad, an error that names max_skip and does not say restarting", st)
+	}
+}
