@@ -26,6 +26,7 @@ func (rt *Runtime) Status() control.StatusInfo {
 	rt.mu.Unlock()
 	if ctl != nil {
 		st.Requests, st.BadRequests = ctl.Stats()
+		st.ReplyFailures = ctl.ReplyFailures()
 	}
 	return st
 }

@@ -251,7 +251,7 @@ func printStatus(w io.Writer, s *control.StatusInfo) {
 	}
 	fmt.Fprintf(tw, "sources\t%d\n", s.Sources)
 	fmt.Fprintf(tw, "reloads\t%d\n", s.Reloads)
-	fmt.Fprintf(tw, "requests\t%d (%d bad)\n", s.Requests, s.BadRequests)
+	fmt.Fprintf(tw, "requests\t%d (%d bad, %d replies not delivered)\n", s.Requests, s.BadRequests, s.ReplyFailures)
 	tw.Flush()
 }
 

@@ -360,7 +360,8 @@ func TestReplyQueueMissingOrFull(t *testing.T) {
 	waitFor(t, "three more reply failures", func() bool { return s.ReplyFailures() == 4 })
 
 	// Another client is still served.
-	if r := call(t, dial(t, s.Name()), "status"); !r.OK || r.Status.Requests != 5 {
+	// ... and the failures are reported, not only counted.
+	if r := call(t, dial(t, s.Name()), "status"); !r.OK || r.Status.Requests != 5 || r.Status.ReplyFailures != 4 {
 		t.Fatalf("status after failures: %+v", r)
 	}
 	if _, bad := s.Stats(); bad != 0 {

@@ -337,6 +337,7 @@ func (s *Server) dispatch(req *Request) *Reply {
 		}
 		st := s.h.Status()
 		st.Requests, st.BadRequests = s.Stats()
+		st.ReplyFailures = s.ReplyFailures()
 		r.Status = &st
 	case "rings":
 		if !nargs(0) {

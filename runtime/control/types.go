@@ -22,6 +22,9 @@ type StatusInfo struct {
 	Reloads       int     `msg:"reloads" json:"reloads"`
 	Requests      uint64  `msg:"requests" json:"requests"`
 	BadRequests   uint64  `msg:"bad_requests" json:"bad_requests"`
+	// ReplyFailures counts replies that could not be delivered (reply
+	// queue missing, full or not writable; Server.ReplyFailures).
+	ReplyFailures uint64 `msg:"reply_failures" json:"reply_failures"`
 }
 
 // RingStat is one row of the "rings" command.

@@ -2139,6 +2139,12 @@ func (z *StatusInfo) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "BadRequests")
 				return
 			}
+		case "reply_failures":
+			z.ReplyFailures, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "ReplyFailures")
+				return
+			}
 		default:
 			err = dc.Skip()
 			if err != nil {
@@ -2152,9 +2158,9 @@ func (z *StatusInfo) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *StatusInfo) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 11
+	// map header, size 12
 	// write "version"
-	err = en.Append(0x8b, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
+	err = en.Append(0x8c, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
 	if err != nil {
 		return
 	}
@@ -2263,15 +2269,25 @@ func (z *StatusInfo) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "BadRequests")
 		return
 	}
+	// write "reply_failures"
+	err = en.Append(0xae, 0x72, 0x65, 0x70, 0x6c, 0x79, 0x5f, 0x66, 0x61, 0x69, 0x6c, 0x75, 0x72, 0x65, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.ReplyFailures)
+	if err != nil {
+		err = msgp.WrapError(err, "ReplyFailures")
+		return
+	}
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *StatusInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 11
+	// map header, size 12
 	// string "version"
-	o = append(o, 0x8b, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
+	o = append(o, 0x8c, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e)
 	o = msgp.AppendString(o, z.Version)
 	// string "pid"
 	o = append(o, 0xa3, 0x70, 0x69, 0x64)
@@ -2303,6 +2319,9 @@ func (z *StatusInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "bad_requests"
 	o = append(o, 0xac, 0x62, 0x61, 0x64, 0x5f, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x73)
 	o = msgp.AppendUint64(o, z.BadRequests)
+	// string "reply_failures"
+	o = append(o, 0xae, 0x72, 0x65, 0x70, 0x6c, 0x79, 0x5f, 0x66, 0x61, 0x69, 0x6c, 0x75, 0x72, 0x65, 0x73)
+	o = msgp.AppendUint64(o, z.ReplyFailures)
 	return
 }
 
@@ -2394,6 +2413,12 @@ func (z *StatusInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "BadRequests")
 				return
 			}
+		case "reply_failures":
+			z.ReplyFailures, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "ReplyFailures")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -2408,6 +2433,6 @@ func (z *StatusInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *StatusInfo) Msgsize() (s int) {
-	s = 1 + 8 + msgp.StringPrefixSize + len(z.Version) + 4 + msgp.IntSize + 16 + msgp.Int64Size + 9 + msgp.Float64Size + 12 + msgp.StringPrefixSize + len(z.ConfigFile) + 6 + msgp.IntSize + 14 + msgp.IntSize + 8 + msgp.IntSize + 8 + msgp.IntSize + 9 + msgp.Uint64Size + 13 + msgp.Uint64Size
+	s = 1 + 8 + msgp.StringPrefixSize + len(z.Version) + 4 + msgp.IntSize + 16 + msgp.Int64Size + 9 + msgp.Float64Size + 12 + msgp.StringPrefixSize + len(z.ConfigFile) + 6 + msgp.IntSize + 14 + msgp.IntSize + 8 + msgp.IntSize + 8 + msgp.IntSize + 9 + msgp.Uint64Size + 13 + msgp.Uint64Size + 15 + msgp.Uint64Size
 	return
 }
