@@ -551,6 +551,8 @@ func (c *Config) validate() error {
 	}
 	if c.Runtime.ShmDir != "" && !filepath.IsAbs(c.Runtime.ShmDir) {
 		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q must be an absolute path (exec children get it as EDGEIPC_SHM_DIR)", c.Runtime.ShmDir))
+	} else if strings.ContainsRune(c.Runtime.ShmDir, 0) {
+		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q contains a NUL byte (\\u0000), which no path can hold: remove it", c.Runtime.ShmDir))
 	}
 	if m, g := modeGroupProblems(c.Control.Mode, c.Control.Group); m != "" || g != "" {
 		if m != "" {
@@ -676,6 +678,22 @@ func (c *Config) validate() error {
 					add(c.srcErr(s, "env", "%q is not KEY=VALUE", e))
 				}
 			}
+			// The kernel takes argv, the environment and the directory
+			// as C strings: with a NUL every start would fail with
+			// "invalid argument", over and over.
+			for _, a := range s.Command {
+				if strings.ContainsRune(a, 0) {
+					add(c.srcErr(s, "command", "%q contains a NUL byte (\\u0000), which no program argument can hold: remove it", a))
+				}
+			}
+			for _, e := range s.Env {
+				if strings.ContainsRune(e, 0) {
+					add(c.srcErr(s, "env", "%q contains a NUL byte (\\u0000), which no environment variable can hold: remove it", e))
+				}
+			}
+			if strings.ContainsRune(s.Dir, 0) {
+				add(c.srcErr(s, "dir", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Dir))
+			}
 			def(&s.BackoffMin, DefaultBackoffMin)
 			def(&s.BackoffMax, DefaultBackoffMax)
 			def(&s.BackoffReset, DefaultBackoffReset)
@@ -699,6 +717,10 @@ func (c *Config) validate() error {
 			}
 			if !filepath.IsAbs(s.Path) {
 				add(c.srcErr(s, "path", "%q must be absolute", s.Path))
+			}
+			if strings.ContainsRune(s.Path, 0) {
+				add(c.srcErr(s, "path", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Path))
+				break
 			}
 			s.Path = filepath.Clean(s.Path) // "/x/../x/y.fifo" is "/x/y.fifo"
 			if o, dup := fifoPaths[s.Path]; dup {
@@ -771,6 +793,8 @@ func (c *Config) validate() error {
 				add(c.sinkErr(s, "path", "missing: the file to append frames to"))
 			} else if !filepath.IsAbs(s.Path) {
 				add(c.sinkErr(s, "path", "%q must be an absolute path", s.Path))
+			} else if strings.ContainsRune(s.Path, 0) {
+				add(c.sinkErr(s, "path", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Path))
 			}
 			if s.MaxBytes < 0 {
 				add(c.sinkErr(s, "max_bytes", "must not be negative"))

@@ -41,6 +41,12 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"second source bad", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\n[[sources]]\nname = \"y\"\nkind = \"exec\"\nring = \"b\"\n", []string{"bad.toml:8:", "sources[1] (y).command", "missing"}},
 		{"unknown ring", "[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"nope\"\nrate_hz = 1\n", []string{"bad.toml:4:", "sources[0] (x).ring", "no ring \"nope\""}},
 		{"bad duration", "[runtime]\nstats_interval = \"soon\"\n", []string{"bad.toml:2:", "stats_interval"}},
+		{"NUL in command", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\", \"a\\u0000b\"]\n", []string{"bad.toml:6:", "sources[0] (x).command", "NUL byte"}},
+		{"NUL in env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=\\u0000\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "NUL byte"}},
+		{"NUL in dir", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\ndir = \"/tmp\\u0000\"\n", []string{"bad.toml:7:", "sources[0] (x).dir", "NUL byte"}},
+		{"NUL in fifo path", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:6:", "sources[0] (x).path", "NUL byte"}},
+		{"NUL in recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:5:", "path", "NUL byte"}},
+		{"NUL in shm_dir", "[runtime]\nshm_dir = \"/dev/shm\\u0000\"\n", []string{"bad.toml:2:", "runtime.shm_dir", "NUL byte"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {
