@@ -629,6 +629,9 @@ func (c *Config) validate() error {
 			add(c.srcErr(s, "name", "missing (every source needs a unique name)"))
 		} else if srcNames[s.Name] {
 			add(c.srcErr(s, "name", "duplicate source name %q", s.Name))
+		} else if strings.ContainsRune(s.Name, 0) {
+			// exec children get it as EDGEIPC_SOURCE
+			add(c.srcErr(s, "name", "%q contains a NUL byte (\\u0000), which an exec child's environment (EDGEIPC_SOURCE) cannot hold: remove it", s.Name))
 		}
 		srcNames[s.Name] = true
 		ring, ok := c.Rings[s.Ring]
