@@ -149,15 +149,19 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	go rt.spawn.loop()
 	defer rt.spawn.quit()
 
-	var sigc, termc chan os.Signal
+	var sigc, usr1c, termc chan os.Signal
 	if !rt.opts.IgnoreSignals {
 		// Buffered: signal.Notify never blocks and drops what does not fit.
-		// SIGTERM and SIGINT have a channel of their own, so that SIGHUPs
-		// or SIGUSR1s queued while the main loop is busy (a reload waits
-		// for sources to stop) cannot crowd them out.
+		// Each signal has a channel of its own, so that those queued while
+		// the main loop is busy (a reload waits for sources to stop) cannot
+		// crowd out another: SIGHUPs a SIGTERM, or SIGUSR1s a SIGHUP. One
+		// pending SIGUSR1 stands for any number (one snapshot is as good).
 		sigc = make(chan os.Signal, 8)
-		signal.Notify(sigc, syscall.SIGHUP, syscall.SIGUSR1)
+		signal.Notify(sigc, syscall.SIGHUP)
 		defer signal.Stop(sigc)
+		usr1c = make(chan os.Signal, 1)
+		signal.Notify(usr1c, syscall.SIGUSR1)
+		defer signal.Stop(usr1c)
 		termc = make(chan os.Signal, 2)
 		signal.Notify(termc, syscall.SIGTERM, syscall.SIGINT)
 		defer signal.Stop(termc)
@@ -204,30 +208,27 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return rt.stop("context done", sigc, termc)
+			return rt.stop("context done", sigc, usr1c, termc)
 		case sig := <-termc:
-			return rt.stop(sig.String(), sigc, termc)
-		case sig := <-sigc:
+			return rt.stop(sig.String(), sigc, usr1c, termc)
+		case <-sigc:
 			select {
 			case tsig := <-termc: // a shutdown takes precedence over queued HUPs
-				return rt.stop(tsig.String(), sigc, termc)
+				return rt.stop(tsig.String(), sigc, usr1c, termc)
 			default:
 			}
-			switch sig {
-			case syscall.SIGHUP:
-				rt.log.Info("SIGHUP: reloading the configuration")
+			rt.log.Info("SIGHUP: reloading the configuration")
+			rt.doReload()
+			// SIGHUPs that came while it ran (a storm, or an editor
+			// saving twice) make one more reload, which reads the file as
+			// it is now, rather than one each.
+			for n := rt.foldHUPs(sigc, termc); n > 0; n = rt.foldHUPs(sigc, termc) {
+				rt.log.Info(fmt.Sprintf("SIGHUP (%d during the reload): reloading the configuration once more", n))
 				rt.doReload()
-				// SIGHUPs that came while it ran (a storm, or an editor
-				// saving twice) make one more reload, which reads the
-				// file as it is now, rather than one each.
-				for n := rt.foldHUPs(sigc, termc); n > 0; n = rt.foldHUPs(sigc, termc) {
-					rt.log.Info(fmt.Sprintf("SIGHUP (%d during the reload): reloading the configuration once more", n))
-					rt.doReload()
-				}
-				stats.set(rt.statsInterval())
-			case syscall.SIGUSR1:
-				rt.logStatsWindow("SIGUSR1 stats", false)
 			}
+			stats.set(rt.statsInterval())
+		case <-usr1c:
+			rt.logStatsWindow("SIGUSR1 stats", false)
 		case reply := <-rt.reloadc:
 			reply <- rt.doReload()
 			stats.set(rt.statsInterval())
@@ -243,21 +244,16 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 }
 
-// foldHUPs takes the signals queued on sigc without waiting: it returns
-// how many were SIGHUPs (which the caller answers with one reload) and
-// logs a snapshot for each SIGUSR1. With a SIGTERM or SIGINT queued it
-// takes nothing and returns 0: the main loop shuts down first.
+// foldHUPs takes the SIGHUPs queued on sigc without waiting and returns
+// how many there were (the caller answers them with one reload). With a
+// SIGTERM or SIGINT queued it takes nothing and returns 0: the main loop
+// shuts down first.
 func (rt *Runtime) foldHUPs(sigc, termc chan os.Signal) int {
 	n := 0
 	for len(termc) == 0 {
 		select {
-		case sig := <-sigc:
-			switch sig {
-			case syscall.SIGHUP:
-				n++
-			case syscall.SIGUSR1:
-				rt.logStatsWindow("SIGUSR1 stats", false)
-			}
+		case <-sigc:
+			n++
 		default:
 			return n
 		}
@@ -405,9 +401,9 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// stop shuts down and reports the result of Run; signals arriving on sigc
-// or termc meanwhile are logged.
-func (rt *Runtime) stop(why string, sigc, termc <-chan os.Signal) error {
+// stop shuts down and reports the result of Run; signals arriving on sigc,
+// usr1c or termc meanwhile are logged.
+func (rt *Runtime) stop(why string, sigc, usr1c, termc <-chan os.Signal) error {
 	close(rt.stopping)
 	rt.log.Info("shutting down (" + why + ")")
 	// A signal already queued is the one that started this (edgeipc run
@@ -415,6 +411,7 @@ func (rt *Runtime) stop(why string, sigc, termc <-chan os.Signal) error {
 	for drained := false; !drained; {
 		select {
 		case <-sigc:
+		case <-usr1c:
 		case <-termc:
 		default:
 			drained = true
@@ -425,7 +422,7 @@ func (rt *Runtime) stop(why string, sigc, termc <-chan os.Signal) error {
 	to := rt.cfg.Runtime.ShutdownTimeout.D()
 	rt.mu.Unlock()
 	rt.setBusy(to + busyMargin)
-	if !rt.shutdown(to, sigc, termc) {
+	if !rt.shutdown(to, sigc, usr1c, termc) {
 		return fmt.Errorf("runtime: shutdown did not finish within %v (shutdown_timeout); the children still running were killed", to)
 	}
 	rt.log.Info("stopped")
@@ -441,8 +438,9 @@ const killGrace = time.Second
 // rings and FIFOs, and closes the control server. If that takes longer
 // than timeout, it SIGKILLs the process group of every child still running
 // and waits at most killGrace more. It reports whether everything finished
-// within timeout. Signals arriving on sigc or termc meanwhile are logged.
-func (rt *Runtime) shutdown(timeout time.Duration, sigc, termc <-chan os.Signal) bool {
+// within timeout. Signals arriving on sigc, usr1c or termc meanwhile are
+// logged.
+func (rt *Runtime) shutdown(timeout time.Duration, sigc, usr1c, termc <-chan os.Signal) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -458,6 +456,8 @@ func (rt *Runtime) shutdown(timeout time.Duration, sigc, termc <-chan os.Signal)
 		case <-done:
 			waiting = false
 		case sig := <-sigc:
+			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
+		case sig := <-usr1c:
 			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
 		case sig := <-termc:
 			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))

@@ -78,3 +78,34 @@ func TestSIGHUPStormFoldsIntoOneReload(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 }
+
+// A SIGHUP sent after a storm of SIGUSR1s, while a reload is busy, is not
+// lost: the USR1s (one snapshot is as good as many) must not crowd it out
+// of the signal channel, or the configuration it asks for is never read.
+func TestSIGHUPAfterSIGUSR1Storm(t *testing.T) {
+	e := newEnv(t)
+	text, trapped := stubbornSource(t, e)
+	cfg := e.writeConfig(t, "c.toml", text("one"))
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "source stubborn: started", 1)
+	eventually(t, "child one to ignore SIGTERM", func() bool { return trapped("one") })
+
+	e.writeConfig(t, "c.toml", text("two")) // the reload stops child one: 3 s
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "SIGHUP: reloading", 1)
+	for range 30 {
+		c.cmd.Process.Signal(syscall.SIGUSR1)
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.writeConfig(t, "c.toml", text("three"))
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	if strings.Contains(c.log.String(), "reloaded "+cfg) {
+		t.Skip("the first reload ended before the storm did")
+	}
+	c.log.waitFor(t, "reloaded "+cfg, 1)
+	eventually(t, "child three to run (the SIGHUP after the storm reloaded)", func() bool { return trapped("three") })
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
