@@ -251,10 +251,14 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 				drain = make([]byte, 64<<10)
 			}
 			began := time.Now()
+			// Counted as they go, so that dropped_bytes shows a drain
+			// that a writer holding the FIFO open keeps going.
 			dropped := uint64(d.Buffered())
+			ss.dropped.Add(dropped)
 			for {
 				n, rerr := f.Read(drain)
 				dropped += uint64(n)
+				ss.dropped.Add(uint64(n))
 				if rerr == io.EOF {
 					break
 				}
@@ -265,7 +269,6 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 					return rerr
 				}
 			}
-			ss.dropped.Add(dropped)
 			took := time.Since(began).Round(time.Millisecond)
 			if dummy, err = openDummy(c.Path, id); err != nil {
 				return err

@@ -280,6 +280,31 @@ func TestFIFODrainDropsAndCounts(t *testing.T) {
 	}
 }
 
+// The bytes a drain drops are counted as it drops them: while a writer
+// that broke the stream keeps the FIFO open, dropped_bytes already shows
+// what the drain has discarded (it stayed 0 until the drain ended).
+func TestFIFODrainCountsWhileDraining(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, logb := fifoRuntime(t, fifo)
+	bad := openWriter(t, fifo)
+	if _, err := bad.Write(brokenLength); err != nil { // 4 bytes, and it stays open
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "stream broken", 1)
+	good := openWriter(t, fifo)
+	if _, err := good.Write(append(binary.LittleEndian.AppendUint32(nil, 4), "lost"...)); err != nil {
+		t.Fatal(err)
+	}
+	good.Close()
+	eventually(t, "dropped_bytes to reach 12 during the drain", func() bool { return rt.sourceStat(t, "fifo").Dropped == 12 })
+	bad.Close()
+	logb.waitFor(t, "reading new records", 1)
+	if st := rt.sourceStat(t, "fifo"); st.Dropped != 12 || st.Bad != 1 {
+		t.Fatalf("stat %+v after the drain; want 12 dropped bytes (not counted twice), 1 bad", st)
+	}
+}
+
 // childFIFORacer races opens of the FIFO at path as another user
 // (racer.Child) whose only group is $RACE_GID.
 func childFIFORacer(path string) int {
