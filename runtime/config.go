@@ -677,7 +677,13 @@ func (c *Config) validate() error {
 				add(c.srcErr(s, "restart", "%q: want always, on-failure or never", s.Restart))
 			}
 			for _, e := range s.Env {
-				if !strings.Contains(e, "=") {
+				k, _, ok := strings.Cut(e, "=")
+				switch k {
+				case "EDGEIPC_RING", "EDGEIPC_SHM_DIR", "EDGEIPC_SOURCE", "EDGEIPC_SLOT_PAYLOAD", "EDGEIPC_WRITE":
+					add(c.srcErr(s, "env", "%q: the runtime sets %s for the child (from the source's ring, name and write): remove it", e, k))
+					continue
+				}
+				if !ok || k == "" {
 					add(c.srcErr(s, "env", "%q is not KEY=VALUE", e))
 				}
 			}

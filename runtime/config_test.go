@@ -43,6 +43,8 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"bad duration", "[runtime]\nstats_interval = \"soon\"\n", []string{"bad.toml:2:", "stats_interval"}},
 		{"NUL in command", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\", \"a\\u0000b\"]\n", []string{"bad.toml:6:", "sources[0] (x).command", "NUL byte"}},
 		{"NUL in name", "[rings.a]\n[[sources]]\nname = \"x\\u0000\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\n", []string{"bad.toml:3:", ".name", "NUL byte"}},
+		{"runtime's env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=1\", \"EDGEIPC_RING=b\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "the runtime sets EDGEIPC_RING"}},
+		{"env without a name", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"=1\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "not KEY=VALUE"}},
 		{"NUL in env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=\\u0000\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "NUL byte"}},
 		{"NUL in dir", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\ndir = \"/tmp\\u0000\"\n", []string{"bad.toml:7:", "sources[0] (x).dir", "NUL byte"}},
 		{"NUL in fifo path", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:6:", "sources[0] (x).path", "NUL byte"}},

@@ -23,14 +23,26 @@ import (
 
 // childEnv is the environment of an exec source's child: the runtime's own
 // (minus systemd's notification variables, which belong to the runtime),
-// the EDGEIPC_* variables, then the source's env entries.
+// the EDGEIPC_* variables, then the source's env entries. Each name is in
+// it once: a source's entry replaces the runtime's variable of that name,
+// and the last of the source's entries of a name wins, since a program's
+// getenv (C's, Go's) takes the first entry of a name and a shell the last.
+// The config refuses env entries for the EDGEIPC_* variables.
 func (ss *sourceState) childEnv() []string {
+	last := map[string]int{} // name -> index of its last entry in the source's env
+	for i, e := range ss.cfg.Env {
+		k, _, _ := strings.Cut(e, "=")
+		last[k] = i
+	}
 	var env []string
 	for _, e := range os.Environ() {
 		k, _, _ := strings.Cut(e, "=")
 		switch k {
 		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
 			"EDGEIPC_RING", "EDGEIPC_SHM_DIR", "EDGEIPC_SOURCE", "EDGEIPC_SLOT_PAYLOAD", "EDGEIPC_WRITE":
+			continue
+		}
+		if _, ok := last[k]; ok {
 			continue
 		}
 		env = append(env, e)
@@ -42,7 +54,12 @@ func (ss *sourceState) childEnv() []string {
 		"EDGEIPC_SLOT_PAYLOAD="+strconv.Itoa(ss.ring.ring.SlotPayload()),
 		"EDGEIPC_WRITE="+ss.cfg.Write,
 	)
-	return append(env, ss.cfg.Env...)
+	for i, e := range ss.cfg.Env {
+		if k, _, _ := strings.Cut(e, "="); last[k] == i {
+			env = append(env, e)
+		}
+	}
+	return env
 }
 
 // runExec supervises a child process: start, pump its stdout into the ring

@@ -394,6 +394,39 @@ exit 3
 	})
 }
 
+// A source's env entries replace the runtime's variables of the same name
+// in the child's environment (and a later entry an earlier one): they used
+// to be appended after them, so that a program whose getenv takes the first
+// entry (C, Go) saw the runtime's value, and a shell the source's.
+func TestExecEnvOverrides(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("EDGEIPC_TEST_OUTER", "runtime")
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "env"
+kind = "exec"
+ring = "r"
+restart = "never"
+command = [%q]
+env = ["EDGEIPC_TEST_PRINTENV=EDGEIPC_TEST_OUTER,EDGEIPC_TEST_TWICE,EDGEIPC_SOURCE", "EDGEIPC_TEST_OUTER=source", "EDGEIPC_TEST_TWICE=1", "EDGEIPC_TEST_TWICE=2"]
+`, os.Args[0]))
+	var got []string
+	for _, f := range readFrames(t, e, "r", 3) {
+		got = append(got, string(f.Data))
+	}
+	if want := "EDGEIPC_TEST_OUTER=source EDGEIPC_TEST_TWICE=2 EDGEIPC_SOURCE=env"; strings.Join(got, " ") != want {
+		t.Fatalf("the child's getenv found %q; want %q", got, want)
+	}
+	eventually(t, "the child to finish", func() bool { return rt.sourceStat(t, "env").State == StateStopped })
+}
+
 // A child whose stdout breaks the framing (a len32 length beyond
 // max_skip) is stopped, counted once, and its source's last error says
 // what broke and what to do, and does not promise a restart that its

@@ -36,6 +36,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EDGEIPC_TEST_CHILD_WRITER") == "1" {
 		os.Exit(childWriter())
 	}
+	if keys := os.Getenv("EDGEIPC_TEST_PRINTENV"); keys != "" {
+		// An exec source child that prints, one line each, what getenv
+		// (Go's, like C's, takes the first of duplicate entries) finds.
+		for _, k := range strings.Split(keys, ",") {
+			fmt.Printf("%s=%s\n", k, os.Getenv(k))
+		}
+		os.Exit(0)
+	}
 	if p := os.Getenv("EDGEIPC_TEST_FIFO_RACER"); p != "" {
 		os.Exit(childFIFORacer(p))
 	}
