@@ -170,7 +170,7 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		return nil, err
 	}
 	var out *Reply
-	for {
+	for parts := 0; ; {
 		n, _, err := c.reply.Receive(ctx, c.buf)
 		if err != nil {
 			if ctxDone(ctx, err) {
@@ -184,6 +184,11 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		}
 		if part.ID != id {
 			continue // a late reply to an earlier call that timed out
+		}
+		// A runtime never sends more parts than the reply queue has room
+		// for: more is not a reply, and joining it would grow without end.
+		if parts++; parts > c.reply.MaxMsg() {
+			return nil, fmt.Errorf("control: the reply to %q has more parts than the reply queue holds (%d): it does not come from an edgeipc runtime; check who owns /dev/mqueue/%s", cmd, c.reply.MaxMsg(), c.name)
 		}
 		if out == nil {
 			out = &part

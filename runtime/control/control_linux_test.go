@@ -593,3 +593,52 @@ func BenchmarkCall(b *testing.B) {
 		})
 	}
 }
+
+// A reply in more parts than the client's reply queue holds cannot come
+// from a runtime (it never sends more parts than the queue has room for):
+// Call fails at once instead of joining parts, its memory growing, until
+// its context ends. Here whoever owns the request queue answers every
+// request with parts that all say "more".
+func TestCallRefusesEndlessReply(t *testing.T) {
+	name := testQueue(t)
+	srv, err := mq.Create(name, mq.Options{MaxMsg: 10, MsgSize: RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		buf := make([]byte, RequestMsgSize)
+		n, _, err := srv.Receive(ctx, buf)
+		if err != nil {
+			return
+		}
+		var req Request
+		if _, err := req.UnmarshalMsg(buf[:n]); err != nil {
+			return
+		}
+		rq, err := mq.Open(req.Reply, os.O_WRONLY)
+		if err != nil {
+			return
+		}
+		defer rq.Close()
+		part, _ := (&Reply{ID: req.ID, OK: true, Rings: make([]RingStat, 20), More: true}).MarshalMsg(nil)
+		for ctx.Err() == nil {
+			if rq.Send(ctx, part, 0) != nil {
+				return
+			}
+		}
+	}()
+	c := dial(t, name)
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	r, err := c.Call(cctx, "rings")
+	if err == nil || errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "parts") {
+		rows := 0
+		if r != nil {
+			rows = len(r.Rings)
+		}
+		t.Fatalf("Call of an endless reply: %v (%d rows); want an error saying the reply has too many parts", err, rows)
+	}
+}
