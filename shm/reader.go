@@ -154,14 +154,24 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	// Tell a block-policy writer that caches its space check to look at
 	// the table again: this reader may start behind what it last saw.
 	atomic.AddUint32(&r.hdr.Joins, 1)
+	if testHookAfterJoin != nil {
+		testHookAfterJoin()
+	}
 	// Frames committed between the head load above and now were written
-	// while this reader was invisible to the writer: they may be gone
-	// already. Start after them instead of reporting them lost (a writer
-	// sees the join within a frame or two from here on).
+	// while this reader may have been invisible to the writer. From
+	// Oldest, the oldest frames may be gone already: start after them
+	// instead of reporting them lost (a writer sees the join within a
+	// frame or two from here on). From Newest, they are the first frames
+	// after the newest at the join, and still in their slots unless the
+	// writer went a whole ring further (reusing frame head's slot takes
+	// frame head+slots): read them, or they are skipped unseen although
+	// the reader was already listed when they came.
 	if h2 := atomic.LoadUint32(&r.hdr.Head); h2 != head {
 		s2 := h2
 		if o.From == Oldest {
 			s2 = r.oldest(h2)
+		} else if h2-head < r.g.slotCount {
+			s2 = start
 		}
 		if d := s2 - start; d != 0 && d < 1<<31 {
 			rd.cursor, rd.knownHead = s2, s2

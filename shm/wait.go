@@ -112,6 +112,10 @@ func futexWake(addr *uint32) func() {
 // enters the kernel: the window in which a wake-up is lost.
 var testHookBeforeFutexWait func()
 
+// testHookAfterJoin, set only by tests, runs when NewReader has made its
+// entry visible and before it reads the head again.
+var testHookAfterJoin func()
+
 // Semaphore operations on a (value, waiters) pair of words in shared
 // memory. Used by the named Semaphore and by the block policy.
 

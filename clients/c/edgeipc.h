@@ -667,10 +667,12 @@ static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int f
 	 * table again: we may start behind every cursor it last saw. */
 	atomic_fetch_add(edgeipc__w(r, EDGEIPC_H_READER_JOINS), 1);
 	/* Frames committed since we read head were written while the writer
-	 * could not see us and may be gone: start after them rather than
-	 * report them lost. */
+	 * may not have seen us. From the oldest, the oldest may be gone: start
+	 * after them rather than report them lost. From the newest, they are
+	 * ours and still in their slots unless the writer went a whole ring
+	 * further. */
 	uint32_t h2 = edgeipc_head(r);
-	if (h2 != head) {
+	if (h2 != head && (from == EDGEIPC_FROM_OLDEST || h2 - head >= r->slot_count)) {
 		uint32_t c2 = edgeipc__start(r, h2, from);
 		if (c2 != c && c2 - c < 0x80000000u) {
 			rd->cursor = c2;

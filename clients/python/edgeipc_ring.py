@@ -569,10 +569,12 @@ class Reader:
             # the table again: this reader may start behind what it last saw.
             ring._add(H_READER_JOINS, 1)
             # Frames committed since we read head were written while the
-            # writer could not see us and may be gone: start after them
-            # rather than report them lost.
+            # writer may not have seen us. From the oldest, the oldest may
+            # be gone: start after them rather than report them lost. From
+            # the newest, they are ours and still in their slots unless the
+            # writer went a whole ring further.
             h2 = ring.head()
-            if h2 != head:
+            if h2 != head and (oldest or (h2 - head) & MASK32 >= ring.slot_count):
                 c2 = self._start(h2, oldest)
                 if c2 != c and (c2 - c) & MASK32 < 0x80000000:
                     self.cursor = c2
