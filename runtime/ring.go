@@ -266,8 +266,8 @@ func (rs *ringState) stat() control.RingStat {
 		_, st.Torn = s.seen()
 	}
 	for _, r := range info.Readers {
-		if !r.Alive {
-			continue
+		if !r.Alive || r.Joining {
+			continue // a joining reader's cursor is not set yet
 		}
 		st.Readers++
 		if r.Lag > st.MaxLag {

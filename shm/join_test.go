@@ -428,3 +428,28 @@ func TestNewestJoinerReadsFramesAfterItIsListed(t *testing.T) {
 		})
 	}
 }
+
+// TestInspectShowsJoiningReader: an entry claimed but not yet published
+// (its holder is still filling it in) is listed as alive and joining, so
+// that counts of readers that are reading can leave it out.
+func TestInspectShowsJoiningReader(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "joining", Config{Slots: 4, SlotPayload: 16})
+	e := r.reader(3)
+	atomic.StoreUint32(&e.Owner, uint32(os.Getpid())|claimBit)
+	defer atomic.StoreUint32(&e.Owner, 0)
+	rd, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	info := r.Inspect()
+	if len(info.Readers) != 2 {
+		t.Fatalf("readers %+v, want the joined one and the joining one", info.Readers)
+	}
+	for _, ri := range info.Readers {
+		if want := ri.Index == 3; ri.Joining != want || !ri.Alive {
+			t.Errorf("reader %+v: joining %v, want %v (and alive)", ri, ri.Joining, want)
+		}
+	}
+}

@@ -427,6 +427,10 @@ type ReaderInfo struct {
 	Lost   uint32 `json:"lost"`
 	Frames uint32 `json:"frames"`
 	Event  bool   `json:"eventfd"`
+	// Joining: the entry is claimed and its holder is still filling it
+	// in (its cursor is not set yet). It holds the entry, so it counts
+	// for a live ring, but it is not reading yet.
+	Joining bool `json:"joining,omitempty"`
 }
 
 // Info is a snapshot of a ring's header and reader table.
@@ -477,7 +481,7 @@ func (r *Ring) Inspect() Info {
 			Index: i, PID: int(o &^ claimBit),
 			Alive:  holderAlive(o, atomic.LoadUint32(&e.Start), atomic.LoadUint32(&e.PidNS)),
 			Cursor: c, Lag: lagOf(head, c), Lost: atomic.LoadUint32(&e.Lost), Frames: atomic.LoadUint32(&e.Frames),
-			Event: atomic.LoadUint32(&e.Flags)&1 != 0,
+			Event: atomic.LoadUint32(&e.Flags)&1 != 0, Joining: o&claimBit != 0,
 		})
 	}
 	return info
