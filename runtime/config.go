@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -52,7 +53,7 @@ var kindKeys = []struct {
 }{
 	{"framing", "exec and fifo"}, {"max_skip", "exec and fifo"},
 	{"command", "exec"}, {"env", "exec"}, {"dir", "exec"}, {"write", "exec"}, {"restart", "exec"},
-	{"backoff_min", "exec"}, {"backoff_max", "exec"}, {"backoff_reset", "exec"}, {"stop_timeout", "exec"},
+	{"backoff_min", "exec"}, {"backoff_max", "exec"}, {"backoff_reset", "exec"}, {"stop_timeout", "exec"}, {"log_rate", "exec"},
 	{"path", "fifo"}, {"mode", "fifo"}, {"group", "fifo"}, {"remove_on_exit", "fifo"},
 	{"rate_hz", "synthetic"}, {"size", "synthetic"},
 }
@@ -111,6 +112,10 @@ type SourceConfig struct {
 	BackoffMax   Duration `toml:"backoff_max"`
 	BackoffReset Duration `toml:"backoff_reset"`
 	StopTimeout  Duration `toml:"stop_timeout"`
+	// LogRate bounds the lines per second of the child's stderr (and of
+	// its stdout with write = "child") that are logged; nil = default
+	// (DefaultLogRate), 0 = no bound.
+	LogRate *float64 `toml:"log_rate"`
 	// fifo
 	Path         string   `toml:"path"`
 	Mode         FileMode `toml:"mode"`
@@ -530,6 +535,7 @@ const (
 	DefaultBackoffReset    = 10 * time.Second
 	DefaultStopTimeout     = 3 * time.Second
 	DefaultMaxSkip         = 1 << 20
+	DefaultLogRate         = 100.0 // lines a second of a child's log output
 	// MaxStopTimeout bounds stop_timeout, so that a stop, restart or
 	// reload answers within a bound `edgeipc ctl` can wait for.
 	MaxStopTimeout = time.Minute
@@ -716,6 +722,12 @@ func (c *Config) validate() error {
 			if s.BackoffReset < 0 {
 				add(c.srcErr(s, "backoff_reset", "%v: must be positive (how long a child must run for the delay to start again at backoff_min; default %v)", s.BackoffReset.D(), DefaultBackoffReset))
 			}
+			if s.LogRate == nil {
+				r := DefaultLogRate
+				s.LogRate = &r
+			} else if *s.LogRate < 0 || math.IsNaN(*s.LogRate) || math.IsInf(*s.LogRate, 0) {
+				add(c.srcErr(s, "log_rate", "%v: must be 0 (no bound) or a positive number of lines a second (default %v)", *s.LogRate, DefaultLogRate))
+			}
 			if s.StopTimeout < 0 || s.StopTimeout.D() > MaxStopTimeout {
 				add(c.srcErr(s, "stop_timeout", "%v: must be positive and at most %v (how long a child has between SIGTERM and SIGKILL; default %v)", s.StopTimeout.D(), MaxStopTimeout, DefaultStopTimeout))
 			}
@@ -891,6 +903,15 @@ func (r *RingConfig) shmConfig(dir string) shm.Config {
 func sameRing(a, b *RingConfig) bool {
 	return a.Slots == b.Slots && a.SlotPayload == b.SlotPayload && a.Policy == b.Policy &&
 		a.Mode == b.Mode && a.Group == b.Group
+}
+
+// logRate is the source's log_rate: lines a second of the child's output
+// logged (0: no bound).
+func (s *SourceConfig) logRate() float64 {
+	if s.LogRate == nil {
+		return DefaultLogRate
+	}
+	return *s.LogRate
 }
 
 func sameSource(a, b *SourceConfig) bool {

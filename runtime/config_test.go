@@ -150,6 +150,8 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"negative mode", "[control]\nmode = -384\n", []string{"bad.toml:2:", "control.mode", "bad mode -384"}},
 		{"negative stop_timeout", exec + "stop_timeout = \"-5s\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "-5s: must be positive"}},
 		{"stop_timeout over a minute", exec + "stop_timeout = \"2m\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "at most 1m0s"}},
+		{"negative log_rate", exec + "log_rate = -1\n", []string{"bad.toml:7:", "sources[0] (x).log_rate", "-1: must be 0 (no bound) or a positive number"}},
+		{"log_rate nan", exec + "log_rate = nan\n", []string{"bad.toml:7:", "sources[0] (x).log_rate", "NaN: must be 0"}},
 		{"negative backoff_reset", exec + "backoff_reset = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_reset", "-1s: must be positive"}},
 		{"negative backoff_min", exec + "backoff_min = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "-1s: must be positive"}},
 		{"backoff_max below min", exec + "backoff_min = \"2s\"\nbackoff_max = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_max", "1s: must be ≥ backoff_min (2s)"}},

@@ -104,6 +104,10 @@ func docDefault(v reflect.Value) string {
 		if x == nil { // nil: the accessor's default, true
 			return "`true`"
 		}
+	case *float64:
+		if x != nil { // validate filled in the default
+			return fmt.Sprint(*x)
+		}
 	case int, uint32:
 		return fmt.Sprint(x)
 	}

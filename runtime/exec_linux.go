@@ -366,9 +366,16 @@ const maxLogLine = 64 << 10
 // ends: a line longer than maxLogLine is logged truncated (with a marker)
 // and the rest of it is read and dropped, so the child never blocks on a
 // full pipe because of one long line.
+//
+// At most log_rate lines a second (in bursts of twice that) are logged,
+// for stderr and stdout together: a chatty child must not flood the log
+// (and journald's rate limit, which would then drop the runtime's own
+// lines too). Lines held back are counted (SourceStat.LogDropped) and
+// reported at most every logReportEvery, and when the stream ends.
 func (ss *sourceState) logLines(r io.Reader, stream string) {
 	br := bufio.NewReaderSize(r, maxLogLine)
 	dropping := false // inside an over-long line whose head was logged
+	defer ss.reportHeldLines(stream, true)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -389,6 +396,24 @@ func (ss *sourceState) logLines(r io.Reader, stream string) {
 	}
 }
 
+// logReportEvery is how often, at most, a source's log says how many
+// lines of its child's output log_rate held back.
+const logReportEvery = 10 * time.Second
+
+// reportHeldLines logs how many lines of the child's output were not
+// logged since the last report, if any (and it is time, or final).
+func (ss *sourceState) reportHeldLines(stream string, final bool) {
+	if n := ss.logBudget.report(time.Now(), logReportEvery, final); n > 0 {
+		ss.rt.log.Warn(fmt.Sprintf("[%s] %d lines of the child's output not logged: more than log_rate = %v a second (raise it, or 0 for no bound)", ss.cfg.Name, n, ss.cfg.logRate()),
+			"source", ss.cfg.Name, "stream", stream)
+	}
+}
+
 func (ss *sourceState) logLine(line []byte, stream, suffix string) {
+	if !ss.logBudget.take(ss.cfg.logRate(), time.Now()) {
+		ss.logDropped.Add(1)
+		return
+	}
+	ss.reportHeldLines(stream, false)
 	ss.rt.log.Info(fmt.Sprintf("[%s] %s%s", ss.cfg.Name, line, suffix), "source", ss.cfg.Name, "stream", stream)
 }

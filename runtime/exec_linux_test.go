@@ -29,7 +29,8 @@ echo done >&2
 echo frame
 exec sleep 1000
 `)
-	_, logb, _ := inproc(t, execConfig("long", script))
+	// log_rate = 0: every line is logged (TestExecLogRate covers the bound).
+	_, logb, _ := inproc(t, execConfig("long", script)+"log_rate = 0\n")
 	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "frame" {
 		t.Fatalf("frame %q", f[0].Data)
 	}

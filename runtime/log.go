@@ -139,3 +139,51 @@ func (l *limiter) allow(every time.Duration) (bool, int) {
 	l.suppressed = 0
 	return true, n
 }
+
+// lineBudget lets log lines through at most rate a second, in bursts of up
+// to twice that (at least one line), and counts the lines it holds back;
+// rate 0 lets every line through. It is a token bucket: a quiet spell
+// refills it.
+type lineBudget struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	held       uint64    // lines held back since the last report
+	lastReport time.Time // when report last returned a count
+}
+
+// take reports whether a line may be logged now at rate lines a second.
+func (b *lineBudget) take(rate float64, now time.Time) bool {
+	if rate == 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	burst := max(2*rate, 1)
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		b.held++
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// report returns the lines held back since the last report, at most once
+// every interval unless final (the stream ended), and 0 when there is
+// nothing to report yet.
+func (b *lineBudget) report(now time.Time, every time.Duration, final bool) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held == 0 || !final && now.Sub(b.lastReport) < every {
+		return 0
+	}
+	n := b.held
+	b.held, b.lastReport = 0, now
+	return n
+}

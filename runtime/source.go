@@ -37,6 +37,7 @@ type sourceState struct {
 
 	frames, bytes, bad atomic.Uint64
 	dropped            atomic.Uint64 // fifo: bytes dropped while draining after a broken stream
+	logDropped         atomic.Uint64 // exec: lines of the child's output not logged (log_rate)
 
 	mu        sync.Mutex
 	state     string
@@ -54,8 +55,9 @@ type sourceState struct {
 	// one cleanup may remove.
 	fifo *fifoID
 
-	badLog  limiter
-	fifoLog limiter // fifo: "writers closed" after a broken stream
+	badLog    limiter
+	logBudget lineBudget // exec: log_rate, for the stderr and stdout readers
+	fifoLog   limiter    // fifo: "writers closed" after a broken stream
 }
 
 // fifoID identifies the FIFO a source reads: its device and inode.
@@ -239,7 +241,7 @@ func (ss *sourceState) stat() control.SourceStat {
 	return control.SourceStat{
 		Name: ss.cfg.Name, Kind: ss.cfg.Kind, Ring: ss.cfg.Ring, State: ss.state, PID: ss.pid,
 		Restarts: ss.restarts, LastExit: ss.lastExit, Frames: ss.frames.Load(), Bytes: ss.bytes.Load(),
-		Bad: ss.bad.Load(), Dropped: ss.dropped.Load(), LastError: ss.lastError,
+		Bad: ss.bad.Load(), Dropped: ss.dropped.Load(), LogDropped: ss.logDropped.Load(), LastError: ss.lastError,
 	}
 }
 

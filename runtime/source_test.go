@@ -477,3 +477,67 @@ func TestRecorderRefusesForeignFile(t *testing.T) {
 		t.Fatalf("the foreign file was written: %v %v", fi.Size(), err)
 	}
 }
+
+// A child that floods its stderr gets log_rate lines a second logged, in
+// bursts of twice that; the rest are counted (log_dropped) and reported
+// when the stream ends, so every line is either logged or counted. With
+// log_rate = 0 every line is logged. Before, every line was logged: a
+// chatty child flooded the log and journald's rate limit with it.
+func TestExecLogRate(t *testing.T) {
+	const lines = 1000
+	for _, tc := range []struct {
+		rate string
+		all  bool
+	}{{"log_rate = 5", false}, {"log_rate = 0", true}} {
+		t.Run(tc.rate, func(t *testing.T) {
+			e := newEnv(t)
+			script := writeScript(t, e.dir, "chatty.sh", fmt.Sprintf("i=0\nwhile [ $i -lt %d ]; do i=$((i+1)); echo \"chatter $i\" >&2; done\nsleep 3600\n", lines))
+			rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "chatty"
+kind = "exec"
+ring = "r"
+command = [%q]
+restart = "never"
+%s
+`, script, tc.rate))
+			logged := func() int { return strings.Count(logb.String(), "[chatty] chatter ") }
+			if tc.all {
+				eventually(t, "every line logged", func() bool { return logged() == lines })
+				if st := rt.sourceStat(t, "chatty"); st.LogDropped != 0 {
+					t.Fatalf("log_dropped %d with log_rate = 0", st.LogDropped)
+				}
+				return
+			}
+			eventually(t, "every line logged or counted", func() bool {
+				return uint64(logged())+rt.sourceStat(t, "chatty").LogDropped == lines
+			})
+			held := rt.sourceStat(t, "chatty").LogDropped
+			if n := logged(); n < 10 || held == 0 {
+				t.Fatalf("%d lines logged, %d held back; want the burst of 10 logged and the rest held", n, held)
+			}
+			// The lines held back are reported when the stream ends (here:
+			// when the child is stopped).
+			if err := rt.StopSource("chatty"); err != nil {
+				t.Fatal(err)
+			}
+			logb.waitFor(t, "lines of the child's output not logged: more than log_rate = 5 a second", 1)
+			var reported uint64
+			for _, l := range strings.Split(logb.String(), "\n") {
+				var n uint64
+				if i := strings.Index(l, "[chatty] "); i >= 0 && strings.Contains(l, "not logged") {
+					fmt.Sscanf(l[i+len("[chatty] "):], "%d", &n)
+					reported += n
+				}
+			}
+			if reported != held {
+				t.Fatalf("the log reports %d lines not logged; log_dropped says %d", reported, held)
+			}
+		})
+	}
+}

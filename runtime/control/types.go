@@ -50,18 +50,22 @@ type RingStat struct {
 
 // SourceStat is one row of the "sources" command.
 type SourceStat struct {
-	Name      string `msg:"name" json:"name"`
-	Kind      string `msg:"kind" json:"kind"` // exec, fifo, synthetic
-	Ring      string `msg:"ring" json:"ring"`
-	State     string `msg:"state" json:"state"` // running, starting, backoff, stopped, failed, waiting (for its ring)
-	PID       int    `msg:"pid" json:"pid"`     // exec only, 0 otherwise
-	Restarts  int    `msg:"restarts" json:"restarts"`
-	LastExit  string `msg:"last_exit" json:"last_exit"` // "exit status 1", "signal: killed", ""
-	Frames    uint64 `msg:"frames" json:"frames"`
-	Bytes     uint64 `msg:"bytes" json:"bytes"`
-	Bad       uint64 `msg:"bad" json:"bad"`                     // malformed/oversized records dropped
-	Dropped   uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream
-	LastError string `msg:"last_error" json:"last_error"`
+	Name     string `msg:"name" json:"name"`
+	Kind     string `msg:"kind" json:"kind"` // exec, fifo, synthetic
+	Ring     string `msg:"ring" json:"ring"`
+	State    string `msg:"state" json:"state"` // running, starting, backoff, stopped, failed, waiting (for its ring)
+	PID      int    `msg:"pid" json:"pid"`     // exec only, 0 otherwise
+	Restarts int    `msg:"restarts" json:"restarts"`
+	LastExit string `msg:"last_exit" json:"last_exit"` // "exit status 1", "signal: killed", ""
+	Frames   uint64 `msg:"frames" json:"frames"`
+	Bytes    uint64 `msg:"bytes" json:"bytes"`
+	Bad      uint64 `msg:"bad" json:"bad"`                     // malformed/oversized records dropped
+	Dropped  uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream
+	// LogDropped counts lines of an exec child's output (stderr, and
+	// stdout with write = "child") not logged because it wrote more than
+	// its log_rate.
+	LogDropped uint64 `msg:"log_dropped" json:"log_dropped"`
+	LastError  string `msg:"last_error" json:"last_error"`
 }
 
 // SinkStat is one row of the "sinks" command: a sink the runtime runs,

@@ -1753,6 +1753,12 @@ func (z *SourceStat) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "Dropped")
 				return
 			}
+		case "log_dropped":
+			z.LogDropped, err = dc.ReadUint64()
+			if err != nil {
+				err = msgp.WrapError(err, "LogDropped")
+				return
+			}
 		case "last_error":
 			z.LastError, err = dc.ReadString()
 			if err != nil {
@@ -1772,9 +1778,9 @@ func (z *SourceStat) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 12
+	// map header, size 13
 	// write "name"
-	err = en.Append(0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	err = en.Append(0x8d, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	if err != nil {
 		return
 	}
@@ -1883,6 +1889,16 @@ func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "Dropped")
 		return
 	}
+	// write "log_dropped"
+	err = en.Append(0xab, 0x6c, 0x6f, 0x67, 0x5f, 0x64, 0x72, 0x6f, 0x70, 0x70, 0x65, 0x64)
+	if err != nil {
+		return
+	}
+	err = en.WriteUint64(z.LogDropped)
+	if err != nil {
+		err = msgp.WrapError(err, "LogDropped")
+		return
+	}
 	// write "last_error"
 	err = en.Append(0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
 	if err != nil {
@@ -1899,9 +1915,9 @@ func (z *SourceStat) EncodeMsg(en *msgp.Writer) (err error) {
 // MarshalMsg implements msgp.Marshaler
 func (z *SourceStat) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 12
+	// map header, size 13
 	// string "name"
-	o = append(o, 0x8c, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
+	o = append(o, 0x8d, 0xa4, 0x6e, 0x61, 0x6d, 0x65)
 	o = msgp.AppendString(o, z.Name)
 	// string "kind"
 	o = append(o, 0xa4, 0x6b, 0x69, 0x6e, 0x64)
@@ -1933,6 +1949,9 @@ func (z *SourceStat) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "dropped_bytes"
 	o = append(o, 0xad, 0x64, 0x72, 0x6f, 0x70, 0x70, 0x65, 0x64, 0x5f, 0x62, 0x79, 0x74, 0x65, 0x73)
 	o = msgp.AppendUint64(o, z.Dropped)
+	// string "log_dropped"
+	o = append(o, 0xab, 0x6c, 0x6f, 0x67, 0x5f, 0x64, 0x72, 0x6f, 0x70, 0x70, 0x65, 0x64)
+	o = msgp.AppendUint64(o, z.LogDropped)
 	// string "last_error"
 	o = append(o, 0xaa, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72)
 	o = msgp.AppendString(o, z.LastError)
@@ -2027,6 +2046,12 @@ func (z *SourceStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Dropped")
 				return
 			}
+		case "log_dropped":
+			z.LogDropped, bts, err = msgp.ReadUint64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "LogDropped")
+				return
+			}
 		case "last_error":
 			z.LastError, bts, err = msgp.ReadStringBytes(bts)
 			if err != nil {
@@ -2047,7 +2072,7 @@ func (z *SourceStat) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *SourceStat) Msgsize() (s int) {
-	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 5 + msgp.StringPrefixSize + len(z.Kind) + 5 + msgp.StringPrefixSize + len(z.Ring) + 6 + msgp.StringPrefixSize + len(z.State) + 4 + msgp.IntSize + 9 + msgp.IntSize + 10 + msgp.StringPrefixSize + len(z.LastExit) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 4 + msgp.Uint64Size + 14 + msgp.Uint64Size + 11 + msgp.StringPrefixSize + len(z.LastError)
+	s = 1 + 5 + msgp.StringPrefixSize + len(z.Name) + 5 + msgp.StringPrefixSize + len(z.Kind) + 5 + msgp.StringPrefixSize + len(z.Ring) + 6 + msgp.StringPrefixSize + len(z.State) + 4 + msgp.IntSize + 9 + msgp.IntSize + 10 + msgp.StringPrefixSize + len(z.LastExit) + 7 + msgp.Uint64Size + 6 + msgp.Uint64Size + 4 + msgp.Uint64Size + 14 + msgp.Uint64Size + 12 + msgp.Uint64Size + 11 + msgp.StringPrefixSize + len(z.LastError)
 	return
 }
 
