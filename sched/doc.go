@@ -6,7 +6,8 @@
 // set by SetThread or SetAffinity belongs to the calling OS thread alone.
 // Both wire the calling goroutine to its thread for the rest of the
 // goroutine's life (runtime.LockOSThread), so no other goroutine runs with
-// the setting and the thread exits with the goroutine. Set them from the
+// the setting and the thread exits with the goroutine (or, for the main
+// thread, which Go never exits, is parked for good). Set them from the
 // goroutine that runs the sensor loop.
 //
 // A Ticker's wait comes in the three forms of the project's other waits:
