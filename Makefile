@@ -32,9 +32,8 @@ DIST        := dist
 BINARIES    := $(addprefix $(DIST)/edgeipc-linux-,$(TARGETS))
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 DEB_VERSION := $(shell scripts/deb-version.sh $(VERSION) $(shell git rev-list --count HEAD 2>/dev/null))
-# The packaged /etc/edgeipc/edgeipc.toml: the runtime's default configuration
-# once runtime/default.toml exists, else the placeholder in packaging/.
-DEB_CONFIG  ?= $(firstword $(wildcard runtime/default.toml) packaging/edgeipc.toml)
+# The packaged /etc/edgeipc/edgeipc.toml: the runtime's built-in configuration.
+DEB_CONFIG  ?= runtime/default.toml
 DEB_AMD64   := $(DIST)/edgeipc_$(DEB_VERSION)_amd64.deb
 RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT)
 
@@ -109,7 +108,6 @@ deps: ## the packages and modules linked into edgeipc (for docs/performance.md)
 	$(GO) version -m $(DIST)/edgeipc-linux-amd64
 
 deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm, their contents checked
-	@test -f runtime/default.toml || echo "note: runtime/default.toml does not exist yet; packaging the placeholder $(DEB_CONFIG)"
 	@set -e; for t in $(TARGETS); do \
 	  a=$$(case $$t in amd64) echo amd64;; arm64) echo arm64;; armv7) echo armhf;; armv6) echo armel;; esac); \
 	  sed -e "s|@ARCH@|$$a|" -e "s|@VERSION@|$(DEB_VERSION)|" -e "s|@BINARY@|$(DIST)/edgeipc-linux-$$t|" \
