@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -259,4 +260,56 @@ func TestDocsQuoteThePackagedUnit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDocsTOMLExamplesParse: every configuration the documents show —
+// ```toml blocks, and files written with <<'TOML' in shell blocks, in
+// README.md, docs/ and the examples' and clients' READMEs — and the
+// commented-out examples of runtime/default.toml (its lines that are TOML
+// once uncommented) parse and validate, so that none of them shows a key
+// or a value the runtime refuses. Group names become this process's gid:
+// the documents name groups ("edgeipc") this machine need not have.
+func TestDocsTOMLExamplesParse(t *testing.T) {
+	files, _ := filepath.Glob("../docs/*.md")
+	more, _ := filepath.Glob("../examples/*/README.md")
+	files = append(files, append(more, "../README.md", "../clients/README.md")...)
+	block := regexp.MustCompile("(?s)```toml\n(.*?)\n```|<<'TOML'\n(.*?)\nTOML\n")
+	group := regexp.MustCompile(`(?m)^(\s*group\s*=\s*)"[^"]*"`)
+	gid := strconv.Itoa(os.Getgid())
+	type example struct{ where, text string }
+	var examples []example
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range block.FindAllStringSubmatch(string(b), -1) {
+			examples = append(examples, example{fmt.Sprintf("%s, example %d", strings.TrimPrefix(f, "../"), i+1), m[1] + m[2]})
+		}
+	}
+	if len(examples) < 2 {
+		t.Fatalf("found only %d configuration examples in the documents: the scan is broken", len(examples))
+	}
+	// runtime/default.toml with its commented-out examples switched on.
+	tomlLine := regexp.MustCompile(`^# ?(\[\[?[a-z.]+\]\]?|[a-z_]+ = ("[^"]*"|\[.*\]|[0-9][0-9_]*|true|false)\s*(#.*)?)$`)
+	var def strings.Builder
+	on := 0
+	for _, l := range strings.Split(string(DefaultTOML()), "\n") {
+		if m := tomlLine.FindStringSubmatch(l); m != nil {
+			l = m[1]
+			on++
+		}
+		def.WriteString(l + "\n")
+	}
+	if on < 10 {
+		t.Fatalf("switched on only %d commented-out lines of runtime/default.toml: the scan is broken", on)
+	}
+	examples = append(examples, example{"runtime/default.toml, its commented-out examples uncommented", def.String()})
+	for _, e := range examples {
+		text := group.ReplaceAllString(e.text, `${1}"`+gid+`"`)
+		if _, err := Parse(e.where, []byte(text)); err != nil {
+			t.Errorf("%v\n%s", err, text)
+		}
+	}
+	t.Logf("%d configuration examples parsed", len(examples))
 }
