@@ -118,3 +118,35 @@ func TestDocsUseRealFlags(t *testing.T) {
 		t.Fatalf("checked only %d flags: the scan is broken", checked)
 	}
 }
+
+// TestREADMELinksEveryDoc: the documentation table of README.md links
+// every page of docs/, and no page that is gone.
+func TestREADMELinksEveryDoc(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n## Documentation\n")
+	if !ok {
+		t.Fatal("README.md has no Documentation section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	linked := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\]\((docs/[^)#]+\.md)\)`).FindAllStringSubmatch(table, -1) {
+		linked[m[1]] = true
+	}
+	pages, _ := filepath.Glob("../../docs/*.md")
+	if len(pages) == 0 {
+		t.Fatal("no docs/*.md found")
+	}
+	for _, p := range pages {
+		p = strings.TrimPrefix(p, "../../")
+		if !linked[p] {
+			t.Errorf("README.md's Documentation table does not link %s", p)
+		}
+		delete(linked, p)
+	}
+	for p := range linked {
+		t.Errorf("README.md's Documentation table links %s, which does not exist", p)
+	}
+}
