@@ -64,11 +64,22 @@ func reparse(env *Env, name string, fs *flag.FlagSet, args []string) ([]string, 
 }
 
 // flagError is the message of an error from flag.FlagSet.Parse with the
-// flag written --name, as usage lines and help write it.
+// flag written --name, as usage lines and help write it, and a one-letter
+// flag written -c, as help lists it (printFlags).
 func flagError(err error) string {
 	s := err.Error()
 	for _, p := range []string{"flag provided but not defined: -", "for flag -", "flag needs an argument: -"} {
-		s = strings.Replace(s, p, p+"-", 1)
+		i := strings.Index(s, p)
+		if i < 0 {
+			continue
+		}
+		name := s[i+len(p):]
+		if j := strings.IndexAny(name, ": "); j >= 0 {
+			name = name[:j]
+		}
+		if len(name) > 1 {
+			s = s[:i+len(p)] + "-" + s[i+len(p):]
+		}
 	}
 	return s
 }

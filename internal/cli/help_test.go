@@ -150,3 +150,26 @@ func TestTopHelpExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagErrorsSpellFlagsAsHelp: a flag error writes the flag the way
+// help lists it: --name, and -c for run's one-letter flag (it said
+// "flag needs an argument: --c", a flag that help never shows).
+func TestFlagErrorsSpellFlagsAsHelp(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "-c"}, "flag needs an argument: -c\n"},
+		{[]string{"run", "--c"}, "flag needs an argument: -c\n"},
+		{[]string{"ring", "create", "x", "-q"}, "flag provided but not defined: -q\n"},
+		{[]string{"sub", "x", "-bogus"}, "flag provided but not defined: --bogus\n"},
+		{[]string{"sub", "x", "--count", "x"}, `invalid value "x" for flag --count:`},
+		{[]string{"ring", "create", "x", "--slots"}, "flag needs an argument: --slots\n"},
+	} {
+		r := runCLI(t, "", c.args...)
+		mustCode(t, r, ExitUsage, strings.Join(c.args, " "))
+		if !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: stderr %q, want it to contain %q", strings.Join(c.args, " "), r.stderr, c.want)
+		}
+	}
+}
