@@ -189,7 +189,8 @@ func ParseCases(s string) ([]string, error) {
 func ParseSizes(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
+		arg := strings.TrimSpace(f)
+		f = strings.ToLower(arg)
 		if f == "" {
 			continue
 		}
@@ -204,7 +205,7 @@ func ParseSizes(s string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 || n > 64<<20/mul {
-			return nil, fmt.Errorf("bad size %q: want a positive number of bytes up to 64m, e.g. 64,4k,64k,1m", f)
+			return nil, fmt.Errorf("bad size %q: want a positive number of bytes up to 64m, e.g. 64,4k,64k,1m", arg)
 		}
 		out = append(out, n*mul)
 	}

@@ -23,6 +23,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"bench", "extra"}, "takes no arguments"},
 		{[]string{"bench", "--case", "ring-fast"}, "valid cases: "},
 		{[]string{"bench", "--size", "0"}, "up to 64m"},
+		// The size as written, not with its suffix cut off ("65").
+		{[]string{"bench", "--size", "64,65m"}, `bad size "65m"`},
+		{[]string{"bench", "--size", "2KiBx"}, `bad size "2KiBx"`},
 		{[]string{"bench", "--duration", "0s"}, "--duration must be positive"},
 		{[]string{"bench", "--iters", "-1"}, "--iters must not be negative"},
 		{[]string{"bench", "--repeat", "0"}, "--repeat must be at least 1"},
