@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/internal/textesc"
 	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
@@ -119,6 +120,19 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		timeout = ctlDefaultTimeout(cmd)
 	}
 
+	if err := sys.ValidateMqName(control.QueueName(queue)); err != nil {
+		// The kernel's rules, on one line: a bad name from --queue is a
+		// usage error (nothing was sent); from the variable, a failure.
+		why := err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			why = strings.ReplaceAll(pe.Err.Error(), "\n", ": ")
+		}
+		if queue != "" {
+			return Usagef("bad --queue %q: %s", queue, why)
+		}
+		return fmt.Errorf("bad $%s %q: %s", control.EnvQueue, control.QueueName(""), why)
+	}
 	c, err := control.Dial(queue)
 	if err != nil {
 		if errors.Is(err, control.ErrNoServer) {

@@ -198,10 +198,18 @@ func TestCtlErrors(t *testing.T) {
 		{"ctl", "--bogus", "status"},
 		{"ctl", "status", "--bogus"},
 		{"ctl", "status", "--timeout", "0s"},
+		// A queue name the kernel refuses is a bad flag, not a failure.
+		{"ctl", "--queue", "/edgeipc.ctl", "ping"},
+		{"ctl", "--queue", "..", "ping"},
 	} {
 		if code, _, errs := ctlRun(t, args...); code != 2 || !strings.Contains(errs, "usage: edgeipc ctl") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 with usage", args, code, errs)
 		}
+	}
+	// ... and its message is one line that names the flag and the rule
+	// (it was mq_open's, over two lines, exit 1).
+	if _, _, errs := ctlRun(t, "ctl", "--queue", "/edgeipc.ctl", "ping"); !strings.HasPrefix(errs, `edgeipc ctl: bad --queue "/edgeipc.ctl": invalid POSIX message queue name: name may not contain '/' (give it without the leading slash`) {
+		t.Errorf("ctl --queue /edgeipc.ctl: stderr %q", errs)
 	}
 }
 
