@@ -153,7 +153,9 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	if o.create {
 		cfg := shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: sopts}
 		r, err = openOrCreate(name, cfg, explicit)
-		if errors.Is(err, os.ErrPermission) {
+		if derr := segDirMissing(&sopts, err); derr != nil {
+			err = derr
+		} else if errors.Is(err, os.ErrPermission) {
 			err = ringDenied(name, &sopts, err)
 		}
 	} else {

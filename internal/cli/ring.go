@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,6 +223,9 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 	}
 	r, err := shm.Create(name, shm.Config{Slots: o.slots, SlotPayload: o.slotSize, Policy: pol, Segment: *o.segOpts()})
 	if err != nil {
+		if derr := segDirMissing(o.segOpts(), err); derr != nil {
+			return derr
+		}
 		return tooLarge(err)
 	}
 	defer r.Close()
@@ -643,12 +647,37 @@ func dirArg(opts *shm.SegmentOptions) string {
 // file looked for and how to find or make the ring. also is another way
 // to make it, for the command at hand ("pass --create").
 func ringMissing(name string, opts *shm.SegmentOptions, also string, err error) error {
+	if derr := segDirMissing(opts, err); derr != nil {
+		return derr // creating the ring there would fail too
+	}
 	d := dirArg(opts)
 	if also != "" {
 		also += ", "
 	}
 	return &hintError{fmt.Sprintf("ring %s does not exist (there is no %s): list the rings with 'edgeipc ring ls%s'; create it with 'edgeipc ring create %s%s', %sor start the runtime that declares it",
 		name, shm.SegmentPath(name, opts), d, name, d, also), err}
+}
+
+// segDirMissing is the error for err, a failure to open or create a ring,
+// if it failed because the segment directory does not exist (nil
+// otherwise): it names the directory, where its name came from and the
+// fix, not a ring that could be created there, nor statfs.
+func segDirMissing(opts *shm.SegmentOptions, err error) error {
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	dir := filepath.Dir(shm.SegmentPath("x", opts))
+	if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
+		return nil
+	}
+	from := "--dir or $EDGEIPC_SHM_DIR" // the default, /dev/shm
+	switch {
+	case opts != nil && opts.Dir != "":
+		from = "--dir"
+	case os.Getenv("EDGEIPC_SHM_DIR") != "":
+		from = "$EDGEIPC_SHM_DIR"
+	}
+	return &hintError{fmt.Sprintf("segment directory %s does not exist: check %s (a runtime's rings are in its [runtime] shm_dir), or create the directory (mkdir -m 0700 %s)", dir, from, dir), err}
 }
 
 // ringDenied is the error for a ring file this user may not open: it

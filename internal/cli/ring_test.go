@@ -585,6 +585,39 @@ func TestRingMissingNamesFix(t *testing.T) {
 	}
 }
 
+// TestRingDirMissingNamesFix: with a segment directory that does not
+// exist, every command that opens or creates a ring says so and names
+// where the directory came from. sub, hz, pub and ring inspect suggested
+// 'edgeipc ring create NAME --dir DIR', which fails there too, and ring
+// create and pub --create said only "statfs DIR: no such file or
+// directory".
+func TestRingDirMissingNamesFix(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nosuch")
+	for _, args := range [][]string{
+		{"ring", "inspect", "r"},
+		{"ring", "create", "r"},
+		{"sub", "r"},
+		{"hz", "r"},
+		{"pub", "r"},
+		{"pub", "r", "--create"},
+	} {
+		what := strings.Join(args, " ")
+		r := runCLI(t, "x\n", append(args, "--dir", dir)...)
+		mustCode(t, r, 1, what+" in a missing directory")
+		want := "segment directory " + dir + " does not exist: check --dir "
+		if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "mkdir -m 0700 "+dir) ||
+			strings.Contains(r.stderr, "ring create r") || strings.Contains(r.stderr, "statfs") {
+			t.Errorf("%s: stderr %q; want %q and how to create it", what, r.stderr, want)
+		}
+	}
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	r := runCLI(t, "", "sub", "r")
+	mustCode(t, r, 1, "sub in a missing $EDGEIPC_SHM_DIR")
+	if !strings.Contains(r.stderr, "does not exist: check $EDGEIPC_SHM_DIR ") {
+		t.Errorf("sub with $EDGEIPC_SHM_DIR: %q", r.stderr)
+	}
+}
+
 // TestRingPermissionDenied: a ring this user may not open is reported as
 // such, with its owner and mode and how to share it, by every command that
 // opens it; ring ls says it cannot read it, instead of only "unknown".
