@@ -127,7 +127,14 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 	}
 	c, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", name)
+		switch {
+		case name == "--version" || name == "-version" || name == "-v" || name == "-V":
+			fmt.Fprintf(env.Stderr, "edgeipc: %s is not a flag of edgeipc: the version is a command, 'edgeipc version'\n", name)
+		case strings.HasPrefix(name, "-"):
+			fmt.Fprintf(env.Stderr, "edgeipc: flag %s is before the command: flags go after it ('edgeipc COMMAND [flags] [args]', e.g. 'edgeipc ring ls --dir DIR'); run 'edgeipc help' for the commands\n", name)
+		default:
+			fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", name)
+		}
 		return ExitUsage
 	}
 	fs := flag.NewFlagSet("edgeipc "+c.Name, flag.ContinueOnError)

@@ -173,3 +173,29 @@ func TestFlagErrorsSpellFlagsAsHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagBeforeCommand: a flag where the command should be says how to
+// write the command line, and --version names the version command; both
+// were reported as an unknown command "--version" or "--dir".
+func TestFlagBeforeCommand(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--version"}, "the version is a command, 'edgeipc version'"},
+		{[]string{"-v"}, "the version is a command, 'edgeipc version'"},
+		{[]string{"--dir", "/tmp", "ring", "ls"}, "flag --dir is before the command: flags go after it ('edgeipc COMMAND [flags] [args]'"},
+		{[]string{"--json", "version"}, "flag --json is before the command"},
+	} {
+		r := runCLI(t, "", c.args...)
+		mustCode(t, r, ExitUsage, strings.Join(c.args, " "))
+		if !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "unknown command") || r.stdout != "" {
+			t.Errorf("%s: stdout %q stderr %q, want %q", strings.Join(c.args, " "), r.stdout, r.stderr, c.want)
+		}
+	}
+	r := runCLI(t, "", "bogus")
+	mustCode(t, r, ExitUsage, "bogus")
+	if !strings.Contains(r.stderr, `unknown command "bogus"`) {
+		t.Errorf("bogus: stderr %q", r.stderr)
+	}
+}
