@@ -265,7 +265,11 @@ func matchExisting(r *shm.Ring, cfg shm.Config, explicit map[string]bool) error 
 	}
 	// The ring rounds the payload up to a multiple of 64, as Create would.
 	if want := int(shm.SlotSizeFor(cfg.SlotPayload)) - int(shm.SlotSizeFor(0)); explicit["slot-size"] && r.SlotPayload() != want {
-		diff = append(diff, fmt.Sprintf("its frames carry up to %d bytes, not %d (--slot-size)", r.SlotPayload(), want))
+		asked := fmt.Sprintf("%d (--slot-size)", want)
+		if want != cfg.SlotPayload {
+			asked = fmt.Sprintf("%d (--slot-size %d, rounded up to a multiple of 64)", want, cfg.SlotPayload)
+		}
+		diff = append(diff, fmt.Sprintf("its frames carry up to %d bytes, not %s", r.SlotPayload(), asked))
 	}
 	if explicit["policy"] && r.Policy() != cfg.Policy {
 		diff = append(diff, fmt.Sprintf("its policy is %v, not %v (--policy)", r.Policy(), cfg.Policy))

@@ -410,7 +410,10 @@ func TestPubCreateExisting(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--slots", "8"}, []string{"it has 4 slots, not 8 (--slots)"}},
-		{[]string{"--slot-size", "65"}, []string{"up to 64 bytes, not 128 (--slot-size)"}},
+		// The size given, beside the rounded one the ring would have:
+		// "not 128 (--slot-size)" read as if 128 had been typed.
+		{[]string{"--slot-size", "65"}, []string{"up to 64 bytes, not 128 (--slot-size 65, rounded up to a multiple of 64)"}},
+		{[]string{"--slot-size", "128"}, []string{"up to 64 bytes, not 128 (--slot-size);"}},
 		{[]string{"--policy", "block", "--slots", "2"}, []string{"policy is overwrite, not block", "4 slots, not 2", "edgeipc ring rm " + name}},
 	} {
 		r := runCLI(t, "x\n", append([]string{"pub", name, "--create", "--dir", dir}, c.args...)...)
