@@ -618,6 +618,27 @@ func TestRingDirMissingNamesFix(t *testing.T) {
 	}
 }
 
+// TestRingCreateExistingNamesDir: ring create of a name that exists in
+// the --dir directory suggests the ring rm that removes it, with that
+// --dir; the suggestion had none, so pasted it looked in /dev/shm.
+func TestRingCreateExistingNamesDir(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("again")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	r := runCLI(t, "", "ring", "create", name, "--slots", "2", "--slot-size", "64", "--dir", dir)
+	mustCode(t, r, 1, "ring create of an existing ring")
+	if want := "'edgeipc ring rm " + name + " --dir " + dir + "'"; !strings.Contains(r.stderr, want) {
+		t.Errorf("ring create of an existing ring: stderr %q lacks %s", r.stderr, want)
+	}
+	// With $EDGEIPC_SHM_DIR the pasted command finds it as it is.
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	r = runCLI(t, "", "ring", "create", name)
+	mustCode(t, r, 1, "ring create of an existing ring")
+	if want := "'edgeipc ring rm " + name + "'"; !strings.Contains(r.stderr, want) {
+		t.Errorf("ring create of an existing ring: stderr %q lacks %s", r.stderr, want)
+	}
+}
+
 // TestRingPermissionDenied: a ring this user may not open is reported as
 // such, with its owner and mode and how to share it, by every command that
 // opens it; ring ls says it cannot read it, instead of only "unknown".
