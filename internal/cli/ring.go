@@ -586,7 +586,7 @@ func notRing(name string, opts *shm.SegmentOptions, err error) error {
 	}
 	for _, s := range segs {
 		if s.Name == name && s.Kind != "ring" {
-			return fmt.Errorf("%s is %s, not a ring (see 'edgeipc ring ls')", s.Path, kindPhrase(s.Kind))
+			return fmt.Errorf("%s is %s, not a ring (see 'edgeipc ring ls%s')", s.Path, kindPhrase(s.Kind), dirArg(opts))
 		}
 	}
 	return err

@@ -620,7 +620,8 @@ func TestRingDirMissingNamesFix(t *testing.T) {
 
 // TestRingCreateExistingNamesDir: ring create of a name that exists in
 // the --dir directory suggests the ring rm that removes it, with that
-// --dir; the suggestion had none, so pasted it looked in /dev/shm.
+// --dir; the suggestion had none, so pasted it looked in /dev/shm. The
+// same for the ring ls suggested for a file that is not a ring.
 func TestRingCreateExistingNamesDir(t *testing.T) {
 	dir := t.TempDir()
 	name := uniqueName("again")
@@ -629,6 +630,18 @@ func TestRingCreateExistingNamesDir(t *testing.T) {
 	mustCode(t, r, 1, "ring create of an existing ring")
 	if want := "'edgeipc ring rm " + name + " --dir " + dir + "'"; !strings.Contains(r.stderr, want) {
 		t.Errorf("ring create of an existing ring: stderr %q lacks %s", r.stderr, want)
+	}
+	// A file there that is not a ring: the ring ls to look at it has the
+	// --dir too.
+	if err := os.WriteFile(filepath.Join(dir, shm.FilePrefix+"junk"), []byte("hi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ring", "inspect"}, {"sub"}, {"hz"}, {"pub"}} {
+		r := runCLI(t, "x\n", append(args, "junk", "--dir", dir)...)
+		mustCode(t, r, 1, strings.Join(args, " ")+" of a file that is not a ring")
+		if want := "not a ring (see 'edgeipc ring ls --dir " + dir + "')"; !strings.Contains(r.stderr, want) {
+			t.Errorf("%s junk --dir: stderr %q lacks %s", strings.Join(args, " "), r.stderr, want)
+		}
 	}
 	// With $EDGEIPC_SHM_DIR the pasted command finds it as it is.
 	t.Setenv("EDGEIPC_SHM_DIR", dir)
