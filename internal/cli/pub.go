@@ -167,8 +167,8 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		}
 	}
 	if oe := (*shm.OwnerError)(nil); errors.As(err, &oe) {
-		return fmt.Errorf("ring %s (%s) belongs to %s, not to you or root: that user would read every frame you publish (and can forge frames or truncate it), so pub does not write it; if you mean to write that user's ring, pass --owner %s; otherwise remove it (as that user or root: edgeipc ring rm %s) or use another name",
-			name, oe.Path, ownerString(oe.UID), userName(oe.UID), name)
+		return fmt.Errorf("ring %s (%s) belongs to %s, not to you or root: that user would read every frame you publish (and can forge frames or truncate it), so pub does not write it; if you mean to write that user's ring, pass --owner %s; otherwise remove it (as that user or root: edgeipc ring rm %s%s) or use another name",
+			name, oe.Path, ownerString(oe.UID), userName(oe.UID), name, dirArg(&sopts))
 	}
 	if err != nil {
 		return err
@@ -298,8 +298,8 @@ func matchExisting(r *shm.Ring, cfg shm.Config, explicit map[string]bool) error 
 	if len(diff) == 0 {
 		return nil
 	}
-	return fmt.Errorf("ring %s exists but does not match --create: %s; drop those flags to use it as it is, or remove it with 'edgeipc ring rm %s'",
-		r.Name(), strings.Join(diff, "; "), r.Name())
+	return fmt.Errorf("ring %s exists but does not match --create: %s; drop those flags to use it as it is, or remove it with 'edgeipc ring rm %s%s'",
+		r.Name(), strings.Join(diff, "; "), r.Name(), dirArg(&cfg.Segment))
 }
 
 func oversize(env *Env, st *pubStats, n uint64, slot int) {

@@ -414,7 +414,7 @@ func TestPubCreateExisting(t *testing.T) {
 		// "not 128 (--slot-size)" read as if 128 had been typed.
 		{[]string{"--slot-size", "65"}, []string{"up to 64 bytes, not 128 (--slot-size 65, rounded up to a multiple of 64)"}},
 		{[]string{"--slot-size", "128"}, []string{"up to 64 bytes, not 128 (--slot-size);"}},
-		{[]string{"--policy", "block", "--slots", "2"}, []string{"policy is overwrite, not block", "4 slots, not 2", "edgeipc ring rm " + name}},
+		{[]string{"--policy", "block", "--slots", "2"}, []string{"policy is overwrite, not block", "4 slots, not 2", "'edgeipc ring rm " + name + " --dir " + dir + "'"}},
 	} {
 		r := runCLI(t, "x\n", append([]string{"pub", name, "--create", "--dir", dir}, c.args...)...)
 		mustCode(t, r, 1, "pub --create "+strings.Join(c.args, " ")+" on a different ring")
@@ -486,7 +486,7 @@ func TestPubRefusesForeignRing(t *testing.T) {
 	} {
 		r := runCLI(t, "secret\n", args...)
 		mustCode(t, r, 1, strings.Join(args, " ")+" into a ring of uid 65534")
-		for _, w := range []string{"belongs to uid 65534", "--owner", "edgeipc ring rm " + name} {
+		for _, w := range []string{"belongs to uid 65534", "--owner", "edgeipc ring rm " + name + " --dir " + dir + ")"} {
 			if !strings.Contains(r.stderr, w) {
 				t.Errorf("%s: stderr lacks %q:\n%s", strings.Join(args, " "), w, r.stderr)
 			}
