@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,8 +126,8 @@ var testHookOpenRing func(name string)
 // mapping (SIGBUS). The runtime uses only segments it owns (root too:
 // root's frames are no less private).
 func foreignSegment(path string, uid int) string {
-	return fmt.Sprintf("the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read and forge its frames, so the runtime does not use it; remove it (as that user or root: edgeipc ring rm %s) or give the ring another name",
-		path, uid, os.Geteuid(), strings.TrimPrefix(filepath.Base(path), shm.FilePrefix))
+	return fmt.Sprintf("the existing segment %s belongs to uid %d, not to this runtime (uid %d): that user could read and forge its frames, so the runtime does not use it; remove it (as that user or root: %s) or give the ring another name",
+		path, uid, os.Geteuid(), shm.RemoveCommand(path))
 }
 
 // lockRing takes the lock of r's segment on a duplicate of its descriptor

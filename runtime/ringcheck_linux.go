@@ -80,7 +80,7 @@ func (rt *Runtime) checkRings(nc *Config, added, changed, removed []string) erro
 			bad(n, "%v", &os.PathError{Op: "lstat", Path: path, Err: err})
 			continue
 		case st.Mode&unix.S_IFMT != unix.S_IFREG:
-			bad(n, "%s is in the way: it is %s, not a ring segment; remove it (edgeipc ring rm --force %s)", path, statType(st.Mode), n)
+			bad(n, "%s is in the way: it is %s, not a ring segment; remove it (%s --force)", path, statType(st.Mode), shm.RemoveCommand(path))
 			continue
 		case own != nil && ownsPath(own, path):
 			need -= st.Blocks * 512 // apply removes it first

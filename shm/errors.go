@@ -111,9 +111,20 @@ type OwnerError struct {
 }
 
 func (e *OwnerError) Error() string {
-	name := strings.TrimPrefix(filepath.Base(e.Path), FilePrefix)
-	return fmt.Sprintf("%s belongs to uid %d, not to %s: that user could read every frame written into it, forge frames and truncate it, so it is not used; remove it (as that user or root: edgeipc ring rm %s) or use another name",
-		e.Path, e.UID, uidList(e.Trusted), name)
+	return fmt.Sprintf("%s belongs to uid %d, not to %s: that user could read every frame written into it, forge frames and truncate it, so it is not used; remove it (as that user or root: %s) or use another name",
+		e.Path, e.UID, uidList(e.Trusted), RemoveCommand(e.Path))
+}
+
+// RemoveCommand is the edgeipc command line that removes the segment at
+// path, for error messages: with --dir when it is not in DefaultDir, so
+// that it works pasted as it is (from a CLI error, or from the log of a
+// runtime with its own shm_dir).
+func RemoveCommand(path string) string {
+	cmd := "edgeipc ring rm " + strings.TrimPrefix(filepath.Base(path), FilePrefix)
+	if dir := filepath.Dir(path); dir != DefaultDir {
+		cmd += " --dir " + dir
+	}
+	return cmd
 }
 
 func (e *OwnerError) Unwrap() error { return ErrForeignOwner }

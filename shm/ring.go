@@ -234,8 +234,8 @@ func OpenOrCreate(name string, cfg Config) (r *Ring, created bool, err error) {
 			g := r.g
 			if g.slotCount != uint32(cfg.Slots) || g.maxPayload != SlotSizeFor(cfg.SlotPayload)-slotHeaderBytes || g.policy != uint32(cfg.Policy) {
 				r.Close()
-				return nil, false, &OpError{"open", name, fmt.Errorf("existing ring has %d slots of %d bytes, policy %v; configured %d slots of %d bytes, policy %v; remove it with 'edgeipc ring rm %s': %w",
-					g.slotCount, g.maxPayload, Policy(g.policy), cfg.Slots, SlotSizeFor(cfg.SlotPayload)-slotHeaderBytes, cfg.Policy, name, os.ErrExist)}
+				return nil, false, &OpError{"open", name, fmt.Errorf("existing ring has %d slots of %d bytes, policy %v; configured %d slots of %d bytes, policy %v; remove it with '%s': %w",
+					g.slotCount, g.maxPayload, Policy(g.policy), cfg.Slots, SlotSizeFor(cfg.SlotPayload)-slotHeaderBytes, cfg.Policy, RemoveCommand(SegmentPath(name, &cfg.Segment)), os.ErrExist)}
 			}
 			return r, false, nil
 		}

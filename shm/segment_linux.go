@@ -278,9 +278,9 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		if errors.Is(err, unix.EEXIST) {
 			var st unix.Stat_t
 			if unix.Lstat(path, &st) == nil && int(st.Uid) != os.Geteuid() {
-				return nil, &OpError{"create", name, fmt.Errorf("%s already exists and belongs to uid %d (remove it as that user or root with 'edgeipc ring rm %s' if it is stale): %w", path, st.Uid, name, os.ErrExist)}
+				return nil, &OpError{"create", name, fmt.Errorf("%s already exists and belongs to uid %d (remove it as that user or root with '%s' if it is stale): %w", path, st.Uid, RemoveCommand(path), os.ErrExist)}
 			}
-			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with 'edgeipc ring rm %s' if it is stale): %w", path, name, os.ErrExist)}
+			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with '%s' if it is stale): %w", path, RemoveCommand(path), os.ErrExist)}
 		}
 		return nil, &OpError{"create", name, &os.PathError{Op: "open", Path: path, Err: err}}
 	}

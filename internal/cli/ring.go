@@ -226,12 +226,6 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		if derr := segDirMissing(o.segOpts(), err); derr != nil {
 			return derr
 		}
-		if d := dirArg(o.segOpts()); d != "" && errors.Is(err, os.ErrExist) {
-			// shm's hint names 'edgeipc ring rm NAME', which would look in
-			// the default directory, not this one.
-			rm := "'edgeipc ring rm " + name + "'"
-			return &hintError{strings.Replace(err.Error(), rm, "'edgeipc ring rm "+name+d+"'", 1), err}
-		}
 		return tooLarge(err)
 	}
 	defer r.Close()
