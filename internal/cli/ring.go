@@ -117,7 +117,9 @@ with that kind, so that you can see what blocks 'ring create NAME'; ls
 never follows or opens it.
 
 ring inspect shows the header, the writer lease (pid, alive, epoch), every
-reader (pid, alive, cursor, lag, lost) and totals.
+reader (pid, alive, cursor, lag, lost, frames) and totals. A reader
+publishes its frame count every 64 frames (it costs a store to shared
+memory), so FRAMES lags by up to 63: a reader that read fewer shows 0.
 
 ring rm refuses a ring with a live writer or reader, naming their pids,
 and a segment that is not a ring, unless --force: a process using a
