@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -76,6 +77,19 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	get := func(n string) flag.Value { return fs.Lookup(n).Value }
 	file := get("c").String()
 	if get("print-default").String() == "true" {
+		var other []string
+		fs.Visit(func(f *flag.Flag) {
+			switch {
+			case f.Name == "print-default":
+			case len(f.Name) == 1:
+				other = append(other, "-"+f.Name) // -c, as help writes it
+			default:
+				other = append(other, "--"+f.Name)
+			}
+		})
+		if len(other) > 0 {
+			return Usagef("--print-default prints the built-in configuration and nothing else: drop %s (to check a file: edgeipc run -c FILE --check)", strings.Join(other, ", "))
+		}
 		_, err := env.Stdout.Write(runtime.DefaultTOML())
 		return err
 	}

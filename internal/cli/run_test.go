@@ -66,6 +66,11 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 	if code, _, _ := runRunCLI(t, context.Background(), "run", "--log-format", "xml", "--check"); code != 2 {
 		t.Fatalf("bad log format: code %d, want 2", code)
 	}
+	// --print-default with another flag is a usage error that names it
+	// (the other flag was ignored).
+	if code, out, errs := runRunCLI(t, context.Background(), "run", "--print-default", "-c", p, "--check"); code != 2 || out != "" || !strings.Contains(errs, "drop -c, --check") {
+		t.Fatalf("--print-default -c FILE --check: code %d, out %d bytes, err %q; want 2 naming -c and --check", code, len(out), errs)
+	}
 }
 
 // runLogWriter lets the test read the log while the runtime writes it.
