@@ -126,8 +126,12 @@ func hzLoop(ctx context.Context, env *Env, rd *shm.Reader, name string, window t
 			}
 			continue
 		}
-		if _, err := fmt.Fprintf(env.Stdout, "%8.3fs %12.1f %10s/s %12v %12v %8d\n",
-			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), round3(time.Duration(w.LatencyMeanNs)), round3(time.Duration(w.LatencyMaxNs)), w.Lost); err != nil {
+		mean, most := "-", "-" // no frame, no latency (not 0s)
+		if w.Frames > 0 {
+			mean, most = round3(time.Duration(w.LatencyMeanNs)).String(), round3(time.Duration(w.LatencyMaxNs)).String()
+		}
+		if _, err := fmt.Fprintf(env.Stdout, "%8.3fs %12.1f %10s/s %12s %12s %8d\n",
+			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), mean, most, w.Lost); err != nil {
 			return err
 		}
 	}

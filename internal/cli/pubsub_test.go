@@ -379,6 +379,15 @@ func TestHz(t *testing.T) {
 	if f := strings.Fields(lines[len(lines)-1]); len(f) != 7 || !short.MatchString(f[4]) || !short.MatchString(f[5]) {
 		t.Errorf("hz latency columns are not rounded to three digits: %q", lines[len(lines)-1])
 	}
+	// A window without frames has no latency: "-", not 0s.
+	quiet := uniqueName("hzquiet")
+	mustCode(t, runCLI(t, "", "ring", "create", quiet, "--dir", dir), 0, "ring create")
+	r = runCLI(t, "", "hz", quiet, "--window", "50ms", "--count", "1", "--dir", dir)
+	mustCode(t, r, 0, "hz of a quiet ring")
+	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if f := strings.Fields(lines[len(lines)-1]); len(f) != 7 || f[1] != "0.0" || f[4] != "-" || f[5] != "-" {
+		t.Errorf("hz of a quiet ring: %q, want 0 frames and - for the latencies", lines[len(lines)-1])
+	}
 }
 
 func TestRound3(t *testing.T) {
