@@ -62,22 +62,7 @@ func TestExecPartialRecordAtEOF(t *testing.T) {
 		t.Run(tc.framing, func(t *testing.T) {
 			e := newEnv(t)
 			script := writeScript(t, e.dir, "partial.sh", "printf '"+tc.out+"'\nexit 0\n")
-			rt, _, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "partial"
-kind = "exec"
-ring = "r"
-framing = %q
-restart = "never"
-command = [%q]
-`, tc.framing, script))
+			rt, _, _ := inproc(t, execConfig("partial", script)+fmt.Sprintf("framing = %q\nrestart = \"never\"\n", tc.framing))
 			if f := readFrames(t, e, "r", 1); string(f[0].Data) != "abc" {
 				t.Fatalf("frame %q", f[0].Data)
 			}
@@ -402,22 +387,9 @@ exit 3
 func TestExecEnvOverrides(t *testing.T) {
 	e := newEnv(t)
 	t.Setenv("EDGEIPC_TEST_OUTER", "runtime")
-	rt, _, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "env"
-kind = "exec"
-ring = "r"
-restart = "never"
-command = [%q]
+	rt, _, _ := inproc(t, execConfig("env", os.Args[0])+`restart = "never"
 env = ["EDGEIPC_TEST_PRINTENV=EDGEIPC_TEST_OUTER,EDGEIPC_TEST_TWICE,EDGEIPC_SOURCE", "EDGEIPC_TEST_OUTER=source", "EDGEIPC_TEST_TWICE=1", "EDGEIPC_TEST_TWICE=2"]
-`, os.Args[0]))
+`)
 	var got []string
 	for _, f := range readFrames(t, e, "r", 3) {
 		got = append(got, string(f.Data))

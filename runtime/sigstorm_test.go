@@ -9,20 +9,31 @@ import (
 	"time"
 )
 
+// busyReload starts a child runtime whose source's child ignores SIGTERM,
+// and a reload that stops it: the reload is busy for the source's 3 s
+// stop_timeout when it returns. write writes the config with the child's
+// tag ("three"), and trapped says whether the child of that tag runs (and
+// ignores SIGTERM).
+func busyReload(t *testing.T) (c *child, cfg string, write func(tag string), trapped func(tag string) bool) {
+	t.Helper()
+	e := newEnv(t)
+	text, trapped := stubbornSource(t, e)
+	cfg = e.writeConfig(t, "c.toml", text("one"))
+	c = startChild(t, cfg)
+	c.log.waitFor(t, "source stubborn: started", 1)
+	eventually(t, "child one to ignore SIGTERM", func() bool { return trapped("one") })
+	write = func(tag string) { e.writeConfig(t, "c.toml", text(tag)) }
+	write("two") // the reload stops child one: 3 s
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "SIGHUP: reloading", 1)
+	return c, cfg, write, trapped
+}
+
 // A SIGTERM that follows a storm of SIGHUPs sent while a reload is busy
 // (stopping a child that ignores SIGTERM) must still end the runtime: the
 // HUPs must not crowd it out of the signal channel.
 func TestSIGTERMAfterSIGHUPStorm(t *testing.T) {
-	e := newEnv(t)
-	text, trapped := stubbornSource(t, e)
-	cfg := e.writeConfig(t, "c.toml", text("one"))
-	c := startChild(t, cfg)
-	c.log.waitFor(t, "source stubborn: started", 1)
-	eventually(t, "the child to ignore SIGTERM", func() bool { return trapped("one") })
-
-	e.writeConfig(t, "c.toml", text("two")) // the reload stops the child: 3s
-	c.cmd.Process.Signal(syscall.SIGHUP)
-	c.log.waitFor(t, "SIGHUP: reloading", 1)
+	c, _, _, _ := busyReload(t)
 	for i := 0; i < 30; i++ {
 		c.cmd.Process.Signal(syscall.SIGHUP)
 		time.Sleep(10 * time.Millisecond)
@@ -45,17 +56,8 @@ func TestSIGTERMAfterSIGHUPStorm(t *testing.T) {
 // (the signal channel's buffer) back-to-back reloads, which held up ctl
 // reload and SIGUSR1 behind them.
 func TestSIGHUPStormFoldsIntoOneReload(t *testing.T) {
-	e := newEnv(t)
-	text, trapped := stubbornSource(t, e)
-	cfg := e.writeConfig(t, "c.toml", text("one"))
-	c := startChild(t, cfg)
-	c.log.waitFor(t, "source stubborn: started", 1)
-	eventually(t, "child one to ignore SIGTERM", func() bool { return trapped("one") })
-
-	e.writeConfig(t, "c.toml", text("two")) // the reload stops child one: 3 s
-	c.cmd.Process.Signal(syscall.SIGHUP)
-	c.log.waitFor(t, "SIGHUP: reloading", 1)
-	e.writeConfig(t, "c.toml", text("three")) // what the storm's reload must read
+	c, cfg, write, trapped := busyReload(t)
+	write("three") // what the storm's reload must read
 	for range 30 {
 		c.cmd.Process.Signal(syscall.SIGHUP)
 		time.Sleep(10 * time.Millisecond)
@@ -83,21 +85,12 @@ func TestSIGHUPStormFoldsIntoOneReload(t *testing.T) {
 // lost: the USR1s (one snapshot is as good as many) must not crowd it out
 // of the signal channel, or the configuration it asks for is never read.
 func TestSIGHUPAfterSIGUSR1Storm(t *testing.T) {
-	e := newEnv(t)
-	text, trapped := stubbornSource(t, e)
-	cfg := e.writeConfig(t, "c.toml", text("one"))
-	c := startChild(t, cfg)
-	c.log.waitFor(t, "source stubborn: started", 1)
-	eventually(t, "child one to ignore SIGTERM", func() bool { return trapped("one") })
-
-	e.writeConfig(t, "c.toml", text("two")) // the reload stops child one: 3 s
-	c.cmd.Process.Signal(syscall.SIGHUP)
-	c.log.waitFor(t, "SIGHUP: reloading", 1)
+	c, cfg, write, trapped := busyReload(t)
 	for range 30 {
 		c.cmd.Process.Signal(syscall.SIGUSR1)
 		time.Sleep(10 * time.Millisecond)
 	}
-	e.writeConfig(t, "c.toml", text("three"))
+	write("three")
 	c.cmd.Process.Signal(syscall.SIGHUP)
 	if strings.Contains(c.log.String(), "reloaded "+cfg) {
 		t.Skip("the first reload ended before the storm did")

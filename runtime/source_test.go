@@ -492,20 +492,7 @@ func TestExecLogRate(t *testing.T) {
 		t.Run(tc.rate, func(t *testing.T) {
 			e := newEnv(t)
 			script := writeScript(t, e.dir, "chatty.sh", fmt.Sprintf("i=0\nwhile [ $i -lt %d ]; do i=$((i+1)); echo \"chatter $i\" >&2; done\nsleep 3600\n", lines))
-			rt, logb, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "chatty"
-kind = "exec"
-ring = "r"
-command = [%q]
-restart = "never"
-%s
-`, script, tc.rate))
+			rt, logb, _ := inproc(t, execConfig("chatty", script)+"restart = \"never\"\n"+tc.rate+"\n")
 			logged := func() int { return strings.Count(logb.String(), "[chatty] chatter ") }
 			if tc.all {
 				eventually(t, "every line logged", func() bool { return logged() == lines })
