@@ -187,8 +187,14 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	} else {
 		err = pubLen32(ctx, env, w, uint32(o.typ), in, &st)
 	}
-	if !o.quiet && (err == nil || ctx.Err() == nil) {
-		fmt.Fprintf(env.Stderr, "pub %s: %s, %s, %d dropped\n", name, plural(st.frames, "frame"), plural(st.bytes, "byte"), st.dropped)
+	if !o.quiet {
+		// Also when interrupted: what was published before Ctrl-C (or
+		// while a block-policy ring held pub up) is worth knowing.
+		how := ""
+		if ctx.Err() != nil {
+			how = " (interrupted)"
+		}
+		fmt.Fprintf(env.Stderr, "pub %s: %s, %s, %d dropped%s\n", name, plural(st.frames, "frame"), plural(st.bytes, "byte"), st.dropped, how)
 	}
 	if err != nil {
 		return err

@@ -309,6 +309,27 @@ func TestPubSubPipeline(t *testing.T) {
 	if rs := ring.Inspect().Readers; len(rs) != 0 {
 		t.Errorf("sub left its reader slot after SIGINT: %+v", rs)
 	}
+
+	// A pub interrupted while it waits for more input exits 130 and says
+	// what it published (it said nothing).
+	pub = cliCmd(t, dir, "pub", name)
+	pubIn, err := pub.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubErr.Reset()
+	pub.Stderr = &pubErr
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer pubIn.Close()
+	head := ring.Head()
+	io.WriteString(pubIn, "one\ntwo\nthree\n")
+	eventually(t, "pub to publish 3 frames", func() bool { return ring.Head()-head == 3 })
+	pub.Process.Signal(syscall.SIGINT)
+	if code := waitCmd(t, pub); code != ExitInterrupted || !strings.Contains(pubErr.String(), "pub "+name+": 3 frames, 11 bytes, 0 dropped (interrupted)") {
+		t.Fatalf("pub after SIGINT: exit %d, stderr %q; want %d and its summary", code, pubErr.String(), ExitInterrupted)
+	}
 }
 
 func firstDiff(a, b string) string {
