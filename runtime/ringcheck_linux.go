@@ -157,14 +157,7 @@ func checkSegmentDir(dir string) error {
 	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
 		return fmt.Errorf("segment directory %s: the runtime (uid %d) cannot create files in it: %w", dir, os.Geteuid(), err)
 	}
-	// In a directory every user may write, only the sticky bit (as on
-	// /dev/shm) keeps them from removing or renaming the runtime's
-	// segments and putting files of their own in their place, which
-	// readers would then open.
-	if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky == 0 {
-		return fmt.Errorf("segment directory %s is writable by every user (mode %#o) and not sticky: any of them could remove the rings' segments and put their own in their place for readers to open; make it sticky like /dev/shm (chmod +t %s) or writable by its owner only", dir, fi.Mode().Perm(), dir)
-	}
-	return nil
+	return shm.CheckDir(dir)
 }
 
 // groupProblem says why the runtime could not give a new segment to group

@@ -266,6 +266,9 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		return nil, &OpError{"create", name, err}
 	}
 	dir := opts.dir()
+	if err := CheckDir(dir); err != nil {
+		return nil, &OpError{"create", name, err}
+	}
 	if err := checkSpace(dir, uint64(size)); err != nil {
 		return nil, &OpError{"create", name, err}
 	}
@@ -349,6 +352,23 @@ func freeSpace(dir string) (uint64, error) {
 		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+// CheckDir refuses, with an error wrapping ErrInvalid, a segment
+// directory that every user may write and that is not sticky: any of them
+// could remove or rename a segment there and put a file of their own in
+// its place for readers to open. /dev/shm is sticky (mode 1777). A
+// directory that cannot be examined is left to the create to report.
+func CheckDir(dir string) error {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		return fmt.Errorf("%w: segment directory %s is writable by every user (mode %#o) and not sticky: any of them could remove the rings' segments and put their own in their place for readers to open; make it sticky like /dev/shm (chmod +t %s) or writable by its owner only",
+			ErrInvalid, dir, st.Mode&0o777, dir)
+	}
+	return nil
 }
 
 // CheckSpace reports whether the filesystem of dir has need bytes free for

@@ -46,6 +46,7 @@ func LookupGroup(string) (int, error)                              { return 0, E
 func openSegment(string, *SegmentOptions, int64) (*Segment, error) { return nil, ErrNotSupported }
 func RemoveSegment(string, *SegmentOptions) error                  { return ErrNotSupported }
 func CheckSpace(string, uint64) error                              { return ErrNotSupported }
+func CheckDir(string) error                                        { return ErrNotSupported }
 func ListSegments(*SegmentOptions) ([]SegmentInfo, error)          { return nil, ErrNotSupported }
 func NewMemfd(string, int) (*Segment, error)                       { return nil, ErrNotSupported }
 func OpenFd(*os.File, string) (*Segment, error)                    { return nil, ErrNotSupported }

@@ -308,3 +308,32 @@ func TestSegmentOwners(t *testing.T) {
 		t.Fatalf("Create over another user's segment: %v, want os.ErrExist naming uid 65534", err)
 	}
 }
+
+// TestCreateRefusesWorldWritableDir: a segment directory every user may
+// write and that is not sticky is refused (any user could put a file of
+// their own in a segment's place); sticky like /dev/shm, or private, is
+// fine. Only the runtime refused it; the library and the CLI created
+// rings there.
+func TestCreateRefusesWorldWritableDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Slots: 4, SlotPayload: 16, Segment: SegmentOptions{Dir: dir}}
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o777, false}, {0o777 | os.ModeSticky, true}, {0o700, true}} {
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Create("open", cfg)
+		if tc.ok != (err == nil) || !tc.ok && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "chmod +t "+dir)) {
+			t.Fatalf("Create in a directory of mode %v: %v", tc.mode, err)
+		}
+		if err == nil {
+			r.Close()
+			Remove("open", &cfg.Segment)
+		}
+	}
+}
