@@ -354,7 +354,7 @@ func freeSpace(dir string) (uint64, error) {
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
 }
 
-// CheckDir refuses, with an error wrapping ErrInvalid, a segment
+// CheckDir refuses, with an error that says how to fix it, a segment
 // directory that every user may write and that is not sticky: any of them
 // could remove or rename a segment there and put a file of their own in
 // its place for readers to open. /dev/shm is sticky (mode 1777). A
@@ -365,8 +365,8 @@ func CheckDir(dir string) error {
 		return nil
 	}
 	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
-		return fmt.Errorf("%w: segment directory %s is writable by every user (mode %#o) and not sticky: any of them could remove the rings' segments and put their own in their place for readers to open; make it sticky like /dev/shm (chmod +t %s) or writable by its owner only",
-			ErrInvalid, dir, st.Mode&0o777, dir)
+		return fmt.Errorf("segment directory %s is writable by every user (mode %#o) and not sticky: any of them could remove the rings' segments and put their own in their place for readers to open; make it sticky like /dev/shm (chmod +t %s) or writable by its owner only",
+			dir, st.Mode&0o777, dir)
 	}
 	return nil
 }

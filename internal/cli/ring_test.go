@@ -794,3 +794,20 @@ func TestRingRmStaleSweepKeepsOthersRings(t *testing.T) {
 		t.Fatalf("uid 65534's stale ring is still there: %v", err)
 	}
 }
+
+// ring create in a directory every user may write and that is not sticky
+// fails (exit 1, not a usage error) and says how to make it safe.
+func TestRingCreateRefusesWorldWritableDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "", "ring", "create", uniqueName("open"), "--dir", dir)
+	mustCode(t, r, 1, "ring create in a world-writable directory")
+	if !strings.Contains(r.stderr, "not sticky") || !strings.Contains(r.stderr, "chmod +t "+dir) || strings.Contains(r.stderr, "--slots") {
+		t.Errorf("ring create in a world-writable directory: stderr %q", r.stderr)
+	}
+}
