@@ -1130,13 +1130,16 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 		if st.Dropped > 0 {
 			extra += fmt.Sprintf(" dropped %d B", st.Dropped)
 		}
+		if st.LogDropped > 0 {
+			extra += fmt.Sprintf(" log lines not logged %d", st.LogDropped)
+		}
 		if st.LastError != "" {
 			extra += " error: " + st.LastError
 		}
 		rt.log.Info(fmt.Sprintf("source %-8s %-9s %-8s frames %d bad %d%s", st.Name, st.Kind, st.State, st.Frames, st.Bad, extra),
 			slog.Group("data", "kind", what, "source", st.Name, "source_kind", st.Kind, "state", st.State, "pid", st.PID,
 				"restarts", st.Restarts, "frames", st.Frames, "bytes", st.Bytes, "bad", st.Bad, "dropped_bytes", st.Dropped,
-				"last_exit", st.LastExit, "last_error", st.LastError))
+				"log_dropped", st.LogDropped, "last_exit", st.LastExit, "last_error", st.LastError))
 	}
 	// The sinks the config declares (a ring's own stats reader is in its
 	// ring line): a recorder that keeps failing shows here, not only in

@@ -508,6 +508,9 @@ func TestExecLogRate(t *testing.T) {
 			if n := logged(); n < 10 || held == 0 {
 				t.Fatalf("%d lines logged, %d held back; want the burst of 10 logged and the rest held", n, held)
 			}
+			// The stats lines (here a SIGUSR1-style snapshot) carry the count.
+			rt.logStatsWindow("SIGUSR1 stats", false)
+			logb.waitFor(t, fmt.Sprintf("log lines not logged %d", held), 1)
 			// The lines held back are reported when the stream ends (here:
 			// when the child is stopped).
 			if err := rt.StopSource("chatty"); err != nil {

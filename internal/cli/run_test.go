@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -117,6 +118,61 @@ func TestRunDefaultDemo(t *testing.T) {
 	}
 	if !strings.Contains(errw.String(), `"lat_p99_ns"`) {
 		t.Fatalf("stats lines lack latency; log:\n%s", errw.String())
+	}
+	// The data keys docs/operations.md ("Logs for scripts") lists for a
+	// ring's and a source's stats line are those the lines carry.
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(doc)
+	if i := strings.Index(section, "## Logs for scripts"); i >= 0 {
+		section = section[i:]
+	}
+	listed := func(bullet, end string) []string {
+		i := strings.Index(section, bullet)
+		if i < 0 {
+			t.Fatalf("docs/operations.md, Logs for scripts: no %q", bullet)
+		}
+		line := section[i+len(bullet):]
+		line = line[:strings.Index(line, end)]
+		var keys []string
+		for _, f := range strings.Split(line, "`")[1:] {
+			if f != "" && !strings.ContainsAny(f, " ,;\n") {
+				keys = append(keys, f)
+			}
+		}
+		return keys
+	}
+	want := map[string][]string{
+		"ring":   listed("- a ring:", "; a missing ring"),
+		"source": listed("- a source:", ";\n"),
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(errw.String(), "\n") {
+		var rec struct {
+			Data map[string]any `json:"data"`
+		}
+		if json.Unmarshal([]byte(l), &rec) != nil || rec.Data == nil || rec.Data["kind"] != "stats" {
+			continue
+		}
+		for what, keys := range want {
+			if _, ok := rec.Data[what]; !ok || what == "ring" && rec.Data["rate_hz"] == nil {
+				continue
+			}
+			seen[what] = true
+			for _, k := range keys {
+				if _, ok := rec.Data[k]; !ok {
+					t.Errorf("a %s stats line lacks %q, which docs/operations.md lists: %s", what, k, l)
+				}
+			}
+			if len(rec.Data) != len(keys)+1 { // + kind
+				t.Errorf("a %s stats line has keys docs/operations.md does not list (it lists %v): %s", what, keys, l)
+			}
+		}
+	}
+	if !seen["ring"] || !seen["source"] {
+		t.Errorf("no ring or no source stats line in the log:\n%s", errw.String())
 	}
 }
 
