@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/internal/textesc"
@@ -274,17 +276,29 @@ func printRings(w io.Writer, rs []control.RingStat) {
 		fmt.Fprintln(w, "no rings")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "NAME\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\tTORN\tSTATE\t\n")
+	// Numbers align right; the name is padded to the longest, so that it
+	// reads left-aligned as in the other tables.
+	nameW := len("NAME")
+	for _, r := range rs {
+		nameW = max(nameW, utf8.RuneCountInString(printable(r.Name)))
+	}
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\tSLOTS\tPAYLOAD\tPOLICY\tFRAMES\tBYTES\tRATE/s\tBYTES/s\tREADERS\tMAXLAG\tLOST\tTORN\tSTATE\t\n", nameW, "NAME")
 	var why []string
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t%s\t\n",
-			printable(r.Name), r.Slots, r.SlotPayload, printable(r.Policy), r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, printable(dash(r.State)))
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t%s\t\n",
+			nameW, printable(r.Name), r.Slots, r.SlotPayload, printable(r.Policy), r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, printable(dash(r.State)))
 		if r.LastError != "" {
 			why = append(why, fmt.Sprintf("%s %s: %s", printable(r.Name), printable(r.State), printable(r.LastError)))
 		}
 	}
 	tw.Flush()
+	// AlignRight pads every cell on its left, the first one too: the
+	// table starts at the margin like the others.
+	for _, l := range strings.SplitAfter(table.String(), "\n") {
+		io.WriteString(w, strings.TrimPrefix(l, "  "))
+	}
 	for _, l := range why {
 		fmt.Fprintln(w, l)
 	}

@@ -132,6 +132,18 @@ func TestCtlText(t *testing.T) {
 			}
 		}
 	}
+	// ring names read left-aligned, as in the other tables (the numbers
+	// right-aligned): every row starts with its name.
+	_, out, _ := ctlRun(t, "ctl", "--queue", q, "rings")
+	starts := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(l, f[0]) {
+			starts[f[0]] = true
+		}
+	}
+	if !starts["NAME"] || !starts["imu"] || !starts["video"] {
+		t.Errorf("ctl rings: the NAME column is not left-aligned:\n%s", out)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.reloads != 1 || f.state["cam0"] != "running" {
