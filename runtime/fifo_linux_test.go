@@ -366,12 +366,7 @@ remove_on_exit = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	logb := &syncBuf{}
-	log, _ := NewLogger(logb, "text")
-	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, logb := newTestRuntime(t, cfg)
 	rs, err := rt.openRing(cfg.Rings["f"], e.dir)
 	if err != nil {
 		t.Fatal(err)

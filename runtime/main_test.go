@@ -170,9 +170,9 @@ func inproc(t *testing.T, cfgText string) (*Runtime, *syncBuf, func() error) {
 	return inprocConfig(t, cfg)
 }
 
-// inprocConfig is inproc for a parsed configuration (one loaded from a
-// file can be reloaded).
-func inprocConfig(t *testing.T, cfg *Config) (*Runtime, *syncBuf, func() error) {
+// newTestRuntime makes a runtime for cfg that logs as text into the
+// returned buffer and leaves signals alone; it does not run it.
+func newTestRuntime(t *testing.T, cfg *Config) (*Runtime, *syncBuf) {
 	t.Helper()
 	logb := &syncBuf{}
 	log, _ := NewLogger(logb, "text")
@@ -180,6 +180,14 @@ func inprocConfig(t *testing.T, cfg *Config) (*Runtime, *syncBuf, func() error) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rt, logb
+}
+
+// inprocConfig is inproc for a parsed configuration (one loaded from a
+// file can be reloaded).
+func inprocConfig(t *testing.T, cfg *Config) (*Runtime, *syncBuf, func() error) {
+	t.Helper()
+	rt, logb := newTestRuntime(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()

@@ -171,12 +171,7 @@ func TestForeignSegmentAfterCheckRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			logb := &syncBuf{}
-			log, _ := NewLogger(logb, "text")
-			rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			rt, logb := newTestRuntime(t, cfg)
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			err = rt.Run(ctx) // returns at once with the refusal; ctx ends a runtime that started
