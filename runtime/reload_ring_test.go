@@ -79,6 +79,9 @@ func TestReloadWithoutShmDirRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt, _, _ := inprocConfig(t, cfg)
+	// The source starts on its own goroutine: wait for it, so that the
+	// check after the refused reload sees what the reload left.
+	eventually(t, "source gen running", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
 	// The ring changes geometry while its directory is away: the reload
 	// is refused, and the ring and its source run on.
 	if err := os.Rename(shmDir, shmDir+".away"); err != nil {
