@@ -58,6 +58,12 @@ func TestExecPartialRecordAtEOF(t *testing.T) {
 		{"len32", `\003\000\000\000abc\010\000\000\000ab`},
 		// one good line "abc", then a line cut short
 		{"lines", `abc\nab`},
+		// one good bin 8 record "abc", then a bin 8 that promises 8 bytes and has 2
+		{"msgp", `\304\003abc\304\010ab`},
+		// ... then a bin 16 whose header is cut
+		{"msgp", `\304\003abc\305\000`},
+		// ... then a map of 2 that ends after its first key
+		{"msgp", `\304\003abc\202\244data`},
 	} {
 		t.Run(tc.framing, func(t *testing.T) {
 			e := newEnv(t)
