@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeipc/edgeipc/internal/units"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -108,7 +109,7 @@ func (rt *Runtime) checkRings(nc *Config, added, changed, removed []string) erro
 			addNeed += need
 		}
 		if need > 0 {
-			needers = append(needers, fmt.Sprintf("ring %s (%s more)", n, fmtBytes(float64(need))))
+			needers = append(needers, fmt.Sprintf("ring %s (%s more)", n, units.Bytes(float64(need))))
 		}
 	}
 	if len(problems) > 0 {

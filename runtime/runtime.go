@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/units"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/runtime/sdnotify"
 	"github.com/edgeipc/edgeipc/shm"
@@ -1110,7 +1111,7 @@ func (rt *Runtime) logStatsWindow(what string, roll bool) {
 			torn = fmt.Sprintf("  torn %d", w.torn)
 		}
 		rt.log.Info(fmt.Sprintf("ring %-10s %8.1f fr/s %10s/s  latency mean %7s p99 %7s  lost %d  readers %d%s",
-			r.name, st.RateHz, fmtBytes(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers, torn),
+			r.name, st.RateHz, units.BytesCompact(st.BytesPerS), fmtDur(w.lat.mean()), fmtDur(w.lat.quantile(0.99)), w.lost, st.Readers, torn),
 			slog.Group("data", "kind", what, "ring", r.name, "rate_hz", st.RateHz, "bytes_per_s", st.BytesPerS,
 				"lat_mean_ns", int64(w.lat.mean()), "lat_p99_ns", int64(w.lat.quantile(0.99)), "lat_max_ns", w.lat.max,
 				"lost", w.lost, "torn", w.torn, "readers", st.Readers, "frames", st.Frames))

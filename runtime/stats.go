@@ -190,19 +190,6 @@ func (s *statsReader) seen() (bytes, torn uint64) {
 	return s.total.bytes + s.cur.bytes, s.total.torn + s.cur.torn
 }
 
-// fmtBytes renders a byte count with a binary unit.
-func fmtBytes(v float64) string {
-	switch {
-	case v >= 1<<30:
-		return fmt.Sprintf("%.1fGiB", v/(1<<30))
-	case v >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", v/(1<<20))
-	case v >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", v/(1<<10))
-	}
-	return fmt.Sprintf("%.0fB", v)
-}
-
 // fmtDur renders a latency compactly (µs below 10 ms).
 func fmtDur(d time.Duration) string {
 	switch {

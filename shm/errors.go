@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
+	"github.com/edgeipc/edgeipc/internal/units"
 )
 
 // Sentinel errors. Match them with errors.Is.
@@ -97,7 +98,7 @@ type NoSpaceError struct {
 
 func (e *NoSpaceError) Error() string {
 	return fmt.Sprintf("segment needs %s but %s has only %s free; enlarge it (e.g. docker --shm-size, or mount -o remount,size=... %s) or use fewer/smaller slots",
-		humanBytes(e.Need), e.Dir, humanBytes(e.Free), e.Dir)
+		units.Bytes(float64(e.Need)), e.Dir, units.Bytes(float64(e.Free)), e.Dir)
 }
 
 func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
@@ -155,16 +156,4 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 func corrupt(field string, v uint64, want string) error {
 	return &CorruptError{Field: field, Value: v, Want: want}
-}
-
-func humanBytes(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/edgeipc/edgeipc/internal/units"
 )
 
 // Policy is what a full ring does.
@@ -99,9 +101,9 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%w: %v", ErrInvalid, c.Policy)
 	}
 	if sz := ringSize(SlotSizeFor(c.SlotPayload), uint32(c.Slots)); sz > 1<<31-1 && unsafe.Sizeof(uintptr(0)) == 4 {
-		return fmt.Errorf("%w: ring of %s does not fit a 32-bit address space", ErrInvalid, humanBytes(sz))
+		return fmt.Errorf("%w: ring of %s does not fit a 32-bit address space", ErrInvalid, units.Bytes(float64(sz)))
 	} else if sz > 1<<40 {
-		return fmt.Errorf("%w: ring of %s is too large", ErrInvalid, humanBytes(sz))
+		return fmt.Errorf("%w: ring of %s is too large", ErrInvalid, units.Bytes(float64(sz)))
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/units"
 )
 
 // DefaultDir is where named segments live unless SegmentOptions.Dir or the
@@ -618,7 +620,7 @@ func NewMemfd(name string, size int) (*Segment, error) {
 	}
 	if err := unix.Fallocate(fd, 0, 0, int64(size)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) {
-			return fail(fmt.Errorf("%w: memfd of %s: %v", ErrNoSpace, humanBytes(uint64(size)), err))
+			return fail(fmt.Errorf("%w: memfd of %s: %v", ErrNoSpace, units.Bytes(float64(size)), err))
 		}
 		return fail(os.NewSyscallError("fallocate", err))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/internal/textesc"
+	"github.com/edgeipc/edgeipc/internal/units"
 	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
@@ -288,7 +289,7 @@ func printRings(w io.Writer, rs []control.RingStat) {
 	var why []string
 	for _, r := range rs {
 		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%s\t%d\t%d\t%.1f\t%s\t%d\t%d\t%d\t%d\t%s\t\n",
-			nameW, printable(r.Name), r.Slots, r.SlotPayload, printable(r.Policy), r.Frames, r.Bytes, r.RateHz, ctlBytes(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, printable(dash(r.State)))
+			nameW, printable(r.Name), r.Slots, r.SlotPayload, printable(r.Policy), r.Frames, r.Bytes, r.RateHz, units.BytesCompact(r.BytesPerS), r.Readers, r.MaxLag, r.Lost, r.Torn, printable(dash(r.State)))
 		if r.LastError != "" {
 			why = append(why, fmt.Sprintf("%s %s: %s", printable(r.Name), printable(r.State), printable(r.LastError)))
 		}
@@ -356,17 +357,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// ctlBytes formats a byte rate compactly for the rings table.
-func ctlBytes(v float64) string {
-	switch {
-	case v >= 1<<30:
-		return fmt.Sprintf("%.1fGiB", v/(1<<30))
-	case v >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", v/(1<<20))
-	case v >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", v/(1<<10))
-	}
-	return fmt.Sprintf("%.0fB", v)
 }

@@ -195,19 +195,6 @@ func parseSize(v string) (int, error) {
 	return int(n) * mult, nil
 }
 
-// humanBytes formats n as B, KiB, MiB or GiB.
-func humanBytes(n float64) string {
-	switch {
-	case n >= 1<<30:
-		return strconv.FormatFloat(n/(1<<30), 'f', 1, 64) + " GiB"
-	case n >= 1<<20:
-		return strconv.FormatFloat(n/(1<<20), 'f', 1, 64) + " MiB"
-	case n >= 1<<10:
-		return strconv.FormatFloat(n/(1<<10), 'f', 1, 64) + " KiB"
-	}
-	return strconv.FormatFloat(n, 'f', 0, 64) + " B"
-}
-
 // modeString formats permission bits as 0600.
 func modeString(m os.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/units"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -131,7 +132,7 @@ func hzLoop(ctx context.Context, env *Env, rd *shm.Reader, name string, window t
 			mean, most = round3(time.Duration(w.LatencyMeanNs)).String(), round3(time.Duration(w.LatencyMaxNs)).String()
 		}
 		if _, err := fmt.Fprintf(env.Stdout, "%8.3fs %12.1f %10s/s %12s %12s %8d\n",
-			float64(w.WindowNs)/1e9, w.FramesPerSec, humanBytes(w.BytesPerSec), mean, most, w.Lost); err != nil {
+			float64(w.WindowNs)/1e9, w.FramesPerSec, units.Bytes(w.BytesPerSec), mean, most, w.Lost); err != nil {
 			return err
 		}
 	}

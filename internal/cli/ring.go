@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/edgeipc/edgeipc/internal/units"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -237,7 +238,7 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		mode = modeString(fi.Mode())
 	}
 	fmt.Fprintf(env.Stdout, "created ring %s: %d slots, up to %d bytes per frame, policy %s, %s, %s mode %s\n",
-		r.Name(), r.Slots(), r.SlotPayload(), r.Policy(), humanBytes(float64(r.Size())), path, mode)
+		r.Name(), r.Slots(), r.SlotPayload(), r.Policy(), units.Bytes(float64(r.Size())), path, mode)
 	return nil
 }
 
@@ -317,7 +318,7 @@ func ringList(ctx context.Context, env *Env, o *ringOpts, args []string) error {
 	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tMODE\tOWNER\tSLOTS\tPAYLOAD\tPOLICY\tHEAD\tWRITER\tREADERS")
 	for _, e := range out {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t", clip(e.Name, lsNameWidth), e.Kind, humanBytes(float64(e.Size)), e.Mode, e.Owner, e.Group)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t", clip(e.Name, lsNameWidth), e.Kind, units.Bytes(float64(e.Size)), e.Mode, e.Owner, e.Group)
 		switch {
 		case e.Ring != nil:
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%d (%d alive)\n", e.Ring.Slots, e.Ring.SlotPayload, e.Ring.Policy, e.Ring.Head,
@@ -434,7 +435,7 @@ func ringInspect(ctx context.Context, env *Env, o *ringOpts, args []string) erro
 	}
 	w := env.Stdout
 	fmt.Fprintf(w, "ring %s\n", out.Name)
-	fmt.Fprintf(w, "  file      %s, mode %s, owner %s:%s, %s\n", out.Path, out.Mode, out.Owner, out.Group, humanBytes(float64(out.Size)))
+	fmt.Fprintf(w, "  file      %s, mode %s, owner %s:%s, %s\n", out.Path, out.Mode, out.Owner, out.Group, units.Bytes(float64(out.Size)))
 	fmt.Fprintf(w, "  layout    abi v%d, %d slots of %d bytes (payload up to %d bytes), policy %s\n",
 		out.ABIVersion, out.Slots, out.SlotSize, out.SlotPayload, out.Policy)
 	fmt.Fprintf(w, "  head      seq %d, %d frames written since base seq %d, sleeping readers: %d on the futex, %d on eventfds\n",
