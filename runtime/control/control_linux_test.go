@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -640,5 +641,64 @@ func TestCallRefusesEndlessReply(t *testing.T) {
 			rows = len(r.Rings)
 		}
 		t.Fatalf("Call of an endless reply: %v (%d rows); want an error saying the reply has too many parts", err, rows)
+	}
+}
+
+// longErrHandler fails a reload with an error longer than a reply-queue
+// message, as a runtime does whose edited config has errors on many
+// lines (one per ring or source, joined by newlines: 131 rings with a bad
+// slots value make about 9 KiB).
+type longErrHandler struct {
+	*fakeHandler
+	err string
+}
+
+func (h *longErrHandler) Reload() error { return errors.New(h.err) }
+
+// TestLongErrorReplyCut: an error reply too long for one reply-queue
+// message reaches the client cut to fit, its start intact and saying how
+// much is missing; a table entry whose last_error alone is too long is
+// cut the same way and the other rows arrive whole. Before the fix the
+// client got only "reply not sent: a reply entry does not fit the reply
+// queue's message size 8192" and lost the reason (and, for a table, every
+// row).
+func TestLongErrorReplyCut(t *testing.T) {
+	var lines []string
+	for i := 0; i < 131; i++ {
+		lines = append(lines, fmt.Sprintf("/etc/edgeipc/edgeipc.toml:%d: rings.r%03d.slots: 3 is not a power of two from 2 to 16777216", 7+10*i, i))
+	}
+	long := strings.Join(lines, "\n") + "\nü" // ends in a 2-byte rune
+	if len(long) <= ReplyMsgSize {
+		t.Fatalf("test error of %d bytes fits a reply message", len(long))
+	}
+	h := &longErrHandler{fakeHandler: newFake(), err: long}
+	h.sources["cam0"].LastError = strings.Repeat("é", ReplyMsgSize) // 2 bytes each
+	s := startServer(t, h, ServerOptions{})
+	c := dial(t, s.Name())
+
+	r := call(t, c, "reload")
+	if r.OK || r.Code != CodeFailed {
+		t.Fatalf("reload: ok %v code %q", r.OK, r.Code)
+	}
+	if !strings.HasPrefix(r.Error, lines[0]+"\n"+lines[1]) || !utf8.ValidString(r.Error) {
+		t.Fatalf("reload error does not start with the handler's error or is not UTF-8: %.200q", r.Error)
+	}
+	if !strings.Contains(r.Error, "bytes more") || len(r.Error) >= len(long) {
+		t.Fatalf("reload error of %d bytes (handler's %d) does not say it was cut: ...%q", len(r.Error), len(long), r.Error[max(0, len(r.Error)-120):])
+	}
+	if got := s.ReplyFailures(); got != 0 {
+		t.Fatalf("%d replies not delivered", got)
+	}
+
+	r = call(t, c, "sources")
+	if !r.OK || len(r.Sources) != 2 {
+		t.Fatalf("sources: ok %v %q, %d rows", r.OK, r.Error, len(r.Sources))
+	}
+	le := r.Sources[0].LastError
+	if !strings.HasPrefix(le, "éé") || !strings.Contains(le, "bytes more") || !utf8.ValidString(le) {
+		t.Fatalf("cam0 last_error of %d bytes: %.40q...%q", len(le), le, le[max(0, len(le)-80):])
+	}
+	if r.Sources[1] != *h.sources["imu"] {
+		t.Fatalf("imu row: %+v", r.Sources[1])
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tinylib/msgp/msgp"
 
@@ -444,10 +445,15 @@ func split(r *Reply, size int) ([][]byte, error) {
 		return [][]byte{b}, err
 	}
 	head := &Reply{ID: r.ID, OK: r.OK, Error: r.Error, Code: r.Code, Status: r.Status}
+	// An error too long for one message (a reload's list of config
+	// errors) is cut, not replaced: its start says what is wrong.
+	cutToFit(&head.Error, head.Msgsize()-size)
 	parts := []*Reply{head}
 	cur, used := head, head.Msgsize()
+	// room is what one entry may take in a part of its own.
+	room := size - (&Reply{ID: r.ID, OK: r.OK, More: true}).Msgsize()
 	add := func(n int) *Reply {
-		if used+n > size && (len(cur.Rings) > 0 || len(cur.Sources) > 0 || len(cur.Sinks) > 0) {
+		if used+n > size && (cur == head || len(cur.Rings) > 0 || len(cur.Sources) > 0 || len(cur.Sinks) > 0) {
 			cur = &Reply{ID: r.ID, OK: r.OK}
 			parts = append(parts, cur)
 			used = cur.Msgsize()
@@ -455,17 +461,20 @@ func split(r *Reply, size int) ([][]byte, error) {
 		used += n
 		return cur
 	}
-	for i := range r.Rings {
-		p := add(r.Rings[i].Msgsize())
-		p.Rings = append(p.Rings, r.Rings[i])
+	for _, e := range r.Rings {
+		cutToFit(&e.LastError, e.Msgsize()-room)
+		p := add(e.Msgsize())
+		p.Rings = append(p.Rings, e)
 	}
-	for i := range r.Sources {
-		p := add(r.Sources[i].Msgsize())
-		p.Sources = append(p.Sources, r.Sources[i])
+	for _, e := range r.Sources {
+		cutToFit(&e.LastError, e.Msgsize()-room)
+		p := add(e.Msgsize())
+		p.Sources = append(p.Sources, e)
 	}
-	for i := range r.Sinks {
-		p := add(r.Sinks[i].Msgsize())
-		p.Sinks = append(p.Sinks, r.Sinks[i])
+	for _, e := range r.Sinks {
+		cutToFit(&e.LastError, e.Msgsize()-room)
+		p := add(e.Msgsize())
+		p.Sinks = append(p.Sinks, e)
 	}
 	out := make([][]byte, len(parts))
 	for i, p := range parts {
@@ -480,6 +489,24 @@ func split(r *Reply, size int) ([][]byte, error) {
 		out[i] = b
 	}
 	return out, nil
+}
+
+// cutToFit shortens *s by at least over bytes, if over > 0, cutting at a
+// UTF-8 boundary and appending how many bytes were left out. A string
+// shorter than that is left alone (split then reports the entry too long).
+func cutToFit(s *string, over int) {
+	if over <= 0 {
+		return
+	}
+	const note = " [... %d bytes more]"
+	keep := len(*s) - over - len(fmt.Sprintf(note, len(*s)))
+	if keep < 0 {
+		return
+	}
+	for keep > 0 && !utf8.RuneStart((*s)[keep]) {
+		keep--
+	}
+	*s = (*s)[:keep] + fmt.Sprintf(note, len(*s)-keep)
 }
 
 func (s *Server) log(format string, args ...any) {
