@@ -27,6 +27,10 @@ var ErrNoServer = errors.New("no runtime is listening")
 const (
 	ReplyMsgSize = 8192 // the kernel's default msgsize_max
 	ReplyMaxMsg  = 10   // the kernel's default msg_max
+
+	// MinReplyMsgSize is the smallest message size Dial falls back to
+	// when RLIMIT_MSGQUEUE refuses a reply queue of ReplyMsgSize.
+	MinReplyMsgSize = 1024
 )
 
 // Client sends requests to a runtime and waits for its replies on a private
@@ -43,9 +47,12 @@ type Client struct {
 // Dial opens the request queue name (QueueName(name) when empty) and
 // creates a private reply queue "edgeipc.reply.<pid>.<hex>" (O_EXCL, mode
 // 0600, or 0660 in the request queue's group when the runtime runs as
-// another user). It also removes reply queues left by dead ctl processes of
-// this user. The error wraps ErrNoServer when the request queue does not
-// exist.
+// another user). Its messages are ReplyMsgSize bytes, or half that down to
+// MinReplyMsgSize while the user's RLIMIT_MSGQUEUE refuses the queue
+// (other clients of the user are running): a smaller queue holds the short
+// replies, and the runtime says so for a table that does not fit. Dial
+// also removes reply queues left by dead ctl processes of this user. The
+// error wraps ErrNoServer when the request queue does not exist.
 func Dial(name string) (*Client, error) {
 	name = QueueName(name)
 	req, err := mq.Open(name, os.O_WRONLY)
@@ -77,6 +84,13 @@ func Dial(name string) (*Client, error) {
 		reply, err = mq.Create(replyName(), opts)
 		if err != nil && opts.Group != 0 && errors.Is(err, os.ErrPermission) {
 			opts.Mode, opts.Group = 0, 0 // not a member: the runtime must be root to answer
+			continue
+		}
+		// Every queue of this user (each running ctl's reply queue, about
+		// 81 KB, root's too) counts against its RLIMIT_MSGQUEUE.
+		var lim *mq.LimitError
+		if errors.As(err, &lim) && lim.Limit == mq.LimitRlimitBytes && opts.MsgSize > MinReplyMsgSize {
+			opts.MsgSize = max(opts.MsgSize/2, MinReplyMsgSize)
 			continue
 		}
 		if err == nil || !errors.Is(err, os.ErrExist) || attempt > 3 {

@@ -13,8 +13,11 @@ import (
 // TestMain: a qemu-user fork deadlock fails fast instead of hanging, and
 // a descriptor left open fails the run.
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "dial-as" {
+	switch os.Getenv(childEnv) {
+	case "dial-as":
 		os.Exit(childDialAs())
+	case "small-rlimit":
+		os.Exit(childSmallRlimit())
 	}
 	qemuwatch.Start()
 	os.Exit(testenv.Run(m)) // fails on leaked queue descriptors

@@ -40,7 +40,7 @@ func sendReply(name string, mk func(owner int) *Reply) error {
 		}
 	}
 	if free := a.Maxmsg - a.Curmsgs; len(parts) > free {
-		msg := fmt.Sprintf("reply needs %d messages of %d bytes but the reply queue has room for %d: create it with a larger message size or depth", len(parts), a.Msgsize, free)
+		msg := fmt.Sprintf("reply needs %d messages of %d bytes but the reply queue has room for %d: create it with a larger message size or depth (edgeipc ctl makes its messages smaller than %d bytes only when the user's RLIMIT_MSGQUEUE is nearly used up by other queues: raise it with 'ulimit -q', or retry when fewer edgeipc ctl calls run)", len(parts), a.Msgsize, free, ReplyMsgSize)
 		if parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: msg}, a.Msgsize); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -189,5 +191,86 @@ func TestServerGroupZeroRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "gid 0") || !strings.Contains(err.Error(), "choose another group") {
 		t.Fatalf("NewServer with group 0 as gid 65534: %v", err)
+	}
+}
+
+// rlimitUID is a uid no other test uses: its queues are the only ones
+// charged to its RLIMIT_MSGQUEUE account.
+const rlimitUID = 64999
+
+// childSmallRlimit becomes uid rlimitUID with an RLIMIT_MSGQUEUE of
+// 40000 bytes, serves $DIAL_QUEUE (a 10×1024 request queue, about 11 KB)
+// and calls status and sources through Dial, as one more `edgeipc ctl`
+// does while others of the same user run. It prints the reply queue's
+// message size and the number of sources.
+func childSmallRlimit() int {
+	if err := syscall.Setgroups(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return 3
+	}
+	if err := syscall.Setgid(rlimitUID); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return 3
+	}
+	if err := syscall.Setuid(rlimitUID); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return 3
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_MSGQUEUE, &unix.Rlimit{Cur: 40000, Max: 40000}); err != nil {
+		fmt.Fprintln(os.Stderr, "setrlimit:", err)
+		return 3
+	}
+	s, err := NewServer(newFake(), ServerOptions{Queue: os.Getenv("DIAL_QUEUE")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return 4
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	c, err := Dial(s.Name())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 5
+	}
+	defer c.Close()
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel()
+	for _, cmd := range []string{"status", "sources"} {
+		r, err := c.Call(cctx, cmd)
+		if err != nil || !r.OK {
+			fmt.Fprintf(os.Stderr, "%s: %v %+v\n", cmd, err, r)
+			return 6
+		}
+		if cmd == "sources" {
+			fmt.Printf("%d %d\n", c.reply.MsgSize(), len(r.Sources))
+		}
+	}
+	return 0
+}
+
+// TestDialNearRlimitMsgqueue: each reply queue reserves about 81 KB of
+// the user's RLIMIT_MSGQUEUE (819200 bytes by default, root included), so
+// the tenth `edgeipc ctl` of one user running at the same time failed
+// ("cannot create reply queue: ... RLIMIT_MSGQUEUE"). Dial now halves the
+// reply queue's message size (down to 1024 bytes) while that limit
+// refuses it: with 40000 bytes, of which the request queue takes about
+// 11 KB, the client gets a 2048-byte reply queue and its calls are
+// answered.
+func TestDialNearRlimitMsgqueue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the server and client as a uid of their own")
+	}
+	name := testQueue(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=small-rlimit", "DIAL_QUEUE="+name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "2048 2" {
+		t.Fatalf("child printed %q, want \"2048 2\" (reply message size, sources)", got)
 	}
 }
