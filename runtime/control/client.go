@@ -164,7 +164,9 @@ func (c *Client) ReplyQueue() string { return c.reply.Name() }
 
 // Call sends cmd with args and waits for the reply until ctx is done. A
 // reply with OK false is returned with a nil error (see Reply.Err). If
-// nothing answers in time the error wraps ErrNoServer and ctx.Err().
+// nothing answers in time the error wraps ErrNoServer and ctx.Err(). Late
+// replies to earlier calls that gave up are discarded, before the request
+// is sent and while waiting.
 func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,6 +178,14 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	}
 	if len(b) > c.req.MsgSize() {
 		return nil, fmt.Errorf("control: request of %d bytes exceeds the queue's message size %d", len(b), c.req.MsgSize())
+	}
+	// Replies to earlier calls that gave up waiting (the runtime was busy)
+	// arrive late; left in the reply queue they take the room this call's
+	// reply needs, and the runtime drops a reply that does not fit.
+	for {
+		if _, _, err := c.reply.TryReceive(c.buf); err != nil {
+			break
+		}
 	}
 	if err := c.req.Send(ctx, b, 0); err != nil {
 		if ctxDone(ctx, err) {

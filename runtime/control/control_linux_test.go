@@ -702,3 +702,54 @@ func TestLongErrorReplyCut(t *testing.T) {
 		t.Fatalf("imu row: %+v", r.Sources[1])
 	}
 }
+
+// blockingStop is a handler whose stop waits until release is closed, as
+// a runtime's does for a child that ignores SIGTERM (up to stop_timeout).
+type blockingStop struct {
+	*fakeHandler
+	release chan struct{}
+}
+
+func (h *blockingStop) StopSource(n string) error {
+	<-h.release
+	return h.fakeHandler.StopSource(n)
+}
+
+// TestLateRepliesDoNotBlockNextCall: a long-lived Client whose calls gave
+// up while the runtime was busy gets their late replies in its reply
+// queue once the runtime answers; enough of them fill it. The next call
+// must still be answered. Before the fix it was not: the runtime found the
+// reply queue full, counted a reply failure and the call timed out,
+// although the runtime was idle again.
+func TestLateRepliesDoNotBlockNextCall(t *testing.T) {
+	h := &blockingStop{fakeHandler: newFake(), release: make(chan struct{})}
+	s := startServer(t, h, ServerOptions{})
+	c := dial(t, s.Name())
+	gaveUp := func(cmd string, args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if r, err := c.Call(ctx, cmd, args...); !errors.Is(err, ErrNoServer) {
+			t.Fatalf("%s while the server is blocked: %+v, %v; want a timeout", cmd, r, err)
+		}
+	}
+	gaveUp("stop", "cam0")
+	waitFor(t, "the stop to be received", func() bool { n, _ := s.Stats(); return n == 1 })
+	late := s.q.MaxMsg() // requests that fit the request queue while the stop runs
+	for i := 0; i < late; i++ {
+		gaveUp("status")
+	}
+	close(h.release)
+	// The stop's reply and the statuses' fill the reply queue; the last
+	// one does not fit.
+	waitFor(t, "the late requests to be answered", func() bool { n, _ := s.Stats(); return n == uint64(1+late) })
+	if a, err := c.reply.Attr(); err != nil || a.CurMsgs != a.MaxMsg {
+		t.Fatalf("reply queue %+v, %v: want it full of late replies", a, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.Call(ctx, "ping")
+	if err != nil || !r.OK {
+		t.Fatalf("ping after the late replies: %+v, %v (reply failures %d)", r, err, s.ReplyFailures())
+	}
+}
