@@ -530,6 +530,8 @@ func TestSweepReplyQueues(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Skipf("no 'true' to get a dead pid: %v", err)
 	}
+	// Dial sweeps too: the live client first, then the dead queue.
+	live := dial(t, testQueueServed(t)).ReplyQueue()
 	dead := fmt.Sprintf("edgeipc.reply.%d.%08x0badf00d", cmd.Process.Pid, sys.SelfPidNS())
 	t.Cleanup(func() { mq.Unlink(dead) })
 	q, err := mq.Create(dead, mq.Options{MaxMsg: 1, MsgSize: 64, Exclusive: true})
@@ -537,7 +539,6 @@ func TestSweepReplyQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.Close()
-	live := dial(t, testQueueServed(t)).ReplyQueue()
 	removed := SweepReplyQueues()
 	found := false
 	for _, n := range removed {
