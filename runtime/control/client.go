@@ -120,6 +120,12 @@ func replyName() string {
 func describeQueue(name string) string {
 	st, err := os.Stat(mq.MountDir + "/" + name)
 	if err != nil {
+		// Queues exist without the mount, which only shows them: say so
+		// rather than "no such file or directory" about a queue that is
+		// there. (List fails at once when it is not mounted.)
+		if _, lerr := mq.List(); errors.Is(lerr, mq.ErrNotMounted) {
+			return fmt.Sprintf("owner unknown: %s is not mounted; mount it to see the queue's owner and mode: 'mount -t mqueue mqueue %s'", mq.MountDir, mq.MountDir)
+		}
 		return "owner unknown: " + err.Error()
 	}
 	s, ok := st.Sys().(*syscall.Stat_t)

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -272,5 +273,37 @@ func TestDialNearRlimitMsgqueue(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != "2048 2" {
 		t.Fatalf("child printed %q, want \"2048 2\" (reply message size, sources)", got)
+	}
+}
+
+// TestDialPermissionDeniedNamesOwnerOrMount: a user who may not send to
+// the request queue (0600, another owner) is told so, with the queue's
+// owner when /dev/mqueue is mounted, and otherwise that it is not mounted.
+// Before the fix, without the mount, the message said "stat
+// /dev/mqueue/NAME: no such file or directory" about a queue that exists.
+func TestDialPermissionDeniedNamesOwnerOrMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another uid")
+	}
+	name := testQueue(t)
+	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=dial-as", "DIAL_QUEUE="+name, "DIAL_GID=65533")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("uid 65533 dialed a 0600 queue of root")
+	}
+	msg := stderr.String()
+	want := "owner uid 0, gid 0, mode 0600"
+	if _, lerr := mq.List(); errors.Is(lerr, mq.ErrNotMounted) {
+		want = "/dev/mqueue is not mounted"
+	}
+	if !strings.Contains(msg, "permission denied") || !strings.Contains(msg, want) || strings.Contains(msg, "no such file") {
+		t.Fatalf("dial as uid 65533: %q; want permission denied and %q", msg, want)
 	}
 }
