@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh — what `make test` needs on a fresh Debian/Ubuntu machine:
 # Debian packages (qemu-user-static for the ARM runs, systemd
-# tools for the .deb test, ...) and qemu registered with binfmt_misc.
+# tools for the .deb test, ...), qemu registered with binfmt_misc, and
+# /dev/mqueue mounted.
 #
 #   scripts/setup.sh   as root: install the missing packages, register qemu
 #                      as any user: exit 0 if ready, else print the one
@@ -41,4 +42,15 @@ if ! scripts/setup-qemu.sh --check 2>/dev/null; then
   fi
   scripts/setup-qemu.sh
 fi
-echo "setup: ok (packages installed, qemu registered with binfmt_misc)"
+# The mqueue file system, mounted as systemd mounts it on a device: ctl
+# sweeps the reply queues of dead processes through it and names a queue's
+# owner in its errors; TestSweepReplyQueues skips, saying so, without it.
+mq=""
+if ! mountpoint -q /dev/mqueue 2>/dev/null; then
+  if (( root )) && mkdir -p /dev/mqueue && mount -t mqueue -o nosuid,nodev,noexec mqueue /dev/mqueue; then
+    mq=", /dev/mqueue mounted"
+  else
+    mq=" (/dev/mqueue is not mounted and could not be: TestSweepReplyQueues will skip; as root: mount -t mqueue mqueue /dev/mqueue)"
+  fi
+fi
+echo "setup: ok (packages installed, qemu registered with binfmt_misc$mq)"
