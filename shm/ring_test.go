@@ -287,6 +287,58 @@ func TestCloseUnblocksWaiters(t *testing.T) {
 	}
 }
 
+// TestCloseAbortsSpinningReserve: a Reserve that polls a full block ring
+// (SetSpin) is a blocked Reserve too, and Close ends it with ErrClosed even
+// when a reader frees a slot right after Close. The poll looked at closed
+// only every 1024 polls: a slot freed in between was taken, the Reserve
+// returned a buffer after Close, and it marked that slot being written in
+// shared memory after the lease was released, where a writer that took
+// the lease meanwhile may already have committed a frame (readers then
+// lose it).
+func TestCloseAbortsSpinningReserve(t *testing.T) {
+	testDir(t)
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("spinclose%d", i)
+		const base = 100 // no frame has stamp 0
+		r := mustCreate(t, name, Config{Slots: 4, SlotPayload: 64, Policy: Block, BaseSeq: base})
+		rd, _ := r.NewReader(nil)
+		w, _ := r.NewWriter()
+		w.SetSpin(-1)
+		for j := 0; j < 4; j++ {
+			if _, err := w.Write([]byte{byte(j)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := w.Seq()
+		sh, _ := r.slot(s)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := w.Reserve(1)
+			errc <- err
+		}()
+		time.Sleep(5 * time.Millisecond) // let it start polling (if it has not, it sees closed at once)
+		w.Close()
+		f, err := rd.TryNext() // frees the slot of frame s
+		if err != nil || f.Seq != base {
+			t.Fatalf("frame %+v %v; want %d", f, err, base)
+		}
+		rd.Release()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("round %d: Reserve blocked on a full ring, then the writer closed: %v; want ErrClosed", i, err)
+			}
+		case <-time.After(scale(5 * time.Second)):
+			t.Fatal("Close did not end a spinning Reserve")
+		}
+		if st := atomic.LoadUint32(&sh.Stamp); st != (s-4)<<1 {
+			t.Fatalf("round %d: slot of frame %d has stamp %#x after Close, want %#x (frame %d, untouched)", i, s, st, (s-4)<<1, s-4)
+		}
+		rd.Close()
+		r.Close()
+	}
+}
+
 // TestCommitAfterCloseRefused: a frame reserved before Close is discarded
 // (Writer.Close says so) even when another Writer of this process has taken
 // the lease since, which the lease check alone cannot tell from its own.

@@ -47,7 +47,7 @@ type Writer struct {
 	staleAt   int64  // nanotime of the last stale check
 	fence     uint32
 	closed    atomic.Bool
-	waiting   atomic.Int32 // goroutines blocked in waitSpace
+	waiting   atomic.Int32 // goroutines waiting for space (awaitSpace)
 	notifiers atomic.Pointer[[]*Eventfd]
 	cw        sys.CtxWake // a context's cancellation wakes the space wait
 }
@@ -172,13 +172,12 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 				if try {
 					return nil, ErrWouldBlock
 				}
-				if !w.spinSpace(s, ws) {
-					if err := w.waitSpace(s, ws); err != nil {
-						return nil, err
-					}
+				if err := w.awaitSpace(sh, s, ws); err != nil {
+					return nil, err
 				}
+			} else {
+				w.markWriting(sh, s)
 			}
-			w.markWriting(sh, s)
 		}
 		w.opened = false
 		w.slot = sh
@@ -471,10 +470,30 @@ func (w *Writer) spinSpace(s uint32, ws waitSpec) bool {
 	return false
 }
 
-func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
-	h := w.h
+// awaitSpace waits (polling, then sleeping) until frame s fits, and marks
+// its slot sh being written. Close may end the wait from another goroutine
+// at any moment: the wait counts itself in waiting, which Close waits to
+// fall to 0 before it releases the lease, and it checks closed once more
+// after it found space, so that a Reserve that Close aborted returns
+// ErrClosed and never stores to the ring after the lease is gone (a writer
+// that took it meanwhile may have committed frame s in that slot).
+func (w *Writer) awaitSpace(sh *slotHeader, s uint32, ws waitSpec) error {
 	w.waiting.Add(1)
 	defer w.waiting.Add(-1)
+	if !w.spinSpace(s, ws) {
+		if err := w.waitSpace(s, ws); err != nil {
+			return err
+		}
+	}
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	w.markWriting(sh, s)
+	return nil
+}
+
+func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
+	h := w.h
 	evicted := nanotime()
 	for {
 		atomic.StoreUint32(&h.WriterWaiting, 1)
@@ -535,8 +554,9 @@ func (w *Writer) close(detach bool) error {
 	if w.closed.Swap(true) {
 		return ErrClosed
 	}
-	// Wake our own blocked Reserve, if any. At most one unit is left
-	// posted: more would make the next writer's first waits spin.
+	// Wake our own blocked Reserve, if any (sleeping or polling), and let
+	// it leave before the lease goes (see awaitSpace). At most one unit is
+	// left posted: more would make the next writer's first waits spin.
 	for i := 0; w.waiting.Load() != 0 && i < 1000; i++ {
 		if atomic.LoadUint32(&w.h.SpaceValue) == 0 {
 			semPost(&w.h.SpaceValue, &w.h.SpaceWaiters)
