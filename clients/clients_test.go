@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
+	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -1148,6 +1149,50 @@ func TestForeignReaderSleepIsBounded(t *testing.T) {
 			checkFrame(t, c.frame(), 0, 0, r.SlotPayload(), 0)
 			c.expect("done frames=1 lost=0")
 			c.wait()
+		})
+	}
+}
+
+// TestForeignWriterWakesAfterSilentPublish: a writer killed between the head
+// store of a commit and its wake (steps 5 and 6 of Writing in docs/abi.md)
+// leaves its frame published and the readers asleep on the head asleep. A
+// C or Python writer that takes the lease wakes them. The sleeper here is a
+// bare FUTEX_WAIT on the head with no timeout, counted in sleepers (the
+// clients' own readers bound their sleeps to 10 s), and the producer pauses
+// before its first frame, so only its lease take can wake it.
+func TestForeignWriterWakesAfterSilentPublish(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "producer")
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 128})
+			dead := deadPID(t) // its SIGCHLD before the sleep: a signal would end it
+			head := (*uint32)(unsafe.Pointer(&r.Segment().Bytes()[hHead]))
+			setWord(r, hSleepers, 1)
+			defer setWord(r, hSleepers, 0)
+			woke := make(chan error, 1)
+			go func() { woke <- sys.FutexWait(head, 0, 0) }()
+			time.Sleep(50 * time.Millisecond) // into the syscall
+			// The dead writer: it held the lease and published frame 0
+			// without its wake.
+			setWord(r, hLeaseStart, 12345)
+			setWord(r, hLeasePidNS, selfPidNS(t))
+			setWord(r, hLeaseOwner, dead)
+			publishSilently(r, 0, 0)
+			p := start(t, dir, nil, append(argv, "-n", "1", "-p", "0", r.Name())...)
+			p.expect("paused next=1")
+			select {
+			case err := <-woke:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(childTimeout):
+				t.Fatal("a writer that took the lease of one that died before its wake did not wake the sleeper")
+			}
+			if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			p.expect("wrote first=1 last=1")
+			p.wait()
 		})
 	}
 }

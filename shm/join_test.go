@@ -277,6 +277,73 @@ func TestNewWriterPublishesDeadWritersFrame(t *testing.T) {
 	}
 }
 
+func init() { children["next-reader"] = childNextReader }
+
+// childNextReader joins EDGEIPC_RING From Newest, says "joined", waits for
+// one frame with no bound on its sleeps (only a wake ends them) and prints
+// "got SEQ DATA".
+func childNextReader() int {
+	maxSleepNs.Store(int64(time.Hour))
+	rd, err := OpenReader(os.Getenv("EDGEIPC_RING"), nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	fmt.Println("joined")
+	f, err := rd.NextDeadline(time.Now().Add(time.Hour))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	fmt.Printf("got %d %s\n", f.Seq, f.Data)
+	return 0
+}
+
+// TestNewWriterWakesReadersOfDeadWritersFrame: a writer killed between the
+// head store of its commit and the wake after it (steps 5 and 6 of Writing
+// in docs/abi.md) leaves its frame published and the readers that were
+// asleep on the head asleep. The next writer wakes them when it takes the
+// lease: they slept until their sleep bound (10 s) or the next writer's
+// first commit, however long that took. The reader here is another
+// process, asleep on the futex with no bound on its sleep.
+func TestNewWriterWakesReadersOfDeadWritersFrame(t *testing.T) {
+	testDir(t)
+	const base = 100 // a frame whose stamp is not 0 (see Reader.await)
+	r := mustCreate(t, "deadwake", Config{Slots: 8, SlotPayload: 64, BaseSeq: base})
+	w1, err := r.NewWriter() // before the reader sleeps: taking the lease may wake it
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := child(t, "next-reader", "EDGEIPC_RING=deadwake")
+	out, _ := cmd.StdoutPipe()
+	startChild(t, cmd)
+	waitLine(t, out, "joined")
+	waitUntil(t, "the reader sleeps", func() bool { return atomic.LoadUint32(&r.hdr.Sleepers) == 1 })
+	time.Sleep(20 * time.Millisecond) // into FUTEX_WAIT (were it not, it would see the head move and pass)
+	// w1 commits frame base up to the head store, then "dies" before its
+	// wake (Close frees the lease as a dead holder's reclaim would).
+	p, err := w1.Reserve(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p, "last")
+	sh := w1.slot
+	sh.Length, sh.Seq, sh.Time = 4, base, nanotime()
+	storeRelease(&sh.Stamp, base<<1)
+	atomic.StoreUint32(&r.hdr.Head, base+1)
+	w1.held = false
+	w1.Close()
+	w2, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if w2.Seq() != base+1 {
+		t.Fatalf("new writer starts at %d, want %d", w2.Seq(), base+1)
+	}
+	waitLine(t, out, fmt.Sprintf("got %d last", base))
+}
+
 // deadPID returns the PID of a process that has exited and been reaped.
 func deadPID(t *testing.T) uint32 {
 	t.Helper()

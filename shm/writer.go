@@ -57,7 +57,8 @@ type Writer struct {
 // reclaimed, and a frame it left half-written is never seen by readers. A
 // frame it committed but died before publishing is published (readers may
 // already have taken it by its stamp), so no sequence number ever stands
-// for two different frames.
+// for two different frames, and readers asleep on the ring's futex are
+// woken, in case it died before waking them for its last frame.
 func (r *Ring) NewWriter() (*Writer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -77,8 +78,12 @@ func (r *Ring) NewWriter() (*Writer, error) {
 		// The last writer died between its commit's stamp and head stores.
 		w.seq++
 		atomic.StoreUint32(&h.Head, w.seq)
-		w.wake()
 	}
+	// It may also have died between its head store and its wake: readers
+	// asleep on the head it moved would sleep through its last frame
+	// until their sleep bound or our first commit. (No system call when
+	// nobody sleeps.)
+	w.wake()
 	// No cache yet: the first frame scans the reader table (readers may
 	// be up to a ring behind head).
 	w.minCursor = w.seq - r.g.slotCount

@@ -874,7 +874,8 @@ static inline void edgeipc_reader_leave(edgeipc_reader *rd)
  * in *holder if holder is not NULL); a dead holder's lease is reclaimed. A
  * frame the previous writer committed but died before publishing (slot of
  * head stamped head << 1 with seq == head) is published, not reused:
- * readers may already have taken it by its stamp. */
+ * readers may already have taken it by its stamp. Readers asleep on the
+ * futex are woken (the previous writer may have died before its wake). */
 static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32_t *holder)
 {
 	memset(w, 0, sizeof *w);
@@ -897,9 +898,11 @@ static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32
 		/* the last writer died between its commit's stamp and head stores */
 		h++;
 		atomic_store_explicit(head, h, memory_order_seq_cst);
-		if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
-			edgeipc__futex_wake(head, INT_MAX);
 	}
+	/* It may also have died between its head store and its wake: wake the
+	 * readers asleep on the head it moved. */
+	if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
+		edgeipc__futex_wake(head, INT_MAX);
 	w->seq = h;
 	/* No cache yet: the first frame scans the reader table (readers may
 	 * be up to a ring behind head). */

@@ -778,8 +778,10 @@ class Writer:
             h = (h + 1) & MASK32
             ring._st(H_HEAD, h)
             _native.fence()  # seq_cst: the head store before the sleepers load
-            if ring._ld(H_SLEEPERS):
-                _native.futex_wake(ring._addr + H_HEAD, 0x7FFFFFFF)
+        # It may also have died between its head store and its wake: wake
+        # the readers asleep on the head it moved.
+        if ring._ld(H_SLEEPERS):
+            _native.futex_wake(ring._addr + H_HEAD, 0x7FFFFFFF)
         self.seq = h
         # Block policy: no cached space check yet, so the first frame scans
         # the reader table (readers may be up to a ring behind head).
