@@ -539,6 +539,10 @@ const (
 	// MaxStopTimeout bounds stop_timeout, so that a stop, restart or
 	// reload answers within a bound `edgeipc ctl` can wait for.
 	MaxStopTimeout = time.Minute
+	// MaxNameLen bounds a source's or sink's name, as shm.ValidName
+	// bounds a ring's: every row of `edgeipc ctl sources` must fit one
+	// control message, and `ctl start NAME` one request.
+	MaxNameLen = 200
 )
 
 func (c *Config) validate() error {
@@ -635,6 +639,8 @@ func (c *Config) validate() error {
 			add(c.srcErr(s, "name", "missing (every source needs a unique name)"))
 		} else if srcNames[s.Name] {
 			add(c.srcErr(s, "name", "duplicate source name %q", s.Name))
+		} else if len(s.Name) > MaxNameLen {
+			add(c.srcErr(s, "name", "%d bytes long: at most %d", len(s.Name), MaxNameLen))
 		} else if strings.ContainsRune(s.Name, 0) {
 			// exec children get it as EDGEIPC_SOURCE
 			add(c.srcErr(s, "name", "%q contains a NUL byte (\\u0000), which an exec child's environment (EDGEIPC_SOURCE) cannot hold: remove it", s.Name))
@@ -790,6 +796,8 @@ func (c *Config) validate() error {
 		}
 		if sinkNames[s.Name] {
 			add(c.sinkErr(s, "name", "duplicate sink name %q", s.Name))
+		} else if len(s.Name) > MaxNameLen {
+			add(c.sinkErr(s, "name", "%d bytes long: at most %d", len(s.Name), MaxNameLen))
 		}
 		// "stats:RING" names ring RING's implicit stats reader (apply):
 		// another sink by that name would silently take its place.

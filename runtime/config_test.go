@@ -48,6 +48,8 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"NUL in env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=\\u0000\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "NUL byte"}},
 		{"NUL in dir", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\ndir = \"/tmp\\u0000\"\n", []string{"bad.toml:7:", "sources[0] (x).dir", "NUL byte"}},
 		{"NUL in fifo path", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:6:", "sources[0] (x).path", "NUL byte"}},
+		{"long source name", "[rings.a]\n[[sources]]\nname = \"" + strings.Repeat("n", MaxNameLen+1) + "\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:3:", ".name", "201 bytes long: at most 200"}},
+		{"long sink name", "[rings.a]\n[[sinks]]\nname = \"" + strings.Repeat("n", MaxNameLen+1) + "\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a.rec\"\n", []string{"bad.toml:3:", ".name", "201 bytes long: at most 200"}},
 		{"NUL in recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:5:", "path", "NUL byte"}},
 		{"NUL in shm_dir", "[runtime]\nshm_dir = \"/dev/shm\\u0000\"\n", []string{"bad.toml:2:", "runtime.shm_dir", "NUL byte"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},

@@ -114,6 +114,11 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 		return Usagef("%s takes one argument: SOURCE (see 'edgeipc ctl sources')", cmd)
 	}
+	if want == 1 && len(rest[0]) > runtime.MaxNameLen {
+		// No source has such a name, and the request might not fit a
+		// message of the queue.
+		return Usagef("SOURCE is %d bytes long; source names are at most %d (see 'edgeipc ctl sources')", len(rest[0]), runtime.MaxNameLen)
+	}
 	timeoutSet := false
 	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 	switch {

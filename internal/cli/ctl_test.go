@@ -213,6 +213,10 @@ func TestCtlErrors(t *testing.T) {
 		// A queue name the kernel refuses is a bad flag, not a failure.
 		{"ctl", "--queue", "/edgeipc.ctl", "ping"},
 		{"ctl", "--queue", "..", "ping"},
+		// No source has a name that long (config: at most 200 bytes),
+		// and 8 KiB would not fit the request queue's messages.
+		{"ctl", "--queue", q, "restart", strings.Repeat("n", 201)},
+		{"ctl", "--queue", q, "stop", strings.Repeat("n", 8192)},
 	} {
 		if code, _, errs := ctlRun(t, args...); code != 2 || !strings.Contains(errs, "usage: edgeipc ctl") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 with usage", args, code, errs)
