@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -215,6 +216,9 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		if part.ID != id {
 			continue // a late reply to an earlier call that timed out
 		}
+		if err := part.checkNumbers(); err != nil {
+			return nil, fmt.Errorf("control: malformed reply: %v; it does not come from an edgeipc runtime; check who owns /dev/mqueue/%s", err, c.name)
+		}
 		// A runtime never sends more parts than the reply queue has room
 		// for: more is not a reply, and joining it would grow without end.
 		if parts++; parts > c.reply.MaxMsg() {
@@ -232,6 +236,22 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 			return out, nil
 		}
 	}
+}
+
+// checkNumbers refuses a NaN or an infinity, which no runtime sends (its
+// rates divide by a window of at least a second) and which JSON, and so
+// `edgeipc ctl --json`, cannot carry.
+func (r *Reply) checkNumbers() error {
+	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
+	if r.Status != nil && bad(r.Status.UptimeS) {
+		return fmt.Errorf("status.uptime_s is %v", r.Status.UptimeS)
+	}
+	for i, rs := range r.Rings {
+		if bad(rs.RateHz) || bad(rs.BytesPerS) {
+			return fmt.Errorf("rings[%d] has rate_hz %v, bytes_per_s %v", i, rs.RateHz, rs.BytesPerS)
+		}
+	}
+	return nil
 }
 
 // noReplyError is Call's error when the context ends before the reply

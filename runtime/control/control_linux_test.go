@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -602,15 +603,54 @@ func BenchmarkCall(b *testing.B) {
 // its context ends. Here whoever owns the request queue answers every
 // request with parts that all say "more".
 func TestCallRefusesEndlessReply(t *testing.T) {
+	name := rawServer(t, true, func(id uint64) *Reply {
+		return &Reply{ID: id, OK: true, Rings: make([]RingStat, 20), More: true}
+	})
+	c := dial(t, name)
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	r, err := c.Call(cctx, "rings")
+	if err == nil || errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "parts") {
+		rows := 0
+		if r != nil {
+			rows = len(r.Rings)
+		}
+		t.Fatalf("Call of an endless reply: %v (%d rows); want an error saying the reply has too many parts", err, rows)
+	}
+}
+
+// A NaN or an infinity in a reply cannot come from a runtime, and `ctl
+// --json` could not print it (encoding/json refuses them): Call says the
+// reply is malformed and who to suspect.
+func TestCallRefusesNonFiniteNumbers(t *testing.T) {
+	for _, bad := range []*Reply{
+		{OK: true, Rings: []RingStat{{Name: "r"}, {Name: "s", RateHz: math.NaN()}}},
+		{OK: true, Rings: []RingStat{{Name: "r", BytesPerS: math.Inf(1)}}},
+		{OK: true, Status: &StatusInfo{UptimeS: math.Inf(-1)}},
+	} {
+		name := rawServer(t, false, func(id uint64) *Reply { bad.ID = id; return bad })
+		r, err := dial(t, name).Call(context.Background(), "rings")
+		if err == nil || !strings.Contains(err.Error(), "malformed reply") || !strings.Contains(err.Error(), "who owns") {
+			t.Fatalf("Call answered with %+v: %v, %+v; want a malformed reply error", bad, err, r)
+		}
+	}
+}
+
+// rawServer creates a request queue and answers its first request with
+// mk's reply, sent again and again if endless, as whoever owns the queue
+// may (not a runtime). It returns the queue's name.
+func rawServer(t *testing.T, endless bool, mk func(id uint64) *Reply) string {
+	t.Helper()
 	name := testQueue(t)
 	srv, err := mq.Create(name, mq.Options{MaxMsg: 10, MsgSize: RequestMsgSize, Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
 	go func() {
+		defer close(done)
 		buf := make([]byte, RequestMsgSize)
 		n, _, err := srv.Receive(ctx, buf)
 		if err != nil {
@@ -625,24 +665,14 @@ func TestCallRefusesEndlessReply(t *testing.T) {
 			return
 		}
 		defer rq.Close()
-		part, _ := (&Reply{ID: req.ID, OK: true, Rings: make([]RingStat, 20), More: true}).MarshalMsg(nil)
+		part, _ := mk(req.ID).MarshalMsg(nil)
 		for ctx.Err() == nil {
-			if rq.Send(ctx, part, 0) != nil {
+			if rq.Send(ctx, part, 0) != nil || !endless {
 				return
 			}
 		}
 	}()
-	c := dial(t, name)
-	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer ccancel()
-	r, err := c.Call(cctx, "rings")
-	if err == nil || errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "parts") {
-		rows := 0
-		if r != nil {
-			rows = len(r.Rings)
-		}
-		t.Fatalf("Call of an endless reply: %v (%d rows); want an error saying the reply has too many parts", err, rows)
-	}
+	return name
 }
 
 // longErrHandler fails a reload with an error longer than a reply-queue
