@@ -154,3 +154,40 @@ func TestPackagingModes(t *testing.T) {
 		}
 	}
 }
+
+// TestUnitDeviceAccess: exec sources open sensor devices (/dev/video0, a
+// GPS on /dev/ttyUSB0, /dev/i2c-1, /dev/gpiochip0) through the groups of
+// the edgeipc user (docs/install.md, "systemd"), so the unit must not put
+// the service under a device allow-list. DeviceAllow=, a DevicePolicy=
+// other than auto and PrivateDevices=yes do; so does ProtectClock=yes,
+// which implies DeviceAllow=char-rtc r and, on systemd before 253 (Debian
+// 11, Raspberry Pi OS bullseye, Ubuntu 22.04), thereby denies every other
+// device with EPERM, whatever the file's group and mode.
+func TestUnitDeviceAccess(t *testing.T) {
+	u := unitService(t)
+	last := func(k string) string {
+		if v := u[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		return ""
+	}
+	yes := func(v string) bool {
+		switch strings.ToLower(v) {
+		case "1", "yes", "y", "true", "t", "on":
+			return true
+		}
+		return false
+	}
+	if v := last("ProtectClock"); yes(v) {
+		t.Errorf("ProtectClock=%s implies DeviceAllow=char-rtc r: before systemd 253 exec sources then get EPERM on every device but the RTC and the pseudo devices; drop it (the empty CapabilityBoundingSet= already denies CAP_SYS_TIME)", v)
+	}
+	if v := last("PrivateDevices"); yes(v) {
+		t.Errorf("PrivateDevices=%s hides the sensor devices exec sources read", v)
+	}
+	if v := u["DeviceAllow"]; len(v) > 0 && last("DeviceAllow") != "" {
+		t.Errorf("DeviceAllow=%v makes the device policy an allow-list: exec sources could open no other device", v)
+	}
+	if v := last("DevicePolicy"); v != "" && v != "auto" {
+		t.Errorf("DevicePolicy=%s denies the sensor devices exec sources read", v)
+	}
+}
