@@ -7,6 +7,7 @@ import (
 	"errors"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -98,15 +99,42 @@ func TestVersionJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
 		t.Fatalf("version --json: %v\n%s", err, r.stdout)
 	}
-	if v["version"] != Version || v["commit"] != Commit || v["go_version"] != runtime.Version() || v["os"] != runtime.GOOS || v["arch"] != runtime.GOARCH || len(v) != 5 {
+	// A GOARCH=arm build also says its GOARM, which nothing else tells
+	// apart (the armv6 and armv7 release binaries are both linux/arm).
+	fields, platform := 5, runtime.GOOS+"/"+runtime.GOARCH
+	if runtime.GOARCH == "arm" {
+		fields++
+		if v["goarm"] != selfGOARM(t) {
+			t.Errorf("version --json: goarm %v, want %q", v["goarm"], selfGOARM(t))
+		}
+		platform += "/v" + selfGOARM(t)
+	}
+	if v["version"] != Version || v["commit"] != Commit || v["go_version"] != runtime.Version() || v["os"] != runtime.GOOS || v["arch"] != runtime.GOARCH || len(v) != fields {
 		t.Errorf("version --json: %v", v)
 	}
 	r = runCLI(t, "", "version")
 	mustCode(t, r, 0, "version")
-	if !strings.HasPrefix(r.stdout, "edgeipc "+Version+" (commit "+Commit) {
-		t.Errorf("version: %q", r.stdout)
+	if !strings.HasPrefix(r.stdout, "edgeipc "+Version+" (commit "+Commit) || !strings.HasSuffix(r.stdout, ", "+platform+")\n") {
+		t.Errorf("version: %q, want platform %s", r.stdout, platform)
 	}
 	mustCode(t, runCLI(t, "", "version", "extra"), ExitUsage, "version extra")
+}
+
+// selfGOARM is the GOARM this test binary was built with, from its build
+// information.
+func selfGOARM(t *testing.T) string {
+	t.Helper()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Fatal("the test binary has no build information")
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "GOARM" {
+			return s.Value
+		}
+	}
+	t.Fatal("a GOARCH=arm test binary without a GOARM build setting")
+	return ""
 }
 
 // failWriter fails every write, as stdout on a full disk does.

@@ -211,9 +211,15 @@ func TestStamped(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s version: %v\n%s", p, err, out)
 			}
+			// The platform names the ARM level: the armv6 and armv7
+			// binaries are both linux/arm, and only one runs on a Pi Zero.
 			want := fmt.Sprintf("edgeipc %s (commit %s, ", st.version, st.commit)
-			if !strings.HasPrefix(string(out), want) || !strings.Contains(string(out), "linux/"+tg.goarch) {
-				t.Errorf("%s version printed %q, want prefix %q and linux/%s", p, out, want, tg.goarch)
+			platform := "linux/" + tg.goarch
+			if tg.goarm != "" {
+				platform += "/v" + tg.goarm
+			}
+			if !strings.HasPrefix(string(out), want) || !strings.HasSuffix(string(out), ", "+platform+")\n") {
+				t.Errorf("%s version printed %q, want prefix %q and platform %s", p, out, want, platform)
 			}
 			t.Logf("%s", bytes.TrimSpace(out))
 		})
