@@ -186,6 +186,47 @@ func TestDeb(t *testing.T) {
 		})
 	}
 
+	// An upgrade that fails (here the new package's preinst) makes dpkg
+	// call the old postinst with abort-upgrade: the installed version
+	// stays, and the service prerm stopped for the upgrade starts again.
+	t.Run("failed upgrade keeps the installed version running", func(t *testing.T) {
+		dir := t.TempDir()
+		pkg := filepath.Join(dir, "pkg")
+		run(t, "dpkg-deb", "-R", deb, pkg)
+		ctl := filepath.Join(pkg, "DEBIAN", "control")
+		b, err := os.ReadFile(ctl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		installed := strings.TrimSpace(run(t, "dpkg-query", "-W", "-f=${Version}", "edgeipc"))
+		b = bytes.Replace(b, []byte("\nVersion: "+installed+"\n"), []byte("\nVersion: "+installed+"+broken\n"), 1)
+		if err := os.WriteFile(ctl, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pkg, "DEBIAN", "preinst"), []byte("#!/bin/sh\necho 'edgeipc test: this preinst fails' >&2\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		broken := filepath.Join(dir, "broken.deb")
+		run(t, "dpkg-deb", "--root-owner-group", "-b", pkg, broken)
+		out, err := exec.Command("dpkg", "-i", broken).CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte("this preinst fails")) {
+			t.Fatalf("dpkg -i of a package whose preinst fails: %v; want a failure from its preinst\n%s", err, out)
+		}
+		if st := run(t, "dpkg-query", "-W", "-f=${Version} ${Status}", "edgeipc"); st != installed+" install ok installed" {
+			t.Fatalf("after the failed upgrade: %q, want %q", st, installed+" install ok installed")
+		}
+		if noSystemd != nil {
+			// The old postinst's abort-upgrade says how to start it.
+			if !bytes.Contains(out, []byte("edgeipc: systemd is not running; start it with")) {
+				t.Errorf("the old postinst did not handle abort-upgrade:\n%s", out)
+			}
+		} else if exec.Command("systemctl", "is-enabled", "--quiet", "edgeipc.service").Run() == nil {
+			if err := exec.Command("systemctl", "is-active", "--quiet", "edgeipc.service").Run(); err != nil {
+				t.Errorf("the service is enabled but not running after the failed upgrade:\n%s", out)
+			}
+		}
+	})
+
 	t.Run("run", func(t *testing.T) {
 		if err := exec.Command("/usr/bin/edgeipc", "help", "run").Run(); err != nil {
 			msg := "`edgeipc help run` failed: the run command is not registered in internal/cli yet, so the packaged service cannot start"
