@@ -788,7 +788,8 @@ func (c *Config) validate() error {
 		}
 	}
 	sinkNames := map[string]bool{}
-	statsOf := map[string]string{} // ring -> its stats sink
+	statsOf := map[string]string{}       // ring -> its stats sink
+	recorderPaths := map[string]string{} // path -> the recorder sink appending to it
 	for i, s := range c.Sinks {
 		s.index = i
 		if s.Name == "" {
@@ -824,6 +825,16 @@ func (c *Config) validate() error {
 				add(c.sinkErr(s, "path", "%q must be an absolute path", s.Path))
 			} else if strings.ContainsRune(s.Path, 0) {
 				add(c.sinkErr(s, "path", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Path))
+			} else {
+				// Two recorders on one file interleave their records
+				// (Recorder.Run also refuses a file another recorder
+				// holds, for paths that differ but name one file).
+				s.Path = filepath.Clean(s.Path)
+				if o, dup := recorderPaths[s.Path]; dup {
+					add(c.sinkErr(s, "path", "%q is also recorded to by sink %q: two recorders would interleave their records in one file; give each its own path", s.Path, o))
+				} else {
+					recorderPaths[s.Path] = s.Name
+				}
 			}
 			if s.MaxBytes < 0 {
 				add(c.sinkErr(s, "max_bytes", "must not be negative"))

@@ -166,6 +166,7 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"fifo key on an exec source", exec + "path = \"/tmp/x.fifo\"\n", []string{"bad.toml:7:", "sources[0] (x).path", "does not apply to exec sources (only to fifo sources)"}},
 		{"framing on a synthetic source", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\nframing = \"len32\"\n", []string{"bad.toml:7:", "sources[0] (s).framing", "only to exec and fifo sources"}},
 		{"two stats sinks on one ring", "[rings.a]\n[[sinks]]\nname = \"s1\"\nkind = \"stats\"\nring = \"a\"\n[[sinks]]\nname = \"s2\"\nkind = \"stats\"\nring = \"a\"\n", []string{"bad.toml:9:", "sinks[1] (s2).ring", `ring "a" already has a stats sink ("s1")`}},
+		{"same recorder file written two ways", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"r1\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/var/lib/edgeipc/all.rec\"\n[[sinks]]\nname = \"r2\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/var/lib/edgeipc/./all.rec\"\n", []string{"bad.toml:12:", "sinks[1] (r2).path", `"/var/lib/edgeipc/all.rec" is also recorded to by sink "r1"`}},
 		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
 	}
 	for _, c := range cases {

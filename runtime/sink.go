@@ -244,6 +244,22 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("recorder: %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame recorded into it, so it is not appended to; remove it, or record to a path in a directory only the runtime's user may write", rec.Path, st.Uid, os.Geteuid())
 	}
+	// Two recorders appending to one file (two sinks whose paths name it
+	// through a symlinked directory or a hard link, or another runtime's
+	// recorder) would interleave their buffered writes, which end in the
+	// middle of records, and each would cut the file back to its own idea
+	// of its last whole record: a file no replay can read. The lock is
+	// taken before anything is cut, and the kernel drops it when the file
+	// is closed or the runtime dies.
+	if err := withFd(f, func(fd int) error {
+		ok, err := tryLock(fd)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s is appended to by another recorder (it holds the file's lock: another sink of this runtime whose path names the same file, or another edgeipc runtime); two recorders would interleave their records: give each recorder its own file", rec.Path)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
 	size := fi.Size()
 	// An interrupted write (a power loss, a kill in the middle of a
 	// buffered write) can have left part of a record at the end: appending

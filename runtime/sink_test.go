@@ -630,3 +630,69 @@ func writeThenStop(t *testing.T, e *env, ring, payload string, stop func() error
 		t.Fatal(err)
 	}
 }
+
+// Two recorders whose paths name one file (here through a symlinked
+// directory, which the config check cannot see) used to both append to
+// it: their buffered writes, which end in the middle of records,
+// interleaved, and the file could not be read past the first cut. The
+// second now finds the file locked by the first, goes to backoff saying
+// so, and the file holds whole records of the first one only.
+func TestRecorderRefusesFileOfAnotherRecorder(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	out, alias := filepath.Join(dir, "all.rec"), filepath.Join(link, "all.rec")
+	ring := func(name string) string {
+		return fmt.Sprintf("[rings.%s]\nslots = 4096\nslot_payload = 1024\n", name)
+	}
+	sink := func(name, ring, path string) string {
+		return fmt.Sprintf("[[sinks]]\nname = %q\nkind = \"recorder\"\nring = %q\npath = %q\n", name, ring, path)
+	}
+	rt, logb, stop := inproc(t, "[runtime]\nstats_interval = \"0s\"\n"+ring("a")+ring("b")+sink("ra", "a", out)+sink("rb", "b", alias))
+	cl := dialRuntime(t, e)
+	var refused, other control.SinkStat
+	eventually(t, "one of the recorders to run and the other to be refused the file", func() bool {
+		a, b := ctlSink(t, cl, "ra"), ctlSink(t, cl, "rb")
+		if b.State == "running" && a.State != "running" {
+			a, b = b, a
+		}
+		other, refused = a, b
+		return a.State == "running" && b.State == "backoff"
+	})
+	if !strings.Contains(refused.LastError, "is appended to by another recorder") {
+		t.Fatalf("%s refused with %q", refused.Name, refused.LastError)
+	}
+	ringOf := map[string]string{"ra": "a", "rb": "b"}
+	waitReaders(t, rt, ringOf[other.Name], 2)
+	// Both rings busy with frames of 1000 bytes: interleaved writes of two
+	// recorders would cut records apart.
+	p := make([]byte, 1000)
+	for _, r := range []string{"a", "b"} {
+		w, err := shm.OpenWriter(r, e.sopts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		for i := range 3000 {
+			p[0] = byte(i)
+			if _, err := w.WriteFrame(1, 0, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := stop(); err != nil { // drains the ring into the file
+		t.Fatal(err)
+	}
+	seqs, _ := recordHeads(t, out) // fails on a record cut apart
+	if len(seqs) == 0 {
+		t.Fatalf("nothing recorded; log:\n%s", logb.String())
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("record %d: frame %d after frame %d: records of two rings in one file", i, seqs[i], seqs[i-1])
+		}
+	}
+}
