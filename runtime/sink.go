@@ -303,11 +303,16 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		cnt = new(sinkCounters)
 	}
 	// advance moves whole past the records bw has written to the file,
-	// and counts them: a record is counted once it is whole in the file.
+	// and counts them: a record is counted once it is whole in the file,
+	// and so is the loss its header carries. (A record cut off after a
+	// failed write is read again when the recorder starts again, with its
+	// loss in the lost of the first record after the cut: counted when
+	// read, it was counted twice.)
 	advance := func() {
-		ends.advance(cw.n, func(end int64, after uint32) {
+		ends.advance(cw.n, func(end int64, after, lost uint32) {
 			cnt.frames.Add(1)
 			cnt.bytes.Add(uint64(end - whole - 4 - RecordHeaderSize))
+			cnt.lost.Add(uint64(lost))
 			whole, next = end, after
 		})
 	}
@@ -380,7 +385,6 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			fr.Lost, rec.resume = d, false
 		}
 		n := len(fr.Data)
-		cnt.lost.Add(uint64(fr.Lost))
 		// Once a frame did not fit, nothing more is appended: a smaller
 		// frame after it would leave a hole in the file that no lost
 		// count shows.
@@ -389,6 +393,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 				rec.Log.Warn(fmt.Sprintf("recorder %s reached max_bytes (%d); not recording further frames", rec.Path, rec.MaxBytes))
 			}
 			full = true
+			cnt.lost.Add(uint64(fr.Lost))
 			cnt.skipped.Add(1)
 			continue
 		}
@@ -403,7 +408,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return flush() // the error sticks: Flush returns it
 		}
 		size += int64(len(hdr) + n)
-		ends.push(size, fr.Seq+1)
+		ends.push(size, fr.Seq+1, fr.Lost)
 		advance() // the records bw wrote on its own
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
@@ -466,26 +471,28 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // recordEnds lists, in ascending order, the file offsets where records end
 // that are buffered but not yet known to be whole in the file, each with
-// the sequence of the frame after its record. It keeps its array: a slice
-// trimmed from the front and appended to at the back moves to a new array
-// every few hundred frames, an allocation on the frame path.
+// the sequence of the frame after its record and the lost count in its
+// header. It keeps its array: a slice trimmed from the front and appended
+// to at the back moves to a new array every few hundred frames, an
+// allocation on the frame path.
 type recordEnds struct{ ends []recordEnd }
 
 type recordEnd struct {
 	end   int64
 	after uint32
+	lost  uint32 // the lost field of the record's header
 }
 
-func (e *recordEnds) push(end int64, after uint32) {
-	e.ends = append(e.ends, recordEnd{end, after})
+func (e *recordEnds) push(end int64, after, lost uint32) {
+	e.ends = append(e.ends, recordEnd{end, after, lost})
 }
 
 // advance calls whole for each record ending at or below written, in
 // order, and drops them.
-func (e *recordEnds) advance(written int64, whole func(end int64, after uint32)) {
+func (e *recordEnds) advance(written int64, whole func(end int64, after, lost uint32)) {
 	k := 0
 	for k < len(e.ends) && e.ends[k].end <= written {
-		whole(e.ends[k].end, e.ends[k].after)
+		whole(e.ends[k].end, e.ends[k].after, e.ends[k].lost)
 		k++
 	}
 	if k > 0 {
