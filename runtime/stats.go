@@ -110,7 +110,9 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	defer rd.Close()
+	// Whichever reader is current when run returns: after an eviction it
+	// is the one joined again.
+	defer func() { rd.Close() }()
 	s.mu.Lock()
 	s.rd = rd
 	s.reader = true
@@ -128,9 +130,14 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger,
 			}
 			if errors.Is(err, shm.ErrEvicted) {
 				rd.Close()
-				if rd, err = ring.NewReader(&shm.ReaderOptions{From: shm.Newest}); err != nil {
-					return err
+				again, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
+				if err != nil {
+					return err // (closing rd again is harmless)
 				}
+				rd = again
+				s.mu.Lock()
+				s.rd = rd
+				s.mu.Unlock()
 				continue
 			}
 			return err
