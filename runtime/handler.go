@@ -77,11 +77,35 @@ func (rt *Runtime) Sinks() []control.SinkStat {
 	for _, sk := range rt.sinks {
 		list = append(list, sk)
 	}
+	waiting := rt.waitingSinks()
 	rt.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].cfg.Name < list[j].cfg.Name })
-	out := make([]control.SinkStat, 0, len(list))
+	out := make([]control.SinkStat, 0, len(list)+len(waiting))
 	for _, sk := range list {
 		out = append(out, sk.stat())
+	}
+	out = append(out, waiting...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// waitingSinks lists, as state waiting, the sinks of the configuration
+// whose ring a reload could not create (rt.pending): they do not run, but
+// `ctl sinks` shows every sink, as `ctl sources` shows the sources that
+// wait for such a ring. Called with rt.mu held.
+func (rt *Runtime) waitingSinks() []control.SinkStat {
+	var out []control.SinkStat
+	for n, p := range rt.pending {
+		why := fmt.Sprintf("waiting for ring %s: a reload could not create it (attempt %d: %v); the runtime keeps trying", n, p.attempts, p.err)
+		if rt.cfg != nil {
+			for _, s := range rt.cfg.Sinks {
+				if s.Ring == n {
+					out = append(out, control.SinkStat{Name: s.Name, Kind: s.Kind, Ring: n, Path: s.Path, State: StateWaiting, LastError: why})
+				}
+			}
+			if p.cfg.statsEnabled() && !hasExplicitStats(rt.cfg, n) {
+				out = append(out, control.SinkStat{Name: "stats:" + n, Kind: SinkStats, Ring: n, Implicit: true, State: StateWaiting, LastError: why})
+			}
+		}
 	}
 	return out
 }

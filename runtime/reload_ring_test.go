@@ -302,7 +302,10 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	write(ringConfig(64, 8128, "block", ""))
+	// ... and a recorder on it: while the ring is missing, it and the
+	// ring's stats reader are listed as waiting too.
+	rec := fmt.Sprintf("[[sinks]]\nname = \"rec\"\nkind = \"recorder\"\nring = \"r\"\npath = %q\n", filepath.Join(cfgDir, "r.rec"))
+	write(ringConfig(64, 8128, "block", rec))
 	err = rt.Reload()
 	if err == nil || !strings.Contains(err.Error(), "reload applied, except that ring r could not be created") {
 		t.Fatalf("reload that cannot create ring r: %v", err)
@@ -318,6 +321,11 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 	if st.State != StateWaiting || !strings.Contains(st.LastError, "waiting for ring r") {
 		t.Fatalf("source gen while its ring is missing: %+v", st)
 	}
+	if sinks := rt.Sinks(); len(sinks) != 2 || sinks[0].Name != "rec" || sinks[1].Name != "stats:r" ||
+		sinks[0].State != StateWaiting || sinks[1].State != StateWaiting || !sinks[1].Implicit ||
+		sinks[0].Path != filepath.Join(cfgDir, "r.rec") || !strings.Contains(sinks[0].LastError, "waiting for ring r") {
+		t.Fatalf("sinks while ring r is missing: %+v; want rec and stats:r, waiting for ring r", sinks)
+	}
 	if err := rt.StartSource("gen"); err == nil || !strings.Contains(err.Error(), "waits for ring") {
 		t.Fatalf("start of a source whose ring is missing: %v", err)
 	}
@@ -331,6 +339,14 @@ func TestReloadRingCreatedOnceThereIsRoom(t *testing.T) {
 	}
 	logb.waitFor(t, "ring r: created on attempt", 1)
 	eventually(t, "source gen to run", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
+	eventually(t, "sink rec to run", func() bool {
+		for _, sk := range rt.Sinks() {
+			if sk.Name == "rec" {
+				return sk.State == StateRunning
+			}
+		}
+		return false
+	})
 	readFrames(t, e, "r", 3)
 	if s := rt.Status(); s.Reloads != 1 || s.Rings != 1 || s.RingsMissing != 0 {
 		t.Fatalf("status once ring r exists: %+v; want 1 reload, 1 ring, none missing", s)

@@ -76,7 +76,7 @@ type SinkStat struct {
 	Kind     string `msg:"kind" json:"kind"` // stats, recorder
 	Ring     string `msg:"ring" json:"ring"`
 	Implicit bool   `msg:"implicit" json:"implicit"` // the automatic stats:RING reader, not a [[sinks]] entry
-	State    string `msg:"state" json:"state"`       // running, backoff (failed; started again after a delay), stopped
+	State    string `msg:"state" json:"state"`       // running, backoff (failed; started again after a delay), stopped, waiting (for its ring)
 	Path     string `msg:"path" json:"path"`         // recorder: the file appended to; "" otherwise
 	Frames   uint64 `msg:"frames" json:"frames"`     // frames read whole (recorder: written whole to the file)
 	Bytes    uint64 `msg:"bytes" json:"bytes"`       // payload bytes of those frames
