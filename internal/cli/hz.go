@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/units"
@@ -156,7 +157,9 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 	end := start + int64(window)
 	wctx, cancel := context.WithDeadline(ctx, time.Now().Add(window))
 	defer cancel()
-	var latSum int64
+	// The sum of the latencies, in 128 bits: a frame's stamp is whatever
+	// its writer stored, and a few stamped far in the past overflow int64.
+	var latHi, latLo uint64
 	for {
 		f, err := rd.TryNext()
 		if errors.Is(err, shm.ErrWouldBlock) {
@@ -169,7 +172,7 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 			return w, err
 		}
 		now := shm.Now()
-		size, lat := len(f.Data), now-f.Time
+		size, lat := len(f.Data), latency(now, f.Time)
 		w.Lost += uint64(f.Lost)
 		if err := rd.Release(); err != nil {
 			if !errors.Is(err, shm.ErrOverwritten) {
@@ -180,8 +183,9 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 		} else {
 			w.Frames++
 			w.Bytes += uint64(size)
-			lat = max(lat, 0)
-			latSum += lat
+			var carry uint64
+			latLo, carry = bits.Add64(latLo, uint64(lat), 0)
+			latHi += carry
 			w.LatencyMaxNs = max(w.LatencyMaxNs, lat)
 		}
 		if now >= end {
@@ -193,7 +197,22 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 	w.FramesPerSec = float64(w.Frames) / secs
 	w.BytesPerSec = float64(w.Bytes) / secs
 	if w.Frames > 0 {
-		w.LatencyMeanNs = latSum / int64(w.Frames)
+		// Each latency is at most MaxInt64, so the mean is too and
+		// latHi < w.Frames: Div64 cannot overflow.
+		mean, _ := bits.Div64(latHi, latLo, w.Frames)
+		w.LatencyMeanNs = int64(mean)
 	}
 	return w, nil
+}
+
+// latency is the time from stamp, a frame's timestamp_ns, to now (both
+// CLOCK_MONOTONIC): 0 for a stamp in the future, math.MaxInt64 for one
+// further in the past than that. A foreign writer may have stamped
+// anything, and now-stamp overflows for a stamp far below zero.
+func latency(now, stamp int64) int64 {
+	if stamp >= now {
+		return 0
+	}
+	// now > stamp, so the difference is below 2^64 and uint64 holds it.
+	return int64(min(uint64(now)-uint64(stamp), math.MaxInt64))
 }
