@@ -20,19 +20,7 @@ import (
 // block-policy ring a reader that never moves holds the writer back.)
 func TestStatsReaderRejoinsAfterEvictionAndLeaves(t *testing.T) {
 	e := newEnv(t)
-	_, _, stop := inproc(t, `
-[control]
-enabled = false
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "gen"
-kind = "synthetic"
-ring = "r"
-rate_hz = 200
-size = 8
-`)
+	_, _, stop := inproc(t, reloadRingConfig(16, 64))
 	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc.r"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
