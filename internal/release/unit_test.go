@@ -14,6 +14,13 @@ import (
 // each key with its values in order (a key may repeat).
 func unitService(t *testing.T) map[string][]string {
 	t.Helper()
+	return unitSection(t, "[Service]")
+}
+
+// unitSection returns the settings of one section of
+// packaging/edgeipc.service, like unitService.
+func unitSection(t *testing.T, want string) map[string][]string {
+	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +39,7 @@ func unitService(t *testing.T) map[string][]string {
 		case l == "" || l[0] == '#' || l[0] == ';':
 		case l[0] == '[':
 			section = l
-		case section == "[Service]":
+		case section == want:
 			k, v, ok := strings.Cut(l, "=")
 			if !ok {
 				t.Fatalf("edgeipc.service: %q is not KEY=VALUE", l)
@@ -44,6 +51,30 @@ func unitService(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestUnitNoNetworkWait: the runtime moves frames between local processes
+// and opens no network connection, so the unit must not wait for (or pull
+// in) network-online.target: on a device booting without a network, that
+// target waits for systemd-networkd-wait-online or NetworkManager-wait-online
+// to time out (2 minutes by default) and every ring, with the readers in
+// other services waiting for it, came up that much later. An exec source
+// whose program needs the network at start is restarted with backoff
+// until it has it; docs/install.md shows the override for one that must wait.
+func TestUnitNoNetworkWait(t *testing.T) {
+	u := unitSection(t, "[Unit]")
+	for _, k := range []string{"After", "Wants", "Requires", "BindsTo"} {
+		for _, v := range u[k] {
+			for _, dep := range strings.Fields(v) {
+				if dep == "network-online.target" || dep == "network.target" {
+					t.Errorf("[Unit] %s=%s: the runtime needs no network; a boot without one would wait for the wait-online service's timeout before any ring exists", k, v)
+				}
+			}
+		}
+	}
+	if len(u["Description"]) == 0 {
+		t.Errorf("[Unit] not parsed: no Description=")
+	}
 }
 
 // TestUnitHardening checks the packaged unit against what docs/install.md
