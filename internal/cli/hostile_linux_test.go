@@ -31,6 +31,9 @@ const (
 type foreignFrame struct {
 	time int64
 	data []byte
+	// badLen, if not 0, is stored as the slot's length instead of
+	// len(data): a header that breaks the ABI (a length beyond the slot).
+	badLen uint32
 }
 
 // writeForeignFrames commits frames as sequence numbers first, first+1, ...
@@ -51,6 +54,9 @@ func writeForeignFrames(t *testing.T, mem []byte, slots, slotSize int, first uin
 		atomic.StoreUint32(u32(off), s<<1|1)
 		copy(mem[off+64:], frames[i].data)
 		*u32(off + 4) = uint32(len(frames[i].data))
+		if frames[i].badLen != 0 {
+			*u32(off + 4) = frames[i].badLen
+		}
 		*u32(off + 8) = 0
 		*u32(off + 12) = 0
 		*(*int64)(unsafe.Pointer(&mem[off+16])) = frames[i].time
@@ -140,4 +146,109 @@ func TestHzGarbageTimestamps(t *testing.T) {
 	if frames != uint64(len(batch)) || busiest < 2 {
 		t.Fatalf("hz saw %d frames (at most %d in a window), want %d with at least 2 in one window", frames, busiest, len(batch))
 	}
+}
+
+// TestSubHzSkipCorruptSlot: one slot whose header breaks the ABI (a
+// length beyond the slot, consistently stamped) made sub and hz exit 1
+// with the reader's error, ending the stream for every good frame after
+// it. They now skip it, report it (sub on stderr, hz in "corrupt") and
+// carry on; and sub reports at exit the frames it lost after the last one
+// it printed (here: a head that jumped past slots never written), which it
+// used to report only with a next frame that never came.
+func TestSubHzSkipCorruptSlot(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("corruptslot")
+	const slots = 16
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	slotSize := ring.Inspect().SlotSize
+	mem := ring.Segment().Bytes()
+	now := shm.Now()
+	batch := []foreignFrame{
+		{time: now, data: []byte("first")},
+		{time: now, data: []byte("garbage"), badLen: 1 << 20},
+		{time: now, data: []byte("second")},
+	}
+
+	t.Run("sub", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		var errb runLogWriter
+		go func() {
+			code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &errb},
+				[]string{"sub", name, "--framing", "lines", "--dir", dir})
+			pw.Close()
+			done <- code
+		}()
+		eventually(t, "sub to join the ring", func() bool { return joined(ring) })
+		writeForeignFrames(t, mem, slots, slotSize, 0, batch)
+		sc := bufio.NewScanner(pr)
+		var got []string
+		for len(got) < 2 && sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		if strings.Join(got, ",") != "first,second" {
+			t.Fatalf("sub printed %q, want the two good frames around the corrupt slot; stderr:\n%s", got, errb.String())
+		}
+		go io.Copy(io.Discard, pr)
+		// The head moves 40 frames on, past slots nobody wrote: all lost,
+		// and no frame after them to carry the count.
+		u32 := (*uint32)(unsafe.Pointer(&mem[abiHead]))
+		atomic.StoreUint32(u32, 3+40)
+		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(u32)), 1, math.MaxInt32, 0, 0, 0)
+		eventually(t, "sub to pass the unwritten slots", func() bool {
+			rs := ring.Inspect().Readers
+			return len(rs) == 1 && rs[0].Cursor == 43
+		})
+		cancel()
+		if code := <-done; code != ExitInterrupted {
+			t.Errorf("sub: exit %d, want %d; stderr:\n%s", code, ExitInterrupted, errb.String())
+		}
+		stderr := errb.String()
+		for _, want := range []string{"sub: skipped a corrupt slot:", "slot 1 length", "lost 40 frames after seq 2"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("sub's stderr lacks %q:\n%s", want, stderr)
+			}
+		}
+	})
+
+	t.Run("hz", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		var errb runLogWriter
+		go func() {
+			code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &errb},
+				[]string{"hz", name, "--window", "100ms", "--json", "--dir", dir})
+			pw.Close()
+			done <- code
+		}()
+		eventually(t, "hz to join the ring", func() bool { return joined(ring) })
+		writeForeignFrames(t, mem, slots, slotSize, 43, batch)
+		sc := bufio.NewScanner(pr)
+		var frames, bad uint64
+		for windows := 0; (frames < 2 || bad < 1) && windows < 600 && sc.Scan(); windows++ {
+			var hw hzWindow
+			if err := json.Unmarshal(sc.Bytes(), &hw); err != nil {
+				t.Fatalf("hz line %q: %v", sc.Text(), err)
+			}
+			frames += hw.Frames
+			bad += hw.Corrupt
+		}
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if code := <-done; code != ExitInterrupted {
+			t.Errorf("hz: exit %d, want %d; stderr:\n%s", code, ExitInterrupted, errb.String())
+		}
+		if frames != 2 || bad != 1 {
+			t.Errorf("hz counted %d frames and %d corrupt slots, want 2 and 1; stderr:\n%s", frames, bad, errb.String())
+		}
+	})
 }

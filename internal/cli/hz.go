@@ -37,7 +37,10 @@ dead).
 
 With --json every window is one JSON object on its own line:
 {"window_ns", "frames", "bytes", "frames_per_s", "bytes_per_s",
-"latency_mean_ns", "latency_max_ns", "lost"}.
+"latency_mean_ns", "latency_max_ns", "lost", "corrupt"}. "corrupt" counts
+slots skipped because their header breaks the ring ABI (a length beyond
+the slot: a buggy writer, or another process writing the segment); the
+table reports them on stderr, one line per window that had any.
 
 Examples:
   edgeipc hz cam0
@@ -62,6 +65,7 @@ type hzWindow struct {
 	LatencyMeanNs int64   `json:"latency_mean_ns"`
 	LatencyMaxNs  int64   `json:"latency_max_ns"`
 	Lost          uint64  `json:"lost"`
+	Corrupt       uint64  `json:"corrupt"`
 }
 
 func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
@@ -107,18 +111,21 @@ func hzLoop(ctx context.Context, env *Env, rd *shm.Reader, name string, window t
 		if err != nil {
 			return err
 		}
-		if w.Frames == 0 && w.Lost == 0 && gone.removed() {
+		if w.Frames == 0 && w.Lost == 0 && w.Corrupt == 0 && gone.removed() {
 			return fmt.Errorf("ring %s was removed while hz measured it: no frame can arrive on it any more; run hz again once the ring is created again", name)
 		}
 		// Say once (on stderr) why a window is empty when it is for want
 		// of a writer, and again after frames came and went.
-		if w.Frames == 0 && w.Lost == 0 {
+		if w.Frames == 0 && w.Lost == 0 && w.Corrupt == 0 {
 			if !quiet {
 				fmt.Fprintf(env.Stderr, "hz: no frame in this window; ring %s writer: %s\n", name, subWriter(rd))
 				quiet = true
 			}
 		} else {
 			quiet = false
+		}
+		if w.Corrupt > 0 && !asJSON {
+			fmt.Fprintf(env.Stderr, "hz: skipped %s of ring %s in this window\n", plural(w.Corrupt, "corrupt slot"), name)
 		}
 		if asJSON {
 			b, _ := json.Marshal(w)
@@ -164,6 +171,14 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 		f, err := rd.TryNext()
 		if errors.Is(err, shm.ErrWouldBlock) {
 			f, err = rd.Next(wctx)
+		}
+		if errors.Is(err, shm.ErrCorrupt) {
+			// The reader moved past the slot: count it, measure on.
+			w.Corrupt++
+			if shm.Now() >= end {
+				break
+			}
+			continue
 		}
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

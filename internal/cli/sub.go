@@ -33,7 +33,11 @@ func init() {
 --from newest (default) starts with the next frame written; --from oldest
 starts with the oldest frame still in the ring. Frames the writer
 overwrote before sub read them are reported on stderr, e.g.
-"lost 12 frames before seq 100".
+"lost 12 frames before seq 100"; frames lost after the last one printed
+are reported when sub exits. A slot whose header breaks the ring ABI (a
+length beyond the slot: a buggy writer, or another process writing the
+segment) is skipped and reported on stderr (the first 10, then a count at
+exit); sub carries on with the next frame.
 
 sub exits 0 after --count frames, 130 on SIGINT or SIGTERM, and 1 with a
 message if --timeout passes without a frame arriving (the timeout starts
@@ -109,6 +113,23 @@ func subCopy(ctx context.Context, env *Env, rd *shm.Reader, name, framing string
 	defer out.Flush()
 	var line []byte // formatting scratch for hex and json, reused
 	var n uint64
+	var bad, reported uint64 // corrupt slots skipped; lost frames told
+	var last uint32          // seq of the last frame printed
+	defer func() {
+		// What the last frames cannot tell: slots skipped beyond the
+		// first notes, and frames lost after the last frame printed.
+		out.Flush()
+		if bad > subCorruptNotes {
+			fmt.Fprintf(env.Stderr, "sub: skipped %s of ring %s in all\n", plural(bad, "corrupt slot"), name)
+		}
+		if lost := rd.Stats().Lost; lost > reported {
+			if n == 0 {
+				fmt.Fprintf(env.Stderr, "lost %s\n", plural(lost-reported, "frame"))
+			} else {
+				fmt.Fprintf(env.Stderr, "lost %s after seq %d\n", plural(lost-reported, "frame"), last)
+			}
+		}
+	}()
 	for count == 0 || n < count {
 		if err := ctx.Err(); err != nil {
 			return err // interrupted while frames keep arriving
@@ -127,10 +148,24 @@ func subCopy(ctx context.Context, env *Env, rd *shm.Reader, name, framing string
 				return fmt.Errorf("ring %s was removed while sub waited (%s received): no frame can arrive on it any more; run sub again once the ring is created again", name, plural(n, "frame"))
 			}
 		}
+		if errors.Is(err, shm.ErrCorrupt) {
+			// The reader moved past the slot: report it, read on.
+			bad++
+			if bad <= subCorruptNotes {
+				out.Flush()
+				fmt.Fprintf(env.Stderr, "sub: skipped a corrupt slot: %v\n", err)
+				if bad == subCorruptNotes {
+					fmt.Fprintf(env.Stderr, "sub: further corrupt slots are counted, not shown; the count is printed at exit\n")
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		n++
+		last = f.Seq
+		reported += uint64(f.Lost)
 		if f.Lost > 0 {
 			out.Flush()
 			fmt.Fprintf(env.Stderr, "lost %s before seq %d\n", plural(uint64(f.Lost), "frame"), f.Seq)
@@ -158,6 +193,10 @@ func subCopy(ctx context.Context, env *Env, rd *shm.Reader, name, framing string
 	}
 	return out.Flush()
 }
+
+// subCorruptNotes is how many corrupt slots sub reports one by one: a
+// writer that breaks every slot must not flood stderr.
+const subCorruptNotes = 10
 
 // subWait blocks for the next frame, up to timeout (0: no limit). Every
 // removedPoll it checks whether the ring was removed, which it reports with
