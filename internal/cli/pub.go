@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -53,6 +54,10 @@ names the slot size; pub goes on with the next record and exits 1 at the
 end if any record was dropped. Under the block policy pub waits for the
 slowest reader. When stdin ends it prints frames, bytes and dropped
 records to stderr (unless --quiet).
+
+If the ring is removed while pub runs ('edgeipc ring rm --force', or its
+file deleted), pub notices within a second, stops reading stdin and exits
+1: no new reader can open the removed ring.
 
 A ring has one live writer at a time: pub fails if another process holds
 the lease. With --create a missing ring is created (with --slots,
@@ -180,21 +185,50 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	}
 	defer w.Close()
 
-	in := bufio.NewReaderSize(newCtxReader(ctx, env.Stdin), max(64<<10, r.SlotPayload()+1))
+	// A ring removed under pub (ring rm --force, or its file deleted)
+	// reaches no new reader: pub stops, as sub does, rather than publish
+	// into it while a new ring of that name waits for frames.
+	pctx, stop := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(removedPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+				if gone, err := r.Segment().Removed(); err == nil && gone {
+					stop(errRingRemoved)
+					return
+				}
+			}
+		}
+	}()
+	defer func() { stop(nil); <-watched }() // before r.Close: the watch uses its fd
+
+	in := bufio.NewReaderSize(newCtxReader(pctx, env.Stdin), max(64<<10, r.SlotPayload()+1))
 	var st pubStats
 	if o.framing == "lines" {
-		err = pubLines(ctx, env, w, uint32(o.typ), in, &st)
+		err = pubLines(pctx, env, w, uint32(o.typ), in, &st)
 	} else {
-		err = pubLen32(ctx, env, w, uint32(o.typ), in, &st)
+		err = pubLen32(pctx, env, w, uint32(o.typ), in, &st)
 	}
+	removed := ctx.Err() == nil && errors.Is(context.Cause(pctx), errRingRemoved)
 	if !o.quiet {
 		// Also when interrupted: what was published before Ctrl-C (or
 		// while a block-policy ring held pub up) is worth knowing.
 		how := ""
-		if ctx.Err() != nil {
+		if removed {
+			how = " (ring removed)"
+		} else if ctx.Err() != nil {
 			how = " (interrupted)"
 		}
 		fmt.Fprintf(env.Stderr, "pub %s: %s, %s, %d dropped%s\n", name, plural(st.frames, "frame"), plural(st.bytes, "byte"), st.dropped, how)
+	}
+	if removed {
+		return fmt.Errorf("ring %s was removed while pub wrote to it: frames written to it reach no new reader; run pub again (with --create to make a new ring of that name)", name)
 	}
 	if err != nil {
 		return err

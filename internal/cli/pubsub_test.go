@@ -581,3 +581,44 @@ func TestSubHzOutputClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestPubStopsWhenRingRemoved: pub whose ring was removed under it (ring
+// rm --force) went on publishing into the removed file for as long as
+// stdin lasted, though no new reader can open it (a runtime or pub
+// --create that makes the name again gets none of those frames). It now
+// notices within a second, while it waits for stdin too, and exits 1.
+func TestPubStopsWhenRingRemoved(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("pubrm")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--dir", dir), 0, "ring create")
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	pr, pw := io.Pipe()
+	defer pw.Close() // stdin never ends: pub must stop on its own
+	var errb runLogWriter
+	done := make(chan int, 1)
+	go func() {
+		done <- MainEnv(context.Background(), &Env{Stdin: pr, Stdout: io.Discard, Stderr: &errb}, []string{"pub", name, "--dir", dir})
+	}()
+	if _, err := io.WriteString(pw, "one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pub to publish two frames", func() bool { return ring.Head() == 2 })
+	mustCode(t, runCLI(t, "", "ring", "rm", "--force", name, "--dir", dir), 0, "ring rm --force")
+	select {
+	case code := <-done:
+		if code != ExitFailure {
+			t.Errorf("pub: exit %d after its ring was removed, want %d; stderr:\n%s", code, ExitFailure, errb.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("pub still running 15 s after its ring was removed; stderr:\n%s", errb.String())
+	}
+	for _, want := range []string{"pub " + name + ": 2 frames, 6 bytes, 0 dropped (ring removed)", "ring " + name + " was removed while pub wrote to it"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("pub's stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+}
