@@ -264,7 +264,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// An interrupted write (a power loss, a kill in the middle of a
 	// buffered write) can have left part of a record at the end: appending
 	// after it would misframe every later record.
-	whole, err := wholeRecords(f, size)
+	whole, err := wholeRecords(f, f.Name(), size)
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
 	}
@@ -419,43 +419,53 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	}
 }
 
-// wholeRecords walks the len32 records of the file open as f (size bytes)
-// and returns the end of the last whole one: less than size when the last
-// record is cut short. A file whose first record is not whole, or with a
-// record shorter than its header, is not a recorder file: an error, so
-// that nothing is appended to (or cut from) a file the path names by
-// mistake.
-func wholeRecords(f *os.File, size int64) (int64, error) {
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+// wholeRecords walks the len32 records of the file f (size bytes, named
+// name) and returns the end of the last whole one: less than size when
+// the last record is cut short. A file whose first record is not whole,
+// or with a record shorter than its header, is not a recorder file: an
+// error, so that nothing is appended to (or cut from) a file the path
+// names by mistake.
+//
+// It reads the file in windows of scanWindow bytes and jumps over a
+// payload that ends beyond the window instead of reading it: a recording
+// of camera frames (hundreds of KiB each, the files that grow to
+// gigabytes on an SD card) costs one window per record, not the file.
+func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
 	notRec := func(off int64, why string) error {
-		return fmt.Errorf("%s is not a recorder file (%s at offset %d): move it away or choose another path", f.Name(), why, off)
+		return fmt.Errorf("%s is not a recorder file (%s at offset %d): move it away or choose another path", name, why, off)
 	}
-	var off int64
-	var l [4]byte
+	buf := make([]byte, scanWindow)
+	var win []byte // the file's bytes from wOff
+	var wOff int64 // where win starts
+	var off int64  // the record being checked
 	for off < size {
-		n := int64(-1)
-		if size-off >= 4 {
-			if _, err := io.ReadFull(br, l[:]); err != nil {
+		if size-off < 4 {
+			break // cut short in its length
+		}
+		if off < wOff || off+4 > wOff+int64(len(win)) {
+			n := int(min(int64(len(buf)), size-off))
+			if _, err := f.ReadAt(buf[:n], off); err != nil {
 				return 0, err
 			}
-			n = int64(binary.LittleEndian.Uint32(l[:]))
-			if n < RecordHeaderSize {
-				return 0, notRec(off, fmt.Sprintf("a record of %d bytes", n))
-			}
+			win, wOff = buf[:n], off
 		}
-		if n < 0 || size-off-4 < n { // cut short
-			if off == 0 {
-				return 0, notRec(off, "no whole record")
-			}
-			return off, nil
+		n := int64(binary.LittleEndian.Uint32(win[off-wOff:]))
+		if n < RecordHeaderSize {
+			return 0, notRec(off, fmt.Sprintf("a record of %d bytes", n))
 		}
-		if _, err := io.CopyN(io.Discard, br, n); err != nil {
-			return 0, err
+		if size-off-4 < n {
+			break // cut short in its payload
 		}
 		off += 4 + n
 	}
+	if off < size && off == 0 {
+		return 0, notRec(0, "no whole record")
+	}
 	return off, nil
 }
+
+// scanWindow is how much of a recorder file wholeRecords reads at once.
+const scanWindow = 64 << 10
 
 // countingWriter counts the bytes written through it.
 type countingWriter struct {
