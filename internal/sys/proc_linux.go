@@ -51,7 +51,8 @@ func ProcStartTime(pid int) (uint32, error) {
 
 // ProcessAlive reports whether the process identified by pid and start (as
 // returned by ProcStartTime) still exists. A start of 0 matches any process
-// with that pid. Zombies count as dead.
+// with that pid. Zombies count as dead (a process whose main thread alone
+// has exited, with pthread_exit, is not one).
 //
 // When /proc does not show the process (mounted with hidepid=1 or 2, which
 // hides other users' processes), the kernel is asked whether the PID exists
@@ -74,7 +75,14 @@ func ProcessAlive(pid int, start uint32) bool {
 	if len(fields) < 20 {
 		return false
 	}
-	if fields[0][0] == 'Z' || fields[0][0] == 'X' {
+	if fields[0][0] == 'X' {
+		return false
+	}
+	// A zombie is dead, but the main thread of a live process shows Z
+	// too once it has called pthread_exit (a C or Python holder whose
+	// other threads go on): num_threads (field 20) tells them apart, 1 for
+	// a process that has exited, the live threads plus the main one else.
+	if fields[0][0] == 'Z' && string(fields[17]) == "1" {
 		return false
 	}
 	if start == 0 {
