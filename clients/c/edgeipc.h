@@ -76,6 +76,8 @@
 #define EDGEIPC_RF_EVENTFD 1u                       /* reader flags bit 0: waits on an eventfd */
 #define EDGEIPC_RF_ASLEEP 2u                        /* reader flags bit 1: counted in a sleeper count */
 #define EDGEIPC_MAX_SLEEP_MS 10000                  /* every futex sleep is bounded by this */
+#define EDGEIPC_STALE_WAKES 64                      /* wakes for nobody in a row before a stale-sleeper check */
+#define EDGEIPC_STALE_CHECK_NS 1000000000           /* and at most one such check a second */
 
 /* header offsets */
 #define EDGEIPC_H_MAGIC 0
@@ -201,6 +203,8 @@ typedef struct edgeipc_writer {
 	uint32_t joins;      /* block policy: reader_joins as loaded before the scan that set min_cursor */
 	uint32_t len;        /* reserved length */
 	int held;            /* a slot is reserved */
+	uint32_t idle_wakes; /* consecutive commits whose FUTEX_WAKE woke nobody */
+	int64_t stale_at;    /* CLOCK_MONOTONIC ns of the last stale-sleeper check */
 } edgeipc_writer;
 
 enum { EDGEIPC_FROM_NEWEST = 0, EDGEIPC_FROM_OLDEST = 1 };
@@ -273,9 +277,10 @@ static inline int edgeipc__futex_wait(_Atomic uint32_t *addr, uint32_t val, int6
 		return EDGEIPC_ETIMEDOUT;
 	return 0; /* woken, EAGAIN (value changed) or EINTR: caller re-checks */
 }
-static inline void edgeipc__futex_wake(_Atomic uint32_t *addr, int n)
+/* Returns the number of waiters woken (-1 on error). */
+static inline long edgeipc__futex_wake(_Atomic uint32_t *addr, int n)
 {
-	syscall(SYS_futex, (void *)addr, 1 /* FUTEX_WAKE */, n, NULL, NULL, 0);
+	return syscall(SYS_futex, (void *)addr, 1 /* FUTEX_WAKE */, n, NULL, NULL, 0);
 }
 
 /* ---- process identity and liveness (owner words) ---------------------- */
@@ -904,6 +909,7 @@ static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32
 	if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
 		edgeipc__futex_wake(head, INT_MAX);
 	w->seq = h;
+	w->stale_at = edgeipc_now_ns() - EDGEIPC_STALE_CHECK_NS; /* the first check may come at once */
 	/* No cache yet: the first frame scans the reader table (readers may
 	 * be up to a ring behind head). */
 	w->min_cursor = h - r->slot_count;
@@ -955,22 +961,51 @@ static inline int edgeipc__has_space(edgeipc_writer *w, uint32_t s)
 	return s - w->min_cursor < w->r->slot_count;
 }
 
-/* Frees the entries of readers that died (docs/abi.md, Owner words): claim
- * the entry first, take back the sleeper count its holder may have left,
- * then free it. A reader taking the entry over meanwhile keeps it: its
- * claim or ours fails. */
-static inline void edgeipc__evict_dead(edgeipc_writer *w)
+/* Frees reader entry e, whose owner word read o, if its holder is dead
+ * (docs/abi.md, Owner words): claim the entry first, take back the sleeper
+ * count its holder may have left, then free it. A reader taking the entry
+ * over meanwhile keeps it: its claim or ours fails. */
+static inline void edgeipc__reap_if_dead(edgeipc_writer *w, size_t e, uint32_t o)
 {
 	edgeipc_ring *r = w->r;
+	if (o == 0 || edgeipc_holder_alive(o, edgeipc__ld(r, e + EDGEIPC_R_START), edgeipc__ld(r, e + EDGEIPC_R_PIDNS)))
+		return;
+	if (!atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &o, w->me | EDGEIPC_CLAIM))
+		return;
+	edgeipc__forget_sleeper(r, e);
+	edgeipc__st(r, e + EDGEIPC_R_OWNER, 0);
+}
+
+/* Frees the entries of readers that died (block policy, ring full). */
+static inline void edgeipc__evict_dead(edgeipc_writer *w)
+{
+	for (uint32_t i = 0; i < EDGEIPC_MAX_READERS; i++) {
+		size_t e = edgeipc__entry(i);
+		edgeipc__reap_if_dead(w, e, edgeipc__ld(w->r, e + EDGEIPC_R_OWNER));
+	}
+}
+
+/* Takes back the sleeper counts of readers that died asleep ("Sleeping"
+ * in docs/abi.md): without it every later commit would make a FUTEX_WAKE
+ * for nobody. A count above 64 is garbage and is reset; otherwise only
+ * what a dead entry is known to hold (its asleep bit) is subtracted, so a
+ * live reader that wakes and sleeps again during the scan keeps its
+ * count. The commit calls it after EDGEIPC_STALE_WAKES wakes in a row
+ * reached nobody, at most once per EDGEIPC_STALE_CHECK_NS. */
+static inline void edgeipc__repair_sleepers(edgeipc_writer *w)
+{
+	edgeipc_ring *r = w->r;
+	size_t counts[2] = {EDGEIPC_H_SLEEPERS, EDGEIPC_H_EV_SLEEPERS};
+	for (int k = 0; k < 2; k++) {
+		uint32_t v = edgeipc__ld(r, counts[k]);
+		if (v > EDGEIPC_MAX_READERS)
+			atomic_compare_exchange_strong(edgeipc__w(r, counts[k]), &v, 0);
+	}
 	for (uint32_t i = 0; i < EDGEIPC_MAX_READERS; i++) {
 		size_t e = edgeipc__entry(i);
 		uint32_t o = edgeipc__ld(r, e + EDGEIPC_R_OWNER);
-		if (o == 0 || edgeipc_holder_alive(o, edgeipc__ld(r, e + EDGEIPC_R_START), edgeipc__ld(r, e + EDGEIPC_R_PIDNS)))
-			continue;
-		if (!atomic_compare_exchange_strong(edgeipc__w(r, e + EDGEIPC_R_OWNER), &o, w->me | EDGEIPC_CLAIM))
-			continue;
-		edgeipc__forget_sleeper(r, e);
-		edgeipc__st(r, e + EDGEIPC_R_OWNER, 0);
+		if (o != 0 && (edgeipc__ld(r, e + EDGEIPC_R_FLAGS) & EDGEIPC_RF_ASLEEP))
+			edgeipc__reap_if_dead(w, e, o);
 	}
 }
 
@@ -1044,7 +1079,9 @@ static inline int edgeipc_reserve(edgeipc_writer *w, uint32_t n, void **payload,
 }
 
 /* Publishes the reserved frame and wakes futex sleepers. *seq (if not NULL)
- * receives its sequence number. */
+ * receives its sequence number. After EDGEIPC_STALE_WAKES commits in a row
+ * whose wake reached nobody (at most once a second) it takes back the
+ * sleeper counts of readers that died asleep and frees their entries. */
 static inline int edgeipc_commit(edgeipc_writer *w, uint32_t type, uint32_t flags, uint32_t *seq)
 {
 	edgeipc_ring *r = w->r;
@@ -1065,8 +1102,17 @@ static inline int edgeipc_commit(edgeipc_writer *w, uint32_t type, uint32_t flag
 	atomic_store_explicit(edgeipc__w(r, off + EDGEIPC_S_STAMP), s << 1, memory_order_release);
 	atomic_store_explicit(edgeipc__w(r, EDGEIPC_H_HEAD), s + 1, memory_order_seq_cst);
 	w->seq = s + 1;
-	if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0)
-		edgeipc__futex_wake(edgeipc__w(r, EDGEIPC_H_HEAD), INT_MAX);
+	if (edgeipc__ld(r, EDGEIPC_H_SLEEPERS) != 0) {
+		if (edgeipc__futex_wake(edgeipc__w(r, EDGEIPC_H_HEAD), INT_MAX) == 0)
+			w->idle_wakes++;
+		else
+			w->idle_wakes = 0;
+	}
+	if (w->idle_wakes >= EDGEIPC_STALE_WAKES && (int64_t)now - w->stale_at >= EDGEIPC_STALE_CHECK_NS) {
+		w->idle_wakes = 0;
+		w->stale_at = (int64_t)now;
+		edgeipc__repair_sleepers(w);
+	}
 	if (seq)
 		*seq = s;
 	return EDGEIPC_OK;

@@ -98,6 +98,8 @@ S_STAMP, S_LENGTH, S_TYPE, S_FLAGS, S_TIME_LO, S_TIME_HI, S_SEQ = 0, 4, 8, 12, 1
 
 FUTEX_WAIT, FUTEX_WAKE = 0, 1  # never | FUTEX_PRIVATE_FLAG
 MAX_SLEEP = 10.0  # seconds: every futex sleep is bounded, then the head is checked again
+STALE_WAKES = 64  # a writer whose wakes reached nobody this many times in a row ...
+STALE_CHECK_EVERY = 1.0  # ... checks for sleepers that died asleep, at most this often (seconds)
 
 
 def _sys_futex():
@@ -249,8 +251,9 @@ class _Native:
                       ctypes.c_uint32(val), ts, None, ctypes.c_int(0))
 
     def futex_wake(self, addr, n):
-        self._syscall(ctypes.c_long(self._nr), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAKE),
-                      ctypes.c_int(n), None, None, ctypes.c_int(0))
+        """Wake up to n waiters; returns how many woke (-1 on error)."""
+        return self._syscall(ctypes.c_long(self._nr), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAKE),
+                             ctypes.c_int(n), None, None, ctypes.c_int(0))
 
 
 _native = _Native()
@@ -752,7 +755,9 @@ class Writer:
     the lease; a dead holder's lease is reclaimed. A frame the previous
     writer committed but died before publishing (the slot of head stamped
     head << 1 with seq == head) is published, not reused: readers may
-    already have taken it by its stamp."""
+    already have taken it by its stamp. After STALE_WAKES commits in a row
+    whose wake reached nobody (at most once a second) it takes back the
+    sleeper counts of readers that died asleep and frees their entries."""
 
     def __init__(self, ring):
         if not _native.ok:
@@ -783,6 +788,8 @@ class Writer:
         if ring._ld(H_SLEEPERS):
             _native.futex_wake(ring._addr + H_HEAD, 0x7FFFFFFF)
         self.seq = h
+        self._idle_wakes = 0  # consecutive commits whose FUTEX_WAKE woke nobody
+        self._stale_at = None  # time.monotonic() of the last stale-sleeper check
         # Block policy: no cached space check yet, so the first frame scans
         # the reader table (readers may be up to a ring behind head).
         self._min = (h - ring.slot_count) & MASK32
@@ -827,19 +834,40 @@ class Writer:
         self._scan(s)
         return (s - self._min) & MASK32 < n
 
-    def _evict_dead(self):
-        """Free the entries of readers that died (docs/abi.md, Owner words):
-        claim first, take back the sleeper count the holder may have left,
-        then free the entry. A reader that takes the entry over meanwhile
-        keeps it: its claim or ours fails."""
+    def _reap_if_dead(self, e, o):
+        """Free reader entry e, whose owner word read o, if its holder is
+        dead (docs/abi.md, Owner words): claim first, take back the sleeper
+        count the holder may have left, then free the entry. A reader that
+        takes the entry over meanwhile keeps it: its claim or ours fails."""
         r = self.r
+        if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)) \
+                and r._cas(e + R_OWNER, o, self.me | CLAIM):
+            r._forget_sleeper(e)
+            r._st(e + R_OWNER, 0)
+
+    def _evict_dead(self):
+        """Free the entries of readers that died (block policy, ring full)."""
+        for i in range(MAX_READERS):
+            e = READERS_OFF + i * READER_STRIDE
+            self._reap_if_dead(e, self.r._ld(e + R_OWNER))
+
+    def _repair_sleepers(self):
+        """Take back the sleeper counts of readers that died asleep
+        (docs/abi.md, Sleeping): without it every later commit would make a
+        FUTEX_WAKE for nobody. A count above 64 is garbage and is reset;
+        otherwise only what a dead entry is known to hold (its asleep bit)
+        is subtracted, so a live reader that wakes and sleeps again during
+        the scan keeps its count."""
+        r = self.r
+        for word in (H_SLEEPERS, H_EV_SLEEPERS):
+            v = r._ld(word)
+            if v > MAX_READERS:
+                r._cas(word, v, 0)
         for i in range(MAX_READERS):
             e = READERS_OFF + i * READER_STRIDE
             o = r._ld(e + R_OWNER)
-            if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)) \
-                    and r._cas(e + R_OWNER, o, self.me | CLAIM):
-                r._forget_sleeper(e)
-                r._st(e + R_OWNER, 0)
+            if o and r._ld(e + R_FLAGS) & RF_ASLEEP:
+                self._reap_if_dead(e, o)
 
     def _wait_space(self, s, deadline):
         r = self.r
@@ -908,7 +936,18 @@ class Writer:
         _native.fence()  # seq_cst: store head before loading sleepers
         self.seq = (s + 1) & MASK32
         if r._ld(H_SLEEPERS):
-            _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF)
+            if _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF) == 0:
+                self._idle_wakes += 1
+            else:
+                self._idle_wakes = 0
+        if self._idle_wakes >= STALE_WAKES:
+            # Wakes for nobody: a reader may have died asleep, its count
+            # left behind. Take such counts back, at most once a second.
+            t = time.monotonic()
+            if self._stale_at is None or t - self._stale_at >= STALE_CHECK_EVERY:
+                self._idle_wakes = 0
+                self._stale_at = t
+                self._repair_sleepers()
         return s
 
     def close(self):
