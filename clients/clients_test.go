@@ -2,7 +2,9 @@ package clients_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -1759,4 +1761,75 @@ print(" ".join(missing))`)
 	if s := strings.TrimSpace(string(out)); s != "" {
 		t.Fatalf("edgeipc_ring.__all__ leaves out %s", s)
 	}
+}
+
+// mainThreadState returns the state letter of pid's main thread, or 0.
+func mainThreadState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// TestMainThreadExitedWriterKeepsLease: a C writer whose main thread
+// called pthread_exit, its other thread still writing, shows state Z in
+// /proc like a zombie. Go, C and Python all took it for dead and took its
+// lease: two writers on one ring. Each must now report it busy, and take
+// the lease once the process has really exited.
+func TestMainThreadExitedWriterKeepsLease(t *testing.T) {
+	holder := buildC(t, "mainexit", `#include "edgeipc.h"
+#include <pthread.h>
+#include <stdio.h>
+static void *worker(void *a) { char c; (void)a; while (read(0, &c, 1) > 0) {} _exit(0); }
+int main(int argc, char **argv) {
+	edgeipc_ring r; edgeipc_writer w; uint32_t holder = 0; pthread_t t;
+	if (argc != 2 || edgeipc_open(&r, argv[1]) || edgeipc_writer_open(&w, &r, &holder)) { fprintf(stderr, "cannot take the lease\n"); return 1; }
+	printf("held\n"); fflush(stdout);
+	if (pthread_create(&t, 0, worker, 0)) return 1;
+	pthread_exit(0);
+}
+`)
+	r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+	h := start(t, dir, nil, holder, r.Name())
+	h.expect("held")
+	pid := h.cmd.Process.Pid
+	for i := 0; mainThreadState(pid) != 'Z'; i++ {
+		if i == 1000 {
+			t.Fatalf("holder pid %d: main thread state %q after 10 s, want Z", pid, mainThreadState(pid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w, err := r.NewWriter(); !errors.Is(err, shm.ErrBusy) {
+		if err == nil {
+			w.Close()
+		}
+		t.Errorf("Go NewWriter beside a writer whose main thread exited: %v, want ErrBusy", err)
+	}
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			c := start(t, dir, nil, append(im.argv(t, "producer"), "-n", "1", r.Name())...)
+			<-c.exited
+			err := <-c.done
+			c.done <- err
+			if want := fmt.Sprintf("pid %d", pid); err == nil || !strings.Contains(c.stderr(), want) {
+				t.Errorf("producer beside a writer whose main thread exited: exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
+			}
+		})
+	}
+	if hd := r.Head(); hd != 0 {
+		t.Errorf("head moved to %d: a second writer wrote beside the live one", hd)
+	}
+	// Once the process has exited, its lease is free again.
+	h.stdin.Close()
+	<-h.exited
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatalf("Go NewWriter after the holder exited: %v", err)
+	}
+	w.Close()
 }

@@ -285,9 +285,9 @@ static inline long edgeipc__futex_wake(_Atomic uint32_t *addr, int n)
 
 /* ---- process identity and liveness (owner words) ---------------------- */
 
-/* Reads /proc/PID/stat: state letter (field 3) and start time (field 22,
- * low 32 bits). Returns 0 if readable. */
-static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *start)
+/* Reads /proc/PID/stat: state letter (field 3), number of threads (field
+ * 20) and start time (field 22, low 32 bits). Returns 0 if readable. */
+static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *threads, uint32_t *start)
 {
 	char path[40], buf[1024];
 	snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
@@ -310,6 +310,8 @@ static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *start)
 			return -1;
 		if (field == 3)
 			*state = *p;
+		if (field == 20)
+			*threads = (uint32_t)strtoull(p, NULL, 10);
 		if (field == 22) {
 			*start = (uint32_t)strtoull(p, NULL, 10);
 			return 0;
@@ -323,8 +325,8 @@ static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *start)
 static inline uint32_t edgeipc_self_start(void)
 {
 	char st;
-	uint32_t start = 0;
-	edgeipc__proc_stat((uint32_t)getpid(), &st, &start);
+	uint32_t threads, start = 0;
+	edgeipc__proc_stat((uint32_t)getpid(), &st, &threads, &start);
 	return start;
 }
 
@@ -356,10 +358,12 @@ static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 	if (ns != 0 && self != 0 && ns != self)
 		return 1;
 	char st = 0;
-	uint32_t s = 0;
-	if (edgeipc__proc_stat(pid, &st, &s) != 0)
+	uint32_t threads = 0, s = 0;
+	if (edgeipc__proc_stat(pid, &st, &threads, &s) != 0)
 		return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
-	if (st == 'Z' || st == 'X')
+	/* A zombie has one thread left; a Z with more is a live process whose
+	 * main thread called pthread_exit. */
+	if (st == 'X' || (st == 'Z' && threads <= 1))
 		return 0;
 	if ((o & EDGEIPC_CLAIM) || start == 0) /* start 0: the holder could not read its own */
 		return 1;

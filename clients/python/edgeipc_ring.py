@@ -267,7 +267,8 @@ _TSO = platform.machine() in ("x86_64", "amd64", "i386", "i686")
 # ---- process identity -----------------------------------------------------
 
 def _proc_stat(pid):
-    """(state letter, start time low 32 bits) from /proc/PID/stat, or None."""
+    """(state letter, start time low 32 bits, threads) from /proc/PID/stat,
+    or None."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             b = f.read()
@@ -279,7 +280,7 @@ def _proc_stat(pid):
     fields = b[i + 1:].split()
     if len(fields) < 20:
         return None
-    return fields[0][:1].decode(), int(fields[19]) & MASK32
+    return fields[0][:1].decode(), int(fields[19]) & MASK32, int(fields[17])
 
 
 def _self_pidns():
@@ -315,7 +316,9 @@ def holder_alive(owner, start, pidns):
         except OSError:  # EPERM: it exists
             pass
         return True
-    if st[0] in ("Z", "X"):
+    # A zombie has one thread left; a Z with more is a live process whose
+    # main thread called pthread_exit.
+    if st[0] == "X" or (st[0] == "Z" and st[2] <= 1):
         return False
     if owner & CLAIM or start == 0:  # start 0: the holder could not read its own
         return True
