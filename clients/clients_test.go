@@ -1833,3 +1833,58 @@ int main(int argc, char **argv) {
 	}
 	w.Close()
 }
+
+// TestWriterLeaseAcrossTimeNamespace: the kernel adds the reader's boottime
+// offset to the start times in /proc/PID/stat, so a writer in a time
+// namespace (unshare --time, a CRIU-restored container) and a process
+// outside it read different start times for the writer. Each took the
+// other's live lease for a dead holder's and wrote beside it. With start
+// times stored and compared less the boottime offset (docs/abi.md), a C or
+// Python writer in a time namespace keeps its lease against Go outside,
+// and a Go writer outside keeps it against C and Python inside.
+func TestWriterLeaseAcrossTimeNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a time namespace needs root (CAP_SYS_ADMIN); make test runs as root in CI")
+	}
+	unshare := testenv.Tool(t, "unshare", "install util-linux to test time namespaces")
+	inNS := []string{unshare, "--time", "--boottime", "1000"}
+	if out, err := exec.Command(inNS[0], append(inNS[1:], "true")...).CombinedOutput(); err != nil {
+		t.Fatalf("unshare --time as root: %v\n%s", err, out)
+	}
+	for _, im := range impls {
+		t.Run(im.name+"/inside holds", func(t *testing.T) {
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			c := start(t, dir, nil, append(append(inNS, im.argv(t, "producer")...), "-n", "2", "-p", "1", r.Name())...)
+			if l := c.line(); !strings.HasPrefix(l, "paused") {
+				t.Fatalf("producer in a time namespace: %q, want paused; stderr:\n%s", l, c.stderr())
+			}
+			if w, err := r.NewWriter(); !errors.Is(err, shm.ErrBusy) {
+				if err == nil {
+					w.Close()
+				}
+				t.Errorf("Go NewWriter outside the time namespace of a live writer: %v, want ErrBusy", err)
+			}
+			io.WriteString(c.stdin, "go\n")
+			c.expect("wrote first=0 last=1")
+			c.wait()
+		})
+		t.Run(im.name+"/outside holds", func(t *testing.T) {
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			c := start(t, dir, nil, append(append(inNS, im.argv(t, "producer")...), "-n", "1", r.Name())...)
+			<-c.exited
+			err = <-c.done
+			c.done <- err
+			if want := fmt.Sprintf("pid %d", os.Getpid()); err == nil || !strings.Contains(c.stderr(), want) {
+				t.Errorf("producer in a time namespace beside a live Go writer: exit %v, stderr %q; want a failure naming %q", err, c.stderr(), want)
+			}
+			if h := r.Head(); h != 0 {
+				t.Errorf("head moved to %d: the producer wrote beside the live Go writer", h)
+			}
+		})
+	}
+}

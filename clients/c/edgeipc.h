@@ -322,12 +322,46 @@ static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *thread
 	return -1;
 }
 
+/* The boottime offset of this process's time namespace in clock ticks
+ * (USER_HZ = 100), rounded down; 0 outside one. The kernel adds the
+ * reader's offset to the start times in /proc/PID/stat: start times are
+ * stored and compared with it taken off (docs/abi.md, owner words). */
+static inline uint32_t edgeipc__boot_offset(void)
+{
+	static _Atomic uint32_t cached, known; /* 32-bit: no libatomic on ARMv6 */
+	if (atomic_load(&known))
+		return atomic_load(&cached);
+	uint32_t ticks = 0;
+	char buf[256];
+	int fd = open("/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			char *p = strstr(buf, "boottime");
+			long long sec, nsec;
+			if (p && sscanf(p, "boottime %lld %lld", &sec, &nsec) == 2) {
+				long long ns = sec * 1000000000LL + nsec, tick = 10000000LL;
+				long long t = ns / tick;
+				if (ns % tick < 0)
+					t--; /* rounded down */
+				ticks = (uint32_t)t;
+			}
+		}
+	}
+	atomic_store(&cached, ticks);
+	atomic_store(&known, 1);
+	return ticks;
+}
+
 static inline uint32_t edgeipc_self_start(void)
 {
 	char st;
 	uint32_t threads, start = 0;
-	edgeipc__proc_stat((uint32_t)getpid(), &st, &threads, &start);
-	return start;
+	if (edgeipc__proc_stat((uint32_t)getpid(), &st, &threads, &start) != 0)
+		return 0;
+	return start - edgeipc__boot_offset();
 }
 
 /* Low 32 bits of the inode of /proc/self/ns/pid ("pid:[4026531836]"), 0 if unknown. */
@@ -367,7 +401,9 @@ static inline int edgeipc_holder_alive(uint32_t o, uint32_t start, uint32_t ns)
 		return 0;
 	if ((o & EDGEIPC_CLAIM) || start == 0) /* start 0: the holder could not read its own */
 		return 1;
-	return s == start;
+	/* Within a tick: time namespaces whose offsets are not whole ticks. */
+	uint32_t d = s - edgeipc__boot_offset() - start;
+	return d == 0 || d == 1 || d == UINT32_MAX;
 }
 
 /* Owner-word claim, steps 1–2 of docs/abi.md: returns 1 when the word now

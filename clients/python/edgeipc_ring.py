@@ -291,9 +291,31 @@ def _self_pidns():
         return 0
 
 
+_boot_offset_cache = []
+
+
+def _boot_offset():
+    """The boottime offset of this process's time namespace in clock ticks
+    (USER_HZ = 100), rounded down, low 32 bits; 0 outside one. The kernel
+    adds the reader's offset to the start times in /proc/PID/stat: start
+    times are stored and compared with it taken off (docs/abi.md)."""
+    if not _boot_offset_cache:
+        ticks = 0
+        try:
+            with open("/proc/self/timens_offsets", "rb") as f:
+                for line in f.read().split(b"\n"):
+                    w = line.split()
+                    if len(w) == 3 and w[0] == b"boottime":
+                        ticks = (int(w[1]) * 1000000000 + int(w[2])) // 10000000
+        except (OSError, ValueError):
+            ticks = 0
+        _boot_offset_cache.append(ticks & MASK32)
+    return _boot_offset_cache[0]
+
+
 def _self_start():
     st = _proc_stat(os.getpid())
-    return st[1] if st else 0
+    return (st[1] - _boot_offset()) & MASK32 if st else 0
 
 
 def holder_alive(owner, start, pidns):
@@ -322,7 +344,8 @@ def holder_alive(owner, start, pidns):
         return False
     if owner & CLAIM or start == 0:  # start 0: the holder could not read its own
         return True
-    return st[1] == start
+    # Within a tick: time namespaces whose offsets are not whole ticks.
+    return (st[1] - _boot_offset() - start) & MASK32 in (0, 1, MASK32)
 
 
 def _valid_name(name):

@@ -23,8 +23,9 @@ func statPath(pid int) string {
 }
 
 // ProcStartTime returns the start time of process pid in clock ticks since
-// boot (field 22 of /proc/PID/stat), truncated to 32 bits. Together with the
-// PID it identifies a process across PID reuse. It returns an error wrapping
+// boot (field 22 of /proc/PID/stat), truncated to 32 bits, as the initial
+// time namespace sees it (see bootOffsetTicks). Together with the PID it
+// identifies a process across PID reuse. It returns an error wrapping
 // os.ErrNotExist when the process does not exist.
 func ProcStartTime(pid int) (uint32, error) {
 	b, err := readFile(statPath(pid))
@@ -46,11 +47,56 @@ func ProcStartTime(pid int) (uint32, error) {
 	if err != nil {
 		return 0, errors.New("sys: bad start time in /proc/" + strconv.Itoa(pid) + "/stat")
 	}
-	return uint32(v), nil
+	return uint32(v) - bootOffsetTicks(), nil
+}
+
+// userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
+// architecture Linux runs edgeipc on.
+const userHZ = 100
+
+// bootOffsetTicks returns the boottime offset of this process's time
+// namespace in clock ticks (0 outside one). The kernel adds the reader's
+// offset to the start times in /proc/PID/stat, so a process in a time
+// namespace (unshare --time, a container restored by CRIU) and one
+// outside read different start times for the same process, and each took
+// the other's holders for dead processes whose PID had been reused.
+// Start times are stored and compared with the reader's offset taken off:
+// the value the initial namespace sees, give or take the one tick the
+// kernel's rounding of an offset that is not a whole tick can add.
+var bootOffsetTicks = sync.OnceValue(func() uint32 {
+	b, err := readFile("/proc/self/timens_offsets")
+	if err != nil {
+		return 0
+	}
+	return parseBootOffset(b)
+})
+
+// parseBootOffset reads the boottime line of /proc/self/timens_offsets
+// ("boottime <seconds> <nanoseconds>") as clock ticks, rounded down.
+func parseBootOffset(b []byte) uint32 {
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		f := bytes.Fields(l)
+		if len(f) != 3 || string(f[0]) != "boottime" {
+			continue
+		}
+		sec, err1 := strconv.ParseInt(string(f[1]), 10, 64)
+		nsec, err2 := strconv.ParseInt(string(f[2]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0
+		}
+		const tick = 1e9 / userHZ
+		ns := sec*1e9 + nsec
+		t := ns / tick
+		if ns%tick < 0 {
+			t-- // rounded down, as the kernel's division of the sum is
+		}
+		return uint32(t)
+	}
+	return 0
 }
 
 // ProcessAlive reports whether the process identified by pid and start (as
-// returned by ProcStartTime) still exists. A start of 0 matches any process
+// returned by ProcStartTime, to within a tick) still exists. A start of 0 matches any process
 // with that pid. Zombies count as dead (a process whose main thread alone
 // has exited, with pthread_exit, is not one).
 //
@@ -89,7 +135,16 @@ func ProcessAlive(pid int, start uint32) bool {
 		return true
 	}
 	v, err := strconv.ParseUint(string(fields[19]), 10, 64)
-	return err == nil && uint32(v) == start
+	if err != nil {
+		return false
+	}
+	// Within a tick: the holder and this process may see the start
+	// through time namespaces whose offsets are not whole ticks (see
+	// bootOffsetTicks). A new process with a reused PID started within a
+	// tick of the dead holder is taken for it: the safe mistake, which
+	// keeps the entry held until that process exits.
+	d := uint32(v) - bootOffsetTicks() - start
+	return d == 0 || d == 1 || d == ^uint32(0)
 }
 
 // SelfStartTime returns ProcStartTime(os.Getpid()), computed once.

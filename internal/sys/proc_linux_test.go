@@ -1,10 +1,13 @@
 package sys
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,7 +25,12 @@ func TestProcessAlive(t *testing.T) {
 	if !ProcessAlive(me, start) || !ProcessAlive(me, 0) {
 		t.Fatal("this process is not alive")
 	}
-	if ProcessAlive(me, start+1) {
+	// Within a tick counts as the same process (time namespaces whose
+	// offsets are not whole ticks); two ticks apart is another one.
+	if !ProcessAlive(me, start+1) || !ProcessAlive(me, start-1) {
+		t.Fatal("a start time one tick off did not match")
+	}
+	if ProcessAlive(me, start+2) || ProcessAlive(me, start-2) {
 		t.Fatal("a different start time matched (PID reuse would go unnoticed)")
 	}
 	cmd := exec.Command("sleep", "0")
@@ -140,5 +148,104 @@ int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0);
 	}
 	if s := procState(pid); s != 'Z' {
 		t.Errorf("pid %d: state %q before it is reaped, want Z: the test did not check a zombie", pid, s)
+	}
+}
+
+func TestParseBootOffset(t *testing.T) {
+	for in, want := range map[string]uint32{
+		"monotonic 0 0\nboottime 0 0\n":                                   0,
+		"monotonic           0         0\nboottime      1000         0\n": 100000,
+		"boottime 5 5000000\n":                                            500, // 5.005 s: 500.5 ticks, rounded down
+		"boottime -2 0\n":                                                 uint32(0xffffffff - 199),
+		"boottime -1 500000000\n":                                         uint32(0xffffffff - 49), // -0.5 s
+		"boottime -1 999999999\n":                                         uint32(0xffffffff),      // -1 ns: -1 tick
+		"":                                                                0,
+		"boottime x 0\n":                                                  0,
+	} {
+		if got := parseBootOffset([]byte(in)); got != want {
+			t.Errorf("parseBootOffset(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestStartTimeAcrossTimeNamespace: the kernel adds the reader's boottime
+// offset to the start times in /proc/PID/stat. A holder in a time
+// namespace (unshare --time, a CRIU-restored container) stored a start its
+// observers outside did not read, and the other way round: each took the
+// other's live holders for dead processes whose PID had been reused. The
+// child here runs in a time namespace with a boottime offset of 1000.005 s
+// (not a whole tick, as CRIU sets them), reads this process's start time
+// and its own, and both sides must agree on both processes.
+func TestStartTimeAcrossTimeNamespace(t *testing.T) {
+	switch os.Getenv("EDGEIPC_TIMENS_CHILD") {
+	case "setup":
+		// Set the offsets of a new time namespace, then enter it by exec.
+		if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+			fmt.Printf("unshare: %v\n", err)
+			os.Exit(1)
+		}
+		if err := os.WriteFile("/proc/self/timens_offsets", []byte("boottime 1000 5000000\n"), 0); err != nil {
+			fmt.Printf("timens_offsets: %v\n", err)
+			os.Exit(1)
+		}
+		os.Setenv("EDGEIPC_TIMENS_CHILD", "1")
+		err := unix.Exec(os.Args[0], os.Args, os.Environ())
+		fmt.Printf("exec: %v\n", err)
+		os.Exit(1)
+	case "1":
+		parent, _ := strconv.Atoi(os.Getenv("EDGEIPC_TIMENS_PARENT"))
+		pstart, _ := strconv.ParseUint(os.Getenv("EDGEIPC_TIMENS_PARENT_START"), 10, 32)
+		ps, err := ProcStartTime(parent)
+		fmt.Printf("offset=%d parent_start=%d parent_alive=%v self_start=%d err=%v\n",
+			bootOffsetTicks(), ps, ProcessAlive(parent, uint32(pstart)), SelfStartTime(), err)
+		var b [1]byte
+		os.Stdin.Read(b[:]) // stay alive until the parent has looked
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("creating a time namespace needs root (CAP_SYS_ADMIN); make test runs as root in CI")
+	}
+	me := os.Getpid()
+	myStart, err := ProcStartTime(me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestStartTimeAcrossTimeNamespace$")
+	child.Env = append(os.Environ(), "EDGEIPC_TIMENS_CHILD=setup", "EDGEIPC_TIMENS_PARENT="+strconv.Itoa(me),
+		"EDGEIPC_TIMENS_PARENT_START="+strconv.FormatUint(uint64(myStart), 10))
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("child: %v (%q)", err, line)
+	}
+	var off, parentStart, selfStart uint32
+	var parentAlive bool
+	var cerr string
+	if _, err := fmt.Sscanf(line, "offset=%d parent_start=%d parent_alive=%t self_start=%d err=%s", &off, &parentStart, &parentAlive, &selfStart, &cerr); err != nil {
+		t.Fatalf("child said %q: %v", line, err)
+	}
+	if off != 100000 {
+		t.Fatalf("child's boottime offset: %d ticks, want 100000 (1000.005 s rounded down): the test did not run it in a time namespace", off)
+	}
+	if d := parentStart - myStart; (d != 0 && d != 1 && d != ^uint32(0)) || !parentAlive {
+		t.Errorf("in a time namespace this process's start reads %d (alive: %v), outside %d", parentStart, parentAlive, myStart)
+	}
+	// The child's start as the child stored it, checked from outside.
+	pid := child.Process.Pid
+	if !ProcessAlive(pid, selfStart) {
+		got, _ := ProcStartTime(pid)
+		t.Errorf("the child (in a time namespace) stored start %d; from outside it reads %d: taken for dead", selfStart, got)
 	}
 }
