@@ -218,6 +218,21 @@ type Recorder struct {
 
 // Run implements Sink.
 func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{}) error {
+	// The check of an existing file below can take a while (a large file
+	// of small records on an SD card): the recording starts with the
+	// frames published from now on, those the ring no longer holds when
+	// the reader joins counted as lost in its first record.
+	// (A run that fails before it joins leaves the next run to start
+	// afresh, as before: not to count what was published meanwhile.)
+	joined := false
+	if !rec.resume {
+		rec.resume, rec.resumeAt = true, ring.Head()
+		defer func() {
+			if !joined {
+				rec.resume = false
+			}
+		}()
+	}
 	// O_NONBLOCK: opening a FIFO (or a device) for writing would block
 	// until a reader comes, beyond the reach of ctx, and the stop of this
 	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
@@ -277,6 +292,9 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		}
 		size = whole
 	}
+	if afterRecorderScan != nil {
+		afterRecorderScan()
+	}
 	from := shm.Newest
 	if rec.resume {
 		from = shm.Oldest // and skip to resumeAt
@@ -285,6 +303,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	if err != nil {
 		return err
 	}
+	joined = true
 	defer rd.Close()
 	next := rd.Cursor() // the first frame not yet whole in the file
 	if rec.resume {
@@ -463,6 +482,10 @@ func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
 	}
 	return off, nil
 }
+
+// afterRecorderScan, if set (by tests), runs when a recorder has checked
+// its file and not yet joined its ring.
+var afterRecorderScan func()
 
 // scanWindow is how much of a recorder file wholeRecords reads at once.
 const scanWindow = 64 << 10

@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -754,5 +755,70 @@ func TestRecorderCountsLostOnceAcrossFailure(t *testing.T) {
 	}
 	if rec.Frames+rec.Lost != written || rec.Frames != uint64(len(seqs)) || rec.Lost != inFile {
 		t.Fatalf("%d frames written; ctl sinks: %d frames, %d lost; the file: %d records, %d lost", written, rec.Frames, rec.Lost, len(seqs), inFile)
+	}
+}
+
+// TestRecorderRecordsFramesPublishedDuringScan: a recorder checks the
+// records already in its file before it joins its ring, which takes a
+// while for a large file on an SD card. The frames published meanwhile
+// were neither recorded nor counted as lost: the reader joined at the
+// newest frame. The recording now starts at the head when the recorder
+// started: those frames are recorded if the ring still holds them, and
+// counted in the first record's lost if not.
+func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		during int // frames published while the recorder checks its file
+	}{{"held", 5}, {"lapped", 20}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r, err := shm.Create("scan", shm.Config{Slots: 8, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			write := func(n int) {
+				for range n {
+					if _, err := w.WriteFrame(1, 0, []byte("frame")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			write(3) // before the recorder starts: not its to record
+			afterRecorderScan = func() { write(c.during) }
+			t.Cleanup(func() { afterRecorderScan = nil })
+			out := filepath.Join(dir, "rec.bin")
+			rec := &Recorder{Path: out}
+			drain := make(chan struct{})
+			done := make(chan error, 1)
+			go func() { done <- rec.Run(context.Background(), r, drain) }()
+			eventually(t, "the recorder to join", func() bool { return len(r.Inspect().Readers) == 1 })
+			write(2)
+			close(drain)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			seqs, lost := recordHeads(t, out)
+			if len(seqs) == 0 {
+				t.Fatalf("nothing recorded")
+			}
+			first, last := seqs[0], seqs[len(seqs)-1]
+			for i := 1; i < len(seqs); i++ {
+				if seqs[i] != seqs[i-1]+1 || lost[i] != 0 {
+					t.Fatalf("records %v (lost %v): not one run of frames", seqs, lost)
+				}
+			}
+			if last != uint32(3+c.during+1) || lost[0] != first-3 || uint32(len(seqs))+lost[0] != uint32(c.during+2) {
+				t.Fatalf("recorded %d..%d, the first with %d lost; want every frame from 3 to %d recorded or counted as lost", first, last, lost[0], 3+c.during+1)
+			}
+			if c.during <= 6 && first != 3 {
+				t.Fatalf("recorded from %d, want from 3: the ring held every frame published during the check", first)
+			}
+		})
 	}
 }
