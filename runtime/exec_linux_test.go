@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -424,5 +425,98 @@ exec sleep 1000
 	st := rt.sourceStat(t, "broken")
 	if st.Bad != 1 || st.Frames != 1 || !strings.Contains(st.LastError, "max_skip") || strings.Contains(st.LastError, "restarting") {
 		t.Fatalf("stat %+v; want 1 frame, 1 bad, an error that names max_skip and does not say restarting", st)
+	}
+}
+
+// A signal to a child reaches it once: a stop sent SIGTERM both to the
+// child's process group, which the child leads, and to the child through
+// its pidfd, so a child that handles SIGTERM could run its handler twice,
+// and one that takes a second SIGTERM as "quit now" (a common pattern)
+// cut its own clean stop short. The count is made with a real-time
+// signal, which the kernel queues per send where it merges two SIGTERMs
+// still pending: the child blocks it and counts the queued instances. A
+// child that left its group (setpgid into another) is still signalled,
+// through its pidfd: the stop that follows would otherwise hang.
+func TestExecSignalReachesChildOnce(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to run the signal count test")
+	const sig = 40 // a real-time signal: queued, not merged
+	child := func(moveGroup bool) string {
+		move := ""
+		if moveGroup {
+			move = "os.setpgid(0, os.getpgid(os.getppid()))"
+		}
+		return fmt.Sprintf(`
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {%[1]d})
+%[2]s
+print("ready", flush=True)
+signal.sigwaitinfo({%[1]d})
+n = 1
+time.sleep(0.5)  # a second copy, if sent, is queued by now
+while signal.sigtimedwait({%[1]d}, 0) is not None:
+    n += 1
+print("signals %%d pgid %%s" %% (n, "own" if os.getpgid(0) == os.getpid() else "other"), flush=True)
+time.sleep(1000)
+`, sig, move)
+	}
+	for _, tc := range []struct {
+		name string
+		move bool
+		want string
+	}{
+		{"leads its group", false, "signals 1 pgid own"},
+		{"left its group", true, "signals 1 pgid other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "count"
+kind = "exec"
+ring = "r"
+command = [%q, "-c", %q]
+stop_timeout = "10s"
+`, py, child(tc.move)))
+			rd, err := shm.OpenReader("r", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			buf := make([]byte, 64)
+			if f, err := rd.ReadIntoDeadline(time.Now().Add(wait), buf); err != nil || string(f.Data) != "ready" {
+				t.Fatalf("first frame %q, %v", f.Data, err)
+			}
+			var p *os.Process
+			rt.spawn.do(func() {
+				for q := range rt.spawn.children {
+					p = q
+				}
+			})
+			if p == nil {
+				t.Fatal("no child")
+			}
+			rt.spawn.signal(p, syscall.Signal(sig))
+			f, err := rd.ReadIntoDeadline(time.Now().Add(wait), buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(f.Data) != tc.want {
+				t.Fatalf("the child says %q, want %q: one signal sent, and it must arrive once", f.Data, tc.want)
+			}
+			// SIGTERM reaches it (it does not handle it), also out of its group.
+			if err := rt.StopSource("count"); err != nil {
+				t.Fatal(err)
+			}
+			if st := rt.sourceStat(t, "count"); st.LastExit != "signal: terminated" {
+				t.Fatalf("stat %+v, want the child ended by SIGTERM", st)
+			}
+		})
 	}
 }

@@ -34,7 +34,9 @@ import (
 // recycled PID. Process-group signals (kill(-pgid)) have no pidfd form; they
 // are sent only from this goroutine and only while the group leader is
 // known not to be reaped (it is reaped only here): its pid, which is the
-// group id, cannot have been recycled.
+// group id, cannot have been recycled. A signal goes to the group, which
+// holds the child; through the pidfd only to a child that has moved to
+// another group, so that no process gets one signal twice.
 //
 // Process groups: each child leads its own group, and the group is what
 // gets stopped. When the leader exits while other processes of its group
@@ -191,8 +193,8 @@ func (s *spawner) start(name string, stopTimeout time.Duration, argv0 string, ar
 	return p, ch, err
 }
 
-// signal sends sig to the child's process group (and to the child by its
-// pidfd) if the child has not been reaped yet.
+// signal sends sig to the child's process group if the child has not been
+// reaped yet (and to the child by its pidfd if it has left that group).
 func (s *spawner) signal(p *os.Process, sig syscall.Signal) {
 	s.do(func() { s.signalLocked(p, sig) })
 }
@@ -210,10 +212,16 @@ func (s *spawner) signalLocked(p *os.Process, sig syscall.Signal) {
 	case syscall.SIGKILL:
 		c.killed = true
 	}
-	p.Signal(sig) // pidfd
 	// The group leader is not reaped (we are the only reaper), so its pid,
 	// which is the group id, cannot have been reused.
 	unix.Kill(-p.Pid, sig)
+	// The leader is in that group unless it moved to another (setpgid):
+	// only then does it get sig through its pidfd too. Not both: a
+	// child that handles SIGTERM would get it twice, and one that takes
+	// a second SIGTERM as "quit now" would cut its clean stop short.
+	if g, err := unix.Getpgid(p.Pid); err != nil || g != p.Pid {
+		p.Signal(sig) // pidfd
+	}
 }
 
 // reap reaps every child that has exited and whose group has no live
