@@ -143,6 +143,13 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	if err != nil {
 		return nil, fmt.Errorf("command: %w", err)
 	}
+	// The child changes to dir before it executes path: a relative path
+	// (dir is relative too) would then be looked for from inside dir.
+	if !filepath.IsAbs(path) {
+		if path, err = filepath.Abs(path); err != nil {
+			return nil, fmt.Errorf("command: %w", err)
+		}
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err

@@ -284,20 +284,31 @@ func TestExecRingWriteFailureStopsChild(t *testing.T) {
 // A command given as a relative path with a slash runs from the source's
 // dir, where the child runs: it was looked for relative to the runtime's
 // working directory instead, so the source failed ("no such file") though
-// the program was in dir.
+// the program was in dir. A relative dir is from the runtime's working
+// directory: with one, the program was found there but then executed by
+// that relative path from inside dir (dir/dir/gen.sh), and every start
+// failed with "no such file or directory".
 func TestExecRelativeCommandFromDir(t *testing.T) {
-	e := newEnv(t)
-	dir := filepath.Join(e.dir, "sensors")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeScript(t, dir, "gen.sh", "while :; do echo here; sleep 0.05; done\n")
-	cfg := strings.Replace(execConfig("rel", "./gen.sh"), "kind = \"exec\"", fmt.Sprintf("kind = \"exec\"\ndir = %q", dir), 1)
-	rt, logb, stop := inproc(t, cfg)
-	defer stop()
-	eventually(t, "frames from ./gen.sh run in dir", func() bool { return rt.sourceStat(t, "rel").Frames > 0 })
-	if strings.Contains(logb.String(), "no such file") {
-		t.Fatalf("log:\n%s", logb.String())
+	for _, relDir := range []bool{false, true} {
+		t.Run(fmt.Sprintf("relative dir %v", relDir), func(t *testing.T) {
+			e := newEnv(t)
+			dir := filepath.Join(e.dir, "sensors")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeScript(t, dir, "gen.sh", "while :; do echo here; sleep 0.05; done\n")
+			if relDir {
+				t.Chdir(e.dir)
+				dir = "sensors"
+			}
+			cfg := strings.Replace(execConfig("rel", "./gen.sh"), "kind = \"exec\"", fmt.Sprintf("kind = \"exec\"\ndir = %q", dir), 1)
+			rt, logb, stop := inproc(t, cfg)
+			defer stop()
+			eventually(t, "frames from ./gen.sh run in dir", func() bool { return rt.sourceStat(t, "rel").Frames > 0 })
+			if strings.Contains(logb.String(), "no such file") {
+				t.Fatalf("log:\n%s", logb.String())
+			}
+		})
 	}
 }
 
