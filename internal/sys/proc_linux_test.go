@@ -168,6 +168,30 @@ func TestParseBootOffset(t *testing.T) {
 	}
 }
 
+// init sets up the child of TestStartTimeAcrossTimeNamespace: the offsets
+// of a new time namespace, which the process enters by exec. Namespaces
+// belong to threads: unshare, the write to /proc/self/timens_offsets (the
+// main thread's) and the exec must all run on the main thread, which only
+// init is sure to run on. (In a test function the goroutine can move to
+// another thread between them, and the child then ran with no offset.)
+func init() {
+	if os.Getenv("EDGEIPC_TIMENS_CHILD") != "setup" {
+		return
+	}
+	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+		fmt.Printf("unshare: %v\n", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile("/proc/self/timens_offsets", []byte("boottime 1000 5000000\n"), 0); err != nil {
+		fmt.Printf("timens_offsets: %v\n", err)
+		os.Exit(1)
+	}
+	os.Setenv("EDGEIPC_TIMENS_CHILD", "1")
+	err := unix.Exec(os.Args[0], os.Args, os.Environ())
+	fmt.Printf("exec: %v\n", err)
+	os.Exit(1)
+}
+
 // TestStartTimeAcrossTimeNamespace: the kernel adds the reader's boottime
 // offset to the start times in /proc/PID/stat. A holder in a time
 // namespace (unshare --time, a CRIU-restored container) stored a start its
@@ -178,20 +202,6 @@ func TestParseBootOffset(t *testing.T) {
 // and its own, and both sides must agree on both processes.
 func TestStartTimeAcrossTimeNamespace(t *testing.T) {
 	switch os.Getenv("EDGEIPC_TIMENS_CHILD") {
-	case "setup":
-		// Set the offsets of a new time namespace, then enter it by exec.
-		if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
-			fmt.Printf("unshare: %v\n", err)
-			os.Exit(1)
-		}
-		if err := os.WriteFile("/proc/self/timens_offsets", []byte("boottime 1000 5000000\n"), 0); err != nil {
-			fmt.Printf("timens_offsets: %v\n", err)
-			os.Exit(1)
-		}
-		os.Setenv("EDGEIPC_TIMENS_CHILD", "1")
-		err := unix.Exec(os.Args[0], os.Args, os.Environ())
-		fmt.Printf("exec: %v\n", err)
-		os.Exit(1)
 	case "1":
 		parent, _ := strconv.Atoi(os.Getenv("EDGEIPC_TIMENS_PARENT"))
 		pstart, _ := strconv.ParseUint(os.Getenv("EDGEIPC_TIMENS_PARENT_START"), 10, 32)
