@@ -142,23 +142,82 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	return os.NewFile(uintptr(fd), path), dummy, id, nil
 }
 
-// openDummy opens the keep-alive write end of the FIFO id by its path and
-// checks that the path still names that FIFO: if it was removed or
-// replaced (by a regular file, whose reads would return EOF at once, or by
-// another FIFO) the error wraps errFIFOReplaced.
-func openDummy(path string, id fifoID) (int, error) {
-	replaced := func(what string) error {
-		return fmt.Errorf("%w: %s %s; restore the FIFO (remove what is there now) and restart the source with 'edgeipc ctl restart NAME'", errFIFOReplaced, path, what)
+// errFIFORemoved is wrapped by the error that ends a run of a fifo source
+// whose path no longer exists: the source creates the FIFO again.
+var errFIFORemoved = errors.New("FIFO removed")
+
+// fifoGone is the error for a path that no longer names the FIFO the
+// source reads (what: what is there now): errFIFORemoved if nothing is,
+// else errFIFOReplaced.
+func fifoGone(path, what string) error {
+	if what == fifoMissing {
+		return fmt.Errorf("%w: %s %s", errFIFORemoved, path, what)
 	}
+	return fmt.Errorf("%w: %s %s; restore the FIFO (remove what is there now) and restart the source with 'edgeipc ctl restart NAME'", errFIFOReplaced, path, what)
+}
+
+// fifoMissing is what fifoAt says of a path that no longer exists.
+const fifoMissing = "no longer exists"
+
+// fifoAt says what path (not followed) names now if it is not the FIFO
+// id: fifoMissing, or what replaced it. It returns "" if path names id,
+// or if it cannot tell (an error other than a missing path).
+func fifoAt(path string, id fifoID) string {
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return fifoMissing
+	case err != nil:
+		return ""
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return "is now a symlink"
+	case st.Mode&unix.S_IFMT != unix.S_IFIFO:
+		return "is no longer a FIFO"
+	case (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id:
+		return "is now another FIFO"
+	}
+	return ""
+}
+
+// fifoCheckInterval is how often a running fifo source checks that its
+// path still names the FIFO it reads (watchFIFO).
+const fifoCheckInterval = time.Second
+
+// watchFIFO checks every fifoCheckInterval, until ctx ends, that path
+// still names the FIFO id; if not, it cancels ctx with the reason
+// (fifoGone). A FIFO unlinked while the source reads it is otherwise
+// unnoticed: the source reads a FIFO that no writer can open any more.
+func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID) {
+	t := time.NewTicker(fifoCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if what := fifoAt(path, id); what != "" {
+			fail(fifoGone(path, what))
+			return
+		}
+	}
+}
+
+// openDummy opens the keep-alive write end of the FIFO id by its path and
+// checks that the path still names that FIFO: if it was removed the error
+// wraps errFIFORemoved, if it was replaced (by a regular file, whose reads
+// would return EOF at once, or by another FIFO) errFIFOReplaced.
+func openDummy(path string, id fifoID) (int, error) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return -1, replaced("no longer exists")
+		return -1, fifoGone(path, fifoMissing)
 	case errors.Is(err, unix.ELOOP):
-		return -1, replaced("is now a symlink")
+		return -1, fifoGone(path, "is now a symlink")
 	case errors.Is(err, unix.ENXIO):
 		// O_WRONLY|O_NONBLOCK on a FIFO without a reader: not ours.
-		return -1, replaced("is now another FIFO")
+		return -1, fifoGone(path, "is now another FIFO")
 	case err != nil:
 		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -169,17 +228,37 @@ func openDummy(path string, id fifoID) (int, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		unix.Close(fd)
-		return -1, replaced("is no longer a FIFO")
+		return -1, fifoGone(path, "is no longer a FIFO")
 	}
 	if (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
 		unix.Close(fd)
-		return -1, replaced("is now another FIFO")
+		return -1, fifoGone(path, "is now another FIFO")
 	}
 	return fd, nil
 }
 
-// runFIFO reads records from a named pipe into the ring.
+// runFIFO reads records from a named pipe into the ring. If the FIFO is
+// removed while the source reads it, the source creates it again (logged):
+// writers that open the path from then on reach the runtime, while those
+// that still had the old one open get EPIPE and must reopen it.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
+	note := ""
+	for {
+		err := ss.runFIFOOnce(ctx, note)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, errFIFORemoved) {
+			return err
+		}
+		note = fmt.Sprintf("FIFO %s was removed while the source read it; created it again (writers that had it open must reopen it)", ss.cfg.Path)
+		ss.set(func(ss *sourceState) { ss.lastError = note })
+		ss.rt.log.Warn(fmt.Sprintf("source %s: %s", ss.cfg.Name, note))
+	}
+}
+
+// runFIFOOnce creates or reuses the FIFO and reads it until ctx ends
+// (nil), the FIFO is removed or replaced (errFIFORemoved,
+// errFIFOReplaced) or an error. Once it reads, the source's last error is
+// note.
+func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
 	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
 	if err != nil {
@@ -191,22 +270,37 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 			unix.Close(dummy)
 		}
 	}()
-	// The end of ctx closes f, which wakes a pending read. The FIFO's lock
+	// rctx ends with ctx or when watchFIFO finds the path no longer names
+	// this FIFO (its cause says how); ended tells the two apart.
+	rctx, fail := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); watchFIFO(rctx, fail, c.Path, id) }()
+	defer func() { fail(nil); <-watched }()
+	ended := func() error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return context.Cause(rctx)
+	}
+	// The end of rctx closes f, which wakes a pending read. The FIFO's lock
 	// goes with the last reference to the descriptor, which, when the
 	// AfterFunc's Close races the read returning, is dropped on the
 	// AfterFunc's goroutine, possibly after this function has returned:
 	// wait for it, so that cleanup (remove_on_exit) and the next run find
 	// the lock released.
 	fClosed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { f.Close(); close(fClosed) })
+	stop := context.AfterFunc(rctx, func() { f.Close(); close(fClosed) })
 	defer func() {
 		if !stop() {
 			<-fClosed
 		}
 	}()
 	defer f.Close()
-	w, err := ss.writer(ctx)
+	w, err := ss.writer(rctx)
 	if err != nil {
+		if rctx.Err() != nil {
+			return ended()
+		}
 		return err
 	}
 	defer w.Close()
@@ -215,22 +309,22 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 		return err
 	}
 	d.Reset(f)
-	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, "" })
+	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, note })
 	ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
 	var drain []byte
 	for {
 		rec, err := d.Next()
 		if err == nil {
-			if err := ss.put(ctx, w, rec); err != nil {
-				if ctx.Err() != nil {
-					return nil
+			if err := ss.put(rctx, w, rec); err != nil {
+				if rctx.Err() != nil {
+					return ended()
 				}
 				return err
 			}
 			continue
 		}
-		if ctx.Err() != nil {
-			return nil
+		if rctx.Err() != nil {
+			return ended()
 		}
 		var bad *framing.BadRecordError
 		if errors.As(err, &bad) {
@@ -263,8 +357,8 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 					break
 				}
 				if rerr != nil {
-					if ctx.Err() != nil {
-						return nil
+					if rctx.Err() != nil {
+						return ended()
 					}
 					return rerr
 				}

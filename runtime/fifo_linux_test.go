@@ -58,9 +58,11 @@ func openWriter(t *testing.T, fifo string) *os.File {
 var brokenLength = binary.LittleEndian.AppendUint32(nil, 1<<30)
 
 // After a broken stream the source drains the FIFO until its writers close
-// and then reopens its keep-alive write end. If the path no longer names
-// the FIFO by then, the source fails with an error that says so, instead of
-// reading EOF from a regular file (or nothing from another FIFO) forever.
+// and then reopens its keep-alive write end. If the path names another file
+// by then, the source fails with an error that says so, instead of reading
+// EOF from a regular file (or nothing from another FIFO) forever; if
+// nothing is there, it creates the FIFO again (as when the FIFO is removed
+// while the source reads it, TestFIFORemovedWhileRunningIsRecreated).
 func TestFIFOReplacedDuringDrain(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -89,7 +91,7 @@ func TestFIFOReplacedDuringDrain(t *testing.T) {
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
-		}, "no longer exists"},
+		}, "was removed while the source read it; created it again"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -102,6 +104,24 @@ func TestFIFOReplacedDuringDrain(t *testing.T) {
 			logb.waitFor(t, "stream broken", 1)
 			tc.replace(t, fifo)
 			w.Close() // the last writer leaves: the drain ends
+			if tc.name == "removed" {
+				// (tmpfs may give the new FIFO the old one's inode number)
+				logb.waitFor(t, "created it again", 1)
+				eventually(t, "the source to read the new FIFO", func() bool {
+					return inode(fifo) != 0 && rt.sourceStat(t, "fifo").State == StateRunning
+				})
+				if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, tc.want) {
+					t.Fatalf("last error %q; want it to say %q", st.LastError, tc.want)
+				}
+				nw := openWriter(t, fifo)
+				if _, err := nw.Write(append(binary.LittleEndian.AppendUint32(nil, 5), "after"...)); err != nil {
+					t.Fatal(err)
+				}
+				if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
+					t.Fatalf("frame %q; want \"after\"", f[0].Data)
+				}
+				return
+			}
 			eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "fifo").State == StateFailed })
 			st := rt.sourceStat(t, "fifo")
 			if !strings.Contains(st.LastError, fifo+" "+tc.want) || !strings.Contains(st.LastError, "edgeipc ctl restart") {

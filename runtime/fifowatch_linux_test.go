@@ -1,0 +1,153 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// fifoAndSynth runs a runtime with a lines fifo source "fifo" on ring f and
+// a synthetic source "synth" on ring s (to check that what happens to the
+// FIFO leaves other sources alone), and waits until both run.
+func fifoAndSynth(t *testing.T, fifo string) (*Runtime, *syncBuf) {
+	t.Helper()
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.f]
+slots = 16
+slot_payload = 64
+[rings.s]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "f"
+path = %q
+[[sources]]
+name = "synth"
+kind = "synthetic"
+ring = "s"
+rate_hz = 100
+size = 8
+`, fifo))
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	eventually(t, "synthetic source running", func() bool { return rt.sourceStat(t, "synth").State == StateRunning })
+	return rt, logb
+}
+
+// writeLine opens the FIFO for writing (O_NONBLOCK: it fails at once, with
+// ENXIO, if nothing reads it), writes line and closes it.
+func writeLine(t *testing.T, fifo, line string) {
+	t.Helper()
+	fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		t.Fatalf("open %s for writing: %v", fifo, err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte(line)); err != nil {
+		t.Fatalf("write %s: %v", fifo, err)
+	}
+}
+
+// synthAdvances checks that the synthetic source still runs and writes.
+func synthAdvances(t *testing.T, rt *Runtime) {
+	t.Helper()
+	n := rt.sourceStat(t, "synth").Frames
+	eventually(t, "the synthetic source to go on writing", func() bool {
+		st := rt.sourceStat(t, "synth")
+		return st.State == StateRunning && st.Frames > n
+	})
+}
+
+// A FIFO removed while the source reads it (an admin's rm, a cleanup of
+// the directory) is created again: writers that open the path afterwards
+// reach the runtime. Before, the source went on reading the unlinked
+// FIFO, reported itself running, and writers that opened the path got
+// ENOENT, or, with a shell's "echo x > path", wrote into a regular file
+// that nothing read.
+func TestFIFORemovedWhileRunningIsRecreated(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, logb := fifoAndSynth(t, fifo)
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	// (tmpfs may give the new FIFO the old one's inode number)
+	logb.waitFor(t, fifo+" was removed while the source read it; created it again", 1)
+	eventually(t, "the source to read the new FIFO", func() bool {
+		return inode(fifo) != 0 && rt.sourceStat(t, "fifo").State == StateRunning
+	})
+	if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, "created it again") {
+		t.Fatalf("last error %q; want it to say that the FIFO was created again", st.LastError)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(fifo, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o7777 != 0o600 || int(st.Uid) != os.Geteuid() {
+		t.Fatalf("recreated path: mode %#o uid %d; want a FIFO, 0600, uid %d", st.Mode, st.Uid, os.Geteuid())
+	}
+	writeLine(t, fifo, "after\n")
+	if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
+		t.Fatalf("frame %q; want \"after\"", f[0].Data)
+	}
+	synthAdvances(t, rt)
+}
+
+// A FIFO replaced while the source reads it (by a regular file, a symlink
+// or another FIFO: a path in a directory that others may write) fails the
+// source with an error that says so, and what is there now is left alone.
+// Before, the source reported itself running while writers wrote into
+// the new file.
+func TestFIFOReplacedWhileRunning(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T, tmp string)
+		want string
+	}{
+		{"regular file", func(t *testing.T, tmp string) {
+			if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "is no longer a FIFO"},
+		{"another FIFO", func(t *testing.T, tmp string) {
+			if err := unix.Mkfifo(tmp, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "is now another FIFO"},
+		{"symlink", func(t *testing.T, tmp string) {
+			if err := os.Symlink("/dev/null", tmp); err != nil {
+				t.Fatal(err)
+			}
+		}, "is now a symlink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			fifo := filepath.Join(e.dir, "in.fifo")
+			rt, _ := fifoAndSynth(t, fifo)
+			tmp := fifo + ".new"
+			tc.make(t, tmp)
+			if err := os.Rename(tmp, fifo); err != nil {
+				t.Fatal(err)
+			}
+			ino := inode(fifo)
+			eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "fifo").State == StateFailed })
+			st := rt.sourceStat(t, "fifo")
+			if !strings.Contains(st.LastError, fifo+" "+tc.want) || !strings.Contains(st.LastError, "edgeipc ctl restart") {
+				t.Fatalf("last error %q; want it to say %q and how to recover", st.LastError, fifo+" "+tc.want)
+			}
+			if inode(fifo) != ino {
+				t.Fatalf("the %s put at the FIFO's path was replaced", tc.name)
+			}
+			synthAdvances(t, rt)
+		})
+	}
+}
