@@ -237,11 +237,30 @@ func openDummy(path string, id fifoID) (int, error) {
 	return fd, nil
 }
 
+// holdFIFO opens a read end of the FIFO id at path (nil if path does not
+// name that FIFO). apply holds one over a reload that restarts the FIFO's
+// source: while a process has a FIFO open for reading, its writers'
+// write(2) does not fail with EPIPE (and kill them with SIGPIPE). Nothing
+// is read from it: what is written meanwhile is read by the new source.
+func holdFIFO(path string, id fifoID) *os.File {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || (fifoID{uint64(st.Dev), uint64(st.Ino)}) != id {
+		unix.Close(fd)
+		return nil
+	}
+	return os.NewFile(uintptr(fd), path)
+}
+
 // runFIFO reads records from a named pipe into the ring. If the FIFO is
 // removed while the source reads it, the source creates it again (logged):
 // writers that open the path from then on reach the runtime, while those
 // that still had the old one open get EPIPE and must reopen it.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
+	defer ss.releaseHeld()
 	note := ""
 	for {
 		err := ss.runFIFOOnce(ctx, note)
@@ -261,6 +280,7 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
 	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+	ss.releaseHeld() // the source has the FIFO open now (or failed)
 	if err != nil {
 		return err
 	}

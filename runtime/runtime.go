@@ -60,6 +60,10 @@ type Runtime struct {
 	// name on the same ring to the first frame it did not record: where
 	// the new one starts (apply, startWanted).
 	handover map[string]uint32
+	// held maps the path of a FIFO whose source a reload restarts to a
+	// read end held over the restart, until startWanted gives it to the
+	// new source (apply, holdFIFO).
+	held map[string]*os.File
 
 	spawn *spawner
 	ctl   *control.Server
@@ -734,10 +738,41 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		}
 	}
 	rt.mu.Unlock()
+	// A FIFO that the new configuration reads too (a fifo source on the
+	// same path: the same source with another type, framing, mode…) is
+	// kept, whatever remove_on_exit says, so that writers holding it open
+	// reach the new source; and a read end of it is held while its source
+	// restarts, so that their writes meanwhile do not fail with EPIPE.
+	keepFIFO := map[string]bool{}
+	for _, s := range nc.Sources {
+		if s.Kind == KindFIFO {
+			keepFIFO[s.Path] = true
+		}
+	}
+	held := map[string]*os.File{}
+	for _, ss := range stopSrc {
+		if ss.cfg.Kind != KindFIFO || !keepFIFO[ss.cfg.Path] {
+			continue
+		}
+		ss.mu.Lock()
+		id := ss.fifo
+		ss.mu.Unlock()
+		if id != nil {
+			if h := holdFIFO(ss.cfg.Path, *id); h != nil {
+				held[ss.cfg.Path] = h
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	for _, ss := range stopSrc {
 		wg.Add(1)
-		go func() { defer wg.Done(); ss.stop(); ss.cleanup() }()
+		go func() {
+			defer wg.Done()
+			ss.stop()
+			if !(ss.cfg.Kind == KindFIFO && keepFIFO[ss.cfg.Path]) {
+				ss.cleanup()
+			}
+		}()
 	}
 	wg.Wait()
 	for _, sk := range stopSink {
@@ -828,10 +863,18 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		rs.mu.Unlock()
 	}
 	rt.cfg = nc
+	rt.held = held
 	rt.mu.Unlock()
 
 	// 4. Start sinks first (so readers see the first frames), then sources.
 	rt.startWanted(nc)
+	rt.mu.Lock()
+	left := rt.held // FIFOs whose new source does not start
+	rt.held = nil
+	rt.mu.Unlock()
+	for _, h := range left {
+		h.Close()
+	}
 	if len(missing) > 0 {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
@@ -943,6 +986,10 @@ func (rt *Runtime) startWanted(c *Config) {
 			continue
 		}
 		if !sc.Disabled {
+			if h := rt.held[sc.Path]; h != nil && sc.Kind == KindFIFO {
+				ss.held = h
+				delete(rt.held, sc.Path)
+			}
 			ss.start()
 		}
 	}

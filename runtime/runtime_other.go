@@ -33,6 +33,7 @@ func (s *spawner) killAll()                                {}
 func (ss *sourceState) runExec(context.Context) error { return checkOS() }
 func (ss *sourceState) runFIFO(context.Context) error { return checkOS() }
 func removeFIFO(string, fifoID) string                { return checkOS().Error() }
+func holdFIFO(string, fifoID) *os.File                { return nil }
 
 func (rt *Runtime) checkRings(*Config, []string, []string, []string) error {
 	return checkOS()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,10 @@ type sourceState struct {
 	// fifo is the FIFO a run of this fifo source opened and locked: the
 	// one cleanup may remove.
 	fifo *fifoID
+	// held is a read end of the FIFO that the reload which started this
+	// source held over the restart (apply, holdFIFO); the source closes
+	// it once it has opened the FIFO itself.
+	held *os.File
 
 	badLog    limiter
 	logBudget lineBudget // exec: log_rate, for the stderr and stdout readers
@@ -209,6 +214,18 @@ func closed(ch <-chan struct{}) bool {
 
 // remove marks the source removed (see removed); the caller then stops it.
 func (ss *sourceState) remove() { ss.set(func(ss *sourceState) { ss.removed = true }) }
+
+// releaseHeld closes the read end held over the reload that started the
+// source, if any.
+func (ss *sourceState) releaseHeld() {
+	ss.mu.Lock()
+	h := ss.held
+	ss.held = nil
+	ss.mu.Unlock()
+	if h != nil {
+		h.Close()
+	}
+}
 
 func (ss *sourceState) isRemoved() bool {
 	ss.mu.Lock()
