@@ -875,8 +875,15 @@ func def(d *Duration, v time.Duration) {
 }
 
 // checkFIFOPath refuses a path that exists and is not a FIFO (a symlink
-// included: the runtime never follows one) or is a FIFO of another user.
+// included: the runtime never follows one) or is a FIFO of another user,
+// and a path in a directory that every user may write and that is not
+// sticky (any of them could put their own FIFO in the place of the
+// runtime's, and read what writers send it).
 func checkFIFOPath(p string) error {
+	dir := filepath.Dir(p)
+	if di, err := os.Stat(dir); err == nil && di.IsDir() && di.Mode().Perm()&0o002 != 0 && di.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("%s is in %s, which every user may write (mode %#o) and is not sticky: any of them could rename the FIFO away and put their own in its place, then read what writers send and forge records; make the directory sticky like /tmp (chmod +t %s) or writable by its owner only", p, dir, di.Mode().Perm(), dir)
+	}
 	fi, err := os.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

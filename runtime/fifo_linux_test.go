@@ -410,3 +410,46 @@ remove_on_exit = true
 		}
 	}
 }
+
+// A FIFO path in a directory that every user may write and that is not
+// sticky is refused, by the configuration check and at start: any user
+// could rename the runtime's FIFO away and put their own in its place,
+// then read what writers send and forge records. A sticky directory (as
+// /tmp is) is fine: only the FIFO's owner may remove or rename it there.
+// Before, such a path was used.
+func TestFIFOInWorldWritableDir(t *testing.T) {
+	for _, tc := range []struct {
+		mode    os.FileMode
+		refused bool
+	}{{0o777, true}, {0o777 | os.ModeSticky, false}, {0o755, false}} {
+		t.Run(fmt.Sprintf("%v", tc.mode), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "d")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "in.fifo")
+			text := "[rings.r]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"r\"\npath = \"" + path + "\"\n"
+			want := fmt.Sprintf("%s is in %s, which every user may write (mode 0777) and is not sticky", path, dir)
+			_, perr := Parse("f.toml", []byte(text))
+			oerr := openTestFIFO(t, path, 0, "")
+			if !tc.refused {
+				if perr != nil || oerr != nil {
+					t.Fatalf("config check: %v; openFIFO: %v; want both to accept a FIFO in a directory of mode %v", perr, oerr, tc.mode)
+				}
+				return
+			}
+			if perr == nil || !strings.Contains(perr.Error(), want) || !strings.Contains(perr.Error(), "chmod +t "+dir) {
+				t.Errorf("config check: %v; want %q and how to fix it", perr, want)
+			}
+			if oerr == nil || !strings.Contains(oerr.Error(), want) {
+				t.Errorf("openFIFO: %v; want %q", oerr, want)
+			}
+			if _, err := os.Lstat(path); !os.IsNotExist(err) {
+				t.Errorf("a FIFO was created in the refused directory: %v", err)
+			}
+		})
+	}
+}
