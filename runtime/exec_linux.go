@@ -175,7 +175,10 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 		errR.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	ss.set(func(ss *sourceState) { ss.state, ss.pid = StateRunning, p.Pid })
+	// Running again: the error of a start that failed is history (as
+	// for fifo and synthetic sources); last_exit keeps why the last
+	// child ended.
+	ss.set(func(ss *sourceState) { ss.state, ss.pid, ss.lastError = StateRunning, p.Pid, "" })
 	ss.rt.log.Info(fmt.Sprintf("source %s: started %s (pid %d)", c.Name, strings.Join(c.Command, " "), p.Pid))
 
 	logDone := make(chan struct{})

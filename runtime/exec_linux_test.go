@@ -531,3 +531,36 @@ stop_timeout = "10s"
 		})
 	}
 }
+
+// TestExecLastErrorClearedWhenRunning: an exec source whose start failed
+// (its program missing) kept that error in last_error after the program
+// appeared and ran fine, while fifo and synthetic sources clear theirs
+// once they run: `ctl sources` showed a running source with an old error.
+func TestExecLastErrorClearedWhenRunning(t *testing.T) {
+	e := newEnv(t)
+	prog := filepath.Join(e.dir, "later.sh")
+	rt, _, stop := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[rings.r]
+slots = 8
+slot_payload = 64
+[[sources]]
+name = "x"
+kind = "exec"
+ring = "r"
+command = [%q]
+backoff_min = "50ms"
+backoff_max = "100ms"
+`, prog))
+	defer stop()
+	eventually(t, "the start to fail", func() bool { return rt.sourceStat(t, "x").LastError != "" })
+	writeScript(t, e.dir, "later.sh", "echo hello; exec sleep 60\n")
+	eventually(t, "the source to run", func() bool {
+		st := rt.sourceStat(t, "x")
+		return st.State == StateRunning && st.Frames > 0
+	})
+	if st := rt.sourceStat(t, "x"); st.LastError != "" {
+		t.Errorf("running source x: last_error %q, want \"\" (the failed start is history)", st.LastError)
+	}
+}
