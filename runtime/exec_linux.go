@@ -199,8 +199,16 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	stopping := false
 	pumping := true
 	ctxDone := ctx.Done()
+	var quiet <-chan time.Time // stdout closed: the child's exit is due
 	for waiting := true; waiting; {
 		select {
+		case <-quiet:
+			// A child that closed its stdout and runs on (a daemon that
+			// detached badly, a bug) sends no frame again, while the
+			// source shows running: say so, and leave it running.
+			msg := fmt.Sprintf("child pid %d closed its stdout but keeps running: no frame can come from it; 'edgeipc ctl restart %s' starts it again", p.Pid, c.Name)
+			ss.set(func(ss *sourceState) { ss.lastError = msg })
+			ss.rt.log.Warn(fmt.Sprintf("source %s: %s", c.Name, msg))
 		case res = <-exitc:
 			close(gone)
 			waiting = false
@@ -217,7 +225,11 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 				// running would block on a full pipe.
 				streamErr = fmt.Errorf("%w; stopping the child", rw)
 			default:
-				// stdout was closed: wait for the exit.
+				// stdout was closed: wait for the exit (which normally
+				// follows at once), noting a child that runs on.
+				if w != nil {
+					quiet = time.After(time.Second)
+				}
 				continue
 			}
 			if !stopping {

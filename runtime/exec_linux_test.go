@@ -564,3 +564,23 @@ backoff_max = "100ms"
 		t.Errorf("running source x: last_error %q, want \"\" (the failed start is history)", st.LastError)
 	}
 }
+
+// TestExecClosedStdoutNoted: a child that closes its stdout and keeps
+// running sends no frame again, and the source showed running with nothing
+// in last_error or the log. It is noted in both after a second, and left
+// running.
+func TestExecClosedStdoutNoted(t *testing.T) {
+	e := newEnv(t)
+	rt, logb, stop := inproc(t, execConfig("x", writeScript(t, e.dir, "closer.sh", "echo one; exec 1>&-; exec sleep 60\n")))
+	defer stop()
+	eventually(t, "the note on the closed stdout", func() bool {
+		return strings.Contains(rt.sourceStat(t, "x").LastError, "closed its stdout but keeps running")
+	})
+	st := rt.sourceStat(t, "x")
+	if st.State != StateRunning || st.Frames != 1 || st.PID == 0 || !pidAlive(st.PID) {
+		t.Errorf("source x: %+v; want running with its one frame and its child alive", st)
+	}
+	if !strings.Contains(logb.String(), "closed its stdout but keeps running") {
+		t.Errorf("log lacks the note:\n%s", logb.String())
+	}
+}
