@@ -790,13 +790,15 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 				}
 			}
 			write(3) // before the recorder starts: not its to record
-			afterRecorderScan = func() { write(c.during) }
+			scanned := make(chan struct{}) // the hook's writes happen before the test's
+			afterRecorderScan = func() { write(c.during); close(scanned) }
 			t.Cleanup(func() { afterRecorderScan = nil })
 			out := filepath.Join(dir, "rec.bin")
 			rec := &Recorder{Path: out}
 			drain := make(chan struct{})
 			done := make(chan error, 1)
 			go func() { done <- rec.Run(context.Background(), r, drain) }()
+			<-scanned
 			eventually(t, "the recorder to join", func() bool { return len(r.Inspect().Readers) == 1 })
 			write(2)
 			close(drain)
