@@ -459,3 +459,32 @@ func TestTickerTryWaitAndDeadline(t *testing.T) {
 		t.Errorf("%v allocations per WaitDeadline, want 0", n)
 	}
 }
+
+// TestTickerCountsMatchTime: the ticks a ticker counts are the periods
+// that passed, within generous bounds. The timerfd's count is a uint64 in
+// host byte order; it was decoded as little-endian, so on a big-endian
+// target (linux/mips, mips64, ppc64, s390x, which Go builds this package
+// for) one tick counted as 2^56 and every Wait said 2^56-1 periods missed.
+func TestTickerCountsMatchTime(t *testing.T) {
+	const period = 2 * time.Millisecond
+	start := time.Now()
+	tk, err := NewTicker(period)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	var missed uint64
+	for i := 0; i < 5; i++ {
+		m, err := tk.WaitDeadline(time.Now().Add(10 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		missed += m
+	}
+	elapsed := time.Since(start)
+	ticks, overruns := tk.Stats()
+	if most := uint64(elapsed/period) + 1; ticks < 5 || ticks > most || overruns != missed || ticks != 5+missed {
+		t.Fatalf("after 5 waits in %v (at most %d periods of %v): %d ticks, %d overruns, Wait said %d missed",
+			elapsed, most, period, ticks, overruns, missed)
+	}
+}

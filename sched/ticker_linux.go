@@ -163,7 +163,7 @@ func (t *Ticker) expirations() (missed uint64, err error) {
 	if t.n != 8 {
 		return 0, fmt.Errorf("sched: short timerfd read (%d bytes)", t.n)
 	}
-	exp := binary.LittleEndian.Uint64(t.buf[:]) // host order: all targets are little-endian
+	exp := binary.NativeEndian.Uint64(t.buf[:]) // the kernel writes a u64 in host order
 	t.ticks += exp
 	if exp > 1 {
 		t.overruns += exp - 1
