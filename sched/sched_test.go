@@ -488,3 +488,43 @@ func TestTickerCountsMatchTime(t *testing.T) {
 			elapsed, most, period, ticks, overruns, missed)
 	}
 }
+
+// TestTickerStatsFromAnotherGoroutine: a sensor loop waits on its ticker
+// while a metrics goroutine reports the overruns. Stats read the counters
+// the waiting goroutine writes without synchronisation: a data race (the
+// race detector fails this test without the fix, and a 32-bit target could
+// read a torn count).
+func TestTickerStatsFromAnotherGoroutine(t *testing.T) {
+	tk, err := NewTicker(time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			if _, err := tk.WaitDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var last uint64
+	for {
+		select {
+		case <-done:
+			if ticks, _ := tk.Stats(); ticks < 20 {
+				t.Fatalf("%d ticks after 20 waits", ticks)
+			}
+			return
+		default:
+		}
+		ticks, overruns := tk.Stats()
+		if ticks < last || overruns > ticks {
+			t.Fatalf("Stats went from %d ticks to %d ticks, %d overruns", last, ticks, overruns)
+		}
+		last = ticks
+		time.Sleep(100 * time.Microsecond)
+	}
+}

@@ -23,13 +23,13 @@ import (
 // system is suspended: time spent suspended is neither ticks nor overruns.
 // Waits park in the netpoller (no OS thread is held) and honour contexts.
 //
-// A Ticker is for one goroutine; Close may be called from any.
+// A Ticker is for one goroutine; Stats and Close may be called from any.
 type Ticker struct {
 	f        *os.File
 	rc       syscall.RawConn
 	period   time.Duration
-	ticks    uint64
-	overruns uint64
+	ticks    atomic.Uint64 // Stats reads them from any goroutine
+	overruns atomic.Uint64
 	buf      [8]byte
 	n        int
 	rerr     error
@@ -164,16 +164,24 @@ func (t *Ticker) expirations() (missed uint64, err error) {
 		return 0, fmt.Errorf("sched: short timerfd read (%d bytes)", t.n)
 	}
 	exp := binary.NativeEndian.Uint64(t.buf[:]) // the kernel writes a u64 in host order
-	t.ticks += exp
+	// Overruns before ticks, and Stats reads them the other way round:
+	// it never returns more overruns than ticks.
 	if exp > 1 {
-		t.overruns += exp - 1
-		return exp - 1, nil
+		missed = exp - 1
+		t.overruns.Add(missed)
 	}
-	return 0, nil
+	t.ticks.Add(exp)
+	return missed, nil
 }
 
-// Stats returns the ticks that elapsed and the overruns counted so far.
-func (t *Ticker) Stats() (ticks, overruns uint64) { return t.ticks, t.overruns }
+// Stats returns the ticks that elapsed and the overruns counted so far. It
+// may be called from any goroutine (a metrics reporter) while another
+// waits; the two counts are read one after the other, not as one snapshot,
+// but overruns never exceed ticks.
+func (t *Ticker) Stats() (ticks, overruns uint64) {
+	overruns = t.overruns.Load()
+	return t.ticks.Load(), overruns
+}
 
 // Close stops the ticker; a Wait in progress, and any later Wait or
 // Close, returns ErrClosed.
