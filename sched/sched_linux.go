@@ -21,6 +21,13 @@ import (
 // Real-time policies take priorities 1..99 and need CAP_SYS_NICE or an
 // RLIMIT_RTPRIO at least that high; other policies take priority 0.
 func SetThread(p Policy, priority int) error {
+	switch p {
+	case Other, FIFO, RR, Batch, Idle:
+	default:
+		// SCHED_DEADLINE (6) takes a runtime, deadline and period that
+		// only sched_setattr carries: sched_setscheduler says EINVAL.
+		return fmt.Errorf("sched: unknown policy %v: use other, fifo, rr, batch or idle", p)
+	}
 	if p == FIFO || p == RR {
 		if priority < 1 || priority > 99 {
 			return fmt.Errorf("sched: priority %d for %v: must be 1..99", priority, p)

@@ -52,6 +52,15 @@ func TestRealtimePolicy(t *testing.T) {
 	if err := SetThread(Other, 5); err == nil {
 		t.Fatal("priority for SCHED_OTHER accepted")
 	}
+	// A policy this package does not know (4 is unused, 6 is
+	// SCHED_DEADLINE, which sched_setscheduler cannot set, -1 would
+	// have passed the kernel garbage flag bits) is refused by name, not
+	// left to a bare "sched_setscheduler: invalid argument".
+	for _, p := range []Policy{4, 6, -1, FIFO | resetOnFork} {
+		if err := SetThread(p, 0); err == nil || !strings.Contains(err.Error(), "unknown policy") {
+			t.Errorf("SetThread(%v, 0) = %v, want unknown policy", p, err)
+		}
+	}
 	err := SetThread(FIFO, 10)
 	// Root is not enough (containers drop CAP_SYS_NICE from root); the
 	// capability or an RLIMIT_RTPRIO of 10 is.
