@@ -10,12 +10,23 @@
 // thread, which Go never exits, is parked for good). Set them from the
 // goroutine that runs the sensor loop.
 //
+// A real-time thread gets the CPU from Linux, but its goroutine still needs
+// one of Go's GOMAXPROCS Ps to run, and a Ticker's wait parks it in the
+// netpoller, from which Go's scheduler, not the kernel, wakes it. When
+// other goroutines of the process keep every P busy, the wake waits for
+// one of them to be preempted (10 ms or more): a SCHED_FIFO goroutine
+// with a 1 ms Ticker missed most of its ticks beside GOMAXPROCS busy
+// goroutines (95% on a 2-CPU x86 VM), and few with one P to spare. Keep
+// GOMAXPROCS above the number of goroutines that keep a CPU busy (and at
+// most the number of CPUs), or run heavy processing in another process.
+//
 // A Ticker's wait comes in the three forms of the project's other waits:
 // Wait(ctx), WaitDeadline(t) and TryWait (ErrWouldBlock while no tick is
 // due); each returns the periods missed since the last tick taken, and
 // none allocates.
 //
-// It needs CAP_SYS_NICE for SCHED_FIFO/SCHED_RR and CAP_IPC_LOCK (or a large
-// enough RLIMIT_MEMLOCK) for mlockall; without them the calls return errors
-// that say which capability or limit is missing.
+// It needs CAP_SYS_NICE (or an RLIMIT_RTPRIO at least the priority) for
+// SCHED_FIFO/SCHED_RR and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
+// for mlockall; without them the calls return errors wrapping
+// ErrPermission that say which capability or limit is missing.
 package sched

@@ -21,7 +21,9 @@ import (
 // start plus whole periods (the kernel's absolute deadlines: no drift).
 // CLOCK_MONOTONIC does not jump with the wall clock and stops while the
 // system is suspended: time spent suspended is neither ticks nor overruns.
-// Waits park in the netpoller (no OS thread is held) and honour contexts.
+// Waits park in the netpoller (no OS thread is held) and honour contexts;
+// a real-time goroutine is woken from there by Go's scheduler, which
+// needs a free P (see the package documentation).
 //
 // A Ticker is for one goroutine; Stats and Close may be called from any.
 type Ticker struct {
