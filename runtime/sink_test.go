@@ -789,7 +789,7 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 					}
 				}
 			}
-			write(3) // before the recorder starts: not its to record
+			write(3)                       // before the recorder starts: not its to record
 			scanned := make(chan struct{}) // the hook's writes happen before the test's
 			afterRecorderScan = func() { write(c.during); close(scanned) }
 			t.Cleanup(func() { afterRecorderScan = nil })
