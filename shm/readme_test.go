@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/testenv"
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // readmePrelude declares what the README's Go snippet leaves to the
@@ -28,10 +30,12 @@ const readmePrelude = `	ctx := context.Background()
 
 // TestREADMEGoSnippetRuns: the Go snippet of README.md ("As a Go
 // library"), as written, builds against this package and runs: writer
-// and reader in one process, in a fresh segment directory. It ignores
-// every error, so a call that fails there dereferences a nil pointer and
-// the program exits non-zero. Variables it declares and leaves unused
-// are used after it.
+// and reader in one process, in a segment directory that holds the rings
+// of the built-in configuration, as /dev/shm does after `make run`, the
+// README's first command (they stay: remove_on_exit = false). It ignores
+// every error, so a call that fails there (Create of a name that exists)
+// dereferences a nil pointer and the program exits non-zero. Variables it
+// declares and leaves unused are used after it.
 func TestREADMEGoSnippetRuns(t *testing.T) {
 	goTool := testenv.Tool(t, "go", "the go command builds README.md's snippet")
 	b, err := os.ReadFile("../README.md")
@@ -84,10 +88,28 @@ func TestREADMEGoSnippetRuns(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("README.md's Go snippet does not build: %v\n%s\n%s", err, out, src)
 	}
+	shmDir := t.TempDir()
+	def, err := os.ReadFile("../runtime/default.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := regexp.MustCompile(`(?m)^\[rings\.([a-z0-9_-]+)\]`).FindAllStringSubmatch(string(def), -1)
+	if len(left) == 0 {
+		t.Fatal("runtime/default.toml declares no [rings.NAME]: the scan is broken")
+	}
+	for _, m := range left {
+		r, err := shm.Create(m[1], shm.Config{Slots: 8, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: shmDir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // guards a hang only
 	defer cancel()
 	run := exec.CommandContext(ctx, bin)
-	run.Env = append(os.Environ(), "EDGEIPC_SHM_DIR="+t.TempDir())
+	run.Env = append(os.Environ(), "EDGEIPC_SHM_DIR="+shmDir)
 	if out, err := run.CombinedOutput(); err != nil {
 		t.Fatalf("README.md's Go snippet fails: %v\n%s\n%s", err, out, src)
 	}
