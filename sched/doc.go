@@ -29,4 +29,8 @@
 // SCHED_FIFO/SCHED_RR and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
 // for mlockall; without them the calls return errors wrapping
 // ErrPermission that say which capability or limit is missing.
+//
+// example_test.go has a first sensor loop: paced by a Ticker
+// (ExampleTicker) and given real-time priority where the process may have
+// it (ExampleSetThread).
 package sched
