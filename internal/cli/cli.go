@@ -119,6 +119,13 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 				fmt.Fprintf(env.Stderr, "edgeipc: unknown command %q; run 'edgeipc help' for the list\n", args[1])
 				return ExitUsage
 			}
+			if c.Name == "ring" && len(args) > 2 {
+				for _, s := range ringSubs {
+					if s.name == args[2] { // help ring create: what 'ring create -h' prints
+						return MainEnv(ctx, env, []string{"ring", s.name, "-h"})
+					}
+				}
+			}
 			printCmdHelp(env.Stdout, c)
 			return ExitOK
 		}

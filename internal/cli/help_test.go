@@ -88,6 +88,13 @@ func TestRingSubcommandErrors(t *testing.T) {
 		if !strings.Contains(r.stdout, "\nExamples:\n  edgeipc ring "+s.name) {
 			t.Errorf("ring %s -h has no examples:\n%s", s.name, r.stdout)
 		}
+		// 'edgeipc help ring create' is the subcommand's help too, not
+		// the ring overview with "create" ignored.
+		h := runCLI(t, "", "help", "ring", s.name)
+		mustCode(t, h, 0, "help ring "+s.name)
+		if h.stdout != r.stdout {
+			t.Errorf("help ring %s printed\n%s\nwant what ring %s -h prints:\n%s", s.name, h.stdout, s.name, r.stdout)
+		}
 	}
 }
 

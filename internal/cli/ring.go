@@ -133,7 +133,8 @@ of other users that this user may not remove (in /dev/shm only a file's
 owner or root may). A process that opens a ring after the check may still be
 holding the unlinked file.
 
-Run 'edgeipc ring SUBCOMMAND -h' for a subcommand's flags.
+Run 'edgeipc ring SUBCOMMAND -h' (or 'edgeipc help ring SUBCOMMAND') for
+a subcommand's flags.
 
 Examples:
   edgeipc ring create cam0 --slots 64 --slot-size 1m
