@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/mq"
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/internal/testenv"
 	"github.com/edgeipc/edgeipc/runtime/control"
@@ -145,6 +146,10 @@ func newEnv(t *testing.T) *env {
 	q := fmt.Sprintf("edgeipc.test.%d.%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	t.Setenv("EDGEIPC_SHM_DIR", d)
 	t.Setenv("EDGEIPC_CTL_QUEUE", q)
+	// A runtime the test SIGKILLs (or one in a child that dies with the
+	// test) leaves its control queue; the system allows 256 queues in all
+	// (fs.mqueue.queues_max), and leftovers of earlier runs would use them.
+	t.Cleanup(func() { mq.Unlink(q) })
 	return &env{dir: d, queue: q}
 }
 
