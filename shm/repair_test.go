@@ -5,19 +5,39 @@ package shm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+func init() { children["sem-waiter"] = childSemWaiter }
+
+// childSemWaiter waits on the semaphore EDGEIPC_SEM until it is killed.
+func childSemWaiter() int {
+	s, err := OpenSemaphore(os.Getenv("EDGEIPC_SEM"), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	defer s.Close()
+	if err := s.Wait(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "child wait:", err)
+		return 1
+	}
+	return 0
+}
+
 // TestSemaphoreRepairsDeadWaiterCount: a waiter killed while asleep leaves
 // its count in the waiter word, and every Post would then make a wake
-// system call for nobody. After staleWakes idle wakes Post takes the count
-// back, and a live waiter is still woken by the next Post.
+// system call for nobody. Once Posts have woken nobody for staleCheckEvery
+// (and at least staleWakes times) Post takes the count back, and a live
+// waiter is still woken by the next Post.
 func TestSemaphoreRepairsDeadWaiterCount(t *testing.T) {
 	testDir(t)
 	s, err := CreateSemaphore("repair", 0, nil)
@@ -25,17 +45,26 @@ func TestSemaphoreRepairsDeadWaiterCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	atomic.StoreUint32(&s.h.Waiters, 1) // what a SIGKILLed sleeper leaves
-	for i := 0; i < staleWakes; i++ {
+	cmd := child(t, "sem-waiter", "EDGEIPC_SEM=repair")
+	startChild(t, cmd)
+	waitUntil(t, "the child to wait", func() bool { return atomic.LoadUint32(&s.h.Waiters) == 1 })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if n := atomic.LoadUint32(&s.h.Waiters); n != 1 {
+		t.Fatalf("waiters = %d after the waiter was killed, want the 1 it left", n)
+	}
+	start := time.Now()
+	for atomic.LoadUint32(&s.h.Waiters) != 0 {
+		if time.Since(start) > scale(10*time.Second) {
+			t.Fatalf("waiters still %d after wakes reached nobody for %v", s.h.Waiters, time.Since(start))
+		}
 		if err := s.Post(); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.TryWait(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if n := atomic.LoadUint32(&s.h.Waiters); n != 0 {
-		t.Fatalf("waiters = %d after %d wakes that reached nobody, want 0", n, staleWakes)
+		time.Sleep(time.Millisecond)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait(context.Background()) }()

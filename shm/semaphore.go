@@ -35,9 +35,11 @@ type Semaphore struct {
 	h      *semHeader
 	closed atomic.Bool
 	local  atomic.Int32 // waiters in this process
-	// idleWakes counts consecutive Posts whose wake reached nobody, and
-	// repairAt is when the waiter count was last repaired (see Post).
+	// idleWakes counts consecutive Posts whose wake reached nobody,
+	// idleSince is when the first of them was made, and repairAt is when
+	// the waiter count was last repaired (see Post).
 	idleWakes atomic.Int32
+	idleSince atomic.Int64
 	repairAt  atomic.Int64
 }
 
@@ -99,22 +101,33 @@ func RemoveSemaphore(name string, opts *SegmentOptions) error { return RemoveSeg
 // ErrOverflow (sem_post's EOVERFLOW).
 //
 // A waiter killed while asleep leaves its count in the waiter word, and
-// every later Post would make a wake system call for nobody. After
-// staleWakes Posts in a row whose wake reached nobody, at most once per
-// staleCheckEvery, Post resets that count to 0. Waiters sleep at most
-// maxSleep at a time, so a live waiter whose count a reset took (it went
-// to sleep in the instant between the last idle wake and the reset) is
-// late by at most that much, never stuck.
+// every later Post would make a wake system call for nobody. When Post's
+// wakes have reached nobody for staleCheckEvery, at least staleWakes of
+// them, with no Post in between that woke someone or found the word 0,
+// Post resets the word to the number of this process's waiters (at most
+// once per staleCheckEvery). Live waiters also leave wakes unanswered,
+// between counting themselves and entering the kernel, or woken and not
+// yet uncounted, but only for an instant each: a burst of Posts in such
+// an instant is not a dead waiter, and taking a live waiter's count made
+// it sleep through the Posts that followed. Waiters sleep at most
+// maxSleep at a time, so a live waiter of another process whose count a
+// reset took all the same is late by at most that much, never stuck.
 func (s *Semaphore) Post() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	ok, woke := semPost(&s.h.Value, &s.h.Waiters)
 	switch {
-	case woke > 0:
-		s.idleWakes.Store(0)
-	case woke == 0 && s.idleWakes.Add(1) >= staleWakes:
-		s.repairWaiters()
+	case woke > 0 || woke < 0 && ok: // woke someone, or nobody was counted
+		if s.idleWakes.Load() != 0 {
+			s.idleWakes.Store(0)
+		}
+	case woke == 0:
+		if n := s.idleWakes.Add(1); n == 1 {
+			s.idleSince.Store(nanotime())
+		} else if n >= staleWakes && nanotime()-s.idleSince.Load() >= staleCheckEvery {
+			s.repairWaiters()
+		}
 	}
 	runtime.KeepAlive(s) // the mapping lives until s is garbage (Close)
 	if !ok {
@@ -123,15 +136,17 @@ func (s *Semaphore) Post() error {
 	return nil
 }
 
-// repairWaiters takes back waiter counts that no sleeper holds (see Post).
+// repairWaiters takes back waiter counts that no sleeper holds (see Post),
+// leaving as many as this process has waiters: each of those may hold one.
 func (s *Semaphore) repairWaiters() {
 	now := nanotime()
 	if last := s.repairAt.Load(); now-last < staleCheckEvery || !s.repairAt.CompareAndSwap(last, now) {
 		return
 	}
 	s.idleWakes.Store(0)
-	if v := atomic.LoadUint32(&s.h.Waiters); v != 0 {
-		atomic.CompareAndSwapUint32(&s.h.Waiters, v, 0)
+	keep := uint32(max(s.local.Load(), 0))
+	if v := atomic.LoadUint32(&s.h.Waiters); v > keep {
+		atomic.CompareAndSwapUint32(&s.h.Waiters, v, keep)
 	}
 }
 
