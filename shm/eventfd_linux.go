@@ -245,6 +245,8 @@ func (e *Eventfd) waitMax(w waitSpec, max time.Duration) error {
 	return nil
 }
 
+func (e *Eventfd) isClosed() bool { return e.closed.Load() }
+
 // useFor makes e the notifier of one Reader; false if another open Reader
 // has it. done gives it back.
 func (e *Eventfd) useFor() bool { return e.readers.CompareAndSwap(0, 1) }

@@ -21,5 +21,6 @@ func (e *Eventfd) WaitDeadline(time.Time) error          { return ErrNotSupporte
 func (e *Eventfd) Close() error                          { return ErrNotSupported }
 func (e *Eventfd) wait(waitSpec) error                   { return ErrNotSupported }
 func (e *Eventfd) waitMax(waitSpec, time.Duration) error { return ErrNotSupported }
+func (e *Eventfd) isClosed() bool                        { return true }
 func (e *Eventfd) useFor() bool                          { return false }
 func (e *Eventfd) done()                                 {}

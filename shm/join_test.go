@@ -279,12 +279,23 @@ func TestNewWriterPublishesDeadWritersFrame(t *testing.T) {
 
 func init() { children["next-reader"] = childNextReader }
 
-// childNextReader joins EDGEIPC_RING From Newest, says "joined", waits for
+// childNextReader joins EDGEIPC_RING From Newest (sleeping on the eventfd
+// passed as fd 3 if EDGEIPC_EVENTFD is set), says "joined", waits for
 // one frame with no bound on its sleeps (only a wake ends them) and prints
 // "got SEQ DATA".
 func childNextReader() int {
 	maxSleepNs.Store(int64(time.Hour))
-	rd, err := OpenReader(os.Getenv("EDGEIPC_RING"), nil, nil)
+	var opts ReaderOptions
+	if os.Getenv("EDGEIPC_EVENTFD") != "" { // sleep on the eventfd passed as fd 3
+		ev, err := EventfdFromFile(os.NewFile(3, "eventfd"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+		defer ev.Close()
+		opts.Notifier = ev
+	}
+	rd, err := OpenReader(os.Getenv("EDGEIPC_RING"), nil, &opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -342,6 +353,59 @@ func TestNewWriterWakesReadersOfDeadWritersFrame(t *testing.T) {
 		t.Fatalf("new writer starts at %d, want %d", w2.Seq(), base+1)
 	}
 	waitLine(t, out, fmt.Sprintf("got %d last", base))
+}
+
+// TestNotifierWakesReadersOfDeadWritersFrame: as above, with the reader
+// (another process) asleep on its eventfd. The next writer cannot signal
+// it when it takes the lease (it has no notifiers yet): it does when the
+// reader's eventfd is added, if eventfd readers sleep. Before, the reader
+// slept until its sleep bound or the new writer's first commit.
+func TestNotifierWakesReadersOfDeadWritersFrame(t *testing.T) {
+	testDir(t)
+	const base = 100
+	r := mustCreate(t, "deadwakeev", Config{Slots: 8, SlotPayload: 64, BaseSeq: base})
+	w1, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	f, err := ev.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := child(t, "next-reader", "EDGEIPC_RING=deadwakeev", "EDGEIPC_EVENTFD=1")
+	cmd.ExtraFiles = []*os.File{f}
+	out, _ := cmd.StdoutPipe()
+	startChild(t, cmd)
+	f.Close()
+	waitLine(t, out, "joined")
+	waitUntil(t, "the reader sleeps", func() bool { return atomic.LoadUint32(&r.hdr.EvSleepers) == 1 })
+	time.Sleep(20 * time.Millisecond) // into its read of the eventfd
+	p, err := w1.Reserve(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p, "last")
+	sh := w1.slot
+	sh.Length, sh.Seq, sh.Time = 4, base, nanotime()
+	storeRelease(&sh.Stamp, base<<1)
+	atomic.StoreUint32(&r.hdr.Head, base+1)
+	w1.held = false
+	w1.Close() // "died" before its wake
+	w2, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if err := w2.AddNotifier(ev); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, out, fmt.Sprintf("got %d last", base))
+	cmd.Wait()
 }
 
 // deadPID returns the PID of a process that has exited and been reaped.

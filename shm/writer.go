@@ -122,19 +122,70 @@ func (w *Writer) Ring() *Ring { return w.r }
 func (w *Writer) Seq() uint32 { return w.seq }
 
 // AddNotifier registers an eventfd to signal when readers that wait on
-// eventfds are asleep (see ReaderOptions.Notifier).
-func (w *Writer) AddNotifier(e *Eventfd) {
+// eventfds are asleep (see ReaderOptions.Notifier). If such a reader
+// sleeps already, e is signalled at once: the previous writer may have
+// died between publishing its last frame and its wake, and a reader asleep
+// on e would otherwise sleep through that frame until this writer's first
+// commit or its sleep bound (a spurious wake costs the reader a look at
+// the head). Adding an eventfd that is already registered changes nothing;
+// eventfds closed meanwhile are dropped from the list. It returns an error
+// wrapping ErrInvalid for a nil or closed eventfd, ErrClosed on a closed
+// Writer.
+func (w *Writer) AddNotifier(e *Eventfd) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	if e == nil || e.isClosed() {
+		return &OpError{"add notifier", w.r.name, fmt.Errorf("%w: nil or closed eventfd", ErrInvalid)}
+	}
 	for {
 		old := w.notifiers.Load()
-		var n []*Eventfd
-		if old != nil {
-			n = append(n, *old...)
-		}
+		n := liveNotifiers(old, e)
 		n = append(n, e)
 		if w.notifiers.CompareAndSwap(old, &n) {
-			return
+			break
 		}
 	}
+	if atomic.LoadUint32(&w.h.EvSleepers) != 0 {
+		e.Signal()
+	}
+	return nil
+}
+
+// RemoveNotifier unregisters an eventfd added with AddNotifier (for a
+// writer that outlives the readers it signals: a descriptor of a reader
+// that left would otherwise be signalled for as long as the writer runs).
+// It reports whether e was registered. Eventfds closed meanwhile are
+// dropped too.
+func (w *Writer) RemoveNotifier(e *Eventfd) bool {
+	for {
+		old := w.notifiers.Load()
+		if old == nil {
+			return false
+		}
+		n := liveNotifiers(old, e)
+		found := false
+		for _, x := range *old {
+			found = found || x == e
+		}
+		if w.notifiers.CompareAndSwap(old, &n) {
+			return found
+		}
+	}
+}
+
+// liveNotifiers copies the notifier list ns without drop and without
+// eventfds that were closed.
+func liveNotifiers(ns *[]*Eventfd, drop *Eventfd) []*Eventfd {
+	var n []*Eventfd
+	if ns != nil {
+		for _, x := range *ns {
+			if x != drop && !x.isClosed() {
+				n = append(n, x)
+			}
+		}
+	}
+	return n
 }
 
 // TryReserve is Reserve that returns ErrWouldBlock instead of waiting for
