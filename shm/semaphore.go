@@ -204,18 +204,24 @@ func (s *Semaphore) Value() uint32 {
 // Name returns the semaphore's name.
 func (s *Semaphore) Name() string { return s.seg.name }
 
-// Close wakes every waiter in this process with ErrClosed and unmaps the
-// semaphore. Other processes are not affected.
+// Close wakes every waiter in this process with ErrClosed, waits for them
+// to return, and unmaps the semaphore. Other processes are not affected.
 func (s *Semaphore) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
 	}
 	sys.FutexWake(&s.h.Value, math.MaxInt32)
-	// Waiters re-check closed after waking; give them a moment before
-	// unmapping the word they sleep on.
-	for i := 0; i < 200 && s.local.Load() != 0; i++ {
+	// Waiters re-check closed after waking: wait for them to leave before
+	// unmapping the word they sleep on. One that has not run yet (a loaded
+	// machine may not run a goroutine for a second) would otherwise sleep
+	// on the unmapped word, where no wake reaches it, until its sleep
+	// bound, and a unit it gives back on its way out would be lost. Each
+	// leaves once it runs, so the bound (its own sleep bound) only guards
+	// against the unforeseen.
+	deadline := time.Now().Add(maxSleep())
+	for d := 100 * time.Microsecond; s.local.Load() != 0 && time.Now().Before(deadline); d = min(2*d, 10*time.Millisecond) {
 		sys.FutexWake(&s.h.Value, math.MaxInt32)
-		time.Sleep(time.Millisecond)
+		time.Sleep(d)
 	}
 	// A Post, TryWait or Value racing Close (or a waiter that has not
 	// woken yet) touches zero pages from here on, never a hole; a Post that

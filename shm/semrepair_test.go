@@ -62,3 +62,43 @@ func TestSemaphoreRepairSparesLiveWaiters(t *testing.T) {
 		t.Fatalf("a live waiter was not woken by Post (waiters word %d: its count was reset as stale)", s.h.Waiters)
 	}
 }
+
+// TestSemaphoreCloseWaitsForSlowWaiter: Close wakes this process's waiters
+// and waits for them to leave before it unmaps the semaphore. It gave up
+// after 200 ms, and a waiter that had not reached the kernel by then (a
+// goroutine not run for that long: a loaded board, qemu) went to sleep on
+// the unmapped word, where no wake reaches it, and returned ErrClosed only
+// at its sleep bound (10 s); a unit it had taken and gave back on its way
+// out went to the unmapped word, lost to the other processes.
+func TestSemaphoreCloseWaitsForSlowWaiter(t *testing.T) {
+	testDir(t)
+	defer maxSleepNs.Store(maxSleepNs.Load())
+	maxSleepNs.Store(int64(time.Hour))
+	defer func() { testHookBeforeFutexWait = nil }()
+	s, err := CreateSemaphore("slowclose", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closing := make(chan struct{})
+	testHookBeforeFutexWait = func() {
+		testHookBeforeFutexWait = nil
+		close(closing)
+		time.Sleep(500 * time.Millisecond) // not run while Close wakes
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait(context.Background()) }()
+	<-closing
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != ErrClosed {
+			t.Fatalf("Wait = %v, want ErrClosed", err)
+		}
+	case <-time.After(scale(10 * time.Second)):
+		t.Fatal("a waiter that reached the kernel after Close began was never woken")
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
