@@ -78,6 +78,45 @@ func TestContextSleepsAllocateNothing(t *testing.T) {
 		})
 	}
 
+	t.Run("semaphore", func(t *testing.T) {
+		s, err := CreateSemaphore("ctxallocs", 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var took atomic.Uint64
+		errc := make(chan error, 1)
+		go func() {
+			for {
+				if err := s.Wait(ctx); err != nil {
+					errc <- err
+					return
+				}
+				took.Add(1)
+			}
+		}()
+		var posted uint64
+		frame := func() {
+			// The waiter is asleep before each Post.
+			for atomic.LoadUint32(&s.h.Waiters) == 0 {
+				time.Sleep(10 * time.Microsecond)
+			}
+			time.Sleep(10 * time.Microsecond)
+			s.Post()
+			posted++
+			for took.Load() != posted {
+				time.Sleep(10 * time.Microsecond)
+			}
+		}
+		frame()
+		if n := allocsPerFrame(1000, frame); n >= maxAllocsPerFrame {
+			t.Errorf("%.2f allocations per Post, each waited for in Semaphore.Wait under one context; want 0", n)
+		}
+		s.Close()
+		if err := <-errc; !errors.Is(err, ErrClosed) {
+			t.Fatalf("waiter ended with %v, want ErrClosed", err)
+		}
+	})
+
 	t.Run("block writer", func(t *testing.T) {
 		r := mustCreate(t, "ctxallocw", Config{Slots: 4, SlotPayload: 64, Policy: Block})
 		defer r.Close()

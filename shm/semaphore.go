@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -41,6 +42,12 @@ type Semaphore struct {
 	idleWakes atomic.Int32
 	idleSince atomic.Int64
 	repairAt  atomic.Int64
+	// Context registrations of waits under cancellable contexts, kept
+	// from one wait to the next (one per concurrent waiter): a consumer
+	// that waits in a loop under one context allocates nothing per wait.
+	cwMu   sync.Mutex
+	cwFree []*sys.CtxWake
+	cwDone bool // Close released them
 }
 
 // MaxSemaphoreValue is the largest count a Semaphore holds (SEM_VALUE_MAX
@@ -182,9 +189,14 @@ func (s *Semaphore) wait(w waitSpec) error {
 	}
 	s.local.Add(1)
 	defer s.local.Add(-1)
+	var cw *sys.CtxWake
+	if w.ctx != nil && w.ctx.Done() != nil {
+		cw = s.getCtxWake()
+		defer s.putCtxWake(cw)
+	}
 	err := errSlice
 	for err == errSlice { // sleeps are bounded: see Post
-		err = semWait(&s.h.Value, &s.h.Waiters, w, maxSleep(), &s.closed, nil)
+		err = semWait(&s.h.Value, &s.h.Waiters, w, maxSleep(), &s.closed, cw)
 	}
 	if err == nil && s.closed.Load() {
 		// Give the unit back: Close interrupted us.
@@ -192,6 +204,31 @@ func (s *Semaphore) wait(w waitSpec) error {
 		return ErrClosed
 	}
 	return err
+}
+
+// getCtxWake returns a context registration for one wait (see cwFree);
+// its Interrupt wakes every sleeper on the value, who re-check.
+func (s *Semaphore) getCtxWake() *sys.CtxWake {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	if n := len(s.cwFree); n > 0 {
+		cw := s.cwFree[n-1]
+		s.cwFree = s.cwFree[:n-1]
+		return cw
+	}
+	return &sys.CtxWake{Interrupt: futexWake(&s.h.Value)}
+}
+
+func (s *Semaphore) putCtxWake(cw *sys.CtxWake) {
+	s.cwMu.Lock()
+	if !s.cwDone {
+		s.cwFree = append(s.cwFree, cw)
+		cw = nil
+	}
+	s.cwMu.Unlock()
+	if cw != nil {
+		cw.Close()
+	}
 }
 
 // Value returns the current count.
@@ -222,6 +259,14 @@ func (s *Semaphore) Close() error {
 	for d := 100 * time.Microsecond; s.local.Load() != 0 && time.Now().Before(deadline); d = min(2*d, 10*time.Millisecond) {
 		sys.FutexWake(&s.h.Value, math.MaxInt32)
 		time.Sleep(d)
+	}
+	s.cwMu.Lock()
+	s.cwDone = true
+	free := s.cwFree
+	s.cwFree = nil
+	s.cwMu.Unlock()
+	for _, cw := range free {
+		cw.Close()
 	}
 	// A Post, TryWait or Value racing Close (or a waiter that has not
 	// woken yet) touches zero pages from here on, never a hole; a Post that

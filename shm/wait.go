@@ -61,8 +61,8 @@ func (w waitSpec) timeout(max time.Duration) (time.Duration, error) {
 // every sleeper on addr; they re-check their conditions and sleep again.
 // cw, if not nil, is the sleeper's own CtxWake (Interrupt wakes addr): it
 // keeps one registration per context, so a loop that sleeps under one
-// context allocates nothing per sleep; nil registers for this sleep alone
-// (for sleepers that share a word and run concurrently: the Semaphore).
+// context allocates nothing per sleep (the Semaphore keeps one per
+// concurrent waiter); nil registers for this sleep alone.
 func futexSleep(addr *uint32, val uint32, w waitSpec, max time.Duration, cw *sys.CtxWake) error {
 	if w.ctx != nil && w.ctx.Done() != nil {
 		if cw != nil {
