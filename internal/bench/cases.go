@@ -146,7 +146,9 @@ func ringPingPong(name string, spin int, eventfd bool) func(ctx context.Context,
 				return r, err
 			}
 			defer evPong.Close()
-			w.AddNotifier(evPing)
+			if err := w.AddNotifier(evPing); err != nil {
+				return r, err
+			}
 			ropts.Notifier = evPong
 			for _, e := range []*shm.Eventfd{evPing, evPong} {
 				f, err := e.File()
@@ -247,7 +249,9 @@ func ringEcho(spin int, eventfd bool) func(ctx context.Context, c *childCfg) err
 			}
 			defer evPong.Close()
 			ropts.Notifier = evPing
-			w.AddNotifier(evPong)
+			if err := w.AddNotifier(evPong); err != nil {
+				return err
+			}
 		}
 		rd, err := ping.NewReader(ropts)
 		if err != nil {
