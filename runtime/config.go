@@ -44,6 +44,7 @@ type Config struct {
 
 	lines   lineIndex
 	srcKeys []map[string]bool // keys written in each [[sources]] table (Parse)
+	blank   bool              // the text declares no table and no key (Parse)
 }
 
 // kindKeys are the source keys that apply to some kinds only.
@@ -231,7 +232,9 @@ func (es ConfigErrors) Error() string {
 
 // Load reads, parses and validates a configuration file. Errors name the
 // file, line and field (a *ConfigError or ConfigErrors). A file larger than
-// MaxConfigBytes is refused.
+// MaxConfigBytes is refused, and so is one that declares nothing (empty,
+// or only comments): that is what a file being rewritten in place reads
+// as, not a configuration someone meant.
 func Load(path string) (*Config, error) { return load(path, false) }
 
 // MaxConfigBytes bounds the size of a configuration file: a path that
@@ -274,7 +277,16 @@ func load(path string, regularOnly bool) (*Config, error) {
 	if len(b) > MaxConfigBytes {
 		return nil, fmt.Errorf("config: %s is larger than %d MiB; is it the configuration file?", path, MaxConfigBytes>>20)
 	}
-	return Parse(path, b)
+	c, err := Parse(path, b)
+	if err == nil && c.blank {
+		// A file being rewritten in place (truncated, then written: a
+		// shell's >, cp, many provisioning tools) reads as empty in
+		// between. As a configuration it is valid (no rings, no sources),
+		// and a SIGHUP that read it stopped every source and removed
+		// every ring.
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("declares nothing (%d bytes, no table or key), as a file being rewritten in place reads: write the new file under another name and rename it over this one; a configuration that runs nothing needs a table, e.g. [runtime]", len(b))}
+	}
+	return c, err
 }
 
 // checkConfigTrust refuses a configuration file that a user other than
@@ -365,6 +377,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &ConfigError{File: file, Msg: err.Error()}
 	}
 	c.lines = scanLines(data)
+	c.blank = len(md.Keys()) == 0
 	for _, k := range md.Keys() {
 		switch {
 		case len(k) == 1 && k[0] == "sources":

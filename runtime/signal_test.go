@@ -402,3 +402,66 @@ size = 8
 		t.Fatalf("torn 2 logged %d times, want 2 (the snapshot and the periodic line that closed the window):\n%s", n, logb.String())
 	}
 }
+
+// A SIGHUP that finds the file truncated (it is being rewritten in place:
+// `cat new.toml > c.toml`, cp, a provisioning tool) keeps the running
+// configuration. An empty file parses as a configuration with nothing in
+// it, and the reload stopped every source and removed every ring. A file
+// of comments only is the same; at start (and for --check) both are
+// refused too, and a file with one table is not.
+func TestReloadOfEmptyFileRefused(t *testing.T) {
+	e := newEnv(t)
+	text := `
+[runtime]
+stats_interval = "0s"
+[rings.a]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "a"
+rate_hz = 100
+size = 8
+`
+	cfg := e.writeConfig(t, "c.toml", text)
+	c := startChild(t, cfg)
+	c.log.waitFor(t, "runtime ready", 1)
+	for i, partial := range []string{"", "# edgeipc configuration\n\n# (the rest is still being written)\n"} {
+		e.writeConfig(t, "c.toml", partial)
+		c.cmd.Process.Signal(syscall.SIGHUP)
+		eventually(t, "the reload to end", func() bool {
+			l := c.log.String()
+			return strings.Count(l, "keeping the running configuration") > i || strings.Contains(l, "reloaded "+cfg)
+		})
+		if strings.Contains(c.log.String(), "reloaded "+cfg) {
+			t.Fatalf("a reload applied the file %q; log:\n%s", partial, c.log.String())
+		}
+		if got := segNames(t, e); strings.Join(got, ",") != "a:ring" {
+			t.Fatalf("segments after reloading %q: %v", partial, got)
+		}
+		newFrames(t, e, "a", 3) // the source still runs
+	}
+	if !strings.Contains(c.log.String(), "declares nothing") {
+		t.Fatalf("the refusal does not say why; log:\n%s", c.log.String())
+	}
+	e.writeConfig(t, "c.toml", text) // the writer is done: the next reload works
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	c.log.waitFor(t, "reloaded "+cfg, 1)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+
+	for _, text := range []string{"", "\n \n", "# only a comment\n"} {
+		p := e.writeConfig(t, "empty.toml", text)
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "declares nothing") {
+			t.Errorf("Load of %q: %v; want it refused as declaring nothing", text, err)
+		}
+	}
+	p := e.writeConfig(t, "runtime.toml", "[runtime]\n")
+	if c, err := Load(p); err != nil || len(c.Rings) != 0 {
+		t.Errorf("Load of a file with an empty [runtime] table: %v", err)
+	}
+}
