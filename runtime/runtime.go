@@ -186,7 +186,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	rt.log.Info(fmt.Sprintf("edgeipc runtime ready: %s (config %s, segments in %s, pid %d)",
 		cfg.Summary(), cfgName(cfg), rt.shmDir, os.Getpid()))
-	rt.notifyf(sdnotify.Ready, "STATUS=running", fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	rt.notifyf(sdnotify.Ready, sdnotify.Status("running: "+cfg.Summary()), fmt.Sprintf("MAINPID=%d", os.Getpid()))
 
 	wdCtx, wdStop := context.WithCancel(context.Background())
 	defer wdStop()
@@ -422,7 +422,7 @@ func (rt *Runtime) stop(why string, sigc, usr1c, termc <-chan os.Signal) error {
 			drained = true
 		}
 	}
-	rt.notifyf(sdnotify.Stopping)
+	rt.notifyf(sdnotify.Stopping, sdnotify.Status("stopping ("+why+")"))
 	rt.mu.Lock()
 	to := rt.cfg.Runtime.ShutdownTimeout.D()
 	rt.mu.Unlock()
@@ -536,7 +536,7 @@ func (rt *Runtime) Reload() error {
 }
 
 // doReload runs on the main loop.
-func (rt *Runtime) doReload() error {
+func (rt *Runtime) doReload() (err error) {
 	rt.mu.Lock()
 	old := rt.cfg
 	rt.mu.Unlock()
@@ -545,8 +545,24 @@ func (rt *Runtime) doReload() error {
 		rt.log.Warn(err.Error())
 		return err
 	}
-	rt.notifyf(sdnotify.Reloading, sdnotify.MonotonicUsec(shm.Now()))
-	defer rt.notifyf(sdnotify.Ready)
+	rt.notifyf(sdnotify.Reloading, sdnotify.MonotonicUsec(shm.Now()), sdnotify.Status("reloading "+old.File))
+	// `systemctl reload` only sends the SIGHUP and succeeds whatever
+	// happens next: the status line `systemctl status` shows is where a
+	// failed reload is seen without reading the log.
+	defer func() {
+		rt.mu.Lock()
+		sum := rt.cfg.Summary()
+		rt.mu.Unlock()
+		status := "running: " + sum
+		if err != nil {
+			why := err.Error() // "reload refused, …", "reload applied, except …"
+			if !strings.HasPrefix(why, "reload ") {
+				why = "reload failed, running configuration kept: " + why
+			}
+			status += "; " + time.Now().Format("15:04:05") + " " + why
+		}
+		rt.notifyf(sdnotify.Ready, sdnotify.Status(status))
+	}()
 	// Stopping sources waits up to their stop_timeout (in parallel).
 	rt.setBusy(rt.maxStopTimeout() + busyMargin)
 	defer rt.setBusy(0)

@@ -465,3 +465,79 @@ size = 8
 		t.Errorf("Load of a file with an empty [runtime] table: %v", err)
 	}
 }
+
+// The STATUS= line systemd shows (`systemctl status`) follows the
+// runtime: what runs once it is ready, that a reload failed and the
+// running configuration was kept (`systemctl reload` succeeds as soon as
+// the SIGHUP is sent, so that is the only place a failed reload shows
+// outside the log), that a later reload worked, and that it is stopping.
+// It said "running" from start to exit.
+func TestSdNotifyStatus(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(e.dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	text := `
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+`
+	cfg := e.writeConfig(t, "c.toml", text)
+	c := startChild(t, cfg, "NOTIFY_SOCKET="+sock)
+	// recv returns the next datagram that says want.
+	recv := func(want string) string {
+		t.Helper()
+		buf := make([]byte, 4096)
+		deadline := time.Now().Add(wait)
+		for {
+			conn.SetReadDeadline(deadline)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", want, err)
+			}
+			if m := string(buf[:n]); strings.Contains(m, want) {
+				return m
+			}
+		}
+	}
+	status := func(msg string) string {
+		t.Helper()
+		for _, l := range strings.Split(msg, "\n") {
+			if s, ok := strings.CutPrefix(l, "STATUS="); ok {
+				return s
+			}
+		}
+		t.Fatalf("no STATUS in %q", msg)
+		return ""
+	}
+	if s := status(recv("READY=1")); s != "running: 1 ring, 0 sources, 0 sinks" {
+		t.Errorf("STATUS when ready: %q", s)
+	}
+	e.writeConfig(t, "c.toml", text+"slots = 32\n") // a duplicate key
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	if s := status(recv("RELOADING=1")); s != "reloading "+cfg {
+		t.Errorf("STATUS while reloading: %q", s)
+	}
+	s := status(recv("READY=1"))
+	if !strings.HasPrefix(s, "running: 1 ring, 0 sources, 0 sinks; ") || !strings.Contains(s, " reload failed, running configuration kept: "+cfg+":7: rings.r.slots:") {
+		t.Errorf("STATUS after a failed reload: %q", s)
+	}
+	e.writeConfig(t, "c.toml", text+"[rings.q]\nslots = 16\nslot_payload = 64\n")
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	recv("RELOADING=1")
+	if s := status(recv("READY=1")); s != "running: 2 rings, 0 sources, 0 sinks" {
+		t.Errorf("STATUS after a reload that worked: %q", s)
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if s := status(recv("STOPPING=1")); s != "stopping (terminated)" {
+		t.Errorf("STATUS when stopping: %q", s)
+	}
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Common states.
@@ -66,6 +67,31 @@ func (n *Notifier) Notify(states ...string) error {
 	}
 	_, err = c.Write([]byte(msg))
 	return err
+}
+
+// MaxStatus is how many bytes of text Status keeps.
+const MaxStatus = 256
+
+// Status returns "STATUS=<text>", the one-line state `systemctl status`
+// shows. A newline would end the assignment and start another one (text
+// quoting an error could then say READY=1 or MAINPID=…), so control
+// characters become spaces; text longer than MaxStatus bytes is cut, at a
+// UTF-8 boundary, and ends with "…".
+func Status(text string) string {
+	b := []byte(text)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	if len(b) > MaxStatus {
+		n := MaxStatus - len("…")
+		for n > 0 && !utf8.RuneStart(b[n]) {
+			n--
+		}
+		b = append(b[:n:n], "…"...)
+	}
+	return "STATUS=" + string(b)
 }
 
 // MonotonicUsec returns "MONOTONIC_USEC=<CLOCK_MONOTONIC µs>", required

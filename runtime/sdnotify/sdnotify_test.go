@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func listen(t *testing.T, name string) *net.UnixConn {
@@ -73,5 +75,20 @@ func TestWatchdogInterval(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "")
 	if d := WatchdogInterval(); d != 0 {
 		t.Fatalf("unset: got %v", d)
+	}
+}
+
+// Status keeps the text on one line (a newline would start another
+// assignment) and bounded.
+func TestStatus(t *testing.T) {
+	if got := Status("running: 1 ring"); got != "STATUS=running: 1 ring" {
+		t.Errorf("Status = %q", got)
+	}
+	if got := Status("reload failed: c.toml:3: bad\nREADY=1\r\x7f"); got != "STATUS=reload failed: c.toml:3: bad READY=1  " {
+		t.Errorf("Status = %q", got)
+	}
+	long := Status(strings.Repeat("é", 300))
+	if len(long) > len("STATUS=")+MaxStatus || !strings.HasSuffix(long, "é…") || !utf8.ValidString(long) {
+		t.Errorf("Status of 600 bytes = %q (%d bytes)", long, len(long))
 	}
 }
