@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/textesc"
@@ -17,14 +20,99 @@ import (
 // "json" (slog's JSON handler). In text form, attributes grouped under
 // "data" are left out: the message already says the same for people, the
 // JSON form carries them for machines.
+//
+// When w is the journal's stream (JournalStream), each line starts with
+// its syslog priority as sd-daemon(3) writes it ("<3>" error, "<4>"
+// warning, "<6>" info), which journald takes off the line and records as
+// the entry's priority: without it every line, errors included, was
+// priority 6 (info), and `journalctl -p warning` showed none of them.
 func NewLogger(w io.Writer, format string) (*slog.Logger, error) {
+	journal := JournalStream(w)
 	switch format {
 	case "", "text":
-		return slog.New(&textHandler{mu: &sync.Mutex{}, w: w}), nil
+		return slog.New(&textHandler{mu: &sync.Mutex{}, w: w, prio: journal}), nil
 	case "json":
+		if journal {
+			pw := &prioWriter{w: w}
+			return slog.New(&prioHandler{Handler: slog.NewJSONHandler(pw, nil), pw: pw}), nil
+		}
 		return slog.New(slog.NewJSONHandler(w, nil)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// JournalStream reports whether w is the stream systemd-journald reads a
+// service's output from: systemd sets $JOURNAL_STREAM to "DEVICE:INODE"
+// of that stream when the service's stdout or stderr goes to the journal,
+// and w (an *os.File) is that file if its device and inode are those.
+// Anything else (a terminal, a pipe to another program, a file, output
+// redirected by a script that systemd started) is not.
+func JournalStream(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	env := os.Getenv("JOURNAL_STREAM")
+	if !ok || env == "" {
+		return false
+	}
+	d, i, ok := strings.Cut(env, ":")
+	dev, err1 := strconv.ParseUint(d, 10, 64)
+	ino, err2 := strconv.ParseUint(i, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && uint64(st.Dev) == dev && uint64(st.Ino) == ino
+}
+
+// syslogPrefix is the sd-daemon(3) priority prefix of a level.
+func syslogPrefix(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "<3>"
+	case l >= slog.LevelWarn:
+		return "<4>"
+	case l >= slog.LevelInfo:
+		return "<6>"
+	}
+	return "<7>"
+}
+
+// prioHandler puts the syslog priority of each record in front of the
+// line its handler writes (through pw, in one write).
+type prioHandler struct {
+	slog.Handler
+	pw *prioWriter
+}
+
+func (h *prioHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.pw.mu.Lock()
+	defer h.pw.mu.Unlock()
+	h.pw.prefix = syslogPrefix(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *prioHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &prioHandler{Handler: h.Handler.WithAttrs(as), pw: h.pw}
+}
+
+func (h *prioHandler) WithGroup(name string) slog.Handler {
+	return &prioHandler{Handler: h.Handler.WithGroup(name), pw: h.pw}
+}
+
+// prioWriter writes prefix and a record's line in one write; its user
+// holds mu.
+type prioWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+}
+
+func (p *prioWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(append([]byte(p.prefix), b...))
+	return max(0, min(len(b), n-len(p.prefix))), err
 }
 
 type textHandler struct {
@@ -32,12 +120,16 @@ type textHandler struct {
 	w     io.Writer
 	attrs string
 	group string
+	prio  bool // lines start with their syslog priority (NewLogger)
 }
 
 func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
 func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
+	if h.prio {
+		b.WriteString(syslogPrefix(r.Level))
+	}
 	b.WriteString(r.Time.Format("15:04:05.000"))
 	switch {
 	case r.Level >= slog.LevelError:
