@@ -39,6 +39,13 @@ type Options struct {
 	IgnoreSignals bool
 	// Notifier sends systemd notifications (default sdnotify.FromEnv()).
 	Notifier *sdnotify.Notifier
+	// HUP, if set, is a channel the caller gave signal.Notify for SIGHUP
+	// before it read the configuration: until a program handles SIGHUP,
+	// Go's default for it is to end the process, so a SIGHUP while the
+	// configuration is read would kill the runtime. Run stops the channel
+	// once it handles SIGHUP itself; a SIGHUP that came on it makes one
+	// reload once the runtime is ready. Not used with IgnoreSignals.
+	HUP chan os.Signal
 }
 
 // Runtime owns rings, supervises sources, runs sinks, serves control and
@@ -164,6 +171,14 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		sigc = make(chan os.Signal, 8)
 		signal.Notify(sigc, syscall.SIGHUP)
 		defer signal.Stop(sigc)
+		if h := rt.opts.HUP; h != nil {
+			signal.Stop(h)
+			select {
+			case <-h:
+				sigc <- syscall.SIGHUP // sigc has room: it is new
+			default:
+			}
+		}
 		usr1c = make(chan os.Signal, 1)
 		signal.Notify(usr1c, syscall.SIGUSR1)
 		defer signal.Stop(usr1c)

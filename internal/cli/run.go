@@ -101,6 +101,11 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	if si < 0 {
 		return Usagef("--stats-interval must not be negative")
 	}
+	// Go's default for SIGHUP ends the process, and the runtime handles
+	// it only once it runs: a SIGHUP while the file is read (a reload
+	// asked for just after a start; a slow disk) killed the runtime.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // stopped by Run, which takes over
 	var cfg *runtime.Config
 	if file == "" {
 		cfg = runtime.Default()
@@ -123,7 +128,7 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	// written after Run returns, must not kill the process either.
 	// (signal.Ignore would pass SIG_IGN on to the exec children.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	rt, err := runtime.New(cfg, runtime.Options{Logger: log, StatsInterval: si})
+	rt, err := runtime.New(cfg, runtime.Options{Logger: log, StatsInterval: si, HUP: hup})
 	if err != nil {
 		return err
 	}

@@ -126,3 +126,65 @@ func runWithJournalStream(t *testing.T, format string, journal bool) []string {
 	<-copied
 	return strings.Split(strings.TrimSpace(log.String()), "\n")
 }
+
+// A SIGHUP that comes while run reads its configuration file (a reload
+// asked for just after a start, a slow disk; here the file is a FIFO that
+// run is blocked on) does not kill it: Go's default for SIGHUP ends the
+// process, and run handled SIGHUP only once the runtime ran. The SIGHUP
+// makes a reload once the runtime is ready (this one is refused: a reload
+// reads a regular file).
+func TestRunSIGHUPWhileReadingConfig(t *testing.T) {
+	dir := t.TempDir()
+	queue := fmt.Sprintf("edgeipc.clitest.earlyhup.%d", os.Getpid())
+	cfg := filepath.Join(dir, "c.toml")
+	if err := syscall.Mkfifo(cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := cliCmd(t, dir, "run", "-c", cfg)
+	cmd.Env = append(cmd.Env, "EDGEIPC_CTL_QUEUE="+queue)
+	var log runLogWriter
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); mq.Unlink(queue) })
+	// A non-blocking open for writing succeeds once run has the FIFO
+	// open for reading: it is then reading its configuration.
+	var w *os.File
+	deadline := time.Now().Add(testTimeout)
+	for w == nil {
+		fd, err := syscall.Open(cfg, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		switch {
+		case err == nil:
+			w = os.NewFile(uintptr(fd), cfg)
+		case err != syscall.ENXIO:
+			t.Fatal(err)
+		case time.Now().After(deadline):
+			t.Fatal("run never opened its configuration file")
+		default:
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(100 * time.Millisecond) // let it arrive while run waits for the file
+	w.WriteString("[runtime]\nstats_interval = \"0s\"\n[rings.t]\nslots = 16\nslot_payload = 64\n")
+	w.Close()
+	exited := make(chan int, 1)
+	go func() { exited <- waitCmd(t, cmd) }()
+	for _, want := range []string{"runtime ready", "SIGHUP: reloading the configuration", "not a regular file"} {
+		for !strings.Contains(log.String(), want) {
+			select {
+			case code := <-exited:
+				t.Fatalf("run exited (%d, %v) before its log said %q; log:\n%s", code, cmd.ProcessState, want, log.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the log never said %q; log:\n%s", want, log.String())
+			}
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := <-exited; code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, log.String())
+	}
+}
