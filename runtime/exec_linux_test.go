@@ -456,19 +456,24 @@ func TestExecSignalReachesChildOnce(t *testing.T) {
 		if moveGroup {
 			move = "os.setpgid(0, os.getpgid(os.getppid()))"
 		}
+		// Every real-time signal is blocked and counted, not only sig:
+		// under qemu-user the test (the sender) is emulated and qemu
+		// maps its real-time signals onto other host numbers (guest 40
+		// reaches this native child as 41), which would kill it.
 		return fmt.Sprintf(`
 import os, signal, sys, time
-signal.pthread_sigmask(signal.SIG_BLOCK, {%[1]d})
-%[2]s
+rt = set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+signal.pthread_sigmask(signal.SIG_BLOCK, rt)
+%[1]s
 print("ready", flush=True)
-signal.sigwaitinfo({%[1]d})
+got = signal.sigwaitinfo(rt).si_signo
 n = 1
 time.sleep(0.5)  # a second copy, if sent, is queued by now
-while signal.sigtimedwait({%[1]d}, 0) is not None:
+while signal.sigtimedwait({got}, 0) is not None:
     n += 1
 print("signals %%d pgid %%s" %% (n, "own" if os.getpgid(0) == os.getpid() else "other"), flush=True)
 time.sleep(1000)
-`, sig, move)
+`, move)
 	}
 	for _, tc := range []struct {
 		name string
