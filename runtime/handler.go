@@ -120,8 +120,17 @@ func (rt *Runtime) source(name string) (*sourceState, error) {
 	return ss, nil
 }
 
+// errShuttingDown answers a request to start a source during the
+// shutdown's drain.
+func errShuttingDown(name string) error {
+	return fmt.Errorf("source %q: the runtime is shutting down", name)
+}
+
 // StartSource implements control.Handler.
 func (rt *Runtime) StartSource(name string) error {
+	if rt.shuttingDown() {
+		return errShuttingDown(name)
+	}
 	ss, err := rt.source(name)
 	if err != nil {
 		return err
@@ -154,6 +163,9 @@ func (rt *Runtime) StopSource(name string) error {
 
 // RestartSource implements control.Handler.
 func (rt *Runtime) RestartSource(name string) error {
+	if rt.shuttingDown() {
+		return errShuttingDown(name)
+	}
 	ss, err := rt.source(name)
 	if err != nil {
 		return err

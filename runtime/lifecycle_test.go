@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -589,4 +590,46 @@ stop_timeout = "3s"
 `, stubborn, arg)
 	}
 	return text, trapped
+}
+
+// TestControlAnswersDuringShutdown: the control server served on Run's
+// context, which ends when the shutdown begins, so during the drain (a
+// child slow to stop, up to shutdown_timeout) `edgeipc ctl status` got no
+// answer until the client's timeout. It answers until the queue is
+// removed, and refuses to start a source meanwhile.
+func TestControlAnswersDuringShutdown(t *testing.T) {
+	e := newEnv(t)
+	slow := writeScript(t, e.dir, "slow.sh", "trap '' TERM; echo up; while :; do sleep 0.1; done\n")
+	rt, _, stop := inproc(t, fmt.Sprintf(`
+[runtime]
+stats_interval = "0s"
+shutdown_timeout = "20s"
+[rings.r]
+slots = 8
+slot_payload = 64
+[[sources]]
+name = "slow"
+kind = "exec"
+ring = "r"
+command = [%q]
+stop_timeout = "3s"
+`, slow))
+	eventually(t, "the child to run", func() bool { return rt.sourceStat(t, "slow").Frames > 0 })
+	cl := dialRuntime(t, e)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	<-rt.stopping
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := cl.Call(ctx, "status")
+	if err != nil || !r.OK {
+		t.Errorf("status during the drain: %+v, %v; want an answer", r, err)
+	}
+	r, err = cl.Call(ctx, "start", "slow")
+	if err != nil || r.OK || !strings.Contains(r.Error, "shutting down") {
+		t.Errorf("start during the drain: %+v, %v; want a refusal saying the runtime is shutting down", r, err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -413,12 +413,25 @@ func (rt *Runtime) startControl(ctx context.Context, cfg *Config) error {
 	rt.mu.Lock()
 	rt.ctl = srv
 	rt.mu.Unlock()
+	// Served until closeControl, not until ctx ends: ctx ends when the
+	// shutdown begins, and `edgeipc ctl status` during the drain (up to
+	// shutdown_timeout) went unanswered until the client's timeout.
 	go func() {
-		if err := srv.Serve(ctx); err != nil {
+		if err := srv.Serve(context.WithoutCancel(ctx)); err != nil {
 			rt.log.Error("control server stopped", "err", err)
 		}
 	}()
 	return nil
+}
+
+// shuttingDown reports whether the shutdown has begun.
+func (rt *Runtime) shuttingDown() bool {
+	select {
+	case <-rt.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop shuts down and reports the result of Run; signals arriving on sigc,
