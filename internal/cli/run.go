@@ -106,10 +106,11 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	// asked for just after a start; a slow disk) killed the runtime.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // stopped by Run, which takes over
+	defer signal.Stop(hup)              // also when Run is not reached
 	var cfg *runtime.Config
 	if file == "" {
 		cfg = runtime.Default()
-	} else if cfg, err = runtime.Load(file); err != nil {
+	} else if cfg, err = loadInterruptibly(ctx, file); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: write one with 'edgeipc run --print-default > %s' and edit it, or run without -c for the built-in configuration", err, file)
 		}
@@ -140,4 +141,27 @@ func name(c *runtime.Config) string {
 		return "built-in configuration"
 	}
 	return c.File
+}
+
+// loadInterruptibly is runtime.Load that returns ctx's error when ctx ends
+// first: a -c naming a FIFO that nobody writes (or a file on a hung
+// network mount) blocks in open(2) or read(2), and Ctrl-C, which ends
+// ctx, did not stop `edgeipc run` (the read goes on in the background
+// until the process exits).
+func loadInterruptibly(ctx context.Context, file string) (*runtime.Config, error) {
+	type loaded struct {
+		cfg *runtime.Config
+		err error
+	}
+	c := make(chan loaded, 1)
+	go func() {
+		cfg, err := runtime.Load(file)
+		c <- loaded{cfg, err}
+	}()
+	select {
+	case l := <-c:
+		return l.cfg, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
