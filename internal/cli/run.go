@@ -106,7 +106,7 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	// asked for just after a start; a slow disk) killed the runtime.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // stopped by Run, which takes over
-	defer signal.Stop(hup)              // also when Run is not reached
+	defer signal.Stop(hup)             // also when Run is not reached
 	var cfg *runtime.Config
 	if file == "" {
 		cfg = runtime.Default()
