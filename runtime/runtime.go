@@ -228,6 +228,13 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			// edgeipc run ends ctx on the same SIGTERM or SIGINT the
+			// runtime is told of: name the signal when it is here.
+			select {
+			case sig := <-termc:
+				return rt.stop(sig.String(), sigc, usr1c, termc)
+			default:
+			}
 			return rt.stop("context done", sigc, usr1c, termc)
 		case sig := <-termc:
 			return rt.stop(sig.String(), sigc, usr1c, termc)
