@@ -29,7 +29,9 @@ With no -c it runs the built-in configuration (print it with
 The configuration format is described in docs/config.md. The file names
 the programs the runtime runs, so it must belong to root or to the user
 running it, be writable by its owner only, and be in a directory nobody
-else may write (or a sticky one, like /tmp); run refuses it otherwise.
+else may write (or a sticky one, like /tmp); run refuses it otherwise,
+and refuses a file that declares nothing (empty, or only comments: a file
+being rewritten in place reads so; replace it by a rename).
 
 Signals: SIGTERM/SIGINT stop the sources (exec children: SIGTERM to each
 child's process group, SIGKILL after its stop_timeout), drain sinks, close
@@ -38,21 +40,24 @@ exit 0. If that takes longer than [runtime] shutdown_timeout (default 10s),
 the process groups still running get SIGKILL, the shutdown gets at most 1s
 more, and run exits 1. A second SIGTERM/SIGINT during the shutdown is
 logged and ignored (SIGKILL forces an exit, without cleanup). SIGHUP
-reloads the file and applies the difference (except [runtime] shm_dir and
+reloads the file and applies the difference, once run is ready if it
+comes while run starts (except [runtime] shm_dir and
 [control], which need a restart: a reload that changes them says so in the
 log); SIGUSR1 logs a stats snapshot; SIGPIPE is ignored (a log line to a
 closed pipe is dropped). Other signals keep Go's defaults: SIGQUIT dumps
 the goroutines and exits 2, SIGTSTP/SIGTTIN/SIGTTOU stop the process,
 signal 34 kills it, most others (SIGUSR2, SIGWINCH, real-time 35-64) are
 ignored; see docs/operations.md. Under systemd (Type=notify) it reports
-READY, RELOADING, STOPPING and feeds the watchdog; keep shutdown_timeout
-at least 1s below the unit's TimeoutStopSec.
+READY, RELOADING, STOPPING and a STATUS line (a failed reload included)
+and feeds the watchdog; keep shutdown_timeout at least 1s below the unit's
+TimeoutStopSec. Its log lines start with their syslog priority (<3>
+error, <4> warning, <6> info) when stderr is the journal.
 
 Exit codes: 0 after a clean shutdown, 1 if it could not start or the
 shutdown outlasted shutdown_timeout, 2 for a usage error.
 
 Environment: EDGEIPC_SHM_DIR (segment directory), EDGEIPC_CTL_QUEUE
-(control queue name), NOTIFY_SOCKET/WATCHDOG_USEC (systemd).
+(control queue name), NOTIFY_SOCKET/WATCHDOG_USEC/JOURNAL_STREAM (systemd).
 
 Examples:
   edgeipc run                          # the built-in demo; Ctrl-C to stop
