@@ -40,8 +40,9 @@ func init() {
   sources          per source: kind, ring, state, pid, restarts, last exit, frames,
                    bytes, bad, dropped bytes, last error
   sinks            per sink (recorders, stats readers, the implicit stats:RING):
-                   kind, ring, state (running, backoff, stopped), frames, bytes,
-                   lost, frames skipped past max_bytes, restarts, path, last error
+                   kind, ring, state (running, backoff, stopped, or waiting: its
+                   ring is missing), frames, bytes, lost, frames skipped past
+                   max_bytes, restarts, path, last error
   start SOURCE     start a source that is stopped, has finished or has failed
   stop SOURCE      stop a source (it stays stopped until start or restart, or
                    a reload that changes its configuration)
@@ -61,7 +62,8 @@ and reload, which answer once the sources concerned have stopped (an exec
 child that ignores SIGTERM is killed after its stop_timeout, at most 1m).
 The runtime serves one request at a time, so a query sent during a long stop
 waits too. No reply in time does not mean the runtime is gone: check with
-'edgeipc ctl status' (or raise --timeout).
+'edgeipc ctl status' (or raise --timeout). A runtime that is shutting down
+answers until its shutdown ends, but refuses start, restart and reload.
 
 Flags go before or after COMMAND: 'edgeipc ctl status --json' works.
 
