@@ -120,11 +120,15 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 				return ExitUsage
 			}
 			if c.Name == "ring" && len(args) > 2 {
+				var names []string
 				for _, s := range ringSubs {
 					if s.name == args[2] { // help ring create: what 'ring create -h' prints
 						return MainEnv(ctx, env, []string{"ring", s.name, "-h"})
 					}
+					names = append(names, s.name)
 				}
+				fmt.Fprintf(env.Stderr, "edgeipc: unknown ring subcommand %q; use one of %s (run 'edgeipc help ring')\n", args[2], strings.Join(names, ", "))
+				return ExitUsage
 			}
 			printCmdHelp(env.Stdout, c)
 			return ExitOK

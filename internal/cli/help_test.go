@@ -96,6 +96,13 @@ func TestRingSubcommandErrors(t *testing.T) {
 			t.Errorf("help ring %s printed\n%s\nwant what ring %s -h prints:\n%s", s.name, h.stdout, s.name, r.stdout)
 		}
 	}
+	// An unknown one is a usage error, as 'help nosuch' is (it printed
+	// the ring overview and exited 0).
+	r := runCLI(t, "", "help", "ring", "bogus")
+	mustCode(t, r, ExitUsage, "help ring bogus")
+	if !strings.Contains(r.stderr, `unknown ring subcommand "bogus"`) || !strings.Contains(r.stderr, "create, ls, inspect, rm") {
+		t.Errorf("help ring bogus: stderr %q; want it to name the subcommands", r.stderr)
+	}
 }
 
 // TestVersionJSON: version --json is one object with the text's fields.
