@@ -83,7 +83,7 @@ type ringHeader struct {
 	Flags        uint32 // 60: reserved, 0
 
 	LeaseOwner uint32 // 64: writer PID (| claimBit while claiming), 0 free
-	LeaseStart uint32 // 68: writer start time (clock ticks since boot, low 32 bits)
+	LeaseStart uint32 // 68: writer start time (clock ticks since boot less its boottime offset, low 32 bits; docs/abi.md)
 	LeasePidNS uint32 // 72: inode of the writer's PID namespace (low 32 bits)
 	LeaseEpoch uint32 // 76: incremented on every lease take
 	_          [48]byte
@@ -104,7 +104,7 @@ type ringHeader struct {
 // readerEntry is one 64-byte line of the reader table.
 type readerEntry struct {
 	Owner  uint32 // 0: reader PID (| claimBit while claiming), 0 free
-	Start  uint32 // 4: reader start time (ticks since boot, low 32 bits)
+	Start  uint32 // 4: reader start time (as LeaseStart)
 	PidNS  uint32 // 8: inode of the reader's PID namespace (low 32 bits)
 	Cursor uint32 // 12: next sequence this reader will read
 	Lost   uint32 // 16: frames this reader lost (wraps)

@@ -1,5 +1,5 @@
 // Package control is edgeipc's control plane: `edgeipc ctl` asks the
-// runtime for its status, ring and source statistics, and tells it to start,
+// runtime for its status, ring, source and sink statistics, and tells it to start,
 // stop or restart a source or reload its configuration.
 //
 // # Concepts
