@@ -577,7 +577,7 @@ func (c *Config) validate() error {
 	} else if strings.ContainsRune(c.Runtime.ShmDir, 0) {
 		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q contains a NUL byte (\\u0000), which no path can hold: remove it", c.Runtime.ShmDir))
 	}
-	if m, g := modeGroupProblems(c.Control.Mode, c.Control.Group); m != "" || g != "" {
+	if m, g := modeGroupProblems(&c.Control.Mode, c.Control.Group); m != "" || g != "" {
 		if m != "" {
 			add(c.errAt("control.mode", []string{"control", "mode"}, "%s", m))
 		}
@@ -627,7 +627,7 @@ func (c *Config) validate() error {
 		if _, err := shm.ParsePolicy(r.Policy); err != nil {
 			add(c.ringErr(n, "policy", "%q: want \"overwrite\" or \"block\"", r.Policy))
 		}
-		if m, g := modeGroupProblems(r.Mode, r.Group); m != "" || g != "" {
+		if m, g := modeGroupProblems(&r.Mode, r.Group); m != "" || g != "" {
 			if m != "" {
 				add(c.ringErr(n, "mode", "%s", m))
 			}
@@ -767,7 +767,7 @@ func (c *Config) validate() error {
 				add(c.srcErr(s, "path", "%q is also used by source %q", s.Path, o))
 			}
 			fifoPaths[s.Path] = s.Name
-			if m, g := modeGroupProblems(s.Mode, s.Group); m != "" || g != "" {
+			if m, g := modeGroupProblems(&s.Mode, s.Group); m != "" || g != "" {
 				if m != "" {
 					add(c.srcErr(s, "mode", "%s", m))
 				}
@@ -865,12 +865,18 @@ func (c *Config) validate() error {
 // modeGroupProblems checks the mode and group of a queue, ring or FIFO: the
 // mode is 0600 or 0660 (0 = the default: 0600, or 0660 with a group), a
 // group needs 0660, and the group must exist. It returns what is wrong with
-// each, or "".
-func modeGroupProblems(mode FileMode, group string) (modeMsg, groupMsg string) {
-	switch {
-	case mode != 0 && mode != 0o600 && mode != 0o660:
-		modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only) or \"0660\" (owner and group)", uint32(mode))
-	case mode == 0o600 && group != "":
+// each, or "". It sets an unset *mode to its default, so that a reload
+// that writes the default out (mode = "0600") compares equal to one that
+// leaves it unset: a ring whose mode changed is recreated.
+func modeGroupProblems(mode *FileMode, group string) (modeMsg, groupMsg string) {
+	switch m := *mode; {
+	case m == 0 && group != "":
+		*mode = 0o660
+	case m == 0:
+		*mode = 0o600
+	case m != 0o600 && m != 0o660:
+		modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only) or \"0660\" (owner and group)", uint32(m))
+	case m == 0o600 && group != "":
 		modeMsg = fmt.Sprintf("\"0600\" with group %q gives the group no access: use \"0660\" (the default with a group) or remove group", group)
 	}
 	if group != "" {

@@ -98,9 +98,7 @@ func docDefault(v reflect.Value) string {
 			return "`[]`"
 		}
 	case FileMode:
-		if x == 0 { // no group: validate leaves it to the creator, which uses 0600
-			return "`\"0600\"`"
-		}
+		return fmt.Sprintf("`\"%04o\"`", uint32(x)) // validate fills in 0600 (0660 with a group)
 	case *bool:
 		if x == nil { // nil: the accessor's default, true
 			return "`true`"

@@ -1,0 +1,73 @@
+//go:build linux
+
+package runtime
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A reload that only writes out a default (mode = "0600" on a ring or a
+// fifo source that had none; "0660" where a group is set) changes
+// nothing: the ring keeps its segment (its frames, its readers) and the
+// source keeps running. Before, the unset mode (0) and the written one
+// compared different, and the reload removed and recreated the ring,
+// losing its history and cutting off its readers, and restarted the
+// source.
+func TestReloadWrittenDefaultModeChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(t.TempDir(), "in.fifo")
+	text := func(mode string) string {
+		return `
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+` + mode + `
+[rings.f]
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 100
+size = 8
+[[sources]]
+name = "in"
+kind = "fifo"
+ring = "f"
+path = "` + fifo + `"
+` + mode + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, logb, write := reloadFile(t, path, text(""))
+	eventually(t, "source gen running", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
+	eventually(t, "source in running", func() bool { return rt.sourceStat(t, "in").State == StateRunning })
+	states := func() map[string]*sourceState {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return map[string]*sourceState{"gen": rt.sources["gen"], "in": rt.sources["in"]}
+	}
+	before := states()
+	seg := filepath.Join(e.dir, "edgeipc.r")
+	ino := inode(seg)
+	readFrames(t, e, "r", 3)
+	write(text(`mode = "0600"`))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logb.String(), "recreating") {
+		t.Fatalf("a reload that wrote out the default mode recreated a ring:\n%s", logb.String())
+	}
+	if got := inode(seg); got != ino {
+		t.Fatalf("segment of ring r replaced (inode %d, was %d)", got, ino)
+	}
+	for n, ss := range states() {
+		if ss != before[n] {
+			t.Errorf("source %s was stopped and started again by the reload", n)
+		}
+	}
+}
