@@ -11,6 +11,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -369,14 +371,10 @@ func Default() *Config {
 func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &ConfigError{File: file, Line: pe.Position.Line, Field: pe.LastKey, Msg: pe.Message}
-		}
-		return nil, &ConfigError{File: file, Msg: err.Error()}
-	}
 	c.lines = scanLines(data)
+	if err != nil {
+		return nil, c.decodeError(err)
+	}
 	c.blank = len(md.Keys()) == 0
 	for _, k := range md.Keys() {
 		switch {
@@ -392,6 +390,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	var errs ConfigErrors
 	for _, k := range md.Undecoded() {
 		field, line := keyField(k), c.lines.line(k)
+		if line == 0 {
+			line = c.lines.first(k[0])
+		}
 		if len(k) >= 2 && (k[0] == "sources" || k[0] == "sinks") {
 			// Undecoded keys of arrays of tables carry no index: find the
 			// first table of the array that has the key.
@@ -404,7 +405,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				}
 			}
 		}
-		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key (see docs/config.md)"})
+		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key" + suggestKey(k) + " (see docs/config.md)"})
 	}
 	// Validate the known keys too, so that one run lists every problem.
 	if err := c.validate(); err != nil {
@@ -423,6 +424,210 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errs
 	}
 	return c, nil
+}
+
+// tomlErrRe matches the errors of the TOML decoder that are not a
+// toml.ParseError (a value of the wrong type): "toml: line 6 (last key
+// "sources.command"): incompatible types: …".
+var (
+	tomlErrRe  = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+	badTypeRe  = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	notTableRe = regexp.MustCompile(`^type mismatch for \S+: expected table but found (.+)$`)
+)
+
+// decodeError turns an error of the TOML decoder into a ConfigError with
+// the line and field (sources[1].command), and a type mismatch into words
+// that say what to write ("is a string; want an integer: write it without
+// quotes"). The decoder stops at the first such error.
+func (c *Config) decodeError(err error) *ConfigError {
+	var pe toml.ParseError
+	var key, msg string
+	line := 0
+	if errors.As(err, &pe) {
+		line, key, msg = pe.Position.Line, pe.LastKey, pe.Message
+	} else if m := tomlErrRe.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		key, msg = m[2], m[3]
+	} else {
+		return &ConfigError{File: c.File, Msg: err.Error()}
+	}
+	var k toml.Key
+	if key != "" {
+		k = strings.Split(key, ".") // dotted names of rings are split too; only for the line and the hint
+	}
+	if line == 0 {
+		line = c.lines.first(key)
+	}
+	field := key
+	if len(k) >= 1 && (k[0] == "sources" || k[0] == "sinks") {
+		// The decoder gives no index: the table is the last [[sources]]
+		// header at or before the line.
+		if n := c.lines.arrayIndex(k[0], line); n > 0 && len(k) > 1 {
+			field = fmt.Sprintf("%s[%d].%s", k[0], n-1, strings.Join(k[1:], "."))
+		}
+	}
+	if m := badTypeRe.FindStringSubmatch(msg); m != nil {
+		msg = typeMismatch(k, m[1], m[2])
+	} else if m := notTableRe.FindStringSubmatch(msg); m != nil {
+		msg = typeMismatch(k, m[1], "table")
+	}
+	return &ConfigError{File: c.File, Line: line, Field: field, Msg: msg}
+}
+
+// typeMismatch says what a value of TOML type have (as the decoder names
+// its Go type) is and what key k wants instead (want: the decoder's name
+// of the destination type).
+func typeMismatch(k toml.Key, have, want string) string {
+	is := map[string]string{
+		"string": "a string", "int64": "an integer", "float64": "a float", "bool": "a boolean",
+		"[]any": "an array", "map[string]any": "a table", "[]map[string]any": "an array of tables",
+	}[have]
+	if is == "" {
+		is = "a date or time"
+		if !strings.HasPrefix(have, "time.") && !strings.HasPrefix(have, "toml.") {
+			is = "a " + have
+		}
+	}
+	last := ""
+	if len(k) > 0 {
+		last = k[len(k)-1]
+	}
+	var hint string
+	switch want {
+	case "integer":
+		hint = "want an integer"
+		if have == "string" || have == "float64" {
+			hint += ": write it as digits, without quotes or a decimal point"
+		}
+	case "float":
+		hint = "want a number"
+		if have == "string" {
+			hint += ": write it without quotes"
+		}
+	case "boolean":
+		hint = fmt.Sprintf("want true or false (%s = false: no quotes)", last)
+	case "string", "primitive (string-like)":
+		hint = fmt.Sprintf("want a string (%s = \"…\")", last)
+	case "slice":
+		switch {
+		case len(k) == 1 && (k[0] == "sources" || k[0] == "sinks"):
+			hint = fmt.Sprintf("want an array of tables: start each one with [[%s]] (two brackets; not [%s] or [%s.NAME])", k[0], k[0], k[0])
+		default:
+			hint = fmt.Sprintf("want an array of strings (%s = [\"…\", \"…\"])", last)
+		}
+	case "table", "map":
+		switch {
+		case len(k) == 1 && k[0] == "rings":
+			hint = "want a table of rings: write each ring as [rings.NAME] (one bracket)"
+		case len(k) == 2 && k[0] == "rings":
+			hint = fmt.Sprintf("want a table: write [rings.%s] and its keys on the lines below", k[1])
+		case len(k) == 1:
+			hint = fmt.Sprintf("want a table: write [%s] (one bracket)", k[0])
+		default:
+			hint = "want a table"
+		}
+	default:
+		hint = "want " + want
+	}
+	return fmt.Sprintf("is %s; %s", is, hint)
+}
+
+// configKeys lists the keys of each kind of table, for suggestions.
+var configKeys = map[string][]string{
+	"":        {"runtime", "control", "rings", "sources", "sinks"},
+	"runtime": tomlTags(RuntimeConfig{}),
+	"control": tomlTags(ControlConfig{}),
+	"rings":   tomlTags(RingConfig{}),
+	"sources": tomlTags(SourceConfig{}),
+	"sinks":   tomlTags(SinkConfig{}),
+}
+
+func tomlTags(v any) []string {
+	var keys []string
+	t := reflect.TypeOf(v)
+	for i := range t.NumField() {
+		if k := t.Field(i).Tag.Get("toml"); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// suggestKey returns "; did you mean X?" for an unknown key k that is a
+// typo of a key of its table ("slot" for "slots", "rate-hz" or "rate" for
+// "rate_hz"), "; slots is a key of [rings.NAME]" for a key of another
+// table, or "".
+func suggestKey(k toml.Key) string {
+	table, name := "", strings.ToLower(k[len(k)-1])
+	if _, ok := configKeys[k[0]]; !ok {
+		k = k[:1] // [ring.a]: the table's name is the typo
+		name = strings.ToLower(k[0])
+	}
+	switch {
+	case len(k) == 2 && k[0] == "rings":
+		// Only an array of tables puts keys there: [[rings]].
+		return "; each ring is a table named after it: [rings.NAME] (one bracket), with its keys on the lines below"
+	case len(k) == 1:
+	case len(k) == 2:
+		table = k[0]
+	case len(k) == 3 && k[0] == "rings":
+		table = "rings"
+	default:
+		return ""
+	}
+	known, ok := configKeys[table]
+	if !ok {
+		return ""
+	}
+	where := map[string]string{"runtime": "[runtime]", "control": "[control]", "rings": "[rings.NAME]", "sources": "[[sources]]", "sinks": "[[sinks]]"}
+	for _, t := range []string{"runtime", "control", "rings", "sources", "sinks"} {
+		if t != table && table != "" && slices.Contains(configKeys[t], name) {
+			return fmt.Sprintf("; %s is a key of %s", name, where[t])
+		}
+	}
+	maxD := 2 // edits
+	if len(name) <= 4 {
+		maxD = 1
+	}
+	var best []string
+	bestD := maxD + 1
+	for _, c := range known {
+		d := editDistance(name, c)
+		if strings.HasPrefix(c, name+"_") {
+			d = 1 // rate: rate_hz; backoff: backoff_min…
+		}
+		switch {
+		case d < bestD:
+			best, bestD = []string{c}, d
+		case d == bestD:
+			best = append(best, c)
+		}
+	}
+	if len(best) == 0 || len(best) > 3 {
+		return ""
+	}
+	return "; did you mean " + strings.Join(best, " or ") + "?"
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // keyField renders a toml.Key as rings.cam.slots / sources[1].command. The
@@ -497,6 +702,34 @@ func (li lineIndex) line(k toml.Key) int {
 }
 
 func (li lineIndex) at(path ...string) int { return li.line(toml.Key(path)) }
+
+// first is the first line of key (dotted, as the decoder writes it) or of
+// a table under it ("sources" finds [sources.cam]); 0 if none.
+func (li lineIndex) first(key string) int {
+	if key == "" {
+		return 0
+	}
+	best := 0
+	for k, l := range li {
+		if (k == key || strings.HasPrefix(k, key+".")) && (best == 0 || l < best) {
+			best = l
+		}
+	}
+	return best
+}
+
+// arrayIndex is the number (1-based) of the last [[name]] table that
+// starts at or before line; 0 if none does.
+func (li lineIndex) arrayIndex(name string, line int) int {
+	n := 0
+	for i := 1; ; i++ {
+		l, ok := li[name+"."+strconv.Itoa(i)]
+		if !ok || l > line {
+			return n
+		}
+		n = i
+	}
+}
 
 // errAt builds a ConfigError for a field.
 func (c *Config) errAt(field string, path []string, format string, a ...any) *ConfigError {

@@ -52,6 +52,21 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"long sink name", "[rings.a]\n[[sinks]]\nname = \"" + strings.Repeat("n", MaxNameLen+1) + "\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a.rec\"\n", []string{"bad.toml:3:", ".name", "201 bytes long: at most 200"}},
 		{"NUL in recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a\\u0000b\"\n", []string{"bad.toml:5:", "path", "NUL byte"}},
 		{"NUL in shm_dir", "[runtime]\nshm_dir = \"/dev/shm\\u0000\"\n", []string{"bad.toml:2:", "runtime.shm_dir", "NUL byte"}},
+		// A value of the wrong type: the decoder's own message had no
+		// file:line prefix and spoke of Go types ("destination has type
+		// slice").
+		{"string for an integer", "[rings.a]\nslots = \"256\"\n", []string{"bad.toml:2: rings.a.slots: is a string; want an integer: write it as digits, without quotes"}},
+		{"string for a boolean", "[control]\nenabled = \"false\"\n", []string{"bad.toml:2: control.enabled: is a string; want true or false"}},
+		{"string for a command", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/true\"]\n[[sources]]\nname = \"y\"\nkind = \"exec\"\nring = \"b\"\ncommand = \"/bin/true\"\n", []string{"bad.toml:12: sources[1].command: is a string; want an array of strings"}},
+		{"[sources.NAME]", "[rings.a]\n[sources.x]\nkind = \"synthetic\"\n", []string{"bad.toml:2: sources: is a table; want an array of tables: start each one with [[sources]]"}},
+		{"[[control]]", "[[control]]\nenabled = true\n", []string{"bad.toml:1: control: is an array of tables; want a table: write [control]"}},
+		{"type out of range", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\ntype = -1\n", []string{"bad.toml:7: sources[0].type: -1 is out of range"}},
+		// Unknown keys: a typo is named, and so is a key of another table.
+		{"typo", "[runtime]\nstat_interval = \"1s\"\n", []string{"bad.toml:2: runtime.stat_interval: unknown key; did you mean stats_interval?"}},
+		{"short for", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate = 1\n", []string{"bad.toml:11: sources[1].rate: unknown key; did you mean rate_hz?"}},
+		{"key of another table", "[rings.a]\nrate_hz = 3\n", []string{"bad.toml:2: rings.a.rate_hz: unknown key; rate_hz is a key of [[sources]]"}},
+		{"table name typo", "[ring.a]\nslots = 4\n", []string{"bad.toml:1: ring.a: unknown key; did you mean rings?"}},
+		{"[[rings]]", "[[rings]]\nname = \"a\"\n", []string{"bad.toml:1: rings.name: unknown key; each ring is a table named after it: [rings.NAME]"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {

@@ -14,6 +14,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[rings.cam]\nslots = 8\nslot_size = \"300k\"\n"))
 	f.Add([]byte("[[sources]]\nname = \"a\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nring = \"x\"\n"))
 	f.Add([]byte("[runtime]\nstats_interval = \"-1s\"\nbogus = 1\n"))
+	f.Add([]byte("[rings.a]\nslots = \"8\"\n[sources.x]\nrate = 1\n[[rings]]\nname = 1\n"))
+	f.Add([]byte("sources = [{name = \"x\", command = \"true\"}]\n[ring.a]\nSLOT = 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.toml", data)
 		if err == nil {
