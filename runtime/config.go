@@ -21,6 +21,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/runtime/framing"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -809,6 +810,18 @@ func (c *Config) validate() error {
 		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q must be an absolute path (exec children get it as EDGEIPC_SHM_DIR)", c.Runtime.ShmDir))
 	} else if strings.ContainsRune(c.Runtime.ShmDir, 0) {
 		add(c.errAt("runtime.shm_dir", []string{"runtime", "shm_dir"}, "%q contains a NUL byte (\\u0000), which no path can hold: remove it", c.Runtime.ShmDir))
+	}
+	if q := c.Control.Queue; q != "" {
+		// What mq_open would refuse when the runtime starts: say so now,
+		// at the key (--check passed "/edgeipc.ctl", and run then failed).
+		if err := sys.ValidateMqName(q); err != nil {
+			why := err.Error()
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				why = strings.ReplaceAll(pe.Err.Error(), "\n", ": ")
+			}
+			add(c.errAt("control.queue", []string{"control", "queue"}, "%q: %s", q, why))
+		}
 	}
 	if m, g := modeGroupProblems(&c.Control.Mode, c.Control.Group); m != "" || g != "" {
 		if m != "" {

@@ -67,6 +67,10 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"key of another table", "[rings.a]\nrate_hz = 3\n", []string{"bad.toml:2: rings.a.rate_hz: unknown key; rate_hz is a key of [[sources]]"}},
 		{"table name typo", "[ring.a]\nslots = 4\n", []string{"bad.toml:1: ring.a: unknown key; did you mean rings?"}},
 		{"[[rings]]", "[[rings]]\nname = \"a\"\n", []string{"bad.toml:1: rings.name: unknown key; each ring is a table named after it: [rings.NAME]"}},
+		// mq_open refuses these when the runtime starts; --check passed them.
+		{"queue with a slash", "[control]\nqueue = \"/edgeipc.ctl\"\n", []string{"bad.toml:2: control.queue: \"/edgeipc.ctl\"", "without the leading slash"}},
+		{"queue ..", "[control]\nenabled = false\nqueue = \"..\"\n", []string{"bad.toml:3: control.queue: \"..\""}},
+		{"long queue", "[control]\nqueue = \"" + strings.Repeat("q", 256) + "\"\n", []string{"bad.toml:2: control.queue:", "longer than 255 bytes"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {
