@@ -71,3 +71,22 @@ path = "` + fifo + `"
 		}
 	}
 }
+
+// A reload that spells the segment directory otherwise ("/run/x/" for
+// "/run/x") does not say that shm_dir changed: before, it answered
+// "reload applied, except that runtime.shm_dir … changed", and `edgeipc
+// ctl reload` exited 1, for the directory the runtime was using.
+func TestReloadSameShmDirSpelledOtherwise(t *testing.T) {
+	e := newEnv(t)
+	text := func(dir string) string {
+		return "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\nshm_dir = \"" + dir + "\"\n[rings.r]\nslots = 16\nslot_payload = 64\n"
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, text(e.dir+"/"))
+	for _, dir := range []string{e.dir, e.dir + "/./", e.dir + "//"} {
+		write(text(dir))
+		if err := reloadWithin(t, rt); err != nil {
+			t.Errorf("reload with shm_dir = %q (started with %q): %v", dir, e.dir+"/", err)
+		}
+	}
+}

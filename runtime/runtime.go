@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -113,13 +114,15 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	}, nil
 }
 
-// effectiveShmDir is the segment directory of the config's rings.
+// effectiveShmDir is the segment directory of the config's rings,
+// cleaned: "/run/edgeipc/" is "/run/edgeipc", so that a reload that
+// spells the same directory otherwise does not say it changed.
 func (c *Config) effectiveShmDir() string {
 	if c.Runtime.ShmDir != "" {
-		return c.Runtime.ShmDir
+		return filepath.Clean(c.Runtime.ShmDir)
 	}
 	if d := os.Getenv("EDGEIPC_SHM_DIR"); d != "" {
-		return d
+		return filepath.Clean(d)
 	}
 	return shm.DefaultDir
 }
