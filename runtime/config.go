@@ -389,6 +389,28 @@ func Parse(file string, data []byte) (*Config, error) {
 		c.Runtime.StatsInterval = Duration(DefaultStatsInterval)
 	}
 	var errs ConfigErrors
+	// The decoder matches a key to a field regardless of case: SLOTS was
+	// taken for slots, and with both in one table the one applied changed
+	// from run to run (map order). Keys are written in lowercase.
+	arrayN := map[string]int{}
+	for _, k := range md.Keys() {
+		if len(k) == 1 {
+			arrayN[k[0]]++
+		}
+		want := caseMismatch(k)
+		if want == "" {
+			continue
+		}
+		field, line := keyField(k), c.lines.line(k)
+		if n := arrayN[k[0]]; len(k) == 2 && (k[0] == "sources" || k[0] == "sinks") && n > 0 {
+			field = fmt.Sprintf("%s[%d].%s", k[0], n-1, k[1])
+			line = c.lines.at(k[0], strconv.Itoa(n), k[1])
+		}
+		if line == 0 {
+			line = c.lines.first(k[0])
+		}
+		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: fmt.Sprintf("unknown key: keys are lowercase; write %s", want)})
+	}
 	for _, k := range md.Undecoded() {
 		field, line := keyField(k), c.lines.line(k)
 		if line == 0 {
@@ -608,6 +630,27 @@ func suggestKey(k toml.Key) string {
 		return ""
 	}
 	return "; did you mean " + strings.Join(best, " or ") + "?"
+}
+
+// caseMismatch returns the key that k's last element spells in another
+// case (SLOTS: slots), or "".
+func caseMismatch(k toml.Key) string {
+	table, name := "", k[len(k)-1]
+	switch top := strings.ToLower(k[0]); {
+	case len(k) == 1:
+	case len(k) == 2 && top != "rings": // rings.NAME is a ring's name
+		table = top
+	case len(k) == 3 && top == "rings":
+		table = "rings"
+	default:
+		return ""
+	}
+	for _, c := range configKeys[table] {
+		if c != name && strings.EqualFold(c, name) {
+			return c
+		}
+	}
+	return ""
 }
 
 // editDistance is the Levenshtein distance of a and b (bytes).

@@ -71,6 +71,11 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"queue with a slash", "[control]\nqueue = \"/edgeipc.ctl\"\n", []string{"bad.toml:2: control.queue: \"/edgeipc.ctl\"", "without the leading slash"}},
 		{"queue ..", "[control]\nenabled = false\nqueue = \"..\"\n", []string{"bad.toml:3: control.queue: \"..\""}},
 		{"long queue", "[control]\nqueue = \"" + strings.Repeat("q", 256) + "\"\n", []string{"bad.toml:2: control.queue:", "longer than 255 bytes"}},
+		// The decoder took SLOTS for slots; with both, which one applied
+		// changed from run to run.
+		{"key in capitals", "[rings.a]\nslots = 4\nSLOTS = 1024\n", []string{"bad.toml:3: rings.a.SLOTS: unknown key: keys are lowercase; write slots"}},
+		{"source key in capitals", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\nCommand = [\"/bin/true\"]\n", []string{"bad.toml:7: sources[0].Command: unknown key: keys are lowercase; write command"}},
+		{"table in capitals", "[Runtime]\nstats_interval = \"0s\"\n", []string{"bad.toml:1: Runtime: unknown key: keys are lowercase; write runtime"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {
