@@ -81,6 +81,13 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	}
 	get := func(n string) flag.Value { return fs.Lookup(n).Value }
 	file := get("c").String()
+	cSet := false
+	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
+	if cSet && file == "" {
+		// -c "$CONF" with CONF unset ran the built-in demo (and --check
+		// said it was ok): the file meant was never read.
+		return Usagef("-c needs a configuration file name, got an empty one (to run the built-in configuration, leave out -c)")
+	}
 	if get("print-default").String() == "true" {
 		var other []string
 		fs.Visit(func(f *flag.Flag) {

@@ -61,6 +61,12 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "no such file") || !strings.Contains(errs, "'edgeipc run --print-default > "+missing+"'") {
 		t.Fatalf("--check of a missing file: code %d err %q", code, errs)
 	}
+	// -c "$CONF" with CONF unset: a usage error, not the built-in demo.
+	for _, args := range [][]string{{"run", "-c", "", "--check"}, {"run", "-c="}} {
+		if code, out, errs := runRunCLI(t, context.Background(), args...); code != 2 || out != "" || !strings.Contains(errs, "-c needs a configuration file name") {
+			t.Fatalf("%q: code %d, out %q, err %q; want 2 and a usage error", args, code, out, errs)
+		}
+	}
 	if code, _, _ := runRunCLI(t, context.Background(), "run", "extra"); code != 2 {
 		t.Fatalf("extra argument: code %d, want 2", code)
 	}
