@@ -430,8 +430,11 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key" + suggestKey(k) + " (see docs/config.md)"})
 	}
-	// Validate the known keys too, so that one run lists every problem.
-	if err := c.validate(); err != nil {
+	// Validate the known keys too, so that one run lists every problem;
+	// unless a number did not fit its field, which then holds another.
+	if ov := c.intOverflows(data); len(ov) > 0 {
+		errs = append(errs, ov...)
+	} else if err := c.validate(); err != nil {
 		var ve ConfigErrors
 		if !errors.As(err, &ve) {
 			return nil, err
@@ -630,6 +633,49 @@ func suggestKey(k toml.Key) string {
 		return ""
 	}
 	return "; did you mean " + strings.Join(best, " or ") + "?"
+}
+
+// intOverflows lists the integers of data that do not fit the int field
+// they were decoded into. On a 32-bit system (GOARCH=arm) the TOML
+// decoder cuts them to 32 bits without a word: slots = 4294967298 became
+// a 2-slot ring, and slot_payload = 4294967360 a payload of 64 bytes.
+func (c *Config) intOverflows(data []byte) ConfigErrors {
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil
+	}
+	var errs ConfigErrors
+	check := func(table map[string]any, typ reflect.Type, field string, path ...string) {
+		for i := range typ.NumField() {
+			k := typ.Field(i).Tag.Get("toml")
+			n, ok := table[k].(int64)
+			if typ.Field(i).Type.Kind() != reflect.Int || !ok || int64(int(n)) == n {
+				continue
+			}
+			errs = append(errs, &ConfigError{File: c.File, Line: c.lines.at(append(path, k)...), Field: field + "." + k,
+				Msg: fmt.Sprintf("%d is out of range (this %d-bit system's integers end at %d; see docs/config.md for the key's range)", n, strconv.IntSize, math.MaxInt)})
+		}
+	}
+	rings, _ := raw["rings"].(map[string]any)
+	for name, r := range rings {
+		if t, ok := r.(map[string]any); ok {
+			check(t, reflect.TypeFor[RingConfig](), "rings."+name, "rings", name)
+		}
+	}
+	for arr, typ := range map[string]reflect.Type{"sources": reflect.TypeFor[SourceConfig](), "sinks": reflect.TypeFor[SinkConfig]()} {
+		tables, _ := raw[arr].([]map[string]any)
+		if a, ok := raw[arr].([]any); ok { // sources = [{…}, {…}]
+			for _, v := range a {
+				t, _ := v.(map[string]any)
+				tables = append(tables, t)
+			}
+		}
+		for i, t := range tables {
+			check(t, typ, fmt.Sprintf("%s[%d]", arr, i), arr, strconv.Itoa(i+1))
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return errs
 }
 
 // caseMismatch returns the key that k's last element spells in another

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -242,5 +243,36 @@ func TestControlGroupZero(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "c.toml:2:") || !strings.Contains(err.Error(), "is gid 0") {
 		t.Fatalf("as gid 65534: %v; want a config error at c.toml:2 saying the group is gid 0", err)
+	}
+}
+
+// A number too large for an int field is refused on every system: on a
+// 32-bit one (GOARCH=arm) the TOML decoder cut it to 32 bits without a
+// word, and slots = 4294967298 made a 2-slot ring, slot_payload =
+// 4294967360 a 64-byte payload, and slots = 4294967296 the default 256.
+func TestConfigIntOverflow(t *testing.T) {
+	for _, tc := range []struct{ text, field, value string }{
+		{"[rings.a]\nslots = 4294967298\n", "bad.toml:2: rings.a.slots", "4294967298"},
+		{"[rings.a]\nslots = 4294967296\n", "bad.toml:2: rings.a.slots", "4294967296"},
+		{"[rings.a]\nslot_payload = 4294967360\n", "bad.toml:2: rings.a.slot_payload", "4294967360"},
+		{"[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\nsize = 4294967304\n", "bad.toml:7: sources[0]", "4294967304"},
+	} {
+		_, err := Parse("bad.toml", []byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.value) {
+			t.Errorf("%q: %v; want an error at %s naming %s", tc.text, err, tc.field, tc.value)
+		}
+	}
+	// In the range of an int64 but not of a 32-bit int: valid where an int
+	// holds it, refused (not cut) where it does not.
+	c, err := Parse("big.toml", []byte("[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\nmax_skip = 3000000000\n"))
+	switch {
+	case strconv.IntSize == 64 && (err != nil || int64(c.Sources[0].MaxSkip) != 3000000000):
+		t.Errorf("max_skip = 3000000000 on a 64-bit system: %v", err)
+	case strconv.IntSize == 32 && (err == nil || !strings.Contains(err.Error(), "big.toml:7: sources[0].max_skip: 3000000000 is out of range")):
+		t.Errorf("max_skip = 3000000000 on a 32-bit system: %v; want it refused at its line", err)
+	}
+	// Inline tables too.
+	if _, err := Parse("bad.toml", []byte("sources = [{name = \"x\", kind = \"synthetic\", ring = \"a\", rate_hz = 1, size = 4294967304}]\n[rings.a]\n")); err == nil || !strings.Contains(err.Error(), "4294967304") {
+		t.Errorf("size = 4294967304 in an inline table: %v", err)
 	}
 }
