@@ -75,34 +75,50 @@ func joined(ring *shm.Ring) bool {
 	return len(rs) == 1 && !rs[0].Joining
 }
 
+// foreignSlots is the slot count of the rings these tests write into.
+const foreignSlots = 16
+
+// foreignRing creates a ring of foreignSlots 64-byte slots in a fresh
+// directory, as `edgeipc ring create` does, and opens it for the test to
+// write into. It returns the ring, its name, its directory and its slot
+// size.
+func foreignRing(t *testing.T, prefix string) (*shm.Ring, string, string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	name := uniqueName(prefix)
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ring.Close() })
+	return ring, name, dir, ring.Inspect().SlotSize
+}
+
+// startCLI runs an edgeipc command in the background until ctx ends. Its
+// stdout is the returned pipe, its stderr errb; done gets its exit code.
+func startCLI(ctx context.Context, errb io.Writer, args ...string) (stdout *io.PipeReader, done <-chan int) {
+	pr, pw := io.Pipe()
+	c := make(chan int, 1)
+	go func() {
+		code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: errb}, args)
+		pw.Close()
+		c <- code
+	}()
+	return pr, c
+}
+
 // TestHzGarbageTimestamps: a writer whose timestamp_ns is garbage (far in
 // the past: a C writer that stamps with the wrong clock, or memory
 // overwritten) made hz's latency sum overflow, so that a window of such
 // frames reported a negative mean latency, below its maximum and below
 // zero; the mean must stay between 0 and the maximum whatever the stamps.
 func TestHzGarbageTimestamps(t *testing.T) {
-	dir := t.TempDir()
-	name := uniqueName("hzstamps")
-	const slots = 16
-	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
-	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ring.Close()
-	slotSize := ring.Inspect().SlotSize
-
+	ring, name, dir, slotSize := foreignRing(t, "hzstamps")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	var errb strings.Builder
-	go func() {
-		code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &errb},
-			[]string{"hz", name, "--window", "100ms", "--json", "--dir", dir})
-		pw.Close()
-		done <- code
-	}()
+	var errb runLogWriter
+	pr, done := startCLI(ctx, &errb, "hz", name, "--window", "100ms", "--json", "--dir", dir)
 	eventually(t, "hz to join the ring", func() bool { return joined(ring) })
 
 	// Eight frames stamped 2^62 ns (146 years) before the clock's zero,
@@ -112,7 +128,7 @@ func TestHzGarbageTimestamps(t *testing.T) {
 		batch = append(batch, foreignFrame{time: -1 << 62, data: []byte("abcd")})
 	}
 	batch = append(batch, foreignFrame{time: math.MinInt64, data: []byte("e")})
-	writeForeignFrames(t, ring.Segment().Bytes(), slots, slotSize, 0, batch)
+	writeForeignFrames(t, ring.Segment().Bytes(), foreignSlots, slotSize, 0, batch)
 
 	sc := bufio.NewScanner(pr)
 	var frames uint64
@@ -156,16 +172,7 @@ func TestHzGarbageTimestamps(t *testing.T) {
 // it printed (here: a head that jumped past slots never written), which it
 // used to report only with a next frame that never came.
 func TestSubHzSkipCorruptSlot(t *testing.T) {
-	dir := t.TempDir()
-	name := uniqueName("corruptslot")
-	const slots = 16
-	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
-	ring, err := shm.Open(name, &shm.SegmentOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ring.Close()
-	slotSize := ring.Inspect().SlotSize
+	ring, name, dir, slotSize := foreignRing(t, "corruptslot")
 	mem := ring.Segment().Bytes()
 	now := shm.Now()
 	batch := []foreignFrame{
@@ -177,17 +184,10 @@ func TestSubHzSkipCorruptSlot(t *testing.T) {
 	t.Run("sub", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		pr, pw := io.Pipe()
-		done := make(chan int, 1)
 		var errb runLogWriter
-		go func() {
-			code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &errb},
-				[]string{"sub", name, "--framing", "lines", "--dir", dir})
-			pw.Close()
-			done <- code
-		}()
+		pr, done := startCLI(ctx, &errb, "sub", name, "--framing", "lines", "--dir", dir)
 		eventually(t, "sub to join the ring", func() bool { return joined(ring) })
-		writeForeignFrames(t, mem, slots, slotSize, 0, batch)
+		writeForeignFrames(t, mem, foreignSlots, slotSize, 0, batch)
 		sc := bufio.NewScanner(pr)
 		var got []string
 		for len(got) < 2 && sc.Scan() {
@@ -221,17 +221,10 @@ func TestSubHzSkipCorruptSlot(t *testing.T) {
 	t.Run("hz", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		pr, pw := io.Pipe()
-		done := make(chan int, 1)
 		var errb runLogWriter
-		go func() {
-			code := MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &errb},
-				[]string{"hz", name, "--window", "100ms", "--json", "--dir", dir})
-			pw.Close()
-			done <- code
-		}()
+		pr, done := startCLI(ctx, &errb, "hz", name, "--window", "100ms", "--json", "--dir", dir)
 		eventually(t, "hz to join the ring", func() bool { return joined(ring) })
-		writeForeignFrames(t, mem, slots, slotSize, 43, batch)
+		writeForeignFrames(t, mem, foreignSlots, slotSize, 43, batch)
 		sc := bufio.NewScanner(pr)
 		var frames, bad uint64
 		for windows := 0; (frames < 2 || bad < 1) && windows < 600 && sc.Scan(); windows++ {
