@@ -485,21 +485,7 @@ time.sleep(1000)
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			rt, _, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "count"
-kind = "exec"
-ring = "r"
-command = [%q, "-c", %q]
-stop_timeout = "10s"
-`, py, child(tc.move)))
+			rt, _, _ := inproc(t, execArgvConfig("count", []string{py, "-c", child(tc.move)}, `stop_timeout = "10s"`))
 			rd, err := shm.OpenReader("r", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
 			if err != nil {
 				t.Fatal(err)
@@ -544,20 +530,7 @@ stop_timeout = "10s"
 func TestExecLastErrorClearedWhenRunning(t *testing.T) {
 	e := newEnv(t)
 	prog := filepath.Join(e.dir, "later.sh")
-	rt, _, stop := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[rings.r]
-slots = 8
-slot_payload = 64
-[[sources]]
-name = "x"
-kind = "exec"
-ring = "r"
-command = [%q]
-backoff_min = "50ms"
-backoff_max = "100ms"
-`, prog))
+	rt, _, stop := inproc(t, execConfig("x", prog, `backoff_min = "50ms"`, `backoff_max = "100ms"`))
 	defer stop()
 	eventually(t, "the start to fail", func() bool { return rt.sourceStat(t, "x").LastError != "" })
 	writeScript(t, e.dir, "later.sh", "echo hello; exec sleep 60\n")

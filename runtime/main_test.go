@@ -378,8 +378,17 @@ type sourceStatT = control.SourceStat
 
 // execConfig is a config with no control queue and no stats line, ring r
 // (16 slots of 64 B) and one exec source name running command, which
-// writes r through the runtime.
-func execConfig(name, command string) string {
+// writes r through the runtime; extra lines are added to the source.
+func execConfig(name, command string, extra ...string) string {
+	return execArgvConfig(name, []string{command}, extra...)
+}
+
+// execArgvConfig is execConfig for a command with arguments.
+func execArgvConfig(name string, argv []string, extra ...string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = fmt.Sprintf("%q", a)
+	}
 	return fmt.Sprintf(`
 [control]
 enabled = false
@@ -392,6 +401,6 @@ slot_payload = 64
 name = %q
 kind = "exec"
 ring = "r"
-command = [%q]
-`, name, command)
+command = [%s]
+%s`, name, strings.Join(q, ", "), strings.Join(extra, "\n"))
 }
