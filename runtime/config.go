@@ -1282,7 +1282,23 @@ func (r *RingConfig) shmConfig(dir string) shm.Config {
 // sameRing reports whether two ring configs describe the same segment.
 func sameRing(a, b *RingConfig) bool {
 	return a.Slots == b.Slots && a.SlotPayload == b.SlotPayload && a.Policy == b.Policy &&
-		a.Mode == b.Mode && a.Group == b.Group
+		a.Mode == b.Mode && sameGroup(a.Group, b.Group)
+}
+
+// sameGroup reports whether two group settings name the same group: a
+// name and its number ("video", "44") are one group, and a reload that
+// respells it must not remove and recreate the ring. Settings that do not
+// resolve (the group database changed) compare as written.
+func sameGroup(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if a == "" || b == "" {
+		return false
+	}
+	ga, errA := shm.LookupGroup(a)
+	gb, errB := shm.LookupGroup(b)
+	return errA == nil && errB == nil && ga == gb
 }
 
 // logRate is the source's log_rate: lines a second of the child's output
@@ -1297,6 +1313,9 @@ func (s *SourceConfig) logRate() float64 {
 func sameSource(a, b *SourceConfig) bool {
 	x, y := *a, *b
 	x.index, y.index = 0, 0
+	if sameGroup(x.Group, y.Group) {
+		y.Group = x.Group
+	}
 	return reflect.DeepEqual(x, y)
 }
 

@@ -3,7 +3,10 @@
 package runtime
 
 import (
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,6 +72,74 @@ path = "` + fifo + `"
 		if ss != before[n] {
 			t.Errorf("source %s was stopped and started again by the reload", n)
 		}
+	}
+}
+
+// A reload that names a group by its number instead of its name (or back)
+// changes nothing: the ring keeps its segment and the fifo source keeps
+// running. Before, the two spellings compared different, and the reload
+// removed and recreated the ring (its history lost, its readers cut off)
+// and restarted the source.
+func TestReloadGroupRespelledChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	gid := strconv.Itoa(os.Getegid())
+	g, err := user.LookupGroupId(gid)
+	if err != nil {
+		t.Fatalf("the test needs a name for its own group %s: %v", gid, err)
+	}
+	fifo := filepath.Join(t.TempDir(), "in.fifo")
+	text := func(group string) string {
+		return `
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+group = "` + group + `"
+[rings.f]
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 100
+size = 8
+[[sources]]
+name = "in"
+kind = "fifo"
+ring = "f"
+path = "` + fifo + `"
+group = "` + group + `"
+`
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, logb, write := reloadFile(t, path, text(g.Name))
+	eventually(t, "source in running", func() bool { return rt.sourceStat(t, "in").State == StateRunning })
+	rt.mu.Lock()
+	in := rt.sources["in"]
+	rt.mu.Unlock()
+	seg := filepath.Join(e.dir, "edgeipc.r")
+	ino := inode(seg)
+	readFrames(t, e, "r", 3)
+	write(text(gid))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logb.String(), "recreating") {
+		t.Fatalf("a reload that wrote group %q as %q recreated a ring:\n%s", g.Name, gid, logb.String())
+	}
+	if got := inode(seg); got != ino {
+		t.Fatalf("segment of ring r replaced (inode %d, was %d)", got, ino)
+	}
+	rt.mu.Lock()
+	now := rt.sources["in"]
+	rt.mu.Unlock()
+	if now != in {
+		t.Errorf("fifo source in was stopped and started again by the reload")
+	}
+	if !sameGroup(g.Name, gid) || sameGroup(gid, "") {
+		t.Errorf("sameGroup(%q, %q) = false or sameGroup(%q, \"\") = true", g.Name, gid, gid)
 	}
 }
 
