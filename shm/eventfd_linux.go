@@ -53,7 +53,12 @@ func NewEventfd() (*Eventfd, error) {
 }
 
 // EventfdFromFile adopts an eventfd inherited from or sent by another
-// process. It takes ownership of f.
+// process. It takes ownership of f. It makes the eventfd non-blocking
+// (O_NONBLOCK, for the netpoller): the flag belongs to the open file
+// description, which every copy of f shares, in other processes too, so a
+// program that reads the same eventfd with blocking reads gets EAGAIN
+// from then on; give it an eventfd of its own. A descriptor that is not an
+// eventfd is refused (ErrInvalid) and left as it was.
 func EventfdFromFile(f *os.File) (*Eventfd, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -68,15 +73,17 @@ func EventfdFromFile(f *os.File) (*Eventfd, error) {
 	if derr != nil {
 		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", derr)}
 	}
-	if err := unix.SetNonblock(nfd, true); err != nil {
-		unix.Close(nfd)
-		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", err)}
-	}
 	// Anything else (a pipe, /dev/null, a regular file) would read as
-	// "signalled" at once, and a reader would spin on it.
+	// "signalled" at once, and a reader would spin on it. Checked before
+	// O_NONBLOCK is set: the flag belongs to the open file description,
+	// which the refused file shares with its other holders.
 	if what := notEventfd(nfd); what != "" {
 		unix.Close(nfd)
 		return nil, &OpError{"eventfd", "", fmt.Errorf("%w: descriptor is %s, not an eventfd", ErrInvalid, what)}
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return nil, &OpError{"eventfd", "", os.NewSyscallError("fcntl", err)}
 	}
 	return newEventfd(os.NewFile(uintptr(nfd), "eventfd"))
 }

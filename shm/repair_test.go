@@ -173,6 +173,33 @@ func TestEventfdFromFileRefusesOtherFiles(t *testing.T) {
 	ev2.Close()
 }
 
+// TestEventfdFromFileRefusalLeavesFlags: a refused descriptor keeps its
+// file status flags. Before, EventfdFromFile set O_NONBLOCK first and then
+// refused it: a pipe handed to it by mistake stayed non-blocking for its
+// other holders, whose blocking reads then failed with EAGAIN.
+func TestEventfdFromFileRefusalLeavesFlags(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	dup, err := unix.FcntlInt(uintptr(p[0]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EventfdFromFile(os.NewFile(uintptr(dup), "pipe")); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("EventfdFromFile(pipe) = %v, want ErrInvalid", err)
+	}
+	fl, err := unix.FcntlInt(uintptr(p[0]), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		t.Fatalf("the refused pipe's description is O_NONBLOCK now (flags %#o)", fl)
+	}
+}
+
 // TestEventfdFromFileWithoutProc: without /proc (a bare container) the kind
 // of a descriptor is found from the kernel: other files and other
 // anonymous inodes are refused, an eventfd is accepted and keeps its count.
