@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -328,7 +329,26 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	if err != nil {
 		return err
 	}
-	d.Reset(f)
+	// What the source this one replaced had read of a record whose rest is
+	// still in the FIFO comes first (once).
+	ss.mu.Lock()
+	carry := ss.carry
+	ss.carry = nil
+	ss.mu.Unlock()
+	if len(carry) > 0 {
+		d.Reset(io.MultiReader(bytes.NewReader(carry), f))
+	} else {
+		d.Reset(f)
+	}
+	// Stopped (a reload that restarts the source): keep what was read of
+	// the next record for the source that replaces this one.
+	defer func() {
+		if ctx.Err() != nil {
+			data, ok := d.Pending()
+			k, _ := framing.ParseKind(c.Framing)
+			ss.set(func(ss *sourceState) { ss.pending = fifoPending{framing: k, data: data, ok: ok} })
+		}
+	}()
 	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, note })
 	ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
 	var drain []byte

@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A reload that restarts a fifo source on the same path (here only its
@@ -74,4 +77,107 @@ func TestReloadFIFOKeepsWriters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reload that restarts a fifo source while a writer is in the middle of
+// a record keeps that record whole: the part the old source had read is
+// decoded by the new one before the rest. Before, the part was lost
+// without a count and the rest was published as a record of its own
+// (lines), or broke the stream until every writer closed (len32).
+func TestReloadFIFOKeepsPartialRecord(t *testing.T) {
+	for _, fr := range []string{"lines", "len32"} {
+		t.Run(fr, func(t *testing.T) {
+			e := newEnv(t)
+			path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
+			cfg := func(typ int) string {
+				return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\nframing = %q\ntype = %d\n", fifo, fr, typ)
+			}
+			rec := func(s string) []byte {
+				if fr == "lines" {
+					return []byte(s + "\n")
+				}
+				return binary.LittleEndian.AppendUint32(nil, uint32(len(s))) // + s, by the caller
+			}
+			frame := func(s string) []byte {
+				if fr == "lines" {
+					return rec(s)
+				}
+				return append(rec(s), s...)
+			}
+			rt, logb, write := reloadFile(t, path, cfg(1))
+			eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+			w := openWriter(t, fifo)
+			whole := frame("cut-by-the-reload")
+			half := len(whole) / 2
+			if _, err := w.Write(append(frame("before"), whole[:half]...)); err != nil {
+				t.Fatal(err)
+			}
+			// Wait until the source has read it all (the pipe is empty), so
+			// that the first half is in the old source's buffer.
+			eventually(t, "the source reads the pipe", func() bool {
+				n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
+				return err == nil && n == 0
+			})
+			if f := readFrames(t, e, "f", 1); string(f[0].Data) != "before" {
+				t.Fatalf("frame %q; want \"before\"", f[0].Data)
+			}
+			write(cfg(2))
+			if err := reloadWithin(t, rt); err != nil {
+				t.Fatal(err)
+			}
+			logb.waitFor(t, "source fifo: reading FIFO", 2)
+			if _, err := w.Write(append(whole[half:], frame("after")...)); err != nil {
+				t.Fatal(err)
+			}
+			got := readFrames(t, e, "f", 3)
+			for i, want := range []string{"before", "cut-by-the-reload", "after"} {
+				if string(got[i].Data) != want {
+					t.Fatalf("frame %d: %q; want %q (frames %q %q %q)", i, got[i].Data, want, got[0].Data, got[1].Data, got[2].Data)
+				}
+			}
+			if st := rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != 0 {
+				t.Fatalf("bad records %d, dropped bytes %d; want none", st.Bad, st.Dropped)
+			}
+		})
+	}
+}
+
+// A reload that changes a fifo source's framing drops what the old source
+// had read of a partial record (it is framed the old way), and counts and
+// logs it.
+func TestReloadFIFOFramingChangeDropsPartial(t *testing.T) {
+	e := newEnv(t)
+	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
+	cfg := func(fr string) string {
+		return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\nframing = %q\n", fifo, fr)
+	}
+	rt, logb, write := reloadFile(t, path, cfg("lines"))
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	w := openWriter(t, fifo)
+	if _, err := w.Write([]byte("before\nhalf-a-line")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source reads the pipe", func() bool {
+		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
+		return err == nil && n == 0
+	})
+	readFrames(t, e, "f", 1)
+	write(cfg("len32"))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "source fifo: reading FIFO", 2)
+	if _, err := w.Write(binary.LittleEndian.AppendUint32(nil, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrames(t, e, "f", 2); string(got[1].Data) != "after" {
+		t.Fatalf("frame after the reload %q; want \"after\"", got[1].Data)
+	}
+	if st := rt.sourceStat(t, "fifo"); st.Dropped != uint64(len("half-a-line")) {
+		t.Fatalf("dropped_bytes %d; want %d", st.Dropped, len("half-a-line"))
+	}
+	logb.waitFor(t, "dropped 11 bytes of a partial record", 1)
 }

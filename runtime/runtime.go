@@ -72,6 +72,9 @@ type Runtime struct {
 	// read end held over the restart, until startWanted gives it to the
 	// new source (apply, holdFIFO).
 	held map[string]*os.File
+	// carry maps the path of such a FIFO to what its old source had read
+	// but not decoded when it stopped, for the new source (startWanted).
+	carry map[string]fifoPending
 
 	spawn *spawner
 	ctl   *control.Server
@@ -829,6 +832,14 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		}()
 	}
 	wg.Wait()
+	carry := map[string]fifoPending{}
+	for _, ss := range stopSrc {
+		if ss.cfg.Kind == KindFIFO && keepFIFO[ss.cfg.Path] {
+			ss.mu.Lock()
+			carry[ss.cfg.Path] = ss.pending
+			ss.mu.Unlock()
+		}
+	}
 	for _, sk := range stopSink {
 		if sk.stats != nil {
 			sk.ring.stats.CompareAndSwap(sk.stats, nil)
@@ -917,14 +928,14 @@ func (rt *Runtime) apply(old, nc *Config) error {
 		rs.mu.Unlock()
 	}
 	rt.cfg = nc
-	rt.held = held
+	rt.held, rt.carry = held, carry
 	rt.mu.Unlock()
 
 	// 4. Start sinks first (so readers see the first frames), then sources.
 	rt.startWanted(nc)
 	rt.mu.Lock()
 	left := rt.held // FIFOs whose new source does not start
-	rt.held = nil
+	rt.held, rt.carry = nil, nil
 	rt.mu.Unlock()
 	for _, h := range left {
 		h.Close()
@@ -1043,6 +1054,10 @@ func (rt *Runtime) startWanted(c *Config) {
 			if h := rt.held[sc.Path]; h != nil && sc.Kind == KindFIFO {
 				ss.held = h
 				delete(rt.held, sc.Path)
+			}
+			if p, ok := rt.carry[sc.Path]; ok && sc.Kind == KindFIFO {
+				delete(rt.carry, sc.Path)
+				ss.takeCarry(p)
 			}
 			ss.start()
 		}

@@ -59,6 +59,12 @@ type sourceState struct {
 	// source held over the restart (apply, holdFIFO); the source closes
 	// it once it has opened the FIFO itself.
 	held *os.File
+	// carry is what the source this one replaces (same FIFO, same
+	// framing) had read but not decoded when it stopped: the start of a
+	// record whose rest is still in the FIFO. The first run decodes it
+	// before the FIFO. pending is this source's own, set when it stops.
+	carry   []byte
+	pending fifoPending
 
 	badLog    limiter
 	logBudget lineBudget // exec: log_rate, for the stderr and stdout readers
@@ -67,6 +73,15 @@ type sourceState struct {
 
 // fifoID identifies the FIFO a source reads: its device and inode.
 type fifoID struct{ dev, ino uint64 }
+
+// fifoPending is what a fifo source had read from its FIFO but not yet
+// decoded when it stopped (framing.Decoder.Pending): ok is false when those
+// bytes did not begin at a record's start.
+type fifoPending struct {
+	framing framing.Kind
+	data    []byte
+	ok      bool
+}
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
 	state := StateStopped
@@ -214,6 +229,25 @@ func closed(ch <-chan struct{}) bool {
 
 // remove marks the source removed (see removed); the caller then stops it.
 func (ss *sourceState) remove() { ss.set(func(ss *sourceState) { ss.removed = true }) }
+
+// takeCarry takes what the fifo source this one replaces had read but not
+// decoded: the start of a record whose rest is still in the FIFO, so that
+// the record is not cut in two by the restart (its tail read as a record of
+// its own, or, for len32 and msgp, as a broken stream). Bytes framed
+// otherwise are dropped, counted in dropped_bytes and logged.
+func (ss *sourceState) takeCarry(p fifoPending) {
+	k, err := framing.ParseKind(ss.cfg.Framing)
+	switch {
+	case len(p.data) == 0 && p.ok:
+	case err == nil && p.ok && k == p.framing:
+		ss.carry = p.data
+	case !p.ok:
+		ss.rt.log.Info(fmt.Sprintf("source %s: the source it replaces stopped inside an over-long record it was dropping; what is left of that record in the FIFO is read afresh (as a bad record, or a broken stream)", ss.cfg.Name))
+	default:
+		ss.dropped.Add(uint64(len(p.data)))
+		ss.rt.log.Info(fmt.Sprintf("source %s: dropped %d bytes of a partial record that the source it replaces had read (the framing changed)", ss.cfg.Name, len(p.data)))
+	}
+}
 
 // releaseHeld closes the read end held over the reload that started the
 // source, if any.

@@ -60,7 +60,7 @@ type SourceStat struct {
 	Frames   uint64 `msg:"frames" json:"frames"`
 	Bytes    uint64 `msg:"bytes" json:"bytes"`
 	Bad      uint64 `msg:"bad" json:"bad"`                     // malformed/oversized records dropped
-	Dropped  uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream
+	Dropped  uint64 `msg:"dropped_bytes" json:"dropped_bytes"` // fifo: bytes drained unread after a broken stream (or dropped by a framing change)
 	// LogDropped counts lines of an exec child's output (stderr, and
 	// stdout with write = "child") not logged because it wrote more than
 	// its log_rate.

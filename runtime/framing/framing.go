@@ -116,6 +116,7 @@ type Decoder struct {
 	end      int // end of buffered bytes
 	err      error
 	dropping bool // lines: inside an over-long line
+	inSkip   bool // len32: skipping an oversized record's payload
 	// msgp: the scan for the end of the current object, resumed after a
 	// fill: scanPos is the offset from start of the next header to read,
 	// scanLeft the number of objects still to scan.
@@ -159,13 +160,28 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 
 // Reset discards buffered bytes and state and reads from r.
 func (d *Decoder) Reset(r io.Reader) {
-	d.r, d.start, d.end, d.err, d.dropping = r, 0, 0, nil, false
+	d.r, d.start, d.end, d.err, d.dropping, d.inSkip = r, 0, 0, nil, false, false
 	d.scanning, d.scanPos, d.scanLeft = false, 0, 0
 	d.skipping, d.skipped = false, 0
 }
 
 // Buffered returns the number of bytes read but not yet decoded.
 func (d *Decoder) Buffered() int { return d.end - d.start }
+
+// Pending returns a copy of the bytes read but not yet decoded, for a
+// decoder of the same kind that carries on with the stream (nil if there
+// are none). ok is false when they do not begin at a record's start: the
+// decoder is dropping an over-long line or skipping an oversized record,
+// and their bytes mean nothing to a decoder that starts afresh.
+func (d *Decoder) Pending() (b []byte, ok bool) {
+	if d.dropping || d.skipping || d.inSkip {
+		return nil, false
+	}
+	if d.end == d.start {
+		return nil, true
+	}
+	return append([]byte(nil), d.buf[d.start:d.end]...), true
+}
 
 // fill reads more bytes, compacting first. It returns the read error.
 func (d *Decoder) fill() error {
@@ -292,9 +308,11 @@ func (d *Decoder) nextLen32() (Record, error) {
 			return Record{}, ErrBroken
 		}
 		d.start += 4
+		d.inSkip = true
 		if err := d.skip(n); err != nil {
 			return Record{}, err
 		}
+		d.inSkip = false
 		d.errOversize.Size = n
 		return Record{}, &d.errOversize
 	}

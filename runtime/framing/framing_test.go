@@ -296,3 +296,48 @@ func BenchmarkMsgpGarbageOneByte(b *testing.B) {
 		}
 	}
 }
+
+// errStop stands for the read that a stopped source's closed FIFO fails.
+var errStop = errors.New("stopped")
+
+// Pending gives the bytes of a record begun but not complete, which a new
+// decoder of the same kind decodes whole; inside a record being dropped or
+// skipped it says the bytes mean nothing to a fresh decoder.
+func TestPending(t *testing.T) {
+	stopAfter := func(b []byte) io.Reader { return io.MultiReader(bytes.NewReader(b), iotest.ErrReader(errStop)) }
+	cases := []struct {
+		name   string
+		kind   Kind
+		in     []byte
+		want   string // pending bytes
+		wantOK bool
+	}{
+		{"lines partial", Lines, []byte("a\nhal"), "hal", true},
+		{"lines boundary", Lines, []byte("a\n"), "", true},
+		{"lines over-long", Lines, []byte("a\n" + strings.Repeat("x", 20)), "", false},
+		{"len32 partial", Len32, append(len32("a"), len32("half")[:6]...), string(len32("half")[:6]), true},
+		{"len32 skipping", Len32, append(len32("a"), len32(strings.Repeat("y", 20))[:10]...), "", false},
+	}
+	for _, c := range cases {
+		d := NewDecoder(stopAfter(c.in), c.kind, Options{MaxRecord: 8, MaxSkip: 100})
+		recs, _, err := collect(t, d)
+		if !errors.Is(err, errStop) || len(recs) != 1 || recs[0] != "a" {
+			t.Fatalf("%s: records %q, err %v; want \"a\" then the stop", c.name, recs, err)
+		}
+		got, ok := d.Pending()
+		if string(got) != c.want || ok != c.wantOK {
+			t.Fatalf("%s: Pending = %q, %v; want %q, %v", c.name, got, ok, c.want, c.wantOK)
+		}
+		if !ok {
+			continue
+		}
+		// A fresh decoder given the pending bytes and then the rest of the
+		// record decodes it whole.
+		rest := map[string]string{"lines partial": "f\n", "lines boundary": "b\n", "len32 partial": string(len32("half")[6:])}[c.name]
+		want := map[string]string{"lines partial": "half", "lines boundary": "b", "len32 partial": "half"}[c.name]
+		n := NewDecoder(io.MultiReader(bytes.NewReader(got), strings.NewReader(rest)), c.kind, Options{MaxRecord: 8})
+		if r, err := n.Next(); err != nil || string(r.Data) != want {
+			t.Fatalf("%s: the new decoder read %q, %v; want %q", c.name, r.Data, err, want)
+		}
+	}
+}
