@@ -79,14 +79,15 @@ func TestReloadFIFOKeepsWriters(t *testing.T) {
 	}
 }
 
-// A reload that restarts a fifo source while a writer is in the middle of
-// a record keeps that record whole: the part the old source had read is
+// A reload (or `edgeipc ctl restart`) that restarts a fifo source while a
+// writer is in the middle of a record keeps that record whole: the part the old source had read is
 // decoded by the new one before the rest. Before, the part was lost
 // without a count and the rest was published as a record of its own
 // (lines), or broke the stream until every writer closed (len32).
 func TestReloadFIFOKeepsPartialRecord(t *testing.T) {
-	for _, fr := range []string{"lines", "len32"} {
-		t.Run(fr, func(t *testing.T) {
+	for _, c := range []struct{ fr, how string }{{"lines", "reload"}, {"len32", "reload"}, {"lines", "restart"}, {"len32", "restart"}} {
+		fr := c.fr
+		t.Run(c.fr+"/"+c.how, func(t *testing.T) {
 			e := newEnv(t)
 			path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
 			cfg := func(typ int) string {
@@ -121,8 +122,12 @@ func TestReloadFIFOKeepsPartialRecord(t *testing.T) {
 			if f := readFrames(t, e, "f", 1); string(f[0].Data) != "before" {
 				t.Fatalf("frame %q; want \"before\"", f[0].Data)
 			}
-			write(cfg(2))
-			if err := reloadWithin(t, rt); err != nil {
+			if c.how == "reload" {
+				write(cfg(2))
+				if err := reloadWithin(t, rt); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := rt.RestartSource("fifo"); err != nil {
 				t.Fatal(err)
 			}
 			logb.waitFor(t, "source fifo: reading FIFO", 2)
@@ -180,4 +185,38 @@ func TestReloadFIFOFramingChangeDropsPartial(t *testing.T) {
 		t.Fatalf("dropped_bytes %d; want %d", st.Dropped, len("half-a-line"))
 	}
 	logb.waitFor(t, "dropped 11 bytes of a partial record", 1)
+}
+
+// `edgeipc ctl restart` of a fifo source holds a read end over the gap as
+// a reload does: a writer's write while the old run has ended and the new
+// one has not opened the FIFO succeeds and is read by the new run. Before,
+// it failed with EPIPE (SIGPIPE kills a writer that does not handle it).
+func TestRestartFIFOKeepsWriters(t *testing.T) {
+	e := newEnv(t)
+	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
+	rt, logb, _ := reloadFile(t, path, scenarioHead+ringTable("f", "")+fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	w := openWriter(t, fifo)
+	var gapErr atomic.Pointer[error]
+	var hooked atomic.Bool
+	testHookRunReturned = func(name string) {
+		if name == "fifo" && hooked.CompareAndSwap(false, true) {
+			_, err := w.Write([]byte("gap\n"))
+			gapErr.Store(&err)
+		}
+	}
+	t.Cleanup(func() { testHookRunReturned = nil })
+	if err := rt.RestartSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	testHookRunReturned = nil
+	logb.waitFor(t, "source fifo: reading FIFO", 2)
+	if p := gapErr.Load(); p == nil {
+		t.Fatal("the old run never returned")
+	} else if *p != nil {
+		t.Fatalf("write while the source was restarted: %v; want it to succeed", *p)
+	}
+	if got := readFrames(t, e, "f", 1); string(got[0].Data) != "gap" {
+		t.Fatalf("frame %q; want \"gap\"", got[0].Data)
+	}
 }

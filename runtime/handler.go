@@ -173,10 +173,33 @@ func (rt *Runtime) RestartSource(name string) error {
 	if ss.waiting() {
 		return ss.errWaiting()
 	}
+	// A fifo source restarts as a reload restarts it: a read end is held
+	// over the gap (writers do not get EPIPE), and the record the old run
+	// had begun to read is handed to the new one.
+	var held *os.File
+	if ss.cfg.Kind == KindFIFO {
+		ss.mu.Lock()
+		id := ss.fifo
+		ss.mu.Unlock()
+		if id != nil {
+			held = holdFIFO(ss.cfg.Path, *id)
+		}
+	}
 	ss.stop()
-	if !ss.start() && ss.isRemoved() {
-		// A reload or the shutdown removed it while it was stopping.
-		return errRemoved(name)
+	if ss.cfg.Kind == KindFIFO {
+		ss.mu.Lock()
+		p := ss.pending
+		ss.pending = fifoPending{}
+		ss.held, held = held, nil
+		ss.mu.Unlock()
+		ss.takeCarry(p)
+	}
+	if !ss.start() {
+		ss.releaseHeld()
+		if ss.isRemoved() {
+			// A reload or the shutdown removed it while it was stopping.
+			return errRemoved(name)
+		}
 	}
 	ss.set(func(ss *sourceState) { ss.restarts++ })
 	rt.log.Info(fmt.Sprintf("source %s: restarted by control request", name))

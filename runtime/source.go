@@ -240,7 +240,7 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 	switch {
 	case len(p.data) == 0 && p.ok:
 	case err == nil && p.ok && k == p.framing:
-		ss.carry = p.data
+		ss.set(func(ss *sourceState) { ss.carry = p.data })
 	case !p.ok:
 		ss.rt.log.Info(fmt.Sprintf("source %s: the source it replaces stopped inside an over-long record it was dropping; what is left of that record in the FIFO is read afresh (as a bad record, or a broken stream)", ss.cfg.Name))
 	default:
