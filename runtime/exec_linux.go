@@ -389,8 +389,9 @@ const maxLogLine = 64 << 10
 // and the rest of it is read and dropped, so the child never blocks on a
 // full pipe because of one long line.
 //
-// At most log_rate lines a second (in bursts of twice that) are logged,
-// for stderr and stdout together: a chatty child must not flood the log
+// At most log_rate lines a second (in bursts of twice that; a line longer
+// than 1 KiB counts as one per KiB started) are logged, for stderr and
+// stdout together: a chatty child must not flood the log
 // (and journald's rate limit, which would then drop the runtime's own
 // lines too). Lines held back are counted (SourceStat.LogDropped) and
 // reported at most every logReportEvery, and when the stream ends.
@@ -432,7 +433,7 @@ func (ss *sourceState) reportHeldLines(stream string, final bool) {
 }
 
 func (ss *sourceState) logLine(line []byte, stream, suffix string) {
-	if !ss.logBudget.take(ss.cfg.logRate(), time.Now()) {
+	if !ss.logBudget.take(ss.cfg.logRate(), time.Now(), len(line)) {
 		ss.logDropped.Add(1)
 		return
 	}

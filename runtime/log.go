@@ -235,7 +235,11 @@ func (l *limiter) allow(every time.Duration) (bool, int) {
 // lineBudget lets log lines through at most rate a second, in bursts of up
 // to twice that (at least one line), and counts the lines it holds back;
 // rate 0 lets every line through. It is a token bucket: a quiet spell
-// refills it.
+// refills it. A line costs one token per started lineUnit of its length,
+// so that the bound holds for bytes too (a child writing 64 KiB lines at
+// rate lines a second would otherwise fill the journal 64 times faster
+// than one writing 1 KiB lines); a long line is logged whenever a token is
+// left, and the bucket goes into debt for the rest of its cost.
 type lineBudget struct {
 	mu         sync.Mutex
 	tokens     float64
@@ -244,8 +248,12 @@ type lineBudget struct {
 	lastReport time.Time // when report last returned a count
 }
 
-// take reports whether a line may be logged now at rate lines a second.
-func (b *lineBudget) take(rate float64, now time.Time) bool {
+// lineUnit is the length of line that costs one token of a lineBudget.
+const lineUnit = 1 << 10
+
+// take reports whether a line of n bytes may be logged now at rate lines
+// (of up to lineUnit bytes) a second.
+func (b *lineBudget) take(rate float64, now time.Time, n int) bool {
 	if rate == 0 {
 		return true
 	}
@@ -262,7 +270,7 @@ func (b *lineBudget) take(rate float64, now time.Time) bool {
 		b.held++
 		return false
 	}
-	b.tokens--
+	b.tokens -= float64(max(1, (n+lineUnit-1)/lineUnit))
 	return true
 }
 

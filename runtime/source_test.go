@@ -531,3 +531,25 @@ func TestExecLogRate(t *testing.T) {
 		})
 	}
 }
+
+// log_rate bounds bytes as well as lines: a line longer than 1 KiB costs
+// one line of the budget per KiB started. Before, a child writing 8 KiB
+// lines got as many logged as one writing short lines (here the burst of
+// 10), eight times the bytes log_rate allows.
+func TestExecLogRateCountsLongLines(t *testing.T) {
+	const lines, size = 200, 8 << 10
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "wordy.sh", fmt.Sprintf("yes \"$(head -c %d /dev/zero | tr '\\0' x)\" | head -n %d >&2\nsleep 3600\n", size-1, lines))
+	began := time.Now()
+	rt, logb, _ := inproc(t, execConfig("wordy", script)+"restart = \"never\"\nlog_rate = 5\n")
+	logged := func() int { return strings.Count(logb.String(), "[wordy] xxxx") }
+	eventually(t, "every line logged or counted", func() bool {
+		return uint64(logged())+rt.sourceStat(t, "wordy").LogDropped == lines
+	})
+	// The burst (10 KiB) lets two 8 KiB lines through (the second on the
+	// token left, going into debt); after that 5 KiB a second.
+	allowed := 2 + int(time.Since(began).Seconds()*5*1024/size) + 1
+	if n := logged(); n > allowed || n < 1 {
+		t.Fatalf("%d lines of 8 KiB logged in %v at log_rate = 5; want 1..%d", n, time.Since(began).Round(time.Millisecond), allowed)
+	}
+}
