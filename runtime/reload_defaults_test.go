@@ -161,3 +161,30 @@ func TestReloadSameShmDirSpelledOtherwise(t *testing.T) {
 		}
 	}
 }
+
+// A reload that writes [control] group as its number instead of its name
+// (or back) does not say that control.group changed and needs a restart:
+// before, it answered "reload applied, except that control.group …", and
+// `edgeipc ctl reload` exited 1, for the group the queue already had.
+func TestReloadControlGroupRespelled(t *testing.T) {
+	newEnv(t)
+	gid := strconv.Itoa(os.Getegid())
+	g, err := user.LookupGroupId(gid)
+	if err != nil {
+		t.Fatalf("the test needs a name for its own group %s: %v", gid, err)
+	}
+	text := func(group string) string {
+		return "[control]\ngroup = \"" + group + "\"\n[runtime]\nstats_interval = \"0s\"\n[rings.r]\nslots = 16\nslot_payload = 64\n"
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, text(g.Name))
+	write(text(gid))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatalf("reload with control group %q (started with %q): %v", gid, g.Name, err)
+	}
+	// A real change is still reported.
+	write(text("65534"))
+	if err := reloadWithin(t, rt); err == nil || !strings.Contains(err.Error(), "control.group") {
+		t.Fatalf("reload with another control group: %v; want it to say control.group needs a restart", err)
+	}
+}

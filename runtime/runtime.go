@@ -675,7 +675,9 @@ func (rt *Runtime) needRestart(nc *Config) []string {
 			return "0600"
 		}
 		changed("control.mode", mode(rt.ctlConf), mode(nc.Control))
-		changed("control.group", rt.ctlConf.Group, nc.Control.Group)
+		if !sameGroup(rt.ctlConf.Group, nc.Control.Group) {
+			changed("control.group", rt.ctlConf.Group, nc.Control.Group)
+		}
 	}
 	return keys
 }
