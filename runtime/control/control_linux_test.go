@@ -499,6 +499,58 @@ func TestLargeReplySplit(t *testing.T) {
 	}
 }
 
+// typicalRings returns n rows as a runtime reports busy rings.
+func typicalRings(n int) []RingStat {
+	var rs []RingStat
+	for i := 0; i < n; i++ {
+		rs = append(rs, RingStat{Name: fmt.Sprintf("ring%04d", i), Slots: 64, SlotPayload: 4096, Policy: "overwrite",
+			Frames: 123456, Bytes: 1 << 30, RateHz: 30, BytesPerS: 3000, Readers: 2, State: "ok"})
+	}
+	return rs
+}
+
+// TestReplyPartsPackedByEncodedSize: parts are filled by what the rows
+// take encoded, not by msgp's Msgsize bound (233 bytes for a row that
+// encodes in 167), and a table of more than 1024 rows is split too. Before
+// the fix 'ctl rings' failed from about 330 such rings ("reply needs 11
+// messages of 8192 bytes but the reply queue has room for 10"), and a table
+// of more than 1024 rows could not be split at all ("reply not sent: msgp:
+// configured reader limit exceeded").
+func TestReplyPartsPackedByEncodedSize(t *testing.T) {
+	h := newFake()
+	h.rings = typicalRings(450)
+	s := startServer(t, h, ServerOptions{})
+	r := call(t, dial(t, s.Name()), "rings")
+	if !r.OK || len(r.Rings) != len(h.rings) {
+		t.Fatalf("rings of %d rows: ok %v, %d rows, error %q", len(h.rings), r.OK, len(r.Rings), r.Error)
+	}
+	for i := range r.Rings {
+		if r.Rings[i] != h.rings[i] {
+			t.Fatalf("row %d: got %+v, want %+v", i, r.Rings[i], h.rings[i])
+		}
+	}
+	// 1100 rows: in any message size, parts of at most 1024 rows that
+	// decode and join to the table.
+	for _, size := range []int{ReplyMsgSize, 1 << 20} {
+		rows := typicalRings(1100)
+		parts, err := split(&Reply{ID: 1, OK: true, Rings: rows}, size)
+		if err != nil {
+			t.Fatalf("split of %d rows into %d-byte messages: %v", len(rows), size, err)
+		}
+		var got []RingStat
+		for i, b := range parts {
+			var p Reply
+			if left, err := p.UnmarshalMsg(b); err != nil || len(left) > 0 || len(b) > size || p.More != (i < len(parts)-1) {
+				t.Fatalf("part %d of %d (%d bytes): %v, %d bytes left, more %v", i, len(parts), len(b), err, len(left), p.More)
+			}
+			got = append(got, p.Rings...)
+		}
+		if len(got) != len(rows) || got[1099] != rows[1099] {
+			t.Fatalf("%d-byte messages: %d parts joined to %d rows, want %d", size, len(parts), len(got), len(rows))
+		}
+	}
+}
+
 // A sinks reply too long for one reply-queue message is split into parts
 // and joined again by the client, as rings and sources are.
 func TestLargeSinksReplySplit(t *testing.T) {

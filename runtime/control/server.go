@@ -438,42 +438,68 @@ func (s *Server) reply(name string, mk func(owner int) *Reply) {
 	}
 }
 
+// maxPartEntries is the most table entries one part carries: the decoders'
+// limit on an array (//msgp:limit arrays in types.go).
+const maxPartEntries = 1024
+
 // split encodes r into messages of at most size bytes each, splitting Rings,
 // Sources and Sinks across parts; every part but the last has More set.
+// Parts are filled by the entries' encoded size (msgp's Msgsize is an upper
+// bound, about 40% above it for a typical row), and a table of more than
+// maxPartEntries rows is split even when its bytes would fit one message.
 func split(r *Reply, size int) ([][]byte, error) {
-	if b, err := r.MarshalMsg(nil); err != nil || len(b) <= size {
-		return [][]byte{b}, err
+	if b, err := r.MarshalMsg(nil); err == nil && len(b) <= size {
+		return [][]byte{b}, nil
+	}
+	// The bytes a part takes besides its entries: its keys and header, the
+	// "sinks" key, and array headers of up to 5 bytes (array32) instead of
+	// the 1 byte (fixarray) of an empty one.
+	overhead := func(p *Reply) int {
+		q := *p
+		q.More = true
+		q.Rings, q.Sources, q.Sinks = nil, nil, []SinkStat{}
+		b, _ := q.MarshalMsg(nil)
+		return len(b) + 3*4
 	}
 	head := &Reply{ID: r.ID, OK: r.OK, Error: r.Error, Code: r.Code, Status: r.Status}
 	// An error too long for one message (a reload's list of config
 	// errors) is cut, not replaced: its start says what is wrong.
-	cutToFit(&head.Error, head.Msgsize()-size)
+	cutToFit(&head.Error, overhead(head)-size)
 	parts := []*Reply{head}
-	cur, used := head, head.Msgsize()
+	cur, used, entries := head, overhead(head), 0
 	// room is what one entry may take in a part of its own.
-	room := size - (&Reply{ID: r.ID, OK: r.OK, More: true}).Msgsize()
+	base := overhead(&Reply{ID: r.ID, OK: r.OK})
+	room := size - base
 	add := func(n int) *Reply {
-		if used+n > size && (cur == head || len(cur.Rings) > 0 || len(cur.Sources) > 0 || len(cur.Sinks) > 0) {
+		if (used+n > size || entries == maxPartEntries) && (cur == head || entries > 0) {
 			cur = &Reply{ID: r.ID, OK: r.OK}
 			parts = append(parts, cur)
-			used = cur.Msgsize()
+			used, entries = base, 0
 		}
 		used += n
+		entries++
 		return cur
 	}
+	// encoded returns the size of e's encoding, first cutting its
+	// last_error (*lastErr) if e would not fit a part of its own.
+	encoded := func(e msgp.Marshaler, lastErr *string) int {
+		b, _ := e.MarshalMsg(nil)
+		if len(b) > room {
+			cutToFit(lastErr, len(b)-room)
+			b, _ = e.MarshalMsg(nil)
+		}
+		return len(b)
+	}
 	for _, e := range r.Rings {
-		cutToFit(&e.LastError, e.Msgsize()-room)
-		p := add(e.Msgsize())
+		p := add(encoded(&e, &e.LastError))
 		p.Rings = append(p.Rings, e)
 	}
 	for _, e := range r.Sources {
-		cutToFit(&e.LastError, e.Msgsize()-room)
-		p := add(e.Msgsize())
+		p := add(encoded(&e, &e.LastError))
 		p.Sources = append(p.Sources, e)
 	}
 	for _, e := range r.Sinks {
-		cutToFit(&e.LastError, e.Msgsize()-room)
-		p := add(e.Msgsize())
+		p := add(encoded(&e, &e.LastError))
 		p.Sinks = append(p.Sinks, e)
 	}
 	out := make([][]byte, len(parts))
