@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
 	"github.com/edgeipc/edgeipc/internal/sys"
@@ -32,7 +33,18 @@ const (
 	// MinReplyMsgSize is the smallest message size Dial falls back to
 	// when RLIMIT_MSGQUEUE refuses a reply queue of ReplyMsgSize.
 	MinReplyMsgSize = 1024
+
+	// MaxReplyParts is the most parts one reply may have. Client.Call
+	// takes parts while they are sent and asks for up to this many
+	// (Request.MaxParts): 8 MiB of 8192-byte parts, tables of some
+	// 50,000 rows.
+	MaxReplyParts = 1024
 )
+
+// ReplyStallTimeout is how long the server waits for room in a reply
+// queue, for each part of a reply in more parts than the queue holds,
+// before it gives up on a client that stopped taking them.
+const ReplyStallTimeout = 2 * time.Second
 
 // Client sends requests to a runtime and waits for its replies on a private
 // reply queue. Its methods are safe for concurrent use; calls are serialised.
@@ -178,7 +190,7 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := c.id.Add(1)
-	req := Request{ID: id, Cmd: cmd, Args: args, Reply: c.reply.Name(), PID: os.Getpid()}
+	req := Request{ID: id, Cmd: cmd, Args: args, Reply: c.reply.Name(), PID: os.Getpid(), MaxParts: MaxReplyParts}
 	b, err := req.MarshalMsg(nil)
 	if err != nil {
 		return nil, err
@@ -219,10 +231,10 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		if err := part.checkNumbers(); err != nil {
 			return nil, fmt.Errorf("control: malformed reply: %v; it does not come from an edgeipc runtime; check who owns /dev/mqueue/%s", err, c.name)
 		}
-		// A runtime never sends more parts than the reply queue has room
-		// for: more is not a reply, and joining it would grow without end.
-		if parts++; parts > c.reply.MaxMsg() {
-			return nil, fmt.Errorf("control: the reply to %q has more parts than the reply queue holds (%d): it does not come from an edgeipc runtime; check who owns /dev/mqueue/%s", cmd, c.reply.MaxMsg(), c.name)
+		// A runtime never sends more parts than the request allows: more
+		// is not a reply, and joining it would grow without end.
+		if parts++; parts > max(MaxReplyParts, c.reply.MaxMsg()) {
+			return nil, fmt.Errorf("control: the reply to %q has more parts than the %d a reply may have: it does not come from an edgeipc runtime; check who owns /dev/mqueue/%s", cmd, max(MaxReplyParts, c.reply.MaxMsg()), c.name)
 		}
 		if out == nil {
 			out = &part

@@ -551,6 +551,61 @@ func TestReplyPartsPackedByEncodedSize(t *testing.T) {
 	}
 }
 
+// TestLargeTableStreamed: a table in more parts than the reply queue holds
+// reaches a Client whole: it takes the parts while the server sends them
+// (Request.MaxParts), and the server waits for room. Before, 'edgeipc ctl
+// rings' failed for any table of more than 10 messages of 8192 bytes
+// (about 330 rings, 480 once parts were packed by encoded size) with
+// "reply needs N messages ... the reply queue has room for 10". A client
+// that does not say it takes parts while they are sent (MaxParts 0) gets
+// the error reply, which tells how to take them; one that stops taking
+// them costs the server ReplyStallTimeout, and the next client is served.
+func TestLargeTableStreamed(t *testing.T) {
+	h := newFake()
+	h.rings = typicalRings(3000)
+	s := startServer(t, h, ServerOptions{})
+	c := dial(t, s.Name())
+	r := call(t, c, "rings")
+	if !r.OK || len(r.Rings) != len(h.rings) || r.More {
+		t.Fatalf("rings of %d rows: ok %v more %v, %d rows, error %q", len(h.rings), r.OK, r.More, len(r.Rings), r.Error)
+	}
+	for i := range r.Rings {
+		if r.Rings[i] != h.rings[i] {
+			t.Fatalf("row %d: got %+v, want %+v", i, r.Rings[i], h.rings[i])
+		}
+	}
+
+	// A client that takes the parts only once all are queued.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf := make([]byte, c.reply.MsgSize())
+	sendRaw(t, s.Name(), &Request{ID: 7, Cmd: "rings", Reply: c.ReplyQueue()})
+	n, _, err := c.reply.Receive(ctx, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old Reply
+	if _, err := old.UnmarshalMsg(buf[:n]); err != nil || old.OK || old.More || !strings.Contains(old.Error, "max_parts") {
+		t.Fatalf("reply to a client without max_parts: %+v, %v; want one error reply naming max_parts", old, err)
+	}
+
+	// A client that asks for the parts and takes none: the server gives up.
+	stalled := fmt.Sprintf("edgeipc.reply.%d.%08x00000002", os.Getpid(), queueSeq.Add(1))
+	t.Cleanup(func() { mq.Unlink(stalled) })
+	sq, err := mq.Create(stalled, mq.Options{MaxMsg: ReplyMaxMsg, MsgSize: ReplyMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	sendRaw(t, s.Name(), &Request{ID: 8, Cmd: "rings", Reply: stalled, MaxParts: MaxReplyParts})
+	if r := call(t, c, "status"); !r.OK || r.Status.ReplyFailures != 1 {
+		t.Fatalf("status after a client that took no parts: %+v, want reply_failures 1", r)
+	}
+	if a, _ := sq.Attr(); a.CurMsgs != ReplyMaxMsg {
+		t.Fatalf("the stalled reply queue holds %d parts, want %d", a.CurMsgs, ReplyMaxMsg)
+	}
+}
+
 // A sinks reply too long for one reply-queue message is split into parts
 // and joined again by the client, as rings and sources are.
 func TestLargeSinksReplySplit(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
-func sendReply(name string, mk func(owner int) *Reply) error { return sys.ErrNotSupported }
+func sendReply(name string, maxParts int, mk func(owner int) *Reply) error {
+	return sys.ErrNotSupported
+}
 
 func capToLimits(*mq.Options) {}

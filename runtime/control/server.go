@@ -223,7 +223,9 @@ func (s *Server) ReplyFailures() uint64 { return s.replyFail.Load() }
 // Serve receives and answers requests one at a time until ctx is done, then
 // returns nil. Bad input is counted and answered with an error reply when a
 // reply queue can be identified; it never stops the loop. Replies are sent
-// without waiting: a full or missing reply queue is counted and skipped.
+// without waiting (but for a client that takes parts while they are sent,
+// up to ReplyStallTimeout a part): a full or missing reply queue is counted
+// and skipped.
 func (s *Server) Serve(ctx context.Context) error {
 	buf := make([]byte, s.q.MsgSize())
 	for {
@@ -250,7 +252,7 @@ func (s *Server) handle(msg []byte) {
 		id, reply := salvage(msg)
 		s.log("control: malformed request of %d bytes: %v", len(msg), err)
 		if reply != "" {
-			s.reply(reply, errReply(id, CodeBadRequest, "malformed request: "+err.Error()))
+			s.reply(reply, 0, errReply(id, CodeBadRequest, "malformed request: "+err.Error()))
 		}
 		return
 	}
@@ -259,7 +261,7 @@ func (s *Server) handle(msg []byte) {
 		s.log("control: request %q (pid %d) names reply queue %q, which does not match edgeipc.reply.<pid>.<hex>: dropped", req.Cmd, req.PID, req.Reply)
 		return
 	}
-	s.reply(req.Reply, func(owner int) *Reply {
+	s.reply(req.Reply, req.MaxParts, func(owner int) *Reply {
 		if err := s.authorised(owner); err != nil {
 			s.bad.Add(1)
 			s.log("control: request %q (pid %d): %v", req.Cmd, req.PID, err)
@@ -429,9 +431,10 @@ func salvage(b []byte) (id uint64, reply string) {
 }
 
 // reply opens the reply queue, checks who owns it, builds the reply with
-// mk(ownerUID) and sends it without waiting.
-func (s *Server) reply(name string, mk func(owner int) *Reply) {
-	err := sendReply(name, mk)
+// mk(ownerUID) and sends it (see sendReply: it waits for room only for a
+// client that takes more parts than its queue holds, maxParts).
+func (s *Server) reply(name string, maxParts int, mk func(owner int) *Reply) {
+	err := sendReply(name, maxParts, mk)
 	if err != nil {
 		s.replyFail.Add(1)
 		s.log("control: reply to /dev/mqueue/%s not delivered: %v", name, err)

@@ -111,6 +111,13 @@ type Request struct {
 	Args  []string `msg:"args" json:"args"`   // e.g. the source name
 	Reply string   `msg:"reply" json:"reply"` // reply queue name, "edgeipc.reply.<pid>.<random>"
 	PID   int      `msg:"pid" json:"pid"`     // the client's pid (informational; carries no authority)
+	// MaxParts is the most reply parts the client takes: it receives parts
+	// while the server sends them, so a reply may have more parts than the
+	// reply queue holds (the server waits for room, up to
+	// ReplyStallTimeout for each part). 0 (a client that does not send
+	// it): no more parts than the reply queue has room for. The server
+	// takes at most MaxReplyParts.
+	MaxParts int `msg:"max_parts" json:"max_parts"`
 }
 
 // Reply is one message on a client's reply queue.

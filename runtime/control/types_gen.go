@@ -646,6 +646,12 @@ func (z *Request) DecodeMsg(dc *msgp.Reader) (err error) {
 				err = msgp.WrapError(err, "PID")
 				return
 			}
+		case "max_parts":
+			z.MaxParts, err = dc.ReadInt()
+			if err != nil {
+				err = msgp.WrapError(err, "MaxParts")
+				return
+			}
 		default:
 			err = dc.Skip()
 			if err != nil {
@@ -659,9 +665,9 @@ func (z *Request) DecodeMsg(dc *msgp.Reader) (err error) {
 
 // EncodeMsg implements msgp.Encodable
 func (z *Request) EncodeMsg(en *msgp.Writer) (err error) {
-	// map header, size 5
+	// map header, size 6
 	// write "id"
-	err = en.Append(0x85, 0xa2, 0x69, 0x64)
+	err = en.Append(0x86, 0xa2, 0x69, 0x64)
 	if err != nil {
 		return
 	}
@@ -721,15 +727,25 @@ func (z *Request) EncodeMsg(en *msgp.Writer) (err error) {
 		err = msgp.WrapError(err, "PID")
 		return
 	}
+	// write "max_parts"
+	err = en.Append(0xa9, 0x6d, 0x61, 0x78, 0x5f, 0x70, 0x61, 0x72, 0x74, 0x73)
+	if err != nil {
+		return
+	}
+	err = en.WriteInt(z.MaxParts)
+	if err != nil {
+		err = msgp.WrapError(err, "MaxParts")
+		return
+	}
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *Request) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 5
+	// map header, size 6
 	// string "id"
-	o = append(o, 0x85, 0xa2, 0x69, 0x64)
+	o = append(o, 0x86, 0xa2, 0x69, 0x64)
 	o = msgp.AppendUint64(o, z.ID)
 	// string "cmd"
 	o = append(o, 0xa3, 0x63, 0x6d, 0x64)
@@ -749,6 +765,9 @@ func (z *Request) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "pid"
 	o = append(o, 0xa3, 0x70, 0x69, 0x64)
 	o = msgp.AppendInt(o, z.PID)
+	// string "max_parts"
+	o = append(o, 0xa9, 0x6d, 0x61, 0x78, 0x5f, 0x70, 0x61, 0x72, 0x74, 0x73)
+	o = msgp.AppendInt(o, z.MaxParts)
 	return
 }
 
@@ -821,6 +840,12 @@ func (z *Request) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "PID")
 				return
 			}
+		case "max_parts":
+			z.MaxParts, bts, err = msgp.ReadIntBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "MaxParts")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -839,7 +864,7 @@ func (z *Request) Msgsize() (s int) {
 	for za0001 := range z.Args {
 		s += msgp.StringPrefixSize + len(z.Args[za0001])
 	}
-	s += 6 + msgp.StringPrefixSize + len(z.Reply) + 4 + msgp.IntSize
+	s += 6 + msgp.StringPrefixSize + len(z.Reply) + 4 + msgp.IntSize + 10 + msgp.IntSize
 	return
 }
 
