@@ -19,6 +19,7 @@ type Options struct {
 	MsgSize   int
 	Mode      os.FileMode
 	Group     int
+	Owner     int
 	Exclusive bool
 }
 

@@ -36,6 +36,12 @@ type Options struct {
 	// group; gid 0 cannot be requested this way.
 	Group int
 
+	// Owner, if > 0, is the uid a newly created queue is given (fchown,
+	// which needs CAP_CHOWN): root's client hands its reply queue to the
+	// runtime's user, so that the runtime may write to it and no one else
+	// may read it. 0 keeps the creator.
+	Owner int
+
 	// Exclusive fails with an error wrapping unix.EEXIST (errors.Is(err,
 	// os.ErrExist)) when the name exists. Without it an existing queue is
 	// opened as it is: its depth, message size, mode and owner are left
@@ -133,7 +139,7 @@ func Create(name string, opts Options) (*Queue, error) {
 	if created {
 		// Set the group first, then the exact mode (the umask may also
 		// have removed bits).
-		if err := setOwnerMode(fd, mode, opts.Group); err != nil {
+		if err := setOwnerMode(fd, mode, opts.Owner, opts.Group); err != nil {
 			unix.Close(fd)
 			sys.MqUnlink(name)
 			return nil, &OpError{Op: "create", Name: name, Err: err}
@@ -149,7 +155,12 @@ func Create(name string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-func setOwnerMode(fd int, mode os.FileMode, group int) error {
+func setOwnerMode(fd int, mode os.FileMode, owner, group int) error {
+	if owner > 0 {
+		if err := unix.Fchown(fd, owner, -1); err != nil {
+			return fmt.Errorf("set owner %d: %w", owner, os.NewSyscallError("fchown", err))
+		}
+	}
 	if group > 0 {
 		if err := unix.Fchown(fd, -1, group); err != nil {
 			return fmt.Errorf("set group %d: %w", group, os.NewSyscallError("fchown", err))

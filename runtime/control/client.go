@@ -60,7 +60,7 @@ type Client struct {
 // Dial opens the request queue name (QueueName(name) when empty) and
 // creates a private reply queue "edgeipc.reply.<pid>.<hex>" (O_EXCL, mode
 // 0600, or 0660 in the request queue's group when the runtime runs as
-// another user). Its messages are ReplyMsgSize bytes, or half that down to
+// another user; root gives it, 0600, to the runtime's user). Its messages are ReplyMsgSize bytes, or half that down to
 // MinReplyMsgSize while the user's RLIMIT_MSGQUEUE refuses the queue
 // (other clients of the user are running): a smaller queue holds the short
 // replies, and the runtime says so for a table that does not fit. Dial
@@ -85,10 +85,19 @@ func Dial(name string) (*Client, error) {
 	// through the group it shares with us: the request queue's group (read
 	// from the descriptor: /dev/mqueue need not be mounted).
 	if st, err := req.Stat(); err == nil {
-		// mq cannot give a new queue gid 0 (Group 0 keeps ours): for a queue
-		// in group 0 the reply queue stays 0600, never 0660 in our own
-		// primary group, which would share the replies with its members.
-		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != os.Geteuid() && os.Geteuid() != 0 && s.Gid != 0 {
+		s, ok := st.Sys().(*syscall.Stat_t)
+		switch {
+		case !ok || int(s.Uid) == os.Geteuid():
+		case os.Geteuid() == 0:
+			// Root (sudo edgeipc ctl) and a runtime of a service user:
+			// hand the queue to the runtime's uid, still 0600. Root reads
+			// it anyway; in root's group it would be closed to the runtime.
+			opts.Owner = int(s.Uid)
+		case s.Gid != 0:
+			// mq cannot give a new queue gid 0 (Group 0 keeps ours): for a
+			// queue in group 0 the reply queue stays 0600, never 0660 in
+			// our own primary group, which would share the replies with
+			// its members.
 			opts.Mode, opts.Group = 0o660, int(s.Gid)
 		}
 	}

@@ -18,6 +18,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childDialAs())
 	case "small-rlimit":
 		os.Exit(childSmallRlimit())
+	case "serve-as":
+		os.Exit(childServeAs())
 	}
 	qemuwatch.Start()
 	os.Exit(testenv.Run(m)) // fails on leaked queue descriptors

@@ -1,9 +1,11 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -305,5 +307,89 @@ func TestDialPermissionDeniedNamesOwnerOrMount(t *testing.T) {
 	}
 	if !strings.Contains(msg, "permission denied") || !strings.Contains(msg, want) || strings.Contains(msg, "no such file") {
 		t.Fatalf("dial as uid 65533: %q; want permission denied and %q", msg, want)
+	}
+}
+
+// serviceUID is the uid childServeAs runs a server as, the way a runtime
+// runs as a service user (systemd User=).
+const serviceUID = 64998
+
+// childServeAs becomes uid and gid serviceUID, serves $DIAL_QUEUE, prints
+// "ready" and serves until its stdin is closed.
+func childServeAs() int {
+	if err := syscall.Setgroups(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return 3
+	}
+	if err := syscall.Setgid(serviceUID); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return 3
+	}
+	if err := syscall.Setuid(serviceUID); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return 3
+	}
+	s, err := NewServer(newFake(), ServerOptions{Queue: os.Getenv("DIAL_QUEUE"), Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return 4
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// TestRootClientOfServiceUserRuntime: root (sudo edgeipc ctl) talks to a
+// runtime that runs as a service user with the default 0600 request queue.
+// Root's reply queue is handed to the runtime's uid (still 0600, so no one
+// else can read it), which the runtime may write to. Before the fix it
+// stayed 0600 owned by root, the runtime's open failed with EACCES, every
+// reply was dropped, and root's ctl said only that no reply came.
+func TestRootClientOfServiceUserRuntime(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the server as another uid")
+	}
+	name := testQueue(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=serve-as", "DIAL_QUEUE="+name)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("server: %v", err)
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("server as uid %d: %q, %v", serviceUID, line, err)
+	}
+	c := dial(t, name)
+	fi, err := c.reply.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != serviceUID || fi.Mode().Perm() != 0o600 {
+		t.Errorf("root's reply queue: uid %d, mode %#o; want uid %d, 0600", st.Uid, uint32(fi.Mode().Perm()), serviceUID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Call(ctx, "status")
+	if err != nil || !r.OK || r.Status == nil || r.Status.ReplyFailures != 0 {
+		t.Fatalf("root's status to a runtime of uid %d: %v, %+v", serviceUID, err, r)
 	}
 }
