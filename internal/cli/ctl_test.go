@@ -534,6 +534,42 @@ path = %q
 	})
 }
 
+// TestCtlManyRingsRealRuntime: 'edgeipc ctl rings' and 'sinks' of a real
+// 'edgeipc run' with 600 rings (and their 600 implicit stats readers)
+// print every row: the tables take more messages than ctl's reply queue
+// holds (10), and ctl takes the parts while the runtime sends them. Before
+// the fix both exited 1 with "reply needs N messages of 8192 bytes but the
+// reply queue has room for 10".
+func TestCtlManyRingsRealRuntime(t *testing.T) {
+	dir := t.TempDir()
+	q := ctlQueue(t)
+	const n = 600
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "[runtime]\nstats_interval = \"0s\"\nshm_dir = %q\n[control]\nqueue = %q\n", dir, q)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&cfg, "[rings.ring-with-a-longer-name-%04d]\nslots = 2\nslot_payload = 64\nremove_on_exit = true\n", i)
+	}
+	path := filepath.Join(dir, "many.toml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errw := startRuntime(t, dir, path)
+	for deadline := time.Now().Add(testTimeout); !strings.Contains(errw.String(), "runtime ready"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("runtime not ready; log:\n%s", errw.String())
+		}
+	}
+	code, out, errs := ctlRun(t, "ctl", "--queue", q, "--json", "rings")
+	var rings []control.RingStat
+	if code != 0 || json.Unmarshal([]byte(out), &rings) != nil || len(rings) != n || rings[n-1].Name != fmt.Sprintf("ring-with-a-longer-name-%04d", n-1) {
+		t.Fatalf("ctl --json rings: exit %d, %d rows, stderr %q", code, len(rings), errs)
+	}
+	code, out, errs = ctlRun(t, "ctl", "--queue", q, "sinks")
+	if lines := strings.Count(out, "\n"); code != 0 || lines != n+1 || !strings.Contains(out, fmt.Sprintf("stats:ring-with-a-longer-name-%04d", n-1)) {
+		t.Fatalf("ctl sinks: exit %d, %d lines, stderr %q", code, lines, errs)
+	}
+}
+
 // hostileFake answers like a runtime whose strings carry terminal escapes,
 // newlines and tabs: what a process that created the request queue before
 // the runtime (docs/control.md) can send.
