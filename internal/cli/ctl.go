@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -75,8 +77,8 @@ failed), and its message goes to stderr as with every error; failures
 before a reply (no runtime, no reply in time) print nothing on stdout.
 
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
-or is not running; 2 usage error; 130 interrupted (SIGINT or SIGTERM while
-waiting for the reply).
+or is not running; 2 usage error; 130 interrupted (SIGINT, SIGTERM or SIGHUP
+while waiting for the reply).
 
 Examples:
   edgeipc ctl status
@@ -143,6 +145,11 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 		return fmt.Errorf("bad $%s %q: %s", control.EnvQueue, control.QueueName(""), why)
 	}
+	// A hang-up (the terminal or ssh session closed while ctl waits, up to
+	// 90s for a stop) ends the wait as SIGINT does, so that ctl removes its
+	// reply queue: killed by SIGHUP it left the queue behind.
+	hctx, stopHUP := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stopHUP()
 	c, err := control.Dial(queue)
 	if err != nil {
 		if errors.Is(err, control.ErrNoServer) {
@@ -150,7 +157,7 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		}
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(hctx, timeout)
 	defer cancel()
 	r, err := c.Call(cctx, cmd, rest...)
 	// Remove the reply queue before writing anything: a reader that has
@@ -160,6 +167,9 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // interrupted: exit 130
+		}
+		if hctx.Err() != nil {
+			return &ExitError{Code: ExitInterrupted} // hung up: exit 130
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%w (waited %v; raise --timeout if it is busy)", err, timeout)

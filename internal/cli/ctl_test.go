@@ -296,6 +296,32 @@ func TestCtlInterrupted(t *testing.T) {
 	checkReplyQueueGone(t, req.Reply, "after SIGINT")
 }
 
+// TestCtlHangUp: a ctl whose terminal or ssh session goes away while it
+// waits (up to 90 s for a stop) gets SIGHUP. It exits as when interrupted
+// and removes its reply queue. Before the fix SIGHUP killed it and the
+// queue stayed (81 KB of the user's RLIMIT_MSGQUEUE each), removed by a
+// later ctl only where /dev/mqueue is mounted.
+func TestCtlHangUp(t *testing.T) {
+	q := ctlQueue(t)
+	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	cmd := cliCmd(t, t.TempDir(), "ctl", "--queue", q, "stop", "cam0")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	req := receiveRequest(t, sq, cmd, &errb, "stop")
+	cmd.Process.Signal(syscall.SIGHUP)
+	if code := waitCmd(t, cmd); code != ExitInterrupted {
+		t.Errorf("ctl after SIGHUP: exit %d, want %d; stderr %q", code, ExitInterrupted, errb.String())
+	}
+	checkReplyQueueGone(t, req.Reply, "after SIGHUP")
+}
+
 func TestCtlHelp(t *testing.T) {
 	code, out, _ := ctlRun(t, "help", "ctl")
 	if code != 0 {
