@@ -43,8 +43,8 @@
 //
 // A new queue gets exactly Options.Mode (0600 by default, or 0660), set
 // with fchmod after creation so the umask neither widens nor narrows it,
-// and optionally Options.Group. Opening needs read (receive) or write
-// (send) permission on the queue.
+// and optionally Options.Group and (with CAP_CHOWN) Options.Owner. Opening
+// needs read (receive) or write (send) permission on the queue.
 //
 // Sizes are capped per IPC namespace by /proc/sys/fs/mqueue/msg_max,
 // msgsize_max and queues_max, and per user by RLIMIT_MSGQUEUE (bytes of
