@@ -158,18 +158,20 @@ func describeQueue(name string) string {
 }
 
 // SweepReplyQueues unlinks reply queues of this user whose process is dead
-// and that were created in this PID namespace. It returns the names removed.
-// Errors (no /dev/mqueue mount, a queue vanishing) are ignored: the sweep is
-// housekeeping.
+// and that were created in this PID namespace; root's sweep takes those of
+// every user, its own included, which it gives to the runtime's user (see
+// Dial). It returns the names removed. Errors (no /dev/mqueue mount, a queue
+// vanishing) are ignored: the sweep is housekeeping.
 func SweepReplyQueues() []string {
 	infos, err := mq.List()
 	if err != nil {
 		return nil
 	}
 	ns := fmt.Sprintf("%08x", sys.SelfPidNS())
+	euid := os.Geteuid()
 	var removed []string
 	for _, in := range infos {
-		if !replyPattern.MatchString(in.Name) || in.UID != os.Geteuid() {
+		if !replyPattern.MatchString(in.Name) || (in.UID != euid && euid != 0) {
 			continue
 		}
 		f := strings.Split(in.Name, ".")

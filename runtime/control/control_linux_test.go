@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -657,6 +658,34 @@ func TestSweepReplyQueues(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("sweep removed %v, not %s", removed, dead)
+	}
+}
+
+// TestRootSweepsQueuesGivenAway: root's ctl gives its reply queue to the
+// runtime's user (TestRootClientOfServiceUserRuntime), so a root ctl that
+// was killed leaves a queue owned by that user. Root's next ctl removes it
+// (its pid is dead). Before the fix the sweep took only queues of its own
+// uid, and where only root runs ctl such queues were never removed.
+func TestRootSweepsQueuesGivenAway(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a queue to another uid")
+	}
+	if _, err := mq.List(); err != nil {
+		t.Skipf("cannot list queues (%v): mount the mqueue file system ('mount -t mqueue mqueue /dev/mqueue') to test the sweep", err)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("no 'true' to get a dead pid: %v", err)
+	}
+	dead := fmt.Sprintf("edgeipc.reply.%d.%08x0badf00e", cmd.Process.Pid, sys.SelfPidNS())
+	t.Cleanup(func() { mq.Unlink(dead) })
+	q, err := mq.Create(dead, mq.Options{MaxMsg: 1, MsgSize: 64, Owner: serviceUID, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if removed := SweepReplyQueues(); !slices.Contains(removed, dead) {
+		t.Fatalf("root's sweep removed %v, not %s (uid %d, its pid dead)", removed, dead, serviceUID)
 	}
 }
 
