@@ -585,12 +585,14 @@ func TestCtlManyRingsRealRuntime(t *testing.T) {
 			t.Fatalf("runtime not ready; log:\n%s", errw.String())
 		}
 	}
-	code, out, errs := ctlRun(t, "ctl", "--queue", q, "--json", "rings")
+	// A generous --timeout: 600 rings and their stats readers keep a
+	// loaded machine (go test -race, packages in parallel) busy.
+	code, out, errs := ctlRun(t, "ctl", "--queue", q, "--timeout", "1m", "--json", "rings")
 	var rings []control.RingStat
 	if code != 0 || json.Unmarshal([]byte(out), &rings) != nil || len(rings) != n || rings[n-1].Name != fmt.Sprintf("ring-with-a-longer-name-%04d", n-1) {
 		t.Fatalf("ctl --json rings: exit %d, %d rows, stderr %q", code, len(rings), errs)
 	}
-	code, out, errs = ctlRun(t, "ctl", "--queue", q, "sinks")
+	code, out, errs = ctlRun(t, "ctl", "--queue", q, "--timeout", "1m", "sinks")
 	if lines := strings.Count(out, "\n"); code != 0 || lines != n+1 || !strings.Contains(out, fmt.Sprintf("stats:ring-with-a-longer-name-%04d", n-1)) {
 		t.Fatalf("ctl sinks: exit %d, %d lines, stderr %q", code, lines, errs)
 	}
