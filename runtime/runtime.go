@@ -72,6 +72,8 @@ type Runtime struct {
 	// read end held over the restart, until startWanted gives it to the
 	// new source (apply, holdFIFO).
 	held map[string]*os.File
+	// echoUntil: see echoWindow (set and read by Run's goroutine only).
+	echoUntil time.Time
 	// carry maps the path of such a FIFO to what its old source had read
 	// but not decoded when it stopped, for the new source (startWanted).
 	carry map[string]fifoPending
@@ -241,7 +243,16 @@ func (rt *Runtime) Run(ctx context.Context) error {
 				return rt.stop(sig.String(), sigc, usr1c, termc)
 			default:
 			}
-			return rt.stop("context done", sigc, usr1c, termc)
+			// Not here yet: signal.NotifyContext's channel and termc are
+			// served one after the other, in either order. A SIGINT or
+			// SIGTERM that follows within echoWindow is that same signal,
+			// not a second one.
+			why := "context done"
+			if c := context.Cause(ctx); c != nil && c != ctx.Err() {
+				why = c.Error() // "interrupt signal received"
+				rt.echoUntil = time.Now().Add(echoWindow)
+			}
+			return rt.stop(why, sigc, usr1c, termc)
 		case sig := <-termc:
 			return rt.stop(sig.String(), sigc, usr1c, termc)
 		case <-sigc:
@@ -475,6 +486,11 @@ func (rt *Runtime) stop(why string, sigc, usr1c, termc <-chan os.Signal) error {
 	return nil
 }
 
+// echoWindow is how long after a shutdown that began with a context ended
+// by a signal (edgeipc run's signal.NotifyContext) the runtime's own
+// delivery of that signal is taken for it rather than for a second one.
+const echoWindow = time.Second
+
 // killGrace is how long the shutdown goes on after shutdown_timeout, once
 // the children still running have been SIGKILLed: enough for their stops
 // to return and the rings to be closed (and removed, as configured).
@@ -506,6 +522,10 @@ func (rt *Runtime) shutdown(timeout time.Duration, sigc, usr1c, termc <-chan os.
 		case sig := <-usr1c:
 			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
 		case sig := <-termc:
+			if time.Now().Before(rt.echoUntil) {
+				rt.echoUntil = time.Time{} // the signal that ended ctx
+				continue
+			}
 			rt.log.Warn(fmt.Sprintf("%s ignored: already shutting down (within shutdown_timeout = %v; SIGKILL to force)", sigName(sig), timeout))
 		case <-deadline:
 			ok = false

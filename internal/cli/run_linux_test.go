@@ -32,8 +32,9 @@ func TestRunJournalPriorities(t *testing.T) {
 				"edgeipc runtime ready":  "<6>",
 				"reload failed":          "<3>",
 				"reload applied, except": "<4>",
-				// "(terminated)", or "(context done)" when run's own
-				// handler of the same SIGTERM ended the context first.
+				// "(terminated)", or "(terminated signal received)" when
+				// run's own handler of the same SIGTERM ended the context
+				// first.
 				"shutting down (": "<6>",
 			}
 			for _, l := range lines {
