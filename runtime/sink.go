@@ -233,65 +233,11 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			}
 		}()
 	}
-	// O_NONBLOCK: opening a FIFO (or a device) for writing would block
-	// until a reader comes, beyond the reach of ctx, and the stop of this
-	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
-	// with ENXIO; anything but a regular file is refused below.
-	// O_RDWR: the records already in the file are checked (wholeRecords).
-	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
-	if errors.Is(err, syscall.ENXIO) {
-		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
-	}
-	if err != nil {
-		return fmt.Errorf("recorder: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
+	f, fi, size, err := rec.open()
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("recorder: %s is not a regular file", rec.Path)
-	}
-	// A file another user made at the path (in a directory others may
-	// write, such as /tmp) would hand that user every frame: as with ring
-	// segments, the runtime appends only to files it owns.
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("recorder: %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame recorded into it, so it is not appended to; remove it, or record to a path in a directory only the runtime's user may write", rec.Path, st.Uid, os.Geteuid())
-	}
-	// Two recorders appending to one file (two sinks whose paths name it
-	// through a symlinked directory or a hard link, or another runtime's
-	// recorder) would interleave their buffered writes, which end in the
-	// middle of records, and each would cut the file back to its own idea
-	// of its last whole record: a file no replay can read. The lock is
-	// taken before anything is cut, and the kernel drops it when the file
-	// is closed or the runtime dies.
-	if err := withFd(f, func(fd int) error {
-		ok, err := tryLock(fd)
-		if err == nil && !ok {
-			err = fmt.Errorf("%s is appended to by another recorder (it holds the file's lock: another sink of this runtime whose path names the same file, or another edgeipc runtime); two recorders would interleave their records: give each recorder its own file", rec.Path)
-		}
-		return err
-	}); err != nil {
-		return fmt.Errorf("recorder: %w", err)
-	}
-	size := fi.Size()
-	// An interrupted write (a power loss, a kill in the middle of a
-	// buffered write) can have left part of a record at the end: appending
-	// after it would misframe every later record.
-	whole, err := wholeRecords(f, f.Name(), size)
-	if err != nil {
-		return fmt.Errorf("recorder: %w", err)
-	}
-	if whole < size {
-		if err := f.Truncate(whole); err != nil {
-			return fmt.Errorf("recorder: cutting a partial last record: %w", err)
-		}
-		if rec.Log != nil {
-			rec.Log.Warn(fmt.Sprintf("recorder %s: cut %d bytes of a partial last record (an interrupted write) before appending", rec.Path, size-whole))
-		}
-		size = whole
-	}
+	defer func() { f.Close() }() // the file appended to last (see reopen)
 	if afterRecorderScan != nil {
 		afterRecorderScan()
 	}
@@ -315,7 +261,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// the end of the last record that is whole in it.
 	cw := &countingWriter{w: f, n: size}
 	bw := bufio.NewWriterSize(cw, 256<<10)
-	whole = size        // the end of the last record known to be whole in the file
+	whole := size       // the end of the last record known to be whole in the file
 	var ends recordEnds // the records after it: their ends, and the frame after each
 	cnt := rec.cnt
 	if cnt == nil {
@@ -356,7 +302,40 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	var end uint32
 	startDrain := func() { draining, end = true, ring.Head() }
 	full := false
-	lastFlush := time.Now()
+	lastFlush, lastCheck := time.Now(), time.Now()
+	// flushCheck flushes and, every second, checks that the path still
+	// names the file: one moved away (a rotation: mv env.rec env.rec.1)
+	// or removed goes on being appended to, the frames recorded into a
+	// file that is not at the path, or no longer in any directory, filling
+	// the disk unseen. Then the recorder goes on in a new file at the path,
+	// every frame in one file or the other.
+	flushCheck := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		if time.Since(lastCheck) < time.Second {
+			return nil
+		}
+		lastCheck = time.Now()
+		cur, err := os.Lstat(rec.Path)
+		if err == nil && os.SameFile(cur, fi) {
+			return nil
+		}
+		what := "was removed"
+		if err == nil {
+			what = "names another file (the file was moved away or replaced)"
+		}
+		if rec.Log != nil {
+			rec.Log.Warn(fmt.Sprintf("recorder %s: the path %s; recording into a new file there, from frame %d", rec.Path, what, next))
+		}
+		f.Close()
+		if f, fi, size, err = rec.open(); err != nil {
+			return err // started again with backoff, at next
+		}
+		cw.w, cw.n, whole, full = f, size, size, false
+		bw.Reset(cw)
+		return nil
+	}
 	for {
 		// Checked before every frame: a ring that always has a frame to
 		// read (a busy writer; frames skipped past max_bytes) must not
@@ -381,7 +360,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			// Wake at least every 200 ms to flush and to notice drain.
 			fr, err = rd.ReadIntoDeadline(time.Now().Add(200*time.Millisecond), buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if err := flush(); err != nil {
+				if err := flushCheck(); err != nil {
 					return err
 				}
 				continue
@@ -414,28 +393,101 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			full = true
 			cnt.lost.Add(uint64(fr.Lost))
 			cnt.skipped.Add(1)
-			continue
+		} else {
+			binary.LittleEndian.PutUint32(hdr[0:], uint32(RecordHeaderSize+n))
+			binary.LittleEndian.PutUint32(hdr[4:], fr.Seq)
+			binary.LittleEndian.PutUint32(hdr[8:], fr.Type)
+			binary.LittleEndian.PutUint32(hdr[12:], fr.Flags)
+			binary.LittleEndian.PutUint32(hdr[16:], fr.Lost)
+			binary.LittleEndian.PutUint64(hdr[20:], uint64(fr.Time))
+			bw.Write(hdr[:])
+			if _, err := bw.Write(fr.Data); err != nil {
+				return flush() // the error sticks: Flush returns it
+			}
+			size += int64(len(hdr) + n)
+			ends.push(size, fr.Seq+1, fr.Lost)
+			advance() // the records bw wrote on its own
 		}
-		binary.LittleEndian.PutUint32(hdr[0:], uint32(RecordHeaderSize+n))
-		binary.LittleEndian.PutUint32(hdr[4:], fr.Seq)
-		binary.LittleEndian.PutUint32(hdr[8:], fr.Type)
-		binary.LittleEndian.PutUint32(hdr[12:], fr.Flags)
-		binary.LittleEndian.PutUint32(hdr[16:], fr.Lost)
-		binary.LittleEndian.PutUint64(hdr[20:], uint64(fr.Time))
-		bw.Write(hdr[:])
-		if _, err := bw.Write(fr.Data); err != nil {
-			return flush() // the error sticks: Flush returns it
-		}
-		size += int64(len(hdr) + n)
-		ends.push(size, fr.Seq+1, fr.Lost)
-		advance() // the records bw wrote on its own
+		// (Also past max_bytes: a full file moved away is noticed while
+		// frames come.)
 		if now := time.Now(); now.Sub(lastFlush) >= 200*time.Millisecond {
 			lastFlush = now
-			if err := flush(); err != nil {
+			if err := flushCheck(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// open opens the recorder's file for appending, after checking it: a
+// regular file of the runtime's user that no other recorder appends to,
+// cut back to its last whole record. It returns the file, what it is (to
+// notice when the path no longer names it) and its size.
+func (rec *Recorder) open() (_ *os.File, _ os.FileInfo, _ int64, err error) {
+	// O_NONBLOCK: opening a FIFO (or a device) for writing would block
+	// until a reader comes, beyond the reach of ctx, and the stop of this
+	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
+	// with ENXIO; anything but a regular file is refused below.
+	// O_RDWR: the records already in the file are checked (wholeRecords).
+	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ENXIO) {
+		return nil, nil, 0, fmt.Errorf("recorder: %s is not a regular file", rec.Path)
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("recorder: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, 0, fmt.Errorf("recorder: %s is not a regular file", rec.Path)
+	}
+	// A file another user made at the path (in a directory others may
+	// write, such as /tmp) would hand that user every frame: as with ring
+	// segments, the runtime appends only to files it owns.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil, nil, 0, fmt.Errorf("recorder: %s belongs to uid %d, not to this runtime (uid %d): that user could read every frame recorded into it, so it is not appended to; remove it, or record to a path in a directory only the runtime's user may write", rec.Path, st.Uid, os.Geteuid())
+	}
+	// Two recorders appending to one file (two sinks whose paths name it
+	// through a symlinked directory or a hard link, or another runtime's
+	// recorder) would interleave their buffered writes, which end in the
+	// middle of records, and each would cut the file back to its own idea
+	// of its last whole record: a file no replay can read. The lock is
+	// taken before anything is cut, and the kernel drops it when the file
+	// is closed or the runtime dies.
+	if err := withFd(f, func(fd int) error {
+		ok, err := tryLock(fd)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s is appended to by another recorder (it holds the file's lock: another sink of this runtime whose path names the same file, or another edgeipc runtime); two recorders would interleave their records: give each recorder its own file", rec.Path)
+		}
+		return err
+	}); err != nil {
+		return nil, nil, 0, fmt.Errorf("recorder: %w", err)
+	}
+	size := fi.Size()
+	// An interrupted write (a power loss, a kill in the middle of a
+	// buffered write) can have left part of a record at the end: appending
+	// after it would misframe every later record.
+	whole, err := wholeRecords(f, f.Name(), size)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("recorder: %w", err)
+	}
+	if whole < size {
+		if err := f.Truncate(whole); err != nil {
+			return nil, nil, 0, fmt.Errorf("recorder: cutting a partial last record: %w", err)
+		}
+		if rec.Log != nil {
+			rec.Log.Warn(fmt.Sprintf("recorder %s: cut %d bytes of a partial last record (an interrupted write) before appending", rec.Path, size-whole))
+		}
+		size = whole
+	}
+	return f, fi, size, nil
 }
 
 // wholeRecords walks the len32 records of the file f (size bytes, named

@@ -824,3 +824,111 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 		})
 	}
 }
+
+// A recorder file moved away (a rotation: mv env.rec env.rec.1) or removed
+// while the recorder runs: the recorder went on appending to the file it
+// had open, so the recording went on in the moved file, or in a removed
+// one that no directory showed and whose space was never given back,
+// while ctl sinks counted the frames as recorded. It now notices within a
+// second and goes on in a new file at the path, every frame in one file
+// or the other.
+func TestRecorderNewFileWhenMoved(t *testing.T) {
+	for _, how := range []string{"renamed", "removed"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			rt, logb, stop := inproc(t, recorderConfig(out, 0))
+			waitReaders(t, rt, "r", 2)
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			write := func(prefix string, n int) {
+				for i := range n {
+					if _, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "%s%d", prefix, i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			recorded := func() uint64 {
+				for _, s := range rt.Sinks() {
+					if s.Name == "rec" {
+						return s.Frames
+					}
+				}
+				return 0
+			}
+			write("a", 5)
+			eventually(t, "5 frames recorded", func() bool { return recorded() == 5 })
+			old := out + ".1"
+			if how == "renamed" {
+				err = os.Rename(out, old)
+			} else {
+				err = os.Remove(out)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			write("b", 3)
+			eventually(t, "a new file at the path", func() bool { _, err := os.Stat(out); return err == nil })
+			write("c", 2)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			all := "a0,a1,a2,a3,a4,b0,b1,b2,c0,c1"
+			got := strings.Join(readRecords(t, out), ",")
+			if how == "renamed" {
+				// Every frame is in one file or the other, in order (the
+				// b frames in either: the move is noticed within a second).
+				if got = strings.Join(append(readRecords(t, old), readRecords(t, out)...), ","); got != all {
+					t.Fatalf("records %q, want %q; log:\n%s", got, all, logb.String())
+				}
+			} else if !strings.HasSuffix(all, ","+got) || !strings.HasSuffix(got, "c0,c1") {
+				// The new file holds the frames after those that went into
+				// the removed file.
+				t.Fatalf("records in the new file %q, want the frames from some b on; log:\n%s", got, logb.String())
+			}
+			if !strings.Contains(logb.String(), "recording into a new file there") {
+				t.Fatalf("the log does not say the recorder started a new file:\n%s", logb.String())
+			}
+		})
+	}
+}
+
+// A recording that reached max_bytes, moved away: the recorder starts a
+// new file at the path and records again (max_bytes is per file).
+func TestRecorderNewFileWhenFullMoved(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	rt, logb, stop := inproc(t, recorderConfig(out, 3*(4+RecordHeaderSize+2))) // 3 records of 2 bytes
+	waitReaders(t, rt, "r", 2)
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	write := func(prefix string, n int) {
+		for i := range n {
+			if _, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "%s%d", prefix, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("a", 5)
+	logb.waitFor(t, "reached max_bytes", 1)
+	if err := os.Rename(out, out+".1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new file at the path", func() bool { _, err := os.Stat(out); return err == nil })
+	write("b", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(readRecords(t, out+".1"), ","); got != "a0,a1,a2" {
+		t.Fatalf("records in the moved file %q, want \"a0,a1,a2\"", got)
+	}
+	if got := strings.Join(readRecords(t, out), ","); got != "b0,b1" {
+		t.Fatalf("records in the new file %q, want \"b0,b1\"; log:\n%s", got, logb.String())
+	}
+}
