@@ -180,6 +180,23 @@ func (s statsSink) Run(ctx context.Context, ring *shm.Ring, drain <-chan struct{
 	return s.s.run(ctx, ring, s.rt.log, s.cnt)
 }
 
+// noteCorrupt logs, at most once a second, that a sink's reader skipped
+// err, a slot whose header breaks the ring ABI (a buggy or hostile writer
+// with access to the segment): the sink counts it lost and reads on, as
+// edgeipc sub and hz do.
+func noteCorrupt(lim *limiter, log interface{ Warn(string, ...any) }, who string, err error) {
+	if log == nil {
+		return
+	}
+	if ok, n := lim.allow(time.Second); ok {
+		more := ""
+		if n > 0 {
+			more = fmt.Sprintf(" (%d more not logged)", n)
+		}
+		log.Warn(fmt.Sprintf("%s: skipped a corrupt slot, counted as lost: %v%s", who, err, more))
+	}
+}
+
 // RecordHeaderSize is the size of the per-frame header in a recorder file.
 const RecordHeaderSize = 24
 
@@ -214,6 +231,8 @@ type Recorder struct {
 	resumeAt uint32
 	next     uint32
 	nextOK   bool
+
+	corruptLog limiter // "skipped a corrupt slot", at most once a second
 }
 
 // Run implements Sink.
@@ -302,6 +321,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	var end uint32
 	startDrain := func() { draining, end = true, ring.Head() }
 	full := false
+	var corrupt uint32 // slots skipped as corrupt since the last frame read
 	lastFlush, lastCheck := time.Now(), time.Now()
 	// flushCheck flushes and, every second, checks that the path still
 	// names the file: one moved away (a rotation: mv env.rec env.rec.1)
@@ -366,6 +386,14 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 				continue
 			}
 		}
+		if errors.Is(err, shm.ErrCorrupt) {
+			// The reader moved past the slot: it is lost, counted in
+			// the next record's lost (stopping here, the recorder would
+			// start again at this slot, and meet it again).
+			corrupt++
+			noteCorrupt(&rec.corruptLog, rec.Log, "recorder "+rec.Path, err)
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, shm.ErrClosed) || ctx.Err() != nil {
 				return flush()
@@ -381,7 +409,10 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 				continue
 			}
 			fr.Lost, rec.resume = d, false
+		} else {
+			fr.Lost += corrupt
 		}
+		corrupt = 0
 		n := len(fr.Data)
 		// Once a frame did not fit, nothing more is appended: a smaller
 		// frame after it would leave a hole in the file that no lost

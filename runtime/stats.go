@@ -99,6 +99,8 @@ type statsReader struct {
 	total  window // totals since start (lat unused)
 	rd     *shm.Reader
 	reader bool
+
+	corruptLog limiter // "skipped a corrupt slot", at most once a second
 }
 
 func newStatsReader() *statsReader { return &statsReader{since: time.Now()} }
@@ -127,6 +129,15 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger,
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, shm.ErrClosed) {
 				return nil
+			}
+			if errors.Is(err, shm.ErrCorrupt) {
+				// The reader moved past the slot: count it lost, read on.
+				cnt.lost.Add(1)
+				s.mu.Lock()
+				s.cur.lost++
+				s.mu.Unlock()
+				noteCorrupt(&s.corruptLog, log, "stats reader of ring "+ring.Name(), err)
+				continue
 			}
 			if errors.Is(err, shm.ErrEvicted) {
 				rd.Close()

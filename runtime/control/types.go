@@ -80,7 +80,7 @@ type SinkStat struct {
 	Path     string `msg:"path" json:"path"`         // recorder: the file appended to; "" otherwise
 	Frames   uint64 `msg:"frames" json:"frames"`     // frames read whole (recorder: written whole to the file)
 	Bytes    uint64 `msg:"bytes" json:"bytes"`       // payload bytes of those frames
-	Lost     uint64 `msg:"lost" json:"lost"`         // frames the sink's reader lost to overwrite (lapped, or torn while it copied them)
+	Lost     uint64 `msg:"lost" json:"lost"`         // frames the sink's reader lost to overwrite (lapped, or torn while it copied them), or skipped as corrupt (a slot whose header breaks the ring ABI)
 	Skipped  uint64 `msg:"skipped" json:"skipped"`   // recorder: frames read but not recorded because the file reached max_bytes
 	Restarts int    `msg:"restarts" json:"restarts"` // times the sink was started again after it failed
 	// LastError is the error of the sink's last failure; it stays after the

@@ -1,0 +1,109 @@
+package runtime
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/shm"
+)
+
+// forgedFrame is one frame a foreign writer commits into a ring's mapping;
+// badLen, if not 0, is stored as the slot's length instead of len(data):
+// a header that breaks the ring ABI (a length beyond the slot).
+type forgedFrame struct {
+	data   []byte
+	badLen uint32
+}
+
+// forgeFrames commits frames as sequence numbers first, first+1, ... into
+// ring, straight into its mapping as docs/abi.md lays it out (as a buggy
+// or hostile writer with access to the segment would), then moves the
+// head past them and wakes sleeping readers.
+func forgeFrames(t *testing.T, ring *shm.Ring, first uint32, frames []forgedFrame) {
+	t.Helper()
+	const headOff, headerSize = 128, 8192 // docs/abi.md
+	mem := ring.Segment().Bytes()
+	slots, slotSize := ring.Slots(), ring.Inspect().SlotSize
+	u32 := func(off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+	for i := len(frames) - 1; i >= 0; i-- {
+		s := first + uint32(i)
+		off := headerSize + int(s&uint32(slots-1))*slotSize
+		atomic.StoreUint32(u32(off), s<<1|1)
+		copy(mem[off+64:], frames[i].data)
+		*u32(off + 4) = uint32(len(frames[i].data))
+		if frames[i].badLen != 0 {
+			*u32(off + 4) = frames[i].badLen
+		}
+		*u32(off + 8) = 0
+		*u32(off + 12) = 0
+		*(*int64)(unsafe.Pointer(&mem[off+16])) = shm.Now()
+		*u32(off + 24) = s
+		atomic.StoreUint32(u32(off), s<<1)
+	}
+	atomic.StoreUint32(u32(headOff), first+uint32(len(frames)))
+	// FUTEX_WAKE (1), without FUTEX_PRIVATE_FLAG: the word is shared.
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(u32(headOff))), 1, math.MaxInt32, 0, 0, 0)
+}
+
+// TestSinksSkipCorruptSlot: a slot whose header breaks the ring ABI (a
+// length beyond the slot, consistently stamped: a buggy C writer, or a
+// member of the ring's group) stopped the recorder and the stats reader
+// with the reader's error. The recorder, started again at the first frame
+// its file did not hold, met the same slot again, and again, with a
+// longer backoff each time: it recorded nothing more as long as the ring
+// held that slot, and for good once the writer went quiet. The stats
+// reader lost every frame published while it waited. Both now skip the
+// slot, count it lost (in the lost of the recorder's next record too) and
+// read on, as edgeipc sub and hz do.
+func TestSinksSkipCorruptSlot(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	rt, logb, stop := inproc(t, recorderConfig(out, 0))
+	waitReaders(t, rt, "r", 2)
+	ring, err := shm.Open("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	forgeFrames(t, ring, 0, []forgedFrame{
+		{data: []byte("first")},
+		{data: []byte("garbage"), badLen: 1 << 20},
+		{data: []byte("second")},
+	})
+	sinks := func() (rec, stats [2]uint64, restarts int) {
+		for _, s := range rt.Sinks() {
+			switch s.Name {
+			case "rec":
+				rec, restarts = [2]uint64{s.Frames, s.Lost}, restarts+s.Restarts
+			case "stats:r":
+				stats, restarts = [2]uint64{s.Frames, s.Lost}, restarts+s.Restarts
+			}
+		}
+		return
+	}
+	eventually(t, "both sinks to read the two good frames", func() bool {
+		rec, stats, _ := sinks()
+		return rec[0] == 2 && stats[0] == 2
+	})
+	rec, stats, restarts := sinks()
+	if rec[1] != 1 || stats[1] != 1 || restarts != 0 {
+		t.Fatalf("recorder: %d frames, %d lost; stats reader: %d frames, %d lost; %d restarts; want 2 frames and 1 lost each, no restart; log:\n%s",
+			rec[0], rec[1], stats[0], stats[1], restarts, logb.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	seqs, lost := recordHeads(t, out)
+	if got := strings.Join(readRecords(t, out), ","); got != "first,second" || seqs[1] != 2 || lost[1] != 1 {
+		t.Fatalf("records %q, frames %v, lost %v; want first and second, frames 0 and 2, the second with lost 1", got, seqs, lost)
+	}
+	if !strings.Contains(logb.String(), "corrupt") {
+		t.Fatalf("the log does not mention the corrupt slot:\n%s", logb.String())
+	}
+}
