@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/bits"
 	"sync"
 	"time"
@@ -15,10 +16,13 @@ import (
 // latHist is a log-linear latency histogram: each power of two of
 // nanoseconds is split into 8 buckets (≤ 12.5% error), no allocation.
 type latHist struct {
-	n     uint64
-	sum   uint64
-	max   uint64
-	count [64 * 8]uint64
+	n uint64
+	// The sum of the latencies, in 128 bits (sumHi, sum): a frame's stamp
+	// is whatever its writer stored, and a few stamped far in the past
+	// overflow 64 bits.
+	sumHi, sum uint64
+	max        uint64
+	count      [64 * 8]uint64
 }
 
 func latBucket(ns uint64) int {
@@ -40,13 +44,16 @@ func latUpper(i int) uint64 {
 	return (8+m+1)<<(e-3) - 1
 }
 
+// add counts one latency (from latency: 0 … math.MaxInt64).
 func (h *latHist) add(ns int64) {
 	if ns < 0 {
 		ns = 0
 	}
 	u := uint64(ns)
 	h.n++
-	h.sum += u
+	var carry uint64
+	h.sum, carry = bits.Add64(h.sum, u, 0)
+	h.sumHi += carry
 	if u > h.max {
 		h.max = u
 	}
@@ -57,7 +64,22 @@ func (h *latHist) mean() time.Duration {
 	if h.n == 0 {
 		return 0
 	}
-	return time.Duration(h.sum / h.n)
+	// Each latency is at most MaxInt64, so the mean is too and
+	// sumHi < n: Div64 cannot overflow.
+	mean, _ := bits.Div64(h.sumHi, h.sum, h.n)
+	return time.Duration(mean)
+}
+
+// latency is the time from stamp, a frame's Time, to now (both
+// CLOCK_MONOTONIC ns): 0 for a stamp in the future, math.MaxInt64 for one
+// further in the past than that. A writer may have stamped anything, and
+// now - stamp overflows for a stamp far below zero.
+func latency(now, stamp int64) int64 {
+	if stamp >= now {
+		return 0
+	}
+	// now > stamp, so the difference is below 2^64 and uint64 holds it.
+	return int64(min(uint64(now)-uint64(stamp), math.MaxInt64))
 }
 
 func (h *latHist) quantile(q float64) time.Duration {
@@ -153,7 +175,7 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger,
 			}
 			return err
 		}
-		lat := shm.Now() - f.Time
+		lat := latency(shm.Now(), f.Time)
 		n := len(f.Data)
 		torn := rd.Release() != nil
 		if torn {

@@ -15,10 +15,12 @@ import (
 
 // forgedFrame is one frame a foreign writer commits into a ring's mapping;
 // badLen, if not 0, is stored as the slot's length instead of len(data):
-// a header that breaks the ring ABI (a length beyond the slot).
+// a header that breaks the ring ABI (a length beyond the slot). time, if
+// not 0, is its timestamp instead of shm.Now().
 type forgedFrame struct {
 	data   []byte
 	badLen uint32
+	time   int64
 }
 
 // forgeFrames commits frames as sequence numbers first, first+1, ... into
@@ -42,7 +44,11 @@ func forgeFrames(t *testing.T, ring *shm.Ring, first uint32, frames []forgedFram
 		}
 		*u32(off + 8) = 0
 		*u32(off + 12) = 0
-		*(*int64)(unsafe.Pointer(&mem[off+16])) = shm.Now()
+		stamp := frames[i].time
+		if stamp == 0 {
+			stamp = shm.Now()
+		}
+		*(*int64)(unsafe.Pointer(&mem[off+16])) = stamp
 		*u32(off + 24) = s
 		atomic.StoreUint32(u32(off), s<<1)
 	}
@@ -105,5 +111,41 @@ func TestSinksSkipCorruptSlot(t *testing.T) {
 	}
 	if !strings.Contains(logb.String(), "corrupt") {
 		t.Fatalf("the log does not mention the corrupt slot:\n%s", logb.String())
+	}
+}
+
+// TestStatsGarbageTimestamps: a writer whose stamps are garbage (far in
+// the past: a C writer that stamps with the wrong clock, or memory
+// overwritten) made the stats reader's latency figures wrong: the sum of
+// the latencies overflowed (eight frames 2^62 ns old wrapped it), and
+// now - stamp overflowed for a stamp far below zero, which then counted
+// as no latency at all; the periodic line reported a mean far below every
+// frame's latency and below its own maximum. As edgeipc hz does, the
+// stats reader now sums in 128 bits and takes a stamp further in the past
+// than int64 reaches as the largest latency.
+func TestStatsGarbageTimestamps(t *testing.T) {
+	e := newEnv(t)
+	rt, _, _ := inproc(t, "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\n[rings.r]\nslots = 16\nslot_payload = 64\n")
+	waitReaders(t, rt, "r", 1) // the stats reader
+	ring, err := shm.Open("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	var batch []forgedFrame
+	for range 8 {
+		batch = append(batch, forgedFrame{data: []byte("abcd"), time: -1 << 62})
+	}
+	batch = append(batch, forgedFrame{data: []byte("e"), time: math.MinInt64})
+	forgeFrames(t, ring, 0, batch)
+	rt.mu.Lock()
+	s := rt.rings["r"].stats.Load()
+	rt.mu.Unlock()
+	var w window
+	eventually(t, "the stats reader to read the 9 frames", func() bool { w = s.peek(); return w.frames == 9 })
+	mean, p99 := w.lat.mean(), w.lat.quantile(0.99)
+	if mean < 1<<62 || p99 < 1<<62 || w.lat.max != math.MaxInt64 || uint64(mean) > w.lat.max {
+		t.Fatalf("9 frames stamped 2^62 ns and more in the past: latency mean %d ns, p99 %d ns, max %d ns; want mean and p99 at least 2^62 = %d, max %d, and mean <= max",
+			mean, p99, w.lat.max, int64(1<<62), int64(math.MaxInt64))
 	}
 }
