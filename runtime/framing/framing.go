@@ -17,8 +17,9 @@
 //     payload; type and flags 0), or a map with keys "type" (uint),
 //     "flags" (uint) and "data" (bin or str); unknown keys are skipped,
 //     a map without "data" or any other object type is a bad record and is
-//     skipped whole. An object too large to buffer is skipped by its declared
-//     length if it is a bin or str of at most MaxSkip bytes, else ErrBroken.
+//     skipped whole. An object too large to buffer is skipped if it is at
+//     most MaxSkip bytes (a bin, str or ext by its declared length, a map
+//     or array by scanning it), else ErrBroken.
 //     A byte that starts no object (0xc1) makes the object around it
 //     malformed: it is dropped through that byte as one bad record and
 //     decoding resumes after it. Finding an object's end costs time linear
@@ -129,7 +130,7 @@ type Decoder struct {
 	skipping bool
 	skipped  uint64
 	// preallocated errors (no allocation per bad record)
-	errLong, errOversize, errType, errNoData, errMalformed, errBig BadRecordError
+	errLong, errOversize, errType, errNoData, errMalformed, errBig, errExt BadRecordError
 }
 
 // minBuffer is the smallest decode buffer (the fuzz test lowers it, so
@@ -155,6 +156,7 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 	d.errNoData = BadRecordError{Reason: "msgp map without data"}
 	d.errMalformed = BadRecordError{Reason: "malformed msgp object"}
 	d.errBig = BadRecordError{Reason: "msgp map or array larger than the slot payload plus 64 bytes (at least 64 KiB)"}
+	d.errExt = BadRecordError{Reason: "msgp ext object (not bin, str or map) larger than the slot payload plus 64 bytes (at least 64 KiB)"}
 	return d
 }
 
@@ -382,6 +384,17 @@ func (d *Decoder) nextMsgp() (Record, error) {
 					}
 					d.errOversize.Size = n
 					return Record{}, &d.errOversize
+				}
+				// An ext (ext8/16/32), no record either: skipped whole
+				// by its size, as one that fits the buffer is.
+				if c := d.buf[d.start]; c >= 0xc7 && c <= 0xc9 {
+					if size, _, err := msgpHeader(d.buf[d.start:d.end]); err == nil && size <= uint64(d.maxSkip) {
+						if err := d.skip(int(size)); err != nil {
+							return Record{}, err
+						}
+						d.errExt.Size = int(size)
+						return Record{}, &d.errExt
+					}
 				}
 				return Record{}, ErrBroken
 			}

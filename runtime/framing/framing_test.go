@@ -341,3 +341,31 @@ func TestPending(t *testing.T) {
 		}
 	}
 }
+
+// An ext object too large to buffer is, like any object that is not a
+// record, skipped whole as one bad record if it is at most MaxSkip bytes
+// (docs/config.md), as one that fits the buffer is, and as an ext inside
+// a map or array that does not fit; beyond MaxSkip the stream is broken.
+// It broke the stream at any size: the decoder skipped only a bin or str
+// by its length.
+func TestMsgpExtTooLargeToBuffer(t *testing.T) {
+	in, err := msgp.AppendExtension(nil, &msgp.RawExtension{Type: 5, Data: bytes.Repeat([]byte{2}, 200<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = msgp.AppendString(in, "after")
+	for name, r := range map[string]func() io.Reader{
+		"whole": func() io.Reader { return bytes.NewReader(in) },
+		"half":  func() io.Reader { return iotest.HalfReader(bytes.NewReader(in)) },
+	} {
+		d := NewDecoder(r(), Msgp, Options{MaxRecord: 16, MaxSkip: 1 << 20})
+		recs, bad, err := collect(t, d)
+		if err != io.EOF || bad != 1 || strings.Join(recs, ",") != "after" {
+			t.Errorf("%s: got %q, %d bad records, then %v; want \"after\", 1 bad, EOF", name, recs, bad, err)
+		}
+		d = NewDecoder(r(), Msgp, Options{MaxRecord: 16, MaxSkip: 100 << 10})
+		if _, _, err := collect(t, d); !errors.Is(err, ErrBroken) {
+			t.Errorf("%s, max_skip below its size: %v, want ErrBroken", name, err)
+		}
+	}
+}
