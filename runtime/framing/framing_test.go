@@ -53,6 +53,16 @@ func TestLines(t *testing.T) {
 	}
 }
 
+// CRLF line ends (serial devices, Windows programs): the \r stays in the
+// frame, as docs/config.md says, and a line of only \r is not empty.
+func TestLinesCRLF(t *testing.T) {
+	d := NewDecoder(strings.NewReader("a\r\n\r\n\nb\x00c\n"), Lines, Options{MaxRecord: 8})
+	recs, bad, err := collect(t, d)
+	if err != io.EOF || bad != 0 || strings.Join(recs, ",") != "a\r,\r,b\x00c" {
+		t.Fatalf("got %q, %d bad, then %v; want \"a\\r\", \"\\r\", \"b\\x00c\", none bad, EOF", recs, bad, err)
+	}
+}
+
 func len32(p string) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)))
 	return append(b, p...)
