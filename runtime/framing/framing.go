@@ -118,6 +118,7 @@ type Decoder struct {
 	err      error
 	dropping bool // lines: inside an over-long line
 	inSkip   bool // len32: skipping an oversized record's payload
+	lineScan int  // lines: bytes from start already searched for '\n'
 	// msgp: the scan for the end of the current object, resumed after a
 	// fill: scanPos is the offset from start of the next header to read,
 	// scanLeft the number of objects still to scan.
@@ -132,6 +133,9 @@ type Decoder struct {
 	// preallocated errors (no allocation per bad record)
 	errLong, errOversize, errType, errNoData, errMalformed, errBig, errExt BadRecordError
 }
+
+// indexByte is bytes.IndexByte (a test counts the bytes it searches).
+var indexByte = bytes.IndexByte
 
 // minBuffer is the smallest decode buffer (the fuzz test lowers it, so
 // that short inputs reach the paths for objects too big to buffer).
@@ -162,7 +166,7 @@ func NewDecoder(r io.Reader, kind Kind, opts Options) *Decoder {
 
 // Reset discards buffered bytes and state and reads from r.
 func (d *Decoder) Reset(r io.Reader) {
-	d.r, d.start, d.end, d.err, d.dropping, d.inSkip = r, 0, 0, nil, false, false
+	d.r, d.start, d.end, d.err, d.dropping, d.inSkip, d.lineScan = r, 0, 0, nil, false, false, 0
 	d.scanning, d.scanPos, d.scanLeft = false, 0, 0
 	d.skipping, d.skipped = false, 0
 }
@@ -225,7 +229,12 @@ func (d *Decoder) Next() (Record, error) {
 
 func (d *Decoder) nextLine() (Record, error) {
 	for {
-		if i := bytes.IndexByte(d.buf[d.start:d.end], '\n'); i >= 0 {
+		// The bytes from start to start+lineScan hold no newline: a line
+		// that arrives in many reads is searched once, not from its start
+		// after every read (the square of its length).
+		if i := indexByte(d.buf[d.start+d.lineScan:d.end], '\n'); i >= 0 {
+			i += d.lineScan
+			d.lineScan = 0
 			line := d.buf[d.start : d.start+i]
 			d.start += i + 1
 			if d.dropping {
@@ -242,14 +251,15 @@ func (d *Decoder) nextLine() (Record, error) {
 			}
 			return Record{Data: line}, nil
 		}
+		d.lineScan = d.end - d.start
 		if d.dropping {
-			d.start = d.end
+			d.start, d.lineScan = d.end, 0
 		} else if d.end-d.start > d.max {
 			// An over-long line without its newline yet: drop it through
 			// the next newline.
 			d.errLong.Size = d.end - d.start
 			d.dropping = true
-			d.start = d.end
+			d.start, d.lineScan = d.end, 0
 			return Record{}, &d.errLong
 		}
 		if err := d.fill(); err != nil {

@@ -53,6 +53,31 @@ func TestLines(t *testing.T) {
 	}
 }
 
+// A long line that arrives in many reads (a slow producer on a pipe, a
+// FIFO writer sending a byte at a time) is searched for its newline once,
+// not again from its start after every read: that cost the square of its
+// length (a 1 MiB line in 4 KiB reads: 128 MiB searched; with a large
+// slot_payload, a writer could keep the runtime busy for minutes with one
+// line). The bytes searched are counted through indexByte.
+func TestLinesSearchedOnce(t *testing.T) {
+	var searched int
+	indexByte = func(b []byte, c byte) int { searched += len(b); return bytes.IndexByte(b, c) }
+	t.Cleanup(func() { indexByte = bytes.IndexByte })
+	long := strings.Repeat("x", 1<<20)
+	in := []byte(long + "\nok\n" + long + "y\n")
+	for _, chunk := range []int{4 << 10, 1000} {
+		searched = 0
+		d := NewDecoder(&chunkReader{b: in, n: chunk}, Lines, Options{MaxRecord: 1 << 20})
+		recs, bad, err := collect(t, d)
+		if err != io.EOF || bad != 1 || len(recs) != 2 || recs[0] != long || recs[1] != "ok" {
+			t.Fatalf("reads of %d bytes: %d records, %d bad, then %v; want the long line, \"ok\", 1 bad (the line one byte too long), EOF", chunk, len(recs), bad, err)
+		}
+		if searched > 2*len(in) {
+			t.Errorf("reads of %d bytes: %d bytes searched for newlines in %d bytes of input", chunk, searched, len(in))
+		}
+	}
+}
+
 // CRLF line ends (serial devices, Windows programs): the \r stays in the
 // frame, as docs/config.md says, and a line of only \r is not empty.
 func TestLinesCRLF(t *testing.T) {
