@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -96,6 +97,7 @@ type Reader struct {
 	fence     uint32
 
 	closed   atomic.Bool
+	closeMu  sync.Mutex   // held by Close until the entry is released
 	sleeping atomic.Int32 // goroutines in sleep
 	cw       sys.CtxWake  // a context's cancellation wakes the futex sleep
 }
@@ -754,7 +756,14 @@ func (rd *Reader) copyOut(f Frame, buf []byte) (Frame, error, bool) {
 func (rd *Reader) Close() error { return rd.close(true) }
 
 func (rd *Reader) close(detach bool) error {
+	// A Close that finds another one under way (Ring.Close racing
+	// Reader.Close) waits for it to have left the table: Ring.Close then
+	// zeroes the mapping, and a release made after that would miss the
+	// ring and leave the entry held by this live process, its cursor
+	// frozen (a block-policy writer would wait for it).
+	rd.closeMu.Lock()
 	if rd.closed.Swap(true) {
+		rd.closeMu.Unlock()
 		return ErrClosed
 	}
 	// A goroutine that is reading rather than sleeping sees closed within a
@@ -779,6 +788,7 @@ func (rd *Reader) close(detach bool) error {
 		rd.ev.done()
 	}
 	rd.letWriterGo() // a block-policy writer may be waiting on us
+	rd.closeMu.Unlock()
 	if detach {
 		rd.r.mu.Lock()
 		delete(rd.r.readers, rd)

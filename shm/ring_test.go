@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1160,5 +1161,61 @@ func TestEvictedReaderLeavesEntryAlone(t *testing.T) {
 	rd.Close()
 	if o, fl := atomic.LoadUint32(&rd.e.Owner), atomic.LoadUint32(&rd.e.Flags); o != 1 || fl != 2 {
 		t.Fatalf("after the evicted reader left: owner %d flags %d, want 1 and 2 (untouched)", o, fl)
+	}
+}
+
+// TestCloseRacingRingCloseLetsGo: a Reader or Writer closed in one
+// goroutine (to abort a blocked call, as their docs offer) while another
+// goroutine closes the Ring. Ring.Close found the Reader or Writer already
+// closing and went on to replace the mapping with zeros at once, while
+// the first Close was still waking its blocked call; that Close then gave
+// up the reader entry or the writer lease in the zeros, not in the ring.
+// The entry stayed held under this live process's PID, with its cursor
+// frozen (a block-policy writer elsewhere waits for it for as long as the
+// process runs), or the lease did (every other writer gets ErrBusy naming
+// this process).
+func TestCloseRacingRingCloseLetsGo(t *testing.T) {
+	testDir(t)
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("closerace%d", i)
+		r := mustCreate(t, name, Config{Slots: 4, SlotPayload: 64, Policy: Block})
+		rd, _ := r.NewReader(nil)
+		w, _ := r.NewWriter()
+		for j := 0; j < 4; j++ {
+			w.Write([]byte{1})
+		}
+		// A blocked Reserve (the ring is full) and a blocked Next (on a
+		// second reader that has read everything).
+		rd2, _ := r.NewReader(nil)
+		errc := make(chan error, 2)
+		go func() { _, err := w.Reserve(1); errc <- err }()
+		go func() { _, err := rd2.Next(context.Background()); errc <- err }()
+		for atomic.LoadUint32(&r.hdr.SpaceWaiters) == 0 || atomic.LoadUint32(&r.hdr.Sleepers) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		closed := make(chan struct{}, 2)
+		go func() { w.Close(); closed <- struct{}{} }()
+		go func() { rd2.Close(); closed <- struct{}{} }()
+		for !w.closed.Load() || !rd2.closed.Load() {
+			runtime.Gosched()
+		}
+		r.Close() // while both Closes may still be waking their calls
+		<-closed
+		<-closed
+		for range 2 {
+			if err := <-errc; !errors.Is(err, ErrClosed) {
+				t.Fatalf("blocked call after Close: %v, want ErrClosed", err)
+			}
+		}
+		r2, err := Open(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := r2.Inspect()
+		if info.WriterPID != 0 || len(info.Readers) != 0 {
+			t.Errorf("round %d: after every Close the ring still lists writer pid %d and readers %+v (this process is %d)", i, info.WriterPID, info.Readers, os.Getpid())
+		}
+		r2.Close()
+		rd.Close()
 	}
 }

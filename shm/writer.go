@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -47,6 +48,7 @@ type Writer struct {
 	staleAt   int64  // nanotime of the last stale check
 	fence     uint32
 	closed    atomic.Bool
+	closeMu   sync.Mutex   // held by Close until the lease is released
 	waiting   atomic.Int32 // goroutines waiting for space (awaitSpace)
 	notifiers atomic.Pointer[[]*Eventfd]
 	cw        sys.CtxWake // a context's cancellation wakes the space wait
@@ -607,7 +609,13 @@ func (w *Writer) evictDead(s uint32) {
 func (w *Writer) Close() error { return w.close(true) }
 
 func (w *Writer) close(detach bool) error {
+	// A Close that finds another one under way (Ring.Close racing
+	// Writer.Close) waits for it to have released the lease: Ring.Close
+	// then zeroes the mapping, and a release made after that would miss
+	// the ring and leave the lease held by this live process.
+	w.closeMu.Lock()
 	if w.closed.Swap(true) {
+		w.closeMu.Unlock()
 		return ErrClosed
 	}
 	// Wake our own blocked Reserve, if any (sleeping or polling), and let
@@ -622,6 +630,7 @@ func (w *Writer) close(detach bool) error {
 	}
 	w.cw.Close()
 	release(&w.h.LeaseOwner)
+	w.closeMu.Unlock()
 	if detach {
 		w.r.mu.Lock()
 		if w.r.writer == w {
