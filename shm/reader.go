@@ -117,10 +117,14 @@ func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 		return nil, &OpError{"open reader", r.name, fmt.Errorf("%w: the Notifier is already another open Reader's: a signal wakes one waiter, so give each Reader its own Eventfd", ErrInvalid)}
 	}
 	var e *readerEntry
+	me := uint32(os.Getpid())
 	for i := 0; i < MaxReaders; i++ {
 		c := r.reader(i)
-		if atomic.LoadUint32(&c.Owner) == uint32(os.Getpid()) {
-			continue // another reader of this process
+		// Another reader of this process: its PID and start time are
+		// ours. An entry with our PID but another start time was left
+		// by a dead process whose PID we were given: claim checks it.
+		if atomic.LoadUint32(&c.Owner) == me && atomic.LoadUint32(&c.Start) == sys.SelfStartTime() {
+			continue
 		}
 		if prev, ok := claim(&c.Owner, &c.Start, &c.PidNS); ok {
 			if prev != 0 {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 func TestWraparound(t *testing.T) {
@@ -160,6 +162,49 @@ func TestReaderTableFull(t *testing.T) {
 	}
 	if _, err := r.NewReader(nil); !errors.Is(err, ErrNoReaderSlot) {
 		t.Fatalf("reader %d: %v, want ErrNoReaderSlot", MaxReaders+1, err)
+	}
+}
+
+// TestReaderReclaimsEntriesOfDeadHolderWithItsPID: reader entries left by
+// a process that died, whose PID this process now has (PIDs are reused:
+// pid_max is 32768 on many 32-bit boards), are free. NewReader skipped
+// every entry holding its own PID as "another reader of this process"
+// without looking at the start time, so it never reclaimed them: with the
+// rest of the table held, it failed with ErrNoReaderSlot ("held by live
+// readers") while Inspect showed those entries dead.
+func TestReaderReclaimsEntriesOfDeadHolderWithItsPID(t *testing.T) {
+	testDir(t)
+	r := mustCreate(t, "pidreuse", Config{Slots: 4, SlotPayload: 64})
+	me, start := uint32(os.Getpid()), sys.SelfStartTime()
+	if start < 200 {
+		t.Fatalf("own start time %d: cannot make an older one", start)
+	}
+	for i := 0; i < MaxReaders; i++ {
+		e := r.reader(i)
+		// What a reader of the dead process left: its PID (now ours),
+		// its start time two seconds before ours, our PID namespace.
+		atomic.StoreUint32(&e.Start, start-200)
+		atomic.StoreUint32(&e.PidNS, sys.SelfPidNS())
+		atomic.StoreUint32(&e.Owner, me)
+	}
+	for _, ri := range r.Inspect().Readers {
+		if ri.Alive {
+			t.Fatalf("entry %d of the dead process shows alive: %+v", ri.Index, ri)
+		}
+	}
+	rd, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatalf("join with every entry held by a dead process under this PID: %v", err)
+	}
+	defer rd.Close()
+	// Our own live readers are still told apart from the dead ones.
+	rd2, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd2.Close()
+	if rd2.e == rd.e {
+		t.Fatal("second reader took the first one's entry")
 	}
 }
 
