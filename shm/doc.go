@@ -9,7 +9,8 @@
 // # Concepts
 //
 //   - Segment: a file under /dev/shm (edgeipc.<name>, mode 0600 or 0660,
-//     created O_EXCL|O_NOFOLLOW and preallocated) or a sealed memfd.
+//     created O_EXCL|O_NOFOLLOW and preallocated; a ring gets its name
+//     only once it is initialised) or a sealed memfd.
 //   - Ring: a segment holding a header, a reader table and N fixed-size
 //     slots. Frames carry a sequence number, a CLOCK_MONOTONIC timestamp,
 //     a type, flags and a payload. The last N-1 frames are readable (the

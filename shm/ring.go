@@ -125,18 +125,27 @@ type Ring struct {
 }
 
 // Create creates and initialises a new named ring. It fails if the name is
-// taken (see OpenOrCreate for restart-safe use).
+// taken (see OpenOrCreate for restart-safe use). Where the filesystem
+// allows (tmpfs, the usual disk filesystems), the ring gets its name only
+// once it is initialised: an Open meanwhile finds nothing rather than a
+// ring still being made, and a creator that dies half-way leaves nothing.
 func Create(name string, cfg Config) (*Ring, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, &OpError{"create", name, err}
 	}
 	slotSize := SlotSizeFor(cfg.SlotPayload)
 	size := ringSize(slotSize, uint32(cfg.Slots))
-	seg, err := CreateSegment(name, int(size), &cfg.Segment)
+	// The ring is initialised before it gets its name (where the
+	// filesystem allows): an Open never finds it half-made.
+	seg, err := createSegment(name, int(size), &cfg.Segment, func(mem []byte) {
+		if testHookRingInit != nil {
+			testHookRingInit(name)
+		}
+		initRing(mem, slotSize, uint32(cfg.Slots), cfg.Policy, cfg.BaseSeq)
+	})
 	if err != nil {
 		return nil, err
 	}
-	initRing(seg.mem, slotSize, uint32(cfg.Slots), cfg.Policy, cfg.BaseSeq)
 	r, err := newRing(seg)
 	if err != nil {
 		seg.Remove()

@@ -257,6 +257,18 @@ func SegmentPath(name string, opts *SegmentOptions) string {
 // and maps it. It fails with *NoSpaceError if the filesystem lacks room and
 // with an error wrapping os.ErrExist if the name is taken.
 func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error) {
+	return createSegment(name, size, opts, nil)
+}
+
+// createSegment is CreateSegment that fills the mapping with init (if not
+// nil) before the segment gets its name, where the filesystem can make a
+// file without one (O_TMPFILE, linked under its name once filled: tmpfs
+// and the usual disk filesystems can). An opener then never finds the
+// segment incomplete, however long init takes (seconds, for a ring of
+// millions of slots), and a creator that dies half-way leaves nothing
+// behind. Elsewhere the file is created under its name, empty, and filled
+// there (openers wait for it, see openSegment and validateHeader).
+func createSegment(name string, size int, opts *SegmentOptions, init func([]byte)) (*Segment, error) {
 	if err := ValidName(name); err != nil {
 		return nil, &OpError{"create", name, err}
 	}
@@ -275,17 +287,26 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		return nil, &OpError{"create", name, err}
 	}
 	path := filepath.Join(dir, FilePrefix+name)
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) == nil {
+		// Taken: say so before allocating and filling a segment that
+		// could not be linked under the name anyway.
+		return nil, existsError(name, path)
+	}
+	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err == nil {
+		if seg, err, done := createUnnamed(fd, name, path, dir, size, mode, gid, init); done {
+			return seg, err
+		}
+		// It cannot be given a name here (no /proc, and no
+		// CAP_DAC_READ_SEARCH for AT_EMPTY_PATH): create it by name.
+	}
 	// Created owner-only: the file starts in the creator's group, which is
 	// not the configured one, so it is opened to a group only after the
 	// fchown below.
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			var st unix.Stat_t
-			if unix.Lstat(path, &st) == nil && int(st.Uid) != os.Geteuid() {
-				return nil, &OpError{"create", name, fmt.Errorf("%s already exists and belongs to uid %d (remove it as that user or root with '%s' if it is stale): %w", path, st.Uid, RemoveCommand(path), os.ErrExist)}
-			}
-			return nil, &OpError{"create", name, fmt.Errorf("%s already exists (remove it with '%s' if it is stale): %w", path, RemoveCommand(path), os.ErrExist)}
+			return nil, existsError(name, path)
 		}
 		return nil, &OpError{"create", name, &os.PathError{Op: "open", Path: path, Err: err}}
 	}
@@ -295,24 +316,75 @@ func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error
 		unix.Close(fd)
 		return nil, &OpError{"create", name, err}
 	}
-	// Group first, then the exact mode (the umask may have removed bits).
-	if gid >= 0 {
-		if err := unix.Fchown(fd, -1, gid); err != nil {
-			return fail(fmt.Errorf("fchown to group %d: %w (are you a member of it?)", gid, err))
-		}
-	}
-	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
-		return fail(os.NewSyscallError("fchmod", err))
-	}
-	if err := preallocate(fd, dir, int64(size)); err != nil {
+	mem, err := sizeAndMap(fd, dir, size, mode, gid)
+	if err != nil {
 		return fail(err)
 	}
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return fail(os.NewSyscallError("mmap", err))
+	if init != nil {
+		init(mem)
 	}
 	seg.mem = mem
 	return seg, nil
+}
+
+// createUnnamed sizes, maps and fills the unnamed file fd (O_TMPFILE),
+// then links it under path. done is false, with fd closed, if the link
+// cannot be made here for a reason other than the name being taken.
+func createUnnamed(fd int, name, path, dir string, size int, mode os.FileMode, gid int, init func([]byte)) (seg *Segment, err error, done bool) {
+	mem, err := sizeAndMap(fd, dir, size, mode, gid)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &OpError{"create", name, err}, true
+	}
+	if init != nil {
+		init(mem)
+	}
+	// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); the
+	// descriptor's /proc link needs /proc.
+	err = unix.Linkat(fd, "", unix.AT_FDCWD, path, unix.AT_EMPTY_PATH)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	}
+	if err == nil {
+		return &Segment{name: name, path: path, fd: fd, mem: mem}, nil, true
+	}
+	unix.Munmap(mem)
+	unix.Close(fd)
+	if errors.Is(err, unix.EEXIST) {
+		return nil, existsError(name, path), true
+	}
+	return nil, nil, false
+}
+
+// sizeAndMap gives the new file fd its group and mode, preallocates it
+// and maps it.
+func sizeAndMap(fd int, dir string, size int, mode os.FileMode, gid int) ([]byte, error) {
+	// Group first, then the exact mode (the umask may have removed bits).
+	if gid >= 0 {
+		if err := unix.Fchown(fd, -1, gid); err != nil {
+			return nil, fmt.Errorf("fchown to group %d: %w (are you a member of it?)", gid, err)
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return nil, os.NewSyscallError("fchmod", err)
+	}
+	if err := preallocate(fd, dir, int64(size)); err != nil {
+		return nil, err
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return mem, nil
+}
+
+// existsError reports that the segment name at path is taken.
+func existsError(name, path string) error {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) == nil && int(st.Uid) != os.Geteuid() {
+		return &OpError{"create", name, fmt.Errorf("%s already exists and belongs to uid %d (remove it as that user or root with '%s' if it is stale): %w", path, st.Uid, RemoveCommand(path), os.ErrExist)}
+	}
+	return &OpError{"create", name, fmt.Errorf("%s already exists (remove it with '%s' if it is stale): %w", path, RemoveCommand(path), os.ErrExist)}
 }
 
 func preallocate(fd int, dir string, size int64) error {

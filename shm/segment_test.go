@@ -337,3 +337,70 @@ func TestCreateRefusesWorldWritableDir(t *testing.T) {
 		}
 	}
 }
+
+func init() { children["crash-creator"] = childCrashCreator }
+
+// childCrashCreator dies (SIGKILL) in the middle of Create of $EDGEIPC_RING,
+// after the segment is allocated and before the ring is initialised.
+func childCrashCreator() int {
+	testHookRingInit = func(string) { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+	Create(os.Getenv("EDGEIPC_RING"), Config{Slots: 16, SlotPayload: 64})
+	return 3 // not reached
+}
+
+// TestRingNamedOnlyOnceInitialised: a ring gets its name only once its
+// header is complete. Create made the file under its name first, then
+// sized and initialised it, which takes seconds for a large ring (2^24
+// slots: 2 to 30 s here); an Open meanwhile waited a second at most and
+// failed with "ring header was never completed (creator pid N died while
+// creating it?); remove the segment", N alive and well, and OpenOrCreate
+// with it. A creator killed in between left that file behind, and every
+// Open and OpenOrCreate failed on it until someone removed it by hand.
+func TestRingNamedOnlyOnceInitialised(t *testing.T) {
+	dir := testDir(t)
+	defer readyPolls.Store(readyPolls.Load())
+	readyPolls.Store(5) // an incomplete ring fails Open in 50 ms
+	defer func() { testHookRingInit = nil }()
+	var during error
+	var listed []SegmentInfo
+	testHookRingInit = func(name string) {
+		// The ring is being initialised (for a large ring, for seconds).
+		r, err := Open(name, nil)
+		if err == nil {
+			r.Close()
+		}
+		during = err
+		listed, _ = ListSegments(nil)
+	}
+	r, err := Create("slow", Config{Slots: 16, SlotPayload: 64})
+	testHookRingInit = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !errors.Is(during, os.ErrNotExist) {
+		t.Errorf("Open while the ring was being created: %v; want an error wrapping os.ErrNotExist (nothing there yet)", during)
+	}
+	if len(listed) != 0 {
+		t.Errorf("ListSegments while the ring was being created: %+v; want nothing", listed)
+	}
+	if r2, err := Open("slow", nil); err != nil {
+		t.Errorf("Open after Create: %v", err)
+	} else {
+		r2.Close()
+	}
+
+	// A creator that dies half-way leaves nothing under the name.
+	cmd := child(t, "crash-creator", "EDGEIPC_RING=crashed")
+	if err := cmd.Run(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("crashing creator: %v, want killed", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, FilePrefix+"crashed")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a creator killed during Create left %s behind (%v)", FilePrefix+"crashed", err)
+	}
+	r3, created, err := OpenOrCreate("crashed", Config{Slots: 16, SlotPayload: 64})
+	if err != nil || !created {
+		t.Fatalf("OpenOrCreate after a creator died: created %v, %v", created, err)
+	}
+	r3.Close()
+}

@@ -112,6 +112,10 @@ func futexWake(addr *uint32) func() {
 // enters the kernel: the window in which a wake-up is lost.
 var testHookBeforeFutexWait func()
 
+// testHookRingInit, set only by tests, runs when Create has allocated
+// the segment of the named ring and before it initialises the ring.
+var testHookRingInit func(name string)
+
 // testHookAfterJoin, set only by tests, runs when NewReader has made its
 // entry visible and before it reads the head again.
 var testHookAfterJoin func()
