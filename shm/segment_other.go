@@ -41,6 +41,9 @@ type SegmentInfo struct {
 
 func SegmentPath(name string, opts *SegmentOptions) string         { return "" }
 func CreateSegment(string, int, *SegmentOptions) (*Segment, error) { return nil, ErrNotSupported }
+func createSegment(string, int, *SegmentOptions, func([]byte)) (*Segment, error) {
+	return nil, ErrNotSupported
+}
 func OpenSegment(string, *SegmentOptions) (*Segment, error)        { return nil, ErrNotSupported }
 func LookupGroup(string) (int, error)                              { return 0, ErrNotSupported }
 func openSegment(string, *SegmentOptions, int64) (*Segment, error) { return nil, ErrNotSupported }
