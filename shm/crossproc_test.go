@@ -355,6 +355,63 @@ func readerCrashBlockWriter(t *testing.T, spin int) {
 	}
 }
 
+// TestShortReservesEvictDeadReader: a block-policy writer that only polls
+// (TryReserve, as an event loop does) or waits less than the eviction
+// period at a time (ReserveDeadline, ReserveContext with a budget per
+// frame, dropping the frame when it runs out) is not stalled for ever by
+// a reader that crashed. Dead readers' entries were freed only after a
+// single Reserve had waited 100 ms: TryReserve never freed them, and a
+// Reserve bounded to 20 ms never waited that long, so they failed for as
+// long as the writer ran.
+func TestShortReservesEvictDeadReader(t *testing.T) {
+	for _, form := range []string{"try", "deadline", "context"} {
+		t.Run(form, func(t *testing.T) {
+			r, w, cmd := fullBlockRing(t, "shortcrash-"+form)
+			reserve := func() error {
+				var err error
+				switch form {
+				case "try":
+					_, err = w.TryReserve(1)
+					if errors.Is(err, ErrWouldBlock) {
+						time.Sleep(5 * time.Millisecond)
+					}
+				case "deadline":
+					_, err = w.ReserveDeadline(time.Now().Add(20*time.Millisecond), 1)
+				case "context":
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+					_, err = w.ReserveContext(ctx, 1)
+					cancel()
+				}
+				return err
+			}
+			if err := reserve(); err == nil {
+				t.Fatal("ring with a live idle reader is not full")
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			limit := time.Now().Add(scale(10 * time.Second))
+			for {
+				err := reserve()
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, ErrWouldBlock) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatal(err)
+				}
+				if time.Now().After(limit) {
+					t.Fatalf("Reserve (%s) still fails (%v) long after the only reader died: %+v", form, err, r.Inspect())
+				}
+			}
+			if _, err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(r.Inspect().Readers); n != 0 {
+				t.Fatalf("dead reader not evicted: %d readers", n)
+			}
+		})
+	}
+}
+
 // TestFutexWakeAcrossProcesses: only the other process's wake may end the
 // sleep. The bound on one sleep (maxSleep) is lifted, and the writer stays
 // alive after its frame: the SIGCHLD of its exit interrupts the futex wait

@@ -46,6 +46,7 @@ type Writer struct {
 	evSignals int    // eventfd signals since the last stale check
 	wakeCalls uint64 // wake system calls made (futex wakes, eventfd signals): none unless a reader sleeps
 	staleAt   int64  // nanotime of the last stale check
+	evictedAt int64  // block policy: nanotime of the last eviction of dead readers (see evictDue)
 	fence     uint32
 	closed    atomic.Bool
 	closeMu   sync.Mutex   // held by Close until the lease is released
@@ -191,7 +192,9 @@ func liveNotifiers(ns *[]*Eventfd, drop *Eventfd) []*Eventfd {
 }
 
 // TryReserve is Reserve that returns ErrWouldBlock instead of waiting for
-// space under the block policy.
+// space under the block policy. Like a waiting Reserve, it frees the
+// entries of readers that died (it looks every 100 ms while the ring
+// stays full), so a crashed reader cannot stall a writer that only polls.
 func (w *Writer) TryReserve(n int) ([]byte, error) { return w.reserve(n, waitSpec{}, true) }
 
 // Reserve returns the payload bytes of the next slot, n bytes long, for the
@@ -226,7 +229,7 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 	if !w.held {
 		sh, _ := w.r.slot(s)
 		if !w.opened {
-			if w.r.g.policy == policyBlock && !w.hasSpace(s) {
+			if w.r.g.policy == policyBlock && !w.hasSpace(s) && !(try && w.evictedRoom(s)) {
 				if try {
 					return nil, ErrWouldBlock
 				}
@@ -502,16 +505,12 @@ func (w *Writer) spinSpace(s uint32, ws waitSpec) bool {
 	// poll of its cursor pulls that cache line away from the reader, and a
 	// rescan of the table costs more than a poll.
 	want := n - max(1, n/8)
-	since := nanotime()
 	for i := 0; w.spin < 0 || i < w.spin; i++ {
 		if i&1023 == 1023 {
 			if w.closed.Load() || ws.expired() != nil {
 				return false
 			}
-			if now := nanotime(); now-since >= int64(evictEvery) {
-				since = now
-				w.evictDead(s)
-			}
+			w.evictDue(s)
 		}
 		if w.slowIdx >= 0 {
 			e := w.r.reader(w.slowIdx)
@@ -538,6 +537,7 @@ func (w *Writer) spinSpace(s uint32, ws waitSpec) bool {
 func (w *Writer) awaitSpace(sh *slotHeader, s uint32, ws waitSpec) error {
 	w.waiting.Add(1)
 	defer w.waiting.Add(-1)
+	w.evictDue(s)
 	if !w.spinSpace(s, ws) {
 		if err := w.waitSpace(s, ws); err != nil {
 			return err
@@ -552,7 +552,6 @@ func (w *Writer) awaitSpace(sh *slotHeader, s uint32, ws waitSpec) error {
 
 func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 	h := w.h
-	evicted := nanotime()
 	for {
 		atomic.StoreUint32(&h.WriterWaiting, 1)
 		if w.hasSpace(s) {
@@ -569,15 +568,15 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 			// another process may have stored any count there), and a
 			// run of such units never sleeps into errSlice: evict on the
 			// clock instead, and heed ws below.
-			if now := nanotime(); now-evicted >= int64(evictEvery) {
-				evicted = now
-				w.evictDead(s)
-			}
+			w.evictDue(s)
 		case errSlice:
-			evicted = nanotime()
+			w.evictedAt = nanotime()
 			w.evictDead(s)
 		default:
 			atomic.StoreUint32(&h.WriterWaiting, 0)
+			// The clock runs across calls: a writer whose every wait
+			// is shorter than evictEvery still frees dead readers.
+			w.evictDue(s)
 			return err
 		}
 		if w.hasSpace(s) {
@@ -586,9 +585,36 @@ func (w *Writer) waitSpace(s uint32, ws waitSpec) error {
 		}
 		if err := ws.expired(); err != nil {
 			atomic.StoreUint32(&h.WriterWaiting, 0)
+			w.evictDue(s)
 			return err
 		}
 	}
+}
+
+// evictedRoom is for a TryReserve that found the ring full: it frees the
+// entries of dead readers when they are due (evictDue) and reports whether
+// that made room for frame s.
+func (w *Writer) evictedRoom(s uint32) bool {
+	return w.evictDue(s) && s-w.minCursor < w.r.g.slotCount
+}
+
+// evictDue frees the entries of dead readers (evictDead) if evictEvery has
+// passed since the writer last did, or since it first found the ring full,
+// and reports whether it did. The clock is the writer's, not one wait's:
+// a writer that only polls (TryReserve), or whose every wait is shorter
+// than evictEvery (a deadline or context per frame), would otherwise never
+// free them, and a crashed reader would stall it for as long as it runs.
+func (w *Writer) evictDue(s uint32) bool {
+	now := nanotime()
+	if w.evictedAt == 0 {
+		w.evictedAt = now // the first full ring waits a period, as a sleep slice does
+	}
+	if now-w.evictedAt < int64(evictEvery) {
+		return false
+	}
+	w.evictedAt = now
+	w.evictDead(s)
+	return true
 }
 
 // evictDead frees reader entries whose processes are gone, so a crashed
