@@ -801,9 +801,30 @@ func soakRing(t *testing.T, pol Policy, rng *rand.Rand, round int, d time.Durati
 		waitLine(t, out, "joined")
 	}
 	readers = append(readers, fin)
+	limit := scale(60 * time.Second)
+	// Every surviving reader must have joined before the final writer
+	// starts: one started just before this phase may still be starting
+	// (a race-detector binary under load takes a while), and joining
+	// From Newest after the final writer's last frame it would wait for
+	// frames that never come (the check below then failed the soak).
+	for _, p := range readers {
+		for until := time.Now().Add(limit); ; {
+			listed := false
+			for _, ri := range r.Inspect().Readers {
+				listed = listed || ri.PID == p.cmd.Process.Pid && !ri.Joining
+			}
+			if listed || exited(p) {
+				break
+			}
+			if time.Now().After(until) {
+				errorf("%s: %s did not join within %v: %+v\n%s", desc, p.name, limit, r.Inspect(), p.stderr.String())
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	const n = 500
 	fw := startWriter(true, n)
-	limit := scale(60 * time.Second)
 	select {
 	case <-fw.done:
 	case <-time.After(limit):
