@@ -234,7 +234,9 @@ func OpenFile(f *os.File, name string) (*Ring, error) {
 // OpenOrCreate opens the named ring if it exists with the same geometry and
 // policy as cfg, and creates it otherwise. created reports which. An
 // existing ring with another geometry is an error wrapping os.ErrExist:
-// remove it first if it is stale.
+// remove it first if it is stale. Without room to create it, it waits up
+// to a second for a ring another process may be creating under the name
+// (and holding the space for) before it reports ErrNoSpace.
 func OpenOrCreate(name string, cfg Config) (r *Ring, created bool, err error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, false, &OpError{"create", name, err}
@@ -257,12 +259,30 @@ func OpenOrCreate(name string, cfg Config) (r *Ring, created bool, err error) {
 		if err == nil {
 			return r, true, nil
 		}
+		if errors.Is(err, ErrNoSpace) && appears(SegmentPath(name, &cfg.Segment)) {
+			continue // another process was creating it, and it holds the space
+		}
 		if !errors.Is(err, os.ErrExist) {
 			return nil, false, err
 		}
 		// Lost a creation race: open what the other process made.
 	}
 	return nil, false, err
+}
+
+// appears reports whether a file shows up at path within readyPolls times
+// 10 ms. A ring another process is creating gets its name only once it is
+// initialised (see createSegment), and until then it holds the space: a
+// second creator that found no name and no room waits this long for it
+// before it reports the lack of space.
+func appears(path string) bool {
+	for i := 0; i < int(readyPolls.Load()); i++ {
+		if _, err := os.Lstat(path); err == nil {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }
 
 // Remove unlinks a named ring's segment.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -403,4 +404,55 @@ func TestRingNamedOnlyOnceInitialised(t *testing.T) {
 		t.Fatalf("OpenOrCreate after a creator died: created %v, %v", created, err)
 	}
 	r3.Close()
+}
+
+// TestOpenOrCreateWhileAnotherCreatesOnFullDir: two processes OpenOrCreate
+// one ring at once in a directory with room for one copy of it. The one
+// that loses finds no name yet (the other's ring gets it only once
+// initialised) and no room to make its own: it must open the other's ring
+// once that is named, as it did when the name came first, not fail with
+// ErrNoSpace.
+func TestOpenOrCreateWhileAnotherCreatesOnFullDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs (run the tests as root, e.g. in the CI container)")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("edgeipc-test", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): run the tests as root with CAP_SYS_ADMIN", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	cfg := Config{Slots: 128, SlotPayload: 4032} // 532 KiB: one fits in 1 MiB, two do not
+	initialising, release := make(chan struct{}), make(chan struct{})
+	defer func() { testHookRingInit = nil }()
+	testHookRingInit = func(string) {
+		testHookRingInit = nil
+		close(initialising)
+		<-release // a large ring takes this long to initialise
+	}
+	type result struct {
+		r       *Ring
+		created bool
+		err     error
+	}
+	first := make(chan result, 1)
+	go func() {
+		r, created, err := OpenOrCreate("both", cfg)
+		first <- result{r, created, err}
+	}()
+	<-initialising
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+	}()
+	r2, created2, err := OpenOrCreate("both", cfg)
+	a := <-first
+	if a.err != nil || !a.created {
+		t.Fatalf("first creator: created %v, %v", a.created, a.err)
+	}
+	defer a.r.Close()
+	if err != nil || created2 {
+		t.Fatalf("OpenOrCreate while another process creates the ring: created %v, %v; want it opened", created2, err)
+	}
+	r2.Close()
 }
