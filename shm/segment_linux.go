@@ -280,6 +280,9 @@ func createSegment(name string, size int, opts *SegmentOptions, init func([]byte
 		return nil, &OpError{"create", name, err}
 	}
 	dir := opts.dir()
+	if err := missingDir(dir); err != nil {
+		return nil, &OpError{"create", name, err}
+	}
 	if err := CheckDir(dir); err != nil {
 		return nil, &OpError{"create", name, err}
 	}
@@ -445,6 +448,16 @@ func CheckDir(dir string) error {
 	return nil
 }
 
+// missingDir returns an error wrapping os.ErrNotExist that names the
+// segment directory dir if it does not exist, else nil.
+func missingDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("segment directory %s does not exist (%w): create it, or check the directory given (SegmentOptions.Dir, EDGEIPC_SHM_DIR, --dir, shm_dir)", dir, &os.PathError{Op: "stat", Path: dir, Err: err})
+	}
+	return nil
+}
+
 // CheckSpace reports whether the filesystem of dir has need bytes free for
 // new segments: nil, or a *NoSpaceError (matching ErrNoSpace) that names
 // both sizes. A filesystem without a size limit (tmpfs with size=0, ramfs)
@@ -485,6 +498,9 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
+			if err := missingDir(opts.dir()); err != nil {
+				return nil, &OpError{"open", name, err}
+			}
 			return nil, &OpError{"open", name, fmt.Errorf("%s does not exist (create it with 'edgeipc ring create %s' or start the runtime): %w", path, name, os.ErrNotExist)}
 		}
 		if errors.Is(err, unix.ELOOP) {

@@ -456,3 +456,20 @@ func TestOpenOrCreateWhileAnotherCreatesOnFullDir(t *testing.T) {
 	}
 	r2.Close()
 }
+
+// TestMissingSegmentDir: a segment directory that does not exist (a typo
+// in SegmentOptions.Dir or EDGEIPC_SHM_DIR) is named as such by Create
+// and Open. Create said only "statfs DIR: no such file or directory", and
+// Open told the user to create the ring, which fails the same way.
+func TestMissingSegmentDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nope")
+	opts := SegmentOptions{Dir: dir}
+	_, err := Create("x", Config{Slots: 4, SlotPayload: 64, Segment: opts})
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "segment directory "+dir+" does not exist") {
+		t.Errorf("Create in a missing directory: %v", err)
+	}
+	_, err = Open("x", &opts)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "segment directory "+dir+" does not exist") {
+		t.Errorf("Open in a missing directory: %v", err)
+	}
+}
