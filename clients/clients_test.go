@@ -1888,3 +1888,98 @@ func TestWriterLeaseAcrossTimeNamespace(t *testing.T) {
 		})
 	}
 }
+
+// qemuUser returns the qemu-user emulator for this machine's own
+// architecture (qemu-x86_64-static on x86-64), which runs a native
+// program as qemu would run a foreign one.
+func qemuUser(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("uname", "-m").Output()
+	if err != nil {
+		t.Fatalf("uname -m: %v", err)
+	}
+	arch := strings.TrimSpace(string(out))
+	switch {
+	case arch == "i686" || arch == "i586" || arch == "i486":
+		arch = "i386"
+	case strings.HasPrefix(arch, "armv"):
+		arch = "arm"
+	}
+	name := "qemu-" + arch + "-static"
+	if p, err := exec.LookPath("qemu-" + arch); err == nil {
+		if _, err := exec.LookPath(name); err != nil {
+			return p
+		}
+	}
+	return testenv.Tool(t, name, "install qemu-user-static")
+}
+
+// pythonExecutable is the python3 interpreter itself (not a wrapper script
+// such as pyenv's shim, which qemu-user cannot run).
+func pythonExecutable(t *testing.T) string {
+	t.Helper()
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	out, err := exec.Command(py, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Fatalf("%s: %v", py, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestForeignHolderUnderQemuUser: qemu-user answers a process's reads of
+// its own /proc/PID/stat with a line of its own making, whose start time
+// (field 22) is qemu's estimate, some ticks off the kernel's. A C or
+// Python writer or reader under qemu-user (an ARM build on an x86 host, as
+// the ARM tests run) stored that estimate next to its PID, and every other
+// process, reading the kernel's start time, took the live holder for a
+// dead one whose PID had been reused: a Go writer took the C or Python
+// writer's lease and wrote beside it, and a block-policy writer would
+// evict the live reader. qemu does not rewrite /proc/PID/task/PID/stat,
+// which shows the same line as the kernel has it (the Go side reads that
+// one). Here the emulated program is a native one run by the emulator for
+// this machine's own architecture: qemu fakes the file the same way.
+func TestForeignHolderUnderQemuUser(t *testing.T) {
+	qemu := qemuUser(t)
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			var producer, consumer []string
+			if im.name == "python" {
+				py := pythonExecutable(t)
+				producer = append([]string{qemu, py}, pythonScript(t, "producer")[1:]...)
+				consumer = append([]string{qemu, py}, pythonScript(t, "consumer")[1:]...)
+			} else {
+				producer = []string{qemu, cBinary(t, "producer")}
+				consumer = []string{qemu, cBinary(t, "consumer")}
+			}
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+			p := start(t, dir, nil, append(producer, "-n", "1", "-p", "0", r.Name())...)
+			p.expect("paused next=0")
+			c := start(t, dir, nil, append(consumer, "-s", "-n", "1", r.Name())...)
+			c.joined()
+			info := r.Inspect()
+			if info.WriterPID != p.cmd.Process.Pid || !info.WriterAlive {
+				t.Errorf("writer under qemu-user: lease pid %d alive %v, want %d alive", info.WriterPID, info.WriterAlive, p.cmd.Process.Pid)
+			}
+			if len(info.Readers) != 1 || info.Readers[0].PID != c.cmd.Process.Pid || !info.Readers[0].Alive {
+				t.Errorf("reader under qemu-user: entries %+v, want pid %d alive", info.Readers, c.cmd.Process.Pid)
+			}
+			if w, err := r.NewWriter(); !errors.Is(err, shm.ErrBusy) {
+				if err == nil {
+					w.Close()
+				}
+				t.Fatalf("Go NewWriter beside a live writer under qemu-user: %v, want ErrBusy", err)
+			}
+			if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			p.expect("wrote first=0 last=0")
+			p.wait()
+			if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			checkFrame(t, c.frame(), 0, 0, r.SlotPayload(), 0)
+			c.expect("done frames=1 lost=0")
+			c.wait()
+		})
+	}
+}

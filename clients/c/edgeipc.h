@@ -285,12 +285,16 @@ static inline long edgeipc__futex_wake(_Atomic uint32_t *addr, int n)
 
 /* ---- process identity and liveness (owner words) ---------------------- */
 
-/* Reads /proc/PID/stat: state letter (field 3), number of threads (field
- * 20) and start time (field 22, low 32 bits). Returns 0 if readable. */
+/* Reads the stat line of PID's main thread, /proc/PID/task/PID/stat (the
+ * line /proc/PID/stat shows): state letter (field 3), number of threads
+ * (field 20) and start time (field 22, low 32 bits). Returns 0 if readable.
+ * Not /proc/PID/stat: qemu-user answers a process's reads of its own with
+ * a line of its own making, whose start time is qemu's estimate, ticks off
+ * the kernel's, and every other process would take this one for dead. */
 static inline int edgeipc__proc_stat(uint32_t pid, char *state, uint32_t *threads, uint32_t *start)
 {
-	char path[40], buf[1024];
-	snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%u/task/%u/stat", (unsigned)pid, (unsigned)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;

@@ -267,10 +267,14 @@ _TSO = platform.machine() in ("x86_64", "amd64", "i386", "i686")
 # ---- process identity -----------------------------------------------------
 
 def _proc_stat(pid):
-    """(state letter, start time low 32 bits, threads) from /proc/PID/stat,
-    or None."""
+    """(state letter, start time low 32 bits, threads) from the stat line of
+    PID's main thread, /proc/PID/task/PID/stat (the line /proc/PID/stat
+    shows), or None. Not /proc/PID/stat: qemu-user answers a process's reads
+    of its own with a line of its own making, whose start time is qemu's
+    estimate, ticks off the kernel's, and every other process would take
+    this one for dead."""
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
+        with open("/proc/%d/task/%d/stat" % (pid, pid), "rb") as f:
             b = f.read()
     except OSError:
         return None
