@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -1281,6 +1282,20 @@ func voluntarySwitches(t *testing.T, pid int) int {
 	return 0
 }
 
+// run32 is the command that runs the 32-bit x86 program bin: bin itself,
+// or, on a kernel built without IA32 emulation (exec fails with "exec
+// format error", as in some VMs), bin under qemu-i386, which hands the
+// program's system calls to the kernel as that kernel would take them from
+// a 32-bit process (its timespec is read as two 32-bit longs).
+func run32(t *testing.T, bin string) []string {
+	t.Helper()
+	err := exec.Command(bin, "-h").Run() // usage: exits 2
+	if !errors.Is(err, syscall.ENOEXEC) {
+		return []string{bin}
+	}
+	return []string{testenv.Tool(t, "qemu-i386-static", "this kernel cannot run 32-bit x86 programs (no IA32 emulation): install qemu-user-static"), bin}
+}
+
 // TestCReader32BitSleeps: the C consumer built for a 32-bit ABI (size_t
 // of 32 bits), also with a 64-bit time_t (-D_TIME_BITS=64, as musl and
 // newer 32-bit ARM distributions have it), sleeps in futex waits of the
@@ -1302,7 +1317,7 @@ func TestCReader32BitSleeps(t *testing.T) {
 			out, err := exec.Command(cc, args...).CombinedOutput()
 			testenv.CanBuild32(t, cc, err, out)
 			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
-			c := start(t, dir, nil, bin, "-n", "1", "-m", "100", r.Name())
+			c := start(t, dir, nil, append(run32(t, bin), "-n", "1", "-m", "100", r.Name())...)
 			if cur := c.joined(); cur != 0 {
 				t.Fatalf("joined at %d, want 0", cur)
 			}
