@@ -1998,3 +1998,76 @@ func TestForeignHolderUnderQemuUser(t *testing.T) {
 		})
 	}
 }
+
+// TestPythonRingCloseClosesReadersAndWriters: Ring.close(), like the Go
+// Ring.Close, first closes the Readers and Writers opened from the ring:
+// it leaves the reader table and releases the writer lease, and their
+// methods then raise RingError. It used to unmap the ring under them:
+// the lease and the reader entry stayed held by the live process (no
+// other writer could take the ring, and a block-policy writer would wait
+// for the reader until the process exited), and Writer.close() afterwards
+// made a compare-and-swap on the unmapped address and killed Python with
+// SIGSEGV.
+func TestPythonRingCloseClosesReadersAndWriters(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	pyDir, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pol := range []shm.Policy{shm.Overwrite, shm.Block} {
+		t.Run(pol.String(), func(t *testing.T) {
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64, Policy: pol})
+			c := start(t, dir, []string{"PYTHONPATH=" + pyDir}, py, "-u", "-c", `import sys
+import edgeipc_ring as er
+ring = er.Ring(sys.argv[1])
+w = ring.writer()
+rd = ring.reader()
+w.write(b"one")
+print("open", flush=True)
+sys.stdin.readline()
+ring.close()
+print("closed", flush=True)
+sys.stdin.readline()
+for what, f in (("write", lambda: w.write(b"two")), ("read", rd.read), ("wait", lambda: rd.wait(0.01)),
+                ("read_wait", lambda: rd.read_wait(0.01)), ("reader", ring.reader), ("writer", ring.writer)):
+    try:
+        f()
+        print(what, "did not raise")
+    except er.RingError as e:
+        print(what, "RingError")
+w.close()
+rd.close()
+ring.close()
+print("done")
+`, r.Name())
+			c.expect("open")
+			if info := r.Inspect(); info.WriterPID != c.cmd.Process.Pid || len(info.Readers) != 1 {
+				t.Fatalf("before ring.close(): writer %d, readers %+v; want the Python process's lease and one entry", info.WriterPID, info.Readers)
+			}
+			if _, err := io.WriteString(c.stdin, "close\n"); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("closed")
+			if info := r.Inspect(); info.WriterPID != 0 || len(info.Readers) != 0 {
+				t.Errorf("after ring.close(): writer pid %d, readers %+v; want the lease released and the entry free", info.WriterPID, info.Readers)
+			}
+			w, err := r.NewWriter()
+			if err != nil {
+				t.Errorf("Go NewWriter after the Python ring was closed: %v", err)
+			} else {
+				if _, err := w.WriteFrame(0, 0, []byte("go")); err != nil {
+					t.Errorf("Go writer after the Python ring was closed: %v", err)
+				}
+				w.Close()
+			}
+			if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			for _, what := range []string{"write", "read", "wait", "read_wait", "reader", "writer"} {
+				c.expect(what + " RingError")
+			}
+			c.expect("done")
+			c.wait()
+		})
+	}
+}

@@ -59,6 +59,7 @@ import mmap
 import os
 import platform
 import time
+import weakref
 from collections import namedtuple
 
 __all__ = [
@@ -388,6 +389,7 @@ class Ring:
         self._mm = None
         self._w = None
         self._cobj = None
+        self._users = weakref.WeakSet()  # open Readers and Writers: close() closes them first
         try:
             # A file shorter than the header is still being created (the
             # creator makes it empty, then sizes and fills it): like magic
@@ -533,8 +535,16 @@ class Ring:
         """Take the writer lease (see Writer)."""
         return Writer(self)
 
+    def _check_open(self):
+        if self._w is None:
+            raise RingError("ring %s is closed" % self.name)
+
     def close(self):
-        """Unmap the ring. Close readers and writers first."""
+        """Close the Readers and Writers opened from the ring (as the Go
+        Ring.Close does: they leave the reader table and release the writer
+        lease; their methods then raise RingError), then unmap the ring."""
+        for u in list(self._users):
+            u.close()
         self._cobj = None
         if self._w is not None:
             self._w.release()
@@ -560,6 +570,7 @@ class Reader:
     reader-table entry; an unregistered reader is invisible to writers."""
 
     def __init__(self, ring, oldest=False, register=None, poll_interval=0.001):
+        ring._check_open()
         self.r = ring
         self.me = os.getpid()
         self.poll_interval = poll_interval
@@ -612,6 +623,7 @@ class Reader:
                 if c2 != c and (c2 - c) & MASK32 < 0x80000000:
                     self.cursor = c2
                     ring._st(self._e + R_CURSOR, c2)
+        ring._users.add(self)
 
     def _start(self, head, oldest):
         """The first frame a reader joining at head reads: head itself
@@ -651,6 +663,8 @@ class Reader:
         """The next frame (a copy), or None if there is none yet. Frames
         overwritten while being copied are dropped and counted as lost."""
         r = self.r
+        if r is None:
+            raise RingError("reader is closed")
         if self.index is not None and r._ld(self._e + R_OWNER) != self.me:
             raise EvictedError("reader entry %d was taken over" % self.index)
         for _ in range(64):
@@ -710,6 +724,8 @@ class Reader:
         10 s, unless set lower), then the head is checked again: a lost
         wake-up costs one late frame, not a reader asleep forever."""
         r = self.r
+        if r is None:
+            raise RingError("reader is closed")
         c = self.cursor
         deadline = None if timeout is None else time.monotonic() + timeout
         while r.head() == c:
@@ -766,6 +782,7 @@ class Reader:
             r._cas(self._e + R_OWNER, self.me, 0)
             if r.policy == BLOCK and r._cas(H_WRITER_WAITING, 1, 0):
                 r._sem_post()
+        r._users.discard(self)
         self.r = None
 
     def __enter__(self):
@@ -793,6 +810,7 @@ class Writer:
         if not _native.ok:
             raise RingError("the writer lease needs compare-and-swap from libatomic (%s); install libatomic1"
                             % _native.why)
+        ring._check_open()
         self.r = None
         self.me = os.getpid()
         ok, got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
@@ -803,6 +821,7 @@ class Writer:
         ring._add(H_LEASE_EPOCH, 1)
         ring._st(H_LEASE_OWNER, self.me)
         self.r = ring
+        ring._users.add(self)
         _native.fence()  # the lease before the loads below
         h = ring.head()
         off = ring._slot(h)
@@ -987,6 +1006,7 @@ class Writer:
             return
         if not r._cas(H_LEASE_OWNER, self.me, 0):
             r._cas(H_LEASE_OWNER, self.me | CLAIM, 0)
+        r._users.discard(self)
         self.r = None
 
     def __enter__(self):
