@@ -2071,3 +2071,35 @@ print("done")
 		})
 	}
 }
+
+// TestForeignOpenRefusesNonRegularFile: a FIFO under a ring's name (anyone
+// may make one in /dev/shm) is not a ring. Go refuses it at once ("not a
+// regular file"); the C and Python consumers opened it, waited a second
+// for a "creator" to size it, and then called it a ring whose creator died
+// and told the user to remove the segment.
+func TestForeignOpenRefusesNonRegularFile(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			argv := im.argv(t, "consumer")
+			dir := t.TempDir()
+			name := fmt.Sprintf("clients-fifo-%d-%d", os.Getpid(), ringSeq.Add(1))
+			if err := syscall.Mkfifo(filepath.Join(dir, shm.FilePrefix+name), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := shm.Open(name, &shm.SegmentOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Fatalf("Go opened the FIFO: %v", err)
+			}
+			c := start(t, dir, nil, append(argv, "-n", "1", name)...)
+			<-c.exited
+			err := <-c.done
+			c.done <- err
+			want := "not an edgeipc ring (bad magic, or not a regular file)"
+			if im.name == "python" {
+				want = "NotRingError: segment is not a regular file"
+			}
+			if msg := c.stderr(); err == nil || !strings.Contains(msg, want) || strings.Contains(msg, "never completed") {
+				t.Fatalf("exit %v, stderr %q; want a failure saying %q (and not that its creator died)", err, msg, want)
+			}
+		})
+	}
+}

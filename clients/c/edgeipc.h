@@ -130,7 +130,7 @@ enum {
 	EDGEIPC_EAGAIN = -1,    /* no frame yet / no space (Try forms) */
 	EDGEIPC_ESYS = -2,      /* system call failed: see errno */
 	EDGEIPC_EINVAL = -3,    /* bad argument or ring name */
-	EDGEIPC_ENOTRING = -4,  /* magic is not "EIPR" (or a semaphore) */
+	EDGEIPC_ENOTRING = -4,  /* magic is not "EIPR" (or a semaphore), or not a regular file */
 	EDGEIPC_ENOTREADY = -5, /* creator never set ready within 1 s */
 	EDGEIPC_EVERSION = -6,  /* ABI version / reader table layout differs */
 	EDGEIPC_ECORRUPT = -7,  /* header or slot violates the ABI */
@@ -150,7 +150,7 @@ static inline const char *edgeipc_strerror(int rc)
 	case EDGEIPC_EAGAIN: return "would block";
 	case EDGEIPC_ESYS: return strerror(errno);
 	case EDGEIPC_EINVAL: return "invalid argument";
-	case EDGEIPC_ENOTRING: return "not an edgeipc ring (bad magic)";
+	case EDGEIPC_ENOTRING: return "not an edgeipc ring (bad magic, or not a regular file)";
 	case EDGEIPC_ENOTREADY: return "ring header never completed (creator died?); remove the segment";
 	case EDGEIPC_EVERSION: return "incompatible ring ABI version or layout";
 	case EDGEIPC_ECORRUPT: return "corrupt shared memory";
@@ -536,6 +536,10 @@ static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 			close(fd);
 			errno = e;
 			return EDGEIPC_ESYS;
+		}
+		if (!S_ISREG(sb.st_mode)) { /* a FIFO under the ring's name: nobody is creating it */
+			close(fd);
+			return EDGEIPC_ENOTRING;
 		}
 		if (sb.st_size >= (off_t)EDGEIPC_MIN_FILE)
 			break;

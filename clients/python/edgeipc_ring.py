@@ -58,6 +58,7 @@ import ctypes.util
 import mmap
 import os
 import platform
+import stat
 import time
 import weakref
 from collections import namedtuple
@@ -129,7 +130,7 @@ class RingError(Exception):
 
 
 class NotRingError(RingError):
-    """The segment is not an edgeipc ring (bad magic, too small, never ready)."""
+    """The segment is not an edgeipc ring (bad magic, not a regular file, too small, never ready)."""
 
 
 class VersionError(RingError):
@@ -395,6 +396,8 @@ class Ring:
             # creator makes it empty, then sizes and fills it): like magic
             # or ready still 0, wait for it, up to 1 s in all.
             deadline = time.monotonic() + 1.0
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO under the ring's name: nobody is creating it
+                raise NotRingError("segment is not a regular file")
             while True:
                 size = os.fstat(fd).st_size
                 if size >= MIN_FILE:
