@@ -2103,3 +2103,46 @@ func TestForeignOpenRefusesNonRegularFile(t *testing.T) {
 		})
 	}
 }
+
+// TestPythonWriterRefusesOutOfRangeFields: a frame's type and flags are
+// u32 (docs/abi.md). Writer.write stored them masked to 32 bits, so a
+// Python int of 2^32+5 went out as type 5 and -1 as 4294967295, without a
+// word; it now raises ValueError and writes nothing.
+func TestPythonWriterRefusesOutOfRangeFields(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	pyDir, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+	c := start(t, dir, []string{"PYTHONPATH=" + pyDir}, py, "-u", "-c", `import sys
+import edgeipc_ring as er
+ring = er.Ring(sys.argv[1])
+w = ring.writer()
+for kw in ({"type": 2**32 + 5}, {"flags": 2**32 + 5}, {"type": -1}, {"flags": -1}, {"type": 1.5}):
+    try:
+        w.write(b"x", **kw)
+        print(kw, "written")
+    except (ValueError, TypeError) as e:
+        print(kw, type(e).__name__)
+print("last", w.write(b"ok", type=2**32 - 1, flags=2**32 - 1))
+w.close()
+ring.close()
+`, r.Name())
+	for _, want := range []string{
+		"{'type': 4294967301} ValueError", "{'flags': 4294967301} ValueError",
+		"{'type': -1} ValueError", "{'flags': -1} ValueError", "{'type': 1.5} TypeError", "last 0",
+	} {
+		c.expect(want)
+	}
+	c.wait()
+	rd, err := r.NewReader(&shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	f, err := rd.TryReadInto(make([]byte, 64))
+	if err != nil || f.Seq != 0 || f.Type != 1<<32-1 || f.Flags != 1<<32-1 || string(f.Data) != "ok" {
+		t.Fatalf("frame %+v, %v; want seq 0, type and flags 2^32-1, data \"ok\"", f, err)
+	}
+}

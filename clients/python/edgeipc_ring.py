@@ -56,6 +56,7 @@ Example::
 import ctypes
 import ctypes.util
 import mmap
+import operator
 import os
 import platform
 import stat
@@ -352,6 +353,15 @@ def holder_alive(owner, start, pidns):
         return True
     # Within a tick: time namespaces whose offsets are not whole ticks.
     return (st[1] - _boot_offset() - start) & MASK32 in (0, 1, MASK32)
+
+
+def _u32(what, v):
+    """v as a u32 field of a frame: an integer from 0 to 2^32-1, else
+    TypeError or ValueError (never silently cut to 32 bits)."""
+    v = operator.index(v)
+    if not 0 <= v <= MASK32:
+        raise ValueError("frame %s %d does not fit a u32 (0 to %d)" % (what, v, MASK32))
+    return v
 
 
 def _valid_name(name):
@@ -957,10 +967,12 @@ class Writer:
 
     def write(self, data, type=0, flags=0, timeout=None):
         """Publish one frame and return its sequence number. Under the block
-        policy wait up to timeout seconds (None: forever) for space."""
+        policy wait up to timeout seconds (None: forever) for space. type
+        and flags are u32: ValueError outside 0 to 2^32-1."""
         r = self.r
         if r is None:
             raise RingError("writer is closed")
+        type, flags = _u32("type", type), _u32("flags", flags)
         data = memoryview(data).cast("B")
         n = len(data)
         if n > r.max_payload:
