@@ -17,5 +17,7 @@
 // The tests (clients_test.go) run the C and Python programs as real
 // processes against rings that Go writes or reads, in a temporary segment
 // directory passed through EDGEIPC_SHM_DIR. They need cc and python3 on
-// PATH and skip, saying so, without them.
+// PATH (and qemu-user-static for the tests that run a client under
+// qemu-user) and skip, saying so, without them; under make test
+// (EDGEIPC_REQUIRE_TOOLS=1) they fail instead.
 package clients
