@@ -659,8 +659,14 @@ class Reader:
         if self.index is None:
             return
         r._st(self._e + R_CURSOR, self.cursor)
-        if r.policy == BLOCK and r._ld(H_WRITER_WAITING) == 1 and r._cas(H_WRITER_WAITING, 1, 0):
-            r._sem_post()
+        if r.policy == BLOCK:
+            # The store must be ordered before the load of writer_waiting
+            # (seq_cst, docs/abi.md), as the writer stores writer_waiting
+            # before it re-reads the cursors: otherwise each may miss the
+            # other and the writer sleeps its 100 ms timeout.
+            self._fence()
+            if r._ld(H_WRITER_WAITING) == 1 and r._cas(H_WRITER_WAITING, 1, 0):
+                r._sem_post()
 
     def _lose(self, n):
         self._pending += n
