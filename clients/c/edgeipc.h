@@ -630,6 +630,9 @@ static inline int edgeipc_open(edgeipc_ring *r, const char *name)
 	return edgeipc_open_owned(r, name, NULL, 0, NULL);
 }
 
+/* Unmaps the ring. Leave its readers and close its writers first: their
+ * reader entries and writer lease stay held by this (live) process
+ * otherwise, and using them afterwards touches unmapped memory. */
 static inline void edgeipc_close(edgeipc_ring *r)
 {
 	if (r->base)
