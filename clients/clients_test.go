@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1293,7 +1294,7 @@ func run32(t *testing.T, bin string) []string {
 	if !errors.Is(err, syscall.ENOEXEC) {
 		return []string{bin}
 	}
-	return []string{testenv.Tool(t, "qemu-i386-static", "this kernel cannot run 32-bit x86 programs (no IA32 emulation): install qemu-user-static"), bin}
+	return []string{testenv.Tool(t, "qemu-i386-static", "this kernel cannot run 32-bit x86 programs (no IA32 emulation): install qemu-user-static"), "-cpu", "max", bin}
 }
 
 // TestCReader32BitSleeps: the C consumer built for a 32-bit ABI (size_t
@@ -1904,10 +1905,12 @@ func TestWriterLeaseAcrossTimeNamespace(t *testing.T) {
 	}
 }
 
-// qemuUser returns the qemu-user emulator for this machine's own
-// architecture (qemu-x86_64-static on x86-64), which runs a native
-// program as qemu would run a foreign one.
-func qemuUser(t *testing.T) string {
+// qemuUser returns the command of the qemu-user emulator for this
+// machine's own architecture (qemu-x86_64-static on x86-64), which runs a
+// native program as qemu would run a foreign one. It names its CPU: when
+// the tests themselves run under qemu for ARM, QEMU_CPU (cortex-a53,
+// arm1176) is in the environment, and the x86 emulator refuses it.
+func qemuUser(t *testing.T) []string {
 	t.Helper()
 	out, err := exec.Command("uname", "-m").Output()
 	if err != nil {
@@ -1923,10 +1926,10 @@ func qemuUser(t *testing.T) string {
 	name := "qemu-" + arch + "-static"
 	if p, err := exec.LookPath("qemu-" + arch); err == nil {
 		if _, err := exec.LookPath(name); err != nil {
-			return p
+			return []string{p, "-cpu", "max"}
 		}
 	}
-	return testenv.Tool(t, name, "install qemu-user-static")
+	return []string{testenv.Tool(t, name, "install qemu-user-static"), "-cpu", "max"}
 }
 
 // pythonExecutable is the python3 interpreter itself (not a wrapper script
@@ -1960,11 +1963,11 @@ func TestForeignHolderUnderQemuUser(t *testing.T) {
 			var producer, consumer []string
 			if im.name == "python" {
 				py := pythonExecutable(t)
-				producer = append([]string{qemu, py}, pythonScript(t, "producer")[1:]...)
-				consumer = append([]string{qemu, py}, pythonScript(t, "consumer")[1:]...)
+				producer = slices.Concat(qemu, []string{py}, pythonScript(t, "producer")[1:])
+				consumer = slices.Concat(qemu, []string{py}, pythonScript(t, "consumer")[1:])
 			} else {
-				producer = []string{qemu, cBinary(t, "producer")}
-				consumer = []string{qemu, cBinary(t, "consumer")}
+				producer = append(slices.Clone(qemu), cBinary(t, "producer"))
+				consumer = append(slices.Clone(qemu), cBinary(t, "consumer"))
 			}
 			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
 			p := start(t, dir, nil, append(producer, "-n", "1", "-p", "0", r.Name())...)
