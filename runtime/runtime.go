@@ -202,7 +202,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := rt.apply(nil, cfg); err != nil {
+	if err := rt.apply(nil, cfg, time.Time{}); err != nil {
 		// apply has removed the rings it created and started nothing.
 		rt.closeControl()
 		return err
@@ -496,6 +496,11 @@ const echoWindow = time.Second
 // to return and the rings to be closed (and removed, as configured).
 const killGrace = time.Second
 
+// drainReserve is how long before shutdown_timeout runs out (a quarter of
+// it, at most) the sinks' drain ends, so that the shutdown still flushes
+// and closes everything within it.
+const drainReserve = time.Second
+
 // shutdown stops sources, drains sinks, closes and (as configured) removes
 // rings and FIFOs, and closes the control server. If that takes longer
 // than timeout, it SIGKILLs the process group of every child still running
@@ -504,10 +509,13 @@ const killGrace = time.Second
 // logged.
 func (rt *Runtime) shutdown(timeout time.Duration, sigc, usr1c, termc <-chan os.Signal) bool {
 	done := make(chan struct{})
+	// Sinks drain for what is left of timeout once sources have stopped,
+	// less drainReserve for the rest (flushing, closing rings).
+	drainBy := time.Now().Add(timeout - min(drainReserve, timeout/4))
 	go func() {
 		defer close(done)
 		empty := &Config{Rings: map[string]*RingConfig{}}
-		if err := rt.apply(nil, empty); err != nil {
+		if err := rt.apply(nil, empty, drainBy); err != nil {
 			rt.log.Error("shutdown", "err", err)
 		}
 	}()
@@ -633,7 +641,7 @@ func (rt *Runtime) doReload() (err error) {
 		return err
 	}
 	var pending *ringsPendingError
-	if err := rt.apply(old, nc); errors.As(err, &pending) {
+	if err := rt.apply(old, nc, time.Time{}); errors.As(err, &pending) {
 		// Applied, except for rings that could not be created (logged).
 	} else if err != nil {
 		err = fmt.Errorf("reload refused, nothing changed: %w", err)
@@ -718,7 +726,11 @@ func (rt *Runtime) needRestart(nc *Config) []string {
 // backoff (retryRings), its sources wait (StateWaiting) and its sources
 // and sinks start once it exists. A reload tries a pending ring again at
 // once, with its new configuration.
-func (rt *Runtime) apply(old, nc *Config) error {
+//
+// The sinks it stops drain until drainBy (the shutdown: what is left of
+// shutdown_timeout), or for reloadDrain once sources have stopped when
+// drainBy is zero (a reload).
+func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 	if old == nil {
 		rt.mu.Lock()
 		if len(rt.rings) > 0 || len(rt.pending) > 0 {
@@ -862,12 +874,16 @@ func (rt *Runtime) apply(old, nc *Config) error {
 			ss.mu.Unlock()
 		}
 	}
+	by := drainBy
+	if by.IsZero() {
+		by = time.Now().Add(reloadDrain)
+	}
 	for _, sk := range stopSink {
 		if sk.stats != nil {
 			sk.ring.stats.CompareAndSwap(sk.stats, nil)
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); sk.stop() }()
+		go func() { defer wg.Done(); sk.stop(by) }()
 	}
 	wg.Wait()
 	// A recorder replaced by one of the same name on the same ring (its
@@ -877,8 +893,23 @@ func (rt *Runtime) apply(old, nc *Config) error {
 	rt.handover = map[string]uint32{}
 	for _, sk := range stopSink {
 		rec, ok := sk.sink.(*Recorder)
+		handover := false
 		if n := wantSink[sk.cfg.Name]; ok && rec.nextOK && n != nil && n.Kind == SinkRecorder && n.Ring == sk.cfg.Ring && !gone[n.Ring] {
 			rt.handover[sk.cfg.Name] = rec.next
+			handover = true
+		}
+		if !ok || rec.left == 0 {
+			continue
+		}
+		// The drain was cut short: say how many frames the file lacks.
+		what := fmt.Sprintf("recorder %s: its drain of ring %s was cut short %%s: %d frames in the ring (from frame %d) were not recorded", sk.cfg.Name, sk.cfg.Ring, rec.left, rec.leftFrom)
+		switch {
+		case !drainBy.IsZero():
+			rt.log.Warn(fmt.Sprintf(what, "by shutdown_timeout")+"; the next run starts at the newest frame", "not_recorded", rec.left)
+		case handover:
+			rt.log.Info(fmt.Sprintf(what, fmt.Sprintf("after %v (a reload's bound)", reloadDrain))+" into the old file; the new one starts at them, and counts those the ring no longer holds in its first record's lost", "not_recorded", rec.left)
+		default:
+			rt.log.Warn(fmt.Sprintf(what, fmt.Sprintf("after %v (a reload's bound)", reloadDrain)), "not_recorded", rec.left)
 		}
 	}
 	rt.mu.Unlock()

@@ -144,8 +144,15 @@ const (
 	sinkBackoffMax = 30 * time.Second
 )
 
-// stop drains the sink (bounded by 2 s) and stops it.
-func (sk *sinkState) stop() {
+// reloadDrain bounds the drain of a sink a reload stops: a reload waits
+// for it, and a recorder replaced by one of the same name on the same
+// ring hands over to it at the first frame it did not record.
+const reloadDrain = 2 * time.Second
+
+// stop drains the sink until by at the latest and stops it. A recorder
+// whose drain by cuts short leaves the count of the frames it did not
+// record in its left.
+func (sk *sinkState) stop(by time.Time) {
 	sk.mu.Lock()
 	cancel, drain, done := sk.cancel, sk.drain, sk.done
 	sk.mu.Unlock()
@@ -153,10 +160,12 @@ func (sk *sinkState) stop() {
 		return
 	}
 	close(drain)
+	t := time.NewTimer(time.Until(by))
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+	case <-t.C:
 	}
+	t.Stop()
 	cancel()
 	<-done
 }
@@ -231,6 +240,10 @@ type Recorder struct {
 	resumeAt uint32
 	next     uint32
 	nextOK   bool
+	// left is, once Run has returned, the count of frames that were in
+	// the ring when its drain began and that it did not read because ctx
+	// ended the drain first (leftFrom is the first of them).
+	left, leftFrom uint32
 
 	corruptLog limiter // "skipped a corrupt slot", at most once a second
 }
@@ -244,6 +257,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// (A run that fails before it joins leaves the next run to start
 	// afresh, as before: not to count what was published meanwhile.)
 	joined := false
+	rec.left = 0
 	if !rec.resume {
 		rec.resume, rec.resumeAt = true, ring.Head()
 		defer func() {
@@ -320,6 +334,21 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	draining := false
 	var end uint32
 	startDrain := func() { draining, end = true, ring.Head() }
+	// stopped returns as ctx ends Run: it leaves in left the frames of
+	// the drain not read (those before resumeAt are in another file).
+	stopped := func() error {
+		if !draining {
+			startDrain()
+		}
+		from := rd.Cursor()
+		if rec.resume && int32(rec.resumeAt-from) > 0 {
+			from = rec.resumeAt
+		}
+		if d := int32(end - from); d > 0 {
+			rec.left, rec.leftFrom = uint32(d), from
+		}
+		return flush()
+	}
 	full := false
 	var corrupt uint32 // slots skipped as corrupt since the last frame read
 	lastFlush, lastCheck := time.Now(), time.Now()
@@ -367,7 +396,10 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			default:
 			}
 		}
-		if ctx.Err() != nil || draining && int32(rd.Cursor()-end) >= 0 {
+		if ctx.Err() != nil {
+			return stopped()
+		}
+		if draining && int32(rd.Cursor()-end) >= 0 {
 			return flush()
 		}
 		var fr shm.Frame
@@ -395,7 +427,10 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, shm.ErrClosed) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return stopped()
+			}
+			if errors.Is(err, shm.ErrClosed) {
 				return flush()
 			}
 			return err
@@ -425,6 +460,9 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			cnt.lost.Add(uint64(fr.Lost))
 			cnt.skipped.Add(1)
 		} else {
+			if testHookRecord != nil {
+				testHookRecord()
+			}
 			binary.LittleEndian.PutUint32(hdr[0:], uint32(RecordHeaderSize+n))
 			binary.LittleEndian.PutUint32(hdr[4:], fr.Seq)
 			binary.LittleEndian.PutUint32(hdr[8:], fr.Type)
@@ -569,6 +607,10 @@ func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
 // afterRecorderScan, if set (by tests), runs when a recorder has checked
 // its file and not yet joined its ring.
 var afterRecorderScan func()
+
+// testHookRecord, if set (by tests), runs before a recorder writes a
+// record: a sleep there stands for a slow disk.
+var testHookRecord func()
 
 // scanWindow is how much of a recorder file wholeRecords reads at once.
 const scanWindow = 64 << 10

@@ -153,7 +153,7 @@ func TestRecorderStopsBesideBusyWriter(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-			case <-time.After(8 * time.Second): // the sink's bound is 2 s
+			case <-time.After(8 * time.Second): // the drain's bound is 9 s (shutdown_timeout less 1 s)
 				quit.Store(true)
 				<-errc
 				t.Fatal("the runtime did not stop within 8 s while a writer kept the recorder's ring busy")
@@ -930,5 +930,83 @@ func TestRecorderNewFileWhenFullMoved(t *testing.T) {
 	}
 	if got := strings.Join(readRecords(t, out), ","); got != "b0,b1" {
 		t.Fatalf("records in the new file %q, want \"b0,b1\"; log:\n%s", got, logb.String())
+	}
+}
+
+// A recorder behind its ring (here a disk made slow by a sleep before
+// every record) drains it on shutdown for what shutdown_timeout leaves,
+// and says how many frames it could not record when that ran out; a
+// reload that removes it drains for 2 s and says the same. The drain was
+// cut at 2 s whatever shutdown_timeout was, and the frames left in the
+// ring were neither recorded nor counted: the next run starts at the
+// newest frame.
+func TestRecorderDrainBoundAndLeftCount(t *testing.T) {
+	const frames = 60 // fewer than the ring's 64 slots: none lost to overwrite
+	for _, tc := range []struct {
+		name     string
+		timeout  string // shutdown_timeout
+		reload   bool   // stop the recorder by a reload that removes it
+		all      bool   // the drain records every frame
+		logWants string
+	}{
+		{"shutdown drains past 2s", "30s", false, true, ""},
+		{"shutdown cut by shutdown_timeout", "2s", false, false, "was cut short by shutdown_timeout"},
+		{"reload cut at 2s", "30s", true, false, "was cut short after 2s (a reload's bound)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			cfgText := strings.Replace(recorderConfig(out, 0), "[runtime]\n", "[runtime]\nshutdown_timeout = \""+tc.timeout+"\"\n", 1)
+			path := e.writeConfig(t, "c.toml", cfgText)
+			cfg, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 60 records at 60 ms each: the drain needs more than 3.6 s.
+			testHookRecord = func() { time.Sleep(60 * time.Millisecond) }
+			t.Cleanup(func() { testHookRecord = nil })
+			rt, logb, stop := inprocConfig(t, cfg)
+			waitReaders(t, rt, "r", 2)
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first uint32
+			for i := range frames {
+				seq, err := w.WriteFrame(1, 0, []byte(fmt.Sprint(i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = seq
+				}
+			}
+			w.Close()
+			if tc.reload {
+				e.writeConfig(t, "c.toml", cfgText[:strings.Index(cfgText, "[[sinks]]")])
+				if err := rt.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := stop(); err != nil {
+				t.Logf("shutdown: %v", err) // its bound, not what is tested here
+			}
+			got := readRecords(t, out)
+			for i, p := range got {
+				if p != fmt.Sprint(i) {
+					t.Fatalf("record %d holds frame %q", i, p)
+				}
+			}
+			log := logb.String()
+			if tc.all {
+				if len(got) != frames || strings.Contains(log, "not recorded") {
+					t.Fatalf("%d of %d frames recorded by the shutdown's drain; log:\n%s", len(got), frames, log)
+				}
+				return
+			}
+			want := fmt.Sprintf("%d frames in the ring (from frame %d) were not recorded", frames-len(got), first+uint32(len(got)))
+			if !strings.Contains(log, tc.logWants) || !strings.Contains(log, want) {
+				t.Fatalf("%d of %d frames recorded; the log does not say %q, %q:\n%s", len(got), frames, tc.logWants, want, log)
+			}
+		})
 	}
 }

@@ -39,9 +39,10 @@ for the rings, the segment directory, group membership, paths in the way)
 is checked when run starts and when it reloads, before anything changes.
 
 Signals: SIGTERM/SIGINT stop the sources (exec children: SIGTERM to each
-child's process group, SIGKILL after its stop_timeout), drain sinks, close
-rings (removing those with remove_on_exit), remove the control queue and
-exit 0. If that takes longer than [runtime] shutdown_timeout (default 10s),
+child's process group, SIGKILL after its stop_timeout), drain sinks (for
+what is left of shutdown_timeout, less 1s; a recorder cut short logs how
+many frames it did not record), close rings (removing those with
+remove_on_exit), remove the control queue and exit 0. If that takes longer than [runtime] shutdown_timeout (default 10s),
 the process groups still running get SIGKILL, the shutdown gets at most 1s
 more, and run exits 1. A second SIGTERM/SIGINT during the shutdown is
 logged and ignored (SIGKILL forces an exit, without cleanup). SIGHUP
