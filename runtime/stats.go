@@ -123,6 +123,7 @@ type statsReader struct {
 	reader bool
 
 	corruptLog limiter // "skipped a corrupt slot", at most once a second
+	evictLog   limiter // "evicted from the reader table", at most once a second
 }
 
 func newStatsReader() *statsReader { return &statsReader{since: time.Now()} }
@@ -162,15 +163,36 @@ func (s *statsReader) run(ctx context.Context, ring *shm.Ring, log *slog.Logger,
 				continue
 			}
 			if errors.Is(err, shm.ErrEvicted) {
+				// A writer freed this reader's entry (it believed it
+				// dead): join again at the newest frame, and count the
+				// frames published since the last one read as lost
+				// (none if the head went back: a new writer restarted
+				// the sequence).
+				from := rd.Cursor()
 				rd.Close()
 				again, err := ring.NewReader(&shm.ReaderOptions{From: shm.Newest})
 				if err != nil {
 					return err // (closing rd again is harmless)
 				}
 				rd = again
+				missed := uint64(0)
+				if d := int32(rd.Cursor() - from); d > 0 {
+					missed = uint64(d)
+				}
+				cnt.lost.Add(missed)
 				s.mu.Lock()
 				s.rd = rd
+				s.cur.lost += missed
 				s.mu.Unlock()
+				if log != nil {
+					if ok, n := s.evictLog.allow(time.Second); ok {
+						more := ""
+						if n > 0 {
+							more = fmt.Sprintf(" (%d more not logged)", n)
+						}
+						log.Warn(fmt.Sprintf("stats reader of ring %s: evicted from the reader table (a writer believed it dead); joined again at the newest frame, %d frames missed counted as lost%s", ring.Name(), missed, more))
+					}
+				}
 				continue
 			}
 			return err

@@ -5,10 +5,13 @@ package runtime
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // A ring's stats reader that is evicted (its reader-table entry freed, as a
@@ -53,5 +56,91 @@ func TestStatsReaderRejoinsAfterEvictionAndLeaves(t *testing.T) {
 	}
 	if held := mine(); len(held) != 0 {
 		t.Fatalf("reader entries %v are still held by this process after the runtime stopped", held)
+	}
+}
+
+// A ring's stats reader that is evicted joins again at the newest frame
+// and counts the frames it missed meanwhile as lost (the lost of
+// "edgeipc ctl sinks" and of the stats line): every frame written is read
+// or counted lost. It joined again without counting them, so frames
+// vanished from its counts.
+func TestStatsReaderCountsFramesMissedWhileEvicted(t *testing.T) {
+	e := newEnv(t)
+	rt, logb, stop := inproc(t, `
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 16
+slot_payload = 64
+`)
+	waitReaders(t, rt, "r", 1)
+	rt.mu.Lock()
+	sk := rt.sinks["stats:r"]
+	rt.mu.Unlock()
+	if sk == nil {
+		t.Fatal("no stats:r sink")
+	}
+	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc.r"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reader table (docs/abi.md): 64-byte entries from offset 256,
+	// each starting with its owner's PID; the cursor is at offset 12.
+	const headerSize, tableStart, entrySize = 8192, 256, 64
+	mem, err := syscall.Mmap(int(f.Fd()), 0, headerSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mem)
+	word := func(i, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[tableStart+entrySize*i+off])) }
+	pid := uint32(os.Getpid())
+	// caughtUp reports whether the stats reader holds an entry whose
+	// cursor is head (it has read everything written).
+	caughtUp := func(head uint32) bool {
+		for i := 0; tableStart+entrySize*(i+1) <= headerSize; i++ {
+			if atomic.LoadUint32(word(i, 0)) == pid && atomic.LoadUint32(word(i, 12)) == head {
+				return true
+			}
+		}
+		return false
+	}
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	written := uint32(0)
+	write := func(n int) {
+		for range n {
+			seq, err := w.WriteFrame(1, 0, []byte("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			written = seq + 1
+		}
+	}
+	write(3)
+	eventually(t, "the stats reader to read the first frames", func() bool { return caughtUp(written) })
+	for i := 0; tableStart+entrySize*(i+1) <= headerSize; i++ {
+		if atomic.LoadUint32(word(i, 0)) == pid {
+			atomic.StoreUint32(word(i, 0), 0) // evicted
+		}
+	}
+	write(5) // it wakes, finds itself evicted and joins again
+	eventually(t, "the stats reader to join again", func() bool { return caughtUp(written) })
+	write(2)
+	eventually(t, "the stats reader to read the last frames", func() bool { return caughtUp(written) })
+	if err := stop(); err != nil { // its counts are final once it stopped
+		t.Fatal(err)
+	}
+	frames, lost := sk.cnt.frames.Load(), sk.cnt.lost.Load()
+	if frames+lost != uint64(written) || lost == 0 {
+		t.Fatalf("%d frames written; the stats reader read %d and counted %d lost", written, frames, lost)
+	}
+	if !strings.Contains(logb.String(), "evicted from the reader table") {
+		t.Fatalf("the eviction is not logged:\n%s", logb.String())
 	}
 }
