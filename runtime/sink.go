@@ -352,6 +352,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	full := false
 	var corrupt uint32 // slots skipped as corrupt since the last frame read
 	lastFlush, lastCheck := time.Now(), time.Now()
+	checkErr := "" // why the path could not be checked last time ("": it could)
 	// flushCheck flushes and, every second, checks that the path still
 	// names the file: one moved away (a rotation: mv env.rec env.rec.1)
 	// or removed goes on being appended to, the frames recorded into a
@@ -367,6 +368,27 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		}
 		lastCheck = time.Now()
 		cur, err := os.Lstat(rec.Path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			// The path cannot be checked (a directory on it replaced
+			// by a file, a permission, a loop of symlinks): that says
+			// nothing of the file, and it may pass. The recorder goes
+			// on appending to its file, as it would if the path still
+			// named it, and checks again in a second; it logs when
+			// the reason changes.
+			if msg := err.Error(); msg != checkErr {
+				checkErr = msg
+				if rec.Log != nil {
+					rec.Log.Warn(fmt.Sprintf("recorder %s: cannot check that the path still names the file recorded to: %v; appending to that file still, checking again every second", rec.Path, err))
+				}
+			}
+			return nil
+		}
+		if checkErr != "" {
+			checkErr = ""
+			if rec.Log != nil {
+				rec.Log.Info(fmt.Sprintf("recorder %s: the path can be checked again", rec.Path))
+			}
+		}
 		if err == nil && os.SameFile(cur, fi) {
 			return nil
 		}

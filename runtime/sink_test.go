@@ -1010,3 +1010,77 @@ func TestRecorderDrainBoundAndLeftCount(t *testing.T) {
 		})
 	}
 }
+
+// A recorder whose path cannot be checked for a reason other than "not
+// found" (here ENOTDIR: the directory on the path moved away and a
+// regular file put in its place) says so, and goes on appending to its
+// file; once the path can be checked again and names the file, nothing
+// changed. It said the path "was removed", closed its file, failed to
+// open a new one and went to backoff, starting again every few seconds.
+func TestRecorderPathUncheckable(t *testing.T) {
+	e := newEnv(t)
+	sub := filepath.Join(e.dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(sub, "rec.bin")
+	rt, logb, stop := inproc(t, recorderConfig(out, 0))
+	waitReaders(t, rt, "r", 2)
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	write := func(prefix string, n int) {
+		for i := range n {
+			if _, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "%s%d", prefix, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rec := func() control.SinkStat {
+		for _, s := range rt.Sinks() {
+			if s.Name == "rec" {
+				return s
+			}
+		}
+		t.Fatal("no sink rec")
+		return control.SinkStat{}
+	}
+	write("a", 5)
+	eventually(t, "5 frames recorded", func() bool { return rec().Frames == 5 })
+	away := sub + ".away"
+	if err := os.Rename(sub, away); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sub, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write("b", 3)
+	eventually(t, "the recorder to check its path", func() bool {
+		l := logb.String()
+		return strings.Contains(l, "cannot check that the path") || strings.Contains(l, "the path was removed")
+	})
+	if l := logb.String(); !strings.Contains(l, "cannot check that the path still names the file recorded to: lstat "+out+": not a directory") {
+		t.Fatalf("the log does not say why the path could not be checked:\n%s", l)
+	}
+	eventually(t, "8 frames recorded", func() bool { return rec().Frames == 8 })
+	if err := os.Remove(sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(away, sub); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "the path can be checked again", 1)
+	write("c", 2)
+	eventually(t, "10 frames recorded", func() bool { return rec().Frames == 10 })
+	if s := rec(); s.Restarts != 0 || s.State != StateRunning || strings.Contains(logb.String(), "recording into a new file") {
+		t.Fatalf("the recorder started a new file or again (%s, %d restarts):\n%s", s.State, s.Restarts, logb.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(readRecords(t, out), ","), "a0,a1,a2,a3,a4,b0,b1,b2,c0,c1"; got != want {
+		t.Fatalf("records %q, want %q", got, want)
+	}
+}
