@@ -962,8 +962,9 @@ func TestRecorderDrainBoundAndLeftCount(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// 60 records at 60 ms each: the drain needs more than 3.6 s.
-			testHookRecord = func() { time.Sleep(60 * time.Millisecond) }
+			// 60 records at 100 ms each: the drain needs more than 6 s, well
+			// past the 2 s of a reload and the 1.5 s of shutdown_timeout = 2s.
+			testHookRecord = func() { time.Sleep(100 * time.Millisecond) }
 			t.Cleanup(func() { testHookRecord = nil })
 			rt, logb, stop := inprocConfig(t, cfg)
 			waitReaders(t, rt, "r", 2)
