@@ -162,6 +162,8 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 			err = derr
 		} else if errors.Is(err, os.ErrPermission) {
 			err = ringDenied(name, &sopts, err)
+		} else if werr := inTheWay(name, &sopts); err != nil && werr != nil {
+			err = werr
 		}
 	} else {
 		r, err = shm.Open(name, &sopts)

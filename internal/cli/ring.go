@@ -231,6 +231,9 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		if derr := segDirMissing(o.segOpts(), err); derr != nil {
 			return derr
 		}
+		if werr := inTheWay(name, o.segOpts()); werr != nil && errors.Is(err, os.ErrExist) {
+			return werr
+		}
 		return tooLarge(err)
 	}
 	defer r.Close()
@@ -589,6 +592,36 @@ func notRing(name string, opts *shm.SegmentOptions, err error) error {
 		}
 	}
 	return err
+}
+
+// inTheWay returns an error naming what is at the named ring's path if it
+// is not a ring (a semaphore, a symbolic link, a FIFO, a directory, a file
+// of unknown content), with the command that removes it, for commands
+// that would create the ring there; nil if the path is free or holds a
+// ring, or holds another user's file that this user may not remove (shm's
+// error names that owner). shm's own hint, 'edgeipc ring rm NAME', refuses
+// all of these without --force, and a directory always.
+func inTheWay(name string, opts *shm.SegmentOptions) error {
+	segs, err := shm.ListSegments(opts)
+	if err != nil {
+		return nil
+	}
+	for _, s := range segs {
+		if s.Name != name || s.Kind == "ring" {
+			continue
+		}
+		if s.UID != os.Geteuid() && os.Geteuid() != 0 {
+			return nil
+		}
+		switch s.Kind {
+		case "directory":
+			return fmt.Errorf("%s is a directory, not a ring, and ring rm does not remove directories: remove it yourself if nothing needs it (rmdir %s), or use another name", s.Path, s.Path)
+		case "symlink":
+			return fmt.Errorf("%s is a symbolic link, not a ring: remove the link (not its target) with 'edgeipc ring rm --force %s%s' if nothing needs it, or use another name", s.Path, name, dirArg(opts))
+		}
+		return fmt.Errorf("%s is %s, not a ring: remove it with 'edgeipc ring rm --force %s%s' if nothing needs it, or use another name", s.Path, kindPhrase(s.Kind), name, dirArg(opts))
+	}
+	return nil
 }
 
 // kindPhrase names a segment kind from shm.ListSegments after "is".

@@ -811,3 +811,49 @@ func TestRingCreateRefusesWorldWritableDir(t *testing.T) {
 		t.Errorf("ring create in a world-writable directory: stderr %q", r.stderr)
 	}
 }
+
+// TestCreateOverNonRingNamesFix: ring create and pub --create of a name
+// taken by something that is not a ring (a semaphore, a FIFO, a symbolic
+// link, a directory) say what it is and give a command that removes it.
+// ring create suggested 'edgeipc ring rm NAME', which refuses all of them
+// (it needs --force, and never removes a directory); pub --create printed
+// shm's open error ("not a regular file", "is a directory").
+func TestCreateOverNonRingNamesFix(t *testing.T) {
+	dir := t.TempDir()
+	path := func(n string) string { return filepath.Join(dir, shm.FilePrefix+n) }
+	sem, fifo, link, sub := uniqueName("sem"), uniqueName("fifo"), uniqueName("link"), uniqueName("dir")
+	s, err := shm.CreateSemaphore(sem, 0, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := syscall.Mkfifo(path(fifo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(t.TempDir(), "target"), path(link)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path(sub), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for n, kind := range map[string]string{sem: "a semaphore segment", fifo: "a FIFO", link: "a symbolic link", sub: "a directory"} {
+		fix := "'edgeipc ring rm --force " + n + " --dir " + dir + "'"
+		if n == sub {
+			fix = "rmdir " + path(sub)
+		}
+		for _, args := range [][]string{{"ring", "create", n}, {"pub", n, "--create"}} {
+			what := strings.Join(args, " ") + " over " + kind
+			r := runCLI(t, "x\n", append(args, "--slots", "2", "--slot-size", "64", "--dir", dir)...)
+			mustCode(t, r, 1, what)
+			if !strings.Contains(r.stderr, path(n)+" is "+kind+", not a ring") || !strings.Contains(r.stderr, fix) {
+				t.Errorf("%s: stderr %q; want it to say what is there and %s", what, r.stderr, fix)
+			}
+		}
+		if n == sub {
+			continue
+		}
+		// The command suggested works, and then the ring can be created.
+		mustCode(t, runCLI(t, "", "ring", "rm", "--force", n, "--dir", dir), 0, "the suggested ring rm --force")
+		mustCode(t, runCLI(t, "", "ring", "create", n, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create after removing "+kind)
+	}
+}
