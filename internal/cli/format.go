@@ -58,18 +58,29 @@ func reparse(env *Env, name string, fs *flag.FlagSet, args []string) ([]string, 
 			}
 			return nil, &ExitError{Code: ExitOK}
 		}
-		return nil, Usagef("%s", flagError(err))
+		return nil, Usagef("%s", flagError(fs, err))
 	}
 	return pos, nil
 }
 
-// flagError is the message of an error from flag.FlagSet.Parse with the
-// flag written --name, as usage lines and help write it, and a one-letter
-// flag written -c, as help lists it (printFlags).
-func flagError(err error) string {
+// flagError is the message of an error from fs.Parse with the flag written
+// --name, as usage lines and help write it, and a one-letter flag written
+// -c, as help lists it (printFlags). Where the flag package says only
+// "parse error" or "value out of range" about a value, it says what the
+// flag takes instead ("want a duration with a unit, such as 500ms, 5s or
+// 1m": '--timeout 5' is the common slip).
+func flagError(fs *flag.FlagSet, err error) string {
 	s := err.Error()
+	if strings.HasPrefix(s, "invalid boolean value ") {
+		// The flag package writes "for -json" here, "for flag -json"
+		// elsewhere.
+		if i := strings.LastIndex(s, " for -"); i >= 0 {
+			s = s[:i] + " for flag -" + s[i+len(" for -"):]
+		}
+	}
+	var flagName string
 	for _, p := range []string{"flag provided but not defined: -", "for flag -", "flag needs an argument: -"} {
-		i := strings.Index(s, p)
+		i := strings.LastIndex(s, p)
 		if i < 0 {
 			continue
 		}
@@ -77,8 +88,35 @@ func flagError(err error) string {
 		if j := strings.IndexAny(name, ": "); j >= 0 {
 			name = name[:j]
 		}
+		flagName = name
 		if len(name) > 1 {
 			s = s[:i+len(p)] + "-" + s[i+len(p):]
+		}
+	}
+	f := fs.Lookup(flagName)
+	if f == nil {
+		return s
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return s
+	}
+	var want string
+	switch g.Get().(type) {
+	case time.Duration:
+		want = "want a duration with a unit, such as 500ms, 5s or 1m"
+	case bool:
+		want = "want true or false"
+	case int, int64, uint, uint64:
+		want = "want a whole number"
+		if strings.HasSuffix(s, ": value out of range") {
+			want = "value out of range"
+		}
+		want += " (" + f.Usage + ")" // "number of slots, a power of two ..."
+	}
+	for _, suffix := range []string{": parse error", ": value out of range"} {
+		if want != "" && strings.HasSuffix(s, suffix) {
+			return strings.TrimSuffix(s, suffix) + ": " + want
 		}
 	}
 	return s

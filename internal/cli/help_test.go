@@ -241,3 +241,28 @@ func TestFlagBeforeCommand(t *testing.T) {
 		t.Errorf("bogus: stderr %q", r.stderr)
 	}
 }
+
+// TestFlagValueErrorsSayWhatFlagTakes: a value the flag package cannot
+// parse is answered with what the flag takes, not only "parse error"
+// ('sub --timeout 5' said 'invalid value "5" for flag --timeout: parse
+// error'), and a bad boolean names the flag as help does (it said "for
+// -json").
+func TestFlagValueErrorsSayWhatFlagTakes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sub", "r", "--timeout", "5"}, `invalid value "5" for flag --timeout: want a duration with a unit, such as 500ms, 5s or 1m` + "\n"},
+		{[]string{"hz", "r", "--window", "1"}, `invalid value "1" for flag --window: want a duration with a unit`},
+		{[]string{"ring", "create", "r", "--slots", "1k"}, `invalid value "1k" for flag --slots: want a whole number (number of slots, a power of two from 2 to 16777216)` + "\n"},
+		{[]string{"pub", "r", "--create", "--slots", "99999999999999999999"}, `for flag --slots: value out of range (with --create: number of slots, a power of two)` + "\n"},
+		{[]string{"ring", "ls", "--json=maybe"}, `invalid boolean value "maybe" for flag --json: want true or false` + "\n"},
+		{[]string{"hz", "r", "--json=2"}, `invalid boolean value "2" for flag --json: want true or false` + "\n"},
+	} {
+		r := runCLI(t, "", c.args...)
+		mustCode(t, r, ExitUsage, strings.Join(c.args, " "))
+		if !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "parse error") {
+			t.Errorf("%s: stderr %q, want it to contain %q", strings.Join(c.args, " "), r.stderr, c.want)
+		}
+	}
+}

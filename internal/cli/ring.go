@@ -175,7 +175,7 @@ func runRing(ctx context.Context, env *Env, _ *flag.FlagSet, args []string) erro
 			fmt.Fprintf(env.Stdout, "\nExamples:\n%s\n", sub.examples)
 			return nil
 		}
-		err = Usagef("%s", flagError(err))
+		err = Usagef("%s", flagError(fs, err))
 	} else if err = sub.run(ctx, env, &o, pos); err == nil {
 		err = outputErr(env)
 	}
