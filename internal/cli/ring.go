@@ -122,6 +122,22 @@ reader (pid, alive, cursor, lag, lost, frames) and totals. A reader
 publishes its frame count every 64 frames (it costs a store to shared
 memory), so FRAMES lags by up to 63: a reader that read fewer shows 0.
 
+ring ls --json prints one array with an object per segment: "name",
+"path", "kind" (ring, semaphore, unknown, symlink, directory, fifo or
+other), "size" (bytes), "mode" (e.g. "0600"), "uid", "gid", "owner",
+"group"; a ring also has "ring": {"slots", "slot_payload", "policy",
+"head", "writer_pid", "writer_alive", "readers", "readers_alive"}, a
+symbolic link "target", and an entry ls could not read "error".
+
+ring inspect --json prints one object: "name", "abi_version", "slots",
+"slot_size", "slot_payload", "policy", "size", "base_seq", "head",
+"frames" (written since base_seq), "writer_pid", "writer_alive",
+"writer_epoch", "sleepers", "ev_sleepers", "readers" (an array, one
+object per reader: "index", "pid", "alive", "cursor", "lag", "lost",
+"frames", "eventfd", and "joining" while one is still joining), "path",
+"mode", "uid", "gid", "owner", "group", and "totals": {"readers",
+"readers_alive", "lost", "max_lag", "reader_frames"}.
+
 ring rm refuses a ring with a live writer or reader, naming their pids,
 and a segment that is not a ring, unless --force: a process using a
 removed ring keeps it, so it never sees a ring created later under the

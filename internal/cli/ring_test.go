@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -855,5 +856,90 @@ func TestCreateOverNonRingNamesFix(t *testing.T) {
 		// The command suggested works, and then the ring can be created.
 		mustCode(t, runCLI(t, "", "ring", "rm", "--force", n, "--dir", dir), 0, "the suggested ring rm --force")
 		mustCode(t, runCLI(t, "", "ring", "create", n, "--slots", "2", "--slot-size", "64", "--dir", dir), 0, "ring create after removing "+kind)
+	}
+}
+
+// TestRingJSONDocumented: every key that 'ring ls --json' and 'ring
+// inspect --json' print, at any depth, is named in 'edgeipc help ring'
+// (the shapes scripts rely on were written down nowhere), and each kind
+// ls reports is listed there.
+func TestRingJSONDocumented(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("doc")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "4", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	w, err := shm.OpenWriter(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	// A symbolic link (target) and a ring too short to open (error).
+	if err := os.Symlink("elsewhere", filepath.Join(dir, shm.FilePrefix+"link")); err != nil {
+		t.Fatal(err)
+	}
+	short := make([]byte, 100)
+	binary.LittleEndian.PutUint32(short, 0x52504945) // the ring magic
+	if err := os.WriteFile(filepath.Join(dir, shm.FilePrefix+"short"), short, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	help := runCLI(t, "", "help", "ring")
+	mustCode(t, help, 0, "help ring")
+	paragraph := func(start string) string {
+		i := strings.Index(help.stdout, start)
+		if i < 0 {
+			t.Fatalf("help ring has no paragraph %q:\n%s", start, help.stdout)
+		}
+		p, _, _ := strings.Cut(help.stdout[i:], "\n\n")
+		return p
+	}
+	var keys func(v any, into map[string]bool)
+	keys = func(v any, into map[string]bool) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				into[k] = true
+				keys(x, into)
+			}
+		case []any:
+			for _, x := range v {
+				keys(x, into)
+			}
+		}
+	}
+	for _, c := range []struct{ para, args string }{
+		{"ring ls --json", "ring ls --json"},
+		{"ring inspect --json", "ring inspect " + name + " --json"},
+	} {
+		r := runCLI(t, "", append(strings.Fields(c.args), "--dir", dir)...)
+		mustCode(t, r, 0, c.args)
+		var v any
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+			t.Fatalf("%s: %v\n%s", c.args, err, r.stdout)
+		}
+		found := map[string]bool{}
+		keys(v, found)
+		doc := paragraph(c.para)
+		for k := range found {
+			if !strings.Contains(doc, `"`+k+`"`) {
+				t.Errorf("%s prints the key %q, which 'edgeipc help ring' does not name:\n%s", c.args, k, doc)
+			}
+		}
+		if c.para == "ring ls --json" {
+			for _, k := range []string{"target", "error", "slot_payload", "readers_alive"} {
+				if !found[k] {
+					t.Errorf("ring ls --json: no %q key in %s", k, r.stdout)
+				}
+			}
+			for _, e := range lsJSON(t, dir) {
+				if !strings.Contains(doc, e.Kind) {
+					t.Errorf("ring ls --json reports kind %q, which help does not list:\n%s", e.Kind, doc)
+				}
+			}
+		}
 	}
 }
