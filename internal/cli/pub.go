@@ -160,6 +160,8 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 		r, err = openOrCreate(name, cfg, explicit)
 		if derr := segDirMissing(&sopts, err); derr != nil {
 			err = derr
+		} else if gerr := notInGroup(o.group, err); gerr != nil {
+			err = gerr
 		} else if errors.Is(err, os.ErrPermission) {
 			err = ringDenied(name, &sopts, err)
 		} else if werr := inTheWay(name, &sopts); err != nil && werr != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,7 +108,8 @@ Subcommands:
 		fmt.Fprintf(&long, "           edgeipc %s\n", s.usage)
 	}
 	long.WriteString(`
-ring create makes the file mode 0600 (only you), or 0660 for --group.
+ring create makes the file mode 0600 (only you), or 0660 for --group, a
+group you are a member of (root may name any).
 --slot-size is the largest payload one frame can carry.
 
 ring ls lists every edgeipc segment with its size, mode and owner, and for
@@ -249,6 +251,9 @@ func ringCreate(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		}
 		if werr := inTheWay(name, o.segOpts()); werr != nil && errors.Is(err, os.ErrExist) {
 			return werr
+		}
+		if gerr := notInGroup(o.group, err); gerr != nil {
+			return gerr
 		}
 		return tooLarge(err)
 	}
@@ -638,6 +643,26 @@ func inTheWay(name string, opts *shm.SegmentOptions) error {
 		return fmt.Errorf("%s is %s, not a ring: remove it with 'edgeipc ring rm --force %s%s' if nothing needs it, or use another name", s.Path, kindPhrase(s.Kind), name, dirArg(opts))
 	}
 	return nil
+}
+
+// notInGroup is the usage error for err, a failure to create a ring for
+// group g (--group), if the kernel refused to give the segment to g
+// because this user is not a member of it (fchown(2) needs membership or
+// CAP_CHOWN); nil otherwise. shm's own message asked "are you a member of
+// it?" and named the group by number only.
+func notInGroup(g string, err error) error {
+	if g == "" || !errors.Is(err, syscall.EPERM) {
+		return nil
+	}
+	gid, lerr := shm.LookupGroup(g)
+	if lerr != nil || gid == os.Getegid() {
+		return nil
+	}
+	if gids, gerr := os.Getgroups(); gerr != nil || slices.Contains(gids, gid) {
+		return nil
+	}
+	return Usagef("bad --group %q: you (uid %d) are not a member of group %s (gid %d), so the ring cannot be given to it: name a group you are in ('id -Gn' lists them), or have your user added to %s and log in again",
+		g, os.Geteuid(), groupName(gid), gid, groupName(gid))
 }
 
 // kindPhrase names a segment kind from shm.ListSegments after "is".

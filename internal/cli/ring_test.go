@@ -943,3 +943,27 @@ func TestRingJSONDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateGroupNotMember: ring create and pub --create with --group of a
+// group the user is not in are usage errors (exit 2) that name the user,
+// the group and the fix; they failed with exit 1 and shm's "fchown to
+// group 0: operation not permitted (are you a member of it?)". Nothing is
+// left behind.
+func TestCreateGroupNotMember(t *testing.T) {
+	dir := stickyDir(t) // uid 65534 may create files there
+	name := uniqueName("grp")
+	for _, args := range [][]string{
+		{"ring", "create", name, "--group", "0", "--slots", "2", "--slot-size", "64", "--dir", dir},
+		{"pub", name, "--create", "--group", "0", "--slots", "2", "--slot-size", "64", "--dir", dir},
+	} {
+		what := strings.Join(args[:3], " ") + " --group 0 as uid 65534"
+		code, _, stderr := runAsNobody(t, dir, args...)
+		if code != ExitUsage || !strings.Contains(stderr, `bad --group "0": you (uid 65534) are not a member of group `) ||
+			!strings.Contains(stderr, "id -Gn") || strings.Contains(stderr, "fchown") {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming the user, the group and the fix", what, code, stderr)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, shm.FilePrefix+name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused ring create left %s: %v", name, err)
+	}
+}
