@@ -158,7 +158,11 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 			printCmdHelp(env.Stdout, c)
 			return ExitOK
 		}
-		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, flagError(fs, err), c.Usage, c.Name)
+		msg := flagError(fs, err)
+		if c.Name == "ring" {
+			msg = ringFlagFirst(args[1:], msg)
+		}
+		fmt.Fprintf(env.Stderr, "edgeipc %s: %s\nusage: edgeipc %s\nrun 'edgeipc help %s' for details\n", c.Name, msg, c.Usage, c.Name)
 		return ExitUsage
 	}
 	if goos != "linux" && !c.AnyOS {

@@ -266,3 +266,27 @@ func TestFlagValueErrorsSayWhatFlagTakes(t *testing.T) {
 		}
 	}
 }
+
+// TestRingFlagBeforeSubcommand: a flag of the ring subcommands written
+// before the subcommand says where it goes, with the command line
+// rewritten; 'edgeipc ring --dir DIR ls' said "flag provided but not
+// defined: --dir", a flag that ring ls has.
+func TestRingFlagBeforeSubcommand(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ring", "--dir", "/run/edgeipc", "ls"}, "flag --dir is before the subcommand: flags go after it ('edgeipc ring ls --dir /run/edgeipc')"},
+		{[]string{"ring", "--json", "inspect", "cam"}, "flag --json is before the subcommand: flags go after it ('edgeipc ring inspect --json cam')"},
+		{[]string{"ring", "--force"}, "flag --force is before the subcommand: flags go after it ('edgeipc ring create|ls|inspect|rm"},
+		// Not a flag of that subcommand, or of any: as before.
+		{[]string{"ring", "--json", "create", "x"}, "flag provided but not defined: --json\n"},
+		{[]string{"ring", "--bogus", "ls"}, "flag provided but not defined: --bogus\n"},
+	} {
+		r := runCLI(t, "", c.args...)
+		mustCode(t, r, ExitUsage, strings.Join(c.args, " "))
+		if !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Errorf("%s: stdout %q stderr %q, want %q", strings.Join(c.args, " "), r.stdout, r.stderr, c.want)
+		}
+	}
+}

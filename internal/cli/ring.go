@@ -205,6 +205,38 @@ func runRing(ctx context.Context, env *Env, _ *flag.FlagSet, args []string) erro
 	return err
 }
 
+// ringFlagFirst is the message for args of "edgeipc ring" that start with
+// a flag of its subcommands ('edgeipc ring --dir /run/edgeipc ls'): the
+// flags belong to the subcommand, after it. The flag package said only
+// "flag provided but not defined: --dir", a flag that ring ls has. Other
+// errors keep msg.
+func ringFlagFirst(args []string, msg string) string {
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") || args[0] == "-" || args[0] == "--" {
+		return msg
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+	has := func(s *ringSub) bool {
+		fs := flag.NewFlagSet(s.name, flag.ContinueOnError)
+		s.flags(fs, new(ringOpts))
+		return fs.Lookup(name) != nil
+	}
+	for i, a := range args {
+		for _, s := range ringSubs {
+			if a == s.name && has(s) {
+				line := append([]string{"edgeipc ring", a}, args[:i]...)
+				line = append(line, args[i+1:]...)
+				return fmt.Sprintf("flag --%s is before the subcommand: flags go after it ('%s')", name, strings.Join(line, " "))
+			}
+		}
+	}
+	if slices.ContainsFunc(ringSubs, has) && !slices.ContainsFunc(args, func(a string) bool {
+		return slices.ContainsFunc(ringSubs, func(s *ringSub) bool { return s.name == a })
+	}) {
+		return fmt.Sprintf("flag --%s is before the subcommand: flags go after it ('edgeipc ring create|ls|inspect|rm [flags] [NAME...]')", name)
+	}
+	return msg
+}
+
 func checkRingName(sub, name string) error {
 	if err := shm.ValidName(name); err != nil {
 		return Usagef("bad ring name %q: use 1 to 200 characters from A-Z a-z 0-9 . _ -, not starting with '.' or '-' (edgeipc %s)", name, sub)
