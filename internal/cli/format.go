@@ -348,6 +348,55 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	}
 }
 
+// ctxWriter makes writes to w (typically stdout, whose write(2) blocks
+// while a pipe is full and cannot be interrupted) give up with ctx.Err()
+// when ctx is cancelled: 'edgeipc sub cam | consumer' must end on SIGTERM
+// even while the consumer reads nothing. The write in progress is
+// abandoned in a helper goroutine; the caller must not use w or the
+// abandoned buffer afterwards (bufio.Writer keeps the error and touches
+// neither; the process is about to exit).
+type ctxWriter struct {
+	ctx  context.Context
+	w    io.Writer
+	req  chan []byte
+	res  chan readResult
+	once sync.Once
+}
+
+func newCtxWriter(ctx context.Context, w io.Writer) *ctxWriter {
+	return &ctxWriter{ctx: ctx, w: w, req: make(chan []byte), res: make(chan readResult, 1)}
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.once.Do(func() {
+		go func() {
+			for {
+				select {
+				case b := <-c.req:
+					n, err := c.w.Write(b)
+					c.res <- readResult{n, err}
+				case <-c.ctx.Done():
+					return
+				}
+			}
+		}()
+	})
+	select {
+	case c.req <- p:
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+	select {
+	case r := <-c.res:
+		return r.n, r.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+}
+
 // removedPoll is how often a reader waiting for frames checks whether its
 // ring was removed.
 const removedPoll = time.Second

@@ -29,7 +29,8 @@ hz reads frames in place without copying them, so it can keep up with
 fast writers; under the block policy it is a reader like any other and
 holds the writer back if it falls behind.
 
-hz exits 0 after --count windows, 130 on SIGINT or SIGTERM, 0 when the
+hz exits 0 after --count windows, 130 on SIGINT or SIGTERM (also while a
+consumer that reads nothing holds up its output), 0 when the
 reader of its output goes away ('edgeipc hz cam0 --json | head -3', noticed
 at the end of the window), and 1 if the ring is removed while it measures
 (a window without frames on a ring whose file is gone and whose writer is
@@ -92,7 +93,10 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
 	quietEPIPE()
-	err = hzLoop(ctx, env, rd, name, window, count, asJSON, gone)
+	// A write blocked on a full pipe ends with SIGINT or SIGTERM too.
+	wenv := *env
+	wenv.Stdout = newCtxWriter(ctx, env.Stdout)
+	err = hzLoop(ctx, &wenv, rd, name, window, count, asJSON, gone)
 	if outputGone(err) {
 		return nil // `edgeipc hz cam | head -3`: done, not failed
 	}

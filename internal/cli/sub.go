@@ -39,7 +39,8 @@ length beyond the slot: a buggy writer, or another process writing the
 segment) is skipped and reported on stderr (the first 10, then a count at
 exit); sub carries on with the next frame.
 
-sub exits 0 after --count frames, 130 on SIGINT or SIGTERM, and 1 with a
+sub exits 0 after --count frames, 130 on SIGINT or SIGTERM (also while
+a consumer that reads nothing holds up its output), and 1 with a
 message if --timeout passes without a frame arriving (the timeout starts
 again after every frame) or if the ring is removed while sub waits (no
 frame can arrive on a removed ring once its writer is gone). When the
@@ -96,7 +97,10 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	gone := newRemovedWatch(rd.Ring())
 	quietEPIPE()
 	stdout := stdoutFile(env.Stdout)
-	err = subCopy(ctx, env, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
+	// A write blocked on a full pipe ends with SIGINT or SIGTERM too.
+	wenv := *env
+	wenv.Stdout = newCtxWriter(ctx, env.Stdout)
+	err = subCopy(ctx, &wenv, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
 	if outputGone(err) {
 		return nil // `edgeipc sub cam | head -1`: done, not failed
 	}
