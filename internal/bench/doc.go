@@ -24,7 +24,8 @@
 //     commit makes. go-spin and go-spin-ts (gospin.go) are c-spin and
 //     c-spin-ts written in Go, compared with them: the language's share of
 //     ring-spin's distance from C, apart from the ring's. Without a C
-//     compiler the results say "no C compiler: ratios unavailable".
+//     compiler the results say "no C compiler: ratios unavailable" and the
+//     C cases are skipped, as they are with Options.NoC.
 //
 // # Kernel and privileges
 //

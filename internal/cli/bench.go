@@ -40,7 +40,8 @@ go-spin-ts are c-spin and c-spin-ts written in Go, without a ring: they
 split ring-spin's distance from C into what Go costs here (go-spin against
 c-spin) and what the ring adds (ring-spin against go-spin-ts). Without a C
 compiler (cc, or the one $CC names) the results say "no C compiler:
-ratios unavailable".
+ratios unavailable" and the C cases are skipped, as with --no-c; neither
+is a failure.
 
 ring-stream uses the block policy, so nothing is lost (the "lost" field
 proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:

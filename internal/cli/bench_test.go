@@ -182,3 +182,36 @@ func procsWhere(t *testing.T, file string, keep func([]byte) bool) []int {
 	}
 	return out
 }
+
+// TestBenchWithoutC runs a C case and a Go case with --no-c, and again
+// with $CC naming no compiler, and checks that bench exits 0 with the C
+// case skipped and the reason given: both exited 1, the C case reported
+// as failed, so `edgeipc bench --no-c` and a bench on a device without
+// gcc always failed.
+func TestBenchWithoutC(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"", []string{"--no-c"}, "skipped: C baselines not run (--no-c)"},
+		{"CC=" + t.TempDir() + "/no-such-cc", nil, "skipped: no C compiler"},
+	} {
+		args := append([]string{"bench", "--case", "c-futex,pipe", "--size", "64", "--iters", "20"}, c.args...)
+		cmd := cliCmd(t, t.TempDir(), args...)
+		if c.env != "" {
+			cmd.Env = append(cmd.Env, c.env)
+		}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		code := waitCmd(t, cmd)
+		if code != 0 || strings.Contains(out.String(), "ERROR") || !strings.Contains(out.String(), c.want) ||
+			!strings.Contains(out.String(), "pipe ") {
+			t.Errorf("%s edgeipc %s: exit %d, want 0, c-futex %q and pipe measured\nstdout: %s\nstderr: %s",
+				c.env, strings.Join(args, " "), code, c.want, out.String(), errb.String())
+		}
+	}
+}
