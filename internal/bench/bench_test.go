@@ -245,3 +245,22 @@ func TestSummarizeFailures(t *testing.T) {
 		t.Error("a single round has a summary")
 	}
 }
+
+// TestCCWithArguments runs a C baseline with $CC naming a compiler and an
+// argument, as make's CC may ("ccache gcc", "gcc -m32"): such a CC was
+// looked up whole on $PATH and reported as no compiler.
+func TestCCWithArguments(t *testing.T) {
+	testenv.Tool(t, "cc", "install gcc: the C baselines need it")
+	t.Setenv("CC", "cc -Wall")
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var rs []Result
+	opts := Options{Cases: []string{"c-futex"}, Sizes: []int{64}, Iters: 20, Stderr: os.Stderr}
+	if err := Run(ctx, opts, func(r Result) { rs = append(rs, r) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Error != "" || rs[0].Skipped != "" || rs[0].RTTP50 <= 0 {
+		t.Fatalf("c-futex with CC=%q: %+v, want it measured", os.Getenv("CC"), rs)
+	}
+}

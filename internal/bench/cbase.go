@@ -33,10 +33,13 @@ type cBuild struct {
 // buildC compiles every embedded C program with `cc -O2` into dir.
 func buildC(ctx context.Context, dir string) *cBuild {
 	b := &cBuild{dir: dir}
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "cc"
+	// $CC may carry arguments ("ccache gcc", "gcc -m32"), as make's does:
+	// looked up whole, such a CC was reported as no compiler at all.
+	ccArgs := strings.Fields(os.Getenv("CC"))
+	if len(ccArgs) == 0 {
+		ccArgs = []string{"cc"}
 	}
+	cc := ccArgs[0]
 	if _, err := exec.LookPath(cc); err != nil {
 		b.err = ErrNoCompiler
 		return b
@@ -66,9 +69,10 @@ func buildC(ctx context.Context, dir string) *cBuild {
 			continue
 		}
 		out := filepath.Join(dir, strings.TrimSuffix(e.Name(), ".c"))
-		cmd := exec.CommandContext(ctx, cc, "-O2", "-o", out, filepath.Join(dir, e.Name()))
+		args := append(ccArgs[1:len(ccArgs):len(ccArgs)], "-O2", "-o", out, filepath.Join(dir, e.Name()))
+		cmd := exec.CommandContext(ctx, cc, args...)
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("%s -O2 %s failed: %v: %s (ratios unavailable)", cc, e.Name(), err, bytes.TrimSpace(msg))
+			b.err = fmt.Errorf("%s -O2 %s failed: %v: %s (ratios unavailable)", strings.Join(ccArgs, " "), e.Name(), err, bytes.TrimSpace(msg))
 			return b
 		}
 	}
