@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +31,60 @@ var ErrNoCompiler = errors.New("no C compiler: ratios unavailable (install gcc, 
 type cBuild struct {
 	dir string
 	err error
+	// skip: the C cases are skipped with err (no compiler for this
+	// machine), not failed.
+	skip bool
+}
+
+// elfArch is the ELF machine of each GOARCH the C baselines are checked
+// against, with a compiler to suggest.
+var elfArch = map[string]struct {
+	machine uint16
+	cc      string
+}{
+	"amd64":   {62, "x86_64-linux-gnu-gcc"},
+	"386":     {3, "gcc -m32"},
+	"arm64":   {183, "aarch64-linux-gnu-gcc -static"},
+	"arm":     {40, "arm-linux-gnueabihf-gcc -static"},
+	"riscv64": {243, "riscv64-linux-gnu-gcc -static"},
+}
+
+// elfMachineNames names the ELF machines of elfArch for messages.
+var elfMachineNames = map[uint16]string{62: "x86-64", 3: "386", 183: "arm64", 40: "arm", 243: "riscv"}
+
+// checkArch returns an error if the program at path is not an ELF
+// executable for the machine this process runs as. Under qemu-user (an
+// arm64 edgeipc on an x86-64 host) cc builds programs for the host: their
+// figures are native ones, and Go/C ratios against them meaningless.
+func checkArch(path, cc string) error {
+	want, ok := elfArch[runtime.GOARCH]
+	if !ok {
+		return nil // no figure to check against
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var hdr [20]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil || string(hdr[:4]) != "\x7fELF" {
+		return fmt.Errorf("%s built %s, which is not an ELF program", cc, path)
+	}
+	var m uint16
+	if hdr[5] == 2 { // ELFDATA2MSB
+		m = binary.BigEndian.Uint16(hdr[18:])
+	} else {
+		m = binary.LittleEndian.Uint16(hdr[18:])
+	}
+	if m == want.machine {
+		return nil
+	}
+	got, ok := elfMachineNames[m]
+	if !ok {
+		got = fmt.Sprintf("ELF machine %d", m)
+	}
+	return fmt.Errorf("no C compiler for %s: %s builds %s programs (is edgeipc running under an emulator?): "+
+		"ratios unavailable (set CC to a compiler for %s, e.g. CC='%s')", runtime.GOARCH, cc, got, runtime.GOARCH, want.cc)
 }
 
 // buildC compiles every embedded C program with `cc -O2` into dir.
@@ -41,7 +98,7 @@ func buildC(ctx context.Context, dir string) *cBuild {
 	}
 	cc := ccArgs[0]
 	if _, err := exec.LookPath(cc); err != nil {
-		b.err = ErrNoCompiler
+		b.err, b.skip = ErrNoCompiler, true
 		return b
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -75,6 +132,10 @@ func buildC(ctx context.Context, dir string) *cBuild {
 			b.err = fmt.Errorf("%s -O2 %s failed: %v: %s (ratios unavailable)", strings.Join(ccArgs, " "), e.Name(), err, bytes.TrimSpace(msg))
 			return b
 		}
+		if err := checkArch(out, strings.Join(ccArgs, " ")); err != nil {
+			b.err, b.skip = err, true
+			return b
+		}
 	}
 	return b
 }
@@ -102,7 +163,7 @@ func (h *harness) runCProg(ctx context.Context, prog string, size int, extra ...
 	if h.cc == nil {
 		return o, skipf("C baselines not run (--no-c)")
 	}
-	if errors.Is(h.cc.err, ErrNoCompiler) {
+	if h.cc.skip {
 		return o, skipf("%v", h.cc.err)
 	}
 	if h.cc.err != nil {

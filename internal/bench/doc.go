@@ -25,7 +25,9 @@
 //     c-spin-ts written in Go, compared with them: the language's share of
 //     ring-spin's distance from C, apart from the ring's. Without a C
 //     compiler the results say "no C compiler: ratios unavailable" and the
-//     C cases are skipped, as they are with Options.NoC.
+//     C cases are skipped, as they are with Options.NoC; a compiler that
+//     builds for another machine (the host's under qemu-user) counts as
+//     none.
 //
 // # Kernel and privileges
 //

@@ -41,7 +41,9 @@ split ring-spin's distance from C into what Go costs here (go-spin against
 c-spin) and what the ring adds (ring-spin against go-spin-ts). Without a C
 compiler (cc, or the one $CC names) the results say "no C compiler:
 ratios unavailable" and the C cases are skipped, as with --no-c; neither
-is a failure.
+is a failure. A compiler that builds for another machine (the host's cc
+when an ARM edgeipc runs under qemu-user) counts as none: set CC to one
+for this machine, e.g. CC='aarch64-linux-gnu-gcc -static'.
 
 ring-stream uses the block policy, so nothing is lost (the "lost" field
 proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:
