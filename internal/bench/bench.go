@@ -374,6 +374,13 @@ func (h *harness) pingPong(rt func() error) ([]int64, error) {
 	return samples, nil
 }
 
+// p99Index is the index of the 99th percentile in n sorted samples, by
+// nearest rank: the ceil(0.99 n)-th smallest. n*99/100 was one past it
+// (of 100 samples, the largest). common.h's p99_index is the same.
+func p99Index(n int) int {
+	return (n*99+99)/100 - 1
+}
+
 func fillRTT(r *Result, s []int64) {
 	n := len(s)
 	if n == 0 {
@@ -381,7 +388,7 @@ func fillRTT(r *Result, s []int64) {
 	}
 	r.Iters = int64(n)
 	r.RTTP50 = s[n/2]
-	r.RTTP99 = s[n*99/100]
+	r.RTTP99 = s[p99Index(n)]
 	r.RTTMin = s[0]
 }
 

@@ -303,3 +303,55 @@ func TestCCForAnotherArch(t *testing.T) {
 		t.Fatalf("got %+v\nwant c-futex skipped and pipe without a ratio, both saying %q", rs, want)
 	}
 }
+
+// TestP99 checks the 99th percentile of the Go cases and of the C
+// baselines (a C program built from common.h, as the baselines are): by
+// nearest rank, the ceil(0.99 n)-th smallest sample. Both took index
+// n*99/100, one past it: of 100 round trips, "p99" was the slowest.
+func TestP99(t *testing.T) {
+	cases := []struct{ n, want int }{{1, 0}, {2, 1}, {99, 98}, {100, 98}, {101, 99}, {1000, 989}, {1 << 20, 1038090}}
+	for _, c := range cases {
+		s := make([]int64, c.n)
+		for i := range s {
+			s[i] = int64(i)
+		}
+		var r Result
+		fillRTT(&r, s)
+		if r.RTTP99 != int64(c.want) {
+			t.Errorf("Go: p99 of %d samples is index %d, want %d", c.n, r.RTTP99, c.want)
+		}
+	}
+
+	cc := testenv.Tool(t, "cc", "install gcc: the C baselines need it")
+	dir := t.TempDir()
+	hdr, err := cSources.ReadFile("c/common.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := `#include "common.h"
+int main(int argc, char **argv) {
+	for (int i = 1; i < argc; i++)
+		printf("%ld\n", p99_index(atol(argv[i])));
+	return 0;
+}
+`
+	for name, data := range map[string][]byte{"common.h": hdr, "p99.c": []byte(prog)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(cc, "-O2", "-o", filepath.Join(dir, "p99"), filepath.Join(dir, "p99.c")).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+	var args, want []string
+	for _, c := range cases {
+		args, want = append(args, fmt.Sprint(c.n)), append(want, fmt.Sprint(c.want))
+	}
+	out, err := exec.Command(filepath.Join(dir, "p99"), args...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(out)); !slices.Equal(got, want) {
+		t.Errorf("C: p99 indexes of %v samples are %v, want %v", args, got, want)
+	}
+}

@@ -99,6 +99,10 @@ static void *shared(size_t n) {
 	return p;
 }
 
+/* p99_index: the 99th percentile of n sorted samples by nearest rank, the
+ * ceil(0.99 n)-th smallest (bench.go's p99Index). */
+static __attribute__((unused)) long p99_index(long n) { return (n * 99 + 99) / 100 - 1; }
+
 static int cmp64(const void *a, const void *b) {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 	return x < y ? -1 : x > y;
@@ -138,7 +142,7 @@ static __attribute__((unused)) void pingpong(struct args *a, void (*rt)(uint32_t
 	stop();
 	qsort(s, n, sizeof s[0], cmp64);
 	printf("{\"iters\":%ld,\"rtt_p50_ns\":%lld,\"rtt_p99_ns\":%lld,\"rtt_min_ns\":%lld}\n", n,
-	       (long long)s[n / 2], (long long)s[(n * 99) / 100], (long long)s[0]);
+	       (long long)s[n / 2], (long long)s[p99_index(n)], (long long)s[0]);
 	free(s);
 }
 
