@@ -392,14 +392,29 @@ func fillRTT(r *Result, s []int64) {
 	r.RTTMin = s[0]
 }
 
-func fillRate(r *Result, frames int64, ns int64, size int) {
+func tooFewFrames(n int64) error {
+	return skipf("%d frame(s) streamed: a rate needs 2 or more (raise --iters or --duration)", n)
+}
+
+// fillRate sets the rate of a stream whose consumer received frames
+// frames, the first ns before the end. The clock starts when the first
+// frame has arrived, so frames-1 of them arrived in ns: counting all of
+// them overstated the rate by frames/(frames-1) (1.5x for --iters 3), and
+// a single frame (--iters 1, or 64m frames for a short --duration) gave
+// an absurd rate. Fewer than two frames is a skip that says so. c/ring.c
+// counts the same way.
+func fillRate(r *Result, frames int64, ns int64, size int) error {
 	r.Frames = frames
+	if frames < 2 {
+		return tooFewFrames(frames)
+	}
 	if ns <= 0 {
 		ns = 1
 	}
 	secs := float64(ns) / 1e9
-	r.FramesPerS = float64(frames) / secs
-	r.BytesPerS = float64(frames) * float64(size) / secs
+	r.FramesPerS = float64(frames-1) / secs
+	r.BytesPerS = float64(frames-1) * float64(size) / secs
+	return nil
 }
 
 // segmentBase is where the temporary segment directory goes: real shared

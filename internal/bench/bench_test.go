@@ -355,3 +355,33 @@ int main(int argc, char **argv) {
 		t.Errorf("C: p99 indexes of %v samples are %v, want %v", args, got, want)
 	}
 }
+
+// TestStreamOneFrame streams a single frame through every kind of stream
+// (ring, pipe, socket, FIFO, the C ring) and checks that each is skipped
+// saying a rate needs two frames: the clock starts when the first frame
+// is in, and counting that frame too gave one frame over next to no time,
+// an absurd rate (and overstated every rate by frames/(frames-1)).
+func TestStreamOneFrame(t *testing.T) {
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	t.Setenv(childEnv, "peer")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var rs []Result
+	opts := Options{Cases: []string{"ring-stream", "pipe-stream", "unix-stream", "fifo"}, Sizes: []int{64}, Iters: 1,
+		Exe: os.Args[0], ChildArgs: []string{}, Stderr: os.Stderr}
+	if err := Run(ctx, opts, func(r Result) { rs = append(rs, r) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 6 {
+		t.Errorf("got %d results, want 6 (c-ring and c-ring-ts, and the 4 cases)", len(rs))
+	}
+	for _, r := range rs {
+		t.Logf("%s", r.JSON())
+		if r.Impl == "c" && strings.HasPrefix(r.Skipped, "no C compiler") {
+			continue // no cc, or one for the host under qemu-user
+		}
+		if r.Error != "" || r.FramesPerS != 0 || !strings.Contains(r.Skipped, "1 frame(s) streamed: a rate needs 2 or more") {
+			t.Errorf("%s with one frame: %+v, want it skipped saying a rate needs 2 frames", r.Case, r)
+		}
+	}
+}

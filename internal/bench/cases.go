@@ -328,8 +328,7 @@ func ringStream(ctx context.Context, h *harness, size int) (Result, error) {
 	}
 	lost := int64(rd.Stats().Lost)
 	r.Lost = &lost
-	fillRate(&r, frames, t1-t0, size)
-	return r, nil
+	return r, fillRate(&r, frames, t1-t0, size)
 }
 
 // produceLoop calls write until the frame count or the duration is reached.
@@ -563,8 +562,7 @@ func pipeStream(ctx context.Context, h *harness, size int) (Result, error) {
 	if err := p.wait(10 * time.Second); err != nil {
 		return r, err
 	}
-	fillRate(&r, n, ns, size)
-	return r, nil
+	return r, fillRate(&r, n, ns, size)
 }
 
 func pipeProduce(ctx context.Context, c *childCfg) error {
@@ -596,8 +594,7 @@ func unixStream(ctx context.Context, h *harness, size int) (Result, error) {
 	if err := p.wait(10 * time.Second); err != nil {
 		return r, err
 	}
-	fillRate(&r, n, ns, size)
-	return r, nil
+	return r, fillRate(&r, n, ns, size)
 }
 
 func unixProduce(ctx context.Context, c *childCfg) error {
@@ -664,8 +661,7 @@ func fifoStream(ctx context.Context, h *harness, size int) (Result, error) {
 	if err := p.wait(10 * time.Second); err != nil {
 		return r, err
 	}
-	fillRate(&r, n, ns, size)
-	return r, nil
+	return r, fillRate(&r, n, ns, size)
 }
 
 func fifoProduce(ctx context.Context, c *childCfg) error {

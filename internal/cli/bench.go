@@ -22,7 +22,8 @@ func init() {
 		Long: `bench runs each case between two processes: this binary re-executes itself
 as the peer. Ping-pong cases report the round-trip time (p50 and p99 over
 the measured iterations, after a warm-up of a tenth of the run); streaming
-cases report frames and bytes per second seen by the consumer.
+cases report frames and bytes per second seen by the consumer, timed from
+the arrival of the first frame (a run of one frame is skipped: no rate).
 
 Cases:
 ` + bench.CaseHelp() + `
