@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +33,12 @@ var DefaultSizes = []int{64, 4 << 10, 64 << 10, 1 << 20}
 const DefaultDuration = time.Second
 
 // maxSamples bounds the round trips recorded per ping-pong case in
-// duration mode (8 MiB of samples).
-const maxSamples = 1 << 20
+// duration mode (8 MiB of samples); a variable for the tests.
+var maxSamples = 1 << 20
+
+// maxRoundTrips bounds a ping-pong case in duration mode: go-spin and the
+// C baselines number round trips with 32 bits, 0xffffffff meaning stop.
+const maxRoundTrips = 1<<32 - 2
 
 // Options selects what Run measures.
 type Options struct {
@@ -351,21 +356,33 @@ func (h *harness) pingPong(rt func() error) ([]int64, error) {
 		d := int64(h.opts.Duration)
 		start := shm.Now()
 		warm := start + d/10
-		for shm.Now() < warm {
+		calls := int64(0)
+		for shm.Now() < warm && calls < maxRoundTrips {
 			if err := rt(); err != nil {
 				return nil, err
 			}
+			calls++
 		}
+		// Measure for the whole duration: once maxSamples are recorded,
+		// each further round trip replaces a random one (reservoir
+		// sampling), so the percentiles cover the run. The loop used to
+		// stop at maxSamples, after about 0.3 s of a fast case, whatever
+		// --duration said. common.h does the same.
 		samples = make([]int64, 0, maxSamples)
 		end := shm.Now() + d
-		for len(samples) < maxSamples {
+		for seen := int64(1); ; seen++ {
 			t0 := shm.Now()
 			if err := rt(); err != nil {
 				return nil, err
 			}
 			t1 := shm.Now()
-			samples = append(samples, t1-t0)
-			if t1 >= end {
+			calls++
+			if len(samples) < maxSamples {
+				samples = append(samples, t1-t0)
+			} else if j := rand.Int64N(seen); j < int64(maxSamples) {
+				samples[j] = t1 - t0
+			}
+			if t1 >= end || calls >= maxRoundTrips {
 				break
 			}
 		}

@@ -385,3 +385,50 @@ func TestStreamOneFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationHonoured runs a Go and a C ping-pong for --duration 2s and
+// checks that each measured for at least that long (a lower bound from
+// the duration asked for, not a speed): both stopped once they had
+// recorded their maximum of samples (1Mi; 64 here for the Go case), after
+// a fraction of a second of a fast case, whatever --duration said.
+func TestDurationHonoured(t *testing.T) {
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	t.Setenv(childEnv, "peer")
+	defer func(n int) { maxSamples = n }(maxSamples)
+	maxSamples = 64
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const d = 2 * time.Second
+	var rs []Result
+	var at []time.Time
+	opts := Options{Cases: []string{"ring-wait", "c-spin"}, Sizes: []int{64}, Duration: d,
+		Exe: os.Args[0], ChildArgs: []string{}, Stderr: os.Stderr}
+	err := Run(ctx, opts, func(r Result) {
+		rs = append(rs, r)
+		at = append(at, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// c-futex (ring-wait's baseline), ring-wait, c-spin.
+	if len(rs) != 3 || rs[1].Case != "ring-wait" || rs[2].Case != "c-spin" {
+		t.Fatalf("got %+v, want c-futex, ring-wait, c-spin", rs)
+	}
+	for i := 1; i <= 2; i++ {
+		r := rs[i]
+		t.Logf("%s", r.JSON())
+		if r.Impl == "c" && strings.HasPrefix(r.Skipped, "no C compiler") {
+			continue
+		}
+		if r.Error != "" || r.Skipped != "" {
+			t.Errorf("%s: %+v", r.Case, r)
+			continue
+		}
+		if took := at[i].Sub(at[i-1]); took < d {
+			t.Errorf("%s took %v with --duration %v: it stopped measuring early", r.Case, took, d)
+		}
+	}
+	if rs[1].Iters != 64 {
+		t.Errorf("ring-wait recorded %d samples, want maxSamples (64)", rs[1].Iters)
+	}
+}

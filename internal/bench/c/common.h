@@ -117,7 +117,8 @@ static __attribute__((unused)) void pingpong(struct args *a, void (*rt)(uint32_t
 		die("malloc");
 	long warm = a->iters > 0 ? a->iters / 10 + 10 : 0;
 	int64_t t_start = now_ns(), warm_until = t_start + a->duration / 10, end = warm_until + a->duration;
-	long n = 0;
+	long n = 0, seen = 0;
+	uint64_t rnd = (uint64_t)t_start | 1; /* xorshift64 state */
 	uint32_t i = 1;
 	for (;; i++) {
 		int64_t t0 = now_ns();
@@ -134,8 +135,19 @@ static __attribute__((unused)) void pingpong(struct args *a, void (*rt)(uint32_t
 		} else {
 			if (t1 < warm_until)
 				continue;
-			s[n++] = t1 - t0;
-			if (n == cap || t1 >= end)
+			/* Past cap samples, each round trip replaces a random one
+			 * (reservoir sampling, as bench.go's pingPong): the run lasts
+			 * DURATION_NS however fast it is. */
+			seen++;
+			if (n < cap) {
+				s[n++] = t1 - t0;
+			} else {
+				rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+				uint64_t j = rnd % (uint64_t)seen;
+				if (j < (uint64_t)cap)
+					s[j] = t1 - t0;
+			}
+			if (t1 >= end || i == STOP - 1) /* i must not reach STOP */
 				break;
 		}
 	}
