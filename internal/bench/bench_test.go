@@ -187,6 +187,11 @@ func TestRepeat(t *testing.T) {
 	// c-futex is the baseline of ring-wait and pipe: measured again in
 	// every round, just before the first of them.
 	want := []string{"1:c-futex", "1:ring-wait", "1:pipe", "2:c-futex", "2:ring-wait", "2:pipe", "3:c-futex", "3:ring-wait", "3:pipe"}
+	rw := rounds["ring-wait"]
+	noC := len(rw) > 0 && strings.HasPrefix(rw[0].Note, "no C compiler for "+runtime.GOARCH+":")
+	if noC { // qemu-user: cc builds for the host, no C baselines run
+		want = slices.DeleteFunc(want, func(s string) bool { return strings.HasSuffix(s, "c-futex") })
+	}
 	if !slices.Equal(order, want) {
 		t.Fatalf("rounds ran %v, want %v", order, want)
 	}
@@ -214,12 +219,18 @@ func TestRepeat(t *testing.T) {
 			continue
 		}
 		slices.Sort(ratios)
+		if noC {
+			if s.RatioToC != 0 {
+				t.Errorf("%s has a summary ratio %v without C baselines", name, s.RatioToC)
+			}
+			continue
+		}
 		if len(ratios) != 3 || s.RatioToC != ratios[1] || s.RatioToCMin != ratios[0] || s.RatioToCMax != ratios[2] {
 			t.Errorf("%s: summary ratio %v [%v, %v], want the median and range of %v",
 				name, s.RatioToC, s.RatioToCMin, s.RatioToCMax, ratios)
 		}
 	}
-	if len(summaries) != 3 {
+	if len(summaries) != 3 && !(noC && len(summaries) == 2) {
 		t.Errorf("got %d summaries, want 3 (c-futex, ring-wait, pipe)", len(summaries))
 	}
 }
@@ -264,6 +275,9 @@ func TestCCWithArguments(t *testing.T) {
 	opts := Options{Cases: []string{"c-futex"}, Sizes: []int{64}, Iters: 20, Stderr: os.Stderr}
 	if err := Run(ctx, opts, func(r Result) { rs = append(rs, r) }); err != nil {
 		t.Fatal(err)
+	}
+	if len(rs) == 1 && strings.HasPrefix(rs[0].Skipped, "no C compiler for "+runtime.GOARCH+":") {
+		t.Skipf("cc builds for another machine (qemu-user?): %s", rs[0].Skipped)
 	}
 	if len(rs) != 1 || rs[0].Error != "" || rs[0].Skipped != "" || rs[0].RTTP50 <= 0 {
 		t.Fatalf("c-futex with CC=%q: %+v, want it measured", os.Getenv("CC"), rs)
@@ -372,8 +386,14 @@ func TestStreamOneFrame(t *testing.T) {
 	if err := Run(ctx, opts, func(r Result) { rs = append(rs, r) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 6 {
-		t.Errorf("got %d results, want 6 (c-ring and c-ring-ts, and the 4 cases)", len(rs))
+	goCases := 0
+	for _, r := range rs {
+		if r.Impl == "go" {
+			goCases++
+		}
+	}
+	if goCases != 4 {
+		t.Errorf("got %d Go results, want 4", goCases)
 	}
 	for _, r := range rs {
 		t.Logf("%s", r.JSON())
@@ -400,35 +420,36 @@ func TestDurationHonoured(t *testing.T) {
 	defer cancel()
 	const d = 2 * time.Second
 	var rs []Result
-	var at []time.Time
+	took := map[string]time.Duration{} // from the result before (or the start)
 	opts := Options{Cases: []string{"ring-wait", "c-spin"}, Sizes: []int{64}, Duration: d,
 		Exe: os.Args[0], ChildArgs: []string{}, Stderr: os.Stderr}
+	prev := time.Now()
 	err := Run(ctx, opts, func(r Result) {
 		rs = append(rs, r)
-		at = append(at, time.Now())
+		took[r.Case], prev = time.Since(prev), time.Now()
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// c-futex (ring-wait's baseline), ring-wait, c-spin.
-	if len(rs) != 3 || rs[1].Case != "ring-wait" || rs[2].Case != "c-spin" {
-		t.Fatalf("got %+v, want c-futex, ring-wait, c-spin", rs)
-	}
-	for i := 1; i <= 2; i++ {
-		r := rs[i]
+	measured := 0
+	for _, r := range rs {
 		t.Logf("%s", r.JSON())
-		if r.Impl == "c" && strings.HasPrefix(r.Skipped, "no C compiler") {
-			continue
+		if r.Impl == "c" && strings.HasPrefix(r.Skipped, "no C compiler") || r.Case == "c-futex" {
+			continue // no C compiler for this machine; c-futex: ring-wait's baseline
 		}
 		if r.Error != "" || r.Skipped != "" {
 			t.Errorf("%s: %+v", r.Case, r)
 			continue
 		}
-		if took := at[i].Sub(at[i-1]); took < d {
-			t.Errorf("%s took %v with --duration %v: it stopped measuring early", r.Case, took, d)
+		measured++
+		if took[r.Case] < d {
+			t.Errorf("%s took %v with --duration %v: it stopped measuring early", r.Case, took[r.Case], d)
+		}
+		if r.Case == "ring-wait" && r.Iters != 64 {
+			t.Errorf("ring-wait recorded %d samples, want maxSamples (64)", r.Iters)
 		}
 	}
-	if rs[1].Iters != 64 {
-		t.Errorf("ring-wait recorded %d samples, want maxSamples (64)", rs[1].Iters)
+	if measured == 0 {
+		t.Error("nothing measured")
 	}
 }
