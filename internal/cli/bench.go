@@ -93,6 +93,12 @@ Examples:
 	})
 }
 
+// Bounds of --duration and --iters (see runBench).
+const (
+	maxBenchDuration = 24 * time.Hour
+	maxBenchIters    = 1 << 30
+)
+
 func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
 	if len(args) != 0 {
 		return Usagef("bench takes no arguments, got %q", args)
@@ -107,12 +113,23 @@ func runBench(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) er
 		return Usagef("--size: %v", err)
 	}
 	opts.Duration = fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration)
+	// Upper bounds: a case's hang guard is 3x --duration (or 1 ms per
+	// iteration) plus 30 s, which overflowed past about 853,000 hours (or
+	// 9.2e12 iterations) and failed every case at once with "context
+	// deadline exceeded"; the C baselines and go-spin number round trips
+	// with 32 bits, and ping-pong keeps every sample of an --iters run.
 	if opts.Duration <= 0 {
 		return Usagef("--duration must be positive")
+	}
+	if opts.Duration > maxBenchDuration {
+		return Usagef("--duration must be at most %v per case and size, got %v", maxBenchDuration, opts.Duration)
 	}
 	opts.Iters = fs.Lookup("iters").Value.(flag.Getter).Get().(int)
 	if opts.Iters < 0 {
 		return Usagef("--iters must not be negative")
+	}
+	if opts.Iters > maxBenchIters {
+		return Usagef("--iters must be at most %d (use --duration for longer runs), got %d", maxBenchIters, opts.Iters)
 	}
 	opts.Repeat = fs.Lookup("repeat").Value.(flag.Getter).Get().(int)
 	if opts.Repeat < 1 {
