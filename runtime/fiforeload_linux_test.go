@@ -220,3 +220,38 @@ func TestRestartFIFOKeepsWriters(t *testing.T) {
 		t.Fatalf("frame %q; want \"gap\"", got[0].Data)
 	}
 }
+
+// What a stop left of a partial record is handed only to the run that
+// replaces the stopped one at once: `edgeipc ctl stop`, then later
+// `edgeipc ctl restart`, starts afresh, since the writers may have
+// moved on. (With the stale bytes the first new record read "halfwhole".)
+func TestRestartAfterStopDropsStalePartial(t *testing.T) {
+	e := newEnv(t)
+	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
+	rt, logb, _ := reloadFile(t, path, scenarioHead+ringTable("f", "")+fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	w := openWriter(t, fifo)
+	if _, err := w.Write([]byte("before\nhalf")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source reads the pipe", func() bool {
+		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
+		return err == nil && n == 0
+	})
+	readFrames(t, e, "f", 1)
+	if err := rt.StopSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := rt.RestartSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "source fifo: reading FIFO", 2)
+	w2 := openWriter(t, fifo)
+	if _, err := w2.Write([]byte("whole\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrames(t, e, "f", 2); string(got[1].Data) != "whole" {
+		t.Fatalf("first frame after stop and restart %q; want \"whole\"", got[1].Data)
+	}
+}

@@ -62,7 +62,9 @@ type sourceState struct {
 	// carry is what the source this one replaces (same FIFO, same
 	// framing) had read but not decoded when it stopped: the start of a
 	// record whose rest is still in the FIFO. The first run decodes it
-	// before the FIFO. pending is this source's own, set when it stops.
+	// before the FIFO. pending is this source's own, set when a stop
+	// ends its run, and cleared by a stop that finds it not running and
+	// by the next start, so only the stop that ends a run hands it on.
 	carry   []byte
 	pending fifoPending
 
@@ -160,6 +162,7 @@ func (ss *sourceState) start() bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss.cancel, ss.done = cancel, make(chan struct{})
 	ss.state = StateStarting
+	ss.pending = fifoPending{} // an earlier run's: not this run's stream
 	done := ss.done
 	go func() {
 		defer close(done)
@@ -200,6 +203,11 @@ func (ss *sourceState) stop() bool {
 	ss.mu.Lock()
 	cancel, done := ss.cancel, ss.done
 	ss.cancel = nil // done stays, for a concurrent stop to wait on
+	if cancel == nil {
+		// Not running: what an earlier stop left of a partial record is
+		// stale (the writers may have moved on); no restart may take it.
+		ss.pending = fifoPending{}
+	}
 	ss.mu.Unlock()
 	if cancel == nil {
 		if done != nil {
