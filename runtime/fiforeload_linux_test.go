@@ -23,46 +23,26 @@ import (
 func TestReloadFIFOKeepsWriters(t *testing.T) {
 	for _, roe := range []bool{false, true} {
 		t.Run(fmt.Sprintf("remove_on_exit=%v", roe), func(t *testing.T) {
-			e := newEnv(t)
-			path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
-			cfg := func(typ int) string {
-				return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\nremove_on_exit = %v\ntype = %d\n", fifo, roe, typ)
-			}
-			rt, logb, write := reloadFile(t, path, cfg(1))
-			eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-			w := openWriter(t, fifo)
-			if _, err := w.Write([]byte("before\n")); err != nil {
+			cfg := func(typ int) string { return fmt.Sprintf("remove_on_exit = %v\ntype = %d\n", roe, typ) }
+			r := newFIFORig(t, cfg(1))
+			if _, err := r.w.Write([]byte("before\n")); err != nil {
 				t.Fatal(err)
 			}
-			if f := readFrames(t, e, "f", 1); string(f[0].Data) != "before" || f[0].Type != 1 {
+			if f := readFrames(t, r.e, "f", 1); string(f[0].Data) != "before" || f[0].Type != 1 {
 				t.Fatalf("frame %q type %d; want \"before\" type 1", f[0].Data, f[0].Type)
 			}
 			// Write while the old source has stopped and the new one has
 			// not started.
-			var gapErr atomic.Pointer[error]
-			var hooked atomic.Bool
-			testHookRunReturned = func(name string) {
-				if name == "fifo" && hooked.CompareAndSwap(false, true) {
-					_, err := w.Write([]byte("gap\n"))
-					gapErr.Store(&err)
-				}
-			}
-			t.Cleanup(func() { testHookRunReturned = nil })
-			write(cfg(2))
-			if err := reloadWithin(t, rt); err != nil {
+			gapDone := r.writeInGap(t, []byte("gap\n"))
+			r.write(r.config(cfg(2)))
+			if err := reloadWithin(t, r.rt); err != nil {
 				t.Fatal(err)
 			}
-			testHookRunReturned = nil
-			logb.waitFor(t, "source fifo: reading FIFO", 2)
-			if p := gapErr.Load(); p == nil {
-				t.Fatal("the old source's run never returned")
-			} else if *p != nil {
-				t.Fatalf("write while the source was restarted: %v; want it to succeed", *p)
-			}
-			if _, err := w.Write([]byte("after\n")); err != nil {
+			gapDone()
+			if _, err := r.w.Write([]byte("after\n")); err != nil {
 				t.Fatalf("write after the reload, on the descriptor opened before it: %v", err)
 			}
-			got := readFrames(t, e, "f", 3)
+			got := readFrames(t, r.e, "f", 3)
 			for i, want := range []string{"before", "gap", "after"} {
 				wantType := uint32(2)
 				if i == 0 {
@@ -72,7 +52,7 @@ func TestReloadFIFOKeepsWriters(t *testing.T) {
 					t.Fatalf("frame %d: %q type %d; want %q type %d", i, got[i].Data, got[i].Type, want, wantType)
 				}
 			}
-			if _, err := os.Lstat(fifo); err != nil {
+			if _, err := os.Lstat(r.fifo); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -88,59 +68,39 @@ func TestReloadFIFOKeepsPartialRecord(t *testing.T) {
 	for _, c := range []struct{ fr, how string }{{"lines", "reload"}, {"len32", "reload"}, {"lines", "restart"}, {"len32", "restart"}} {
 		fr := c.fr
 		t.Run(c.fr+"/"+c.how, func(t *testing.T) {
-			e := newEnv(t)
-			path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
-			cfg := func(typ int) string {
-				return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\nframing = %q\ntype = %d\n", fifo, fr, typ)
-			}
-			rec := func(s string) []byte {
+			cfg := func(typ int) string { return fmt.Sprintf("framing = %q\ntype = %d\n", fr, typ) }
+			frame := func(s string) []byte {
 				if fr == "lines" {
 					return []byte(s + "\n")
 				}
-				return binary.LittleEndian.AppendUint32(nil, uint32(len(s))) // + s, by the caller
+				return append(binary.LittleEndian.AppendUint32(nil, uint32(len(s))), s...)
 			}
-			frame := func(s string) []byte {
-				if fr == "lines" {
-					return rec(s)
-				}
-				return append(rec(s), s...)
-			}
-			rt, logb, write := reloadFile(t, path, cfg(1))
-			eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-			w := openWriter(t, fifo)
+			r := newFIFORig(t, cfg(1))
 			whole := frame("cut-by-the-reload")
 			half := len(whole) / 2
-			if _, err := w.Write(append(frame("before"), whole[:half]...)); err != nil {
-				t.Fatal(err)
-			}
-			// Wait until the source has read it all (the pipe is empty), so
-			// that the first half is in the old source's buffer.
-			eventually(t, "the source reads the pipe", func() bool {
-				n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
-				return err == nil && n == 0
-			})
-			if f := readFrames(t, e, "f", 1); string(f[0].Data) != "before" {
+			r.writeRead(t, append(frame("before"), whole[:half]...))
+			if f := readFrames(t, r.e, "f", 1); string(f[0].Data) != "before" {
 				t.Fatalf("frame %q; want \"before\"", f[0].Data)
 			}
 			if c.how == "reload" {
-				write(cfg(2))
-				if err := reloadWithin(t, rt); err != nil {
+				r.write(r.config(cfg(2)))
+				if err := reloadWithin(t, r.rt); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := rt.RestartSource("fifo"); err != nil {
+			} else if err := r.rt.RestartSource("fifo"); err != nil {
 				t.Fatal(err)
 			}
-			logb.waitFor(t, "source fifo: reading FIFO", 2)
-			if _, err := w.Write(append(whole[half:], frame("after")...)); err != nil {
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			if _, err := r.w.Write(append(whole[half:], frame("after")...)); err != nil {
 				t.Fatal(err)
 			}
-			got := readFrames(t, e, "f", 3)
+			got := readFrames(t, r.e, "f", 3)
 			for i, want := range []string{"before", "cut-by-the-reload", "after"} {
 				if string(got[i].Data) != want {
 					t.Fatalf("frame %d: %q; want %q (frames %q %q %q)", i, got[i].Data, want, got[0].Data, got[1].Data, got[2].Data)
 				}
 			}
-			if st := rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != 0 {
+			if st := r.rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != 0 {
 				t.Fatalf("bad records %d, dropped bytes %d; want none", st.Bad, st.Dropped)
 			}
 		})
@@ -151,40 +111,27 @@ func TestReloadFIFOKeepsPartialRecord(t *testing.T) {
 // had read of a partial record (it is framed the old way), and counts and
 // logs it.
 func TestReloadFIFOFramingChangeDropsPartial(t *testing.T) {
-	e := newEnv(t)
-	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
-	cfg := func(fr string) string {
-		return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\nframing = %q\n", fifo, fr)
-	}
-	rt, logb, write := reloadFile(t, path, cfg("lines"))
-	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-	w := openWriter(t, fifo)
-	if _, err := w.Write([]byte("before\nhalf-a-line")); err != nil {
+	r := newFIFORig(t, "framing = \"lines\"\n")
+	r.writeRead(t, []byte("before\nhalf-a-line"))
+	readFrames(t, r.e, "f", 1)
+	r.write(r.config("framing = \"len32\"\n"))
+	if err := reloadWithin(t, r.rt); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the source reads the pipe", func() bool {
-		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
-		return err == nil && n == 0
-	})
-	readFrames(t, e, "f", 1)
-	write(cfg("len32"))
-	if err := reloadWithin(t, rt); err != nil {
+	r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+	if _, err := r.w.Write(binary.LittleEndian.AppendUint32(nil, 5)); err != nil {
 		t.Fatal(err)
 	}
-	logb.waitFor(t, "source fifo: reading FIFO", 2)
-	if _, err := w.Write(binary.LittleEndian.AppendUint32(nil, 5)); err != nil {
+	if _, err := r.w.Write([]byte("after")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write([]byte("after")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readFrames(t, e, "f", 2); string(got[1].Data) != "after" {
+	if got := readFrames(t, r.e, "f", 2); string(got[1].Data) != "after" {
 		t.Fatalf("frame after the reload %q; want \"after\"", got[1].Data)
 	}
-	if st := rt.sourceStat(t, "fifo"); st.Dropped != uint64(len("half-a-line")) {
+	if st := r.rt.sourceStat(t, "fifo"); st.Dropped != uint64(len("half-a-line")) {
 		t.Fatalf("dropped_bytes %d; want %d", st.Dropped, len("half-a-line"))
 	}
-	logb.waitFor(t, "dropped 11 bytes of a partial record", 1)
+	r.logb.waitFor(t, "dropped 11 bytes of a partial record", 1)
 }
 
 // `edgeipc ctl restart` of a fifo source holds a read end over the gap as
@@ -192,31 +139,13 @@ func TestReloadFIFOFramingChangeDropsPartial(t *testing.T) {
 // one has not opened the FIFO succeeds and is read by the new run. Before,
 // it failed with EPIPE (SIGPIPE kills a writer that does not handle it).
 func TestRestartFIFOKeepsWriters(t *testing.T) {
-	e := newEnv(t)
-	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
-	rt, logb, _ := reloadFile(t, path, scenarioHead+ringTable("f", "")+fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
-	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-	w := openWriter(t, fifo)
-	var gapErr atomic.Pointer[error]
-	var hooked atomic.Bool
-	testHookRunReturned = func(name string) {
-		if name == "fifo" && hooked.CompareAndSwap(false, true) {
-			_, err := w.Write([]byte("gap\n"))
-			gapErr.Store(&err)
-		}
-	}
-	t.Cleanup(func() { testHookRunReturned = nil })
-	if err := rt.RestartSource("fifo"); err != nil {
+	r := newFIFORig(t, "")
+	gapDone := r.writeInGap(t, []byte("gap\n"))
+	if err := r.rt.RestartSource("fifo"); err != nil {
 		t.Fatal(err)
 	}
-	testHookRunReturned = nil
-	logb.waitFor(t, "source fifo: reading FIFO", 2)
-	if p := gapErr.Load(); p == nil {
-		t.Fatal("the old run never returned")
-	} else if *p != nil {
-		t.Fatalf("write while the source was restarted: %v; want it to succeed", *p)
-	}
-	if got := readFrames(t, e, "f", 1); string(got[0].Data) != "gap" {
+	gapDone()
+	if got := readFrames(t, r.e, "f", 1); string(got[0].Data) != "gap" {
 		t.Fatalf("frame %q; want \"gap\"", got[0].Data)
 	}
 }
@@ -226,32 +155,92 @@ func TestRestartFIFOKeepsWriters(t *testing.T) {
 // `edgeipc ctl restart`, starts afresh, since the writers may have
 // moved on. (With the stale bytes the first new record read "halfwhole".)
 func TestRestartAfterStopDropsStalePartial(t *testing.T) {
-	e := newEnv(t)
-	path, fifo := filepath.Join(t.TempDir(), "c.toml"), filepath.Join(e.dir, "in.fifo")
-	rt, logb, _ := reloadFile(t, path, scenarioHead+ringTable("f", "")+fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
-	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-	w := openWriter(t, fifo)
-	if _, err := w.Write([]byte("before\nhalf")); err != nil {
+	r := newFIFORig(t, "")
+	r.writeRead(t, []byte("before\nhalf"))
+	readFrames(t, r.e, "f", 1)
+	if err := r.rt.StopSource("fifo"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the source reads the pipe", func() bool {
-		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
-		return err == nil && n == 0
-	})
-	readFrames(t, e, "f", 1)
-	if err := rt.StopSource("fifo"); err != nil {
+	r.w.Close()
+	if err := r.rt.RestartSource("fifo"); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
-	if err := rt.RestartSource("fifo"); err != nil {
-		t.Fatal(err)
-	}
-	logb.waitFor(t, "source fifo: reading FIFO", 2)
-	w2 := openWriter(t, fifo)
+	r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+	w2 := openWriter(t, r.fifo)
 	if _, err := w2.Write([]byte("whole\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFrames(t, e, "f", 2); string(got[1].Data) != "whole" {
+	if got := readFrames(t, r.e, "f", 2); string(got[1].Data) != "whole" {
 		t.Fatalf("first frame after stop and restart %q; want \"whole\"", got[1].Data)
+	}
+}
+
+// fifoRig is a runtime started from a config file with one ring "f" fed by
+// the fifo source "fifo", the source running and a writer w holding the FIFO
+// open. write replaces the
+// file (reload it with reloadWithin).
+type fifoRig struct {
+	e     *env
+	rt    *Runtime
+	logb  *syncBuf
+	write func(string)
+	fifo  string
+	w     *os.File
+}
+
+// newFIFORig starts the rig; extra is the source's keys after its path
+// (e.g. "framing = \"len32\"\n").
+func newFIFORig(t *testing.T, extra string) *fifoRig {
+	t.Helper()
+	r := &fifoRig{e: newEnv(t)}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	r.fifo = filepath.Join(r.e.dir, "in.fifo")
+	r.rt, r.logb, r.write = reloadFile(t, path, r.config(extra))
+	eventually(t, "fifo source running", func() bool { return r.rt.sourceStat(t, "fifo").State == StateRunning })
+	r.w = openWriter(t, r.fifo)
+	return r
+}
+
+// config is the rig's config with the source's keys extra.
+func (r *fifoRig) config(extra string) string {
+	return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", r.fifo) + extra
+}
+
+// writeRead writes p to the FIFO and waits until the source has read all of
+// it (the pipe is empty), so that a partial record at its end is in the
+// running source's buffer.
+func (r *fifoRig) writeRead(t *testing.T, p []byte) {
+	t.Helper()
+	if _, err := r.w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source reads the pipe", func() bool {
+		n, err := unix.IoctlGetInt(int(r.w.Fd()), unix.TIOCINQ)
+		return err == nil && n == 0
+	})
+}
+
+// writeInGap arranges for p to be written to the FIFO the moment the
+// source's current run returns, while no run has it open; done, after the
+// restart, fails the test unless the run returned and the write succeeded.
+func (r *fifoRig) writeInGap(t *testing.T, p []byte) (done func()) {
+	var gapErr atomic.Pointer[error]
+	var hooked atomic.Bool
+	testHookRunReturned = func(name string) {
+		if name == "fifo" && hooked.CompareAndSwap(false, true) {
+			_, err := r.w.Write(p)
+			gapErr.Store(&err)
+		}
+	}
+	t.Cleanup(func() { testHookRunReturned = nil })
+	return func() {
+		t.Helper()
+		testHookRunReturned = nil
+		r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+		if p := gapErr.Load(); p == nil {
+			t.Fatal("the source's old run never returned")
+		} else if *p != nil {
+			t.Fatalf("write while the source was restarted: %v; want it to succeed", *p)
+		}
 	}
 }
