@@ -19,9 +19,35 @@ import (
 // losing its history and cutting off its readers, and restarted the
 // source.
 func TestReloadWrittenDefaultModeChangesNothing(t *testing.T) {
+	reloadChangesNothing(t, func(mode string) string { return mode }, "", `mode = "0600"`)
+}
+
+// A reload that names a group by its number instead of its name (or back)
+// changes nothing: the ring keeps its segment and the fifo source keeps
+// running. Before, the two spellings compared different, and the reload
+// removed and recreated the ring (its history lost, its readers cut off)
+// and restarted the source.
+func TestReloadGroupRespelledChangesNothing(t *testing.T) {
+	gid := strconv.Itoa(os.Getegid())
+	g, err := user.LookupGroupId(gid)
+	if err != nil {
+		t.Fatalf("the test needs a name for its own group %s: %v", gid, err)
+	}
+	reloadChangesNothing(t, func(group string) string { return `group = "` + group + `"` }, g.Name, gid)
+	if !sameGroup(g.Name, gid) || sameGroup(gid, "") {
+		t.Errorf("sameGroup(%q, %q) = false or sameGroup(%q, \"\") = true", g.Name, gid, gid)
+	}
+}
+
+// reloadChangesNothing starts a runtime whose ring r (fed by the synthetic
+// source gen) and fifo source in (on ring f) carry the line key(from),
+// reloads with key(to), and fails the test if the reload recreated ring r
+// or stopped and started either source.
+func reloadChangesNothing(t *testing.T, key func(string) string, from, to string) {
+	t.Helper()
 	e := newEnv(t)
 	fifo := filepath.Join(t.TempDir(), "in.fifo")
-	text := func(mode string) string {
+	text := func(v string) string {
 		return `
 [control]
 enabled = false
@@ -30,7 +56,7 @@ stats_interval = "0s"
 [rings.r]
 slots = 16
 slot_payload = 64
-` + mode + `
+` + key(v) + `
 [rings.f]
 [[sources]]
 name = "gen"
@@ -43,10 +69,10 @@ name = "in"
 kind = "fifo"
 ring = "f"
 path = "` + fifo + `"
-` + mode + "\n"
+` + key(v) + "\n"
 	}
 	path := filepath.Join(t.TempDir(), "c.toml")
-	rt, logb, write := reloadFile(t, path, text(""))
+	rt, logb, write := reloadFile(t, path, text(from))
 	eventually(t, "source gen running", func() bool { return rt.sourceStat(t, "gen").State == StateRunning })
 	eventually(t, "source in running", func() bool { return rt.sourceStat(t, "in").State == StateRunning })
 	states := func() map[string]*sourceState {
@@ -58,88 +84,20 @@ path = "` + fifo + `"
 	seg := filepath.Join(e.dir, "edgeipc.r")
 	ino := inode(seg)
 	readFrames(t, e, "r", 3)
-	write(text(`mode = "0600"`))
+	write(text(to))
 	if err := reloadWithin(t, rt); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(logb.String(), "recreating") {
-		t.Fatalf("a reload that wrote out the default mode recreated a ring:\n%s", logb.String())
+		t.Fatalf("a reload from %q to %q recreated a ring:\n%s", key(from), key(to), logb.String())
 	}
 	if got := inode(seg); got != ino {
 		t.Fatalf("segment of ring r replaced (inode %d, was %d)", got, ino)
 	}
 	for n, ss := range states() {
 		if ss != before[n] {
-			t.Errorf("source %s was stopped and started again by the reload", n)
+			t.Errorf("source %s was stopped and started again by the reload from %q to %q", n, key(from), key(to))
 		}
-	}
-}
-
-// A reload that names a group by its number instead of its name (or back)
-// changes nothing: the ring keeps its segment and the fifo source keeps
-// running. Before, the two spellings compared different, and the reload
-// removed and recreated the ring (its history lost, its readers cut off)
-// and restarted the source.
-func TestReloadGroupRespelledChangesNothing(t *testing.T) {
-	e := newEnv(t)
-	gid := strconv.Itoa(os.Getegid())
-	g, err := user.LookupGroupId(gid)
-	if err != nil {
-		t.Fatalf("the test needs a name for its own group %s: %v", gid, err)
-	}
-	fifo := filepath.Join(t.TempDir(), "in.fifo")
-	text := func(group string) string {
-		return `
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.r]
-slots = 16
-slot_payload = 64
-group = "` + group + `"
-[rings.f]
-[[sources]]
-name = "gen"
-kind = "synthetic"
-ring = "r"
-rate_hz = 100
-size = 8
-[[sources]]
-name = "in"
-kind = "fifo"
-ring = "f"
-path = "` + fifo + `"
-group = "` + group + `"
-`
-	}
-	path := filepath.Join(t.TempDir(), "c.toml")
-	rt, logb, write := reloadFile(t, path, text(g.Name))
-	eventually(t, "source in running", func() bool { return rt.sourceStat(t, "in").State == StateRunning })
-	rt.mu.Lock()
-	in := rt.sources["in"]
-	rt.mu.Unlock()
-	seg := filepath.Join(e.dir, "edgeipc.r")
-	ino := inode(seg)
-	readFrames(t, e, "r", 3)
-	write(text(gid))
-	if err := reloadWithin(t, rt); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(logb.String(), "recreating") {
-		t.Fatalf("a reload that wrote group %q as %q recreated a ring:\n%s", g.Name, gid, logb.String())
-	}
-	if got := inode(seg); got != ino {
-		t.Fatalf("segment of ring r replaced (inode %d, was %d)", got, ino)
-	}
-	rt.mu.Lock()
-	now := rt.sources["in"]
-	rt.mu.Unlock()
-	if now != in {
-		t.Errorf("fifo source in was stopped and started again by the reload")
-	}
-	if !sameGroup(g.Name, gid) || sameGroup(gid, "") {
-		t.Errorf("sameGroup(%q, %q) = false or sameGroup(%q, \"\") = true", g.Name, gid, gid)
 	}
 }
 

@@ -24,23 +24,11 @@ import (
 func TestStatsReaderRejoinsAfterEvictionAndLeaves(t *testing.T) {
 	e := newEnv(t)
 	_, _, stop := inproc(t, reloadRingConfig(16, 64))
-	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc.r"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The header and the reader table (docs/abi.md): 64-byte entries from
-	// offset 256, each starting with its owner's PID.
-	const headerSize, tableStart, entrySize = 8192, 256, 64
-	mem, err := syscall.Mmap(int(f.Fd()), 0, headerSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Munmap(mem)
-	owner := func(i int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[tableStart+entrySize*i])) }
+	word, entries := mapReaderTable(t, e, "r")
+	owner := func(i int) *uint32 { return word(i, 0) }
 	pid := uint32(os.Getpid())
 	mine := func() (held []int) {
-		for i := 0; tableStart+entrySize*(i+1) <= headerSize; i++ {
+		for i := range entries {
 			if atomic.LoadUint32(owner(i)) == pid {
 				held = append(held, i)
 			}
@@ -82,25 +70,12 @@ slot_payload = 64
 	if sk == nil {
 		t.Fatal("no stats:r sink")
 	}
-	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc.r"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The reader table (docs/abi.md): 64-byte entries from offset 256,
-	// each starting with its owner's PID; the cursor is at offset 12.
-	const headerSize, tableStart, entrySize = 8192, 256, 64
-	mem, err := syscall.Mmap(int(f.Fd()), 0, headerSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Munmap(mem)
-	word := func(i, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[tableStart+entrySize*i+off])) }
+	word, entries := mapReaderTable(t, e, "r")
 	pid := uint32(os.Getpid())
 	// caughtUp reports whether the stats reader holds an entry whose
-	// cursor is head (it has read everything written).
+	// cursor (at offset 12) is head (it has read everything written).
 	caughtUp := func(head uint32) bool {
-		for i := 0; tableStart+entrySize*(i+1) <= headerSize; i++ {
+		for i := range entries {
 			if atomic.LoadUint32(word(i, 0)) == pid && atomic.LoadUint32(word(i, 12)) == head {
 				return true
 			}
@@ -124,7 +99,7 @@ slot_payload = 64
 	}
 	write(3)
 	eventually(t, "the stats reader to read the first frames", func() bool { return caughtUp(written) })
-	for i := 0; tableStart+entrySize*(i+1) <= headerSize; i++ {
+	for i := range entries {
 		if atomic.LoadUint32(word(i, 0)) == pid {
 			atomic.StoreUint32(word(i, 0), 0) // evicted
 		}
@@ -143,4 +118,25 @@ slot_payload = 64
 	if !strings.Contains(logb.String(), "evicted from the reader table") {
 		t.Fatalf("the eviction is not logged:\n%s", logb.String())
 	}
+}
+
+// mapReaderTable maps ring's header read-write and returns word(i, off),
+// the u32 at offset off of reader-table entry i, and the number of
+// entries that fit the header (docs/abi.md: 64-byte entries from offset
+// 256 of the 8 KiB header, each starting with its owner's PID).
+func mapReaderTable(t *testing.T, e *env, ring string) (word func(i, off int) *uint32, entries int) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(e.dir, "edgeipc."+ring), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const headerSize, tableStart, entrySize = 8192, 256, 64
+	mem, err := syscall.Mmap(int(f.Fd()), 0, headerSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Munmap(mem) })
+	word = func(i, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[tableStart+entrySize*i+off])) }
+	return word, (headerSize - tableStart) / entrySize
 }
