@@ -85,16 +85,7 @@ const childEnv = "EDGEIPC_CONTROL_TEST_CHILD"
 // request queue $DIAL_QUEUE and prints the mode and gid of its reply queue.
 func childDialAs() int {
 	gid, _ := strconv.Atoi(os.Getenv("DIAL_GID"))
-	if err := syscall.Setgroups([]int{gid}); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return 3
-	}
-	if err := syscall.Setgid(65533); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(65533); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
+	if !becomeUser(65533, 65533, []int{gid}) {
 		return 3
 	}
 	c, err := Dial(os.Getenv("DIAL_QUEUE"))
@@ -207,31 +198,18 @@ const rlimitUID = 64999
 // does while others of the same user run. It prints the reply queue's
 // message size and the number of sources.
 func childSmallRlimit() int {
-	if err := syscall.Setgroups(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return 3
-	}
-	if err := syscall.Setgid(rlimitUID); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(rlimitUID); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
+	if !becomeUser(rlimitUID, rlimitUID, nil) {
 		return 3
 	}
 	if err := unix.Setrlimit(unix.RLIMIT_MSGQUEUE, &unix.Rlimit{Cur: 40000, Max: 40000}); err != nil {
 		fmt.Fprintln(os.Stderr, "setrlimit:", err)
 		return 3
 	}
-	s, err := NewServer(newFake(), ServerOptions{Queue: os.Getenv("DIAL_QUEUE")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
+	s, ctx, stop := serveDialQueue()
+	if s == nil {
 		return 4
 	}
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx)
+	defer stop()
 	c, err := Dial(s.Name())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dial:", err)
@@ -317,27 +295,14 @@ const serviceUID = 64998
 // childServeAs becomes uid and gid serviceUID, serves $DIAL_QUEUE, prints
 // "ready" and serves until its stdin is closed.
 func childServeAs() int {
-	if err := syscall.Setgroups(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
+	if !becomeUser(serviceUID, serviceUID, nil) {
 		return 3
 	}
-	if err := syscall.Setgid(serviceUID); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(serviceUID); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
-		return 3
-	}
-	s, err := NewServer(newFake(), ServerOptions{Queue: os.Getenv("DIAL_QUEUE"), Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server:", err)
+	_, _, stop := serveDialQueue()
+	if stop == nil {
 		return 4
 	}
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx)
+	defer stop()
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	return 0
@@ -392,4 +357,35 @@ func TestRootClientOfServiceUserRuntime(t *testing.T) {
 	if err != nil || !r.OK || r.Status == nil || r.Status.ReplyFailures != 0 {
 		t.Fatalf("root's status to a runtime of uid %d: %v, %+v", serviceUID, err, r)
 	}
+}
+
+// becomeUser drops this (root) process to uid and gid with the
+// supplementary groups groups, saying on stderr what failed.
+func becomeUser(uid, gid int, groups []int) bool {
+	if err := syscall.Setgroups(groups); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return false
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return false
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return false
+	}
+	return true
+}
+
+// serveDialQueue serves $DIAL_QUEUE with a fake runtime, logging to
+// stderr, until stop; on failure it says why on stderr and returns nils.
+func serveDialQueue() (s *Server, ctx context.Context, stop func()) {
+	s, err := NewServer(newFake(), ServerOptions{Queue: os.Getenv("DIAL_QUEUE"), Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		return nil, nil, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go s.Serve(ctx)
+	return s, ctx, func() { cancel(); s.Close() }
 }
