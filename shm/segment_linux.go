@@ -300,8 +300,8 @@ func createSegment(name string, size int, opts *SegmentOptions, init func([]byte
 		if seg, err, done := createUnnamed(fd, name, path, dir, size, mode, gid, init); done {
 			return seg, err
 		}
-		// It cannot be given a name here (no /proc, and no
-		// CAP_DAC_READ_SEARCH for AT_EMPTY_PATH): create it by name.
+		// It cannot be given a name here (no /proc, and an older kernel
+		// without CAP_DAC_READ_SEARCH for AT_EMPTY_PATH): create it by name.
 	}
 	// Created owner-only: the file starts in the creator's group, which is
 	// not the configured one, so it is opened to a group only after the
@@ -342,8 +342,8 @@ func createUnnamed(fd int, name, path, dir string, size int, mode os.FileMode, g
 	if init != nil {
 		init(mem)
 	}
-	// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); the
-	// descriptor's /proc link needs /proc.
+	// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on older kernels (ENOENT
+	// without it); the descriptor's /proc link needs /proc.
 	err = unix.Linkat(fd, "", unix.AT_FDCWD, path, unix.AT_EMPTY_PATH)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)

@@ -406,6 +406,43 @@ func TestRingNamedOnlyOnceInitialised(t *testing.T) {
 	r3.Close()
 }
 
+// TestSemaphoreNamedOnlyOnceFilled: a named semaphore, like a ring, gets
+// its name only once its header is written. Before, CreateSemaphore named
+// the file zeroed and wrote the magic after: an OpenSemaphore in between
+// waited for the magic, and a creator killed in between left a zeroed file
+// that every OpenSemaphore refused until someone removed it.
+func TestSemaphoreNamedOnlyOnceFilled(t *testing.T) {
+	testDir(t)
+	defer readyPolls.Store(readyPolls.Load())
+	readyPolls.Store(5) // a zeroed semaphore fails Open in 50 ms
+	defer func() { testHookSemInit = nil }()
+	var during error
+	testHookSemInit = func(name string) {
+		s, err := OpenSemaphore(name, nil)
+		if err == nil {
+			s.Close()
+		}
+		during = err
+	}
+	s, err := CreateSemaphore("slow", 3, nil)
+	testHookSemInit = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !errors.Is(during, os.ErrNotExist) {
+		t.Errorf("OpenSemaphore while the semaphore was being created: %v; want an error wrapping os.ErrNotExist (nothing there yet)", during)
+	}
+	s2, err := OpenSemaphore("slow", nil)
+	if err != nil {
+		t.Fatalf("OpenSemaphore after CreateSemaphore: %v", err)
+	}
+	defer s2.Close()
+	if v := s2.Value(); v != 3 {
+		t.Errorf("value %d; want 3", v)
+	}
+}
+
 // TestOpenOrCreateWhileAnotherCreatesOnFullDir: two processes OpenOrCreate
 // one ring at once in a directory with room for one copy of it. The one
 // that loses finds no name yet (the other's ring gets it only once

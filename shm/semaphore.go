@@ -60,15 +60,22 @@ func CreateSemaphore(name string, initial uint32, opts *SegmentOptions) (*Semaph
 	if initial > MaxSemaphoreValue {
 		return nil, &OpError{"create semaphore", name, fmt.Errorf("%w: initial value %d is above %d", ErrInvalid, initial, MaxSemaphoreValue)}
 	}
-	seg, err := CreateSegment(name, semSegmentSize, opts)
+	// Filled before it gets its name (where the filesystem allows, as a
+	// ring): a creator that dies in between leaves nothing, rather than a
+	// zeroed file that OpenSemaphore refuses and someone must remove.
+	seg, err := createSegment(name, semSegmentSize, opts, func(mem []byte) {
+		if testHookSemInit != nil {
+			testHookSemInit(name)
+		}
+		h := (*semHeader)(unsafe.Pointer(&mem[0]))
+		h.Version = ABIVersion
+		atomic.StoreUint32(&h.Value, initial)
+		atomic.StoreUint32(&h.Magic, semMagic)
+	})
 	if err != nil {
 		return nil, err
 	}
-	h := (*semHeader)(unsafe.Pointer(&seg.mem[0]))
-	h.Version = ABIVersion
-	atomic.StoreUint32(&h.Value, initial)
-	atomic.StoreUint32(&h.Magic, semMagic)
-	return &Semaphore{seg: seg, h: h}, nil
+	return &Semaphore{seg: seg, h: (*semHeader)(unsafe.Pointer(&seg.mem[0]))}, nil
 }
 
 // OpenSemaphore opens an existing named semaphore.

@@ -116,6 +116,10 @@ var testHookBeforeFutexWait func()
 // the segment of the named ring and before it initialises the ring.
 var testHookRingInit func(name string)
 
+// testHookSemInit, set only by tests, runs when CreateSemaphore has
+// allocated the segment and before it fills it.
+var testHookSemInit func(name string)
+
 // testHookAfterJoin, set only by tests, runs when NewReader has made its
 // entry visible and before it reads the head again.
 var testHookAfterJoin func()
