@@ -7,8 +7,9 @@
 //	1   failure (the operation was attempted and failed, or its output
 //	    could not be written)
 //	2   usage error (bad flags or arguments; nothing was done)
-//	130 interrupted by SIGINT/SIGTERM before completion (run exits 0
-//	    after a clean shutdown)
+//	130 interrupted by SIGINT/SIGTERM before completion, also while
+//	    writing to an output that nobody reads (run exits 0 after a
+//	    clean shutdown)
 package cli
 
 import (
@@ -102,7 +103,36 @@ func Main(args []string) int {
 }
 
 // MainEnv is Main with explicit streams, for tests.
+//
+// Every command, help too, runs with SIGINT and SIGTERM caught (ctx is
+// cancelled) and with a stdout that gives up a write when they come
+// (ctxWriter): a command blocked writing into a pipe that nobody reads
+// ends on the signal, releases what it holds on the way out (reader
+// slots, ctl's reply queue) and exits 130, instead of ignoring the
+// signal until killed.
 func MainEnv(ctx context.Context, env *Env, args []string) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := &outWriter{w: newCtxWriter(ctx, env.Stdout)}
+	cenv := *env
+	cenv.Stdout = out
+	code := dispatch(ctx, &cenv, args)
+	if code == ExitOK {
+		// Help, which reports no errors of its own.
+		if err := outputErr(&cenv); err != nil {
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return ExitInterrupted
+			}
+			fmt.Fprintf(env.Stderr, "edgeipc: %v\n", err)
+			return ExitFailure
+		}
+	}
+	return code
+}
+
+// dispatch runs the command line args with env (MainEnv's) and returns
+// the exit code.
+func dispatch(ctx context.Context, env *Env, args []string) int {
 	if len(args) == 0 {
 		printTopHelp(env.Stderr)
 		return ExitUsage
@@ -123,7 +153,7 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 				var names []string
 				for _, s := range ringSubs {
 					if s.name == args[2] { // help ring create: what 'ring create -h' prints
-						return MainEnv(ctx, env, []string{"ring", s.name, "-h"})
+						return dispatch(ctx, env, []string{"ring", s.name, "-h"})
 					}
 					names = append(names, s.name)
 				}
@@ -169,14 +199,9 @@ func MainEnv(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "edgeipc %s: needs Linux (shared-memory rings, futexes, POSIX message queues); this is %s/%s, where only 'edgeipc version' and 'edgeipc help' work\n", c.Name, goos, goruntime.GOARCH)
 		return ExitFailure
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	out := &outWriter{w: env.Stdout}
-	cenv := *env
-	cenv.Stdout = out
-	err := c.Run(ctx, &cenv, fs, fs.Args())
+	err := c.Run(ctx, env, fs, fs.Args())
 	if err == nil {
-		err = outputErr(&cenv)
+		err = outputErr(env)
 	}
 	return report(env, c, ctx, err)
 }
@@ -285,7 +310,8 @@ Run 'edgeipc help COMMAND' (or 'edgeipc COMMAND -h') for a command's flags
 and examples.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted (SIGINT or
-SIGTERM; 'edgeipc run' exits 0 after a clean shutdown instead). A command
+SIGTERM, also while a consumer that reads nothing holds up the output;
+'edgeipc run' exits 0 after a clean shutdown instead). A command
 whose output pipe closes ends like other tools, killed by SIGPIPE (shell
 status 141), except sub and hz, which leave their ring and exit 0.
 Commands with --json print one JSON document, or one object per line where

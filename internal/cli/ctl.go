@@ -77,8 +77,9 @@ failed), and its message goes to stderr as with every error; failures
 before a reply (no runtime, no reply in time) print nothing on stdout.
 
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
-or is not running; 2 usage error; 130 interrupted (SIGINT, SIGTERM or SIGHUP
-while waiting for the reply).
+or is not running; 2 usage error; 130 interrupted (SIGINT or SIGTERM, also
+while a consumer that reads nothing holds up the output; SIGHUP too while
+waiting for the reply).
 
 Examples:
   edgeipc ctl status
@@ -160,15 +161,20 @@ func runCtl(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	cctx, cancel := context.WithTimeout(hctx, timeout)
 	defer cancel()
 	r, err := c.Call(cctx, cmd, rest...)
+	hungUp := hctx.Err() != nil
 	// Remove the reply queue before writing anything: a reader that has
 	// gone (`edgeipc ctl sources | head -1`) kills ctl with SIGPIPE at its
 	// first write, and a deferred Close would never run.
 	c.Close()
+	// With nothing left to remove, a hang-up ends ctl as it ends other
+	// tools, also while a consumer that reads nothing holds up the output
+	// (caught, it was ignored there).
+	stopHUP()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // interrupted: exit 130
 		}
-		if hctx.Err() != nil {
+		if hungUp {
 			return &ExitError{Code: ExitInterrupted} // hung up: exit 130
 		}
 		if errors.Is(err, context.DeadlineExceeded) {

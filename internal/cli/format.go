@@ -297,44 +297,38 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 }
 
-// ctxReader makes reads from r (typically stdin, which cannot be
-// interrupted) give up with ctx.Err() when ctx is cancelled. The read in
-// progress is abandoned in a helper goroutine; the caller must not use r or
-// the abandoned buffer afterwards (the process is about to exit).
-type ctxReader struct {
+// ctxIO runs the reads or the writes of one stream in a helper goroutine,
+// so that the caller can give up on one with ctx.Err() when ctx is
+// cancelled: read(2) of stdin and write(2) to stdout (a full pipe, a
+// terminal held by Ctrl-S) block and cannot be interrupted. The call in
+// progress is then abandoned: the helper goroutine stays in it, and every
+// later call fails at once (the process is about to exit). One call at a
+// time.
+type ctxIO struct {
 	ctx  context.Context
-	r    io.Reader
+	call func([]byte) (int, error)
 	req  chan []byte
-	res  chan readResult
+	res  chan ioResult
 	once sync.Once
 }
 
-type readResult struct {
+type ioResult struct {
 	n   int
 	err error
 }
 
-func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
-	return &ctxReader{ctx: ctx, r: r, req: make(chan []byte), res: make(chan readResult, 1)}
+func newCtxIO(ctx context.Context, call func([]byte) (int, error)) ctxIO {
+	return ctxIO{ctx: ctx, call: call, req: make(chan []byte), res: make(chan ioResult, 1)}
 }
 
-func (c *ctxReader) Read(p []byte) (int, error) {
+// do runs call(p) in the helper goroutine and returns its result, or
+// ctx.Err() as soon as ctx is cancelled. Once it has returned ctx.Err()
+// the call may still be using p.
+func (c *ctxIO) do(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	c.once.Do(func() {
-		go func() {
-			for {
-				select {
-				case b := <-c.req:
-					n, err := c.r.Read(b)
-					c.res <- readResult{n, err}
-				case <-c.ctx.Done():
-					return
-				}
-			}
-		}()
-	})
+	c.once.Do(func() { go c.serve() })
 	select {
 	case c.req <- p:
 	case <-c.ctx.Done():
@@ -347,54 +341,80 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, c.ctx.Err()
 	}
 }
+
+func (c *ctxIO) serve() {
+	for {
+		select {
+		case b := <-c.req:
+			n, err := c.call(b)
+			c.res <- ioResult{n, err}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// ctxReader makes reads from r (typically stdin) give up with ctx.Err()
+// when ctx is cancelled. A read it gives up on may still fill the caller's
+// buffer afterwards: the caller must not use r or that buffer again (pub
+// does not: it is about to exit).
+type ctxReader struct{ io ctxIO }
+
+func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
+	return &ctxReader{newCtxIO(ctx, r.Read)}
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) { return c.io.do(p) }
+
+// ctxWriteChunk is the most a ctxWriter hands its helper goroutine at
+// once: what a pipe holds by default.
+const ctxWriteChunk = 64 << 10
 
 // ctxWriter makes writes to w (typically stdout, whose write(2) blocks
 // while a pipe is full and cannot be interrupted) give up with ctx.Err()
-// when ctx is cancelled: 'edgeipc sub cam | consumer' must end on SIGTERM
-// even while the consumer reads nothing. The write in progress is
-// abandoned in a helper goroutine; the caller must not use w or the
-// abandoned buffer afterwards (bufio.Writer keeps the error and touches
-// neither; the process is about to exit).
+// when ctx is cancelled: every command's stdout is one (MainEnv), so that
+// 'edgeipc sub cam | consumer' or 'edgeipc ring ls --json | consumer' ends
+// on SIGINT or SIGTERM even while the consumer reads nothing. The helper
+// goroutine writes a copy, at most ctxWriteChunk bytes at a time, so that
+// a write it gives up on never reads the caller's memory afterwards (fmt
+// returns its buffers to a pool for other writes to reuse). Safe for
+// concurrent use; each Write's bytes stay together.
 type ctxWriter struct {
-	ctx  context.Context
-	w    io.Writer
-	req  chan []byte
-	res  chan readResult
-	once sync.Once
+	w   io.Writer
+	mu  sync.Mutex
+	io  ctxIO
+	buf []byte
 }
 
 func newCtxWriter(ctx context.Context, w io.Writer) *ctxWriter {
-	return &ctxWriter{ctx: ctx, w: w, req: make(chan []byte), res: make(chan readResult, 1)}
+	return &ctxWriter{w: w, io: newCtxIO(ctx, w.Write)}
 }
 
 func (c *ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for len(p) > 0 {
+		if err := c.io.ctx.Err(); err != nil {
+			// Not a byte more into buf: a write given up on may still
+			// be reading it.
+			return n, err
+		}
+		if k := min(len(p), ctxWriteChunk); cap(c.buf) < k {
+			c.buf = make([]byte, k)
+		}
+		k := copy(c.buf[:cap(c.buf)], p)
+		m, err := c.io.do(c.buf[:k])
+		n += m
+		if err == nil && m < k {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
 	}
-	c.once.Do(func() {
-		go func() {
-			for {
-				select {
-				case b := <-c.req:
-					n, err := c.w.Write(b)
-					c.res <- readResult{n, err}
-				case <-c.ctx.Done():
-					return
-				}
-			}
-		}()
-	})
-	select {
-	case c.req <- p:
-	case <-c.ctx.Done():
-		return 0, c.ctx.Err()
-	}
-	select {
-	case r := <-c.res:
-		return r.n, r.err
-	case <-c.ctx.Done():
-		return 0, c.ctx.Err()
-	}
+	return n, nil
 }
 
 // removedPoll is how often a reader waiting for frames checks whether its

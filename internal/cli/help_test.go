@@ -158,7 +158,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 
 // TestOutputWriteFailed: a command whose output could not be written
 // exits 1 and says so, even where it prints with fmt.Fprintf and never
-// looks at the error.
+// looks at the error. Help texts (help, -h) exited 0.
 func TestOutputWriteFailed(t *testing.T) {
 	dir := t.TempDir()
 	name := uniqueName("full")
@@ -170,6 +170,10 @@ func TestOutputWriteFailed(t *testing.T) {
 		{"ring", "inspect", name, "--json", "--dir", dir},
 		{"ring", "ls", "--dir", dir},
 		{"run", "--check"},
+		{"help"},
+		{"help", "sub"},
+		{"sub", "-h"},
+		{"ctl", "status", "-h"}, // -h after a positional argument
 	} {
 		var errb bytes.Buffer
 		code := MainEnv(context.Background(), &Env{Stdin: strings.NewReader(""), Stdout: failWriter{}, Stderr: &errb}, args)

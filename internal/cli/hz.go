@@ -93,10 +93,9 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
 	quietEPIPE()
-	// A write blocked on a full pipe ends with SIGINT or SIGTERM too.
-	wenv := *env
-	wenv.Stdout = newCtxWriter(ctx, env.Stdout)
-	err = hzLoop(ctx, &wenv, rd, name, window, count, asJSON, gone)
+	// A write blocked on a full pipe ends with SIGINT or SIGTERM too:
+	// env.Stdout gives up then (MainEnv).
+	err = hzLoop(ctx, env, rd, name, window, count, asJSON, gone)
 	if outputGone(err) {
 		return nil // `edgeipc hz cam | head -3`: done, not failed
 	}

@@ -58,6 +58,9 @@ func stdoutFile(w io.Writer) *os.File {
 	if o, ok := w.(*outWriter); ok {
 		w = o.w
 	}
+	if c, ok := w.(*ctxWriter); ok {
+		w = c.w
+	}
 	f, _ := w.(*os.File)
 	return f
 }

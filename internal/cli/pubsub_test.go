@@ -651,42 +651,13 @@ func TestSubHzSignalWhileOutputBlocked(t *testing.T) {
 	// 1000 frames of 1000 bytes: far more than a pipe and sub's buffer hold.
 	frames := strings.Repeat(strings.Repeat("x", 1000)+"\n", 1000)
 	mustCode(t, runCLI(t, frames, "pub", name, "--quiet", "--dir", dir), 0, "pub")
-	// blocked reports whether a thread of pid sleeps writing to a pipe.
-	blocked := func(pid int) bool {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
-		for _, f := range tasks {
-			if b, _ := os.ReadFile(f); strings.Contains(string(b), "pipe") {
-				return true
-			}
-		}
-		return false
-	}
 	for _, args := range [][]string{
 		{"sub", name, "--from", "oldest"},
 		{"hz", name, "--window", "1ms", "--json"}, // fills the pipe with windows
 	} {
-		what := strings.Join(args, " ")
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
+		child := startStalled(t, dir, false, args...)
+		if code := child.interrupt(t, syscall.SIGTERM); code != ExitInterrupted {
+			t.Errorf("%s, SIGTERM while its output is blocked: exit %d, stderr %q; want %d", child.what, code, child.errb.String(), ExitInterrupted)
 		}
-		cmd := cliCmd(t, dir, args...)
-		var errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = pw, &errb
-		err = cmd.Start()
-		pw.Close()
-		if err != nil {
-			pr.Close()
-			t.Fatal(err)
-		}
-		eventually(t, what+" to block writing to the full pipe", func() bool { return blocked(cmd.Process.Pid) })
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		// waitCmd fails the test if it does not exit (within testTimeout).
-		if code := waitCmd(t, cmd); code != ExitInterrupted {
-			t.Errorf("%s, SIGTERM while its output is blocked: exit %d, stderr %q; want %d", what, code, errb.String(), ExitInterrupted)
-		}
-		pr.Close()
 	}
 }

@@ -97,10 +97,9 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	gone := newRemovedWatch(rd.Ring())
 	quietEPIPE()
 	stdout := stdoutFile(env.Stdout)
-	// A write blocked on a full pipe ends with SIGINT or SIGTERM too.
-	wenv := *env
-	wenv.Stdout = newCtxWriter(ctx, env.Stdout)
-	err = subCopy(ctx, &wenv, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
+	// A write blocked on a full pipe ends with SIGINT or SIGTERM too:
+	// env.Stdout gives up then (MainEnv).
+	err = subCopy(ctx, env, rd, name, framing, count, timeout, gone, func() bool { return outputClosed(stdout) })
 	if outputGone(err) {
 		return nil // `edgeipc sub cam | head -1`: done, not failed
 	}
