@@ -195,6 +195,18 @@ func TestOutputBlockedInterrupted(t *testing.T) {
 		}
 	}
 
+	// ring rm stops at the interrupt: before, its "removed" lines failed
+	// (or blocked) and it went on removing, silently, every ring named.
+	child := startStalled(t, dir, true, "ring", "rm", "blocked-ls-000", "blocked-ls-001", "blocked-ls-002")
+	if code := child.interrupt(t, syscall.SIGINT); code != ExitInterrupted {
+		t.Errorf("%s, SIGINT while its output is blocked: exit %d, stderr %q; want %d", child.what, code, child.errb.String(), ExitInterrupted)
+	}
+	for _, name := range []string{"blocked-ls-001", "blocked-ls-002"} {
+		if _, err := os.Stat(filepath.Join(dir, "edgeipc."+name)); err != nil {
+			t.Errorf("%s, interrupted at its first line: %s: %v; want it kept", child.what, name, err)
+		}
+	}
+
 	// ctl rings, with a real control server (its core a fake with 1000
 	// rings: about 100 KB of table) behind a queue of the test's that
 	// passes the request on, so that the test knows ctl's reply queue.
@@ -243,7 +255,7 @@ func TestOutputBlockedInterrupted(t *testing.T) {
 	// A hang-up once the reply is in ends ctl as it ends other tools
 	// (killed by SIGHUP), also while its output is blocked: it had caught
 	// SIGHUP for the wait, and ignored it from then on.
-	child := startStalled(t, dir, false, "ctl", "--queue", srv.Name(), "--timeout", "1m", "rings")
+	child = startStalled(t, dir, false, "ctl", "--queue", srv.Name(), "--timeout", "1m", "rings")
 	child.interrupt(t, syscall.SIGHUP)
 	if ws, ok := child.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGHUP {
 		t.Errorf("%s, SIGHUP while its output is blocked: %v, stderr %q; want killed by SIGHUP", child.what, child.cmd.ProcessState, child.errb.String())

@@ -548,6 +548,11 @@ func ringRemove(ctx context.Context, env *Env, o *ringOpts, args []string) error
 		fmt.Fprintf(env.Stderr, "edgeipc ring rm: "+format+"\n", a...)
 	}
 	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			// Interrupted (exit 130): the rings not reached stay, and
+			// what was printed is what was removed.
+			return err
+		}
 		s, ok := byName[n]
 		if !ok {
 			fail("%s: no such ring in %s (list them with 'edgeipc ring ls%s')", n, segDir(o.dir), dirArg(o.segOpts()))
