@@ -162,8 +162,9 @@ func (f *manyRingsFake) Rings() []control.RingStat {
 // with exit 130 on SIGINT or SIGTERM while its stdout is a full pipe that
 // nobody reads, and releases what it holds (ctl its reply queue). Only
 // sub and hz wrote through a writer that gives up on the signal; the
-// others sat in write(2), ignoring the signals they had caught, until
-// killed.
+// others (ring ls, inspect and rm, ctl, help, version, run
+// --print-default, bench) sat in write(2), ignoring the signals they had
+// caught, until killed.
 func TestOutputBlockedInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	// 'ring ls --json' of 300 rings prints about 150 KB.
@@ -188,6 +189,8 @@ func TestOutputBlockedInterrupted(t *testing.T) {
 		{true, syscall.SIGINT, []string{"help"}},
 		{true, syscall.SIGTERM, []string{"help", "ring", "create"}},
 		{true, syscall.SIGINT, []string{"version"}},
+		{true, syscall.SIGINT, []string{"run", "--print-default"}},
+		{true, syscall.SIGTERM, []string{"bench", "--case", "pipe", "--duration", "10m", "--no-c"}}, // its header blocks
 	} {
 		child := startStalled(t, dir, c.full, c.args...)
 		if code := child.interrupt(t, c.sig); code != ExitInterrupted {
