@@ -1,8 +1,9 @@
 package cli
 
-// Helpers shared by the ring, pub, sub and hz commands: argument parsing
-// that accepts flags after positional arguments, byte sizes, and table and
-// JSON output.
+// Helpers shared by the commands: argument parsing that accepts flags
+// after positional arguments, byte sizes, table and JSON output, and the
+// stdin and stdout wrappers that give up on a signal (ctxReader,
+// ctxWriter).
 
 import (
 	"context"
