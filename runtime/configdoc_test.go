@@ -311,3 +311,34 @@ func TestDocsTOMLExamplesParse(t *testing.T) {
 	}
 	t.Logf("%d configuration examples parsed", len(examples))
 }
+
+// TestConfigDocQuotesRealErrors: the error messages docs/config.md quotes
+// as examples are the ones Parse gives for such a file. Each quote is
+// compared with its line breaks and backquotes ignored, as the page
+// wraps it.
+func TestConfigDocQuotesRealErrors(t *testing.T) {
+	b, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Join(strings.Fields(string(b)), " ")
+	const src = "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n"
+	for _, c := range []struct{ toml, quote string }{
+		{"[rings.camera]\nslots = 3\n", "rings.camera.slots: 3 is not a power of two from 2 to 16777216"},
+		{src + "[[sources]]\nname = \"t\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\nsize_bytes = 4\n", "sources[1].size_bytes: unknown key (see docs/config.md)"},
+		{"[rings.a]\nSLOTS = 4\n", "`SLOTS` is an unknown key"},
+		{"[rings.cam]\nslot = 4\n", "rings.cam.slot: unknown key; did you mean slots or slot_payload?"},
+		{"[rings.cam]\nrate_hz = 4\n", "rate_hz is a key of [[sources]]"},
+		{"[rings.cam]\nslots = \"4\"\n", "rings.cam.slots: is a string; want an integer: write it as digits, without quotes or a decimal point"},
+		{"[sources]\nname = \"s\"\n", "sources: is a table; want an array of tables: start each one with [[sources]]"},
+	} {
+		if !strings.Contains(doc, c.quote) {
+			t.Errorf("docs/config.md does not quote %q", c.quote)
+		}
+		_, err := Parse("doc.toml", []byte(c.toml))
+		want := strings.ReplaceAll(strings.TrimSuffix(c.quote, " is an unknown key"), "`", "")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("docs/config.md quotes %q; for\n%s\nParse says: %v", c.quote, c.toml, err)
+		}
+	}
+}
