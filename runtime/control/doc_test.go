@@ -58,7 +58,7 @@ func TestControlDocMatchesProtocol(t *testing.T) {
 		}
 	}
 
-	// StatusInfo, RingStat, SourceStat: the paragraph that starts with the
+	// StatusInfo, RingStat, SourceStat, SinkStat: the paragraph that starts with the
 	// type's name lists its keys.
 	para := func(name string) []string {
 		start := strings.Index(doc, "`"+name+"`:")
@@ -72,7 +72,7 @@ func TestControlDocMatchesProtocol(t *testing.T) {
 		}
 		return keys
 	}
-	for _, v := range []any{StatusInfo{}, RingStat{}, SourceStat{}} {
+	for _, v := range []any{StatusInfo{}, RingStat{}, SourceStat{}, SinkStat{}} {
 		name := reflect.TypeOf(v).Name()
 		got, want := para(name), msgKeys(v)
 		// The paragraphs quote values too (kinds, states): keep the keys,
