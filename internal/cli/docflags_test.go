@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -149,4 +153,144 @@ func TestREADMELinksEveryDoc(t *testing.T) {
 	for p := range linked {
 		t.Errorf("README.md's Documentation table links %s, which does not exist", p)
 	}
+}
+
+// goImports returns the imports of the non-test Go files of the package in
+// dir (relative to the module root), for every GOOS and build tag at once,
+// written as docs/architecture.md writes them: the module's packages by
+// their path in it, golang.org/x/sys/... as x/sys, github.com/tinylib/msgp/...
+// as msgp, github.com/BurntSushi/toml as toml, and the standard library left
+// out.
+func goImports(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	const module = "github.com/edgeipc/edgeipc/"
+	files, _ := filepath.Glob(filepath.Join("../..", dir, "*.go"))
+	imps := map[string]bool{}
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		n++
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, is := range af.Imports {
+			p, _ := strconv.Unquote(is.Path.Value)
+			switch {
+			case strings.HasPrefix(p, module):
+				imps[strings.TrimPrefix(p, module)] = true
+			case strings.HasPrefix(p, "golang.org/x/sys/"):
+				imps["x/sys"] = true
+			case strings.HasPrefix(p, "github.com/tinylib/msgp/"):
+				imps["msgp"] = true
+			case p == "github.com/BurntSushi/toml":
+				imps["toml"] = true
+			case strings.Contains(strings.Split(p, "/")[0], "."):
+				imps[p] = true // a module the table has no short name for
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no Go files in %s", dir)
+	}
+	return imps
+}
+
+// TestArchitectureImports: the package table of docs/architecture.md says,
+// for each package, every package it imports besides the standard library
+// (its third column: `a`, `b`, `runtime/*` for runtime's subpackages, — for
+// none; "everything above" for the CLI, which imports only packages of the
+// rows above it and those named after it), and has a row for every package
+// the edgeipc binary is built from.
+func TestArchitectureImports(t *testing.T) {
+	b, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n## Packages\n")
+	if !ok {
+		t.Fatal("docs/architecture.md has no Packages section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	row := regexp.MustCompile("(?m)^\\| `([a-z/]+)/` \\|.*\\| ([^|]+) \\|$")
+	tick := regexp.MustCompile("`([^`]+)`")
+	rows := map[string]bool{}
+	var above []string
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		pkg, col := m[1], strings.TrimSpace(m[2])
+		rows[pkg] = true
+		got := goImports(t, pkg)
+		if rest, ok := strings.CutPrefix(col, "everything above"); ok {
+			extra := map[string]bool{}
+			for _, tm := range tick.FindAllStringSubmatch(rest, -1) {
+				extra[tm[1]] = true
+			}
+			for imp := range got {
+				if (!rows[imp] || imp == pkg) && !extra[imp] {
+					t.Errorf("docs/architecture.md: %s imports %s, which is not a row above it (the table says \"everything above\")", pkg, imp)
+				}
+			}
+			above = append(above, pkg)
+			continue
+		}
+		doc := map[string]bool{}
+		if col != "—" {
+			for _, tm := range tick.FindAllStringSubmatch(col, -1) {
+				doc[tm[1]] = true
+			}
+			if len(doc) == 0 {
+				t.Errorf("docs/architecture.md, %s: imports column %q names no `package`", pkg, col)
+			}
+		}
+		var missing, extra []string
+		for imp := range got {
+			if !doc[imp] && !(doc[pkg+"/*"] && strings.HasPrefix(imp, pkg+"/")) {
+				missing = append(missing, imp)
+			}
+		}
+		for d := range doc {
+			if !got[d] && !(strings.HasSuffix(d, "/*") && anyPrefix(got, strings.TrimSuffix(d, "*"))) {
+				extra = append(extra, d)
+			}
+		}
+		sort.Strings(missing)
+		sort.Strings(extra)
+		if len(missing)+len(extra) > 0 {
+			t.Errorf("docs/architecture.md, %s: the imports column leaves out %v and names %v, which it does not import", pkg, missing, extra)
+		}
+	}
+	if len(rows) < 10 || len(above) != 1 {
+		t.Fatalf("read %d rows (%d \"everything above\"): the scan is broken", len(rows), len(above))
+	}
+	// Every package of the binary has a row (cmd/edgeipc is the thin main).
+	seen := map[string]bool{}
+	var walk func(pkg string)
+	walk = func(pkg string) {
+		if seen[pkg] {
+			return
+		}
+		seen[pkg] = true
+		for imp := range goImports(t, pkg) {
+			if _, err := os.Stat(filepath.Join("../..", imp)); err == nil {
+				walk(imp)
+			}
+		}
+	}
+	walk("cmd/edgeipc")
+	for pkg := range seen {
+		if pkg != "cmd/edgeipc" && !rows[pkg] {
+			t.Errorf("docs/architecture.md's package table has no row for %s/, which the edgeipc binary is built from", pkg)
+		}
+	}
+}
+
+func anyPrefix(set map[string]bool, prefix string) bool {
+	for k := range set {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
