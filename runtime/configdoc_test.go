@@ -261,7 +261,7 @@ func TestDocsQuoteThePackagedUnit(t *testing.T) {
 }
 
 // TestDocsTOMLExamplesParse: every configuration the documents show —
-// ```toml blocks, and files written with <<'TOML' in shell blocks, in
+// ```toml blocks (also indented, in a list), and files written with <<'TOML' in shell blocks, in
 // README.md, docs/ and the examples' and clients' READMEs — and the
 // commented-out examples of runtime/default.toml (its lines that are TOML
 // once uncommented) parse and validate, so that none of them shows a key
@@ -271,7 +271,7 @@ func TestDocsTOMLExamplesParse(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
 	more, _ := filepath.Glob("../examples/*/README.md")
 	files = append(files, append(more, "../README.md", "../clients/README.md")...)
-	block := regexp.MustCompile("(?s)```toml\n(.*?)\n```|<<'TOML'\n(.*?)\nTOML\n")
+	block := regexp.MustCompile("(?s)```toml\n(.*?)\n[ \t]*```|<<'TOML'\n(.*?)\nTOML\n")
 	group := regexp.MustCompile(`(?m)^(\s*group\s*=\s*)"[^"]*"`)
 	gid := strconv.Itoa(os.Getgid())
 	type example struct{ where, text string }
