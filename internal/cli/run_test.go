@@ -284,7 +284,7 @@ func TestRunHelpShutdown(t *testing.T) {
 		"the process groups still running get SIGKILL, the shutdown gets at most 1s more, and run exits 1",
 		"A second SIGTERM/SIGINT during the shutdown is logged and ignored",
 		"SIGPIPE is ignored",
-		"signal 34 kills it",
+		"signals 32 and 34 kill it",
 		"TimeoutStopSec",
 		"Exit codes: 0 after a clean shutdown, 1 if",
 	} {
