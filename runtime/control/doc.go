@@ -9,7 +9,9 @@
 //     override it), created mode 0600 (owner only) or 0660 (owner and
 //     group). The kernel's permission check on that queue is the first gate.
 //   - Each client creates a private reply queue "edgeipc.reply.<pid>.<hex>"
-//     (O_EXCL, 0600) and names it in every Request. The server answers only
+//     (O_EXCL, 0600; 0660 in the request queue's group when the runtime
+//     runs as another user, and root's is given to the runtime's user) and
+//     names it in every Request. The server answers only
 //     queues of that shape whose owner (read from the open descriptor) is the
 //     runtime's uid, root, or a member of the configured group; anything else
 //     gets a "permission denied" reply and is counted as bad. Signals and the
