@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"go/parser"
 	"go/token"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // helpFlags returns the flags that `edgeipc ARGS -h` lists.
@@ -293,4 +297,77 @@ func anyPrefix(set map[string]bool, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestStreamJSONDocumented: the keys that 'hz --json' and 'sub --framing
+// json' print are exactly those their help lists (the help of ring ls and
+// ring inspect is held to their output by TestRingJSONDocumented, that of
+// version by TestVersionJSON).
+func TestStreamJSONDocumented(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("jsondoc")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "8", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	w, err := shm.OpenWriter(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that keeps writing while hz measures its window.
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				w.Write([]byte("frame"))
+			}
+		}
+	}()
+	hz := runCLI(t, "", "hz", name, "--json", "--count", "1", "--window", "200ms", "--dir", dir)
+	close(stop)
+	<-wrote
+	mustCode(t, hz, 0, "hz --json")
+	sub := runCLI(t, "", "sub", name, "--framing", "json", "--from", "oldest", "--count", "1", "--dir", dir)
+	mustCode(t, sub, 0, "sub --framing json")
+
+	quoted := regexp.MustCompile(`"([a-z_]+)"`)
+	for _, c := range []struct{ cmd, start, out string }{
+		{"hz", "With --json", hz.stdout},
+		{"sub", "--framing json", sub.stdout},
+	} {
+		help := commands[c.cmd].Long
+		i := strings.Index(help, c.start)
+		if i < 0 {
+			t.Fatalf("help %s has no %q", c.cmd, c.start)
+		}
+		para, _, _ := strings.Cut(help[i:], "\n\n")
+		doc := map[string]bool{}
+		for _, m := range quoted.FindAllStringSubmatch(para, -1) {
+			doc[m[1]] = true
+		}
+		var obj map[string]any
+		line, _, _ := strings.Cut(c.out, "\n")
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("%s: %v\n%s", c.cmd, err, c.out)
+		}
+		for k := range obj {
+			if !doc[k] {
+				t.Errorf("%s prints the key %q, which 'edgeipc help %s' does not name:\n%s", c.cmd, k, c.cmd, para)
+			}
+		}
+		for k := range doc {
+			if _, ok := obj[k]; !ok {
+				t.Errorf("'edgeipc help %s' names the key %q, which %s does not print: %s", c.cmd, k, c.cmd, line)
+			}
+		}
+		if len(doc) < 5 {
+			t.Fatalf("help %s: found keys %v: the scan is broken", c.cmd, doc)
+		}
+	}
 }
