@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -340,5 +341,83 @@ func TestConfigDocQuotesRealErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("docs/config.md quotes %q; for\n%s\nParse says: %v", c.quote, c.toml, err)
 		}
+	}
+}
+
+// TestConfigDocZeroMeansDefault: an integer key that Parse reads as its
+// default when it is 0 says "0 = the default" in its row of
+// docs/config.md, and one that refuses 0 does not; `slots = 0`,
+// `slot_payload = 0` and `max_skip = 0` ran the defaults while the page
+// gave their ranges as from 2, from 1 and "> 0".
+func TestConfigDocZeroMeansDefault(t *testing.T) {
+	b, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(key string) string {
+		for _, l := range strings.Split(string(b), "\n") {
+			first, _, _ := strings.Cut(strings.TrimPrefix(l, "| "), " |")
+			if strings.HasPrefix(l, "| `") && slices.Contains(strings.Split(first, ", "), "`"+key+"`") {
+				return l
+			}
+		}
+		t.Fatalf("docs/config.md has no row for %s", key)
+		return ""
+	}
+	const (
+		ring   = "[rings.a]\n"
+		source = "[rings.a]\n[[sources]]\nname = \"e\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"true\"]\nframing = \"len32\"\n"
+		sink   = "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"/run/edgeipc-doc-test/a.rec\"\n"
+	)
+	value := func(cfg *Config, prefix string) reflect.Value {
+		switch prefix {
+		case ring:
+			return reflect.ValueOf(*cfg.Rings["a"])
+		case source:
+			return reflect.ValueOf(*cfg.Sources[0])
+		}
+		return reflect.ValueOf(*cfg.Sinks[0])
+	}
+	checked := 0
+	for _, s := range []struct {
+		prefix string
+		v      any
+	}{{ring, RingConfig{}}, {source, SourceConfig{}}, {sink, SinkConfig{}}} {
+		base, err := Parse("base.toml", []byte(s.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := reflect.TypeOf(s.v)
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			key := f.Tag.Get("toml")
+			if key == "" || key == "-" {
+				continue
+			}
+			switch f.Type.Kind() {
+			case reflect.Int, reflect.Int64, reflect.Uint32:
+			default:
+				continue
+			}
+			if f.Type == reflect.TypeOf(FileMode(0)) || f.Type == reflect.TypeOf(Duration(0)) {
+				continue // modes and durations: the page says once for all that 0 means the default
+			}
+			def := value(base, s.prefix).Field(i).Interface()
+			cfg, err := Parse("zero.toml", []byte(s.prefix+key+" = 0\n"))
+			if err != nil && strings.Contains(err.Error(), "does not apply") {
+				continue
+			}
+			checked++
+			says := strings.Contains(row(key), "0 = the default")
+			switch {
+			case err != nil && says:
+				t.Errorf("docs/config.md says 0 = the default for %s; Parse refuses it: %v", key, err)
+			case err == nil && !reflect.ValueOf(def).IsZero() && value(cfg, s.prefix).Field(i).Interface() == def && !says:
+				t.Errorf("Parse reads %s = 0 as the default, %v; docs/config.md's row does not say 0 = the default:\n%s", key, def, row(key))
+			}
+		}
+	}
+	if checked < 5 {
+		t.Fatalf("checked %d integer keys: the scan is broken", checked)
 	}
 }
