@@ -296,3 +296,94 @@ func TestRunHelpShutdown(t *testing.T) {
 		t.Errorf("help run still promises exit 0 within shutdown_timeout")
 	}
 }
+
+// TestRunJSONLogSinkKeys: a declared sink's stats line in the JSON log
+// carries in its data exactly the keys docs/operations.md ("Logs for
+// scripts") lists for a declared sink (TestRunDefaultDemo checks those of
+// a ring and a source; the built-in configuration declares no sink).
+func TestRunJSONLogSinkKeys(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	cfg := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(cfg, []byte(`
+[control]
+enabled = false
+[rings.r]
+slots = 16
+slot_payload = 64
+remove_on_exit = true
+[[sources]]
+name = "gen"
+kind = "synthetic"
+ring = "r"
+rate_hz = 50
+size = 8
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "r"
+path = "`+filepath.Join(dir, "r.rec")+`"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "- a declared sink:")
+	if !ok {
+		t.Fatal(`docs/operations.md, Logs for scripts: no "- a declared sink:"`)
+	}
+	section, _, _ = strings.Cut(section, ".\n")
+	var keys []string
+	for i, f := range strings.Split(section, "`") {
+		if i%2 == 1 {
+			keys = append(keys, f)
+		}
+	}
+	if len(keys) < 5 {
+		t.Fatalf("read keys %v: the scan is broken", keys)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errw runLogWriter
+	done := make(chan int, 1)
+	go func() {
+		done <- MainEnv(ctx, &Env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &errw},
+			[]string{"run", "-c", cfg, "--stats-interval", "100ms", "--log-format", "json"})
+	}()
+	var line string
+	deadline := time.Now().Add(testTimeout)
+	for line == "" {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no sink stats line; log:\n%s", errw.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, l := range strings.Split(errw.String(), "\n") {
+			if strings.Contains(l, `"sink":"rec"`) && strings.Contains(l, `"kind":"stats"`) {
+				line = l
+				break
+			}
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, errw.String())
+	}
+	var rec struct {
+		Data map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("%v: %s", err, line)
+	}
+	for _, k := range keys {
+		if _, ok := rec.Data[k]; !ok {
+			t.Errorf("the sink's stats line lacks %q, which docs/operations.md lists: %s", k, line)
+		}
+	}
+	if len(rec.Data) != len(keys)+1 { // + kind
+		t.Errorf("the sink's stats line has keys docs/operations.md does not list (it lists %v): %s", keys, line)
+	}
+}
