@@ -371,3 +371,58 @@ func TestStreamJSONDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMETestCommandIsCI: README.md says `make test` installs what a
+// fresh machine lacks (scripts/setup.sh, its first step) and that CI runs
+// exactly this (.ci/run): .ci/run ends in `make test`, and the Debian
+// packages it installs are those scripts/setup.sh installs, amd64's
+// gcc-multilib included, so that a developer's `make test` and CI test
+// the same machine.
+func TestREADMETestCommandIsCI(t *testing.T) {
+	read := func(p string) string {
+		b, err := os.ReadFile("../../" + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	readme, ci, setup, mk := read("README.md"), read(".ci/run"), read("scripts/setup.sh"), read("Makefile")
+	for _, want := range []string{"\nmake test ", "(`.ci/run`)", "`sudo scripts/setup.sh`"} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not say %q", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^make test$`).MatchString(ci) {
+		t.Error(".ci/run does not run `make test`")
+	}
+	if !regexp.MustCompile(`(?m)^test: setup `).MatchString(mk) || !regexp.MustCompile(`(?m)^setup:.*\n\tscripts/setup\.sh$`).MatchString(mk) {
+		t.Error("Makefile: `make test` does not start with `setup` (scripts/setup.sh)")
+	}
+	pkgs := func(where, list, cond string) []string {
+		out := strings.Fields(list)
+		if strings.Contains(cond, "amd64") && strings.Contains(cond, "gcc-multilib") {
+			out = append(out, "gcc-multilib (amd64 only)")
+		}
+		sort.Strings(out)
+		if len(out) < 5 {
+			t.Fatalf("%s: read packages %v: the scan is broken", where, out)
+		}
+		return out
+	}
+	m := regexp.MustCompile(`(?s)install -y -q --no-install-recommends --no-upgrade \\\n(.*?)\n\n`).FindStringSubmatch(ci)
+	if m == nil {
+		t.Fatal(".ci/run: no apt-get install list found")
+	}
+	ciText := strings.ReplaceAll(m[1], "\\\n", " ")
+	cond := regexp.MustCompile(`\$\(.*\)`)
+	ciPkgs := pkgs(".ci/run", cond.ReplaceAllString(ciText, ""), cond.FindString(ciText))
+	list := regexp.MustCompile(`(?m)^PKGS=\((.*)\)$`).FindStringSubmatch(setup)
+	add := regexp.MustCompile(`(?m)^.*PKGS\+=\(.*\).*$`).FindString(setup)
+	if list == nil {
+		t.Fatal("scripts/setup.sh: no PKGS=(...) list found")
+	}
+	setupPkgs := pkgs("scripts/setup.sh", list[1], add)
+	if strings.Join(ciPkgs, " ") != strings.Join(setupPkgs, " ") {
+		t.Errorf(".ci/run installs %v; scripts/setup.sh (make test) installs %v", ciPkgs, setupPkgs)
+	}
+}
