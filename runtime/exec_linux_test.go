@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -561,4 +562,65 @@ func TestExecClosedStdoutNoted(t *testing.T) {
 	if !strings.Contains(logb.String(), "closed its stdout but keeps running") {
 		t.Errorf("log lacks the note:\n%s", logb.String())
 	}
+}
+
+// TestShutdownTimeoutChildReapedAfterRun: a shutdown that ran out of
+// shutdown_timeout SIGKILLs the children's groups, and Run returns within
+// its bound even when a child cannot be reaped yet because its group is
+// not empty: here a process of another user (as a sudo in a sensor's
+// script would be) is in it, which the runtime, running as nobody, may
+// not signal; a process stuck in a driver holds the group the same way.
+// The spawner used to stop 200 ms after the SIGKILL, so in a program that
+// embeds the runtime and goes on after Run, the child stayed an unreaped
+// zombie for good and the source's goroutine, and the shutdown's, waited
+// for its exit forever. Now the spawner goes on reaping after Run has
+// returned, and they all end once the group is empty.
+func TestShutdownTimeoutChildReapedAfterRun(t *testing.T) {
+	e := newEnv(t)
+	cmd, cfgDir, uid, gid := unprivileged(t, e)
+	pidFile := filepath.Join(e.dir, "leader.pid")
+	path := filepath.Join(cfgDir, "c.toml")
+	cfg := execArgvConfig("x", []string{"/bin/sh", "-c", "echo $$ > " + pidFile + "; echo ready; exec sleep 1000"}, `stop_timeout = "1m"`)
+	cfg = strings.Replace(cfg, "[runtime]\n", "[runtime]\nshutdown_timeout = \"1s\"\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	c := startChildCmd(t, cmd, path, lingerEnv+"=1")
+	c.log.waitFor(t, "runtime ready", 1)
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "ready" {
+		t.Fatalf("frame %q", f[0].Data)
+	}
+	leader := readPIDs(pidFile)[0]
+	// The test, root, puts a process of uid 12345 into the child's group
+	// (the test, the runtime and the child share a session).
+	member := exec.Command("sleep", "1000")
+	member.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: leader, Credential: &syscall.Credential{Uid: 12345, Gid: 12345}}
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Process.Kill(); member.Wait() })
+
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.log.waitFor(t, "TEST: run returned: runtime: shutdown did not finish within 1s", 1)
+	c.log.waitFor(t, "not reaped 200ms after SIGKILL: still reaping them", 1)
+	time.Sleep(200 * time.Millisecond)
+	if strings.Contains(c.log.String(), "no goroutine of the runtime left") {
+		t.Fatal("the runtime's goroutines ended while its child's group still had a member")
+	}
+	if !pidExists(leader) {
+		t.Fatal("the child was reaped while its group still had a member")
+	}
+	member.Process.Kill()
+	member.Wait()
+	eventually(t, "the child to be reaped", func() bool { return !pidExists(leader) })
+	c.log.waitFor(t, "TEST: no goroutine of the runtime left", 1)
+}
+
+// pidExists reports whether pid is a process or an unreaped zombie.
+func pidExists(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
 }

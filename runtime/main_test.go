@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +78,9 @@ func childMain(path string) int {
 		return 1
 	}
 	log, _ := NewLogger(os.Stderr, "text")
+	if os.Getenv(lingerEnv) == "1" {
+		return lingerMain(cfg, log)
+	}
 	rt, err := New(cfg, Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -84,6 +91,35 @@ func childMain(path string) int {
 		return 1
 	}
 	return 0
+}
+
+// lingerEnv makes the child runtime a program that embeds the runtime and
+// goes on after Run: SIGTERM ends Run's context; once Run has returned it
+// says so, then says when no goroutine of the runtime is left, and lives
+// on until it is killed.
+const lingerEnv = "EDGEIPC_RUNTIME_TEST_LINGER"
+
+func lingerMain(cfg *Config, log *slog.Logger) int {
+	rt, err := New(cfg, Options{Logger: log, IgnoreSignals: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
+	fmt.Fprintf(os.Stderr, "TEST: run returned: %v\n", rt.Run(ctx))
+	buf := make([]byte, 1<<20)
+	for {
+		// A goroutine that runs a function of this package's types is the
+		// runtime's (the tests' own are not in this process).
+		st := string(buf[:goruntime.Stack(buf, true)])
+		if !strings.Contains(st, "runtime.(*sourceState)") && !strings.Contains(st, "runtime.(*spawner)") &&
+			!strings.Contains(st, "runtime.(*Runtime)") {
+			fmt.Fprintln(os.Stderr, "TEST: no goroutine of the runtime left")
+			select {}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // wait bounds every wait in these tests: a guard against hangs, not a

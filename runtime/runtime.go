@@ -147,8 +147,12 @@ func (rt *Runtime) statsInterval() time.Duration {
 // created is left behind) or could not shut down within [runtime]
 // shutdown_timeout: the process groups of the children still running were
 // then SIGKILLed and the rest of the shutdown given at most killGrace more.
-// Signals arriving during the shutdown are logged and ignored. On systems
-// other than Linux it returns New's error.
+// A child that is not gone by then (a process of its group stuck in the
+// kernel, or of another user) is still reaped after Run has returned, once
+// its group is empty; the goroutines of its source and of the shutdown
+// (which then closes the rest, as configured) end then, and the log says
+// so when Run returns. Signals arriving during the shutdown are logged and
+// ignored. On systems other than Linux it returns New's error.
 func (rt *Runtime) Run(ctx context.Context) error {
 	if err := checkOS(); err != nil {
 		return err

@@ -58,6 +58,9 @@ type spawner struct {
 	children map[*os.Process]*spawned
 	quitc    chan struct{}
 	done     chan struct{}
+	// released is closed when quit may return with children left (see
+	// loop): the loop goes on until it has reaped them.
+	released chan struct{}
 	logf     func(format string, args ...any)
 }
 
@@ -75,6 +78,9 @@ type spawned struct {
 // live members.
 const drainPoll = 50 * time.Millisecond
 
+// quitGrace bounds how long quit waits for children it SIGKILLed.
+const quitGrace = 4 * drainPoll
+
 type exitResult struct {
 	state *os.ProcessState
 	err   error
@@ -83,11 +89,22 @@ type exitResult struct {
 func newSpawner(logf func(format string, args ...any)) *spawner {
 	return &spawner{
 		reqs: make(chan func()), children: map[*os.Process]*spawned{},
-		quitc: make(chan struct{}), done: make(chan struct{}), logf: logf,
+		quitc: make(chan struct{}), done: make(chan struct{}), released: make(chan struct{}), logf: logf,
 	}
 }
 
 // loop runs the spawner; it returns after quit once no child is left.
+//
+// Children still there at quit (a shutdown that timed out) are SIGKILLed
+// with their groups; quit returns once they are reaped or after
+// quitGrace, whichever comes first, but the loop goes on without a bound
+// until it has reaped them all: a child is gone only once its group is
+// empty, and a group member may outlive SIGKILL for a while (stuck in
+// uninterruptible sleep in a driver) or be out of the runtime's reach (a
+// process of another user, such as a sudo); the source goroutine waiting
+// for the child's exit, and the shutdown waiting for that source, must
+// then end when it is reaped rather than wait for good on a spawner that
+// has returned.
 func (s *spawner) loop() {
 	goruntime.LockOSThread() // never unlocked: see the type comment
 	defer close(s.done)
@@ -120,13 +137,14 @@ func (s *spawner) loop() {
 			if len(s.children) > 0 {
 				// Children still running (the shutdown timed out and
 				// killAll's SIGKILL has not finished them yet): SIGKILL
-				// again, reap what is quick to reap. Pdeathsig kills the
-				// leaders anyway, but not the rest of their groups.
+				// again, reap what is quick to reap.
 				s.killAllLocked()
-				deadline = time.After(drainPoll * 4)
+				deadline = time.After(quitGrace)
 			}
 		case <-deadline:
-			return
+			deadline = nil
+			s.logf("%d child(ren) not reaped %v after SIGKILL: still reaping them; their sources end once they are gone", len(s.children), quitGrace)
+			close(s.released)
 		}
 	}
 }
@@ -312,15 +330,17 @@ func exited(p *os.Process) bool {
 	return info.Signo == int32(unix.SIGCHLD)
 }
 
+// quit ends the spawner: it returns once every child is reaped, or
+// quitGrace after it SIGKILLed those left, which the loop still reaps
+// (see loop). Call it once.
 func (s *spawner) quit() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
 	select {
 	case s.quitc <- struct{}{}:
 	case <-s.done:
+		return
 	}
-	<-s.done
+	select {
+	case <-s.done:
+	case <-s.released:
+	}
 }
