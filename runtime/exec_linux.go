@@ -205,7 +205,12 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 		case <-quiet:
 			// A child that closed its stdout and runs on (a daemon that
 			// detached badly, a bug) sends no frame again, while the
-			// source shows running: say so, and leave it running.
+			// source shows running: say so, and leave it running. One
+			// that has exited, and waits to be reaped until the rest of
+			// its group is gone, does not run on (the spawner logs that).
+			if ss.rt.spawn.leaderExited(p) {
+				continue
+			}
 			msg := fmt.Sprintf("child pid %d closed its stdout but keeps running: no frame can come from it; 'edgeipc ctl restart %s' starts it again", p.Pid, c.Name)
 			ss.set(func(ss *sourceState) { ss.lastError = msg })
 			ss.rt.log.Warn(fmt.Sprintf("source %s: %s", c.Name, msg))
@@ -339,7 +344,11 @@ func (ss *sourceState) terminate(p *os.Process, gone <-chan struct{}) {
 	select {
 	case <-gone:
 	case <-t.C:
-		ss.rt.log.Warn(fmt.Sprintf("source %s: child (pid %d) ignored SIGTERM for %v; sending SIGKILL", ss.cfg.Name, p.Pid, ss.cfg.StopTimeout.D()))
+		if ss.rt.spawn.leaderExited(p) {
+			ss.rt.log.Warn(fmt.Sprintf("source %s: child (pid %d) exited, but processes of its group ignored SIGTERM for %v; sending SIGKILL to the group", ss.cfg.Name, p.Pid, ss.cfg.StopTimeout.D()))
+		} else {
+			ss.rt.log.Warn(fmt.Sprintf("source %s: child (pid %d) ignored SIGTERM for %v; sending SIGKILL", ss.cfg.Name, p.Pid, ss.cfg.StopTimeout.D()))
+		}
 		ss.rt.spawn.signal(p, syscall.SIGKILL)
 	}
 }

@@ -576,33 +576,7 @@ func TestExecClosedStdoutNoted(t *testing.T) {
 // for its exit forever. Now the spawner goes on reaping after Run has
 // returned, and they all end once the group is empty.
 func TestShutdownTimeoutChildReapedAfterRun(t *testing.T) {
-	e := newEnv(t)
-	cmd, cfgDir, uid, gid := unprivileged(t, e)
-	pidFile := filepath.Join(e.dir, "leader.pid")
-	path := filepath.Join(cfgDir, "c.toml")
-	cfg := execArgvConfig("x", []string{"/bin/sh", "-c", "echo $$ > " + pidFile + "; echo ready; exec sleep 1000"}, `stop_timeout = "1m"`)
-	cfg = strings.Replace(cfg, "[runtime]\n", "[runtime]\nshutdown_timeout = \"1s\"\n", 1)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	c := startChildCmd(t, cmd, path, lingerEnv+"=1")
-	c.log.waitFor(t, "runtime ready", 1)
-	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "ready" {
-		t.Fatalf("frame %q", f[0].Data)
-	}
-	leader := readPIDs(pidFile)[0]
-	// The test, root, puts a process of uid 12345 into the child's group
-	// (the test, the runtime and the child share a session).
-	member := exec.Command("sleep", "1000")
-	member.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: leader, Credential: &syscall.Credential{Uid: 12345, Gid: 12345}}
-	if err := member.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { member.Process.Kill(); member.Wait() })
-
+	c, leader, member := foreignMemberInGroup(t, `stop_timeout = "1m"`, `shutdown_timeout = "1s"`, lingerEnv+"=1")
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	c.log.waitFor(t, "TEST: run returned: runtime: shutdown did not finish within 1s", 1)
 	c.log.waitFor(t, "not reaped 200ms after SIGKILL: still reaping them", 1)
@@ -617,6 +591,75 @@ func TestShutdownTimeoutChildReapedAfterRun(t *testing.T) {
 	member.Wait()
 	eventually(t, "the child to be reaped", func() bool { return !pidExists(leader) })
 	c.log.waitFor(t, "TEST: no goroutine of the runtime left", 1)
+}
+
+// foreignMemberInGroup runs a runtime as nobody (in a child process, with
+// extraEnv) whose exec source x runs a shell that leads its process group;
+// the test, root, puts a process of uid 12345 into that group (the test,
+// the runtime and its child share a session), which the runtime may not
+// signal, as it would be for a sudo in a sensor's script. srcLine is added
+// to the source, rtLine to [runtime]. It returns the runtime, the child's
+// pid and the process of uid 12345.
+func foreignMemberInGroup(t *testing.T, srcLine, rtLine string, extraEnv ...string) (*child, int, *exec.Cmd) {
+	t.Helper()
+	e := newEnv(t)
+	cmd, cfgDir, uid, gid := unprivileged(t, e)
+	pidFile := filepath.Join(e.dir, "leader.pid")
+	path := filepath.Join(cfgDir, "c.toml")
+	cfg := execArgvConfig("x", []string{"/bin/sh", "-c", "echo $$ > " + pidFile + "; echo ready; exec sleep 1000"}, srcLine)
+	cfg = strings.Replace(cfg, "[runtime]\n", "[runtime]\n"+rtLine+"\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	c := startChildCmd(t, cmd, path, extraEnv...)
+	c.log.waitFor(t, "runtime ready", 1)
+	if f := readFrames(t, e, "r", 1); string(f[0].Data) != "ready" {
+		t.Fatalf("frame %q", f[0].Data)
+	}
+	leader := readPIDs(pidFile)[0]
+	member := exec.Command("sleep", "1000")
+	member.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: leader, Credential: &syscall.Credential{Uid: 12345, Gid: 12345}}
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Process.Kill(); member.Wait() })
+	return c, leader, member
+}
+
+// TestStopStuckGroupNamed: a stop that cannot end because a process of the
+// child's group outlives SIGKILL (here one of another user, which the
+// runtime, as nobody, may not signal) waited without a word in the log,
+// which said instead that the child ignored SIGTERM and, a second after
+// its stdout closed, that it kept running (last_error too), though it had
+// exited at the SIGTERM. The log now names the group's live processes a
+// second after the SIGKILL and says the child exited, and the stop ends
+// once those processes are gone.
+func TestStopStuckGroupNamed(t *testing.T) {
+	c, leader, member := foreignMemberInGroup(t, `stop_timeout = "300ms"`, `shutdown_timeout = "30s"`)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	want := fmt.Sprintf("source x: the child's process group (pgid %d) still has live processes", leader)
+	c.log.waitFor(t, want, 1)
+	if !strings.Contains(c.log.String(), fmt.Sprintf("after SIGKILL (pids %d)", member.Process.Pid)) {
+		t.Fatalf("the log does not name the process of uid 12345 (pid %d):\n%s", member.Process.Pid, c.log.String())
+	}
+	// The child exited at the SIGTERM, closing its stdout: the log must
+	// not say it ignored SIGTERM, nor (a second after its stdout closed)
+	// that it runs on.
+	time.Sleep(time.Second)
+	for _, wrong := range []string{"ignored SIGTERM for 300ms; sending SIGKILL\n", "closed its stdout but keeps running"} {
+		if strings.Contains(c.log.String(), wrong) {
+			t.Errorf("the log says %q of a child that exited at the SIGTERM", wrong)
+		}
+	}
+	c.log.waitFor(t, fmt.Sprintf("source x: child (pid %d) exited, but processes of its group ignored SIGTERM for 300ms; sending SIGKILL to the group", leader), 1)
+	member.Process.Kill()
+	member.Wait()
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit code %d, want 0 (the stop ended once the group was empty)", code)
+	}
 }
 
 // pidExists reports whether pid is a process or an unreaped zombie.

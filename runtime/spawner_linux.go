@@ -71,6 +71,8 @@ type spawned struct {
 	stopTimeout time.Duration // SIGTERM to SIGKILL of the group
 	termAt      time.Time     // when the group was first sent SIGTERM
 	killed      bool          // the group was sent SIGKILL
+	killAt      time.Time     // when the group was first sent SIGKILL
+	stuckNoted  bool          // the log says what outlived the SIGKILL
 	exited      bool          // the leader has exited: a zombie until reaped
 }
 
@@ -228,6 +230,9 @@ func (s *spawner) signalLocked(p *os.Process, sig syscall.Signal) {
 			c.termAt = time.Now()
 		}
 	case syscall.SIGKILL:
+		if !c.killed {
+			c.killAt = time.Now()
+		}
 		c.killed = true
 	}
 	// The group leader is not reaped (we are the only reaper), so its pid,
@@ -242,6 +247,17 @@ func (s *spawner) signalLocked(p *os.Process, sig syscall.Signal) {
 	}
 }
 
+// leaderExited reports whether the child has exited (it may be a zombie
+// still, kept until its group is empty).
+func (s *spawner) leaderExited(p *os.Process) bool {
+	ex := false
+	s.do(func() {
+		c, ok := s.children[p]
+		ex = !ok || c.exited || exited(p)
+	})
+	return ex
+}
+
 // reap reaps every child that has exited and whose group has no live
 // member left; a group that still has some is sent SIGTERM, and SIGKILL
 // stopTimeout after the first SIGTERM.
@@ -249,6 +265,7 @@ func (s *spawner) reap() {
 	for p, c := range s.children {
 		if !c.exited {
 			if !exited(p) {
+				s.noteStuck(p, c)
 				continue
 			}
 			c.exited = true
@@ -264,7 +281,8 @@ func (s *spawner) reap() {
 			}
 			continue
 		} else if n > 0 {
-			continue // SIGKILLed: wait until they are gone
+			s.noteStuck(p, c) // SIGKILLed: wait until they are gone
+			continue
 		}
 		st, err := p.Wait()
 		c.exit <- exitResult{st, err}
@@ -272,20 +290,49 @@ func (s *spawner) reap() {
 	}
 }
 
+// stuckAfter is how long after SIGKILL a child, or a process of its group,
+// that still runs is named in the log.
+const stuckAfter = time.Second
+
+// noteStuck logs, once, that the child or processes of its group still run
+// stuckAfter after the group was SIGKILLed: nothing else would say why a
+// stop does not end. Such a process is one the runtime may not signal
+// (another user's: a sudo or set-user-ID program in a sensor's script
+// that switched its real user), or one stuck in the kernel (a driver).
+func (s *spawner) noteStuck(p *os.Process, c *spawned) {
+	if !c.killed || c.stuckNoted || time.Since(c.killAt) < stuckAfter {
+		return
+	}
+	c.stuckNoted = true
+	var live []string
+	for _, pid := range groupPIDs(p.Pid) {
+		live = append(live, strconv.Itoa(pid))
+	}
+	if len(live) == 0 && !c.exited {
+		live = []string{strconv.Itoa(p.Pid)}
+	}
+	s.logf("source %s: the child's process group (pgid %d) still has live processes %v after SIGKILL (pids %s): processes of another user, which the runtime may not signal (a sudo or set-user-ID program that switched its real user), or stuck in the kernel; the child is reaped, and its source stops or restarts, only once they are gone",
+		c.name, p.Pid, time.Since(c.killAt).Round(time.Millisecond), strings.Join(live, ", "))
+}
+
 // groupLive counts the live (not zombie) processes in process group pgid,
 // from /proc. It returns 0 if /proc cannot be read: the group is then
 // signalled only while its leader runs.
-func groupLive(pgid int) int {
+func groupLive(pgid int) int { return len(groupPIDs(pgid)) }
+
+// groupPIDs lists the live (not zombie) processes in process group pgid,
+// from /proc (none if /proc cannot be read).
+func groupPIDs(pgid int) []int {
 	d, err := os.Open("/proc")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var pids []int
 	for _, name := range names {
 		if name[0] < '0' || name[0] > '9' {
 			continue
@@ -305,10 +352,12 @@ func groupLive(pgid int) int {
 			continue
 		}
 		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
-			n++
+			if pid, err := strconv.Atoi(name); err == nil {
+				pids = append(pids, pid)
+			}
 		}
 	}
-	return n
+	return pids
 }
 
 // exited reports whether p can be reaped without blocking.
