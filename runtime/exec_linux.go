@@ -223,7 +223,7 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 			switch {
 			case errors.Is(perr, framing.ErrBroken):
 				// The restart policy decides what follows (runExec logs it).
-				streamErr = fmt.Errorf("stdout stream broken: a %s record longer than max_skip (%d bytes) leaves no way to find the next record, so the child was stopped; fix what it writes, or raise the source's max_skip if such records are meant to be skipped", c.Framing, c.MaxSkip)
+				streamErr = ss.brokenError("so the child was stopped")
 				ss.bad.Add(1)
 			case errors.As(perr, &rw):
 				// Nothing reads its stdout any more: a child left
@@ -257,12 +257,24 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	outR.SetReadDeadline(dl)
 	errR.SetReadDeadline(dl)
 	if pumping {
-		<-pumpDone
+		// A stream that breaks in the rest of the output counts as one
+		// that breaks while the child runs (a pump held up by a
+		// block-policy ring reads that rest after the exit).
+		if perr := <-pumpDone; errors.Is(perr, framing.ErrBroken) {
+			streamErr = ss.brokenError("so the rest of the child's output was dropped")
+			ss.bad.Add(1)
+		}
 	}
 	<-logDone
 	outR.Close()
 	errR.Close()
 	return res.state, firstErr(streamErr, res.err)
+}
+
+// brokenError is the error of a source whose child's stdout broke the
+// framing; what tells what became of the child and its output.
+func (ss *sourceState) brokenError(what string) error {
+	return fmt.Errorf("stdout stream broken: a %s record longer than max_skip (%d bytes) leaves no way to find the next record, %s; fix what it writes, or raise the source's max_skip if such records are meant to be skipped", ss.cfg.Framing, ss.cfg.MaxSkip, what)
 }
 
 // tailReader reads a child's stdout or stderr pipe. Once the read

@@ -667,3 +667,70 @@ func pidExists(pid int) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 	return err == nil
 }
+
+// TestExecBrokenStreamAfterExit: a stream that breaks in output the pump
+// reads after the child has exited (it was held up by a block-policy ring
+// with a slow reader) counts as one that breaks while the child runs: one
+// bad record, a last error that says so, and a failure for the restart
+// policy. It was logged only: not counted, no last error, and the source
+// ended "stopped" as after a clean finish.
+func TestExecBrokenStreamAfterExit(t *testing.T) {
+	e := newEnv(t)
+	// 20 len32 records "rec01".."rec20", then a length of 0xffffffff.
+	script := writeScript(t, e.dir, "b.sh", `i=1
+while [ $i -le 20 ]; do printf '\005\000\000\000rec%02d' $i; i=$((i+1)); done
+printf '\377\377\377\377garbage'
+exit 0
+`)
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.r]
+slots = 8
+slot_payload = 64
+policy = "block"
+[[sources]]
+name = "b"
+kind = "exec"
+ring = "r"
+framing = "len32"
+restart = "never"
+disabled = true
+command = [%q]
+`, script))
+	rd, err := shm.OpenReader("r", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if err := rt.StartSource("b"); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	eventually(t, "the child's pid", func() bool { pid = rt.sourceStat(t, "b").PID; return pid != 0 })
+	// The child has written everything into the pipe and is reaped while
+	// the pump waits for room in the ring; give the source a moment to
+	// take the exit before the reader makes room.
+	eventually(t, "the child to be reaped", func() bool { return !pidExists(pid) })
+	time.Sleep(200 * time.Millisecond)
+	buf := make([]byte, 64)
+	for i := 1; i <= 20; i++ {
+		f, err := rd.ReadIntoDeadline(time.Now().Add(wait), buf)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("rec%02d", i); string(f.Data) != want {
+			t.Fatalf("frame %q, want %q", f.Data, want)
+		}
+	}
+	eventually(t, "the source to end", func() bool {
+		st := rt.sourceStat(t, "b")
+		return st.State == StateFailed || st.State == StateStopped
+	})
+	st := rt.sourceStat(t, "b")
+	if st.State != StateFailed || st.Bad != 1 || st.Frames != 20 || !strings.Contains(st.LastError, "max_skip") {
+		t.Fatalf("stat %+v; want failed, 20 frames, 1 bad, a last error naming max_skip", st)
+	}
+}
