@@ -296,7 +296,7 @@ func (h *harness) start(ctx context.Context, c string, size int, extra []*os.Fil
 	cmd.Stdout = h.stderr
 	cmd.Stderr = h.stderr
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	if err := startPeer(cmd); err != nil {
 		return nil, fmt.Errorf("start peer: %w", err)
 	}
 	p := &peer{cmd: cmd, done: make(chan struct{})}
@@ -484,15 +484,17 @@ func Run(ctx context.Context, opts Options, emit func(Result)) error {
 		h.childArgs = []string{"bench-child"}
 	}
 	base, note := segmentBase()
-	dir, err := os.MkdirTemp(base, "edgeipc-bench-")
+	dir, lock, err := makeSegDir(base)
 	if err != nil {
 		return fmt.Errorf("bench: segment directory: %w", err)
 	}
+	defer lock.Close() // after the removal: see segdir.go
 	defer os.RemoveAll(dir)
 	h.dir = dir
 	if note != "" {
 		fmt.Fprintln(opts.Stderr, "bench: note:", note)
 	}
+	removeStale(base, opts.Stderr) // what benches that died left
 	if cpu := h.parentCPU(); cpu >= 0 {
 		if err := pinProcess(cpu); err != nil {
 			return fmt.Errorf("bench: pin to CPU %d: %w", cpu, err)

@@ -184,7 +184,11 @@ func (h *harness) runCProg(ctx context.Context, prog string, size int, extra ...
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	err := startPeer(cmd) // dies with the bench, its forked peer with it
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		if cmd.Process != nil {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a peer its failed parent left behind
 		}

@@ -32,7 +32,10 @@
 // # Kernel and privileges
 //
 // Linux only. Rings live in a temporary directory under $EDGEIPC_SHM_DIR
-// or /dev/shm (real shared memory); POSIX message queues are capped by
+// or /dev/shm (real shared memory), locked by its bench for as long as it
+// runs; a bench removes the directories of benches that died, and starts
+// every peer with PR_SET_PDEATHSIG so that the peers die with it
+// (segdir.go, starter.go). POSIX message queues are capped by
 // /proc/sys/fs/mqueue/msgsize_max (larger sizes are reported as skipped).
 // Pinning (Options.CPUs) uses sched_setaffinity on every thread.
 package bench

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,3 +51,7 @@ func AllowedCPUs() ([]int, error) {
 	}
 	return out, nil
 }
+
+// setDeathSignal makes the child get SIGKILL when the thread that starts
+// it exits (see startPeer).
+func setDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }

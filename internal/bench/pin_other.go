@@ -4,6 +4,7 @@ package bench
 
 import (
 	"fmt"
+	"syscall"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
@@ -16,3 +17,6 @@ func pinProcess(cpu int) error { return errAffinity }
 
 // AllowedCPUs returns an error wrapping sys.ErrNotSupported.
 func AllowedCPUs() ([]int, error) { return nil, errAffinity }
+
+// setDeathSignal does nothing: only Linux has PR_SET_PDEATHSIG.
+func setDeathSignal(a *syscall.SysProcAttr) {}

@@ -52,6 +52,9 @@ proves it). mq message sizes are capped by /proc/sys/fs/mqueue/msgsize_max:
 larger sizes are reported as skipped, with the limit to raise.
 
 Rings live in a temporary directory under $EDGEIPC_SHM_DIR or /dev/shm.
+A bench that is killed (even with SIGKILL) takes its peer processes with
+it; the directory it leaves behind is removed by the next bench, which
+says so on stderr (a live bench's is never touched).
 The machine should be otherwise idle. One run is one sample: a virtual
 machine in particular drifts between faster and slower states. --repeat N
 measures everything N times in rounds, each Go case right after its C

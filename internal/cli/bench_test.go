@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -223,4 +226,163 @@ func TestBenchWithoutC(t *testing.T) {
 				c.env, strings.Join(args, " "), code, c.want, out.String(), errb.String())
 		}
 	}
+}
+
+// TestBenchKilled SIGKILLs a bench in the middle of a case and checks
+// that its peers die with it, within seconds: the bench-child of a Go
+// case, or a C baseline and the peer it forks. They ran on to their hang
+// guard (3x --duration plus 30 s), the busy-polling ones spinning on a
+// CPU all that time. For the Go case it then checks that the segment
+// directory the dead bench left is removed by the next bench, and that a
+// live bench's is not: it stayed in /dev/shm for ever.
+func TestBenchKilled(t *testing.T) {
+	t.Run("go", func(t *testing.T) {
+		dir := t.TempDir()
+		// A live bench, whose directory the others must leave alone.
+		live := cliCmd(t, dir, "bench", "--case", "ring-wait", "--size", "64", "--duration", "10m", "--no-c")
+		var lout, lerr bytes.Buffer
+		live.Stdout, live.Stderr = &lout, &lerr
+		if err := live.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { live.Process.Kill() })
+		waitPeer(t, live, &lout, &lerr)
+		liveDirs := segDirs(t, dir)
+		if len(liveDirs) != 1 {
+			t.Fatalf("segment directories with a live bench: %q, want 1", liveDirs)
+		}
+
+		peers := startAndKillBench(t, dir, false, "bench", "--case", "ring-spin", "--size", "64", "--duration", "2s", "--no-c")
+		waitGone(t, peers)
+		dead := slices.DeleteFunc(segDirs(t, dir), func(d string) bool { return d == liveDirs[0] })
+		if len(dead) != 1 {
+			t.Fatalf("segment directories after the SIGKILL: %q, want the live bench's %q and the dead one's", segDirs(t, dir), liveDirs)
+		}
+
+		next := cliCmd(t, dir, "bench", "--case", "pipe", "--size", "64", "--iters", "10", "--no-c")
+		var nout, nerr bytes.Buffer
+		next.Stdout, next.Stderr = &nout, &nerr
+		if err := next.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitCmd(t, next); code != 0 || !strings.Contains(nerr.String(), "removed "+dead[0]+", left by a bench that died") {
+			t.Errorf("next bench: exit %d, want 0 and a note that it removed %s\nstdout: %s\nstderr: %s", code, dead[0], nout.String(), nerr.String())
+		}
+		if got := segDirs(t, dir); !slices.Equal(got, liveDirs) {
+			t.Errorf("segment directories after the next bench: %q, want only the live bench's %q", got, liveDirs)
+		}
+		if err := live.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitCmd(t, live); code != ExitInterrupted {
+			t.Errorf("live bench after SIGINT: exit %d, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, lout.String(), lerr.String())
+		}
+		if got := segDirs(t, dir); len(got) != 0 {
+			t.Errorf("segment directories after every bench returned: %q", got)
+		}
+	})
+	t.Run("c", func(t *testing.T) {
+		testenv.Tool(t, "cc", "install gcc: the C baselines need it")
+		if qemuwatch.Emulated() {
+			t.Skipf("under qemu-user cc builds host programs, not %s ones: bench skips the C baselines", runtime.GOARCH)
+		}
+		// c-spin measures for 1.1x --duration, then prints and exits:
+		// 10 s keeps it running well past the wait below.
+		dir := t.TempDir()
+		waitGone(t, startAndKillBench(t, dir, true, "bench", "--case", "c-spin", "--size", "64", "--duration", "10s"))
+	})
+}
+
+// startAndKillBench starts edgeipc with args, waits until its peers run
+// (for a C case, the C program and the child it forks, which run from
+// under dir; otherwise the bench-child), SIGKILLs it and returns the
+// peers' PIDs (killed at the end of the test if still there).
+func startAndKillBench(t *testing.T, dir string, c bool, args ...string) []int {
+	t.Helper()
+	cmd := cliCmd(t, dir, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.WaitDelay = 5 * time.Second // a peer left behind holds our pipes
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var peers []int
+	if c {
+		deadline := time.Now().Add(testTimeout)
+		for peers = procsRunning(t, dir); len(peers) < 2; peers = procsRunning(t, dir) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the C baseline did not start within %v\nstdout: %s\nstderr: %s", testTimeout, out.String(), errb.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	} else {
+		peers = waitPeer(t, cmd, &out, &errb)
+	}
+	t.Cleanup(func() {
+		for _, p := range peers {
+			if alive(p) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	return peers
+}
+
+// waitPeer waits until the bench cmd has started a peer and returns the
+// PIDs of its children.
+func waitPeer(t *testing.T, cmd *exec.Cmd, out, errb *bytes.Buffer) []int {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if p := childPIDs(t, cmd.Process.Pid); len(p) > 0 {
+			return p
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("bench started no peer within %v\nstdout: %s\nstderr: %s", testTimeout, out.String(), errb.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitGone fails the test unless every process in pids is gone (or a
+// zombie) within 5 s.
+func waitGone(t *testing.T, pids []int) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left := slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return !alive(p) })
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("peers %v of the SIGKILLed bench still run 5 s later", left)
+		}
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// segDirs lists the bench segment directories under dir.
+func segDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "edgeipc-bench-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
