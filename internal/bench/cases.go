@@ -697,7 +697,7 @@ func mqPingPong(ctx context.Context, h *harness, size int) (Result, error) {
 	}
 	payload := payloadOf(size)
 	buf := make([]byte, pong.MsgSize())
-	s, err := h.pingPong(func() error {
+	rt := func() error {
 		if err := ping.Send(ctx, payload, 0); err != nil {
 			return err
 		}
@@ -706,7 +706,18 @@ func mqPingPong(ctx context.Context, h *harness, size int) (Result, error) {
 			err = fmt.Errorf("echo has %d bytes, want %d", n, size)
 		}
 		return err
-	})
+	}
+	// The first echo means the peer has opened both queues: their names
+	// go now, so that a bench killed in the middle of the case (SIGKILL,
+	// a crash) leaves no queue in /dev/mqueue, where it would count
+	// against queues_max for ever. The deferred unlinks are for a
+	// failure before this.
+	if err := rt(); err != nil {
+		return r, failed(p, err)
+	}
+	mq.Unlink(base + ".ping")
+	mq.Unlink(base + ".pong")
+	s, err := h.pingPong(rt)
 	if err != nil {
 		return r, failed(p, err)
 	}

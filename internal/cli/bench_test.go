@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/bench"
+	"github.com/edgeipc/edgeipc/internal/mq"
 	"github.com/edgeipc/edgeipc/internal/qemuwatch"
 	"github.com/edgeipc/edgeipc/internal/testenv"
 )
@@ -279,6 +281,54 @@ func TestBenchKilled(t *testing.T) {
 		}
 		if got := segDirs(t, dir); len(got) != 0 {
 			t.Errorf("segment directories after every bench returned: %q", got)
+		}
+	})
+	t.Run("mq", func(t *testing.T) {
+		// The mq case's queues: in /dev/mqueue, not in the segment
+		// directory. Killed in the middle of the case, the bench left both,
+		// counting against queues_max for ever. Now their names go once the
+		// peer has opened them.
+		cmd := cliCmd(t, t.TempDir(), "bench", "--case", "mq", "--size", "64", "--duration", "2s", "--no-c")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		peers := waitPeer(t, cmd, &out, &errb)
+		// The names, from the peer's descriptors ("/NAME", with
+		// " (deleted)" once unlinked), once it has opened both queues.
+		var queues []string
+		for deadline := time.Now().Add(testTimeout); len(queues) < 2; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the mq peer %v did not open two queues within %v (has %q)\nstderr: %s", peers, testTimeout, queues, errb.String())
+			}
+			queues = queues[:0]
+			fds, _ := os.ReadDir("/proc/" + strconv.Itoa(peers[0]) + "/fd")
+			for _, fd := range fds {
+				l, err := os.Readlink("/proc/" + strconv.Itoa(peers[0]) + "/fd/" + fd.Name())
+				prefix := "/bench-" + strconv.Itoa(cmd.Process.Pid) + "-"
+				if err == nil && strings.HasPrefix(l, prefix) {
+					queues = append(queues, strings.TrimSuffix(l[1:], " (deleted)"))
+				}
+			}
+		}
+		t.Cleanup(func() {
+			for _, q := range queues {
+				mq.Unlink(q)
+			}
+		})
+		time.Sleep(500 * time.Millisecond) // the case is measuring
+		cmd.Process.Kill()
+		cmd.Wait()
+		waitGone(t, peers)
+		for _, q := range queues {
+			if qq, err := mq.Open(q, os.O_RDONLY); err == nil {
+				qq.Close()
+				t.Errorf("queue %s left behind by the SIGKILLed bench", q)
+			} else if !errors.Is(err, syscall.ENOENT) {
+				t.Errorf("open %s: %v, want ENOENT", q, err)
+			}
 		}
 	})
 	t.Run("c", func(t *testing.T) {
