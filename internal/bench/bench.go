@@ -484,7 +484,7 @@ func Run(ctx context.Context, opts Options, emit func(Result)) error {
 		h.childArgs = []string{"bench-child"}
 	}
 	base, note := segmentBase()
-	dir, lock, err := makeSegDir(base)
+	dir, lock, err := makeSegDir(base, opts.Stderr)
 	if err != nil {
 		return fmt.Errorf("bench: segment directory: %w", err)
 	}

@@ -34,26 +34,27 @@ const (
 
 // makeSegDir creates and locks this run's segment directory under base.
 // The returned file holds the lock: close it after removing the directory.
-func makeSegDir(base string) (dir string, lock *os.File, err error) {
+// On a file system without flock (some NFS) the directory is made unlocked
+// and without ownerFile, which no sweep removes, and w is told so.
+func makeSegDir(base string, w io.Writer) (dir string, lock *os.File, err error) {
 	dir, err = os.MkdirTemp(base, segDirPrefix)
 	if err != nil {
 		return "", nil, err
 	}
 	lock, err = os.Open(dir)
-	if err == nil {
-		// Blocking: a sweeper may hold the lock for a moment, until it
-		// finds no ownerFile.
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-		} else {
-			err = fmt.Errorf("flock %s: %w", dir, err)
-		}
-	}
 	if err != nil {
-		if lock != nil {
-			lock.Close()
-		}
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	// Blocking: a sweeper may hold the lock for a moment, until it finds
+	// no ownerFile.
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		fmt.Fprintf(w, "bench: note: cannot lock %s (%v): if this bench is killed, remove it by hand\n", dir, err)
+		return dir, nil, nil
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		lock.Close()
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
@@ -78,14 +79,19 @@ func removeStale(base string, w io.Writer) {
 	}
 }
 
-// removeIfStale removes dir if no live bench holds its lock and its bench
-// got as far as taking it.
+// removeIfStale removes dir if it is this user's, no live bench holds its
+// lock, and its bench got as far as taking it. os.RemoveAll does not
+// follow symbolic links, at any depth.
 func removeIfStale(dir string) bool {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false // gone meanwhile, or another user's
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || int(st.Uid) != os.Geteuid() {
+		return false // another user's: not ours to remove, even as root
+	}
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return false // its bench runs (or another one is removing it)
 	}

@@ -13,17 +13,17 @@ import (
 // it (a dead bench's: the kernel drops a dead process's locks, as closing
 // the descriptor does here), and none of these: a live bench's (locked), a
 // directory without the owner file (a bench between making it and locking
-// it, or an older edgeipc's), a symbolic link, and what is not named
-// edgeipc-bench-*. TestBenchKilled in internal/cli does it with real
+// it, or an older edgeipc's), another user's (as root), a symbolic link,
+// and what is not named edgeipc-bench-*. TestBenchKilled in internal/cli does it with real
 // processes.
 func TestRemoveStale(t *testing.T) {
 	base := t.TempDir()
-	live, liveLock, err := makeSegDir(base)
+	live, liveLock, err := makeSegDir(base, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer liveLock.Close()
-	dead, deadLock, err := makeSegDir(base)
+	dead, deadLock, err := makeSegDir(base, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,22 @@ func TestRemoveStale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A dead bench's directory of another user: left, even by root.
+	foreign := filepath.Join(base, segDirPrefix+"foreign")
+	if os.Geteuid() == 0 {
+		if err := os.Mkdir(foreign, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(foreign, ownerFile), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(foreign, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		foreign = target
+		t.Log("not root: another user's directory is not tried (a non-root bench cannot open it anyway)")
+	}
 	link := filepath.Join(base, segDirPrefix+"link")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
@@ -57,7 +73,7 @@ func TestRemoveStale(t *testing.T) {
 	if want := "bench: removed " + dead + ", left by a bench that died\n"; msg.String() != want {
 		t.Errorf("removeStale said %q, want %q", msg.String(), want)
 	}
-	for _, d := range []string{live, young, other, link, target} {
+	for _, d := range []string{live, young, other, link, target, foreign} {
 		if _, err := os.Lstat(d); err != nil {
 			t.Errorf("%s removed: %v", strings.TrimPrefix(d, base), err)
 		}
