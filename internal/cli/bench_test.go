@@ -287,8 +287,8 @@ func TestBenchKilled(t *testing.T) {
 		// The mq case's queues: in /dev/mqueue, not in the segment
 		// directory. Killed in the middle of the case, the bench left both,
 		// counting against queues_max for ever. Now their names go once the
-		// peer has opened them.
-		cmd := cliCmd(t, t.TempDir(), "bench", "--case", "mq", "--size", "64", "--duration", "2s", "--no-c")
+		// peer has opened them (after the first echo).
+		cmd := cliCmd(t, t.TempDir(), "bench", "--case", "mq", "--size", "64", "--duration", "1m", "--no-c")
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Start(); err != nil {
@@ -318,7 +318,21 @@ func TestBenchKilled(t *testing.T) {
 				mq.Unlink(q)
 			}
 		})
-		time.Sleep(500 * time.Millisecond) // the case is measuring
+		// Kill once both names are gone (up to 10 s: the case measures
+		// for a minute, so the bench's own exit cannot remove them first).
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			n := 0
+			fds, _ := os.ReadDir("/proc/" + strconv.Itoa(peers[0]) + "/fd")
+			for _, fd := range fds {
+				l, _ := os.Readlink("/proc/" + strconv.Itoa(peers[0]) + "/fd/" + fd.Name())
+				if strings.HasSuffix(l, " (deleted)") && strings.HasPrefix(l, "/bench-") {
+					n++
+				}
+			}
+			if n == 2 {
+				break
+			}
+		}
 		cmd.Process.Kill()
 		cmd.Wait()
 		waitGone(t, peers)
