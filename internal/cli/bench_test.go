@@ -244,11 +244,19 @@ func TestBenchKilled(t *testing.T) {
 		live := cliCmd(t, dir, "bench", "--case", "ring-wait", "--size", "64", "--duration", "10m", "--no-c")
 		var lout, lerr bytes.Buffer
 		live.Stdout, live.Stderr = &lout, &lerr
+		live.WaitDelay = 5 * time.Second // a peer left behind holds our pipes
 		if err := live.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { live.Process.Kill() })
-		waitPeer(t, live, &lout, &lerr)
+		t.Cleanup(func() { live.Process.Kill(); live.Wait() })
+		livePeers := waitPeer(t, live, &lout, &lerr)
+		t.Cleanup(func() { // a failed run leaves no peer either
+			for _, p := range livePeers {
+				if alive(p) {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		})
 		liveDirs := segDirs(t, dir)
 		if len(liveDirs) != 1 {
 			t.Fatalf("segment directories with a live bench: %q, want 1", liveDirs)
@@ -291,11 +299,19 @@ func TestBenchKilled(t *testing.T) {
 		cmd := cliCmd(t, t.TempDir(), "bench", "--case", "mq", "--size", "64", "--duration", "1m", "--no-c")
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd.WaitDelay = 5 * time.Second // a peer left behind holds our pipes
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		peers := waitPeer(t, cmd, &out, &errb)
+		t.Cleanup(func() {
+			for _, p := range peers {
+				if alive(p) {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		})
 		// The names, from the peer's descriptors ("/NAME", with
 		// " (deleted)" once unlinked), once it has opened both queues.
 		var queues []string
