@@ -51,9 +51,10 @@ comes while run starts (except [runtime] shm_dir and
 [control], which need a restart: a reload that changes them says so in the
 log); SIGUSR1 logs a stats snapshot; SIGPIPE is ignored (a log line to a
 closed pipe is dropped). Other signals keep Go's defaults: SIGQUIT dumps
-the goroutines and exits 2, SIGTSTP/SIGTTIN/SIGTTOU stop the process,
-signals 32 and 34 kill it, most others (SIGUSR2, SIGWINCH, real-time
-35-64) are ignored; see docs/operations.md. Under systemd (Type=notify) it
+the goroutines and exits 2, SIGTSTP/SIGTTIN/SIGTTOU stop the process
+(not under systemd: the kernel discards them in an orphaned process
+group), signals 32 and 34 kill it, most others (SIGUSR2, SIGWINCH,
+real-time 35-64) are ignored; see docs/operations.md. Under systemd (Type=notify) it
 reports READY, RELOADING, STOPPING and a STATUS line (a failed reload
 included) and feeds the watchdog; keep shutdown_timeout at least 1s below the unit's
 TimeoutStopSec. Its log lines start with their syslog priority (<3>

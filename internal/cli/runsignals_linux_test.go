@@ -125,6 +125,11 @@ func TestRunOtherSignals(t *testing.T) {
 				t.Skipf("under qemu-user %v reaches qemu, not the emulated runtime", sig)
 			}
 			cmd := cliCmd(t, dir, "run", "-c", cfg)
+			// A group of its own, whose parent (this test) is in another
+			// group of the same session: the kernel discards SIGTSTP,
+			// SIGTTIN and SIGTTOU sent to a process of an orphaned group,
+			// which the test's own group may be (under go test ./...).
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			var errw runLogWriter
 			cmd.Stderr = &errw
 			if err := cmd.Start(); err != nil {
