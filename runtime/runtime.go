@@ -905,6 +905,20 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 		if !ok || rec.left == 0 {
 			continue
 		}
+		if rec.leftErr != nil {
+			// It was stopped failed: say how many frames no file holds
+			// and no lost count shows.
+			what := fmt.Sprintf("recorder %s: stopped by %%s after a failure (%v): %d frames of ring %s (from frame %d, the first its file does not hold) were not recorded", sk.cfg.Name, rec.leftErr, rec.left, sk.cfg.Ring, rec.leftFrom)
+			switch {
+			case !drainBy.IsZero():
+				rt.log.Warn(fmt.Sprintf(what, "the shutdown")+"; the next run starts at the newest frame", "not_recorded", rec.left)
+			case handover:
+				rt.log.Info(fmt.Sprintf(what, "a reload")+"; the recorder that replaces it starts at them, and counts those the ring no longer holds in its first record's lost", "not_recorded", rec.left)
+			default:
+				rt.log.Warn(fmt.Sprintf(what, "a reload"), "not_recorded", rec.left)
+			}
+			continue
+		}
 		// The drain was cut short: say how many frames the file lacks.
 		what := fmt.Sprintf("recorder %s: its drain of ring %s was cut short %%s: %d frames in the ring (from frame %d) were not recorded", sk.cfg.Name, sk.cfg.Ring, rec.left, rec.leftFrom)
 		switch {

@@ -90,10 +90,20 @@ func (sk *sinkState) start() {
 		// the condition may pass, and a sink that just stopped would lose
 		// everything from then on with only a log line to show for it.
 		bo := backoff{min: sinkBackoffMin, max: sinkBackoffMax}
+		var failed error // the last run's error, when the stop finds it failed
+		defer func() {
+			if rec, ok := sk.sink.(*Recorder); ok && failed != nil {
+				rec.failedAtStop(sk.ring.ring, failed)
+			}
+		}()
 		for {
 			started := time.Now()
 			err := sk.sink.Run(ctx, sk.ring.ring, drain)
-			if err == nil || ctx.Err() != nil || closed(drain) {
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil || closed(drain) {
+				failed = err // (its drain failed: a full disk)
 				return
 			}
 			if time.Since(started) >= sinkBackoffMax {
@@ -104,8 +114,10 @@ func (sk *sinkState) start() {
 			sk.rt.log.Error(fmt.Sprintf("sink %s (%s on ring %s) stopped; starting it again in %v", sk.cfg.Name, sk.cfg.Kind, sk.cfg.Ring, d), "err", err)
 			select {
 			case <-ctx.Done():
+				failed = err
 				return
 			case <-drain:
+				failed = err
 				return
 			case <-time.After(d):
 			}
@@ -150,8 +162,9 @@ const (
 const reloadDrain = 2 * time.Second
 
 // stop drains the sink until by at the latest and stops it. A recorder
-// whose drain by cuts short leaves the count of the frames it did not
-// record in its left.
+// whose drain by cuts short, or that the stop finds failed (waiting to
+// start again, or failing in its drain), leaves the count of the frames
+// it did not record in its left.
 func (sk *sinkState) stop(by time.Time) {
 	sk.mu.Lock()
 	cancel, drain, done := sk.cancel, sk.drain, sk.done
@@ -242,8 +255,12 @@ type Recorder struct {
 	nextOK   bool
 	// left is, once Run has returned, the count of frames that were in
 	// the ring when its drain began and that it did not read because ctx
-	// ended the drain first (leftFrom is the first of them).
+	// ended the drain first (leftFrom is the first of them). Once the
+	// sink is stopped after a failure (leftErr), it is the count of the
+	// frames from the first its file does not hold whole to the ring's
+	// head: none of them recorded, some perhaps no longer in the ring.
 	left, leftFrom uint32
+	leftErr        error
 
 	corruptLog limiter // "skipped a corrupt slot", at most once a second
 }
@@ -257,7 +274,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// (A run that fails before it joins leaves the next run to start
 	// afresh, as before: not to count what was published meanwhile.)
 	joined := false
-	rec.left = 0
+	rec.left, rec.leftErr = 0, nil
 	if !rec.resume {
 		rec.resume, rec.resumeAt = true, ring.Head()
 		defer func() {
@@ -507,6 +524,23 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 				return err
 			}
 		}
+	}
+}
+
+// failedAtStop is called once a stop (the shutdown, a reload) has ended
+// the recorder after a failure (err): waiting to start again, or failing
+// in its drain. The frames from the first its file does not hold whole
+// to the ring's head are in no file, and no lost count shows them (a run
+// started again would have counted them): they go in left, as those of a
+// drain cut short. A recorder that never joined its ring recorded
+// nothing yet, and a run started again would start afresh: none.
+func (rec *Recorder) failedAtStop(ring *shm.Ring, err error) {
+	rec.left, rec.leftErr = 0, nil
+	if !rec.nextOK {
+		return
+	}
+	if d := int32(ring.Head() - rec.next); d > 0 {
+		rec.left, rec.leftFrom, rec.leftErr = uint32(d), rec.next, err
 	}
 }
 

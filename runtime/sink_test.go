@@ -1019,6 +1019,211 @@ func TestRecorderDrainBoundAndLeftCount(t *testing.T) {
 	}
 }
 
+// A recorder that failed after it had been recording (here: its
+// directory moved away, and no new file can be made at the path) and
+// that the shutdown or a reload stops while it waits to start again says
+// how many frames published since the failure it did not record, as a
+// drain cut short does. They were in no file and no lost count: the run
+// started again that would have counted them never came. A reload that
+// hands over to a recorder with another path (same name, same ring)
+// says the new one starts at them, and it records them.
+func TestRecorderStoppedInBackoffCountsNotRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		how      string // "shutdown", "remove" (a reload removes it), "handover" (a reload changes its path)
+		logWants string
+	}{
+		{"shutdown", "shutdown", "recorder rec: stopped by the shutdown after a failure (recorder: open "},
+		{"reload removes it", "remove", "recorder rec: stopped by a reload after a failure (recorder: open "},
+		{"reload hands over", "handover", "recorder rec: stopped by a reload after a failure (recorder: open "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			sub := filepath.Join(e.dir, "sub")
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			out, other := filepath.Join(sub, "rec.bin"), filepath.Join(e.dir, "other.bin")
+			cfgText := recorderConfig(out, 0)
+			cfg, err := Load(e.writeConfig(t, "c.toml", cfgText))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, logb, stop := inprocConfig(t, cfg)
+			waitReaders(t, rt, "r", 2)
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			write := func(prefix string, n int) (first uint32) {
+				for i := range n {
+					seq, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "%s%d", prefix, i))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if i == 0 {
+						first = seq
+					}
+				}
+				return first
+			}
+			recorded := func() uint64 {
+				for _, s := range rt.Sinks() {
+					if s.Name == "rec" {
+						return s.Frames
+					}
+				}
+				return 0
+			}
+			write("a", 3)
+			eventually(t, "3 frames recorded", func() bool { return recorded() == 3 })
+			if err := os.Rename(sub, sub+".away"); err != nil {
+				t.Fatal(err)
+			}
+			logb.waitFor(t, "sink rec (recorder on ring r) stopped; starting it again in", 1)
+			first := write("b", 5)
+			switch tc.how {
+			case "shutdown":
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+			case "remove":
+				e.writeConfig(t, "c.toml", cfgText[:strings.Index(cfgText, "[[sinks]]")])
+				if err := rt.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			case "handover":
+				e.writeConfig(t, "c.toml", strings.Replace(cfgText, out, other, 1))
+				if err := rt.Reload(); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, "5 frames recorded into the new file", func() bool { return recorded() == 5 })
+			}
+			if got := strings.Join(readRecords(t, filepath.Join(sub+".away", "rec.bin")), ","); got != "a0,a1,a2" {
+				t.Fatalf("the moved file holds %q", got)
+			}
+			want := fmt.Sprintf("5 frames of ring r (from frame %d, the first its file does not hold) were not recorded", first)
+			if l := logb.String(); !strings.Contains(l, tc.logWants) || !strings.Contains(l, want) || !strings.Contains(l, "not_recorded=5") {
+				t.Fatalf("the log does not say %q, %q:\n%s", tc.logWants, want, l)
+			}
+			if tc.how == "handover" {
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+				if got := strings.Join(readRecords(t, other), ","); got != "b0,b1,b2,b3,b4" {
+					t.Fatalf("the new file holds %q", got)
+				}
+			}
+		})
+	}
+}
+
+// A recorder whose write fails in the shutdown's drain (here a full disk)
+// says how many frames it did not record: those of the failed write and
+// the rest of the drain. Its drain ended with the error, and they were in
+// no file and no lost count.
+func TestRecorderDiskFullInDrainCountsNotRecorded(t *testing.T) {
+	e := newEnv(t)
+	dir := smallTmpfs(t, "64k")
+	out := filepath.Join(dir, "rec.bin")
+	// The recorder waits before recording a frame while gate is set, so
+	// that the frames below are still to be written when the drain begins.
+	var gated atomic.Bool
+	gate := make(chan struct{})
+	testHookRecord = func() {
+		if gated.Load() {
+			<-gate
+		}
+	}
+	t.Cleanup(func() { testHookRecord = nil })
+	rt, logb, stop := inproc(t, recorderConfig(out, 0))
+	waitReaders(t, rt, "r", 2)
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Frames of 200 bytes: tmpfs gives a file whole pages, and what the
+	// drain writes must need a page more than the file has.
+	write := func(prefix string, n int) (first uint32) {
+		for i := range n {
+			p := fmt.Appendf(nil, "%s%d", prefix, i)
+			seq, err := w.WriteFrame(1, 0, append(p, make([]byte, 200-len(p))...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				first = seq
+			}
+		}
+		return first
+	}
+	write("a", 3)
+	eventually(t, "3 frames recorded", func() bool {
+		for _, s := range rt.Sinks() {
+			if s.Name == "rec" {
+				return s.Frames == 3
+			}
+		}
+		return false
+	})
+	// Fill the disk.
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := fill.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	if _, err := fill.Write(make([]byte, 1)); err == nil {
+		t.Fatal("the disk is not full")
+	}
+	fill.Close()
+	gated.Store(true)
+	first := write("b", 30)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// The shutdown has taken the sink off the list: its drain begins.
+	eventually(t, "the shutdown to stop the recorder", func() bool {
+		for _, s := range rt.Sinks() {
+			if s.Name == "rec" {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(100 * time.Millisecond)
+	close(gate)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	log := logb.String()
+	if strings.Contains(log, "starting it again in") {
+		t.Logf("the recorder failed before its drain began (it waited to start again when the shutdown came)")
+	}
+	// The drain's write fills the file's last page, and fails past it.
+	var got []string
+	for _, p := range readRecords(t, out) {
+		got = append(got, strings.TrimRight(p, "\x00"))
+	}
+	k := len(got) - 3 // the frames of the drain in the file
+	if k < 0 || k >= 30 || strings.Join(got[:3], ",") != "a0,a1,a2" {
+		t.Fatalf("the file holds %q", got)
+	}
+	for i, p := range got[3:] {
+		if p != fmt.Sprint("b", i) {
+			t.Fatalf("the file holds %q", got)
+		}
+	}
+	want := fmt.Sprintf("%d frames of ring r (from frame %d, the first its file does not hold) were not recorded", 30-k, first+uint32(k))
+	if !strings.Contains(log, "recorder rec: stopped by the shutdown after a failure (recorder: write ") || !strings.Contains(log, "no space left on device") || !strings.Contains(log, want) {
+		t.Fatalf("the log does not say %q:\n%s", want, log)
+	}
+}
+
 // A recorder whose path cannot be checked for a reason other than "not
 // found" (here ENOTDIR: the directory on the path moved away and a
 // regular file put in its place) says so, and goes on appending to its

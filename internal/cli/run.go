@@ -40,8 +40,8 @@ is checked when run starts and when it reloads, before anything changes.
 
 Signals: SIGTERM/SIGINT stop the sources (exec children: SIGTERM to each
 child's process group, SIGKILL after its stop_timeout), drain sinks (for
-what is left of shutdown_timeout, less 1s; a recorder cut short logs how
-many frames it did not record), close rings (removing those with
+what is left of shutdown_timeout, less 1s; a recorder cut short, or
+stopped after a failure, logs how many frames it did not record), close rings (removing those with
 remove_on_exit), remove the control queue and exit 0. If that takes longer than [runtime] shutdown_timeout (default 10s),
 the process groups still running get SIGKILL, the shutdown gets at most 1s
 more, and run exits 1. A second SIGTERM/SIGINT during the shutdown is
