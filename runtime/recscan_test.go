@@ -63,7 +63,7 @@ func TestWholeRecordsScan(t *testing.T) {
 		}
 		defer f.Close()
 		rc := &readCounter{f: f}
-		got, err := wholeRecords(rc, path, int64(len(b)))
+		got, err := wholeRecords(t.Context(), rc, path, int64(len(b)))
 		want := refWholeRecords(b)
 		switch {
 		case want < 0 && (err == nil || !strings.Contains(err.Error(), "is not a recorder file")):

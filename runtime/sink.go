@@ -283,7 +283,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			}
 		}()
 	}
-	f, fi, size, err := rec.open()
+	f, fi, size, err := rec.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -417,7 +417,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			rec.Log.Warn(fmt.Sprintf("recorder %s: the path %s; recording into a new file there, from frame %d", rec.Path, what, next))
 		}
 		f.Close()
-		if f, fi, size, err = rec.open(); err != nil {
+		if f, fi, size, err = rec.open(ctx); err != nil {
 			return err // started again with backoff, at next
 		}
 		cw.w, cw.n, whole, full = f, size, size, false
@@ -547,8 +547,9 @@ func (rec *Recorder) failedAtStop(ring *shm.Ring, err error) {
 // open opens the recorder's file for appending, after checking it: a
 // regular file of the runtime's user that no other recorder appends to,
 // cut back to its last whole record. It returns the file, what it is (to
-// notice when the path no longer names it) and its size.
-func (rec *Recorder) open() (_ *os.File, _ os.FileInfo, _ int64, err error) {
+// notice when the path no longer names it) and its size. The check ends
+// with ctx (the stop of the sink), leaving the file as it was.
+func (rec *Recorder) open(ctx context.Context) (_ *os.File, _ os.FileInfo, _ int64, err error) {
 	// O_NONBLOCK: opening a FIFO (or a device) for writing would block
 	// until a reader comes, beyond the reach of ctx, and the stop of this
 	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
@@ -599,7 +600,7 @@ func (rec *Recorder) open() (_ *os.File, _ os.FileInfo, _ int64, err error) {
 	// An interrupted write (a power loss, a kill in the middle of a
 	// buffered write) can have left part of a record at the end: appending
 	// after it would misframe every later record.
-	whole, err := wholeRecords(f, f.Name(), size)
+	whole, err := wholeRecords(ctx, f, f.Name(), size)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("recorder: %w", err)
 	}
@@ -626,7 +627,10 @@ func (rec *Recorder) open() (_ *os.File, _ os.FileInfo, _ int64, err error) {
 // payload that ends beyond the window instead of reading it: a recording
 // of camera frames (hundreds of KiB each, the files that grow to
 // gigabytes on an SD card) costs one window per record, not the file.
-func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
+// A file of small records is read whole, which can take minutes: the
+// check stops with ctx's error once ctx is done (a shutdown or a reload
+// stops the sink, and is not to wait for it).
+func wholeRecords(ctx context.Context, f io.ReaderAt, name string, size int64) (int64, error) {
 	notRec := func(off int64, why string) error {
 		return fmt.Errorf("%s is not a recorder file (%s at offset %d): move it away or choose another path", name, why, off)
 	}
@@ -639,6 +643,12 @@ func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
 			break // cut short in its length
 		}
 		if off < wOff || off+4 > wOff+int64(len(win)) {
+			if err := ctx.Err(); err != nil {
+				return 0, fmt.Errorf("checking the records of %s: %w", name, err)
+			}
+			if testHookScanWindow != nil {
+				testHookScanWindow()
+			}
 			n := int(min(int64(len(buf)), size-off))
 			if _, err := f.ReadAt(buf[:n], off); err != nil {
 				return 0, err
@@ -663,6 +673,10 @@ func wholeRecords(f io.ReaderAt, name string, size int64) (int64, error) {
 // afterRecorderScan, if set (by tests), runs when a recorder has checked
 // its file and not yet joined its ring.
 var afterRecorderScan func()
+
+// testHookScanWindow, if set (by tests), runs before wholeRecords reads a
+// window of the file: a sleep there stands for a slow disk.
+var testHookScanWindow func()
 
 // testHookRecord, if set (by tests), runs before a recorder writes a
 // record: a sleep there stands for a slow disk.

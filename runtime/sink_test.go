@@ -1297,3 +1297,56 @@ func TestRecorderPathUncheckable(t *testing.T) {
 		t.Fatalf("records %q, want %q", got, want)
 	}
 }
+
+// A recorder checks the records already in its file before it appends,
+// which for a large file of small records on an SD card reads the whole
+// file and takes minutes. The shutdown (or a reload) that came meanwhile
+// waited for the check to end: past shutdown_timeout, the runtime exited
+// 1 saying the shutdown did not finish, and a reload held up the control
+// plane's reloads as long. The check now ends with the stop's bound (the
+// file is left as it was). A sleep before each window of the check stands
+// for the slow disk.
+func TestRecorderStopDuringFileCheck(t *testing.T) {
+	for _, how := range []string{"shutdown", "reload"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.dir, "rec.bin")
+			// Records of 28 bytes (a header, no payload) over 40 windows.
+			var b []byte
+			for len(b) < 40*scanWindow {
+				b = binary.LittleEndian.AppendUint32(b, RecordHeaderSize)
+				b = append(b, make([]byte, RecordHeaderSize)...)
+			}
+			if err := os.WriteFile(out, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var windows atomic.Int32
+			testHookScanWindow = func() {
+				windows.Add(1)
+				time.Sleep(250 * time.Millisecond) // 10 s for the whole file
+			}
+			t.Cleanup(func() { testHookScanWindow = nil })
+			cfgText := strings.Replace(recorderConfig(out, 0), "[runtime]\n", "[runtime]\nshutdown_timeout = \"2s\"\n", 1)
+			cfg, err := Load(e.writeConfig(t, "c.toml", cfgText))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, logb, stop := inprocConfig(t, cfg)
+			eventually(t, "the check of the file to begin", func() bool { return windows.Load() > 0 })
+			if how == "reload" {
+				e.writeConfig(t, "c.toml", cfgText[:strings.Index(cfgText, "[[sinks]]")])
+				if err := rt.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := stop(); err != nil {
+				t.Fatalf("shutdown: %v; log:\n%s", err, logb.String())
+			}
+			if n := windows.Load(); n >= 40 {
+				t.Fatalf("the %s waited for the check of all %d windows of the file", how, n)
+			}
+			if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("the file changed (%d bytes of %d; %v)", len(got), len(b), err)
+			}
+		})
+	}
+}
