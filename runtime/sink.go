@@ -555,7 +555,11 @@ func (rec *Recorder) open(ctx context.Context) (_ *os.File, _ os.FileInfo, _ int
 	// sink (a reload, the shutdown) with it. A FIFO without a reader fails
 	// with ENXIO; anything but a regular file is refused below.
 	// O_RDWR: the records already in the file are checked (wholeRecords).
-	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	// O_NOCTTY: a terminal at the path (a serial line named by mistake)
+	// would otherwise become the controlling terminal of a runtime that
+	// is a session leader without one (as systemd starts it), and a
+	// hangup on it would signal the runtime.
+	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o600)
 	if errors.Is(err, syscall.ENXIO) {
 		return nil, nil, 0, fmt.Errorf("recorder: %s is not a regular file", rec.Path)
 	}

@@ -1,10 +1,14 @@
 package runtime
 
 import (
+	"fmt"
 	"math"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"unsafe"
 
@@ -147,5 +151,51 @@ func TestStatsGarbageTimestamps(t *testing.T) {
 	if mean < 1<<62 || p99 < 1<<62 || w.lat.max != math.MaxInt64 || uint64(mean) > w.lat.max {
 		t.Fatalf("9 frames stamped 2^62 ns and more in the past: latency mean %d ns, p99 %d ns, max %d ns; want mean and p99 at least 2^62 = %d, max %d, and mean <= max",
 			mean, p99, w.lat.max, int64(1<<62), int64(math.MaxInt64))
+	}
+}
+
+// A recorder whose path names a terminal (a serial line put there by
+// mistake) refuses it, and the runtime does not take it as its
+// controlling terminal. The runtime runs as a session leader without one
+// (systemd starts services so): the recorder opened the path without
+// O_NOCTTY, which made the terminal the runtime's, and a hangup on the
+// line (or a ^C on it) then signalled the runtime. The child here is
+// such a session leader and the path a pseudo-terminal.
+func TestRecorderTerminalPathNotTaken(t *testing.T) {
+	e := newEnv(t)
+	ptmx, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here (/dev/ptmx: %v)", err)
+	}
+	defer unix.Close(ptmx)
+	if err := unix.IoctlSetPointerInt(ptmx, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(ptmx, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts := fmt.Sprintf("/dev/pts/%d", n)
+	cfg := e.writeConfig(t, "c.toml", recorderConfig(pts, 0))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	c := startChildCmd(t, cmd, cfg)
+	c.log.waitFor(t, "is not a regular file", 1)
+	// tty_nr, the seventh field of /proc/PID/stat (the fifth after the
+	// command's closing parenthesis): 0 without a controlling terminal.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 5 {
+		t.Fatalf("/proc/PID/stat: %q", b)
+	}
+	if f[4] != "0" {
+		t.Fatalf("the runtime took %s as its controlling terminal (tty_nr %s)", pts, f[4])
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, c.log.String())
 	}
 }
