@@ -905,10 +905,10 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 		if !ok || rec.left == 0 {
 			continue
 		}
-		if rec.leftErr != nil {
-			// It was stopped failed: say how many frames no file holds
-			// and no lost count shows.
-			what := fmt.Sprintf("recorder %s: stopped by %%s after a failure (%v): %d frames of ring %s (from frame %d, the first its file does not hold) were not recorded", sk.cfg.Name, rec.leftErr, rec.left, sk.cfg.Ring, rec.leftFrom)
+		if rec.leftWhy != "" {
+			// It was stopped failed, or in the check of its file: say
+			// how many frames no file holds and no lost count shows.
+			what := fmt.Sprintf("recorder %s: stopped by %%s %s: %d frames of ring %s (from frame %d, the first its file does not hold) were not recorded", sk.cfg.Name, rec.leftWhy, rec.left, sk.cfg.Ring, rec.leftFrom)
 			switch {
 			case !drainBy.IsZero():
 				rt.log.Warn(fmt.Sprintf(what, "the shutdown")+"; the next run starts at the newest frame", "not_recorded", rec.left)

@@ -93,7 +93,12 @@ func (sk *sinkState) start() {
 		var failed error // the last run's error, when the stop finds it failed
 		defer func() {
 			if rec, ok := sk.sink.(*Recorder); ok && failed != nil {
-				rec.failedAtStop(sk.ring.ring, failed)
+				why := fmt.Sprintf("after a failure (%v)", failed)
+				if errors.Is(failed, context.Canceled) {
+					// (ctx ends a run only in its check of a file)
+					why = "while it checked the records already in its file"
+				}
+				rec.failedAtStop(sk.ring.ring, why)
 			}
 		}()
 		for {
@@ -256,11 +261,12 @@ type Recorder struct {
 	// left is, once Run has returned, the count of frames that were in
 	// the ring when its drain began and that it did not read because ctx
 	// ended the drain first (leftFrom is the first of them). Once the
-	// sink is stopped after a failure (leftErr), it is the count of the
-	// frames from the first its file does not hold whole to the ring's
-	// head: none of them recorded, some perhaps no longer in the ring.
+	// sink is stopped after a failure, or in the check of its file
+	// (leftWhy says which), it is the count of the frames from the first
+	// its file does not hold whole to the ring's head: none of them
+	// recorded, some perhaps no longer in the ring.
 	left, leftFrom uint32
-	leftErr        error
+	leftWhy        string
 
 	corruptLog limiter // "skipped a corrupt slot", at most once a second
 }
@@ -274,12 +280,18 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// (A run that fails before it joins leaves the next run to start
 	// afresh, as before: not to count what was published meanwhile.)
 	joined := false
-	rec.left, rec.leftErr = 0, nil
+	rec.left, rec.leftWhy = 0, ""
 	if !rec.resume {
 		rec.resume, rec.resumeAt = true, ring.Head()
 		defer func() {
 			if !joined {
 				rec.resume = false
+				if ctx.Err() != nil {
+					// Stopped before it joined (in the check of its
+					// file): the frames from its start are its to
+					// record, and the stop says it did not.
+					rec.next, rec.nextOK = rec.resumeAt, true
+				}
 			}
 		}()
 	}
@@ -528,19 +540,20 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 }
 
 // failedAtStop is called once a stop (the shutdown, a reload) has ended
-// the recorder after a failure (err): waiting to start again, or failing
-// in its drain. The frames from the first its file does not hold whole
-// to the ring's head are in no file, and no lost count shows them (a run
-// started again would have counted them): they go in left, as those of a
-// drain cut short. A recorder that never joined its ring recorded
-// nothing yet, and a run started again would start afresh: none.
-func (rec *Recorder) failedAtStop(ring *shm.Ring, err error) {
-	rec.left, rec.leftErr = 0, nil
+// the recorder after a failure (waiting to start again, or failing in
+// its drain) or in the check of its file; why says which. The frames
+// from the first its file does not hold whole to the ring's head are in
+// no file, and no lost count shows them (a run started again would have
+// counted them): they go in left, as those of a drain cut short. A
+// recorder that failed before it ever joined its ring recorded nothing
+// yet, and a run started again would start afresh: none.
+func (rec *Recorder) failedAtStop(ring *shm.Ring, why string) {
+	rec.left, rec.leftWhy = 0, ""
 	if !rec.nextOK {
 		return
 	}
 	if d := int32(ring.Head() - rec.next); d > 0 {
-		rec.left, rec.leftFrom, rec.leftErr = uint32(d), rec.next, err
+		rec.left, rec.leftFrom, rec.leftWhy = uint32(d), rec.next, why
 	}
 }
 

@@ -1304,8 +1304,9 @@ func TestRecorderPathUncheckable(t *testing.T) {
 // waited for the check to end: past shutdown_timeout, the runtime exited
 // 1 saying the shutdown did not finish, and a reload held up the control
 // plane's reloads as long. The check now ends with the stop's bound (the
-// file is left as it was). A sleep before each window of the check stands
-// for the slow disk.
+// file is left as it was), and the frames published since the recorder
+// started are logged as not recorded, as those of a drain cut short. A
+// sleep before each window of the check stands for the slow disk.
 func TestRecorderStopDuringFileCheck(t *testing.T) {
 	for _, how := range []string{"shutdown", "reload"} {
 		t.Run(how, func(t *testing.T) {
@@ -1333,6 +1334,19 @@ func TestRecorderStopDuringFileCheck(t *testing.T) {
 			}
 			rt, logb, stop := inprocConfig(t, cfg)
 			eventually(t, "the check of the file to begin", func() bool { return windows.Load() > 0 })
+			// Frames published meanwhile are the recorder's to record
+			// (it starts at the frames published from its start): the
+			// stop says it did not.
+			w, err := shm.OpenWriter("r", e.sopts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 7 {
+				if _, err := w.WriteFrame(1, 0, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.Close()
 			if how == "reload" {
 				e.writeConfig(t, "c.toml", cfgText[:strings.Index(cfgText, "[[sinks]]")])
 				if err := rt.Reload(); err != nil {
@@ -1346,6 +1360,11 @@ func TestRecorderStopDuringFileCheck(t *testing.T) {
 			}
 			if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, b) {
 				t.Fatalf("the file changed (%d bytes of %d; %v)", len(got), len(b), err)
+			}
+			by := map[string]string{"shutdown": "the shutdown", "reload": "a reload"}[how]
+			want := "recorder rec: stopped by " + by + " while it checked the records already in its file: 7 frames of ring r (from frame 0, the first its file does not hold) were not recorded"
+			if l := logb.String(); !strings.Contains(l, want) {
+				t.Fatalf("the log does not say %q:\n%s", want, l)
 			}
 		})
 	}
