@@ -269,6 +269,7 @@ type Recorder struct {
 	leftWhy        string
 
 	corruptLog limiter // "skipped a corrupt slot", at most once a second
+	evictLog   limiter // "evicted from the reader table", at most once a second
 }
 
 // Run implements Sink.
@@ -312,7 +313,9 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		return err
 	}
 	joined = true
-	defer rd.Close()
+	// Whichever reader is current when Run returns: after an eviction it
+	// is the one joined again.
+	defer func() { rd.Close() }()
 	next := rd.Cursor() // the first frame not yet whole in the file
 	if rec.resume {
 		next = rec.resumeAt
@@ -475,6 +478,34 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			// start again at this slot, and meet it again).
 			corrupt++
 			noteCorrupt(&rec.corruptLog, rec.Log, "recorder "+rec.Path, err)
+			continue
+		}
+		if errors.Is(err, shm.ErrEvicted) && ctx.Err() == nil {
+			// A writer freed this reader's entry (it believed it
+			// dead, or a process with write access to the segment
+			// did): join again at once and go on at the first frame
+			// not read, as a recorder started again would, without
+			// its backoff: the frames the ring still holds are
+			// recorded, the others counted lost in the next record.
+			at := rd.Cursor() - corrupt // (the corrupt slots are read, and counted, again)
+			rd.Close()
+			again, err := ring.NewReader(&shm.ReaderOptions{From: shm.Oldest})
+			if err != nil {
+				return err // (closing rd again is harmless)
+			}
+			rd, corrupt = again, 0
+			if !rec.resume {
+				rec.resume, rec.resumeAt = true, at
+			}
+			if rec.Log != nil {
+				if ok, n := rec.evictLog.allow(time.Second); ok {
+					more := ""
+					if n > 0 {
+						more = fmt.Sprintf(" (%d more not logged)", n)
+					}
+					rec.Log.Warn(fmt.Sprintf("recorder %s: evicted from the reader table of ring %s (a writer believed it dead); joined again, going on at frame %d%s", rec.Path, ring.Name(), rec.resumeAt, more))
+				}
+			}
 			continue
 		}
 		if err != nil {

@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,84 @@ slot_payload = 64
 		t.Fatalf("%d frames written; the stats reader read %d and counted %d lost", written, frames, lost)
 	}
 	if !strings.Contains(logb.String(), "evicted from the reader table") {
+		t.Fatalf("the eviction is not logged:\n%s", logb.String())
+	}
+}
+
+// A recorder that is evicted from its ring's reader table (a block-policy
+// writer believed it dead, or a process with write access freed its
+// entry) joins again at once where it was, and goes on recording: every
+// frame is in the file. It failed with the reader's error instead and
+// was started again after 1 s, the delay doubling to 30 s while
+// evictions kept coming; the frames overwritten meanwhile were lost. When
+// it stops it leaves the reader table as it found it.
+func TestRecorderRejoinsAfterEviction(t *testing.T) {
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "rec.bin")
+	// No stats reader: the recorder is the only reader of this process.
+	cfgText := strings.Replace(recorderConfig(out, 0), "slot_payload = 256\n", "slot_payload = 256\nstats = false\n", 1)
+	cfg, err := Load(e.writeConfig(t, "c.toml", cfgText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, logb, stop := inprocConfig(t, cfg)
+	waitReaders(t, rt, "r", 1)
+	word, entries := mapReaderTable(t, e, "r")
+	pid := uint32(os.Getpid())
+	rt.mu.Lock()
+	rec := rt.sinks["rec"]
+	rt.mu.Unlock()
+	mine := func() (held []int) {
+		for i := range entries {
+			if atomic.LoadUint32(word(i, 0)) == pid {
+				held = append(held, i)
+			}
+		}
+		return held
+	}
+	w, err := shm.OpenWriter("r", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	write := func(prefix string, n int) {
+		for i := range n {
+			if _, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "%s%d", prefix, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("a", 3)
+	eventually(t, "3 frames recorded", func() bool { return rec.cnt.frames.Load() == 3 })
+	held := mine()
+	if len(held) != 1 {
+		t.Fatalf("this process holds reader entries %v, want the recorder's", held)
+	}
+	atomic.StoreUint32(word(held[0], 0), 0) // evicted
+	write("b", 3)                           // it wakes, finds itself evicted and joins again
+	eventually(t, "6 frames recorded", func() bool { return rec.cnt.frames.Load() == 6 })
+	write("c", 2)
+	eventually(t, "8 frames recorded", func() bool { return rec.cnt.frames.Load() == 8 })
+	st := rec.stat()
+	// A reload that removes the recorder (the ring stays) stops it: it
+	// leaves no entry behind.
+	e.writeConfig(t, "c.toml", cfgText[:strings.Index(cfgText, "[[sinks]]")])
+	if err := rt.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if held = mine(); len(held) != 0 {
+		t.Fatalf("reader entries %v are still held by this process after the recorder stopped", held)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Restarts != 0 || st.Lost != 0 {
+		t.Fatalf("the recorder was started again %d times, lost %d frames; log:\n%s", st.Restarts, st.Lost, logb.String())
+	}
+	if got, want := strings.Join(readRecords(t, out), ","), "a0,a1,a2,b0,b1,b2,c0,c1"; got != want {
+		t.Fatalf("records %q, want %q", got, want)
+	}
+	if !strings.Contains(logb.String(), "recorder "+out+": evicted from the reader table") {
 		t.Fatalf("the eviction is not logged:\n%s", logb.String())
 	}
 }
