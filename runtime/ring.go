@@ -189,6 +189,22 @@ func (rs *ringState) close(remove bool) (kept string) {
 	return kept
 }
 
+// segmentLost reports whether the ring's path no longer names the segment
+// the runtime has mapped (it was removed, or replaced by another file).
+// Only for a ring this runtime manages (holds the lock of).
+func (rs *ringState) segmentLost() bool {
+	if rs.lock == nil {
+		return false
+	}
+	path := rs.ring.Segment().Path()
+	lost := false
+	withFd(rs.lock, func(fd int) error {
+		lost = !sameFile(path, fd)
+		return nil
+	})
+	return lost
+}
+
 // sample folds the head's movement into the frame count and, once the
 // rate window is complete, computes the rates over it. The runtime calls it
 // every rateWindow (so the 32-bit head never wraps unseen) and before every

@@ -68,6 +68,12 @@ type Runtime struct {
 	// name on the same ring to the first frame it did not record: where
 	// the new one starts (apply, startWanted).
 	handover map[string]uint32
+	// lostSegment names the rings whose segment was removed or replaced
+	// behind the runtime, for the apply that creates them again
+	// (recreateLostRings): apply counts them as changed.
+	lostSegment map[string]bool
+	// lostRetryAt is when recreateLostRings may try again after it failed.
+	lostRetryAt time.Time
 	// held maps the path of a FIFO whose source a reload restarts to a
 	// read end held over the restart, until startWanted gives it to the
 	// new source (apply, holdFIFO).
@@ -286,6 +292,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			rt.logStats("stats")
 		case <-sampleTick.C:
 			rt.sampleRings()
+			rt.recreateLostRings()
 		case <-ringRetry.C:
 			rt.retryRings()
 		}
@@ -764,7 +771,7 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 			retry = append(retry, n)
 		case !ok || !have[n]:
 			added = append(added, n)
-		case !sameRing(o, r):
+		case !sameRing(o, r) || rt.lostSegment[n]:
 			changed = append(changed, n)
 		}
 	}
@@ -953,7 +960,9 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 		rt.mu.Unlock()
 		if rs != nil {
 			rs.close(true)
-			rt.log.Info(fmt.Sprintf("ring %s: geometry or permissions changed; recreating it", n))
+			if !rt.lostSegment[n] { // recreateLostRings said why
+				rt.log.Info(fmt.Sprintf("ring %s: geometry or permissions changed; recreating it", n))
+			}
 		}
 		nrs, err := rt.openRing(nc.Rings[n], rt.shmDir)
 		if err != nil {
@@ -1221,6 +1230,45 @@ func (rt *Runtime) retryRings() {
 		rt.startWanted(cfg)
 	}
 }
+
+// recreateLostRings runs on the main loop, every rateWindow: a ring this
+// runtime manages whose segment was removed behind it (edgeipc ring rm
+// --force) or replaced by another file is created again, and its sources
+// and sinks restarted on it, as a reload that changed the ring would.
+// Before, the runtime went on with the unlinked segment for as long as it
+// ran: its sources wrote frames no new reader could reach, and readers
+// that opened the name found nothing or another ring.
+func (rt *Runtime) recreateLostRings() {
+	rt.mu.Lock()
+	var lost []string
+	for n, rs := range rt.rings {
+		if rs.segmentLost() {
+			lost = append(lost, n)
+		}
+	}
+	cfg := rt.cfg
+	rt.mu.Unlock()
+	if len(lost) == 0 || time.Now().Before(rt.lostRetryAt) {
+		return
+	}
+	sort.Strings(lost)
+	rt.lostSegment = map[string]bool{}
+	defer func() { rt.lostSegment = nil }()
+	for _, n := range lost {
+		rt.lostSegment[n] = true
+		rt.log.Warn(fmt.Sprintf("ring %s: its segment was removed or replaced behind the runtime (edgeipc ring rm --force?); creating it again and restarting its sources and sinks on it (to remove a ring for good, take it out of the configuration and reload)", n))
+	}
+	rt.setBusy(rt.maxStopTimeout() + busyMargin)
+	defer rt.setBusy(0)
+	var pending *ringsPendingError
+	if err := rt.apply(cfg, cfg, time.Time{}); err != nil && !errors.As(err, &pending) {
+		rt.lostRetryAt = time.Now().Add(lostRetry)
+		rt.log.Error(fmt.Sprintf("ring %s: cannot be created again; trying again in %v", strings.Join(lost, ", "), lostRetry), "err", err)
+	}
+}
+
+// lostRetry is how long recreateLostRings waits after a failure.
+const lostRetry = 30 * time.Second
 
 func hasExplicitStats(c *Config, ring string) bool {
 	for _, s := range c.Sinks {

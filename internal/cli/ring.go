@@ -144,7 +144,8 @@ ring rm refuses a ring with a live writer or reader, naming their pids,
 and a segment that is not a ring, unless --force: a process using a
 removed ring keeps it, so it never sees a ring created later under the
 same name (edgeipc pub exits 1 within a second; sub and hz once the
-ring's writer is gone). With --stale it removes only rings whose writer and readers are
+ring's writer is gone; edgeipc run creates a ring of its configuration
+again within a second and restarts its sources and sinks). With --stale it removes only rings whose writer and readers are
 all dead (or that never had any), skipping the others: use it to clean up
 after crashes. With no NAME it also skips, and lists as kept, stale rings
 of other users that this user may not remove (in /dev/shm only a file's
