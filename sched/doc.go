@@ -10,13 +10,16 @@
 // thread, which Go never exits, is parked for good). Set them from the
 // goroutine that runs the sensor loop.
 //
-// A real-time thread gets the CPU from Linux, but its goroutine still needs
-// one of Go's GOMAXPROCS Ps to run, and a Ticker's wait parks it in the
-// netpoller, from which Go's scheduler, not the kernel, wakes it. When
-// other goroutines of the process keep every P busy, the wake waits for
-// one of them to be preempted (10 ms or more): a SCHED_FIFO goroutine
-// with a 1 ms Ticker missed most of its ticks beside GOMAXPROCS busy
-// goroutines (95% on a 2-CPU x86 VM), and few with one P to spare. Keep
+// A Ticker's Wait on a real-time thread sleeps in the kernel (ppoll on
+// that thread), so the timer's expiry wakes the thread at its priority.
+// Elsewhere it parks in the netpoller, from which a thread of normal
+// priority wakes it: a SCHED_FIFO goroutine waiting there missed 156 to
+// 180 of 2,000 1 ms ticks beside four busy processes on a 2-CPU x86 VM,
+// and none to 6 sleeping in the kernel. Once awake, its goroutine still
+// needs one of Go's GOMAXPROCS Ps to run. When other goroutines of the
+// process keep every P busy, it waits for one of them to be preempted
+// (10 ms or more): beside GOMAXPROCS busy goroutines the same loop missed
+// about half of its ticks (94% while it waited in the netpoller). Keep
 // GOMAXPROCS above the number of goroutines that keep a CPU busy (and at
 // most the number of CPUs), or run heavy processing in another process.
 //

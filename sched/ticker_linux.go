@@ -21,9 +21,16 @@ import (
 // start plus whole periods (the kernel's absolute deadlines: no drift).
 // CLOCK_MONOTONIC does not jump with the wall clock and stops while the
 // system is suspended: time spent suspended is neither ticks nor overruns.
-// Waits park in the netpoller (no OS thread is held) and honour contexts;
-// a real-time goroutine is woken from there by Go's scheduler, which
-// needs a free P (see the package documentation).
+//
+// Where a wait sleeps depends on the calling thread's policy. On a
+// real-time thread (fifo or rr, as SetThread sets it, or deadline) Wait and
+// WaitDeadline sleep in the kernel, in ppoll on that thread, so the
+// timer's expiry wakes the thread itself at its priority. Any other
+// goroutine parks in the netpoller and holds no OS thread; a thread of
+// normal priority wakes it, which CPU load from other processes can delay
+// past the next tick. Both honour contexts, deadlines and Close, and
+// after either a goroutine needs a free P of Go's scheduler to run (see
+// the package documentation).
 //
 // A Ticker is for one goroutine; Stats and Close may be called from any.
 type Ticker struct {
@@ -40,7 +47,23 @@ type Ticker struct {
 	ready    bool
 	cw       sys.CtxWake // a context's cancellation ends the read
 	closed   atomic.Bool
+
+	// A wait in the kernel (a real-time thread): ppoll on the timerfd
+	// and wake, an eventfd that Close and a context's cancellation
+	// write. wake is used only inside rc.Control, which keeps Close from
+	// closing it under a waiter.
+	wake   int
+	wbuf   [8]byte
+	pfds   [2]unix.PollFd
+	ts     unix.Timespec
+	kctx   context.Context // the wait's context, nil for WaitDeadline
+	kdl    time.Time       // the wait's deadline, zero for none
+	kerr   error
+	pollFn func(fd uintptr)
 }
+
+// wakeOne is the eventfd increment that ends a wait in the kernel.
+var wakeOne = func() (b [8]byte) { binary.NativeEndian.PutUint64(b[:], 1); return }()
 
 // NewTicker starts a ticker whose first tick is one period from now. On
 // 32-bit targets a period is at most 2^31-1 seconds (about 68 years).
@@ -61,14 +84,25 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("timerfd_settime", err)
 	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
 	f := os.NewFile(uintptr(fd), "timerfd")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		unix.Close(wake)
 		return nil, err
 	}
-	t := &Ticker{f: f, rc: rc, period: period}
-	t.cw.Interrupt = sys.ReadDeadlineWake(f)
+	t := &Ticker{f: f, rc: rc, period: period, wake: wake}
+	moveDeadline := sys.ReadDeadlineWake(f)
+	t.cw.Interrupt = func() {
+		moveDeadline()
+		unix.Write(t.wake, wakeOne[:]) // CtxWake.Close waits out this callback before Close closes wake
+	}
+	t.pollFn = t.pollKernel
 	t.readFn = func(fd uintptr) bool {
 		n, err := unix.Read(int(fd), t.buf[:])
 		if err == unix.EAGAIN {
@@ -98,6 +132,16 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 		t.cw.Settle()
 	}
 	dl, _ := ctx.Deadline()
+	if onRealtimeThread() {
+		missed, err = t.waitKernel(ctx, dl)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if cerr := ctx.Err(); cerr != nil {
+				return 0, cerr
+			}
+			return 0, context.DeadlineExceeded
+		}
+		return missed, err
+	}
 	t.f.SetReadDeadline(dl)
 	defer t.f.SetReadDeadline(time.Time{})
 	if err := ctx.Err(); err != nil {
@@ -119,6 +163,9 @@ func (t *Ticker) Wait(ctx context.Context) (missed uint64, err error) {
 // returns an error wrapping os.ErrDeadlineExceeded.
 func (t *Ticker) WaitDeadline(d time.Time) (missed uint64, err error) {
 	t.cw.Settle()
+	if onRealtimeThread() {
+		return t.waitKernel(nil, d)
+	}
 	t.f.SetReadDeadline(d)
 	defer t.f.SetReadDeadline(time.Time{})
 	return t.read()
@@ -142,6 +189,88 @@ func (t *Ticker) TryWait() (missed uint64, err error) {
 		return 0, ErrWouldBlock
 	}
 	return t.expirations()
+}
+
+// onRealtimeThread reports whether the calling thread runs a real-time
+// policy (fifo, rr or deadline), whose waits must sleep in the kernel.
+func onRealtimeThread() bool {
+	p, err := sys.SchedGetscheduler(0)
+	switch p &^ resetOnFork {
+	case sys.SchedFIFO, sys.SchedRR, schedDeadline:
+		return err == nil
+	}
+	return false
+}
+
+// schedDeadline is SCHED_DEADLINE, which SetThread cannot set but a
+// thread may have (chrt -d).
+const schedDeadline = 6
+
+// waitKernel waits for a tick in ppoll on the calling thread, until dl
+// (none if zero), ctx's cancellation (nil: none) or Close.
+func (t *Ticker) waitKernel(ctx context.Context, dl time.Time) (missed uint64, err error) {
+	t.kctx, t.kdl, t.kerr, t.rerr = ctx, dl, nil, nil
+	cerr := t.rc.Control(t.pollFn)
+	t.kctx = nil
+	if cerr != nil || errors.Is(t.kerr, ErrClosed) {
+		if t.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, cerr
+	}
+	if t.kerr != nil {
+		return 0, t.kerr
+	}
+	return t.expirations()
+}
+
+// pollKernel is waitKernel's part under rc.Control: the timerfd (fd) and
+// wake stay open until it returns. It leaves a read for expirations, or
+// kerr.
+func (t *Ticker) pollKernel(fd uintptr) {
+	// Wakes left over from earlier waits go first; Close and a
+	// cancellation set their flag before they write, so one that this
+	// read takes is seen below.
+	unix.Read(t.wake, t.wbuf[:])
+	for {
+		if t.closed.Load() {
+			t.kerr = ErrClosed
+			return
+		}
+		if t.kctx != nil {
+			if err := t.kctx.Err(); err != nil {
+				t.kerr = err
+				return
+			}
+		}
+		var ts *unix.Timespec
+		if !t.kdl.IsZero() {
+			d := time.Until(t.kdl)
+			if d <= 0 {
+				t.kerr = os.ErrDeadlineExceeded
+				return
+			}
+			// A day at most per ppoll: a 32-bit timespec holds it.
+			t.ts = unix.NsecToTimespec(int64(min(d, 24*time.Hour)))
+			ts = &t.ts
+		}
+		t.pfds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		t.pfds[1] = unix.PollFd{Fd: int32(t.wake), Events: unix.POLLIN}
+		_, err := unix.Ppoll(t.pfds[:], ts, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.kerr = os.NewSyscallError("ppoll", err)
+			return
+		}
+		if t.pfds[1].Revents != 0 {
+			unix.Read(t.wake, t.wbuf[:]) // the flags are checked above
+		}
+		if t.pfds[0].Revents != 0 && t.readFn(fd) {
+			return
+		}
+	}
 }
 
 // read waits in the netpoller (under the read deadline the caller set)
@@ -191,7 +320,9 @@ func (t *Ticker) Close() error {
 	if t.closed.Swap(true) {
 		return ErrClosed
 	}
-	err := t.f.Close() // ends a Wait in progress
-	t.cw.Close()
+	unix.Write(t.wake, wakeOne[:]) // ends a wait in the kernel
+	err := t.f.Close()             // ends a wait in the netpoller, waits for one in the kernel
+	t.cw.Close()                   // waits out a cancellation that may still write wake
+	unix.Close(t.wake)
 	return err
 }
