@@ -29,7 +29,8 @@
 // none allocates.
 //
 // It needs CAP_SYS_NICE (or an RLIMIT_RTPRIO at least the priority) for
-// SCHED_FIFO/SCHED_RR and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
+// SCHED_FIFO/SCHED_RR, CAP_SYS_NICE (or an RLIMIT_NICE of 20 minus the
+// thread's nice value) to leave SCHED_IDLE, and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
 // for mlockall; without them the calls return errors wrapping
 // ErrPermission that say which capability or limit is missing.
 //

@@ -19,7 +19,9 @@ import (
 // never undone), so that the goroutine keeps the policy and the thread
 // exits with it instead of going back to Go's pool to run other goroutines.
 // Real-time policies take priorities 1..99 and need CAP_SYS_NICE or an
-// RLIMIT_RTPRIO at least that high; other policies take priority 0.
+// RLIMIT_RTPRIO at least that high; other policies take priority 0. A
+// thread in idle leaves it only with CAP_SYS_NICE or an RLIMIT_NICE that
+// allows its nice value (20 for nice 0).
 func SetThread(p Policy, priority int) error {
 	switch p {
 	case Other, FIFO, RR, Batch, Idle:
@@ -47,7 +49,8 @@ func SetThread(p Policy, priority int) error {
 	}
 	if err := sys.SchedSetscheduler(0, int(p)|cur&resetOnFork, priority); err != nil {
 		if errors.Is(err, unix.EPERM) && p != FIFO && p != RR {
-			return fmt.Errorf("%w: leaving idle for %v needs CAP_SYS_NICE or an RLIMIT_NICE that allows the thread's nice value (systemd: LimitNICE=)", ErrPermission, p)
+			need, have := leaveIdleLimit()
+			return fmt.Errorf("%w: leaving idle for %v needs CAP_SYS_NICE or RLIMIT_NICE >= %d, the thread's nice value (it is %d; systemd: LimitNICE=%d)", ErrPermission, p, need, have, need)
 		}
 		if errors.Is(err, unix.EPERM) {
 			return rtRefused(p, priority)
@@ -65,6 +68,18 @@ func rtRefused(p Policy, priority int) error {
 	var rl unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
 	capable, _ := sys.HasCapability(unix.CAP_SYS_NICE)
+	// An idle thread also needs the RLIMIT_NICE that leaving idle for
+	// other takes, whatever its RLIMIT_RTPRIO.
+	if cur, err := sys.SchedGetscheduler(0); err == nil && cur&^resetOnFork == sys.SchedIdle && !(capable && !inUserNamespace()) {
+		if need, have := leaveIdleLimit(); have < need {
+			rt := ""
+			if rl.Cur < uint64(priority) {
+				rt = fmt.Sprintf(", and %v priority %d needs RLIMIT_RTPRIO >= %d as well (it is %d; systemd: LimitRTPRIO=%d)", p, priority, priority, rl.Cur, priority)
+			}
+			return fmt.Errorf("%w: %v priority %d refused: this thread runs idle, and leaving idle needs CAP_SYS_NICE or RLIMIT_NICE >= %d, the thread's nice value (it is %d; systemd: LimitNICE=%d)%s",
+				ErrPermission, p, priority, need, have, need, rt)
+		}
+	}
 	switch {
 	case rl.Cur >= uint64(priority) || capable && !inUserNamespace():
 		return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: its cpu cgroup %s has no real-time runtime (kernel built with CONFIG_RT_GROUP_SCHED; cpu.rt_runtime_us is 0 there): give the cgroup and its parents some (docker run --cpu-rt-runtime=950000; cgroup v1: write cpu.rt_runtime_us) or run it in the root cpu cgroup",
@@ -75,6 +90,19 @@ func rtRefused(p Policy, priority int) error {
 	}
 	return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %d (it is %d; systemd: LimitRTPRIO=%d or AmbientCapabilities=CAP_SYS_NICE)",
 		ErrPermission, p, priority, priority, rl.Cur, priority)
+}
+
+// leaveIdleLimit returns the RLIMIT_NICE that the kernel asks of an idle
+// thread before it lets it leave idle without CAP_SYS_NICE (20 minus the
+// thread's nice value, what getpriority returns), and the limit it has.
+func leaveIdleLimit() (need, have uint64) {
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // this thread
+	if err != nil {
+		prio = 20 // nice 0
+	}
+	var rl unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NICE, &rl)
+	return uint64(prio), rl.Cur
 }
 
 // inUserNamespace reports whether this process runs in a user namespace

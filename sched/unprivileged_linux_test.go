@@ -114,3 +114,39 @@ func TestUnprivilegedErrors(t *testing.T) {
 		t.Fatalf("child as nobody: %v\n%s", err, out)
 	}
 }
+
+// TestRealtimeFromIdleError: the kernel lets an unprivileged thread leave
+// idle, for any policy, only under an RLIMIT_NICE that allows its nice
+// value (20 for nice 0), and for fifo or rr it also checks RLIMIT_RTPRIO.
+// The error for fifo from idle asked for RLIMIT_RTPRIO alone, and with it
+// given blamed the cpu cgroup; now it names RLIMIT_NICE too. (RLIMIT_RTPRIO
+// cannot be raised here, root lacking CAP_SYS_RESOURCE: the cgroup case is
+// not tested.)
+func TestRealtimeFromIdleError(t *testing.T) {
+	if os.Getenv("SCHED_TEST_IDLE_CHILD") == "1" {
+		var rl unix.Rlimit
+		unix.Getrlimit(unix.RLIMIT_NICE, &rl)
+		if rl.Cur >= 20 {
+			t.Skipf("RLIMIT_NICE is %d", rl.Cur)
+		}
+		if err := SetThread(Idle, 0); err != nil {
+			t.Fatal(err)
+		}
+		err := SetThread(FIFO, 10)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "LimitNICE=20") || !strings.Contains(err.Error(), "LimitRTPRIO=10") {
+			t.Errorf("SetThread(fifo, 10) from idle as nobody: %v, want ErrPermission naming LimitNICE=20 and LimitRTPRIO=10", err)
+		}
+		err = SetThread(Other, 0)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "LimitNICE=20") {
+			t.Errorf("SetThread(other) from idle as nobody: %v, want ErrPermission naming LimitNICE=20", err)
+		}
+		if p, _, _ := Thread(); p != Idle {
+			t.Errorf("policy %v after the refusals, want idle", p)
+		}
+		return
+	}
+	out, err := asNobody(t, "TestRealtimeFromIdleError", "SCHED_TEST_IDLE_CHILD=1").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+}
