@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -211,8 +212,37 @@ func unavailableCPUs(cpus, missing []int) error {
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		online = strings.TrimSpace(string(b))
 	}
-	return fmt.Errorf("sched: CPUs %v: %v not online or not in this process's cpuset, affinity unchanged (online: %s; the cpuset is the cgroup's cpuset.cpus.effective, docker --cpuset-cpus, systemd AllowedCPUs=)",
-		cpus, missing, online)
+	return fmt.Errorf("sched: CPUs %v: %v not online or not in this thread's cpuset, affinity unchanged (online: %s; cpuset: %s; the cpuset comes from docker --cpuset-cpus, systemd AllowedCPUs=, the cgroup's cpuset.cpus)",
+		cpus, missing, online, cpusetCPUs())
+}
+
+// cpusetCPUs names the calling thread's cpuset cgroup and the CPUs it
+// allows (cpuset.effective_cpus in v1, cpuset.cpus.effective in v2), or
+// says it could not read them.
+func cpusetCPUs() string {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return "(unknown)"
+	}
+	var tries []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// hierarchy-ID:controller-list:path
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "cpuset") {
+			tries = append([]string{"/sys/fs/cgroup/cpuset" + parts[2] + "/cpuset.effective_cpus"}, tries...)
+		} else if parts[1] == "" {
+			tries = append(tries, "/sys/fs/cgroup"+parts[2]+"/cpuset.cpus.effective", "/sys/fs/cgroup/unified"+parts[2]+"/cpuset.cpus.effective")
+		}
+	}
+	for _, f := range tries {
+		if b, err := os.ReadFile(f); err == nil {
+			return fmt.Sprintf("%s allows %s", filepath.Dir(f), strings.TrimSpace(string(b)))
+		}
+	}
+	return "(unknown)"
 }
 
 // Affinity returns the CPUs the calling thread may run on.

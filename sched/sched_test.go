@@ -537,3 +537,67 @@ func TestTickerStatsFromAnotherGoroutine(t *testing.T) {
 		time.Sleep(100 * time.Microsecond)
 	}
 }
+
+// TestAffinityOutsideCpuset: a CPU that is online but outside the thread's
+// cpuset cgroup is refused, and the error says which cpuset and which CPUs
+// it allows; it said only "not online or not in this process's cpuset",
+// with the online CPUs, which include the refused one.
+func TestAffinityOutsideCpuset(t *testing.T) {
+	const root = "/sys/fs/cgroup/cpuset"
+	if _, err := os.Stat(root + "/cpuset.effective_cpus"); err != nil {
+		t.Skipf("no cgroup v1 cpuset controller at %s (%v)", root, err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := Affinity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orig) < 2 {
+		t.Skipf("this thread may run on %v: needs two CPUs", orig)
+	}
+	defer SetAffinity(orig...)
+	tid := strconv.Itoa(unix.Gettid())
+	cg, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := ""
+	for _, l := range strings.Split(string(cg), "\n") {
+		if p := strings.SplitN(l, ":", 3); len(p) == 3 && slices.Contains(strings.Split(p[1], ","), "cpuset") {
+			back = root + p[2]
+		}
+	}
+	if back == "" {
+		t.Skipf("thread in no v1 cpuset cgroup: %q", cg)
+	}
+	mems, err := os.ReadFile(back + "/cpuset.effective_mems")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := root + "/edgeipc-sched-test-" + strconv.Itoa(os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a cpuset cgroup: %v", err)
+	}
+	defer os.Remove(dir)
+	if err := os.WriteFile(dir+"/cpuset.cpus", []byte(strconv.Itoa(orig[0])), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/cpuset.mems", mems, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/tasks", []byte(tid), 0); err != nil {
+		t.Skipf("cannot move this thread into %s: %v", dir, err)
+	}
+	errBoth := SetAffinity(orig[0], orig[1])
+	errOne := SetAffinity(orig[1])
+	if err := os.WriteFile(back+"/tasks", []byte(tid), 0); err != nil {
+		t.Fatalf("moving the thread back to %s: %v", back, err)
+	}
+	want := strings.TrimPrefix(dir, root) + " allows " + strconv.Itoa(orig[0])
+	for _, err := range []error{errBoth, errOne} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CPU %d outside the cpuset: %v, want an error saying %q", orig[1], err, want)
+		}
+	}
+}
