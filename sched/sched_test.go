@@ -601,3 +601,38 @@ func TestAffinityOutsideCpuset(t *testing.T) {
 		}
 	}
 }
+
+// TestForgottenTickerReleasesDescriptors: a Ticker dropped without Close
+// gives its descriptors back once it is collected, as the os.File that
+// holds its timerfd does; the eventfd it waits on beside the timerfd on a
+// real-time thread stayed open for the life of the process.
+func TestForgottenTickerReleasesDescriptors(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := count()
+	func() {
+		for i := 0; i < 4; i++ {
+			tk, err := NewTicker(time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tk.TryWait(); !errors.Is(err, ErrWouldBlock) {
+				t.Fatal(err)
+			}
+		}
+	}()
+	n := count()
+	for i := 0; i < 200 && n > before; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		n = count()
+	}
+	if n > before {
+		t.Fatalf("%d descriptors open after 4 tickers were dropped and collected, %d before", n, before)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +61,9 @@ type Ticker struct {
 	kdl    time.Time       // the wait's deadline, zero for none
 	kerr   error
 	pollFn func(fd uintptr)
+	// closes wake when a Ticker is collected without Close, as os.File
+	// does the timerfd
+	wakeCleanup runtime.Cleanup
 }
 
 // wakeOne is the eventfd increment that ends a wait in the kernel.
@@ -103,6 +107,7 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		unix.Write(t.wake, wakeOne[:]) // CtxWake.Close waits out this callback before Close closes wake
 	}
 	t.pollFn = t.pollKernel
+	t.wakeCleanup = runtime.AddCleanup(t, func(fd int) { unix.Close(fd) }, wake)
 	t.readFn = func(fd uintptr) bool {
 		n, err := unix.Read(int(fd), t.buf[:])
 		if err == unix.EAGAIN {
@@ -323,6 +328,7 @@ func (t *Ticker) Close() error {
 	unix.Write(t.wake, wakeOne[:]) // ends a wait in the kernel
 	err := t.f.Close()             // ends a wait in the netpoller, waits for one in the kernel
 	t.cw.Close()                   // waits out a cancellation that may still write wake
+	t.wakeCleanup.Stop()
 	unix.Close(t.wake)
 	return err
 }
