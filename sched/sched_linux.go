@@ -267,6 +267,12 @@ func Affinity() ([]int, error) {
 // touched yet). Give it CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: under
 // a finite one every later mapping counts against the limit, and the Go
 // runtime dies ("out of memory") when its heap outgrows it.
+//
+// Locking makes every accessible page the process has mapped resident,
+// touched or not: a small Go program on linux/amd64 went from 2 MB to 42 MB
+// resident, 32 MB of it runtime metadata that Go maps but touches
+// sparsely (measured with VmRSS before and after). Count on that on a
+// board with little RAM.
 func LockMemory() error {
 	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {
