@@ -8,7 +8,9 @@
 // goroutine's life (runtime.LockOSThread), so no other goroutine runs with
 // the setting and the thread exits with the goroutine (or, for the main
 // thread, which Go never exits, is parked for good). Set them from the
-// goroutine that runs the sensor loop.
+// goroutine that runs the sensor loop. A process that goroutine starts
+// (os/exec forks from the calling thread) inherits the thread's policy,
+// priority and affinity: start helpers from another goroutine.
 //
 // A Ticker's Wait on a real-time thread sleeps in the kernel (ppoll on
 // that thread), so the timer's expiry wakes the thread at its priority.
