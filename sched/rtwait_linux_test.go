@@ -14,7 +14,8 @@ import (
 
 // threadSleep returns where thread tid of this process sleeps in the
 // kernel (/proc's wchan), once it has slept at the same place three times
-// in a row, or "" if it did not within 10 s.
+// in a row, or "" if it did not within 10 s ("0" where the kernel does not
+// say).
 func threadSleep(tid int) string {
 	dir := "/proc/self/task/" + strconv.Itoa(tid) + "/"
 	last, same := "", 0
@@ -27,7 +28,7 @@ func threadSleep(tid int) string {
 		// state is the field after the parenthesised command name
 		state := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))[0]
 		w := strings.TrimSpace(string(wc))
-		if state != "S" || w == "" || w == "0" {
+		if state != "S" || w == "" {
 			last, same = "", 0
 			continue
 		}
@@ -67,22 +68,22 @@ func TestRealtimeTickerWaitsInKernel(t *testing.T) {
 	}
 	defer tk.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { // the test's own goroutines are not real-time: check from here
+	where := make(chan string, 1)
+	go func() { // the test's own goroutines are not real-time: look from here
 		w := threadSleep(tid)
 		cancel()
-		if w == "" {
-			done <- errors.New("the real-time thread did not sleep within 10 s")
-		} else if !strings.Contains(w, "poll") {
-			done <- errors.New("the real-time thread waits for its tick in " + w + ", not in ppoll")
-		}
-		close(done)
+		where <- w
 	}()
 	if _, err := tk.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait ended by its context: %v, want context.Canceled", err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	w := <-where
+	if w == "" {
+		t.Fatal("the real-time thread did not sleep within 10 s")
+	}
+	// Where the kernel does not say (wchan 0), the rest is still checked.
+	if w != "0" && !strings.Contains(w, "poll") {
+		t.Fatalf("the real-time thread waits for its tick in %s, not in ppoll", w)
 	}
 
 	if _, err := tk.WaitDeadline(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -125,7 +126,7 @@ func TestRealtimeTickerWaitsInKernel(t *testing.T) {
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		if w := threadSleep(tid); !strings.Contains(w, "poll") {
+		if w := threadSleep(tid); w != "0" && !strings.Contains(w, "poll") {
 			t.Errorf("the real-time thread waits in %q, not in ppoll", w)
 		}
 		tk.Close()
@@ -134,4 +135,7 @@ func TestRealtimeTickerWaitsInKernel(t *testing.T) {
 		t.Errorf("Wait ended by Close: %v, want ErrClosed", err)
 	}
 	<-closed
+	if w == "0" {
+		t.Skip("all but where the thread sleeps checked: this kernel does not say (wchan 0)")
+	}
 }
