@@ -15,15 +15,16 @@
 // A Ticker's Wait on a real-time thread sleeps in the kernel (ppoll on
 // that thread), so the timer's expiry wakes the thread at its priority.
 // Elsewhere it parks in the netpoller, from which a thread of normal
-// priority wakes it: a SCHED_FIFO goroutine waiting there missed 156 to
-// 180 of 2,000 1 ms ticks beside four busy processes on a 2-CPU x86 VM,
-// and none to 6 sleeping in the kernel. Once awake, its goroutine still
-// needs one of Go's GOMAXPROCS Ps to run. When other goroutines of the
-// process keep every P busy, it waits for one of them to be preempted
-// (10 ms or more): beside GOMAXPROCS busy goroutines the same loop missed
-// about half of its ticks (94% while it waited in the netpoller). Keep
-// GOMAXPROCS above the number of goroutines that keep a CPU busy (and at
-// most the number of CPUs), or run heavy processing in another process.
+// priority wakes it: over 2,000 waits for a 1 ms ticker beside four busy
+// processes on a 2-CPU x86 VM, a SCHED_FIFO goroutine missed 156 to 180
+// ticks waiting there, and 0 to 6 sleeping in the kernel. Once awake, its
+// goroutine still needs one of Go's GOMAXPROCS Ps to run. When other
+// goroutines of the process keep every P busy, it waits for one of them to
+// be preempted (10 ms or more): beside GOMAXPROCS busy goroutines the same
+// loop missed 52-62% of its ticks (94% while it waited in the
+// netpoller). Keep GOMAXPROCS above the number of goroutines that keep a
+// CPU busy (and at most the number of CPUs), or run heavy processing in
+// another process.
 //
 // A Ticker's wait comes in the three forms of the project's other waits:
 // Wait(ctx), WaitDeadline(t) and TryWait (ErrWouldBlock while no tick is

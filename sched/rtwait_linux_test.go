@@ -46,9 +46,9 @@ func threadSleep(tid int) string {
 // TestRealtimeTickerWaitsInKernel: a goroutine on a real-time thread
 // parked in the netpoller while it waited for a tick, and a thread of
 // normal priority (the one in epoll_wait, then Go's scheduler) had to run
-// to wake it: with four busy processes on this 2-CPU VM a SCHED_FIFO
-// goroutine missed 156 to 180 of 2,000 1 ms ticks that way, and none to 6
-// with the thread asleep in the kernel on the timerfd. Now its thread
+// to wake it: over 2,000 waits for a 1 ms ticker beside four busy
+// processes on this 2-CPU VM a SCHED_FIFO goroutine missed 156 to 180
+// ticks that way, and 0 to 6 with the thread asleep in the kernel. Now its thread
 // sleeps in ppoll (wchan: a poll function, where it was futex_do_wait,
 // a parked Go thread), and contexts, deadlines, Close, the overrun count
 // and zero allocations hold there as in the netpoller.
