@@ -1352,6 +1352,8 @@ func fileType(m os.FileMode) string {
 		return "a device"
 	case m&os.ModeNamedPipe != 0:
 		return "a FIFO"
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
 	}
 	return "a " + m.Type().String() + " file"
 }

@@ -603,6 +603,13 @@ func (rec *Recorder) open(ctx context.Context) (_ *os.File, _ os.FileInfo, _ int
 	// would otherwise become the controlling terminal of a runtime that
 	// is a session leader without one (as systemd starts it), and a
 	// hangup on it would signal the runtime.
+	// And first, anything but a regular file at the path is refused
+	// without being opened: opening a device can act (/dev/watchdog arms
+	// the board's watchdog, which then reboots it). The check after the
+	// open still catches one put there in between.
+	if fi, err := os.Lstat(rec.Path); err == nil && !fi.Mode().IsRegular() {
+		return nil, nil, 0, fmt.Errorf("recorder: %s is %s, not a regular file", rec.Path, fileType(fi.Mode()))
+	}
 	f, err := os.OpenFile(rec.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o600)
 	if errors.Is(err, syscall.ENXIO) {
 		return nil, nil, 0, fmt.Errorf("recorder: %s is not a regular file", rec.Path)

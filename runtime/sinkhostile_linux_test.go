@@ -180,7 +180,7 @@ func TestRecorderTerminalPathNotTaken(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	c := startChildCmd(t, cmd, cfg)
-	c.log.waitFor(t, "is not a regular file", 1)
+	c.log.waitFor(t, "not a regular file", 1)
 	// tty_nr, the seventh field of /proc/PID/stat (the fifth after the
 	// command's closing parenthesis): 0 without a controlling terminal.
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
@@ -197,5 +197,41 @@ func TestRecorderTerminalPathNotTaken(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if code := c.exit(t); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, c.log.String())
+	}
+}
+
+// A recorder whose path names something other than a regular file
+// refuses it without opening it: opening a device can act (/dev/watchdog
+// arms the board's watchdog, which reboots it unless fed). Before, the
+// recorder opened the path and refused it after. Seen here through
+// inotify's IN_OPEN on a FIFO that has a reader, so that an open for
+// writing would succeed.
+func TestRecorderNonRegularPathNotOpened(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "rec.fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rd)
+	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, fifo, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	_, logb, stop := inproc(t, recorderConfig(fifo, 0))
+	defer stop()
+	logb.waitFor(t, "not a regular file", 1)
+	buf := make([]byte, 4096)
+	if n, err := unix.Read(in, buf); n > 0 {
+		t.Fatalf("the recorder opened %s before refusing it (inotify: %d bytes of events)", fifo, n)
+	} else if err != unix.EAGAIN {
+		t.Fatalf("inotify read: %d, %v", n, err)
 	}
 }

@@ -441,7 +441,7 @@ kind = "recorder"
 ring = "r"
 path = %q
 `, out))
-	logb.waitFor(t, "is not a regular file", 1)
+	logb.waitFor(t, "not a regular file", 1)
 	if err := stop(); err != nil {
 		t.Fatalf("%v; log:\n%s", err, logb.String())
 	}
