@@ -2,7 +2,9 @@ package release
 
 import (
 	"bytes"
+	"crypto/md5"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +32,8 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // TestDeb installs the amd64 .deb on this machine, checks what it installed,
+// upgrades it to newer repacked versions (config kept or replaced as dpkg
+// should),
 // runs the runtime from it and purges it. It changes the machine: it needs
 // root and $EDGEIPC_DEB (make test-deb).
 func TestDeb(t *testing.T) {
@@ -57,6 +61,7 @@ func TestDeb(t *testing.T) {
 	_, userErr := user.Lookup("edgeipc")
 	_, groupErr := user.LookupGroup("edgeipc")
 	t.Cleanup(func() {
+		// A no-op (exit 0) when the purge subtest ran.
 		if out, err := exec.Command("dpkg", "--purge", "edgeipc").CombinedOutput(); err != nil {
 			t.Errorf("dpkg --purge edgeipc: %v\n%s", err, out)
 		}
@@ -189,25 +194,54 @@ func TestDeb(t *testing.T) {
 	// An upgrade that fails (here the new package's preinst) makes dpkg
 	// call the old postinst with abort-upgrade: the installed version
 	// stays, and the service prerm stopped for the upgrade starts again.
-	t.Run("failed upgrade keeps the installed version running", func(t *testing.T) {
-		dir := t.TempDir()
-		pkg := filepath.Join(dir, "pkg")
-		run(t, "dpkg-deb", "-R", deb, pkg)
-		ctl := filepath.Join(pkg, "DEBIAN", "control")
-		b, err := os.ReadFile(ctl)
+	// A real upgrade, to a newer version: dpkg replaces a config the admin
+	// left alone with the new package's (keeping the group and mode the
+	// service needs to read it) and keeps one the admin edited.
+	t.Run("upgrade keeps an edited config", func(t *testing.T) {
+		installed := strings.TrimSpace(run(t, "dpkg-query", "-W", "-f=${Version}", "edgeipc"))
+		before, err := os.Stat(confPath)
 		if err != nil {
 			t.Fatal(err)
 		}
+		packaged, err := os.ReadFile(confPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newConf := append(append([]byte{}, packaged...), "# a comment a newer package adds\n"...)
+		setConf := func(pkg string) {
+			if err := os.WriteFile(filepath.Join(pkg, strings.TrimPrefix(confPath, "/")), newConf, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// The admin did not touch the config: the upgrade installs the new one.
+		v2 := repack(t, deb, installed+"+next1", setConf)
+		t.Logf("dpkg -i %s\n%s", v2, run(t, "dpkg", "-i", v2))
+		checkConfig(t, newConf, before)
+
+		// The admin edited it: the next upgrade (same packaged config) keeps it.
+		edited := append(append([]byte{}, newConf...), "# edited by the admin\n"...)
+		if err := os.WriteFile(confPath, edited, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		v3 := repack(t, deb, installed+"+next2", setConf)
+		t.Logf("dpkg -i %s\n%s", v3, run(t, "dpkg", "-i", v3))
+		if got := strings.TrimSpace(run(t, "dpkg-query", "-W", "-f=${Version}", "edgeipc")); got != installed+"+next2" {
+			t.Errorf("after the upgrade dpkg says version %s, want %s", got, installed+"+next2")
+		}
+		checkConfig(t, edited, before)
+	})
+
+	// An upgrade that fails (here the new package's preinst) makes dpkg
+	// call the old postinst with abort-upgrade: the installed version
+	// stays, and the service prerm stopped for the upgrade starts again.
+	t.Run("failed upgrade keeps the installed version running", func(t *testing.T) {
 		installed := strings.TrimSpace(run(t, "dpkg-query", "-W", "-f=${Version}", "edgeipc"))
-		b = bytes.Replace(b, []byte("\nVersion: "+installed+"\n"), []byte("\nVersion: "+installed+"+broken\n"), 1)
-		if err := os.WriteFile(ctl, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(pkg, "DEBIAN", "preinst"), []byte("#!/bin/sh\necho 'edgeipc test: this preinst fails' >&2\nexit 1\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		broken := filepath.Join(dir, "broken.deb")
-		run(t, "dpkg-deb", "--root-owner-group", "-b", pkg, broken)
+		broken := repack(t, deb, installed+"+broken", func(pkg string) {
+			if err := os.WriteFile(filepath.Join(pkg, "DEBIAN", "preinst"), []byte("#!/bin/sh\necho 'edgeipc test: this preinst fails' >&2\nexit 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		})
 		out, err := exec.Command("dpkg", "-i", broken).CombinedOutput()
 		if err == nil || !bytes.Contains(out, []byte("this preinst fails")) {
 			t.Fatalf("dpkg -i of a package whose preinst fails: %v; want a failure from its preinst\n%s", err, out)
@@ -243,6 +277,34 @@ func TestDeb(t *testing.T) {
 			runUnderSystemd(t)
 		} else {
 			runLikeSystemd(t)
+		}
+	})
+
+	// Purge removes every file the package installed, its conffile and
+	// /etc/edgeipc, and leaves the service enabled nowhere; it keeps the
+	// edgeipc user and group (docs/install.md: files it owned may remain).
+	t.Run("purge", func(t *testing.T) {
+		t.Logf("dpkg --purge edgeipc\n%s", run(t, "dpkg", "--purge", "edgeipc"))
+		if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "edgeipc").CombinedOutput(); err == nil && !strings.Contains(string(out), "not-installed") {
+			t.Errorf("after dpkg --purge, dpkg says edgeipc is %q", out)
+		}
+		for _, p := range []string{"/usr/bin/edgeipc", unitPath, confPath, "/etc/edgeipc"} {
+			if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s is still there after dpkg --purge (%v)", p, err)
+			}
+		}
+		links, _ := filepath.Glob("/etc/systemd/system/*/edgeipc.service")
+		if l, _ := filepath.Glob("/etc/systemd/system/edgeipc.service"); len(l) > 0 {
+			links = append(links, l...)
+		}
+		if len(links) > 0 {
+			t.Errorf("dpkg --purge left %v: the removed service is still enabled", links)
+		}
+		if _, err := user.Lookup("edgeipc"); err != nil {
+			t.Errorf("dpkg --purge removed the edgeipc user, which docs/install.md says is kept: %v", err)
+		}
+		if _, err := user.LookupGroup("edgeipc"); err != nil {
+			t.Errorf("dpkg --purge removed the edgeipc group, which docs/install.md says is kept: %v", err)
 		}
 	})
 }
@@ -460,5 +522,74 @@ func TestDebVersion(t *testing.T) {
 			}
 		}
 		prev = got
+	}
+}
+
+// repack returns a copy of deb with Version to, changed by edit (called
+// with the unpacked tree, DEBIAN/ included), its md5sums recomputed.
+func repack(t *testing.T, deb, to string, edit func(pkg string)) string {
+	t.Helper()
+	from := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, "Version"))
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "pkg")
+	run(t, "dpkg-deb", "-R", deb, pkg)
+	ctl := filepath.Join(pkg, "DEBIAN", "control")
+	b, err := os.ReadFile(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := bytes.Replace(b, []byte("\nVersion: "+from+"\n"), []byte("\nVersion: "+to+"\n"), 1)
+	if bytes.Equal(nb, b) {
+		t.Fatalf("%s: no Version: %s in its control file", deb, from)
+	}
+	if err := os.WriteFile(ctl, nb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edit(pkg)
+	sums := filepath.Join(pkg, "DEBIAN", "md5sums")
+	if old, err := os.ReadFile(sums); err == nil {
+		var out bytes.Buffer
+		for _, l := range strings.Split(strings.TrimSpace(string(old)), "\n") {
+			_, name, ok := strings.Cut(l, "  ")
+			if !ok {
+				t.Fatalf("%s: md5sums line %q", deb, l)
+			}
+			data, err := os.ReadFile(filepath.Join(pkg, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&out, "%x  %s\n", md5.Sum(data), name)
+		}
+		if err := os.WriteFile(sums, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "edgeipc_"+to+".deb")
+	run(t, "dpkg-deb", "--root-owner-group", "-b", pkg, out)
+	return out
+}
+
+// checkConfig checks the installed config holds want, with the owner,
+// group and mode it had before (the service reads it as edgeipc), and
+// that dpkg left no .dpkg-new, .dpkg-dist or .dpkg-old beside it.
+func checkConfig(t *testing.T, want []byte, before os.FileInfo) {
+	t.Helper()
+	got, err := os.ReadFile(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s after the upgrade:\n%s\nwant:\n%s", confPath, got, want)
+	}
+	fi, err := os.Stat(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, as := before.Sys().(*syscall.Stat_t), fi.Sys().(*syscall.Stat_t)
+	if fi.Mode() != before.Mode() || as.Uid != bs.Uid || as.Gid != bs.Gid {
+		t.Errorf("%s after the upgrade: %v %d:%d, want %v %d:%d as before", confPath, fi.Mode(), as.Uid, as.Gid, before.Mode(), bs.Uid, bs.Gid)
+	}
+	if left, _ := filepath.Glob(confPath + ".dpkg-*"); len(left) > 0 {
+		t.Errorf("the upgrade left %v", left)
 	}
 }
