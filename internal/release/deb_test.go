@@ -32,10 +32,9 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // TestDeb installs the amd64 .deb on this machine, checks what it installed,
-// upgrades it to newer repacked versions (config kept or replaced as dpkg
-// should),
-// runs the runtime from it and purges it. It changes the machine: it needs
-// root and $EDGEIPC_DEB (make test-deb).
+// upgrades it to newer repacked versions, runs the runtime from it, purges
+// it and checks what the purge left. It changes the machine: it needs root
+// and $EDGEIPC_DEB (make test-deb).
 func TestDeb(t *testing.T) {
 	deb := os.Getenv("EDGEIPC_DEB")
 	if deb == "" {
