@@ -35,7 +35,12 @@ DEB_VERSION := $(shell scripts/deb-version.sh $(VERSION) $(shell git rev-list --
 # The packaged /etc/edgeipc/edgeipc.toml: the runtime's built-in configuration.
 DEB_CONFIG  ?= runtime/default.toml
 DEB_AMD64   := $(DIST)/edgeipc_$(DEB_VERSION)_amd64.deb
-RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT)
+# Every timestamp in the packages is the commit's time, not the build's
+# (nfpm reads SOURCE_DATE_EPOCH): the same commit gives the same .deb bytes.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+SOURCE_DATE_EPOCH := $(SOURCE_DATE_EPOCH)
+export SOURCE_DATE_EPOCH
+RELEASE_ENV := EDGEIPC_DIST=$(CURDIR)/$(DIST) EDGEIPC_VERSION=$(VERSION) EDGEIPC_COMMIT=$(COMMIT) EDGEIPC_NFPM="$(NFPM)"
 
 .PHONY: help build run setup test test-native test-race bench fuzz soak lint \
 	cross $(BINARIES) release-check size deps deb test-deb \
@@ -116,7 +121,7 @@ deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm, thei
 	  $(NFPM) package -f $(DIST)/nfpm-$$a.yaml -p deb -t $(DIST)/edgeipc_$(DEB_VERSION)_$$a.deb; \
 	done
 	@ls -l $(DIST)/*.deb
-	$(RELEASE_ENV) $(GO) test -count=1 -run 'TestDebContents' ./internal/release
+	$(RELEASE_ENV) $(GO) test -count=1 -run 'TestDebContents|TestDebReproducible' ./internal/release
 
 test-deb: deb ## install the amd64 .deb here (root), check it, run it, purge it
 	EDGEIPC_DEB=$(CURDIR)/$(DEB_AMD64) EDGEIPC_DEB_CONFIG=$(CURDIR)/$(DEB_CONFIG) $(RELEASE_ENV) \

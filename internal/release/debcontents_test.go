@@ -3,14 +3,17 @@ package release
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"debug/buildinfo"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // debArch is the Debian architecture each target is packaged for (make deb).
@@ -163,5 +166,72 @@ func TestDebContents(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDebReproducible: a package is a function of the commit, not of the
+// time it was built. make deb gives nfpm SOURCE_DATE_EPOCH (the commit's
+// time): every file and member of every .deb carries that time, and
+// packing the amd64 one again, in a later second, gives the same bytes.
+func TestDebReproducible(t *testing.T) {
+	dist := os.Getenv("EDGEIPC_DIST")
+	if dist == "" {
+		t.Skip("EDGEIPC_DIST is not set: make deb runs this test on the packages it built")
+	}
+	debs, _ := filepath.Glob(filepath.Join(dist, "edgeipc_*.deb"))
+	if len(debs) == 0 {
+		t.Skipf("no .deb in %s: run make deb", dist)
+	}
+	nfpm, sde := os.Getenv("EDGEIPC_NFPM"), os.Getenv("SOURCE_DATE_EPOCH")
+	if nfpm == "" || sde == "" {
+		t.Fatalf("EDGEIPC_NFPM=%q SOURCE_DATE_EPOCH=%q: run through make deb, which sets both", nfpm, sde)
+	}
+	epoch, err := strconv.ParseInt(sde, 10, 64)
+	if err != nil {
+		t.Fatalf("SOURCE_DATE_EPOCH=%q: %v", sde, err)
+	}
+	for _, deb := range debs {
+		for _, which := range []string{"--ctrl-tarfile", "--fsys-tarfile"} {
+			hdrs, _ := debTar(t, deb, which)
+			for name, h := range hdrs {
+				if h.ModTime.Unix() != epoch {
+					t.Errorf("%s: %s %s has mtime %v, want SOURCE_DATE_EPOCH %v: the package depends on when it was built",
+						filepath.Base(deb), which, name, h.ModTime.UTC(), time.Unix(epoch, 0).UTC())
+				}
+			}
+		}
+	}
+
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd64, _ := filepath.Glob(filepath.Join(dist, "edgeipc_*_amd64.deb"))
+	if len(amd64) != 1 {
+		t.Fatalf("want one amd64 .deb in %s, found %v", dist, amd64)
+	}
+	fi, err := os.Stat(amd64[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Unix() <= fi.ModTime().Unix() {
+		time.Sleep(100 * time.Millisecond) // a later second than the first build
+	}
+	again := filepath.Join(t.TempDir(), filepath.Base(amd64[0]))
+	cmd := exec.Command("sh", "-c", nfpm+` package -f "$0" -p deb -t "$1"`, filepath.Join(dist, "nfpm-amd64.yaml"), again)
+	cmd.Dir = root // the config's paths are relative to the module root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s package: %v\n%s", nfpm, err, out)
+	}
+	a, err := os.ReadFile(amd64[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("packing %s again gave different bytes (%x, then %x)", filepath.Base(amd64[0]), sha256.Sum256(a), sha256.Sum256(b))
 	}
 }
