@@ -115,8 +115,9 @@ deps: ## the packages and modules linked into edgeipc (for docs/performance.md)
 deb: cross ## .deb packages (amd64 arm64 armhf armel) into dist/ with nfpm, their contents checked
 	@set -e; for t in $(TARGETS); do \
 	  a=$$(case $$t in amd64) echo amd64;; arm64) echo arm64;; armv7) echo armhf;; armv6) echo armel;; esac); \
+	  GO="$(GO)" scripts/deb-copyright.sh $(DIST)/edgeipc-linux-$$t >$(DIST)/copyright-$$a; \
 	  sed -e "s|@ARCH@|$$a|" -e "s|@VERSION@|$(DEB_VERSION)|" -e "s|@BINARY@|$(DIST)/edgeipc-linux-$$t|" \
-	      -e "s|@CONFIG@|$(DEB_CONFIG)|" packaging/nfpm.yaml.in >$(DIST)/nfpm-$$a.yaml; \
+	      -e "s|@CONFIG@|$(DEB_CONFIG)|" -e "s|@COPYRIGHT@|$(DIST)/copyright-$$a|" packaging/nfpm.yaml.in >$(DIST)/nfpm-$$a.yaml; \
 	  rm -f $(DIST)/edgeipc_*_$$a.deb; \
 	  $(NFPM) package -f $(DIST)/nfpm-$$a.yaml -p deb -t $(DIST)/edgeipc_$(DEB_VERSION)_$$a.deb; \
 	done

@@ -287,7 +287,7 @@ func TestDeb(t *testing.T) {
 		if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "edgeipc").CombinedOutput(); err == nil && !strings.Contains(string(out), "not-installed") {
 			t.Errorf("after dpkg --purge, dpkg says edgeipc is %q", out)
 		}
-		for _, p := range []string{"/usr/bin/edgeipc", unitPath, confPath, "/etc/edgeipc"} {
+		for _, p := range []string{"/usr/bin/edgeipc", unitPath, confPath, "/etc/edgeipc", copyrightPath, filepath.Dir(copyrightPath)} {
 			if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("%s is still there after dpkg --purge (%v)", p, err)
 			}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -132,6 +133,7 @@ func TestDebContents(t *testing.T) {
 				"/usr/bin/edgeipc": {0o755, bin},
 				confPath:           {0o640, nil},
 				unitPath:           {0o644, unit},
+				copyrightPath:      {0o644, nil},
 			}
 			for name, h := range hdr {
 				if h.Uid != 0 || h.Gid != 0 {
@@ -164,6 +166,7 @@ func TestDebContents(t *testing.T) {
 				if got["GOARCH"] != tg.goarch || got["GOARM"] != tg.goarm {
 					t.Errorf("%s: /usr/bin/edgeipc is GOARCH=%s GOARM=%s, want %s %s", deb, got["GOARCH"], got["GOARM"], tg.goarch, tg.goarm)
 				}
+				checkCopyright(t, deb, string(data[copyrightPath]), bi)
 			}
 		})
 	}
@@ -233,5 +236,60 @@ func TestDebReproducible(t *testing.T) {
 	}
 	if !bytes.Equal(a, b) {
 		t.Errorf("packing %s again gave different bytes (%x, then %x)", filepath.Base(amd64[0]), sha256.Sum256(a), sha256.Sum256(b))
+	}
+}
+
+const copyrightPath = "/usr/share/doc/edgeipc/copyright"
+
+// checkCopyright: the binary is static, so the Go standard library and
+// every module it links are in it, and their licenses (BSD, MIT) require
+// their notices to go with each copy. The package's copyright file must
+// hold the license text of each, found here in the Go installation and
+// the module cache.
+func checkCopyright(t *testing.T, deb, copyright string, bi *buildinfo.BuildInfo) {
+	t.Helper()
+	if copyright == "" {
+		t.Errorf("%s: no %s: the licenses of the Go standard library and of the modules linked into the binary do not ship with it", deb, copyrightPath)
+		return
+	}
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	want := map[string]string{"Go standard library " + bi.GoVersion: filepath.Join(strings.TrimSpace(string(goroot)), "LICENSE")}
+	for _, d := range bi.Deps {
+		if d.Replace != nil {
+			d = d.Replace
+		}
+		out, err := exec.Command("go", "mod", "download", "-json", d.Path+"@"+d.Version).Output()
+		if err != nil {
+			t.Fatalf("go mod download %s@%s: %v", d.Path, d.Version, err)
+		}
+		var m struct{ Dir string }
+		if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+			t.Fatalf("go mod download %s@%s: no directory (%v)", d.Path, d.Version, err)
+		}
+		lic, _ := filepath.Glob(filepath.Join(m.Dir, "[LlCc][IiOo][CcPp]*"))
+		found := ""
+		for _, l := range lic {
+			if b := strings.ToUpper(filepath.Base(l)); strings.HasPrefix(b, "LICEN") || strings.HasPrefix(b, "COPYING") {
+				found = l
+				break
+			}
+		}
+		if found == "" {
+			t.Errorf("%s@%s: no license file in %s", d.Path, d.Version, m.Dir)
+			continue
+		}
+		want[d.Path+" "+d.Version] = found
+	}
+	for name, file := range want {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(copyright, "==== "+name+" ====") || !strings.Contains(copyright, strings.TrimSpace(string(text))) {
+			t.Errorf("%s: %s lacks the license of %s (%s)", deb, copyrightPath, name, file)
+		}
 	}
 }
