@@ -190,9 +190,6 @@ func TestDeb(t *testing.T) {
 		})
 	}
 
-	// An upgrade that fails (here the new package's preinst) makes dpkg
-	// call the old postinst with abort-upgrade: the installed version
-	// stays, and the service prerm stopped for the upgrade starts again.
 	// A real upgrade, to a newer version: dpkg replaces a config the admin
 	// left alone with the new package's (keeping the group and mode the
 	// service needs to read it) and keeps one the admin edited.
