@@ -2,12 +2,18 @@ package release
 
 import (
 	"bufio"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/edgeipc/edgeipc/internal/testenv"
 )
 
 // unitService returns the [Service] settings of packaging/edgeipc.service:
@@ -221,4 +227,133 @@ func TestUnitDeviceAccess(t *testing.T) {
 	if v := last("DevicePolicy"); v != "" && v != "auto" {
 		t.Errorf("DevicePolicy=%s denies the sensor devices exec sources read", v)
 	}
+}
+
+// TestUnitCommandsEssential: the package depends on nothing, so every
+// program the unit runs must be the package's own binary or come from an
+// Essential package, there on every Debian system. ExecReload=/bin/kill
+// was not: /bin/kill is procps's (priority important, not Essential), and
+// on a minimal system (debootstrap --variant=minbase, many container and
+// SD-card images) `systemctl reload edgeipc` failed to exec it. The
+// reload now uses the kill built into /bin/sh (dash, Essential).
+func TestUnitCommandsEssential(t *testing.T) {
+	testenv.Tool(t, "dpkg-query", "the test asks dpkg which package owns each program the unit runs")
+	for k, vs := range unitService(t) {
+		if !strings.HasPrefix(k, "Exec") {
+			continue
+		}
+		for _, v := range vs {
+			argv := systemdArgv(t, strings.TrimLeft(v, "@-:+!|"), nil)
+			if len(argv) == 0 || argv[0] == "/usr/bin/edgeipc" {
+				continue
+			}
+			out, err := exec.Command("dpkg-query", "-S", argv[0]).Output()
+			if err != nil {
+				t.Errorf("%s=%s: no package owns %s here (%v)", k, v, argv[0], err)
+				continue
+			}
+			var owners []string
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				pkgs, path, ok := strings.Cut(l, ": ")
+				if !ok || strings.HasPrefix(pkgs, "diversion by ") || path != argv[0] {
+					continue
+				}
+				owners = append(owners, strings.Split(pkgs, ", ")...)
+			}
+			if len(owners) == 0 {
+				t.Errorf("%s=%s: dpkg names no owner of %s:\n%s", k, v, argv[0], out)
+			}
+			for _, p := range owners {
+				ess, err := exec.Command("dpkg-query", "-W", "-f=${Essential}", p).Output()
+				if err != nil || strings.TrimSpace(string(ess)) != "yes" {
+					t.Errorf("%s=%s: %s comes from %s, which is not Essential (%q, %v): a system without it cannot run this command, and the package depends on nothing", k, v, argv[0], p, ess, err)
+				}
+			}
+		}
+	}
+}
+
+// TestUnitReloadSendsHUP runs the unit's ExecReload= as systemd would —
+// its quoting and $VAR expansion, MAINPID in the environment — with a
+// PATH that holds no program, against a real process: it must get SIGHUP.
+func TestUnitReloadSendsHUP(t *testing.T) {
+	u := unitService(t)
+	if len(u["ExecReload"]) != 1 {
+		t.Fatalf("ExecReload=%q, want one command", u["ExecReload"])
+	}
+	main := exec.Command("sleep", "60")
+	if err := main.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- main.Wait() }()
+	defer func() {
+		if main.ProcessState == nil {
+			main.Process.Kill()
+			<-done
+		}
+	}()
+	env := map[string]string{"MAINPID": strconv.Itoa(main.Process.Pid)}
+	argv := systemdArgv(t, strings.TrimLeft(u["ExecReload"][0], "@-:+!|"), env)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"MAINPID=" + env["MAINPID"], "PATH=" + t.TempDir()}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ExecReload %q: %v\n%s", argv, err, out)
+	}
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGHUP {
+			t.Errorf("the main process ended with %v, want killed by SIGHUP", err)
+		}
+	case <-time.After(10 * time.Second): // a hang guard, not a speed check
+		t.Errorf("ExecReload %q did not signal the main process", argv)
+	}
+}
+
+// systemdArgv splits a unit's command line as systemd does: words, with
+// '…' and "…" quoting, "$$" for a literal "$", and $NAME (a whole word)
+// and ${NAME} replaced from env.
+func systemdArgv(t *testing.T, line string, env map[string]string) []string {
+	t.Helper()
+	var argv []string
+	for len(line) > 0 {
+		line = strings.TrimLeft(line, " \t")
+		if line == "" {
+			break
+		}
+		var w strings.Builder
+		quoted := false
+		if line[0] == '\'' || line[0] == '"' {
+			end := strings.IndexByte(line[1:], line[0])
+			if end < 0 {
+				t.Fatalf("unterminated quote in %q", line)
+			}
+			w.WriteString(line[1 : 1+end])
+			line = line[2+end:]
+			quoted = true
+		} else {
+			end := strings.IndexAny(line, " \t")
+			if end < 0 {
+				end = len(line)
+			}
+			w.WriteString(line[:end])
+			line = line[end:]
+		}
+		word := w.String()
+		if !quoted && strings.HasPrefix(word, "$") && !strings.HasPrefix(word, "$$") && !strings.HasPrefix(word, "${") {
+			if v, ok := env[word[1:]]; ok {
+				argv = append(argv, v)
+				continue
+			}
+		}
+		word = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`).ReplaceAllStringFunc(word, func(m string) string {
+			if m == "$$" {
+				return "$"
+			}
+			return env[m[2:len(m)-1]]
+		})
+		argv = append(argv, word)
+	}
+	return argv
 }
