@@ -389,6 +389,11 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			// that a writer holding the FIFO open keeps going.
 			dropped := uint64(d.Buffered())
 			ss.dropped.Add(dropped)
+			// They are dropped: a stop during the drain (a restart, a
+			// reload) must not hand them to the next source as the
+			// start of a record (Pending), which would break its stream
+			// at once and count them again.
+			d.Reset(f)
 			for {
 				n, rerr := f.Read(drain)
 				dropped += uint64(n)

@@ -244,3 +244,58 @@ func (r *fifoRig) writeInGap(t *testing.T, p []byte) (done func()) {
 		}
 	}
 }
+
+// A restart (or a reload that restarts the source) while the source drains
+// a broken stream does not hand the bytes the drain dropped to the new
+// source: they were counted as dropped, and they are the broken record.
+// The new source reads afresh, and a writer that still holds the FIFO open
+// is read as soon as it writes a whole record. Before, the new source got
+// the broken header back as the "partial record" of the old one: it broke
+// the stream again at once (a second bad record, the bytes counted as
+// dropped twice) and drained the writer's next record too.
+func TestRestartDuringDrainStartsAfresh(t *testing.T) {
+	for _, how := range []string{"restart", "reload", "reload-framing"} {
+		t.Run(how, func(t *testing.T) {
+			r := newFIFORig(t, "framing = \"len32\"\n")
+			if _, err := r.w.Write(brokenLength); err != nil { // and it stays open
+				t.Fatal(err)
+			}
+			r.logb.waitFor(t, "stream broken", 1)
+			eventually(t, "the drain to count the broken header", func() bool { return r.rt.sourceStat(t, "fifo").Dropped == 4 })
+			framing := "len32"
+			switch how {
+			case "restart":
+				if err := r.rt.RestartSource("fifo"); err != nil {
+					t.Fatal(err)
+				}
+			case "reload-framing":
+				framing = "lines"
+				fallthrough
+			default:
+				r.write(r.config(fmt.Sprintf("framing = %q\ntype = 2\n", framing)))
+				if err := reloadWithin(t, r.rt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			rec := []byte("after\n")
+			if framing == "len32" {
+				rec = append(binary.LittleEndian.AppendUint32(nil, 5), "after"...)
+			}
+			if _, err := r.w.Write(rec); err != nil {
+				t.Fatal(err)
+			}
+			if got := readFrames(t, r.e, "f", 1); string(got[0].Data) != "after" {
+				t.Fatalf("frame %q; want \"after\"", got[0].Data)
+			}
+			// A reload replaces the source and its counters.
+			wantBad, wantDropped := uint64(0), uint64(0)
+			if how == "restart" {
+				wantBad, wantDropped = 1, 4
+			}
+			if st := r.rt.sourceStat(t, "fifo"); st.Bad != wantBad || st.Dropped != wantDropped {
+				t.Fatalf("bad records %d, dropped bytes %d; want %d and %d (the broken header, counted once, by the old source)", st.Bad, st.Dropped, wantBad, wantDropped)
+			}
+		})
+	}
+}
