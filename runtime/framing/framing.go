@@ -117,7 +117,7 @@ type Decoder struct {
 	end      int // end of buffered bytes
 	err      error
 	dropping bool // lines: inside an over-long line
-	inSkip   bool // len32: skipping an oversized record's payload
+	inSkip   bool // len32, msgp bin/str/ext: skipping an oversized record by its length
 	lineScan int  // lines: bytes from start already searched for '\n'
 	// msgp: the scan for the end of the current object, resumed after a
 	// fill: scanPos is the offset from start of the next header to read,
@@ -389,9 +389,11 @@ func (d *Decoder) nextMsgp() (Record, error) {
 				d.scanning = false
 				if n, hdr, ok := binStrLen(d.buf[d.start:d.end]); ok && n <= d.maxSkip {
 					d.start += hdr
+					d.inSkip = true
 					if err := d.skip(n); err != nil {
 						return Record{}, err
 					}
+					d.inSkip = false
 					d.errOversize.Size = n
 					return Record{}, &d.errOversize
 				}
@@ -399,9 +401,11 @@ func (d *Decoder) nextMsgp() (Record, error) {
 				// by its size, as one that fits the buffer is.
 				if c := d.buf[d.start]; c >= 0xc7 && c <= 0xc9 {
 					if size, _, err := msgpHeader(d.buf[d.start:d.end]); err == nil && size <= uint64(d.maxSkip) {
+						d.inSkip = true
 						if err := d.skip(int(size)); err != nil {
 							return Record{}, err
 						}
+						d.inSkip = false
 						d.errExt.Size = int(size)
 						return Record{}, &d.errExt
 					}

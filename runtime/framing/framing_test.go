@@ -404,3 +404,35 @@ func TestMsgpExtTooLargeToBuffer(t *testing.T) {
 		}
 	}
 }
+
+// A msgp bin, str or ext too large to buffer is skipped by its length; a
+// stop in the middle of that skip leaves bytes that mean nothing to a
+// fresh decoder (the rest of its payload), which Pending says (ok false),
+// as it does for len32. It said ok, with nothing pending, so the runtime
+// did not log that the new source reads the rest of the record afresh.
+func TestPendingMsgpSkipping(t *testing.T) {
+	big := bytes.Repeat([]byte{'y'}, 100<<10)
+	ext, err := msgp.AppendExtension(nil, &msgp.RawExtension{Type: 5, Data: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, obj := range map[string][]byte{"bin": msgp.AppendBytes(nil, big), "str": msgp.AppendStringFromBytes(nil, big), "ext": ext} {
+		in := append(msgp.AppendString(nil, "a"), obj[:80<<10]...)
+		d := NewDecoder(io.MultiReader(bytes.NewReader(in), iotest.ErrReader(errStop)), Msgp, Options{MaxRecord: 8, MaxSkip: 1 << 20})
+		recs, _, err := collect(t, d)
+		if !errors.Is(err, errStop) || len(recs) != 1 || recs[0] != "a" {
+			t.Fatalf("%s: records %q, err %v; want \"a\" then the stop", name, recs, err)
+		}
+		if got, ok := d.Pending(); len(got) != 0 || ok {
+			t.Fatalf("%s: Pending = %d bytes, %v; want none, false (inside a record being skipped)", name, len(got), ok)
+		}
+		// The skip is over once the record has been skipped whole.
+		d = NewDecoder(io.MultiReader(bytes.NewReader(append(obj, msgp.AppendString(nil, "b")...)), iotest.ErrReader(errStop)), Msgp, Options{MaxRecord: 8, MaxSkip: 1 << 20})
+		if recs, bad, err := collect(t, d); !errors.Is(err, errStop) || bad != 1 || len(recs) != 1 || recs[0] != "b" {
+			t.Fatalf("%s whole: records %q, %d bad, err %v; want \"b\", 1 bad, then the stop", name, recs, bad, err)
+		}
+		if got, ok := d.Pending(); len(got) != 0 || !ok {
+			t.Fatalf("%s whole: Pending = %d bytes, %v; want none, true", name, len(got), ok)
+		}
+	}
+}
