@@ -27,7 +27,11 @@ func removeFIFO(path string, id fifoID) string {
 	if err != nil {
 		return fmt.Sprintf("open: %v", err)
 	}
-	defer unix.Close(fd)
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Sprintf("fstat: %v", err)
@@ -38,9 +42,15 @@ func removeFIFO(path string, id fifoID) string {
 	if ok, err := tryLock(fd); err != nil {
 		return err.Error()
 	} else if !ok {
-		return "another process holds its lock (another edgeipc runtime reads it now)"
+		// A writer may hold it (see unreadLock): another runtime that
+		// holds it also reads the FIFO.
+		unix.Close(fd)
+		fd = -1
+		if fifoHasReader(path) {
+			return "another process holds its lock and reads it (another edgeipc runtime reads it now)"
+		}
 	}
-	if !sameFile(path, fd) {
+	if fd >= 0 && !sameFile(path, fd) || fd < 0 && fifoAt(path, id) != "" {
 		return "the path names another file now"
 	}
 	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -117,7 +127,10 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	if ok, err := tryLock(fd); err != nil {
 		return fail(&os.PathError{Op: "lock", Path: path, Err: err})
 	} else if !ok {
-		return fail(fmt.Errorf("%s is read by another edgeipc runtime (it holds the FIFO's lock); two readers would split its records between them: stop that runtime or choose another path", path))
+		unix.Close(fd)
+		if fd, err = unreadLock(path, &st); err != nil {
+			return nil, -1, id, err
+		}
 	}
 	// Set the group, then the exact mode (a reused FIFO may have another),
 	// on the descriptor. A reused FIFO is narrowed to its owner first, so
@@ -141,6 +154,55 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 		return fail(err)
 	}
 	return os.NewFile(uintptr(fd), path), dummy, id, nil
+}
+
+// unreadLock is what openFIFO does when another open file description
+// holds the lock of the FIFO st at path (its own descriptor closed). Another
+// runtime that holds it has the FIFO open for reading; but flock needs no
+// read access, so a writer can take it too, even on a write-only
+// descriptor it was given. If no process reads the FIFO, the holder is not
+// a runtime: unreadLock opens the FIFO again (the same one) and returns the
+// descriptor, which reads it without the lock until the lock is free
+// (watchFIFO takes it then). A FIFO that another process reads is refused.
+func unreadLock(path string, st *unix.Stat_t) (int, error) {
+	if fifoHasReader(path) {
+		return -1, fmt.Errorf("%s is read by another edgeipc runtime (it holds the FIFO's lock and has it open for reading); two readers would split its records between them: stop that runtime or choose another path", path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var again unix.Stat_t
+	if err := unix.Fstat(fd, &again); err != nil || again.Dev != st.Dev || again.Ino != st.Ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s was replaced while the runtime opened it; refusing it", path)
+	}
+	return fd, nil
+}
+
+// fifoHasReader reports whether a process has the FIFO at path open for
+// reading: without one, an O_WRONLY|O_NONBLOCK open fails with ENXIO (the
+// open writes nothing). It reports true when it cannot tell.
+func fifoHasReader(path string) bool {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if err == nil {
+		unix.Close(fd)
+		return true
+	}
+	return !errors.Is(err, unix.ENXIO)
+}
+
+// fileTryLock is tryLock on f's descriptor (false if f is closed).
+func fileTryLock(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	if rc.Control(func(fd uintptr) { ok, _ = tryLock(int(fd)) }) != nil {
+		return false
+	}
+	return ok
 }
 
 // errFIFORemoved is wrapped by the error that ends a run of a fifo source
@@ -189,7 +251,9 @@ const fifoCheckInterval = time.Second
 // still names the FIFO id; if not, it cancels ctx with the reason
 // (fifoGone). A FIFO unlinked while the source reads it is otherwise
 // unnoticed: the source reads a FIFO that no writer can open any more.
-func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID) {
+// While another process (a writer, unreadLock) holds the FIFO's lock, it
+// tries to take it for f, and calls locked once it has.
+func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID, f *os.File, locked func()) {
 	t := time.NewTicker(fifoCheckInterval)
 	defer t.Stop()
 	for {
@@ -201,6 +265,10 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 		if what := fifoAt(path, id); what != "" {
 			fail(fifoGone(path, what))
 			return
+		}
+		if locked != nil && fileTryLock(f) {
+			locked()
+			locked = nil
 		}
 	}
 }
@@ -295,7 +363,12 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// this FIFO (its cause says how); ended tells the two apart.
 	rctx, fail := context.WithCancelCause(ctx)
 	watched := make(chan struct{})
-	go func() { defer close(watched); watchFIFO(rctx, fail, c.Path, id) }()
+	var locked func()
+	if !fileTryLock(f) {
+		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: its lock is held by a process that does not read it (a writer: flock needs no read access); reading it without the lock until that process lets it go", c.Name, c.Path))
+		locked = func() { ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s: took its lock", c.Name, c.Path)) }
+	}
+	go func() { defer close(watched); watchFIFO(rctx, fail, c.Path, id, f, locked) }()
 	defer func() { fail(nil); <-watched }()
 	ended := func() error {
 		if ctx.Err() != nil {

@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -451,5 +453,120 @@ func TestFIFOInWorldWritableDir(t *testing.T) {
 				t.Errorf("a FIFO was created in the refused directory: %v", err)
 			}
 		})
+	}
+}
+
+// childFIFOLocker is a hostile FIFO writer: it has only a write-only
+// descriptor of the FIFO at path (as a program whose stdout a shell
+// redirected there), takes the FIFO's flock with it, says "locked", and
+// holds it until its stdin closes.
+func childFIFOLocker(path string) int {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println("locked")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// startFIFOLocker starts childFIFOLocker on path and waits until it holds
+// the lock; release makes it let go and exit.
+func startFIFOLocker(t *testing.T, path string) (release func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EDGEIPC_TEST_FIFO_LOCKER="+path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	release = func() {
+		if !done {
+			done = true
+			in.Close()
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(release)
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		t.Fatalf("locker: %q", line)
+	}
+	return release
+}
+
+// lockWhileStopped starts a locker on the FIFO at path, which no process
+// reads: a read end is held open only until the locker has opened it.
+func lockWhileStopped(t *testing.T, path string) (release func()) {
+	t.Helper()
+	hold, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(hold)
+	return startFIFOLocker(t, path)
+}
+
+// A writer can take the FIFO's lock (flock needs no read access; a
+// write-only descriptor will do) while the source is stopped. The source
+// then starts anyway and reads the FIFO, since no process reads it: the
+// lock says "another runtime reads this" only together with a reader. It
+// takes the lock once the writer lets it go, and another runtime is still
+// refused meanwhile (this one reads the FIFO). remove_on_exit removes
+// the FIFO despite such a lock. Before, the source failed ("is read by
+// another edgeipc runtime") for as long as the writer held the lock, and
+// stayed failed, and remove_on_exit left the FIFO.
+func TestFIFOLockHeldByWriter(t *testing.T) {
+	r := newFIFORig(t, "remove_on_exit = true\n")
+	if err := r.rt.StopSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	r.w.Close() // the writer that kept the FIFO open: the locker's open waits for a reader
+	release := lockWhileStopped(t, r.fifo)
+	if err := r.rt.StartSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	r.logb.waitFor(t, "its lock is held by a process that does not read it", 1)
+	eventually(t, "the source running", func() bool { return r.rt.sourceStat(t, "fifo").State == StateRunning })
+	w := openWriter(t, r.fifo)
+	if _, err := w.Write([]byte("read\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrames(t, r.e, "f", 1); string(got[0].Data) != "read" {
+		t.Fatalf("frame %q; want \"read\"", got[0].Data)
+	}
+	if err := openTestFIFO(t, r.fifo, 0, ""); err == nil || !strings.Contains(err.Error(), "is read by another edgeipc runtime") {
+		t.Fatalf("another runtime's openFIFO while the source reads without the lock: %v; want it refused", err)
+	}
+	release()
+	r.logb.waitFor(t, "took its lock", 1)
+	if err := openTestFIFO(t, r.fifo, 0, ""); err == nil || !strings.Contains(err.Error(), "is read by another edgeipc runtime") {
+		t.Fatalf("another runtime's openFIFO once the source holds the lock: %v; want it refused", err)
+	}
+	// At exit, a writer holding the lock does not keep the FIFO.
+	if err := r.rt.StopSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	lockWhileStopped(t, r.fifo)
+	r.rt.mu.Lock()
+	ss := r.rt.sources["fifo"]
+	r.rt.mu.Unlock()
+	ss.cleanup()
+	if _, err := os.Lstat(r.fifo); !os.IsNotExist(err) {
+		t.Fatalf("remove_on_exit left the FIFO whose lock a writer held (%v); log:\n%s", err, r.logb.String())
 	}
 }

@@ -20,6 +20,9 @@ import (
 //
 // Nothing else in edgeipc takes these locks: readers, writers and the CLI
 // are not affected by them.
+// Any process with a descriptor of the object can take the lock, though,
+// also with a write-only one: a FIFO's writer can. So a FIFO is taken to
+// be another runtime's only if some process also reads it (unreadLock).
 
 // tryLock takes flock(LOCK_EX|LOCK_NB) on fd. It reports false, with no
 // error, if another open file description holds the lock.
