@@ -166,7 +166,7 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 // (watchFIFO takes it then). A FIFO that another process reads is refused.
 func unreadLock(path string, st *unix.Stat_t) (int, error) {
 	if fifoHasReader(path) {
-		return -1, fmt.Errorf("%s is read by another edgeipc runtime (it holds the FIFO's lock and has it open for reading); two readers would split its records between them: stop that runtime or choose another path", path)
+		return -1, &readElsewhereError{path}
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -178,6 +178,14 @@ func unreadLock(path string, st *unix.Stat_t) (int, error) {
 		return -1, fmt.Errorf("%s was replaced while the runtime opened it; refusing it", path)
 	}
 	return fd, nil
+}
+
+// readElsewhereError refuses a FIFO whose lock another process holds
+// while a process reads it: another runtime, as far as the runtime can tell.
+type readElsewhereError struct{ path string }
+
+func (e *readElsewhereError) Error() string {
+	return fmt.Sprintf("%s is read by another edgeipc runtime (it holds the FIFO's lock and has it open for reading); two readers would split its records between them: stop that runtime or choose another path", e.path)
 }
 
 // fifoHasReader reports whether a process has the FIFO at path open for
@@ -349,6 +357,15 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
 	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+	var elsewhere *readElsewhereError
+	if errors.As(err, &elsewhere) && ss.holds() {
+		// The reader that openFIFO found may be the read end held over
+		// this restart, and the lock a writer's, taken in the gap
+		// between the runs. Check again without it (writers that write
+		// in the instant until the FIFO is open again get EPIPE).
+		ss.releaseHeld()
+		f, dummy, id, err = openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+	}
 	ss.releaseHeld() // the source has the FIFO open now (or failed)
 	if err != nil {
 		return err

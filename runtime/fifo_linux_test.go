@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -479,33 +480,38 @@ func childFIFOLocker(path string) int {
 // the lock; release makes it let go and exit.
 func startFIFOLocker(t *testing.T, path string) (release func()) {
 	t.Helper()
+	release, err := startLocker(path)
+	if release != nil {
+		t.Cleanup(release)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
+}
+
+// startLocker is startFIFOLocker for any goroutine: the caller releases.
+func startLocker(path string) (release func(), err error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EDGEIPC_TEST_FIFO_LOCKER="+path)
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			in.Close()
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(release)
+	var once sync.Once
+	release = func() { once.Do(func() { in.Close(); cmd.Wait() }) }
 	line, _ := bufio.NewReader(out).ReadString('\n')
 	if line != "locked\n" {
-		t.Fatalf("locker: %q", line)
+		return release, fmt.Errorf("locker: %q", line)
 	}
-	return release
+	return release, nil
 }
 
 // lockWhileStopped starts a locker on the FIFO at path, which no process
@@ -568,5 +574,49 @@ func TestFIFOLockHeldByWriter(t *testing.T) {
 	ss.cleanup()
 	if _, err := os.Lstat(r.fifo); !os.IsNotExist(err) {
 		t.Fatalf("remove_on_exit left the FIFO whose lock a writer held (%v); log:\n%s", err, r.logb.String())
+	}
+}
+
+// A writer that takes the FIFO's lock in the gap of a restart, while the
+// runtime holds a read end over it (the old run has closed its descriptor,
+// the new one has not opened the FIFO yet), does not make the new run
+// refuse the FIFO: that read end is the runtime's own. Before, the read
+// end held over the gap was taken for another runtime's ("is read by
+// another edgeipc runtime"), and the source failed.
+func TestRestartFIFOLockTakenInGap(t *testing.T) {
+	r := newFIFORig(t, "")
+	var release func()
+	var lockErr error
+	testHookRunReturned = func(name string) {
+		if name == "fifo" && release == nil && lockErr == nil {
+			release, lockErr = startLocker(r.fifo)
+		}
+	}
+	t.Cleanup(func() {
+		testHookRunReturned = nil
+		if release != nil {
+			release()
+		}
+	})
+	if err := r.rt.RestartSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	testHookRunReturned = nil
+	if lockErr != nil || release == nil {
+		t.Fatalf("the locker did not take the lock in the gap: %v", lockErr)
+	}
+	r.logb.waitFor(t, "its lock is held by a process that does not read it", 1)
+	eventually(t, "the source running", func() bool {
+		st := r.rt.sourceStat(t, "fifo")
+		if st.State == StateFailed {
+			t.Fatalf("the source failed: %s", st.LastError)
+		}
+		return st.State == StateRunning
+	})
+	if _, err := r.w.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrames(t, r.e, "f", 1); string(got[0].Data) != "after" {
+		t.Fatalf("frame %q; want \"after\"", got[0].Data)
 	}
 }

@@ -269,6 +269,14 @@ func (ss *sourceState) releaseHeld() {
 	}
 }
 
+// holds reports whether the source has a read end held over the reload or
+// restart that started it.
+func (ss *sourceState) holds() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.held != nil
+}
+
 func (ss *sourceState) isRemoved() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
