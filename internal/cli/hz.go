@@ -165,6 +165,11 @@ func hzMeasure(ctx context.Context, rd *shm.Reader, window time.Duration) (hzWin
 	var w hzWindow
 	start := shm.Now()
 	end := start + int64(window)
+	if end < start {
+		// --window near the largest duration: start+window overflows,
+		// and a negative end would close the window after one frame.
+		end = math.MaxInt64
+	}
 	wctx, cancel := context.WithDeadline(ctx, time.Now().Add(window))
 	defer cancel()
 	// The sum of the latencies, in 128 bits: a frame's stamp is whatever

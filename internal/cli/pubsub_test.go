@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -659,5 +660,47 @@ func TestSubHzSignalWhileOutputBlocked(t *testing.T) {
 		if code := child.interrupt(t, syscall.SIGTERM); code != ExitInterrupted {
 			t.Errorf("%s, SIGTERM while its output is blocked: exit %d, stderr %q; want %d", child.what, code, child.errb.String(), ExitInterrupted)
 		}
+	}
+}
+
+// TestHzHugeWindow: a --window near the largest duration (2562047h) is
+// one long window, not one that ends after the first frame: the window's
+// end, CLOCK_MONOTONIC now plus the window, overflowed int64 and came out
+// negative.
+func TestHzHugeWindow(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("hzhuge")
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "16", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	rd, err := shm.OpenReader(name, &shm.SegmentOptions{Dir: dir}, &shm.ReaderOptions{From: shm.Newest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	w, err := shm.OpenWriter(name, &shm.SegmentOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		for wctx.Err() == nil {
+			w.Write([]byte("x"))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	window, err := time.ParseDuration("2562047h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background()) // Ctrl-C
+	defer cancel()
+	time.AfterFunc(500*time.Millisecond, cancel)
+	hw, err := hzMeasure(ctx, rd, window)
+	if err == nil {
+		t.Fatalf("hzMeasure with a %v window ended by itself after %v and %d frames; want it to run until interrupted", window, time.Duration(hw.WindowNs), hw.Frames)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("hzMeasure: %v, want the interruption", err)
 	}
 }
