@@ -45,9 +45,15 @@ from stdin, until stdin ends:
 
   --framing lines   one frame per line, without the newline (default);
                     an empty line is a zero-length frame (the runtime's
-                    lines framing skips empty lines instead)
+                    lines framing skips empty lines instead), and a
+                    last line without its newline is a frame too. A
+                    carriage return before the newline (CRLF line ends,
+                    as serial devices send) stays in the frame: drop it
+                    with tr -d '\r' before pub
   --framing len32   one frame per record: a 4-byte little-endian length,
-                    then that many bytes
+                    then that many bytes; stdin that ends inside a
+                    record is an error (the records before it are
+                    published)
 
 A record larger than the ring's slot payload is dropped with an error that
 names the slot size; pub goes on with the next record and exits 1 at the
@@ -58,6 +64,10 @@ records to stderr (unless --quiet).
 If the ring is removed while pub runs ('edgeipc ring rm --force', or its
 file deleted), pub notices within a second, stops reading stdin and exits
 1: no new reader can open the removed ring.
+
+pub exits 0 when stdin ends, 1 if a record was dropped, reading stdin
+failed or ended inside a len32 record, or the ring was removed, 130 on SIGINT or SIGTERM
+(also while a block-policy ring holds it up), and 2 on a usage error.
 
 A ring has one live writer at a time: pub fails if another process holds
 the lease. With --create a missing ring is created (with --slots,

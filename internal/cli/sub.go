@@ -23,7 +23,9 @@ func init() {
 		Short: "print frames read from a ring",
 		Long: `sub joins the ring as a reader and writes every frame to stdout:
 
-  --framing lines   the payload, then a newline (default)
+  --framing lines   the payload, then a newline (default); a payload
+                    with a newline in it reads back as two lines: use
+                    len32, hex or json for frames that may hold one
   --framing len32   a 4-byte little-endian length, then the payload
                     (what 'edgeipc pub --framing len32' reads)
   --framing hex     the payload in hex, one frame per line
