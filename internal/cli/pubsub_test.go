@@ -786,14 +786,16 @@ func TestPubSubRoundTrip(t *testing.T) {
 		text.Write(p)
 		text.WriteByte('\n')
 	}
-	want = text.String()
-	// The last line without its newline is a frame too.
-	r = runCLI(t, strings.TrimSuffix(want, "\n"), "pub", name, "--dir", dir)
+	// A last line without its newline is a frame too.
+	text.WriteString("last")
+	in2 := text.String()
+	want = in2 + "\n"
+	r = runCLI(t, in2, "pub", name, "--dir", dir)
 	mustCode(t, r, 0, "pub --framing lines")
-	if !strings.Contains(r.stderr, fmt.Sprintf("%d frames, %d bytes, 0 dropped", n, len(want)-n)) {
+	if !strings.Contains(r.stderr, fmt.Sprintf("%d frames, %d bytes, 0 dropped", n+1, len(in2)-n)) {
 		t.Errorf("pub summary: %q", r.stderr)
 	}
-	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", strconv.Itoa(n), "--timeout", "10s", "--dir", dir)
+	r = runCLI(t, "", "sub", name, "--from", "oldest", "--count", strconv.Itoa(n+1), "--timeout", "10s", "--dir", dir)
 	mustCode(t, r, 0, "sub --framing lines")
 	if r.stdout != want {
 		t.Errorf("lines round trip: %d bytes back, want %d; first difference near %q", len(r.stdout), len(want), firstDiff(r.stdout, want))
