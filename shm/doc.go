@@ -6,6 +6,55 @@
 // daemon. C and Python programs share the same rings through the ABI in
 // docs/abi.md (clients/ has a header and a module).
 //
+// # Getting started
+//
+// A producer creates a ring and publishes frames into it; a consumer in
+// another process opens the ring by name and waits for them:
+//
+//	func produce(samples <-chan []byte) error {
+//		r, err := shm.Create("accel", shm.Config{Slots: 256, SlotPayload: 64}) // /dev/shm/edgeipc.accel, 0600
+//		if err != nil {
+//			return err // wraps os.ErrExist if the name is taken: see OpenOrCreate
+//		}
+//		defer r.Close()
+//		w, err := r.NewWriter() // one live writer per ring: ErrBusy names another
+//		if err != nil {
+//			return err
+//		}
+//		for s := range samples {
+//			buf, err := w.Reserve(len(s)) // the slot's own bytes: ErrTooLarge beyond SlotPayload
+//			if err != nil {
+//				return err
+//			}
+//			copy(buf, s)
+//			if _, err := w.CommitWith(1, 0); err != nil { // type 1, flags 0
+//				return err
+//			}
+//		}
+//		return nil
+//	}
+//
+//	func consume(ctx context.Context) error {
+//		rd, err := shm.OpenReader("accel", nil, &shm.ReaderOptions{From: shm.Oldest})
+//		if err != nil {
+//			return err // wraps os.ErrNotExist until the producer has created the ring
+//		}
+//		defer rd.Close()
+//		for {
+//			f, err := rd.Next(ctx) // sleeps on a futex until a frame arrives, or ctx ends
+//			if err != nil {
+//				return err
+//			}
+//			fmt.Printf("frame %d: %q\n", f.Seq, f.Data) // f.Data is the slot itself, valid until Release
+//			if err := rd.Release(); errors.Is(err, shm.ErrOverwritten) {
+//				// the writer lapped this reader while it looked: discard what it saw
+//			}
+//		}
+//	}
+//
+// Example runs both halves in one process, and examples/ring runs them as
+// two programs.
+//
 // # Concepts
 //
 //   - Segment: a file under /dev/shm (edgeipc.<name>, mode 0600 or 0660,
@@ -28,6 +77,15 @@
 //     facing a full ring sleeps on a semaphore, or polls (Writer.SetSpin).
 //     No sleep lasts more than 10 s before it re-checks, so even a wake-up
 //     lost to a misbehaving peer costs one late frame, not a hang.
+//   - Waiting: every wait comes in three forms. The Try form (TryNext,
+//     TryReadInto, TryReserve, TryWait) returns ErrWouldBlock instead of
+//     waiting; the context form (Next, ReadInto, Writer.ReserveContext,
+//     Wait) returns an error matching ctx.Err() once ctx is done; the
+//     Deadline form (NextDeadline, ReadIntoDeadline, ReserveDeadline,
+//     WaitDeadline) returns one matching os.ErrDeadlineExceeded after its
+//     deadline. All of them return one matching ErrClosed when a Close in
+//     another goroutine interrupts them (errors.Is tells them apart).
+//     Writer.Reserve alone waits without limit.
 //   - Copy: frames of 1 MiB and more are copied with Copy, which keeps them
 //     in the cache for the reader (Go's copy bypasses it at that size).
 //   - Semaphore: a named, process-shared counting semaphore.
