@@ -203,6 +203,7 @@ type ConfigError struct {
 	Msg   string
 }
 
+// Error returns "FILE:LINE: FIELD: MSG", leaving out what is unknown.
 func (e *ConfigError) Error() string {
 	f := e.File
 	if f == "" {
@@ -225,6 +226,7 @@ func (e *ConfigError) Error() string {
 // ConfigErrors is every problem found in one configuration.
 type ConfigErrors []*ConfigError
 
+// Error returns one ConfigError per line.
 func (es ConfigErrors) Error() string {
 	s := make([]string, len(es))
 	for i, e := range es {

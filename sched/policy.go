@@ -17,6 +17,7 @@ const (
 	Idle  Policy = 5 // SCHED_IDLE: runs only when nothing else wants the CPU
 )
 
+// String returns the name ParsePolicy accepts for p ("other", "fifo", ...).
 func (p Policy) String() string {
 	switch p {
 	case Other:

@@ -70,6 +70,7 @@ type OpError struct {
 	Err  error
 }
 
+// Error returns "shm OP \"NAME\": " followed by the cause.
 func (e *OpError) Error() string {
 	if e.Name == "" {
 		return "shm " + e.Op + ": " + e.Err.Error()
@@ -77,6 +78,7 @@ func (e *OpError) Error() string {
 	return "shm " + e.Op + " " + strconv.Quote(e.Name) + ": " + e.Err.Error()
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *OpError) Unwrap() error { return e.Err }
 
 // BusyError names the process holding a writer lease.
@@ -84,10 +86,12 @@ type BusyError struct {
 	PID int
 }
 
+// Error names the live writer's pid and what to do.
 func (e *BusyError) Error() string {
 	return fmt.Sprintf("ring already has a live writer (pid %d); stop it or open a reader instead", e.PID)
 }
 
+// Unwrap returns ErrBusy.
 func (e *BusyError) Unwrap() error { return ErrBusy }
 
 // NoSpaceError reports the space a segment needs and what is free.
@@ -96,11 +100,13 @@ type NoSpaceError struct {
 	Need, Free uint64
 }
 
+// Error gives both sizes and how to make room.
 func (e *NoSpaceError) Error() string {
 	return fmt.Sprintf("segment needs %s but %s has only %s free; enlarge it (e.g. docker --shm-size, or mount -o remount,size=... %s) or use fewer/smaller slots",
 		units.Bytes(float64(e.Need)), e.Dir, units.Bytes(float64(e.Free)), e.Dir)
 }
 
+// Unwrap returns ErrNoSpace.
 func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
 
 // OwnerError names the owner of an existing segment that
@@ -111,6 +117,8 @@ type OwnerError struct {
 	Trusted []int // SegmentOptions.Owners
 }
 
+// Error names the owner, the trusted users and the command that removes
+// the segment.
 func (e *OwnerError) Error() string {
 	return fmt.Sprintf("%s belongs to uid %d, not to %s: that user could read every frame written into it, forge frames and truncate it, so it is not used; remove it (as that user or root: %s) or use another name",
 		e.Path, e.UID, uidList(e.Trusted), RemoveCommand(e.Path))
@@ -128,6 +136,7 @@ func RemoveCommand(path string) string {
 	return cmd
 }
 
+// Unwrap returns ErrForeignOwner.
 func (e *OwnerError) Unwrap() error { return ErrForeignOwner }
 
 func uidList(uids []int) string {
@@ -148,10 +157,12 @@ type CorruptError struct {
 	Want  string
 }
 
+// Error names the field, the value found and the value wanted.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("corrupt shared memory: %s = %d, want %s", e.Field, e.Value, e.Want)
 }
 
+// Unwrap returns ErrCorrupt.
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 func corrupt(field string, v uint64, want string) error {

@@ -184,10 +184,12 @@ func (e *Eventfd) TryWait() error {
 	return nil
 }
 
-// Wait blocks until the counter is non-zero, then resets it.
+// Wait blocks until the counter is non-zero, then resets it. It returns
+// an error matching ctx.Err() once ctx is done, and ErrClosed after Close.
 func (e *Eventfd) Wait(ctx context.Context) error { return e.wait(waitSpec{ctx: ctx}) }
 
-// WaitDeadline is Wait with a deadline.
+// WaitDeadline is Wait with a deadline: after t it returns an error
+// matching os.ErrDeadlineExceeded.
 func (e *Eventfd) WaitDeadline(t time.Time) error { return e.wait(waitSpec{deadline: t}) }
 
 func (e *Eventfd) wait(w waitSpec) error { return e.waitMax(w, 0) }

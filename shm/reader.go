@@ -266,13 +266,16 @@ func (rd *Reader) TryNext() (Frame, error) {
 // Next waits for the next frame until ctx is done (see TryNext). A frame
 // that is there when the wait ends is returned rather than ctx's error, so
 // a consumer that cancels once its producer has exited still gets the
-// producer's last frames.
+// producer's last frames. Otherwise its errors match ctx.Err(), ErrClosed
+// (Close, in any goroutine) or ErrEvicted (the writer took this reader for
+// dead: open a new Reader).
 func (rd *Reader) Next(ctx context.Context) (Frame, error) {
 	return rd.wait(waitSpec{ctx: ctx})
 }
 
 // NextDeadline waits for the next frame until t; it returns an error
-// wrapping os.ErrDeadlineExceeded after t.
+// matching os.ErrDeadlineExceeded after t, and otherwise the errors of
+// Next.
 func (rd *Reader) NextDeadline(t time.Time) (Frame, error) {
 	return rd.wait(waitSpec{deadline: t})
 }
@@ -617,7 +620,8 @@ func (rd *Reader) ReadInto(ctx context.Context, buf []byte) (Frame, error) {
 	return rd.readWait(buf, waitSpec{ctx: ctx})
 }
 
-// ReadIntoDeadline is ReadInto with a deadline.
+// ReadIntoDeadline is ReadInto with a deadline: after t it returns an
+// error matching os.ErrDeadlineExceeded.
 func (rd *Reader) ReadIntoDeadline(t time.Time, buf []byte) (Frame, error) {
 	return rd.readWait(buf, waitSpec{deadline: t})
 }

@@ -25,6 +25,7 @@ const (
 	Block Policy = policyBlock
 )
 
+// String returns "overwrite" or "block", the names ParsePolicy accepts.
 func (p Policy) String() string {
 	switch p {
 	case Overwrite:

@@ -200,17 +200,21 @@ func (w *Writer) TryReserve(n int) ([]byte, error) { return w.reserve(n, waitSpe
 // Reserve returns the payload bytes of the next slot, n bytes long, for the
 // caller to fill before Commit. Under the block policy it waits (without
 // limit) for the slowest reader; use ReserveContext to bound the wait. A
-// second Reserve before Commit reuses the same slot.
+// second Reserve before Commit reuses the same slot. It returns an error
+// matching ErrTooLarge if n exceeds the ring's SlotPayload, ErrInvalid if
+// n is negative, and ErrClosed once the Writer is closed.
 func (w *Writer) Reserve(n int) ([]byte, error) {
 	return w.reserve(n, waitSpec{ctx: context.Background()}, false)
 }
 
-// ReserveContext is Reserve bounded by ctx.
+// ReserveContext is Reserve bounded by ctx: once ctx is done it returns
+// an error matching ctx.Err().
 func (w *Writer) ReserveContext(ctx context.Context, n int) ([]byte, error) {
 	return w.reserve(n, waitSpec{ctx: ctx}, false)
 }
 
-// ReserveDeadline is Reserve bounded by a deadline.
+// ReserveDeadline is Reserve bounded by a deadline: after t it returns an
+// error matching os.ErrDeadlineExceeded.
 func (w *Writer) ReserveDeadline(t time.Time, n int) ([]byte, error) {
 	return w.reserve(n, waitSpec{deadline: t}, false)
 }

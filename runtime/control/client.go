@@ -334,6 +334,7 @@ type RemoteError struct {
 	Msg  string
 }
 
+// Error returns the runtime's message.
 func (e *RemoteError) Error() string { return e.Msg }
 
 // Is makes errors.Is(err, ErrNotFound) true for CodeNotFound.
