@@ -12,15 +12,17 @@ import (
 	"github.com/edgeipc/edgeipc/shm"
 )
 
-// exampleName gives each example its own ring name in /dev/shm (or
-// $EDGEIPC_SHM_DIR).
-func exampleName(what string) string { return fmt.Sprintf("example-%s-%d", what, os.Getpid()) }
-
 // One writer publishes a frame in place; a reader waits for it and looks
 // at it without copying. In real use the two sides are different
 // processes: the reader would call shm.OpenReader with the ring's name.
 func Example() {
-	r, err := shm.Create(exampleName("hello"), shm.Config{Slots: 8, SlotPayload: 64})
+	dir, err := os.MkdirTemp("", "shm-example") // a private segment directory; leave Dir empty for /dev/shm
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	r, err := shm.Create("hello", shm.Config{Slots: 8, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -62,7 +64,13 @@ func Example() {
 // behind is told how many frames it lost and resumes at the oldest frame
 // still in the ring (Slots-1 of them while a writer holds the ring).
 func ExampleReader_TryReadInto() {
-	r, err := shm.Create(exampleName("lossy"), shm.Config{Slots: 4, SlotPayload: 64})
+	dir, err := os.MkdirTemp("", "shm-example") // a private segment directory; leave Dir empty for /dev/shm
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	r, err := shm.Create("lossy", shm.Config{Slots: 4, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -101,7 +109,13 @@ func ExampleReader_TryReadInto() {
 // instead of overwriting: TryReserve says ErrWouldBlock, Reserve and
 // ReserveContext wait.
 func ExampleWriter_TryReserve() {
-	r, err := shm.Create(exampleName("block"), shm.Config{Slots: 2, SlotPayload: 64, Policy: shm.Block})
+	dir, err := os.MkdirTemp("", "shm-example") // a private segment directory; leave Dir empty for /dev/shm
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	r, err := shm.Create("block", shm.Config{Slots: 2, SlotPayload: 64, Policy: shm.Block, Segment: shm.SegmentOptions{Dir: dir}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -132,13 +146,19 @@ func ExampleWriter_TryReserve() {
 // A named counting semaphore in shared memory, usable by unrelated
 // processes; Wait sleeps on a futex.
 func ExampleSemaphore() {
-	name := exampleName("sem")
-	s, err := shm.CreateSemaphore(name, 1, nil)
+	dir, err := os.MkdirTemp("", "shm-example") // a private segment directory; leave Dir empty for /dev/shm
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer shm.RemoveSemaphore(name, nil)
+	defer os.RemoveAll(dir)
+	opts := &shm.SegmentOptions{Dir: dir}
+	s, err := shm.CreateSemaphore("sem", 1, opts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer shm.RemoveSemaphore("sem", opts)
 	defer s.Close()
 
 	fmt.Println("first TryWait:", s.TryWait())
