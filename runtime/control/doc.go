@@ -28,8 +28,9 @@
 //     holds is waited for, at most ReplyStallTimeout for each part.
 //
 // The Handler interface is implemented by the runtime core; Server serves it;
-// Client is what `edgeipc ctl` uses. The protocol is documented byte by byte
-// in docs/control.md.
+// Client is what `edgeipc ctl` uses, and what a Go program uses to ask a
+// runtime for its state or steer it (ExampleDial). The protocol is
+// documented byte by byte in docs/control.md.
 //
 // # Kernel and privileges
 //
