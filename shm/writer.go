@@ -406,7 +406,11 @@ func forgetSleeper(h *ringHeader, e *readerEntry) {
 	}
 }
 
-// Write copies p into the next slot and commits it with type 0.
+// Write copies p into the next slot and commits it with type 0: one frame
+// per call, with the errors of Reserve (ErrTooLarge if p exceeds the ring's
+// SlotPayload). Like Reserve, under the block policy it waits without limit
+// for space; to bound the wait, fill the slot that ReserveContext or
+// ReserveDeadline returns (with Copy) and call CommitWith.
 func (w *Writer) Write(p []byte) (int, error) {
 	if _, err := w.WriteFrame(0, 0, p); err != nil {
 		return 0, err
@@ -414,7 +418,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WriteFrame copies p into the next slot and commits it with typ and flags.
+// WriteFrame copies p into the next slot and commits it with typ and
+// flags, and returns its sequence number. It waits as Write does.
 func (w *Writer) WriteFrame(typ, flags uint32, p []byte) (uint32, error) {
 	b, err := w.Reserve(len(p))
 	if err != nil {
