@@ -37,7 +37,34 @@
 // for mlockall; without them the calls return errors wrapping
 // ErrPermission that say which capability or limit is missing.
 //
-// example_test.go has a first sensor loop: paced by a Ticker
-// (ExampleTicker) and given real-time priority where the process may have
-// it (ExampleSetThread).
+// A sensor loop at 100 Hz that publishes each sample into a shm ring, run
+// as a goroutine of its own (go sensorLoop(ctx, w, read)):
+//
+//	func sensorLoop(ctx context.Context, w *shm.Writer, read func() []byte) error {
+//		// Real-time priority for this goroutine's thread; without
+//		// CAP_SYS_NICE (ErrPermission) the loop runs at normal priority.
+//		if err := sched.SetThread(sched.FIFO, 50); err != nil && !errors.Is(err, sched.ErrPermission) {
+//			return err
+//		}
+//		t, err := sched.NewTicker(10 * time.Millisecond)
+//		if err != nil {
+//			return err
+//		}
+//		defer t.Close()
+//		for {
+//			missed, err := t.Wait(ctx) // ctx.Err() once ctx is done
+//			if err != nil {
+//				return err
+//			}
+//			if missed > 0 {
+//				log.Printf("sensor loop fell %d periods behind", missed)
+//			}
+//			if _, err := w.WriteFrame(1, 0, read()); err != nil {
+//				return err
+//			}
+//		}
+//	}
+//
+// example_test.go has runnable versions: ExampleTicker and
+// ExampleSetThread.
 package sched
