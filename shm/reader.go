@@ -102,7 +102,9 @@ type Reader struct {
 	cw       sys.CtxWake  // a context's cancellation wakes the futex sleep
 }
 
-// NewReader joins the ring's reader table.
+// NewReader joins the ring's reader table. It returns an error matching
+// ErrNoReaderSlot while all MaxReaders entries are held by live readers,
+// and ErrClosed on a closed Ring.
 func (r *Ring) NewReader(opts *ReaderOptions) (*Reader, error) {
 	var o ReaderOptions
 	if opts != nil {
@@ -205,8 +207,8 @@ func (r *Ring) oldest(head uint32) uint32 {
 	return o
 }
 
-// OpenReader opens the named ring and joins it as a reader. Closing the
-// Reader closes the ring.
+// OpenReader opens the named ring and joins it as a reader, with the
+// errors of Open and NewReader. Closing the Reader closes the ring.
 func OpenReader(name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
 	r, err := Open(name, sopts)
 	if err != nil {

@@ -95,8 +95,9 @@ func (r *Ring) NewWriter() (*Writer, error) {
 	return w, nil
 }
 
-// OpenWriter opens the named ring and takes its writer lease. Closing the
-// Writer closes the ring.
+// OpenWriter opens the named ring and takes its writer lease, with the
+// errors of Open and NewWriter (ErrBusy). Closing the Writer closes the
+// ring.
 func OpenWriter(name string, opts *SegmentOptions) (*Writer, error) {
 	r, err := Open(name, opts)
 	if err != nil {
