@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -514,7 +515,7 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 		return nil, &OpError{"open", name, err}
 	}
 	for i := 0; ; i++ {
-		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) {
+		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) || isSemaphore(fd, &st) {
 			break // mapFd reports a failed fstat
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -527,6 +528,18 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 	seg.path = path
 	seg.settled = settled(&st)
 	return seg, nil
+}
+
+// isSemaphore reports whether the file fd (described by st) is a complete
+// named semaphore: one smaller than a ring's header is not a ring still
+// being sized, and the caller (opening a ring) need not wait for it to grow.
+func isSemaphore(fd int, st *unix.Stat_t) bool {
+	if st.Size != semSegmentSize {
+		return false
+	}
+	var b [4]byte
+	n, err := unix.Pread(fd, b[:], 0)
+	return err == nil && n == 4 && binary.NativeEndian.Uint32(b[:]) == semMagic
 }
 
 // checkOwner refuses the file open as fd if opts lists the users it may

@@ -4,6 +4,7 @@ package shm
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -508,5 +509,40 @@ func TestMissingSegmentDir(t *testing.T) {
 	_, err = Open("x", &opts)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "segment directory "+dir+" does not exist") {
 		t.Errorf("Open in a missing directory: %v", err)
+	}
+}
+
+// TestOpenSemaphoreAsRingDoesNotWait: Open of a fresh named semaphore (a
+// file smaller than a ring's header) says at once that it is a semaphore.
+// Before, Open took the small file for a ring its creator was still
+// sizing and waited for it to grow, until the file was a second old
+// (settleTime) or for readyPolls times 10 ms (both made endless here, so
+// that the old code never returns).
+func TestOpenSemaphoreAsRingDoesNotWait(t *testing.T) {
+	testDir(t)
+	s, err := CreateSemaphore("notring", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer readyPolls.Store(readyPolls.Load())
+	readyPolls.Store(math.MaxInt32)
+	defer func(d time.Duration) { settleTime = d }(settleTime)
+	settleTime = time.Hour
+	done := make(chan error, 1)
+	go func() {
+		r, err := Open("notring", nil)
+		if err == nil {
+			r.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "semaphore, not a ring") {
+			t.Fatalf("Open of a semaphore: %v; want ErrInvalid naming a semaphore", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Open of a fresh semaphore as a ring waited for it to grow (a minute)")
 	}
 }
