@@ -6,8 +6,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +18,6 @@ import (
 // into a ring in a private segment directory until its context ends, and
 // returns the context's error.
 func TestPackageDocSnippetRuns(t *testing.T) {
-	goTool := testenv.Tool(t, "go", "the go command builds doc.go's snippet")
 	b, err := os.ReadFile("doc.go")
 	if err != nil {
 		t.Fatal(err)
@@ -73,17 +70,7 @@ func main() {
 	fmt.Println("published:", w.Seq() > 0)
 }
 `
-	dir := t.TempDir()
-	file := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "snippet")
-	build := exec.Command(goTool, "build", "-o", bin, file)
-	build.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("doc.go's snippet does not build: %v\n%s\n%s", err, out, src)
-	}
+	bin := testenv.BuildGo(t, src, "doc.go's snippet")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // guards a hang only
 	defer cancel()
 	run := exec.CommandContext(ctx, bin)

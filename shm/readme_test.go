@@ -9,9 +9,7 @@ import (
 	"go/token"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -37,7 +35,6 @@ const readmePrelude = `	ctx := context.Background()
 // dereferences a nil pointer and the program exits non-zero. Variables it
 // declares and leaves unused are used after it.
 func TestREADMEGoSnippetRuns(t *testing.T) {
-	goTool := testenv.Tool(t, "go", "the go command builds README.md's snippet")
 	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -77,17 +74,7 @@ func TestREADMEGoSnippetRuns(t *testing.T) {
 	src := "package main\n\nimport (\n\t\"context\"\n\n\t\"github.com/edgeipc/edgeipc/shm\"\n)\n\nfunc main() {\n" +
 		body + strings.Join(use, "") + "}\n"
 
-	dir := t.TempDir()
-	file := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "snippet")
-	build := exec.Command(goTool, "build", "-o", bin, file)
-	build.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("README.md's Go snippet does not build: %v\n%s\n%s", err, out, src)
-	}
+	bin := testenv.BuildGo(t, src, "README.md's Go snippet")
 	shmDir := t.TempDir()
 	def, err := os.ReadFile("../runtime/default.toml")
 	if err != nil {

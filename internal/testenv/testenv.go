@@ -8,6 +8,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -41,4 +43,26 @@ func CanBuild32(t testing.TB, cc string, buildErr error, out []byte) {
 		t.Fatalf("%s cannot build -m32, and EDGEIPC_REQUIRE_TOOLS=1 (make test): install gcc-multilib: %v\n%s", cc, buildErr, out)
 	}
 	t.Skipf("%s cannot build -m32 (on x86-64: install gcc-multilib): %v\n%s", cc, buildErr, out)
+}
+
+// BuildGo builds the Go program src (package main; it may import this
+// module's packages, resolved from the test's directory) for this
+// machine's architecture without cgo, and returns the binary's path. what
+// names the program in the failure ("doc.go's snippet"); a missing go
+// command skips or fails as Tool does.
+func BuildGo(t testing.TB, src, what string) string {
+	t.Helper()
+	goTool := Tool(t, "go", "the go command builds "+what)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "snippet")
+	build := exec.Command(goTool, "build", "-o", bin, file)
+	build.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%s does not build: %v\n%s\n%s", what, err, out, src)
+	}
+	return bin
 }
