@@ -88,6 +88,12 @@ func cliCmd(t *testing.T, dir string, args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1", "EDGEIPC_SHM_DIR="+dir)
+	// Wait returns at most this long after the child exits even if a
+	// process it left holds its output pipes: under qemu-user a fork of
+	// the child can deadlock before its exec (see internal/qemuwatch) and
+	// outlive it with the pipes open, and Wait then never returned (CI hung
+	// in TestBenchInterrupted under arm64).
+	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
 
