@@ -73,10 +73,19 @@ slot_payload = 64
 	}
 	defer c.Close()
 
-	reply, err := c.Call(wait, "rings")
-	if err != nil { // nothing answered (ErrNoServer), or the queue failed
-		fmt.Println(err)
-		return
+	// The runtime serves its queue before it has created its rings (a
+	// second runtime must fail first): ask until they are there.
+	var reply *control.Reply
+	for {
+		reply, err = c.Call(wait, "rings")
+		if err != nil { // nothing answered (ErrNoServer), or the queue failed
+			fmt.Println(err)
+			return
+		}
+		if len(reply.Rings) > 0 || wait.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, r := range reply.Rings {
 		fmt.Printf("ring %s: %d slots of %d bytes, %s\n", r.Name, r.Slots, r.SlotPayload, r.Policy)
