@@ -262,8 +262,8 @@ func TestBenchKilled(t *testing.T) {
 			t.Fatalf("segment directories with a live bench: %q, want 1", liveDirs)
 		}
 
-		peers := startAndKillBench(t, dir, false, "bench", "--case", "ring-spin", "--size", "64", "--duration", "2s", "--no-c")
-		waitGone(t, peers)
+		peers, benchLine := startAndKillBench(t, dir, false, "bench", "--case", "ring-spin", "--size", "64", "--duration", "2s", "--no-c")
+		waitGone(t, peers, benchLine)
 		dead := slices.DeleteFunc(segDirs(t, dir), func(d string) bool { return d == liveDirs[0] })
 		if len(dead) != 1 {
 			t.Fatalf("segment directories after the SIGKILL: %q, want the live bench's %q and the dead one's", segDirs(t, dir), liveDirs)
@@ -349,9 +349,10 @@ func TestBenchKilled(t *testing.T) {
 				break
 			}
 		}
+		benchLine := cmdline(cmd.Process.Pid)
 		cmd.Process.Kill()
 		cmd.Wait()
-		waitGone(t, peers)
+		waitGone(t, peers, benchLine)
 		for _, q := range queues {
 			if qq, err := mq.Open(q, os.O_RDONLY); err == nil {
 				qq.Close()
@@ -369,15 +370,17 @@ func TestBenchKilled(t *testing.T) {
 		// c-spin measures for 1.1x --duration, then prints and exits:
 		// 10 s keeps it running well past the wait below.
 		dir := t.TempDir()
-		waitGone(t, startAndKillBench(t, dir, true, "bench", "--case", "c-spin", "--size", "64", "--duration", "10s"))
+		peers, benchLine := startAndKillBench(t, dir, true, "bench", "--case", "c-spin", "--size", "64", "--duration", "10s")
+		waitGone(t, peers, benchLine)
 	})
 }
 
 // startAndKillBench starts edgeipc with args, waits until its peers run
 // (for a C case, the C program and the child it forks, which run from
 // under dir; otherwise the bench-child), SIGKILLs it and returns the
-// peers' PIDs (killed at the end of the test if still there).
-func startAndKillBench(t *testing.T, dir string, c bool, args ...string) []int {
+// peers' PIDs (killed at the end of the test if still there) and the
+// bench's command line as the host shows it (see waitGone).
+func startAndKillBench(t *testing.T, dir string, c bool, args ...string) ([]int, []byte) {
 	t.Helper()
 	cmd := cliCmd(t, dir, args...)
 	var out, errb bytes.Buffer
@@ -407,11 +410,12 @@ func startAndKillBench(t *testing.T, dir string, c bool, args ...string) []int {
 			}
 		}
 	})
+	line := cmdline(cmd.Process.Pid)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	return peers
+	return peers, line
 }
 
 // waitPeer waits until the bench cmd has started a peer and returns the
@@ -433,8 +437,13 @@ func waitPeer(t *testing.T, cmd *exec.Cmd, out, errb *bytes.Buffer) []int {
 }
 
 // waitGone fails the test unless every process in pids is gone (or a
-// zombie) within 5 s.
-func waitGone(t *testing.T, pids []int) {
+// zombie) within 5 s. benchLine is the killed bench's command line: a peer
+// left with that very command line never reached its exec, nor the
+// PR_SET_PDEATHSIG Go sets just before it. A real kernel does not stop a
+// child there; qemu-user does, now and then (internal/qemuwatch), and the
+// failure then carries qemuwatch.Marker so that scripts/qemu-test.sh runs
+// the package again.
+func waitGone(t *testing.T, pids []int, benchLine []byte) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		left := slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return !alive(p) })
@@ -442,9 +451,22 @@ func waitGone(t *testing.T, pids []int) {
 			return
 		}
 		if time.Now().After(end) {
+			for _, p := range left {
+				if l := cmdline(p); len(l) > 0 && bytes.Equal(l, benchLine) && qemuwatch.Emulated() {
+					t.Fatalf("%s: peer %d of the SIGKILLed bench is still the bench 5 s later: qemu-user stopped it between fork and exec", qemuwatch.Marker, p)
+				}
+			}
 			t.Fatalf("peers %v of the SIGKILLed bench still run 5 s later", left)
 		}
 	}
+}
+
+// cmdline returns process pid's command line as the host shows it (qemu
+// answers only a process's own /proc entries with the guest's view), or
+// nil once the process is gone.
+func cmdline(pid int) []byte {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return b
 }
 
 // alive reports whether process pid exists and is not a zombie.
