@@ -37,7 +37,7 @@
 //	func consume(ctx context.Context) error {
 //		rd, err := shm.OpenReader("accel", nil, &shm.ReaderOptions{From: shm.Oldest})
 //		if err != nil {
-//			return err // wraps os.ErrNotExist until the producer has created the ring
+//			return err // wraps os.ErrNotExist until the producer has created the ring (OpenReaderContext waits)
 //		}
 //		defer rd.Close()
 //		for {
@@ -85,7 +85,9 @@
 //     WaitDeadline) returns one matching os.ErrDeadlineExceeded after its
 //     deadline. All of them return one matching ErrClosed when a Close in
 //     another goroutine interrupts them (errors.Is tells them apart).
-//     Writer.Reserve alone waits without limit.
+//     Writer.Reserve alone waits without limit. Open, OpenReader and
+//     OpenWriter never wait for a ring that does not exist yet (an error
+//     matching os.ErrNotExist); OpenContext and OpenReaderContext do.
 //   - Copy: frames of 1 MiB and more are copied with Copy, which keeps them
 //     in the cache for the reader (Go's copy bypasses it at that size).
 //   - Semaphore: a named, process-shared counting semaphore.

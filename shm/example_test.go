@@ -205,3 +205,50 @@ func ExampleCreateMemfd() {
 	fmt.Printf("%s (%d slots)\n", frame.Data, peer.Slots())
 	// Output: frame through an fd (4 slots)
 }
+
+// A consumer that starts before its producer waits for the ring to be
+// created, without polling (OpenReaderContext watches the directory).
+func ExampleOpenReaderContext() {
+	dir, err := os.MkdirTemp("", "shm-example") // a private segment directory; leave Dir empty for /dev/shm
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	opts := &shm.SegmentOptions{Dir: dir}
+
+	done := make(chan struct{})
+	produced := make(chan struct{})
+	go func() { // the producer, late; in real life another process
+		defer close(produced)
+		time.Sleep(50 * time.Millisecond)
+		r, err := shm.Create("late", shm.Config{Slots: 8, SlotPayload: 64, Segment: *opts})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer r.Close()
+		w, _ := r.NewWriter()
+		defer w.Close()
+		w.Write([]byte("first"))
+		<-done
+	}()
+	defer func() { close(done); <-produced }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rd, err := shm.OpenReaderContext(ctx, "late", opts, &shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		fmt.Println(err) // ctx's error if nobody created the ring in time
+		return
+	}
+	defer rd.Close()
+	f, err := rd.Next(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%s\n", f.Data)
+	rd.Release()
+	// Output: first
+}

@@ -204,8 +204,8 @@ func initRing(mem []byte, slotSize, slots uint32, p Policy, base uint32) {
 
 // Open maps an existing named ring after validating its header. A ring
 // another process is still creating is waited for, up to a second. Its
-// errors match os.ErrNotExist (no such ring yet: poll, or start its
-// creator), ErrInvalid (a bad name, or a segment that is not a ring),
+// errors match os.ErrNotExist (no such ring yet: OpenContext waits for
+// its creator), ErrInvalid (a bad name, or a segment that is not a ring),
 // ErrForeignOwner (see SegmentOptions.Owners), or ErrCorrupt and
 // ErrVersion (a header this build cannot use).
 func Open(name string, opts *SegmentOptions) (*Ring, error) {

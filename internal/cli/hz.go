@@ -17,7 +17,7 @@ import (
 func init() {
 	Register(&Command{
 		Name:  "hz",
-		Usage: "hz RING [--window D] [--count N] [--json] [--dir DIR]",
+		Usage: "hz RING [--window D] [--count N] [--json] [--wait] [--dir DIR]",
 		Short: "measure a ring's frame rate, throughput, latency and loss",
 		Long: `hz joins the ring as a reader (starting with the next frame written) and
 prints, for every window: frames per second, bytes per second, the mean
@@ -34,7 +34,8 @@ consumer that reads nothing holds up its output), 0 when the
 reader of its output goes away ('edgeipc hz cam0 --json | head -3', noticed
 at the end of the window), and 1 if the ring is removed while it measures
 (a window without frames on a ring whose file is gone and whose writer is
-dead).
+dead). A ring that does not exist is an error (exit 1), unless --wait is
+given: then hz waits for it to be created and starts measuring then.
 
 With --json every window is one JSON object on its own line:
 {"window_ns", "frames", "bytes", "frames_per_s", "bytes_per_s",
@@ -50,6 +51,7 @@ Examples:
 			fs.Duration("window", time.Second, "length of one measurement window")
 			fs.Var(uintValue{n: new(uint64), max: math.MaxUint64, want: "0 (run until interrupted) or a positive count"}, "count", "exit 0 after this many windows (0: run until interrupted)")
 			fs.Bool("json", false, "print one JSON object per window")
+			fs.Bool("wait", false, "wait for the ring to be created if it does not exist yet")
 			dirFlag(fs, new(string))
 		},
 		Run: runHz,
@@ -86,9 +88,9 @@ func runHz(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
 	asJSON := getFlag[bool](fs, "json")
 
 	sopts := &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}
-	rd, err := shm.OpenReader(name, sopts, &shm.ReaderOptions{From: shm.Newest})
+	rd, err := openReader(ctx, name, sopts, &shm.ReaderOptions{From: shm.Newest}, getFlag[bool](fs, "wait"), 0)
 	if err != nil {
-		return notRing(name, sopts, err)
+		return err
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())

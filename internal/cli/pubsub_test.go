@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -799,5 +800,64 @@ func TestPubSubRoundTrip(t *testing.T) {
 	mustCode(t, r, 0, "sub --framing lines")
 	if r.stdout != want {
 		t.Errorf("lines round trip: %d bytes back, want %d; first difference near %q", len(r.stdout), len(want), firstDiff(r.stdout, want))
+	}
+}
+
+// TestSubHzWait: with --wait, sub and hz started before their ring exists
+// wait for it (a separate process creates it and writes) instead of
+// failing; sub's --timeout bounds that wait, SIGINT ends it with 130, and
+// without --wait a missing ring is still an error at once.
+func TestSubHzWait(t *testing.T) {
+	dir := t.TempDir()
+	name := uniqueName("late")
+	sub := cliCmd(t, dir, "sub", name, "--wait", "--from", "oldest", "--count", "2")
+	hz := cliCmd(t, dir, "hz", name, "--wait", "--window", "50ms", "--count", "1", "--json")
+	var sout, serr, hout, herr bytes.Buffer
+	sub.Stdout, sub.Stderr = &sout, &serr
+	hz.Stdout, hz.Stderr = &hout, &herr
+	for _, c := range []*exec.Cmd{sub, hz} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range []*exec.Cmd{sub, hz} {
+		if !alive(c.Process.Pid) {
+			t.Fatalf("%v exited before its ring existed: stderr %q %q", c.Args[1:], serr.String(), herr.String())
+		}
+	}
+	pub := cliCmd(t, dir, "pub", name, "--create", "--slots", "8", "--slot-size", "64")
+	pub.Stdin = strings.NewReader("one\ntwo\n")
+	if out, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("pub --create: %v\n%s", err, out)
+	}
+	if code := waitCmd(t, sub); code != 0 || sout.String() != "one\ntwo\n" {
+		t.Errorf("sub --wait: exit %d, stdout %q, stderr %q; want 0 and both frames", code, sout.String(), serr.String())
+	}
+	if code := waitCmd(t, hz); code != 0 || !strings.Contains(hout.String(), `"frames_per_s"`) {
+		t.Errorf("hz --wait: exit %d, stdout %q, stderr %q; want 0 and one window", code, hout.String(), herr.String())
+	}
+
+	r := runCLI(t, "", "sub", "never", "--wait", "--timeout", "100ms", "--dir", dir)
+	mustCode(t, r, 1, "sub --wait --timeout on a ring nobody creates")
+	if !strings.Contains(r.stderr, "ring never was not created within 100ms (--timeout)") {
+		t.Errorf("sub --wait --timeout: %q", r.stderr)
+	}
+	r = runCLI(t, "", "sub", "never", "--dir", dir)
+	mustCode(t, r, 1, "sub without --wait on a missing ring")
+	if !strings.Contains(r.stderr, "ring never does not exist") {
+		t.Errorf("sub without --wait: %q", r.stderr)
+	}
+
+	waiting := cliCmd(t, dir, "hz", "never", "--wait")
+	var werr bytes.Buffer
+	waiting.Stderr = &werr
+	if err := waiting.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	waiting.Process.Signal(syscall.SIGINT)
+	if code := waitCmd(t, waiting); code != ExitInterrupted {
+		t.Errorf("hz --wait, SIGINT while it waits: exit %d, stderr %q; want %d", code, werr.String(), ExitInterrupted)
 	}
 }

@@ -19,7 +19,7 @@ import (
 func init() {
 	Register(&Command{
 		Name:  "sub",
-		Usage: "sub RING [--from oldest|newest] [--framing lines|len32|hex|json] [--count N] [--timeout D] [--dir DIR]",
+		Usage: "sub RING [--from oldest|newest] [--framing lines|len32|hex|json] [--count N] [--timeout D] [--wait] [--dir DIR]",
 		Short: "print frames read from a ring",
 		Long: `sub joins the ring as a reader and writes every frame to stdout:
 
@@ -45,7 +45,11 @@ sub exits 0 after --count frames, 130 on SIGINT or SIGTERM (also while
 a consumer that reads nothing holds up its output), and 1 with a
 message if --timeout passes without a frame arriving (the timeout starts
 again after every frame) or if the ring is removed while sub waits (no
-frame can arrive on a removed ring once its writer is gone). When the
+frame can arrive on a removed ring once its writer is gone). A ring that
+does not exist is an error (exit 1), unless --wait is given: then sub
+waits for it to be created (by the runtime, 'edgeipc ring create' or a
+producer), within --timeout if one is given, and joins it; add --from
+oldest to keep the frames written between its creation and the join. When the
 reader of its output goes away ('edgeipc sub cam0 | head -1') sub leaves
 the ring and exits 0, quietly; while it waits for a frame it notices
 within a second.
@@ -53,12 +57,14 @@ within a second.
 Examples:
   edgeipc sub cam0 --from oldest --count 10
   edgeipc sub imu0 --framing json --timeout 5s | jq .len
-  edgeipc sub imu0 --framing len32 | my-consumer`,
+  edgeipc sub imu0 --framing len32 | my-consumer
+  edgeipc sub imu0 --wait --from oldest --timeout 30s   # start before the producer`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("from", "newest", "where to start: newest (the next frame written) or oldest (the oldest frame in the ring)")
 			fs.String("framing", "lines", "output format: lines, len32, hex or json")
 			fs.Var(uintValue{n: new(uint64), max: math.MaxUint64, want: "0 (run until interrupted) or a positive count"}, "count", "exit 0 after this many frames (0: run until interrupted)")
 			fs.Duration("timeout", 0, "exit 1 if no frame arrives for this long, e.g. 5s (0: wait forever)")
+			fs.Bool("wait", false, "wait for the ring to be created if it does not exist yet")
 			dirFlag(fs, new(string))
 		},
 		Run: runSub,
@@ -91,9 +97,9 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	}
 
 	sopts := &shm.SegmentOptions{Dir: getFlag[string](fs, "dir")}
-	rd, err := shm.OpenReader(name, sopts, &shm.ReaderOptions{From: from})
+	rd, err := openReader(ctx, name, sopts, &shm.ReaderOptions{From: from}, getFlag[bool](fs, "wait"), timeout)
 	if err != nil {
-		return notRing(name, sopts, err)
+		return err
 	}
 	defer rd.Close()
 	gone := newRemovedWatch(rd.Ring())
@@ -106,6 +112,30 @@ func runSub(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		return nil // `edgeipc sub cam | head -1`: done, not failed
 	}
 	return err
+}
+
+// openReader joins ring name as a reader. With wait, a ring that does not
+// exist yet is waited for (shm.OpenReaderContext), up to timeout (0: no
+// limit) or an interrupt.
+func openReader(ctx context.Context, name string, sopts *shm.SegmentOptions, ropts *shm.ReaderOptions, wait bool, timeout time.Duration) (*shm.Reader, error) {
+	if !wait {
+		rd, err := shm.OpenReader(name, sopts, ropts)
+		return rd, notRing(name, sopts, err)
+	}
+	wctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	rd, err := shm.OpenReaderContext(wctx, name, sopts, ropts)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("ring %s was not created within %v (--timeout); it would be %s", name, timeout, shm.SegmentPath(name, sopts))
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, err // interrupted: exit 130
+	}
+	return rd, notRing(name, sopts, err)
 }
 
 // subCopy writes the frames of rd to env.Stdout until count frames

@@ -1,0 +1,73 @@
+package shm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// OpenContext is Open for a ring that may not exist yet: while no segment
+// has the name it waits, without polling, until one is created (on Linux
+// it watches the segment directory with inotify, in the netpoller), and
+// returns an error matching ctx.Err() once ctx is done. Any other error of
+// Open (a segment that is not a ring, a foreign owner, a corrupt header, a
+// missing segment directory) is returned at once. A consumer started
+// before its producer uses it instead of polling Open:
+//
+//	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+//	defer cancel()
+//	r, err := shm.OpenContext(ctx, "accel", nil) // returns once the producer has created it
+func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring, error) {
+	path := SegmentPath(name, opts)
+	for {
+		// Watch first, then look: a ring created in between is seen
+		// by Open, one created after it wakes the watch.
+		w, werr := watchCreate(filepath.Dir(path), filepath.Base(path))
+		r, err := Open(name, opts)
+		if err == nil || !errors.Is(err, os.ErrNotExist) || errors.Is(werr, os.ErrNotExist) {
+			// Found, or an error waiting cannot mend (the directory
+			// itself missing is one: Open's error names it).
+			w.close()
+			return r, err
+		}
+		// Without a watch (out of inotify instances or watches), wait
+		// looks again every 250 ms instead.
+		err = w.wait(ctx, 250*time.Millisecond)
+		w.close()
+		if err != nil {
+			return nil, &OpError{"open", name, fmt.Errorf("waiting for %s to be created: %w", path, err)}
+		}
+	}
+}
+
+// OpenReaderContext is OpenReader for a ring that may not exist yet: it
+// waits for the ring as OpenContext does, then joins it as a reader. The
+// Reader's Close closes the ring too.
+func OpenReaderContext(ctx context.Context, name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
+	r, err := OpenContext(ctx, name, sopts)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := r.NewReader(opts)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	rd.own = true
+	return rd, nil
+}
+
+// sleepCtx waits d, or returns ctx.Err() once ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
