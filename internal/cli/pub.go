@@ -22,6 +22,7 @@ type pubOpts struct {
 	framing  string
 	typ      uint64
 	create   bool
+	wait     bool
 	slots    int
 	slotSize int
 	policy   string
@@ -38,7 +39,7 @@ const maxOversizeReports = 5
 func init() {
 	Register(&Command{
 		Name:  "pub",
-		Usage: "pub RING [--framing lines|len32] [--type N] [--create [--slots N] [--slot-size BYTES] [--policy P] [--group G]] [--owner USER] [--dir DIR] [--quiet]",
+		Usage: "pub RING [--framing lines|len32] [--type N] [--create [--slots N] [--slot-size BYTES] [--policy P] [--group G]] [--wait] [--owner USER] [--dir DIR] [--quiet]",
 		Short: "publish frames read from stdin into a ring",
 		Long: `pub takes the ring's writer lease and writes one frame per record read
 from stdin, until stdin ends:
@@ -73,7 +74,10 @@ A ring has one live writer at a time: pub fails if another process holds
 the lease. With --create a missing ring is created (with --slots,
 --slot-size, --policy, --group). An existing ring is used as it is, but
 must match each of --slots, --slot-size, --policy and --group you give:
-otherwise pub fails naming the difference.
+otherwise pub fails naming the difference. Without --create a missing
+ring is an error, unless --wait is given: then pub waits (until SIGINT
+or SIGTERM) for another program, such as the runtime, to create it, and
+reads stdin only once it has.
 
 An existing ring must belong to you or root: in /dev/shm anyone may create
 a file under a ring's name, and its owner reads every frame you publish.
@@ -84,12 +88,14 @@ creates as user edgeipc with group = "...", say), name that owner with
 
 Examples:
   printf 'a\nb\nc\n' | edgeipc pub cam0 --create
-  my-sensor | edgeipc pub --framing len32 --type 7 imu0`,
+  my-sensor | edgeipc pub --framing len32 --type 7 imu0
+  my-sensor | edgeipc pub imu0 --wait    # started before the runtime that creates imu0`,
 		Flags: func(fs *flag.FlagSet) {
 			var o pubOpts
 			fs.StringVar(&o.framing, "framing", "lines", "how stdin is split into frames: lines or len32")
 			fs.Var(uintValue{n: &o.typ, max: 1<<32 - 1, want: "0 to 4294967295"}, "type", "application frame type written with every frame (0 to 4294967295)")
 			fs.BoolVar(&o.create, "create", false, "create the ring if it does not exist")
+			fs.BoolVar(&o.wait, "wait", false, "wait for another program to create the ring if it does not exist yet")
 			fs.IntVar(&o.slots, "slots", shm.DefaultSlots, "with --create: number of slots, a power of two")
 			fs.Var(slotSizeValue(&o.slotSize), "slot-size", fmt.Sprintf("with --create: largest frame payload, e.g. 64, 4k, 1m, up to 64m (default %d)", shm.DefaultSlotPayload))
 			fs.StringVar(&o.policy, "policy", "overwrite", "with --create: overwrite or block")
@@ -104,7 +110,7 @@ Examples:
 				return err
 			}
 			o := pubOpts{
-				framing: getFlag[string](fs, "framing"), typ: getFlag[uint64](fs, "type"), create: getFlag[bool](fs, "create"),
+				framing: getFlag[string](fs, "framing"), typ: getFlag[uint64](fs, "type"), create: getFlag[bool](fs, "create"), wait: getFlag[bool](fs, "wait"),
 				slots: getFlag[int](fs, "slots"), slotSize: getFlag[int](fs, "slot-size"), policy: getFlag[string](fs, "policy"),
 				group: getFlag[string](fs, "group"), dir: getFlag[string](fs, "dir"), owner: getFlag[string](fs, "owner"),
 				quiet: getFlag[bool](fs, "quiet"),
@@ -123,6 +129,9 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 	name, err := oneRingArg("pub", "RING", args)
 	if err != nil {
 		return err
+	}
+	if o.create && o.wait {
+		return Usagef("--create and --wait exclude each other: --create makes a missing ring, --wait waits for another program to make it")
 	}
 	if o.framing != "lines" && o.framing != "len32" {
 		return Usagef("bad --framing %q: use lines or len32", o.framing)
@@ -178,7 +187,14 @@ func runPub(ctx context.Context, env *Env, fs *flag.FlagSet, o *pubOpts, args []
 			err = werr
 		}
 	} else {
-		r, err = shm.Open(name, &sopts)
+		if o.wait {
+			r, err = shm.OpenContext(ctx, name, &sopts)
+		} else {
+			r, err = shm.Open(name, &sopts)
+		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return err // interrupted while waiting: exit 130
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			err = ringMissing(name, &sopts, "pass --create", err) // pub can create it too
 		} else {

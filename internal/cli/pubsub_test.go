@@ -161,6 +161,7 @@ func TestPubSubUsageErrors(t *testing.T) {
 		{[]string{"pub", "../x"}, "bad ring name"},
 		{[]string{"pub", "r", "--framing", "csv"}, "use lines or len32"},
 		{[]string{"pub", "r", "--slots", "8"}, "--slots only applies with --create"},
+		{[]string{"pub", "r", "--create", "--wait"}, "--create and --wait exclude each other"},
 		{[]string{"pub", "r", "--create", "--slots", "6"}, "power of two"},
 		{[]string{"pub", "r", "--create", "--policy", "drop"}, "use overwrite or block"},
 		{[]string{"pub", "r", "--type", "4294967296"}, "flag --type: want 0 to 4294967295"},
@@ -803,33 +804,34 @@ func TestPubSubRoundTrip(t *testing.T) {
 	}
 }
 
-// TestSubHzWait: with --wait, sub and hz started before their ring exists
-// wait for it (a separate process creates it and writes) instead of
-// failing; sub's --timeout bounds that wait, SIGINT ends it with 130, and
-// without --wait a missing ring is still an error at once.
+// TestSubHzWait: with --wait, pub, sub and hz started before their ring
+// exists wait for it (a separate process creates it) instead of failing;
+// sub's --timeout bounds that wait, SIGINT ends it with 130, and without
+// --wait a missing ring is still an error at once.
 func TestSubHzWait(t *testing.T) {
 	dir := t.TempDir()
 	name := uniqueName("late")
 	sub := cliCmd(t, dir, "sub", name, "--wait", "--from", "oldest", "--count", "2")
 	hz := cliCmd(t, dir, "hz", name, "--wait", "--window", "50ms", "--count", "1", "--json")
-	var sout, serr, hout, herr bytes.Buffer
+	pub := cliCmd(t, dir, "pub", name, "--wait")
+	var sout, serr, hout, herr, pout bytes.Buffer
 	sub.Stdout, sub.Stderr = &sout, &serr
 	hz.Stdout, hz.Stderr = &hout, &herr
-	for _, c := range []*exec.Cmd{sub, hz} {
+	pub.Stdin, pub.Stdout, pub.Stderr = strings.NewReader("one\ntwo\n"), &pout, &pout
+	for _, c := range []*exec.Cmd{sub, hz, pub} {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	for _, c := range []*exec.Cmd{sub, hz} {
+	for _, c := range []*exec.Cmd{sub, hz, pub} {
 		if !alive(c.Process.Pid) {
-			t.Fatalf("%v exited before its ring existed: stderr %q %q", c.Args[1:], serr.String(), herr.String())
+			t.Fatalf("%v exited before its ring existed: stderr %q %q %q", c.Args[1:], serr.String(), herr.String(), pout.String())
 		}
 	}
-	pub := cliCmd(t, dir, "pub", name, "--create", "--slots", "8", "--slot-size", "64")
-	pub.Stdin = strings.NewReader("one\ntwo\n")
-	if out, err := pub.CombinedOutput(); err != nil {
-		t.Fatalf("pub --create: %v\n%s", err, out)
+	mustCode(t, runCLI(t, "", "ring", "create", name, "--slots", "8", "--slot-size", "64", "--dir", dir), 0, "ring create")
+	if code := waitCmd(t, pub); code != 0 {
+		t.Fatalf("pub --wait: exit %d, output %q; want 0", code, pout.String())
 	}
 	if code := waitCmd(t, sub); code != 0 || sout.String() != "one\ntwo\n" {
 		t.Errorf("sub --wait: exit %d, stdout %q, stderr %q; want 0 and both frames", code, sout.String(), serr.String())
