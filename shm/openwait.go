@@ -11,17 +11,30 @@ import (
 
 // OpenContext is Open for a ring that may not exist yet: while no segment
 // has the name it waits, without polling, until one is created (on Linux
-// it watches the segment directory with inotify, in the netpoller), and
+// it watches the segment directory with inotify, in the netpoller; out of
+// inotify instances or watches, it looks again every 250 ms), and
 // returns an error matching ctx.Err() once ctx is done. Any other error of
 // Open (a segment that is not a ring, a foreign owner, a corrupt header, a
-// missing segment directory) is returned at once. A consumer started
-// before its producer uses it instead of polling Open:
+// missing segment directory) is returned at once. The segment directory
+// is the one named when it is called (opts.Dir, else $EDGEIPC_SHM_DIR,
+// else /dev/shm): a later change of the environment does not move the
+// wait. A consumer started before its producer uses it instead of polling
+// Open:
 //
 //	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 //	defer cancel()
 //	r, err := shm.OpenContext(ctx, "accel", nil) // returns once the producer has created it
 func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring, error) {
 	path := SegmentPath(name, opts)
+	// The directory is the one of the call: Open must look where the
+	// watch looks, even if EDGEIPC_SHM_DIR changes during the wait. (A
+	// name that would move path elsewhere is refused by Open at once.)
+	var o SegmentOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Dir = filepath.Dir(path)
+	opts = &o
 	for {
 		// Watch first, then look: a ring created in between is seen
 		// by Open, one created after it wakes the watch.

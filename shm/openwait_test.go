@@ -5,14 +5,61 @@ package shm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-func init() { children["creator"] = childCreator }
+func init() {
+	children["creator"] = childCreator
+	children["no-inotify"] = childNoInotify
+}
+
+// childNoInotify runs in a user namespace of its own, where it sets the
+// inotify instance limit to 0 (affecting no other process), checks that
+// inotify_init1 fails, then waits with OpenReaderContext for a ring it
+// creates 300 ms later: the wait must fall back to looking every 250 ms.
+func childNoInotify() int {
+	fail := func(f string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "child: "+f+"\n", a...)
+		return 1
+	}
+	if err := os.WriteFile("/proc/sys/user/max_inotify_instances", []byte("0"), 0); err != nil {
+		return fail("%v", err)
+	}
+	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC); err == nil {
+		unix.Close(fd)
+		return fail("inotify_init1 still works with the limit at 0")
+	} else if !errors.Is(err, unix.EMFILE) {
+		return fail("inotify_init1: %v, want EMFILE", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scale(20*time.Second))
+	defer cancel()
+	ch := openReaderAsync(ctx, "polled", nil)
+	select {
+	case res := <-ch:
+		return fail("OpenReaderContext returned before the ring existed: %v", res.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r, err := Create("polled", Config{Slots: 8, SlotPayload: 64})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer r.Close()
+	res := <-ch
+	if res.err != nil {
+		return fail("OpenReaderContext without inotify: %v", res.err)
+	}
+	res.rd.Close()
+	return 0
+}
 
 // childCreator creates ring EDGEIPC_RING, commits one frame "hello" and
 // keeps the ring until its stdin closes.
@@ -154,4 +201,156 @@ func TestOpenContextErrors(t *testing.T) {
 			t.Fatalf("bad name: %v, want ErrInvalid at once", err)
 		}
 	})
+}
+
+// waitWatching returns once this process holds an inotify descriptor: an
+// OpenContext started in another goroutine has resolved its directory and
+// is watching it.
+func waitWatching(t *testing.T, ch <-chan openResult) {
+	t.Helper()
+	deadline := time.Now().Add(scale(10 * time.Second))
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "anon_inode:inotify" {
+				return
+			}
+		}
+		select {
+		case res := <-ch:
+			t.Fatalf("OpenReaderContext returned before the ring existed: %v", res.err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	t.Fatal("OpenReaderContext never started watching")
+}
+
+// createAndWrite creates ring name with opts and writes "hello" into it.
+func createAndWrite(t *testing.T, name string, opts SegmentOptions) *Ring {
+	t.Helper()
+	r, err := Create(name, Config{Slots: 8, SlotPayload: 64, Segment: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// expectHello waits for ch's reader and reads its first frame, "hello".
+func expectHello(t *testing.T, ctx context.Context, ch <-chan openResult) {
+	t.Helper()
+	res := <-ch
+	if res.err != nil {
+		t.Fatalf("OpenReaderContext: %v", res.err)
+	}
+	defer res.rd.Close()
+	f, err := res.rd.Next(ctx)
+	if err != nil || string(f.Data) != "hello" {
+		t.Fatalf("first frame: %q, %v; want \"hello\"", f.Data, err)
+	}
+	res.rd.Release()
+}
+
+// TestOpenContextEnvChanges changes EDGEIPC_SHM_DIR while OpenReaderContext
+// waits: the wait stays in the directory of the call and finds the ring
+// created there. (It watched the first directory but looked for the ring
+// in the second, and waited until its context ended.)
+func TestOpenContextEnvChanges(t *testing.T) {
+	first := testDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+	defer cancel()
+	ch := openReaderAsync(ctx, "envring", nil)
+	waitWatching(t, ch)
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	createAndWrite(t, "envring", SegmentOptions{Dir: first})
+	expectHello(t, ctx, ch)
+}
+
+// TestOpenContextRenamedIntoPlace: a ring created under another name and
+// renamed to the awaited one (IN_MOVED_TO) ends the wait.
+func TestOpenContextRenamedIntoPlace(t *testing.T) {
+	dir := testDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+	defer cancel()
+	ch := openReaderAsync(ctx, "final", nil)
+	waitWatching(t, ch)
+	createAndWrite(t, "staging", SegmentOptions{})
+	if err := os.Rename(filepath.Join(dir, FilePrefix+"staging"), filepath.Join(dir, FilePrefix+"final")); err != nil {
+		t.Fatal(err)
+	}
+	expectHello(t, ctx, ch)
+}
+
+// TestOpenContextDirForms waits in a segment directory named through a
+// symbolic link and by a relative path.
+func TestOpenContextDirForms(t *testing.T) {
+	t.Run("symlink", func(t *testing.T) {
+		real := t.TempDir()
+		link := filepath.Join(t.TempDir(), "link")
+		if err := os.Symlink(real, link); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+		defer cancel()
+		ch := openReaderAsync(ctx, "r", &SegmentOptions{Dir: link})
+		waitWatching(t, ch)
+		createAndWrite(t, "r", SegmentOptions{Dir: real})
+		expectHello(t, ctx, ch)
+	})
+	t.Run("relative", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		if err := os.Mkdir("shm", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+		defer cancel()
+		ch := openReaderAsync(ctx, "r", &SegmentOptions{Dir: "shm"})
+		waitWatching(t, ch)
+		createAndWrite(t, "r", SegmentOptions{Dir: "shm"})
+		expectHello(t, ctx, ch)
+	})
+}
+
+// TestOpenContextWithoutInotify: with no inotify instance to be had
+// (max_user_instances reached), OpenReaderContext still finds a ring
+// created while it waits, by looking every 250 ms. The limit is set to 0
+// in a user namespace of the child's own, so no other process loses its
+// instances.
+func TestOpenContextWithoutInotify(t *testing.T) {
+	testDir(t)
+	cmd := child(t, "no-inotify")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Unshareflags: syscall.CLONE_NEWUSER,
+		UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	err := cmd.Start()
+	if errors.Is(err, syscall.EINVAL) {
+		// qemu-user cannot unshare (its own threads make the process
+		// multi-threaded: EINVAL); unshare(1) can, before it execs the
+		// emulated child.
+		tool, lerr := exec.LookPath("unshare")
+		if lerr != nil {
+			t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
+		}
+		c2 := child(t, "no-inotify")
+		cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--"}, c2.Args...)...)
+		cmd.Env, cmd.Stderr = c2.Env, c2.Stderr
+		err = cmd.Start()
+	}
+	if err != nil {
+		// Unprivileged user namespaces may be disabled
+		// (kernel.unprivileged_userns_clone, user.max_user_namespaces).
+		t.Skipf("cannot start a child in a user namespace of its own: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
 }
