@@ -515,7 +515,10 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 		return nil, &OpError{"open", name, err}
 	}
 	for i := 0; ; i++ {
-		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) || isSemaphore(fd, &st) {
+		// Only a regular file can be a segment being sized: anything else
+		// (a FIFO, which O_RDWR opens) is refused by mapFd at once.
+		if unix.Fstat(fd, &st) != nil || st.Size >= min || i >= int(readyPolls.Load()) || settled(&st) ||
+			st.Mode&unix.S_IFMT != unix.S_IFREG || isSemaphore(fd, &st) {
 			break // mapFd reports a failed fstat
 		}
 		time.Sleep(10 * time.Millisecond)

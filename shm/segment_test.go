@@ -3,6 +3,7 @@
 package shm
 
 import (
+	"context"
 	"errors"
 	"math"
 	"os"
@@ -544,5 +545,55 @@ func TestOpenSemaphoreAsRingDoesNotWait(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Open of a fresh semaphore as a ring waited for it to grow (a minute)")
+	}
+}
+
+// TestOpenFifoDoesNotWait: a FIFO under a segment's name (O_RDWR opens
+// one without blocking) is refused at once as no regular file, as
+// docs/abi.md says, not waited for as a ring whose creator is still
+// sizing it (settleTime and readyPolls made endless: the old code waited
+// for it to grow for ever, a second by default).
+func TestOpenFifoDoesNotWait(t *testing.T) {
+	dir := testDir(t)
+	for _, name := range []string{"ringfifo", "semfifo", "ctxfifo"} {
+		if err := unix.Mkfifo(filepath.Join(dir, FilePrefix+name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer readyPolls.Store(readyPolls.Load())
+	readyPolls.Store(math.MaxInt32)
+	defer func(d time.Duration) { settleTime = d }(settleTime)
+	settleTime = time.Hour
+	done := make(chan error, 3)
+	go func() {
+		r, err := Open("ringfifo", nil)
+		if err == nil {
+			r.Close()
+		}
+		done <- err
+	}()
+	go func() {
+		s, err := OpenSemaphore("semfifo", nil)
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	go func() {
+		r, err := OpenContext(context.Background(), "ctxfifo", nil)
+		if err == nil {
+			r.Close()
+		}
+		done <- err
+	}()
+	for range 3 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not a regular file") {
+				t.Fatalf("Open of a FIFO: %v; want ErrInvalid naming no regular file", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("Open of a fresh FIFO waited for it to grow (a minute)")
+		}
 	}
 }
