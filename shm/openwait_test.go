@@ -26,26 +26,47 @@ func init() {
 const noLimitExit = 4
 
 // childNoInotify runs in a user namespace of its own, where it sets the
-// inotify instance limit to 0 (affecting no other process), checks that
-// inotify_init1 fails, then waits with OpenReaderContext for a ring it
-// creates 300 ms later: the wait must fall back to looking every 250 ms.
+// inotify limit EDGEIPC_INOTIFY_LIMIT (max_inotify_instances or
+// max_inotify_watches) to 0, affecting no other process, checks that the
+// limit bites, then waits with OpenReaderContext for a ring it creates
+// 300 ms later: the wait must fall back to looking every 250 ms, and leave
+// no descriptor behind.
 func childNoInotify() int {
 	fail := func(f string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "child: "+f+"\n", a...)
 		return 1
 	}
-	if err := os.WriteFile("/proc/sys/user/max_inotify_instances", []byte("0"), 0); err != nil {
+	limit := os.Getenv("EDGEIPC_INOTIFY_LIMIT")
+	if err := os.WriteFile("/proc/sys/user/"+limit, []byte("0"), 0); err != nil {
 		// A namespace without the capability (an AppArmor profile
 		// restricting unprivileged user namespaces): nothing to test.
 		fmt.Fprintf(os.Stderr, "child: %v\n", err)
 		return noLimitExit
 	}
-	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC); err == nil {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	switch limit {
+	case "max_inotify_instances":
+		if err == nil {
+			unix.Close(fd)
+			return fail("inotify_init1 still works with the limit at 0")
+		} else if !errors.Is(err, unix.EMFILE) {
+			return fail("inotify_init1: %v, want EMFILE", err)
+		}
+	default:
+		if err != nil {
+			return fail("inotify_init1: %v", err)
+		}
+		_, err = unix.InotifyAddWatch(fd, os.Getenv("EDGEIPC_SHM_DIR"), unix.IN_CREATE)
 		unix.Close(fd)
-		return fail("inotify_init1 still works with the limit at 0")
-	} else if !errors.Is(err, unix.EMFILE) {
-		return fail("inotify_init1: %v, want EMFILE", err)
+		if !errors.Is(err, unix.ENOSPC) {
+			return fail("inotify_add_watch: %v, want ENOSPC", err)
+		}
 	}
+	fds := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := fds()
 	ctx, cancel := context.WithTimeout(context.Background(), scale(20*time.Second))
 	defer cancel()
 	ch := openReaderAsync(ctx, "polled", nil)
@@ -58,12 +79,15 @@ func childNoInotify() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	defer r.Close()
 	res := <-ch
 	if res.err != nil {
 		return fail("OpenReaderContext without inotify: %v", res.err)
 	}
 	res.rd.Close()
+	r.Close()
+	if after := fds(); after != before {
+		return fail("%d descriptors open after the wait, %d before", after, before)
+	}
 	return 0
 }
 
@@ -325,42 +349,48 @@ func TestOpenContextDirForms(t *testing.T) {
 }
 
 // TestOpenContextWithoutInotify: with no inotify instance to be had
-// (max_user_instances reached), OpenReaderContext still finds a ring
-// created while it waits, by looking every 250 ms. The limit is set to 0
-// in a user namespace of the child's own, so no other process loses its
-// instances.
+// (max_user_instances reached), or no watch (max_user_watches),
+// OpenReaderContext still finds a ring created while it waits, by looking
+// every 250 ms, and leaves no descriptor open. The limit is set to 0 in a
+// user namespace of the child's own, so no other process loses its
+// instances or watches.
 func TestOpenContextWithoutInotify(t *testing.T) {
-	testDir(t)
-	cmd := child(t, "no-inotify")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Unshareflags: syscall.CLONE_NEWUSER,
-		UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-	}
-	err := cmd.Start()
-	if errors.Is(err, syscall.EINVAL) {
-		// qemu-user cannot unshare (its own threads make the process
-		// multi-threaded: EINVAL); unshare(1) can, before it execs the
-		// emulated child.
-		tool, lerr := exec.LookPath("unshare")
-		if lerr != nil {
-			t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
-		}
-		c2 := child(t, "no-inotify")
-		cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--"}, c2.Args...)...)
-		cmd.Env, cmd.Stderr = c2.Env, c2.Stderr
-		err = cmd.Start()
-	}
-	if err != nil {
-		// Unprivileged user namespaces may be disabled
-		// (kernel.unprivileged_userns_clone, user.max_user_namespaces).
-		t.Skipf("cannot start a child in a user namespace of its own: %v", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == noLimitExit {
-			t.Skip("the child could not set the inotify limit of its user namespace (its error is above)")
-		}
-		t.Fatalf("child: %v", err)
+	for _, limit := range []string{"max_inotify_instances", "max_inotify_watches"} {
+		t.Run(limit, func(t *testing.T) {
+			testDir(t)
+			env := "EDGEIPC_INOTIFY_LIMIT=" + limit
+			cmd := child(t, "no-inotify", env)
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Unshareflags: syscall.CLONE_NEWUSER,
+				UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+				GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			}
+			err := cmd.Start()
+			if errors.Is(err, syscall.EINVAL) {
+				// qemu-user cannot unshare (its own threads make the
+				// process multi-threaded: EINVAL); unshare(1) can,
+				// before it execs the emulated child.
+				tool, lerr := exec.LookPath("unshare")
+				if lerr != nil {
+					t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
+				}
+				c2 := child(t, "no-inotify", env)
+				cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--"}, c2.Args...)...)
+				cmd.Env, cmd.Stderr = c2.Env, c2.Stderr
+				err = cmd.Start()
+			}
+			if err != nil {
+				// Unprivileged user namespaces may be disabled
+				// (kernel.unprivileged_userns_clone, user.max_user_namespaces).
+				t.Skipf("cannot start a child in a user namespace of its own: %v", err)
+			}
+			if err := cmd.Wait(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) && ee.ExitCode() == noLimitExit {
+					t.Skip("the child could not set the inotify limit of its user namespace (its error is above)")
+				}
+				t.Fatalf("child: %v", err)
+			}
+		})
 	}
 }
