@@ -11,8 +11,11 @@ import (
 
 // OpenContext is Open for a ring that may not exist yet: while no segment
 // has the name it waits, without polling, until one is created (on Linux
-// it watches the segment directory with inotify, in the netpoller; out of
-// inotify instances or watches, it looks again every 250 ms), and
+// it watches the segment directory with inotify, in the netpoller, and
+// looks again every 10 s all the same, in case the watch missed it: a
+// directory named through a symbolic link that is pointed elsewhere
+// meanwhile, a file system without inotify events; out of inotify
+// instances or watches, it looks every 250 ms), and
 // returns an error matching ctx.Err() once ctx is done. Any other error of
 // Open (a segment that is not a ring, a foreign owner, a corrupt header, a
 // missing segment directory) is returned at once. The segment directory

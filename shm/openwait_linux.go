@@ -3,6 +3,7 @@ package shm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"time"
 	"unsafe"
@@ -41,11 +42,18 @@ func (w *dirWatch) close() {
 
 // wait returns nil once w's file may have appeared (or the watch can no
 // longer tell: the directory moved or went, the event queue overflowed),
-// and an error matching ctx.Err() once ctx is done. A nil w waits poll.
+// or after maxSleep without an event, and an error matching ctx.Err()
+// once ctx is done. A nil w waits poll.
 func (w *dirWatch) wait(ctx context.Context, poll time.Duration) error {
 	if w == nil {
 		return sleepCtx(ctx, poll)
 	}
+	// Look again after maxSleep without an event too, as every sleep of
+	// this package does: a watch can miss the ring (a segment directory
+	// named through a symbolic link that was pointed elsewhere during the
+	// wait, a file system that reports no events). Set before ctx's wake,
+	// which it must not overwrite.
+	w.f.SetReadDeadline(time.Now().Add(maxSleep()))
 	stop := context.AfterFunc(ctx, func() { w.f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	buf := make([]byte, 4096) // room for at least one event with a NAME_MAX name
@@ -57,6 +65,9 @@ func (w *dirWatch) wait(ctx context.Context, poll time.Duration) error {
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return cerr
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil // maxSleep passed: look again
 			}
 			return err
 		}

@@ -394,3 +394,34 @@ func TestOpenContextWithoutInotify(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenContextRetargetedSymlink: the segment directory is named
+// through a symbolic link, which is pointed at another directory during
+// the wait, where the ring is then created. The watch is on the first
+// directory and sees nothing; the wait still finds the ring, at its next
+// look after maxSleep (shortened here; it waited until its context ended).
+func TestOpenContextRetargetedSymlink(t *testing.T) {
+	defer maxSleepNs.Store(maxSleepNs.Load())
+	maxSleepNs.Store(int64(200 * time.Millisecond))
+	first, second := t.TempDir(), t.TempDir()
+	base := t.TempDir()
+	link := filepath.Join(base, "shm")
+	if err := os.Symlink(first, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+	defer cancel()
+	ch := openReaderAsync(ctx, "moved", &SegmentOptions{Dir: link})
+	waitWatching(t, ch)
+	// Point the link at the second directory (atomically, as a deployment
+	// switching directories would).
+	tmp := filepath.Join(base, "shm.new")
+	if err := os.Symlink(second, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		t.Fatal(err)
+	}
+	createAndWrite(t, "moved", SegmentOptions{Dir: second})
+	expectHello(t, ctx, ch)
+}
