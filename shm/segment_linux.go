@@ -252,11 +252,14 @@ func SegmentPath(name string, opts *SegmentOptions) string {
 	return filepath.Join(opts.dir(), FilePrefix+name)
 }
 
-// CreateSegment creates a new named segment of size bytes with
-// O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0600 (0660 with a group),
-// preallocates it (so later page faults cannot SIGBUS for lack of space),
-// and maps it. It fails with *NoSpaceError if the filesystem lacks room and
-// with an error wrapping os.ErrExist if the name is taken.
+// CreateSegment creates a new named segment of size bytes, mode 0600
+// (0660 with a group), preallocates it (so later page faults cannot SIGBUS
+// for lack of space), and maps it. Where the filesystem allows (O_TMPFILE:
+// tmpfs and the usual disk filesystems) the file is made unnamed and gets
+// its name only once it is sized, with a link that never replaces a name;
+// elsewhere it is created by name with O_CREAT|O_EXCL|O_NOFOLLOW. It fails
+// with *NoSpaceError if the filesystem lacks room and with an error
+// wrapping os.ErrExist if the name is taken.
 func CreateSegment(name string, size int, opts *SegmentOptions) (*Segment, error) {
 	return createSegment(name, size, opts, nil)
 }
