@@ -149,7 +149,7 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		// A serving runtime holds its queue's lock for as long as it
 		// lives, also while it is busy with a long request (a stop waits
 		// up to stop_timeout) and answers no ping.
-		if locked, lerr := mq.Locked(name); lerr == nil && locked {
+		if locked, lerr := lockHeld(name); lerr == nil && locked {
 			return nil, fmt.Errorf("control: another runtime is serving /dev/mqueue/%s (it holds the queue's lock); stop it first or use another queue name", name)
 		}
 		if perr := pingExisting(name, takeover); perr == nil {
@@ -174,7 +174,7 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 	s.q = q
 	// Mark the queue as served by a live runtime (see above); the kernel
 	// drops the lock when we exit, however we exit.
-	if ok, err := q.TryLock(); err != nil || !ok {
+	if ok, err := lockOwn(q); err != nil || !ok {
 		s.log("control: cannot lock /dev/mqueue/%s (locked %v, %v): a runtime started meanwhile may take it over while this one is busy", name, ok, err)
 	}
 	if st, err := q.Stat(); err == nil {
@@ -183,6 +183,42 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// lockSettle bounds how long NewServer waits out a lock held by a probe:
+// a client or a starting runtime that tests whether a queue is served
+// (mq.Locked) holds its lock for a moment, and a serving runtime for as
+// long as it lives.
+const lockSettle = 500 * time.Millisecond
+
+// lockOwn takes the lock of the queue NewServer has just created. A probe
+// that opened the queue at once holds the lock for a moment: a single
+// try then failed, and the runtime served without the lock for the rest
+// of its life, so that a runtime started later took a queue it was busy
+// on for stale.
+func lockOwn(q *mq.Queue) (bool, error) {
+	deadline := time.Now().Add(lockSettle)
+	for {
+		ok, err := q.TryLock()
+		if err != nil || ok || time.Now().After(deadline) {
+			return ok, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lockHeld reports whether a process holds the lock of the queue name
+// refers to, and keeps holding it for lockSettle: a probe's hold (see
+// lockOwn) made a single test take a stale queue for a live runtime's.
+func lockHeld(name string) (bool, error) {
+	deadline := time.Now().Add(lockSettle)
+	for {
+		locked, err := mq.Locked(name)
+		if err != nil || !locked || time.Now().After(deadline) {
+			return locked, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func lookupGroup(g string) (int, error) {
