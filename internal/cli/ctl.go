@@ -64,7 +64,9 @@ and reload, which answer once the sources concerned have stopped (an exec
 child that ignores SIGTERM is killed after its stop_timeout, at most 1m).
 The runtime serves one request at a time, so a query sent during a long stop
 waits too. No reply in time does not mean the runtime is gone: check with
-'edgeipc ctl status' (or raise --timeout). A runtime that is shutting down
+'edgeipc ctl status' (or raise --timeout). A queue left over from a runtime
+that was killed or crashed (no process holds its lock) is reported after 1s
+as no runtime listening. A runtime that is shutting down
 answers until its shutdown ends, but refuses start, restart and reload.
 
 Flags go before or after COMMAND: 'edgeipc ctl status --json' works.
@@ -77,7 +79,7 @@ failed), and its message goes to stderr as with every error; failures
 before a reply (no runtime, no reply in time) print nothing on stdout.
 
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
-or is not running; 2 usage error; 130 interrupted (SIGINT or SIGTERM, also
+or is not running (no queue, or one left over from a runtime that exited); 2 usage error; 130 interrupted (SIGINT or SIGTERM, also
 while a consumer that reads nothing holds up the output; SIGHUP too while
 waiting for the reply).
 

@@ -76,6 +76,22 @@ func ctlQueue(t *testing.T) string {
 	return name
 }
 
+// fakeRuntimeQueue creates the request queue q as a runtime does, with
+// its lock held: ctl takes a queue whose lock nobody holds for one left
+// over from a runtime that has exited, and waits only a second for it.
+func fakeRuntimeQueue(t *testing.T, q string) *mq.Queue {
+	t.Helper()
+	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	if ok, err := sq.TryLock(); !ok || err != nil {
+		t.Fatalf("lock %s: %v, %v", q, ok, err)
+	}
+	return sq
+}
+
 func startCtlServer(t *testing.T) (string, *ctlFake) {
 	t.Helper()
 	f := &ctlFake{state: map[string]string{"cam0": "running"}}
@@ -256,15 +272,25 @@ func TestCtlNoRuntime(t *testing.T) {
 			t.Errorf("default queue: exit %d, stderr %q", code, errs)
 		}
 	}
-	// A stale queue that nobody serves: the call times out, exit 1.
-	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
+	// A queue left over from a runtime that was killed (nobody holds its
+	// lock): ctl says so after a second and names the fix, exit 1. It
+	// used to wait for the whole --timeout (90 s for a stop) and then say
+	// that the runtime might be busy.
+	stale, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sq.Close()
+	code, _, errs = ctlRun(t, "ctl", "--queue", q, "stop", "cam0")
+	stale.Close()
+	mq.Unlink(q)
+	if code != 1 || !strings.Contains(errs, "no runtime is listening on /dev/mqueue/"+q+": the queue is left over from a runtime that has exited") ||
+		!strings.Contains(errs, "start it with 'edgeipc run', which takes the queue over") || strings.Contains(errs, "may be busy") {
+		t.Fatalf("queue left by a dead runtime: exit %d, stderr %q", code, errs)
+	}
+	// A queue held by a runtime that does not answer in time: it may be
+	// slow, not gone, and the message says both, and how to wait longer.
+	fakeRuntimeQueue(t, q)
 	code, _, errs = ctlRun(t, "ctl", "--queue", q, "--timeout", "100ms", "status")
-	// A runtime that does not answer may be slow, not gone: the message
-	// says both, and how to wait longer.
 	if code != 1 || !strings.Contains(errs, "no reply") || !strings.Contains(errs, "may be busy") ||
 		!strings.Contains(errs, "waited 100ms; raise --timeout") || strings.Contains(errs, "no runtime is listening") {
 		t.Fatalf("unserved queue: exit %d, stderr %q", code, errs)
@@ -275,11 +301,7 @@ func TestCtlNoRuntime(t *testing.T) {
 // from a queue that nobody serves: it exits 130, as its help says.
 func TestCtlInterrupted(t *testing.T) {
 	q := ctlQueue(t)
-	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sq.Close()
+	sq := fakeRuntimeQueue(t, q)
 	cmd := cliCmd(t, t.TempDir(), "ctl", "--queue", q, "status", "--timeout", "1m")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -303,11 +325,7 @@ func TestCtlInterrupted(t *testing.T) {
 // later ctl only where /dev/mqueue is mounted.
 func TestCtlHangUp(t *testing.T) {
 	q := ctlQueue(t)
-	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sq.Close()
+	sq := fakeRuntimeQueue(t, q)
 	cmd := cliCmd(t, t.TempDir(), "ctl", "--queue", q, "stop", "cam0")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -384,11 +402,7 @@ command = [%q]
 // creates and removes", help ctl).
 func TestCtlClosedStdout(t *testing.T) {
 	q := ctlQueue(t)
-	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sq.Close()
+	sq := fakeRuntimeQueue(t, q)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -222,11 +222,7 @@ func TestOutputBlockedInterrupted(t *testing.T) {
 	go func() { srv.Serve(ctx); close(served) }()
 	defer func() { cancel(); <-served; srv.Close() }()
 	q := ctlQueue(t)
-	sq, err := mq.Create(q, mq.Options{MaxMsg: 2, MsgSize: control.RequestMsgSize, Exclusive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sq.Close()
+	sq := fakeRuntimeQueue(t, q)
 	for _, args := range [][]string{{"rings"}, {"--json", "rings"}} {
 		child := startStalled(t, dir, false, append([]string{"ctl", "--queue", q, "--timeout", "1m"}, args...)...)
 		rctx, rcancel := context.WithTimeout(ctx, testTimeout)

@@ -282,7 +282,9 @@ func (q *Queue) TryLock() (bool, error) {
 
 // Locked reports whether a live process holds the TryLock lock of the
 // queue that name refers to now. It opens the queue read-only (never
-// waiting; this needs read permission), tests the lock and closes it.
+// waiting; this needs read permission), tests the lock and closes it: for
+// that moment it holds the lock itself, and a TryLock by another process
+// then fails (try again).
 func Locked(name string) (bool, error) {
 	fd, err := sys.MqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
 	if err != nil {

@@ -46,6 +46,13 @@ const (
 // before it gives up on a client that stopped taking them.
 const ReplyStallTimeout = 2 * time.Second
 
+// UnservedTimeout is how long Call waits for an answer on a request queue
+// whose lock no process holds before it reports that no runtime serves it.
+// A serving runtime holds that lock for as long as it lives (see
+// NewServer), taking it at once when it creates the queue; a queue nobody
+// locks is left over from a runtime that has exited.
+const UnservedTimeout = time.Second
+
 // Client sends requests to a runtime and waits for its replies on a private
 // reply queue. Its methods are safe for concurrent use; calls are serialised.
 type Client struct {
@@ -194,7 +201,10 @@ func (c *Client) ReplyQueue() string { return c.reply.Name() }
 
 // Call sends cmd with args and waits for the reply until ctx is done. A
 // reply with OK false is returned with a nil error (see Reply.Err). If
-// nothing answers in time the error wraps ErrNoServer and ctx.Err(). Late
+// nothing answers in time the error wraps ErrNoServer and ctx.Err(); on a
+// request queue whose lock no process holds (left over from a runtime
+// that has exited) Call waits at most UnservedTimeout, and the error wraps
+// ErrNoServer alone. Late
 // replies to earlier calls that gave up are discarded, before the request
 // is sent and while waiting.
 func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, error) {
@@ -217,7 +227,43 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 			break
 		}
 	}
-	if err := c.req.Send(ctx, b, 0); err != nil {
+	// A queue left over from a runtime that has exited (killed, crashed)
+	// answers nothing: say so after UnservedTimeout instead of waiting
+	// for the whole ctx (90 s for an edgeipc ctl stop) and then saying
+	// that the runtime may be busy. wctx is ctx until then.
+	wctx, unserved := ctx, false
+	if c.unserved() {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, UnservedTimeout)
+		defer cancel()
+		unserved = true
+	}
+	// gaveUp reports whether err ended a wait cut short by UnservedTimeout
+	// (or by ctx's own deadline, if sooner): it returns the error to give
+	// if the queue is still unserved, or nil to wait on for ctx (a
+	// runtime that has just created the queue holds its lock by now).
+	gaveUp := func(err error) (bool, error) {
+		if !unserved || !ctxDone(wctx, err) || errors.Is(ctx.Err(), context.Canceled) {
+			return false, nil
+		}
+		unserved = false
+		if c.unserved() {
+			return true, &unservedError{queue: c.name}
+		}
+		wctx = ctx
+		return true, nil
+	}
+	for {
+		err := c.req.Send(wctx, b, 0)
+		if err == nil {
+			break
+		}
+		if cut, gerr := gaveUp(err); cut {
+			if gerr != nil {
+				return nil, gerr
+			}
+			continue
+		}
 		if ctxDone(ctx, err) {
 			return nil, &noReplyError{queue: c.name, what: "its request queue stayed full", err: ctxErr(ctx, err)}
 		}
@@ -225,13 +271,21 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	}
 	var out *Reply
 	for parts := 0; ; {
-		n, _, err := c.reply.Receive(ctx, c.buf)
+		n, _, err := c.reply.Receive(wctx, c.buf)
 		if err != nil {
+			if cut, gerr := gaveUp(err); cut {
+				if gerr != nil {
+					return nil, gerr
+				}
+				continue
+			}
 			if ctxDone(ctx, err) {
 				return nil, &noReplyError{queue: c.name, what: "no reply", err: ctxErr(ctx, err)}
 			}
 			return nil, err
 		}
+		// An answer: whoever sent it serves the queue.
+		unserved, wctx = false, ctx
 		var part Reply
 		if left, err := part.UnmarshalMsg(c.buf[:n]); err != nil || len(left) > 0 {
 			return nil, fmt.Errorf("control: malformed reply of %d bytes: %v", n, err)
@@ -260,6 +314,24 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 		}
 	}
 }
+
+// unserved reports whether no process holds the request queue's lock,
+// which a serving runtime holds for as long as it lives. It is false
+// when the lock cannot be tested (no read permission on the queue).
+func (c *Client) unserved() bool {
+	locked, err := mq.Locked(c.name)
+	return err == nil && !locked
+}
+
+// unservedError is Call's error when nothing answers on a request queue
+// whose lock no process holds. It wraps ErrNoServer.
+type unservedError struct{ queue string }
+
+func (e *unservedError) Error() string {
+	return fmt.Sprintf("%v on /dev/mqueue/%s: the queue is left over from a runtime that has exited (no process holds its lock, and nothing answered): start it with 'edgeipc run', which takes the queue over", ErrNoServer, e.queue)
+}
+
+func (e *unservedError) Unwrap() error { return ErrNoServer }
 
 // checkNumbers refuses a NaN or an infinity, which no runtime sends (its
 // rates divide by a window of at least a second) and which JSON, and so

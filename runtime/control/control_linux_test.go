@@ -470,17 +470,113 @@ func TestNoServer(t *testing.T) {
 	if !errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "no runtime is listening on /dev/mqueue/"+name+": start it with 'edgeipc run'") {
 		t.Fatalf("Dial: %v", err)
 	}
-	// A queue nobody serves: Call times out with ErrNoServer.
+	// A queue held by a process that does not answer (a runtime busy with
+	// a long stop): Call times out with ErrNoServer, and says the runtime
+	// may be busy.
+	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if ok, err := q.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock: %v, %v", ok, err)
+	}
+	c := dial(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Call(ctx, "status"); !errors.Is(err, ErrNoServer) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "may be busy") {
+		t.Fatalf("Call to a queue held but not served: %v", err)
+	}
+}
+
+// TestCallUnservedQueue: a request queue whose lock no process holds is
+// left over from a runtime that has exited (killed, crashed). Call says so
+// after UnservedTimeout, naming the fix, also when the queue is full of
+// requests nobody took. Before the fix it waited for the whole context
+// (edgeipc ctl stop: 90 s) and then said the runtime might be busy.
+func TestCallUnservedQueue(t *testing.T) {
+	name := testQueue(t)
 	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
 	c := dial(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if _, err := c.Call(ctx, "status"); !errors.Is(err, ErrNoServer) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Call to an unserved queue: %v", err)
+	for i := 0; i < 3; i++ { // the third finds the queue full
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := c.Call(ctx, "stop", "cam0")
+		cancel()
+		want := "no runtime is listening on /dev/mqueue/" + name + ": the queue is left over from a runtime that has exited"
+		if !errors.Is(err, ErrNoServer) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "start it with 'edgeipc run'") {
+			t.Fatalf("call %d to a queue nobody holds: %v; want %q", i, err, want)
+		}
+	}
+	// A context cancelled meanwhile (ctl interrupted) is not taken for an
+	// unserved queue.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := c.Call(ctx, "status"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Call: %v", err)
+	}
+}
+
+// TestCallSlowLockedServer: a runtime that holds its queue's lock is
+// waited for as long as the context allows, though it answers only after
+// UnservedTimeout (a stop waits up to a source's stop_timeout); and so is
+// one that takes the lock while Call waits (a runtime that had only just
+// created its queue).
+func TestCallSlowLockedServer(t *testing.T) {
+	for _, lockLate := range []bool{false, true} {
+		name := testQueue(t)
+		srv, err := mq.Create(name, mq.Options{MaxMsg: 10, MsgSize: RequestMsgSize, Exclusive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !lockLate {
+			if ok, err := srv.TryLock(); !ok || err != nil {
+				t.Fatalf("TryLock: %v, %v", ok, err)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, RequestMsgSize)
+			n, _, err := srv.Receive(context.Background(), buf)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if lockLate {
+				if ok, err := srv.TryLock(); !ok || err != nil {
+					t.Errorf("TryLock: %v, %v", ok, err)
+				}
+			}
+			time.Sleep(UnservedTimeout + 500*time.Millisecond)
+			var req Request
+			if _, err := req.UnmarshalMsg(buf[:n]); err != nil {
+				t.Error(err)
+				return
+			}
+			rq, err := mq.Open(req.Reply, os.O_WRONLY)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer rq.Close()
+			b, _ := (&Reply{ID: req.ID, OK: true}).MarshalMsg(nil)
+			if err := rq.TrySend(b, 0); err != nil {
+				t.Error(err)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		r, err := dial(t, name).Call(ctx, "stop", "cam0")
+		cancel()
+		<-done
+		srv.Close()
+		if err != nil || !r.OK {
+			t.Fatalf("lock taken late %v: Call: %+v, %v", lockLate, r, err)
+		}
 	}
 }
 
@@ -782,6 +878,7 @@ func rawServer(t *testing.T, endless bool, mk func(id uint64) *Reply) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.TryLock() // as a runtime does: Call waits on for an answer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done; srv.Close() })
