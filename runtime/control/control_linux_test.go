@@ -295,6 +295,64 @@ func TestMalformedRequests(t *testing.T) {
 	}
 }
 
+// TestSuppressedLogLinesReported: the server logs at most one line a
+// second; the lines it suppresses are counted in a later line even when
+// nothing else is logged after a burst (bad requests from a broken client,
+// then silence), and when the server closes. Before the fix the count
+// waited for the next line, which might never come: five malformed
+// requests logged one line, and the other four were never mentioned.
+func TestSuppressedLogLinesReported(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	said := func(want string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range lines {
+				if strings.Contains(l, want) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	s := startServer(t, newFake(), ServerOptions{Logf: logf})
+	q, err := mq.Open(s.Name(), os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := 0; i < 5; i++ {
+		if err := q.TrySend([]byte{0xde, 0xad}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "five bad requests", func() bool { _, bad := s.Stats(); return bad == 5 })
+	waitFor(t, "the count of suppressed lines", said("control: 4 similar messages suppressed"))
+
+	// A burst cut short by Close is counted on the way out.
+	s2, err := NewServer(newFake(), ServerOptions{Queue: testQueue(t), Logf: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.log("control: first")
+	s2.log("control: second")
+	s2.log("control: third")
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !said("control: 2 similar messages suppressed")() {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("Close did not count the suppressed lines: %q", lines)
+	}
+}
+
 // sendRaw sends req straight into the request queue.
 func sendRaw(t *testing.T, queue string, req *Request) {
 	t.Helper()

@@ -87,6 +87,8 @@ type Server struct {
 	logMu      sync.Mutex
 	logNext    time.Time
 	suppressed int
+	logFlush   *time.Timer // reports suppressed lines when nothing else is logged
+	logClosed  bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -583,6 +585,16 @@ func (s *Server) log(format string, args ...any) {
 	now := time.Now()
 	if now.Before(s.logNext) {
 		s.suppressed++
+		if s.suppressed == 1 && !s.logClosed {
+			// Said with the next line, or at the end of the second if
+			// none comes: a burst of bad requests followed by silence
+			// showed one line, and the others were never mentioned.
+			if s.logFlush == nil {
+				s.logFlush = time.AfterFunc(s.logNext.Sub(now), s.flushSuppressed)
+			} else {
+				s.logFlush.Reset(s.logNext.Sub(now))
+			}
+		}
 		s.logMu.Unlock()
 		return
 	}
@@ -597,10 +609,43 @@ func (s *Server) log(format string, args ...any) {
 	s.logf(format, args...)
 }
 
+// flushSuppressed logs how many lines the rate limit suppressed, if no
+// line has said it since. It holds logMu while it logs, so that Close,
+// which says it itself, returns only after it.
+func (s *Server) flushSuppressed() {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.logClosed {
+		return
+	}
+	s.sayCount()
+}
+
+// sayCount logs the suppressed count, if any, and starts a new second;
+// logMu held.
+func (s *Server) sayCount() {
+	if s.suppressed == 0 {
+		return
+	}
+	n := s.suppressed
+	s.suppressed = 0
+	s.logNext = time.Now().Add(time.Second)
+	s.logf("control: %d similar messages suppressed (at most one line a second; 'edgeipc ctl status' counts bad requests and replies not delivered)", n)
+}
+
 // Close closes the request queue and unlinks its name, unless another
 // server has replaced it since.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		if s.logf != nil {
+			s.logMu.Lock()
+			s.logClosed = true
+			if s.logFlush != nil {
+				s.logFlush.Stop()
+			}
+			s.sayCount()
+			s.logMu.Unlock()
+		}
 		if s.q == nil {
 			return
 		}
