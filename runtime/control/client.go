@@ -55,13 +55,18 @@ const UnservedTimeout = time.Second
 
 // Client sends requests to a runtime and waits for its replies on a private
 // reply queue. Its methods are safe for concurrent use; calls are serialised.
+// A Client may be kept across restarts of the runtime: each Call opens the
+// request queue again if its name refers to a new queue.
 type Client struct {
-	name  string // request queue
-	req   *mq.Queue
+	name  string    // request queue
+	req   *mq.Queue // replaced by Call (holding mu and reqMu) after a runtime restart
 	reply *mq.Queue
 	buf   []byte
 	mu    sync.Mutex
 	id    atomic.Uint64
+
+	reqMu  sync.Mutex // guards replacing req against Close
+	closed bool
 }
 
 // Dial opens the request queue name (QueueName(name) when empty) and
@@ -216,6 +221,9 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	if err != nil {
 		return nil, err
 	}
+	if err := c.reopen(); err != nil {
+		return nil, err
+	}
 	if len(b) > c.req.MsgSize() {
 		return nil, fmt.Errorf("control: request of %d bytes exceeds the queue's message size %d", len(b), c.req.MsgSize())
 	}
@@ -315,6 +323,46 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 	}
 }
 
+// reopen opens the request queue again if its name now refers to another
+// queue than the one Dial opened: the runtime was restarted since (a
+// runtime removes its queue when it stops; one that starts creates a new
+// one, or takes over the stale one of a runtime that died), and requests
+// sent to the old queue reach no one. It fails with ErrNoServer if the
+// name is gone. If the queue cannot be tested (no read permission), it
+// keeps the queue it has.
+func (c *Client) reopen() error {
+	ino, err := mq.Ino(c.name)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w on /dev/mqueue/%s: start it with 'edgeipc run'", ErrNoServer, c.name)
+	}
+	if err != nil {
+		return nil
+	}
+	st, err := c.req.Stat()
+	if err != nil {
+		return err
+	}
+	if s, ok := st.Sys().(*syscall.Stat_t); !ok || uint64(s.Ino) == ino {
+		return nil
+	}
+	q, err := mq.Open(c.name, os.O_WRONLY)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w on /dev/mqueue/%s: start it with 'edgeipc run'", ErrNoServer, c.name)
+		}
+		return err
+	}
+	c.reqMu.Lock()
+	defer c.reqMu.Unlock()
+	if c.closed {
+		q.Close()
+		return &mq.OpError{Op: "send", Name: c.name, Err: mq.ErrClosed}
+	}
+	c.req.Close()
+	c.req = q
+	return nil
+}
+
 // unserved reports whether no process holds the request queue's lock,
 // which a serving runtime holds for as long as it lives. It is false
 // when the lock cannot be tested (no read permission on the queue).
@@ -383,7 +431,10 @@ func ctxErr(ctx context.Context, err error) error {
 
 // Close closes both queues and unlinks the reply queue.
 func (c *Client) Close() error {
+	c.reqMu.Lock()
+	c.closed = true
 	err := c.req.Close()
+	c.reqMu.Unlock()
 	c.reply.Close()
 	if uerr := mq.Unlink(c.reply.Name()); uerr != nil && err == nil {
 		err = uerr

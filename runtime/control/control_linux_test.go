@@ -579,6 +579,57 @@ func TestCallUnservedQueue(t *testing.T) {
 	}
 }
 
+// TestClientAfterRuntimeRestart: a Client kept across a restart of the
+// runtime talks to the new one. A runtime removes its queue when it stops
+// and the next one creates a new queue under the name (or takes over the
+// stale queue of one that died): before the fix the Client went on sending
+// into the old queue, which no one reads, and every Call waited for its
+// whole context and then said the runtime might be busy.
+func TestClientAfterRuntimeRestart(t *testing.T) {
+	name := testQueue(t)
+	s1, err := NewServer(newFake(), ServerOptions{Queue: name, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- s1.Serve(ctx1) }()
+	c := dial(t, name)
+	if r := call(t, c, "ping"); !r.OK {
+		t.Fatal(r)
+	}
+	cancel1()
+	if err := <-done1; err != nil {
+		t.Fatal(err)
+	}
+	s1.Close() // a clean stop: the queue is gone
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Call(ctx, "ping"); !errors.Is(err, ErrNoServer) || errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "no runtime is listening on /dev/mqueue/"+name+": start it with 'edgeipc run'") {
+		t.Fatalf("Call after the runtime stopped: %v", err)
+	}
+	// The next runtime: the same Client reaches it.
+	startServer(t, newFake(), ServerOptions{Queue: name})
+	if r, err := c.Call(ctx, "ping"); err != nil || !r.OK {
+		t.Fatalf("Call to the restarted runtime: %+v, %v", r, err)
+	}
+
+	// A runtime that died leaves its queue, and the next one takes it over
+	// (unlinks it and creates a new one): the Client follows.
+	name2 := testQueue(t)
+	stale, err := mq.Create(name2, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Close()
+	c2 := dial(t, name2)
+	startServer(t, newFake(), ServerOptions{Queue: name2, TakeoverTimeout: 200 * time.Millisecond})
+	if r, err := c2.Call(ctx, "ping"); err != nil || !r.OK {
+		t.Fatalf("Call to the runtime that took the queue over: %+v, %v", r, err)
+	}
+}
+
 // TestCallSlowLockedServer: a runtime that holds its queue's lock is
 // waited for as long as the context allows, though it answers only after
 // UnservedTimeout (a stop waits up to a source's stop_timeout); and so is
