@@ -682,3 +682,49 @@ func startRuntime(t *testing.T, dir, cfg string) *runLogWriter {
 	})
 	return errw
 }
+
+// TestCtlKilledRuntime: a real `edgeipc run` killed with SIGKILL leaves
+// its control queue. `edgeipc ctl stop` (90 s timeout by default) then
+// says that the queue is left over from a runtime that has exited and to
+// start it, instead of waiting 90 s and saying the runtime may be busy;
+// the next runtime takes the queue over and answers.
+func TestCtlKilledRuntime(t *testing.T) {
+	dir := t.TempDir()
+	q := ctlQueue(t)
+	path := filepath.Join(dir, "killed.toml")
+	cfg := fmt.Sprintf("[runtime]\nstats_interval = \"0s\"\nshm_dir = %q\n[control]\nqueue = %q\n[rings.r]\nslots = 2\nslot_payload = 64\nremove_on_exit = true\n", dir, q)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(errw *runLogWriter) {
+		t.Helper()
+		for deadline := time.Now().Add(testTimeout); !strings.Contains(errw.String(), "runtime ready"); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("runtime not ready; log:\n%s", errw.String())
+			}
+		}
+	}
+	cmd := cliCmd(t, dir, "run", "-c", path)
+	errw := &runLogWriter{}
+	cmd.Stderr = errw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready(errw)
+	if code, _, errs := ctlRun(t, "ctl", "--queue", q, "--timeout", "1m", "ping"); code != 0 {
+		t.Fatalf("ping: exit %d, stderr %q", code, errs)
+	}
+	cmd.Process.Kill()
+	if code := waitCmd(t, cmd); code != -1 {
+		t.Fatalf("killed runtime: exit %d", code)
+	}
+	code, _, errs := ctlRun(t, "ctl", "--queue", q, "stop", "src")
+	if code != 1 || !strings.Contains(errs, "no runtime is listening on /dev/mqueue/"+q+": the queue is left over from a runtime that has exited") ||
+		!strings.Contains(errs, "start it with 'edgeipc run'") {
+		t.Fatalf("ctl stop after the runtime was killed: exit %d, stderr %q", code, errs)
+	}
+	ready(startRuntime(t, dir, path))
+	if code, _, errs := ctlRun(t, "ctl", "--queue", q, "--timeout", "1m", "ping"); code != 0 {
+		t.Fatalf("ping to the next runtime: exit %d, stderr %q", code, errs)
+	}
+}
