@@ -79,9 +79,10 @@ failed), and its message goes to stderr as with every error; failures
 before a reply (no runtime, no reply in time) print nothing on stdout.
 
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,
-or is not running (no queue, or one left over from a runtime that exited); 2 usage error; 130 interrupted (SIGINT or SIGTERM, also
-while a consumer that reads nothing holds up the output; SIGHUP too while
-waiting for the reply).
+or is not running (no queue, or one left over from a runtime that exited);
+2 usage error; 130 interrupted (SIGINT or SIGTERM, also while a consumer
+that reads nothing holds up the output; SIGHUP too while waiting for the
+reply).
 
 Examples:
   edgeipc ctl status
