@@ -333,7 +333,8 @@ func TestSuppressedLogLinesReported(t *testing.T) {
 		}
 	}
 	waitFor(t, "five bad requests", func() bool { _, bad := s.Stats(); return bad == 5 })
-	waitFor(t, "the count of suppressed lines", said("control: 4 similar messages suppressed"))
+	// "4 similar messages" (fewer if the requests took more than a second).
+	waitFor(t, "the count of suppressed lines", said(" similar messages suppressed"))
 
 	// A burst cut short by Close is counted on the way out.
 	s2, err := NewServer(newFake(), ServerOptions{Queue: testQueue(t), Logf: logf})
@@ -570,11 +571,11 @@ func TestCallUnservedQueue(t *testing.T) {
 			t.Fatalf("call %d to a queue nobody holds: %v; want %q", i, err, want)
 		}
 	}
-	// A context cancelled meanwhile (ctl interrupted) is not taken for an
-	// unserved queue.
+	// A cancelled context (ctl interrupted) is not taken for an unserved
+	// queue.
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	if _, err := c.Call(ctx, "status"); !errors.Is(err, context.Canceled) {
+	cancel()
+	if _, err := c.Call(ctx, "status"); !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "left over") {
 		t.Fatalf("cancelled Call: %v", err)
 	}
 }
