@@ -8,3 +8,8 @@ TEXT ·storeRelease(SB),NOSPLIT,$0-12
 	MOVL	v+8(FP), BX
 	MOVL	BX, 0(AX)
 	RET
+
+// func ntFence()
+TEXT ·ntFence(SB),NOSPLIT,$0-0
+	MFENCE
+	RET

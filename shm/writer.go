@@ -250,8 +250,20 @@ func (w *Writer) reserve(n int, ws waitSpec, try bool) ([]byte, error) {
 		w.held = true
 	}
 	w.rlen = uint32(n)
+	if n >= ntFenceMin {
+		// The caller may fill a payload this large with non-temporal
+		// stores (Go's copy does from 1 MiB on amd64), which may pass
+		// the odd stamp's ordinary store unless fenced (ntFence). One
+		// MFENCE costs far less than the copy it guards.
+		ntFence()
+	}
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(w.slot), slotHeaderBytes)), n), nil
 }
+
+// ntFenceMin is the smallest Reserve that fences for non-temporal payload
+// stores: well below the 1 MiB where Go's copy switches to them, in case
+// another copy routine switches earlier.
+const ntFenceMin = 64 << 10
 
 func (w *Writer) tooLarge(n int) error {
 	return &OpError{"reserve", w.r.name, fmt.Errorf("%w: %d bytes, slots hold at most %d (create the ring with a larger slot size)", ErrTooLarge, n, w.r.g.maxPayload)}
