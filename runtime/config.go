@@ -379,6 +379,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, c.decodeError(err)
 	}
 	c.blank = len(md.Keys()) == 0
+	if err := c.ringsNotATable(md); err != nil {
+		return nil, err
+	}
 	for _, k := range md.Keys() {
 		switch {
 		case len(k) == 1 && k[0] == "sources":
@@ -452,6 +455,29 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errs
 	}
 	return c, nil
+}
+
+// ringsNotATable refuses a rings key that is not a table (rings = 3,
+// rings = ["imu"], rings = [], an empty [[rings]]): the TOML decoder
+// leaves a map field untouched for any value that is not a table, without
+// an error, so such a file read as a configuration without rings, and a
+// reload of it removed every ring. An array of tables with keys ([[rings]]
+// name = "a") is left to the unknown-key error, which says the same.
+func (c *Config) ringsNotATable(md toml.MetaData) *ConfigError {
+	typ := md.Type("rings")
+	if typ == "" || typ == "Hash" {
+		return nil
+	}
+	for _, k := range md.Undecoded() {
+		if k[0] == "rings" {
+			return nil
+		}
+	}
+	have := map[string]string{
+		"Integer": "int64", "Float": "float64", "String": "string", "Bool": "bool",
+		"Datetime": "time.Time", "Array": "[]any", "ArrayHash": "[]map[string]any",
+	}[typ]
+	return &ConfigError{File: c.File, Line: c.lines.first("rings"), Field: "rings", Msg: typeMismatch(toml.Key{"rings"}, have, "table")}
 }
 
 // tomlErrRe matches the errors of the TOML decoder that are not a

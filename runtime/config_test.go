@@ -68,6 +68,13 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"key of another table", "[rings.a]\nrate_hz = 3\n", []string{"bad.toml:2: rings.a.rate_hz: unknown key; rate_hz is a key of [[sources]]"}},
 		{"table name typo", "[ring.a]\nslots = 4\n", []string{"bad.toml:1: ring.a: unknown key; did you mean rings?"}},
 		{"[[rings]]", "[[rings]]\nname = \"a\"\n", []string{"bad.toml:1: rings.name: unknown key; each ring is a table named after it: [rings.NAME]"}},
+		// The decoder left the rings map empty, without an error, for any
+		// value that is not a table: the file ran (or a reload applied it)
+		// as one without rings.
+		{"rings = array", "rings = [\"imu\"]\n[runtime]\n", []string{"bad.toml:1: rings: is an array; want a table of rings: write each ring as [rings.NAME] (one bracket)"}},
+		{"rings = empty array", "rings = []\n[runtime]\n", []string{"bad.toml:1: rings: is an array; want a table of rings"}},
+		{"rings = integer", "# rings\nrings = 3\n", []string{"bad.toml:2: rings: is an integer; want a table of rings"}},
+		{"empty [[rings]]", "[runtime]\n[[rings]]\n", []string{"bad.toml:2: rings: is an array of tables; want a table of rings"}},
 		// mq_open refuses these when the runtime starts; --check passed them.
 		{"queue with a slash", "[control]\nqueue = \"/edgeipc.ctl\"\n", []string{"bad.toml:2: control.queue: \"/edgeipc.ctl\"", "without the leading slash"}},
 		{"queue ..", "[control]\nenabled = false\nqueue = \"..\"\n", []string{"bad.toml:3: control.queue: \"..\""}},
