@@ -984,11 +984,12 @@ func (c *Config) validate() error {
 			// so that a reattach compares the same geometry.
 			r.SlotPayload = (r.SlotPayload + 63) &^ 63
 		}
-		if r.Policy == "" {
-			r.Policy = "overwrite"
-		}
-		if _, err := shm.ParsePolicy(r.Policy); err != nil {
+		// As it takes effect ("" is overwrite; "Block" is block), so that
+		// a reload that spells it otherwise does not recreate the ring.
+		if p, err := shm.ParsePolicy(r.Policy); err != nil {
 			add(c.ringErr(n, "policy", "%q: want \"overwrite\" or \"block\"", r.Policy))
+		} else {
+			r.Policy = p.String()
 		}
 		if m, g := modeGroupProblems(&r.Mode, r.Group); m != "" || g != "" {
 			if m != "" {

@@ -19,7 +19,8 @@ import (
 // losing its history and cutting off its readers, and restarted the
 // source.
 func TestReloadWrittenDefaultModeChangesNothing(t *testing.T) {
-	reloadChangesNothing(t, func(mode string) string { return mode }, "", `mode = "0600"`)
+	mode := func(mode string) string { return mode }
+	reloadChangesNothing(t, mode, mode, "", `mode = "0600"`)
 }
 
 // A reload that names a group by its number instead of its name (or back)
@@ -33,20 +34,36 @@ func TestReloadGroupRespelledChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the test needs a name for its own group %s: %v", gid, err)
 	}
-	reloadChangesNothing(t, func(group string) string { return `group = "` + group + `"` }, g.Name, gid)
+	group := func(group string) string { return `group = "` + group + `"` }
+	reloadChangesNothing(t, group, group, g.Name, gid)
 	if !sameGroup(g.Name, gid) || sameGroup(gid, "") {
 		t.Errorf("sameGroup(%q, %q) = false or sameGroup(%q, \"\") = true", g.Name, gid, gid)
 	}
 }
 
+// A reload that spells a ring's policy in another case ("Block", then
+// "block"; the check takes either) changes nothing. Before, the policy
+// was compared as written, and the reload removed and recreated the ring
+// (its history lost, its readers cut off) and restarted its source.
+func TestReloadPolicyRespelledChangesNothing(t *testing.T) {
+	policy := func(p string) string { return `policy = "` + p + `"` }
+	reloadChangesNothing(t, policy, nil, "Block", "block")
+	reloadChangesNothing(t, policy, nil, "OVERWRITE", "")
+}
+
 // reloadChangesNothing starts a runtime whose ring r (fed by the synthetic
-// source gen) and fifo source in (on ring f) carry the line key(from),
-// reloads with key(to), and fails the test if the reload recreated ring r
-// or stopped and started either source.
-func reloadChangesNothing(t *testing.T, key func(string) string, from, to string) {
+// source gen) carries the line key(from) and fifo source in (on ring f)
+// the line srcKey(from) (none if srcKey is nil), reloads with key(to) and
+// srcKey(to), and fails the test if the reload recreated ring r or
+// stopped and started either source.
+func reloadChangesNothing(t *testing.T, key, srcKey func(string) string, from, to string) {
 	t.Helper()
 	e := newEnv(t)
 	fifo := filepath.Join(t.TempDir(), "in.fifo")
+	fifoKey := func(string) string { return "" }
+	if srcKey != nil {
+		fifoKey = srcKey
+	}
 	text := func(v string) string {
 		return `
 [control]
@@ -69,7 +86,7 @@ name = "in"
 kind = "fifo"
 ring = "f"
 path = "` + fifo + `"
-` + key(v) + "\n"
+` + fifoKey(v) + "\n"
 	}
 	path := filepath.Join(t.TempDir(), "c.toml")
 	rt, logb, write := reloadFile(t, path, text(from))
