@@ -47,6 +47,7 @@ type Config struct {
 
 	lines   lineIndex
 	srcKeys []map[string]bool // keys written in each [[sources]] table (Parse)
+	snkKeys []map[string]bool // keys written in each [[sinks]] table (Parse)
 	blank   bool              // the text declares no table and no key (Parse)
 }
 
@@ -388,6 +389,10 @@ func Parse(file string, data []byte) (*Config, error) {
 			c.srcKeys = append(c.srcKeys, map[string]bool{})
 		case len(k) == 2 && k[0] == "sources" && len(c.srcKeys) > 0:
 			c.srcKeys[len(c.srcKeys)-1][k[1]] = true
+		case len(k) == 1 && k[0] == "sinks":
+			c.snkKeys = append(c.snkKeys, map[string]bool{})
+		case len(k) == 2 && k[0] == "sinks" && len(c.snkKeys) > 0:
+			c.snkKeys[len(c.snkKeys)-1][k[1]] = true
 		}
 	}
 	if !md.IsDefined("runtime", "stats_interval") {
@@ -1188,6 +1193,15 @@ func (c *Config) validate() error {
 		}
 		switch s.Kind {
 		case SinkStats:
+			// A recorder's key on a stats sink was ignored: a sink meant
+			// to record (kind = "stats" for "recorder") ran without a word.
+			if i < len(c.snkKeys) {
+				for _, k := range []string{"path", "max_bytes"} {
+					if c.snkKeys[i][k] {
+						add(c.sinkErr(s, k, "does not apply to stats sinks (only to recorder sinks): remove it, or make the sink kind = \"recorder\""))
+					}
+				}
+			}
 			// The ring's figures come from its one stats reader: a second
 			// would make them depend on which one reported last.
 			if other, dup := statsOf[s.Ring]; dup {

@@ -197,6 +197,11 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"exec key on a synthetic source", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\ncommand = [\"true\"]\n", []string{"bad.toml:7:", "sources[0] (s).command", "does not apply to synthetic sources (only to exec sources)"}},
 		{"fifo key on an exec source", exec + "path = \"/tmp/x.fifo\"\n", []string{"bad.toml:7:", "sources[0] (x).path", "does not apply to exec sources (only to fifo sources)"}},
 		{"framing on a synthetic source", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 10\nframing = \"len32\"\n", []string{"bad.toml:7:", "sources[0] (s).framing", "only to exec and fifo sources"}},
+		// A recorder's keys on a stats sink were ignored: the sink meant
+		// to record ran as a stats reader, and nothing was recorded.
+		{"path on a stats sink", "[rings.a]\n[[sinks]]\nname = \"log\"\nkind = \"stats\"\nring = \"a\"\npath = \"/var/lib/edgeipc/a.rec\"\n", []string{"bad.toml:6:", "sinks[0] (log).path", "does not apply to stats sinks (only to recorder sinks)", `kind = "recorder"`}},
+		{"max_bytes on a stats sink", "[rings.a]\n[rings.b]\n[[sinks]]\nkind = \"recorder\"\nring = \"b\"\npath = \"/tmp/b.rec\"\nmax_bytes = 10\n[[sinks]]\nkind = \"stats\"\nring = \"a\"\nmax_bytes = 100\n", []string{"bad.toml:11:", "sinks[1] (stats-1).max_bytes", "does not apply to stats sinks"}},
+		{"path on a stats sink, inline", "sinks = [{kind = \"stats\", ring = \"a\", path = \"/tmp/a.rec\"}]\n[rings.a]\n", []string{"sinks[0] (stats-0).path", "does not apply to stats sinks"}},
 		{"two stats sinks on one ring", "[rings.a]\n[[sinks]]\nname = \"s1\"\nkind = \"stats\"\nring = \"a\"\n[[sinks]]\nname = \"s2\"\nkind = \"stats\"\nring = \"a\"\n", []string{"bad.toml:9:", "sinks[1] (s2).ring", `ring "a" already has a stats sink ("s1")`}},
 		{"same recorder file written two ways", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"r1\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/var/lib/edgeipc/all.rec\"\n[[sinks]]\nname = \"r2\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/var/lib/edgeipc/./all.rec\"\n", []string{"bad.toml:12:", "sinks[1] (r2).path", `"/var/lib/edgeipc/all.rec" is also recorded to by sink "r1"`}},
 		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
@@ -223,6 +228,11 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 	}
 	if p := cfg.Sources[0].Path; p != "/run/edgeipc-test/in.fifo" {
 		t.Fatalf("FIFO path %q not cleaned", p)
+	}
+	// Each sink's keys are its own: a recorder's path and max_bytes do not
+	// count against the stats sink that follows it.
+	if _, err := Parse("ok.toml", []byte("[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a.rec\"\nmax_bytes = 10\n[[sinks]]\nkind = \"stats\"\nring = \"a\"\n")); err != nil {
+		t.Fatal(err)
 	}
 	// A ring's explicit stats sink may take its stats reader's name.
 	if _, err := Parse("ok.toml", []byte("[rings.a]\n[[sinks]]\nname = \"stats:a\"\nkind = \"stats\"\nring = \"a\"\n")); err != nil {
