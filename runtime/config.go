@@ -897,7 +897,10 @@ func (c *Config) sinkErr(s *SinkConfig, key, format string, a ...any) *ConfigErr
 
 // Defaults applied by validate.
 const (
-	DefaultStatsInterval   = 2 * time.Second
+	DefaultStatsInterval = 2 * time.Second
+	// MinStatsInterval is the shortest stats_interval (other than 0,
+	// off): shorter ones flood the log.
+	MinStatsInterval       = 100 * time.Millisecond
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultBackoffMin      = 100 * time.Millisecond
 	DefaultBackoffMax      = 30 * time.Second
@@ -920,8 +923,12 @@ func (c *Config) validate() error {
 	if c.Rings == nil {
 		c.Rings = map[string]*RingConfig{}
 	}
-	if c.Runtime.StatsInterval < 0 {
+	if si := c.Runtime.StatsInterval.D(); si < 0 {
 		add(c.errAt("runtime.stats_interval", []string{"runtime", "stats_interval"}, "must not be negative"))
+	} else if si > 0 && si < MinStatsInterval {
+		// "1ns" (or "1ms" for "1m") logged tens of thousands of lines a
+		// second, flooding the log and journald's rate limit.
+		add(c.errAt("runtime.stats_interval", []string{"runtime", "stats_interval"}, "%v: at least %v (each interval logs a line per ring, source and sink), or \"0s\" for none", si, MinStatsInterval))
 	}
 	if c.Runtime.ShutdownTimeout == 0 {
 		c.Runtime.ShutdownTimeout = Duration(DefaultShutdownTimeout)

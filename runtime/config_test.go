@@ -191,6 +191,9 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"backoff_max below min", exec + "backoff_min = \"2s\"\nbackoff_max = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_max", "1s: must be ≥ backoff_min (2s)"}},
 		{"negative max_skip", exec + "max_skip = -7\n", []string{"bad.toml:7:", "sources[0] (x).max_skip", "-7: must be positive"}},
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
+		// Logged tens of thousands of lines a second.
+		{"stats_interval too short", "[runtime]\nstats_interval = \"1ns\"\n", []string{"bad.toml:2:", "runtime.stats_interval", `1ns: at least 100ms`, `"0s" for none`}},
+		{"stats_interval just too short", "[runtime]\nstats_interval = \"99ms\"\n", []string{"bad.toml:2:", "runtime.stats_interval", `99ms: at least 100ms`}},
 		{"relative shm_dir", "[runtime]\nshm_dir = \"shm\"\n", []string{"bad.toml:2:", "runtime.shm_dir", `"shm" must be an absolute path`}},
 		{"relative recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"rel.rec\"\n", []string{"bad.toml:5:", "sinks[0] (recorder-0).path", `"rel.rec" must be an absolute path`}},
 		{"sink named like a ring's stats reader", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"stats:a\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/tmp/b.rec\"\n", []string{"bad.toml:4:", "sinks[0] (stats:a).name", `"stats:a" is the name of ring "a"'s stats reader`}},
@@ -291,5 +294,16 @@ func TestConfigIntOverflow(t *testing.T) {
 	// Inline tables too.
 	if _, err := Parse("bad.toml", []byte("sources = [{name = \"x\", kind = \"synthetic\", ring = \"a\", rate_hz = 1, size = 4294967304}]\n[rings.a]\n")); err == nil || !strings.Contains(err.Error(), "4294967304") {
 		t.Errorf("size = 4294967304 in an inline table: %v", err)
+	}
+}
+
+// Options.StatsInterval has the floor of stats_interval: New refuses a
+// shorter one, which flooded the log.
+func TestOptionsStatsIntervalFloor(t *testing.T) {
+	if _, err := New(Default(), Options{StatsInterval: MinStatsInterval - 1}); err == nil || !strings.Contains(err.Error(), "at least 100ms") {
+		t.Fatalf("New with StatsInterval %v: %v; want it refused", MinStatsInterval-1, err)
+	}
+	if _, err := New(Default(), Options{StatsInterval: MinStatsInterval}); err != nil {
+		t.Fatal(err)
 	}
 }

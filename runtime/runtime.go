@@ -32,7 +32,8 @@ var Version = "dev"
 type Options struct {
 	// Logger receives the runtime's log (default: text on stderr).
 	Logger *slog.Logger
-	// StatsInterval overrides [runtime] stats_interval when > 0.
+	// StatsInterval overrides [runtime] stats_interval when > 0; it must
+	// be at least MinStatsInterval (New refuses a shorter one).
 	StatsInterval time.Duration
 	// IgnoreSignals leaves SIGHUP/SIGUSR1/SIGTERM/SIGINT alone (for programs
 	// that embed the runtime and handle signals themselves; cancel the
@@ -111,6 +112,9 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	}
 	if cfg == nil {
 		return nil, errors.New("runtime: nil config")
+	}
+	if si := opts.StatsInterval; si > 0 && si < MinStatsInterval {
+		return nil, fmt.Errorf("runtime: Options.StatsInterval %v: at least %v (or 0: the configuration's)", si, MinStatsInterval)
 	}
 	if opts.Logger == nil {
 		opts.Logger, _ = NewLogger(os.Stderr, "text")

@@ -76,7 +76,7 @@ Examples:
 			fs.Bool("check", false, "validate the configuration and exit")
 			fs.Bool("print-default", false, "print the built-in configuration and exit")
 			fs.String("log-format", "text", "log format: text or json")
-			fs.Duration("stats-interval", 0, "override [runtime] stats_interval (e.g. 5s)")
+			fs.Duration("stats-interval", 0, "override [runtime] stats_interval (e.g. 5s; at least 100ms)")
 		},
 		Run: runRun,
 	})
@@ -119,6 +119,9 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 	si := get("stats-interval").(flag.Getter).Get().(time.Duration)
 	if si < 0 {
 		return Usagef("--stats-interval must not be negative")
+	}
+	if si > 0 && si < runtime.MinStatsInterval {
+		return Usagef("--stats-interval %v: at least %v (each interval logs a line per ring, source and sink)", si, runtime.MinStatsInterval)
 	}
 	// Go's default for SIGHUP ends the process, and the runtime handles
 	// it only once it runs: a SIGHUP while the file is read (a reload

@@ -73,6 +73,19 @@ func TestRunPrintDefaultAndCheck(t *testing.T) {
 	if code, _, _ := runRunCLI(t, context.Background(), "run", "--log-format", "xml", "--check"); code != 2 {
 		t.Fatalf("bad log format: code %d, want 2", code)
 	}
+	// A stats interval short enough to flood the log (1ms, meant as 1m):
+	// refused, in the file and on the command line; 100ms is the least.
+	os.WriteFile(p, []byte("[runtime]\nstats_interval = \"1ms\"\n[rings.a]\n"), 0o600)
+	if code, _, errs := runRunCLI(t, context.Background(), "run", "-c", p, "--check"); code != 1 || !strings.Contains(errs, p+":2: runtime.stats_interval: 1ms: at least 100ms") {
+		t.Fatalf("--check of stats_interval = \"1ms\": code %d err %q; want 1 and an error at the key", code, errs)
+	}
+	os.WriteFile(p, []byte("[runtime]\nstats_interval = \"100ms\"\n[rings.a]\n"), 0o600)
+	if code, _, errs := runRunCLI(t, context.Background(), "run", "-c", p, "--check"); code != 0 {
+		t.Fatalf("--check of stats_interval = \"100ms\": code %d err %q", code, errs)
+	}
+	if code, _, errs := runRunCLI(t, context.Background(), "run", "--stats-interval", "1ns", "-c", p, "--check"); code != 2 || !strings.Contains(errs, "--stats-interval 1ns: at least 100ms") {
+		t.Fatalf("--stats-interval 1ns: code %d err %q; want 2 and a usage error", code, errs)
+	}
 	// --print-default with another flag is a usage error that names it
 	// (the other flag was ignored).
 	if code, out, errs := runRunCLI(t, context.Background(), "run", "--print-default", "-c", p, "--check"); code != 2 || out != "" || !strings.Contains(errs, "drop -c, --check") {
