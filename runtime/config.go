@@ -779,6 +779,16 @@ func scanLines(data []byte) lineIndex {
 	li := lineIndex{}
 	counts := map[string]int{}
 	table := ""
+	// The decoder reads over a byte order mark (editors on Windows write
+	// one); so must the scanner: with it, the first line did not start
+	// with "[", the first table's keys were taken for top-level keys, and
+	// their errors had no line.
+	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe", "\xfe\xff"} {
+		if b, ok := bytes.CutPrefix(data, []byte(bom)); ok {
+			data = b
+			break
+		}
+	}
 	for n, raw := range strings.Split(string(data), "\n") {
 		ln := n + 1
 		s := strings.TrimSpace(raw)

@@ -84,6 +84,10 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"key in capitals", "[rings.a]\nslots = 4\nSLOTS = 1024\n", []string{"bad.toml:3: rings.a.SLOTS: unknown key: keys are lowercase; write slots"}},
 		{"source key in capitals", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\nCommand = [\"/bin/true\"]\n", []string{"bad.toml:7: sources[0].Command: unknown key: keys are lowercase; write command"}},
 		{"table in capitals", "[Runtime]\nstats_interval = \"0s\"\n", []string{"bad.toml:1: Runtime: unknown key: keys are lowercase; write runtime"}},
+		// A byte order mark (Notepad writes one): the decoder reads over
+		// it, and the errors of the first table's keys had no line.
+		{"UTF-8 BOM", "\xef\xbb\xbf[rings.a]\nslots = 3\nslotz = 4\n", []string{"bad.toml:2: rings.a.slots: 3 is not a power of two", "bad.toml:3: rings.a.slotz: unknown key"}},
+		{"UTF-16 BOM", "\xff\xfe[rings.a]\nslots = 3\n", []string{"bad.toml:2: rings.a.slots: 3 is not a power of two"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {
