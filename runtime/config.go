@@ -797,21 +797,19 @@ func scanLines(data []byte) lineIndex {
 		}
 		switch {
 		case strings.HasPrefix(s, "[["):
-			name := strings.TrimSpace(strings.Trim(strings.SplitN(s, "]]", 2)[0], "[ "))
+			name := dottedKey(strings.TrimPrefix(strings.SplitN(s, "]]", 2)[0], "[["))
 			counts[name]++
 			table = name + "." + strconv.Itoa(counts[name])
 			li[table] = ln
 		case s[0] == '[':
-			name := strings.TrimSpace(strings.Trim(strings.SplitN(s, "]", 2)[0], "[ "))
-			name = strings.ReplaceAll(name, "\"", "")
-			table = name
+			table = dottedKey(strings.TrimPrefix(strings.SplitN(s, "]", 2)[0], "["))
 			li[table] = ln
 		default:
 			eq := strings.IndexByte(s, '=')
 			if eq <= 0 {
 				continue
 			}
-			k := strings.Trim(strings.TrimSpace(s[:eq]), "\"")
+			k := dottedKey(s[:eq])
 			full := k
 			if table != "" {
 				full = table + "." + k
@@ -822,6 +820,33 @@ func scanLines(data []byte) lineIndex {
 		}
 	}
 	return li
+}
+
+// dottedKey is a key or table name as written (rings.cam, rings."cam.0",
+// rings.'cam', rings . cam) as the decoder's key parts joined with dots
+// (rings.cam, rings.cam.0): any of these spellings, not only bare and
+// double-quoted parts, finds its line.
+func dottedKey(s string) string {
+	var parts []string
+	for s = strings.TrimSpace(s); s != ""; {
+		var part string
+		if q := s[0]; q == '"' || q == '\'' {
+			end := strings.IndexByte(s[1:], q)
+			if end < 0 {
+				return ""
+			}
+			part, s = s[1:1+end], s[2+end:]
+		} else {
+			end := strings.IndexByte(s, '.')
+			if end < 0 {
+				end = len(s)
+			}
+			part, s = strings.TrimSpace(s[:end]), s[end:]
+		}
+		parts = append(parts, part)
+		s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "."))
+	}
+	return strings.Join(parts, ".")
 }
 
 // line finds the line of a key path, falling back to its table.

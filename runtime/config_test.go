@@ -88,6 +88,12 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		// it, and the errors of the first table's keys had no line.
 		{"UTF-8 BOM", "\xef\xbb\xbf[rings.a]\nslots = 3\nslotz = 4\n", []string{"bad.toml:2: rings.a.slots: 3 is not a power of two", "bad.toml:3: rings.a.slotz: unknown key"}},
 		{"UTF-16 BOM", "\xff\xfe[rings.a]\nslots = 3\n", []string{"bad.toml:2: rings.a.slots: 3 is not a power of two"}},
+		// Any spelling of a key finds its line, not only bare and
+		// double-quoted ones.
+		{"literal-quoted ring name", "[runtime]\n[rings.'cam']\nslots = 3\n", []string{"bad.toml:3: rings.cam.slots: 3 is not a power of two"}},
+		{"spaced ring name", "[runtime]\n[ rings . \"cam\" ]\nslots = 3\n", []string{"bad.toml:3: rings.cam.slots: 3 is not a power of two"}},
+		{"quoted key", "[rings.cam]\n\n'slots' = 3\n", []string{"bad.toml:3: rings.cam.slots: 3 is not a power of two"}},
+		{"spaced array of tables", "[rings.a]\n[[ sinks ]]\nkind = 'recorder'\nring = 'a'\n\"path\" = 'x'\n", []string{"bad.toml:5: sinks[0] (recorder-0).path: \"x\" must be an absolute path"}},
 		{"two writers", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sources]]\nname = \"y\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:10:", "one writer"}},
 	}
 	for _, c := range cases {
