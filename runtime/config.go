@@ -183,6 +183,11 @@ func (m *FileMode) UnmarshalTOML(v any) error {
 		if x < 0 || x > 0o7777 {
 			return fmt.Errorf("bad mode %d (want \"0600\" or \"0660\")", x)
 		}
+		if d := strconv.FormatInt(x, 10); x != 0o600 && x != 0o660 && len(d) >= 3 && strings.Trim(d, "01234567") == "" {
+			// mode = 600 (TOML has no leading zeros): it was refused
+			// as 01130, a mode nobody wrote.
+			return fmt.Errorf("bad mode %d: TOML reads a number without 0o as decimal (%d is %#o): write mode = \"0%d\" (a string) or 0o%d; only \"0600\" and \"0660\" are allowed", x, x, x, x, x)
+		}
 		*m = FileMode(x)
 	case string:
 		n, err := strconv.ParseUint(strings.TrimPrefix(x, "0o"), 8, 32)

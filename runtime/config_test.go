@@ -191,6 +191,10 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"fifo unknown group", fifo + "group = \"no-such-group-edgeipc\"\n", []string{"bad.toml:7:", "sources[0] (f).group", "no such group"}},
 		{"mode beyond 32 bits", "[rings.a]\nmode = 4294967680\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode 4294967680", `"0600" or "0660"`}},
 		{"mode string beyond 07777", "[rings.a]\nmode = \"0o40000000600\"\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode"}},
+		// TOML has no leading-zero octal: 600 is decimal, and was refused
+		// as 01130, a mode nobody wrote.
+		{"decimal 600", "[rings.a]\nmode = 600\n", []string{"bad.toml:2:", "rings.a.mode", `bad mode 600: TOML reads a number without 0o as decimal (600 is 01130): write mode = "0600" (a string) or 0o600`}},
+		{"decimal 660 on a fifo", fifo + "mode = 660\n", []string{"bad.toml:7:", ".mode", `write mode = "0660" (a string) or 0o660`}},
 		{"negative mode", "[control]\nmode = -384\n", []string{"bad.toml:2:", "control.mode", "bad mode -384"}},
 		{"negative stop_timeout", exec + "stop_timeout = \"-5s\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "-5s: must be positive"}},
 		{"stop_timeout over a minute", exec + "stop_timeout = \"2m\"\n", []string{"bad.toml:7:", "sources[0] (x).stop_timeout", "at most 1m0s"}},
