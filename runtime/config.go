@@ -1270,6 +1270,10 @@ func (c *Config) validate() error {
 				s.Path = filepath.Clean(s.Path)
 				if o, dup := recorderPaths[s.Path]; dup {
 					add(c.sinkErr(s, "path", "%q is also recorded to by sink %q: two recorders would interleave their records in one file; give each its own path", s.Path, o))
+				} else if o, fifo := fifoPaths[s.Path]; fifo {
+					// Sinks start first: the recorder made a file there,
+					// and the source failed on it (not a FIFO).
+					add(c.sinkErr(s, "path", "%q is the FIFO of source %q: a recorder appends to a regular file of its own; give it another path", s.Path, o))
 				} else {
 					recorderPaths[s.Path] = s.Name
 				}

@@ -221,6 +221,9 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"path on a stats sink, inline", "sinks = [{kind = \"stats\", ring = \"a\", path = \"/tmp/a.rec\"}]\n[rings.a]\n", []string{"sinks[0] (stats-0).path", "does not apply to stats sinks"}},
 		{"two stats sinks on one ring", "[rings.a]\n[[sinks]]\nname = \"s1\"\nkind = \"stats\"\nring = \"a\"\n[[sinks]]\nname = \"s2\"\nkind = \"stats\"\nring = \"a\"\n", []string{"bad.toml:9:", "sinks[1] (s2).ring", `ring "a" already has a stats sink ("s1")`}},
 		{"same recorder file written two ways", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"r1\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/var/lib/edgeipc/all.rec\"\n[[sinks]]\nname = \"r2\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/var/lib/edgeipc/./all.rec\"\n", []string{"bad.toml:12:", "sinks[1] (r2).path", `"/var/lib/edgeipc/all.rec" is also recorded to by sink "r1"`}},
+		// The recorder (sinks start first) made a regular file at the
+		// path, and the fifo source then failed on it.
+		{"recorder on a FIFO source's path", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"in\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sinks]]\nname = \"rec\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/run/edgeipc-test/./x.fifo\"\n", []string{"bad.toml:12:", "sinks[0] (rec).path", `"/run/edgeipc-test/x.fifo" is the FIFO of source "in"`}},
 		{"same FIFO written two ways", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"f1\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\n[[sources]]\nname = \"f2\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/../edgeipc-test//x.fifo\"\n", []string{"bad.toml:12:", "sources[1] (f2).path", `"/run/edgeipc-test/x.fifo" is also used by source "f1"`}},
 	}
 	for _, c := range cases {
