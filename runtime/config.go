@@ -1151,6 +1151,10 @@ func (c *Config) validate() error {
 			switch {
 			case s.BackoffMin < 0:
 				add(c.srcErr(s, "backoff_min", "%v: must be positive (the first restart delay; default %v)", s.BackoffMin.D(), DefaultBackoffMin))
+			case s.BackoffMax < s.BackoffMin && i < len(c.srcKeys) && !c.srcKeys[i]["backoff_max"]:
+				// Only backoff_min is written: the error is at its line,
+				// not at an unwritten backoff_max's (the table's).
+				add(c.srcErr(s, "backoff_min", "%v: more than backoff_max (default %v, not set here): lower backoff_min, or set backoff_max at least as long", s.BackoffMin.D(), s.BackoffMax.D()))
 			case s.BackoffMax < s.BackoffMin:
 				add(c.srcErr(s, "backoff_max", "%v: must be ≥ backoff_min (%v)", s.BackoffMax.D(), s.BackoffMin.D()))
 			}

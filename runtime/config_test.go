@@ -203,6 +203,9 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"negative backoff_reset", exec + "backoff_reset = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_reset", "-1s: must be positive"}},
 		{"negative backoff_min", exec + "backoff_min = \"-1s\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "-1s: must be positive"}},
 		{"backoff_max below min", exec + "backoff_min = \"2s\"\nbackoff_max = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_max", "1s: must be ≥ backoff_min (2s)"}},
+		// backoff_max was not written: the error was at the table's line,
+		// about a key the file does not have.
+		{"backoff_min above the default max", exec + "backoff_min = \"1m\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "1m0s: more than backoff_max (default 30s, not set here)", "set backoff_max"}},
 		{"negative max_skip", exec + "max_skip = -7\n", []string{"bad.toml:7:", "sources[0] (x).max_skip", "-7: must be positive"}},
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
 		// Logged tens of thousands of lines a second.
