@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
+	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/runtime/framing"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -347,6 +348,34 @@ func checkConfigTrust(f *os.File, path string) error {
 		return fmt.Errorf("%s is in %s, which belongs to uid %d, not to root or the runtime's user (uid %d): that user could replace the file and %s; keep the configuration in a directory of root or uid %d", path, dir, dst.Uid, euid, runs, euid)
 	case (perm&0o002 != 0 || perm&0o020 != 0 && !privateGroup(dst.Uid, dst.Gid)) && di.Mode()&os.ModeSticky == 0:
 		return fmt.Errorf("%s is in %s, which users other than its owner may write (mode %#o, gid %d): they could replace the file and %s; make the directory writable by its owner only (chmod go-w %s)", path, dir, perm, dst.Gid, runs, dir)
+	}
+	return nil
+}
+
+// CheckEnv checks the environment variables that stand in for keys of c
+// when the runtime runs it, as the check of the file checks those keys:
+// $EDGEIPC_SHM_DIR, the segment directory when shm_dir is unset, must be
+// an absolute path (exec children get it, and run in a directory of their
+// own), and $EDGEIPC_CTL_QUEUE, which overrides [control] queue, a name
+// mq_open takes. New calls it, and so does `edgeipc run --check`, which
+// otherwise said "ok" for a runtime that then could not start.
+func (c *Config) CheckEnv() error {
+	var errs []string
+	if d := os.Getenv("EDGEIPC_SHM_DIR"); c.Runtime.ShmDir == "" && d != "" && !filepath.IsAbs(d) {
+		errs = append(errs, fmt.Sprintf("$EDGEIPC_SHM_DIR %q (the segment directory: runtime.shm_dir is unset) must be an absolute path, as shm_dir must (exec children get it as EDGEIPC_SHM_DIR, and run in a directory of their own): set it to one, or set shm_dir", d))
+	}
+	if q := os.Getenv(control.EnvQueue); c.controlEnabled() && q != "" {
+		if err := sys.ValidateMqName(q); err != nil {
+			why := err.Error()
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				why = strings.ReplaceAll(pe.Err.Error(), "\n", ": ")
+			}
+			errs = append(errs, fmt.Sprintf("$%s %q, which overrides [control] queue: %s; fix it or unset it", control.EnvQueue, q, why))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("environment: %s", strings.Join(errs, "; and "))
 	}
 	return nil
 }

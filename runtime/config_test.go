@@ -327,3 +327,19 @@ func TestOptionsStatsIntervalFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// New refuses the environment variables that --check refuses
+// (Config.CheckEnv): a relative $EDGEIPC_SHM_DIR made the rings relative
+// to the runtime's working directory, and exec children, which run in
+// their own, were told that path.
+func TestNewChecksEnvironment(t *testing.T) {
+	t.Setenv("EDGEIPC_SHM_DIR", "shm")
+	if _, err := New(Default(), Options{}); err == nil || !strings.Contains(err.Error(), `$EDGEIPC_SHM_DIR "shm"`) {
+		t.Fatalf("New with EDGEIPC_SHM_DIR=shm: %v; want it refused", err)
+	}
+	t.Setenv("EDGEIPC_SHM_DIR", t.TempDir())
+	t.Setenv("EDGEIPC_CTL_QUEUE", "..")
+	if _, err := New(Default(), Options{}); err == nil || !strings.Contains(err.Error(), `$EDGEIPC_CTL_QUEUE ".."`) {
+		t.Fatalf("New with EDGEIPC_CTL_QUEUE=..: %v; want it refused", err)
+	}
+}

@@ -113,6 +113,9 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 	if cfg == nil {
 		return nil, errors.New("runtime: nil config")
 	}
+	if err := cfg.CheckEnv(); err != nil {
+		return nil, err
+	}
 	if si := opts.StatsInterval; si > 0 && si < MinStatsInterval {
 		return nil, fmt.Errorf("runtime: Options.StatsInterval %v: at least %v (or 0: the configuration's)", si, MinStatsInterval)
 	}

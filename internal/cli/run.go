@@ -63,8 +63,9 @@ error, <4> warning, <6> info) when stderr is the journal.
 Exit codes: 0 after a clean shutdown, 1 if it could not start or the
 shutdown outlasted shutdown_timeout, 2 for a usage error.
 
-Environment: EDGEIPC_SHM_DIR (segment directory), EDGEIPC_CTL_QUEUE
-(control queue name), NOTIFY_SOCKET/WATCHDOG_USEC/JOURNAL_STREAM (systemd).
+Environment: EDGEIPC_SHM_DIR (segment directory, an absolute path),
+EDGEIPC_CTL_QUEUE (control queue name), both checked by --check as the
+keys they stand in for; NOTIFY_SOCKET/WATCHDOG_USEC/JOURNAL_STREAM (systemd).
 
 Examples:
   edgeipc run                          # the built-in demo; Ctrl-C to stop
@@ -136,6 +137,9 @@ func runRun(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) erro
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: write one with 'edgeipc run --print-default > %s' and edit it, or run without -c for the built-in configuration", err, file)
 		}
+		return err
+	}
+	if err := cfg.CheckEnv(); err != nil { // as runtime.New would
 		return err
 	}
 	if get("check").String() == "true" {

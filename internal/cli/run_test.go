@@ -400,3 +400,40 @@ path = "`+filepath.Join(dir, "r.rec")+`"
 		t.Errorf("the sink's stats line has keys docs/operations.md does not list (it lists %v): %s", keys, line)
 	}
 }
+
+// The environment variables that stand in for keys of the file are
+// checked as those keys are: --check said "ok" for a $EDGEIPC_CTL_QUEUE
+// that mq_open refuses (run then failed), and for a relative
+// $EDGEIPC_SHM_DIR, with which run made its rings relative to its working
+// directory and told exec children, which run in their own, that path.
+func TestRunCheckEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.toml")
+	check := func(text string) (int, string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs := runRunCLI(t, context.Background(), "run", "-c", p, "--check")
+		return code, errs
+	}
+	t.Setenv("EDGEIPC_SHM_DIR", dir)
+	t.Setenv("EDGEIPC_CTL_QUEUE", "/edgeipc.ctl")
+	if code, errs := check("[rings.a]\n"); code != 1 || !strings.Contains(errs, `$EDGEIPC_CTL_QUEUE "/edgeipc.ctl", which overrides [control] queue`) || !strings.Contains(errs, "without the leading slash") {
+		t.Fatalf("--check with EDGEIPC_CTL_QUEUE=/edgeipc.ctl: code %d err %q; want 1 naming the variable", code, errs)
+	}
+	if code, errs := check("[control]\nenabled = false\n[rings.a]\n"); code != 0 {
+		t.Fatalf("--check with the control plane off: code %d err %q; the queue's name does not matter", code, errs)
+	}
+	t.Setenv("EDGEIPC_CTL_QUEUE", "edgeipc.clitest.env")
+	t.Setenv("EDGEIPC_SHM_DIR", "shm")
+	if code, errs := check("[rings.a]\n"); code != 1 || !strings.Contains(errs, `$EDGEIPC_SHM_DIR "shm" (the segment directory: runtime.shm_dir is unset) must be an absolute path`) {
+		t.Fatalf("--check with EDGEIPC_SHM_DIR=shm: code %d err %q; want 1 naming the variable", code, errs)
+	}
+	if code, errs := check("[runtime]\nshm_dir = \"" + dir + "\"\n[rings.a]\n"); code != 0 {
+		t.Fatalf("--check with shm_dir set: code %d err %q; the variable is not used", code, errs)
+	}
+	if code, _, errs := runRunCLI(t, context.Background(), "run", "--check"); code != 1 || !strings.Contains(errs, "$EDGEIPC_SHM_DIR") {
+		t.Fatalf("--check of the built-in configuration with EDGEIPC_SHM_DIR=shm: code %d err %q", code, errs)
+	}
+}
