@@ -610,6 +610,10 @@ func typeMismatch(k toml.Key, have, want string) string {
 		}
 	case "table", "map":
 		switch {
+		case len(k) == 1 && (k[0] == "sources" || k[0] == "sinks"):
+			// An element of the array is not a table (sources = [1]):
+			// [sources], as the hint below says, is no fix.
+			hint = fmt.Sprintf("want an array of tables: start each one with [[%s]] (two brackets), its keys on the lines below", k[0])
 		case len(k) == 1 && k[0] == "rings":
 			hint = "want a table of rings: write each ring as [rings.NAME] (one bracket)"
 		case len(k) == 2 && k[0] == "rings":

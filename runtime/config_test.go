@@ -60,6 +60,10 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"string for a boolean", "[control]\nenabled = \"false\"\n", []string{"bad.toml:2: control.enabled: is a string; want true or false"}},
 		{"string for a command", "[rings.a]\n[rings.b]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/true\"]\n[[sources]]\nname = \"y\"\nkind = \"exec\"\nring = \"b\"\ncommand = \"/bin/true\"\n", []string{"bad.toml:12: sources[1].command: is a string; want an array of strings"}},
 		{"[sources.NAME]", "[rings.a]\n[sources.x]\nkind = \"synthetic\"\n", []string{"bad.toml:2: sources: is a table; want an array of tables: start each one with [[sources]]"}},
+		// An element that is not a table: the hint said to write
+		// [sources], with one bracket, which is no fix.
+		{"sources = [1]", "sources = [1, 2]\n[rings.a]\n", []string{"bad.toml:1: sources: is an integer; want an array of tables: start each one with [[sources]] (two brackets)"}},
+		{"sinks = [[…]]", "sinks = [[\"a\"]]\n[rings.a]\n", []string{"bad.toml:1: sinks: is an array; want an array of tables: start each one with [[sinks]] (two brackets)"}},
 		{"[[control]]", "[[control]]\nenabled = true\n", []string{"bad.toml:1: control: is an array of tables; want a table: write [control]"}},
 		{"type out of range", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\ntype = -1\n", []string{"bad.toml:7: sources[0].type: -1 is out of range"}},
 		// Unknown keys: a typo is named, and so is a key of another table.
