@@ -261,8 +261,17 @@ const MaxConfigBytes = 4 << 20
 func loadForReload(path string) (*Config, error) { return load(path, true) }
 
 func load(path string, regularOnly bool) (*Config, error) {
+	notRegular := func(fi os.FileInfo) error {
+		return fmt.Errorf("config: %s is %s, not a regular file (a reload reads a regular file; a symlink to one is fine)", path, fileType(fi.Mode()))
+	}
 	flags := os.O_RDONLY
 	if regularOnly {
+		// Refused before it is opened: an open has effects of its own on
+		// a FIFO (a writer waiting in open(2) is let through) and on some
+		// devices (a watchdog is armed, a serial line resets its board).
+		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+			return nil, notRegular(fi)
+		}
 		flags |= syscall.O_NONBLOCK | syscall.O_NOCTTY
 	}
 	f, err := os.OpenFile(path, flags, 0)
@@ -271,12 +280,13 @@ func load(path string, regularOnly bool) (*Config, error) {
 	}
 	defer f.Close()
 	if regularOnly {
+		// What was opened, if the path changed since it was looked at.
 		fi, err := f.Stat()
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("config: %s is %s, not a regular file (a reload reads a regular file; a symlink to one is fine)", path, fileType(fi.Mode()))
+			return nil, notRegular(fi)
 		}
 	}
 	if err := checkConfigTrust(f, path); err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -113,6 +115,44 @@ func TestReloadConfigNotARegularFile(t *testing.T) {
 			t.Fatalf("ring r after reloading through a symlink: %+v", row)
 		}
 	})
+}
+
+// A reload refuses a config path that names something other than a
+// regular file without opening it: opening has effects of its own on a
+// FIFO (a writer waiting in open(2) is let through, and its writes then
+// fail) and on some devices (a watchdog is armed, a serial line's DTR
+// resets the board on it). Before, the reload opened the path and only
+// then saw what it was. inotify reports every open of the FIFO.
+func TestReloadDoesNotOpenANonRegularConfig(t *testing.T) {
+	newEnv(t)
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, _ := reloadFile(t, path, ringConfig(16, 64, "overwrite", ""))
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, fifo, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	symlink(t, fifo, path)
+	if err := reloadWithin(t, rt); err == nil || !strings.Contains(err.Error(), "is a FIFO, not a regular file") {
+		t.Fatalf("reload: %v; want it refused", err)
+	}
+	buf := make([]byte, 4096)
+	if n, err := unix.Read(in, buf); n > 0 {
+		t.Fatalf("the reload opened the FIFO its config path names (%d bytes of inotify IN_OPEN events)", n)
+	} else if err != unix.EAGAIN {
+		t.Fatalf("reading inotify events: %v", err)
+	}
+	stillRuns(t, rt)
 }
 
 func symlink(t *testing.T, target, path string) {
