@@ -1098,7 +1098,8 @@ func (c *Config) validate() error {
 		// reload must not find out only after it has removed the old ring.
 		if len(errs) == ringErrs {
 			if err := r.shmConfig("").Validate(); err != nil {
-				add(c.ringErr(n, "", "%v", err))
+				// The ring as a whole is too large: say what makes its size.
+				add(c.ringErr(n, "", "%v (%d slots of %d bytes): lower slots or slot_payload", err, r.Slots, r.SlotPayload))
 			}
 		}
 	}

@@ -215,6 +215,9 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		// Logged tens of thousands of lines a second.
 		{"stats_interval too short", "[runtime]\nstats_interval = \"1ns\"\n", []string{"bad.toml:2:", "runtime.stats_interval", `1ns: at least 100ms`, `"0s" for none`}},
 		{"stats_interval just too short", "[runtime]\nstats_interval = \"99ms\"\n", []string{"bad.toml:2:", "runtime.stats_interval", `99ms: at least 100ms`}},
+		// Every key in range, the ring as a whole too large: the error
+		// said only "ring of 1048577.0 GiB is too large".
+		{"ring too large", "[rings.a]\nslots = 16777216\nslot_payload = 67108864\n", []string{"bad.toml:1:", "rings.a:", "(16777216 slots of 67108864 bytes): lower slots or slot_payload"}},
 		{"relative shm_dir", "[runtime]\nshm_dir = \"shm\"\n", []string{"bad.toml:2:", "runtime.shm_dir", `"shm" must be an absolute path`}},
 		{"relative recorder path", "[rings.a]\n[[sinks]]\nkind = \"recorder\"\nring = \"a\"\npath = \"rel.rec\"\n", []string{"bad.toml:5:", "sinks[0] (recorder-0).path", `"rel.rec" must be an absolute path`}},
 		{"sink named like a ring's stats reader", "[rings.a]\n[rings.b]\n[[sinks]]\nname = \"stats:a\"\nkind = \"recorder\"\nring = \"b\"\npath = \"/tmp/b.rec\"\n", []string{"bad.toml:4:", "sinks[0] (stats:a).name", `"stats:a" is the name of ring "a"'s stats reader`}},
