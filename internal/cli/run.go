@@ -33,7 +33,8 @@ else may write (or a sticky one, like /tmp); run refuses it otherwise,
 and refuses a file that declares nothing (empty, or only comments: a file
 being rewritten in place reads so; replace it by a rename).
 
---check validates the file (syntax, keys, values, its ownership and mode)
+--check validates the file (syntax, keys, values, its ownership and mode,
+and the variables below that stand in for its keys)
 and creates nothing; what depends on the machine at the moment (free space
 for the rings, the segment directory, group membership, paths in the way)
 is checked when run starts and when it reloads, before anything changes.
