@@ -1161,6 +1161,11 @@ func (c *Config) validate() error {
 			default:
 				add(c.srcErr(s, "restart", "%q: want always, on-failure or never", s.Restart))
 			}
+			if len(s.Env) == 0 {
+				// env = [] is the default written out: compared as unset,
+				// so that a reload that writes it keeps the child.
+				s.Env = nil
+			}
 			for _, e := range s.Env {
 				k, _, ok := strings.Cut(e, "=")
 				switch k {

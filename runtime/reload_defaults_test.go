@@ -163,3 +163,28 @@ func TestReloadControlGroupRespelled(t *testing.T) {
 		t.Fatalf("reload with another control group: %v; want it to say control.group needs a restart", err)
 	}
 }
+
+// A reload that writes out an exec source's default env (env = [], or
+// takes it out again) changes nothing: the child keeps running, with its
+// pid. Before, the unset env (nil) and the written one (empty) compared
+// different, and the reload stopped the child and started another.
+func TestReloadWrittenEmptyEnvChangesNothing(t *testing.T) {
+	newEnv(t)
+	text := func(env string) string {
+		return "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\n[rings.r]\nslots = 16\nslot_payload = 64\n" +
+			"[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"r\"\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 1000\"]\n" + env
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, text(""))
+	eventually(t, "source x running", func() bool { st := rt.sourceStat(t, "x"); return st.State == StateRunning && st.PID != 0 })
+	pid := rt.sourceStat(t, "x").PID
+	for _, env := range []string{"env = []\n", ""} {
+		write(text(env))
+		if err := reloadWithin(t, rt); err != nil {
+			t.Fatal(err)
+		}
+		if st := rt.sourceStat(t, "x"); st.PID != pid || st.State != StateRunning {
+			t.Fatalf("after a reload to %q: source x %+v; want its child, pid %d, still running", env, st, pid)
+		}
+	}
+}
