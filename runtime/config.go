@@ -418,8 +418,11 @@ func Default() *Config {
 // Parse parses and validates configuration text; file names it in errors.
 func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
 	c.lines = scanLines(data)
+	if err := c.tooDeep(data); err != nil {
+		return nil, err
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
 	if err != nil {
 		return nil, c.decodeError(err)
 	}
@@ -473,13 +476,10 @@ func Parse(file string, data []byte) (*Config, error) {
 		if len(k) >= 2 && (k[0] == "sources" || k[0] == "sinks") {
 			// Undecoded keys of arrays of tables carry no index: find the
 			// first table of the array that has the key.
-			for i := 1; i <= 1024; i++ {
-				full := append(toml.Key{k[0], strconv.Itoa(i)}, k[1:]...)
-				if l, ok := c.lines[strings.Join(full, ".")]; ok {
-					field = fmt.Sprintf("%s[%d].%s", k[0], i-1, strings.Join(k[1:], "."))
-					line = l
-					break
-				}
+			rest := strings.Join(k[1:], ".")
+			if i, ok := c.lines[arrayKey+k[0]+"."+rest]; ok {
+				field = fmt.Sprintf("%s[%d].%s", k[0], i-1, rest)
+				line = c.lines[k[0]+"."+strconv.Itoa(i)+"."+rest]
 			}
 		}
 		errs = append(errs, &ConfigError{File: file, Line: line, Field: field, Msg: "unknown key" + suggestKey(k) + " (see docs/config.md)"})
@@ -504,6 +504,73 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errs
 	}
 	return c, nil
+}
+
+// Bounds on the shape of a configuration, far beyond what the format
+// needs (arrays in inline tables in an array: 2 deep; rings.NAME.key: 3
+// parts), checked before the TOML decoder sees the text. Within 4 MiB,
+// arrays nested 2,000,000 deep overflowed the decoder's stack, a fatal
+// error that no recover catches (a SIGHUP with such a file killed the
+// runtime), and inline tables nested 8,000 deep, or a key of 8,000 dotted
+// parts, took minutes to decode and check, holding up the main loop.
+const (
+	maxNesting  = 32
+	maxKeyParts = 32
+)
+
+// tooDeep refuses text whose arrays or inline tables nest more than
+// maxNesting deep, or with a key or table name of more than maxKeyParts
+// dotted parts. It skips strings and comments, and counts a key's parts
+// by the dots since the last character that cannot be in a key (a float
+// value has one).
+func (c *Config) tooDeep(data []byte) *ConfigError {
+	depth, dots, line := 0, 0, 1
+	for i := 0; i < len(data); i++ {
+		switch ch := data[i]; ch {
+		case '\n':
+			line++
+			dots = 0
+		case '#':
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case '"', '\'':
+			delim := data[i : i+1]
+			if i+2 < len(data) && data[i+1] == ch && data[i+2] == ch {
+				delim = data[i : i+3]
+			}
+			j := i + len(delim)
+			for j < len(data) && !bytes.HasPrefix(data[j:], delim) {
+				if data[j] == '\n' {
+					line++
+				}
+				if ch == '"' && data[j] == '\\' && j+1 < len(data) {
+					j++ // an escape: \" does not end the string
+					if data[j] == '\n' {
+						line++
+					}
+				}
+				j++
+			}
+			i = j + len(delim) - 1
+		case '[', '{':
+			depth++
+			dots = 0
+			if depth > maxNesting {
+				return &ConfigError{File: c.File, Line: line, Msg: fmt.Sprintf("arrays, inline tables or table headers nested more than %d deep: a configuration nests 2 at most; is this the configuration file?", maxNesting)}
+			}
+		case ']', '}':
+			depth = max(depth-1, 0)
+			dots = 0
+		case '=', ',':
+			dots = 0
+		case '.':
+			if dots++; dots >= maxKeyParts {
+				return &ConfigError{File: c.File, Line: line, Msg: fmt.Sprintf("a key or table name of more than %d dotted parts: a configuration's have 3 at most (rings.NAME.key; quote a ring name with dots: [rings.\"cam.0\"]); is this the configuration file?", maxKeyParts)}
+			}
+		}
+	}
+	return nil
 }
 
 // ringsNotATable refuses a rings key that is not a table (rings = 3,
@@ -837,6 +904,28 @@ func scanLines(data []byte) lineIndex {
 			break
 		}
 	}
+	// first notes the first line of each dotted prefix of full (of up to
+	// 8 parts: more than a lookup has) for lineIndex.first, which
+	// scanned the whole index for each of them: a generated file of
+	// thousands of sources, each with one misspelled key, took half a
+	// minute to report them.
+	first := func(full string, ln int) {
+		for i, n := 0, 0; n < 8; n++ {
+			j := strings.IndexByte(full[i:], '.')
+			p := full
+			if j >= 0 {
+				p = full[:i+j]
+			}
+			if _, ok := li[firstKey+p]; !ok {
+				li[firstKey+p] = ln
+			}
+			if j < 0 {
+				break
+			}
+			i += j + 1
+		}
+	}
+	arr, arrN := "", 0 // the array of tables the lines are in, and which
 	for n, raw := range strings.Split(string(data), "\n") {
 		ln := n + 1
 		s := strings.TrimSpace(raw)
@@ -847,11 +936,15 @@ func scanLines(data []byte) lineIndex {
 		case strings.HasPrefix(s, "[["):
 			name := dottedKey(strings.TrimPrefix(strings.SplitN(s, "]]", 2)[0], "[["))
 			counts[name]++
+			arr, arrN = name, counts[name]
 			table = name + "." + strconv.Itoa(counts[name])
 			li[table] = ln
+			first(table, ln)
 		case s[0] == '[':
 			table = dottedKey(strings.TrimPrefix(strings.SplitN(s, "]", 2)[0], "["))
+			arr = ""
 			li[table] = ln
+			first(table, ln)
 		default:
 			eq := strings.IndexByte(s, '=')
 			if eq <= 0 {
@@ -864,11 +957,23 @@ func scanLines(data []byte) lineIndex {
 			}
 			if _, ok := li[full]; !ok {
 				li[full] = ln
+				first(full, ln)
+			}
+			if _, ok := li[arrayKey+arr+"."+k]; arr != "" && !ok {
+				li[arrayKey+arr+"."+k] = arrN
 			}
 		}
 	}
 	return li
 }
+
+// Entries of a lineIndex that are not a key's line: firstKey+KEY is the
+// first line of KEY or of a key under it, arrayKey+ARRAY.KEY the number
+// (1-based) of the first table of the array of tables ARRAY that has KEY.
+const (
+	firstKey = "\x00"
+	arrayKey = "\x01"
+)
 
 // dottedKey is a key or table name as written (rings.cam, rings."cam.0",
 // rings.'cam', rings . cam) as the decoder's key parts joined with dots
@@ -915,13 +1020,7 @@ func (li lineIndex) first(key string) int {
 	if key == "" {
 		return 0
 	}
-	best := 0
-	for k, l := range li {
-		if (k == key || strings.HasPrefix(k, key+".")) && (best == 0 || l < best) {
-			best = l
-		}
-	}
-	return best
+	return li[firstKey+key]
 }
 
 // arrayIndex is the number (1-based) of the last [[name]] table that

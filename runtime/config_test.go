@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -348,5 +349,56 @@ func TestNewChecksEnvironment(t *testing.T) {
 	t.Setenv("EDGEIPC_CTL_QUEUE", "..")
 	if _, err := New(Default(), Options{}); err == nil || !strings.Contains(err.Error(), `$EDGEIPC_CTL_QUEUE ".."`) {
 		t.Fatalf("New with EDGEIPC_CTL_QUEUE=..: %v; want it refused", err)
+	}
+}
+
+// Text nested or dotted far beyond what the format needs is refused before
+// the TOML decoder sees it: arrays nested 2,000,000 deep (4 MB, under
+// MaxConfigBytes) overflowed the decoder's stack, a fatal error that kills
+// the process (Load at start, a reload), and inline tables nested 8,000
+// deep or a key of 8,000 dotted parts took minutes to decode and check.
+// The shapes a configuration has pass, brackets and dots in strings and
+// comments included.
+func TestConfigTooDeep(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"arrays", "[runtime]\nx = " + strings.Repeat("[", 2_000_000) + strings.Repeat("]", 2_000_000) + "\n", "bad.toml:2: arrays, inline tables or table headers nested more than 32 deep"},
+		{"inline tables", "[rings.a]\n\n" + "x = " + strings.Repeat("{a=", 200) + "1" + strings.Repeat("}", 200) + "\n", "bad.toml:3: arrays, inline tables or table headers nested more than 32 deep"},
+		{"dotted key", "[rings.a]\n" + strings.Repeat("a.", 8000) + "a = 1\n", "bad.toml:2: a key or table name of more than 32 dotted parts"},
+		{"dotted table", "# c\n[" + strings.Repeat("a . ", 100) + "a]\n", "bad.toml:2: a key or table name of more than 32 dotted parts"},
+	} {
+		_, err := Parse("bad.toml", []byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %.300v; want %q", tc.name, err, tc.want)
+		}
+	}
+	ok := "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f.g\n" +
+		"[rings.\"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f.g\"]\n" +
+		"[rings.b]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"b\"\n" +
+		"command = [\"/bin/echo\", \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"\", '{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{', \"\"\"\n" + strings.Repeat(".", 100) + "\n\"\"\"]\n" +
+		"log_rate = 1.5\n"
+	if _, err := Parse("ok.toml", []byte(ok)); err != nil {
+		t.Fatalf("brackets and dots in comments and strings: %v", err)
+	}
+}
+
+// An unknown key of a source past the 1024th is named with its index and
+// line, as one of an earlier source is: the search for the table that has
+// it stopped at the 1024th, and the error said "sources[].rate" at the line
+// of the first [[sources]]. (That search, and the one for a table's first
+// line, now look up an index built with the line index: a generated file
+// of thousands of sources, each with the same misspelled key, took half
+// a minute to check, holding up a reload.)
+func TestConfigUnknownKeyOfALateSource(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[rings.a]\n")
+	for i := range 1100 {
+		fmt.Fprintf(&b, "[[sources]]\nname = \"s%d\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", i)
+	}
+	b.WriteString("rate = 1\n")
+	line := 1 + 1100*5 + 1
+	_, err := Parse("bad.toml", []byte(b.String()))
+	want := fmt.Sprintf("bad.toml:%d: sources[1099].rate: unknown key; did you mean rate_hz?", line)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%.400v\nwant an error containing %q", err, want)
 	}
 }
