@@ -857,9 +857,25 @@ func TestSubHzWait(t *testing.T) {
 	if err := waiting.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Interrupt it once it waits (it holds the inotify descriptor of
+	// shm.OpenContext): a SIGINT before the command line has set up its
+	// handler would kill it outright, which qemu-user's slow start made
+	// happen after a fixed 200 ms.
+	eventually(t, "hz --wait watching the segment directory", func() bool { return hasFd(waiting.Process.Pid, "anon_inode:inotify") })
 	waiting.Process.Signal(syscall.SIGINT)
 	if code := waitCmd(t, waiting); code != ExitInterrupted {
 		t.Errorf("hz --wait, SIGINT while it waits: exit %d, stderr %q; want %d", code, werr.String(), ExitInterrupted)
 	}
+}
+
+// hasFd reports whether process pid has a descriptor whose link reads target.
+func hasFd(pid int, target string) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if l, _ := os.Readlink(dir + "/" + e.Name()); l == target {
+			return true
+		}
+	}
+	return false
 }
