@@ -64,16 +64,7 @@ func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring,
 // Reader's Close closes the ring too.
 func OpenReaderContext(ctx context.Context, name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
 	r, err := OpenContext(ctx, name, sopts)
-	if err != nil {
-		return nil, err
-	}
-	rd, err := r.NewReader(opts)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	rd.own = true
-	return rd, nil
+	return ownReader(r, err, opts)
 }
 
 // sleepCtx waits d, or returns ctx.Err() once ctx is done.

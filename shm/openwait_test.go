@@ -153,16 +153,7 @@ func TestOpenReaderContextWaitsForCreator(t *testing.T) {
 	}
 	startChild(t, cmd)
 	defer stdin.Close()
-	res := <-ch
-	if res.err != nil {
-		t.Fatalf("OpenReaderContext: %v", res.err)
-	}
-	defer res.rd.Close()
-	f, err := res.rd.Next(ctx)
-	if err != nil || string(f.Data) != "hello" {
-		t.Fatalf("first frame: %q, %v; want \"hello\"", f.Data, err)
-	}
-	res.rd.Release()
+	expectHello(t, ctx, ch)
 }
 
 // TestOpenContextErrors checks what OpenContext does not wait for: a

@@ -211,6 +211,12 @@ func (r *Ring) oldest(head uint32) uint32 {
 // errors of Open and NewReader. Closing the Reader closes the ring.
 func OpenReader(name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
 	r, err := Open(name, sopts)
+	return ownReader(r, err, opts)
+}
+
+// ownReader joins ring r, just opened (unless err), as a reader whose
+// Close closes r too.
+func ownReader(r *Ring, err error, opts *ReaderOptions) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
