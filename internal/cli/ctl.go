@@ -75,7 +75,7 @@ With --json, status prints one object, rings, sources and sinks one array,
 and the other commands the runtime's reply ({"id", "ok"}). An error
 reply is printed as JSON too ({"id", "ok": false, "error", "code"}, where
 code is one of bad_request, unknown_command, not_found, permission_denied,
-failed), and its message goes to stderr as with every error; failures
+failed, busy), and its message goes to stderr as with every error; failures
 before a reply (no runtime, no reply in time) print nothing on stdout.
 
 Exit status: 0 ok; 1 the runtime reported an error, did not answer in time,

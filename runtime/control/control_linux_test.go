@@ -766,7 +766,8 @@ func TestReplyPartsPackedByEncodedSize(t *testing.T) {
 // "reply needs N messages ... the reply queue has room for 10". A client
 // that does not say it takes parts while they are sent (MaxParts 0) gets
 // the error reply, which tells how to take them; one that stops taking
-// them costs the server ReplyStallTimeout, and the next client is served.
+// them is given up after ReplyStallTimeout (and holds up no one else
+// meanwhile: TestStalledStreamDoesNotHoldUpOthers).
 func TestLargeTableStreamed(t *testing.T) {
 	h := newFake()
 	h.rings = typicalRings(3000)
@@ -805,6 +806,7 @@ func TestLargeTableStreamed(t *testing.T) {
 	}
 	defer sq.Close()
 	sendRaw(t, s.Name(), &Request{ID: 8, Cmd: "rings", Reply: stalled, MaxParts: MaxReplyParts})
+	waitFor(t, "the stalled reply to be given up", func() bool { return s.ReplyFailures() == 1 })
 	if r := call(t, c, "status"); !r.OK || r.Status.ReplyFailures != 1 {
 		t.Fatalf("status after a client that took no parts: %+v, want reply_failures 1", r)
 	}

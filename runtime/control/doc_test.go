@@ -136,6 +136,7 @@ func TestControlDocMatchesProtocol(t *testing.T) {
 		fmt.Sprintf("depth %d (`MaxMsg`), %d-byte messages", DefaultMaxMsg, RequestMsgSize),
 		fmt.Sprintf("depth %d, %d-byte messages", ReplyMaxMsg, ReplyMsgSize),
 		fmt.Sprintf("message size (%d bytes)", RequestMsgSize),
+		fmt.Sprintf("at most %d such replies at a time (`MaxStreams`)", MaxStreams),
 		"`" + DefaultQueue + "`",
 		"`" + EnvQueue + "`",
 	} {

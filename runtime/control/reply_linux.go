@@ -1,15 +1,13 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"time"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
-	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // sendReply opens the reply queue write-only and non-blocking, reads its
@@ -18,90 +16,128 @@ import (
 // takes parts only after the whole reply is queued (maxParts 0): a reply
 // that does not fit the queue's free slots is replaced by an error reply,
 // and a full queue is an error. A client that takes parts while they are
-// sent (maxParts > 0) gets up to min(maxParts, MaxReplyParts) parts; each
-// waits for room at most ReplyStallTimeout.
-func sendReply(name string, maxParts int, mk func(owner int) *Reply) error {
-	fd, err := sys.MqOpen(name, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+// sent (maxParts > 0) gets up to min(maxParts, MaxReplyParts) parts: those
+// the queue has room for are sent at once, and the rest by a goroutine of
+// their own (see stream), so that a client that takes them slowly, or not
+// at all, holds up no one else. If MaxStreams replies are being streamed
+// already, the client gets an error reply (CodeBusy) instead.
+func (s *Server) sendReply(ctx context.Context, name string, maxParts int, mk func(owner int) *Reply) error {
+	q, err := mq.Open(name, os.O_WRONLY)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return os.NewSyscallError("fstat", err)
+	// slot: this reply holds a stream slot (beginStream); handed: q and
+	// the slot are the stream goroutine's.
+	slot, handed := false, false
+	defer func() {
+		if handed {
+			return
+		}
+		q.Close()
+		if slot {
+			s.endStream()
+		}
+	}()
+	st, err := q.Stat()
+	if err != nil {
+		return err
 	}
-	r := mk(int(st.Uid)) // runs the command: up to a minute for a stop
+	owner, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return errors.New("reply queue owner unknown")
+	}
+	r := mk(int(owner.Uid)) // runs the command: up to a minute for a stop
 	// The queue's fill as it is now, not as it was before the command.
-	var a sys.MqAttr
-	if err := sys.MqGetSetAttr(fd, nil, &a); err != nil {
+	a, err := q.Attr()
+	if err != nil {
 		return err
 	}
-	parts, err := split(r, a.Msgsize)
+	parts, err := split(r, a.MsgSize)
 	if err != nil {
-		parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: "reply not sent: " + err.Error()}, a.Msgsize)
+		parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: "reply not sent: " + err.Error()}, a.MsgSize)
 		if err != nil {
 			return err
 		}
 	}
-	free := a.Maxmsg - a.Curmsgs
+	free := a.MaxMsg - a.CurMsgs
 	limit, stream := free, min(maxParts, MaxReplyParts) > free
 	if stream {
 		limit = min(maxParts, MaxReplyParts)
 	}
+	var failure error // a reply replaced by an error reply: counted, logged
 	if len(parts) > limit {
 		var msg string
 		if stream {
-			msg = fmt.Sprintf("reply needs %d messages of %d bytes, more than the %d one reply may have: the table is too long for the control plane", len(parts), a.Msgsize, limit)
-			if a.Msgsize < ReplyMsgSize {
+			msg = fmt.Sprintf("reply needs %d messages of %d bytes, more than the %d one reply may have: the table is too long for the control plane", len(parts), a.MsgSize, limit)
+			if a.MsgSize < ReplyMsgSize {
 				msg += fmt.Sprintf(" in messages this small (edgeipc ctl makes them smaller than %d bytes only when the user's RLIMIT_MSGQUEUE is nearly used up by other queues: raise it with 'ulimit -q', or retry when fewer edgeipc ctl calls run)", ReplyMsgSize)
 			}
 		} else {
-			msg = fmt.Sprintf("reply needs %d messages of %d bytes but the reply queue has room for %d: create it with a larger message size or depth, or take the parts while they are sent and say how many you take (max_parts in the request; edgeipc ctl does)", len(parts), a.Msgsize, free)
+			msg = fmt.Sprintf("reply needs %d messages of %d bytes but the reply queue has room for %d: create it with a larger message size or depth, or take the parts while they are sent and say how many you take (max_parts in the request; edgeipc ctl does)", len(parts), a.MsgSize, free)
 		}
-		if parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: msg}, a.Msgsize); err != nil {
+		if parts, err = split(&Reply{ID: r.ID, Code: CodeFailed, Error: msg}, a.MsgSize); err != nil {
 			return err
 		}
 		if free < 1 && !stream {
 			return errors.New("reply queue full")
 		}
 	}
+	if stream && len(parts) > free {
+		if !s.beginStream() {
+			n := len(parts)
+			failure = fmt.Errorf("reply of %d parts, %d more than the reply queue had room for, not streamed: %d replies were being streamed already (the most at a time); sent an error reply (code %s) instead", n, n-free, MaxStreams, CodeBusy)
+			msg := fmt.Sprintf("runtime busy: the reply needs %d messages, more than the %d the reply queue has room for, and the runtime is already sending %d long replies to clients that take their parts slowly (it waits at most %v a part for each): the command ran; retry in a few seconds", n, free, MaxStreams, ReplyStallTimeout)
+			if parts, err = split(&Reply{ID: r.ID, Code: CodeBusy, Error: msg}, a.MsgSize); err != nil {
+				return err
+			}
+			if free < 1 {
+				return fmt.Errorf("reply queue full, and %d replies were being streamed already (the most at a time)", MaxStreams)
+			}
+		} else {
+			slot = true
+		}
+	}
 	for i, p := range parts {
-		err := sys.MqTimedSend(fd, p, 0, time.Time{})
-		if err == unix.EAGAIN && stream {
-			err = waitRoom(fd, p)
+		err := q.TrySend(p, 0)
+		if err == mq.ErrWouldBlock && slot {
+			handed = true
+			go s.stream(ctx, q, name, parts, i)
+			return nil
 		}
 		if err != nil {
-			switch err {
-			case unix.EAGAIN:
+			if err == mq.ErrWouldBlock {
 				return fmt.Errorf("reply queue full after %d of %d parts", i, len(parts))
-			case unix.ETIMEDOUT:
-				return fmt.Errorf("reply queue stayed full for %v after %d of %d parts: the client stopped taking them", ReplyStallTimeout, i, len(parts))
 			}
 			return err
 		}
 	}
-	return nil
+	return failure // with a slot: the client took parts meanwhile, and all fitted
 }
 
-// waitRoom sends msg to the non-blocking queue fd once it has room, within
-// ReplyStallTimeout (poll(2) measures it on the monotonic clock, so a step
-// of the wall clock neither cuts nor stretches it); unix.ETIMEDOUT if the
-// queue stays full.
-func waitRoom(fd int, msg []byte) error {
-	deadline := time.Now().Add(ReplyStallTimeout)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return unix.ETIMEDOUT
+// stream sends parts[from:] to q, in order, waiting for room up to
+// ReplyStallTimeout a part (measured by the netpoller on the monotonic
+// clock, so a step of the wall clock neither cuts nor stretches it), or
+// until ctx ends (Close, or the end of Serve's context), which cuts the
+// reply short. It closes q and
+// gives back the stream slot sendReply took.
+func (s *Server) stream(ctx context.Context, q *mq.Queue, name string, parts [][]byte, from int) {
+	defer s.endStream()
+	defer q.Close()
+	for i := from; i < len(parts); i++ {
+		pctx, cancel := context.WithTimeout(ctx, ReplyStallTimeout)
+		err := q.Send(pctx, parts[i], 0)
+		cancel()
+		if err == nil {
+			continue
 		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		if _, err := unix.Poll(pfd, int((left+time.Millisecond-1)/time.Millisecond)); err != nil && err != unix.EINTR {
-			return os.NewSyscallError("poll", err)
+		switch {
+		case ctx.Err() != nil:
+			err = fmt.Errorf("cut after %d of %d parts: the control server is stopping", i, len(parts))
+		case errors.Is(err, context.DeadlineExceeded):
+			err = fmt.Errorf("reply queue stayed full for %v after %d of %d parts: the client stopped taking them", ReplyStallTimeout, i, len(parts))
 		}
-		// Another sender may take the room first: EAGAIN polls again.
-		if err := sys.MqTimedSend(fd, msg, 0, time.Time{}); err != unix.EAGAIN {
-			return err
-		}
+		s.replyFailed(name, err)
+		return
 	}
 }
 

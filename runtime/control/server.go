@@ -90,9 +90,26 @@ type Server struct {
 	logFlush   *time.Timer // reports suppressed lines when nothing else is logged
 	logClosed  bool
 
+	// Streamed replies (see sendReply): at most MaxStreams at a time, each
+	// sent by a goroutine of its own that Serve and Close wait for.
+	streams    chan struct{} // a slot per reply being streamed
+	streamMu   sync.Mutex    // guards streamStop and adding to streamWG
+	streamStop bool          // Close has begun: no new streams
+	streamWG   sync.WaitGroup
+	closing    context.Context // cancelled by Close: cuts streamed replies
+	closeNow   context.CancelFunc
+
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// MaxStreams is the most replies the server streams at a time: replies in
+// more parts than the client's reply queue has free slots, to clients that
+// take parts while they are sent (Request.MaxParts). Each is sent by a
+// goroutine of its own, so that a client slow to take its parts, or that
+// takes none, holds up no one else; a streamed reply that finds all
+// MaxStreams busy is answered with an error reply (CodeBusy) instead.
+const MaxStreams = 4
 
 // NewServer creates the request queue (O_EXCL, exact mode) or takes over a
 // stale one: if the name exists and no server answers a ping within
@@ -104,7 +121,8 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		return nil, errors.New("control: nil Handler")
 	}
 	name := QueueName(opts.Queue)
-	s := &Server{h: h, name: name, uid: os.Geteuid(), group: -1, logf: opts.Logf}
+	s := &Server{h: h, name: name, uid: os.Geteuid(), group: -1, logf: opts.Logf, streams: make(chan struct{}, MaxStreams)}
+	s.closing, s.closeNow = context.WithCancel(context.Background())
 	mode := opts.Mode
 	gid := 0
 	if opts.Group != "" {
@@ -255,16 +273,28 @@ func (s *Server) Name() string { return s.name }
 func (s *Server) Stats() (requests, bad uint64) { return s.requests.Load(), s.bad.Load() }
 
 // ReplyFailures returns how many replies could not be delivered (reply queue
-// missing, full, or not writable).
+// missing, full, or not writable; a streamed reply given up or cut short by
+// Close, or answered with CodeBusy).
 func (s *Server) ReplyFailures() uint64 { return s.replyFail.Load() }
 
-// Serve receives and answers requests one at a time until ctx is done, then
-// returns nil. Bad input is counted and answered with an error reply when a
-// reply queue can be identified; it never stops the loop. Replies are sent
-// without waiting (but for a client that takes parts while they are sent,
-// up to ReplyStallTimeout a part): a full or missing reply queue is counted
-// and skipped.
+// Serve receives and answers requests one at a time until ctx is done or
+// the server is closed, then returns nil. Bad input is counted and answered
+// with an error reply when a reply queue can be identified; it never stops
+// the loop. Replies are sent without waiting: a full or missing reply queue
+// is counted and skipped. A reply in more parts than a client's reply queue
+// has room for, to a client that takes parts while they are sent, is
+// streamed by a goroutine of its own (at most MaxStreams), which waits for
+// room up to ReplyStallTimeout a part; Serve goes on with the next request
+// meanwhile, and returns once those goroutines have ended (the end of ctx
+// cuts their replies short).
 func (s *Server) Serve(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closing, cancel)
+	defer func() {
+		stop()
+		cancel()
+		s.streamWG.Wait()
+	}()
 	buf := make([]byte, s.q.MsgSize())
 	for {
 		n, _, err := s.q.Receive(ctx, buf)
@@ -274,11 +304,35 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("control: receive: %w", err)
 		}
-		s.handle(buf[:n])
+		s.handle(sctx, buf[:n])
 	}
 }
 
-func (s *Server) handle(msg []byte) {
+// beginStream takes a stream slot for a reply Serve hands to a goroutine;
+// false if all MaxStreams are busy or Close has begun. endStream gives it
+// back.
+func (s *Server) beginStream() bool {
+	select {
+	case s.streams <- struct{}{}:
+	default:
+		return false
+	}
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.streamStop {
+		<-s.streams
+		return false
+	}
+	s.streamWG.Add(1)
+	return true
+}
+
+func (s *Server) endStream() {
+	<-s.streams
+	s.streamWG.Done()
+}
+
+func (s *Server) handle(ctx context.Context, msg []byte) {
 	s.requests.Add(1)
 	var req Request
 	left, err := req.UnmarshalMsg(msg)
@@ -290,7 +344,7 @@ func (s *Server) handle(msg []byte) {
 		id, reply := salvage(msg)
 		s.log("control: malformed request of %d bytes: %v", len(msg), err)
 		if reply != "" {
-			s.reply(reply, 0, errReply(id, CodeBadRequest, "malformed request: "+err.Error()))
+			s.reply(ctx, reply, 0, errReply(id, CodeBadRequest, "malformed request: "+err.Error()))
 		}
 		return
 	}
@@ -299,7 +353,7 @@ func (s *Server) handle(msg []byte) {
 		s.log("control: request %q (pid %d) names reply queue %q, which does not match edgeipc.reply.<pid>.<hex>: dropped", req.Cmd, req.PID, req.Reply)
 		return
 	}
-	s.reply(req.Reply, req.MaxParts, func(owner int) *Reply {
+	s.reply(ctx, req.Reply, req.MaxParts, func(owner int) *Reply {
 		if err := s.authorised(owner); err != nil {
 			s.bad.Add(1)
 			s.log("control: request %q (pid %d): %v", req.Cmd, req.PID, err)
@@ -469,14 +523,19 @@ func salvage(b []byte) (id uint64, reply string) {
 }
 
 // reply opens the reply queue, checks who owns it, builds the reply with
-// mk(ownerUID) and sends it (see sendReply: it waits for room only for a
-// client that takes more parts than its queue holds, maxParts).
-func (s *Server) reply(name string, maxParts int, mk func(owner int) *Reply) {
-	err := sendReply(name, maxParts, mk)
-	if err != nil {
-		s.replyFail.Add(1)
-		s.log("control: reply to /dev/mqueue/%s not delivered: %v", name, err)
+// mk(ownerUID) and sends it (see sendReply: only a reply streamed to a
+// client that takes more parts than its queue holds, maxParts, waits for
+// room, in a goroutine of its own that ctx cuts short).
+func (s *Server) reply(ctx context.Context, name string, maxParts int, mk func(owner int) *Reply) {
+	if err := s.sendReply(ctx, name, maxParts, mk); err != nil {
+		s.replyFailed(name, err)
 	}
+}
+
+// replyFailed counts and logs a reply that was not delivered.
+func (s *Server) replyFailed(name string, err error) {
+	s.replyFail.Add(1)
+	s.log("control: reply to /dev/mqueue/%s not delivered: %v", name, err)
 }
 
 // maxPartEntries is the most table entries one part carries: the decoders'
@@ -634,9 +693,16 @@ func (s *Server) sayCount() {
 }
 
 // Close closes the request queue and unlinks its name, unless another
-// server has replaced it since.
+// server has replaced it since. Replies being streamed are cut short
+// (counted as reply failures): Close returns once their goroutines have
+// ended.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.streamMu.Lock()
+		s.streamStop = true
+		s.streamMu.Unlock()
+		s.closeNow()
+		s.streamWG.Wait()
 		if s.logf != nil {
 			s.logMu.Lock()
 			s.logClosed = true

@@ -23,7 +23,8 @@ type StatusInfo struct {
 	Requests      uint64  `msg:"requests" json:"requests"`
 	BadRequests   uint64  `msg:"bad_requests" json:"bad_requests"`
 	// ReplyFailures counts replies that could not be delivered (reply
-	// queue missing, full or not writable; Server.ReplyFailures).
+	// queue missing, full or not writable, a streamed reply given up or
+	// answered with CodeBusy; Server.ReplyFailures).
 	ReplyFailures uint64 `msg:"reply_failures" json:"reply_failures"`
 }
 
@@ -114,7 +115,8 @@ type Request struct {
 	// MaxParts is the most reply parts the client takes: it receives parts
 	// while the server sends them, so a reply may have more parts than the
 	// reply queue holds (the server waits for room, up to
-	// ReplyStallTimeout for each part). 0 (a client that does not send
+	// ReplyStallTimeout for each part, without holding up other clients;
+	// see MaxStreams). 0 (a client that does not send
 	// it): no more parts than the reply queue has room for. The server
 	// takes at most MaxReplyParts.
 	MaxParts int `msg:"max_parts" json:"max_parts"`
@@ -145,4 +147,9 @@ const (
 	CodeNotFound         = "not_found"         // the handler's error wraps ErrNotFound
 	CodePermissionDenied = "permission_denied" // the reply queue's owner may not use the command
 	CodeFailed           = "failed"            // the handler returned another error
+	// CodeBusy: a reply in more parts than the reply queue had room for
+	// was not sent because the runtime was already streaming MaxStreams
+	// replies (to clients slow to take their parts); the command ran, and
+	// asking again in a few seconds gets the reply.
+	CodeBusy = "busy"
 )
