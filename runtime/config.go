@@ -107,7 +107,7 @@ type SourceConfig struct {
 	Flags uint32 `toml:"flags"` // frame flags stamped on frames
 	// Framing of exec stdout and fifo records: lines, len32, msgp.
 	Framing string `toml:"framing"`
-	MaxSkip int    `toml:"max_skip"` // len32: oversized records up to this size are skipped (default 1 MiB)
+	MaxSkip int    `toml:"max_skip"` // len32, msgp: oversized records up to this size are skipped (default 1 MiB)
 	// exec
 	Command      []string `toml:"command"`
 	Env          []string `toml:"env"`
@@ -1236,10 +1236,21 @@ func (c *Config) validate() error {
 				add(c.srcErr(s, "framing", "%q: want lines, len32 or msgp", s.Framing))
 			}
 		}
+		switch {
+		case (s.Kind == KindExec || s.Kind == KindFIFO) && s.Framing == "lines" && i < len(c.srcKeys) && c.srcKeys[i]["max_skip"]:
+			// The lines decoder has no use for it (an over-long line is
+			// dropped up to its newline, whatever its length): it was
+			// accepted and did nothing.
+			dflt := ""
+			if !c.srcKeys[i]["framing"] {
+				dflt = " (the default: framing is not set here)"
+			}
+			add(c.srcErr(s, "max_skip", "does nothing on a source whose framing is \"lines\"%s: it applies to the len32 and msgp framings only (an over-long line is always dropped up to its newline, whatever its length): remove it, or set framing", dflt))
+		case s.MaxSkip < 0:
+			add(c.srcErr(s, "max_skip", "%d: must be positive (bytes; default %d)", s.MaxSkip, DefaultMaxSkip))
+		}
 		if s.MaxSkip == 0 {
 			s.MaxSkip = DefaultMaxSkip
-		} else if s.MaxSkip < 0 {
-			add(c.srcErr(s, "max_skip", "%d: must be positive (bytes; default %d)", s.MaxSkip, DefaultMaxSkip))
 		}
 		switch s.Kind {
 		case KindExec:

@@ -211,7 +211,7 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		// backoff_max was not written: the error was at the table's line,
 		// about a key the file does not have.
 		{"backoff_min above the default max", exec + "backoff_min = \"1m\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "1m0s: more than backoff_max (default 30s, not set here)", "set backoff_max"}},
-		{"negative max_skip", exec + "max_skip = -7\n", []string{"bad.toml:7:", "sources[0] (x).max_skip", "-7: must be positive"}},
+		{"negative max_skip", exec + "framing = \"len32\"\nmax_skip = -7\n", []string{"bad.toml:8:", "sources[0] (x).max_skip", "-7: must be positive"}},
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
 		// Logged tens of thousands of lines a second.
 		{"stats_interval too short", "[runtime]\nstats_interval = \"1ns\"\n", []string{"bad.toml:2:", "runtime.stats_interval", `1ns: at least 100ms`, `"0s" for none`}},
@@ -312,7 +312,7 @@ func TestConfigIntOverflow(t *testing.T) {
 	}
 	// In the range of an int64 but not of a 32-bit int: valid where an int
 	// holds it, refused (not cut) where it does not.
-	c, err := Parse("big.toml", []byte("[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\nmax_skip = 3000000000\n"))
+	c, err := Parse("big.toml", []byte("[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"fifo\"\nring = \"a\"\npath = \"/run/edgeipc-test/x.fifo\"\nmax_skip = 3000000000\nframing = \"len32\"\n"))
 	switch {
 	case strconv.IntSize == 64 && (err != nil || int64(c.Sources[0].MaxSkip) != 3000000000):
 		t.Errorf("max_skip = 3000000000 on a 64-bit system: %v", err)
@@ -400,5 +400,43 @@ func TestConfigUnknownKeyOfALateSource(t *testing.T) {
 	want := fmt.Sprintf("bad.toml:%d: sources[1099].rate: unknown key; did you mean rate_hz?", line)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("%.400v\nwant an error containing %q", err, want)
+	}
+}
+
+// max_skip acts in the len32 and msgp decoders only: on a source whose
+// framing is lines (written, or the default) it was accepted and did
+// nothing. It is refused at its line, saying which framings it applies to;
+// with len32 and msgp it is taken.
+func TestConfigMaxSkipOnlyWhereItActs(t *testing.T) {
+	src := func(kind, framing, maxSkip string) string {
+		s := "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"" + kind + "\"\nring = \"a\"\n"
+		if kind == KindExec {
+			s += "command = [\"true\"]\n"
+		} else {
+			s += "path = \"/run/edgeipc-test/x.fifo\"\n"
+		}
+		if framing != "" {
+			s += "framing = \"" + framing + "\"\n"
+		}
+		return s + "max_skip = " + maxSkip + "\n"
+	}
+	for _, kind := range []string{KindExec, KindFIFO} {
+		for _, c := range []struct{ framing, maxSkip, want string }{
+			{"", "4096", `bad.toml:7: sources[0] (x).max_skip: does nothing on a source whose framing is "lines" (the default: framing is not set here): it applies to the len32 and msgp framings only`},
+			{"lines", "4096", `bad.toml:8: sources[0] (x).max_skip: does nothing on a source whose framing is "lines": it applies to the len32 and msgp framings only`},
+			{"lines", "0", `bad.toml:8: sources[0] (x).max_skip: does nothing on a source whose framing is "lines": it`},
+			{"len32", "4096", ""},
+			{"msgp", "4096", ""},
+		} {
+			c2, err := Parse("bad.toml", []byte(src(kind, c.framing, c.maxSkip)))
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("%s source, framing %q, max_skip = %s: %v", kind, c.framing, c.maxSkip, err)
+			case c.want == "" && c2.Sources[0].MaxSkip != 4096:
+				t.Errorf("%s source, framing %q: max_skip %d, want 4096", kind, c.framing, c2.Sources[0].MaxSkip)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("%s source, framing %q, max_skip = %s: %v; want %q", kind, c.framing, c.maxSkip, err, c.want)
+			}
+		}
 	}
 }

@@ -140,6 +140,15 @@ const msgpMapType = 5
 // soakMaxSkip is max_skip of the len32 and msgp sources.
 const soakMaxSkip = 8192
 
+// maxSkipKey is the max_skip line of a soak source of framing: none for
+// lines, which has no use for it (the check refuses it there).
+func maxSkipKey(framing string) string {
+	if framing == "lines" {
+		return ""
+	}
+	return fmt.Sprintf("max_skip = %d\n", soakMaxSkip)
+}
+
 func msgpBin(p []byte) []byte { return append([]byte{0xc4, byte(len(p))}, p...) }
 
 // soakExecChild is an exec source's child: it waits for $SOAK_GO to exist,
@@ -411,23 +420,22 @@ kind = "exec"
 ring = %q
 type = %d
 framing = %q
-max_skip = %d
-restart = %q
+%srestart = %q
 backoff_min = "20ms"
 backoff_max = "400ms"
 backoff_reset = "2s"
 stop_timeout = "1s"
 command = [%q, "-test.run=^$"]
 env = ["%s=%s", "SOAK_GO=%s", "SOAK_TYPE=%d"]
-`, name, ring, typ, framing, soakMaxSkip, restart, p.exe, soakChildEnv, mode, p.gofile, typ)
+`, name, ring, typ, framing, maxSkipKey(framing), restart, p.exe, soakChildEnv, mode, p.gofile, typ)
 	}
 	execSrc("ex-lines", "exlines", "lines", v.linesRestart, 1, "lines")
 	execSrc("ex-len32", "exlen", "len32", "always", 2, "len32")
 	execSrc("ex-msgp", "exmsgp", "msgp", v.msgpRestart, 3, "msgp")
 	fmt.Fprintf(&b, "[[sources]]\nname = \"ex-sh\"\nkind = \"exec\"\nring = \"sh\"\ntype = 8\nbackoff_min = \"20ms\"\nbackoff_max = \"400ms\"\nstop_timeout = \"1s\"\ncommand = [\"sh\", %q]\n", p.shScript)
 	fifo := func(name, ring, framing, path string, typ int) {
-		fmt.Fprintf(&b, "[[sources]]\nname = %q\nkind = \"fifo\"\nring = %q\ntype = %d\nframing = %q\nmax_skip = %d\npath = %q\nremove_on_exit = true\n",
-			name, ring, typ, framing, soakMaxSkip, path)
+		fmt.Fprintf(&b, "[[sources]]\nname = %q\nkind = \"fifo\"\nring = %q\ntype = %d\nframing = %q\n%spath = %q\nremove_on_exit = true\n",
+			name, ring, typ, framing, maxSkipKey(framing), path)
 	}
 	fifo("fifo-good", "fgood", "lines", p.fgood, 4)
 	fifo("fifo-chaos", "fchaos", "lines", p.fchaos, 6)
