@@ -18,10 +18,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
+	"github.com/edgeipc/edgeipc/internal/textesc"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/runtime/framing"
 	"github.com/edgeipc/edgeipc/shm"
@@ -1054,7 +1056,7 @@ func (c *Config) ringErr(name, key, format string, a ...any) *ConfigError {
 func (c *Config) srcErr(s *SourceConfig, key, format string, a ...any) *ConfigError {
 	f := fmt.Sprintf("sources[%d]", s.index)
 	if s.Name != "" {
-		f = fmt.Sprintf("sources[%d] (%s)", s.index, s.Name)
+		f = fmt.Sprintf("sources[%d] (%s)", s.index, textesc.Escape(s.Name, textesc.NotPrintable)) // a name nameProblem refuses, as %q shows it
 	}
 	p := []string{"sources", strconv.Itoa(s.index + 1)}
 	if key != "" {
@@ -1067,7 +1069,7 @@ func (c *Config) srcErr(s *SourceConfig, key, format string, a ...any) *ConfigEr
 func (c *Config) sinkErr(s *SinkConfig, key, format string, a ...any) *ConfigError {
 	f := fmt.Sprintf("sinks[%d]", s.index)
 	if s.Name != "" {
-		f = fmt.Sprintf("sinks[%d] (%s)", s.index, s.Name)
+		f = fmt.Sprintf("sinks[%d] (%s)", s.index, textesc.Escape(s.Name, textesc.NotPrintable)) // a name nameProblem refuses, as %q shows it
 	}
 	p := []string{"sinks", strconv.Itoa(s.index + 1)}
 	if key != "" {
@@ -1213,9 +1215,8 @@ func (c *Config) validate() error {
 			add(c.srcErr(s, "name", "duplicate source name %q", s.Name))
 		} else if len(s.Name) > MaxNameLen {
 			add(c.srcErr(s, "name", "%d bytes long: at most %d", len(s.Name), MaxNameLen))
-		} else if strings.ContainsRune(s.Name, 0) {
-			// exec children get it as EDGEIPC_SOURCE
-			add(c.srcErr(s, "name", "%q contains a NUL byte (\\u0000), which an exec child's environment (EDGEIPC_SOURCE) cannot hold: remove it", s.Name))
+		} else if msg := nameProblem(s.Name); msg != "" {
+			add(c.srcErr(s, "name", "%s", msg))
 		}
 		srcNames[s.Name] = true
 		ring, ok := c.Rings[s.Ring]
@@ -1384,13 +1385,18 @@ func (c *Config) validate() error {
 	recorderPaths := map[string]string{} // path -> the recorder sink appending to it
 	for i, s := range c.Sinks {
 		s.index = i
-		if s.Name == "" {
+		named := s.Name != ""
+		if !named {
 			s.Name = fmt.Sprintf("%s-%d", s.Kind, i)
 		}
 		if sinkNames[s.Name] {
 			add(c.sinkErr(s, "name", "duplicate sink name %q", s.Name))
 		} else if len(s.Name) > MaxNameLen {
 			add(c.sinkErr(s, "name", "%d bytes long: at most %d", len(s.Name), MaxNameLen))
+		} else if msg := nameProblem(s.Name); named && msg != "" {
+			// A default name comes from the kind, whose own error says
+			// what is wrong with it.
+			add(c.sinkErr(s, "name", "%s", msg))
 		}
 		// "stats:RING" names ring RING's implicit stats reader (apply):
 		// another sink by that name would silently take its place.
@@ -1452,6 +1458,33 @@ func (c *Config) validate() error {
 		return errs
 	}
 	return nil
+}
+
+// nameProblem says what is wrong with the characters of a source's or
+// sink's name, or "". A name is shown in log lines, in the tables and JSON
+// of `edgeipc ctl` and (a source's) in an exec child's EDGEIPC_SOURCE, and
+// typed in `edgeipc ctl start NAME`: it must be printable text, without a
+// control character (NUL, tab, newline, escape…) or one that does not
+// print (a bidirectional override, a zero-width or non-ASCII space), which
+// the log and ctl show escaped (\n, \u202e), not as the name is typed.
+// Ring names have stricter rules of their own (shm.ValidName).
+func nameProblem(name string) string {
+	if !utf8.ValidString(name) {
+		return fmt.Sprintf("%q is not UTF-8 text: a name is printable text", name)
+	}
+	i := strings.IndexFunc(name, textesc.NotPrintable)
+	if i < 0 {
+		return ""
+	}
+	r, _ := utf8.DecodeRuneInString(name[i:])
+	what := "a character that does not print"
+	switch {
+	case r == 0:
+		what = "a NUL byte"
+	case textesc.Control(r) || r == '\t':
+		what = "a control character"
+	}
+	return fmt.Sprintf("%q contains %s (%s, at byte %d): a name is shown in log lines and by edgeipc ctl, and typed in 'edgeipc ctl start NAME', so it must be printable text (letters, digits, punctuation, symbols, spaces): remove it", name, what, strconv.QuoteRuneToASCII(r), i)
 }
 
 // modeGroupProblems checks the mode and group of a queue, ring or FIFO: the

@@ -45,6 +45,15 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		{"bad duration", "[runtime]\nstats_interval = \"soon\"\n", []string{"bad.toml:2:", "stats_interval"}},
 		{"NUL in command", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\", \"a\\u0000b\"]\n", []string{"bad.toml:6:", "sources[0] (x).command", "NUL byte"}},
 		{"NUL in name", "[rings.a]\n[[sources]]\nname = \"x\\u0000\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\n", []string{"bad.toml:3:", ".name", "NUL byte"}},
+		// Names go into log lines, ctl tables and JSON, and are typed in
+		// `ctl start NAME`: a control or invisible character in one was
+		// accepted, and showed escaped (or not at all).
+		{"newline in source name", "[rings.a]\n[[sources]]\nname = \"x\\nFORGED\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{`bad.toml:3: sources[0] (x\nFORGED).name: "x\nFORGED" contains a control character ('\n', at byte 1)`, "must be printable text"}},
+		{"tab in source name", "[rings.a]\n[[sources]]\nname = \"a\\tb\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:3:", `contains a control character ('\t', at byte 1)`}},
+		{"NUL in sink name", "[rings.a]\n[[sinks]]\nkind = \"stats\"\nring = \"a\"\nname = \"s\\u0000\"\n", []string{"bad.toml:5:", `sinks[0] (s\x00).name: "s\x00" contains a NUL byte ('\x00', at byte 1)`}},
+		{"escape in sink name", "[rings.a]\n[[sinks]]\nname = \"\\u001b[2Jrec\"\nkind = \"recorder\"\nring = \"a\"\npath = \"/tmp/a.rec\"\n", []string{"bad.toml:3:", `sinks[0] (\x1b[2Jrec).name: "\x1b[2Jrec" contains a control character ('\x1b', at byte 0)`}},
+		{"C1 control in sink name", "[rings.a]\n[[sinks]]\nname = \"r\\u0085\"\nkind = \"stats\"\nring = \"a\"\n", []string{"bad.toml:3:", `contains a control character ('\u0085', at byte 1)`}},
+		{"bidi override in source name", "[rings.a]\n[[sources]]\nname = \"cam\\u202e0\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n", []string{"bad.toml:3:", `contains a character that does not print ('\u202e', at byte 3)`}},
 		{"runtime's env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=1\", \"EDGEIPC_RING=b\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "the runtime sets EDGEIPC_RING"}},
 		{"env without a name", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"=1\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "not KEY=VALUE"}},
 		{"NUL in env", "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"/bin/echo\"]\nenv = [\"A=\\u0000\"]\n", []string{"bad.toml:7:", "sources[0] (x).env", "NUL byte"}},
@@ -438,5 +447,18 @@ func TestConfigMaxSkipOnlyWhereItActs(t *testing.T) {
 				t.Errorf("%s source, framing %q, max_skip = %s: %v; want %q", kind, c.framing, c.maxSkip, err, c.want)
 			}
 		}
+	}
+}
+
+// Names of printable text are taken as written: spaces, punctuation and
+// letters beyond ASCII are not control characters.
+func TestConfigPrintableNames(t *testing.T) {
+	const name = "Kamera 1 (vorn) — ü/β:#1"
+	c, err := Parse("ok.toml", []byte("[rings.a]\n[rings.b]\n[[sources]]\nname = \""+name+"\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = 1\n[[sinks]]\nname = \""+name+"\"\nkind = \"stats\"\nring = \"b\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sources[0].Name != name || c.Sinks[0].Name != name {
+		t.Fatalf("names %q, %q; want %q", c.Sources[0].Name, c.Sinks[0].Name, name)
 	}
 }
