@@ -1304,6 +1304,10 @@ func (c *Config) validate() error {
 			if strings.ContainsRune(s.Dir, 0) {
 				add(c.srcErr(s, "dir", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Dir))
 			}
+			// As the child gets it, and as a reload compares it: "/tmp/"
+			// and "/tmp/./" are "/tmp", and a reload that respells it
+			// restarted the child.
+			s.Dir = cleanDir(s.Dir)
 			def(&s.BackoffMin, DefaultBackoffMin)
 			def(&s.BackoffMax, DefaultBackoffMax)
 			def(&s.BackoffReset, DefaultBackoffReset)
@@ -1458,6 +1462,29 @@ func (c *Config) validate() error {
 		return errs
 	}
 	return nil
+}
+
+// cleanDir returns the spelling of directory d that compares equal for
+// every spelling of it that names the same directory whatever the
+// symlinks on its way: without "." parts, repeated slashes and a trailing
+// slash ("/tmp/", "/tmp/./" and "/tmp//" are "/tmp"; "." and "./" are "",
+// the runtime's working directory, as "" is). It keeps ".." parts, which
+// filepath.Clean takes out lexically: with lnk a symlink to /srv/app/v3,
+// "/opt/lnk/../shared" is /srv/app/shared to the kernel, and Clean made it
+// /opt/shared. A trailing slash only asks that d be a directory, which a
+// working directory must be anyway.
+func cleanDir(d string) string {
+	var parts []string
+	for _, p := range strings.Split(d, "/") {
+		if p != "" && p != "." {
+			parts = append(parts, p)
+		}
+	}
+	s := strings.Join(parts, "/")
+	if strings.HasPrefix(d, "/") {
+		return "/" + s
+	}
+	return s
 }
 
 // nameProblem says what is wrong with the characters of a source's or

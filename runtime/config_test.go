@@ -462,3 +462,22 @@ func TestConfigPrintableNames(t *testing.T) {
 		t.Fatalf("names %q, %q; want %q", c.Sources[0].Name, c.Sinks[0].Name, name)
 	}
 }
+
+// An exec source's dir is kept as the child gets it and a reload compares
+// it: "." parts, repeated and trailing slashes go; ".." parts stay (with a
+// symlink before them, the kernel's parent is not the lexical one).
+func TestConfigDirCleaned(t *testing.T) {
+	for _, c := range []struct{ dir, want string }{
+		{"/tmp", "/tmp"}, {"/tmp/", "/tmp"}, {"/tmp/./", "/tmp"}, {"//tmp//.", "/tmp"}, {"/", "/"}, {"//", "/"},
+		{".", ""}, {"./", ""}, {"", ""}, {"./a//b/", "a/b"},
+		{"/opt/lnk/../shared/", "/opt/lnk/../shared"}, {"../x/.", "../x"},
+	} {
+		cfg, err := Parse("d.toml", []byte("[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"true\"]\ndir = "+strconv.Quote(c.dir)+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Sources[0].Dir; got != c.want {
+			t.Errorf("dir = %q: %q; want %q", c.dir, got, c.want)
+		}
+	}
+}

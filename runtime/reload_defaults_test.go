@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -296,5 +297,60 @@ max_bytes = 0
 		if !sameSink(s, b.Sinks[i]) {
 			t.Errorf("sink %s: %+v and %+v differ", s.Name, *s, *b.Sinks[i])
 		}
+	}
+}
+
+// An exec source's dir written another way ("D/", "D/./", "D//.") names
+// the same directory: a reload that respells it keeps the child running,
+// with its pid, in D. Before, the spellings compared different and the
+// reload stopped the child and started another. A dir that names another
+// directory still restarts it, there.
+func TestReloadRespelledDirKeepsChild(t *testing.T) {
+	newEnv(t)
+	d, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(d, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	text := func(dir string) string {
+		return "[control]\nenabled = false\n[runtime]\nstats_interval = \"0s\"\n[rings.r]\nslots = 16\nslot_payload = 64\n" +
+			"[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"r\"\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 1000\"]\ndir = " + strconv.Quote(dir) + "\n"
+	}
+	cwd := func(pid int) string {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, _, write := reloadFile(t, path, text(d))
+	eventually(t, "source x running", func() bool { st := rt.sourceStat(t, "x"); return st.State == StateRunning && st.PID != 0 })
+	pid := rt.sourceStat(t, "x").PID
+	if got := cwd(pid); got != d {
+		t.Fatalf("child runs in %s; want %s", got, d)
+	}
+	for _, dir := range []string{d + "/", d + "/./", d + "//.", d} {
+		write(text(dir))
+		if err := reloadWithin(t, rt); err != nil {
+			t.Fatal(err)
+		}
+		if st := rt.sourceStat(t, "x"); st.PID != pid || st.State != StateRunning {
+			t.Fatalf("after a reload to dir = %q (was %q): source x %+v; want its child, pid %d, still running", dir, d, st, pid)
+		}
+	}
+	write(text(sub + "/"))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "source x restarted", func() bool {
+		st := rt.sourceStat(t, "x")
+		return st.State == StateRunning && st.PID != 0 && st.PID != pid
+	})
+	if got := cwd(rt.sourceStat(t, "x").PID); got != sub {
+		t.Fatalf("after a reload to dir = %q: child runs in %s; want %s", sub+"/", got, sub)
 	}
 }
