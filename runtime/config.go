@@ -1093,8 +1093,22 @@ const (
 	DefaultMaxSkip         = 1 << 20
 	DefaultLogRate         = 100.0 // lines a second of a child's log output
 	// MaxStopTimeout bounds stop_timeout, so that a stop, restart or
-	// reload answers within a bound `edgeipc ctl` can wait for.
+	// reload answers within a bound `edgeipc ctl` can wait for (for a
+	// reload, MaxReloadTime).
 	MaxStopTimeout = time.Minute
+	// ReloadTurnTimeout is how long Reload (SIGHUP's reload does not
+	// wait) waits for the main loop to take it up while it runs another
+	// reload; then it fails: "main loop busy; reload not started".
+	ReloadTurnTimeout = 30 * time.Second
+	// MaxReloadTime bounds how long Reload, and so `edgeipc ctl reload`,
+	// takes to answer: its turn (ReloadTurnTimeout), then the reload,
+	// which stops sources in parallel for up to their stop_timeout (at
+	// most MaxStopTimeout) and is given busyMargin for the rest (the
+	// sinks' drain, reloadDrain; the rings), the bound the watchdog
+	// gives it (setBusy). Only a process that outlives SIGKILL (stuck in
+	// the kernel, or another user's) holds a reload up for longer.
+	// `edgeipc ctl reload` waits longer than this by default.
+	MaxReloadTime = ReloadTurnTimeout + MaxStopTimeout + busyMargin
 	// MaxNameLen bounds a source's or sink's name, as shm.ValidName
 	// bounds a ring's: every row of `edgeipc ctl sources` must fit one
 	// control message, and `ctl start NAME` one request.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -479,5 +480,27 @@ func TestConfigDirCleaned(t *testing.T) {
 		if got := cfg.Sources[0].Dir; got != c.want {
 			t.Errorf("dir = %q: %q; want %q", c.dir, got, c.want)
 		}
+	}
+}
+
+// `edgeipc ctl reload` waits MaxReloadTime and more for the answer
+// (internal/cli checks its default against it): MaxReloadTime must cover
+// the slowest reload the configuration allows, its turn included.
+func TestMaxReloadTimeCoversTheSlowestReload(t *testing.T) {
+	if MaxReloadTime < ReloadTurnTimeout+MaxStopTimeout+reloadDrain {
+		t.Errorf("MaxReloadTime %v < turn %v + the longest stop_timeout %v + the sinks' drain %v", MaxReloadTime, ReloadTurnTimeout, MaxStopTimeout, reloadDrain)
+	}
+	// The watchdog's bound for a reload (setBusy in doReload) fits in
+	// what is left once the turn has been waited.
+	if MaxStopTimeout+busyMargin > MaxReloadTime-ReloadTurnTimeout {
+		t.Errorf("a reload may take %v by the watchdog's bound; MaxReloadTime leaves it %v", MaxStopTimeout+busyMargin, MaxReloadTime-ReloadTurnTimeout)
+	}
+	// The check holds stop_timeout to MaxStopTimeout.
+	exec := "[rings.a]\n[[sources]]\nname = \"x\"\nkind = \"exec\"\nring = \"a\"\ncommand = [\"true\"]\nstop_timeout = "
+	if _, err := Parse("max.toml", []byte(exec+strconv.Quote(MaxStopTimeout.String())+"\n")); err != nil {
+		t.Errorf("stop_timeout = MaxStopTimeout: %v", err)
+	}
+	if _, err := Parse("over.toml", []byte(exec+strconv.Quote((MaxStopTimeout+time.Millisecond).String())+"\n")); err == nil {
+		t.Errorf("stop_timeout = MaxStopTimeout + 1ms was accepted")
 	}
 }

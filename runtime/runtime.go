@@ -616,7 +616,7 @@ func (rt *Runtime) Reload() error {
 		return fmt.Errorf("%w: the runtime is shutting down", ErrNotRunning)
 	case <-rt.exited:
 		return fmt.Errorf("%w: Run has returned", ErrNotRunning)
-	case <-time.After(30 * time.Second):
+	case <-time.After(ReloadTurnTimeout):
 		return errors.New("runtime: main loop busy; reload not started")
 	}
 	return <-reply

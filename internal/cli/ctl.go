@@ -59,9 +59,10 @@ the reply comes back on a private queue edgeipc.reply.<pid>.<hex> that ctl
 creates and removes. The runtime answers only if this user may use its queue
 (the runtime's user, root, or a member of its [control] group).
 
-ctl waits --timeout for the reply: by default 2s, and 90s for stop, restart
-and reload, which answer once the sources concerned have stopped (an exec
-child that ignores SIGTERM is killed after its stop_timeout, at most 1m).
+ctl waits --timeout for the reply: by default 2s, 90s for stop and restart
+and 2m for reload, which answer once the sources concerned have stopped (an
+exec child that ignores SIGTERM is killed after its stop_timeout, at most
+1m; a reload may first wait up to 30s for one that runs, from a SIGHUP).
 The runtime serves one request at a time, so a query sent during a long stop
 waits too. No reply in time does not mean the runtime is gone: check with
 'edgeipc ctl status' (or raise --timeout). A queue left over from a runtime
@@ -94,7 +95,7 @@ Examples:
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("queue", "", "request queue name (default $EDGEIPC_CTL_QUEUE or edgeipc.ctl)")
 			fs.Bool("json", false, "print the reply payload as JSON")
-			fs.Duration("timeout", 0, "how long to wait for the runtime's reply (default 2s; 90s for stop, restart and reload)")
+			fs.Duration("timeout", 0, "how long to wait for the runtime's reply (default 2s; 90s for stop and restart, 2m for reload)")
 		},
 		Run: runCtl,
 	})
@@ -250,13 +251,20 @@ func ctlQueueOrigin(flagQueue string) string {
 }
 
 // ctlDefaultTimeout is how long ctl waits for a reply without --timeout:
-// queries answer at once; stop, restart and reload answer once sources
-// have stopped, which takes up to the longest stop_timeout (at most
-// runtime.MaxStopTimeout), plus the sinks' drain and some slack.
+// queries answer at once; stop and restart answer once the source has
+// stopped, which takes up to its stop_timeout (at most
+// runtime.MaxStopTimeout), plus some slack; a reload once it is done,
+// which takes up to runtime.MaxReloadTime (its turn, while a reload from
+// a SIGHUP runs, then the longest stop_timeout and the sinks' drain),
+// plus some slack. It was 90s for a reload too, which a reload that
+// waited its turn and then stopped a child with stop_timeout = "1m" could
+// outlast: ctl said it timed out, and the reload went on and succeeded.
 func ctlDefaultTimeout(cmd string) time.Duration {
 	switch cmd {
-	case "stop", "restart", "reload":
+	case "stop", "restart":
 		return runtime.MaxStopTimeout + 30*time.Second
+	case "reload":
+		return runtime.MaxReloadTime + 20*time.Second
 	}
 	return 2 * time.Second
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/runtime"
 	"github.com/edgeipc/edgeipc/runtime/control"
 )
 
@@ -726,5 +728,36 @@ func TestCtlKilledRuntime(t *testing.T) {
 	ready(startRuntime(t, dir, path))
 	if code, _, errs := ctlRun(t, "ctl", "--queue", q, "--timeout", "1m", "ping"); code != 0 {
 		t.Fatalf("ping to the next runtime: exit %d, stderr %q", code, errs)
+	}
+}
+
+// ctl's default wait outlasts the slowest answer the runtime may give: a
+// reload waits its turn and stops a child with the longest stop_timeout
+// (runtime.MaxReloadTime), a stop or restart only the latter. With 90 s
+// for a reload, ctl said it had timed out for a reload that waited its
+// turn, then stopped a child with stop_timeout = "1m", and succeeded. The
+// help says the defaults as they are.
+func TestCtlDefaultTimeoutOutlastsTheAnswer(t *testing.T) {
+	for cmd, slowest := range map[string]time.Duration{
+		"reload": runtime.MaxReloadTime, "stop": runtime.MaxStopTimeout, "restart": runtime.MaxStopTimeout,
+	} {
+		if d := ctlDefaultTimeout(cmd); d <= slowest {
+			t.Errorf("ctl %s waits %v by default; the runtime may take %v to answer", cmd, d, slowest)
+		}
+	}
+	short := func(d time.Duration) string { // as the help writes them: 90s, 2m
+		if d%time.Minute == 0 {
+			return fmt.Sprintf("%dm", d/time.Minute)
+		}
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	stop, reload := short(ctlDefaultTimeout("stop")), short(ctlDefaultTimeout("reload"))
+	if long, want := strings.Join(strings.Fields(commands["ctl"].Long), " "), stop+" for stop and restart and "+reload+" for reload"; !strings.Contains(long, want) {
+		t.Errorf("edgeipc help ctl does not say %q", want)
+	}
+	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
+	commands["ctl"].Flags(fs)
+	if u, want := fs.Lookup("timeout").Usage, stop+" for stop and restart, "+reload+" for reload"; !strings.Contains(u, want) {
+		t.Errorf("--timeout's usage %q does not say %q", u, want)
 	}
 }
