@@ -1252,7 +1252,7 @@ func (c *Config) validate() error {
 			}
 		}
 		switch {
-		case (s.Kind == KindExec || s.Kind == KindFIFO) && s.Framing == "lines" && i < len(c.srcKeys) && c.srcKeys[i]["max_skip"]:
+		case (s.Kind == KindExec || s.Kind == KindFIFO) && s.Framing == "lines" && s.Write != "child" && i < len(c.srcKeys) && c.srcKeys[i]["max_skip"]:
 			// The lines decoder has no use for it (an over-long line is
 			// dropped up to its newline, whatever its length): it was
 			// accepted and did nothing.
@@ -1278,6 +1278,14 @@ func (c *Config) validate() error {
 			case "runtime", "child":
 			default:
 				add(c.srcErr(s, "write", "%q: want \"runtime\" or \"child\"", s.Write))
+			}
+			// They shape the frames the runtime writes: with a child that
+			// writes the ring itself, its stdout is only logged, and they
+			// were accepted and did nothing.
+			for _, k := range []string{"framing", "max_skip", "type", "flags"} {
+				if s.Write == "child" && i < len(c.srcKeys) && c.srcKeys[i][k] {
+					add(c.srcErr(s, k, "does nothing with write = \"child\": the child writes the ring itself (its frames' type and flags too), and its stdout is logged, not cut into frames: remove it, or set write = \"runtime\""))
+				}
 			}
 			switch s.Restart {
 			case "":

@@ -221,6 +221,12 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		// backoff_max was not written: the error was at the table's line,
 		// about a key the file does not have.
 		{"backoff_min above the default max", exec + "backoff_min = \"1m\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_min", "1m0s: more than backoff_max (default 30s, not set here)", "set backoff_max"}},
+		// A child that writes the ring itself: the keys that shape the
+		// runtime's frames did nothing.
+		{"framing with write = child", exec + "write = \"child\"\nframing = \"len32\"\n", []string{"bad.toml:8:", "sources[0] (x).framing", `does nothing with write = "child"`}},
+		{"type with write = child", exec + "type = 7\nwrite = \"child\"\n", []string{"bad.toml:7:", "sources[0] (x).type", `does nothing with write = "child"`}},
+		{"flags with write = child", exec + "write = \"child\"\nflags = 1\n", []string{"bad.toml:8:", "sources[0] (x).flags", `does nothing with write = "child"`}},
+		{"max_skip with write = child", exec + "write = \"child\"\nmax_skip = 4096\n", []string{"bad.toml:8:", "sources[0] (x).max_skip", `does nothing with write = "child"`}},
 		{"negative max_skip", exec + "framing = \"len32\"\nmax_skip = -7\n", []string{"bad.toml:8:", "sources[0] (x).max_skip", "-7: must be positive"}},
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
 		// Logged tens of thousands of lines a second.
