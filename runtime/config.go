@@ -1294,6 +1294,13 @@ func (c *Config) validate() error {
 			default:
 				add(c.srcErr(s, "restart", "%q: want always, on-failure or never", s.Restart))
 			}
+			// The restart delay of a child that is never restarted: they
+			// were accepted and did nothing.
+			for _, k := range []string{"backoff_min", "backoff_max", "backoff_reset"} {
+				if s.Restart == "never" && i < len(c.srcKeys) && c.srcKeys[i][k] {
+					add(c.srcErr(s, k, "does nothing with restart = \"never\": the child is not started again, so there is no restart delay: remove it, or set restart = \"always\" or \"on-failure\""))
+				}
+			}
 			if len(s.Env) == 0 {
 				// env = [] is the default written out: compared as unset,
 				// so that a reload that writes it keeps the child.

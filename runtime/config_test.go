@@ -227,6 +227,10 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		{"type with write = child", exec + "type = 7\nwrite = \"child\"\n", []string{"bad.toml:7:", "sources[0] (x).type", `does nothing with write = "child"`}},
 		{"flags with write = child", exec + "write = \"child\"\nflags = 1\n", []string{"bad.toml:8:", "sources[0] (x).flags", `does nothing with write = "child"`}},
 		{"max_skip with write = child", exec + "write = \"child\"\nmax_skip = 4096\n", []string{"bad.toml:8:", "sources[0] (x).max_skip", `does nothing with write = "child"`}},
+		// A child never restarted has no restart delay: they did nothing.
+		{"backoff_min with restart = never", exec + "restart = \"never\"\nbackoff_min = \"1s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_min", `does nothing with restart = "never"`}},
+		{"backoff_max with restart = never", exec + "backoff_max = \"1m\"\nrestart = \"never\"\n", []string{"bad.toml:7:", "sources[0] (x).backoff_max", `does nothing with restart = "never"`}},
+		{"backoff_reset with restart = never", exec + "restart = \"never\"\nbackoff_reset = \"0s\"\n", []string{"bad.toml:8:", "sources[0] (x).backoff_reset", `does nothing with restart = "never"`}},
 		{"negative max_skip", exec + "framing = \"len32\"\nmax_skip = -7\n", []string{"bad.toml:8:", "sources[0] (x).max_skip", "-7: must be positive"}},
 		{"NaN rate", "[rings.a]\n[[sources]]\nname = \"s\"\nkind = \"synthetic\"\nring = \"a\"\nrate_hz = nan\n", []string{"bad.toml:6:", "rate_hz", "NaN"}},
 		// Logged tens of thousands of lines a second.

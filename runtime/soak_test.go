@@ -140,6 +140,16 @@ const msgpMapType = 5
 // soakMaxSkip is max_skip of the len32 and msgp sources.
 const soakMaxSkip = 8192
 
+// backoffKeys are the restart delay lines of a soak exec source: none
+// with restart = "never", which has no use for them (the check refuses
+// them there).
+func backoffKeys(restart string) string {
+	if restart == "never" {
+		return ""
+	}
+	return "backoff_min = \"20ms\"\nbackoff_max = \"400ms\"\nbackoff_reset = \"2s\"\n"
+}
+
 // maxSkipKey is the max_skip line of a soak source of framing: none for
 // lines, which has no use for it (the check refuses it there).
 func maxSkipKey(framing string) string {
@@ -421,13 +431,10 @@ ring = %q
 type = %d
 framing = %q
 %srestart = %q
-backoff_min = "20ms"
-backoff_max = "400ms"
-backoff_reset = "2s"
-stop_timeout = "1s"
+%sstop_timeout = "1s"
 command = [%q, "-test.run=^$"]
 env = ["%s=%s", "SOAK_GO=%s", "SOAK_TYPE=%d"]
-`, name, ring, typ, framing, maxSkipKey(framing), restart, p.exe, soakChildEnv, mode, p.gofile, typ)
+`, name, ring, typ, framing, maxSkipKey(framing), restart, backoffKeys(restart), p.exe, soakChildEnv, mode, p.gofile, typ)
 	}
 	execSrc("ex-lines", "exlines", "lines", v.linesRestart, 1, "lines")
 	execSrc("ex-len32", "exlen", "len32", "always", 2, "len32")
