@@ -87,7 +87,9 @@
 //     another goroutine interrupts them (errors.Is tells them apart).
 //     Writer.Reserve alone waits without limit. Open, OpenReader and
 //     OpenWriter never wait for a ring that does not exist yet (an error
-//     matching os.ErrNotExist); OpenContext and OpenReaderContext do.
+//     matching os.ErrNotExist); OpenContext and OpenReaderContext do,
+//     watching the segment directory on one inotify instance that all
+//     the waits of the process share.
 //   - Copy: frames of 1 MiB and more are copied with Copy, which keeps them
 //     in the cache for the reader (Go's copy bypasses it at that size).
 //   - Semaphore: a named, process-shared counting semaphore.

@@ -349,40 +349,46 @@ func TestOpenContextWithoutInotify(t *testing.T) {
 	for _, limit := range []string{"max_inotify_instances", "max_inotify_watches"} {
 		t.Run(limit, func(t *testing.T) {
 			testDir(t)
-			env := "EDGEIPC_INOTIFY_LIMIT=" + limit
-			cmd := child(t, "no-inotify", env)
-			cmd.SysProcAttr = &syscall.SysProcAttr{
-				Unshareflags: syscall.CLONE_NEWUSER,
-				UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-				GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-			}
-			err := cmd.Start()
-			if errors.Is(err, syscall.EINVAL) {
-				// qemu-user cannot unshare (its own threads make the
-				// process multi-threaded: EINVAL); unshare(1) can,
-				// before it execs the emulated child.
-				tool, lerr := exec.LookPath("unshare")
-				if lerr != nil {
-					t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
-				}
-				c2 := child(t, "no-inotify", env)
-				cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--"}, c2.Args...)...)
-				cmd.Env, cmd.Stderr = c2.Env, c2.Stderr
-				err = cmd.Start()
-			}
-			if err != nil {
-				// Unprivileged user namespaces may be disabled
-				// (kernel.unprivileged_userns_clone, user.max_user_namespaces).
-				t.Skipf("cannot start a child in a user namespace of its own: %v", err)
-			}
-			if err := cmd.Wait(); err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) && ee.ExitCode() == noLimitExit {
-					t.Skip("the child could not set the inotify limit of its user namespace (its error is above)")
-				}
-				t.Fatalf("child: %v", err)
-			}
+			runInUserNS(t, "no-inotify", "EDGEIPC_INOTIFY_LIMIT="+limit)
 		})
+	}
+}
+
+// runInUserNS runs the named child in a user namespace of its own, where
+// it may set its inotify limits, and fails the test if the child fails.
+func runInUserNS(t *testing.T, name string, env ...string) {
+	t.Helper()
+	cmd := child(t, name, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Unshareflags: syscall.CLONE_NEWUSER,
+		UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	err := cmd.Start()
+	if errors.Is(err, syscall.EINVAL) {
+		// qemu-user cannot unshare (its own threads make the
+		// process multi-threaded: EINVAL); unshare(1) can,
+		// before it execs the emulated child.
+		tool, lerr := exec.LookPath("unshare")
+		if lerr != nil {
+			t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
+		}
+		c2 := child(t, name, env...)
+		cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--"}, c2.Args...)...)
+		cmd.Env, cmd.Stderr = c2.Env, c2.Stderr
+		err = cmd.Start()
+	}
+	if err != nil {
+		// Unprivileged user namespaces may be disabled
+		// (kernel.unprivileged_userns_clone, user.max_user_namespaces).
+		t.Skipf("cannot start a child in a user namespace of its own: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == noLimitExit {
+			t.Skip("the child could not set the inotify limit of its user namespace (its error is above)")
+		}
+		t.Fatalf("child: %v", err)
 	}
 }
 
