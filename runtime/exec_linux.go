@@ -134,10 +134,13 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	c := ss.cfg
 	// A relative path with a slash is the child's: it runs in dir, so
 	// that is where the program is looked for (a name without a slash is
-	// looked up in $PATH).
+	// looked up in $PATH). The two are put together as text, not with
+	// filepath.Join or filepath.Abs: they clean the result, taking "x/.."
+	// as nothing where the kernel follows x first if it is a symbolic
+	// link, and turning "a/.." + "./prog" into "prog", a name for $PATH.
 	prog := c.Command[0]
 	if c.Dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
-		prog = filepath.Join(c.Dir, prog)
+		prog = strings.TrimSuffix(c.Dir, "/") + "/" + prog
 	}
 	path, err := exec.LookPath(prog)
 	if err != nil {
@@ -146,9 +149,11 @@ func (ss *sourceState) runChild(ctx context.Context, w *shm.Writer) (*os.Process
 	// The child changes to dir before it executes path: a relative path
 	// (dir is relative too) would then be looked for from inside dir.
 	if !filepath.IsAbs(path) {
-		if path, err = filepath.Abs(path); err != nil {
+		wd, err := os.Getwd()
+		if err != nil {
 			return nil, fmt.Errorf("command: %w", err)
 		}
+		path = strings.TrimSuffix(wd, "/") + "/" + path
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -288,19 +288,29 @@ func TestExecRingWriteFailureStopsChild(t *testing.T) {
 // the program was in dir. A relative dir is from the runtime's working
 // directory: with one, the program was found there but then executed by
 // that relative path from inside dir (dir/dir/gen.sh), and every start
-// failed with "no such file or directory".
+// failed with "no such file or directory". A dir with ".." after a
+// symbolic link (link/.., link -> deep/sub) is deep to the kernel, where
+// the child runs; the program was joined to it by text (filepath.Join),
+// which took link/.. as nothing and looked for ./gen.sh in the runtime's
+// working directory (and for "a/.." + "./gen.sh", for gen.sh in $PATH).
 func TestExecRelativeCommandFromDir(t *testing.T) {
-	for _, relDir := range []bool{false, true} {
-		t.Run(fmt.Sprintf("relative dir %v", relDir), func(t *testing.T) {
+	for _, mode := range []string{"absolute dir", "relative dir", "dir through a link and .."} {
+		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			dir := filepath.Join(e.dir, "sensors")
-			if err := os.Mkdir(dir, 0o700); err != nil {
+			if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			writeScript(t, dir, "gen.sh", "while :; do echo here; sleep 0.05; done\n")
-			if relDir {
+			switch mode {
+			case "relative dir":
 				t.Chdir(e.dir)
 				dir = "sensors"
+			case "dir through a link and ..":
+				if err := os.Symlink(filepath.Join(dir, "sub"), filepath.Join(e.dir, "link")); err != nil {
+					t.Fatal(err)
+				}
+				dir = filepath.Join(e.dir, "link") + "/.."
 			}
 			cfg := strings.Replace(execConfig("rel", "./gen.sh"), "kind = \"exec\"", fmt.Sprintf("kind = \"exec\"\ndir = %q", dir), 1)
 			rt, logb, stop := inproc(t, cfg)
