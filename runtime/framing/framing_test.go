@@ -111,6 +111,14 @@ func TestLen32(t *testing.T) {
 	if !errors.Is(err, ErrBroken) || len(recs) != 1 {
 		t.Fatalf("got %q err %v, want ErrBroken after one record", recs, err)
 	}
+	// A MaxSkip at or below MaxRecord skips none: a record of MaxRecord
+	// bytes is still a record, and one byte more breaks the stream.
+	in = append(len32(strings.Repeat("a", 16)), len32(strings.Repeat("b", 17))...)
+	d = NewDecoder(bytes.NewReader(in), Len32, Options{MaxRecord: 16, MaxSkip: 1})
+	recs, bad, err = collect(t, d)
+	if !errors.Is(err, ErrBroken) || len(recs) != 1 || len(recs[0]) != 16 || bad != 0 {
+		t.Fatalf("MaxSkip 1: got %q bad %d err %v, want one 16-byte record then ErrBroken", recs, bad, err)
+	}
 	// Truncated record at EOF.
 	d = NewDecoder(bytes.NewReader(len32("abcdef")[:6]), Len32, Options{MaxRecord: 16})
 	if _, err := d.Next(); err != io.ErrUnexpectedEOF {
