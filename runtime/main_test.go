@@ -287,7 +287,9 @@ func startChildCmd(t *testing.T, cmd *exec.Cmd, cfgPath string, extraEnv ...stri
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = pw
+	logged := make(chan struct{})
 	go func() {
+		defer close(logged)
 		// The runtime logs a child's stderr line of up to 64 KiB, plus a
 		// prefix: a line too long for the scanner must not stop the
 		// reading, or the runtime would block on its stderr.
@@ -316,7 +318,12 @@ func startChildCmd(t *testing.T, cmd *exec.Cmd, cfgPath string, extraEnv ...stri
 			c.log.Write([]byte(fmt.Sprintf("TEST: child runtime exited but its output pipe stayed open for %v; processes:\n%s", cmd.WaitDelay, ps)))
 			c.orphans.Store(true)
 		}
+		// Wait returns once the last bytes went into the pipe, which may
+		// be before the scanner above has put them in the log: the
+		// exit is told only when the log holds everything (a test that
+		// checked the runtime's last line after exit missed it).
 		pw.Close()
+		<-logged
 		c.done <- err
 	}()
 	t.Cleanup(func() {
