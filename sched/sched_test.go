@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -536,6 +537,61 @@ func TestTickerStatsFromAnotherGoroutine(t *testing.T) {
 		last = ticks
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// TestTickerStatsOverrunsNeverExceedTicks: a read's overruns were counted
+// before its ticks, so a Stats between the two additions saw the overruns
+// without the ticks: a ticker taken late for the first time said, for a
+// moment, 23 overruns of 0 ticks, against Stats's documentation. A
+// goroutine reads Stats without pause while ticker after ticker is taken
+// late once; each take is a chance to land between the two additions, and
+// with them in the old order this test caught it within its time budget.
+func TestTickerStatsOverrunsNeverExceedTicks(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS >= 2: Stats must run while a wait counts (go test -cpu 2)")
+	}
+	var (
+		cur  atomic.Pointer[Ticker]
+		stop atomic.Bool
+		bad  atomic.Pointer[[2]uint64]
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			if tk := cur.Load(); tk != nil {
+				if ticks, overruns := tk.Stats(); overruns > ticks {
+					bad.Store(&[2]uint64{ticks, overruns})
+					return
+				}
+			}
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	takes := 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && bad.Load() == nil; {
+		tk, err := NewTicker(time.Microsecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Store(tk)
+		for {
+			// Some periods pass while TryWait gets going: its first take
+			// has overruns, and no ticks have been counted before it.
+			if _, err := tk.TryWait(); err == nil {
+				break
+			} else if !errors.Is(err, ErrWouldBlock) {
+				t.Fatal(err)
+			}
+		}
+		takes++
+		cur.Store(nil)
+		tk.Close()
+	}
+	if b := bad.Load(); b != nil {
+		t.Fatalf("Stats said %d overruns of %d ticks (within %d takes)", b[1], b[0], takes)
+	}
+	t.Logf("%d late takes, Stats never said more overruns than ticks", takes)
 }
 
 // TestAffinityOutsideCpuset: a CPU that is online but outside the thread's

@@ -300,13 +300,14 @@ func (t *Ticker) expirations() (missed uint64, err error) {
 		return 0, fmt.Errorf("sched: short timerfd read (%d bytes)", t.n)
 	}
 	exp := binary.NativeEndian.Uint64(t.buf[:]) // the kernel writes a u64 in host order
-	// Overruns before ticks, and Stats reads them the other way round:
+	// Ticks before overruns, and Stats reads them the other way round:
+	// the overruns it reads were counted after ticks at least as many, so
 	// it never returns more overruns than ticks.
+	t.ticks.Add(exp)
 	if exp > 1 {
 		missed = exp - 1
 		t.overruns.Add(missed)
 	}
-	t.ticks.Add(exp)
 	return missed, nil
 }
 
