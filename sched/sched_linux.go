@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/edgeipc/edgeipc/internal/sys"
@@ -20,7 +21,9 @@ import (
 // never undone), so that the goroutine keeps the policy and the thread
 // exits with it instead of going back to Go's pool to run other goroutines.
 // Real-time policies take priorities 1..99 and need CAP_SYS_NICE or an
-// RLIMIT_RTPRIO at least that high; other policies take priority 0. A
+// RLIMIT_RTPRIO at least that high, and are refused all the same by a
+// seccomp filter (systemd's RestrictRealtime=yes) or a cpu cgroup without
+// real-time runtime; the error says which. Other policies take priority 0. A
 // thread in idle leaves it only with CAP_SYS_NICE or an RLIMIT_NICE that
 // allows its nice value (20 for nice 0).
 func SetThread(p Policy, priority int) error {
@@ -83,14 +86,87 @@ func rtRefused(p Policy, priority int) error {
 	}
 	switch {
 	case rl.Cur >= uint64(priority) || capable && !inUserNamespace():
-		return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: its cpu cgroup %s has no real-time runtime (kernel built with CONFIG_RT_GROUP_SCHED; cpu.rt_runtime_us is 0 there): give the cgroup and its parents some (docker run --cpu-rt-runtime=950000; cgroup v1: write cpu.rt_runtime_us) or run it in the root cpu cgroup",
-			ErrPermission, p, priority, rl.Cur, cpuCgroup())
+		return rtRefusedAllowed(p, priority, rl.Cur)
 	case capable:
 		return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE in the host's user namespace, and this process has it only in its own (a rootless container), or RLIMIT_RTPRIO >= %d (it is %d; podman/docker: --ulimit rtprio=%d)",
 			ErrPermission, p, priority, priority, rl.Cur, priority)
 	}
 	return fmt.Errorf("%w: %v priority %d needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %d (it is %d; systemd: LimitRTPRIO=%d or AmbientCapabilities=CAP_SYS_NICE)",
 		ErrPermission, p, priority, priority, rl.Cur, priority)
+}
+
+// rtRefusedAllowed explains an EPERM for a real-time policy that the
+// thread's capability or RLIMIT_RTPRIO allows. The kernel then refuses it
+// when the thread's cpu cgroup has no real-time runtime
+// (CONFIG_RT_GROUP_SCHED); a seccomp filter (systemd's
+// RestrictRealtime=yes, a container's profile) or a security module
+// refuses it before the kernel looks. The error blamed the cgroup alone,
+// and said its cpu.rt_runtime_us was 0 without reading it.
+func rtRefusedAllowed(p Policy, priority int, rtprio uint64) error {
+	cg := cpuCgroup()
+	rt, file := cgroupRTRuntime()
+	cgroupFix := fmt.Sprintf("its cpu cgroup %s has no real-time runtime (kernel built with CONFIG_RT_GROUP_SCHED; cpu.rt_runtime_us is 0 there): give the cgroup and its parents some (docker run --cpu-rt-runtime=950000; cgroup v1: write cpu.rt_runtime_us) or run it in the root cpu cgroup", cg)
+	var causes []string
+	if file != "" && rt == 0 {
+		causes = append(causes, cgroupFix)
+	}
+	if seccompFiltered() {
+		causes = append(causes, "a seccomp filter on this thread refuses real-time policies (systemd RestrictRealtime=yes or SystemCallFilter=, a container's seccomp profile): lift it for this program (systemd: RestrictRealtime=no)")
+	}
+	if file == "" {
+		causes = append(causes, cgroupFix)
+	}
+	if len(causes) == 0 {
+		causes = append(causes, fmt.Sprintf("not its cpu cgroup %s (%s is %d) and no seccomp filter: a security module (SELinux, AppArmor) refuses it; look for the denial in the audit log (journalctl -k)", cg, file, rt))
+	}
+	return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: %s",
+		ErrPermission, p, priority, rtprio, strings.Join(causes, "; or "))
+}
+
+// cgroupRTRuntime returns the real-time runtime, in microseconds, that
+// the kernel grants the calling thread's cpu cgroup, and the file it read
+// it from: -1 (unlimited) from /proc/sys/kernel/sched_rt_runtime_us when
+// the kernel enforces no real-time runtime at all, else the cgroup's
+// cpu.rt_runtime_us. The file is "" where neither says (a kernel without
+// CONFIG_RT_GROUP_SCHED, a container that sees its host's cgroup paths).
+func cgroupRTRuntime() (us int64, file string) {
+	const global = "/proc/sys/kernel/sched_rt_runtime_us"
+	if b, err := os.ReadFile(global); err == nil && strings.TrimSpace(string(b)) == "-1" {
+		return -1, global
+	}
+	path, v1 := cpuCgroupPath()
+	if path == "" {
+		return 0, ""
+	}
+	tries := []string{"/sys/fs/cgroup" + path + "/cpu.rt_runtime_us", "/sys/fs/cgroup/unified" + path + "/cpu.rt_runtime_us"}
+	if v1 {
+		tries = []string{"/sys/fs/cgroup/cpu" + path + "/cpu.rt_runtime_us", "/sys/fs/cgroup/cpu,cpuacct" + path + "/cpu.rt_runtime_us"}
+	}
+	for _, f := range tries {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			return n, f
+		}
+	}
+	return 0, ""
+}
+
+// seccompFiltered reports whether a seccomp filter runs on the calling
+// thread's system calls (Seccomp: 2 in its status).
+func seccompFiltered() bool {
+	b, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
+			return strings.TrimSpace(v) == "2"
+		}
+	}
+	return false
 }
 
 // leaveIdleLimit returns the RLIMIT_NICE that the kernel asks of an idle
@@ -120,11 +196,19 @@ func inUserNamespace() bool {
 // cpuCgroup names the calling thread's cpu cgroup (v1 cpu controller, else
 // the v2 group) as /proc shows it, or "(unknown)".
 func cpuCgroup() string {
+	if path, _ := cpuCgroupPath(); path != "" {
+		return path
+	}
+	return "(unknown)"
+}
+
+// cpuCgroupPath returns the calling thread's cpu cgroup as /proc shows it,
+// and whether it is a group of the v1 cpu controller (else of v2), or "".
+func cpuCgroupPath() (path string, v1 bool) {
 	b, err := os.ReadFile("/proc/thread-self/cgroup")
 	if err != nil {
-		return "(unknown)"
+		return "", false
 	}
-	v2 := "(unknown)"
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		// hierarchy-ID:controller-list:path
 		parts := strings.SplitN(l, ":", 3)
@@ -132,13 +216,13 @@ func cpuCgroup() string {
 			continue
 		}
 		if parts[1] == "" {
-			v2 = parts[2]
+			path = parts[2]
 		}
 		if slices.Contains(strings.Split(parts[1], ","), "cpu") {
-			return parts[2]
+			return parts[2], true
 		}
 	}
-	return v2
+	return path, false
 }
 
 // Thread returns the calling thread's policy and priority.

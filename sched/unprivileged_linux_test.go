@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -148,5 +149,61 @@ func TestRealtimeFromIdleError(t *testing.T) {
 	out, err := asNobody(t, "TestRealtimeFromIdleError", "SCHED_TEST_IDLE_CHILD=1").CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
 		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+}
+
+// TestRealtimeRefusedBySeccomp: a seccomp filter that returns EPERM for
+// sched_setscheduler (systemd's RestrictRealtime=yes does so for fifo, rr
+// and deadline) refuses a thread that has CAP_SYS_NICE. The error blamed
+// the thread's cpu cgroup, saying its cpu.rt_runtime_us was 0 where it was
+// 950000; now it names the seccomp filter and how to lift it, and says the
+// cgroup is not the cause where it can read its runtime.
+func TestRealtimeRefusedBySeccomp(t *testing.T) {
+	if os.Getenv("SCHED_TEST_SECCOMP_CHILD") == "1" {
+		// The filter goes on this thread alone, in a child process that
+		// exits after the test.
+		runtime.LockOSThread()
+		if err := SetThread(FIFO, 10); err != nil {
+			t.Skipf("no real-time priority for this test even without a filter: %v", err)
+		}
+		if err := SetThread(Other, 0); err != nil {
+			t.Fatal(err)
+		}
+		filter := []unix.SockFilter{
+			{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+			{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_SCHED_SETSCHEDULER, Jt: 0, Jf: 1},
+			{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+			{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+		}
+		prog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(prog)), 0, 0)
+		runtime.KeepAlive(prog)
+		runtime.KeepAlive(filter)
+		if err == unix.EINVAL {
+			t.Skipf("prctl(PR_SET_SECCOMP): %v: no seccomp filters here (qemu-user refuses them, a kernel without CONFIG_SECCOMP_FILTER has none)", err)
+		} else if err != nil {
+			t.Fatalf("prctl(PR_SET_SECCOMP): %v", err)
+		}
+		err = SetThread(FIFO, 10)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "seccomp") || !strings.Contains(err.Error(), "RestrictRealtime=no") {
+			t.Fatalf("SetThread(fifo, 10) under a seccomp filter: %v, want ErrPermission naming the filter and RestrictRealtime=no", err)
+		}
+		if rt, file := cgroupRTRuntime(); file != "" && strings.Contains(err.Error(), "has no real-time runtime") {
+			t.Fatalf("SetThread(fifo, 10) under a seccomp filter blames the cgroup, whose %s is %d: %v", file, rt, err)
+		}
+		t.Log(err)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRealtimeRefusedBySeccomp$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SCHED_TEST_SECCOMP_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil && bytes.Contains(out, []byte("--- SKIP")) {
+		t.Skipf("child skipped:\n%s", out)
+	}
+	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
