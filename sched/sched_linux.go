@@ -346,9 +346,10 @@ func Affinity() ([]int, error) {
 
 // LockMemory locks the process's current and future pages in RAM
 // (mlockall(MCL_CURRENT|MCL_FUTURE)), so page faults cannot add latency.
-// It needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK larger than the process's
-// address space (a Go process reserves hundreds of megabytes it has not
-// touched yet). Give it CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: under
+// It needs CAP_IPC_LOCK (in the host's user namespace: in a rootless
+// container only the limit counts) or an RLIMIT_MEMLOCK larger than the
+// process's address space (a Go process reserves hundreds of megabytes it
+// has not touched yet). Give it CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK: under
 // a finite one every later mapping counts against the limit, and the Go
 // runtime dies ("out of memory") when its heap outgrows it.
 //
@@ -362,6 +363,12 @@ func LockMemory() error {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {
 			var rl unix.Rlimit
 			unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl)
+			// The kernel counts CAP_IPC_LOCK only in the initial user
+			// namespace, as it does CAP_SYS_NICE.
+			if capable, _ := sys.HasCapability(unix.CAP_IPC_LOCK); capable && inUserNamespace() {
+				return fmt.Errorf("%w: mlockall needs CAP_IPC_LOCK in the host's user namespace, and this process has it only in its own (a rootless container), or a larger RLIMIT_MEMLOCK (it is %d bytes; podman/docker: --ulimit memlock=-1): %v",
+					ErrPermission, rl.Cur, err)
+			}
 			return fmt.Errorf("%w: mlockall needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK (it is %d bytes; systemd: LimitMEMLOCK=infinity): %v",
 				ErrPermission, rl.Cur, err)
 		}

@@ -207,3 +207,65 @@ func TestRealtimeRefusedBySeccomp(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
+
+// TestLockMemoryInUserNamespace: in a user namespace of its own (a
+// rootless container) a process is root with CAP_IPC_LOCK, which the
+// kernel does not count there: mlockall is refused under a finite
+// RLIMIT_MEMLOCK. The error asked for CAP_IPC_LOCK, which the process has;
+// now it says the capability counts only in the host's namespace and
+// names the limit to raise.
+func TestLockMemoryInUserNamespace(t *testing.T) {
+	if os.Getenv("SCHED_TEST_USERNS_CHILD") == "1" {
+		var rl unix.Rlimit
+		unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl)
+		if rl.Cur == unix.RLIM_INFINITY {
+			t.Skip("RLIMIT_MEMLOCK is unlimited: mlockall is granted in any namespace")
+		}
+		if capable, err := sys.HasCapability(unix.CAP_IPC_LOCK); !capable || !inUserNamespace() {
+			t.Fatalf("child: CAP_IPC_LOCK %v (%v), in a user namespace %v: want both", capable, err, inUserNamespace())
+		}
+		err := LockMemory()
+		if err == nil {
+			UnlockMemory()
+			t.Skipf("mlockall granted under RLIMIT_MEMLOCK %d bytes", rl.Cur)
+		}
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "host's user namespace") || !strings.Contains(err.Error(), "--ulimit memlock=-1") {
+			t.Fatalf("LockMemory in a user namespace with CAP_IPC_LOCK: %v, want ErrPermission saying the capability counts only in the host's namespace", err)
+		}
+		t.Log(err)
+		return
+	}
+	args := []string{"-test.run=^TestLockMemoryInUserNamespace$", "-test.count=1", "-test.v"}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SCHED_TEST_USERNS_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Unshareflags: syscall.CLONE_NEWUSER,
+		UidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:  []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Start()
+	if errors.Is(err, syscall.EINVAL) {
+		// qemu-user cannot unshare (its own threads make the process
+		// multi-threaded); unshare(1) can, before it execs the child.
+		tool, lerr := exec.LookPath("unshare")
+		if lerr != nil {
+			t.Skipf("cannot start a child in a user namespace of its own (%v), and no unshare(1): %v", err, lerr)
+		}
+		cmd = exec.Command(tool, append([]string{"--user", "--map-root-user", "--", os.Args[0]}, args...)...)
+		cmd.Env = append(os.Environ(), "SCHED_TEST_USERNS_CHILD=1")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err = cmd.Start()
+	}
+	if err != nil {
+		t.Skipf("cannot start a child in a user namespace of its own (user namespaces disabled?): %v", err)
+	}
+	err = cmd.Wait()
+	if err == nil && bytes.Contains(out.Bytes(), []byte("--- SKIP")) {
+		t.Skipf("child skipped:\n%s", out.Bytes())
+	}
+	if err != nil || !bytes.Contains(out.Bytes(), []byte("--- PASS")) {
+		t.Fatalf("child in a user namespace: %v\n%s", err, out.Bytes())
+	}
+}
