@@ -53,8 +53,13 @@ func SetThread(p Policy, priority int) error {
 	}
 	if err := sys.SchedSetscheduler(0, int(p)|cur&resetOnFork, priority); err != nil {
 		if errors.Is(err, unix.EPERM) && p != FIFO && p != RR {
-			need, have := leaveIdleLimit()
-			return fmt.Errorf("%w: leaving idle for %v needs CAP_SYS_NICE or RLIMIT_NICE >= %d, the thread's nice value (it is %d; systemd: LimitNICE=%d)", ErrPermission, p, need, have, need)
+			// The kernel asks a privilege for these only of a thread
+			// that leaves idle; any other refusal comes from a filter.
+			if need, have := leaveIdleLimit(); cur&^resetOnFork == sys.SchedIdle && p != Idle && have < need {
+				return fmt.Errorf("%w: leaving idle for %v needs CAP_SYS_NICE or RLIMIT_NICE >= %d, the thread's nice value (it is %d; systemd: LimitNICE=%d)", ErrPermission, p, need, have, need)
+			}
+			return fmt.Errorf("%w: %v refused, which the kernel grants any thread that does not leave idle (this one runs %v): %s",
+				ErrPermission, p, Policy(cur&^resetOnFork), filterCause())
 		}
 		if errors.Is(err, unix.EPERM) {
 			return rtRefused(p, priority)
@@ -117,7 +122,7 @@ func rtRefusedAllowed(p Policy, priority int, rtprio uint64) error {
 		causes = append(causes, cgroupFix)
 	}
 	if len(causes) == 0 {
-		causes = append(causes, fmt.Sprintf("not its cpu cgroup %s (%s is %d) and no seccomp filter: a security module (SELinux, AppArmor) refuses it; look for the denial in the audit log (journalctl -k)", cg, file, rt))
+		causes = append(causes, fmt.Sprintf("not its cpu cgroup %s (%s is %d): %s", cg, file, rt, filterCause()))
 	}
 	return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: %s",
 		ErrPermission, p, priority, rtprio, strings.Join(causes, "; or "))
@@ -152,6 +157,16 @@ func cgroupRTRuntime() (us int64, file string) {
 		}
 	}
 	return 0, ""
+}
+
+// filterCause names what refuses a system call that the kernel itself
+// would grant: a seccomp filter, if one runs on the thread, else a
+// security module.
+func filterCause() string {
+	if seccompFiltered() {
+		return "a seccomp filter on this thread refuses it (systemd SystemCallFilter=, a container's seccomp profile): lift it for this program"
+	}
+	return "a security module (SELinux, AppArmor) refuses it; look for the denial in the audit log (journalctl -k)"
 }
 
 // seccompFiltered reports whether a seccomp filter runs on the calling

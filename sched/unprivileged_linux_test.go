@@ -157,7 +157,8 @@ func TestRealtimeFromIdleError(t *testing.T) {
 // and deadline) refuses a thread that has CAP_SYS_NICE. The error blamed
 // the thread's cpu cgroup, saying its cpu.rt_runtime_us was 0 where it was
 // 950000; now it names the seccomp filter and how to lift it, and says the
-// cgroup is not the cause where it can read its runtime.
+// cgroup is not the cause where it can read its runtime. Batch, refused by
+// the same filter, was explained as a thread leaving idle.
 func TestRealtimeRefusedBySeccomp(t *testing.T) {
 	if os.Getenv("SCHED_TEST_SECCOMP_CHILD") == "1" {
 		// The filter goes on this thread alone, in a child process that
@@ -193,6 +194,15 @@ func TestRealtimeRefusedBySeccomp(t *testing.T) {
 		}
 		if rt, file := cgroupRTRuntime(); file != "" && strings.Contains(err.Error(), "has no real-time runtime") {
 			t.Fatalf("SetThread(fifo, 10) under a seccomp filter blames the cgroup, whose %s is %d: %v", file, rt, err)
+		}
+		t.Log(err)
+		// A filter that refuses every sched_setscheduler (systemd's
+		// SystemCallFilter=~@resources) refuses batch too, which the
+		// kernel grants a thread that is not idle: the error said
+		// "leaving idle" for a thread in other.
+		err = SetThread(Batch, 0)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "seccomp") || strings.Contains(err.Error(), "leaving idle") {
+			t.Fatalf("SetThread(batch, 0) from other under a seccomp filter: %v, want ErrPermission naming the filter", err)
 		}
 		t.Log(err)
 		return
