@@ -116,7 +116,7 @@ func rtRefusedAllowed(p Policy, priority int, rtprio uint64) error {
 		causes = append(causes, cgroupFix)
 	}
 	if seccompFiltered() {
-		causes = append(causes, "a seccomp filter on this thread refuses real-time policies (systemd RestrictRealtime=yes or SystemCallFilter=, a container's seccomp profile): lift it for this program (systemd: RestrictRealtime=no)")
+		causes = append(causes, "this thread runs under a seccomp filter, which may refuse real-time policies (systemd RestrictRealtime=yes or SystemCallFilter=, a container's seccomp profile): lift that for this program (systemd: RestrictRealtime=no)")
 	}
 	if file == "" {
 		causes = append(causes, cgroupFix)
@@ -164,7 +164,7 @@ func cgroupRTRuntime() (us int64, file string) {
 // security module.
 func filterCause() string {
 	if seccompFiltered() {
-		return "a seccomp filter on this thread refuses it (systemd SystemCallFilter=, a container's seccomp profile): lift it for this program"
+		return "this thread runs under a seccomp filter, which refuses it unless a security module does (systemd SystemCallFilter=, a container's seccomp profile): lift that for this program"
 	}
 	return "a security module (SELinux, AppArmor) refuses it; look for the denial in the audit log (journalctl -k)"
 }
