@@ -35,7 +35,11 @@
 // SCHED_FIFO/SCHED_RR, CAP_SYS_NICE (or an RLIMIT_NICE of 20 minus the
 // thread's nice value) to leave SCHED_IDLE, and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
 // for mlockall; without them the calls return errors wrapping
-// ErrPermission that say which capability or limit is missing.
+// ErrPermission that say which capability or limit is missing. A
+// capability counts only in the host's user namespace (not in a rootless
+// container), and a seccomp filter (systemd RestrictRealtime=yes) or a cpu
+// cgroup without real-time runtime refuses real-time policies all the
+// same: the errors say so.
 //
 // A sensor loop at 100 Hz that publishes each sample into a shm ring, run
 // as a goroutine of its own (go sensorLoop(ctx, w, read)):
