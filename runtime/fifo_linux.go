@@ -407,6 +407,30 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 	}()
 	defer f.Close()
+	// What the source this one replaced had read and not written to the
+	// ring comes first (once): a whole record it was waiting to write (a
+	// block ring held up by a slow reader), then the start of a record
+	// whose rest is still in the FIFO.
+	ss.mu.Lock()
+	inHand, carry := ss.carryRec, ss.carry
+	ss.carryRec, ss.carry = nil, nil
+	ss.mu.Unlock()
+	// Stopped (a reload or restart that replaces the source): keep the
+	// record not yet in the ring and what was read of the next one, for
+	// the source that replaces this one. Until the decoder reads, that is
+	// what this run was handed.
+	k, _ := framing.ParseKind(c.Framing)
+	var d *framing.Decoder
+	decoding := false
+	defer func() {
+		if ctx.Err() != nil {
+			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand}
+			if decoding {
+				p.data, p.ok = d.Pending()
+			}
+			ss.set(func(ss *sourceState) { ss.pending = p })
+		}
+	}()
 	w, err := ss.writer(rctx)
 	if err != nil {
 		if rctx.Err() != nil {
@@ -415,38 +439,41 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		return err
 	}
 	defer w.Close()
-	d, err := ss.decoder()
-	if err != nil {
+	if d, err = ss.decoder(); err != nil {
 		return err
 	}
-	// What the source this one replaced had read of a record whose rest is
-	// still in the FIFO comes first (once).
-	ss.mu.Lock()
-	carry := ss.carry
-	ss.carry = nil
-	ss.mu.Unlock()
+	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, note })
+	ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
+	if inHand != nil {
+		if n := ss.ring.ring.SlotPayload(); len(inHand.Data) > n {
+			// (a reload gave the source a ring of smaller slots)
+			ss.badRecord(fmt.Errorf("a record of %d bytes that the source this one replaced had read is longer than the ring's slot payload (%d bytes)", len(inHand.Data), n))
+		} else if err := ss.put(rctx, w, *inHand); err != nil {
+			if rctx.Err() != nil {
+				return ended()
+			}
+			return err
+		}
+		inHand = nil
+	}
 	if len(carry) > 0 {
 		d.Reset(io.MultiReader(bytes.NewReader(carry), f))
 	} else {
 		d.Reset(f)
 	}
-	// Stopped (a reload that restarts the source): keep what was read of
-	// the next record for the source that replaces this one.
-	defer func() {
-		if ctx.Err() != nil {
-			data, ok := d.Pending()
-			k, _ := framing.ParseKind(c.Framing)
-			ss.set(func(ss *sourceState) { ss.pending = fifoPending{framing: k, data: data, ok: ok} })
-		}
-	}()
-	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, note })
-	ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
+	decoding = true
 	var drain []byte
 	for {
 		rec, err := d.Next()
 		if err == nil {
 			if err := ss.put(rctx, w, rec); err != nil {
 				if rctx.Err() != nil {
+					if ctx.Err() != nil {
+						// Read whole, not written: the source that
+						// replaces this one writes it (rec aliases the
+						// decoder's buffer).
+						inHand = &framing.Record{Data: bytes.Clone(rec.Data), Type: rec.Type, Flags: rec.Flags, HasMeta: rec.HasMeta}
+					}
 					return ended()
 				}
 				return err

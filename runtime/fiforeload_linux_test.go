@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // A reload that restarts a fifo source on the same path (here only its
@@ -297,5 +300,137 @@ func TestRestartDuringDrainStartsAfresh(t *testing.T) {
 				t.Fatalf("bad records %d, dropped bytes %d; want %d and %d (the broken header, counted once, by the old source)", st.Bad, st.Dropped, wantBad, wantDropped)
 			}
 		})
+	}
+}
+
+// A reload (or `edgeipc ctl restart`) that restarts a fifo source while it
+// waits to write a record into a block ring (a reader is slow) hands that
+// record to the new source, which writes it before what follows: nothing
+// the writers sent is lost. Before, the record was read from the FIFO and
+// then dropped without a count: the reader got r1, r2, r4.
+func TestRestartFIFOKeepsRecordWaitingForRoom(t *testing.T) {
+	for _, how := range []string{"restart", "reload", "reload-framing"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			fifo := filepath.Join(e.dir, "in.fifo")
+			config := func(extra string) string {
+				return scenarioHead + "[rings.f]\nslots = 2\nslot_payload = 64\npolicy = \"block\"\nstats = false\n" +
+					fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo) + extra
+			}
+			rt, logb, write := reloadFile(t, filepath.Join(t.TempDir(), "c.toml"), config(""))
+			eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+			// The slow reader: it joins before the first frame and reads
+			// nothing until the source has restarted.
+			rd, err := shm.OpenReader("f", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			w := openWriter(t, fifo)
+			if _, err := w.Write([]byte("r1\nr2\nr3\nr4\n")); err != nil {
+				t.Fatal(err)
+			}
+			// r1 and r2 fill the ring; the source has read r3 and r4 and
+			// waits for room for r3.
+			eventually(t, "the source to fill the ring and read the pipe", func() bool {
+				n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
+				return err == nil && n == 0 && rt.sourceStat(t, "fifo").Frames == 2
+			})
+			switch how {
+			case "restart":
+				if err := rt.RestartSource("fifo"); err != nil {
+					t.Fatal(err)
+				}
+			case "reload":
+				write(config("type = 2\n"))
+				if err := reloadWithin(t, rt); err != nil {
+					t.Fatal(err)
+				}
+			case "reload-framing":
+				// r4 is framed as a line, the old way, and dropped; r3 was
+				// decoded already and is written.
+				write(config("framing = \"len32\"\n"))
+				if err := reloadWithin(t, rt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logb.waitFor(t, "source fifo: reading FIFO", 2)
+			want := []string{"r1", "r2", "r3", "r4"}
+			if how == "reload-framing" {
+				want = want[:3]
+			}
+			buf := make([]byte, 64)
+			for i, s := range want {
+				f, err := rd.ReadIntoDeadline(time.Now().Add(wait), buf)
+				if err != nil {
+					t.Fatalf("frame %d: %v; want %q", i, err, s)
+				}
+				if string(f.Data) != s {
+					t.Fatalf("frame %d: %q; want %q", i, f.Data, s)
+				}
+			}
+			wantDropped := uint64(0)
+			if how == "reload-framing" {
+				wantDropped = uint64(len("r4\n"))
+			}
+			if st := rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != wantDropped {
+				t.Fatalf("bad records %d, dropped bytes %d; want none and %d", st.Bad, st.Dropped, wantDropped)
+			}
+		})
+	}
+}
+
+// What a restart hands a fifo source (the start of a record whose rest is
+// still in the FIFO) is handed on again by a reload that replaces the
+// source before it has begun to read: here while it waits for the ring's
+// writer lease, which another writer took in the gap. Before, the partial
+// record was lost without a count, and its rest became a record ("f").
+func TestReloadWhileWaitingForLeaseKeepsPartialRecord(t *testing.T) {
+	r := newFIFORig(t, "")
+	r.writeRead(t, []byte("before\nhal"))
+	if f := readFrames(t, r.e, "f", 1); string(f[0].Data) != "before" {
+		t.Fatalf("frame %q; want \"before\"", f[0].Data)
+	}
+	// Take the ring's writer lease while the source restarts.
+	leased := make(chan *shm.Writer, 1)
+	var hooked atomic.Bool
+	testHookRunReturned = func(name string) {
+		if name == "fifo" && hooked.CompareAndSwap(false, true) {
+			w, err := shm.OpenWriter("f", r.e.sopts())
+			if err != nil {
+				t.Errorf("take the writer lease of ring f: %v", err)
+			}
+			leased <- w
+		}
+	}
+	t.Cleanup(func() { testHookRunReturned = nil })
+	if err := r.rt.RestartSource("fifo"); err != nil {
+		t.Fatal(err)
+	}
+	lease := <-leased
+	if lease == nil {
+		t.FailNow()
+	}
+	defer lease.Close()
+	testHookRunReturned = nil
+	eventually(t, "the restarted source to wait for the lease", func() bool { return r.rt.sourceStat(t, "fifo").State == StateBackoff })
+	r.write(r.config("type = 2\n"))
+	if err := reloadWithin(t, r.rt); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new source to wait for the lease", func() bool { return r.rt.sourceStat(t, "fifo").State == StateBackoff })
+	lease.Close()
+	r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+	if _, err := r.w.Write([]byte("f\nafter\n")); err != nil {
+		t.Fatal(err)
+	}
+	got := readFrames(t, r.e, "f", 3)
+	for i, want := range []string{"before", "half", "after"} {
+		if string(got[i].Data) != want {
+			t.Fatalf("frame %d: %q; want %q (frames %q %q %q)", i, got[i].Data, want, got[0].Data, got[1].Data, got[2].Data)
+		}
+	}
+	if st := r.rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != 0 {
+		t.Fatalf("bad records %d, dropped bytes %d; want none", st.Bad, st.Dropped)
 	}
 }

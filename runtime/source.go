@@ -67,6 +67,10 @@ type sourceState struct {
 	// by the next start, so only the stop that ends a run hands it on.
 	carry   []byte
 	pending fifoPending
+	// carryRec is a record the source this one replaces had read whole
+	// but not written to the ring when it stopped (its put waited for
+	// room in a block ring): the first run writes it before carry.
+	carryRec *framing.Record
 
 	badLog    limiter
 	logBudget lineBudget // exec: log_rate, for the stderr and stdout readers
@@ -78,11 +82,13 @@ type fifoID struct{ dev, ino uint64 }
 
 // fifoPending is what a fifo source had read from its FIFO but not yet
 // decoded when it stopped (framing.Decoder.Pending): ok is false when those
-// bytes did not begin at a record's start.
+// bytes did not begin at a record's start. rec is the record before them,
+// decoded but not yet written to the ring (nil if none).
 type fifoPending struct {
 	framing framing.Kind
 	data    []byte
 	ok      bool
+	rec     *framing.Record
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
@@ -242,8 +248,13 @@ func (ss *sourceState) remove() { ss.set(func(ss *sourceState) { ss.removed = tr
 // decoded: the start of a record whose rest is still in the FIFO, so that
 // the record is not cut in two by the restart (its tail read as a record of
 // its own, or, for len32 and msgp, as a broken stream). Bytes framed
-// otherwise are dropped, counted in dropped_bytes and logged.
+// otherwise are dropped, counted in dropped_bytes and logged. A record it
+// had decoded and not yet written to the ring is taken whatever the
+// framing: it is written first.
 func (ss *sourceState) takeCarry(p fifoPending) {
+	if p.rec != nil {
+		ss.set(func(ss *sourceState) { ss.carryRec = p.rec })
+	}
 	k, err := framing.ParseKind(ss.cfg.Framing)
 	switch {
 	case len(p.data) == 0 && p.ok:
