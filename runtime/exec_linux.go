@@ -14,9 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeipc/edgeipc/internal/textesc"
 	"github.com/edgeipc/edgeipc/runtime/framing"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -459,10 +461,37 @@ func (ss *sourceState) reportHeldLines(stream string, final bool) {
 }
 
 func (ss *sourceState) logLine(line []byte, stream, suffix string) {
-	if !ss.logBudget.take(ss.cfg.logRate(), time.Now(), len(line)) {
+	if !ss.logBudget.take(ss.cfg.logRate(), time.Now(), loggedLen(line)) {
 		ss.logDropped.Add(1)
 		return
 	}
 	ss.reportHeldLines(stream, false)
 	ss.rt.log.Info(fmt.Sprintf("[%s] %s%s", ss.cfg.Name, line, suffix), "source", ss.cfg.Name, "stream", stream)
+}
+
+// escapedCost is what log_rate charges for a character or byte that the
+// log writes escaped: the most it takes, six bytes (\u0001 in the JSON
+// log, \x01 in the text log, \u0085 for a C1 control).
+const escapedCost = 6
+
+// loggedLen is the length log_rate charges for line: its bytes, each
+// character that the log escapes (a control character but tab) and each
+// byte that is not UTF-8 counted as escapedCost. A child writing binary
+// garbage to its stderr would otherwise get four to six times the bytes a
+// second that log_rate allows into the log.
+func loggedLen(line []byte) int {
+	n := len(line)
+	for i := 0; i < len(line); {
+		c := line[i]
+		if c >= 0x20 && c < 0x7f || c == '\t' {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(line[i:])
+		if r == utf8.RuneError && size == 1 || textesc.Control(r) {
+			n += escapedCost - size
+		}
+		i += size
+	}
+	return n
 }

@@ -553,3 +553,28 @@ func TestExecLogRateCountsLongLines(t *testing.T) {
 		t.Fatalf("%d lines of 8 KiB logged in %v at log_rate = 5; want 1..%d", n, time.Since(began).Round(time.Millisecond), allowed)
 	}
 }
+
+// log_rate's bound on bytes holds for binary garbage too: the log writes
+// each control byte escaped (\x01, four bytes; \u0001 in JSON, six), and
+// that is what it charges. Before, a child writing lines of 2 KiB of
+// control bytes got as many logged as one writing 2 KiB of text, four
+// times the bytes of the log that log_rate allows.
+func TestExecLogRateCountsEscapedBytes(t *testing.T) {
+	const lines, size = 200, 2 << 10
+	e := newEnv(t)
+	script := writeScript(t, e.dir, "garbage.sh", fmt.Sprintf("yes \"$(head -c %d /dev/zero | tr '\\0' '\\001')\" | head -n %d >&2\nsleep 3600\n", size-1, lines))
+	began := time.Now()
+	rt, logb, _ := inproc(t, execConfig("garbage", script)+"restart = \"never\"\nlog_rate = 5\n")
+	logged := func() int { return strings.Count(logb.String(), `[garbage] \x01\x01`) }
+	eventually(t, "every line logged or counted", func() bool {
+		return uint64(logged())+rt.sourceStat(t, "garbage").LogDropped == lines
+	})
+	// Each line is logged as 2047 escapes of six bytes' charge, 12 KiB: the
+	// burst (10 KiB) lets one through, into debt; after that 5 KiB a
+	// second.
+	const charged = (size - 1) * 6
+	allowed := 1 + int(time.Since(began).Seconds()*5*1024/charged) + 1
+	if n := logged(); n > allowed || n < 1 {
+		t.Fatalf("%d lines of 2 KiB of control bytes logged in %v at log_rate = 5; want 1..%d", n, time.Since(began).Round(time.Millisecond), allowed)
+	}
+}
