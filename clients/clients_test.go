@@ -2149,3 +2149,114 @@ ring.close()
 		t.Fatalf("frame %+v, %v; want seq 0, type and flags 2^32-1, data \"ok\"", f, err)
 	}
 }
+
+// TestPythonRingCloseWakesBlockedCalls: Ring.close() from another thread,
+// or from a signal handler of the blocked thread itself, while a Reader
+// sleeps in read_wait or a block-policy Writer in write. Ring.close()
+// unmapped the ring under them: when the sleep ended (its bound, or the
+// handler's exception) the sleeper lowered its count with an atomic add
+// on the unmapped address and Python died of SIGSEGV. Now close wakes the
+// sleepers of its Readers and Writers and waits for them to leave before
+// unmapping (the blocked call raises RingError), and a ring closed by the
+// thread that is inside one of its calls stays mapped until a later close
+// or the Ring's end. Each sleep here is bounded by 3 s, longer than close
+// waits, so "unmapped" shows that the wake, not the bound, ended it.
+func TestPythonRingCloseWakesBlockedCalls(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	pyDir, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		policy shm.Policy
+		script string
+		want   []string
+	}{
+		{name: "reader thread", policy: shm.Overwrite, want: []string{"RingError reader is closed", "unmapped True"}, script: `
+rd = ring.reader()
+rd.max_sleep = 3
+def run():
+    try:
+        rd.read_wait(None)
+        print("read_wait returned")
+    except er.RingError as e:
+        print("RingError", e, flush=True)
+th = threading.Thread(target=run)
+th.start()
+until(lambda: ring._ld(er.H_SLEEPERS) == 1)
+ring.close()
+th.join()
+print("unmapped", ring._mm is None)
+`},
+		{name: "writer thread", policy: shm.Block, want: []string{"RingError writer is closed", "unmapped True"}, script: `
+w = ring.writer()
+for i in range(4):
+    w.write(b"x")
+def run():
+    try:
+        w.write(b"y")
+        print("write returned")
+    except er.RingError as e:
+        print("RingError", e, flush=True)
+th = threading.Thread(target=run)
+th.start()
+until(lambda: ring._ld(er.H_SPACE_WAITERS) == 1)
+ring.close()
+th.join()
+print("unmapped", ring._mm is None)
+`},
+		{name: "signal handler", policy: shm.Overwrite, want: []string{"stopped", "unmapped False", "unmapped True"}, script: `
+class Stop(Exception):
+    pass
+def handler(sig, frame):
+    ring.close()
+    raise Stop()
+signal.signal(signal.SIGUSR1, handler)
+rd = ring.reader()
+rd.max_sleep = 3
+main = threading.get_ident()
+def kick():
+    until(lambda: ring._ld(er.H_SLEEPERS) == 1)
+    signal.pthread_kill(main, signal.SIGUSR1)
+threading.Thread(target=kick).start()
+try:
+    rd.read_wait(None)
+    print("read_wait returned")
+except Stop:
+    print("stopped")
+print("unmapped", ring._mm is None)
+ring.close()
+print("unmapped", ring._mm is None)
+`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64, Policy: tc.policy})
+			if tc.policy == shm.Block {
+				rd, err := r.NewReader(nil) // holds the ring full after 4 frames
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rd.Close()
+			}
+			c := start(t, dir, []string{"PYTHONPATH=" + pyDir}, py, "-u", "-c", `import signal, sys, threading, time
+import edgeipc_ring as er
+ring = er.Ring(sys.argv[1])
+def until(cond):
+    while not cond():
+        time.sleep(0.001)
+`+tc.script, r.Name())
+			for _, want := range tc.want {
+				c.expect(want)
+			}
+			c.wait()
+			if info := r.Inspect(); info.WriterPID != 0 || len(info.Readers) != (map[bool]int{true: 1}[tc.policy == shm.Block]) {
+				t.Errorf("writer pid %d, readers %+v; want the lease released and the Python entry free", info.WriterPID, info.Readers)
+			}
+			if s, sw := word(r, hSleepers), word(r, hSpaceValue+4); s != 0 || sw != 0 {
+				t.Errorf("sleepers %d, space_waiters %d after the Python process ended; want 0", s, sw)
+			}
+		})
+	}
+}

@@ -60,6 +60,7 @@ import operator
 import os
 import platform
 import stat
+import threading
 import time
 import weakref
 from collections import namedtuple
@@ -401,6 +402,11 @@ class Ring:
         self._w = None
         self._cobj = None
         self._users = weakref.WeakSet()  # open Readers and Writers: close() closes them first
+        self._mu = threading.Lock()  # guards _closed and the _inside counts
+        self._closed = False
+        # thread ident -> depth of the calls of this ring's Readers and
+        # Writers it is in: close() does not unmap the ring under them
+        self._inside = {}
         try:
             # A file shorter than the header is still being created (the
             # creator makes it empty, then sizes and fills it): like magic
@@ -548,15 +554,64 @@ class Ring:
         """Take the writer lease (see Writer)."""
         return Writer(self)
 
+    def _enter(self, user):
+        """Count the calling thread into a call of user (a Reader or Writer
+        of this ring) that touches the mapping; RingError once the ring is
+        closed. Pair it with _leave."""
+        t = threading.get_ident()
+        with self._mu:
+            if self._closed:
+                raise RingError("ring %s is closed" % self.name)
+            for d in (self._inside, user._inside):
+                d[t] = d.get(t, 0) + 1
+
+    def _leave(self, user):
+        t = threading.get_ident()
+        with self._mu:
+            for d in (self._inside, user._inside):
+                if d[t] > 1:
+                    d[t] -= 1
+                else:
+                    del d[t]
+
+    def _drain(self, inside, wake=None):
+        """Wait up to a second until no other thread is in a call counted in
+        inside, calling wake (which ends their sleeps) meanwhile. Returns
+        whether no thread, the calling one included, is left in one."""
+        me = threading.get_ident()
+        deadline = time.monotonic() + 1.0
+        while True:
+            with self._mu:
+                others = any(t != me for t in inside)
+                mine = me in inside
+            if not others or time.monotonic() >= deadline:
+                return not others and not mine
+            if wake is not None:
+                wake()
+            time.sleep(0.0005)
+
     def _check_open(self):
-        if self._w is None:
+        if self._w is None or self._closed:
             raise RingError("ring %s is closed" % self.name)
 
     def close(self):
         """Close the Readers and Writers opened from the ring (as the Go
         Ring.Close does: they leave the reader table and release the writer
-        lease; their methods then raise RingError), then unmap the ring."""
+        lease, a call blocked in one of them in another thread is woken
+        and raises RingError, and their methods raise RingError from then
+        on), then unmap the ring. If a thread is still in one of their
+        calls after a second (or close() runs in a signal handler that
+        interrupted one), the ring stays mapped for it until a later
+        close() or the Ring's end: unmapping it under the call would crash
+        Python."""
+        with self._mu:
+            self._closed = True  # no new call gets in
         for u in list(self._users):
+            u.close()
+        if self._w is not None and not self._drain(self._inside):
+            self._close_fd()
+            return
+        for u in list(self._users):  # joined or opened while the first ones closed
             u.close()
         self._cobj = None
         if self._w is not None:
@@ -565,6 +620,9 @@ class Ring:
         if self._mm is not None:
             self._mm.close()
             self._mm = None
+        self._close_fd()
+
+    def _close_fd(self):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -583,8 +641,17 @@ class Reader:
     reader-table entry; an unregistered reader is invisible to writers."""
 
     def __init__(self, ring, oldest=False, register=None, poll_interval=0.001):
+        self._inside = {}  # thread ident -> depth of its calls in progress (Ring._enter)
+        self._closing = False  # close() has begun: a sleeping call stops
         ring._check_open()
-        self.r = ring
+        ring._enter(self)
+        try:
+            self._join(ring, oldest, register, poll_interval)
+        finally:
+            ring._leave(self)
+
+    def _join(self, ring, oldest, register, poll_interval):
+        self.r = self._ring = ring
         self.me = os.getpid()
         self.poll_interval = poll_interval
         self.max_sleep = MAX_SLEEP  # bound of one futex sleep (at most MAX_SLEEP)
@@ -654,7 +721,7 @@ class Reader:
         return c
 
     def _advance(self, c):
-        r = self.r
+        r = self._ring
         self.cursor = c & MASK32
         if self.index is None:
             return
@@ -672,7 +739,7 @@ class Reader:
         self._pending += n
         self.lost += n
         if self.index is not None:
-            self.r._add(self._e + R_LOST, n)
+            self._ring._add(self._e + R_LOST, n)
 
     def _fence(self):
         if _native.ok:
@@ -684,6 +751,13 @@ class Reader:
         r = self.r
         if r is None:
             raise RingError("reader is closed")
+        r._enter(self)
+        try:
+            return self._read(r)
+        finally:
+            r._leave(self)
+
+    def _read(self, r):
         if self.index is not None and r._ld(self._e + R_OWNER) != self.me:
             raise EvictedError("reader entry %d was taken over" % self.index)
         for _ in range(64):
@@ -741,13 +815,24 @@ class Reader:
         poll_interval) or timeout seconds (None: forever)
         pass. Each futex sleep lasts at most max_sleep seconds (MAX_SLEEP,
         10 s, unless set lower), then the head is checked again: a lost
-        wake-up costs one late frame, not a reader asleep forever."""
+        wake-up costs one late frame, not a reader asleep forever.
+        RingError if the reader is closed, also by another thread while
+        this one waits."""
         r = self.r
         if r is None:
             raise RingError("reader is closed")
+        r._enter(self)
+        try:
+            self._wait(r, timeout)
+        finally:
+            r._leave(self)
+
+    def _wait(self, r, timeout):
         c = self.cursor
         deadline = None if timeout is None else time.monotonic() + timeout
         while r.head() == c:
+            if self._closing:
+                raise RingError("reader is closed")
             t = min(self.max_sleep, MAX_SLEEP) if self.max_sleep > 0 else MAX_SLEEP
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -769,7 +854,7 @@ class Reader:
             r._add(H_SLEEPERS, 1)  # raise before re-checking head
             _native.fence()  # store→load: the count before the head re-read (seq_cst)
             try:
-                if r.head() == c:
+                if r.head() == c and not self._closing:  # close() wakes us after setting it
                     _native.futex_wait(r._addr + H_HEAD, c, t)
             finally:
                 r._add(H_SLEEPERS, -1)
@@ -790,10 +875,17 @@ class Reader:
             self.wait(left)
 
     def close(self):
-        """Leave the reader table."""
+        """Leave the reader table. A read_wait or wait of this reader
+        blocked in another thread is woken first and raises RingError."""
         r = self.r
         if r is None:
             return
+        self._closing = True
+        wake = None
+        if self.index is not None:  # registered: its waits sleep on the head futex
+            def wake():
+                _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF)
+        r._drain(self._inside, wake)
         if self.index is not None:
             if r._ld(self._e + R_OWNER) == self.me:  # evicted: the entry is another's now
                 r._st(self._e + R_FRAMES, self.frames)
@@ -829,8 +921,17 @@ class Writer:
         if not _native.ok:
             raise RingError("the writer lease needs compare-and-swap from libatomic (%s); install libatomic1"
                             % _native.why)
-        ring._check_open()
+        self._inside = {}  # thread ident -> depth of its calls in progress (Ring._enter)
+        self._closing = False  # close() has begun: a write waiting for space stops
         self.r = None
+        ring._check_open()
+        ring._enter(self)
+        try:
+            self._take(ring)
+        finally:
+            ring._leave(self)
+
+    def _take(self, ring):
         self.me = os.getpid()
         ok, got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
         if not ok:
@@ -839,7 +940,7 @@ class Writer:
         ring._st(H_LEASE_PIDNS, _self_pidns())
         ring._add(H_LEASE_EPOCH, 1)
         ring._st(H_LEASE_OWNER, self.me)
-        self.r = ring
+        self.r = self._ring = ring
         ring._users.add(self)
         _native.fence()  # the lease before the loads below
         h = ring.head()
@@ -864,7 +965,7 @@ class Writer:
         self._joins = 0
 
     def _slowest(self, s):
-        r = self.r
+        r = self._ring
         best = s
         for i in range(MAX_READERS):
             e = READERS_OFF + i * READER_STRIDE
@@ -882,13 +983,13 @@ class Writer:
     def _scan(self, s):
         """Scan the reader table and cache the slowest cursor, with the value
         of reader_joins loaded before the scan."""
-        r = self.r
+        r = self._ring
         self._joins = r._ld(H_READER_JOINS)
         _native.fence()  # acquire: reader_joins before the entries
         self._min = self._slowest(s)
 
     def _has_space(self, s):
-        r = self.r
+        r = self._ring
         n = r.slot_count
         # The cached scan proves that frame s fits while its slowest cursor
         # is less than a ring behind s and no reader has joined since (one
@@ -907,7 +1008,7 @@ class Writer:
         dead (docs/abi.md, Owner words): claim first, take back the sleeper
         count the holder may have left, then free the entry. A reader that
         takes the entry over meanwhile keeps it: its claim or ours fails."""
-        r = self.r
+        r = self._ring
         if o and not holder_alive(o, r._ld(e + R_START), r._ld(e + R_PIDNS)) \
                 and r._cas(e + R_OWNER, o, self.me | CLAIM):
             r._forget_sleeper(e)
@@ -917,7 +1018,7 @@ class Writer:
         """Free the entries of readers that died (block policy, ring full)."""
         for i in range(MAX_READERS):
             e = READERS_OFF + i * READER_STRIDE
-            self._reap_if_dead(e, self.r._ld(e + R_OWNER))
+            self._reap_if_dead(e, self._ring._ld(e + R_OWNER))
 
     def _repair_sleepers(self):
         """Take back the sleeper counts of readers that died asleep
@@ -926,7 +1027,7 @@ class Writer:
         otherwise only what a dead entry is known to hold (its asleep bit)
         is subtracted, so a live reader that wakes and sleeps again during
         the scan keeps its count."""
-        r = self.r
+        r = self._ring
         for word in (H_SLEEPERS, H_EV_SLEEPERS):
             v = r._ld(word)
             if v > MAX_READERS:
@@ -938,9 +1039,12 @@ class Writer:
                 self._reap_if_dead(e, o)
 
     def _wait_space(self, s, deadline):
-        r = self.r
+        r = self._ring
         next_evict = time.monotonic() + EVICT_EVERY
         while True:
+            if self._closing:
+                r._st(H_WRITER_WAITING, 0)
+                raise RingError("writer is closed")
             r._st(H_WRITER_WAITING, 1)
             _native.fence()
             if self._has_space(s):
@@ -958,7 +1062,7 @@ class Writer:
                 if t > 0:
                     r._add(H_SPACE_WAITERS, 1)
                     try:
-                        if r._ld(H_SPACE_VALUE) == 0:
+                        if r._ld(H_SPACE_VALUE) == 0 and not self._closing:  # close() wakes us after setting it
                             _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
                     finally:
                         r._add(H_SPACE_WAITERS, -1)
@@ -974,10 +1078,18 @@ class Writer:
     def write(self, data, type=0, flags=0, timeout=None):
         """Publish one frame and return its sequence number. Under the block
         policy wait up to timeout seconds (None: forever) for space. type
-        and flags are u32: ValueError outside 0 to 2^32-1."""
+        and flags are u32: ValueError outside 0 to 2^32-1. RingError if the
+        writer is closed, also by another thread while this one waits."""
         r = self.r
         if r is None:
             raise RingError("writer is closed")
+        r._enter(self)
+        try:
+            return self._write(r, data, type, flags, timeout)
+        finally:
+            r._leave(self)
+
+    def _write(self, r, data, type, flags, timeout):
         type, flags = _u32("type", type), _u32("flags", flags)
         data = memoryview(data).cast("B")
         n = len(data)
@@ -1021,10 +1133,16 @@ class Writer:
         return s
 
     def close(self):
-        """Release the writer lease."""
+        """Release the writer lease. A write of this writer waiting for
+        space in another thread is woken first and raises RingError."""
         r = self.r
         if r is None:
             return
+        self._closing = True
+
+        def wake():
+            _native.futex_wake(r._addr + H_SPACE_VALUE, 0x7FFFFFFF)
+        r._drain(self._inside, wake)
         if not r._cas(H_LEASE_OWNER, self.me, 0):
             r._cas(H_LEASE_OWNER, self.me | CLAIM, 0)
         r._users.discard(self)
