@@ -26,6 +26,9 @@ import (
 	"github.com/edgeipc/edgeipc/shm"
 )
 
+// cNotOpen is edgeipc_strerror(EDGEIPC_EINVAL).
+const cNotOpen = "invalid argument (or a reader, writer or ring that is not open)"
+
 // childTimeout bounds every child process; it guards against hangs only.
 const childTimeout = 60 * time.Second
 
@@ -2259,4 +2262,67 @@ def until(cond):
 			}
 		})
 	}
+}
+
+// TestCUseWhenNotOpenIsAnError: a C reader used after
+// edgeipc_reader_leave or after a failed join, a writer used after
+// edgeipc_writer_close, and a ring used after edgeipc_close answer
+// EDGEIPC_EINVAL (Python raises RingError, Go ErrClosed). They
+// dereferenced the NULL ring pointer the leave, the close or the failed
+// join left behind (or the NULL mapping edgeipc_close left) and the
+// program died of SIGSEGV.
+func TestCUseWhenNotOpenIsAnError(t *testing.T) {
+	bin := buildC(t, "notopen", `#include "edgeipc.h"
+static void say(const char *what, int rc) { printf("%s: %s\n", what, edgeipc_strerror(rc)); fflush(stdout); }
+int main(int argc, char **argv)
+{
+	edgeipc_ring r;
+	int rc = edgeipc_open(&r, argv[1]);
+	if (rc) {
+		say("open", rc);
+		return 1;
+	}
+	edgeipc_frame f;
+	uint8_t buf[64];
+	void *p;
+	edgeipc_reader rd, late;
+	edgeipc_writer w, wl;
+	if ((rc = edgeipc_reader_join(&rd, &r, EDGEIPC_FROM_NEWEST)) || (rc = edgeipc_writer_open(&w, &r, NULL))) {
+		say("join/open", rc);
+		return 1;
+	}
+	edgeipc_reader_leave(&rd);
+	say("read after leave", edgeipc_read(&rd, &f, buf, sizeof buf));
+	say("wait after leave", edgeipc_wait(&rd, 10));
+	say("read_wait after leave", edgeipc_read_wait(&rd, &f, buf, sizeof buf, 10));
+	edgeipc_writer_close(&w);
+	say("reserve after close", edgeipc_reserve(&w, 1, &p, 0));
+	say("write after close", edgeipc_write(&w, 0, 0, "x", 1, NULL, 0));
+	if ((rc = edgeipc_reader_join(&rd, &r, EDGEIPC_FROM_NEWEST)) || (rc = edgeipc_writer_open(&w, &r, NULL))) {
+		say("join/open again", rc);
+		return 1;
+	}
+	edgeipc_close(&r); /* before leaving and closing: their entry and lease stay held */
+	say("read after ring close", edgeipc_read(&rd, &f, buf, sizeof buf));
+	say("wait after ring close", edgeipc_wait(&rd, 10));
+	say("write after ring close", edgeipc_write(&w, 0, 0, "x", 1, NULL, 0));
+	edgeipc_reader_leave(&rd);
+	edgeipc_writer_close(&w);
+	say("join on closed ring", edgeipc_reader_join(&late, &r, EDGEIPC_FROM_NEWEST));
+	say("read after failed join", edgeipc_read(&late, &f, buf, sizeof buf));
+	say("writer_open on closed ring", edgeipc_writer_open(&wl, &r, NULL));
+	say("commit after failed open", edgeipc_commit(&wl, 0, 0, NULL));
+	return 0;
+}
+`)
+	r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+	c := start(t, dir, nil, bin, r.Name())
+	for _, what := range []string{
+		"read after leave", "wait after leave", "read_wait after leave", "reserve after close", "write after close",
+		"read after ring close", "wait after ring close", "write after ring close",
+		"join on closed ring", "read after failed join", "writer_open on closed ring", "commit after failed open",
+	} {
+		c.expect(what + ": " + cNotOpen)
+	}
+	c.wait()
 }

@@ -22,8 +22,9 @@
  *   edgeipc_close(&r);    edgeipc_strerror(rc)
  *
  * Return values: 0 on success, a negative EDGEIPC_E* code on failure
- * (EDGEIPC_ESYS: look at errno). A reader/writer object is used by one
- * thread at a time. Eventfd wakes are not supported: a C writer only wakes
+ * (EDGEIPC_ESYS: look at errno). A reader or writer that is not open (left,
+ * closed, its join or open failed, or its ring was closed) answers
+ * EDGEIPC_EINVAL. A reader/writer object is used by one thread at a time. Eventfd wakes are not supported: a C writer only wakes
  * futex sleepers, so Go readers of a C-written ring must not use
  * ReaderOptions.Notifier.
  *
@@ -129,7 +130,7 @@ enum {
 	EDGEIPC_OK = 0,
 	EDGEIPC_EAGAIN = -1,    /* no frame yet / no space (Try forms) */
 	EDGEIPC_ESYS = -2,      /* system call failed: see errno */
-	EDGEIPC_EINVAL = -3,    /* bad argument or ring name */
+	EDGEIPC_EINVAL = -3,    /* bad argument or ring name, or a reader/writer (or its ring) not open */
 	EDGEIPC_ENOTRING = -4,  /* magic is not "EIPR" (or a semaphore), or not a regular file */
 	EDGEIPC_ENOTREADY = -5, /* creator never set ready within 1 s */
 	EDGEIPC_EVERSION = -6,  /* ABI version / reader table layout differs */
@@ -149,7 +150,7 @@ static inline const char *edgeipc_strerror(int rc)
 	case EDGEIPC_OK: return "ok";
 	case EDGEIPC_EAGAIN: return "would block";
 	case EDGEIPC_ESYS: return strerror(errno);
-	case EDGEIPC_EINVAL: return "invalid argument";
+	case EDGEIPC_EINVAL: return "invalid argument (or a reader, writer or ring that is not open)";
 	case EDGEIPC_ENOTRING: return "not an edgeipc ring (bad magic, or not a regular file)";
 	case EDGEIPC_ENOTREADY: return "ring header never completed (creator died?); remove the segment";
 	case EDGEIPC_EVERSION: return "incompatible ring ABI version or layout";
@@ -239,6 +240,12 @@ static inline size_t edgeipc__entry(uint32_t i)
 static inline size_t edgeipc__slot(const edgeipc_ring *r, uint32_t seq)
 {
 	return (size_t)r->header_size + (size_t)(seq & r->mask) * r->slot_size;
+}
+
+/* Whether r is an open ring (edgeipc_close leaves base NULL). */
+static inline int edgeipc__open(const edgeipc_ring *r)
+{
+	return r && r->base;
 }
 
 static inline int64_t edgeipc_now_ns(void)
@@ -632,7 +639,8 @@ static inline int edgeipc_open(edgeipc_ring *r, const char *name)
 
 /* Unmaps the ring. Leave its readers and close its writers first: their
  * reader entries and writer lease stay held by this (live) process
- * otherwise, and using them afterwards touches unmapped memory. */
+ * otherwise (using them afterwards answers EDGEIPC_EINVAL: r itself must
+ * still exist, it is how they see the ring closed). */
 static inline void edgeipc_close(edgeipc_ring *r)
 {
 	if (r->base)
@@ -694,6 +702,8 @@ static inline uint32_t edgeipc__start(edgeipc_ring *r, uint32_t head, int from)
 static inline int edgeipc_reader_join(edgeipc_reader *rd, edgeipc_ring *r, int from)
 {
 	memset(rd, 0, sizeof *rd);
+	if (!edgeipc__open(r))
+		return EDGEIPC_EINVAL; /* rd->r NULL: nothing to leave */
 	rd->r = r;
 	rd->me = (uint32_t)getpid();
 	uint32_t i, prev = 0;
@@ -765,6 +775,8 @@ static inline void edgeipc__lose(edgeipc_reader *rd, uint32_t n)
 static inline int edgeipc_read(edgeipc_reader *rd, edgeipc_frame *f, void *buf, size_t cap)
 {
 	edgeipc_ring *r = rd->r;
+	if (!edgeipc__open(r))
+		return EDGEIPC_EINVAL;
 	if (edgeipc__ld(r, edgeipc__entry(rd->index) + EDGEIPC_R_OWNER) != rd->me)
 		return EDGEIPC_EEVICTED;
 	for (int attempt = 0; attempt < 64; attempt++) {
@@ -843,6 +855,8 @@ static inline int edgeipc_read(edgeipc_reader *rd, edgeipc_frame *f, void *buf, 
 static inline int edgeipc_wait(edgeipc_reader *rd, int timeout_ms)
 {
 	edgeipc_ring *r = rd->r;
+	if (!edgeipc__open(r))
+		return EDGEIPC_EINVAL;
 	uint32_t c = rd->cursor;
 	size_t e = edgeipc__entry(rd->index);
 	_Atomic uint32_t *head = edgeipc__w(r, EDGEIPC_H_HEAD);
@@ -904,11 +918,13 @@ static inline int edgeipc_read_wait(edgeipc_reader *rd, edgeipc_frame *f, void *
 	}
 }
 
-/* Leaves the reader table. After a join that failed, or a second time, it does nothing. */
+/* Leaves the reader table. After a join that failed, a second time, or
+ * after edgeipc_close of its ring (the entry then stays held), it does nothing. */
 static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 {
 	edgeipc_ring *r = rd->r;
-	if (!r)
+	rd->r = NULL;
+	if (!edgeipc__open(r)) /* its ring was closed first: nothing left to touch */
 		return;
 	size_t e = edgeipc__entry(rd->index);
 	if (edgeipc__ld(r, e + EDGEIPC_R_OWNER) == rd->me) { /* evicted: the entry is another's now */
@@ -921,7 +937,6 @@ static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 	if (r->policy == EDGEIPC_POLICY_BLOCK &&
 	    atomic_compare_exchange_strong(edgeipc__w(r, EDGEIPC_H_WRITER_WAITING), &one, 0))
 		edgeipc__sem_post(r);
-	rd->r = NULL;
 }
 
 /* ---- writer ------------------------------------------------------------ */
@@ -935,6 +950,8 @@ static inline void edgeipc_reader_leave(edgeipc_reader *rd)
 static inline int edgeipc_writer_open(edgeipc_writer *w, edgeipc_ring *r, uint32_t *holder)
 {
 	memset(w, 0, sizeof *w);
+	if (!edgeipc__open(r))
+		return EDGEIPC_EINVAL; /* w->r NULL: nothing to close */
 	w->r = r;
 	w->me = (uint32_t)getpid();
 	if (!edgeipc__claim(r, EDGEIPC_H_LEASE_OWNER, EDGEIPC_H_LEASE_START, EDGEIPC_H_LEASE_PIDNS, w->me, holder,
@@ -1105,7 +1122,7 @@ static inline int edgeipc__wait_space(edgeipc_writer *w, uint32_t s, int64_t dea
 static inline int edgeipc_reserve(edgeipc_writer *w, uint32_t n, void **payload, int timeout_ms)
 {
 	edgeipc_ring *r = w->r;
-	if (!r)
+	if (!edgeipc__open(r))
 		return EDGEIPC_EINVAL;
 	if (n > r->max_payload)
 		return EDGEIPC_ETOOLARGE;
@@ -1136,7 +1153,7 @@ static inline int edgeipc_reserve(edgeipc_writer *w, uint32_t n, void **payload,
 static inline int edgeipc_commit(edgeipc_writer *w, uint32_t type, uint32_t flags, uint32_t *seq)
 {
 	edgeipc_ring *r = w->r;
-	if (!r || !w->held)
+	if (!edgeipc__open(r) || !w->held)
 		return EDGEIPC_EINVAL;
 	w->held = 0;
 	if (edgeipc__ld(r, EDGEIPC_H_LEASE_OWNER) != w->me)
@@ -1185,15 +1202,16 @@ static inline int edgeipc_write(edgeipc_writer *w, uint32_t type, uint32_t flags
  * its odd stamp tells readers the slot holds no frame). */
 static inline void edgeipc_writer_close(edgeipc_writer *w)
 {
-	if (!w->r)
+	edgeipc_ring *r = w->r;
+	w->r = NULL;
+	if (!edgeipc__open(r)) /* its ring was closed first: nothing left to touch */
 		return;
-	_Atomic uint32_t *o = edgeipc__w(w->r, EDGEIPC_H_LEASE_OWNER);
+	_Atomic uint32_t *o = edgeipc__w(r, EDGEIPC_H_LEASE_OWNER);
 	uint32_t v = w->me;
 	if (!atomic_compare_exchange_strong(o, &v, 0)) {
 		v = w->me | EDGEIPC_CLAIM;
 		atomic_compare_exchange_strong(o, &v, 0);
 	}
-	w->r = NULL;
 }
 
 #endif /* EDGEIPC_H */
