@@ -2218,9 +2218,16 @@ def handler(sig, frame):
 signal.signal(signal.SIGUSR1, handler)
 rd = ring.reader()
 rd.max_sleep = 3
-main = threading.get_ident()
+main, main_tid = threading.get_ident(), threading.get_native_id()
+def in_head_wait():
+    # blocked in FUTEX_WAIT on the head (not on the GIL, nor between the
+    # sleeper count and the sleep, where an exception would leave the count)
+    with open("/proc/self/task/%d/syscall" % main_tid) as f:
+        w = f.read().split()
+    # "running", or the system call number and its arguments in hex
+    return w[0].isdigit() and int(w[0]) == er._sys_futex() and int(w[1], 16) == ring._addr + er.H_HEAD
 def kick():
-    until(lambda: ring._ld(er.H_SLEEPERS) == 1)
+    until(in_head_wait)
     signal.pthread_kill(main, signal.SIGUSR1)
 threading.Thread(target=kick).start()
 try:
