@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,7 +318,7 @@ func TestBenchKilled(t *testing.T) {
 		var queues []string
 		for deadline := time.Now().Add(testTimeout); len(queues) < 2; time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("the mq peer %v did not open two queues within %v (has %q)\nstderr: %s", peers, testTimeout, queues, errb.String())
+				t.Fatalf("the mq peer %v did not open two queues within %v (has %q)\n%s\nstderr: %s", peers, testTimeout, queues, procReport(peers[0], cmd.Process.Pid), errb.String())
 			}
 			queues = queues[:0]
 			fds, _ := os.ReadDir("/proc/" + strconv.Itoa(peers[0]) + "/fd")
@@ -434,6 +435,37 @@ func waitPeer(t *testing.T, cmd *exec.Cmd, out, errb *bytes.Buffer) []int {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// procReport describes process pid (a peer that did not get where a test
+// waited for it) and its parent bench, for the failure message: state,
+// kernel wait channel, command line and descriptors, and the queues in
+// /dev/mqueue.
+func procReport(pid, bench int) string {
+	var b strings.Builder
+	for _, p := range []int{pid, bench} {
+		dir := "/proc/" + strconv.Itoa(p)
+		stat, err := os.ReadFile(dir + "/stat")
+		if err != nil {
+			fmt.Fprintf(&b, "process %d: %v\n", p, err)
+			continue
+		}
+		wchan, _ := os.ReadFile(dir + "/wchan")
+		cmd, _ := os.ReadFile(dir + "/cmdline")
+		fmt.Fprintf(&b, "process %d: stat %s\n  wchan %s, cmdline %q\n  fds:", p, bytes.TrimSpace(stat), wchan, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		fds, _ := os.ReadDir(dir + "/fd")
+		for _, fd := range fds {
+			l, _ := os.Readlink(dir + "/fd/" + fd.Name())
+			fmt.Fprintf(&b, " %s=%s", fd.Name(), l)
+		}
+		b.WriteString("\n")
+	}
+	qs, err := os.ReadDir("/dev/mqueue")
+	fmt.Fprintf(&b, "/dev/mqueue (%v):", err)
+	for _, q := range qs {
+		b.WriteString(" " + q.Name())
+	}
+	return b.String()
 }
 
 // waitGone fails the test unless every process in pids is gone (or a
