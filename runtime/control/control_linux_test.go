@@ -110,15 +110,6 @@ func testQueue(t *testing.T) string {
 // startServer runs a real Server on a fresh queue until the test ends.
 func startServer(t *testing.T, h Handler, opts ServerOptions) *Server {
 	t.Helper()
-	s, _ := serveUntil(t, h, opts)
-	return s
-}
-
-// serveUntil runs a real Server on a fresh queue (unless opts names one);
-// stop, also run when the test ends, cancels Serve, waits for it to
-// return and closes the server.
-func serveUntil(t *testing.T, h Handler, opts ServerOptions) (s *Server, stop func()) {
-	t.Helper()
 	if opts.Queue == "" {
 		opts.Queue = testQueue(t)
 	}
@@ -132,12 +123,7 @@ func serveUntil(t *testing.T, h Handler, opts ServerOptions) (s *Server, stop fu
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -150,9 +136,8 @@ func serveUntil(t *testing.T, h Handler, opts ServerOptions) (s *Server, stop fu
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-	}
-	t.Cleanup(stop)
-	return s, stop
+	})
+	return s
 }
 
 func dial(t *testing.T, name string) *Client {
