@@ -165,8 +165,10 @@ func (w *dirWatch) close() {
 // read reads in's events until in is closed, and wakes the waits they
 // concern.
 func (in *inotifyInstance) read() {
-	defer inotifyReaders.Add(-1)
+	// (Deferred in this order, the count is down before done closes:
+	// the last wait, which waits for done, then finds no reader left.)
 	defer close(in.done)
+	defer inotifyReaders.Add(-1)
 	buf := make([]byte, 16<<10) // room for at least one event with a NAME_MAX name
 	for {
 		n, err := in.f.Read(buf)
