@@ -110,6 +110,15 @@ func testQueue(t *testing.T) string {
 // startServer runs a real Server on a fresh queue until the test ends.
 func startServer(t *testing.T, h Handler, opts ServerOptions) *Server {
 	t.Helper()
+	s, _ := serveUntil(t, h, opts)
+	return s
+}
+
+// serveUntil runs a real Server on a fresh queue (unless opts names one);
+// stop, also run when the test ends, cancels Serve, waits for it to
+// return and closes the server.
+func serveUntil(t *testing.T, h Handler, opts ServerOptions) (s *Server, stop func()) {
+	t.Helper()
 	if opts.Queue == "" {
 		opts.Queue = testQueue(t)
 	}
@@ -123,7 +132,12 @@ func startServer(t *testing.T, h Handler, opts ServerOptions) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -136,8 +150,9 @@ func startServer(t *testing.T, h Handler, opts ServerOptions) *Server {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-	})
-	return s
+	}
+	t.Cleanup(stop)
+	return s, stop
 }
 
 func dial(t *testing.T, name string) *Client {

@@ -25,40 +25,6 @@ func stalledReplyQueue(t *testing.T, depth int) (string, *mq.Queue) {
 	return name, q
 }
 
-// serveUntil runs a real Server on a fresh queue; stop cancels Serve,
-// waits for it to return and closes the server.
-func serveUntil(t *testing.T, h Handler) (s *Server, stop func()) {
-	t.Helper()
-	s, err := NewServer(h, ServerOptions{Queue: testQueue(t), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return after cancel")
-		}
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return s, stop
-}
-
 // waitGoroutines waits until no more goroutines run than at baseline.
 func waitGoroutines(t *testing.T, baseline int) {
 	t.Helper()
@@ -77,7 +43,7 @@ func TestStalledStreamDoesNotHoldUpOthers(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	h := newFake()
 	h.rings = typicalRings(3000) // some 60 parts of 8192 bytes
-	s, stop := serveUntil(t, h)
+	s, stop := serveUntil(t, h, ServerOptions{})
 	c := dial(t, s.Name())
 
 	stalled, sq := stalledReplyQueue(t, ReplyMaxMsg)
@@ -170,7 +136,7 @@ func TestStreamsBounded(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	h := newFake()
 	h.rings = typicalRings(3000)
-	s, stop := serveUntil(t, h)
+	s, stop := serveUntil(t, h, ServerOptions{})
 	c := dial(t, s.Name())
 
 	id := uint64(100)
