@@ -35,9 +35,11 @@
 // SCHED_FIFO/SCHED_RR, CAP_SYS_NICE (or an RLIMIT_NICE of 20 minus the
 // thread's nice value) to leave SCHED_IDLE, and CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)
 // for mlockall; without them the calls return errors wrapping
-// ErrPermission that say which capability or limit is missing. A
-// capability counts only in the host's user namespace (not in a rootless
-// container), and a seccomp filter (systemd RestrictRealtime=yes) or a cpu
+// ErrPermission that say which capability or limit is missing. Like a
+// policy, a capability belongs to a thread (capset changes one): the
+// kernel checks the calling thread's, and the errors describe that
+// thread. A capability counts only in the host's user namespace (not in a
+// rootless container), and a seccomp filter (systemd RestrictRealtime=yes) or a cpu
 // cgroup without real-time runtime refuses real-time policies all the
 // same: the errors say so.
 //

@@ -69,8 +69,9 @@ func SetThread(p Policy, priority int) error {
 	return nil
 }
 
-// rtRefused explains an EPERM from switching to a real-time policy. The
-// kernel grants one for CAP_SYS_NICE (in the initial user namespace) or an
+// rtRefused explains an EPERM from switching to a real-time policy, on
+// the thread that was refused (SetThread holds it). The kernel grants one
+// for that thread's CAP_SYS_NICE (in the initial user namespace) or an
 // RLIMIT_RTPRIO that high, and then still refuses it when the thread's cpu
 // cgroup has no real-time runtime (CONFIG_RT_GROUP_SCHED).
 func rtRefused(p Policy, priority int) error {
@@ -124,7 +125,7 @@ func rtRefusedAllowed(p Policy, priority int, rtprio uint64) error {
 	if len(causes) == 0 {
 		causes = append(causes, fmt.Sprintf("not its cpu cgroup %s (%s is %d): %s", cg, file, rt, filterCause()))
 	}
-	return fmt.Errorf("%w: %v priority %d refused although this process has CAP_SYS_NICE or RLIMIT_RTPRIO %d: %s",
+	return fmt.Errorf("%w: %v priority %d refused although this thread has CAP_SYS_NICE or RLIMIT_RTPRIO %d: %s",
 		ErrPermission, p, priority, rtprio, strings.Join(causes, "; or "))
 }
 
@@ -374,6 +375,11 @@ func Affinity() ([]int, error) {
 // sparsely (measured with VmRSS before and after). Count on that on a
 // board with little RAM.
 func LockMemory() error {
+	// The kernel checks CAP_IPC_LOCK of the thread that calls mlockall,
+	// and capabilities are per thread: explain the refusal from the same
+	// thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {
 			var rl unix.Rlimit

@@ -279,3 +279,82 @@ func TestLockMemoryInUserNamespace(t *testing.T) {
 		t.Fatalf("child in a user namespace: %v\n%s", err, out.Bytes())
 	}
 }
+
+// dropCapability removes capability c from the calling thread's effective
+// set (capset for this thread alone; the other threads keep theirs).
+func dropCapability(c int) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[c/32].Effective &^= 1 << (c % 32)
+	return unix.Capset(&hdr, &data[0])
+}
+
+// TestCapabilityIsTheCallingThreads: Linux keeps capabilities per thread
+// and checks those of the thread that makes a call. HasCapability read the
+// main thread's (/proc/self/status), so a thread that had dropped
+// CAP_SYS_NICE was said to have it, and SetThread's refusal on that thread
+// blamed a cgroup or a filter "although this process has CAP_SYS_NICE".
+// Now it reports the calling thread's.
+func TestCapabilityIsTheCallingThreads(t *testing.T) {
+	if os.Getenv("SCHED_TEST_THREAD_CAPS_CHILD") == "1" {
+		// The capability goes from a thread other than the main one,
+		// whose capabilities /proc/self/status shows. The test's
+		// goroutine holds its thread; a goroutine that locks another
+		// gets another.
+		runtime.LockOSThread()
+		onOtherThread := func(f func()) {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				// Never undone where it drops the capability: the
+				// thread exits with the goroutine.
+				runtime.LockOSThread()
+				f()
+			}()
+			<-done
+		}
+		drop := func() {
+			if err := dropCapability(unix.CAP_SYS_NICE); err != nil {
+				t.Fatalf("capset: %v", err)
+			}
+			if capable, err := sys.HasCapability(unix.CAP_SYS_NICE); err != nil || capable {
+				t.Errorf("thread %d (process %d) dropped CAP_SYS_NICE; HasCapability there says %v (%v), want false", unix.Gettid(), os.Getpid(), capable, err)
+			}
+			var rl unix.Rlimit
+			unix.Getrlimit(unix.RLIMIT_RTPRIO, &rl)
+			if rl.Cur >= 10 {
+				t.Logf("RLIMIT_RTPRIO is %d: SetThread(fifo, 10) needs no capability, its error is not checked", rl.Cur)
+				return
+			}
+			err := SetThread(FIFO, 10)
+			if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "needs CAP_SYS_NICE") || strings.Contains(err.Error(), "although") {
+				t.Errorf("SetThread(fifo, 10) on a thread without CAP_SYS_NICE: %v, want ErrPermission asking for CAP_SYS_NICE", err)
+			}
+		}
+		keep := func() {
+			if capable, err := sys.HasCapability(unix.CAP_SYS_NICE); err != nil || !capable {
+				t.Errorf("thread %d (process %d) kept CAP_SYS_NICE; HasCapability there says %v (%v), want true", unix.Gettid(), os.Getpid(), capable, err)
+			}
+		}
+		if unix.Gettid() == os.Getpid() {
+			onOtherThread(drop)
+			keep()
+		} else {
+			drop()
+			onOtherThread(keep)
+		}
+		return
+	}
+	if capable, err := sys.HasCapability(unix.CAP_SYS_NICE); err != nil || !capable {
+		t.Skipf("needs CAP_SYS_NICE to drop from one thread (run the tests as root): %v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCapabilityIsTheCallingThreads$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SCHED_TEST_THREAD_CAPS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
