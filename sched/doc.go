@@ -41,7 +41,9 @@
 // thread. A capability counts only in the host's user namespace (not in a
 // rootless container), and a seccomp filter (systemd RestrictRealtime=yes) or a cpu
 // cgroup without real-time runtime refuses real-time policies all the
-// same: the errors say so.
+// same: the errors say so. SetAffinity needs no privilege; a filter that
+// refuses it (systemd SystemCallFilter=~@resources) makes an
+// ErrPermission too.
 //
 // A sensor loop at 100 Hz that publishes each sample into a shm ring, run
 // as a goroutine of its own (go sensorLoop(ctx, w, read)):

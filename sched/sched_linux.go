@@ -263,7 +263,10 @@ const maxCPUs = 1024
 // the calling goroutine to that thread for the rest of its life. A CPU
 // that is offline, absent or outside the process's cpuset is an error, and
 // the affinity is left as it was (the kernel alone would drop such CPUs
-// from the mask without a word).
+// from the mask without a word). A thread needs no privilege to set its
+// own affinity; a seccomp filter (systemd SystemCallFilter=~@resources) or
+// a security module that refuses it makes an error wrapping ErrPermission
+// that names the filter.
 func SetAffinity(cpus ...int) error {
 	if len(cpus) == 0 {
 		return errors.New("sched: SetAffinity needs at least one CPU")
@@ -283,6 +286,13 @@ func SetAffinity(cpus ...int) error {
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return unavailableCPUs(cpus, cpus)
+		}
+		if errors.Is(err, unix.EPERM) {
+			// The kernel asks no capability of a thread that sets its
+			// own affinity (CAP_SYS_NICE is for other users' threads),
+			// and a cpuset drops CPUs or says EINVAL: a filter refused.
+			return fmt.Errorf("%w: pinning this thread to CPUs %v refused (sched_setaffinity: %w), which the kernel grants any thread for itself (systemd's SystemCallFilter=~@resources refuses it): %s",
+				ErrPermission, cpus, err, filterCause())
 		}
 		return fmt.Errorf("sched: sched_setaffinity: %w", err)
 	}

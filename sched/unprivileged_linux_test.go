@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,6 +153,77 @@ func TestRealtimeFromIdleError(t *testing.T) {
 	}
 }
 
+// refuseSyscall puts a seccomp filter on the calling thread (which the
+// caller holds, in a child process that exits after the test) that fails
+// system call nr with EPERM, as systemd's SystemCallFilter= and
+// RestrictRealtime= do. It skips the test where there are no seccomp
+// filters.
+func refuseSyscall(t *testing.T, nr uint32) {
+	t.Helper()
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: nr, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	prog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(prog)), 0, 0)
+	runtime.KeepAlive(prog)
+	runtime.KeepAlive(filter)
+	if err == unix.EINVAL {
+		t.Skipf("prctl(PR_SET_SECCOMP): %v: no seccomp filters here (qemu-user refuses them, a kernel without CONFIG_SECCOMP_FILTER has none)", err)
+	} else if err != nil {
+		t.Fatalf("prctl(PR_SET_SECCOMP): %v", err)
+	}
+}
+
+// runChild runs this test binary again with env, running only the test
+// named run, and fails unless the child passes; it skips if the child
+// skipped.
+func runChild(t *testing.T, run string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil && bytes.Contains(out, []byte("--- SKIP")) {
+		t.Skipf("child skipped:\n%s", out)
+	}
+	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// TestAffinityRefusedBySeccomp: the kernel lets any thread set its own
+// affinity, so an EPERM from sched_setaffinity comes from a seccomp filter
+// (systemd's SystemCallFilter=~@resources refuses it) or a security
+// module. SetAffinity returned it as "sched: sched_setaffinity: operation
+// not permitted", which ErrPermission did not match, as the refusals of
+// SetThread and LockMemory do; now it matches, still matches EPERM, names
+// the CPUs and the filter, and the affinity is left as it was.
+func TestAffinityRefusedBySeccomp(t *testing.T) {
+	if os.Getenv("SCHED_TEST_AFFINITY_SECCOMP_CHILD") == "1" {
+		runtime.LockOSThread()
+		orig, err := Affinity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		refuseSyscall(t, unix.SYS_SCHED_SETAFFINITY)
+		err = SetAffinity(orig[0])
+		if !errors.Is(err, ErrPermission) || !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "seccomp") || !strings.Contains(err.Error(), "CPUs ["+strconv.Itoa(orig[0])+"]") {
+			t.Fatalf("SetAffinity(%d) under a seccomp filter: %v, want ErrPermission (and EPERM) naming the CPUs and the filter", orig[0], err)
+		}
+		if got, err := Affinity(); err != nil || !slices.Equal(got, orig) {
+			t.Fatalf("affinity %v (%v) after the refusal, want %v as before", got, err, orig)
+		}
+		t.Log(err)
+		return
+	}
+	runChild(t, "TestAffinityRefusedBySeccomp", "SCHED_TEST_AFFINITY_SECCOMP_CHILD=1")
+}
+
 // TestRealtimeRefusedBySeccomp: a seccomp filter that returns EPERM for
 // sched_setscheduler (systemd's RestrictRealtime=yes does so for fifo, rr
 // and deadline) refuses a thread that has CAP_SYS_NICE. The error blamed
@@ -170,25 +242,8 @@ func TestRealtimeRefusedBySeccomp(t *testing.T) {
 		if err := SetThread(Other, 0); err != nil {
 			t.Fatal(err)
 		}
-		filter := []unix.SockFilter{
-			{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-			{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_SCHED_SETSCHEDULER, Jt: 0, Jf: 1},
-			{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
-			{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
-		}
-		prog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-		err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(prog)), 0, 0)
-		runtime.KeepAlive(prog)
-		runtime.KeepAlive(filter)
-		if err == unix.EINVAL {
-			t.Skipf("prctl(PR_SET_SECCOMP): %v: no seccomp filters here (qemu-user refuses them, a kernel without CONFIG_SECCOMP_FILTER has none)", err)
-		} else if err != nil {
-			t.Fatalf("prctl(PR_SET_SECCOMP): %v", err)
-		}
-		err = SetThread(FIFO, 10)
+		refuseSyscall(t, unix.SYS_SCHED_SETSCHEDULER)
+		err := SetThread(FIFO, 10)
 		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "seccomp") || !strings.Contains(err.Error(), "RestrictRealtime=no") {
 			t.Fatalf("SetThread(fifo, 10) under a seccomp filter: %v, want ErrPermission naming the filter and RestrictRealtime=no", err)
 		}
@@ -207,15 +262,7 @@ func TestRealtimeRefusedBySeccomp(t *testing.T) {
 		t.Log(err)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRealtimeRefusedBySeccomp$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "SCHED_TEST_SECCOMP_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err == nil && bytes.Contains(out, []byte("--- SKIP")) {
-		t.Skipf("child skipped:\n%s", out)
-	}
-	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
+	runChild(t, "TestRealtimeRefusedBySeccomp", "SCHED_TEST_SECCOMP_CHILD=1")
 }
 
 // TestLockMemoryInUserNamespace: in a user namespace of its own (a
@@ -351,10 +398,5 @@ func TestCapabilityIsTheCallingThreads(t *testing.T) {
 	if capable, err := sys.HasCapability(unix.CAP_SYS_NICE); err != nil || !capable {
 		t.Skipf("needs CAP_SYS_NICE to drop from one thread (run the tests as root): %v", err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCapabilityIsTheCallingThreads$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "SCHED_TEST_THREAD_CAPS_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
+	runChild(t, "TestCapabilityIsTheCallingThreads", "SCHED_TEST_THREAD_CAPS_CHILD=1")
 }
