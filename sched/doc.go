@@ -29,7 +29,10 @@
 // A Ticker's wait comes in the three forms of the project's other waits:
 // Wait(ctx), WaitDeadline(t) and TryWait (ErrWouldBlock while no tick is
 // due); each returns the periods missed since the last tick taken, and
-// none allocates.
+// none allocates. Reset(period) changes the period, as time.Ticker.Reset
+// does, from any goroutine and also while another waits: the next tick
+// falls one new period later. Ticks due and not taken are dropped then;
+// Stats, which Reset does not clear, counts them as overruns.
 //
 // It needs CAP_SYS_NICE (or an RLIMIT_RTPRIO at least the priority) for
 // SCHED_FIFO/SCHED_RR, CAP_SYS_NICE (or an RLIMIT_NICE of 20 minus the
@@ -73,6 +76,6 @@
 //		}
 //	}
 //
-// example_test.go has runnable versions: ExampleTicker and
-// ExampleSetThread.
+// example_test.go has runnable versions: ExampleTicker,
+// ExampleTicker_Reset and ExampleSetThread.
 package sched

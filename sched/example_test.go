@@ -39,6 +39,26 @@ func ExampleTicker() {
 	// Output: 5 samples
 }
 
+// A sensor loop that polls fast while its sensor is busy and slowly while
+// it is idle. Reset may come from another goroutine (a configuration
+// reload) while the loop waits.
+func ExampleTicker_Reset() {
+	t, err := sched.NewTicker(10 * time.Millisecond)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer t.Close()
+	// The sensor went idle: poll it once a second, starting a second
+	// from now.
+	if err := t.Reset(time.Second); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("polling every", t.Period())
+	// Output: polling every 1s
+}
+
 // Real-time priority for the goroutine that runs the sensor loop, and the
 // normal policy where the process may not have it (no CAP_SYS_NICE, or an
 // RLIMIT_RTPRIO below 50). SetThread wires the goroutine to its thread for

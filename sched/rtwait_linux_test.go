@@ -50,8 +50,8 @@ func threadSleep(tid int) string {
 // processes on this 2-CPU VM a SCHED_FIFO goroutine missed 156 to 180
 // ticks that way, and 0 to 6 with the thread asleep in the kernel. Now its thread
 // sleeps in ppoll (wchan: a poll function, where it was futex_do_wait,
-// a parked Go thread), and contexts, deadlines, Close, the overrun count
-// and zero allocations hold there as in the netpoller.
+// a parked Go thread), and contexts, deadlines, Close, Reset, the overrun
+// count and zero allocations hold there as in the netpoller.
 func TestRealtimeTickerWaitsInKernel(t *testing.T) {
 	if err := SetThread(FIFO, 10); errors.Is(err, ErrPermission) {
 		t.Skipf("no real-time priority for this test: %v", err)
@@ -121,6 +121,27 @@ func TestRealtimeTickerWaitsInKernel(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per Wait and WaitDeadline on a real-time thread, want 0", n)
+	}
+
+	// A Reset from another goroutine ends a wait in the kernel at the
+	// new schedule's first tick.
+	slow, err := NewTicker(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	reset := make(chan error, 1)
+	go func() {
+		if w := threadSleep(tid); w != "0" && !strings.Contains(w, "poll") {
+			t.Errorf("the real-time thread waits in %q, not in ppoll", w)
+		}
+		reset <- slow.Reset(time.Millisecond)
+	}()
+	if _, err := slow.WaitDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Errorf("WaitDeadline on an hour's ticker Reset to 1 ms: %v", err)
+	}
+	if err := <-reset; err != nil {
+		t.Error(err)
 	}
 
 	closed := make(chan struct{})

@@ -34,6 +34,9 @@ func NewTicker(period time.Duration) (*Ticker, error) { return nil, ErrNotSuppor
 // Period returns 0: Linux only.
 func (t *Ticker) Period() time.Duration { return 0 }
 
+// Reset is Linux only: it returns an error matching ErrNotSupported.
+func (t *Ticker) Reset(period time.Duration) error { return ErrNotSupported }
+
 // Wait is Linux only: it returns an error matching ErrNotSupported.
 func (t *Ticker) Wait(ctx context.Context) (uint64, error) { return 0, ErrNotSupported }
 

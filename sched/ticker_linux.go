@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -33,11 +34,12 @@ import (
 // after either a goroutine needs a free P of Go's scheduler to run (see
 // the package documentation).
 //
-// A Ticker is for one goroutine; Stats and Close may be called from any.
+// A Ticker is for one goroutine; Period, Reset, Stats and Close may be
+// called from any.
 type Ticker struct {
 	f        *os.File
 	rc       syscall.RawConn
-	period   time.Duration
+	period   atomic.Int64  // a time.Duration: Reset changes it from any goroutine
 	ticks    atomic.Uint64 // Stats reads them from any goroutine
 	overruns atomic.Uint64
 	buf      [8]byte
@@ -64,6 +66,15 @@ type Ticker struct {
 	// closes wake when a Ticker is collected without Close, as os.File
 	// does the timerfd
 	wakeCleanup runtime.Cleanup
+
+	// Reset's state, under resetMu: the new schedule, the timerfd's
+	// count it reads (a buffer of its own, for a Reset beside a wait)
+	// and the error of its callback, resetFn, under rc.Control.
+	resetMu   sync.Mutex
+	resetSpec unix.ItimerSpec
+	resetBuf  [8]byte
+	resetErr  error
+	resetFn   func(fd uintptr)
 }
 
 // wakeOne is the eventfd increment that ends a wait in the kernel.
@@ -72,12 +83,9 @@ var wakeOne = func() (b [8]byte) { binary.NativeEndian.PutUint64(b[:], 1); retur
 // NewTicker starts a ticker whose first tick is one period from now. On
 // 32-bit targets a period is at most 2^31-1 seconds (about 68 years).
 func NewTicker(period time.Duration) (*Ticker, error) {
-	if period <= 0 {
-		return nil, fmt.Errorf("sched: ticker period %v must be positive", period)
-	}
-	ts := unix.NsecToTimespec(int64(period))
-	if ts.Nano() != int64(period) { // 32-bit targets: tv_sec is 32 bits
-		return nil, fmt.Errorf("sched: ticker period %v is longer than this system's timers take (%v)", period, time.Duration(math.MaxInt32)*time.Second)
+	ts, err := periodTimespec(period)
+	if err != nil {
+		return nil, err
 	}
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
@@ -100,7 +108,9 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	t := &Ticker{f: f, rc: rc, period: period, wake: wake}
+	t := &Ticker{f: f, rc: rc, wake: wake}
+	t.period.Store(int64(period))
+	t.resetFn = t.resetTimer
 	moveDeadline := sys.ReadDeadlineWake(f)
 	t.cw.Interrupt = func() {
 		moveDeadline()
@@ -120,8 +130,86 @@ func NewTicker(period time.Duration) (*Ticker, error) {
 	return t, nil
 }
 
-// Period returns the ticker's period.
-func (t *Ticker) Period() time.Duration { return t.period }
+// periodTimespec checks a ticker's period and returns it as the
+// timerfd takes it.
+func periodTimespec(period time.Duration) (unix.Timespec, error) {
+	if period <= 0 {
+		return unix.Timespec{}, fmt.Errorf("sched: ticker period %v must be positive", period)
+	}
+	ts := unix.NsecToTimespec(int64(period))
+	if ts.Nano() != int64(period) { // 32-bit targets: tv_sec is 32 bits
+		return unix.Timespec{}, fmt.Errorf("sched: ticker period %v is longer than this system's timers take (%v)", period, time.Duration(math.MaxInt32)*time.Second)
+	}
+	return ts, nil
+}
+
+// Period returns the ticker's period, as NewTicker or the last Reset set
+// it.
+func (t *Ticker) Period() time.Duration { return time.Duration(t.period.Load()) }
+
+// Reset gives the ticker a new period and starts its schedule again, as
+// time.Ticker.Reset does: the next tick is one period from now, and ticks
+// fall at whole periods after it. A period that NewTicker would refuse
+// (not positive, or too long for this system) is an error, as there, and
+// leaves the ticker as it was; after Close, Reset returns ErrClosed.
+//
+// Ticks that were due and that no wait had taken are dropped: no later
+// wait returns them. Stats is not cleared; it counts each of them as a
+// tick and as an overrun (a period that elapsed while nobody waited). A
+// tick that falls due in the moment between that count and the new
+// schedule (one system call apart) is dropped without being counted.
+//
+// Reset may be called from any goroutine, also while another waits: the
+// wait then returns at the first tick of the new schedule. It allocates
+// nothing.
+func (t *Ticker) Reset(period time.Duration) error {
+	ts, err := periodTimespec(period)
+	if err != nil {
+		return err
+	}
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	t.resetMu.Lock()
+	defer t.resetMu.Unlock()
+	t.resetSpec = unix.ItimerSpec{Interval: ts, Value: ts}
+	t.resetErr = nil
+	if err := t.rc.Control(t.resetFn); err != nil {
+		if t.closed.Load() {
+			return ErrClosed
+		}
+		return err
+	}
+	if t.resetErr != nil {
+		return t.resetErr
+	}
+	t.period.Store(int64(period))
+	return nil
+}
+
+// resetTimer is Reset's part under rc.Control: it counts the ticks due on
+// the old schedule, then arms the timerfd (fd) with the new one (which
+// clears the kernel's count).
+func (t *Ticker) resetTimer(fd uintptr) {
+	n, err := unix.Read(int(fd), t.resetBuf[:])
+	switch {
+	case err == unix.EAGAIN:
+	case err != nil:
+		t.resetErr = os.NewSyscallError("read timerfd", err)
+		return
+	case n != 8:
+		t.resetErr = fmt.Errorf("sched: short timerfd read (%d bytes)", n)
+		return
+	default:
+		// Ticks before overruns, as in expirations.
+		exp := binary.NativeEndian.Uint64(t.resetBuf[:])
+		t.ticks.Add(exp)
+		t.overruns.Add(exp)
+	}
+	if err := unix.TimerfdSettime(int(fd), 0, &t.resetSpec, nil); err != nil {
+		t.resetErr = os.NewSyscallError("timerfd_settime", err)
+	}
+}
 
 // Wait blocks until the next tick and returns how many periods were missed
 // since the previous Wait (0 when the caller keeps up). It returns ctx's
@@ -311,8 +399,11 @@ func (t *Ticker) expirations() (missed uint64, err error) {
 	return missed, nil
 }
 
-// Stats returns the ticks that elapsed and the overruns counted so far. It
-// may be called from any goroutine (a metrics reporter) while another
+// Stats returns the ticks counted so far and, of those, the overruns:
+// ticks that no wait returned, because they fell due while nobody waited
+// (Wait's missed periods) or Reset dropped them. Ticks minus overruns is
+// the number of ticks waits returned. Reset clears neither. Stats may be
+// called from any goroutine (a metrics reporter) while another
 // waits; the two counts are read one after the other, not as one snapshot,
 // but overruns never exceed ticks.
 func (t *Ticker) Stats() (ticks, overruns uint64) {
