@@ -203,4 +203,3 @@ func TestTickerResetBesideWait(t *testing.T) {
 		t.Errorf("Stats: %d ticks, %d overruns after %d waits returned a tick, want ticks-overruns = %d", ticks, overruns, waits+1, waits+1)
 	}
 }
-
