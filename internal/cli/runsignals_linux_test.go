@@ -189,7 +189,7 @@ func TestRunOtherSignals(t *testing.T) {
 							cmd.Process.Kill()
 							t.Fatalf("no exit after 20 s, and no dump begun; threads:\n%s\nlog:\n%s", st, errw.String())
 						}
-						t.Logf("attempt %d: the emulated runtime began the dump for %v and stalled in it; threads:\n%s", attempt, sig, taskReport(cmd.Process.Pid))
+						t.Logf("attempt %d: the emulated runtime began the dump for %s and stalled in it; threads:\n%s", attempt, unix.SignalName(sig), taskReport(cmd.Process.Pid))
 						cmd.Process.Kill()
 						<-done
 						stalled = true
