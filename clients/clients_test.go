@@ -1624,6 +1624,81 @@ func TestForeignProducerRefusesForeignRing(t *testing.T) {
 	}
 }
 
+// TestForeignOpenEmptyOwners: an empty list of trusted owners is refused
+// as a caller's mistake, the same way by both clients, before the ring is
+// opened: C answers EDGEIPC_EINVAL for a non-NULL owners with n == 0 (and
+// for NULL with n > 0), Python raises ValueError naming owners=None for
+// owners=[] or set(). C took n == 0 for "anyone" and opened the ring,
+// while Python's owners=[] refused every ring as foreign. No list (C's
+// NULL, 0 and edgeipc_open; Python's owners=None) still accepts any owner,
+// and a list with this user's uid opens the ring.
+func TestForeignOpenEmptyOwners(t *testing.T) {
+	r, dir := newRing(t, shm.Config{Slots: 4, SlotPayload: 64})
+	me := os.Geteuid()
+	t.Run("c", func(t *testing.T) {
+		bin := buildC(t, "emptyowners", `#include "edgeipc.h"
+static void try_open(const char *what, const char *name, const uid_t *owners, size_t n)
+{
+	edgeipc_ring r;
+	uid_t owner = 4242;
+	int rc = edgeipc_open_owned(&r, name, owners, n, &owner);
+	printf("%s: %s fd=%d owner=%u\n", what, edgeipc_strerror(rc), r.fd, (unsigned)owner);
+	if (rc == 0)
+		edgeipc_close(&r);
+}
+int main(int argc, char **argv)
+{
+	uid_t none[1] = {0}, mine[1] = {geteuid()};
+	try_open("empty list", argv[1], none, 0);
+	try_open("NULL list with n 1", argv[1], NULL, 1);
+	try_open("no list", argv[1], NULL, 0);
+	try_open("own uid", argv[1], mine, 1);
+	edgeipc_ring r;
+	int rc = edgeipc_open(&r, argv[1]);
+	printf("edgeipc_open: %s\n", edgeipc_strerror(rc));
+	if (rc == 0)
+		edgeipc_close(&r);
+	return 0;
+}
+`)
+		c := start(t, dir, nil, bin, r.Name())
+		c.expect("empty list: " + cNotOpen + " fd=-1 owner=4242")
+		c.expect("NULL list with n 1: " + cNotOpen + " fd=-1 owner=4242")
+		c.expect("no list: ok fd=3 owner=4242") // no list: the owner is not looked at
+		c.expect(fmt.Sprintf("own uid: ok fd=3 owner=%d", me))
+		c.expect("edgeipc_open: ok")
+		c.wait()
+	})
+	t.Run("python", func(t *testing.T) {
+		py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+		pyDir, err := filepath.Abs("python")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := start(t, dir, []string{"PYTHONPATH=" + pyDir}, py, "-u", "-c", `import os, sys
+import edgeipc_ring as er
+fds = len(os.listdir("/proc/self/fd"))
+for owners in ([], set(), ()):
+    try:
+        er.Ring(sys.argv[1], owners=owners).close()
+        print(repr(owners), "opened")
+    except ValueError as e:
+        print(repr(owners), "ValueError", "owners=None" in str(e))
+print("fds left", len(os.listdir("/proc/self/fd")) - fds)
+for owners in (None, [os.geteuid()], iter([os.geteuid()])):
+    er.Ring(sys.argv[1], owners=owners).close()
+    print("opened with", type(owners).__name__)
+`, r.Name())
+		for _, want := range []string{
+			"[] ValueError True", "set() ValueError True", "() ValueError True", "fds left 0",
+			"opened with NoneType", "opened with list", "opened with list_iterator",
+		} {
+			c.expect(want)
+		}
+		c.wait()
+	})
+}
+
 // TestPythonFutexUnderOtherPersonality: the Python module takes SYS_futex
 // for the ABI of the process it runs in, not for what uname -m says. A
 // 32-bit Python on a 64-bit kernel (Raspberry Pi OS's 32-bit userland on

@@ -588,17 +588,22 @@ static inline int edgeipc_open_fd(edgeipc_ring *r, int fd)
 }
 
 /* Opens $EDGEIPC_SHM_DIR/edgeipc.<name> (default /dev/shm) if it belongs to
- * one of the n users in owners (n == 0: to anyone). Another user's segment
- * is refused with EDGEIPC_EOWNER before it is mapped, and its owner is
- * stored in *owner (if owner is not NULL). In /dev/shm anyone may create a
- * file under a ring's name: its owner reads what a writer writes into it,
- * can forge frames, and can truncate it under the mapping (SIGBUS). A
- * writer should trust only its own uid, root and the ring's known owner. */
+ * one of the n users in owners. Another user's segment is refused with
+ * EDGEIPC_EOWNER before it is mapped, and its owner is stored in *owner (if
+ * owner is not NULL). owners == NULL with n == 0 accepts any owner (that is
+ * edgeipc_open). An empty list, owners != NULL with n == 0, is
+ * EDGEIPC_EINVAL, as is owners == NULL with n > 0: it would trust nobody,
+ * which is never meant (Python's Ring(owners=[]) raises ValueError): pass
+ * the uids to trust, or NULL, 0 to accept any owner. In /dev/shm anyone may
+ * create a file under a ring's name: its owner reads what a writer writes
+ * into it, can forge frames, and can truncate it under the mapping
+ * (SIGBUS). A writer should trust only its own uid, root and the ring's
+ * known owner. */
 static inline int edgeipc_open_owned(edgeipc_ring *r, const char *name, const uid_t *owners, size_t n, uid_t *owner)
 {
 	memset(r, 0, sizeof *r);
 	r->fd = -1;
-	if (!edgeipc_valid_name(name) || (n > 0 && !owners))
+	if (!edgeipc_valid_name(name) || (n > 0) != (owners != NULL))
 		return EDGEIPC_EINVAL;
 	const char *dir = getenv("EDGEIPC_SHM_DIR");
 	if (!dir || !*dir)

@@ -382,10 +382,21 @@ class Ring:
     reads what a writer writes into it, can forge frames, and can truncate
     it under the mapping (SIGBUS). A writer should pass its own uid, root's
     (0) and the ring's known owner: ``owners={os.geteuid(), 0}``.
+    ``owners=None`` (the default) accepts any owner. An empty collection
+    is refused with ValueError: it would trust nobody and refuse every
+    ring, which is never what a caller means (C's edgeipc_open_owned
+    answers EDGEIPC_EINVAL for a non-NULL owners with n == 0 for the same
+    reason). ``owners`` does not apply to ``Ring(fd=fd)``.
     """
 
     def __init__(self, name=None, dir=None, fd=None, owners=None):
         if fd is None:
+            if owners is not None:
+                owners = frozenset(owners)
+                if not owners:
+                    raise ValueError("owners is empty: no uid would be trusted and every ring refused; "
+                                     "list the uids to trust (owners={os.geteuid(), 0}) or pass owners=None "
+                                     "to accept any owner")
             if not _valid_name(name):
                 raise ValueError("ring name %r: 1-200 characters of [A-Za-z0-9._-], not starting with . or -" % name)
             d = dir or os.environ.get("EDGEIPC_SHM_DIR") or "/dev/shm"
@@ -393,7 +404,7 @@ class Ring:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
             if owners is not None:
                 uid = os.fstat(fd).st_uid
-                if uid not in set(owners):
+                if uid not in owners:
                     os.close(fd)
                     raise ForeignOwnerError(path, uid)
         self.name = name
