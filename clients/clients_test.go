@@ -2346,6 +2346,120 @@ def until(cond):
 	}
 }
 
+// TestPythonInterruptLeavesNoCount: a KeyboardInterrupt (Ctrl-C, an
+// exception a Python signal handler raises between bytecodes) that lands
+// anywhere in a Python Reader.wait or a block-policy Writer.write leaves
+// no count raised: not sleepers, the reader entry's asleep bit,
+// space_waiters or writer_waiting in shared memory, nor the ring's record
+// of calls in progress (with one left, Ring.close never unmaps the ring).
+// The old code raised sleepers (and space_waiters) with an atomic add and
+// only then entered the try whose finally lowered it: an interrupt in
+// between left the count raised for good, and the writer made a
+// FUTEX_WAKE on every commit. Ring._enter and writer_waiting had the same
+// window.
+//
+// Deterministic: for k = 0, 1, ... the call runs again under a profile
+// function that, at the k-th point where CPython runs signal handlers (a
+// Python function's entry; the return of a C function), sends SIGINT to
+// the thread with pthread_kill. The default handler raises
+// KeyboardInterrupt right there. After each call the script compares the
+// counts with their values before it, and the sweep ends when k is past
+// the call's last such point. (Loop back edges, where CPython also runs
+// handlers, are not covered: the profile function sees no event there.)
+func TestPythonInterruptLeavesNoCount(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	pyDir, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Block policy, 2 slots, held full by a Go reader that never reads
+	// (entry 0): the Python writer's write waits for space.
+	r, dir := newRing(t, shm.Config{Slots: 2, SlotPayload: 64, Policy: shm.Block})
+	hold, err := r.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	c := start(t, dir, []string{"PYTHONPATH=" + pyDir}, py, "-u", "-c", `import signal, sys, threading
+import edgeipc_ring as er
+ring = er.Ring(sys.argv[1])
+main = threading.get_ident()
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if not er.NATIVE:
+    sys.exit("needs libatomic: " + er._native.why)
+
+def counts():
+    return {"sleepers": ring._ld(er.H_SLEEPERS), "space_waiters": ring._ld(er.H_SPACE_WAITERS),
+            "writer_waiting": ring._ld(er.H_WRITER_WAITING),
+            "entry_flags": [ring._ld(er.READERS_OFF + i * er.READER_STRIDE + er.R_FLAGS) for i in range(4)],
+            "calls_in_progress": len(ring._inside)}
+
+class Interrupt:
+    """Profile function: SIGINT to this thread at the k-th point where
+    CPython runs signal handlers (the 'call' of a Python function, the
+    'c_return' of a C one); the handler raises KeyboardInterrupt there."""
+    def __init__(self, k):
+        self.k, self.n, self.where = k, 0, None
+    def __call__(self, frame, event, arg):
+        if event in ("call", "c_return"):
+            if self.n == self.k:
+                self.where = "%s %s:%d" % (event, frame.f_code.co_name, frame.f_lineno)
+                signal.pthread_kill(main, signal.SIGINT)
+            self.n += 1
+
+def sweep(name, call, expected=()):
+    k = interrupted = leaks = 0
+    while True:
+        before = counts()
+        it = Interrupt(k)
+        try:
+            sys.setprofile(it)
+            call()
+        except KeyboardInterrupt:
+            interrupted += 1
+        except expected:
+            pass
+        finally:
+            sys.setprofile(None)
+        if it.where is None:  # past the call's last check point
+            break
+        after = counts()
+        if after != before:
+            leaks += 1
+            print("%s: KeyboardInterrupt at %s left %s, was %s" % (name, it.where, after, before))
+        k += 1
+    print("%s: %d leaks, %d check points" % (name, leaks, k), file=sys.stderr)
+    print("%s: %d leaks, interrupted %s" % (name, leaks, interrupted == k and k > 10))
+
+rd = ring.reader()
+sweep("wait", lambda: rd.wait(0.01))
+rd.close()
+w = ring.writer()
+w.write(b"x")
+w.write(b"x")
+sweep("write", lambda: w.write(b"y", timeout=0.005), TimeoutError)
+w.close()
+ring.close()
+print("unmapped", ring._mm is None)
+`, r.Name())
+	for _, want := range []string{"wait: 0 leaks, interrupted True", "write: 0 leaks, interrupted True", "unmapped True"} {
+		l := c.line()
+		for strings.Contains(l, ": KeyboardInterrupt at ") {
+			t.Error(l)
+			l = c.line()
+		}
+		if l != want {
+			t.Errorf("got %q, want %q", l, want)
+		}
+	}
+	c.wait()
+	t.Logf("python: %s", strings.TrimSpace(c.stderr()))
+	// And in the segment, seen from Go after the Python process ended.
+	if s, sw, ww, fl := word(r, hSleepers), word(r, hSpaceValue+4), word(r, hWriterWaiting), word(r, readersOff+readerStride+rFlags); s != 0 || sw != 0 || ww != 0 || fl != 0 {
+		t.Errorf("sleepers %d, space_waiters %d, writer_waiting %d, Python entry flags %#x after the Python process ended; want all 0", s, sw, ww, fl)
+	}
+}
+
 // TestCUseWhenNotOpenIsAnError: a C reader used after
 // edgeipc_reader_leave or after a failed join, a writer used after
 // edgeipc_writer_close, and a ring used after edgeipc_close answer

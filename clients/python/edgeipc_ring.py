@@ -29,6 +29,11 @@ What plain loads and stores cannot do is read-modify-write and ordering:
   in for it.
 * sleeping uses ``syscall(SYS_futex, FUTEX_WAIT)`` through libc (no
   FUTEX_PRIVATE_FLAG: the words are shared between processes).
+* a KeyboardInterrupt (or any exception a signal handler raises) in a
+  wait leaves no count raised: ``sleepers``, the asleep bit and
+  ``space_waiters`` are raised and lowered by the __enter__ and __exit__
+  of a ``with`` block, each one libatomic call (_Native.guard), not by an
+  add followed by try/finally, between which a handler can run.
 
 If libatomic (Debian: ``apt install libatomic1``) or libc cannot be loaded,
 the module degrades instead of pretending: ``Writer`` refuses to open
@@ -55,6 +60,7 @@ Example::
 
 import ctypes
 import ctypes.util
+import functools
 import mmap
 import operator
 import os
@@ -217,6 +223,18 @@ class _Native:
             self._add = getattr(la, "__atomic_fetch_add_4")
             self._add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int]
             self._add.restype = ctypes.c_uint32
+            # For guard(): the same read-modify-writes as __enter__ (no
+            # arguments) and as __exit__ (the exception triple, passed on
+            # as three extra pointers that the function does not read).
+            rmw = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+            self._enter_ops, self._exit_ops = {}, {}
+            for op in ("add", "or", "and"):
+                f = la["__atomic_fetch_%s_4" % op]  # la[...]: a new function object each time
+                f.argtypes, f.restype = rmw, None
+                self._enter_ops[op] = f
+                f = la["__atomic_fetch_%s_4" % op]
+                f.argtypes, f.restype = rmw + (ctypes.py_object,) * 3, None
+                self._exit_ops[op] = f
             self._nr = nr
             try:
                 self._thread_fence = la.atomic_thread_fence  # libatomic >= GCC 7
@@ -237,6 +255,40 @@ class _Native:
 
     def add(self, addr, delta):
         return self._add(addr, delta & MASK32, 5)
+
+    def guard(self, addr, enter, exit):
+        """A context manager for ``with``: its __enter__ applies enter, its
+        __exit__ exit, each an (op, operand) pair ("add", "or" or "and"),
+        to the u32 at addr with one seq_cst libatomic read-modify-write.
+
+        Why not try/finally: a Python signal handler runs between bytecodes
+        after a call returns (CPython checks after calls, on loop back
+        edges and at function entry), and the exception it raises (Ctrl-C's
+        KeyboardInterrupt) can come after ``count += 1`` in shared memory
+        and before the ``try`` that takes it back, or in the ``finally``
+        before the decrement; the count then stays raised for good. Here
+        __enter__ and __exit__ are C callables (functools.partial of a
+        ctypes function, no Python frame), and CPython calls __enter__ and
+        sets up the block in one step (SETUP_WITH, BEFORE_WITH): no handler
+        runs between the raise and the block, nor inside either call.
+        (CPython before 3.11 also checks for signals between most other
+        bytecodes, so around the block's start and end, and 3.14 releases
+        without the fix for gh-148874 right after __enter__: there a window
+        of a few bytecodes remains.)
+
+        __exit__ passes the exception triple on as three extra arguments,
+        which the C function does not read: the caller pops arguments in
+        the C calling conventions of every ABI this module runs on."""
+        op_in, v_in = enter
+        op_out, v_out = exit
+        ns = {
+            "__slots__": (),
+            # staticmethod: a partial looked up on the class is not bound
+            # to the instance (nor does it warn, as Python 3.13's does)
+            "__enter__": staticmethod(functools.partial(self._enter_ops[op_in], addr, v_in & MASK32, 5)),
+            "__exit__": staticmethod(functools.partial(self._exit_ops[op_out], addr, v_out & MASK32, 5)),
+        }
+        return type("_Guard", (), ns)()
 
     def _real_fence(self):
         """Full barrier: atomic_thread_fence(memory_order_seq_cst)."""
@@ -413,10 +465,11 @@ class Ring:
         self._w = None
         self._cobj = None
         self._users = weakref.WeakSet()  # open Readers and Writers: close() closes them first
-        self._mu = threading.Lock()  # guards _closed and the _inside counts
+        self._mu = threading.Lock()  # guards _closed and adding to _inside
         self._closed = False
-        # thread ident -> depth of the calls of this ring's Readers and
-        # Writers it is in: close() does not unmap the ring under them
+        # The calls of this ring's Readers and Writers in progress: a token
+        # per call -> (thread ident, Reader or Writer). close() does not
+        # unmap the ring under them. See _enter.
         self._inside = {}
         try:
             # A file shorter than the header is still being created (the
@@ -454,6 +507,10 @@ class Ring:
             if _native.ok:
                 self._cobj = ctypes.c_char.from_buffer(self._mm)
                 self._addr = ctypes.addressof(self._cobj)
+                # with self._sleeping: counted in sleepers; with
+                # self._space_waiting: in space_waiters (see _Native.guard)
+                self._sleeping = _native.guard(self._addr + H_SLEEPERS, ("add", 1), ("add", -1))
+                self._space_waiting = _native.guard(self._addr + H_SPACE_WAITERS, ("add", 1), ("add", -1))
         except BaseException:
             self.close()
             raise
@@ -565,36 +622,40 @@ class Ring:
         """Take the writer lease (see Writer)."""
         return Writer(self)
 
-    def _enter(self, user):
-        """Count the calling thread into a call of user (a Reader or Writer
-        of this ring) that touches the mapping; RingError once the ring is
-        closed. Pair it with _leave."""
+    def _enter(self, user, tok):
+        """Record a call of user (a Reader or Writer of this ring) that
+        touches the mapping, in the calling thread, under the token tok;
+        RingError once the ring is closed. A call does::
+
+            tok = object()
+            try:
+                r._enter(self, tok)
+                ...
+            finally:
+                r._inside.pop(tok, None)
+
+        Not a count raised before the try: a signal handler's exception
+        between the two would leave it raised (see _Native.guard). The
+        pop is one C call, first in the finally, and does nothing if the
+        exception came before _enter recorded the token."""
         t = threading.get_ident()
         with self._mu:
             if self._closed:
                 raise RingError("ring %s is closed" % self.name)
-            for d in (self._inside, user._inside):
-                d[t] = d.get(t, 0) + 1
+            self._inside[tok] = (t, user)
 
-    def _leave(self, user):
-        t = threading.get_ident()
-        with self._mu:
-            for d in (self._inside, user._inside):
-                if d[t] > 1:
-                    d[t] -= 1
-                else:
-                    del d[t]
-
-    def _drain(self, inside, wake=None):
-        """Wait up to a second until no other thread is in a call counted in
-        inside, calling wake (which ends their sleeps) meanwhile. Returns
-        whether no thread, the calling one included, is left in one."""
+    def _drain(self, user=None, wake=None):
+        """Wait up to a second until no other thread is in a call of user
+        (None: of any Reader or Writer of the ring), calling wake (which
+        ends their sleeps) meanwhile. Returns whether no thread, the
+        calling one included, is left in one."""
         me = threading.get_ident()
         deadline = time.monotonic() + 1.0
         while True:
             with self._mu:
-                others = any(t != me for t in inside)
-                mine = me in inside
+                calls = [t for t, u in list(self._inside.values()) if user is None or u is user]
+                others = any(t != me for t in calls)
+                mine = me in calls
             if not others or time.monotonic() >= deadline:
                 return not others and not mine
             if wake is not None:
@@ -619,7 +680,7 @@ class Ring:
             self._closed = True  # no new call gets in
         for u in list(self._users):
             u.close()
-        if self._w is not None and not self._drain(self._inside):
+        if self._w is not None and not self._drain():
             self._close_fd()
             return
         for u in list(self._users):  # joined or opened while the first ones closed
@@ -652,14 +713,14 @@ class Reader:
     reader-table entry; an unregistered reader is invisible to writers."""
 
     def __init__(self, ring, oldest=False, register=None, poll_interval=0.001):
-        self._inside = {}  # thread ident -> depth of its calls in progress (Ring._enter)
         self._closing = False  # close() has begun: a sleeping call stops
         ring._check_open()
-        ring._enter(self)
+        tok = object()
         try:
+            ring._enter(self, tok)
             self._join(ring, oldest, register, poll_interval)
         finally:
-            ring._leave(self)
+            ring._inside.pop(tok, None)
 
     def _join(self, ring, oldest, register, poll_interval):
         self.r = self._ring = ring
@@ -683,6 +744,8 @@ class Reader:
                 ok, prev = ring._claim(e + R_OWNER, e + R_START, e + R_PIDNS, self.me)
                 if ok:
                     self.index, self._e = i, e
+                    # with self._asleep: the asleep bit of the entry set
+                    self._asleep = _native.guard(ring._addr + e + R_FLAGS, ("or", RF_ASLEEP), ("and", ~RF_ASLEEP))
                     if prev:  # taken over from a dead holder, who may have died asleep
                         ring._forget_sleeper(e)
                     break
@@ -762,11 +825,12 @@ class Reader:
         r = self.r
         if r is None:
             raise RingError("reader is closed")
-        r._enter(self)
+        tok = object()
         try:
+            r._enter(self, tok)
             return self._read(r)
         finally:
-            r._leave(self)
+            r._inside.pop(tok, None)  # first: see Ring._enter
 
     def _read(self, r):
         if self.index is not None and r._ld(self._e + R_OWNER) != self.me:
@@ -832,11 +896,12 @@ class Reader:
         r = self.r
         if r is None:
             raise RingError("reader is closed")
-        r._enter(self)
+        tok = object()
         try:
+            r._enter(self, tok)
             self._wait(r, timeout)
         finally:
-            r._leave(self)
+            r._inside.pop(tok, None)  # first: see Ring._enter
 
     def _wait(self, r, timeout):
         c = self.cursor
@@ -859,17 +924,15 @@ class Reader:
             e = self._e
             if r._ld(e + R_OWNER) != self.me:
                 return  # evicted: read() raises EvictedError; the entry is not ours to mark
-            # asleep bit before raising the count, cleared after lowering
-            # it: whoever finds us dead with it set takes the count back
-            r._st(e + R_FLAGS, RF_ASLEEP)
-            r._add(H_SLEEPERS, 1)  # raise before re-checking head
-            _native.fence()  # store→load: the count before the head re-read (seq_cst)
-            try:
+            # The asleep bit before raising the count, cleared after
+            # lowering it: whoever finds us dead with it set takes the count
+            # back. Both with guards, not try/finally: an exception from a
+            # signal handler (Ctrl-C) must not leave the count raised, nor
+            # the bit set (see _Native.guard).
+            with self._asleep, r._sleeping:  # raise before re-checking head
+                _native.fence()  # store→load: the count before the head re-read (seq_cst)
                 if r.head() == c and not self._closing:  # close() wakes us after setting it
                     _native.futex_wait(r._addr + H_HEAD, c, t)
-            finally:
-                r._add(H_SLEEPERS, -1)
-                r._cas(e + R_FLAGS, RF_ASLEEP, 0)
 
     def read_wait(self, timeout=None):
         """read() that waits up to timeout seconds (None: forever); None on timeout."""
@@ -896,7 +959,7 @@ class Reader:
         if self.index is not None:  # registered: its waits sleep on the head futex
             def wake():
                 _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF)
-        r._drain(self._inside, wake)
+        r._drain(self, wake)
         if self.index is not None:
             if r._ld(self._e + R_OWNER) == self.me:  # evicted: the entry is another's now
                 r._st(self._e + R_FRAMES, self.frames)
@@ -932,15 +995,15 @@ class Writer:
         if not _native.ok:
             raise RingError("the writer lease needs compare-and-swap from libatomic (%s); install libatomic1"
                             % _native.why)
-        self._inside = {}  # thread ident -> depth of its calls in progress (Ring._enter)
         self._closing = False  # close() has begun: a write waiting for space stops
         self.r = None
         ring._check_open()
-        ring._enter(self)
+        tok = object()
         try:
+            ring._enter(self, tok)
             self._take(ring)
         finally:
-            ring._leave(self)
+            ring._inside.pop(tok, None)
 
     def _take(self, ring):
         self.me = os.getpid()
@@ -1051,15 +1114,21 @@ class Writer:
 
     def _wait_space(self, s, deadline):
         r = self._ring
+        try:
+            self._wait_space_flagged(r, s, deadline)
+        finally:
+            # writer_waiting = 0 however the wait ends (an exception too):
+            # an inline store, no call a signal handler could come before
+            r._w[H_WRITER_WAITING >> 2] = 0
+
+    def _wait_space_flagged(self, r, s, deadline):
         next_evict = time.monotonic() + EVICT_EVERY
         while True:
             if self._closing:
-                r._st(H_WRITER_WAITING, 0)
                 raise RingError("writer is closed")
             r._st(H_WRITER_WAITING, 1)
             _native.fence()
             if self._has_space(s):
-                r._st(H_WRITER_WAITING, 0)
                 return
             # A unit taken from space_value need not bring space (another
             # process may have stored any count there): evict and check the
@@ -1071,19 +1140,15 @@ class Writer:
                 if deadline is not None:
                     t = min(t, deadline - now)
                 if t > 0:
-                    r._add(H_SPACE_WAITERS, 1)
-                    try:
+                    with r._space_waiting:  # not try/finally: see _Native.guard
                         if r._ld(H_SPACE_VALUE) == 0 and not self._closing:  # close() wakes us after setting it
                             _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
-                    finally:
-                        r._add(H_SPACE_WAITERS, -1)
             now = time.monotonic()
             if now >= next_evict:
                 self._evict_dead()
                 self._scan(s)
                 next_evict = now + EVICT_EVERY
             if deadline is not None and now >= deadline and not self._has_space(s):
-                r._st(H_WRITER_WAITING, 0)
                 raise TimeoutError("ring full: a reader has not released a slot")
 
     def write(self, data, type=0, flags=0, timeout=None):
@@ -1094,11 +1159,12 @@ class Writer:
         r = self.r
         if r is None:
             raise RingError("writer is closed")
-        r._enter(self)
+        tok = object()
         try:
+            r._enter(self, tok)
             return self._write(r, data, type, flags, timeout)
         finally:
-            r._leave(self)
+            r._inside.pop(tok, None)  # first: see Ring._enter
 
     def _write(self, r, data, type, flags, timeout):
         type, flags = _u32("type", type), _u32("flags", flags)
@@ -1153,7 +1219,7 @@ class Writer:
 
         def wake():
             _native.futex_wake(r._addr + H_SPACE_VALUE, 0x7FFFFFFF)
-        r._drain(self._inside, wake)
+        r._drain(self, wake)
         if not r._cas(H_LEASE_OWNER, self.me, 0):
             r._cas(H_LEASE_OWNER, self.me | CLAIM, 0)
         r._users.discard(self)
