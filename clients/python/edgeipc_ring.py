@@ -714,11 +714,44 @@ class Reader:
 
     def __init__(self, ring, oldest=False, register=None, poll_interval=0.001):
         self._closing = False  # close() has begun: a sleeping call stops
+        self.r = None
+        self.index = None
+        self._trying = None  # the entry being claimed (see _abandon)
         ring._check_open()
         tok = object()
         try:
-            ring._enter(self, tok)
-            self._join(ring, oldest, register, poll_interval)
+            try:
+                ring._enter(self, tok)
+                self._join(ring, oldest, register, poll_interval)
+            finally:
+                ring._inside.pop(tok, None)
+        except BaseException:  # the pop's return too: after it the object is lost
+            self._abandon(ring)
+            raise
+
+    def _abandon(self, ring):
+        """Free the entry a join that failed may hold: an exception (such
+        as Ctrl-C's KeyboardInterrupt, raised by a signal handler between
+        any two calls) after the claim left it held by this live process,
+        for good (a block-policy writer waits for its cursor). Before the
+        entry is recorded in index, only a claim (our PID | CLAIM) in the
+        entry being tried can be ours (another thread's join that claimed
+        the same entry at that moment would lose it too). An exception
+        in the caller right after the constructor returned still loses the
+        object with its entry (held until the process exits)."""
+        ring._users.discard(self)
+        self.r = None
+        tok = object()
+        try:
+            ring._enter(self, tok)  # RingError if closed meanwhile: nothing to free in an unmapped ring
+            if self.index is not None:
+                e = self._e
+                if not ring._cas(e + R_OWNER, self.me | CLAIM, 0):
+                    ring._cas(e + R_OWNER, self.me, 0)
+            elif self._trying is not None:
+                ring._cas(self._trying + R_OWNER, self.me | CLAIM, 0)
+        except RingError:
+            pass
         finally:
             ring._inside.pop(tok, None)
 
@@ -741,6 +774,7 @@ class Reader:
         if register:
             for i in range(MAX_READERS):
                 e = READERS_OFF + i * READER_STRIDE
+                self._trying = e
                 ok, prev = ring._claim(e + R_OWNER, e + R_START, e + R_PIDNS, self.me)
                 if ok:
                     self.index, self._e = i, e
@@ -749,6 +783,7 @@ class Reader:
                     if prev:  # taken over from a dead holder, who may have died asleep
                         ring._forget_sleeper(e)
                     break
+                self._trying = None  # held by another (maybe this process's other thread, claiming it)
             else:
                 raise FullError("all %d reader entries are held by live readers" % MAX_READERS)
             ring._st(self._e + R_START, _self_start())
@@ -997,22 +1032,54 @@ class Writer:
                             % _native.why)
         self._closing = False  # close() has begun: a write waiting for space stops
         self.r = None
+        self.me = os.getpid()
+        self._claiming = False  # the lease word may hold our claim (see _abandon)
+        self._published = False  # the lease word holds our claim or our PID
         ring._check_open()
         tok = object()
         try:
-            ring._enter(self, tok)
-            self._take(ring)
+            try:
+                ring._enter(self, tok)
+                self._take(ring)
+            finally:
+                ring._inside.pop(tok, None)
+        except BaseException:  # the pop's return too: after it the object is lost
+            self._abandon(ring)
+            raise
+
+    def _abandon(self, ring):
+        """Release the lease an open that failed may hold: an exception
+        (such as Ctrl-C's KeyboardInterrupt, raised by a signal handler
+        between any two calls) after the claim left it held by this live
+        process, and every writer, this one's next try too, got BusyError.
+        Before the lease is published only our claim (PID | CLAIM) can be
+        ours, and only while we try to claim: our PID alone may be another
+        Writer's of this process, PID | CLAIM another thread's claim (then
+        ours failed with BusyError). An exception in the caller right
+        after the constructor returned still loses the object with the
+        lease (held until the process exits)."""
+        ring._users.discard(self)
+        self.r = None
+        tok = object()
+        try:
+            ring._enter(self, tok)  # RingError if closed meanwhile: nothing to free in an unmapped ring
+            if self._claiming and not ring._cas(H_LEASE_OWNER, self.me | CLAIM, 0) and self._published:
+                ring._cas(H_LEASE_OWNER, self.me, 0)
+        except RingError:
+            pass
         finally:
             ring._inside.pop(tok, None)
 
     def _take(self, ring):
-        self.me = os.getpid()
+        self._claiming = True
         ok, got = ring._claim(H_LEASE_OWNER, H_LEASE_START, H_LEASE_PIDNS, self.me)
         if not ok:
+            self._claiming = False  # held by another (maybe this process's other thread, claiming it)
             raise BusyError(got)
         ring._st(H_LEASE_START, _self_start())
         ring._st(H_LEASE_PIDNS, _self_pidns())
         ring._add(H_LEASE_EPOCH, 1)
+        self._published = True
         ring._st(H_LEASE_OWNER, self.me)
         self.r = self._ring = ring
         ring._users.add(self)
