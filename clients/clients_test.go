@@ -2476,6 +2476,37 @@ print("unmapped", ring._mm is None)
 	}
 }
 
+// TestPythonInterruptedWriteReusesNoSeq: a KeyboardInterrupt that lands
+// anywhere in a Python Writer.write never makes a later write reuse a
+// sequence number already published. The writer advanced its own count
+// only after it had stored the head: an interrupt between the two left
+// the frame published (head = s+1) and the writer at s, so its next write
+// overwrote frame s and stored the same head again; a reader that had
+// read s never saw the new frame, and nothing counted it lost.
+// Deterministic: an interrupt at each check point in turn
+// (pyInterruptSweep), each followed by a clean write whose sequence must
+// not be below the head published before it.
+func TestPythonInterruptedWriteReusesNoSeq(t *testing.T) {
+	r, dir := newRing(t, shm.Config{Slots: 8, SlotPayload: 64})
+	runInterruptSweep(t, dir, r.Name(), `
+reused = []
+def counts():
+    return {"reused": len(reused)}
+
+w = ring.writer()
+def clean_write():
+    head = ring._ld(er.H_HEAD)
+    s = w.write(b"z")
+    if s < head:
+        reused.append((s, head))
+
+sweep("write", lambda: w.write(b"y"), settle=clean_write)
+w.close()
+ring.close()
+print("unmapped", ring._mm is None)
+`, "write: 0 leaks, interrupted True", "unmapped True")
+}
+
 // TestPythonInterruptedOpenHoldsNothing: a KeyboardInterrupt that lands
 // anywhere in the Reader or Writer constructor (ring.reader(),
 // ring.writer()) leaves no reader entry and no writer lease held. The

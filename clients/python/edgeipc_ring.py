@@ -1258,9 +1258,13 @@ class Writer:
         _native.fence()  # release: everything above before the even stamp
         r._st(off + S_STAMP, s << 1)
         _native.fence()  # the stamp before the head (a reader that sees head must see the frame)
+        # The writer's own count first: an interrupt (Ctrl-C) between the
+        # two then leaves frame s complete but unannounced, and the next
+        # write publishes s+1 with it; the other way round, the next write
+        # would overwrite the published frame s under the same head.
+        self.seq = (s + 1) & MASK32
         r._st(H_HEAD, s + 1)
         _native.fence()  # seq_cst: store head before loading sleepers
-        self.seq = (s + 1) & MASK32
         if r._ld(H_SLEEPERS):
             if _native.futex_wake(r._addr + H_HEAD, 0x7FFFFFFF) == 0:
                 self._idle_wakes += 1
