@@ -510,7 +510,15 @@ func TestRecordEndsAllocatesNothing(t *testing.T) {
 		})
 	}
 	cycle()
-	if a := testing.AllocsPerRun(100, cycle); a != 0 {
+	// The count is the whole process's, and under qemu the fork watchdog
+	// (internal/qemuwatch) allocates a burst every 2 s: armv7 in CI saw
+	// 1.0 per cycle once. The least of three measures is the recorder's
+	// own (the old code's 5 a cycle show in every one).
+	a := testing.AllocsPerRun(100, cycle)
+	for try := 1; try < 3 && a != 0; try++ {
+		a = min(a, testing.AllocsPerRun(100, cycle))
+	}
+	if a != 0 {
 		t.Fatalf("%.1f allocations per 3000 records, want 0", a)
 	}
 	if done != written || len(e.ends) != 40 {
