@@ -174,6 +174,18 @@ func (d *Decoder) Reset(r io.Reader) {
 // Buffered returns the number of bytes read but not yet decoded.
 func (d *Decoder) Buffered() int { return d.end - d.start }
 
+// InRecord reports whether the decoder is inside a record it has not
+// finished: it holds bytes of it, or it is skipping an oversized record it
+// has not reported yet. When the stream ends now (Next returned an error of
+// the reader: io.ErrUnexpectedEOF for the end of the stream, or any other,
+// such as a read deadline), that record is lost, cut short, and the caller
+// should count it as one bad record. It is true whenever Next returned
+// io.ErrUnexpectedEOF. An over-long line that the decoder is dropping does
+// not count: it was reported (*BadRecordError) when the drop began.
+func (d *Decoder) InRecord() bool {
+	return d.end > d.start && !d.dropping || d.inSkip || d.skipping
+}
+
 // Pending returns a copy of the bytes read but not yet decoded, for a
 // decoder of the same kind that carries on with the stream (nil if there
 // are none). ok is false when they do not begin at a record's start: the
@@ -216,7 +228,9 @@ func (d *Decoder) fill() error {
 
 // Next returns the next record. A *BadRecordError means a record was
 // dropped (call Next again); ErrBroken means give up on this stream; other
-// errors come from the reader (io.EOF at the end).
+// errors come from the reader: io.EOF at the end, or io.ErrUnexpectedEOF
+// if the stream ends inside a record. After any of them, InRecord says
+// whether the end cut a record short.
 func (d *Decoder) Next() (Record, error) {
 	switch d.kind {
 	case Len32:
@@ -431,7 +445,10 @@ func (d *Decoder) nextMsgp() (Record, error) {
 				d.skipped += size
 				if d.skipped <= uint64(d.maxSkip) {
 					if err := d.skip(int(size)); err != nil {
+						// The stream ended inside the object: it
+						// is cut short (InRecord) until a Reset.
 						d.scanning, d.skipping, d.skipped = false, false, 0
+						d.inSkip = true
 						return Record{}, err
 					}
 				}

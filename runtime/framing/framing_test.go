@@ -444,3 +444,110 @@ func TestPendingMsgpSkipping(t *testing.T) {
 		}
 	}
 }
+
+// cutReader returns b in reads of at most n bytes, then err (the end of the
+// stream: io.EOF, or a read deadline as the runtime sets on a dead child's
+// pipe or a removed FIFO).
+type cutReader struct {
+	b   []byte
+	n   int
+	err error
+}
+
+func (r *cutReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, r.err
+	}
+	if len(p) > r.n {
+		p = p[:r.n]
+	}
+	k := copy(p, r.b)
+	r.b = r.b[k:]
+	return k, nil
+}
+
+// A stream cut anywhere loses no record without a trace: each record that
+// begins before the cut is a record, a bad record, or, if the cut falls
+// inside it, the one InRecord reports, whatever ends the stream (EOF or
+// another reader error) and however the reads divide it. Records cut
+// while the decoder skips them by their length (a len32 or msgp record
+// larger than the slot, an msgp map too big to buffer) were reported by
+// nothing when the end was not io.EOF: the runtime counted a partial
+// record only from the bytes buffered.
+func TestCutStreamAccounted(t *testing.T) {
+	defer func(n int) { minBuffer = n }(minBuffer)
+	minBuffer = 0 // buffers of MaxRecord + 64 bytes
+	const max = 8
+	type elem struct {
+		b      []byte
+		record bool // an empty line is no record
+	}
+	bigMap := msgp.AppendMapHeader(nil, 30)
+	for i := 0; i < 30; i++ {
+		bigMap = msgp.AppendString(bigMap, "k")
+		bigMap = msgp.AppendInt(bigMap, i)
+	}
+	bigMap = append(bigMap[:0:0], bigMap...)
+	bigData := msgp.AppendMapHeader(nil, 1) // a record map whose data does not fit
+	bigData = msgp.AppendString(bigData, "data")
+	bigData = msgp.AppendBytes(bigData, bytes.Repeat([]byte("D"), 100))
+	rec := msgp.AppendMapHeader(nil, 2)
+	rec = msgp.AppendString(rec, "type")
+	rec = msgp.AppendUint32(rec, 3)
+	rec = msgp.AppendString(rec, "data")
+	rec = msgp.AppendBytes(rec, []byte("m"))
+	streams := map[Kind][]elem{
+		Lines: {
+			{[]byte("abc\n"), true}, {[]byte("\n"), false}, {[]byte(strings.Repeat("L", 30) + "\n"), true},
+			{[]byte("x\n"), true}, {[]byte(strings.Repeat("M", 9) + "\n"), true}, {[]byte("yz\n"), true},
+		},
+		Len32: {
+			{len32("abc"), true}, {len32(""), true}, {len32(strings.Repeat("O", 100)), true},
+			{len32("de"), true}, {len32(strings.Repeat("P", 9)), true}, {len32("f"), true},
+		},
+		Msgp: {
+			{msgp.AppendBytes(nil, []byte("abc")), true}, {msgp.AppendInt(nil, 7), true},
+			{msgp.AppendBytes(nil, bytes.Repeat([]byte("Q"), 100)), true}, {rec, true},
+			{bigMap, true}, {msgp.AppendString(nil, "s"), true}, {bigData, true},
+			{msgp.AppendBytes(nil, bytes.Repeat([]byte("R"), 9)), true}, {msgp.AppendBytes(nil, []byte("t")), true},
+		},
+	}
+	deadline := errors.New("read deadline")
+	for kind, elems := range streams {
+		var in []byte
+		for _, e := range elems {
+			in = append(in, e.b...)
+		}
+		for cut := 0; cut <= len(in); cut++ {
+			// records that begin before the cut; inside: the cut falls inside one
+			want, off, inside := 0, 0, false
+			for _, e := range elems {
+				if off < cut && e.record {
+					want++
+					inside = cut < off+len(e.b)
+				}
+				off += len(e.b)
+			}
+			for _, chunk := range []int{1, 7, len(in) + 1} {
+				for _, end := range []error{io.EOF, deadline} {
+					d := NewDecoder(&cutReader{b: in[:cut], n: chunk, err: end}, kind, Options{MaxRecord: max, MaxSkip: 1000})
+					recs, bad, err := collect(t, d)
+					if err != end && !(end == io.EOF && err == io.ErrUnexpectedEOF) {
+						t.Fatalf("%v cut at %d of %d, reads of %d: ended with %v; want %v", kind, cut, len(in), chunk, err, end)
+					}
+					if err == io.ErrUnexpectedEOF && !d.InRecord() {
+						t.Fatalf("%v cut at %d, reads of %d: io.ErrUnexpectedEOF, but InRecord is false", kind, cut, chunk)
+					}
+					cutShort := 0
+					if d.InRecord() {
+						cutShort = 1
+					}
+					if got := len(recs) + bad + cutShort; got != want {
+						t.Fatalf("%v cut at %d of %d (inside a record: %v), reads of %d, ended by %v: %d records, %d bad, InRecord %v; want %d in all",
+							kind, cut, len(in), inside, chunk, end, len(recs), bad, d.InRecord(), want)
+					}
+				}
+			}
+		}
+	}
+}
