@@ -400,9 +400,10 @@ func (ss *sourceState) pump(ctx context.Context, r io.Reader, w *shm.Writer) err
 			return err
 		}
 		// The stream ended (EOF, or the read deadline set once the child
-		// is gone): a record cut short by the end is dropped, and counted.
-		if n := d.Buffered(); n > 0 || errors.Is(err, io.ErrUnexpectedEOF) {
-			ss.badRecord(fmt.Errorf("stdout ended in the middle of a record (%d bytes of it read); the partial record is dropped", n))
+		// is gone): a record cut short by the end (its start buffered, or
+		// an oversized one being skipped) is dropped, and counted.
+		if d.InRecord() {
+			ss.badRecord(fmt.Errorf("stdout ended in the middle of a record (%s); the partial record is dropped", cutShort(d, err)))
 		}
 		return err
 	}

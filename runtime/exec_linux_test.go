@@ -83,6 +83,62 @@ func TestExecPartialRecordAtEOF(t *testing.T) {
 	}
 }
 
+// A record cut short when the runtime stops reading a dead child's stdout
+// because a process that left its group still holds the pipe (the read
+// deadline after the exit, not EOF) is counted too, also one the decoder
+// was skipping by its length (a len32 record, or an msgp bin bigger than
+// the decode buffer, larger than the slot): it used to be counted only if
+// bytes of it were buffered, so those vanished without a trace. A stream
+// that ends between records counts nothing.
+func TestExecPartialRecordAtDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name, framing, out string
+		bad                uint64
+	}{
+		// "abc", then a record of 100 bytes (over the slot) with 10 of them
+		{"len32 skipped", "len32", `printf '\003\000\000\000abc\144\000\000\0000123456789'`, 1},
+		// "abc", then a bin 32 of 200000 bytes with 100000 of them
+		{"msgp skipped", "msgp", `printf '\304\003abc\306\000\003\015\100'; head -c 100000 /dev/zero`, 1},
+		{"lines partial", "lines", `printf 'abc\nab'`, 1},
+		{"lines whole", "lines", `printf 'abc\n'`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			pidFile := filepath.Join(e.dir, "holder.pid")
+			// The holder leaves the group with the pipe, and sleeps.
+			script := writeScript(t, e.dir, "cut.sh", tc.out+`
+setsid sh -c 'echo $$ > `+pidFile+`; exec sleep 1000' &
+while [ ! -s `+pidFile+` ]; do sleep 0.01; done
+exit 0
+`)
+			t.Cleanup(func() {
+				if b, err := os.ReadFile(pidFile); err == nil {
+					var pid int
+					fmt.Sscan(string(b), &pid)
+					if pid > 0 {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+			rt, logb, _ := inproc(t, execConfig("cut", script)+fmt.Sprintf("framing = %q\nrestart = \"never\"\n", tc.framing))
+			if f := readFrames(t, e, "r", 1); string(f[0].Data) != "abc" {
+				t.Fatalf("frame %q", f[0].Data)
+			}
+			eventually(t, "the child to finish", func() bool { return rt.sourceStat(t, "cut").State == StateStopped })
+			st := rt.sourceStat(t, "cut")
+			if st.Frames != 1 || st.Bad != tc.bad || st.LastExit != "exit status 0" {
+				t.Fatalf("stat %+v; want 1 frame, %d bad, exit status 0", st, tc.bad)
+			}
+			if tc.bad == 1 {
+				if !strings.Contains(st.LastError, "middle of a record") {
+					t.Fatalf("last error %q; want it to say a record was cut short", st.LastError)
+				}
+				logb.waitFor(t, "source cut: dropped a record: stdout ended in the middle of a record (reading stopped", 1)
+			}
+		})
+	}
+}
+
 // TestStartWhileFinishedRunReturns: `ctl start` of a source that reports
 // itself stopped, arriving while the goroutine of its finished run is still
 // returning, starts it, rather than answering "already running (state

@@ -378,6 +378,20 @@ func (ss *sourceState) badRecord(err error) {
 	}
 }
 
+// cutShort says how a stream that ended with err (io.ErrUnexpectedEOF: its
+// writers closed it; a read deadline: runChild's, once the child is gone,
+// or a fifo source's, once its FIFO is gone) cut the record d is in.
+func cutShort(d *framing.Decoder, err error) string {
+	how := "the stream ended"
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		how = "reading stopped"
+	}
+	if n := d.Buffered(); n > 0 {
+		return fmt.Sprintf("%s after %d bytes of it", how, n)
+	}
+	return how + " while an oversized record was being skipped"
+}
+
 func (ss *sourceState) decoder() (*framing.Decoder, error) {
 	k, err := framing.ParseKind(ss.cfg.Framing)
 	if err != nil {
