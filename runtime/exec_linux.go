@@ -291,7 +291,9 @@ func (ss *sourceState) brokenError(what string) error {
 // were gone are all in the pipe then, and are not lost because the reader
 // was busy (a block-policy ring waiting for a slow reader) when the
 // deadline passed; a process that left the group and keeps the pipe open
-// gets at most one pipe's worth more.
+// gets at most one pipe's worth more. A fifo source reads its FIFO
+// through one too, whose deadline is set when the FIFO is removed or
+// replaced (runFIFOOnce).
 type tailReader struct {
 	f     *os.File
 	tail  int  // bytes still to read past the deadline

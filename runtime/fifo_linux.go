@@ -354,6 +354,12 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 // (nil), the FIFO is removed or replaced (errFIFORemoved,
 // errFIFOReplaced) or an error. Once it reads, the source's last error is
 // note.
+//
+// A FIFO that is removed or replaced is let go of only once what its
+// writers had written into it is read: the records in the pipe when
+// watchFIFO notices are decoded and written to the ring (however long a
+// block ring takes to take them); a record cut short there is counted as
+// bad, and bytes written after that moment are counted in dropped_bytes.
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
 	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
@@ -393,20 +399,33 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		return context.Cause(rctx)
 	}
-	// The end of rctx closes f, which wakes a pending read. The FIFO's lock
+	// The end of ctx closes f, which wakes a pending read. The FIFO's lock
 	// goes with the last reference to the descriptor, which, when the
 	// AfterFunc's Close races the read returning, is dropped on the
 	// AfterFunc's goroutine, possibly after this function has returned:
 	// wait for it, so that cleanup (remove_on_exit) and the next run find
 	// the lock released.
 	fClosed := make(chan struct{})
-	stop := context.AfterFunc(rctx, func() { f.Close(); close(fClosed) })
+	stop := context.AfterFunc(ctx, func() { f.Close(); close(fClosed) })
 	defer func() {
 		if !stop() {
 			<-fClosed
 		}
 	}()
 	defer f.Close()
+	// A FIFO gone (removed or replaced: the end of rctx before ctx's) sets
+	// f's read deadline: tr then reads what is in the pipe at that moment,
+	// and ends the stream.
+	tr := &tailReader{f: f}
+	stopGone := context.AfterFunc(rctx, func() {
+		cause := context.Cause(rctx)
+		if ctx.Err() != nil || !errors.Is(cause, errFIFORemoved) && !errors.Is(cause, errFIFOReplaced) {
+			return
+		}
+		f.SetReadDeadline(time.Now())
+		ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s was %s while the source read it; reading what its writers had written into it before letting it go", c.Name, c.Path, gone(rctx)))
+	})
+	defer stopGone()
 	// What the source this one replaced had read and not written to the
 	// ring comes first (once): a whole record it was waiting to write (a
 	// block ring held up by a slow reader), then the start of a record
@@ -434,6 +453,15 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	w, err := ss.writer(rctx)
 	if err != nil {
 		if rctx.Err() != nil {
+			if ctx.Err() == nil {
+				// Gone before the source could write to its ring: what
+				// it holds and what is in the pipe cannot go anywhere.
+				n := pipeBuffered(f) + len(carry)
+				if inHand != nil {
+					n += len(inHand.Data)
+				}
+				ss.dropFIFORest(n, "before the source could write to its ring")
+			}
 			return ended()
 		}
 		return err
@@ -448,45 +476,53 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		if n := ss.ring.ring.SlotPayload(); len(inHand.Data) > n {
 			// (a reload gave the source a ring of smaller slots)
 			ss.badRecord(fmt.Errorf("a record of %d bytes that the source this one replaced had read is longer than the ring's slot payload (%d bytes)", len(inHand.Data), n))
-		} else if err := ss.put(rctx, w, *inHand); err != nil {
-			if rctx.Err() != nil {
-				return ended()
+		} else if err := ss.put(ctx, w, *inHand); err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
 			return err
 		}
 		inHand = nil
 	}
+	// The decoder reads f through tr.
+	in := tr
 	if len(carry) > 0 {
-		d.Reset(io.MultiReader(bytes.NewReader(carry), f))
+		d.Reset(io.MultiReader(bytes.NewReader(carry), in))
 	} else {
-		d.Reset(f)
+		d.Reset(in)
 	}
 	decoding = true
 	var drain []byte
 	for {
 		rec, err := d.Next()
 		if err == nil {
-			if err := ss.put(rctx, w, rec); err != nil {
-				if rctx.Err() != nil {
-					if ctx.Err() != nil {
-						// Read whole, not written: the source that
-						// replaces this one writes it (rec aliases the
-						// decoder's buffer).
-						inHand = &framing.Record{Data: bytes.Clone(rec.Data), Type: rec.Type, Flags: rec.Flags, HasMeta: rec.HasMeta}
-					}
-					return ended()
+			if err := ss.put(ctx, w, rec); err != nil {
+				if ctx.Err() != nil {
+					// Read whole, not written: the source that replaces
+					// this one writes it (rec aliases the decoder's
+					// buffer).
+					inHand = &framing.Record{Data: bytes.Clone(rec.Data), Type: rec.Type, Flags: rec.Flags, HasMeta: rec.HasMeta}
+					return nil
 				}
 				return err
 			}
 			continue
 		}
-		if rctx.Err() != nil {
-			return ended()
+		if ctx.Err() != nil {
+			return nil
 		}
 		var bad *framing.BadRecordError
 		if errors.As(err, &bad) {
 			ss.badRecord(err)
 			continue
+		}
+		if rctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The FIFO is gone, and what was in it has been read.
+			if d.InRecord() {
+				ss.badRecord(fmt.Errorf("FIFO %s is gone (%s) and its writers sent no more of the record being read (%s); the partial record is dropped", c.Path, gone(rctx), cutShort(d, err)))
+			}
+			ss.dropFIFORest(pipeBuffered(f), "after what was in it had been read")
+			return ended()
 		}
 		if errors.Is(err, framing.ErrBroken) || errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
 			if err != io.EOF {
@@ -496,8 +532,10 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			// writers have closed, discard what is read until then (from
 			// every writer: the stream cannot be resynchronised), and start
 			// afresh.
-			unix.Close(dummy)
-			dummy = -1
+			if dummy >= 0 {
+				unix.Close(dummy)
+				dummy = -1
+			}
 			if drain == nil {
 				drain = make([]byte, 64<<10)
 			}
@@ -510,16 +548,22 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			// reload) must not hand them to the next source as the
 			// start of a record (Pending), which would break its stream
 			// at once and count them again.
-			d.Reset(f)
+			d.Reset(in)
 			for {
-				n, rerr := f.Read(drain)
+				n, rerr := tr.Read(drain)
 				dropped += uint64(n)
 				ss.dropped.Add(uint64(n))
 				if rerr == io.EOF {
 					break
 				}
 				if rerr != nil {
-					if rctx.Err() != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					if rctx.Err() != nil && errors.Is(rerr, os.ErrDeadlineExceeded) {
+						// Gone while draining: what it held was
+						// dropped as the drain drops it.
+						ss.dropped.Add(uint64(pipeBuffered(f)))
 						return ended()
 					}
 					return rerr
@@ -529,7 +573,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			if dummy, err = openDummy(c.Path, id); err != nil {
 				return err
 			}
-			d.Reset(f)
+			d.Reset(in)
 			msg := fmt.Sprintf("the FIFO's writers closed after a broken stream; dropped %d bytes over %v", dropped, took)
 			ss.set(func(ss *sourceState) { ss.lastError = msg })
 			if ok, n := ss.fifoLog.allow(time.Second); ok {
@@ -543,4 +587,24 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		return err
 	}
+}
+
+// gone says why rctx of runFIFOOnce ended: what is at the FIFO's path now.
+func gone(rctx context.Context) string {
+	err := context.Cause(rctx)
+	if errors.Is(err, errFIFORemoved) {
+		return "removed"
+	}
+	return "replaced"
+}
+
+// dropFIFORest counts and logs n bytes that were in a FIFO that is gone
+// (removed or replaced) and that the source could not read (when: at
+// what point).
+func (ss *sourceState) dropFIFORest(n int, when string) {
+	if n <= 0 {
+		return
+	}
+	ss.dropped.Add(uint64(n))
+	ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s is gone; dropped %d bytes that were in it %s (counted in dropped_bytes)", ss.cfg.Name, ss.cfg.Path, n, when))
 }

@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/shm"
 )
 
 // fifoAndSynth runs a runtime with a lines fifo source "fifo" on ring f and
@@ -150,4 +153,93 @@ func TestFIFOReplacedWhileRunning(t *testing.T) {
 			synthAdvances(t, rt)
 		})
 	}
+}
+
+// blockFIFO runs a runtime with a fifo source "fifo" (framing) on a block
+// ring "f" of 8 slots, and opens a reader of the ring that reads nothing
+// until the test reads it: the source waits in the ring, and what writers
+// send waits in the pipe.
+func blockFIFO(t *testing.T, e *env, fifo, framing string) (*Runtime, *syncBuf, *shm.Reader) {
+	t.Helper()
+	rt, logb, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.f]
+slots = 8
+slot_payload = 64
+policy = "block"
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "f"
+path = %q
+framing = %q
+`, fifo, framing))
+	rd, err := shm.OpenReader("f", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	return rt, logb, rd
+}
+
+// readRecs reads the frames "rec FROM" to "rec TO" from rd, in order.
+func readRecs(t *testing.T, rt *Runtime, rd *shm.Reader, from, to int) {
+	t.Helper()
+	buf := make([]byte, 64)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := from; i <= to; i++ {
+		f, err := rd.ReadIntoDeadline(deadline, buf)
+		if err != nil {
+			t.Fatalf("read record %d of %d..%d: %v; source %+v", i, from, to, err, rt.sourceStat(t, "fifo"))
+		}
+		if want := fmt.Sprintf("rec %d", i); string(f.Data) != want {
+			t.Fatalf("frame %q, want %q", f.Data, want)
+		}
+	}
+}
+
+// recLines is "rec FROM\n" ... "rec TO\n".
+func recLines(from, to int) string {
+	var b strings.Builder
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&b, "rec %d\n", i)
+	}
+	return b.String()
+}
+
+// A FIFO removed while records wait in its pipe (the source is held up by a
+// block ring behind a slow reader) loses none of them: the source reads what
+// its writers had written into it, then creates it again. A record cut
+// short there (the writer closed in the middle of it) is counted as bad and
+// logged. The source used to let go of the FIFO as soon as it noticed the
+// removal, dropping the pipe's contents (and what it had read but not yet
+// written) without counting them.
+func TestFIFORemovedPipeReadFirst(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, logb, rd := blockFIFO(t, e, fifo, "lines")
+	writeLine(t, fifo, recLines(1, 30))
+	eventually(t, "the source to wait in the full ring", func() bool { return rt.sourceStat(t, "fifo").Frames == 8 })
+	// These stay in the pipe: the source waits to write rec 9.
+	writeLine(t, fifo, recLines(31, 60)+"part")
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, "FIFO "+fifo+" was removed while the source read it", 1)
+	readRecs(t, rt, rd, 1, 60)
+	eventually(t, "60 frames counted", func() bool { return rt.sourceStat(t, "fifo").Frames == 60 })
+	logb.waitFor(t, fifo+" was removed while the source read it; created it again", 1)
+	eventually(t, "the source to read the new FIFO", func() bool {
+		return inode(fifo) != 0 && rt.sourceStat(t, "fifo").State == StateRunning
+	})
+	if st := rt.sourceStat(t, "fifo"); st.Frames != 60 || st.Bad != 1 || st.Dropped != 0 {
+		t.Fatalf("stat %+v; want 60 frames, 1 bad (\"part\"), nothing dropped", st)
+	}
+	logb.waitFor(t, "source fifo: dropped a record: ", 1)
+	writeLine(t, fifo, "rec 61\n")
+	readRecs(t, rt, rd, 61, 61)
 }
