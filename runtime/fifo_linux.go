@@ -484,8 +484,21 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		inHand = nil
 	}
-	// The decoder reads f through tr.
-	in := tr
+	// The decoder reads f through in. Before a read that would wait while
+	// the decoder holds the start of a record, in closes the keep-alive
+	// write end (dummy): if the writer of that record has closed the FIFO
+	// and no other writer has it open, the read then ends the stream
+	// (EOF), and the loop counts the cut record, opens the write end again
+	// and reads on. Otherwise the record's writer may still finish it (and
+	// the write end stays closed until the writers have all closed the
+	// FIFO: EOF at a record's end counts nothing).
+	in := readerFunc(func(p []byte) (int, error) {
+		if dummy >= 0 && d.InRecord() && pipeBuffered(f) == 0 {
+			unix.Close(dummy)
+			dummy = -1
+		}
+		return tr.Read(p)
+	})
 	if len(carry) > 0 {
 		d.Reset(io.MultiReader(bytes.NewReader(carry), in))
 	} else {
@@ -524,10 +537,20 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			ss.dropFIFORest(pipeBuffered(f), "after what was in it had been read")
 			return ended()
 		}
-		if errors.Is(err, framing.ErrBroken) || errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-			if err != io.EOF {
-				ss.badRecord(fmt.Errorf("stream broken (%v); dropping everything read from the FIFO until all its writers have closed it", err))
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			// Every writer has closed the FIFO (in closed the write end
+			// when the decoder waited inside a record).
+			if d.InRecord() {
+				ss.badRecord(fmt.Errorf("the FIFO's last writer closed it in the middle of a record (%s); the partial record is dropped", cutShort(d, err)))
 			}
+			if dummy, err = openDummy(c.Path, id); err != nil {
+				return err
+			}
+			d.Reset(in)
+			continue
+		}
+		if errors.Is(err, framing.ErrBroken) {
+			ss.badRecord(fmt.Errorf("stream broken (%v); dropping everything read from the FIFO until all its writers have closed it", err))
 			// Drop our own write end so that EOF arrives once the current
 			// writers have closed, discard what is read until then (from
 			// every writer: the stream cannot be resynchronised), and start
@@ -608,3 +631,8 @@ func (ss *sourceState) dropFIFORest(n int, when string) {
 	ss.dropped.Add(uint64(n))
 	ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s is gone; dropped %d bytes that were in it %s (counted in dropped_bytes)", ss.cfg.Name, ss.cfg.Path, n, when))
 }
+
+// readerFunc is an io.Reader made of a function.
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

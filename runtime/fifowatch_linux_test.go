@@ -243,3 +243,72 @@ func TestFIFORemovedPipeReadFirst(t *testing.T) {
 	writeLine(t, fifo, "rec 61\n")
 	readRecs(t, rt, rd, 61, 61)
 }
+
+// A record cut short because the FIFO's last writer closed it in the
+// middle of the record is counted as one bad record, as on an exec
+// source's stdout, and the next writer's records are read whole. The
+// runtime's own write end (which keeps the FIFO from reading EOF while no
+// writer has it open) used to hide that end: the cut record waited, and
+// the next writer's bytes completed it (two lines run into one frame, a
+// len32 or msgp record made of the next writer's header and payload).
+func TestFIFOLastWriterClosedMidRecord(t *testing.T) {
+	for _, tc := range []struct{ framing, first, cut, next string }{
+		{"lines", "abc\n", "ab", "cd\n"},
+		{"len32", "\x03\x00\x00\x00abc", "\x08\x00\x00\x00ab", "\x02\x00\x00\x00cd"},
+		{"msgp", "\xc4\x03abc", "\xc4\x08ab", "\xc4\x02cd"},
+	} {
+		t.Run(tc.framing, func(t *testing.T) {
+			e := newEnv(t)
+			fifo := filepath.Join(e.dir, "in.fifo")
+			rt, logb, rd := blockFIFO(t, e, fifo, tc.framing)
+			writeLine(t, fifo, tc.first+tc.cut)
+			eventually(t, "the cut record to be counted", func() bool { return rt.sourceStat(t, "fifo").Bad == 1 })
+			logb.waitFor(t, "source fifo: dropped a record: the FIFO's last writer closed it in the middle of a record (the stream ended after ", 1)
+			writeLine(t, fifo, tc.next)
+			buf := make([]byte, 64)
+			for _, want := range []string{"abc", "cd"} {
+				f, err := rd.ReadIntoDeadline(time.Now().Add(10*time.Second), buf)
+				if err != nil || string(f.Data) != want {
+					t.Fatalf("frame %q, %v; want %q", f.Data, err, want)
+				}
+			}
+			// (the frame is counted just after it is published)
+			eventually(t, "2 frames counted", func() bool { return rt.sourceStat(t, "fifo").Frames == 2 })
+			if st := rt.sourceStat(t, "fifo"); st.Frames != 2 || st.Bad != 1 || st.State != StateRunning {
+				t.Fatalf("stat %+v; want 2 frames, 1 bad, running", st)
+			}
+		})
+	}
+}
+
+// A writer that sends a record in two writes and keeps the FIFO open
+// meanwhile gets it through whole: the runtime does not take the pause
+// for the end of the stream, and a stream that ends between records (the
+// writer closes) counts nothing.
+func TestFIFOWriterFinishesRecord(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	rt, _, rd := blockFIFO(t, e, fifo, "lines")
+	w := openWriter(t, fifo)
+	if _, err := w.WriteString("rec "); err != nil {
+		t.Fatal(err)
+	}
+	// The source has read the start of the record: it waits for the rest.
+	eventually(t, "the source to read the start of the record", func() bool {
+		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ)
+		return err == nil && n == 0
+	})
+	if _, err := w.WriteString("1\n"); err != nil {
+		t.Fatal(err)
+	}
+	readRecs(t, rt, rd, 1, 1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeLine(t, fifo, "rec 2\n")
+	readRecs(t, rt, rd, 2, 2)
+	eventually(t, "2 frames counted", func() bool { return rt.sourceStat(t, "fifo").Frames == 2 })
+	if st := rt.sourceStat(t, "fifo"); st.Frames != 2 || st.Bad != 0 || st.State != StateRunning {
+		t.Fatalf("stat %+v; want 2 frames, none bad, running", st)
+	}
+}
