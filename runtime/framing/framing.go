@@ -25,6 +25,11 @@
 //     decoding resumes after it. Finding an object's end costs time linear
 //     in its size, however deep it nests and however the reads cut it.
 //
+// A record cut short by the end of the stream never becomes a record:
+// Next returns io.ErrUnexpectedEOF (or, for another error of the reader,
+// such as a read deadline, that error), and InRecord reports that a
+// record was cut, so that the caller can count it as one bad record.
+//
 // The Decoder reuses one buffer; Next allocates nothing.
 package framing
 
