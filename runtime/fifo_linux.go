@@ -333,9 +333,10 @@ func holdFIFO(path string, id fifoID) *os.File {
 }
 
 // runFIFO reads records from a named pipe into the ring. If the FIFO is
-// removed while the source reads it, the source creates it again (logged):
-// writers that open the path from then on reach the runtime, while those
-// that still had the old one open get EPIPE and must reopen it.
+// removed while the source reads it, the source reads what is in it
+// (runFIFOOnce), then creates it again (logged): writers that open the path
+// from then on reach the runtime, while those that still had the old one
+// open get EPIPE and must reopen it.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
 	defer ss.releaseHeld()
 	note := ""
