@@ -111,15 +111,7 @@ setsid sh -c 'echo $$ > `+pidFile+`; exec sleep 1000' &
 while [ ! -s `+pidFile+` ]; do sleep 0.01; done
 exit 0
 `)
-			t.Cleanup(func() {
-				if b, err := os.ReadFile(pidFile); err == nil {
-					var pid int
-					fmt.Sscan(string(b), &pid)
-					if pid > 0 {
-						syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-			})
+			killPIDFileAtCleanup(t, pidFile)
 			rt, logb, _ := inproc(t, execConfig("cut", script)+fmt.Sprintf("framing = %q\nrestart = \"never\"\n", tc.framing))
 			if f := readFrames(t, e, "r", 1); string(f[0].Data) != "abc" {
 				t.Fatalf("frame %q", f[0].Data)
@@ -449,15 +441,7 @@ while [ ! -s `+pidFile+` ]; do sleep 0.01; done
 echo last
 exit 3
 `)
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			var pid int
-			fmt.Sscan(string(b), &pid)
-			if pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
+	killPIDFileAtCleanup(t, pidFile)
 	rt, _, _ := inproc(t, execConfig("esc", script)+"restart = \"never\"\n")
 	eventually(t, "the source to see its child's exit", func() bool {
 		st := rt.sourceStat(t, "esc")
@@ -799,4 +783,18 @@ command = [%q]
 	if st.State != StateFailed || st.Bad != 1 || st.Frames != 20 || !strings.Contains(st.LastError, "max_skip") {
 		t.Fatalf("stat %+v; want failed, 20 frames, 1 bad, a last error naming max_skip", st)
 	}
+}
+
+// killPIDFileAtCleanup SIGKILLs, when the test ends, the process whose pid
+// a test's script wrote to pidFile (one that left the child's group).
+func killPIDFileAtCleanup(t *testing.T, pidFile string) {
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			var pid int
+			fmt.Sscan(string(b), &pid)
+			if pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 }

@@ -622,6 +622,23 @@ class Ring:
         """Take the writer lease (see Writer)."""
         return Writer(self)
 
+    def _open(self, user, claim):
+        """Run claim(), which takes a reader entry or the writer lease for
+        user (a new Reader or Writer), as a call of user (see _enter); if
+        anything raises, a KeyboardInterrupt included, user._abandon gives
+        back what the claim may hold (the pop's return too: after it the
+        object is lost)."""
+        tok = object()
+        try:
+            try:
+                self._enter(user, tok)
+                claim()
+            finally:
+                self._inside.pop(tok, None)
+        except BaseException:
+            user._abandon(self)
+            raise
+
     def _enter(self, user, tok):
         """Record a call of user (a Reader or Writer of this ring) that
         touches the mapping, in the calling thread, under the token tok;
@@ -718,16 +735,7 @@ class Reader:
         self.index = None
         self._trying = None  # the entry being claimed (see _abandon)
         ring._check_open()
-        tok = object()
-        try:
-            try:
-                ring._enter(self, tok)
-                self._join(ring, oldest, register, poll_interval)
-            finally:
-                ring._inside.pop(tok, None)
-        except BaseException:  # the pop's return too: after it the object is lost
-            self._abandon(ring)
-            raise
+        ring._open(self, lambda: self._join(ring, oldest, register, poll_interval))
 
     def _abandon(self, ring):
         """Free the entry a join that failed may hold: an exception (such
@@ -1036,16 +1044,7 @@ class Writer:
         self._claiming = False  # the lease word may hold our claim (see _abandon)
         self._published = False  # the lease word holds our claim or our PID
         ring._check_open()
-        tok = object()
-        try:
-            try:
-                ring._enter(self, tok)
-                self._take(ring)
-            finally:
-                ring._inside.pop(tok, None)
-        except BaseException:  # the pop's return too: after it the object is lost
-            self._abandon(ring)
-            raise
+        ring._open(self, lambda: self._take(ring))
 
     def _abandon(self, ring):
         """Release the lease an open that failed may hold: an exception
