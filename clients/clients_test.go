@@ -539,6 +539,49 @@ func TestPythonUnregisteredPolling(t *testing.T) {
 	c.wait()
 }
 
+// TestPythonOldLibatomicOnARM: a libatomic older than GCC 7 has no
+// atomic_thread_fence. The module stood a seq_cst fetch-add on a private
+// word in for it everywhere; on ARM that orders only its own word (a later
+// load may pass its store-release), so the reader's load->load barrier
+// before the stamp re-check and the store->load orders of the sleep
+// protocol were gone while NATIVE said True. Now only x86, where the
+// locked instruction is a full barrier, takes the stand-in; elsewhere the
+// module counts libatomic as missing and says why. The real libatomic is
+// loaded with that one symbol withheld, and the CPU kind is set both ways.
+func TestPythonOldLibatomicOnARM(t *testing.T) {
+	py := testenv.Tool(t, "python3", "install python3 to test clients/python")
+	pyDir, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-c", `import edgeipc_ring as er
+real = er._load
+class Old:
+    def __init__(self, lib): self._lib = lib
+    def __getattr__(self, name):
+        if name == "atomic_thread_fence":
+            raise AttributeError(name)
+        return getattr(self._lib, name)
+    def __getitem__(self, name): return self._lib[name]
+er._load = lambda short, *a, **k: Old(real(short, *a, **k)) if short == "atomic" else real(short, *a, **k)
+for tso in (True, False):
+    er._TSO = tso
+    n = er._Native()
+    print("tso=%s ok=%s fence=%s why=%s" % (tso, n.ok, getattr(getattr(n, "fence", None), "__name__", None), n.why))
+`)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+pyDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || lines[0] != "tso=True ok=True fence=_rmw_fence why=" ||
+		!strings.HasPrefix(lines[1], "tso=False ok=False fence=None why=libatomic has no atomic_thread_fence") ||
+		!strings.Contains(lines[1], "GCC 7 or later") {
+		t.Fatalf("got\n%s\nwant x86 on the read-modify-write stand-in, ARM without libatomic and told to install a newer one", out)
+	}
+}
+
 // TestForeignWriterBusy: while a Go writer holds the lease, the C and
 // Python producers must refuse to write and name the holder. Also where
 // /proc/PID/stat cannot be read (hidepid, or no /proc in a container):

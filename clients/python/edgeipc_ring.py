@@ -201,6 +201,11 @@ def _load(short, soname, use_errno=False):
         return ctypes.CDLL(found, use_errno=use_errno)
 
 
+# x86 keeps loads in program order (TSO): there a reader needs no barrier to
+# re-check a slot's stamp after copying its payload. Elsewhere (ARM) it does.
+_TSO = platform.machine() in ("x86_64", "amd64", "i386", "i686")
+
+
 class _Native:
     def __init__(self):
         self.ok = False
@@ -242,6 +247,15 @@ class _Native:
                 self._thread_fence.restype = None
                 self.fence = self._real_fence
             except AttributeError:
+                if not _TSO:
+                    # On ARM a seq_cst read-modify-write orders the accesses
+                    # to its own word, not the loads and stores around it
+                    # (LDAXR/STLXR: a later load may pass the store-release).
+                    raise OSError("libatomic has no atomic_thread_fence (it is older than GCC 7), and on %s "
+                                  "no other call gives a full barrier: install libatomic1 from GCC 7 or later"
+                                  % platform.machine())
+                # x86: the locked instruction of any read-modify-write is a
+                # full barrier.
                 self._fence_word = ctypes.c_uint32(0)
                 self._fence_addr = ctypes.addressof(self._fence_word)
                 self.fence = self._rmw_fence
@@ -295,7 +309,8 @@ class _Native:
         self._thread_fence(5)
 
     def _rmw_fence(self):
-        """Full barrier from a seq_cst read-modify-write on a private word."""
+        """Full barrier from a seq_cst read-modify-write on a private word
+        (a locked instruction: x86 only, see __init__)."""
         self._add(self._fence_addr, 0, 5)
 
     def futex_wait(self, addr, val, timeout):
@@ -314,9 +329,6 @@ class _Native:
 
 _native = _Native()
 NATIVE = _native.ok
-# x86 keeps loads in program order (TSO): there a reader needs no barrier to
-# re-check a slot's stamp after copying its payload. Elsewhere (ARM) it does.
-_TSO = platform.machine() in ("x86_64", "amd64", "i386", "i686")
 """True when libc and libatomic are loaded: CAS, atomic add, barriers and futex are available."""
 
 
