@@ -46,6 +46,14 @@ const (
 // before it gives up on a client that stopped taking them.
 const ReplyStallTimeout = 2 * time.Second
 
+// ReplyPartTime is what a streamed reply may take per part on top of
+// ReplyStallTimeout: the whole reply must be taken within ReplyStallTimeout
+// plus ReplyPartTime for each part (about 12 s for MaxReplyParts). A
+// client that takes its parts at all takes each in far less; one that
+// takes a part just before every ReplyStallTimeout would otherwise hold a
+// stream slot (and the reply's memory) for up to 34 minutes.
+const ReplyPartTime = 10 * time.Millisecond
+
 // UnservedTimeout is how long Call waits for an answer on a request queue
 // whose lock no process holds before it reports that no runtime serves it.
 // A serving runtime holds that lock for as long as it lives (see

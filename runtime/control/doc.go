@@ -25,7 +25,8 @@
 //   - The server does not wait on a client: replies are sent non-blocking,
 //     and a missing or full reply queue is counted (Server.ReplyFailures)
 //     and skipped. Only a client that asked for more parts than its queue
-//     holds is waited for, at most ReplyStallTimeout for each part, by a
+//     holds is waited for, at most ReplyStallTimeout for each part and
+//     ReplyStallTimeout plus ReplyPartTime a part for the whole reply, by a
 //     goroutine of its reply's own (at most MaxStreams; beyond them the
 //     reply is replaced by an error reply, CodeBusy), while the server
 //     goes on with the next request. Commands still run one at a time.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
 )
@@ -115,7 +116,8 @@ func (s *Server) sendReply(ctx context.Context, name string, maxParts int, mk fu
 }
 
 // stream sends parts[from:] to q, in order, waiting for room up to
-// ReplyStallTimeout a part (measured by the netpoller on the monotonic
+// ReplyStallTimeout a part and ReplyStallTimeout plus ReplyPartTime a part
+// for the whole reply (measured by the netpoller on the monotonic
 // clock, so a step of the wall clock neither cuts nor stretches it), or
 // until ctx ends (Close, or the end of Serve's context), which cuts the
 // reply short. It closes q and
@@ -123,8 +125,11 @@ func (s *Server) sendReply(ctx context.Context, name string, maxParts int, mk fu
 func (s *Server) stream(ctx context.Context, q *mq.Queue, name string, parts [][]byte, from int) {
 	defer s.endStream()
 	defer q.Close()
+	budget := ReplyStallTimeout + time.Duration(len(parts))*ReplyPartTime
+	whole, cancelWhole := context.WithTimeout(ctx, budget)
+	defer cancelWhole()
 	for i := from; i < len(parts); i++ {
-		pctx, cancel := context.WithTimeout(ctx, ReplyStallTimeout)
+		pctx, cancel := context.WithTimeout(whole, ReplyStallTimeout)
 		err := q.Send(pctx, parts[i], 0)
 		cancel()
 		if err == nil {
@@ -133,6 +138,8 @@ func (s *Server) stream(ctx context.Context, q *mq.Queue, name string, parts [][
 		switch {
 		case ctx.Err() != nil:
 			err = fmt.Errorf("cut after %d of %d parts: the control server is stopping", i, len(parts))
+		case whole.Err() != nil:
+			err = fmt.Errorf("cut after %d of %d parts: the client took them slower than a whole reply may take (%v: ReplyStallTimeout and %v a part)", i, len(parts), budget, ReplyPartTime)
 		case errors.Is(err, context.DeadlineExceeded):
 			err = fmt.Errorf("reply queue stayed full for %v after %d of %d parts: the client stopped taking them", ReplyStallTimeout, i, len(parts))
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,4 +182,70 @@ func TestStreamsBounded(t *testing.T) {
 	}
 	stop()
 	waitGoroutines(t, baseline)
+}
+
+// TestSlowStreamIsBounded: a client that takes a part of its streamed
+// reply just before each ReplyStallTimeout ran out held a stream slot, and
+// the reply's memory, for up to MaxReplyParts times ReplyStallTimeout
+// (34 minutes); MaxStreams such clients left every other long reply
+// answered "busy" all that time. Now the whole reply must be taken within
+// ReplyStallTimeout plus ReplyPartTime a part: this client takes a part a
+// second, well within the per-part bound, and is given up once the whole
+// reply's time has passed, with the parts it took in order.
+func TestSlowStreamIsBounded(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	h := newFake()
+	h.rings = typicalRings(3000) // some 60 parts: 2.6 s for the whole reply
+	var logMu sync.Mutex
+	var logs []string
+	s, stop := serveUntil(t, h, ServerOptions{Logf: func(f string, a ...any) {
+		logMu.Lock()
+		logs = append(logs, fmt.Sprintf(f, a...))
+		logMu.Unlock()
+		t.Logf(f, a...)
+	}})
+	slow, sq := stalledReplyQueue(t, 1)
+	sendRaw(t, s.Name(), &Request{ID: 11, Cmd: "rings", Reply: slow, MaxParts: MaxReplyParts})
+	start := time.Now()
+	buf := make([]byte, sq.MsgSize())
+	var rows []RingStat
+	parts := 0
+	for s.ReplyFailures() == 0 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("after %v and %d parts taken a second apart the reply goes on; want it given up after ReplyStallTimeout and %v a part", time.Since(start), parts, ReplyPartTime)
+		}
+		time.Sleep(time.Second)
+		n, _, err := sq.TryReceive(buf)
+		if err == mq.ErrWouldBlock {
+			continue // given up meanwhile, or the part is being sent
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p Reply
+		if _, err := p.UnmarshalMsg(buf[:n]); err != nil || p.ID != 11 || !p.OK || !p.More {
+			t.Fatalf("part %d of the slow reply: %+v, %v", parts, p, err)
+		}
+		parts++
+		rows = append(rows, p.Rings...)
+	}
+	t.Logf("given up after %v, %d parts taken", time.Since(start), parts)
+	if len(rows) == 0 || len(rows) >= len(h.rings) {
+		t.Fatalf("%d of %d rows taken before the reply was given up", len(rows), len(h.rings))
+	}
+	for i := range rows {
+		if rows[i] != h.rings[i] {
+			t.Fatalf("slow reply row %d: got %+v, want %+v", i, rows[i], h.rings[i])
+		}
+	}
+	stop()
+	waitGoroutines(t, baseline)
+	logMu.Lock()
+	defer logMu.Unlock()
+	for _, l := range logs {
+		if strings.Contains(l, "slower than a whole reply may take") {
+			return
+		}
+	}
+	t.Errorf("log %q: want the reply's end explained", logs)
 }
