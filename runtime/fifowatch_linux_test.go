@@ -312,3 +312,46 @@ func TestFIFOWriterFinishesRecord(t *testing.T) {
 		t.Fatalf("stat %+v; want 2 frames, none bad, running", st)
 	}
 }
+
+// A FIFO removed while its source waits for the ring's writer lease
+// (another writer holds it) cannot be read into the ring: the bytes its
+// writers had put in the pipe are dropped, counted in dropped_bytes and
+// logged, and the source creates the FIFO again and goes on waiting for
+// the lease; once it has the lease, new writers' records reach the ring.
+func TestFIFORemovedBeforeLeaseCountsDropped(t *testing.T) {
+	e := newEnv(t)
+	fifo := filepath.Join(e.dir, "in.fifo")
+	path := filepath.Join(t.TempDir(), "c.toml")
+	rt, logb, write := reloadFile(t, path, scenarioHead+ringTable("f", ""))
+	r, err := shm.Open("f", e.sopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := r.NewWriter() // the lease the source will wait for
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { w.Close() }()
+	write(scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
+	if err := reloadWithin(t, rt); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source to wait for the lease", func() bool { return rt.sourceStat(t, "fifo").State == StateBackoff })
+	const sent = "rec 1\nrec 2\npart"
+	writeLine(t, fifo, sent)
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	logb.waitFor(t, fmt.Sprintf("source fifo: FIFO %s is gone; dropped %d bytes that were in it before the source could write to its ring (counted in dropped_bytes)", fifo, len(sent)), 1)
+	if st := rt.sourceStat(t, "fifo"); st.Dropped != uint64(len(sent)) || st.Frames != 0 {
+		t.Fatalf("stat %+v; want %d dropped bytes, no frames", st, len(sent))
+	}
+	eventually(t, "the FIFO to be created again", func() bool { return inode(fifo) != 0 })
+	w.Close()
+	eventually(t, "the source to run", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	writeLine(t, fifo, "after\n")
+	if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
+		t.Fatalf("frame %q; want \"after\"", f[0].Data)
+	}
+}
