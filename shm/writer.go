@@ -293,12 +293,16 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 		}
 		return 0, &OpError{"commit", w.r.name, fmt.Errorf("writer lease was taken over by pid %d: %w", o&^claimBit, ErrBusy)}
 	}
+	// The clock is read before the first store to the slot header: a
+	// reader waiting for this frame polls that cache line, and a store
+	// issued before the 30-odd ns of the clock read let it take the line
+	// back in between, so the stores after it had to fetch it once more.
+	now := nanotime()
 	s := w.seq
 	sh := w.slot
 	sh.Length = w.rlen
 	sh.Type = typ
 	sh.Flags = flags
-	now := nanotime()
 	sh.Time = now
 	sh.Seq = s
 	storeRelease(&sh.Stamp, s<<1)
