@@ -1336,7 +1336,7 @@ func (c *Config) validate() error {
 			// As the child gets it, and as a reload compares it: "/tmp/"
 			// and "/tmp/./" are "/tmp", and a reload that respells it
 			// restarted the child.
-			s.Dir = cleanDir(s.Dir)
+			s.Dir = cleanPath(s.Dir)
 			def(&s.BackoffMin, DefaultBackoffMin)
 			def(&s.BackoffMax, DefaultBackoffMax)
 			def(&s.BackoffReset, DefaultBackoffReset)
@@ -1375,7 +1375,7 @@ func (c *Config) validate() error {
 				add(c.srcErr(s, "path", "%q contains a NUL byte (\\u0000), which no path can hold: remove it", s.Path))
 				break
 			}
-			s.Path = filepath.Clean(s.Path) // "/x/../x/y.fifo" is "/x/y.fifo"
+			s.Path = cleanPath(s.Path) // "/x/./y.fifo" is "/x/y.fifo"; ".." parts stay
 			if o, dup := fifoPaths[s.Path]; dup {
 				add(c.srcErr(s, "path", "%q is also used by source %q", s.Path, o))
 			}
@@ -1469,7 +1469,7 @@ func (c *Config) validate() error {
 				// Two recorders on one file interleave their records
 				// (Recorder.Run also refuses a file another recorder
 				// holds, for paths that differ but name one file).
-				s.Path = filepath.Clean(s.Path)
+				s.Path = cleanPath(s.Path)
 				if o, dup := recorderPaths[s.Path]; dup {
 					add(c.sinkErr(s, "path", "%q is also recorded to by sink %q: two recorders would interleave their records in one file; give each its own path", s.Path, o))
 				} else if o, fifo := fifoPaths[s.Path]; fifo {
@@ -1493,16 +1493,19 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// cleanDir returns the spelling of directory d that compares equal for
-// every spelling of it that names the same directory whatever the
-// symlinks on its way: without "." parts, repeated slashes and a trailing
-// slash ("/tmp/", "/tmp/./" and "/tmp//" are "/tmp"; "." and "./" are "",
-// the runtime's working directory, as "" is). It keeps ".." parts, which
+// cleanPath returns the spelling of path d that compares equal for
+// every spelling of it that names the same file whatever the symlinks on
+// its way: without "." parts, repeated slashes and a trailing slash
+// ("/tmp/", "/tmp/./" and "/tmp//" are "/tmp"; "." and "./" are "", the
+// runtime's working directory, as "" is). It keeps ".." parts, which
 // filepath.Clean takes out lexically: with lnk a symlink to /srv/app/v3,
 // "/opt/lnk/../shared" is /srv/app/shared to the kernel, and Clean made it
-// /opt/shared. A trailing slash only asks that d be a directory, which a
-// working directory must be anyway.
-func cleanDir(d string) string {
+// /opt/shared, so the runtime created a FIFO, a recorder's file or its
+// rings somewhere other than where a program that opens the path as
+// written looks. A trailing slash only asks that d be a directory: a
+// working directory or segment directory must be one anyway, and a FIFO
+// or recorder file is opened as what it is.
+func cleanPath(d string) string {
 	var parts []string
 	for _, p := range strings.Split(d, "/") {
 		if p != "" && p != "." {
@@ -1580,7 +1583,14 @@ func def(d *Duration, v time.Duration) {
 // sticky (any of them could put their own FIFO in the place of the
 // runtime's, and read what writers send it).
 func checkFIFOPath(p string) error {
-	dir := filepath.Dir(p)
+	// The parent as the kernel finds it: filepath.Dir cleans, and takes
+	// "/x/lnk/.." for "/x" where lnk may lead elsewhere.
+	dir := "."
+	if i := strings.LastIndexByte(p, '/'); i == 0 {
+		dir = "/"
+	} else if i > 0 {
+		dir = p[:i]
+	}
 	if di, err := os.Stat(dir); err == nil && di.IsDir() && di.Mode().Perm()&0o002 != 0 && di.Mode()&os.ModeSticky == 0 {
 		return fmt.Errorf("%s is in %s, which every user may write (mode %#o) and is not sticky: any of them could rename the FIFO away and put their own in its place, then read what writers send and forge records; make the directory sticky like /tmp (chmod +t %s) or writable by its owner only", p, dir, di.Mode().Perm(), dir)
 	}

@@ -355,3 +355,64 @@ func TestFIFORemovedBeforeLeaseCountsDropped(t *testing.T) {
 		t.Fatalf("frame %q; want \"after\"", f[0].Data)
 	}
 }
+
+// A FIFO or recorder path with a ".." after a symlink names what the
+// kernel resolves: with lnk a symlink to real/sub, "lnk/../in.fifo" is
+// real/in.fifo. The check cleaned such paths as text (filepath.Clean),
+// and the runtime created the FIFO and the recorder's file at
+// "<dir>/in.fifo", where no writer that opens the path as written looks.
+func TestPathsWithDotDotAfterSymlink(t *testing.T) {
+	e := newEnv(t)
+	real := filepath.Join(e.dir, "real")
+	if err := os.MkdirAll(filepath.Join(real, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(real, "sub"), filepath.Join(e.dir, "lnk")); err != nil {
+		t.Fatal(err)
+	}
+	fifo := e.dir + "/lnk/../in.fifo"
+	rec := e.dir + "/lnk/./../rec.bin"
+	rt, _, _ := inproc(t, fmt.Sprintf(`
+[control]
+enabled = false
+[runtime]
+stats_interval = "0s"
+[rings.f]
+slots = 16
+slot_payload = 64
+[[sources]]
+name = "fifo"
+kind = "fifo"
+ring = "f"
+path = %q
+[[sinks]]
+name = "rec"
+kind = "recorder"
+ring = "f"
+path = %q
+`, fifo, rec))
+	if got := rt.cfg.Sources[0].Path; got != fifo {
+		t.Errorf("fifo path taken as %q; want it as written, %q", got, fifo)
+	}
+	if got, want := rt.cfg.Sinks[0].Path, e.dir+"/lnk/../rec.bin"; got != want {
+		t.Errorf("recorder path taken as %q; want %q (without the \".\" part)", got, want)
+	}
+	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(real, "in.fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Fatalf("real/in.fifo: %v (mode %#o); want the FIFO where the kernel resolves %s", err, st.Mode, fifo)
+	}
+	for _, p := range []string{"in.fifo", "rec.bin"} {
+		if _, err := os.Lstat(filepath.Join(e.dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s exists in the lexical parent (%v); want nothing there", p, err)
+		}
+	}
+	writeLine(t, fifo, "through the link\n")
+	if f := readFrames(t, e, "f", 1); string(f[0].Data) != "through the link" {
+		t.Fatalf("frame %q; want \"through the link\"", f[0].Data)
+	}
+	eventually(t, "the recorder's file where the kernel resolves its path", func() bool {
+		fi, err := os.Stat(filepath.Join(real, "rec.bin"))
+		return err == nil && fi.Size() > 0
+	})
+}
