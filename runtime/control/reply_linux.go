@@ -126,9 +126,14 @@ func (s *Server) stream(ctx context.Context, q *mq.Queue, name string, parts [][
 	defer s.endStream()
 	defer q.Close()
 	budget := ReplyStallTimeout + time.Duration(len(parts))*ReplyPartTime
-	whole, cancelWhole := context.WithTimeout(ctx, budget)
+	end := time.Now().Add(budget)
+	whole, cancelWhole := context.WithDeadline(ctx, end)
 	defer cancelWhole()
 	for i := from; i < len(parts); i++ {
+		// Which deadline ends this part's wait is known before it
+		// begins: Send arms its descriptor with the earlier one, whose
+		// timer may fire before whole's own, with whole.Err() still nil.
+		wholeFirst := time.Now().Add(ReplyStallTimeout).After(end)
 		pctx, cancel := context.WithTimeout(whole, ReplyStallTimeout)
 		err := q.Send(pctx, parts[i], 0)
 		cancel()
@@ -138,7 +143,7 @@ func (s *Server) stream(ctx context.Context, q *mq.Queue, name string, parts [][
 		switch {
 		case ctx.Err() != nil:
 			err = fmt.Errorf("cut after %d of %d parts: the control server is stopping", i, len(parts))
-		case whole.Err() != nil:
+		case errors.Is(err, context.DeadlineExceeded) && (wholeFirst || whole.Err() != nil):
 			err = fmt.Errorf("cut after %d of %d parts: the client took them slower than a whole reply may take (%v: ReplyStallTimeout and %v a part)", i, len(parts), budget, ReplyPartTime)
 		case errors.Is(err, context.DeadlineExceeded):
 			err = fmt.Errorf("reply queue stayed full for %v after %d of %d parts: the client stopped taking them", ReplyStallTimeout, i, len(parts))
