@@ -356,11 +356,12 @@ func TestFIFORemovedBeforeLeaseCountsDropped(t *testing.T) {
 	}
 }
 
-// A FIFO or recorder path with a ".." after a symlink names what the
-// kernel resolves: with lnk a symlink to real/sub, "lnk/../in.fifo" is
-// real/in.fifo. The check cleaned such paths as text (filepath.Clean),
-// and the runtime created the FIFO and the recorder's file at
-// "<dir>/in.fifo", where no writer that opens the path as written looks.
+// A FIFO, recorder or segment directory path with a ".." after a symlink
+// names what the kernel resolves: with lnk a symlink to real/sub,
+// "lnk/../in.fifo" is real/in.fifo. The check cleaned such paths as text
+// (filepath.Clean, and shm's filepath.Join), and the runtime created the
+// FIFO, the recorder's file and the rings under <dir>, where no program
+// that opens the path as written looks.
 func TestPathsWithDotDotAfterSymlink(t *testing.T) {
 	e := newEnv(t)
 	real := filepath.Join(e.dir, "real")
@@ -372,11 +373,17 @@ func TestPathsWithDotDotAfterSymlink(t *testing.T) {
 	}
 	fifo := e.dir + "/lnk/../in.fifo"
 	rec := e.dir + "/lnk/./../rec.bin"
+	if err := os.Mkdir(filepath.Join(real, "seg"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	segs := *e
+	segs.dir = e.dir + "/lnk/../seg/"
 	rt, _, _ := inproc(t, fmt.Sprintf(`
 [control]
 enabled = false
 [runtime]
 stats_interval = "0s"
+shm_dir = %q
 [rings.f]
 slots = 16
 slot_payload = 64
@@ -390,7 +397,7 @@ name = "rec"
 kind = "recorder"
 ring = "f"
 path = %q
-`, fifo, rec))
+`, segs.dir, fifo, rec))
 	if got := rt.cfg.Sources[0].Path; got != fifo {
 		t.Errorf("fifo path taken as %q; want it as written, %q", got, fifo)
 	}
@@ -398,17 +405,23 @@ path = %q
 		t.Errorf("recorder path taken as %q; want %q (without the \".\" part)", got, want)
 	}
 	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+	if rt.shmDir != e.dir+"/lnk/../seg" {
+		t.Errorf("segment directory taken as %q; want %q", rt.shmDir, e.dir+"/lnk/../seg")
+	}
+	if _, err := os.Lstat(filepath.Join(real, "seg", "edgeipc.f")); err != nil {
+		t.Errorf("ring f is not where the kernel resolves %s: %v", segs.dir, err)
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(filepath.Join(real, "in.fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		t.Fatalf("real/in.fifo: %v (mode %#o); want the FIFO where the kernel resolves %s", err, st.Mode, fifo)
 	}
-	for _, p := range []string{"in.fifo", "rec.bin"} {
+	for _, p := range []string{"in.fifo", "rec.bin", "seg"} {
 		if _, err := os.Lstat(filepath.Join(e.dir, p)); !os.IsNotExist(err) {
 			t.Errorf("%s exists in the lexical parent (%v); want nothing there", p, err)
 		}
 	}
 	writeLine(t, fifo, "through the link\n")
-	if f := readFrames(t, e, "f", 1); string(f[0].Data) != "through the link" {
+	if f := readFrames(t, &segs, "f", 1); string(f[0].Data) != "through the link" {
 		t.Fatalf("frame %q; want \"through the link\"", f[0].Data)
 	}
 	eventually(t, "the recorder's file where the kernel resolves its path", func() bool {

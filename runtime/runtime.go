@@ -9,7 +9,6 @@ import (
 	"maps"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -133,14 +132,15 @@ func New(cfg *Config, opts Options) (*Runtime, error) {
 }
 
 // effectiveShmDir is the segment directory of the config's rings,
-// cleaned: "/run/edgeipc/" is "/run/edgeipc", so that a reload that
-// spells the same directory otherwise does not say it changed.
+// cleaned as cleanPath does (".." parts stay, as shm takes them):
+// "/run/edgeipc/" is "/run/edgeipc", so that a reload that spells the same
+// directory otherwise does not say it changed.
 func (c *Config) effectiveShmDir() string {
 	if c.Runtime.ShmDir != "" {
-		return filepath.Clean(c.Runtime.ShmDir)
+		return cleanPath(c.Runtime.ShmDir)
 	}
 	if d := os.Getenv("EDGEIPC_SHM_DIR"); d != "" {
-		return filepath.Clean(d)
+		return cleanPath(d)
 	}
 	return shm.DefaultDir
 }

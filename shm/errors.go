@@ -130,7 +130,7 @@ func (e *OwnerError) Error() string {
 // runtime with its own shm_dir).
 func RemoveCommand(path string) string {
 	cmd := "edgeipc ring rm " + strings.TrimPrefix(filepath.Base(path), FilePrefix)
-	if dir := filepath.Dir(path); dir != DefaultDir {
+	if dir := pathDir(path); dir != DefaultDir {
 		cmd += " --dir " + dir
 	}
 	return cmd

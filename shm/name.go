@@ -1,6 +1,9 @@
 package shm
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // ValidName reports whether name can name a segment: 1 to 200 characters
 // from [A-Za-z0-9._-], not starting with '.' or '-'.
@@ -18,4 +21,28 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+// joinDir is dir/file with dir as written. filepath.Join cleans the
+// result, and takes "/x/lnk/../shm" for "/x/shm" where the kernel, after
+// the symlink lnk, finds another directory; C and Python programs given
+// the same directory look where the kernel does.
+func joinDir(dir, file string) string {
+	if strings.HasSuffix(dir, "/") {
+		return dir + file
+	}
+	return dir + "/" + file
+}
+
+// pathDir is the directory part of path as written (see joinDir), "/" for
+// a file at the root and "." for a bare name.
+func pathDir(path string) string {
+	switch i := strings.LastIndexByte(path, '/'); {
+	case i < 0:
+		return "."
+	case i == 0:
+		return "/"
+	default:
+		return path[:i]
+	}
 }

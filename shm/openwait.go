@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -40,12 +39,12 @@ func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring,
 	if opts != nil {
 		o = *opts
 	}
-	o.Dir = filepath.Dir(path)
+	o.Dir = pathDir(path)
 	opts = &o
 	for {
 		// Watch first, then look: a ring created in between is seen
 		// by Open, one created after it wakes the watch.
-		w, werr := watchCreate(filepath.Dir(path), filepath.Base(path))
+		w, werr := watchCreate(o.Dir, FilePrefix+name)
 		r, err := Open(name, opts)
 		if err == nil || !errors.Is(err, os.ErrNotExist) || errors.Is(werr, os.ErrNotExist) {
 			// Found, or an error waiting cannot mend (the directory

@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +30,9 @@ const FilePrefix = "edgeipc."
 // SegmentOptions controls how named segments are created and found.
 type SegmentOptions struct {
 	// Dir is the directory holding segments; "" means $EDGEIPC_SHM_DIR or
-	// /dev/shm.
+	// /dev/shm. It is taken as written, not cleaned: a ".." after a
+	// symlink is the kernel's parent, as for a C or Python program given
+	// the same text.
 	Dir string
 	// Group, if set (a group name or numeric id), makes created objects
 	// mode 0660 owned by that group; otherwise they are 0600.
@@ -249,8 +250,12 @@ func (s *Segment) Remove() error {
 
 // SegmentPath returns the file path that names name under opts.
 func SegmentPath(name string, opts *SegmentOptions) string {
-	return filepath.Join(opts.dir(), FilePrefix+name)
+	return joinDir(opts.dir(), FilePrefix+name)
 }
+
+// SegmentDir returns the segment directory of opts: opts.Dir, else
+// $EDGEIPC_SHM_DIR, else DefaultDir, as written.
+func SegmentDir(opts *SegmentOptions) string { return opts.dir() }
 
 // CreateSegment creates a new named segment of size bytes, mode 0600
 // (0660 with a group), preallocates it (so later page faults cannot SIGBUS
@@ -293,7 +298,7 @@ func createSegment(name string, size int, opts *SegmentOptions, init func([]byte
 	if err := checkSpace(dir, uint64(size)); err != nil {
 		return nil, &OpError{"create", name, err}
 	}
-	path := filepath.Join(dir, FilePrefix+name)
+	path := joinDir(dir, FilePrefix+name)
 	var st unix.Stat_t
 	if unix.Lstat(path, &st) == nil {
 		// Taken: say so before allocating and filling a segment that
@@ -498,7 +503,7 @@ func openSegment(name string, opts *SegmentOptions, min int64) (*Segment, error)
 	if err := ValidName(name); err != nil {
 		return nil, &OpError{"open", name, err}
 	}
-	path := filepath.Join(opts.dir(), FilePrefix+name)
+	path := joinDir(opts.dir(), FilePrefix+name)
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -599,7 +604,7 @@ func RemoveSegment(name string, opts *SegmentOptions) error {
 	if err := ValidName(name); err != nil {
 		return &OpError{"remove", name, err}
 	}
-	path := filepath.Join(opts.dir(), FilePrefix+name)
+	path := joinDir(opts.dir(), FilePrefix+name)
 	if err := unix.Unlink(path); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return &OpError{"remove", name, fmt.Errorf("%s does not exist: %w", path, os.ErrNotExist)}
@@ -654,7 +659,7 @@ func ListSegments(opts *SegmentOptions) ([]SegmentInfo, error) {
 		if !strings.HasPrefix(n, FilePrefix) || ValidName(n[len(FilePrefix):]) != nil {
 			continue
 		}
-		path := filepath.Join(dir, n)
+		path := joinDir(dir, n)
 		var st unix.Stat_t
 		if err := unix.Lstat(path, &st); err != nil {
 			continue // removed meanwhile

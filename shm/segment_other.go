@@ -64,6 +64,9 @@ type SegmentInfo struct {
 // SegmentPath returns "": Linux only.
 func SegmentPath(name string, opts *SegmentOptions) string { return "" }
 
+// SegmentDir returns "": Linux only.
+func SegmentDir(opts *SegmentOptions) string { return "" }
+
 // CreateSegment is Linux only: it returns an error matching ErrNotSupported.
 func CreateSegment(string, int, *SegmentOptions) (*Segment, error) { return nil, ErrNotSupported }
 func createSegment(string, int, *SegmentOptions, func([]byte)) (*Segment, error) {

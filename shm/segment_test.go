@@ -597,3 +597,58 @@ func TestOpenFifoDoesNotWait(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentDirWithDotDotAfterSymlink: a segment directory written with
+// ".." after a symlink names the directory the kernel finds, as it does
+// for the C and Python clients given the same text. With lnk a symlink to
+// real/sub, "lnk/../seg" is real/seg; filepath.Join made it "seg" next to
+// lnk, so Create failed there (or made the ring where no C program
+// looked), and ListSegments, which read the kernel's directory, then
+// looked each entry up in the lexical one.
+func TestSegmentDirWithDotDotAfterSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	real := filepath.Join(tmp, "real")
+	for _, d := range []string{filepath.Join(real, "sub"), filepath.Join(real, "seg")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(real, "sub"), filepath.Join(tmp, "lnk")); err != nil {
+		t.Fatal(err)
+	}
+	dir := tmp + "/lnk/../seg"
+	opts := &SegmentOptions{Dir: dir}
+	if got := SegmentPath("x", opts); got != dir+"/edgeipc.x" {
+		t.Errorf("SegmentPath %q; want %q", got, dir+"/edgeipc.x")
+	}
+	if got := SegmentDir(opts); got != dir {
+		t.Errorf("SegmentDir %q; want %q", got, dir)
+	}
+	r, err := Create("x", Config{Slots: 4, SlotPayload: 64, Segment: *opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := os.Lstat(filepath.Join(real, "seg", "edgeipc.x")); err != nil {
+		t.Fatalf("the ring is not where the kernel resolves %s: %v", dir, err)
+	}
+	list, err := ListSegments(opts)
+	if err != nil || len(list) != 1 || list[0].Name != "x" || list[0].Kind != "ring" {
+		t.Fatalf("ListSegments: %+v, %v; want ring x", list, err)
+	}
+	if cmd := RemoveCommand(SegmentPath("x", opts)); cmd != "edgeipc ring rm x --dir "+dir {
+		t.Errorf("RemoveCommand %q; want the directory as written", cmd)
+	}
+	// A wait for a ring watches the same directory.
+	ctx, cancel := context.WithTimeout(context.Background(), scale(10*time.Second))
+	defer cancel()
+	ch := openReaderAsync(ctx, "y", opts)
+	waitWatching(t, ch)
+	createAndWrite(t, "y", *opts)
+	expectHello(t, ctx, ch)
+	for _, n := range []string{"x", "y"} {
+		if err := Remove(n, opts); err != nil {
+			t.Fatalf("Remove %s: %v", n, err)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -783,7 +782,7 @@ func segDirMissing(opts *shm.SegmentOptions, err error) error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	dir := filepath.Dir(shm.SegmentPath("x", opts))
+	dir := shm.SegmentDir(opts)
 	if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
 		return nil
 	}
