@@ -206,7 +206,12 @@ func newFIFORig(t *testing.T, extra string) *fifoRig {
 
 // config is the rig's config with the source's keys extra.
 func (r *fifoRig) config(extra string) string {
-	return scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", r.fifo) + extra
+	return scenarioHead + ringTable("f", "") + fifoSource(r.fifo) + extra
+}
+
+// fifoSource is the [[sources]] table of a fifo source "fifo" on ring f.
+func fifoSource(path string) string {
+	return fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", path)
 }
 
 // writeRead writes p to the FIFO and waits until the source has read all of

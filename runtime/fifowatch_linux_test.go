@@ -333,7 +333,7 @@ func TestFIFORemovedBeforeLeaseCountsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { w.Close() }()
-	write(scenarioHead + ringTable("f", "") + fmt.Sprintf("[[sources]]\nname = \"fifo\"\nkind = \"fifo\"\nring = \"f\"\npath = %q\n", fifo))
+	write(scenarioHead + ringTable("f", "") + fifoSource(fifo))
 	if err := reloadWithin(t, rt); err != nil {
 		t.Fatal(err)
 	}
@@ -378,26 +378,8 @@ func TestPathsWithDotDotAfterSymlink(t *testing.T) {
 	}
 	segs := *e
 	segs.dir = e.dir + "/lnk/../seg/"
-	rt, _, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-shm_dir = %q
-[rings.f]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "fifo"
-kind = "fifo"
-ring = "f"
-path = %q
-[[sinks]]
-name = "rec"
-kind = "recorder"
-ring = "f"
-path = %q
-`, segs.dir, fifo, rec))
+	rt, _, _ := inproc(t, scenarioHead+fmt.Sprintf("shm_dir = %q\n", segs.dir)+ringTable("f", "")+fifoSource(fifo)+
+		fmt.Sprintf("[[sinks]]\nname = \"rec\"\nkind = \"recorder\"\nring = \"f\"\npath = %q\n", rec))
 	if got := rt.cfg.Sources[0].Path; got != fifo {
 		t.Errorf("fifo path taken as %q; want it as written, %q", got, fifo)
 	}
