@@ -25,22 +25,7 @@ import (
 // and waits until the source reads the FIFO.
 func fifoRuntime(t *testing.T, fifo string) (*Runtime, *syncBuf) {
 	t.Helper()
-	rt, logb, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.f]
-slots = 16
-slot_payload = 64
-[[sources]]
-name = "fifo"
-kind = "fifo"
-ring = "f"
-path = %q
-framing = "len32"
-max_skip = 1024
-`, fifo))
+	rt, logb, _ := inproc(t, scenarioHead+ringTable("f", "")+fifoSource(fifo)+"framing = \"len32\"\nmax_skip = 1024\n")
 	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
 	return rt, logb
 }

@@ -161,22 +161,8 @@ func TestFIFOReplacedWhileRunning(t *testing.T) {
 // send waits in the pipe.
 func blockFIFO(t *testing.T, e *env, fifo, framing string) (*Runtime, *syncBuf, *shm.Reader) {
 	t.Helper()
-	rt, logb, _ := inproc(t, fmt.Sprintf(`
-[control]
-enabled = false
-[runtime]
-stats_interval = "0s"
-[rings.f]
-slots = 8
-slot_payload = 64
-policy = "block"
-[[sources]]
-name = "fifo"
-kind = "fifo"
-ring = "f"
-path = %q
-framing = %q
-`, fifo, framing))
+	rt, logb, _ := inproc(t, scenarioHead+"[rings.f]\nslots = 8\nslot_payload = 64\npolicy = \"block\"\n"+
+		fifoSource(fifo)+fmt.Sprintf("framing = %q\n", framing))
 	rd, err := shm.OpenReader("f", e.sopts(), &shm.ReaderOptions{From: shm.Oldest})
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +170,17 @@ framing = %q
 	t.Cleanup(func() { rd.Close() })
 	eventually(t, "fifo source running", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
 	return rt, logb, rd
+}
+
+// wantFIFOStat waits until source "fifo" has counted frames frames (a
+// frame is counted just after it is published), then checks that it
+// counted bad bad records and still runs.
+func wantFIFOStat(t *testing.T, rt *Runtime, frames, bad uint64) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d frames counted", frames), func() bool { return rt.sourceStat(t, "fifo").Frames == frames })
+	if st := rt.sourceStat(t, "fifo"); st.Frames != frames || st.Bad != bad || st.State != StateRunning {
+		t.Fatalf("stat %+v; want %d frames, %d bad, running", st, frames, bad)
+	}
 }
 
 // readRecs reads the frames "rec FROM" to "rec TO" from rd, in order.
@@ -272,11 +269,7 @@ func TestFIFOLastWriterClosedMidRecord(t *testing.T) {
 					t.Fatalf("frame %q, %v; want %q", f.Data, err, want)
 				}
 			}
-			// (the frame is counted just after it is published)
-			eventually(t, "2 frames counted", func() bool { return rt.sourceStat(t, "fifo").Frames == 2 })
-			if st := rt.sourceStat(t, "fifo"); st.Frames != 2 || st.Bad != 1 || st.State != StateRunning {
-				t.Fatalf("stat %+v; want 2 frames, 1 bad, running", st)
-			}
+			wantFIFOStat(t, rt, 2, 1)
 		})
 	}
 }
@@ -307,10 +300,7 @@ func TestFIFOWriterFinishesRecord(t *testing.T) {
 	}
 	writeLine(t, fifo, "rec 2\n")
 	readRecs(t, rt, rd, 2, 2)
-	eventually(t, "2 frames counted", func() bool { return rt.sourceStat(t, "fifo").Frames == 2 })
-	if st := rt.sourceStat(t, "fifo"); st.Frames != 2 || st.Bad != 0 || st.State != StateRunning {
-		t.Fatalf("stat %+v; want 2 frames, none bad, running", st)
-	}
+	wantFIFOStat(t, rt, 2, 0)
 }
 
 // A FIFO removed while its source waits for the ring's writer lease
