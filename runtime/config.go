@@ -176,30 +176,35 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // FileMode is a permission mode written as a TOML string "0600" or an octal
-// integer 0o600. Only 0600 and 0660 are accepted.
+// integer 0o600. Only 0600, 0620 (control queue and FIFOs) and 0660 are
+// accepted.
 type FileMode os.FileMode
+
+// modesWanted is what a bad mode's error asks for.
+const modesWanted = `"0600", "0620" or "0660"`
 
 // UnmarshalTOML implements toml.Unmarshaler.
 func (m *FileMode) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case int64:
 		if x < 0 || x > 0o7777 {
-			return fmt.Errorf("bad mode %d (want \"0600\" or \"0660\")", x)
+			return fmt.Errorf("bad mode %d (want %s)", x, modesWanted)
 		}
-		if d := strconv.FormatInt(x, 10); x != 0o600 && x != 0o660 && len(d) >= 3 && strings.Trim(d, "01234567") == "" {
+		if d := strconv.FormatInt(x, 10); x > 0o777 && strings.Trim(d, "01234567") == "" {
 			// mode = 600 (TOML has no leading zeros): it was refused
-			// as 01130, a mode nobody wrote.
-			return fmt.Errorf("bad mode %d: TOML reads a number without 0o as decimal (%d is %#o): write mode = \"0%d\" (a string) or 0o%d; only \"0600\" and \"0660\" are allowed", x, x, x, x, x)
+			// as 01130, a mode nobody wrote. A number of 0o777 or
+			// less is a mode as it is (0o640 is 416, not a typo).
+			return fmt.Errorf("bad mode %d: TOML reads a number without 0o as decimal (%d is %#o): write mode = \"0%d\" (a string) or 0o%d; only %s are allowed", x, x, x, x, x, modesWanted)
 		}
 		*m = FileMode(x)
 	case string:
 		n, err := strconv.ParseUint(strings.TrimPrefix(x, "0o"), 8, 32)
 		if err != nil || n > 0o7777 {
-			return fmt.Errorf("bad mode %q (want \"0600\" or \"0660\")", x)
+			return fmt.Errorf("bad mode %q (want %s)", x, modesWanted)
 		}
 		*m = FileMode(n)
 	default:
-		return fmt.Errorf("bad mode %v (want \"0600\" or \"0660\")", v)
+		return fmt.Errorf("bad mode %v (want %s)", v, modesWanted)
 	}
 	return nil
 }
@@ -1150,7 +1155,7 @@ func (c *Config) validate() error {
 			add(c.errAt("control.queue", []string{"control", "queue"}, "%q: %s", q, why))
 		}
 	}
-	if m, g := modeGroupProblems(&c.Control.Mode, c.Control.Group); m != "" || g != "" {
+	if m, g := modeGroupProblems(&c.Control.Mode, c.Control.Group, true); m != "" || g != "" {
 		if m != "" {
 			add(c.errAt("control.mode", []string{"control", "mode"}, "%s", m))
 		}
@@ -1201,7 +1206,7 @@ func (c *Config) validate() error {
 		} else {
 			r.Policy = p.String()
 		}
-		if m, g := modeGroupProblems(&r.Mode, r.Group); m != "" || g != "" {
+		if m, g := modeGroupProblems(&r.Mode, r.Group, false); m != "" || g != "" {
 			if m != "" {
 				add(c.ringErr(n, "mode", "%s", m))
 			}
@@ -1380,7 +1385,7 @@ func (c *Config) validate() error {
 				add(c.srcErr(s, "path", "%q is also used by source %q", s.Path, o))
 			}
 			fifoPaths[s.Path] = s.Name
-			if m, g := modeGroupProblems(&s.Mode, s.Group); m != "" || g != "" {
+			if m, g := modeGroupProblems(&s.Mode, s.Group, true); m != "" || g != "" {
 				if m != "" {
 					add(c.srcErr(s, "mode", "%s", m))
 				}
@@ -1546,22 +1551,37 @@ func nameProblem(name string) string {
 	return fmt.Sprintf("%q contains %s (%s, at byte %d): a name is shown in log lines and by edgeipc ctl, and typed in 'edgeipc ctl start NAME', so it must be printable text (letters, digits, punctuation, symbols, spaces): remove it", name, what, strconv.QuoteRuneToASCII(r), i)
 }
 
-// modeGroupProblems checks the mode and group of a queue, ring or FIFO: the
-// mode is 0600 or 0660 (0 = the default: 0600, or 0660 with a group), a
-// group needs 0660, and the group must exist. It returns what is wrong with
-// each, or "". It sets an unset *mode to its default, so that a reload
-// that writes the default out (mode = "0600") compares equal to one that
-// leaves it unset: a ring whose mode changed is recreated.
-func modeGroupProblems(mode *FileMode, group string) (modeMsg, groupMsg string) {
+// modeGroupProblems checks the mode and group of a queue, ring or FIFO. A
+// ring's mode is 0600 or 0660: its readers write their cursors into it,
+// so its group needs read and write. The control queue and a FIFO are
+// only written to by others (requests, records), so they also take 0620,
+// the default with a group: the group may send, and cannot take each
+// other's requests or records. 0 is the default: 0600, or with a group
+// 0660 (ring) or 0620 (sendOnly). A group needs a mode that lets it in,
+// and must exist. It returns what is wrong with each, or "". It sets an
+// unset *mode to its default, so that a reload that writes the default
+// out (mode = "0600") compares equal to one that leaves it unset: a ring
+// whose mode changed is recreated.
+func modeGroupProblems(mode *FileMode, group string, sendOnly bool) (modeMsg, groupMsg string) {
+	groupDefault := FileMode(0o660)
+	if sendOnly {
+		groupDefault = 0o620
+	}
 	switch m := *mode; {
 	case m == 0 && group != "":
-		*mode = 0o660
+		*mode = groupDefault
 	case m == 0:
 		*mode = 0o600
-	case m != 0o600 && m != 0o660:
-		modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only) or \"0660\" (owner and group)", uint32(m))
+	case m == 0o620 && !sendOnly:
+		modeMsg = "\"0620\" gives the group no read access, and a ring's readers must read it and write their cursor into it: use \"0660\" (the default with a group) or \"0600\""
+	case m != 0o600 && m != 0o620 && m != 0o660:
+		if sendOnly {
+			modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only), \"0620\" (the group may write) or \"0660\" (the group may also read what others wrote)", uint32(m))
+		} else {
+			modeMsg = fmt.Sprintf("%#o: only \"0600\" (owner only) or \"0660\" (owner and group)", uint32(m))
+		}
 	case m == 0o600 && group != "":
-		modeMsg = fmt.Sprintf("\"0600\" with group %q gives the group no access: use \"0660\" (the default with a group) or remove group", group)
+		modeMsg = fmt.Sprintf("\"0600\" with group %q gives the group no access: use \"%#o\" (the default with a group) or remove group", group, uint32(groupDefault))
 	}
 	if group != "" {
 		if _, err := shm.LookupGroup(group); err != nil {

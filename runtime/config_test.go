@@ -196,15 +196,21 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		name, text string
 		want       []string
 	}{
-		{"control 0600 with group", "[control]\nmode = \"0600\"\ngroup = \"root\"\n", []string{"bad.toml:2:", "control.mode", `"0600" with group "root" gives the group no access`, `"0660"`}},
+		{"control 0600 with group", "[control]\nmode = \"0600\"\ngroup = \"root\"\n", []string{"bad.toml:2:", "control.mode", `"0600" with group "root" gives the group no access`, `use "0620"`}},
 		{"control unknown group", "[control]\ngroup = \"no-such-group-edgeipc\"\n", []string{"bad.toml:2:", "control.group", `"no-such-group-edgeipc": no such group`}},
-		{"ring 0600 with group", "[rings.a]\nmode = 0o600\ngroup = \"0\"\n", []string{"bad.toml:2:", "rings.a.mode", "gives the group no access"}},
+		{"ring 0600 with group", "[rings.a]\nmode = 0o600\ngroup = \"0\"\n", []string{"bad.toml:2:", "rings.a.mode", "gives the group no access", `use "0660"`}},
+		// Readers write their cursor into the segment: a group that may
+		// only write cannot read the ring at all.
+		{"ring 0620", "[rings.a]\nmode = \"0620\"\ngroup = \"0\"\n", []string{"bad.toml:2:", "rings.a.mode", `"0620" gives the group no read access`, `use "0660"`}},
+		{"ring 0640", "[rings.a]\nmode = \"0640\"\n", []string{"bad.toml:2:", "rings.a.mode", `0640: only "0600" (owner only) or "0660"`}},
+		{"fifo 0640", fifo + "mode = \"0640\"\n", []string{"bad.toml:7:", "sources[0] (f).mode", `0640: only "0600" (owner only), "0620" (the group may write) or "0660"`}},
+		{"control 0640", "[control]\nmode = 0o640\n", []string{"bad.toml:2:", "control.mode", `"0620" (the group may write)`}},
 		{"ring unknown group", "[rings.a]\ngroup = \"no-such-group-edgeipc\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
 		{"ring negative gid", "[rings.a]\ngroup = \"-1\"\n", []string{"bad.toml:2:", "rings.a.group", "no such group"}},
 		{"ring missing gid", "[rings.a]\ngroup = \"2000000001\"\n", []string{"bad.toml:2:", "rings.a.group", "no group has id 2000000001"}},
 		{"fifo 0600 with group", fifo + "mode = \"0600\"\ngroup = \"0\"\n", []string{"bad.toml:7:", "sources[0] (f).mode", "gives the group no access"}},
 		{"fifo unknown group", fifo + "group = \"no-such-group-edgeipc\"\n", []string{"bad.toml:7:", "sources[0] (f).group", "no such group"}},
-		{"mode beyond 32 bits", "[rings.a]\nmode = 4294967680\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode 4294967680", `"0600" or "0660"`}},
+		{"mode beyond 32 bits", "[rings.a]\nmode = 4294967680\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode 4294967680", `want "0600", "0620" or "0660"`}},
 		{"mode string beyond 07777", "[rings.a]\nmode = \"0o40000000600\"\n", []string{"bad.toml:2:", "rings.a.mode", "bad mode"}},
 		// TOML has no leading-zero octal: 600 is decimal, and was refused
 		// as 01130, a mode nobody wrote.
@@ -271,14 +277,27 @@ func TestConfigRejectsOutOfRange(t *testing.T) {
 		})
 	}
 	// The accepted forms: a group with 0660 or with no mode, a numeric gid,
-	// a FIFO path that is cleaned.
-	ok := "[control]\ngroup = \"0\"\n[rings.a]\ngroup = \"0\"\nmode = \"0660\"\n[rings.b]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/./in.fifo\"\ngroup = \"0\"\n"
+	// a FIFO path that is cleaned; with a group and no mode, the control
+	// queue and a FIFO are 0620 (the group writes and cannot read what
+	// the others wrote), a ring 0660 (its readers write their cursors).
+	ok := "[control]\ngroup = \"0\"\n[rings.a]\ngroup = \"0\"\nmode = \"0660\"\n[rings.b]\ngroup = \"0\"\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/./in.fifo\"\ngroup = \"0\"\n"
 	cfg, err := Parse("ok.toml", []byte(ok))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p := cfg.Sources[0].Path; p != "/run/edgeipc-test/in.fifo" {
 		t.Fatalf("FIFO path %q not cleaned", p)
+	}
+	if c, f, r := cfg.Control.Mode, cfg.Sources[0].Mode, cfg.Rings["b"].Mode; c != 0o620 || f != 0o620 || r != 0o660 {
+		t.Fatalf("with a group and no mode: control %#o, fifo %#o, ring %#o; want 0620, 0620, 0660", uint32(c), uint32(f), uint32(r))
+	}
+	// 0660 is still taken for the control queue and a FIFO (the group may
+	// read as well), and 0o620 is not mistaken for a decimal 400.
+	for _, mode := range []string{`"0660"`, `"0620"`, "0o620", "0o660"} {
+		text := "[control]\ngroup = \"0\"\nmode = " + mode + "\n[rings.b]\n[[sources]]\nname = \"f\"\nkind = \"fifo\"\nring = \"b\"\npath = \"/run/edgeipc-test/in.fifo\"\ngroup = \"0\"\nmode = " + mode + "\n"
+		if _, err := Parse("ok.toml", []byte(text)); err != nil {
+			t.Errorf("mode = %s: %v", mode, err)
+		}
 	}
 	// Each sink's keys are its own: a recorder's path and max_bytes do not
 	// count against the stats sink that follows it.

@@ -99,7 +99,7 @@ func docDefault(v reflect.Value) string {
 			return "`[]`"
 		}
 	case FileMode:
-		return fmt.Sprintf("`\"%04o\"`", uint32(x)) // validate fills in 0600 (0660 with a group)
+		return fmt.Sprintf("`\"%04o\"`", uint32(x)) // validate fills in 0600 (with a group: 0660 for a ring, 0620 for the control queue and a FIFO)
 	case *bool:
 		if x == nil { // nil: the accessor's default, true
 			return "`true`"

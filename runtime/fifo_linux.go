@@ -67,7 +67,7 @@ var errFIFOReplaced = errors.New("FIFO removed or replaced")
 // found and checked, before it is opened: tests swap the path there.
 var testHookFIFOChecked func(path string)
 
-// openFIFO creates the FIFO at path (mode 0600, or 0660 with a group) or
+// openFIFO creates the FIFO at path (mode 0600, or 0620 with a group) or
 // reuses an existing FIFO there that the runtime's user owns (restart
 // safety), opens it and takes its lock (ownlock_linux.go). Anything else at
 // the path (a regular file, a directory, a symlink, a FIFO of another user)
@@ -83,7 +83,7 @@ func openFIFO(path string, mode os.FileMode, group string) (r *os.File, dummy in
 	if mode == 0 {
 		mode = 0o600
 		if group != "" {
-			mode = 0o660
+			mode = 0o620 // writers need no read access
 		}
 	}
 	gid := -1

@@ -214,8 +214,8 @@ func TestFIFOOwnership(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := statT(t, path)
-		if st.Ino != ino || st.Mode&0o7777 != 0o660 || int(st.Gid) != gid {
-			t.Fatalf("reused FIFO: ino %d (was %d), mode %#o, gid %d; want the same inode, 0660, gid %d", st.Ino, ino, st.Mode&0o7777, st.Gid, gid)
+		if st.Ino != ino || st.Mode&0o7777 != 0o620 || int(st.Gid) != gid {
+			t.Fatalf("reused FIFO: ino %d (was %d), mode %#o, gid %d; want the same inode, 0620, gid %d", st.Ino, ino, st.Mode&0o7777, st.Gid, gid)
 		}
 	})
 	t.Run("foreign FIFO refused", func(t *testing.T) {
@@ -318,6 +318,79 @@ func TestFIFODrainCountsWhileDraining(t *testing.T) {
 func childFIFORacer(path string) int {
 	gid, _ := strconv.Atoi(os.Getenv("RACE_GID"))
 	return racer.Child(gid, racer.OpenPath(path))
+}
+
+// childFIFOMember is a writer in the FIFO's group (uid racer.UID, only
+// group 65534, the group the test gives the FIFO): it tries to open the
+// FIFO for reading, which would let it take other writers' records, then
+// opens it for writing and writes one record. It prints what the read
+// open returned.
+func childFIFOMember(path string) int {
+	if err := syscall.Setgroups(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return 3
+	}
+	if err := syscall.Setgid(65534); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return 3
+	}
+	if err := syscall.Setuid(racer.UID); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return 3
+	}
+	if err := racer.OpenPath(path)(); err != nil {
+		fmt.Println("read:", err)
+	} else {
+		fmt.Println("read: opened")
+	}
+	w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open for writing:", err)
+		return 4
+	}
+	defer w.Close()
+	if _, err := w.WriteString("from a member\n"); err != nil {
+		fmt.Fprintln(os.Stderr, "write:", err)
+		return 5
+	}
+	return 0
+}
+
+// TestFIFOGroupMayWriteNotRead: a FIFO given to a group with no mode set is
+// 0620: a member may write records, and may not open it for reading, which
+// would let it take records other writers sent the runtime (a FIFO has
+// one byte stream, and whoever reads first gets the bytes). Before, the
+// default was 0660 and any member could read.
+func TestFIFOGroupMayWriteNotRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the writer as another uid")
+	}
+	path := filepath.Join(racer.Dir(t), "in.fifo")
+	r, dummy, _, err := openFIFO(path, 0, "65534")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer unix.Close(dummy)
+	if m := statT(t, path).Mode & 0o7777; m != 0o620 {
+		t.Errorf("FIFO for a group is mode %#o, want 0620", m)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EDGEIPC_TEST_FIFO_MEMBER="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("member: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "read: permission denied" {
+		t.Errorf("a member's read-only open: %q, want \"read: permission denied\"", got)
+	}
+	r.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := r.Read(buf)
+	if got := string(buf[:n]); err != nil || got != "from a member\n" {
+		t.Fatalf("the runtime read %q, %v; want the member's record", got, err)
+	}
 }
 
 // TestFIFONoGroupWindow: a FIFO created for a group is never open to the

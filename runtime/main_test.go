@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 	if p := os.Getenv("EDGEIPC_TEST_FIFO_RACER"); p != "" {
 		os.Exit(childFIFORacer(p))
 	}
+	if p := os.Getenv("EDGEIPC_TEST_FIFO_MEMBER"); p != "" {
+		os.Exit(childFIFOMember(p))
+	}
 	if p := os.Getenv("EDGEIPC_TEST_FIFO_LOCKER"); p != "" {
 		os.Exit(childFIFOLocker(p))
 	}

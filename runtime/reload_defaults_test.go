@@ -13,7 +13,8 @@ import (
 )
 
 // A reload that only writes out a default (mode = "0600" on a ring or a
-// fifo source that had none; "0660" where a group is set) changes
+// fifo source that had none; where a group is set, "0660" on a ring and
+// "0620" on a fifo source) changes
 // nothing: the ring keeps its segment (its frames, its readers) and the
 // source keeps running. Before, the unset mode (0) and the written one
 // compared different, and the reload removed and recreated the ring,

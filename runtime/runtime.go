@@ -716,7 +716,7 @@ func (rt *Runtime) needRestart(nc *Config) []string {
 			case c.Mode != 0:
 				return fmt.Sprintf("%#o", uint32(c.Mode))
 			case c.Group != "":
-				return "0660"
+				return "0620"
 			}
 			return "0600"
 		}

@@ -41,7 +41,7 @@
 // netpoller (queue fds support poll) and holds no OS thread; contexts
 // cancel it through fd deadlines.
 //
-// A new queue gets exactly Options.Mode (0600 by default, or 0660), set
+// A new queue gets exactly Options.Mode (0600 by default, 0620 or 0660), set
 // with fchmod after creation so the umask neither widens nor narrows it,
 // and optionally Options.Group and (with CAP_CHOWN) Options.Owner. Opening
 // needs read (receive) or write (send) permission on the queue.

@@ -444,6 +444,8 @@ func TestModeExactWhateverUmask(t *testing.T) {
 		{0, 0o600},     // explicit
 		{0o077, 0o660}, // 0660 must not be narrowed by a strict umask
 		{0o022, 0o660},
+		{0o077, 0o620}, // the group may send only
+		{0, 0o620},
 	} {
 		old := syscall.Umask(c.umask)
 		q, err := Create(qname(t), Options{Mode: c.mode, Exclusive: true})
@@ -467,7 +469,7 @@ func TestModeExactWhateverUmask(t *testing.T) {
 		}
 		q.Close()
 	}
-	for _, bad := range []os.FileMode{0o644, 0o666, 0o700, 0o777} {
+	for _, bad := range []os.FileMode{0o640, 0o644, 0o666, 0o700, 0o777} {
 		if _, err := Create(qname(t), Options{Mode: bad}); err == nil {
 			t.Errorf("mode %#o accepted", bad)
 		}

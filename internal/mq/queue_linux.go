@@ -27,8 +27,10 @@ type Options struct {
 	MsgSize int
 
 	// Mode is the permission of a newly created queue: 0600 (owner only,
-	// the default when zero) or 0660 (owner and group). Other modes are
-	// refused. The mode is applied exactly, whatever the umask.
+	// the default when zero), 0620 (the group may send, not receive: its
+	// members cannot take each other's messages) or 0660 (owner and
+	// group). Other modes are refused. The mode is applied exactly,
+	// whatever the umask.
 	Mode os.FileMode
 
 	// Group, if > 0, is the gid a newly created queue is given (fchown).
@@ -79,10 +81,10 @@ func (o Options) mode() (os.FileMode, error) {
 	switch o.Mode {
 	case 0:
 		return 0o600, nil
-	case 0o600, 0o660:
+	case 0o600, 0o620, 0o660:
 		return o.Mode, nil
 	}
-	return 0, fmt.Errorf("mode %#o not allowed: use 0600 (owner only) or 0660 (owner and group)", uint32(o.Mode))
+	return 0, fmt.Errorf("mode %#o not allowed: use 0600 (owner only), 0620 (the group may send) or 0660 (the group may send and receive)", uint32(o.Mode))
 }
 
 // Create creates the queue name (the part after /dev/mqueue/, e.g.
@@ -248,10 +250,10 @@ func (q *Queue) Stat() (os.FileInfo, error) {
 }
 
 // Ino returns the inode number of the queue that name refers to now, by
-// opening it (read-only, never waiting) and fstat'ing the descriptor. It
-// works without the /dev/mqueue mount. Opening needs read permission.
+// opening it (never waiting) and fstat'ing the descriptor. It works
+// without the /dev/mqueue mount. Opening needs read or write permission.
 func Ino(name string) (uint64, error) {
-	fd, err := sys.MqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	fd, err := openAny(name)
 	if err != nil {
 		return 0, &OpError{Op: "stat", Name: name, Err: err}
 	}
@@ -261,6 +263,17 @@ func Ino(name string) (uint64, error) {
 		return 0, &OpError{Op: "stat", Name: name, Err: os.NewSyscallError("fstat", err)}
 	}
 	return uint64(st.Ino), nil
+}
+
+// openAny opens the queue name read-only, or write-only where only write
+// permission is given (a member of the group of a 0620 queue), for what
+// needs a descriptor and no message: fstat, flock. It never waits.
+func openAny(name string) (int, error) {
+	fd, err := sys.MqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	if errors.Is(err, unix.EACCES) {
+		fd, err = sys.MqOpen(name, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	}
+	return fd, err
 }
 
 // TryLock takes flock(LOCK_EX|LOCK_NB) on the queue's descriptor, never
@@ -281,12 +294,12 @@ func (q *Queue) TryLock() (bool, error) {
 }
 
 // Locked reports whether a live process holds the TryLock lock of the
-// queue that name refers to now. It opens the queue read-only (never
-// waiting; this needs read permission), tests the lock and closes it: for
-// that moment it holds the lock itself, and a TryLock by another process
-// then fails (try again).
+// queue that name refers to now. It opens the queue (never waiting; this
+// needs read or write permission: flock needs neither), tests the lock and
+// closes it: for that moment it holds the lock itself, and a TryLock by
+// another process then fails (try again).
 func Locked(name string) (bool, error) {
-	fd, err := sys.MqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, nil)
+	fd, err := openAny(name)
 	if err != nil {
 		return false, &OpError{Op: "lock", Name: name, Err: err}
 	}

@@ -79,8 +79,9 @@ type Client struct {
 
 // Dial opens the request queue name (QueueName(name) when empty) and
 // creates a private reply queue "edgeipc.reply.<pid>.<hex>" (O_EXCL, mode
-// 0600, or 0660 in the request queue's group when the runtime runs as
-// another user; root gives it, 0600, to the runtime's user). Its messages are ReplyMsgSize bytes, or half that down to
+// 0600, or 0620 in the request queue's group when the runtime runs as
+// another user: the runtime may send to it, other members cannot read it;
+// root gives it, 0600, to the runtime's user). Its messages are ReplyMsgSize bytes, or half that down to
 // MinReplyMsgSize while the user's RLIMIT_MSGQUEUE refuses the queue
 // (other clients of the user are running): a smaller queue holds the short
 // replies, and the runtime says so for a table that does not fit. Dial
@@ -115,10 +116,11 @@ func Dial(name string) (*Client, error) {
 			opts.Owner = int(s.Uid)
 		case s.Gid != 0:
 			// mq cannot give a new queue gid 0 (Group 0 keeps ours): for a
-			// queue in group 0 the reply queue stays 0600, never 0660 in
-			// our own primary group, which would share the replies with
-			// its members.
-			opts.Mode, opts.Group = 0o660, int(s.Gid)
+			// queue in group 0 the reply queue stays 0600, never 0620 in
+			// our own primary group, which would let its members forge
+			// replies. 0620: the runtime only sends, and the group's other
+			// members must not read our replies.
+			opts.Mode, opts.Group = 0o620, int(s.Gid)
 		}
 	}
 	var reply *mq.Queue
@@ -336,8 +338,8 @@ func (c *Client) Call(ctx context.Context, cmd string, args ...string) (*Reply, 
 // runtime removes its queue when it stops; one that starts creates a new
 // one, or takes over the stale one of a runtime that died), and requests
 // sent to the old queue reach no one. It fails with ErrNoServer if the
-// name is gone. If the queue cannot be tested (no read permission), it
-// keeps the queue it has.
+// name is gone. If the queue cannot be tested (mq.Ino cannot open it),
+// it keeps the queue it has.
 func (c *Client) reopen() error {
 	ino, err := mq.Ino(c.name)
 	if errors.Is(err, os.ErrNotExist) {
@@ -373,7 +375,7 @@ func (c *Client) reopen() error {
 
 // unserved reports whether no process holds the request queue's lock,
 // which a serving runtime holds for as long as it lives. It is false
-// when the lock cannot be tested (no read permission on the queue).
+// when the lock cannot be tested (mq.Locked cannot open the queue).
 func (c *Client) unserved() bool {
 	locked, err := mq.Locked(c.name)
 	return err == nil && !locked

@@ -6,10 +6,12 @@
 //
 //   - The runtime serves a request queue, a POSIX message queue named
 //     "edgeipc.ctl" by default ($EDGEIPC_CTL_QUEUE or [control] queue
-//     override it), created mode 0600 (owner only) or 0660 (owner and
-//     group). The kernel's permission check on that queue is the first gate.
+//     override it), created mode 0600 (owner only), or 0620 with a group
+//     (its members may send requests, and cannot take each other's off
+//     the queue; 0660 lets them). The kernel's permission check on that
+//     queue is the first gate.
 //   - Each client creates a private reply queue "edgeipc.reply.<pid>.<hex>"
-//     (O_EXCL, 0600; 0660 in the request queue's group when the runtime
+//     (O_EXCL, 0600; 0620 in the request queue's group when the runtime
 //     runs as another user, and root's is given to the runtime's user) and
 //     names it in every Request. The server answers only
 //     queues of that shape whose owner (read from the open descriptor) is the

@@ -20,6 +20,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childSmallRlimit())
 	case "serve-as":
 		os.Exit(childServeAs())
+	case "member":
+		os.Exit(childMember())
 	}
 	qemuwatch.Start()
 	os.Exit(testenv.Run(m)) // fails on leaked queue descriptors

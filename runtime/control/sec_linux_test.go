@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,31 +105,122 @@ func childDialAs() int {
 }
 
 // TestDialGroupReplyQueue: a client that is not the request queue's owner
-// creates its reply queue 0660 in the request queue's group, so that a
-// runtime of another user can answer (docs/control.md), also when
-// /dev/mqueue is not mounted. Before the fix the owner was read through
+// creates its reply queue 0620 in the request queue's group (0620 or
+// 0660), so that a runtime of another user can answer (docs/control.md),
+// also when /dev/mqueue is not mounted, and the group's other members
+// cannot read the replies. Before the fix the owner was read through
 // /dev/mqueue only; without the mount the reply queue was 0600 and a
-// non-root runtime could not answer.
+// non-root runtime could not answer. Later, the reply queue was 0660, and
+// every member of the group could read every other member's replies.
 func TestDialGroupReplyQueue(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the client as another uid")
 	}
 	const gid = 4243
+	for _, mode := range []os.FileMode{0o620, 0o660} {
+		name := testQueue(t)
+		q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Mode: mode, Group: gid, Exclusive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"=dial-as", "DIAL_QUEUE="+name, "DIAL_GID="+strconv.Itoa(gid))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("client: %v", err)
+		}
+		if got, want := strings.TrimSpace(string(out)), fmt.Sprintf("0620 %d", gid); got != want {
+			t.Fatalf("request queue %#o: reply queue mode and gid %q, want %q", uint32(mode), got, want)
+		}
+	}
+}
+
+// memberUID is nobody on Debian, whose primary group nogroup (65534) the
+// user database lists: the server's reply-queue check (uidInGroup) looks
+// the owner up there.
+const memberUID = 65534
+
+// childMember becomes uid memberUID in group 65534 and, as a member of a
+// runtime's [control] group, calls status on $DIAL_QUEUE. It prints the
+// mode of its reply queue, what a read-only open of the request queue
+// returned (a member that may receive could take other members' requests
+// off the queue), and whether mq.Locked and mq.Ino, which open the queue
+// without sending, work for a member that may only send.
+func childMember() int {
+	if !becomeUser(memberUID, 65534, []int{65534}) {
+		return 3
+	}
+	name := os.Getenv("DIAL_QUEUE")
+	c, err := Dial(name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 4
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := c.Call(ctx, "status"); err != nil || !r.OK {
+		fmt.Fprintf(os.Stderr, "status: %v %+v\n", err, r)
+		return 5
+	}
+	fi, err := c.reply.Stat()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stat:", err)
+		return 6
+	}
+	fmt.Printf("reply %#o\n", uint32(fi.Mode().Perm()))
+	if q, err := mq.Open(name, os.O_RDONLY); err != nil {
+		fmt.Println("receive:", errors.Unwrap(errors.Unwrap(err)))
+	} else {
+		q.Close()
+		fmt.Println("receive: opened")
+	}
+	locked, err := mq.Locked(name)
+	fmt.Println("locked:", locked, err)
+	ino, err := mq.Ino(name)
+	fmt.Println("ino:", ino, err)
+	return 0
+}
+
+// TestGroupMemberMaySendNotReceive: a runtime given a [control] group and
+// no mode creates its request queue 0620. A member calls status (its
+// reply queue 0620 in that group), and cannot open the request queue to
+// receive, which would let it take other members' requests. mq.Locked and
+// mq.Ino open the queue write-only where they may not read it, so the
+// member still tells a served queue from a stale one and notices a
+// runtime that was restarted. Before, the queue was 0660; with 0620 and
+// the read-only opens, both failed with EACCES.
+func TestGroupMemberMaySendNotReceive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another uid")
+	}
+	if _, err := user.LookupId(strconv.Itoa(memberUID)); err != nil {
+		t.Fatalf("the test needs uid %d (nobody) in the user database, the owner of its reply queue: %v", memberUID, err)
+	}
 	name := testQueue(t)
-	q, err := mq.Create(name, mq.Options{MaxMsg: 2, MsgSize: RequestMsgSize, Mode: 0o660, Group: gid, Exclusive: true})
+	s, err := NewServer(newFake(), ServerOptions{Queue: name, Group: "65534"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); s.Serve(ctx) }()
+	defer func() { cancel(); <-served; s.Close() }()
+	if st, err := s.q.Stat(); err != nil || st.Mode().Perm() != 0o620 || st.Sys().(*syscall.Stat_t).Gid != 65534 {
+		t.Fatalf("request queue with group 65534 and no mode: %v, %v; want mode 0620, gid 65534", st.Mode().Perm(), err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=dial-as", "DIAL_QUEUE="+name, "DIAL_GID="+strconv.Itoa(gid))
+	cmd.Env = append(os.Environ(), childEnv+"=member", "DIAL_QUEUE="+name)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("client: %v", err)
+		t.Fatalf("member: %v", err)
 	}
-	if got, want := strings.TrimSpace(string(out)), fmt.Sprintf("0660 %d", gid); got != want {
-		t.Fatalf("reply queue mode and gid %q, want %q", got, want)
+	want := fmt.Sprintf("reply 0620\nreceive: permission denied\nlocked: true <nil>\nino: %d <nil>", queueIno(t, name))
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Fatalf("member of the control group:\n%s\nwant:\n%s", got, want)
 	}
 }
 

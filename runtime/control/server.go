@@ -56,7 +56,7 @@ var replyPattern = regexp.MustCompile(`^edgeipc\.reply\.[0-9]{1,10}\.[0-9a-f]{8,
 // ServerOptions configure NewServer.
 type ServerOptions struct {
 	Queue string                           // queue name, default QueueName("") (no leading slash), e.g. "edgeipc.ctl"
-	Mode  os.FileMode                      // 0600 default, 0660 with Group
+	Mode  os.FileMode                      // 0600 default, 0620 with Group (the group may send, not receive), or 0660
 	Group string                           // group name or numeric gid whose members may use the queue
 	Logf  func(format string, args ...any) // may be nil
 
@@ -138,22 +138,22 @@ func NewServer(h Handler, opts ServerOptions) (*Server, error) {
 		}
 		gid, s.group = g, g
 		if mode == 0 {
-			mode = 0o660
+			mode = 0o620
 		}
 	}
 	switch mode {
 	case 0:
 		mode = 0o600
 	case 0o600:
-	case 0o660:
+	case 0o620, 0o660:
 		if s.group < 0 {
 			s.group = os.Getegid()
 		}
 	default:
-		return nil, fmt.Errorf("control: queue mode %#o not allowed: use 0600 (owner only) or 0660 (owner and group)", uint32(mode))
+		return nil, fmt.Errorf("control: queue mode %#o not allowed: use 0600 (owner only), 0620 (the group may send requests) or 0660 (the group may also receive them)", uint32(mode))
 	}
 	if mode == 0o600 && opts.Group != "" {
-		return nil, fmt.Errorf("control: group %q given with mode 0600: use mode 0660 so the group can send requests", opts.Group)
+		return nil, fmt.Errorf("control: group %q given with mode 0600: use mode 0620 so the group can send requests", opts.Group)
 	}
 	maxMsg := opts.MaxMsg
 	if maxMsg <= 0 {
