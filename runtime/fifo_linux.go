@@ -332,11 +332,76 @@ func holdFIFO(path string, id fifoID) *os.File {
 	return os.NewFile(uintptr(fd), path)
 }
 
+// remakeFIFO creates the source's FIFO again when watchFIFO has found the
+// one it reads removed, while the source still reads what is in that one,
+// and keeps the new one's read end (ss.held, with its id in ss.heldID)
+// for the next run (takeRemade). While a read end is open, writers that
+// open the path are connected at once and what they write waits in the new
+// pipe; the read end holds the FIFO's lock, so another runtime is refused
+// it as one that this runtime reads. The FIFO is made as openFIFO makes
+// it (mode, group, checks), and only where nothing is: if something is at
+// the path again, or the FIFO cannot be made, the source is left as it
+// was, and its next run's openFIFO finds what is there and says so.
+func (ss *sourceState) remakeFIFO() {
+	c := ss.cfg
+	failed := func(err error) {
+		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was removed; could not create it again at once (%v); the source tries again once it has read what the removed one holds", c.Name, c.Path, err))
+	}
+	if err := checkFIFOPath(c.Path); err != nil {
+		failed(err)
+		return
+	}
+	// Only a FIFO made here: never one that someone put at the path since.
+	if err := unix.Mkfifo(c.Path, 0o600); err != nil {
+		failed(&os.PathError{Op: "mkfifo", Path: c.Path, Err: err})
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(c.Path, &st); err != nil {
+		failed(&os.PathError{Op: "lstat", Path: c.Path, Err: err})
+		return
+	}
+	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+	if err != nil {
+		failed(err)
+		return
+	}
+	unix.Close(dummy) // the next run opens its own
+	if (id != fifoID{uint64(st.Dev), uint64(st.Ino)}) {
+		f.Close()
+		failed(fmt.Errorf("%s was replaced while the runtime created it", c.Path))
+		return
+	}
+	ss.mu.Lock()
+	old := ss.held
+	ss.held, ss.heldID, ss.fifo = f, &id, &id
+	ss.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s was removed; created it again at once: what writers write into it is read once the source has read what the removed one holds", c.Name, c.Path))
+}
+
+// takeRemade returns the FIFO that remakeFIFO created and its id, and
+// leaves it to the caller (nil if there is none).
+func (ss *sourceState) takeRemade() (*os.File, fifoID) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.held == nil || ss.heldID == nil {
+		return nil, fifoID{}
+	}
+	f, id := ss.held, *ss.heldID
+	ss.held, ss.heldID = nil, nil
+	return f, id
+}
+
 // runFIFO reads records from a named pipe into the ring. If the FIFO is
-// removed while the source reads it, the source reads what is in it
-// (runFIFOOnce), then creates it again (logged): writers that open the path
-// from then on reach the runtime, while those that still had the old one
-// open get EPIPE and must reopen it.
+// removed while the source reads it, the source creates it again at once
+// (remakeFIFO) and holds it open, reads what is in the removed one
+// (runFIFOOnce), then reads the new one (logged): writers that open the
+// path from then on reach the runtime, and what they write while the source
+// still reads the removed FIFO waits in the new one; those that still had
+// the old one open get EPIPE and must reopen it.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
 	defer ss.releaseHeld()
 	note := ""
@@ -361,21 +426,43 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 // watchFIFO notices are decoded and written to the ring (however long a
 // block ring takes to take them); a record cut short there is counted as
 // bad, and bytes written after that moment are counted in dropped_bytes.
+// A removed FIFO is created again at once meanwhile (remakeFIFO), and the
+// next run reads that one (takeRemade).
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
-	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
-	var elsewhere *readElsewhereError
-	if errors.As(err, &elsewhere) && ss.holds() {
-		// The reader that openFIFO found may be the read end held over
-		// this restart, and the lock a writer's, taken in the gap
-		// between the runs. Check again without it (writers that write
-		// in the instant until the FIFO is open again get EPIPE).
-		ss.releaseHeld()
+	var (
+		f       *os.File
+		dummy   int
+		id      fifoID
+		err     error
+		goneNow error // the FIFO this run reads was gone before it began
+	)
+	if f, id = ss.takeRemade(); f != nil {
+		// The FIFO the previous run created again after the one it read
+		// was removed: what writers wrote into it since is in its pipe.
+		// Removed or replaced since, it is read as any FIFO that is gone.
+		if dummy, err = openDummy(c.Path, id); errors.Is(err, errFIFORemoved) || errors.Is(err, errFIFOReplaced) {
+			dummy, goneNow, err = -1, err, nil
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+	} else {
 		f, dummy, id, err = openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
-	}
-	ss.releaseHeld() // the source has the FIFO open now (or failed)
-	if err != nil {
-		return err
+		var elsewhere *readElsewhereError
+		if errors.As(err, &elsewhere) && ss.holds() {
+			// The reader that openFIFO found may be the read end held over
+			// this restart, and the lock a writer's, taken in the gap
+			// between the runs. Check again without it (writers that write
+			// in the instant until the FIFO is open again get EPIPE).
+			ss.releaseHeld()
+			f, dummy, id, err = openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+		}
+		ss.releaseHeld() // the source has the FIFO open now (or failed)
+		if err != nil {
+			return err
+		}
 	}
 	ss.set(func(ss *sourceState) { ss.fifo = &id })
 	defer func() {
@@ -386,13 +473,26 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// rctx ends with ctx or when watchFIFO finds the path no longer names
 	// this FIFO (its cause says how); ended tells the two apart.
 	rctx, fail := context.WithCancelCause(ctx)
+	// A FIFO removed (nothing at its path) is created again at once, so
+	// that writers are not refused, or, with a shell's "echo x > path",
+	// do not create a regular file there, while the source reads what is
+	// in the removed one (a block ring can take long).
+	failGone := func(err error) {
+		if errors.Is(err, errFIFORemoved) && ctx.Err() == nil {
+			ss.remakeFIFO()
+		}
+		fail(err)
+	}
+	if goneNow != nil {
+		failGone(goneNow)
+	}
 	watched := make(chan struct{})
 	var locked func()
 	if !fileTryLock(f) {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: its lock is held by a process that does not read it (a writer: flock needs no read access); reading it without the lock until that process lets it go", c.Name, c.Path))
 		locked = func() { ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s: took its lock", c.Name, c.Path)) }
 	}
-	go func() { defer close(watched); watchFIFO(rctx, fail, c.Path, id, f, locked) }()
+	go func() { defer close(watched); watchFIFO(rctx, failGone, c.Path, id, f, locked) }()
 	defer func() { fail(nil); <-watched }()
 	ended := func() error {
 		if ctx.Err() != nil {
@@ -530,8 +630,10 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			ss.badRecord(err)
 			continue
 		}
-		if rctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// The FIFO is gone, and what was in it has been read.
+		if rctx.Err() != nil && (errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The FIFO is gone, and what was in it has been read (EOF: its
+			// writers had all closed it, and the source had no write end
+			// of it: one created again was removed before it was read).
 			if d.InRecord() {
 				ss.badRecord(fmt.Errorf("FIFO %s is gone (%s) and its writers sent no more of the record being read (%s); the partial record is dropped", c.Path, gone(rctx), cutShort(d, err)))
 			}

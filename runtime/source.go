@@ -57,8 +57,12 @@ type sourceState struct {
 	fifo *fifoID
 	// held is a read end of the FIFO that the reload which started this
 	// source held over the restart (apply, holdFIFO); the source closes
-	// it once it has opened the FIFO itself.
-	held *os.File
+	// it once it has opened the FIFO itself. heldID is set with it when
+	// held is instead the FIFO that the source itself created again, at
+	// once, after the one it read was removed (remakeFIFO): the source
+	// created and locked it, and its next run reads it (takeRemade).
+	held   *os.File
+	heldID *fifoID
 	// carry is what the source this one replaces (same FIFO, same
 	// framing) had read but not decoded when it stopped: the start of a
 	// record whose rest is still in the FIFO. The first run decodes it
@@ -273,7 +277,7 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 func (ss *sourceState) releaseHeld() {
 	ss.mu.Lock()
 	h := ss.held
-	ss.held = nil
+	ss.held, ss.heldID = nil, nil
 	ss.mu.Unlock()
 	if h != nil {
 		h.Close()
