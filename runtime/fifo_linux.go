@@ -532,8 +532,8 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// block ring held up by a slow reader), then the start of a record
 	// whose rest is still in the FIFO.
 	ss.mu.Lock()
-	inHand, carry := ss.carryRec, ss.carry
-	ss.carryRec, ss.carry = nil, nil
+	inHand, carry, carryCut := ss.carryRec, ss.carry, ss.carryCut
+	ss.carryRec, ss.carry, ss.carryCut = nil, nil, false
 	ss.mu.Unlock()
 	// Stopped (a reload or restart that replaces the source): keep the
 	// record not yet in the ring and what was read of the next one, for
@@ -542,11 +542,17 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	k, _ := framing.ParseKind(c.Framing)
 	var d *framing.Decoder
 	decoding := false
+	// If the FIFO was gone (rctx ended first), what was read of it is
+	// handed on as cut: the rest of its last record is not in the FIFO
+	// that the next source reads.
 	defer func() {
 		if ctx.Err() != nil {
-			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand}
+			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand, cut: carryCut}
 			if decoding {
 				p.data, p.ok = d.Pending()
+			}
+			if cause := context.Cause(rctx); errors.Is(cause, errFIFORemoved) || errors.Is(cause, errFIFOReplaced) {
+				p.cut = true
 			}
 			ss.set(func(ss *sourceState) { ss.pending = p })
 		}
@@ -600,9 +606,16 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		return tr.Read(p)
 	})
-	if len(carry) > 0 {
+	switch {
+	case len(carry) > 0 && carryCut:
+		// Decoded as a stream of its own (it ends with carry): see
+		// carryCut in the loop.
+		d.Reset(bytes.NewReader(carry))
+	case len(carry) > 0:
+		carryCut = false
 		d.Reset(io.MultiReader(bytes.NewReader(carry), in))
-	} else {
+	default:
+		carryCut = false
 		d.Reset(in)
 	}
 	decoding = true
@@ -628,6 +641,16 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		var bad *framing.BadRecordError
 		if errors.As(err, &bad) {
 			ss.badRecord(err)
+			continue
+		}
+		if carryCut && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The end of what the source this one replaced had read of
+			// a FIFO that was gone: a record it ends in is cut short.
+			if d.InRecord() {
+				ss.badRecord(fmt.Errorf("the source this one replaced stopped while it read FIFO %s, which was removed or replaced, in the middle of a record whose rest was in that FIFO (%s); the partial record is dropped", c.Path, cutShort(d, err)))
+			}
+			carryCut = false
+			d.Reset(in)
 			continue
 		}
 		if rctx.Err() != nil && (errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {

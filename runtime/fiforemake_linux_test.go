@@ -31,10 +31,11 @@ type remadeRig struct {
 }
 
 // newRemadeRig starts the rig (dir: the FIFO's directory, "" for the
-// test's own; extra: the fifo source's further keys), writes inPipe into the FIFO once the source has read "rec 1" to "rec 30"
+// test's own; extra: the fifo source's further keys; read: bytes written
+// after "rec 30", which the source reads with it), writes inPipe into the FIFO once the source has read "rec 1" to "rec 30"
 // and waits in the full ring, removes the FIFO and returns once the source
 // has noticed (logged).
-func newRemadeRig(t *testing.T, dir, extra, inPipe string) *remadeRig {
+func newRemadeRig(t *testing.T, dir, extra, read, inPipe string) *remadeRig {
 	t.Helper()
 	r := &remadeRig{e: newEnv(t)}
 	if dir == "" {
@@ -62,7 +63,7 @@ func newRemadeRig(t *testing.T, dir, extra, inPipe string) *remadeRig {
 	}
 	t.Cleanup(func() { r.rd.Close() })
 	eventually(t, "fifo source running", func() bool { return r.rt.sourceStat(t, "fifo").State == StateRunning })
-	writeLine(t, r.fifo, recLines(1, 30))
+	writeLine(t, r.fifo, recLines(1, 30)+read)
 	eventually(t, "the source to read the FIFO and wait in the full ring", func() bool {
 		return r.rt.sourceStat(t, "fifo").Frames == 8 && pipeLen(t, r.fifo) == 0
 	})
@@ -144,7 +145,7 @@ func echoInto(t *testing.T, path, line string) {
 // ENOENT, and "echo x > path" created a regular file there, which the
 // source then refused for good ("exists and is not a FIFO").
 func TestFIFORemovedIsCreatedAgainAtOnce(t *testing.T) {
-	r := newRemadeRig(t, "", "", recLines(31, 40))
+	r := newRemadeRig(t, "", "", "", recLines(31, 40))
 	r.waitRemade(t)
 	r.logb.waitFor(t, "source fifo: FIFO "+r.fifo+" was removed; created it again at once", 1)
 	var st unix.Stat_t
@@ -192,7 +193,7 @@ func TestFIFORemovedStopDuringRead(t *testing.T) {
 			if how == "shutdown-remove_on_exit" {
 				extra = "remove_on_exit = true\n"
 			}
-			r := newRemadeRig(t, "", extra, "")
+			r := newRemadeRig(t, "", extra, "", "")
 			r.waitRemade(t)
 			ino := inode(r.fifo)
 			writeLine(t, r.fifo, "rec 31\n")
@@ -261,7 +262,7 @@ func TestFIFORemovedStopDuringRead(t *testing.T) {
 // first one is read in turn: what writers wrote into it is read after the
 // first FIFO's records, and the FIFO is created again (again at once).
 func TestFIFORemovedTwiceDuringRead(t *testing.T) {
-	r := newRemadeRig(t, "", "", "")
+	r := newRemadeRig(t, "", "", "", "")
 	r.waitRemade(t)
 	writeLine(t, r.fifo, "rec 31\n")
 	if err := os.Remove(r.fifo); err != nil {
@@ -285,11 +286,42 @@ func TestFIFORemovedCannotBeMadeAgain(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := newRemadeRig(t, dir, "", recLines(31, 32))
+	r := newRemadeRig(t, dir, "", "", recLines(31, 32))
 	r.logb.waitFor(t, fmt.Sprintf("source fifo: FIFO %s was removed; could not create it again at once (mkfifo %s: no such file or directory)", r.fifo, r.fifo), 1)
 	r.stillBlocked(t)
 	readRecs(t, r.rt, r.rd, 1, 32)
 	eventually(t, "the source to say why it cannot create the FIFO", func() bool {
 		return strings.Contains(r.rt.sourceStat(t, "fifo").LastError, "mkfifo "+r.fifo)
 	})
+}
+
+// A restart or reload while the source reads a removed FIFO hands on what
+// it had read of that FIFO, but the start of a record there cannot be
+// completed by the FIFO the next source reads (its rest, if any, was in the
+// removed one): it is counted as a bad record, and the next source's first
+// record is read whole. Before, the next source decoded the start of that
+// record and then the new FIFO, and the two ran into one frame ("partrec
+// 31").
+func TestFIFORemovedRestartDropsCutRecord(t *testing.T) {
+	for _, how := range []string{"restart", "reload"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRemadeRig(t, "", "", "part", "")
+			r.waitRemade(t)
+			writeLine(t, r.fifo, "rec 31\n")
+			if how == "restart" {
+				if err := r.rt.RestartSource("fifo"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				r.write(r.config("type = 2\n"))
+				if err := reloadWithin(t, r.rt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			readRecs(t, r.rt, r.rd, 1, 31)
+			wantFIFOStat(t, r.rt, map[string]uint64{"restart": 31, "reload": 23}[how], 1)
+			r.logb.waitFor(t, "source fifo: dropped a record: the source this one replaced stopped while it read FIFO "+r.fifo+", which was removed or replaced, in the middle of a record whose rest was in that FIFO (the stream ended after 4 bytes of it)", 1)
+		})
+	}
 }

@@ -69,8 +69,12 @@ type sourceState struct {
 	// before the FIFO. pending is this source's own, set when a stop
 	// ends its run, and cleared by a stop that finds it not running and
 	// by the next start, so only the stop that ends a run hands it on.
-	carry   []byte
-	pending fifoPending
+	// carryCut: carry came from a FIFO that was gone (removed or
+	// replaced) when the source stopped, so the rest of a record it ends
+	// in is not in the FIFO this source reads.
+	carry    []byte
+	carryCut bool
+	pending  fifoPending
 	// carryRec is a record the source this one replaces had read whole
 	// but not written to the ring when it stopped (its put waited for
 	// room in a block ring): the first run writes it before carry.
@@ -93,6 +97,7 @@ type fifoPending struct {
 	data    []byte
 	ok      bool
 	rec     *framing.Record
+	cut     bool // the FIFO data came from was gone (sourceState.carryCut)
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
@@ -263,7 +268,7 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 	switch {
 	case len(p.data) == 0 && p.ok:
 	case err == nil && p.ok && k == p.framing:
-		ss.set(func(ss *sourceState) { ss.carry = p.data })
+		ss.set(func(ss *sourceState) { ss.carry, ss.carryCut = p.data, p.cut })
 	case !p.ok:
 		ss.rt.log.Info(fmt.Sprintf("source %s: the source it replaces stopped inside an over-long record it was dropping; what is left of that record in the FIFO is read afresh (as a bad record, or a broken stream)", ss.cfg.Name))
 	default:
