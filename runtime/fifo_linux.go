@@ -333,71 +333,83 @@ func holdFIFO(path string, id fifoID) *os.File {
 }
 
 // remakeFIFO creates the source's FIFO again when watchFIFO has found the
-// one it reads removed, while the source still reads what is in that one,
-// and keeps the new one's read end (ss.held, with its id in ss.heldID)
-// for the next run (takeRemade). While a read end is open, writers that
-// open the path are connected at once and what they write waits in the new
-// pipe; the read end holds the FIFO's lock, so another runtime is refused
-// it as one that this runtime reads. The FIFO is made as openFIFO makes
+// one it reads (or the last one it made again) removed, while the source
+// still reads what is in that one, and keeps the new one's read end
+// (ss.remade) for a next run (takeRemade). While a read end is open,
+// writers that open the path are connected at once and what they write
+// waits in the new pipe; the read end holds the FIFO's lock, so another
+// runtime is refused it as one that this runtime reads. The FIFO is made as openFIFO makes
 // it (mode, group, checks), and only where nothing is: if something is at
 // the path again, or the FIFO cannot be made, the source is left as it
-// was, and its next run's openFIFO finds what is there and says so.
-func (ss *sourceState) remakeFIFO() {
+// was, and its next run's openFIFO finds what is there and says so. It
+// reports whether it made the FIFO.
+func (ss *sourceState) remakeFIFO() bool {
 	c := ss.cfg
 	failed := func(err error) {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was removed; could not create it again at once (%v); the source tries again once it has read what the removed one holds", c.Name, c.Path, err))
 	}
 	if err := checkFIFOPath(c.Path); err != nil {
 		failed(err)
-		return
+		return false
 	}
 	// Only a FIFO made here: never one that someone put at the path since.
 	if err := unix.Mkfifo(c.Path, 0o600); err != nil {
 		failed(&os.PathError{Op: "mkfifo", Path: c.Path, Err: err})
-		return
+		return false
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(c.Path, &st); err != nil {
 		failed(&os.PathError{Op: "lstat", Path: c.Path, Err: err})
-		return
+		return false
 	}
 	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
 	if err != nil {
 		failed(err)
-		return
+		return false
 	}
 	unix.Close(dummy) // the next run opens its own
 	if (id != fifoID{uint64(st.Dev), uint64(st.Ino)}) {
 		f.Close()
 		failed(fmt.Errorf("%s was replaced while the runtime created it", c.Path))
-		return
+		return false
 	}
 	ss.mu.Lock()
-	old := ss.held
-	ss.held, ss.heldID, ss.fifo = f, &id, &id
+	ss.remade = append(ss.remade, remadeFIFO{f, id})
+	ss.fifo = &id // the one at the path: remove_on_exit, holdFIFO
 	ss.mu.Unlock()
-	if old != nil {
-		old.Close()
-	}
 	ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s was removed; created it again at once: what writers write into it is read once the source has read what the removed one holds", c.Name, c.Path))
+	return true
 }
 
-// takeRemade returns the FIFO that remakeFIFO created and its id, and
-// leaves it to the caller (nil if there is none).
-func (ss *sourceState) takeRemade() (*os.File, fifoID) {
+// takeRemade returns the oldest FIFO that remakeFIFO created and its id,
+// and leaves it to the caller (nil if there is none); more reports whether
+// others are left.
+func (ss *sourceState) takeRemade() (f *os.File, id fifoID, more bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.held == nil || ss.heldID == nil {
-		return nil, fifoID{}
+	if len(ss.remade) == 0 {
+		return nil, fifoID{}, false
 	}
-	f, id := ss.held, *ss.heldID
-	ss.held, ss.heldID = nil, nil
-	return f, id
+	r := ss.remade[0]
+	ss.remade = ss.remade[1:]
+	return r.f, r.id, len(ss.remade) > 0
+}
+
+// lastRemade returns the id of the newest FIFO that remakeFIFO created and
+// no run has taken (ok false if there is none).
+func (ss *sourceState) lastRemade() (id fifoID, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.remade) == 0 {
+		return fifoID{}, false
+	}
+	return ss.remade[len(ss.remade)-1].id, true
 }
 
 // runFIFO reads records from a named pipe into the ring. If the FIFO is
 // removed while the source reads it, the source creates it again at once
-// (remakeFIFO) and holds it open, reads what is in the removed one
+// (remakeFIFO; and again if that one is removed too before the source
+// gets to it) and holds it open, reads what is in the removed one
 // (runFIFOOnce), then reads the new one (logged): writers that open the
 // path from then on reach the runtime, and what they write while the source
 // still reads the removed FIFO waits in the new one; those that still had
@@ -436,12 +448,16 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		id      fifoID
 		err     error
 		goneNow error // the FIFO this run reads was gone before it began
+		more    bool  // FIFOs made again after this one wait (the last at the path)
 	)
-	if f, id = ss.takeRemade(); f != nil {
-		// The FIFO the previous run created again after the one it read
-		// was removed: what writers wrote into it since is in its pipe.
-		// Removed or replaced since, it is read as any FIFO that is gone.
-		if dummy, err = openDummy(c.Path, id); errors.Is(err, errFIFORemoved) || errors.Is(err, errFIFOReplaced) {
+	if f, id, more = ss.takeRemade(); f != nil {
+		// A FIFO created again after the one a previous run read was
+		// removed: what writers wrote into it since is in its pipe.
+		// Removed or replaced since, it is read as any FIFO that is gone
+		// (with more, it was removed: the next one was made after that).
+		if more {
+			dummy, goneNow = -1, fifoGone(c.Path, fifoMissing)
+		} else if dummy, err = openDummy(c.Path, id); errors.Is(err, errFIFORemoved) || errors.Is(err, errFIFOReplaced) {
 			dummy, goneNow, err = -1, err, nil
 		}
 		if err != nil {
@@ -464,7 +480,9 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			return err
 		}
 	}
-	ss.set(func(ss *sourceState) { ss.fifo = &id })
+	if !more {
+		ss.set(func(ss *sourceState) { ss.fifo = &id })
+	}
 	defer func() {
 		if dummy >= 0 {
 			unix.Close(dummy)
@@ -477,8 +495,9 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// that writers are not refused, or, with a shell's "echo x > path",
 	// do not create a regular file there, while the source reads what is
 	// in the removed one (a block ring can take long).
+	// (Unless a FIFO made again after this one is there already.)
 	failGone := func(err error) {
-		if errors.Is(err, errFIFORemoved) && ctx.Err() == nil {
+		if _, made := ss.lastRemade(); !made && errors.Is(err, errFIFORemoved) && ctx.Err() == nil {
 			ss.remakeFIFO()
 		}
 		fail(err)
@@ -492,8 +511,29 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: its lock is held by a process that does not read it (a writer: flock needs no read access); reading it without the lock until that process lets it go", c.Name, c.Path))
 		locked = func() { ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s: took its lock", c.Name, c.Path)) }
 	}
-	go func() { defer close(watched); watchFIFO(rctx, failGone, c.Path, id, f, locked) }()
-	defer func() { fail(nil); <-watched }()
+	// wctx ends when the run returns.
+	wctx, wstop := context.WithCancel(ctx)
+	go func() {
+		defer close(watched)
+		watchFIFO(rctx, failGone, c.Path, id, f, locked)
+		// While the run reads what is left in a removed FIFO, the FIFO
+		// made again in its place is watched too: removed as well, it is
+		// made again, and the next runs read them in turn.
+		for ctx.Err() == nil && errors.Is(context.Cause(rctx), errFIFORemoved) {
+			last, ok := ss.lastRemade()
+			if !ok {
+				return
+			}
+			removed := false
+			watchFIFO(wctx, func(err error) {
+				removed = errors.Is(err, errFIFORemoved) && ctx.Err() == nil && ss.remakeFIFO()
+			}, c.Path, last, nil, nil)
+			if !removed {
+				return
+			}
+		}
+	}()
+	defer func() { fail(nil); wstop(); <-watched }()
 	ended := func() error {
 		if ctx.Err() != nil {
 			return nil

@@ -57,12 +57,14 @@ type sourceState struct {
 	fifo *fifoID
 	// held is a read end of the FIFO that the reload which started this
 	// source held over the restart (apply, holdFIFO); the source closes
-	// it once it has opened the FIFO itself. heldID is set with it when
-	// held is instead the FIFO that the source itself created again, at
-	// once, after the one it read was removed (remakeFIFO): the source
-	// created and locked it, and its next run reads it (takeRemade).
-	held   *os.File
-	heldID *fifoID
+	// it once it has opened the FIFO itself.
+	held *os.File
+	// remade are the FIFOs that the source created again at once, each
+	// after the one before it was removed while the source read it
+	// (remakeFIFO), oldest first: read ends that hold their locks, which
+	// the next runs read in turn (takeRemade). Only the last one can
+	// still be at the path. releaseHeld closes them too.
+	remade []remadeFIFO
 	// carry is what the source this one replaces (same FIFO, same
 	// framing) had read but not decoded when it stopped: the start of a
 	// record whose rest is still in the FIFO. The first run decodes it
@@ -87,6 +89,12 @@ type sourceState struct {
 
 // fifoID identifies the FIFO a source reads: its device and inode.
 type fifoID struct{ dev, ino uint64 }
+
+// remadeFIFO is a read end of the FIFO id (sourceState.remade).
+type remadeFIFO struct {
+	f  *os.File
+	id fifoID
+}
 
 // fifoPending is what a fifo source had read from its FIFO but not yet
 // decoded when it stopped (framing.Decoder.Pending): ok is false when those
@@ -278,14 +286,17 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 }
 
 // releaseHeld closes the read end held over the reload that started the
-// source, if any.
+// source, if any, and the FIFOs it created again that no run has taken.
 func (ss *sourceState) releaseHeld() {
 	ss.mu.Lock()
-	h := ss.held
-	ss.held, ss.heldID = nil, nil
+	h, remade := ss.held, ss.remade
+	ss.held, ss.remade = nil, nil
 	ss.mu.Unlock()
 	if h != nil {
 		h.Close()
+	}
+	for _, r := range remade {
+		r.f.Close()
 	}
 }
 
