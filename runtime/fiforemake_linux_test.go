@@ -145,36 +145,52 @@ func echoInto(t *testing.T, path, line string) {
 // ENOENT, and "echo x > path" created a regular file there, which the
 // source then refused for good ("exists and is not a FIFO").
 func TestFIFORemovedIsCreatedAgainAtOnce(t *testing.T) {
-	r := newRemadeRig(t, "", "", "", recLines(31, 40))
-	r.waitRemade(t)
-	r.logb.waitFor(t, "source fifo: FIFO "+r.fifo+" was removed; created it again at once", 1)
-	var st unix.Stat_t
-	if err := unix.Lstat(r.fifo, &st); err != nil {
-		t.Fatal(err)
+	gid := os.Getegid()
+	if os.Geteuid() == 0 {
+		gid = 65534 // root can give it any group: check that it does
 	}
-	if st.Mode&0o7777 != 0o600 || int(st.Uid) != os.Geteuid() {
-		t.Fatalf("FIFO created again with mode %#o, uid %d; want 0600, uid %d", st.Mode&0o7777, st.Uid, os.Geteuid())
-	}
-	// Another runtime is refused it: this one holds its lock and reads it.
-	if f, dummy, _, err := openFIFO(r.fifo, 0, ""); err == nil {
-		f.Close()
-		unix.Close(dummy)
-		t.Fatal("another runtime could open the FIFO created again; want it refused")
-	} else if elsewhere := (*readElsewhereError)(nil); !errors.As(err, &elsewhere) {
-		t.Fatalf("another runtime's open: %v; want it refused as a FIFO another runtime reads", err)
-	}
-	writeLine(t, r.fifo, "rec 41\n") // O_NONBLOCK: ENXIO if nothing had it open for reading
-	echoInto(t, r.fifo, "rec 42\n")
-	if err := unix.Lstat(r.fifo, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		t.Fatalf("after echo > %s: mode %#o, %v; want the FIFO still there", r.fifo, st.Mode, err)
-	}
-	r.stillBlocked(t)
-	readRecs(t, r.rt, r.rd, 1, 42)
-	wantFIFOStat(t, r.rt, 42, 0)
-	writeLine(t, r.fifo, "rec 43\n")
-	readRecs(t, r.rt, r.rd, 43, 43)
-	if st := r.rt.sourceStat(t, "fifo"); st.Dropped != 0 || !strings.Contains(st.LastError, "created it again") {
-		t.Fatalf("stat %+v; want nothing dropped, and the last error to say the FIFO was created again", st)
+	for _, tc := range []struct {
+		name, extra string
+		mode        uint32
+		gid         int
+	}{
+		{"default", "", 0o600, os.Getegid()},
+		{"group", fmt.Sprintf("mode = \"0660\"\ngroup = \"%d\"\n", gid), 0o660, gid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRemadeRig(t, "", tc.extra, "", recLines(31, 40))
+			r.waitRemade(t)
+			r.logb.waitFor(t, "source fifo: FIFO "+r.fifo+" was removed; created it again at once", 1)
+			var st unix.Stat_t
+			if err := unix.Lstat(r.fifo, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode&0o7777 != tc.mode || int(st.Uid) != os.Geteuid() || int(st.Gid) != tc.gid {
+				t.Fatalf("FIFO created again with mode %#o, uid %d, gid %d; want %#o, uid %d, gid %d", st.Mode&0o7777, st.Uid, st.Gid, tc.mode, os.Geteuid(), tc.gid)
+			}
+			// Another runtime is refused it: this one holds its lock and
+			// reads it.
+			if f, dummy, _, err := openFIFO(r.fifo, 0, ""); err == nil {
+				f.Close()
+				unix.Close(dummy)
+				t.Fatal("another runtime could open the FIFO created again; want it refused")
+			} else if elsewhere := (*readElsewhereError)(nil); !errors.As(err, &elsewhere) {
+				t.Fatalf("another runtime's open: %v; want it refused as a FIFO another runtime reads", err)
+			}
+			writeLine(t, r.fifo, "rec 41\n") // O_NONBLOCK: ENXIO if nothing had it open for reading
+			echoInto(t, r.fifo, "rec 42\n")
+			if err := unix.Lstat(r.fifo, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+				t.Fatalf("after echo > %s: mode %#o, %v; want the FIFO still there", r.fifo, st.Mode, err)
+			}
+			r.stillBlocked(t)
+			readRecs(t, r.rt, r.rd, 1, 42)
+			wantFIFOStat(t, r.rt, 42, 0)
+			writeLine(t, r.fifo, "rec 43\n")
+			readRecs(t, r.rt, r.rd, 43, 43)
+			if st := r.rt.sourceStat(t, "fifo"); st.Dropped != 0 || !strings.Contains(st.LastError, "created it again") {
+				t.Fatalf("stat %+v; want nothing dropped, and the last error to say the FIFO was created again", st)
+			}
+		})
 	}
 }
 
