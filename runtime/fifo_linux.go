@@ -338,11 +338,11 @@ func holdFIFO(path string, id fifoID) *os.File {
 // (ss.remade) for a next run (takeRemade). While a read end is open,
 // writers that open the path are connected at once and what they write
 // waits in the new pipe; the read end holds the FIFO's lock, so another
-// runtime is refused it as one that this runtime reads. The FIFO is made as openFIFO makes
-// it (mode, group, checks), and only where nothing is: if something is at
-// the path again, or the FIFO cannot be made, the source is left as it
-// was, and its next run's openFIFO finds what is there and says so. It
-// reports whether it made the FIFO.
+// runtime is refused it as one that this runtime reads. The FIFO is made
+// as openFIFO makes it (mode, group, checks), and only where nothing is:
+// if something is at the path again, or the FIFO cannot be made, the
+// source is left as it was, and its next run's openFIFO finds what is
+// there and says so. It reports whether it made the FIFO.
 func (ss *sourceState) remakeFIFO() bool {
 	c := ss.cfg
 	failed := func(err error) {
