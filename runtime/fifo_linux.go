@@ -332,11 +332,88 @@ func holdFIFO(path string, id fifoID) *os.File {
 	return os.NewFile(uintptr(fd), path)
 }
 
+// remakeFIFO creates the source's FIFO again when watchFIFO has found the
+// one it reads (or the last one it made again) removed, while the source
+// still reads what is in that one, and keeps the new one's read end
+// (ss.remade) for a next run (takeRemade). While a read end is open,
+// writers that open the path are connected at once and what they write
+// waits in the new pipe; the read end holds the FIFO's lock, so another
+// runtime is refused it as one that this runtime reads. The FIFO is made
+// as openFIFO makes it (mode, group, checks), and only where nothing is:
+// if something is at the path again, or the FIFO cannot be made, the
+// source is left as it was, and its next run's openFIFO finds what is
+// there and says so. It reports whether it made the FIFO.
+func (ss *sourceState) remakeFIFO() bool {
+	c := ss.cfg
+	failed := func(err error) {
+		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was removed; could not create it again at once (%v); the source tries again once it has read what the removed one holds", c.Name, c.Path, err))
+	}
+	if err := checkFIFOPath(c.Path); err != nil {
+		failed(err)
+		return false
+	}
+	// Only a FIFO made here: never one that someone put at the path since.
+	if err := unix.Mkfifo(c.Path, 0o600); err != nil {
+		failed(&os.PathError{Op: "mkfifo", Path: c.Path, Err: err})
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(c.Path, &st); err != nil {
+		failed(&os.PathError{Op: "lstat", Path: c.Path, Err: err})
+		return false
+	}
+	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+	if err != nil {
+		failed(err)
+		return false
+	}
+	unix.Close(dummy) // the next run opens its own
+	if (id != fifoID{uint64(st.Dev), uint64(st.Ino)}) {
+		f.Close()
+		failed(fmt.Errorf("%s was replaced while the runtime created it", c.Path))
+		return false
+	}
+	ss.mu.Lock()
+	ss.remade = append(ss.remade, remadeFIFO{f, id})
+	ss.fifo = &id // the one at the path: remove_on_exit, holdFIFO
+	ss.mu.Unlock()
+	ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s was removed; created it again at once: what writers write into it is read once the source has read what the removed one holds", c.Name, c.Path))
+	return true
+}
+
+// takeRemade returns the oldest FIFO that remakeFIFO created and its id,
+// and leaves it to the caller (nil if there is none); more reports whether
+// others are left.
+func (ss *sourceState) takeRemade() (f *os.File, id fifoID, more bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.remade) == 0 {
+		return nil, fifoID{}, false
+	}
+	r := ss.remade[0]
+	ss.remade = ss.remade[1:]
+	return r.f, r.id, len(ss.remade) > 0
+}
+
+// lastRemade returns the id of the newest FIFO that remakeFIFO created and
+// no run has taken (ok false if there is none).
+func (ss *sourceState) lastRemade() (id fifoID, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.remade) == 0 {
+		return fifoID{}, false
+	}
+	return ss.remade[len(ss.remade)-1].id, true
+}
+
 // runFIFO reads records from a named pipe into the ring. If the FIFO is
-// removed while the source reads it, the source reads what is in it
-// (runFIFOOnce), then creates it again (logged): writers that open the path
-// from then on reach the runtime, while those that still had the old one
-// open get EPIPE and must reopen it.
+// removed while the source reads it, the source creates it again at once
+// (remakeFIFO; and again if that one is removed too before the source
+// gets to it) and holds it open, reads what is in the removed one
+// (runFIFOOnce), then reads the new one (logged): writers that open the
+// path from then on reach the runtime, and what they write while the source
+// still reads the removed FIFO waits in the new one; those that still had
+// the old one open get EPIPE and must reopen it.
 func (ss *sourceState) runFIFO(ctx context.Context) error {
 	defer ss.releaseHeld()
 	note := ""
@@ -361,23 +438,51 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 // watchFIFO notices are decoded and written to the ring (however long a
 // block ring takes to take them); a record cut short there is counted as
 // bad, and bytes written after that moment are counted in dropped_bytes.
+// A removed FIFO is created again at once meanwhile (remakeFIFO), and the
+// next run reads that one (takeRemade).
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
-	f, dummy, id, err := openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
-	var elsewhere *readElsewhereError
-	if errors.As(err, &elsewhere) && ss.holds() {
-		// The reader that openFIFO found may be the read end held over
-		// this restart, and the lock a writer's, taken in the gap
-		// between the runs. Check again without it (writers that write
-		// in the instant until the FIFO is open again get EPIPE).
-		ss.releaseHeld()
+	var (
+		f       *os.File
+		dummy   int
+		id      fifoID
+		err     error
+		goneNow error // the FIFO this run reads was gone before it began
+		more    bool  // FIFOs made again after this one wait (the last at the path)
+	)
+	if f, id, more = ss.takeRemade(); f != nil {
+		// A FIFO created again after the one a previous run read was
+		// removed: what writers wrote into it since is in its pipe.
+		// Removed or replaced since, it is read as any FIFO that is gone
+		// (with more, it was removed: the next one was made after that).
+		if more {
+			dummy, goneNow = -1, fifoGone(c.Path, fifoMissing)
+		} else if dummy, err = openDummy(c.Path, id); errors.Is(err, errFIFORemoved) || errors.Is(err, errFIFOReplaced) {
+			dummy, goneNow, err = -1, err, nil
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+	} else {
 		f, dummy, id, err = openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+		var elsewhere *readElsewhereError
+		if errors.As(err, &elsewhere) && ss.holds() {
+			// The reader that openFIFO found may be the read end held over
+			// this restart, and the lock a writer's, taken in the gap
+			// between the runs. Check again without it (writers that write
+			// in the instant until the FIFO is open again get EPIPE).
+			ss.releaseHeld()
+			f, dummy, id, err = openFIFO(c.Path, os.FileMode(c.Mode), c.Group)
+		}
+		ss.releaseHeld() // the source has the FIFO open now (or failed)
+		if err != nil {
+			return err
+		}
 	}
-	ss.releaseHeld() // the source has the FIFO open now (or failed)
-	if err != nil {
-		return err
+	if !more {
+		ss.set(func(ss *sourceState) { ss.fifo = &id })
 	}
-	ss.set(func(ss *sourceState) { ss.fifo = &id })
 	defer func() {
 		if dummy >= 0 {
 			unix.Close(dummy)
@@ -386,14 +491,49 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// rctx ends with ctx or when watchFIFO finds the path no longer names
 	// this FIFO (its cause says how); ended tells the two apart.
 	rctx, fail := context.WithCancelCause(ctx)
+	// A FIFO removed (nothing at its path) is created again at once, so
+	// that writers are not refused, or, with a shell's "echo x > path",
+	// do not create a regular file there, while the source reads what is
+	// in the removed one (a block ring can take long).
+	// (Unless a FIFO made again after this one is there already.)
+	failGone := func(err error) {
+		if _, made := ss.lastRemade(); !made && errors.Is(err, errFIFORemoved) && ctx.Err() == nil {
+			ss.remakeFIFO()
+		}
+		fail(err)
+	}
+	if goneNow != nil {
+		failGone(goneNow)
+	}
 	watched := make(chan struct{})
 	var locked func()
 	if !fileTryLock(f) {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: its lock is held by a process that does not read it (a writer: flock needs no read access); reading it without the lock until that process lets it go", c.Name, c.Path))
 		locked = func() { ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s: took its lock", c.Name, c.Path)) }
 	}
-	go func() { defer close(watched); watchFIFO(rctx, fail, c.Path, id, f, locked) }()
-	defer func() { fail(nil); <-watched }()
+	// wctx ends when the run returns.
+	wctx, wstop := context.WithCancel(ctx)
+	go func() {
+		defer close(watched)
+		watchFIFO(rctx, failGone, c.Path, id, f, locked)
+		// While the run reads what is left in a removed FIFO, the FIFO
+		// made again in its place is watched too: removed as well, it is
+		// made again, and the next runs read them in turn.
+		for ctx.Err() == nil && errors.Is(context.Cause(rctx), errFIFORemoved) {
+			last, ok := ss.lastRemade()
+			if !ok {
+				return
+			}
+			removed := false
+			watchFIFO(wctx, func(err error) {
+				removed = errors.Is(err, errFIFORemoved) && ctx.Err() == nil && ss.remakeFIFO()
+			}, c.Path, last, nil, nil)
+			if !removed {
+				return
+			}
+		}
+	}()
+	defer func() { fail(nil); wstop(); <-watched }()
 	ended := func() error {
 		if ctx.Err() != nil {
 			return nil
@@ -432,8 +572,8 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// block ring held up by a slow reader), then the start of a record
 	// whose rest is still in the FIFO.
 	ss.mu.Lock()
-	inHand, carry := ss.carryRec, ss.carry
-	ss.carryRec, ss.carry = nil, nil
+	inHand, carry, carryCut := ss.carryRec, ss.carry, ss.carryCut
+	ss.carryRec, ss.carry, ss.carryCut = nil, nil, false
 	ss.mu.Unlock()
 	// Stopped (a reload or restart that replaces the source): keep the
 	// record not yet in the ring and what was read of the next one, for
@@ -442,11 +582,17 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	k, _ := framing.ParseKind(c.Framing)
 	var d *framing.Decoder
 	decoding := false
+	// If the FIFO was gone (rctx ended first), what was read of it is
+	// handed on as cut: the rest of its last record is not in the FIFO
+	// that the next source reads.
 	defer func() {
 		if ctx.Err() != nil {
-			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand}
+			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand, cut: carryCut}
 			if decoding {
 				p.data, p.ok = d.Pending()
+			}
+			if cause := context.Cause(rctx); errors.Is(cause, errFIFORemoved) || errors.Is(cause, errFIFOReplaced) {
+				p.cut = true
 			}
 			ss.set(func(ss *sourceState) { ss.pending = p })
 		}
@@ -500,9 +646,16 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		return tr.Read(p)
 	})
-	if len(carry) > 0 {
+	switch {
+	case len(carry) > 0 && carryCut:
+		// Decoded as a stream of its own (it ends with carry): see
+		// carryCut in the loop.
+		d.Reset(bytes.NewReader(carry))
+	case len(carry) > 0:
+		carryCut = false
 		d.Reset(io.MultiReader(bytes.NewReader(carry), in))
-	} else {
+	default:
+		carryCut = false
 		d.Reset(in)
 	}
 	decoding = true
@@ -530,8 +683,20 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			ss.badRecord(err)
 			continue
 		}
-		if rctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// The FIFO is gone, and what was in it has been read.
+		if carryCut && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The end of what the source this one replaced had read of
+			// a FIFO that was gone: a record it ends in is cut short.
+			if d.InRecord() {
+				ss.badRecord(fmt.Errorf("the source this one replaced stopped while it read FIFO %s, which was removed or replaced, in the middle of a record whose rest was in that FIFO (%s); the partial record is dropped", c.Path, cutShort(d, err)))
+			}
+			carryCut = false
+			d.Reset(in)
+			continue
+		}
+		if rctx.Err() != nil && (errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The FIFO is gone, and what was in it has been read (EOF: its
+			// writers had all closed it, and the source had no write end
+			// of it: one created again was removed before it was read).
 			if d.InRecord() {
 				ss.badRecord(fmt.Errorf("FIFO %s is gone (%s) and its writers sent no more of the record being read (%s); the partial record is dropped", c.Path, gone(rctx), cutShort(d, err)))
 			}

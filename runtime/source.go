@@ -59,14 +59,24 @@ type sourceState struct {
 	// source held over the restart (apply, holdFIFO); the source closes
 	// it once it has opened the FIFO itself.
 	held *os.File
+	// remade are the FIFOs that the source created again at once, each
+	// after the one before it was removed while the source read it
+	// (remakeFIFO), oldest first: read ends that hold their locks, which
+	// the next runs read in turn (takeRemade). Only the last one can
+	// still be at the path. releaseHeld closes them too.
+	remade []remadeFIFO
 	// carry is what the source this one replaces (same FIFO, same
 	// framing) had read but not decoded when it stopped: the start of a
 	// record whose rest is still in the FIFO. The first run decodes it
 	// before the FIFO. pending is this source's own, set when a stop
 	// ends its run, and cleared by a stop that finds it not running and
 	// by the next start, so only the stop that ends a run hands it on.
-	carry   []byte
-	pending fifoPending
+	// carryCut: carry came from a FIFO that was gone (removed or
+	// replaced) when the source stopped, so the rest of a record it ends
+	// in is not in the FIFO this source reads.
+	carry    []byte
+	carryCut bool
+	pending  fifoPending
 	// carryRec is a record the source this one replaces had read whole
 	// but not written to the ring when it stopped (its put waited for
 	// room in a block ring): the first run writes it before carry.
@@ -80,6 +90,12 @@ type sourceState struct {
 // fifoID identifies the FIFO a source reads: its device and inode.
 type fifoID struct{ dev, ino uint64 }
 
+// remadeFIFO is a read end of the FIFO id (sourceState.remade).
+type remadeFIFO struct {
+	f  *os.File
+	id fifoID
+}
+
 // fifoPending is what a fifo source had read from its FIFO but not yet
 // decoded when it stopped (framing.Decoder.Pending): ok is false when those
 // bytes did not begin at a record's start. rec is the record before them,
@@ -89,6 +105,7 @@ type fifoPending struct {
 	data    []byte
 	ok      bool
 	rec     *framing.Record
+	cut     bool // the FIFO data came from was gone (sourceState.carryCut)
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
@@ -259,7 +276,7 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 	switch {
 	case len(p.data) == 0 && p.ok:
 	case err == nil && p.ok && k == p.framing:
-		ss.set(func(ss *sourceState) { ss.carry = p.data })
+		ss.set(func(ss *sourceState) { ss.carry, ss.carryCut = p.data, p.cut })
 	case !p.ok:
 		ss.rt.log.Info(fmt.Sprintf("source %s: the source it replaces stopped inside an over-long record it was dropping; what is left of that record in the FIFO is read afresh (as a bad record, or a broken stream)", ss.cfg.Name))
 	default:
@@ -269,14 +286,17 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 }
 
 // releaseHeld closes the read end held over the reload that started the
-// source, if any.
+// source, if any, and the FIFOs it created again that no run has taken.
 func (ss *sourceState) releaseHeld() {
 	ss.mu.Lock()
-	h := ss.held
-	ss.held = nil
+	h, remade := ss.held, ss.remade
+	ss.held, ss.remade = nil, nil
 	ss.mu.Unlock()
 	if h != nil {
 		h.Close()
+	}
+	for _, r := range remade {
+		r.f.Close()
 	}
 }
 
