@@ -326,16 +326,7 @@ func childFIFORacer(path string) int {
 // opens it for writing and writes one record. It prints what the read
 // open returned.
 func childFIFOMember(path string) int {
-	if err := syscall.Setgroups(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return 3
-	}
-	if err := syscall.Setgid(65534); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(racer.UID); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
+	if !racer.Become(65534) {
 		return 3
 	}
 	if err := racer.OpenPath(path)(); err != nil {

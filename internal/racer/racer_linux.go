@@ -29,16 +29,7 @@ const UID = 65534
 // calls open as fast as it can until its stdin closes, and prints how many
 // calls succeeded. It returns the process exit status.
 func Child(gid int, open func() error) int {
-	if err := syscall.Setgroups(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return 3
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return 3
-	}
-	if err := syscall.Setuid(UID); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
+	if !Become(gid) {
 		return 3
 	}
 	var stop atomic.Bool
@@ -55,6 +46,24 @@ func Child(gid int, open func() error) int {
 	}
 	fmt.Println(got)
 	return 0
+}
+
+// Become drops this (root) process to uid UID with gid as its only group,
+// saying on stderr what failed.
+func Become(gid int) bool {
+	if err := syscall.Setgroups(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "setgroups:", err)
+		return false
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		fmt.Fprintln(os.Stderr, "setgid:", err)
+		return false
+	}
+	if err := syscall.Setuid(UID); err != nil {
+		fmt.Fprintln(os.Stderr, "setuid:", err)
+		return false
+	}
+	return true
 }
 
 // Start starts cmd, a test binary that will call Child, and waits until it
