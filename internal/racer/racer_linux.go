@@ -50,8 +50,13 @@ func Child(gid int, open func() error) int {
 
 // Become drops this (root) process to uid UID with gid as its only group,
 // saying on stderr what failed.
-func Become(gid int) bool {
-	if err := syscall.Setgroups(nil); err != nil {
+func Become(gid int) bool { return BecomeUser(UID, gid, nil) }
+
+// BecomeUser drops this (root) process to uid and gid with the
+// supplementary groups groups, saying on stderr what failed. Tests that
+// act as another user (a client, a service user) call it in a child.
+func BecomeUser(uid, gid int, groups []int) bool {
+	if err := syscall.Setgroups(groups); err != nil {
 		fmt.Fprintln(os.Stderr, "setgroups:", err)
 		return false
 	}
@@ -59,7 +64,7 @@ func Become(gid int) bool {
 		fmt.Fprintln(os.Stderr, "setgid:", err)
 		return false
 	}
-	if err := syscall.Setuid(UID); err != nil {
+	if err := syscall.Setuid(uid); err != nil {
 		fmt.Fprintln(os.Stderr, "setuid:", err)
 		return false
 	}

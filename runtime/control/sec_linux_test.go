@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeipc/edgeipc/internal/mq"
+	"github.com/edgeipc/edgeipc/internal/racer"
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
@@ -86,7 +87,7 @@ const childEnv = "EDGEIPC_CONTROL_TEST_CHILD"
 // request queue $DIAL_QUEUE and prints the mode and gid of its reply queue.
 func childDialAs() int {
 	gid, _ := strconv.Atoi(os.Getenv("DIAL_GID"))
-	if !becomeUser(65533, 65533, []int{gid}) {
+	if !racer.BecomeUser(65533, 65533, []int{gid}) {
 		return 3
 	}
 	c, err := Dial(os.Getenv("DIAL_QUEUE"))
@@ -149,7 +150,7 @@ const memberUID = 65534
 // off the queue), and whether mq.Locked and mq.Ino, which open the queue
 // without sending, work for a member that may only send.
 func childMember() int {
-	if !becomeUser(memberUID, 65534, []int{65534}) {
+	if !racer.BecomeUser(memberUID, 65534, []int{65534}) {
 		return 3
 	}
 	name := os.Getenv("DIAL_QUEUE")
@@ -290,7 +291,7 @@ const rlimitUID = 64999
 // does while others of the same user run. It prints the reply queue's
 // message size and the number of sources.
 func childSmallRlimit() int {
-	if !becomeUser(rlimitUID, rlimitUID, nil) {
+	if !racer.BecomeUser(rlimitUID, rlimitUID, nil) {
 		return 3
 	}
 	if err := unix.Setrlimit(unix.RLIMIT_MSGQUEUE, &unix.Rlimit{Cur: 40000, Max: 40000}); err != nil {
@@ -387,7 +388,7 @@ const serviceUID = 64998
 // childServeAs becomes uid and gid serviceUID, serves $DIAL_QUEUE, prints
 // "ready" and serves until its stdin is closed.
 func childServeAs() int {
-	if !becomeUser(serviceUID, serviceUID, nil) {
+	if !racer.BecomeUser(serviceUID, serviceUID, nil) {
 		return 3
 	}
 	_, _, stop := serveDialQueue()
@@ -449,24 +450,6 @@ func TestRootClientOfServiceUserRuntime(t *testing.T) {
 	if err != nil || !r.OK || r.Status == nil || r.Status.ReplyFailures != 0 {
 		t.Fatalf("root's status to a runtime of uid %d: %v, %+v", serviceUID, err, r)
 	}
-}
-
-// becomeUser drops this (root) process to uid and gid with the
-// supplementary groups groups, saying on stderr what failed.
-func becomeUser(uid, gid int, groups []int) bool {
-	if err := syscall.Setgroups(groups); err != nil {
-		fmt.Fprintln(os.Stderr, "setgroups:", err)
-		return false
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		fmt.Fprintln(os.Stderr, "setgid:", err)
-		return false
-	}
-	if err := syscall.Setuid(uid); err != nil {
-		fmt.Fprintln(os.Stderr, "setuid:", err)
-		return false
-	}
-	return true
 }
 
 // serveDialQueue serves $DIAL_QUEUE with a fake runtime, logging to
