@@ -419,6 +419,9 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 	note := ""
 	for {
 		err := ss.runFIFOOnce(ctx, note)
+		if err != nil && ctx.Err() == nil && errors.Is(err, errRestRead) {
+			continue // then the FIFO at the path
+		}
 		if err == nil || ctx.Err() != nil || !errors.Is(err, errFIFORemoved) {
 			return err
 		}
@@ -440,6 +443,12 @@ func (ss *sourceState) runFIFO(ctx context.Context) error {
 // bad, and bytes written after that moment are counted in dropped_bytes.
 // A removed FIFO is created again at once meanwhile (remakeFIFO), and the
 // next run reads that one (takeRemade).
+//
+// Stopped meanwhile (a restart, or a reload that keeps the FIFO), the run
+// hands the pipe of the FIFO that is gone to the source that replaces it
+// (fifoPending.rest), with what it had read of a record: that source's
+// first run reads the rest of the pipe (and returns errRestRead), its next
+// one the FIFO at the path.
 func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	c := ss.cfg
 	var (
@@ -450,7 +459,15 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		goneNow error // the FIFO this run reads was gone before it began
 		more    bool  // FIFOs made again after this one wait (the last at the path)
 	)
-	if f, id, more = ss.takeRemade(); f != nil {
+	ss.mu.Lock()
+	rest := ss.carryRest
+	ss.carryRest = nil
+	ss.mu.Unlock()
+	handed := rest != nil // this run reads the rest of a FIFO that was gone
+	if handed {
+		f, dummy, more = rest.f, -1, true
+		goneNow = &restError{rest.cause}
+	} else if f, id, more = ss.takeRemade(); f != nil {
 		// A FIFO created again after the one a previous run read was
 		// removed: what writers wrote into it since is in its pipe.
 		// Removed or replaced since, it is read as any FIFO that is gone
@@ -502,7 +519,10 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		}
 		fail(err)
 	}
-	if goneNow != nil {
+	switch {
+	case handed:
+		fail(goneNow) // (the FIFO at the path is the next run's)
+	case goneNow != nil:
 		failGone(goneNow)
 	}
 	watched := make(chan struct{})
@@ -546,21 +566,43 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// AfterFunc's goroutine, possibly after this function has returned:
 	// wait for it, so that cleanup (remove_on_exit) and the next run find
 	// the lock released.
-	fClosed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { f.Close(); close(fClosed) })
+	// Before it closes f, it keeps a duplicate (kept), for a stop that
+	// finds the FIFO gone to hand its pipe on (the pending defer below);
+	// settle waits until the AfterFunc has run (ran) or makes sure it
+	// never will.
+	var (
+		kept               *os.File
+		keep, settled, ran bool
+		fClosed            = make(chan struct{})
+	)
+	stop := context.AfterFunc(ctx, func() { kept = dupFile(f); f.Close(); close(fClosed) })
+	settle := func() {
+		if !settled {
+			settled = true
+			if !stop() {
+				<-fClosed
+				ran = true
+			}
+		}
+	}
 	defer func() {
-		if !stop() {
-			<-fClosed
+		settle()
+		if kept != nil && !keep {
+			kept.Close()
 		}
 	}()
 	defer f.Close()
 	// A FIFO gone (removed or replaced: the end of rctx before ctx's) sets
 	// f's read deadline: tr then reads what is in the pipe at that moment,
-	// and ends the stream.
+	// and ends the stream. The rest of one handed on is what was in it
+	// when the source it came from noticed.
 	tr := &tailReader{f: f}
+	if handed {
+		tr.ended, tr.tail = true, rest.tail
+	}
 	stopGone := context.AfterFunc(rctx, func() {
 		cause := context.Cause(rctx)
-		if ctx.Err() != nil || !errors.Is(cause, errFIFORemoved) && !errors.Is(cause, errFIFOReplaced) {
+		if handed || ctx.Err() != nil || !isGone(cause) {
 			return
 		}
 		f.SetReadDeadline(time.Now())
@@ -581,23 +623,45 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 	// what this run was handed.
 	k, _ := framing.ParseKind(c.Framing)
 	var d *framing.Decoder
-	decoding := false
-	// If the FIFO was gone (rctx ended first), what was read of it is
-	// handed on as cut: the rest of its last record is not in the FIFO
-	// that the next source reads.
+	decoding, draining := false, false
+	// If the FIFO was gone (rctx ended first), its pipe is handed on too
+	// (rest), unless the source was dropping a broken stream: then what is
+	// left in it is dropped as the drain would have, and what was read of
+	// it is handed on as cut (the rest of its last record is not in the
+	// FIFO that the next source reads).
 	defer func() {
 		if ctx.Err() != nil {
 			p := fifoPending{framing: k, data: carry, ok: true, rec: inHand, cut: carryCut}
 			if decoding {
 				p.data, p.ok = d.Pending()
 			}
-			if cause := context.Cause(rctx); errors.Is(cause, errFIFORemoved) || errors.Is(cause, errFIFOReplaced) {
-				p.cut = true
+			if cause := context.Cause(rctx); isGone(cause) {
+				settle()
+				if !ran {
+					kept = dupFile(f) // f is still open: the AfterFunc never ran
+				}
+				switch {
+				case kept != nil && !draining:
+					r := &fifoRest{f: kept, tail: pipeBuffered(kept), cause: goneCause(cause)}
+					if tr.ended {
+						r.tail = tr.tail
+					}
+					p.rest, p.cut, keep = r, false, true
+				case kept != nil:
+					ss.dropped.Add(uint64(pipeBuffered(kept)))
+					p.cut = true
+				default:
+					p.cut = true
+				}
 			}
 			ss.set(func(ss *sourceState) { ss.pending = p })
 		}
 	}()
-	w, err := ss.writer(rctx)
+	lease := rctx
+	if handed {
+		lease = ctx // rctx has ended: the run reads a FIFO that is gone
+	}
+	w, err := ss.writer(lease)
 	if err != nil {
 		if rctx.Err() != nil {
 			if ctx.Err() == nil {
@@ -618,7 +682,11 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		return err
 	}
 	ss.set(func(ss *sourceState) { ss.state, ss.lastError = StateRunning, note })
-	ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
+	if handed {
+		ss.rt.log.Info(fmt.Sprintf("source %s: reading the %d bytes left in FIFO %s, which was %s while the source this one replaced read it; then the FIFO at the path", c.Name, rest.tail, c.Path, goneWord(rest.cause)))
+	} else {
+		ss.rt.log.Info(fmt.Sprintf("source %s: reading FIFO %s (%s framing)", c.Name, c.Path, c.Framing))
+	}
 	if inHand != nil {
 		if n := ss.ring.ring.SlotPayload(); len(inHand.Data) > n {
 			// (a reload gave the source a ring of smaller slots)
@@ -731,6 +799,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			began := time.Now()
 			// Counted as they go, so that dropped_bytes shows a drain
 			// that a writer holding the FIFO open keeps going.
+			draining = true
 			dropped := uint64(d.Buffered())
 			ss.dropped.Add(dropped)
 			// They are dropped: a stop during the drain (a restart, a
@@ -758,6 +827,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 					return rerr
 				}
 			}
+			draining = false
 			took := time.Since(began).Round(time.Millisecond)
 			if dummy, err = openDummy(c.Path, id); err != nil {
 				return err
@@ -779,12 +849,73 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 }
 
 // gone says why rctx of runFIFOOnce ended: what is at the FIFO's path now.
-func gone(rctx context.Context) string {
-	err := context.Cause(rctx)
+func gone(rctx context.Context) string { return goneWord(context.Cause(rctx)) }
+
+// goneWord says what happened to a FIFO that is gone (err: why, see
+// isGone).
+func goneWord(err error) string {
 	if errors.Is(err, errFIFORemoved) {
 		return "removed"
 	}
 	return "replaced"
+}
+
+// isGone reports whether err says that a FIFO was removed or replaced.
+func isGone(err error) bool {
+	return errors.Is(err, errFIFORemoved) || errors.Is(err, errFIFOReplaced)
+}
+
+// errRestRead ends a run that read the rest of a FIFO that was gone when
+// the source the run's source replaced stopped (fifoRest): runFIFO goes on
+// with the FIFO at the path.
+var errRestRead = errors.New("read what was left in a FIFO that was gone")
+
+// restError is the cause that ends such a run: errRestRead, and why the
+// FIFO was gone.
+type restError struct{ cause error }
+
+func (e *restError) Error() string   { return e.cause.Error() }
+func (e *restError) Unwrap() []error { return []error{errRestRead, e.cause} }
+
+// goneCause is why a FIFO is gone, without a restError around it.
+func goneCause(err error) error {
+	if r, ok := err.(*restError); ok {
+		return r.cause
+	}
+	return err
+}
+
+// dupFile returns a second *os.File for the open file description of f
+// (nil if f is closed or the descriptor cannot be duplicated): the pipe
+// and its lock stay open until both are closed.
+func dupFile(f *os.File) *os.File {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	nfd := -1
+	if rc.Control(func(fd uintptr) {
+		if n, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			nfd = n
+		}
+	}) != nil || nfd < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(nfd), f.Name())
+}
+
+// dropRest closes r (nothing if nil), counts the bytes its pipe still
+// holds in dropped_bytes, and logs them (when: at what point).
+func (ss *sourceState) dropRest(r *fifoRest, when string) {
+	if r == nil {
+		return
+	}
+	n := pipeBuffered(r.f)
+	r.f.Close()
+	if n > 0 {
+		ss.dropped.Add(uint64(n))
+		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was %s while the source read it; dropped the %d bytes still in its pipe %s (counted in dropped_bytes)", ss.cfg.Name, ss.cfg.Path, goneWord(r.cause), n, when))
+	}
 }
 
 // dropFIFORest counts and logs n bytes that were in a FIFO that is gone

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -100,6 +101,22 @@ func (r *remadeRig) stillBlocked(t *testing.T) {
 	t.Helper()
 	if st := r.rt.sourceStat(t, "fifo"); st.Frames != 8 {
 		t.Fatalf("stat %+v; want the source still waiting in the full ring (8 frames)", st)
+	}
+}
+
+// replaceSource replaces the running source by a new one: how is
+// "restart" (a control request), or "reload" (with the type changed).
+func (r *remadeRig) replaceSource(t *testing.T, how string) {
+	t.Helper()
+	if how == "restart" {
+		if err := r.rt.RestartSource("fifo"); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	r.write(r.config("type = 2\n"))
+	if err := reloadWithin(t, r.rt); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -260,8 +277,9 @@ func TestFIFORemovedStopDuringRead(t *testing.T) {
 				}
 				return
 			}
-			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			r.logb.waitFor(t, "source fifo: reading the 0 bytes left in FIFO "+r.fifo+", which was removed", 1)
 			readRecs(t, r.rt, r.rd, 1, 32)
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
 			if inode(r.fifo) != ino {
 				t.Fatal("the new source made another FIFO")
 			}
@@ -317,33 +335,92 @@ func TestFIFORemovedCannotBeMadeAgain(t *testing.T) {
 	})
 }
 
+// A restart or reload while the source still reads a FIFO that was
+// removed hands that FIFO's pipe to the new source, with what the old one
+// had read of a record: the new source reads what was left in it, then
+// the FIFO made again at the path, and nothing is lost or cut. Before, the
+// old source closed the pipe, and what was still in it was lost without a
+// count; the record it had begun was completed from neither FIFO.
+func TestFIFORemovedRestartKeepsPipe(t *testing.T) {
+	for _, how := range []string{"restart", "reload"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRemadeRig(t, "", "", "part", "ial\n"+recLines(31, 40))
+			r.waitRemade(t)
+			writeLine(t, r.fifo, "rec 41\n")
+			r.replaceSource(t, how)
+			readRecs(t, r.rt, r.rd, 1, 30)
+			buf := make([]byte, 64)
+			f, err := r.rd.ReadIntoDeadline(time.Now().Add(10*time.Second), buf)
+			if err != nil || string(f.Data) != "partial" {
+				t.Fatalf("frame %q, %v; want the record begun before the %s, whole", f.Data, err, how)
+			}
+			readRecs(t, r.rt, r.rd, 31, 41)
+			r.logb.waitFor(t, fmt.Sprintf("source fifo: reading the %d bytes left in FIFO %s, which was removed while the source this one replaced read it; then the FIFO at the path", len("ial\n"+recLines(31, 40)), r.fifo), 1)
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			writeLine(t, r.fifo, "rec 42\n")
+			readRecs(t, r.rt, r.rd, 42, 42)
+			if st := r.rt.sourceStat(t, "fifo"); st.Bad != 0 || st.Dropped != 0 || st.State != StateRunning {
+				t.Fatalf("stat %+v; want nothing bad or dropped, running", st)
+			}
+		})
+	}
+}
+
+// A stop (and the shutdown) hands nothing on, nor a reload that changes
+// the framing: what was left in the pipe of a FIFO that was removed while
+// the source read it is counted in dropped_bytes and logged, not lost
+// without a word.
+func TestFIFORemovedStopCountsPipe(t *testing.T) {
+	left := recLines(31, 40)
+	for _, how := range []string{"stop", "shutdown", "reload-framing"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRemadeRig(t, "", "", "", left)
+			r.waitRemade(t)
+			switch how {
+			case "stop":
+				if err := r.rt.StopSource("fifo"); err != nil {
+					t.Fatal(err)
+				}
+				if st := r.rt.sourceStat(t, "fifo"); st.Dropped != uint64(len(left)) {
+					t.Fatalf("stat %+v; want the %d bytes left in the removed FIFO's pipe in dropped_bytes", st, len(left))
+				}
+			case "reload-framing":
+				r.write(r.config("framing = \"len32\"\n"))
+				if err := reloadWithin(t, r.rt); err != nil {
+					t.Fatal(err)
+				}
+				// and "rec 10" to "rec 30", read and not decoded
+				want := uint64(len(left) + len(recLines(10, 30)))
+				eventually(t, "the bytes to be counted", func() bool { return r.rt.sourceStat(t, "fifo").Dropped == want })
+			default:
+				if err := r.stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.logb.waitFor(t, fmt.Sprintf("source fifo: FIFO %s was removed while the source read it; dropped the %d bytes still in its pipe", r.fifo, len(left)), 1)
+		})
+	}
+}
+
 // A restart or reload while the source reads a removed FIFO hands on what
-// it had read of that FIFO, but the start of a record there cannot be
-// completed by the FIFO the next source reads (its rest, if any, was in the
-// removed one): it is counted as a bad record, and the next source's first
-// record is read whole. Before, the next source decoded the start of that
-// record and then the new FIFO, and the two ran into one frame ("partrec
-// 31").
+// it had read of that FIFO and its pipe, but the start of a record whose
+// rest is in neither (its writer sent no more) cannot be completed by the
+// FIFO at the path: it is counted as a bad record, and the next source's
+// first record from that FIFO is read whole. (Once, the next source decoded
+// the start of that record and then the new FIFO, and the two ran into one
+// frame: "partrec 31".)
 func TestFIFORemovedRestartDropsCutRecord(t *testing.T) {
 	for _, how := range []string{"restart", "reload"} {
 		t.Run(how, func(t *testing.T) {
 			r := newRemadeRig(t, "", "", "part", "")
 			r.waitRemade(t)
 			writeLine(t, r.fifo, "rec 31\n")
-			if how == "restart" {
-				if err := r.rt.RestartSource("fifo"); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				r.write(r.config("type = 2\n"))
-				if err := reloadWithin(t, r.rt); err != nil {
-					t.Fatal(err)
-				}
-			}
-			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
+			r.replaceSource(t, how)
+			r.logb.waitFor(t, "source fifo: reading the 0 bytes left in FIFO "+r.fifo, 1)
 			readRecs(t, r.rt, r.rd, 1, 31)
 			wantFIFOStat(t, r.rt, map[string]uint64{"restart": 31, "reload": 23}[how], 1)
-			r.logb.waitFor(t, "source fifo: dropped a record: the source this one replaced stopped while it read FIFO "+r.fifo+", which was removed or replaced, in the middle of a record whose rest was in that FIFO (the stream ended after 4 bytes of it)", 1)
+			r.logb.waitFor(t, "source fifo: dropped a record: FIFO "+r.fifo+" is gone (removed) and its writers sent no more of the record being read (reading stopped after 4 bytes of it)", 1)
+			r.logb.waitFor(t, "source fifo: reading FIFO", 2)
 		})
 	}
 }

@@ -157,6 +157,13 @@ func (rt *Runtime) StopSource(name string) error {
 	if !ss.stop() {
 		return fmt.Errorf("source %q is not running (state %s)", name, ss.getState())
 	}
+	// A stop hands nothing on: the pipe of a FIFO that was gone goes now
+	// (its writers get EPIPE, as from any FIFO nobody reads).
+	ss.mu.Lock()
+	rest := ss.pending.rest
+	ss.pending.rest = nil
+	ss.mu.Unlock()
+	ss.dropRest(rest, "when the source was stopped")
 	rt.log.Info(fmt.Sprintf("source %s: stopped by control request", name))
 	return nil
 }

@@ -879,6 +879,15 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 			defer wg.Done()
 			ss.stop()
 			if !(ss.cfg.Kind == KindFIFO && keepFIFO[ss.cfg.Path]) {
+				ss.mu.Lock()
+				rest := ss.pending.rest
+				ss.pending = fifoPending{}
+				ss.mu.Unlock()
+				why := "when a reload removed the source"
+				if !drainBy.IsZero() {
+					why = "at the shutdown"
+				}
+				ss.dropRest(rest, why)
 				ss.cleanup()
 			}
 		}()
@@ -889,6 +898,7 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 		if ss.cfg.Kind == KindFIFO && keepFIFO[ss.cfg.Path] {
 			ss.mu.Lock()
 			carry[ss.cfg.Path] = ss.pending
+			ss.pending = fifoPending{} // the new source's now
 			ss.mu.Unlock()
 		}
 	}
@@ -1021,11 +1031,27 @@ func (rt *Runtime) apply(old, nc *Config, drainBy time.Time) error {
 	// 4. Start sinks first (so readers see the first frames), then sources.
 	rt.startWanted(nc)
 	rt.mu.Lock()
-	left := rt.held // FIFOs whose new source does not start
+	left, leftCarry := rt.held, rt.carry // FIFOs whose new source does not start
 	rt.held, rt.carry = nil, nil
+	// The source of the FIFO counts what a rest in leftCarry held.
+	byPath := map[string]*sourceState{}
+	for _, ss := range rt.sources {
+		if ss.cfg.Kind == KindFIFO {
+			byPath[ss.cfg.Path] = ss
+		}
+	}
 	rt.mu.Unlock()
 	for _, h := range left {
 		h.Close()
+	}
+	for path, p := range leftCarry {
+		switch ss := byPath[path]; {
+		case p.rest == nil:
+		case ss != nil:
+			ss.dropRest(p.rest, "when a reload replaced the source by one that does not start")
+		default:
+			p.rest.f.Close()
+		}
 	}
 	if len(missing) > 0 {
 		rt.mu.Lock()

@@ -35,6 +35,12 @@ func (ss *sourceState) runFIFO(context.Context) error { return checkOS() }
 func removeFIFO(string, fifoID) string                { return checkOS().Error() }
 func holdFIFO(string, fifoID) *os.File                { return nil }
 
+func (ss *sourceState) dropRest(r *fifoRest, _ string) {
+	if r != nil {
+		r.f.Close()
+	}
+}
+
 func (rt *Runtime) checkRings(*Config, []string, []string, []string) error {
 	return checkOS()
 }

@@ -77,6 +77,11 @@ type sourceState struct {
 	carry    []byte
 	carryCut bool
 	pending  fifoPending
+	// carryRest is the pipe of a FIFO that was gone (removed or
+	// replaced) when the source this one replaces stopped, with what it
+	// had not yet read of it: the first run reads it (after carry, which
+	// it continues) before the FIFO at the path. Taken as carry is.
+	carryRest *fifoRest
 	// carryRec is a record the source this one replaces had read whole
 	// but not written to the ring when it stopped (its put waited for
 	// room in a block ring): the first run writes it before carry.
@@ -106,6 +111,20 @@ type fifoPending struct {
 	ok      bool
 	rec     *framing.Record
 	cut     bool // the FIFO data came from was gone (sourceState.carryCut)
+	// rest is the pipe of that FIFO, if it was gone and the source could
+	// keep it: what it had not read of it yet (cut is then false).
+	rest *fifoRest
+}
+
+// fifoRest is a read end of a FIFO that was gone (removed or replaced)
+// while a source read it and that the source stopped before it had read
+// what was in it: tail bytes of the pipe are still to be read (those in it
+// when the source noticed, tailReader); cause is why it was let go
+// (errFIFORemoved or errFIFOReplaced).
+type fifoRest struct {
+	f     *os.File
+	tail  int
+	cause error
 }
 
 func newSource(rt *Runtime, sc *SourceConfig, rs *ringState) *sourceState {
@@ -185,7 +204,9 @@ func (ss *sourceState) start() bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss.cancel, ss.done = cancel, make(chan struct{})
 	ss.state = StateStarting
-	ss.pending = fifoPending{} // an earlier run's: not this run's stream
+	// an earlier run's: not this run's stream
+	ss.dropRest(ss.pending.rest, "when the source was started again after a stop")
+	ss.pending = fifoPending{}
 	done := ss.done
 	go func() {
 		defer close(done)
@@ -229,6 +250,7 @@ func (ss *sourceState) stop() bool {
 	if cancel == nil {
 		// Not running: what an earlier stop left of a partial record is
 		// stale (the writers may have moved on); no restart may take it.
+		ss.dropRest(ss.pending.rest, "when the source was stopped")
 		ss.pending = fifoPending{}
 	}
 	ss.mu.Unlock()
@@ -273,6 +295,13 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 		ss.set(func(ss *sourceState) { ss.carryRec = p.rec })
 	}
 	k, err := framing.ParseKind(ss.cfg.Framing)
+	if p.rest != nil {
+		if err == nil && k == p.framing {
+			ss.set(func(ss *sourceState) { ss.carryRest = p.rest })
+		} else {
+			ss.dropRest(p.rest, "when a reload changed the framing")
+		}
+	}
 	switch {
 	case len(p.data) == 0 && p.ok:
 	case err == nil && p.ok && k == p.framing:
@@ -289,12 +318,13 @@ func (ss *sourceState) takeCarry(p fifoPending) {
 // source, if any, and the FIFOs it created again that no run has taken.
 func (ss *sourceState) releaseHeld() {
 	ss.mu.Lock()
-	h, remade := ss.held, ss.remade
-	ss.held, ss.remade = nil, nil
+	h, remade, rest := ss.held, ss.remade, ss.carryRest
+	ss.held, ss.remade, ss.carryRest = nil, nil, nil
 	ss.mu.Unlock()
 	if h != nil {
 		h.Close()
 	}
+	ss.dropRest(rest, "when the source stopped before it had read them")
 	for _, r := range remade {
 		r.f.Close()
 	}
