@@ -252,23 +252,34 @@ func fifoAt(path string, id fifoID) string {
 }
 
 // fifoCheckInterval is how often a running fifo source checks that its
-// path still names the FIFO it reads (watchFIFO).
-const fifoCheckInterval = time.Second
+// path still names the FIFO it reads (watchFIFO). (A variable for tests.)
+var fifoCheckInterval = time.Second
 
-// watchFIFO checks every fifoCheckInterval, until ctx ends, that path
-// still names the FIFO id; if not, it cancels ctx with the reason
-// (fifoGone). A FIFO unlinked while the source reads it is otherwise
-// unnoticed: the source reads a FIFO that no writer can open any more.
-// While another process (a writer, unreadLock) holds the FIFO's lock, it
-// tries to take it for f, and calls locked once it has.
+// watchFIFO checks every fifoCheckInterval, and at once when inotify says
+// the FIFO's inode lost a link or moved, until ctx ends, that path still
+// names the FIFO id; if not, it cancels ctx with the reason (fifoGone). A
+// FIFO unlinked while the source reads it is otherwise unnoticed: the
+// source reads a FIFO that no writer can open any more. While another
+// process (a writer, unreadLock) holds the FIFO's lock, it tries to take
+// it for f, and calls locked once it has.
 func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID, f *os.File, locked func()) {
 	t := time.NewTicker(fifoCheckInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	changed, stop := inodeEvents(path)
+	defer stop()
+	for first := true; ; first = false {
+		// The first check is at once: the watch is on whatever the path
+		// named when it was added.
+		if first && ctx.Err() != nil {
 			return
-		case <-t.C:
+		}
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-changed:
+			}
 		}
 		if what := fifoAt(path, id); what != "" {
 			fail(fifoGone(path, what))
@@ -279,6 +290,38 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 			locked = nil
 		}
 	}
+}
+
+// inodeEvents returns a channel that receives when the inode that path
+// names (not followed) loses a link (unlinked, renamed over: IN_ATTRIB,
+// which a chmod also sends), is moved or is deleted, and a function that
+// ends the watch. Without inotify (no instances left: the limit is
+// fs.inotify.max_user_instances) the channel never receives, and the
+// caller's periodic check is all there is.
+func inodeEvents(path string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return ch, func() {}
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_DONT_FOLLOW); err != nil {
+		unix.Close(fd)
+		return ch, func() {}
+	}
+	f := os.NewFile(uintptr(fd), "inotify "+path) // read through the netpoller
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return // closed by the stop function
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, func() { f.Close() }
 }
 
 // openDummy opens the keep-alive write end of the FIFO id by its path and
@@ -312,6 +355,21 @@ func openDummy(path string, id fifoID) (int, error) {
 		return -1, fifoGone(path, "is now another FIFO")
 	}
 	return fd, nil
+}
+
+// reopenDummy is openDummy for a run that has read its FIFO to the end
+// (EOF: no writer has it open). If the FIFO at the path is one that the
+// source made again (remakeFIFO) after the one the run reads was removed,
+// the error says removed (errFIFORemoved), not replaced: the watch may
+// have made it in the moment before the run saw that its FIFO was gone.
+func (ss *sourceState) reopenDummy(path string, id fifoID) (int, error) {
+	fd, err := openDummy(path, id)
+	if errors.Is(err, errFIFOReplaced) {
+		if last, ok := ss.lastRemade(); ok && fifoAt(path, last) == "" {
+			return -1, fifoGone(path, fifoMissing)
+		}
+	}
+	return fd, err
 }
 
 // holdFIFO opens a read end of the FIFO id at path (nil if path does not
@@ -777,7 +835,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			if d.InRecord() {
 				ss.badRecord(fmt.Errorf("the FIFO's last writer closed it in the middle of a record (%s); the partial record is dropped", cutShort(d, err)))
 			}
-			if dummy, err = openDummy(c.Path, id); err != nil {
+			if dummy, err = ss.reopenDummy(c.Path, id); err != nil {
 				return err
 			}
 			d.Reset(in)
@@ -829,7 +887,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			}
 			draining = false
 			took := time.Since(began).Round(time.Millisecond)
-			if dummy, err = openDummy(c.Path, id); err != nil {
+			if dummy, err = ss.reopenDummy(c.Path, id); err != nil {
 				return err
 			}
 			d.Reset(in)

@@ -95,12 +95,12 @@ func TestFIFOReplacedDuringDrain(t *testing.T) {
 			if tc.name == "removed" {
 				// (tmpfs may give the new FIFO the old one's inode number)
 				logb.waitFor(t, "created it again", 1)
-				eventually(t, "the source to read the new FIFO", func() bool {
-					return inode(fifo) != 0 && rt.sourceStat(t, "fifo").State == StateRunning
+				// (the drain's own last error comes first, until the
+				// source has let go of the removed FIFO)
+				eventually(t, "the source to read the new FIFO and say why", func() bool {
+					st := rt.sourceStat(t, "fifo")
+					return inode(fifo) != 0 && st.State == StateRunning && strings.Contains(st.LastError, tc.want)
 				})
-				if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, tc.want) {
-					t.Fatalf("last error %q; want it to say %q", st.LastError, tc.want)
-				}
 				nw := openWriter(t, fifo)
 				if _, err := nw.Write(append(binary.LittleEndian.AppendUint32(nil, 5), "after"...)); err != nil {
 					t.Fatal(err)

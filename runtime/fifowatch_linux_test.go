@@ -105,6 +105,47 @@ func TestFIFORemovedWhileRunningIsRecreated(t *testing.T) {
 	synthAdvances(t, rt)
 }
 
+// A FIFO removed, or replaced by a file renamed over it, is noticed when
+// it happens (inotify), not at the next periodic check: here that check
+// is an hour away. Before, the source took up to a second to notice, and
+// in that second writers got ENOENT, or with a shell's "echo x > path"
+// created a regular file there, which the source then refused.
+func TestFIFOGoneNoticedAtOnce(t *testing.T) {
+	old := fifoCheckInterval
+	fifoCheckInterval = time.Hour
+	t.Cleanup(func() { fifoCheckInterval = old })
+	for _, how := range []string{"removed", "renamed over"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			fifo := filepath.Join(e.dir, "in.fifo")
+			rt, logb := fifoAndSynth(t, fifo)
+			if how == "removed" {
+				if err := os.Remove(fifo); err != nil {
+					t.Fatal(err)
+				}
+				logb.waitFor(t, fifo+" was removed while the source read it; created it again", 1)
+				eventually(t, "the source to read the new FIFO", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+				writeLine(t, fifo, "after\n")
+				if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
+					t.Fatalf("frame %q; want \"after\"", f[0].Data)
+				}
+				return
+			}
+			tmp := filepath.Join(e.dir, "tmp")
+			if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, fifo); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "fifo").State == StateFailed })
+			if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, "is no longer a FIFO") {
+				t.Fatalf("last error %q; want it to say what replaced the FIFO", st.LastError)
+			}
+		})
+	}
+}
+
 // A FIFO replaced while the source reads it (by a regular file, a symlink
 // or another FIFO: a path in a directory that others may write) fails the
 // source with an error that says so, and what is there now is left alone.
