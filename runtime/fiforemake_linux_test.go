@@ -71,9 +71,14 @@ func newRemadeRig(t *testing.T, dir, extra, read, inPipe string) *remadeRig {
 	if inPipe != "" {
 		writeLine(t, r.fifo, inPipe)
 	}
-	// With dir, the directory goes with it.
+	// With dir, the directory goes with it: moved away first, so that the
+	// source, which notices the FIFO's unlink at once, cannot make it again
+	// there before the directory is gone (rm -rf would then fail, "directory
+	// not empty").
 	if dir != r.e.dir {
-		err = os.RemoveAll(dir)
+		if err = os.Rename(dir, dir+".gone"); err == nil {
+			err = os.RemoveAll(dir + ".gone")
+		}
 	} else {
 		err = os.Remove(r.fifo)
 	}
