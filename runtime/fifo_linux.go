@@ -267,20 +267,12 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 	defer t.Stop()
 	changed, stop := inodeEvents(path)
 	defer stop()
-	for first := true; ; first = false {
+	if ctx.Err() != nil {
+		return
+	}
+	for {
 		// The first check is at once: the watch is on whatever the path
 		// named when it was added.
-		if first && ctx.Err() != nil {
-			return
-		}
-		if !first {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-changed:
-			}
-		}
 		if what := fifoAt(path, id); what != "" {
 			fail(fifoGone(path, what))
 			return
@@ -288,6 +280,12 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 		if locked != nil && fileTryLock(f) {
 			locked()
 			locked = nil
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
 		}
 	}
 }
@@ -962,18 +960,15 @@ func dupFile(f *os.File) *os.File {
 	return os.NewFile(uintptr(nfd), f.Name())
 }
 
-// dropRest closes r (nothing if nil), counts the bytes its pipe still
-// holds in dropped_bytes, and logs them (when: at what point).
+// dropRest closes r (nothing if nil), and counts and logs the bytes its
+// pipe still holds (dropFIFORest).
 func (ss *sourceState) dropRest(r *fifoRest, when string) {
 	if r == nil {
 		return
 	}
 	n := pipeBuffered(r.f)
 	r.f.Close()
-	if n > 0 {
-		ss.dropped.Add(uint64(n))
-		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was %s while the source read it; dropped the %d bytes still in its pipe %s (counted in dropped_bytes)", ss.cfg.Name, ss.cfg.Path, goneWord(r.cause), n, when))
-	}
+	ss.dropFIFORest(n, when)
 }
 
 // dropFIFORest counts and logs n bytes that were in a FIFO that is gone

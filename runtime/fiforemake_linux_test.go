@@ -402,7 +402,7 @@ func TestFIFORemovedStopCountsPipe(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r.logb.waitFor(t, fmt.Sprintf("source fifo: FIFO %s was removed while the source read it; dropped the %d bytes still in its pipe", r.fifo, len(left)), 1)
+			r.logb.waitFor(t, fmt.Sprintf("source fifo: FIFO %s is gone; dropped %d bytes that were in it", r.fifo, len(left)), 1)
 		})
 	}
 }
