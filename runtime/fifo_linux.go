@@ -261,12 +261,16 @@ var fifoCheckInterval = time.Second
 // FIFO unlinked while the source reads it is otherwise unnoticed: the
 // source reads a FIFO that no writer can open any more. While another
 // process (a writer, unreadLock) holds the FIFO's lock, it tries to take
-// it for f, and calls locked once it has.
-func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID, f *os.File, locked func()) {
+// it for f, and calls locked once it has. If inotify cannot watch the
+// FIFO, it calls noWatch with the reason.
+func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, id fifoID, f *os.File, locked func(), noWatch func(error)) {
 	t := time.NewTicker(fifoCheckInterval)
 	defer t.Stop()
-	changed, stop := inodeEvents(path)
-	defer stop()
+	w, err := watchLinks(path)
+	defer w.Close()
+	if err != nil && !errors.Is(err, unix.ENOENT) { // (gone: the first check says so)
+		noWatch(err)
+	}
 	if ctx.Err() != nil {
 		return
 	}
@@ -285,41 +289,9 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-changed:
+		case <-w.C():
 		}
 	}
-}
-
-// inodeEvents returns a channel that receives when the inode that path
-// names (not followed) loses a link (unlinked, renamed over: IN_ATTRIB,
-// which a chmod also sends), is moved or is deleted, and a function that
-// ends the watch. Without inotify (no instances left: the limit is
-// fs.inotify.max_user_instances) the channel never receives, and the
-// caller's periodic check is all there is.
-func inodeEvents(path string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		return ch, func() {}
-	}
-	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_DONT_FOLLOW); err != nil {
-		unix.Close(fd)
-		return ch, func() {}
-	}
-	f := os.NewFile(uintptr(fd), "inotify "+path) // read through the netpoller
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				return // closed by the stop function
-			}
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return ch, func() { f.Close() }
 }
 
 // openDummy opens the keep-alive write end of the FIFO id by its path and
@@ -587,11 +559,14 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: its lock is held by a process that does not read it (a writer: flock needs no read access); reading it without the lock until that process lets it go", c.Name, c.Path))
 		locked = func() { ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s: took its lock", c.Name, c.Path)) }
 	}
+	noWatch := func(err error) {
+		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s: cannot watch it with inotify (%v%s); checking every %v instead that the path still names it", c.Name, c.Path, err, inotifyHint(err), fifoCheckInterval))
+	}
 	// wctx ends when the run returns.
 	wctx, wstop := context.WithCancel(ctx)
 	go func() {
 		defer close(watched)
-		watchFIFO(rctx, failGone, c.Path, id, f, locked)
+		watchFIFO(rctx, failGone, c.Path, id, f, locked, noWatch)
 		// While the run reads what is left in a removed FIFO, the FIFO
 		// made again in its place is watched too: removed as well, it is
 		// made again, and the next runs read them in turn.
@@ -603,7 +578,7 @@ func (ss *sourceState) runFIFOOnce(ctx context.Context, note string) error {
 			removed := false
 			watchFIFO(wctx, func(err error) {
 				removed = errors.Is(err, errFIFORemoved) && ctx.Err() == nil && ss.remakeFIFO()
-			}, c.Path, last, nil, nil)
+			}, c.Path, last, nil, nil, noWatch)
 			if !removed {
 				return
 			}

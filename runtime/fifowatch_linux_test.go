@@ -109,40 +109,55 @@ func TestFIFORemovedWhileRunningIsRecreated(t *testing.T) {
 // it happens (inotify), not at the next periodic check: here that check
 // is an hour away. Before, the source took up to a second to notice, and
 // in that second writers got ENOENT, or with a shell's "echo x > path"
-// created a regular file there, which the source then refused.
+// created a regular file there, which the source then refused. Without
+// inotify (its limits reached: here turned off), the source says so, and
+// the periodic check notices.
 func TestFIFOGoneNoticedAtOnce(t *testing.T) {
-	old := fifoCheckInterval
-	fifoCheckInterval = time.Hour
-	t.Cleanup(func() { fifoCheckInterval = old })
-	for _, how := range []string{"removed", "renamed over"} {
-		t.Run(how, func(t *testing.T) {
-			e := newEnv(t)
-			fifo := filepath.Join(e.dir, "in.fifo")
-			rt, logb := fifoAndSynth(t, fifo)
-			if how == "removed" {
-				if err := os.Remove(fifo); err != nil {
+	for _, mode := range []string{"inotify", "periodic"} {
+		for _, how := range []string{"removed", "renamed over"} {
+			t.Run(mode+"/"+how, func(t *testing.T) {
+				old := fifoCheckInterval
+				if mode == "inotify" {
+					fifoCheckInterval = time.Hour
+				} else {
+					fifoCheckInterval = 100 * time.Millisecond
+					inotifyOff.Store(true)
+				}
+				// (Put back once the runtime has stopped: inproc's cleanup,
+				// registered later, runs first.)
+				t.Cleanup(func() { fifoCheckInterval = old; inotifyOff.Store(false) })
+				e := newEnv(t)
+				fifo := filepath.Join(e.dir, "in.fifo")
+				rt, logb := fifoAndSynth(t, fifo)
+				noWatch := "cannot watch it with inotify (" + errInotifyOff.Error() + "); checking every 100ms instead"
+				if got := strings.Contains(logb.String(), noWatch); got != (mode == "periodic") {
+					t.Fatalf("log says %q: %v, want %v; log:\n%s", noWatch, got, !got, logb.String())
+				}
+				if how == "removed" {
+					if err := os.Remove(fifo); err != nil {
+						t.Fatal(err)
+					}
+					logb.waitFor(t, fifo+" was removed while the source read it; created it again", 1)
+					eventually(t, "the source to read the new FIFO", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
+					writeLine(t, fifo, "after\n")
+					if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
+						t.Fatalf("frame %q; want \"after\"", f[0].Data)
+					}
+					return
+				}
+				tmp := filepath.Join(e.dir, "tmp")
+				if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				logb.waitFor(t, fifo+" was removed while the source read it; created it again", 1)
-				eventually(t, "the source to read the new FIFO", func() bool { return rt.sourceStat(t, "fifo").State == StateRunning })
-				writeLine(t, fifo, "after\n")
-				if f := readFrames(t, e, "f", 1); string(f[0].Data) != "after" {
-					t.Fatalf("frame %q; want \"after\"", f[0].Data)
+				if err := os.Rename(tmp, fifo); err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			tmp := filepath.Join(e.dir, "tmp")
-			if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(tmp, fifo); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "fifo").State == StateFailed })
-			if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, "is no longer a FIFO") {
-				t.Fatalf("last error %q; want it to say what replaced the FIFO", st.LastError)
-			}
-		})
+				eventually(t, "the source to fail", func() bool { return rt.sourceStat(t, "fifo").State == StateFailed })
+				if st := rt.sourceStat(t, "fifo"); !strings.Contains(st.LastError, "is no longer a FIFO") {
+					t.Fatalf("last error %q; want it to say what replaced the FIFO", st.LastError)
+				}
+			})
+		}
 	}
 }
 

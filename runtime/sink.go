@@ -224,6 +224,11 @@ func noteCorrupt(lim *limiter, log interface{ Warn(string, ...any) }, who string
 	}
 }
 
+// recorderCheckInterval is how often a recorder checks that its path
+// still names the file it appends to, when inotify does not wake it
+// first. (A variable for tests.)
+var recorderCheckInterval = time.Second
+
 // RecordHeaderSize is the size of the per-frame header in a recorder file.
 const RecordHeaderSize = 24
 
@@ -301,6 +306,12 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		return err
 	}
 	defer func() { f.Close() }() // the file appended to last (see reopen)
+	// The path is checked at once when inotify says the file lost a link
+	// (removed, renamed over) or moved, or else every second: a removed
+	// file loses the frames appended to it meanwhile. (Without inotify,
+	// the periodic check alone.)
+	watch, _ := watchLinks(rec.Path)
+	defer func() { watch.Close() }()
 	if afterRecorderScan != nil {
 		afterRecorderScan()
 	}
@@ -385,18 +396,23 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	var corrupt uint32 // slots skipped as corrupt since the last frame read
 	lastFlush, lastCheck := time.Now(), time.Now()
 	checkErr := "" // why the path could not be checked last time ("": it could)
-	// flushCheck flushes and, every second, checks that the path still
-	// names the file: one moved away (a rotation: mv env.rec env.rec.1)
-	// or removed goes on being appended to, the frames recorded into a
-	// file that is not at the path, or no longer in any directory, filling
-	// the disk unseen. Then the recorder goes on in a new file at the path,
-	// every frame in one file or the other.
+	// flushCheck flushes and, every recorderCheckInterval or when the
+	// watch woke, checks that the path still names the file: one moved
+	// away (a rotation: mv env.rec env.rec.1) or removed goes on being
+	// appended to, the frames recorded into a file that is not at the
+	// path, or no longer in any directory, filling the disk unseen. Then
+	// the recorder goes on in a new file at the path, every frame in one
+	// file or the other.
 	flushCheck := func() error {
 		if err := flush(); err != nil {
 			return err
 		}
-		if time.Since(lastCheck) < time.Second {
-			return nil
+		select {
+		case <-watch.C():
+		default:
+			if time.Since(lastCheck) < recorderCheckInterval {
+				return nil
+			}
 		}
 		lastCheck = time.Now()
 		cur, err := os.Lstat(rec.Path)
@@ -432,9 +448,11 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			rec.Log.Warn(fmt.Sprintf("recorder %s: the path %s; recording into a new file there, from frame %d", rec.Path, what, next))
 		}
 		f.Close()
+		watch.Close()
 		if f, fi, size, err = rec.open(ctx); err != nil {
 			return err // started again with backoff, at next
 		}
+		watch, _ = watchLinks(rec.Path)
 		cw.w, cw.n, whole, full = f, size, size, false
 		bw.Reset(cw)
 		return nil

@@ -844,12 +844,21 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 // while the recorder runs: the recorder went on appending to the file it
 // had open, so the recording went on in the moved file, or in a removed
 // one that no directory showed and whose space was never given back,
-// while ctl sinks counted the frames as recorded. It now notices within a
-// second and goes on in a new file at the path, every frame in one file
-// or the other.
+// while ctl sinks counted the frames as recorded. It now notices and goes
+// on in a new file at the path, every frame in one file or the other:
+// woken by inotify (the periodic check an hour away here), or without it
+// at the periodic check.
 func TestRecorderNewFileWhenMoved(t *testing.T) {
-	for _, how := range []string{"renamed", "removed"} {
-		t.Run(how, func(t *testing.T) {
+	for _, tc := range []struct{ mode, how string }{{"inotify", "renamed"}, {"inotify", "removed"}, {"periodic", "renamed"}, {"periodic", "removed"}} {
+		how := tc.how
+		t.Run(tc.mode+"/"+how, func(t *testing.T) {
+			interval := recorderCheckInterval
+			if tc.mode == "inotify" {
+				recorderCheckInterval = time.Hour
+			} else {
+				inotifyOff.Store(true)
+			}
+			t.Cleanup(func() { recorderCheckInterval = interval; inotifyOff.Store(false) }) // (after the runtime stops: inproc's cleanup runs first)
 			e := newEnv(t)
 			out := filepath.Join(e.dir, "rec.bin")
 			rt, logb, stop := inproc(t, recorderConfig(out, 0))

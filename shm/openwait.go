@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 // OpenContext is Open for a ring that may not exist yet: while no segment
@@ -44,21 +46,45 @@ func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring,
 	for {
 		// Watch first, then look: a ring created in between is seen
 		// by Open, one created after it wakes the watch.
-		w, werr := watchCreate(o.Dir, FilePrefix+name)
+		w, werr := sys.WatchInode(o.Dir, sys.WatchEntries, FilePrefix+name)
 		r, err := Open(name, opts)
 		if err == nil || !errors.Is(err, os.ErrNotExist) || errors.Is(werr, os.ErrNotExist) {
 			// Found, or an error waiting cannot mend (the directory
 			// itself missing is one: Open's error names it).
-			w.close()
+			w.Close()
 			return r, err
 		}
 		// Without a watch (out of inotify instances or watches), wait
 		// looks again every 250 ms instead.
-		err = w.wait(ctx, 250*time.Millisecond)
-		w.close()
+		err = waitWatch(ctx, w, 250*time.Millisecond)
+		w.Close()
 		if err != nil {
 			return nil, &OpError{"open", name, fmt.Errorf("waiting for %s to be created: %w", path, err)}
 		}
+	}
+}
+
+// waitWatch returns nil once w's file may have appeared (or the watch can
+// no longer tell: the directory moved or went, the event queue
+// overflowed), or after maxSleep without an event, and an error matching
+// ctx.Err() once ctx is done. Without a watch (w nil) it waits poll.
+func waitWatch(ctx context.Context, w *sys.Watch, poll time.Duration) error {
+	if w == nil {
+		return sleepCtx(ctx, poll)
+	}
+	// Look again after maxSleep without an event too, as every sleep of
+	// this package does: a watch can miss the ring (a segment directory
+	// named through a symbolic link that was pointed elsewhere during the
+	// wait, a file system that reports no events).
+	t := time.NewTimer(maxSleep())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	case <-w.C():
+		return w.Err() // a broken instance ends its waits
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
 func init() {
@@ -99,8 +101,8 @@ func childOneInotify() int {
 			return fail("%v", err)
 		}
 	}
-	if fds := inotifyFds(); len(fds) != 0 || inotifyReaders.Load() != 0 {
-		return fail("inotify descriptors %v and %d reading goroutines after the waits", fds, inotifyReaders.Load())
+	if fds := inotifyFds(); len(fds) != 0 || sys.InotifyReaders() != 0 {
+		return fail("inotify descriptors %v and %d reading goroutines after the waits", fds, sys.InotifyReaders())
 	}
 	return 0
 }
@@ -131,15 +133,8 @@ func childCreatorMany() int {
 }
 
 // watchingWaits is the number of OpenContext waits registered on the
-// process's inotify instance.
-func watchingWaits() int {
-	inw.mu.Lock()
-	defer inw.mu.Unlock()
-	if inw.in == nil {
-		return 0
-	}
-	return inw.in.waits
-}
+// process's inotify instance (in this test binary, its only Watches).
+func watchingWaits() int { return sys.InotifyWatches() }
 
 // inotifyFds lists the descriptors of this process that are inotify
 // instances.
@@ -200,7 +195,7 @@ func noWaitLeft(t *testing.T, goroutines int) {
 	if fds := inotifyFds(); len(fds) != 0 {
 		t.Errorf("inotify descriptors %v still open after every wait ended", fds)
 	}
-	if n := inotifyReaders.Load(); n != 0 {
+	if n := sys.InotifyReaders(); n != 0 {
 		t.Errorf("%d inotify reading goroutines after every wait ended", n)
 	}
 	eventuallyTrue(t, fmt.Sprintf("goroutines back to %d (%d now)", goroutines, runtime.NumGoroutine()),
@@ -412,20 +407,14 @@ func TestOpenContextQueueOverflow(t *testing.T) {
 	defer cancel()
 	ch := openReaderAsync(ctx, "overflow", nil)
 	eventuallyTrue(t, "the wait watching", func() bool { return watchingWaits() == 1 })
-	inw.mu.Lock()
-	held := true
-	defer func() {
-		if held {
-			inw.mu.Unlock()
-		}
-	}()
+	release := sys.HoldInotifyEvents()
+	defer release()
 	for i := 0; i <= queued; i++ {
 		if err := os.Symlink("x", filepath.Join(dir, "f"+strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	createAndWrite(t, "overflow", SegmentOptions{})
-	held = false
-	inw.mu.Unlock()
+	release()
 	expectHello(t, ctx, ch)
 }

@@ -1,6 +1,7 @@
 // Package sys is the one place in edgeipc that issues raw system calls that
 // golang.org/x/sys does not wrap: futex, POSIX message queues, eventfd
-// helpers and process identity.
+// helpers and process identity; and the process's one shared inotify
+// instance (WatchInode).
 //
 // Each wrapper validates its input, retries EINTR where the call is
 // restartable, keeps its pointer arguments alive with runtime.KeepAlive and
