@@ -263,8 +263,10 @@ func (in *inotifyInstance) dispatch(buf []byte) {
 			}
 			continue
 		}
+		// An event with no name is about the inode itself: it
+		// concerns a Watch with a name too.
 		for w := range node.watches {
-			if ev.Mask&w.mask != 0 && (w.name == "" || w.name == string(name)) {
+			if ev.Mask&w.mask != 0 && (w.name == "" || len(name) == 0 || w.name == string(name)) {
 				w.signal()
 			}
 		}

@@ -195,3 +195,34 @@ func TestWatchInodeErrors(t *testing.T) {
 		t.Fatalf("%d inotify descriptors left after failed watches", fds)
 	}
 }
+
+// A Watch on a directory with a name is woken by the events it asked for
+// that name that entry, and, as WatchInode says, by those of the
+// directory itself: here its own IN_ATTRIB (a chmod of the directory),
+// not the IN_ATTRIB of another entry. Before, the directory's own events
+// were passed on only if they were one of selfEvents (it went, moved,
+// lost its watch), and a chmod of the directory was dropped.
+func TestWatchInodeNamedGetsDirectoryEvents(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := WatchInode(dir, WatchEntries|unix.IN_ATTRIB, "ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := os.Chmod(other, 0o640); err != nil { // IN_ATTRIB naming "other"
+		t.Fatal(err)
+	}
+	if !quiet(w) {
+		t.Fatal("woken by a chmod of another entry")
+	}
+	if err := os.Chmod(dir, 0o750); err != nil { // IN_ATTRIB of the directory itself
+		t.Fatal(err)
+	}
+	if !woken(w) {
+		t.Fatal("not woken by a chmod of the directory itself, an event it asked for")
+	}
+}
