@@ -306,15 +306,17 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		return err
 	}
 	defer func() { f.Close() }() // the file appended to last (see reopen)
-	// The path is checked at once when inotify says the file lost a link
-	// (removed, renamed over) or moved, or else every second: a removed
-	// file loses the frames appended to it meanwhile. (Without inotify,
-	// the periodic check alone.)
-	watch, _ := watchLinks(rec.Path)
-	defer func() { watch.Close() }()
 	if afterRecorderScan != nil {
 		afterRecorderScan()
 	}
+	// The path is checked at once when inotify says the file lost a link
+	// (removed, renamed over) or moved, or else every second: a removed
+	// file loses the frames appended to it meanwhile. (Without inotify,
+	// the periodic check alone.) The watch is made after the file was
+	// opened and scanned, which can take long: a move in between woke no
+	// watch, so the first flush checks too (lastCheck below).
+	watch, _ := watchLinks(rec.Path)
+	defer func() { watch.Close() }()
 	from := shm.Newest
 	if rec.resume {
 		from = shm.Oldest // and skip to resumeAt
@@ -394,7 +396,8 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	}
 	full := false
 	var corrupt uint32 // slots skipped as corrupt since the last frame read
-	lastFlush, lastCheck := time.Now(), time.Now()
+	// (lastCheck zero: the first flush checks.)
+	lastFlush, lastCheck := time.Now(), time.Time{}
 	checkErr := "" // why the path could not be checked last time ("": it could)
 	// flushCheck flushes and, every recorderCheckInterval or when the
 	// watch woke, checks that the path still names the file: one moved
@@ -453,6 +456,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 			return err // started again with backoff, at next
 		}
 		watch, _ = watchLinks(rec.Path)
+		lastCheck = time.Time{} // (the new file was opened before the watch was made)
 		cw.w, cw.n, whole, full = f, size, size, false
 		bw.Reset(cw)
 		return nil

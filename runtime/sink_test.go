@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -837,6 +838,56 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 				t.Fatalf("recorded from %d, want from 3: the ring held every frame published during the check", first)
 			}
 		})
+	}
+}
+
+// A recording moved away while the recorder opened and scanned it (a
+// rotation that comes as the runtime starts): the watch, made after the
+// scan, was on the new name's inode, and nothing woke the recorder until
+// its periodic check (an hour away here). The first flush now checks the
+// path, and the recording goes on in a new file there.
+func TestRecorderMovedDuringScan(t *testing.T) {
+	interval := recorderCheckInterval
+	recorderCheckInterval = time.Hour
+	t.Cleanup(func() { recorderCheckInterval = interval })
+	dir := t.TempDir()
+	r, err := shm.Create("scanmv", shm.Config{Slots: 16, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	out := filepath.Join(dir, "rec.bin")
+	var once sync.Once
+	afterRecorderScan = func() {
+		once.Do(func() {
+			if err := os.Rename(out, out+".1"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(func() { afterRecorderScan = nil })
+	rec := &Recorder{Path: out}
+	drain := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(context.Background(), r, drain) }()
+	eventually(t, "the recorder to join", func() bool { return len(r.Inspect().Readers) == 1 })
+	eventually(t, "a new file at the path", func() bool { _, err := os.Stat(out); return err == nil })
+	for i := range 3 {
+		if _, err := w.WriteFrame(1, 0, fmt.Appendf(nil, "a%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(drain)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(readRecords(t, out), ","); got != "a0,a1,a2" {
+		t.Fatalf("records in the new file %q, want \"a0,a1,a2\"", got)
 	}
 }
 

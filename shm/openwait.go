@@ -18,10 +18,11 @@ import (
 // meanwhile, a file system without inotify events; out of inotify
 // instances or watches, it looks every 250 ms), and
 // returns an error matching ctx.Err() once ctx is done. All the waits of
-// a process share one inotify instance, with one watch per directory, and
-// one goroutine that reads it: a process waiting for hundreds of rings
-// takes one of the user's instances (fs.inotify.max_user_instances, 128
-// by default), and gives it back once its last wait ends. Any other error of
+// a process (and its other inotify watches, such as a runtime's) share one
+// inotify instance, with one watch per directory, and one goroutine that
+// reads it: a process waiting for hundreds of rings takes one of the
+// user's instances (fs.inotify.max_user_instances, 128 by default), and
+// gives it back once its last wait (or other watch) ends. Any other error of
 // Open (a segment that is not a ring, a foreign owner, a corrupt header, a
 // missing segment directory) is returned at once. The segment directory
 // is the one named when it is called (opts.Dir, else $EDGEIPC_SHM_DIR,
