@@ -331,8 +331,12 @@ func openDummy(path string, id fifoID) (int, error) {
 // (EOF: no writer has it open). If the FIFO at the path is one that the
 // source made again (remakeFIFO) after the one the run reads was removed,
 // the error says removed (errFIFORemoved), not replaced: the watch may
-// have made it in the moment before the run saw that its FIFO was gone.
+// have made it in the moment before the run saw that its FIFO was gone
+// (remaking: even before it recorded it, or opened its read end, which
+// makes openDummy fail with ENXIO).
 func (ss *sourceState) reopenDummy(path string, id fifoID) (int, error) {
+	ss.remaking.Lock()
+	defer ss.remaking.Unlock()
 	fd, err := openDummy(path, id)
 	if errors.Is(err, errFIFOReplaced) {
 		if last, ok := ss.lastRemade(); ok && fifoAt(path, last) == "" {
@@ -372,6 +376,8 @@ func holdFIFO(path string, id fifoID) *os.File {
 // source is left as it was, and its next run's openFIFO finds what is
 // there and says so. It reports whether it made the FIFO.
 func (ss *sourceState) remakeFIFO() bool {
+	ss.remaking.Lock()
+	defer ss.remaking.Unlock()
 	c := ss.cfg
 	failed := func(err error) {
 		ss.rt.log.Warn(fmt.Sprintf("source %s: FIFO %s was removed; could not create it again at once (%v); the source tries again once it has read what the removed one holds", c.Name, c.Path, err))
@@ -384,6 +390,9 @@ func (ss *sourceState) remakeFIFO() bool {
 	if err := unix.Mkfifo(c.Path, 0o600); err != nil {
 		failed(&os.PathError{Op: "mkfifo", Path: c.Path, Err: err})
 		return false
+	}
+	if afterRemakeMkfifo != nil {
+		afterRemakeMkfifo()
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(c.Path, &st); err != nil {
@@ -408,6 +417,10 @@ func (ss *sourceState) remakeFIFO() bool {
 	ss.rt.log.Info(fmt.Sprintf("source %s: FIFO %s was removed; created it again at once: what writers write into it is read once the source has read what the removed one holds", c.Name, c.Path))
 	return true
 }
+
+// afterRemakeMkfifo, if set (by tests), runs when remakeFIFO has made the
+// FIFO, before it opens and records it.
+var afterRemakeMkfifo func()
 
 // takeRemade returns the oldest FIFO that remakeFIFO created and its id,
 // and leaves it to the caller (nil if there is none); more reports whether

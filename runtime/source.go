@@ -65,6 +65,10 @@ type sourceState struct {
 	// the next runs read in turn (takeRemade). Only the last one can
 	// still be at the path. releaseHeld closes them too.
 	remade []remadeFIFO
+	// remaking is held by remakeFIFO from its mkfifo until the FIFO is
+	// in remade, and by reopenDummy: a FIFO the watch has made but not
+	// yet recorded is never taken for another one.
+	remaking sync.Mutex
 	// carry is what the source this one replaces (same FIFO, same
 	// framing) had read but not decoded when it stopped: the start of a
 	// record whose rest is still in the FIFO. The first run decodes it
