@@ -648,9 +648,10 @@ func TestSleepIsBounded(t *testing.T) {
 	}
 	defer ev.Close()
 	// One ring per wake-up kind: the lost wake-up is simulated by zeroing
-	// the sleeper count under the sleeping reader, whose own decrement
-	// then leaves the count at 2^32-1 (until a writer repairs it), and
-	// that must not leak into the other case.
+	// the sleeper count under the sleeping reader, as a repair that took
+	// a live sleeper's count does. Its own decrement then must leave the
+	// count at 0: it left 2^32-1, which the next sleeper's add made 0, so
+	// that every later sleep lasted maxSleep (TestSoak/block saw it).
 	for _, eventfd := range []bool{false, true} {
 		name, opts := "bounded-futex", (*ReaderOptions)(nil)
 		if eventfd {
@@ -687,6 +688,9 @@ func TestSleepIsBounded(t *testing.T) {
 			}
 		case <-time.After(maxSleep() + scale(5*time.Second)):
 			t.Fatalf("reader (eventfd %v) still asleep %v after a lost wake-up", eventfd, maxSleep()+scale(5*time.Second))
+		}
+		if c := atomic.LoadUint32(count); c != 0 {
+			t.Fatalf("sleeper count %d (eventfd %v) after the reader woke, want 0", c, eventfd)
 		}
 		rd.Close()
 		w.Close()
