@@ -1241,7 +1241,11 @@ func publishSilently(r *shm.Ring, seq uint32, i int) {
 
 // TestForeignReaderSleepIsBounded: a consumer that waits without a timeout
 // sleeps in bounded futex waits (here bounded to 200 ms with -m), so a
-// frame published without a wake-up reaches it late instead of never.
+// frame published without a wake-up reaches it late instead of never. Its
+// count is taken from under it, as a writer's repair can (docs/abi.md,
+// Sleeping): its own subtract must then leave sleepers at 0. A plain
+// subtract left 2^32-1, which the next sleeper's add made 0, so that every
+// later sleep lasted its bound.
 func TestForeignReaderSleepIsBounded(t *testing.T) {
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {
@@ -1256,10 +1260,14 @@ func TestForeignReaderSleepIsBounded(t *testing.T) {
 			}
 			c.until("the consumer counted in sleepers", func() bool { return word(r, hSleepers) == 1 })
 			time.Sleep(50 * time.Millisecond) // between sleepers++ and the syscall
+			setWord(r, hSleepers, 0)          // taken by a repair
 			publishSilently(r, 0, 0)
 			checkFrame(t, c.frame(), 0, 0, r.SlotPayload(), 0)
 			c.expect("done frames=1 lost=0")
 			c.wait()
+			if n := word(r, hSleepers); n != 0 {
+				t.Errorf("sleepers %d after the consumer woke, want 0", n)
+			}
 		})
 	}
 }

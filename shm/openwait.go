@@ -70,14 +70,15 @@ func OpenContext(ctx context.Context, name string, opts *SegmentOptions) (*Ring,
 // overflowed), or after maxSleep without an event, and an error matching
 // ctx.Err() once ctx is done. Without a watch (w nil) it waits poll.
 func waitWatch(ctx context.Context, w *sys.Watch, poll time.Duration) error {
+	// With a watch, look again after maxSleep without an event too, as
+	// every sleep of this package does: a watch can miss the ring (a
+	// segment directory named through a symbolic link that was pointed
+	// elsewhere during the wait, a file system that reports no events).
+	d := maxSleep()
 	if w == nil {
-		return sleepCtx(ctx, poll)
+		d = poll // and w.C() is nil: it never receives
 	}
-	// Look again after maxSleep without an event too, as every sleep of
-	// this package does: a watch can miss the ring (a segment directory
-	// named through a symbolic link that was pointed elsewhere during the
-	// wait, a file system that reports no events).
-	t := time.NewTimer(maxSleep())
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -95,16 +96,4 @@ func waitWatch(ctx context.Context, w *sys.Watch, poll time.Duration) error {
 func OpenReaderContext(ctx context.Context, name string, sopts *SegmentOptions, opts *ReaderOptions) (*Reader, error) {
 	r, err := OpenContext(ctx, name, sopts)
 	return ownReader(r, err, opts)
-}
-
-// sleepCtx waits d, or returns ctx.Err() once ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

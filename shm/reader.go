@@ -416,7 +416,7 @@ func (rd *Reader) sleep(ws waitSpec, h uint32) error {
 		if atomic.LoadUint32(&hdr.Head) == h && !rd.closed.Load() {
 			err = rd.ev.waitMax(ws, maxSleep())
 		}
-		uncount(&hdr.EvSleepers)
+		decrSaturating(&hdr.EvSleepers)
 		return err
 	}
 	atomic.AddUint32(&hdr.Sleepers, 1)
@@ -424,24 +424,8 @@ func (rd *Reader) sleep(ws waitSpec, h uint32) error {
 	if atomic.LoadUint32(&hdr.Head) == h && !rd.closed.Load() {
 		err = futexSleep(&hdr.Head, h, ws, maxSleep(), &rd.cw)
 	}
-	uncount(&hdr.Sleepers)
+	decrSaturating(&hdr.Sleepers)
 	return err
-}
-
-// uncount takes a sleeper's 1 off count, unless count is 0. A writer's
-// repair can take a live sleeper's count (forgetSleeper: a reader killed
-// flagged asleep but not yet counted, or already uncounted); a plain
-// subtract then wrapped the count to 2^32-1, which the next sleeper's add
-// made 0, so that the writer woke nobody and each sleep lasted maxSleep
-// until a repair reset the garbage (seen in TestSoak/block). Clamped, the
-// loss is one late wake.
-func uncount(count *uint32) {
-	for {
-		v := atomic.LoadUint32(count)
-		if v == 0 || atomic.CompareAndSwapUint32(count, v, v-1) {
-			return
-		}
-	}
 }
 
 // next finds the frame at the cursor, skipping frames the writer has

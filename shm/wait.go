@@ -150,7 +150,13 @@ func semPost(value, waiters *uint32) (posted bool, woke int) {
 }
 
 // decrSaturating subtracts 1 from *c unless it is 0: a count reset by a
-// repair (see Semaphore.Post) must not wrap to 2^32-1.
+// repair must not wrap to 2^32-1. Semaphore.Post's repair resets waiter
+// counts; a writer's repair can take a live sleeper's count
+// (forgetSleeper: a reader killed flagged asleep but not yet counted, or
+// already uncounted). A plain subtract then wrapped the sleeper count,
+// which the next sleeper's add made 0, so that the writer woke nobody and
+// each sleep lasted maxSleep until a repair reset the garbage (seen in
+// TestSoak/block). Clamped, the loss is one late wake.
 func decrSaturating(c *uint32) {
 	for {
 		v := atomic.LoadUint32(c)

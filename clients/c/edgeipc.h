@@ -457,6 +457,17 @@ static inline void edgeipc__forget_sleeper(edgeipc_ring *r, size_t e)
 		;
 }
 
+/* Subtracts a sleeper's or waiter's 1 from *cnt unless it is 0 (docs/abi.md,
+ * Sleeping): a writer's repair can take a live sleeper's count, and a plain
+ * subtract then wrapped the count to 2^32-1, which the next sleeper's add
+ * made 0, so that every later sleep lasted its bound. */
+static inline void edgeipc__uncount(_Atomic uint32_t *cnt)
+{
+	uint32_t v = atomic_load(cnt);
+	while (v != 0 && !atomic_compare_exchange_weak(cnt, &v, v - 1))
+		;
+}
+
 /* ---- open / validate / close ------------------------------------------ */
 
 static inline int edgeipc_valid_name(const char *name)
@@ -891,7 +902,7 @@ static inline int edgeipc_wait(edgeipc_reader *rd, int timeout_ms)
 		atomic_fetch_add(sl, 1); /* raise before re-checking head (seq_cst) */
 		if (atomic_load(head) == c)
 			rc = edgeipc__futex_wait(head, c, t);
-		atomic_fetch_sub(sl, 1);
+		edgeipc__uncount(sl);
 		atomic_fetch_and(fl, ~EDGEIPC_RF_ASLEEP);
 		if (rc != EDGEIPC_ETIMEDOUT)
 			return 0; /* woken, head changed, or a signal: the caller re-checks */
@@ -1104,7 +1115,7 @@ static inline int edgeipc__wait_space(edgeipc_writer *w, uint32_t s, int64_t dea
 				atomic_fetch_add(waiters, 1);
 				if (atomic_load(val) == 0)
 					edgeipc__futex_wait(val, 0, t);
-				atomic_fetch_sub(waiters, 1);
+				edgeipc__uncount(waiters);
 			}
 		}
 		int64_t now = edgeipc_now_ns();

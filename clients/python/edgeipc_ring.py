@@ -599,6 +599,20 @@ class Ring:
             if self._cas(owner_off, v, me | CLAIM):
                 return True, v
 
+    def _unwrap(self, off):
+        """Add back the 1 that a guard's exit subtracted from the count at off
+        if that wrapped it below 0 (2^31 and up: docs/abi.md, Sleeping). A
+        writer's repair can take a live sleeper's count; the guard subtracts
+        plainly (only a C call runs there without a signal window, and
+        libatomic has no "subtract unless 0"), and a wrapped count, once the
+        next sleeper's add made it 0, made every later sleep last its bound.
+        A sleeper that adds between the guard's exit and this CAS still gets
+        one late wake."""
+        while True:
+            v = self._ld(off)
+            if v < 0x80000000 or self._cas(off, v, v + 1):
+                return
+
     def _forget_sleeper(self, e):
         """Take back the sleeper count a dead holder may have left in reader
         entry e (docs/abi.md, Sleeping); only with the entry claimed. Once:
@@ -984,10 +998,13 @@ class Reader:
             # back. Both with guards, not try/finally: an exception from a
             # signal handler (Ctrl-C) must not leave the count raised, nor
             # the bit set (see _Native.guard).
-            with self._asleep, r._sleeping:  # raise before re-checking head
-                _native.fence()  # store→load: the count before the head re-read (seq_cst)
-                if r.head() == c and not self._closing:  # close() wakes us after setting it
-                    _native.futex_wait(r._addr + H_HEAD, c, t)
+            try:
+                with self._asleep, r._sleeping:  # raise before re-checking head
+                    _native.fence()  # store→load: the count before the head re-read (seq_cst)
+                    if r.head() == c and not self._closing:  # close() wakes us after setting it
+                        _native.futex_wait(r._addr + H_HEAD, c, t)
+            finally:
+                r._unwrap(H_SLEEPERS)
 
     def read_wait(self, timeout=None):
         """read() that waits up to timeout seconds (None: forever); None on timeout."""
@@ -1218,9 +1235,12 @@ class Writer:
                 if deadline is not None:
                     t = min(t, deadline - now)
                 if t > 0:
-                    with r._space_waiting:  # not try/finally: see _Native.guard
-                        if r._ld(H_SPACE_VALUE) == 0 and not self._closing:  # close() wakes us after setting it
-                            _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
+                    try:
+                        with r._space_waiting:  # not try/finally: see _Native.guard
+                            if r._ld(H_SPACE_VALUE) == 0 and not self._closing:  # close() wakes us after setting it
+                                _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
+                    finally:
+                        r._unwrap(H_SPACE_WAITERS)
             now = time.monotonic()
             if now >= next_evict:
                 self._evict_dead()
