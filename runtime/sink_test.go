@@ -767,6 +767,24 @@ func TestRecorderCountsLostOnceAcrossFailure(t *testing.T) {
 	}
 }
 
+// recorderRing creates a ring of slots 64-byte slots in dir for a Recorder
+// that a test runs on its own, and its writer; both close at the end of
+// the test.
+func recorderRing(t *testing.T, dir string, slots int) (*shm.Ring, *shm.Writer) {
+	t.Helper()
+	r, err := shm.Create("rec", shm.Config{Slots: slots, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	w, err := r.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return r, w
+}
+
 // TestRecorderRecordsFramesPublishedDuringScan: a recorder checks the
 // records already in its file before it joins its ring, which takes a
 // while for a large file on an SD card. The frames published meanwhile
@@ -781,16 +799,7 @@ func TestRecorderRecordsFramesPublishedDuringScan(t *testing.T) {
 	}{{"held", 5}, {"lapped", 20}} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			r, err := shm.Create("scan", shm.Config{Slots: 8, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			w, err := r.NewWriter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
+			r, w := recorderRing(t, dir, 8)
 			write := func(n int) {
 				for range n {
 					if _, err := w.WriteFrame(1, 0, []byte("frame")); err != nil {
@@ -851,16 +860,7 @@ func TestRecorderMovedDuringScan(t *testing.T) {
 	recorderCheckInterval = time.Hour
 	t.Cleanup(func() { recorderCheckInterval = interval })
 	dir := t.TempDir()
-	r, err := shm.Create("scanmv", shm.Config{Slots: 16, SlotPayload: 64, Segment: shm.SegmentOptions{Dir: dir}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	w, err := r.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	r, w := recorderRing(t, dir, 16)
 	out := filepath.Join(dir, "rec.bin")
 	var once sync.Once
 	afterRecorderScan = func() {
