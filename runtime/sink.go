@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgeipc/edgeipc/internal/sys"
 	"github.com/edgeipc/edgeipc/runtime/control"
 	"github.com/edgeipc/edgeipc/shm"
 )
@@ -224,6 +225,18 @@ func noteCorrupt(lim *limiter, log interface{ Warn(string, ...any) }, who string
 	}
 }
 
+// watchPath watches the file at rec.Path for losing its link or moving
+// (watchLinks). Without a watch the periodic check is all there is, and
+// the log says why (not when the file is already gone: the check sees
+// that).
+func (rec *Recorder) watchPath() *sys.Watch {
+	w, err := watchLinks(rec.Path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && rec.Log != nil {
+		rec.Log.Warn(fmt.Sprintf("recorder %s: cannot watch it with inotify (%v%s); checking every %v instead that the path still names it", rec.Path, err, inotifyHint(err), recorderCheckInterval))
+	}
+	return w
+}
+
 // recorderCheckInterval is how often a recorder checks that its path
 // still names the file it appends to, when inotify does not wake it
 // first. (A variable for tests.)
@@ -315,7 +328,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 	// the periodic check alone.) The watch is made after the file was
 	// opened and scanned, which can take long: a move in between woke no
 	// watch, so the first flush checks too (lastCheck below).
-	watch, _ := watchLinks(rec.Path)
+	watch := rec.watchPath()
 	defer func() { watch.Close() }()
 	from := shm.Newest
 	if rec.resume {
@@ -455,7 +468,7 @@ func (rec *Recorder) Run(ctx context.Context, ring *shm.Ring, drain <-chan struc
 		if f, fi, size, err = rec.open(ctx); err != nil {
 			return err // started again with backoff, at next
 		}
-		watch, _ = watchLinks(rec.Path)
+		watch = rec.watchPath()
 		lastCheck = time.Time{} // (the new file was opened before the watch was made)
 		cw.w, cw.n, whole, full = f, size, size, false
 		bw.Reset(cw)

@@ -967,6 +967,12 @@ func TestRecorderNewFileWhenMoved(t *testing.T) {
 			if !strings.Contains(logb.String(), "recording into a new file there") {
 				t.Fatalf("the log does not say the recorder started a new file:\n%s", logb.String())
 			}
+			// Without inotify, the log says so, for the first file and
+			// for the new one; with it, never.
+			warn := "recorder " + out + ": cannot watch it with inotify (" + errInotifyOff.Error() + "); checking every"
+			if n, want := strings.Count(logb.String(), warn), map[string]int{"inotify": 0, "periodic": 2}[tc.mode]; n != want {
+				t.Fatalf("the log has %d warnings %q, want %d:\n%s", n, warn, want, logb.String())
+			}
 		})
 	}
 }
