@@ -268,7 +268,7 @@ func watchFIFO(ctx context.Context, fail context.CancelCauseFunc, path string, i
 	defer t.Stop()
 	w, err := watchLinks(path)
 	defer w.Close()
-	if err != nil && !errors.Is(err, unix.ENOENT) { // (gone: the first check says so)
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) { // (gone, as fifoAt sees it: the first check says so)
 		noWatch(err)
 	}
 	if ctx.Err() != nil {

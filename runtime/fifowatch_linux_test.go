@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -456,4 +458,28 @@ func TestPathsWithDotDotAfterSymlink(t *testing.T) {
 		fi, err := os.Stat(filepath.Join(real, "rec.bin"))
 		return err == nil && fi.Size() > 0
 	})
+}
+
+// TestWatchFIFOPathGone: a FIFO whose path is gone by the time watchFIFO
+// adds its watch (removed: ENOENT; its directory replaced by a file:
+// ENOTDIR) is reported removed by the first check. The watch's error is
+// no inotify trouble: ENOTDIR was logged as "cannot watch it with
+// inotify".
+func TestWatchFIFOPathGone(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing"), filepath.Join(file, "fifo")} {
+		ctx, fail := context.WithCancelCause(context.Background())
+		var noWatch error
+		watchFIFO(ctx, fail, path, fifoID{1, 1}, nil, nil, func(err error) { noWatch = err })
+		if noWatch != nil {
+			t.Errorf("%s: watchFIFO said it cannot watch with inotify: %v", path, noWatch)
+		}
+		if cause := context.Cause(ctx); !errors.Is(cause, errFIFORemoved) {
+			t.Errorf("%s: cause %v, want the FIFO removed", path, cause)
+		}
+	}
 }

@@ -227,11 +227,11 @@ func noteCorrupt(lim *limiter, log interface{ Warn(string, ...any) }, who string
 
 // watchPath watches the file at rec.Path for losing its link or moving
 // (watchLinks). Without a watch the periodic check is all there is, and
-// the log says why (not when the file is already gone: the check sees
-// that).
+// the log says why (not when the path is already gone, ENOENT or ENOTDIR:
+// the check sees that).
 func (rec *Recorder) watchPath() *sys.Watch {
 	w, err := watchLinks(rec.Path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) && rec.Log != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) && rec.Log != nil {
 		rec.Log.Warn(fmt.Sprintf("recorder %s: cannot watch it with inotify (%v%s); checking every %v instead that the path still names it", rec.Path, err, inotifyHint(err), recorderCheckInterval))
 	}
 	return w
