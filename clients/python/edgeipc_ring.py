@@ -999,7 +999,7 @@ class Reader:
             # signal handler (Ctrl-C) must not leave the count raised, nor
             # the bit set (see _Native.guard).
             try:
-                with self._asleep, r._sleeping:  # raise before re-checking head
+                with self._asleep, r._sleeping:  # raise before re-checking head; the guards take back, not this try
                     _native.fence()  # store→load: the count before the head re-read (seq_cst)
                     if r.head() == c and not self._closing:  # close() wakes us after setting it
                         _native.futex_wait(r._addr + H_HEAD, c, t)
@@ -1236,7 +1236,7 @@ class Writer:
                     t = min(t, deadline - now)
                 if t > 0:
                     try:
-                        with r._space_waiting:  # not try/finally: see _Native.guard
+                        with r._space_waiting:  # the guard takes the count back, not this try: see _Native.guard
                             if r._ld(H_SPACE_VALUE) == 0 and not self._closing:  # close() wakes us after setting it
                                 _native.futex_wait(r._addr + H_SPACE_VALUE, 0, t)
                     finally:
