@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 )
 
 // writeTry writes frame i's text with TryReserve (block policy: it reports
@@ -340,7 +342,7 @@ func TestNewWriterWakesReadersOfDeadWritersFrame(t *testing.T) {
 	copy(p, "last")
 	sh := w1.slot
 	sh.Length, sh.Seq, sh.Time = 4, base, nanotime()
-	storeRelease(&sh.Stamp, base<<1)
+	atomicx.StoreRelease(&sh.Stamp, base<<1)
 	atomic.StoreUint32(&r.hdr.Head, base+1)
 	w1.held = false
 	w1.Close()
@@ -392,7 +394,7 @@ func TestNotifierWakesReadersOfDeadWritersFrame(t *testing.T) {
 	copy(p, "last")
 	sh := w1.slot
 	sh.Length, sh.Seq, sh.Time = 4, base, nanotime()
-	storeRelease(&sh.Stamp, base<<1)
+	atomicx.StoreRelease(&sh.Stamp, base<<1)
 	atomic.StoreUint32(&r.hdr.Head, base+1)
 	w1.held = false
 	w1.Close() // "died" before its wake

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
@@ -543,7 +544,7 @@ func (rd *Reader) advance(c uint32) {
 		// before Release's load of writer_waiting.
 		atomic.StoreUint32(&rd.e.Cursor, c)
 	} else {
-		storeRelease(&rd.e.Cursor, c) // only read by tools
+		atomicx.StoreRelease(&rd.e.Cursor, c) // only read by tools
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 )
 
 // TestSoak is a randomized crash soak with real processes: for each policy
@@ -246,7 +248,7 @@ func childSoakWriter() int {
 			// its stamp, and the next writer must publish it.
 			sh := w.slot
 			sh.Length, sh.Type, sh.Flags, sh.Time, sh.Seq = uint32(ln), 0, 0, nanotime(), s
-			storeRelease(&sh.Stamp, s<<1)
+			atomicx.StoreRelease(&sh.Stamp, s<<1)
 			st.Crashed = true
 			writeJSONFile(status, st)
 			time.Sleep(time.Hour)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 )
 
 // TestReadAfterStampedCrashHonoursDeadline: a writer died between a
@@ -44,7 +46,7 @@ func TestReadAfterStampedCrashHonoursDeadline(t *testing.T) {
 	}
 	sh := w.slot
 	sh.Length, sh.Seq, sh.Time = 1, s, nanotime()
-	storeRelease(&sh.Stamp, s<<1)
+	atomicx.StoreRelease(&sh.Stamp, s<<1)
 	buf := make([]byte, 64)
 	for want := uint32(0); want <= s; want++ {
 		f, err := rd.ReadIntoDeadline(time.Now().Add(scale(5*time.Second)), buf)

@@ -1,14 +1,5 @@
 #include "textflag.h"
 
-// func storeRelease(addr *uint32, v uint32)
-// On amd64 (TSO) a plain MOV is a release store: no earlier load or store
-// passes it. Being assembly, the call is also a compiler barrier.
-TEXT ·storeRelease(SB),NOSPLIT,$0-12
-	MOVQ	addr+0(FP), AX
-	MOVL	v+8(FP), BX
-	MOVL	BX, 0(AX)
-	RET
-
 // func ntFence()
 TEXT ·ntFence(SB),NOSPLIT,$0-0
 	MFENCE

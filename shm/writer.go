@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 	"github.com/edgeipc/edgeipc/internal/sys"
 )
 
@@ -305,7 +306,7 @@ func (w *Writer) CommitWith(typ, flags uint32) (uint32, error) {
 	sh.Flags = flags
 	sh.Time = now
 	sh.Seq = s
-	storeRelease(&sh.Stamp, s<<1)
+	atomicx.StoreRelease(&sh.Stamp, s<<1)
 	atomic.StoreUint32(&w.h.Head, s+1) // seq_cst: ordered before the loads of the sleeper counts
 	w.seq = s + 1
 	w.held = false
@@ -363,7 +364,7 @@ func (w *Writer) openNext(s uint32) {
 // before any store to its payload or header: a reader that copied the
 // frame one lap back then sees its stamp change and discards the copy.
 func (w *Writer) markWriting(sh *slotHeader, s uint32) {
-	storeRelease(&sh.Stamp, s<<1|stampWriting)
+	atomicx.StoreRelease(&sh.Stamp, s<<1|stampWriting)
 	storeFence(&w.fence)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgeipc/edgeipc/internal/atomicx"
 	"github.com/edgeipc/edgeipc/shm"
 )
 
@@ -22,8 +23,11 @@ import (
 // same spin with the CPU's pause hint. They measure what Go itself costs
 // on this machine, so that ring-spin's distance from C can be split into
 // the language's share (go-spin against c-spin) and the ring's
-// (ring-spin against go-spin-ts). The stores are Go's atomic.StoreUint32
-// (sequentially consistent), the one a Go program would write.
+// (ring-spin against go-spin-ts). The sequence words are published with
+// a release store (atomicx.StoreRelease), as c-spin's st() does and as the
+// ring publishes its slot stamps: sync/atomic's sequentially consistent
+// store is a locked XCHG on amd64, and between two cores that alone made
+// this case about 1.5x c-spin (docs/performance.md, "Go's own share").
 
 // goSpinStop is the sequence value that tells the echo side to exit (STOP
 // in c/common.h).
@@ -131,7 +135,7 @@ func goSpinPingPong(stamp bool) func(ctx context.Context, h *harness, size int) 
 			if stamp {
 				*m.pingTS = shm.Now()
 			}
-			atomic.StoreUint32(m.ping, i)
+			atomicx.StoreRelease(m.ping, i)
 			if _, err := spinUntil(m.pong, i, true, stop); err != nil {
 				return err
 			}
@@ -184,7 +188,7 @@ func goSpinEcho(stamp bool) func(ctx context.Context, c *childCfg) error {
 			if stamp {
 				*m.pongTS = shm.Now()
 			}
-			atomic.StoreUint32(m.pong, s)
+			atomicx.StoreRelease(m.pong, s)
 			last = s
 		}
 	}
